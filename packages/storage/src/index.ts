@@ -1,0 +1,2 @@
+// @streambus/storage: public entry. See README.md and ../../docs for what this package owns.
+export const PACKAGE_NAME = '@streambus/storage';
