@@ -1,2 +1,2 @@
-// @streambus/protocol: public entry. See README.md and ../../docs for what this package owns.
-export const PACKAGE_NAME = '@streambus/protocol';
+// @streambus/protocol: pure formats shared by broker and client. No sockets, no files.
+export * from './errors.js';
