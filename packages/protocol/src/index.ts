@@ -1,2 +1,36 @@
 // @streambus/protocol: pure formats shared by broker and client. No sockets, no files.
+
+export {
+  Compression,
+  type CompressionCodec,
+  compress,
+  compressionName,
+  DEFAULT_MAX_UNCOMPRESSED_BYTES,
+  decompress,
+} from './compression.js';
+export { crc32c } from './crc32c.js';
 export * from './errors.js';
+export {
+  BatchAttributes,
+  BatchField,
+  batchSizeAt,
+  type DecodeBatchOptions,
+  type DecodedBatch,
+  type DecodedRecord,
+  decodeRecordBatch,
+  type EncodeBatchOptions,
+  encodeRecordBatch,
+  RECORD_BATCH_HEADER_BYTES,
+  RECORD_BATCH_MAGIC,
+  RECORD_BATCH_MIN_LENGTH,
+  type RecordBatchHeader,
+  type RecordHeader,
+  type RecordInput,
+  readBatchHeader,
+  setBaseOffset,
+  setPartitionLeaderEpoch,
+  splitBatches,
+  validateBatch,
+  verifyBatchCrc,
+} from './record-batch.js';
+export * from './wire/index.js';

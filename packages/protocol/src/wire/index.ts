@@ -1,0 +1,6 @@
+// The native wire protocol: frames, message schemas and body codecs.
+export * from './codec.js';
+export * from './frame.js';
+export * from './messages.js';
+export type { Infer, Schema } from './schema.js';
+export * as schema from './schema.js';

@@ -1,0 +1,378 @@
+// The native protocol's APIs: keys, supported versions, and the schema of every request and
+// response body. Types are inferred from the schemas, so what TypeScript sees is what the wire
+// check enforces. Versions start at 0; a new field is added as `optional` within a version, a
+// changed meaning takes a new version (and a range bump in API_VERSION_RANGES).
+//
+// Conventions shared by all messages:
+// - Offsets and timestamps are int64 restricted to safe integers; -1 means "none".
+// - Per-partition results carry their own `errorCode` (0 = success) and an optional
+//   `errorMessage`; a whole-request failure is an ERROR frame with an ErrorBody instead.
+// - Record batches travel as `bytes`: one or more RecordBatch v2 back to back, untouched.
+import {
+  array,
+  bool,
+  bytes,
+  dict,
+  type Infer,
+  int,
+  int16,
+  int32,
+  int64,
+  literal,
+  nullable,
+  object,
+  optional,
+  string,
+} from './schema.js';
+
+export const ApiKey = {
+  API_VERSIONS: 0,
+  METADATA: 1,
+  CREATE_TOPICS: 2,
+  DELETE_TOPICS: 3,
+  DESCRIBE_CONFIGS: 4,
+  ALTER_CONFIGS: 5,
+  PRODUCE: 6,
+  FETCH: 7,
+  LIST_OFFSETS: 8,
+  DELETE_RECORDS: 9,
+  INIT_PRODUCER_ID: 10,
+} as const;
+export type ApiKeyName = keyof typeof ApiKey;
+export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
+
+export const API_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
+  Object.entries(ApiKey).map(([name, key]) => [key, name.toLowerCase()]),
+);
+
+/** The versions this build implements for each API, as both ends advertise them. */
+export const API_VERSION_RANGES: Readonly<
+  Record<ApiKeyValue, { readonly min: number; readonly max: number }>
+> = {
+  [ApiKey.API_VERSIONS]: { min: 0, max: 0 },
+  [ApiKey.METADATA]: { min: 0, max: 0 },
+  [ApiKey.CREATE_TOPICS]: { min: 0, max: 0 },
+  [ApiKey.DELETE_TOPICS]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_CONFIGS]: { min: 0, max: 0 },
+  [ApiKey.ALTER_CONFIGS]: { min: 0, max: 0 },
+  [ApiKey.PRODUCE]: { min: 0, max: 0 },
+  [ApiKey.FETCH]: { min: 0, max: 0 },
+  [ApiKey.LIST_OFFSETS]: { min: 0, max: 0 },
+  [ApiKey.DELETE_RECORDS]: { min: 0, max: 0 },
+  [ApiKey.INIT_PRODUCER_ID]: { min: 0, max: 0 },
+};
+
+/** Limits on message shapes (the frame size bounds the bytes). */
+export const TOPIC_NAME_LENGTH_MAX = 249;
+const TOPICS_MAX = 10_000;
+const PARTITIONS_MAX = 100_000;
+const CONFIG_VALUE_LENGTH_MAX = 4096;
+
+const topicName = string(TOPIC_NAME_LENGTH_MAX);
+const partitionIndex = int(0, PARTITIONS_MAX - 1);
+const errorFields = { errorCode: int32(), errorMessage: optional(string(4096)) };
+
+/** Special ListOffsets timestamps, as in Kafka. */
+export const OffsetSpec = { LATEST: -1, EARLIEST: -2 } as const;
+
+/** Body of a frame flagged ERROR: the whole request failed. */
+export const ErrorBodySchema = object({ errorCode: int32(), errorMessage: string(4096) });
+export type ErrorBody = Infer<typeof ErrorBodySchema>;
+
+// --- ApiVersions --------------------------------------------------------------------------------
+export const ApiVersionsRequestSchema = object({
+  clientSoftwareName: optional(string(256)),
+  clientSoftwareVersion: optional(string(256)),
+});
+export const ApiVersionsResponseSchema = object({
+  ...errorFields,
+  apis: array(object({ apiKey: int(0, 0xffff), minVersion: int16(), maxVersion: int16() }), 1024),
+  brokerVersion: string(256),
+  nodeId: int32(),
+});
+
+// --- Metadata -----------------------------------------------------------------------------------
+export const MetadataRequestSchema = object({
+  /** null = every topic. */
+  topics: nullable(array(topicName, TOPICS_MAX)),
+});
+const PartitionMetadataSchema = object({
+  ...errorFields,
+  partition: partitionIndex,
+  leaderId: int32(),
+  leaderEpoch: int32(),
+  replicas: array(int32(), 1024),
+  isr: array(int32(), 1024),
+});
+export const MetadataResponseSchema = object({
+  clusterId: string(256),
+  controllerId: int32(),
+  brokers: array(
+    object({
+      nodeId: int32(),
+      host: string(1024),
+      port: int(0, 65535),
+      rack: nullable(string(256)),
+    }),
+    10_000,
+  ),
+  topics: array(
+    object({
+      ...errorFields,
+      name: topicName,
+      partitions: array(PartitionMetadataSchema, PARTITIONS_MAX),
+    }),
+    TOPICS_MAX,
+  ),
+});
+
+// --- CreateTopics / DeleteTopics ------------------------------------------------------------------
+export const CreateTopicsRequestSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      /** -1 = the broker's default. */
+      partitions: int(-1, PARTITIONS_MAX),
+      /** -1 = the broker's default. */
+      replicationFactor: int16(),
+      configs: dict(string(CONFIG_VALUE_LENGTH_MAX), 1000),
+    }),
+    TOPICS_MAX,
+  ),
+  timeoutMs: int32(),
+  validateOnly: optional(bool()),
+});
+const TopicResultSchema = object({ ...errorFields, name: topicName });
+export const CreateTopicsResponseSchema = object({ topics: array(TopicResultSchema, TOPICS_MAX) });
+
+export const DeleteTopicsRequestSchema = object({
+  topics: array(topicName, TOPICS_MAX),
+  timeoutMs: int32(),
+});
+export const DeleteTopicsResponseSchema = object({ topics: array(TopicResultSchema, TOPICS_MAX) });
+
+// --- DescribeConfigs / AlterConfigs ---------------------------------------------------------------
+export const DescribeConfigsRequestSchema = object({ topics: array(topicName, TOPICS_MAX) });
+export const ConfigEntrySchema = object({
+  name: string(256),
+  value: nullable(string(CONFIG_VALUE_LENGTH_MAX)),
+  isDefault: bool(),
+  readOnly: bool(),
+});
+export const DescribeConfigsResponseSchema = object({
+  topics: array(
+    object({ ...errorFields, name: topicName, configs: array(ConfigEntrySchema, 1000) }),
+    TOPICS_MAX,
+  ),
+});
+export const AlterConfigsRequestSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      /** A null value resets the key to its default. */
+      configs: dict(nullable(string(CONFIG_VALUE_LENGTH_MAX)), 1000),
+    }),
+    TOPICS_MAX,
+  ),
+  validateOnly: optional(bool()),
+});
+export const AlterConfigsResponseSchema = object({ topics: array(TopicResultSchema, TOPICS_MAX) });
+
+// --- Produce --------------------------------------------------------------------------------------
+export const ProduceRequestSchema = object({
+  /** 0: no response (frame flag NO_RESPONSE), 1: leader append, -1: all (durable / committed). */
+  acks: literal(-1, 0, 1),
+  timeoutMs: int32(),
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(object({ partition: partitionIndex, records: bytes() }), PARTITIONS_MAX),
+    }),
+    TOPICS_MAX,
+  ),
+});
+export const ProduceResponseSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        object({
+          ...errorFields,
+          partition: partitionIndex,
+          baseOffset: int64(),
+          logAppendTimeMs: int64(),
+          logStartOffset: int64(),
+        }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+
+// --- Fetch ----------------------------------------------------------------------------------------
+export const FetchRequestSchema = object({
+  /** Long-poll: wait up to this long for minBytes to become available. */
+  maxWaitMs: int32(),
+  minBytes: int32(),
+  maxBytes: int32(),
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        object({ partition: partitionIndex, fetchOffset: int64(), partitionMaxBytes: int32() }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+export const FetchResponseSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        object({
+          ...errorFields,
+          partition: partitionIndex,
+          highWatermark: int64(),
+          logStartOffset: int64(),
+          lastStableOffset: int64(),
+          /** Whole batches; the first one is complete even when larger than partitionMaxBytes. */
+          records: bytes(),
+        }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+
+// --- ListOffsets ----------------------------------------------------------------------------------
+export const ListOffsetsRequestSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        /** timestamp: OffsetSpec.LATEST, OffsetSpec.EARLIEST, or a time in ms. */
+        object({ partition: partitionIndex, timestamp: int64() }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+export const ListOffsetsResponseSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        object({ ...errorFields, partition: partitionIndex, offset: int64(), timestamp: int64() }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+
+// --- DeleteRecords --------------------------------------------------------------------------------
+export const DeleteRecordsRequestSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      /** offset: delete everything below it; -1 = up to the high watermark. */
+      partitions: array(object({ partition: partitionIndex, offset: int64() }), PARTITIONS_MAX),
+    }),
+    TOPICS_MAX,
+  ),
+  timeoutMs: int32(),
+});
+export const DeleteRecordsResponseSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      partitions: array(
+        object({ ...errorFields, partition: partitionIndex, lowWatermark: int64() }),
+        PARTITIONS_MAX,
+      ),
+    }),
+    TOPICS_MAX,
+  ),
+});
+
+// --- InitProducerId -------------------------------------------------------------------------------
+export const InitProducerIdRequestSchema = object({
+  /** To bump the epoch of a known producer id; absent for a new producer. */
+  producerId: optional(int64()),
+  producerEpoch: optional(int16()),
+});
+export const InitProducerIdResponseSchema = object({
+  ...errorFields,
+  producerId: int64(),
+  producerEpoch: int16(),
+});
+
+/** Request and response schemas by API key. */
+export const MESSAGE_SCHEMAS = {
+  [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
+  [ApiKey.METADATA]: { request: MetadataRequestSchema, response: MetadataResponseSchema },
+  [ApiKey.CREATE_TOPICS]: {
+    request: CreateTopicsRequestSchema,
+    response: CreateTopicsResponseSchema,
+  },
+  [ApiKey.DELETE_TOPICS]: {
+    request: DeleteTopicsRequestSchema,
+    response: DeleteTopicsResponseSchema,
+  },
+  [ApiKey.DESCRIBE_CONFIGS]: {
+    request: DescribeConfigsRequestSchema,
+    response: DescribeConfigsResponseSchema,
+  },
+  [ApiKey.ALTER_CONFIGS]: {
+    request: AlterConfigsRequestSchema,
+    response: AlterConfigsResponseSchema,
+  },
+  [ApiKey.PRODUCE]: { request: ProduceRequestSchema, response: ProduceResponseSchema },
+  [ApiKey.FETCH]: { request: FetchRequestSchema, response: FetchResponseSchema },
+  [ApiKey.LIST_OFFSETS]: { request: ListOffsetsRequestSchema, response: ListOffsetsResponseSchema },
+  [ApiKey.DELETE_RECORDS]: {
+    request: DeleteRecordsRequestSchema,
+    response: DeleteRecordsResponseSchema,
+  },
+  [ApiKey.INIT_PRODUCER_ID]: {
+    request: InitProducerIdRequestSchema,
+    response: InitProducerIdResponseSchema,
+  },
+} as const;
+
+type Schemas = typeof MESSAGE_SCHEMAS;
+/** The request body type of an API: `RequestOf<typeof ApiKey.PRODUCE>`. */
+export type RequestOf<K extends ApiKeyValue> = Infer<Schemas[K]['request']>;
+export type ResponseOf<K extends ApiKeyValue> = Infer<Schemas[K]['response']>;
+
+export type ApiVersionsRequest = RequestOf<typeof ApiKey.API_VERSIONS>;
+export type ApiVersionsResponse = ResponseOf<typeof ApiKey.API_VERSIONS>;
+export type MetadataRequest = RequestOf<typeof ApiKey.METADATA>;
+export type MetadataResponse = ResponseOf<typeof ApiKey.METADATA>;
+export type CreateTopicsRequest = RequestOf<typeof ApiKey.CREATE_TOPICS>;
+export type CreateTopicsResponse = ResponseOf<typeof ApiKey.CREATE_TOPICS>;
+export type DeleteTopicsRequest = RequestOf<typeof ApiKey.DELETE_TOPICS>;
+export type DeleteTopicsResponse = ResponseOf<typeof ApiKey.DELETE_TOPICS>;
+export type DescribeConfigsRequest = RequestOf<typeof ApiKey.DESCRIBE_CONFIGS>;
+export type DescribeConfigsResponse = ResponseOf<typeof ApiKey.DESCRIBE_CONFIGS>;
+export type AlterConfigsRequest = RequestOf<typeof ApiKey.ALTER_CONFIGS>;
+export type AlterConfigsResponse = ResponseOf<typeof ApiKey.ALTER_CONFIGS>;
+export type ProduceRequest = RequestOf<typeof ApiKey.PRODUCE>;
+export type ProduceResponse = ResponseOf<typeof ApiKey.PRODUCE>;
+export type FetchRequest = RequestOf<typeof ApiKey.FETCH>;
+export type FetchResponse = ResponseOf<typeof ApiKey.FETCH>;
+export type ListOffsetsRequest = RequestOf<typeof ApiKey.LIST_OFFSETS>;
+export type ListOffsetsResponse = ResponseOf<typeof ApiKey.LIST_OFFSETS>;
+export type DeleteRecordsRequest = RequestOf<typeof ApiKey.DELETE_RECORDS>;
+export type DeleteRecordsResponse = ResponseOf<typeof ApiKey.DELETE_RECORDS>;
+export type InitProducerIdRequest = RequestOf<typeof ApiKey.INIT_PRODUCER_ID>;
+export type InitProducerIdResponse = ResponseOf<typeof ApiKey.INIT_PRODUCER_ID>;
+
+export function isApiKey(key: number): key is ApiKeyValue {
+  return Object.hasOwn(MESSAGE_SCHEMAS, key);
+}

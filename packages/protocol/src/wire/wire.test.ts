@@ -1,0 +1,231 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, StreamBusError } from '../errors.js';
+import {
+  checkApiVersion,
+  decodeRequest,
+  decodeResponse,
+  encodeErrorResponse,
+  encodeRequest,
+  encodeResponse,
+  negotiateVersion,
+  packBody,
+} from './codec.js';
+import {
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  type Frame,
+  FrameFlag,
+  FrameParser,
+  writeFrameHeader,
+} from './frame.js';
+import { ApiKey, type ProduceRequest } from './messages.js';
+
+function expectCode(fn: () => unknown, code: number): StreamBusError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(StreamBusError);
+    expect((err as StreamBusError).code).toBe(code);
+    return err as StreamBusError;
+  }
+  throw new Error(`expected StreamBusError ${code}, nothing was thrown`);
+}
+
+describe('frame', () => {
+  it('has the documented header layout', () => {
+    const f = encodeFrame(
+      { apiKey: 6, apiVersion: 2, correlationId: 0xdeadbeef, flags: FrameFlag.NO_RESPONSE },
+      Buffer.from([0xaa, 0xbb]),
+    );
+    expect(f.toString('hex')).toBe('0000000c' + '0006' + '0002' + 'deadbeef' + '0004' + 'aabb');
+    expect(FRAME_HEADER_BYTES).toBe(14);
+  });
+
+  it('parses frames split at every byte boundary and glued together', () => {
+    const frames = [0, 1, 200, 70_000].map((n, i) =>
+      encodeFrame({ apiKey: i, apiVersion: 0, correlationId: i + 1, flags: 0 }, Buffer.alloc(n, i)),
+    );
+    const stream = Buffer.concat(frames);
+    for (const step of [1, 3, 14, 1000, stream.length]) {
+      const parser = new FrameParser();
+      const got: Frame[] = [];
+      for (let p = 0; p < stream.length; p += step)
+        got.push(...parser.push(stream.subarray(p, p + step)));
+      expect(got.map((g) => g.correlationId)).toEqual([1, 2, 3, 4]);
+      expect(got.map((g) => g.body.length)).toEqual([0, 1, 200, 70_000]);
+      expect(got[3]!.body.every((b) => b === 3)).toBe(true);
+      expect(parser.pendingBytes).toBe(0);
+    }
+  });
+
+  it('refuses an oversized frame from its header alone, and stays failed', () => {
+    const parser = new FrameParser({ frameBytesMax: 1024 });
+    const header = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, { apiKey: 6, apiVersion: 0, correlationId: 1, flags: 0 }, 5000);
+    const e = expectCode(() => parser.push(header), ErrorCode.FRAME_TOO_LARGE);
+    expect(e.message).toContain('exceeds the maximum of 1024');
+    expectCode(() => parser.push(Buffer.alloc(1)), ErrorCode.FRAME_TOO_LARGE);
+  });
+
+  it('rejects short lengths and unknown flags', () => {
+    expectCode(
+      () => new FrameParser().push(Buffer.from('0000000300000000000000000000', 'hex')),
+      ErrorCode.MALFORMED_FRAME,
+    );
+    const bad = encodeFrame(
+      { apiKey: 1, apiVersion: 0, correlationId: 1, flags: 0 },
+      Buffer.alloc(0),
+    );
+    bad.writeUInt16BE(0x80, 12);
+    expectCode(() => new FrameParser().push(bad), ErrorCode.MALFORMED_FRAME);
+  });
+
+  it('only ever throws StreamBusError on random bytes', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.integer({ min: 1, max: 40 }),
+        (bytes, step) => {
+          const parser = new FrameParser({ frameBytesMax: 4096 });
+          try {
+            for (let p = 0; p < bytes.length; p += step) {
+              for (const frame of parser.push(bytes.subarray(p, p + step))) {
+                try {
+                  checkApiVersion(frame.apiKey, frame.apiVersion);
+                  decodeRequest(frame.apiKey, frame);
+                } catch (err) {
+                  if (!(err instanceof StreamBusError)) throw err;
+                }
+              }
+            }
+          } catch (err) {
+            if (!(err instanceof StreamBusError)) throw err;
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('codec', () => {
+  const produce: ProduceRequest = {
+    acks: -1,
+    timeoutMs: 30_000,
+    topics: [
+      { name: 'orders', partitions: [{ partition: 2, records: Buffer.from('batch-bytes') }] },
+    ],
+  };
+
+  it('round-trips a request, keeping record bytes as a view of the frame', () => {
+    const wire = encodeRequest(ApiKey.PRODUCE, 77, produce);
+    const [frame] = new FrameParser().push(wire);
+    expect(frame!.apiKey).toBe(ApiKey.PRODUCE);
+    expect(frame!.correlationId).toBe(77);
+    const req = decodeRequest(ApiKey.PRODUCE, frame!);
+    const records = req.topics[0]!.partitions[0]!.records;
+    expect(records.toString()).toBe('batch-bytes');
+    expect(records.buffer).toBe(wire.buffer);
+    expect(req.acks).toBe(-1);
+  });
+
+  it('names the exact path of a shape error', () => {
+    const body = packBody({
+      ...produce,
+      topics: [{ name: 'orders', partitions: [{ partition: 2, records: 'not bytes' }] }],
+    });
+    const frame: Frame = {
+      apiKey: ApiKey.PRODUCE,
+      apiVersion: 0,
+      correlationId: 1,
+      flags: 0,
+      body,
+    };
+    const e = expectCode(() => decodeRequest(ApiKey.PRODUCE, frame), ErrorCode.INVALID_REQUEST);
+    expect(e.message).toBe('produce.topics[0].partitions[0].records: expected bytes, got string');
+    const acks = packBody({ ...produce, acks: 2 });
+    expectCode(
+      () => decodeRequest(ApiKey.PRODUCE, { ...frame, body: acks }),
+      ErrorCode.INVALID_REQUEST,
+    );
+    const missing = packBody({ acks: 1, topics: [] });
+    expect(
+      expectCode(
+        () => decodeRequest(ApiKey.PRODUCE, { ...frame, body: missing }),
+        ErrorCode.INVALID_REQUEST,
+      ).message,
+    ).toContain('produce.timeoutMs: missing');
+  });
+
+  it('rejects garbage and trailing bytes as INVALID_REQUEST', () => {
+    const frame: Frame = {
+      apiKey: ApiKey.METADATA,
+      apiVersion: 0,
+      correlationId: 1,
+      flags: 0,
+      body: Buffer.from([0x92, 0x01]),
+    };
+    expectCode(() => decodeRequest(ApiKey.METADATA, frame), ErrorCode.INVALID_REQUEST);
+    const trailing = Buffer.concat([packBody({ topics: null }), Buffer.from([1])]);
+    expectCode(
+      () => decodeRequest(ApiKey.METADATA, { ...frame, body: trailing }),
+      ErrorCode.INVALID_REQUEST,
+    );
+  });
+
+  it('round-trips responses and turns ERROR frames into the error they carry', () => {
+    const reqHeader = {
+      apiKey: ApiKey.INIT_PRODUCER_ID,
+      apiVersion: 0,
+      correlationId: 9,
+      flags: 0,
+    };
+    const ok = encodeResponse(reqHeader, { errorCode: 0, producerId: 4000, producerEpoch: 0 });
+    const [f1] = new FrameParser().push(ok);
+    expect(decodeResponse(ApiKey.INIT_PRODUCER_ID, f1!)).toEqual({
+      errorCode: 0,
+      producerId: 4000,
+      producerEpoch: 0,
+    });
+    const err = encodeErrorResponse(
+      reqHeader,
+      new StreamBusError(ErrorCode.UNSUPPORTED_VERSION, 'v9 no'),
+    );
+    const [f2] = new FrameParser().push(err);
+    expect(f2!.flags & FrameFlag.ERROR).toBe(FrameFlag.ERROR);
+    const e = expectCode(
+      () => decodeResponse(ApiKey.INIT_PRODUCER_ID, f2!),
+      ErrorCode.UNSUPPORTED_VERSION,
+    );
+    expect(e.message).toBe('v9 no');
+    expectCode(() => decodeResponse(ApiKey.METADATA, f1!), ErrorCode.MALFORMED_FRAME);
+  });
+
+  it('checks API keys and versions, and negotiates the highest common version', () => {
+    expectCode(() => checkApiVersion(999, 0), ErrorCode.UNKNOWN_API_KEY);
+    expectCode(() => checkApiVersion(ApiKey.FETCH, 7), ErrorCode.UNSUPPORTED_VERSION);
+    expect(() => checkApiVersion(ApiKey.FETCH, 0)).not.toThrow();
+    expect(negotiateVersion(ApiKey.FETCH, { minVersion: 0, maxVersion: 5 })).toBe(0);
+    expect(negotiateVersion(ApiKey.FETCH, { minVersion: 3, maxVersion: 5 })).toBeNull();
+  });
+
+  it('only ever throws StreamBusError when decoding random bodies of every API', () => {
+    fc.assert(
+      fc.property(fc.anything(), fc.constantFrom(...Object.values(ApiKey)), (value, apiKey) => {
+        let body: Buffer;
+        try {
+          body = packBody(value);
+        } catch {
+          return;
+        }
+        try {
+          decodeRequest(apiKey, { apiKey, apiVersion: 0, correlationId: 1, flags: 0, body });
+        } catch (err) {
+          if (!(err instanceof StreamBusError)) throw err;
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
