@@ -1,0 +1,60 @@
+// CRC-32C (Castagnoli), the checksum of Kafka's RecordBatch v2 (kafka-protocol.md §5.1).
+//
+// Reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF; the check value of
+// "123456789" is 0xE3069283. The implementation is table-driven slicing-by-8 in plain
+// JavaScript: eight 256-entry tables, eight input bytes per loop step. It was measured against
+// the native `@node-rs/crc32` package (see docs/protocol.md for the figures and the choice).
+// This module does not know anything about batches; callers pass the covered byte range.
+
+const POLY_REFLECTED = 0x82f63b78;
+
+/** T[k][b]: the CRC of byte b followed by k zero bytes; eight tables in one flat array. */
+const T = buildTables();
+
+function buildTables(): Int32Array {
+  const t = new Int32Array(8 * 256);
+  for (let b = 0; b < 256; b++) {
+    let c = b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY_REFLECTED : c >>> 1;
+    t[b] = c;
+  }
+  for (let b = 0; b < 256; b++) {
+    let c = t[b]!;
+    for (let k = 1; k < 8; k++) {
+      c = t[c & 0xff]! ^ (c >>> 8);
+      t[k * 256 + b] = c;
+    }
+  }
+  return t;
+}
+
+/**
+ * CRC-32C of `data[start, end)`. `initial` is a previous result to continue from (default 0,
+ * i.e. a fresh CRC), so `crc32c(b, crc32c(a))` equals the CRC of `a` followed by `b`.
+ * Returns an unsigned 32-bit number.
+ */
+export function crc32c(data: Uint8Array, initial = 0, start = 0, end = data.length): number {
+  let crc = ~initial;
+  let i = start;
+  const t = T;
+  // Slicing-by-8: fold eight bytes per step using the eight tables.
+  const end8 = end - ((end - i) & 7);
+  while (i < end8) {
+    const a = (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24)) ^ crc;
+    crc =
+      t[1792 + (a & 0xff)]! ^
+      t[1536 + ((a >>> 8) & 0xff)]! ^
+      t[1280 + ((a >>> 16) & 0xff)]! ^
+      t[1024 + (a >>> 24)]! ^
+      t[768 + data[i + 4]!]! ^
+      t[512 + data[i + 5]!]! ^
+      t[256 + data[i + 6]!]! ^
+      t[data[i + 7]!]!;
+    i += 8;
+  }
+  while (i < end) {
+    crc = t[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+    i++;
+  }
+  return ~crc >>> 0;
+}
