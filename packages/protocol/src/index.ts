@@ -7,6 +7,7 @@ export {
   compressionName,
   DEFAULT_MAX_UNCOMPRESSED_BYTES,
   decompress,
+  zstdCanCompress,
 } from './compression.js';
 export { crc32c } from './crc32c.js';
 export * from './errors.js';
