@@ -9,8 +9,17 @@ export {
   decompress,
   zstdCanCompress,
 } from './compression.js';
+export {
+  type ControlBatchOptions,
+  type ControlRecord,
+  ControlRecordType,
+  type ControlRecordTypeValue,
+  decodeControlRecord,
+  encodeControlBatch,
+} from './control-record.js';
 export { crc32c } from './crc32c.js';
 export * from './errors.js';
+export { murmur2, partitionForKey } from './murmur2.js';
 export {
   BatchAttributes,
   BatchField,

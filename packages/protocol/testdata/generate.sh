@@ -16,3 +16,13 @@ zstd -q -c "$TEXT" > text.default.zst
 zstd -q -c --no-check -19 "$TEXT" > text.l19-nocheck.zst
 (head -c 1000 "$TEXT" | zstd -q -c; tail -c +1001 "$TEXT" | zstd -q -c) > text.two-frames.zst
 rm -f "$TEXT" "$NOISE"
+
+# A zstd records section for the batch-level test (Node 20 cannot write zstd itself): the
+# uncompressed records section of zstdSampleRecords() in record-batch.fuzz.test.ts, built with
+# this package's own encoder (run `pnpm exec tsc -b packages/protocol` first).
+node --input-type=module -e "
+import { encodeRecordBatch } from '../dist/index.js';
+const records = [];
+for (let i = 0; i < 200; i++) records.push({ key: Buffer.from('k' + i), value: Buffer.from('value-' + i + '-'.repeat(i % 50)), timestamp: 1700000000000 + i });
+process.stdout.write(encodeRecordBatch(records, { timestamp: 0 }).subarray(61));
+" | zstd -q -c > records.zst
