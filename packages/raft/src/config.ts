@@ -1,0 +1,101 @@
+// The node's configuration and every limit of the core, in one place, with the assertions that
+// tie related limits together. Times are in ticks (the caller decides what a tick is, typically
+// 10-100 ms); sizes are in bytes of entry data.
+
+import { RaftError, RaftErrorCode } from './errors.js';
+import type { RandomSource } from './rng.js';
+import type { NodeId } from './types.js';
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  /** Followers campaign after a randomized timeout in [electionTicks, 2 * electionTicks). */
+  readonly electionTicks: number;
+  /** The leader sends heartbeats every `heartbeatTicks`; must be well below electionTicks. */
+  readonly heartbeatTicks: number;
+  /** Randomness for election timeouts; inject a seeded source for determinism. */
+  readonly random: RandomSource;
+  /** Pre-vote (Raft thesis §9.6): a partitioned node cannot bump the term on rejoin. */
+  readonly preVote: boolean;
+  /**
+   * Check-quorum (thesis §6.2): a leader steps down after an election timeout without hearing
+   * from a majority, and a node that heard from a leader within the election timeout ignores
+   * (pre-)votes (thesis §4.2.3, which keeps removed servers from disrupting).
+   */
+  readonly checkQuorum: boolean;
+  /** Flow control: at most this many append messages in flight to one follower. */
+  readonly inflightMsgsMax: number;
+  /** Flow control: at most this many entry bytes in flight to one follower. */
+  readonly inflightBytesMax: number;
+  /** One append message carries at most this many entry bytes (at least one entry). */
+  readonly appendBytesMax: number;
+  /** One Ready hands out at most this many committed-entry bytes (at least one entry). */
+  readonly committedBytesMax: number;
+  /** The leader refuses proposals while its uncommitted entries exceed this many bytes. */
+  readonly uncommittedBytesMax: number;
+  /** ReadIndex requests waiting for this term's first commit or for a quorum round. */
+  readonly readsPendingMax: number;
+  /** A snapshot send not acknowledged within this many ticks is retried. */
+  readonly snapshotTimeoutTicks: number;
+  /**
+   * Test-only switches that break safety on purpose, so the simulator's checkers can be shown
+   * to fail. Never set them outside tests.
+   */
+  readonly unsafe?: {
+    /** Grant a vote even after voting for someone else in the same term. */
+    readonly voteTwice?: boolean;
+    /** Commit an entry of a previous term by counting replicas (violates thesis §3.6.2). */
+    readonly commitPreviousTerm?: boolean;
+  };
+}
+
+export type RaftConfigInput = Pick<RaftConfig, 'id' | 'random'> & Partial<RaftConfig>;
+
+export const RAFT_DEFAULTS = {
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  inflightMsgsMax: 256,
+  inflightBytesMax: 64 * 1024 * 1024,
+  appendBytesMax: 1024 * 1024,
+  committedBytesMax: 16 * 1024 * 1024,
+  uncommittedBytesMax: 256 * 1024 * 1024,
+  readsPendingMax: 4096,
+  snapshotTimeoutTicks: 50,
+} as const;
+
+function invalid(message: string): RaftError {
+  return new RaftError(RaftErrorCode.INVALID_ARGUMENT, `raft config: ${message}`);
+}
+
+/** Fills defaults and checks every limit and the relations between them. */
+export function resolveConfig(input: RaftConfigInput): RaftConfig {
+  const c: RaftConfig = { ...RAFT_DEFAULTS, ...input };
+  const positiveInt = (name: keyof RaftConfig) => {
+    const v = c[name];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+      throw invalid(`${name} must be a positive integer, got ${String(v)}`);
+    }
+  };
+  positiveInt('id');
+  positiveInt('electionTicks');
+  positiveInt('heartbeatTicks');
+  positiveInt('inflightMsgsMax');
+  positiveInt('inflightBytesMax');
+  positiveInt('appendBytesMax');
+  positiveInt('committedBytesMax');
+  positiveInt('uncommittedBytesMax');
+  positiveInt('readsPendingMax');
+  positiveInt('snapshotTimeoutTicks');
+  if (c.heartbeatTicks >= c.electionTicks) {
+    throw invalid(
+      `heartbeatTicks (${c.heartbeatTicks}) must be below electionTicks (${c.electionTicks})`,
+    );
+  }
+  if (c.appendBytesMax > c.inflightBytesMax) {
+    throw invalid(
+      'appendBytesMax must not exceed inflightBytesMax (one message must fit in flight)',
+    );
+  }
+  return c;
+}
