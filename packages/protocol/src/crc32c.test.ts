@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from './crc32c.js';
+import { crc32c, crc32cImplementation, crc32cPortable } from './crc32c.js';
 
 /** Bit-at-a-time reference, independent of the table code. */
 function crc32cSlow(data: Uint8Array): number {
@@ -28,6 +28,20 @@ describe('crc32c', () => {
         expect(crc32c(data, 0, start)).toBe(crc32cSlow(data.subarray(start)));
         expect(crc32c(data.subarray(start))).toBe(crc32cSlow(data.subarray(start)));
       }),
+    );
+  });
+
+  it('gives the same answer from both implementations around the size switch', () => {
+    expect(crc32cImplementation).toBe('native');
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 200, maxLength: 5000 }), fc.nat(300), (data, cut) => {
+        const start = Math.min(cut, data.length);
+        expect(crc32c(data, 7, start)).toBe(crc32cPortable(data, 7, start));
+        expect(crc32c(data, 0, 0, data.length - start)).toBe(
+          crc32cSlow(data.subarray(0, data.length - start)),
+        );
+      }),
+      { numRuns: 50 },
     );
   });
 

@@ -17,7 +17,7 @@ export {
   decodeControlRecord,
   encodeControlBatch,
 } from './control-record.js';
-export { crc32c } from './crc32c.js';
+export { crc32c, crc32cImplementation, crc32cPortable } from './crc32c.js';
 export * from './errors.js';
 export { murmur2, partitionForKey } from './murmur2.js';
 export {
