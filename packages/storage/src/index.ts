@@ -1,2 +1,30 @@
-// @streambus/storage: public entry. See README.md and ../../docs for what this package owns.
-export const PACKAGE_NAME = '@streambus/storage';
+// @streambus/storage: public entry. The segmented partition log, the LSM key-value store and the
+// file-system seam they do all their I/O through. See docs/storage.md.
+export {
+  type FileHandle,
+  type FileStat,
+  type FileSystem,
+  fsErrorCode,
+  isNotFound,
+  joinPath,
+  type OpenMode,
+  readFully,
+  writeFileAtomic,
+} from './fs.js';
+export {
+  type KeyValue,
+  type LsmOptions,
+  type LsmSnapshot,
+  LsmStore,
+  type ScanOptions,
+  type ScanRange,
+  WriteBatch,
+  type WriteOptions,
+} from './lsm/lsm-store.js';
+export {
+  type CrashMode,
+  MemoryFileSystem,
+  type MemoryFileSystemOptions,
+  seededRandom,
+} from './memory-fs.js';
+export { NodeFileSystem } from './node-fs.js';
