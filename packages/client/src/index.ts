@@ -1,2 +1,37 @@
-// @streambus/client: public entry. See README.md and ../../docs for what this package owns.
-export const PACKAGE_NAME = '@streambus/client';
+// @streambus/client: the SDK. `new StreamBusClient({ bootstrap })`, then `client.producer()`,
+// `client.consumer()`, `client.admin()`; see docs/client.md. Layers, bottom up: connection.ts
+// (one socket, framing, correlation, in-flight bound) -> cluster.ts (pool, metadata) ->
+// producer.ts / consumer.ts / admin.ts; retry.ts is the one retry function.
+
+export { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
+export type {
+  Admin,
+  ClusterDescription,
+  ConfigEntry,
+  NewTopic,
+  OffsetQuery,
+  PartitionDescription,
+  TopicDescription,
+} from './admin.js';
+export type { Bytes, HeaderInput } from './batch-builder.js';
+export { type ClientOptions, StreamBusClient } from './client.js';
+export { type BrokerAddress, type PartitionInfo, parseAddress } from './cluster.js';
+export type {
+  AssignOptions,
+  Consumer,
+  ConsumerBatch,
+  ConsumerOptions,
+  ConsumerRecord,
+  OffsetResetPolicy,
+  StartFrom,
+} from './consumer.js';
+export { ClientDefaults, ConsumerDefaults, DEFAULT_BOOTSTRAP, ProducerDefaults } from './limits.js';
+export type {
+  Acks,
+  CompressionName,
+  Producer,
+  ProducerOptions,
+  ProducerRecord,
+  RecordMetadata,
+} from './producer.js';
+export { backoffDelayMs, type RetryPolicy } from './retry.js';

@@ -1,0 +1,251 @@
+// Admin operations: topics (create, delete, list, describe), configs (describe, alter), offsets
+// (list by earliest/latest/timestamp, delete records below an offset) and the cluster
+// description. Each call is one request (or two for describeTopic) through the retry layer;
+// per-topic errors in a response become a StreamBusError thrown after the retries, so a missing
+// topic fails at once instead of being retried as a stale-metadata hint.
+import {
+  ApiKey,
+  ErrorCode,
+  type MetadataResponse,
+  OffsetSpec,
+  StreamBusError,
+} from '@streambus/protocol';
+import type { PartitionInfo } from './cluster.js';
+import type { ClientContext } from './context.js';
+
+export interface NewTopic {
+  readonly name: string;
+  /** Default: the broker's default partition count. */
+  readonly partitions?: number;
+  readonly configs?: Readonly<Record<string, string>>;
+}
+
+export interface ConfigEntry {
+  readonly name: string;
+  readonly value: string | null;
+  readonly isDefault: boolean;
+  readonly readOnly: boolean;
+}
+
+export interface PartitionDescription extends PartitionInfo {
+  /** Earliest and next offsets (log start and end). */
+  readonly earliestOffset: number;
+  readonly latestOffset: number;
+}
+
+export interface TopicDescription {
+  readonly name: string;
+  readonly partitions: readonly PartitionDescription[];
+  readonly configs: readonly ConfigEntry[];
+}
+
+export interface ClusterDescription {
+  readonly clusterId: string;
+  readonly controllerId: number;
+  readonly brokers: ReadonlyArray<{
+    nodeId: number;
+    host: string;
+    port: number;
+    rack: string | null;
+  }>;
+}
+
+export type OffsetQuery = 'earliest' | 'latest' | { readonly timestamp: number };
+
+function check(errorCode: number, errorMessage: string | undefined, what: string): void {
+  if (errorCode !== 0) throw new StreamBusError(errorCode, errorMessage ?? what);
+}
+
+/** Runs an operation whose per-item errors are returned rather than thrown, then throws them. */
+async function settle<T>(ctx: ClientContext, fn: () => Promise<T>, topic?: string): Promise<T> {
+  return ctx.run(fn, topic);
+}
+
+export class Admin {
+  constructor(private readonly ctx: ClientContext) {}
+
+  async createTopics(
+    topics: readonly NewTopic[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    const res = await settle(this.ctx, async () => {
+      const conn = await this.ctx.cluster.anyConnection();
+      return conn.request(ApiKey.CREATE_TOPICS, {
+        topics: topics.map((t) => ({
+          name: t.name,
+          partitions: t.partitions ?? -1,
+          replicationFactor: -1,
+          configs: { ...(t.configs ?? {}) },
+        })),
+        timeoutMs: options.timeoutMs ?? 30_000,
+      });
+    });
+    for (const t of res.topics) check(t.errorCode, t.errorMessage, `create topic '${t.name}'`);
+  }
+
+  createTopic(topic: NewTopic): Promise<void> {
+    return this.createTopics([topic]);
+  }
+
+  async deleteTopics(names: readonly string[]): Promise<void> {
+    const res = await settle(this.ctx, async () => {
+      const conn = await this.ctx.cluster.anyConnection();
+      return conn.request(ApiKey.DELETE_TOPICS, { topics: [...names], timeoutMs: 30_000 });
+    });
+    for (const t of res.topics) check(t.errorCode, t.errorMessage, `delete topic '${t.name}'`);
+    for (const n of names)
+      this.ctx.cluster.handleRetriableError(
+        new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+        n,
+      );
+  }
+
+  deleteTopic(name: string): Promise<void> {
+    return this.deleteTopics([name]);
+  }
+
+  /** Topic names, sorted. */
+  async listTopics(): Promise<string[]> {
+    const res = await this.metadata(null);
+    return res.topics
+      .filter((t) => t.errorCode === 0)
+      .map((t) => t.name)
+      .sort();
+  }
+
+  /** Partitions (leaders, replicas, offsets) and configs of one topic. */
+  async describeTopic(name: string): Promise<TopicDescription> {
+    const res = await this.metadata([name]);
+    const t = res.topics.find((x) => x.name === name);
+    if (!t)
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `topic '${name}' does not exist`,
+      );
+    check(t.errorCode, t.errorMessage, `topic '${name}'`);
+    const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
+    const ids = partitions.map((p) => p.partition);
+    const [earliest, latest, configs] = await Promise.all([
+      this.listOffsets(name, 'earliest', ids),
+      this.listOffsets(name, 'latest', ids),
+      this.describeConfigs(name),
+    ]);
+    return {
+      name,
+      partitions: partitions.map((p, i) => ({
+        partition: p.partition,
+        leaderId: p.leaderId,
+        leaderEpoch: p.leaderEpoch,
+        replicas: p.replicas,
+        isr: p.isr,
+        errorCode: p.errorCode,
+        earliestOffset: earliest[i]!.offset,
+        latestOffset: latest[i]!.offset,
+      })),
+      configs,
+    };
+  }
+
+  async describeConfigs(topic: string): Promise<ConfigEntry[]> {
+    const res = await settle(this.ctx, async () => {
+      const conn = await this.ctx.cluster.anyConnection();
+      return conn.request(ApiKey.DESCRIBE_CONFIGS, { topics: [topic] });
+    });
+    const t = res.topics.find((x) => x.name === topic);
+    if (!t)
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `topic '${topic}' does not exist`,
+      );
+    check(t.errorCode, t.errorMessage, `configs of '${topic}'`);
+    return [...t.configs].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Sets (or, with null, resets to default) topic configs. */
+  async alterConfigs(
+    topic: string,
+    configs: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    const res = await settle(this.ctx, async () => {
+      const conn = await this.ctx.cluster.anyConnection();
+      return conn.request(ApiKey.ALTER_CONFIGS, {
+        topics: [{ name: topic, configs: { ...configs } }],
+      });
+    });
+    for (const t of res.topics) check(t.errorCode, t.errorMessage, `alter configs of '${t.name}'`);
+  }
+
+  /** Offsets of partitions (all by default) for earliest, latest or a timestamp (-1 if none). */
+  async listOffsets(
+    topic: string,
+    query: OffsetQuery,
+    partitions?: readonly number[],
+  ): Promise<Array<{ partition: number; offset: number; timestamp: number }>> {
+    const ids =
+      partitions ??
+      (await this.ctx.run(() => this.ctx.cluster.topic(topic), topic)).partitions.map(
+        (p) => p.partition,
+      );
+    const timestamp =
+      query === 'earliest'
+        ? OffsetSpec.EARLIEST
+        : query === 'latest'
+          ? OffsetSpec.LATEST
+          : query.timestamp;
+    const res = await settle(
+      this.ctx,
+      async () => {
+        const conn = await this.ctx.cluster.leaderFor(topic, ids[0] ?? 0);
+        return conn.request(ApiKey.LIST_OFFSETS, {
+          topics: [{ name: topic, partitions: ids.map((partition) => ({ partition, timestamp })) }],
+        });
+      },
+      topic,
+    );
+    const out = (res.topics[0]?.partitions ?? []).map((p) => {
+      check(p.errorCode, p.errorMessage, `offsets of ${topic}/${p.partition}`);
+      return { partition: p.partition, offset: p.offset, timestamp: p.timestamp };
+    });
+    return out.sort((a, b) => a.partition - b.partition);
+  }
+
+  /** Deletes records below `offset` (-1: everything up to the high watermark); returns the new low watermarks. */
+  async deleteRecords(
+    topic: string,
+    partitions: ReadonlyArray<{ partition: number; offset: number }>,
+  ): Promise<Array<{ partition: number; lowWatermark: number }>> {
+    const res = await settle(
+      this.ctx,
+      async () => {
+        const conn = await this.ctx.cluster.leaderFor(topic, partitions[0]?.partition ?? 0);
+        return conn.request(ApiKey.DELETE_RECORDS, {
+          topics: [{ name: topic, partitions: partitions.map((p) => ({ ...p })) }],
+          timeoutMs: 30_000,
+        });
+      },
+      topic,
+    );
+    return (res.topics[0]?.partitions ?? []).map((p) => {
+      check(p.errorCode, p.errorMessage, `delete records of ${topic}/${p.partition}`);
+      return { partition: p.partition, lowWatermark: p.lowWatermark };
+    });
+  }
+
+  async describeCluster(): Promise<ClusterDescription> {
+    const res = await this.metadata([]);
+    return {
+      clusterId: res.clusterId,
+      controllerId: res.controllerId,
+      brokers: res.brokers.map((b) => ({
+        nodeId: b.nodeId,
+        host: b.host,
+        port: b.port,
+        rack: b.rack,
+      })),
+    };
+  }
+
+  private metadata(topics: string[] | null): Promise<MetadataResponse> {
+    return settle(this.ctx, () => this.ctx.cluster.refreshMetadata(topics));
+  }
+}

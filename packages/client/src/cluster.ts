@@ -1,0 +1,215 @@
+// The cluster view (kafkajs's "cluster" layer): bootstrap addresses, a connection pool keyed by
+// broker address, and a metadata cache (brokers, topics, partition leaders). It opens
+// connections lazily and replaces closed ones on the next use; it never retries or sleeps
+// itself: callers run their operations through retry.ts, and `handleRetriableError` (the retry
+// hook) drops cached metadata when an error says the cache is stale. Reconnect backoff is
+// therefore the retry layer's backoff.
+import { ApiKey, ErrorCode, type MetadataResponse, StreamBusError } from '@streambus/protocol';
+import { BrokerConnection, type ConnectionOptions } from './connection.js';
+
+export interface BrokerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface PartitionInfo {
+  readonly partition: number;
+  readonly leaderId: number;
+  readonly leaderEpoch: number;
+  readonly replicas: readonly number[];
+  readonly isr: readonly number[];
+  readonly errorCode: number;
+}
+
+export interface TopicInfo {
+  readonly name: string;
+  readonly partitions: readonly PartitionInfo[];
+  readonly fetchedAtMs: number;
+}
+
+export interface ClusterOptions extends Omit<ConnectionOptions, 'host' | 'port'> {
+  readonly bootstrap: readonly BrokerAddress[];
+  readonly metadataMaxAgeMs: number;
+}
+
+/** Parses "host:port" (IPv6 as "[::1]:7070"); INVALID_ARGUMENT when malformed. */
+export function parseAddress(text: string): BrokerAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_ARGUMENT,
+      `bootstrap address: expected HOST:PORT, got '${text}'`,
+    );
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
+
+export class Cluster {
+  private readonly connections = new Map<string, Promise<BrokerConnection>>();
+  private readonly brokers = new Map<number, BrokerAddress>();
+  private readonly topics = new Map<string, TopicInfo>();
+  private clusterId = '';
+  private controllerId = -1;
+  private bootstrapIndex = 0;
+  private closed = false;
+
+  constructor(private readonly options: ClusterOptions) {
+    if (options.bootstrap.length === 0) {
+      throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, 'bootstrap: at least one address');
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** A connection to any broker (bootstrap addresses in turn, then known brokers). */
+  async anyConnection(): Promise<BrokerConnection> {
+    for (const p of this.connections.values()) {
+      const c = await p.catch(() => null);
+      if (c && !c.isClosed) return c;
+    }
+    const addr = this.options.bootstrap[this.bootstrapIndex % this.options.bootstrap.length]!;
+    this.bootstrapIndex++;
+    return this.connectionTo(addr);
+  }
+
+  /** The pooled connection to `addr`, opened if missing or closed. */
+  async connectionTo(addr: BrokerAddress): Promise<BrokerConnection> {
+    this.checkOpen();
+    const key = `${addr.host}:${addr.port}`;
+    const existing = this.connections.get(key);
+    if (existing) {
+      const c = await existing.catch(() => null);
+      if (c && !c.isClosed) return c;
+      if (this.connections.get(key) === existing) this.connections.delete(key);
+    }
+    const opening = BrokerConnection.connect({ ...this.options, host: addr.host, port: addr.port });
+    this.connections.set(key, opening);
+    opening.then(
+      (c) => {
+        if (this.closed) c.close();
+      },
+      () => {
+        if (this.connections.get(key) === opening) this.connections.delete(key);
+      },
+    );
+    return opening;
+  }
+
+  async connectionToNode(nodeId: number): Promise<BrokerConnection> {
+    let addr = this.brokers.get(nodeId);
+    if (addr === undefined) {
+      await this.refreshMetadata(null);
+      addr = this.brokers.get(nodeId);
+    }
+    if (addr === undefined) {
+      throw new StreamBusError(ErrorCode.LEADER_NOT_AVAILABLE, `broker ${nodeId} is not known`);
+    }
+    return this.connectionTo(addr);
+  }
+
+  /** Cached topic metadata, if present and fresh. */
+  cachedTopic(topic: string): TopicInfo | undefined {
+    const t = this.topics.get(topic);
+    if (t && Date.now() - t.fetchedAtMs <= this.options.metadataMaxAgeMs) return t;
+    return undefined;
+  }
+
+  /**
+   * Topic metadata (cached or fetched). UNKNOWN_TOPIC_OR_PARTITION (retriable) if the broker
+   * does not know the topic.
+   */
+  async topic(topic: string): Promise<TopicInfo> {
+    const cached = this.cachedTopic(topic);
+    if (cached) return cached;
+    const res = await this.refreshMetadata([topic]);
+    const t = res.topics.find((x) => x.name === topic);
+    if (!t) throw new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic '${topic}'`);
+    if (t.errorCode !== 0) {
+      throw new StreamBusError(t.errorCode, t.errorMessage ?? `topic '${topic}'`);
+    }
+    return this.topics.get(topic)!;
+  }
+
+  /** The connection to the leader of a partition. */
+  async leaderFor(topic: string, partition: number): Promise<BrokerConnection> {
+    const t = await this.topic(topic);
+    const p = t.partitions[partition];
+    if (p === undefined || p.partition !== partition) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `topic '${topic}' has no partition ${partition} (it has ${t.partitions.length})`,
+      );
+    }
+    if (p.leaderId < 0) {
+      throw new StreamBusError(
+        ErrorCode.LEADER_NOT_AVAILABLE,
+        `topic '${topic}' partition ${partition} has no leader`,
+      );
+    }
+    return this.connectionToNode(p.leaderId);
+  }
+
+  /** Fetches metadata (null = all topics) and updates the cache. */
+  async refreshMetadata(topics: string[] | null): Promise<MetadataResponse> {
+    const conn = await this.anyConnection();
+    const res = await conn.request(ApiKey.METADATA, { topics });
+    this.applyMetadata(res, conn);
+    return res;
+  }
+
+  /** The retry hook: drops what an error says is stale. */
+  handleRetriableError(err: StreamBusError, topic?: string): void {
+    switch (err.code) {
+      case ErrorCode.NOT_LEADER_OR_FOLLOWER:
+      case ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+      case ErrorCode.LEADER_NOT_AVAILABLE:
+        if (topic === undefined) this.topics.clear();
+        else this.topics.delete(topic);
+        break;
+      default:
+        break;
+    }
+  }
+
+  describe(): { clusterId: string; controllerId: number; brokers: Map<number, BrokerAddress> } {
+    return { clusterId: this.clusterId, controllerId: this.controllerId, brokers: this.brokers };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    for (const p of all) {
+      const c = await p.catch(() => null);
+      c?.close();
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StreamBusError(ErrorCode.CLIENT_CLOSED);
+  }
+
+  private applyMetadata(res: MetadataResponse, via: BrokerConnection): void {
+    this.clusterId = res.clusterId;
+    this.controllerId = res.controllerId;
+    for (const b of res.brokers) {
+      // A broker bound to a wildcard address is reached the way we reached it.
+      const host = WILDCARD_HOSTS.has(b.host) ? via.host : b.host;
+      this.brokers.set(b.nodeId, { host, port: b.port });
+    }
+    const now = Date.now();
+    for (const t of res.topics) {
+      if (t.errorCode !== 0) {
+        this.topics.delete(t.name);
+        continue;
+      }
+      const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
+      this.topics.set(t.name, { name: t.name, partitions, fetchedAtMs: now });
+    }
+  }
+}

@@ -1,0 +1,507 @@
+// The consumer (no groups yet): assign topics or partitions, start at earliest, latest, an
+// offset or a timestamp, then iterate with `for await` over records or over batches. Fetches
+// long-poll (maxWaitMs, minBytes); each fetch asks every assigned, unpaused partition of one
+// leader, so one consumer drives one request per broker at a time and holds at most one fetch
+// response in memory per broker (the bound on its buffer). seek/pause/resume take effect at the
+// next fetch; data fetched for a partition that was seeked or paused meanwhile is dropped.
+//
+// Batches are decoded with @streambus/protocol's decodeRecordBatch (decompression included);
+// records below the position are skipped (a batch can start before it) and control batches are
+// never surfaced, but advance the position. Keys, values and header values are views into the
+// fetch response: copy them to keep them past the next iteration step if memory matters.
+import {
+  ApiKey,
+  batchSizeAt,
+  type DecodedRecord,
+  decodeRecordBatch,
+  ErrorCode,
+  type FetchResponse,
+  OffsetSpec,
+  RECORD_BATCH_HEADER_BYTES,
+  type RecordHeader,
+  StreamBusError,
+} from '@streambus/protocol';
+import type { BrokerConnection } from './connection.js';
+import type { ClientContext } from './context.js';
+import { ConsumerDefaults } from './limits.js';
+
+export type StartFrom =
+  | 'earliest'
+  | 'latest'
+  | { readonly offset: number }
+  | { readonly timestamp: number };
+export type OffsetResetPolicy = 'earliest' | 'latest' | 'none';
+
+export interface ConsumerOptions {
+  readonly maxWaitMs?: number;
+  readonly minBytes?: number;
+  readonly maxBytes?: number;
+  readonly partitionMaxBytes?: number;
+  /** What to do when the position is outside the log (default 'earliest'). */
+  readonly autoOffsetReset?: OffsetResetPolicy;
+}
+
+export interface AssignOptions {
+  readonly topic: string;
+  /** Default: every partition of the topic. */
+  readonly partitions?: readonly number[];
+  /** Default 'latest'. */
+  readonly from?: StartFrom;
+}
+
+export interface ConsumerRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly headers: readonly RecordHeader[];
+}
+
+export interface ConsumerBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly highWatermark: number;
+  /** At least one record, in offset order. */
+  readonly records: readonly DecodedRecord[];
+}
+
+interface Assigned {
+  readonly topic: string;
+  readonly partition: number;
+  /** Next offset to fetch; null until `pendingStart` is resolved. */
+  position: number | null;
+  pendingStart: StartFrom | null;
+  paused: boolean;
+  /** Bumped by seek, so an in-flight fetch's result for an old position is dropped. */
+  generation: number;
+  highWatermark: number;
+}
+
+function key(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
+}
+
+export class Consumer {
+  private readonly maxWaitMs: number;
+  private readonly minBytes: number;
+  private readonly maxBytes: number;
+  private readonly partitionMaxBytes: number;
+  private readonly autoOffsetReset: OffsetResetPolicy;
+  private readonly assigned = new Map<string, Assigned>();
+  private closed = false;
+  private readonly wakeups = new Set<() => void>();
+
+  constructor(
+    private readonly ctx: ClientContext,
+    options: ConsumerOptions = {},
+  ) {
+    this.maxWaitMs = options.maxWaitMs ?? ConsumerDefaults.maxWaitMs;
+    this.minBytes = options.minBytes ?? ConsumerDefaults.minBytes;
+    this.maxBytes = options.maxBytes ?? ConsumerDefaults.maxBytes;
+    this.partitionMaxBytes = options.partitionMaxBytes ?? ConsumerDefaults.partitionMaxBytes;
+    this.autoOffsetReset = options.autoOffsetReset ?? 'earliest';
+    for (const [name, v] of [
+      ['maxWaitMs', this.maxWaitMs],
+      ['minBytes', this.minBytes],
+      ['maxBytes', this.maxBytes],
+      ['partitionMaxBytes', this.partitionMaxBytes],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${name}: expected an integer in 0..2^31-1, got ${v}`,
+        );
+      }
+    }
+    if (!['earliest', 'latest', 'none'].includes(this.autoOffsetReset)) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `autoOffsetReset: expected one of earliest, latest, none, got '${String(this.autoOffsetReset)}'`,
+      );
+    }
+  }
+
+  /** Adds partitions to the assignment (all of the topic's by default). */
+  async assign(options: AssignOptions): Promise<void> {
+    this.checkOpen();
+    const t = await this.ctx.run(() => this.ctx.cluster.topic(options.topic), options.topic);
+    const count = t.partitions.length;
+    const partitions = options.partitions ?? t.partitions.map((p) => p.partition);
+    for (const p of partitions) {
+      if (!Number.isInteger(p) || p < 0 || p >= count) {
+        throw new StreamBusError(
+          ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          `topic '${options.topic}' has no partition ${p} (it has ${count})`,
+        );
+      }
+    }
+    const from = options.from ?? 'latest';
+    for (const p of partitions) {
+      const a: Assigned = {
+        topic: options.topic,
+        partition: p,
+        position: null,
+        pendingStart: from,
+        paused: false,
+        generation: 0,
+        highWatermark: -1,
+      };
+      if (typeof from === 'object' && 'offset' in from) {
+        checkOffset(from.offset);
+        a.position = from.offset;
+        a.pendingStart = null;
+      }
+      this.assigned.set(key(options.topic, p), a);
+    }
+    this.wake();
+  }
+
+  /** Removes partitions (all of the topic's by default) from the assignment. */
+  unassign(topic: string, partitions?: readonly number[]): void {
+    for (const a of [...this.assigned.values()]) {
+      if (a.topic === topic && (partitions === undefined || partitions.includes(a.partition))) {
+        this.assigned.delete(key(a.topic, a.partition));
+      }
+    }
+  }
+
+  /** The partitions assigned, with their next offsets (null: start not resolved yet). */
+  assignment(): Array<{
+    topic: string;
+    partition: number;
+    position: number | null;
+    paused: boolean;
+  }> {
+    return [...this.assigned.values()].map((a) => ({
+      topic: a.topic,
+      partition: a.partition,
+      position: a.position,
+      paused: a.paused,
+    }));
+  }
+
+  /** Moves a partition's position; takes effect at the next fetch. */
+  seek(topic: string, partition: number, to: number | StartFrom): void {
+    const a = this.get(topic, partition);
+    a.generation++;
+    if (typeof to === 'number' || (typeof to === 'object' && 'offset' in to)) {
+      const offset = typeof to === 'number' ? to : to.offset;
+      checkOffset(offset);
+      a.position = offset;
+      a.pendingStart = null;
+    } else {
+      a.position = null;
+      a.pendingStart = to;
+    }
+    this.wake();
+  }
+
+  pause(topic: string, partitions?: readonly number[]): void {
+    this.setPaused(topic, partitions, true);
+  }
+
+  resume(topic: string, partitions?: readonly number[]): void {
+    this.setPaused(topic, partitions, false);
+    this.wake();
+  }
+
+  /** Lag of a partition as of the last fetch: high watermark - position (null if unknown). */
+  lag(topic: string, partition: number): number | null {
+    const a = this.get(topic, partition);
+    if (a.position === null || a.highWatermark < 0) return null;
+    return Math.max(0, a.highWatermark - a.position);
+  }
+
+  /** Ends the iterators (within maxWaitMs) and refuses further use. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake();
+  }
+
+  /** `for await (const record of consumer)`: same as records(). */
+  [Symbol.asyncIterator](): AsyncIterator<ConsumerRecord> {
+    return this.records();
+  }
+
+  /** Records one at a time, in offset order per partition, until close(). */
+  async *records(): AsyncGenerator<ConsumerRecord, void, undefined> {
+    for await (const b of this.batches()) {
+      const { topic, partition } = b;
+      for (const r of b.records) {
+        yield {
+          topic,
+          partition,
+          offset: r.offset,
+          timestamp: r.timestamp,
+          key: r.key,
+          value: r.value,
+          headers: r.headers,
+        };
+      }
+    }
+  }
+
+  /** Batches of records (the fast way to consume), until close(). */
+  async *batches(): AsyncGenerator<ConsumerBatch, void, undefined> {
+    while (!this.closed && !this.ctx.signal.aborted) {
+      const batches = await this.poll();
+      for (const b of batches) yield b;
+    }
+  }
+
+  /**
+   * One fetch round: resolves pending start positions, then long-polls every leader of an
+   * active partition. Resolves with the batches (possibly none, after maxWaitMs).
+   */
+  async poll(): Promise<ConsumerBatch[]> {
+    this.checkOpen();
+    await this.resolveStarts();
+    const active = [...this.assigned.values()].filter((a) => !a.paused && a.position !== null);
+    if (active.length === 0) {
+      await this.idle(this.maxWaitMs);
+      return [];
+    }
+    const byLeader = new Map<number, Assigned[]>();
+    for (const a of active) {
+      const t = await this.ctx.run(() => this.ctx.cluster.topic(a.topic), a.topic);
+      const leader = t.partitions[a.partition]?.leaderId ?? -1;
+      const list = byLeader.get(leader) ?? [];
+      list.push(a);
+      byLeader.set(leader, list);
+    }
+    const results = await Promise.all(
+      [...byLeader.values()].map((list) =>
+        this.ctx.run(async () => {
+          const first = list[0]!;
+          const conn = await this.ctx.cluster.leaderFor(first.topic, first.partition);
+          return this.fetchFrom(conn, list);
+        }),
+      ),
+    );
+    return results.flat();
+  }
+
+  private async fetchFrom(conn: BrokerConnection, list: Assigned[]): Promise<ConsumerBatch[]> {
+    const asked = list.map((a) => ({ a, offset: a.position!, generation: a.generation }));
+    const topics = new Map<
+      string,
+      Array<{ partition: number; fetchOffset: number; partitionMaxBytes: number }>
+    >();
+    for (const { a, offset } of asked) {
+      const parts = topics.get(a.topic) ?? [];
+      parts.push({
+        partition: a.partition,
+        fetchOffset: offset,
+        partitionMaxBytes: this.partitionMaxBytes,
+      });
+      topics.set(a.topic, parts);
+    }
+    const res: FetchResponse = await conn.request(
+      ApiKey.FETCH,
+      {
+        maxWaitMs: this.maxWaitMs,
+        minBytes: this.minBytes,
+        maxBytes: this.maxBytes,
+        topics: [...topics].map(([name, partitions]) => ({ name, partitions })),
+      },
+      this.maxWaitMs,
+    );
+    const out: ConsumerBatch[] = [];
+    let retriable: StreamBusError | null = null;
+    for (const t of res.topics) {
+      for (const p of t.partitions) {
+        const entry = asked.find((x) => x.a.topic === t.name && x.a.partition === p.partition);
+        if (entry === undefined) continue;
+        const a = entry.a;
+        // Re-check after the await: a seek, pause or unassign since the request voids its data.
+        if (
+          a.generation !== entry.generation ||
+          a.paused ||
+          this.assigned.get(key(a.topic, a.partition)) !== a ||
+          a.position !== entry.offset
+        ) {
+          continue;
+        }
+        if (p.errorCode !== 0) {
+          const err = new StreamBusError(
+            p.errorCode,
+            p.errorMessage ?? `fetch ${t.name}/${p.partition}`,
+          );
+          if (p.errorCode === ErrorCode.OFFSET_OUT_OF_RANGE && this.autoOffsetReset !== 'none') {
+            a.position = null;
+            a.pendingStart = this.autoOffsetReset;
+            continue;
+          }
+          if (err.retriable) {
+            this.ctx.cluster.handleRetriableError(err, t.name);
+            retriable = err;
+            continue;
+          }
+          throw err;
+        }
+        a.highWatermark = p.highWatermark;
+        const records = this.decode(a, p.records);
+        if (records.length > 0) {
+          out.push({
+            topic: a.topic,
+            partition: a.partition,
+            highWatermark: p.highWatermark,
+            records,
+          });
+        }
+      }
+    }
+    if (out.length === 0 && retriable !== null) throw retriable;
+    return out;
+  }
+
+  /** Decodes whole batches, skips records below the position and control batches, advances it. */
+  private decode(a: Assigned, buf: Uint8Array): DecodedRecord[] {
+    const out: DecodedRecord[] = [];
+    let pos = 0;
+    let position = a.position!;
+    while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
+      const size = batchSizeAt(buf, pos);
+      if (pos + size > buf.length) break; // a partial trailing batch: fetched again next time
+      const { header, records, isControl } = decodeRecordBatch(buf, pos);
+      pos += size;
+      const next = header.baseOffset + header.lastOffsetDelta + 1;
+      if (!isControl) {
+        for (const r of records) if (r.offset >= position) out.push(r);
+      }
+      if (next > position) position = next;
+    }
+    a.position = position;
+    return out;
+  }
+
+  private async resolveStarts(): Promise<void> {
+    const pending = [...this.assigned.values()].filter((a) => a.pendingStart !== null);
+    if (pending.length === 0) return;
+    // One ListOffsets per partition leader: group by topic (leaders are resolved per request).
+    const byTopic = new Map<string, Assigned[]>();
+    for (const a of pending) {
+      const list = byTopic.get(a.topic) ?? [];
+      list.push(a);
+      byTopic.set(a.topic, list);
+    }
+    for (const [topic, list] of byTopic) {
+      const asked = list.map((a) => ({ a, start: a.pendingStart!, generation: a.generation }));
+      const res = await this.ctx.run(async () => {
+        const conn = await this.ctx.cluster.leaderFor(topic, asked[0]!.a.partition);
+        const r = await conn.request(ApiKey.LIST_OFFSETS, {
+          topics: [
+            {
+              name: topic,
+              partitions: asked.map(({ a, start }) => ({
+                partition: a.partition,
+                timestamp: startTimestamp(start),
+              })),
+            },
+          ],
+        });
+        for (const p of r.topics[0]?.partitions ?? []) {
+          if (p.errorCode !== 0)
+            throw new StreamBusError(
+              p.errorCode,
+              p.errorMessage ?? `list offsets ${topic}/${p.partition}`,
+            );
+        }
+        return r;
+      }, topic);
+      for (const p of res.topics[0]?.partitions ?? []) {
+        const entry = asked.find((x) => x.a.partition === p.partition);
+        if (!entry || entry.a.generation !== entry.generation || entry.a.pendingStart === null)
+          continue;
+        let offset = p.offset;
+        if (offset < 0) {
+          // No record at or after the timestamp: start at the end.
+          offset = await this.latestOffset(topic, p.partition);
+        }
+        entry.a.position = offset;
+        entry.a.pendingStart = null;
+      }
+    }
+  }
+
+  private async latestOffset(topic: string, partition: number): Promise<number> {
+    return this.ctx.run(async () => {
+      const conn = await this.ctx.cluster.leaderFor(topic, partition);
+      const r = await conn.request(ApiKey.LIST_OFFSETS, {
+        topics: [{ name: topic, partitions: [{ partition, timestamp: OffsetSpec.LATEST }] }],
+      });
+      const p = r.topics[0]?.partitions[0];
+      if (p?.errorCode !== 0) {
+        throw new StreamBusError(
+          p?.errorCode ?? ErrorCode.UNKNOWN_SERVER_ERROR,
+          `list offsets ${topic}/${partition}`,
+        );
+      }
+      return p.offset;
+    }, topic);
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakeups.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeups.add(done);
+    });
+  }
+
+  private wake(): void {
+    for (const w of [...this.wakeups]) w();
+  }
+
+  private get(topic: string, partition: number): Assigned {
+    const a = this.assigned.get(key(topic, partition));
+    if (!a) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${topic}/${partition} is not assigned to this consumer`,
+      );
+    }
+    return a;
+  }
+
+  private setPaused(
+    topic: string,
+    partitions: readonly number[] | undefined,
+    paused: boolean,
+  ): void {
+    for (const a of this.assigned.values()) {
+      if (a.topic === topic && (partitions === undefined || partitions.includes(a.partition))) {
+        if (a.paused !== paused) a.generation++;
+        a.paused = paused;
+      }
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed || this.ctx.signal.aborted) {
+      throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'consumer closed');
+    }
+  }
+}
+
+function startTimestamp(start: StartFrom): number {
+  if (start === 'earliest') return OffsetSpec.EARLIEST;
+  if (start === 'latest') return OffsetSpec.LATEST;
+  if ('timestamp' in start) return start.timestamp;
+  throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, 'an offset start needs no lookup');
+}
+
+function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_ARGUMENT,
+      `offset: expected a non-negative integer, got ${offset}`,
+    );
+  }
+}

@@ -1,0 +1,55 @@
+// The client's limits and defaults, in one place. Every queue, buffer, retry loop and timer in
+// the SDK takes its bound from here (or from an option that defaults to a value here), and the
+// assertions at the bottom tie related limits together. Nothing here does I/O.
+import assert from 'node:assert/strict';
+
+/** Default broker address: the local `streambus dev` broker. */
+export const DEFAULT_BOOTSTRAP = '127.0.0.1:7070';
+
+export const ClientDefaults = {
+  connectTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  /** Requests in flight per broker connection (idempotent producers need order: see producer.ts). */
+  inflightRequestsMax: 5,
+  /** Callers waiting for an in-flight slot on one connection. */
+  slotWaitersMax: 100_000,
+  frameBytesMax: 64 * 1024 * 1024,
+  metadataMaxAgeMs: 5 * 60_000,
+  retry: {
+    retriesMax: 5,
+    totalTimeoutMs: 30_000,
+    backoffInitialMs: 100,
+    backoffMaxMs: 2_000,
+  },
+} as const;
+
+export const ProducerDefaults = {
+  lingerMs: 5,
+  /** A batch closes when its encoded size would pass this. */
+  batchBytesMax: 1024 * 1024,
+  /** Encoded bytes held by the producer (open, queued and in-flight batches). */
+  bufferBytesMax: 64 * 1024 * 1024,
+  /** How long send() waits for buffer space before it fails with REQUEST_TIMED_OUT. */
+  bufferWaitTimeoutMs: 30_000,
+  /** Records waiting for buffer space; beyond it send() fails at once. */
+  bufferWaitersMax: 1_000_000,
+  /** Largest single record (key + value + headers), encoded. */
+  recordBytesMax: 16 * 1024 * 1024,
+  /** Pooled batch buffers kept for reuse. */
+  bufferPoolMax: 16,
+  /** Initial capacity of a batch buffer; it grows by doubling up to the batch limit. */
+  batchBufferInitialBytes: 64 * 1024,
+} as const;
+
+export const ConsumerDefaults = {
+  maxWaitMs: 500,
+  minBytes: 1,
+  maxBytes: 16 * 1024 * 1024,
+  partitionMaxBytes: 4 * 1024 * 1024,
+} as const;
+
+assert.ok(ProducerDefaults.batchBytesMax <= ProducerDefaults.bufferBytesMax);
+assert.ok(ProducerDefaults.recordBytesMax < ClientDefaults.frameBytesMax);
+assert.ok(ConsumerDefaults.maxBytes < ClientDefaults.frameBytesMax);
+assert.ok(ConsumerDefaults.partitionMaxBytes <= ConsumerDefaults.maxBytes);
+assert.ok(ClientDefaults.retry.backoffInitialMs <= ClientDefaults.retry.backoffMaxMs);

@@ -1,0 +1,622 @@
+// The producer: per-partition batching (linger and size), compression, partitioning (murmur2 by
+// key, sticky without a key, or an explicit partition), acks 0/1/all, idempotence (on by
+// default), bounded retries through the one retry function, and a bounded buffer.
+//
+// Data path: send() picks a partition and encodes the record straight into that partition's
+// open batch (batch-builder.ts). A batch closes when full (batchBytesMax) or after lingerMs; it
+// then joins the partition's queue. Each partition has one sender loop that sends its queued
+// batches one produce request at a time, in order; different partitions send concurrently, and
+// the connection bounds requests in flight (inflightRequestsMax). One request in flight per
+// partition is what keeps idempotent ordering simple: a retried batch is always the oldest
+// unacknowledged one, so it is resent byte for byte with its original sequence and the broker
+// answers a duplicate with the original offset (kafka-protocol.md §4.11). While a request is in
+// flight the open batch keeps filling, so batches grow with latency.
+//
+// Idempotence: the producer id and epoch come from INIT_PRODUCER_ID; a batch gets its base
+// sequence (the partition's next sequence, advanced by its record count) when it is first sent.
+// On OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID or INVALID_PRODUCER_EPOCH the batch fails
+// and the producer asks for a new producer id; sequences restart at 0 under it.
+//
+// Promises: one per batch; send() maps it to the record's offset, sendBatch() resolves once for
+// many records. Nothing here retries except through ClientContext.run.
+import {
+  ApiKey,
+  Compression,
+  type CompressionCodec,
+  ErrorCode,
+  partitionForKey,
+  StreamBusError,
+} from '@streambus/protocol';
+import {
+  BatchBuilder,
+  BufferPool,
+  type Bytes,
+  type HeaderInput,
+  stampBatch,
+} from './batch-builder.js';
+import type { ClientContext } from './context.js';
+import { ProducerDefaults } from './limits.js';
+
+export type Acks = 0 | 1 | -1 | 'all';
+export type CompressionName = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+
+export interface ProducerOptions {
+  /** 0: fire and forget; 1: leader append; 'all' (-1): durable (default). */
+  readonly acks?: Acks;
+  /** Default true (false with acks=0, which cannot be idempotent). */
+  readonly idempotent?: boolean;
+  readonly compression?: CompressionName | CompressionCodec;
+  readonly lingerMs?: number;
+  readonly batchBytesMax?: number;
+  readonly bufferBytesMax?: number;
+  readonly bufferWaitTimeoutMs?: number;
+  readonly recordBytesMax?: number;
+  /** Broker-side wait for acks=all. */
+  readonly ackTimeoutMs?: number;
+}
+
+export interface ProducerRecord {
+  readonly topic: string;
+  readonly key?: Bytes;
+  readonly value: Bytes;
+  /** As an object ({ name: value }) or a list (repeated keys allowed). */
+  readonly headers?: Readonly<Record<string, Bytes>> | readonly HeaderInput[];
+  readonly partition?: number;
+  /** Milliseconds since the epoch; default now. */
+  readonly timestamp?: number;
+}
+
+export interface RecordMetadata {
+  readonly topic: string;
+  readonly partition: number;
+  /** -1 with acks=0 (the broker does not answer). */
+  readonly offset: number;
+}
+
+const COMPRESSION_BY_NAME: Readonly<Record<CompressionName, CompressionCodec>> = {
+  none: Compression.NONE,
+  gzip: Compression.GZIP,
+  snappy: Compression.SNAPPY,
+  lz4: Compression.LZ4,
+  zstd: Compression.ZSTD,
+};
+
+const SEQUENCE_MODULO = 0x80000000;
+const PRODUCER_FATAL_CODES: ReadonlySet<number> = new Set([
+  ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+  ErrorCode.UNKNOWN_PRODUCER_ID,
+  ErrorCode.INVALID_PRODUCER_EPOCH,
+]);
+
+/** A batch from first append to acknowledgement. */
+class PendingBatch {
+  readonly builder: BatchBuilder;
+  bytes: Buffer | null = null;
+  poolBuffer: Buffer | null = null;
+  stamped = false;
+  readonly promise: Promise<number>;
+  resolve!: (baseOffset: number) => void;
+  reject!: (err: unknown) => void;
+
+  constructor(builder: BatchBuilder) {
+    this.builder = builder;
+    this.promise = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A batch nobody awaits (sendBatch callers who stopped listening) must not crash the process.
+    this.promise.catch(() => undefined);
+  }
+}
+
+class PartitionState {
+  open: PendingBatch | null = null;
+  readonly queue: PendingBatch[] = [];
+  sending = false;
+  nextSequence = 0;
+  sequenceGeneration = 0;
+  lingerTimer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+}
+
+interface SpaceWaiter {
+  readonly resume: () => void;
+  readonly timer: NodeJS.Timeout;
+  readonly reject: (err: unknown) => void;
+}
+
+function normalizeHeaders(h: ProducerRecord['headers']): readonly HeaderInput[] | null {
+  if (h === undefined) return null;
+  if (Array.isArray(h)) return h as readonly HeaderInput[];
+  const out: HeaderInput[] = [];
+  for (const [key, value] of Object.entries(h as Record<string, Bytes>)) out.push({ key, value });
+  return out;
+}
+
+export class Producer {
+  readonly acks: -1 | 0 | 1;
+  readonly idempotent: boolean;
+  readonly compression: CompressionCodec;
+  private readonly lingerMs: number;
+  private readonly batchBytesMax: number;
+  private readonly bufferBytesMax: number;
+  private readonly bufferWaitTimeoutMs: number;
+  private readonly recordBytesMax: number;
+  private readonly ackTimeoutMs: number;
+  private readonly pool: BufferPool;
+  private readonly partitions = new Map<string, PartitionState[]>();
+  private readonly partitionCounts = new Map<string, number>();
+  private readonly topicLoads = new Map<string, Promise<void>>();
+  private readonly sticky = new Map<string, number>();
+  private readonly spaceWaiters: SpaceWaiter[] = [];
+  private bufferedBytes = 0;
+  private producerId = -1;
+  private producerEpoch = -1;
+  private producerGeneration = 0;
+  private producerInit: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: ClientContext,
+    options: ProducerOptions = {},
+  ) {
+    const acks = options.acks ?? 'all';
+    if (acks !== 0 && acks !== 1 && acks !== -1 && acks !== 'all') {
+      throw new StreamBusError(
+        ErrorCode.INVALID_REQUIRED_ACKS,
+        `acks: expected 0, 1 or 'all', got ${String(acks)}`,
+      );
+    }
+    this.acks = acks === 'all' ? -1 : acks;
+    this.idempotent = options.idempotent ?? this.acks !== 0;
+    if (this.idempotent && this.acks === 0) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        'idempotent: an idempotent producer needs acks 1 or all',
+      );
+    }
+    const c = options.compression ?? 'none';
+    const codec = typeof c === 'string' ? COMPRESSION_BY_NAME[c] : c;
+    if (codec === undefined || !Object.values(Compression).includes(codec)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_COMPRESSION_TYPE,
+        `compression: expected one of ${Object.keys(COMPRESSION_BY_NAME).join(', ')}, got '${String(c)}'`,
+      );
+    }
+    this.compression = codec;
+    this.lingerMs = positive('lingerMs', options.lingerMs ?? ProducerDefaults.lingerMs, true);
+    this.batchBytesMax = positive(
+      'batchBytesMax',
+      options.batchBytesMax ?? ProducerDefaults.batchBytesMax,
+    );
+    this.bufferBytesMax = positive(
+      'bufferBytesMax',
+      options.bufferBytesMax ?? ProducerDefaults.bufferBytesMax,
+    );
+    this.bufferWaitTimeoutMs = positive(
+      'bufferWaitTimeoutMs',
+      options.bufferWaitTimeoutMs ?? ProducerDefaults.bufferWaitTimeoutMs,
+    );
+    this.recordBytesMax = positive(
+      'recordBytesMax',
+      options.recordBytesMax ?? ProducerDefaults.recordBytesMax,
+    );
+    this.ackTimeoutMs = positive('ackTimeoutMs', options.ackTimeoutMs ?? 30_000);
+    this.pool = new BufferPool(
+      ProducerDefaults.bufferPoolMax,
+      ProducerDefaults.batchBufferInitialBytes,
+    );
+  }
+
+  /** Bytes held in open, queued and in-flight batches. */
+  get bufferedBytesNow(): number {
+    return this.bufferedBytes;
+  }
+
+  /**
+   * Sends one record; resolves with its partition and offset once acknowledged (per `acks`).
+   * Rejects with a StreamBusError: non-retriable codes at once, retriable ones after the retry
+   * policy gives up.
+   */
+  send(record: ProducerRecord): Promise<RecordMetadata> {
+    let batch: PendingBatch | null;
+    try {
+      batch = this.tryAppend(record, false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (batch === null) {
+      return this.appendSlow(record).then((a) =>
+        a.batch.promise.then((base) => ({
+          topic: record.topic,
+          partition: a.partition,
+          offset: base < 0 ? -1 : base + a.index,
+        })),
+      );
+    }
+    const topic = record.topic;
+    const partition = this.lastPartition;
+    const index = this.lastIndex;
+    return batch.promise.then((base) => ({
+      topic,
+      partition,
+      offset: base < 0 ? -1 : base + index,
+    }));
+  }
+
+  /**
+   * Sends many records with one promise: cheaper than many send() calls (no promise per
+   * record). Resolves with each record's metadata, in input order.
+   */
+  async sendBatch(records: readonly ProducerRecord[]): Promise<RecordMetadata[]> {
+    const batches: PendingBatch[] = new Array(records.length);
+    const partitions = new Int32Array(records.length);
+    const indexes = new Int32Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      const b = this.tryAppend(r, false);
+      if (b === null) {
+        const a = await this.appendSlow(r);
+        batches[i] = a.batch;
+        partitions[i] = a.partition;
+        indexes[i] = a.index;
+      } else {
+        batches[i] = b;
+        partitions[i] = this.lastPartition;
+        indexes[i] = this.lastIndex;
+      }
+    }
+    const unique = [...new Set(batches)];
+    const bases = new Map<PendingBatch, number>();
+    await Promise.all(unique.map((b) => b.promise.then((base) => bases.set(b, base))));
+    const out: RecordMetadata[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const base = bases.get(batches[i]!)!;
+      out[i] = {
+        topic: records[i]!.topic,
+        partition: partitions[i]!,
+        offset: base < 0 ? -1 : base + indexes[i]!,
+      };
+    }
+    return out;
+  }
+
+  /** Closes every open batch and waits until everything sent so far is settled. */
+  async flush(): Promise<void> {
+    const pending: Promise<number>[] = [];
+    for (const states of this.partitions.values()) {
+      for (const ps of states) {
+        if (ps.open) this.closeBatch(ps);
+        for (const b of ps.queue) pending.push(b.promise);
+      }
+    }
+    await Promise.allSettled(pending);
+  }
+
+  /** Flushes, then refuses further sends. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    for (const w of this.spaceWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed'));
+    }
+  }
+
+  // --- appending --------------------------------------------------------------------------
+
+  private lastPartition = 0;
+  private lastIndex = 0;
+
+  /** The fast path: appends synchronously, or returns null when metadata, the producer id or buffer space is missing. */
+  private tryAppend(record: ProducerRecord, resumed: boolean): PendingBatch | null {
+    if (this.closed || this.ctx.signal.aborted) {
+      throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
+    }
+    const topic = record.topic;
+    const count = this.partitionCounts.get(topic);
+    if (count === undefined) return null;
+    if (this.idempotent && this.producerId < 0) return null;
+    if (this.bufferedBytes >= this.bufferBytesMax) return null;
+    if (!resumed && this.spaceWaiters.length > 0) return null;
+    const key = record.key ?? null;
+    let partition: number;
+    if (record.partition !== undefined) {
+      partition = record.partition;
+      if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
+        throw new StreamBusError(
+          ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          `topic '${topic}' has no partition ${partition} (it has ${count})`,
+        );
+      }
+    } else if (key !== null) {
+      partition = partitionForKey(key, count);
+    } else {
+      partition = this.stickyPartition(topic, count);
+    }
+    const ps = this.partitions.get(topic)![partition]!;
+    let batch = ps.open;
+    if (batch === null) {
+      batch = this.openBatch(ps);
+    }
+    const before = batch.builder.sizeBytes;
+    const timestamp = record.timestamp ?? Date.now();
+    const headers = normalizeHeaders(record.headers);
+    if (!batch.builder.tryAppend(key, record.value, headers, timestamp)) {
+      this.closeBatch(ps);
+      batch = this.openBatch(ps);
+      const emptySize = batch.builder.sizeBytes;
+      batch.builder.tryAppend(key, record.value, headers, timestamp);
+      this.bufferedBytes += batch.builder.sizeBytes - emptySize;
+    } else {
+      this.bufferedBytes += batch.builder.sizeBytes - before;
+    }
+    this.lastPartition = partition;
+    this.lastIndex = batch.builder.recordCount - 1;
+    if (batch.builder.sizeBytes >= this.batchBytesMax) this.closeBatch(ps);
+    return batch;
+  }
+
+  /** The slow path: loads metadata and the producer id, waits for buffer space, appends. */
+  private async appendSlow(
+    record: ProducerRecord,
+  ): Promise<{ batch: PendingBatch; partition: number; index: number }> {
+    await this.prepare(record.topic);
+    let resumed = await this.waitForSpace();
+    for (;;) {
+      let batch: PendingBatch | null;
+      try {
+        batch = this.tryAppend(record, resumed);
+      } catch (err) {
+        if (resumed) this.wakeWaiters();
+        throw err;
+      }
+      if (batch !== null) {
+        const out = { batch, partition: this.lastPartition, index: this.lastIndex };
+        if (resumed) this.wakeWaiters();
+        return out;
+      }
+      if (this.idempotent && this.producerId < 0) await this.initProducerId();
+      resumed = await this.waitForSpace();
+    }
+  }
+
+  /** Loads the topic's partition count and the producer id. */
+  private async prepare(topic: string): Promise<void> {
+    if (this.idempotent && this.producerId < 0) await this.initProducerId();
+    if (this.partitionCounts.has(topic)) return;
+    let load = this.topicLoads.get(topic);
+    if (load === undefined) {
+      load = this.ctx
+        .run(() => this.ctx.cluster.topic(topic), topic)
+        .then((t) => {
+          const n = t.partitions.length;
+          this.partitionCounts.set(topic, n);
+          const states: PartitionState[] = [];
+          for (let p = 0; p < n; p++) states.push(new PartitionState(topic, p));
+          this.partitions.set(topic, states);
+        })
+        .finally(() => this.topicLoads.delete(topic));
+      this.topicLoads.set(topic, load);
+    }
+    await load;
+  }
+
+  private initProducerId(): Promise<void> {
+    if (this.producerInit === null) {
+      this.producerInit = this.ctx
+        .run(async () => {
+          const conn = await this.ctx.cluster.anyConnection();
+          const res = await conn.request(ApiKey.INIT_PRODUCER_ID, {});
+          if (res.errorCode !== 0) {
+            throw new StreamBusError(res.errorCode, res.errorMessage ?? 'init producer id');
+          }
+          return res;
+        })
+        .then((res) => {
+          this.producerId = res.producerId;
+          this.producerEpoch = res.producerEpoch;
+          this.producerGeneration++;
+        })
+        .finally(() => {
+          this.producerInit = null;
+        });
+    }
+    return this.producerInit;
+  }
+
+  /** Resolves true when woken as a waiter (which then may append ahead of the queue). */
+  private waitForSpace(): Promise<boolean> {
+    if (this.bufferedBytes < this.bufferBytesMax && this.spaceWaiters.length === 0) {
+      return Promise.resolve(false);
+    }
+    if (this.spaceWaiters.length >= ProducerDefaults.bufferWaitersMax) {
+      return Promise.reject(
+        new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `producer buffer full: ${this.spaceWaiters.length} records already wait for space`,
+        ),
+      );
+    }
+    return new Promise<boolean>((resolve, reject) => {
+      const waiter: SpaceWaiter = {
+        resume: () => resolve(true),
+        reject,
+        timer: setTimeout(() => {
+          const i = this.spaceWaiters.indexOf(waiter);
+          if (i >= 0) this.spaceWaiters.splice(i, 1);
+          reject(
+            new StreamBusError(
+              ErrorCode.REQUEST_TIMED_OUT,
+              `producer buffer (${this.bufferBytesMax} bytes) stayed full for ${this.bufferWaitTimeoutMs} ms`,
+            ),
+          );
+        }, this.bufferWaitTimeoutMs),
+      };
+      this.spaceWaiters.push(waiter);
+      queueMicrotask(() => this.wakeWaiters());
+      // Nothing may be left open while records wait: the open batches are what must drain.
+      for (const states of this.partitions.values()) {
+        for (const ps of states) if (ps.open) this.closeBatch(ps);
+      }
+    });
+  }
+
+  /**
+   * Wakes the oldest waiter when there is space. It appends and then wakes the next one, so
+   * waiters append one at a time, in order, and the buffer overshoots by at most one record.
+   */
+  private wakeWaiters(): void {
+    if (this.spaceWaiters.length > 0 && this.bufferedBytes < this.bufferBytesMax) {
+      const w = this.spaceWaiters.shift()!;
+      clearTimeout(w.timer);
+      w.resume();
+    }
+  }
+
+  private stickyPartition(topic: string, count: number): number {
+    let p = this.sticky.get(topic);
+    if (p === undefined) {
+      p = Math.floor(Math.random() * count);
+      this.sticky.set(topic, p);
+    }
+    return p;
+  }
+
+  private openBatch(ps: PartitionState): PendingBatch {
+    const b = new PendingBatch(
+      new BatchBuilder(this.pool, this.batchBytesMax, this.recordBytesMax),
+    );
+    ps.open = b;
+    this.bufferedBytes += b.builder.sizeBytes;
+    if (this.lingerMs >= 0) {
+      ps.lingerTimer = setTimeout(() => {
+        ps.lingerTimer = null;
+        if (ps.open === b) this.closeBatch(ps);
+      }, this.lingerMs);
+    }
+    return b;
+  }
+
+  private closeBatch(ps: PartitionState): void {
+    const b = ps.open;
+    if (b === null) return;
+    ps.open = null;
+    if (ps.lingerTimer !== null) {
+      clearTimeout(ps.lingerTimer);
+      ps.lingerTimer = null;
+    }
+    if (this.sticky.get(ps.topic) === ps.partition) {
+      const n = this.partitionCounts.get(ps.topic)!;
+      // Move on to another partition for the next keyless record.
+      this.sticky.set(
+        ps.topic,
+        n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0,
+      );
+    }
+    if (b.builder.recordCount === 0) {
+      // Its only record was refused (too large): nothing to send.
+      this.bufferedBytes -= b.builder.sizeBytes;
+      this.pool.release(b.builder.discard());
+      b.resolve(-1);
+      return;
+    }
+    const { batch, poolBuffer } = b.builder.build(this.compression);
+    this.bufferedBytes += batch.length - b.builder.sizeBytes;
+    b.bytes = batch;
+    b.poolBuffer = poolBuffer;
+    ps.queue.push(b);
+    if (!ps.sending) void this.drain(ps);
+  }
+
+  // --- sending ----------------------------------------------------------------------------
+
+  private async drain(ps: PartitionState): Promise<void> {
+    ps.sending = true;
+    try {
+      while (ps.queue.length > 0) {
+        const b = ps.queue[0]!;
+        try {
+          const base = await this.ctx.run(() => this.produceOnce(ps, b), ps.topic);
+          b.resolve(base);
+        } catch (err) {
+          if (err instanceof StreamBusError && PRODUCER_FATAL_CODES.has(err.code)) {
+            // Start over under a new producer id (sequences restart at 0).
+            this.producerId = -1;
+          }
+          b.reject(err);
+        }
+        ps.queue.shift();
+        this.bufferedBytes -= b.bytes!.length;
+        if (b.poolBuffer !== null) this.pool.release(b.poolBuffer);
+        b.bytes = null;
+        b.poolBuffer = null;
+        this.wakeWaiters();
+      }
+    } finally {
+      ps.sending = false;
+    }
+  }
+
+  private async produceOnce(ps: PartitionState, b: PendingBatch): Promise<number> {
+    const bytes = b.bytes!;
+    if (!b.stamped) {
+      if (this.idempotent) {
+        if (this.producerId < 0) await this.initProducerId();
+        if (ps.sequenceGeneration !== this.producerGeneration) {
+          ps.sequenceGeneration = this.producerGeneration;
+          ps.nextSequence = 0;
+        }
+        const count = b.builder.recordCount;
+        stampBatch(bytes, {
+          producerId: this.producerId,
+          producerEpoch: this.producerEpoch,
+          baseSequence: ps.nextSequence,
+        });
+        ps.nextSequence = (ps.nextSequence + count) % SEQUENCE_MODULO;
+      }
+      b.stamped = true;
+    }
+    const conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
+    const body = {
+      acks: this.acks,
+      timeoutMs: this.ackTimeoutMs,
+      topics: [{ name: ps.topic, partitions: [{ partition: ps.partition, records: bytes }] }],
+    };
+    if (this.acks === 0) {
+      await conn.sendNoResponse(ApiKey.PRODUCE, body);
+      return -1;
+    }
+    const res = await conn.request(ApiKey.PRODUCE, body, this.acks === -1 ? this.ackTimeoutMs : 0);
+    const p = res.topics
+      .find((t) => t.name === ps.topic)
+      ?.partitions.find((x) => x.partition === ps.partition);
+    if (p === undefined) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_REQUEST,
+        `produce response lacks ${ps.topic}/${ps.partition}`,
+      );
+    }
+    if (p.errorCode !== 0) {
+      throw new StreamBusError(
+        p.errorCode,
+        p.errorMessage ?? `produce to ${ps.topic}/${ps.partition}`,
+      );
+    }
+    return p.baseOffset;
+  }
+}
+
+function positive(name: string, value: number, allowZero = false): number {
+  if (!Number.isInteger(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${name}: expected a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`,
+    );
+  }
+  return value;
+}
