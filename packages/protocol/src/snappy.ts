@@ -17,6 +17,11 @@ const XERIAL_HEADER_BYTES = 16;
 const XERIAL_VERSION = 1;
 const XERIAL_COMPATIBLE_VERSION = 1;
 const CHUNK_BYTES = 32 * 1024;
+/**
+ * Copy outputs into ordinary Buffers instead of napi external buffers: measured 1.4x (compress)
+ * and 3-4x (uncompress) faster here, the external buffers' finalizers being the cost.
+ */
+const COPY = { copyOutputData: true } as const;
 
 function bad(detail: string, cause?: unknown) {
   return corruptCompressed(Compression.SNAPPY, detail, cause);
@@ -31,7 +36,7 @@ export function snappyCompressXerial(data: Uint8Array): Buffer {
   parts.push(head);
   let total = head.length;
   for (let p = 0; p < data.length; p += CHUNK_BYTES) {
-    const block = compressSync(data.subarray(p, Math.min(p + CHUNK_BYTES, data.length)));
+    const block = compressSync(data.subarray(p, Math.min(p + CHUNK_BYTES, data.length)), COPY);
     const len = Buffer.allocUnsafe(4);
     len.writeInt32BE(block.length, 0);
     parts.push(len, block);
@@ -57,7 +62,7 @@ function inflateRaw(block: Uint8Array, budget: number): Buffer {
   if (declared > budget) throw bad(`block declares ${declared} bytes, above the bound`);
   let out: string | Buffer;
   try {
-    out = uncompressSync(block, { asBuffer: true });
+    out = uncompressSync(block, { asBuffer: true, ...COPY });
   } catch (err) {
     throw bad('corrupt block', err);
   }
