@@ -1,2 +1,19 @@
-// @streambus/broker: public entry. See README.md and ../../docs for what this package owns.
-export const PACKAGE_NAME = '@streambus/broker';
+// @streambus/broker: public entry. The single-node broker daemon (see docs/broker.md).
+export { BROKER_VERSION, Broker, type BrokerOptions } from './broker.js';
+export {
+  type BrokerConfig,
+  type BrokerLimits,
+  ConfigError,
+  DEFAULT_HTTP_PORT,
+  DEFAULT_PORT,
+  type DurabilityPolicy,
+  defaultConfig,
+  type HostPort,
+  type LogLevel,
+  loadConfig,
+  parseHostPort,
+  type TopicDefaults,
+} from './config.js';
+export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+export { runBroker } from './run.js';
+export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

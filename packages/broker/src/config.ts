@@ -1,0 +1,390 @@
+// The broker's one configuration: its shape, its defaults, and `loadConfig`, which merges a YAML or
+// JSON file, `STREAMBUS_*` environment variables and flags (in rising precedence) over the
+// defaults and validates the result. Every error is a ConfigError (StreamBusError INVALID_CONFIG)
+// whose message starts with the dotted key and says what is allowed.
+//
+// Key names: the file uses the nested shape of BrokerConfig (`limits: { frameBytesMax: ... }`).
+// Environment variables use the dotted path in SCREAMING_SNAKE case after `STREAMBUS_`
+// (`limits.frameBytesMax` -> `STREAMBUS_LIMITS_FRAME_BYTES_MAX`). Flags use the dotted path in
+// camelCase or kebab-case (`limits.frame-bytes-max`), plus the short forms `data-dir`, `listen`,
+// `http`, `node-id`, `log-level`, `auto-create-topics`, `config`. `listen` and `http` take
+// `HOST:PORT` (or `{host, port}` in a file); `http` also takes `off` (or null) to disable it.
+//
+// This module does not read sockets or start anything; it only reads the file it is given.
+import { readFileSync } from 'node:fs';
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import { parse as parseYaml } from 'yaml';
+
+export type DurabilityPolicy = 'always' | 'interval' | 'none';
+export const DURABILITY_POLICIES: readonly DurabilityPolicy[] = ['always', 'interval', 'none'];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Per-connection and broker-wide bounds. */
+export interface BrokerLimits {
+  /** Largest request frame accepted, header included. */
+  frameBytesMax: number;
+  /** Requests read but not yet answered, per connection; reading pauses at the bound. */
+  inflightRequestsMax: number;
+  /** Frame bytes of those requests, per connection; reading pauses at the bound. */
+  inflightBytesMax: number;
+  /** Open client connections; more are refused (closed at once). */
+  connectionsMax: number;
+  /** A connection with nothing in flight and no bytes received for this long is closed. */
+  idleTimeoutMs: number;
+  /** A request not answered after this long gets REQUEST_TIMED_OUT. */
+  requestTimeoutMs: number;
+  /** Fetch requests parked in long-poll, per partition; more are answered at once. */
+  fetchWaitersMax: number;
+  /** Graceful shutdown waits this long for in-flight requests. */
+  shutdownTimeoutMs: number;
+}
+
+/** Defaults applied to topics that do not set a config of their own. */
+export interface TopicDefaults {
+  partitions: number;
+  durability: DurabilityPolicy;
+  flushIntervalMs: number;
+  segmentBytes: number;
+  segmentMs: number;
+  /** -1 = unlimited. */
+  retentionBytes: number;
+  /** -1 = forever. */
+  retentionMs: number;
+  /** Largest record batch a producer may send. */
+  maxMessageBytes: number;
+  /** A batch whose maxTimestamp is further than this from the broker clock is refused; -1 = no check. */
+  timestampSkewMsMax: number;
+}
+
+export interface BrokerConfig {
+  nodeId: number;
+  dataDir: string;
+  listen: HostPort;
+  http: HostPort | null;
+  logLevel: LogLevel;
+  limits: BrokerLimits;
+  defaults: TopicDefaults;
+  autoCreateTopics: boolean;
+  /** How often retention (bytes and time) is enforced on every partition. */
+  retentionCheckIntervalMs: number;
+}
+
+export const DEFAULT_PORT = 7070;
+export const DEFAULT_HTTP_PORT = 7071;
+
+export function defaultConfig(): BrokerConfig {
+  return {
+    nodeId: 0,
+    dataDir: './streambus-data',
+    listen: { host: '127.0.0.1', port: DEFAULT_PORT },
+    http: { host: '127.0.0.1', port: DEFAULT_HTTP_PORT },
+    logLevel: 'info',
+    limits: {
+      frameBytesMax: 16 * 1024 * 1024,
+      inflightRequestsMax: 64,
+      inflightBytesMax: 64 * 1024 * 1024,
+      connectionsMax: 10_000,
+      idleTimeoutMs: 10 * 60_000,
+      requestTimeoutMs: 30_000,
+      fetchWaitersMax: 1000,
+      shutdownTimeoutMs: 10_000,
+    },
+    defaults: {
+      partitions: 1,
+      durability: 'always',
+      flushIntervalMs: 1000,
+      segmentBytes: 128 * 1024 * 1024,
+      segmentMs: 7 * 24 * 3600_000,
+      retentionBytes: -1,
+      retentionMs: 7 * 24 * 3600_000,
+      maxMessageBytes: 1024 * 1024,
+      timestampSkewMsMax: -1,
+    },
+    autoCreateTopics: false,
+    retentionCheckIntervalMs: 30_000,
+  };
+}
+
+export class ConfigError extends StreamBusError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(ErrorCode.INVALID_CONFIG, `${key}: ${message}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+// ---- value parsers: each takes a raw value (string from env/flags, anything from a file) ------
+
+type Parser = (key: string, raw: unknown) => unknown;
+
+function describe(raw: unknown): string {
+  return typeof raw === 'string' ? `'${raw}'` : (JSON.stringify(raw) ?? String(raw));
+}
+
+function intParser(min: number, max: number): Parser {
+  return (key, raw) => {
+    const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(key, `expected an integer in ${min}..${max}, got ${describe(raw)}`);
+    }
+    return n;
+  };
+}
+
+function enumParser(values: readonly string[]): Parser {
+  return (key, raw) => {
+    if (typeof raw !== 'string' || !values.includes(raw)) {
+      throw new ConfigError(key, `expected one of ${values.join(', ')}, got ${describe(raw)}`);
+    }
+    return raw;
+  };
+}
+
+const boolParser: Parser = (key, raw) => {
+  if (typeof raw === 'boolean') return raw;
+  if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+  if (raw === 'false' || raw === '0' || raw === 'no') return false;
+  throw new ConfigError(key, `expected true or false, got ${describe(raw)}`);
+};
+
+const stringParser: Parser = (key, raw) => {
+  if (typeof raw !== 'string' || raw.length === 0) {
+    throw new ConfigError(key, `expected a non-empty string, got ${describe(raw)}`);
+  }
+  return raw;
+};
+
+/** `HOST:PORT`, `[v6]:PORT`, `:PORT` (loopback host) or `{host, port}`. */
+export function parseHostPort(key: string, raw: unknown): HostPort {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+    const o = raw as Record<string, unknown>;
+    const host = o.host ?? '127.0.0.1';
+    if (typeof host !== 'string' || host.length === 0) {
+      throw new ConfigError(
+        `${key}.host`,
+        `expected a host name or address, got ${describe(host)}`,
+      );
+    }
+    const port = intParser(0, 65535)(`${key}.port`, o.port) as number;
+    return { host, port };
+  }
+  if (typeof raw === 'string') {
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+    const port = m ? Number(m[3]) : Number.NaN;
+    if (m && port <= 65535) {
+      const host = m[1] ?? m[2] ?? '';
+      return { host: host === '' ? '127.0.0.1' : host, port };
+    }
+  }
+  throw new ConfigError(key, `expected HOST:PORT, got ${describe(raw)}`);
+}
+
+const httpParser: Parser = (key, raw) => {
+  if (raw === null || raw === false || raw === 'off' || raw === 'none' || raw === 'false') {
+    return null;
+  }
+  return parseHostPort(key, raw);
+};
+
+const MB = 1024 * 1024;
+const DAY_MS = 24 * 3600_000;
+
+/** Every leaf key, with its parser. Nested sections are one level deep. */
+const SCHEMA: Readonly<Record<string, Parser>> = {
+  nodeId: intParser(0, 2 ** 31 - 1),
+  dataDir: stringParser,
+  listen: parseHostPort,
+  http: httpParser,
+  logLevel: enumParser(LOG_LEVELS),
+  autoCreateTopics: boolParser,
+  retentionCheckIntervalMs: intParser(100, DAY_MS),
+  'limits.frameBytesMax': intParser(1024, 1024 * MB),
+  'limits.inflightRequestsMax': intParser(1, 100_000),
+  'limits.inflightBytesMax': intParser(1024, 4096 * MB),
+  'limits.connectionsMax': intParser(1, 1_000_000),
+  'limits.idleTimeoutMs': intParser(100, 365 * DAY_MS),
+  'limits.requestTimeoutMs': intParser(10, 3600_000),
+  'limits.fetchWaitersMax': intParser(0, 1_000_000),
+  'limits.shutdownTimeoutMs': intParser(0, 3600_000),
+  'defaults.partitions': intParser(1, 100_000),
+  'defaults.durability': enumParser(DURABILITY_POLICIES),
+  'defaults.flushIntervalMs': intParser(1, DAY_MS),
+  'defaults.segmentBytes': intParser(1024, 1024 * 1024 * MB),
+  'defaults.segmentMs': intParser(1000, 3650 * DAY_MS),
+  'defaults.retentionBytes': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'defaults.retentionMs': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'defaults.maxMessageBytes': intParser(64, 1024 * MB),
+  'defaults.timestampSkewMsMax': intParser(-1, Number.MAX_SAFE_INTEGER),
+};
+const SECTIONS = ['limits', 'defaults'] as const;
+/** Keys whose value is an object in a file but a leaf in the schema. */
+const OBJECT_LEAVES = new Set(['listen', 'http']);
+
+function camelToSnake(s: string): string {
+  return s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+function kebabToCamel(s: string): string {
+  return s.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+const ENV_NAMES: ReadonlyMap<string, string> = new Map(
+  Object.keys(SCHEMA).map((key) => [
+    `STREAMBUS_${key.split('.').map(camelToSnake).join('_')}`,
+    key,
+  ]),
+);
+
+/** Flattens a parsed file into dotted leaf keys, rejecting unknown keys. */
+function flattenFile(doc: unknown, file: string): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  if (doc === null || doc === undefined) return out;
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(file, 'expected a mapping of configuration keys at the top level');
+  }
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    if ((SECTIONS as readonly string[]).includes(k)) {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+        throw new ConfigError(k, `expected a mapping with keys ${sectionKeys(k).join(', ')}`);
+      }
+      for (const [k2, v2] of Object.entries(v as Record<string, unknown>)) {
+        out.set(checkKnown(`${k}.${k2}`), v2);
+      }
+    } else {
+      out.set(checkKnown(k), v);
+    }
+  }
+  return out;
+}
+
+function sectionKeys(section: string): string[] {
+  return Object.keys(SCHEMA)
+    .filter((k) => k.startsWith(`${section}.`))
+    .map((k) => k.slice(section.length + 1));
+}
+
+function checkKnown(key: string): string {
+  if (!Object.hasOwn(SCHEMA, key)) {
+    throw new ConfigError(key, `unknown key (allowed: ${Object.keys(SCHEMA).join(', ')})`);
+  }
+  return key;
+}
+
+const FLAG_ALIASES: Readonly<Record<string, string>> = {
+  'data-dir': 'dataDir',
+  'node-id': 'nodeId',
+  'log-level': 'logLevel',
+  'auto-create-topics': 'autoCreateTopics',
+};
+
+function readFileSource(file: string): Map<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(
+      'config',
+      `${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+    );
+  }
+  return flattenFile(doc, file);
+}
+
+/**
+ * Builds the configuration: flags > env (STREAMBUS_*) > file (YAML, or JSON for `.json`) >
+ * defaults. Throws ConfigError naming the key and what is allowed.
+ */
+export function loadConfig(
+  sources: { file?: string; env?: NodeJS.ProcessEnv; flags?: Record<string, unknown> } = {},
+): BrokerConfig {
+  const merged = new Map<string, unknown>();
+  const flagFile = sources.flags?.config;
+  const file =
+    typeof flagFile === 'string' ? flagFile : (sources.env?.STREAMBUS_CONFIG ?? sources.file);
+  if (file !== undefined) {
+    for (const [k, v] of readFileSource(file)) merged.set(k, v);
+  }
+  for (const [name, value] of Object.entries(sources.env ?? {})) {
+    if (!name.startsWith('STREAMBUS_') || name === 'STREAMBUS_CONFIG' || value === undefined) {
+      continue;
+    }
+    const key = ENV_NAMES.get(name);
+    if (key === undefined) {
+      throw new ConfigError(
+        name,
+        `unknown environment variable (allowed: ${[...ENV_NAMES.keys()].join(', ')})`,
+      );
+    }
+    merged.set(key, value);
+  }
+  for (const [name, value] of Object.entries(sources.flags ?? {})) {
+    if (value === undefined || name === 'config') continue;
+    const key = FLAG_ALIASES[name] ?? name.split('.').map(kebabToCamel).join('.');
+    merged.set(checkKnown(key), value);
+  }
+  return buildConfig(merged);
+}
+
+function buildConfig(values: ReadonlyMap<string, unknown>): BrokerConfig {
+  const config = defaultConfig();
+  const root = config as unknown as Record<string, unknown>;
+  for (const [key, raw] of values) {
+    const parser = SCHEMA[key];
+    if (parser === undefined) throw new ConfigError(key, 'unknown key');
+    if (typeof raw === 'object' && raw !== null && !OBJECT_LEAVES.has(key)) {
+      throw new ConfigError(key, `expected a single value, got ${describe(raw)}`);
+    }
+    const value = parser(key, raw);
+    const dot = key.indexOf('.');
+    if (dot < 0) {
+      root[key] = value;
+    } else {
+      (root[key.slice(0, dot)] as Record<string, unknown>)[key.slice(dot + 1)] = value;
+    }
+  }
+  checkRelations(config);
+  return config;
+}
+
+/** Ties related limits together (STYLE: assertions between limits, as typed errors here). */
+function checkRelations(c: BrokerConfig): void {
+  if (c.defaults.maxMessageBytes > c.limits.frameBytesMax) {
+    throw new ConfigError(
+      'defaults.maxMessageBytes',
+      `must not exceed limits.frameBytesMax (${c.limits.frameBytesMax})`,
+    );
+  }
+  if (c.limits.inflightBytesMax < c.limits.frameBytesMax) {
+    throw new ConfigError(
+      'limits.inflightBytesMax',
+      `must be at least limits.frameBytesMax (${c.limits.frameBytesMax})`,
+    );
+  }
+  if (c.defaults.maxMessageBytes > c.defaults.segmentBytes) {
+    throw new ConfigError(
+      'defaults.maxMessageBytes',
+      `must not exceed defaults.segmentBytes (${c.defaults.segmentBytes})`,
+    );
+  }
+  if (
+    c.http &&
+    c.http.port !== 0 &&
+    c.http.port === c.listen.port &&
+    c.http.host === c.listen.host
+  ) {
+    throw new ConfigError('http', `must differ from listen (${c.listen.host}:${c.listen.port})`);
+  }
+}

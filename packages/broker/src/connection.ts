@@ -1,0 +1,354 @@
+// One client connection: frames in, responses out, in request order. It owns the socket and the
+// per-connection bounds; it knows nothing about what a request means (the handler does).
+//
+// Rules (ARCHITECTURE.md §5):
+//   1. Requests are pipelined: each frame read gets a slot; slots are answered in the order they
+//      were read, whatever order their handlers finish in (clients rely on it, and librdkafka's
+//      idempotent producer needs in-order processing per connection).
+//   2. Back-pressure, not buffering: when `inflightRequestsMax` requests or `inflightBytesMax`
+//      frame bytes are unanswered, or the socket's write buffer is over its high-water mark (a
+//      slow reader), reading pauses; it resumes when all three are below their bounds again.
+//   3. A frame the parser refuses (malformed, oversized): the responses owed before it are sent,
+//      then an ERROR frame carrying the refused frame's header (when 14 bytes of it were
+//      readable), then the connection is closed. Other connections are not touched.
+//   4. A request with NO_RESPONSE (produce acks=0) holds a slot until handled but writes nothing.
+//   5. A request unanswered after `requestTimeoutMs` is answered REQUEST_TIMED_OUT (its late
+//      result is dropped); a connection with nothing in flight and no bytes read for
+//      `idleTimeoutMs` is closed. Both are checked by the broker's periodic `sweep`.
+//   6. Closing aborts `signal`, which cancels the connection's parked long-polls.
+import type { Socket } from 'node:net';
+import {
+  API_NAMES,
+  ErrorCode,
+  encodeErrorResponse,
+  FRAME_HEADER_BYTES,
+  type Frame,
+  FrameFlag,
+  type FrameHeader,
+  FrameParser,
+  isStreamBusError,
+  StreamBusError,
+} from '@streambus/protocol';
+import type { Logger } from 'pino';
+import type { BrokerLimits } from './config.js';
+import type { BrokerMetrics } from './metrics.js';
+
+export interface RequestContext {
+  /** Aborted when the connection closes. */
+  readonly signal: AbortSignal;
+  readonly remote: string;
+}
+
+/** Returns the encoded response frame, or null for a request that is not answered. */
+export type RequestHandler = (
+  frame: Frame,
+  ctx: RequestContext,
+) => Buffer | null | Promise<Buffer | null>;
+
+interface Slot {
+  readonly header: FrameHeader;
+  readonly startNs: bigint;
+  readonly startMs: number;
+  readonly frameBytes: number;
+  done: boolean;
+  response: Buffer | null;
+  /** Close the connection once this slot's response is written. */
+  closeAfter: boolean;
+}
+
+const KNOWN_FLAGS = FrameFlag.RESPONSE | FrameFlag.ERROR | FrameFlag.NO_RESPONSE;
+/** How long a closing connection waits for the peer to read the final error frame. */
+const CLOSE_LINGER_MS = 2000;
+
+export class Connection {
+  readonly remote: string;
+  private readonly parser: FrameParser;
+  private readonly abort = new AbortController();
+  private readonly ctx: RequestContext;
+  private readonly slots: Slot[] = [];
+  /** Chunks holding the bytes of the frame the parser has not completed yet (for error headers). */
+  private tail: Buffer[] = [];
+  private inflightRequests = 0;
+  private inflightBytes = 0;
+  private writeBlocked = false;
+  private readingStopped = false;
+  private closed = false;
+  private lastActivityMs: number;
+  private drainWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly limits: BrokerLimits,
+    private readonly handler: RequestHandler,
+    private readonly metrics: BrokerMetrics,
+    private readonly logger: Logger,
+    private readonly onClosed: (conn: Connection) => void,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.parser = new FrameParser({ frameBytesMax: limits.frameBytesMax });
+    this.ctx = { signal: this.abort.signal, remote: this.remote };
+    this.lastActivityMs = Date.now();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.writeBlocked = false;
+      this.maybeResume();
+    });
+    socket.on('error', (err) =>
+      this.logger.debug({ err, remote: this.remote }, 'connection error'),
+    );
+    socket.on('close', () => this.onSocketClosed());
+  }
+
+  get inflight(): number {
+    return this.inflightRequests;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.readingStopped) return;
+    this.lastActivityMs = Date.now();
+    this.metrics.bytesIn.inc(chunk.length);
+    let frames: Frame[];
+    try {
+      frames = this.parser.push(chunk);
+    } catch (err) {
+      this.refuseStream(err, chunk);
+      return;
+    }
+    this.trackTail(chunk);
+    for (const frame of frames) this.dispatch(frame);
+    if (this.overLimits()) this.socket.pause();
+  }
+
+  private trackTail(chunk: Buffer): void {
+    const pending = this.parser.pendingBytes;
+    if (pending === 0) this.tail = [];
+    else if (pending <= chunk.length) this.tail = [chunk.subarray(chunk.length - pending)];
+    else this.tail.push(chunk);
+  }
+
+  private overLimits(): boolean {
+    return (
+      this.inflightRequests >= this.limits.inflightRequestsMax ||
+      this.inflightBytes >= this.limits.inflightBytesMax ||
+      this.writeBlocked
+    );
+  }
+
+  private maybeResume(): void {
+    if (this.closed || this.readingStopped || this.overLimits()) return;
+    this.socket.resume();
+  }
+
+  private dispatch(frame: Frame): void {
+    const slot: Slot = {
+      header: frame,
+      startNs: process.hrtime.bigint(),
+      startMs: Date.now(),
+      frameBytes: FRAME_HEADER_BYTES + frame.body.length,
+      done: false,
+      response: null,
+      closeAfter: false,
+    };
+    this.slots.push(slot);
+    this.inflightRequests++;
+    this.inflightBytes += slot.frameBytes;
+    let result: Buffer | null | Promise<Buffer | null>;
+    try {
+      result = this.handler(frame, this.ctx);
+    } catch (err) {
+      this.complete(slot, this.errorFrame(frame, err));
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (buf) => this.complete(slot, buf),
+        (err: unknown) => this.complete(slot, this.errorFrame(frame, err)),
+      );
+    } else {
+      this.complete(slot, result);
+    }
+  }
+
+  private errorFrame(header: FrameHeader, err: unknown): Buffer | null {
+    const error = isStreamBusError(err)
+      ? err
+      : new StreamBusError(ErrorCode.UNKNOWN_SERVER_ERROR, 'internal error', { cause: err });
+    if (!isStreamBusError(err)) {
+      this.logger.error({ err, remote: this.remote, apiKey: header.apiKey }, 'request failed');
+    }
+    this.metrics.requestErrors.inc({
+      api: API_NAMES[header.apiKey] ?? 'unknown',
+      code: error.code,
+    });
+    if ((header.flags & FrameFlag.NO_RESPONSE) !== 0) return null;
+    return encodeErrorResponse(header, error);
+  }
+
+  private complete(slot: Slot, response: Buffer | null): void {
+    if (slot.done) return; // already answered (timed out), or the connection is gone
+    slot.done = true;
+    slot.response = (slot.header.flags & FrameFlag.NO_RESPONSE) !== 0 ? null : response;
+    this.inflightRequests--;
+    this.inflightBytes -= slot.frameBytes;
+    this.flush();
+    this.maybeResume();
+  }
+
+  /** Writes every finished response at the head of the queue, in order. */
+  private flush(): void {
+    if (this.closed) return;
+    let corked = false;
+    while (this.slots.length > 0 && this.slots[0]!.done) {
+      const slot = this.slots.shift()!;
+      const api = API_NAMES[slot.header.apiKey] ?? 'unknown';
+      this.metrics.requests.inc({ api });
+      this.metrics.requestSeconds.observe(
+        { api },
+        Number(process.hrtime.bigint() - slot.startNs) / 1e9,
+      );
+      if (slot.response !== null) {
+        if (!corked) {
+          this.socket.cork();
+          corked = true;
+        }
+        this.metrics.bytesOut.inc(slot.response.length);
+        if (!this.socket.write(slot.response)) this.writeBlocked = true;
+      }
+      if (slot.closeAfter) {
+        if (corked) this.socket.uncork();
+        this.endSocket();
+        return;
+      }
+    }
+    if (corked) this.socket.uncork();
+    if (this.writeBlocked) this.socket.pause();
+    if (this.slots.length === 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** The parser refused the stream: answer what is owed, then an ERROR frame, then close. */
+  private refuseStream(err: unknown, chunk: Buffer): void {
+    const error = isStreamBusError(err)
+      ? err
+      : new StreamBusError(ErrorCode.MALFORMED_FRAME, 'unreadable frame', { cause: err });
+    this.metrics.framesRejected.inc({ code: error.code });
+    this.logger.warn(
+      { remote: this.remote, code: error.code, reason: error.message },
+      'closing connection: bad frame',
+    );
+    this.stopReading();
+    const header = this.findRefusedHeader(Buffer.concat([...this.tail, chunk]));
+    this.tail = [];
+    const slot: Slot = {
+      header: header ?? { apiKey: 0, apiVersion: 0, correlationId: 0, flags: 0 },
+      startNs: process.hrtime.bigint(),
+      startMs: Date.now(),
+      frameBytes: 0,
+      done: true,
+      response: header === null ? null : encodeErrorResponse(header, error),
+      closeAfter: true,
+    };
+    this.slots.push(slot);
+    this.flush();
+  }
+
+  /** Walks frame boundaries to the first header the parser would refuse (flags masked to valid bits). */
+  private findRefusedHeader(buf: Buffer): FrameHeader | null {
+    let pos = 0;
+    while (pos + FRAME_HEADER_BYTES <= buf.length) {
+      const length = buf.readUInt32BE(pos);
+      const flags = buf.readUInt16BE(pos + 12);
+      if (
+        length < FRAME_HEADER_BYTES - 4 ||
+        4 + length > this.limits.frameBytesMax ||
+        (flags & ~KNOWN_FLAGS) !== 0
+      ) {
+        return {
+          apiKey: buf.readUInt16BE(pos + 4),
+          apiVersion: buf.readUInt16BE(pos + 6),
+          correlationId: buf.readUInt32BE(pos + 8),
+          flags: 0,
+        };
+      }
+      pos += 4 + length;
+    }
+    return null;
+  }
+
+  private stopReading(): void {
+    this.readingStopped = true;
+    this.socket.pause();
+  }
+
+  private endSocket(): void {
+    if (this.closed) return;
+    this.stopReading();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+  }
+
+  /** Periodic check: request timeouts and idle reaping. */
+  sweep(nowMs: number): void {
+    if (this.closed) return;
+    for (const slot of this.slots) {
+      if (!slot.done && nowMs - slot.startMs > this.limits.requestTimeoutMs) {
+        const err = new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `request not answered within ${this.limits.requestTimeoutMs} ms`,
+        );
+        this.complete(slot, this.errorFrame(slot.header, err));
+      }
+    }
+    if (this.slots.length === 0 && nowMs - this.lastActivityMs > this.limits.idleTimeoutMs) {
+      this.logger.debug({ remote: this.remote }, 'closing idle connection');
+      this.endSocket();
+    }
+  }
+
+  /** Graceful close: stop reading, wait (bounded) for in-flight requests to be answered, end. */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    this.stopReading();
+    if (this.slots.length > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.drainWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.abort.abort();
+    this.endSocket();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onSocketClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    for (const slot of this.slots) {
+      if (!slot.done) {
+        slot.done = true;
+        this.inflightRequests--;
+        this.inflightBytes -= slot.frameBytes;
+      }
+    }
+    this.slots.length = 0;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+    this.onClosed(this);
+  }
+}

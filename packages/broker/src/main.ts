@@ -1,0 +1,41 @@
+// Process entry (`node dist/main.js`): flags --config FILE --data-dir DIR --listen HOST:PORT
+// --http HOST:PORT|off --node-id N --log-level LEVEL, then STREAMBUS_* environment variables,
+// then the file; see config.ts. Exit codes: 0 after a graceful shutdown, 2 for a bad
+// configuration or command line, 1 for any other startup failure.
+import { parseArgs } from 'node:util';
+import { isStreamBusError } from '@streambus/protocol';
+import { loadConfig } from './config.js';
+import { runBroker } from './run.js';
+
+async function main(): Promise<number> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      options: {
+        config: { type: 'string' },
+        'data-dir': { type: 'string' },
+        listen: { type: 'string' },
+        http: { type: 'string' },
+        'node-id': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    });
+    config = loadConfig({ env: process.env, flags: values });
+  } catch (err) {
+    process.stderr.write(`streambus broker: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    await runBroker(config);
+    return 0;
+  } catch (err) {
+    process.stderr.write(
+      `streambus broker: ${isStreamBusError(err) ? err.message : String(err)}\n`,
+    );
+    return 1;
+  }
+}
+
+main().then((code) => process.exit(code));

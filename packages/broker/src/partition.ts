@@ -1,0 +1,345 @@
+// One partition replica on this broker: its log (the storage package's PartitionLog, reached
+// through the narrow `PartitionLogLike` seam so a Raft-backed log can take its place later), its
+// idempotent-producer state, and its long-poll waiters. It turns a validated produce into an
+// append (or a duplicate's original offsets), waits for durability as acks=all requires, and
+// wakes parked fetches when the log grows.
+//
+// What it does not do: validate bytes (produce-validation.ts), decide topic configs, or own the
+// socket. Leadership is fixed (single node); replication will replace `append` + `waitDurable`
+// with "propose to Raft, wait for commit", keeping the same shape (ARCHITECTURE.md §4).
+//
+// Producer-state snapshot file `<dir>.producers.json` (next to the log directory, written with
+// fsync + atomic rename): { "offset": N, "producers": [{ "id", "epoch", "batches": [[firstSeq,
+// lastSeq, baseOffset], ...] }] } where `offset` is the log end offset the state covers. At open
+// the snapshot is loaded and the batch headers from `offset` to the log end are replayed; with no
+// usable snapshot (missing, damaged, or beyond the recovered log end) the whole log is replayed.
+import { readFile } from 'node:fs/promises';
+import {
+  batchSizeAt,
+  ErrorCode,
+  RECORD_BATCH_HEADER_BYTES,
+  readBatchHeader,
+  StreamBusError,
+} from '@streambus/protocol';
+import { writeFileDurably } from './durable-file.js';
+import {
+  type BatchEntry,
+  lastSequence,
+  type ProducerStateSnapshot,
+  ProducerStateTable,
+} from './idempotence.js';
+import { type Waiter, WaiterSet } from './long-poll.js';
+import type { ValidatedRecords } from './produce-validation.js';
+import type { TopicConfig } from './topic-config.js';
+
+/** The slice of `@streambus/storage`'s PartitionLog the broker uses. */
+export interface PartitionLogLike {
+  readonly logStartOffset: number;
+  readonly logEndOffset: number;
+  readonly durableEndOffset: number;
+  readonly sizeBytes: number;
+  append(
+    batches: Buffer,
+    options?: { leaderEpoch?: number },
+  ): Promise<{ baseOffset: number; lastOffset: number; appendTimeMs: number }>;
+  waitDurable(offset: number): Promise<void>;
+  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
+  offsetForTimestamp(timestampMs: number): Promise<number | null>;
+  deleteRecordsBefore(offset: number): Promise<number>;
+  enforceRetention(): Promise<void>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type OpenPartitionLog = (dir: string, config: TopicConfig) => Promise<PartitionLogLike>;
+
+export type Acks = -1 | 0 | 1;
+
+export interface ProduceOutcome {
+  baseOffset: number;
+  /** -1 for a duplicate (the original append time is not kept). */
+  appendTimeMs: number;
+  duplicate: boolean;
+}
+
+const REPLAY_CHUNK_BYTES = 1024 * 1024;
+
+export class Partition {
+  readonly waiters: WaiterSet;
+  private producers: ProducerStateTable;
+  private readonly pendingOffsets = new WeakMap<BatchEntry, Promise<number>>();
+  private closed = false;
+
+  private constructor(
+    readonly topic: string,
+    readonly index: number,
+    readonly dir: string,
+    private config: TopicConfig,
+    private log: PartitionLogLike,
+    fetchWaitersMax: number,
+  ) {
+    this.waiters = new WaiterSet(fetchWaitersMax);
+    this.producers = new ProducerStateTable();
+  }
+
+  static async open(
+    topic: string,
+    index: number,
+    dir: string,
+    config: TopicConfig,
+    openLog: OpenPartitionLog,
+    fetchWaitersMax: number,
+  ): Promise<Partition> {
+    const log = await openLog(dir, config);
+    const p = new Partition(topic, index, dir, config, log, fetchWaitersMax);
+    try {
+      await p.restoreProducerState();
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+    return p;
+  }
+
+  get logStartOffset(): number {
+    return this.log.logStartOffset;
+  }
+  get logEndOffset(): number {
+    return this.log.logEndOffset;
+  }
+  /** Single node: everything appended is "committed". Raft will make this the commit index. */
+  get highWatermark(): number {
+    return this.log.logEndOffset;
+  }
+  get sizeBytes(): number {
+    return this.log.sizeBytes;
+  }
+  get topicConfig(): TopicConfig {
+    return this.config;
+  }
+
+  private get snapshotPath(): string {
+    return `${this.dir}.producers.json`;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `partition ${this.topic}-${this.index} is closed`,
+      );
+    }
+  }
+
+  /**
+   * Appends validated bytes (or answers a retried batch with its original offset), then waits for
+   * durability when acks=all asks for it under a policy that did not already provide it.
+   */
+  async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
+    this.checkOpen();
+    const recorded: Array<{ producerId: number; entry: BatchEntry; deltaFromBase: number }> = [];
+    let duplicates = 0;
+    let firstDuplicate: BatchEntry | null = null;
+    let deltaFromBase = 0;
+    try {
+      for (const { header: h } of validated.batches) {
+        if (h.producerId >= 0) {
+          const lastSeq = lastSequence(h.baseSequence, h.lastOffsetDelta);
+          const decision = this.producers.check(
+            h.producerId,
+            h.producerEpoch,
+            h.baseSequence,
+            lastSeq,
+          );
+          if (decision.kind === 'duplicate') {
+            duplicates++;
+            firstDuplicate ??= decision.entry;
+          } else {
+            const entry = this.producers.record(
+              h.producerId,
+              h.producerEpoch,
+              h.baseSequence,
+              lastSeq,
+              null,
+            );
+            recorded.push({ producerId: h.producerId, entry, deltaFromBase });
+          }
+        }
+        deltaFromBase += h.lastOffsetDelta + 1;
+      }
+      if (duplicates > 0 && duplicates !== validated.batches.length) {
+        throw new StreamBusError(
+          ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+          'a produce mixes already-written batches with new ones',
+        );
+      }
+    } catch (err) {
+      for (let i = recorded.length - 1; i >= 0; i--) {
+        const r = recorded[i]!;
+        this.producers.forget(r.producerId, r.entry);
+      }
+      throw err;
+    }
+    if (firstDuplicate !== null) {
+      const baseOffset =
+        firstDuplicate.baseOffset ?? (await this.pendingOffsets.get(firstDuplicate));
+      if (baseOffset === undefined) {
+        throw new StreamBusError(ErrorCode.UNKNOWN_SERVER_ERROR, 'duplicate of a lost append');
+      }
+      if (acks === -1) await this.waitDurableFor(this.config.durability, baseOffset);
+      return { baseOffset, appendTimeMs: -1, duplicate: true };
+    }
+
+    const appending = this.log.append(records);
+    for (const r of recorded) {
+      this.pendingOffsets.set(
+        r.entry,
+        appending.then((res) => res.baseOffset + r.deltaFromBase),
+      );
+    }
+    let result: { baseOffset: number; lastOffset: number; appendTimeMs: number };
+    try {
+      result = await appending;
+    } catch (err) {
+      for (let i = recorded.length - 1; i >= 0; i--) {
+        const r = recorded[i]!;
+        this.producers.forget(r.producerId, r.entry);
+      }
+      throw err;
+    }
+    for (const r of recorded) r.entry.baseOffset = result.baseOffset + r.deltaFromBase;
+    this.waiters.wakeAll();
+    if (acks === -1) await this.waitDurableFor(this.config.durability, result.lastOffset);
+    return { baseOffset: result.baseOffset, appendTimeMs: result.appendTimeMs, duplicate: false };
+  }
+
+  /** acks=all: 'always' appends resolve durable already; 'interval' waits for the next flush. */
+  private async waitDurableFor(
+    policy: TopicConfig['durability'],
+    lastOffset: number,
+  ): Promise<void> {
+    if (policy === 'interval') await this.log.waitDurable(lastOffset + 1);
+    else if (policy === 'always' && this.log.durableEndOffset <= lastOffset) {
+      await this.log.waitDurable(lastOffset + 1);
+    }
+  }
+
+  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
+    this.checkOpen();
+    return this.log.read(offset, maxBytes);
+  }
+
+  offsetForTimestamp(timestampMs: number): Promise<number | null> {
+    this.checkOpen();
+    return this.log.offsetForTimestamp(timestampMs);
+  }
+
+  async deleteRecordsBefore(offset: number): Promise<number> {
+    this.checkOpen();
+    if (offset < 0 || offset > this.highWatermark) {
+      throw new StreamBusError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `delete-records offset ${offset} is outside [0, ${this.highWatermark}]`,
+      );
+    }
+    return this.log.deleteRecordsBefore(offset);
+  }
+
+  async enforceRetention(): Promise<void> {
+    if (this.closed) return;
+    await this.log.enforceRetention();
+  }
+
+  /** Parks a fetch; false when the partition's waiter bound is reached. */
+  park(waiter: Waiter): boolean {
+    return !this.closed && this.waiters.add(waiter);
+  }
+
+  unpark(waiter: Waiter): void {
+    this.waiters.remove(waiter);
+  }
+
+  /** Writes the producer-state snapshot (so a restart replays only the tail). */
+  async saveProducerState(): Promise<void> {
+    const snapshot = { offset: this.log.logEndOffset, ...this.producers.toJSON() };
+    await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
+  }
+
+  /** Replaces the log (a config change that the log only takes at open). */
+  async reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
+    this.checkOpen();
+    await this.log.close();
+    this.config = config;
+    this.log = await openLog(this.dir, config);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.waiters.wakeAll();
+    try {
+      await this.log.flush();
+      await this.saveProducerState();
+    } finally {
+      await this.log.close();
+    }
+  }
+
+  private async restoreProducerState(): Promise<void> {
+    let from = this.log.logStartOffset;
+    const snapshot = await readSnapshot(this.snapshotPath);
+    if (
+      snapshot !== null &&
+      snapshot.offset <= this.log.logEndOffset &&
+      snapshot.offset >= this.log.logStartOffset
+    ) {
+      this.producers = ProducerStateTable.fromJSON(snapshot);
+      from = snapshot.offset;
+    }
+    await this.replayHeaders(from);
+  }
+
+  private async replayHeaders(from: number): Promise<void> {
+    let offset = from;
+    const end = this.log.logEndOffset;
+    while (offset < end) {
+      const { data, nextOffset } = await this.log.read(offset, REPLAY_CHUNK_BYTES);
+      if (data.length === 0 || nextOffset <= offset) break;
+      let pos = 0;
+      while (pos + RECORD_BATCH_HEADER_BYTES <= data.length) {
+        const size = batchSizeAt(data, pos);
+        const h = readBatchHeader(data, pos);
+        if (h.baseOffset >= offset) {
+          this.producers.observe(
+            h.producerId,
+            h.producerEpoch,
+            h.baseSequence,
+            h.lastOffsetDelta,
+            h.baseOffset,
+          );
+        }
+        pos += size;
+      }
+      offset = nextOffset;
+    }
+  }
+}
+
+async function readSnapshot(
+  path: string,
+): Promise<(ProducerStateSnapshot & { offset: number }) | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const parsed = JSON.parse(text) as ProducerStateSnapshot & { offset: number };
+    if (!Number.isSafeInteger(parsed.offset) || !Array.isArray(parsed.producers)) return null;
+    return parsed;
+  } catch {
+    // A damaged snapshot is rebuilt from the log; it is only an accelerator.
+    return null;
+  }
+}

@@ -1,0 +1,49 @@
+// `runBroker`: the broker as a process's main program. Logs JSON lines to stdout (pino), prints
+// `{"msg":"broker started","port":N,"httpPort":M,...}` once listening, and shuts down gracefully on
+// SIGTERM or SIGINT, resolving when the broker is closed (the caller exits 0). A second signal
+// during shutdown exits at once with code 1.
+import pino from 'pino';
+import { Broker } from './broker.js';
+import type { BrokerConfig } from './config.js';
+
+export async function runBroker(config: BrokerConfig): Promise<void> {
+  const logger = pino({
+    level: config.logLevel === 'silent' ? 'info' : config.logLevel,
+    base: { pid: process.pid },
+  });
+  const broker = await Broker.start(config, { logger });
+  logger.info(
+    {
+      port: broker.address.port,
+      httpPort: broker.httpAddress?.port ?? null,
+      host: broker.address.host,
+      dataDir: config.dataDir,
+      nodeId: config.nodeId,
+    },
+    'broker started',
+  );
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      broker.close().then(
+        () => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          resolve();
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,99 @@
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import { describe, expect, it } from 'vitest';
+import { defaultConfig } from './config.js';
+import {
+  checkTopicName,
+  describeTopicConfig,
+  mergeOverrides,
+  resolveTopicConfig,
+} from './topic-config.js';
+
+const defaults = defaultConfig().defaults;
+const FRAME = 16 * 1024 * 1024;
+
+function code(fn: () => unknown): { code: number; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(StreamBusError);
+    return { code: (err as StreamBusError).code, message: (err as Error).message };
+  }
+  throw new Error('expected an error');
+}
+
+describe('topic config', () => {
+  it('overlays overrides on the defaults', () => {
+    const c = resolveTopicConfig(
+      defaults,
+      {
+        'retention.bytes': '1000000',
+        durability: 'none',
+        'segment.bytes': '2048',
+        'max.message.bytes': '1024',
+      },
+      FRAME,
+    );
+    expect(c.retentionBytes).toBe(1_000_000);
+    expect(c.durability).toBe('none');
+    expect(c.segmentBytes).toBe(2048);
+    expect(c.retentionMs).toBe(defaults.retentionMs);
+  });
+
+  it('rejects bad values naming the key and what is allowed', () => {
+    expect(code(() => resolveTopicConfig(defaults, { durability: 'maybe' }, FRAME))).toEqual({
+      code: ErrorCode.INVALID_CONFIG,
+      message: "durability: expected one of always, interval, none, got 'maybe'",
+    });
+    expect(
+      code(() => resolveTopicConfig(defaults, { 'retention.ms': '-5' }, FRAME)).message,
+    ).toMatch(/^retention\.ms: expected -1/);
+    expect(
+      code(() => resolveTopicConfig(defaults, { 'segment.bytes': '12abc' }, FRAME)).message,
+    ).toMatch(/^segment\.bytes:/);
+    expect(
+      code(() => resolveTopicConfig(defaults, { 'cleanup.policy': 'compact' }, FRAME)).message,
+    ).toMatch(/^cleanup\.policy: unknown topic config \(allowed: retention\.bytes/);
+    expect(
+      code(() =>
+        resolveTopicConfig(
+          defaults,
+          { 'segment.bytes': '4096', 'max.message.bytes': '8192' },
+          FRAME,
+        ),
+      ).message,
+    ).toMatch(/^max\.message\.bytes: 8192 exceeds segment\.bytes/);
+    expect(
+      code(() => resolveTopicConfig(defaults, { 'max.message.bytes': String(FRAME * 2) }, FRAME))
+        .code,
+    ).toBe(ErrorCode.INVALID_CONFIG);
+  });
+
+  it('merges alterations and describes effective values', () => {
+    const o = mergeOverrides(
+      { 'retention.ms': '1000', durability: 'none' },
+      { durability: null, 'flush.ms': '50' },
+    );
+    expect(o).toEqual({ 'retention.ms': '1000', 'flush.ms': '50' });
+    const described = describeTopicConfig(resolveTopicConfig(defaults, o, FRAME), o);
+    expect(described.find((e) => e.name === 'flush.ms')).toEqual({
+      name: 'flush.ms',
+      value: '50',
+      isDefault: false,
+      readOnly: false,
+    });
+    expect(described.find((e) => e.name === 'durability')).toEqual({
+      name: 'durability',
+      value: 'always',
+      isDefault: true,
+      readOnly: false,
+    });
+  });
+
+  it('checks topic names as Kafka does', () => {
+    for (const ok of ['orders', 'a.b-c_D9', 'x'.repeat(249)])
+      expect(() => checkTopicName(ok)).not.toThrow();
+    for (const bad of ['', '.', '..', 'has space', 'slash/no', 'x'.repeat(250), 'ü']) {
+      expect(code(() => checkTopicName(bad)).code).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
+    }
+  });
+});

@@ -1,0 +1,172 @@
+// Topic configuration: the per-topic keys a client may set (Kafka's names where Kafka has the
+// key), their validation, and the resolution of a topic's effective config over the broker's
+// defaults. Pure: no I/O.
+//
+// Keys and what they map to:
+//   retention.bytes        -1 | >= 0      log retention by size (per partition)
+//   retention.ms           -1 | >= 0      log retention by age
+//   segment.bytes          >= 1024        roll the active segment at this size
+//   segment.ms             >= 1000        roll the active segment at this age
+//   durability             always | interval | none   (StreamBus-specific)
+//   flush.ms               >= 1           fsync cadence under durability=interval
+//   max.message.bytes      >= 64          largest record batch accepted from a producer
+//   message.timestamp.difference.max.ms  -1 | >= 0   clock-skew check on maxTimestamp
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import { DURABILITY_POLICIES, type DurabilityPolicy, type TopicDefaults } from './config.js';
+
+export interface TopicConfig {
+  retentionBytes: number;
+  retentionMs: number;
+  segmentBytes: number;
+  segmentMs: number;
+  durability: DurabilityPolicy;
+  flushIntervalMs: number;
+  maxMessageBytes: number;
+  timestampSkewMsMax: number;
+}
+
+/** Overrides as stored: only the keys set explicitly, as strings (the wire form). */
+export type TopicOverrides = Record<string, string>;
+
+interface KeySpec {
+  readonly field: keyof TopicConfig;
+  readonly parse: (value: string) => number | DurabilityPolicy | null;
+  readonly allowed: string;
+}
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER, allowMinusOne = false): KeySpec['parse'] {
+  return (value) => {
+    if (!/^-?\d+$/.test(value)) return null;
+    const n = Number(value);
+    if (!Number.isSafeInteger(n)) return null;
+    if (allowMinusOne && n === -1) return n;
+    return n >= min && n <= max ? n : null;
+  };
+}
+
+export const TOPIC_CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
+  'retention.bytes': {
+    field: 'retentionBytes',
+    parse: int(0, Number.MAX_SAFE_INTEGER, true),
+    allowed: '-1 (unlimited) or an integer >= 0',
+  },
+  'retention.ms': {
+    field: 'retentionMs',
+    parse: int(0, Number.MAX_SAFE_INTEGER, true),
+    allowed: '-1 (forever) or an integer >= 0',
+  },
+  'segment.bytes': {
+    field: 'segmentBytes',
+    parse: int(1024, 2 ** 40),
+    allowed: 'an integer in 1024..2^40',
+  },
+  'segment.ms': { field: 'segmentMs', parse: int(1000), allowed: 'an integer >= 1000' },
+  durability: {
+    field: 'durability',
+    parse: (v) =>
+      (DURABILITY_POLICIES as readonly string[]).includes(v) ? (v as DurabilityPolicy) : null,
+    allowed: `one of ${DURABILITY_POLICIES.join(', ')}`,
+  },
+  'flush.ms': {
+    field: 'flushIntervalMs',
+    parse: int(1, 86_400_000),
+    allowed: 'an integer in 1..86400000',
+  },
+  'max.message.bytes': {
+    field: 'maxMessageBytes',
+    parse: int(64, 1024 * 1024 * 1024),
+    allowed: 'an integer in 64..1073741824',
+  },
+  'message.timestamp.difference.max.ms': {
+    field: 'timestampSkewMsMax',
+    parse: int(0, Number.MAX_SAFE_INTEGER, true),
+    allowed: '-1 (no check) or an integer >= 0',
+  },
+};
+
+function invalidConfig(message: string): StreamBusError {
+  return new StreamBusError(ErrorCode.INVALID_CONFIG, message);
+}
+
+/**
+ * The effective config of a topic: defaults overlaid with `overrides`. Throws INVALID_CONFIG
+ * naming the key and what is allowed (unknown keys included), and when the combination is
+ * inconsistent (max.message.bytes above segment.bytes or the frame limit).
+ */
+export function resolveTopicConfig(
+  defaults: TopicDefaults,
+  overrides: Readonly<TopicOverrides>,
+  frameBytesMax: number,
+): TopicConfig {
+  const config: TopicConfig = {
+    retentionBytes: defaults.retentionBytes,
+    retentionMs: defaults.retentionMs,
+    segmentBytes: defaults.segmentBytes,
+    segmentMs: defaults.segmentMs,
+    durability: defaults.durability,
+    flushIntervalMs: defaults.flushIntervalMs,
+    maxMessageBytes: defaults.maxMessageBytes,
+    timestampSkewMsMax: defaults.timestampSkewMsMax,
+  };
+  const target = config as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(overrides)) {
+    const spec = TOPIC_CONFIG_KEYS[key];
+    if (spec === undefined) {
+      throw invalidConfig(
+        `${key}: unknown topic config (allowed: ${Object.keys(TOPIC_CONFIG_KEYS).join(', ')})`,
+      );
+    }
+    const parsed = spec.parse(value);
+    if (parsed === null) throw invalidConfig(`${key}: expected ${spec.allowed}, got '${value}'`);
+    target[spec.field] = parsed;
+  }
+  if (config.maxMessageBytes > config.segmentBytes) {
+    throw invalidConfig(
+      `max.message.bytes: ${config.maxMessageBytes} exceeds segment.bytes (${config.segmentBytes})`,
+    );
+  }
+  if (config.maxMessageBytes > frameBytesMax) {
+    throw invalidConfig(
+      `max.message.bytes: ${config.maxMessageBytes} exceeds the broker's frame limit (${frameBytesMax})`,
+    );
+  }
+  return config;
+}
+
+/** Applies an AlterConfigs change: a null value removes the override (back to the default). */
+export function mergeOverrides(
+  current: Readonly<TopicOverrides>,
+  changes: Readonly<Record<string, string | null>>,
+): TopicOverrides {
+  const next: TopicOverrides = { ...current };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete next[key];
+    else next[key] = value;
+  }
+  return next;
+}
+
+/** Every key with its effective value, for DescribeConfigs. */
+export function describeTopicConfig(
+  config: TopicConfig,
+  overrides: Readonly<TopicOverrides>,
+): Array<{ name: string; value: string; isDefault: boolean; readOnly: boolean }> {
+  return Object.entries(TOPIC_CONFIG_KEYS).map(([name, spec]) => ({
+    name,
+    value: String(config[spec.field]),
+    isDefault: !Object.hasOwn(overrides, name),
+    readOnly: false,
+  }));
+}
+
+const TOPIC_NAME_RE = /^[a-zA-Z0-9._-]{1,249}$/;
+
+/** Kafka's legal topic names: [a-zA-Z0-9._-], 1..249 characters, not "." or "..". */
+export function checkTopicName(name: string): void {
+  if (!TOPIC_NAME_RE.test(name) || name === '.' || name === '..') {
+    throw new StreamBusError(
+      ErrorCode.INVALID_TOPIC_EXCEPTION,
+      `topic name '${name}' is invalid: use 1..249 of [a-zA-Z0-9._-], not '.' or '..'`,
+    );
+  }
+}
