@@ -410,10 +410,24 @@ export class RaftNode {
     if (this.role === StateRole.Leader) {
       // The leader counts its own copy only once it is durable.
       const self = this.progress.get(this.id);
-      if (self && self.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
+      if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
         this.broadcastPending = true;
       }
     }
+  }
+
+  /** Cheap accessors for per-step checks (status() builds maps). */
+  get currentTerm(): Term {
+    return this.term;
+  }
+  get currentRole(): StateRole {
+    return this.role;
+  }
+  get currentLead(): NodeId {
+    return this.lead;
+  }
+  get commitIndex(): LogIndex {
+    return this.log.committed;
   }
 
   status(): Status {
@@ -1047,7 +1061,10 @@ export class RaftNode {
     } else {
       checkConf(meta.conf);
       this.log.restore(snap);
-      this.confHistory = [{ index: meta.index, conf: meta.conf }];
+      // Keep the configuration at `applied` (committed, still asked for by confStateAt until
+      // the caller installs this snapshot), then the snapshot's.
+      this.pruneConfHistory();
+      this.confHistory = [this.confHistory[0]!, { index: meta.index, conf: meta.conf }];
       this.setConf(meta.conf);
       index = this.log.lastIndex();
     }
