@@ -77,10 +77,14 @@ export class Cluster {
     return this.connectionTo(addr);
   }
 
-  /** The pooled connection to `addr`, opened if missing or closed. */
-  async connectionTo(addr: BrokerAddress): Promise<BrokerConnection> {
+  /**
+   * The pooled connection to `addr`, opened if missing or closed. `lane` separates connections
+   * to the same broker: a consumer's long-polling fetches get their own lane so they never hold
+   * up (in-order) responses to produce or admin requests.
+   */
+  async connectionTo(addr: BrokerAddress, lane = ''): Promise<BrokerConnection> {
     this.checkOpen();
-    const key = `${addr.host}:${addr.port}`;
+    const key = `${addr.host}:${addr.port}/${lane}`;
     const existing = this.connections.get(key);
     if (existing) {
       const c = await existing.catch(() => null);
@@ -100,7 +104,7 @@ export class Cluster {
     return opening;
   }
 
-  async connectionToNode(nodeId: number): Promise<BrokerConnection> {
+  async connectionToNode(nodeId: number, lane = ''): Promise<BrokerConnection> {
     let addr = this.brokers.get(nodeId);
     if (addr === undefined) {
       await this.refreshMetadata(null);
@@ -109,7 +113,7 @@ export class Cluster {
     if (addr === undefined) {
       throw new StreamBusError(ErrorCode.LEADER_NOT_AVAILABLE, `broker ${nodeId} is not known`);
     }
-    return this.connectionTo(addr);
+    return this.connectionTo(addr, lane);
   }
 
   /** Cached topic metadata, if present and fresh. */
@@ -136,7 +140,7 @@ export class Cluster {
   }
 
   /** The connection to the leader of a partition. */
-  async leaderFor(topic: string, partition: number): Promise<BrokerConnection> {
+  async leaderFor(topic: string, partition: number, lane = ''): Promise<BrokerConnection> {
     const t = await this.topic(topic);
     const p = t.partitions[partition];
     if (p === undefined || p.partition !== partition) {
@@ -151,7 +155,7 @@ export class Cluster {
         `topic '${topic}' partition ${partition} has no leader`,
       );
     }
-    return this.connectionToNode(p.leaderId);
+    return this.connectionToNode(p.leaderId, lane);
   }
 
   /** Fetches metadata (null = all topics) and updates the cache. */

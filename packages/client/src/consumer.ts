@@ -92,6 +92,9 @@ export class Consumer {
   private readonly assigned = new Map<string, Assigned>();
   private closed = false;
   private readonly wakeups = new Set<() => void>();
+  private static lanes = 0;
+  /** This consumer's own connections (see Cluster.connectionTo). */
+  private readonly lane = `fetch-${++Consumer.lanes}`;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -275,7 +278,7 @@ export class Consumer {
       [...byLeader.values()].map((list) =>
         this.ctx.run(async () => {
           const first = list[0]!;
-          const conn = await this.ctx.cluster.leaderFor(first.topic, first.partition);
+          const conn = await this.ctx.cluster.leaderFor(first.topic, first.partition, this.lane);
           return this.fetchFrom(conn, list);
         }),
       ),

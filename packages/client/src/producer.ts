@@ -23,6 +23,7 @@ import {
   ApiKey,
   Compression,
   type CompressionCodec,
+  compress,
   ErrorCode,
   partitionForKey,
   StreamBusError,
@@ -186,6 +187,8 @@ export class Producer {
         `compression: expected one of ${Object.keys(COMPRESSION_BY_NAME).join(', ')}, got '${String(c)}'`,
       );
     }
+    // Fail now, not at the first batch, if this runtime cannot encode the codec (zstd on Node < 22.15).
+    if (codec !== Compression.NONE) compress(codec, Buffer.from('probe'));
     this.compression = codec;
     this.lingerMs = positive('lingerMs', options.lingerMs ?? ProducerDefaults.lingerMs, true);
     this.batchBytesMax = positive(
@@ -286,6 +289,8 @@ export class Producer {
 
   /** Closes every open batch and waits until everything sent so far is settled. */
   async flush(): Promise<void> {
+    // Records still on the slow path (metadata, buffer space) belong to this flush too.
+    while (this.slowAppends.size > 0) await Promise.allSettled([...this.slowAppends]);
     const pending: Promise<number>[] = [];
     for (const states of this.partitions.values()) {
       for (const ps of states) {
@@ -311,6 +316,7 @@ export class Producer {
 
   private lastPartition = 0;
   private lastIndex = 0;
+  private readonly slowAppends = new Set<Promise<unknown>>();
 
   /** The fast path: appends synchronously, or returns null when metadata, the producer id or buffer space is missing. */
   private tryAppend(record: ProducerRecord, resumed: boolean): PendingBatch | null {
@@ -362,7 +368,17 @@ export class Producer {
   }
 
   /** The slow path: loads metadata and the producer id, waits for buffer space, appends. */
-  private async appendSlow(
+  private appendSlow(
+    record: ProducerRecord,
+  ): Promise<{ batch: PendingBatch; partition: number; index: number }> {
+    const p = this.appendSlowInner(record);
+    this.slowAppends.add(p);
+    const forget = (): void => void this.slowAppends.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private async appendSlowInner(
     record: ProducerRecord,
   ): Promise<{ batch: PendingBatch; partition: number; index: number }> {
     await this.prepare(record.topic);

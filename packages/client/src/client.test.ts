@@ -1,0 +1,316 @@
+import { ErrorCode, partitionForKey, StreamBusError } from '@streambus/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StreamBusClient } from './client.js';
+import { FakeBroker } from './testing/fake-broker.js';
+
+let broker: FakeBroker;
+let client: StreamBusClient;
+const fastRetry = { retriesMax: 4, backoffInitialMs: 5, backoffMaxMs: 20, totalTimeoutMs: 5_000 };
+
+beforeEach(async () => {
+  broker = await FakeBroker.start({ defaultPartitions: 2 });
+  client = new StreamBusClient({ bootstrap: broker.bootstrap, retry: fastRetry });
+});
+
+afterEach(async () => {
+  await client.close();
+  await broker.close();
+});
+
+const text = (u: Uint8Array | null): string | null =>
+  u === null ? null : Buffer.from(u).toString();
+
+describe('admin', () => {
+  it('creates, lists, describes, alters and deletes topics', async () => {
+    const admin = client.admin();
+    await admin.createTopic({ name: 'a', partitions: 3, configs: { 'retention.ms': '1000' } });
+    await admin.createTopic({ name: 'b' });
+    expect(await admin.listTopics()).toEqual(['a', 'b']);
+    const d = await admin.describeTopic('a');
+    expect(
+      d.partitions.map((p) => [p.partition, p.leaderId, p.earliestOffset, p.latestOffset]),
+    ).toEqual([
+      [0, 0, 0, 0],
+      [1, 0, 0, 0],
+      [2, 0, 0, 0],
+    ]);
+    expect(d.configs).toEqual([
+      { name: 'retention.ms', value: '1000', isDefault: false, readOnly: false },
+    ]);
+    await admin.alterConfigs('a', { 'retention.ms': '5', 'segment.bytes': '100' });
+    expect((await admin.describeConfigs('a')).map((c) => [c.name, c.value])).toEqual([
+      ['retention.ms', '5'],
+      ['segment.bytes', '100'],
+    ]);
+    await expect(admin.createTopic({ name: 'a' })).rejects.toMatchObject({
+      code: ErrorCode.TOPIC_ALREADY_EXISTS,
+    });
+    await admin.deleteTopic('b');
+    expect(await admin.listTopics()).toEqual(['a']);
+    await expect(admin.describeTopic('b')).rejects.toMatchObject({
+      code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    });
+    const cluster = await admin.describeCluster();
+    expect(cluster.clusterId).toBe('fake-cluster');
+    expect(cluster.brokers).toEqual([
+      { nodeId: 0, host: '127.0.0.1', port: broker.port, rack: null },
+    ]);
+  });
+
+  it('lists offsets by time and deletes records', async () => {
+    broker.createTopic('t', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    await producer.send({ topic: 't', value: 'old', timestamp: 1_000 });
+    await producer.send({ topic: 't', value: 'new', timestamp: 5_000 });
+    const admin = client.admin();
+    expect(await admin.listOffsets('t', { timestamp: 2_000 })).toEqual([
+      { partition: 0, offset: 1, timestamp: -1 },
+    ]);
+    expect(await admin.deleteRecords('t', [{ partition: 0, offset: 1 }])).toEqual([
+      { partition: 0, lowWatermark: 1 },
+    ]);
+    expect((await admin.listOffsets('t', 'earliest'))[0]!.offset).toBe(1);
+  });
+});
+
+describe('producer and consumer', () => {
+  it('round-trips keys, values, headers and timestamps; keys pick murmur2 partitions', async () => {
+    broker.createTopic('t', 4);
+    const producer = client.producer();
+    const sent = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        producer.send({
+          topic: 't',
+          key: `k${i % 7}`,
+          value: `v${i}`,
+          headers: { h: `x${i}` },
+          timestamp: 1000 + i,
+        }),
+      ),
+    );
+    for (const [i, m] of sent.entries()) expect(m.partition).toBe(partitionForKey(`k${i % 7}`, 4));
+    const consumer = client.consumer({ maxWaitMs: 50 });
+    await consumer.assign({ topic: 't', from: 'earliest' });
+    const got = new Map<
+      string,
+      { partition: number; offset: number; ts: number; h: string | null }
+    >();
+    for await (const r of consumer) {
+      got.set(text(r.value)!, {
+        partition: r.partition,
+        offset: r.offset,
+        ts: r.timestamp,
+        h: text(r.headers[0]!.value),
+      });
+      if (got.size === 50) break;
+    }
+    for (const [i, m] of sent.entries()) {
+      expect(got.get(`v${i}`)).toEqual({
+        partition: m.partition,
+        offset: m.offset,
+        ts: 1000 + i,
+        h: `x${i}`,
+      });
+    }
+  });
+
+  it('round-trips under every codec the runtime can encode', async () => {
+    broker.createTopic('c', 1);
+    const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+    const zstdEncodes = major > 22 || (major === 22 && minor >= 15);
+    const codecs = [
+      'none',
+      'gzip',
+      'snappy',
+      'lz4',
+      ...(zstdEncodes ? (['zstd'] as const) : []),
+    ] as const;
+    if (!zstdEncodes) {
+      expect(() => client.producer({ compression: 'zstd' })).toThrow(
+        expect.objectContaining({ code: ErrorCode.UNSUPPORTED_COMPRESSION_TYPE }),
+      );
+    }
+    for (const compression of codecs) {
+      const producer = client.producer({ compression });
+      const res = await producer.sendBatch(
+        Array.from({ length: 100 }, (_, i) => ({ topic: 'c', value: `${compression}-${i}` })),
+      );
+      const consumer = client.consumer({ maxWaitMs: 20 });
+      await consumer.assign({ topic: 'c', from: { offset: res[0]!.offset } });
+      const values: string[] = [];
+      for await (const b of consumer.batches()) {
+        values.push(...b.records.map((r) => text(r.value)!));
+        if (values.length >= 100) break;
+      }
+      expect(values).toEqual(Array.from({ length: 100 }, (_, i) => `${compression}-${i}`));
+    }
+  });
+
+  it('keeps keyless records on one sticky partition per batch', async () => {
+    broker.createTopic('s', 8);
+    const producer = client.producer({ lingerMs: 20 });
+    const res = await producer.sendBatch(
+      Array.from({ length: 20 }, () => ({ topic: 's', value: 'x' })),
+    );
+    expect(new Set(res.map((r) => r.partition)).size).toBe(1);
+    expect(res.map((r) => r.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it('resends the same batch after a dropped connection and gets the original offsets (idempotence)', async () => {
+    broker.createTopic('i', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    await producer.send({ topic: 'i', value: 'first' });
+    broker.dropConnectionAfterProduce(1);
+    const res = await producer.sendBatch([
+      { topic: 'i', value: 'a' },
+      { topic: 'i', value: 'b' },
+    ]);
+    expect(res.map((r) => r.offset)).toEqual([1, 2]);
+    expect(broker.produceRequests).toBe(3);
+    expect(broker.topics.get('i')!.partitions[0]!.nextOffset).toBe(3);
+  });
+
+  it('retries retriable partition errors and fails fast on others', async () => {
+    broker.createTopic('r', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    broker.failNextProduce(ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.REQUEST_TIMED_OUT);
+    expect((await producer.send({ topic: 'r', value: 'x' })).offset).toBe(0);
+    broker.failNextProduce(ErrorCode.INVALID_RECORD);
+    const err = await producer.send({ topic: 'r', value: 'y' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StreamBusError);
+    expect((err as StreamBusError).code).toBe(ErrorCode.INVALID_RECORD);
+    expect(broker.produceRequests).toBe(4);
+  });
+
+  it('fails a send to an unknown topic after bounded retries', async () => {
+    const producer = client.producer();
+    await expect(producer.send({ topic: 'nope', value: 'x' })).rejects.toMatchObject({
+      code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    });
+  });
+
+  it('acks=0 sends without answers; flush and close settle everything', async () => {
+    broker.createTopic('z', 1);
+    const producer = client.producer({ acks: 0, lingerMs: 1000 });
+    const p = producer.send({ topic: 'z', value: 'x' });
+    await producer.flush();
+    expect(await p).toEqual({ topic: 'z', partition: 0, offset: -1 });
+    await producer.close();
+    await expect(producer.send({ topic: 'z', value: 'y' })).rejects.toMatchObject({
+      code: ErrorCode.CLIENT_CLOSED,
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(broker.topics.get('z')!.partitions[0]!.nextOffset).toBe(1);
+  });
+
+  it('bounds the buffer: senders wait for space and still keep order', async () => {
+    broker.createTopic('b', 1);
+    const producer = client.producer({ bufferBytesMax: 2_000, batchBytesMax: 1_000, lingerMs: 1 });
+    const res = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => producer.send({ topic: 'b', value: `value-${i}` })),
+    );
+    expect(res.map((r) => r.offset)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(producer.bufferedBytesNow).toBe(0);
+  });
+
+  it('rejects bad options and oversized records with typed errors', async () => {
+    broker.createTopic('o', 1);
+    expect(() => client.producer({ acks: 2 as 1 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_REQUIRED_ACKS }),
+    );
+    expect(() => client.producer({ compression: 'brotli' as 'gzip' })).toThrow(
+      expect.objectContaining({ code: ErrorCode.UNSUPPORTED_COMPRESSION_TYPE }),
+    );
+    const producer = client.producer({ recordBytesMax: 100 });
+    await expect(producer.send({ topic: 'o', value: 'x'.repeat(500) })).rejects.toMatchObject({
+      code: ErrorCode.MESSAGE_TOO_LARGE,
+    });
+    await expect(producer.send({ topic: 'o', value: 'ok', partition: 5 })).rejects.toMatchObject({
+      code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    });
+    expect((await producer.send({ topic: 'o', value: 'ok' })).offset).toBe(0);
+  });
+
+  it('consumer: latest, timestamp, seek, pause and resume', async () => {
+    broker.createTopic('c', 2);
+    const producer = client.producer({ lingerMs: 0 });
+    for (let i = 0; i < 5; i++)
+      await producer.send({ topic: 'c', partition: 0, value: `p0-${i}`, timestamp: 100 * i });
+    const consumer = client.consumer({ maxWaitMs: 30 });
+    await consumer.assign({ topic: 'c', partitions: [0], from: { timestamp: 250 } });
+    expect((await consumer.poll()).flatMap((b) => b.records.map((r) => text(r.value)))).toEqual([
+      'p0-3',
+      'p0-4',
+    ]);
+    expect(consumer.lag('c', 0)).toBe(0);
+    consumer.seek('c', 0, 1);
+    expect((await consumer.poll()).flatMap((b) => b.records.map((r) => r.offset))).toEqual([
+      1, 2, 3, 4,
+    ]);
+    await consumer.assign({ topic: 'c', partitions: [1], from: 'latest' });
+    expect(await consumer.poll()).toEqual([]);
+    consumer.pause('c', [1]);
+    await producer.send({ topic: 'c', partition: 1, value: 'p1-0' });
+    expect(await consumer.poll()).toEqual([]);
+    consumer.resume('c', [1]);
+    const got = await consumer.poll();
+    expect(got.map((b) => [b.partition, b.records.map((r) => text(r.value))])).toEqual([
+      [1, ['p1-0']],
+    ]);
+    await expect(consumer.assign({ topic: 'c', partitions: [9] })).rejects.toMatchObject({
+      code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    });
+    expect(() => consumer.seek('c', 0, -1)).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+  });
+
+  it('consumer: long-poll returns as soon as a record arrives; offset out of range resets', async () => {
+    broker.createTopic('l', 1);
+    const consumer = client.consumer({ maxWaitMs: 5_000 });
+    await consumer.assign({ topic: 'l', from: { offset: 99 } });
+    // Out of range -> reset to earliest (0); then a long-poll that a produce ends early.
+    expect(await consumer.poll()).toEqual([]);
+    expect(consumer.assignment()[0]!.position).toBeNull();
+    const started = Date.now();
+    const polled = (async () => {
+      for (;;) {
+        const b = await consumer.poll();
+        if (b.length > 0) return b;
+      }
+    })();
+    setTimeout(() => void client.producer().send({ topic: 'l', value: 'wake' }), 50);
+    const b = await polled;
+    expect(text(b[0]!.records[0]!.value)).toBe('wake');
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+
+  it('reconnects after the broker drops every connection', async () => {
+    broker.createTopic('d', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    await producer.send({ topic: 'd', value: '1' });
+    broker.dropAllConnections();
+    expect((await producer.send({ topic: 'd', value: '2' })).offset).toBe(1);
+  });
+});
+
+describe('client', () => {
+  it('rejects a malformed bootstrap address', () => {
+    expect(() => new StreamBusClient({ bootstrap: 'localhost' })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+  });
+
+  it('fails with NETWORK_EXCEPTION when no broker listens', async () => {
+    const port = broker.port;
+    await broker.close();
+    const c = new StreamBusClient({
+      bootstrap: `127.0.0.1:${port}`,
+      retry: { retriesMax: 1, backoffInitialMs: 1, backoffMaxMs: 1 },
+    });
+    await expect(c.admin().listTopics()).rejects.toMatchObject({
+      code: ErrorCode.NETWORK_EXCEPTION,
+    });
+    await c.close();
+  });
+});

@@ -1,0 +1,107 @@
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { backoffDelayMs, type RetryPolicy, retry } from './retry.js';
+
+const policy: RetryPolicy = {
+  retriesMax: 3,
+  totalTimeoutMs: 10_000,
+  backoffInitialMs: 1,
+  backoffMaxMs: 4,
+};
+
+describe('backoffDelayMs', () => {
+  it('is full jitter under an exponential ceiling capped at backoffMaxMs', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        (attempt, r) => {
+          const p = { ...policy, backoffInitialMs: 100, backoffMaxMs: 2000 };
+          const d = backoffDelayMs(attempt, p, r);
+          expect(d).toBeGreaterThanOrEqual(0);
+          expect(d).toBeLessThan(Math.min(2000, 100 * 2 ** (attempt - 1)));
+        },
+      ),
+    );
+    expect(backoffDelayMs(1, { ...policy, backoffInitialMs: 100 }, 0.5)).toBe(2);
+  });
+});
+
+describe('retry', () => {
+  it('retries retriable errors until success, calling beforeRetry each time', async () => {
+    const seen: number[] = [];
+    let calls = 0;
+    const v = await retry(
+      async () => {
+        calls++;
+        if (calls < 3) throw new StreamBusError(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+        return 'ok';
+      },
+      policy,
+      { beforeRetry: (err, attempt) => void seen.push(err.code * 100 + attempt) },
+    );
+    expect(v).toBe('ok');
+    expect(calls).toBe(3);
+    expect(seen).toEqual([601, 602]);
+  });
+
+  it('does not retry non-retriable errors or foreign exceptions', async () => {
+    let calls = 0;
+    await expect(
+      retry(async () => {
+        calls++;
+        throw new StreamBusError(ErrorCode.INVALID_RECORD);
+      }, policy),
+    ).rejects.toMatchObject({ code: ErrorCode.INVALID_RECORD });
+    expect(calls).toBe(1);
+    await expect(
+      retry(async () => {
+        calls++;
+        throw new TypeError('bug');
+      }, policy),
+    ).rejects.toBeInstanceOf(TypeError);
+    expect(calls).toBe(2);
+  });
+
+  it('gives up after retriesMax retries with the last error', async () => {
+    let calls = 0;
+    await expect(
+      retry(async () => {
+        calls++;
+        throw new StreamBusError(ErrorCode.CONNECTION_CLOSED, `attempt ${calls}`);
+      }, policy),
+    ).rejects.toThrow('attempt 4');
+    expect(calls).toBe(4);
+  });
+
+  it('gives up when the total time would be exceeded', async () => {
+    let calls = 0;
+    let now = 0;
+    await expect(
+      retry(
+        async () => {
+          calls++;
+          now += 600;
+          throw new StreamBusError(ErrorCode.REQUEST_TIMED_OUT);
+        },
+        { retriesMax: 100, totalTimeoutMs: 1000, backoffInitialMs: 1, backoffMaxMs: 1 },
+        { now: () => now },
+      ),
+    ).rejects.toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
+    expect(calls).toBe(2);
+  });
+
+  it('stops with CLIENT_CLOSED when aborted', async () => {
+    const ac = new AbortController();
+    const p = retry(
+      async () => {
+        ac.abort();
+        throw new StreamBusError(ErrorCode.CONNECTION_CLOSED);
+      },
+      { ...policy, backoffInitialMs: 1000, backoffMaxMs: 1000 },
+      { signal: ac.signal },
+    );
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
+  });
+});
