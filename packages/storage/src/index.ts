@@ -12,6 +12,16 @@ export {
   writeFileAtomic,
 } from './fs.js';
 export {
+  type AppendResult,
+  type DurabilityPolicy,
+  PartitionLog,
+  type PartitionLogConfig,
+  type PartitionLogOptions,
+  type ReadResult,
+  type RecoveryReport,
+  validatePartitionLogConfig,
+} from './log/partition-log.js';
+export {
   type KeyValue,
   type LsmOptions,
   type LsmSnapshot,

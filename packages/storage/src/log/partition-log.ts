@@ -1,0 +1,890 @@
+// PartitionLog: the append-only, segmented log of one partition (ARCHITECTURE.md §3), also used
+// as the partition's Raft log (§4: a batch is an entry, partitionLeaderEpoch is the term).
+//
+// Concurrency model. Every mutation (append, truncate, delete-records, retention, flush, close)
+// goes through one ordered queue served by one writer loop, so they apply in call order and
+// offsets are assigned by the loop just before the bytes are written. Consecutive appends are
+// coalesced into one positional `writev` of the callers' own buffers (patched in place, never
+// copied). Reads run concurrently with the loop and only see bytes whose write completed.
+//
+// Offsets. logStartOffset <= durableEndOffset <= writtenEndOffset <= logEndOffset:
+//   logEndOffset      the next offset to assign (advanced when the loop assigns a group);
+//   writtenEndOffset  every offset below was handed to the OS (readable);
+//   durableEndOffset  every offset below is on stable storage (fsynced).
+//
+// Durability policies:
+//   'always'   group commit. At most one fsync runs; when it ends, the next one starts at once
+//              if anything was written meanwhile, covering all of it; no timer. An append
+//              resolves only once an fsync covers it.
+//   'interval' an fsync every `flushIntervalMs` (when something is unsynced); appends resolve
+//              once written; `waitDurable` resolves when an fsync covers the offset.
+//   'none'     never fsyncs on its own (only `flush()` and `close()`).
+// Recovery at open is in log-recovery.ts. It does not do compaction of keyed topics, tiered
+// storage, or preallocation of segment files.
+import assert from 'node:assert/strict';
+import {
+  BatchField,
+  batchSizeAt,
+  decodeRecordBatch,
+  ErrorCode,
+  RECORD_BATCH_HEADER_BYTES,
+  StreamBusError,
+  setPartitionLeaderEpoch,
+  verifyBatchCrc,
+} from '@streambus/protocol';
+import type { FileSystem } from '../fs.js';
+import { joinPath } from '../fs.js';
+import { type RecoveryReport, recoverLog } from './log-recovery.js';
+import {
+  batchBaseOffset,
+  batchLastOffsetDelta,
+  batchMaxTimestamp,
+  LogSegment,
+} from './log-segment.js';
+import { PARTITION_META_FILE, writePartitionMeta } from './partition-meta.js';
+
+export type { RecoveryReport } from './log-recovery.js';
+
+export type DurabilityPolicy = 'always' | 'interval' | 'none';
+
+export interface PartitionLogConfig {
+  /** Roll to a new segment before an append would take the active one past this size. */
+  segmentBytesMax: number;
+  /** Roll when the active segment is older than this (ms since this process started it). */
+  segmentAgeMsMax: number;
+  /** Bytes of batches between offset-index entries. */
+  indexIntervalBytes: number;
+  /** Delete oldest segments while the rest stay at or above this size; -1 = unlimited. */
+  retentionBytesMax: number;
+  /** Delete segments whose newest timestamp is older than this; -1 = forever. */
+  retentionMs: number;
+  durability: DurabilityPolicy;
+  /** For 'interval'. */
+  flushIntervalMs: number;
+}
+
+export interface PartitionLogOptions {
+  /** Clock for segment age, retention and append time (default Date.now). */
+  nowMs?: () => number;
+  /** 'all': verify every segment at open, not only those past the recovery point. */
+  verify?: 'auto' | 'all';
+  /**
+   * CRC checks on read: 'unverified' (default) checks batches not yet verified in this process
+   * (segments trusted at open), once each; 'always' checks every batch served; 'never' none.
+   */
+  verifyOnRead?: 'unverified' | 'always' | 'never';
+  /** Appends waiting for the writer beyond this many bytes are refused (default 64 MiB). */
+  appendQueueBytesMax?: number;
+}
+
+export interface AppendResult {
+  baseOffset: number;
+  lastOffset: number;
+  appendTimeMs: number;
+}
+
+export interface ReadResult {
+  /** Whole batches, back to back; empty when none. */
+  data: Buffer;
+  /** The offset after the last returned batch (the requested offset when data is empty). */
+  nextOffset: number;
+  highWatermark?: never;
+}
+
+/** A `writev` takes at most this many buffers (Linux IOV_MAX). */
+const WRITE_GROUP_BUFFERS_MAX = 1024;
+const WRITE_GROUP_BYTES_MAX = 16 * 1024 * 1024;
+/** Bytes read per step when a read must scan (beyond the caller's maxBytes). */
+const READ_WINDOW_BYTES_MAX = 64 * 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+type Op =
+  | {
+      kind: 'append';
+      buf: Buffer;
+      leaderEpoch: number | undefined;
+      resolve: (r: AppendResult) => void;
+      reject: (e: unknown) => void;
+    }
+  | { kind: 'truncate'; offset: number; resolve: () => void; reject: (e: unknown) => void }
+  | {
+      kind: 'deleteBefore';
+      offset: number;
+      resolve: (n: number) => void;
+      reject: (e: unknown) => void;
+    }
+  | { kind: 'retention'; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'flush'; resolve: () => void; reject: (e: unknown) => void };
+
+interface Waiter {
+  readonly offset: number;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+function invalidConfig(msg: string): StreamBusError {
+  return new StreamBusError(ErrorCode.INVALID_CONFIG, msg);
+}
+
+export function validatePartitionLogConfig(c: PartitionLogConfig): void {
+  if (
+    !Number.isInteger(c.segmentBytesMax) ||
+    c.segmentBytesMax < 1024 ||
+    c.segmentBytesMax > 0x7fffffff
+  ) {
+    throw invalidConfig(
+      `segmentBytesMax must be an integer in [1024, 2^31-1], got ${c.segmentBytesMax}`,
+    );
+  }
+  if (!(c.segmentAgeMsMax > 0)) throw invalidConfig('segmentAgeMsMax must be > 0');
+  if (!Number.isInteger(c.indexIntervalBytes) || c.indexIntervalBytes < 1) {
+    throw invalidConfig('indexIntervalBytes must be a positive integer');
+  }
+  if (!(c.retentionBytesMax === -1 || c.retentionBytesMax >= 0)) {
+    throw invalidConfig('retentionBytesMax must be -1 or >= 0');
+  }
+  if (!(c.retentionMs === -1 || c.retentionMs >= 0))
+    throw invalidConfig('retentionMs must be -1 or >= 0');
+  if (!['always', 'interval', 'none'].includes(c.durability)) {
+    throw invalidConfig(`durability must be 'always', 'interval' or 'none', got '${c.durability}'`);
+  }
+  if (c.durability === 'interval' && !(c.flushIntervalMs > 0)) {
+    throw invalidConfig('flushIntervalMs must be > 0 for durability interval');
+  }
+}
+
+export class PartitionLog {
+  private segments: LogSegment[];
+  private _logStartOffset: number;
+  private _logEndOffset: number;
+  private writtenEnd: number;
+  private durableEnd: number;
+  private recoveryPoint: number;
+  private ops: Op[] = [];
+  private opsBytes = 0;
+  private writing = false;
+  private syncing: Promise<void> | null = null;
+  private appendWaiters: Array<Waiter & { result: AppendResult }> = [];
+  private durableWaiters: Waiter[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private failure: unknown = null;
+  private readonly nowMs: () => number;
+  private readonly verifyOnRead: 'unverified' | 'always' | 'never';
+  private readonly appendQueueBytesMax: number;
+  /** fsyncs issued for data (tests check group commit with it). */
+  syncCount = 0;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly dir: string,
+    readonly config: PartitionLogConfig,
+    options: PartitionLogOptions,
+    recovered: Awaited<ReturnType<typeof recoverLog>>,
+  ) {
+    this.nowMs = options.nowMs ?? Date.now;
+    this.verifyOnRead = options.verifyOnRead ?? 'unverified';
+    this.appendQueueBytesMax = options.appendQueueBytesMax ?? 64 * 1024 * 1024;
+    this.segments = recovered.segments;
+    this.recovery = recovered.report;
+    this._logStartOffset = recovered.logStartOffset;
+    this.recoveryPoint = recovered.recoveryPoint;
+    this._logEndOffset = this.active.nextOffset;
+    this.writtenEnd = this._logEndOffset;
+    this.durableEnd = config.durability === 'none' ? this.recoveryPoint : this._logEndOffset;
+    this.durableEnd = Math.max(this.durableEnd, this._logStartOffset);
+    if (config.durability === 'interval') {
+      this.timer = setInterval(() => this.maybeSync(), config.flushIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  readonly recovery: RecoveryReport;
+
+  /** Opens (creating if needed) the log in `dir`, recovering it first (see log-recovery.ts). */
+  static async open(
+    fs: FileSystem,
+    dir: string,
+    config: PartitionLogConfig,
+    options: PartitionLogOptions = {},
+  ): Promise<PartitionLog> {
+    validatePartitionLogConfig(config);
+    const now = (options.nowMs ?? Date.now)();
+    const recovered = await recoverLog(
+      fs,
+      dir,
+      config.indexIntervalBytes,
+      now,
+      options.verify === 'all',
+      config.durability !== 'none',
+    );
+    return new PartitionLog(fs, dir, config, options, recovered);
+  }
+
+  private get active(): LogSegment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  get logStartOffset(): number {
+    return this._logStartOffset;
+  }
+  get logEndOffset(): number {
+    return this._logEndOffset;
+  }
+  /** Every offset below has been handed to the OS and is readable. */
+  get writtenEndOffset(): number {
+    return this.writtenEnd;
+  }
+  get durableEndOffset(): number {
+    return this.durableEnd;
+  }
+  get sizeBytes(): number {
+    let n = 0;
+    for (const s of this.segments) n += s.sizeBytes;
+    return n;
+  }
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+  /** Base offsets of the segments, oldest first (tests, admin). */
+  get segmentBaseOffsets(): number[] {
+    return this.segments.map((s) => s.baseOffset);
+  }
+
+  private checkOpen(): void {
+    if (this.closed || this.closing) {
+      throw new StreamBusError(ErrorCode.SHUTTING_DOWN, `partition log ${this.dir} is closed`);
+    }
+    if (this.failure) {
+      throw new StreamBusError(
+        ErrorCode.KAFKA_STORAGE_ERROR,
+        `partition log ${this.dir} failed: ${(this.failure as Error).message}`,
+        { cause: this.failure },
+      );
+    }
+  }
+
+  // ---- Appends ----
+
+  /**
+   * Appends one or more RecordBatch v2 batches (already validated by the caller; here only their
+   * framing is checked). Assigns offsets by patching baseOffset in place (and
+   * partitionLeaderEpoch when given). Resolves once written to the OS; under 'always' once
+   * durable.
+   */
+  append(batches: Buffer, options?: { leaderEpoch?: number }): Promise<AppendResult> {
+    try {
+      this.checkOpen();
+      let pos = 0;
+      while (pos < batches.length) {
+        const size = batchSizeAt(batches, pos);
+        if (pos + size > batches.length) {
+          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
+        }
+        if (batches[pos + BatchField.MAGIC] !== 2) {
+          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
+        }
+        if (batchLastOffsetDelta(batches, pos) < 0) {
+          throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no offsets`);
+        }
+        pos += size;
+      }
+      if (batches.length === 0) {
+        throw new StreamBusError(ErrorCode.INVALID_RECORD, 'append of no batches');
+      }
+      if (batches.length > this.config.segmentBytesMax) {
+        throw new StreamBusError(
+          ErrorCode.RECORD_LIST_TOO_LARGE,
+          `append of ${batches.length} B exceeds segmentBytesMax ${this.config.segmentBytesMax}`,
+        );
+      }
+      if (this.opsBytes + batches.length > this.appendQueueBytesMax && this.ops.length > 0) {
+        throw new StreamBusError(
+          ErrorCode.KAFKA_STORAGE_ERROR,
+          `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
+        );
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.ops.push({
+        kind: 'append',
+        buf: batches,
+        leaderEpoch: options?.leaderEpoch,
+        resolve,
+        reject,
+      });
+      this.opsBytes += batches.length;
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (!this.writing) void this.runOps();
+  }
+
+  private async runOps(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.ops.length > 0) {
+        const op = this.ops[0]!;
+        if (op.kind === 'append') {
+          await this.runAppends();
+          continue;
+        }
+        this.ops.shift();
+        try {
+          if (this.failure) this.checkOpen();
+          switch (op.kind) {
+            case 'truncate':
+              await this.doTruncate(op.offset);
+              op.resolve();
+              break;
+            case 'deleteBefore':
+              op.resolve(await this.doDeleteBefore(op.offset));
+              break;
+            case 'retention':
+              await this.doRetention();
+              op.resolve();
+              break;
+            case 'flush':
+              await this.syncNow();
+              op.resolve();
+              break;
+          }
+        } catch (err) {
+          op.reject(err);
+        }
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /** Takes the leading run of appends, assigns offsets, writes them (rolling as needed). */
+  private async runAppends(): Promise<void> {
+    const group: Array<Extract<Op, { kind: 'append' }>> = [];
+    let bytes = 0;
+    while (group.length < WRITE_GROUP_BUFFERS_MAX && bytes < WRITE_GROUP_BYTES_MAX) {
+      const op = this.ops[0];
+      if (!op || op.kind !== 'append') break;
+      this.ops.shift();
+      this.opsBytes -= op.buf.length;
+      group.push(op);
+      bytes += op.buf.length;
+    }
+    if (this.failure) {
+      for (const op of group) op.reject(this.failureError());
+      return;
+    }
+    const now = this.nowMs();
+    let i = 0;
+    try {
+      while (i < group.length) {
+        // Roll before the first append that does not fit (or when the segment is too old).
+        const first = group[i]!;
+        const act = this.active;
+        if (
+          act.sizeBytes > 0 &&
+          (act.sizeBytes + first.buf.length > this.config.segmentBytesMax ||
+            now - act.createdAtMs >= this.config.segmentAgeMsMax ||
+            this._logEndOffset - act.baseOffset > 0xffffffff - 0x7fffffff)
+        ) {
+          await this.roll();
+        }
+        const seg = this.active;
+        let size = seg.sizeBytes;
+        const chunk: Array<Extract<Op, { kind: 'append' }>> = [];
+        while (
+          i < group.length &&
+          (chunk.length === 0 || size + group[i]!.buf.length <= this.config.segmentBytesMax)
+        ) {
+          const op = group[i]!;
+          const baseOffset = this._logEndOffset;
+          let next = baseOffset;
+          let p = 0;
+          while (p < op.buf.length) {
+            op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
+            op.buf.writeUInt32BE(next >>> 0, p + 4);
+            if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
+            next += batchLastOffsetDelta(op.buf, p) + 1;
+            p += 12 + op.buf.readInt32BE(p + BatchField.BATCH_LENGTH);
+          }
+          this._logEndOffset = next;
+          size += op.buf.length;
+          chunk.push(op);
+          i++;
+        }
+        const position = seg.sizeBytes;
+        await seg.handle.writev(
+          chunk.map((op) => op.buf),
+          position,
+        );
+        seg.dirty = true;
+        let pos = position;
+        for (const op of chunk) {
+          const buf = op.buf;
+          const baseOffset = batchBaseOffset(buf, 0);
+          let p = 0;
+          let last = baseOffset;
+          while (p < buf.length) {
+            const size2 = 12 + buf.readInt32BE(p + BatchField.BATCH_LENGTH);
+            const b = batchBaseOffset(buf, p);
+            last = b + batchLastOffsetDelta(buf, p);
+            seg.onBatch(pos, size2, b, last, batchMaxTimestamp(buf, p));
+            pos += size2;
+            p += size2;
+          }
+          if (seg.verifiedBytes === pos - buf.length) seg.verifiedBytes = pos;
+          this.writtenEnd = last + 1;
+          const result = { baseOffset, lastOffset: last, appendTimeMs: now };
+          if (this.config.durability === 'always') {
+            this.appendWaiters.push({
+              offset: last + 1,
+              resolve: () => op.resolve(result),
+              reject: op.reject,
+              result,
+            });
+          } else {
+            op.resolve(result);
+          }
+        }
+        if (this.config.durability === 'always') this.maybeSync();
+      }
+    } catch (err) {
+      this.failure ??= err;
+      for (; i < group.length; i++) group[i]!.reject(this.failureError());
+      for (const w of this.appendWaiters.splice(0)) w.reject(this.failureError());
+    }
+  }
+
+  private failureError(): StreamBusError {
+    return new StreamBusError(
+      ErrorCode.KAFKA_STORAGE_ERROR,
+      `partition log ${this.dir} failed: ${(this.failure as Error)?.message}`,
+      { cause: this.failure },
+    );
+  }
+
+  /** Seals the active segment and starts a new one at logEndOffset. */
+  private async roll(): Promise<void> {
+    const old = this.active;
+    const durable = this.config.durability !== 'none';
+    if (durable) await this.syncNow();
+    await old.writeIndexes(durable);
+    const seg = await LogSegment.create(
+      this.fs,
+      this.dir,
+      this.writtenEnd,
+      this.config.indexIntervalBytes,
+      this.nowMs(),
+    );
+    this.segments.push(seg);
+    if (durable) {
+      await this.fs.syncDir(this.dir);
+      this.recoveryPoint = seg.baseOffset;
+      await this.writeMeta();
+    }
+  }
+
+  private writeMeta(): Promise<void> {
+    return writePartitionMeta(this.fs, joinPath(this.dir, PARTITION_META_FILE), {
+      logStartOffset: this._logStartOffset,
+      recoveryPoint: this.recoveryPoint,
+    });
+  }
+
+  // ---- Durability ----
+
+  /** Starts an fsync if none runs and something is unsynced (group commit). */
+  private maybeSync(): void {
+    if (this.syncing || this.durableEnd >= this.writtenEnd || this.failure) return;
+    this.syncing = this.syncLoop().finally(() => {
+      this.syncing = null;
+    });
+  }
+
+  private async syncLoop(): Promise<void> {
+    try {
+      while (this.durableEnd < this.writtenEnd && !this.failure) {
+        const target = this.writtenEnd;
+        for (const seg of this.segments) {
+          if (!seg.dirty) continue;
+          seg.dirty = false;
+          await seg.handle.sync();
+          this.syncCount++;
+        }
+        this.setDurable(target);
+      }
+    } catch (err) {
+      this.failure ??= err;
+      for (const w of this.appendWaiters.splice(0)) w.reject(this.failureError());
+      for (const w of this.durableWaiters.splice(0)) w.reject(this.failureError());
+    }
+  }
+
+  private setDurable(end: number): void {
+    if (end > this.durableEnd) this.durableEnd = end;
+    let n = 0;
+    while (n < this.appendWaiters.length && this.appendWaiters[n]!.offset <= this.durableEnd) n++;
+    for (const w of this.appendWaiters.splice(0, n)) w.resolve();
+    if (this.durableWaiters.length > 0) {
+      const keep: Waiter[] = [];
+      for (const w of this.durableWaiters) {
+        if (w.offset <= this.durableEnd) w.resolve();
+        else keep.push(w);
+      }
+      this.durableWaiters = keep;
+    }
+  }
+
+  /** Waits for any running fsync, then fsyncs everything written so far. */
+  private async syncNow(): Promise<void> {
+    while (this.syncing) await this.syncing;
+    this.maybeSync();
+    while (this.syncing) await this.syncing;
+    if (this.failure) throw this.failureError();
+  }
+
+  /** Resolves when durableEndOffset >= offset (acks=all under 'interval'). */
+  waitDurable(offset: number): Promise<void> {
+    if (offset <= this.durableEnd) return Promise.resolve();
+    try {
+      this.checkOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.durableWaiters.push({ offset, resolve, reject });
+      if (this.config.durability === 'always') this.maybeSync();
+    });
+  }
+
+  /** Fsyncs everything appended before this call (any policy). */
+  flush(): Promise<void> {
+    return this.enqueue<void>((resolve, reject) => ({ kind: 'flush', resolve, reject }));
+  }
+
+  private enqueue<T>(
+    make: (resolve: (v: T) => void, reject: (e: unknown) => void) => Op,
+  ): Promise<T> {
+    try {
+      this.checkOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.ops.push(make(resolve, reject));
+      this.kick();
+    });
+  }
+
+  // ---- Reads ----
+
+  private segmentFor(offset: number): number {
+    let lo = 0;
+    let hi = this.segments.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.segments[mid]!.baseOffset <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return Math.max(0, lo - 1);
+  }
+
+  private outOfRange(offset: number): StreamBusError {
+    return new StreamBusError(
+      ErrorCode.OFFSET_OUT_OF_RANGE,
+      `offset ${offset} is outside [${this._logStartOffset}, ${this._logEndOffset}] of ${this.dir}`,
+    );
+  }
+
+  /**
+   * Whole batches from the one containing `offset`, up to `maxBytes` but always at least one
+   * batch. OFFSET_OUT_OF_RANGE outside [logStartOffset, logEndOffset]; empty at the end.
+   * Reads stay within one segment; `nextOffset` continues.
+   */
+  async read(offset: number, maxBytes: number): Promise<ReadResult> {
+    this.checkOpen();
+    if (
+      !Number.isSafeInteger(offset) ||
+      offset < this._logStartOffset ||
+      offset > this._logEndOffset
+    ) {
+      throw this.outOfRange(offset);
+    }
+    for (let si = this.segmentFor(offset); si < this.segments.length; si++) {
+      if (offset >= this.writtenEnd) break;
+      const seg = this.segments[si]!;
+      if (offset >= seg.nextOffset) continue;
+      const r = await this.readSegment(seg, offset, Math.max(0, maxBytes));
+      if (r) return r;
+    }
+    return { data: EMPTY, nextOffset: offset };
+  }
+
+  private async readSegment(
+    seg: LogSegment,
+    offset: number,
+    maxBytes: number,
+  ): Promise<ReadResult | null> {
+    const end = seg.sizeBytes;
+    let start = seg.index.lookup(offset);
+    seg.readers++;
+    try {
+      const want = Math.min(
+        end - start,
+        Math.max(maxBytes, RECORD_BATCH_HEADER_BYTES) + this.config.indexIntervalBytes + 4096,
+        READ_WINDOW_BYTES_MAX,
+      );
+      let buf: Buffer = await seg.read(start, want);
+      // Skip batches before `offset`.
+      let at = 0;
+      for (;;) {
+        if (start + at >= end) return null;
+        if (at + RECORD_BATCH_HEADER_BYTES > buf.length) {
+          start += at;
+          at = 0;
+          buf = await seg.read(start, Math.min(end - start, Math.max(maxBytes, 64 * 1024)));
+          if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
+        }
+        const size = 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH);
+        if (size < RECORD_BATCH_HEADER_BYTES)
+          throw seg.storageCorruption(start + at, 'bad batch length');
+        if (batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at) >= offset) break;
+        at += size;
+      }
+      // Collect whole batches: the first always, more while within maxBytes and the buffer.
+      const firstPos = start + at;
+      let endAt = at;
+      let lastOffset = -1;
+      for (;;) {
+        if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length) break;
+        const size = 12 + buf.readInt32BE(endAt + BatchField.BATCH_LENGTH);
+        if (endAt > at && endAt + size - at > maxBytes) break;
+        if (endAt + size > buf.length) {
+          if (endAt > at) break;
+          // The first batch is larger than the window: read exactly it.
+          buf = await seg.read(firstPos, size);
+          at = 0;
+          endAt = 0;
+          if (buf.length < size) return null;
+        }
+        const last = batchBaseOffset(buf, endAt) + batchLastOffsetDelta(buf, endAt);
+        if (last >= this.writtenEnd) break; // truncated while we read
+        lastOffset = last;
+        endAt += size;
+      }
+      if (lastOffset < 0) return null;
+      const data = buf.subarray(at, endAt);
+      this.maybeVerify(seg, data, firstPos);
+      return { data, nextOffset: lastOffset + 1 };
+    } finally {
+      seg.readers--;
+      if (seg.deleted && seg.readers === 0) void seg.handle.close().catch(() => undefined);
+    }
+  }
+
+  private maybeVerify(seg: LogSegment, data: Buffer, position: number): void {
+    if (this.verifyOnRead === 'never') return;
+    if (this.verifyOnRead === 'unverified' && position + data.length <= seg.verifiedBytes) return;
+    let p = 0;
+    while (p < data.length) {
+      const size = 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
+      if (this.verifyOnRead === 'always' || position + p >= seg.verifiedBytes) {
+        if (!verifyBatchCrc(data, p)) {
+          throw seg.storageCorruption(
+            position + p,
+            `batch at offset ${batchBaseOffset(data, p)} fails its CRC`,
+          );
+        }
+        if (position + p === seg.verifiedBytes) seg.verifiedBytes = position + p + size;
+      }
+      p += size;
+    }
+  }
+
+  /**
+   * The first offset whose record timestamp is >= timestampMs, or null when none. Batches are
+   * found through the time index; the one batch that holds the answer is decoded.
+   */
+  async offsetForTimestamp(timestampMs: number): Promise<number | null> {
+    this.checkOpen();
+    for (const seg of this.segments.slice()) {
+      if (seg.maxTimestamp < timestampMs || seg.nextOffset <= this._logStartOffset) continue;
+      const fromOffset = Math.max(seg.timeIndex.lookup(timestampMs), this._logStartOffset);
+      const from = seg.index.lookup(fromOffset);
+      let hit: Buffer | null = null;
+      seg.readers++;
+      try {
+        await seg.scan(from, null, seg.sizeBytes, false, false, (buf, at) => {
+          const last = batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at);
+          if (last < fromOffset || batchMaxTimestamp(buf, at) < timestampMs) return true;
+          hit = Buffer.from(
+            buf.subarray(at, at + 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH)),
+          );
+          return false;
+        });
+      } finally {
+        seg.readers--;
+      }
+      if (hit === null) continue;
+      const batch: Buffer = hit;
+      const base = batchBaseOffset(batch, 0);
+      try {
+        const decoded = decodeRecordBatch(batch);
+        for (const r of decoded.records) {
+          if (r.timestamp >= timestampMs && r.offset >= this._logStartOffset) return r.offset;
+        }
+      } catch {
+        // Undecodable (e.g. a codec this build lacks): the batch start is the best answer.
+      }
+      return Math.max(base, this._logStartOffset);
+    }
+    return null;
+  }
+
+  // ---- Truncation, retention ----
+
+  /**
+   * Removes every batch from the one containing `offset` on; afterwards logEndOffset is that
+   * batch's baseOffset (exactly `offset` when it is a batch boundary, as Raft entries are).
+   * OFFSET_OUT_OF_RANGE below logStartOffset; no-op at or past logEndOffset.
+   */
+  truncateTo(offset: number): Promise<void> {
+    return this.enqueue<void>((resolve, reject) => ({ kind: 'truncate', offset, resolve, reject }));
+  }
+
+  private async doTruncate(offset: number): Promise<void> {
+    if (!Number.isSafeInteger(offset) || offset < this._logStartOffset)
+      throw this.outOfRange(offset);
+    if (offset >= this._logEndOffset) return;
+    // Let every earlier append become durable first (its promise is then kept), and no fsync
+    // may run while files shrink.
+    if (this.config.durability === 'always') await this.syncNow();
+    while (this.syncing) await this.syncing;
+    const si = this.segmentFor(offset);
+    const seg = this.segments[si]!;
+    const { position, baseOffset } = await seg.positionOf(offset);
+    // Lower the recovery point first: a crash mid-truncation must re-verify this segment.
+    this.recoveryPoint = Math.min(this.recoveryPoint, seg.baseOffset);
+    await this.writeMeta();
+    for (const dead of this.segments.splice(si + 1)) await this.deleteSegment(dead);
+    await seg.deleteIndexFiles();
+    await seg.truncateTo(position);
+    assert.equal(seg.nextOffset, baseOffset, 'truncation landed off a batch boundary');
+    seg.createdAtMs = this.nowMs();
+    this._logEndOffset = baseOffset;
+    this.writtenEnd = baseOffset;
+    if (this.durableEnd > baseOffset) this.durableEnd = baseOffset;
+    if (this.config.durability !== 'none') {
+      await seg.handle.sync();
+      seg.dirty = false;
+      await this.fs.syncDir(this.dir);
+    }
+    const keep: Waiter[] = [];
+    for (const w of this.durableWaiters) {
+      if (w.offset > baseOffset) {
+        w.reject(
+          new StreamBusError(
+            ErrorCode.NOT_LEADER_OR_FOLLOWER,
+            `log ${this.dir} was truncated to ${baseOffset} before offset ${w.offset} became durable`,
+          ),
+        );
+      } else keep.push(w);
+    }
+    this.durableWaiters = keep;
+  }
+
+  private async deleteSegment(seg: LogSegment): Promise<void> {
+    seg.deleted = true;
+    await this.fs.unlink(seg.logPath);
+    await seg.deleteIndexFiles();
+    if (seg.readers === 0) await seg.handle.close();
+  }
+
+  /** Moves logStartOffset up to `offset` (delete-records); returns the new logStartOffset. */
+  deleteRecordsBefore(offset: number): Promise<number> {
+    return this.enqueue<number>((resolve, reject) => ({
+      kind: 'deleteBefore',
+      offset,
+      resolve,
+      reject,
+    }));
+  }
+
+  private async doDeleteBefore(offset: number): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset > this._logEndOffset) throw this.outOfRange(offset);
+    if (offset <= this._logStartOffset) return this._logStartOffset;
+    this._logStartOffset = offset;
+    if (this.durableEnd < offset) this.durableEnd = Math.min(offset, this.durableEnd);
+    await this.writeMeta();
+    await this.dropSegmentsBelowStart();
+    return this._logStartOffset;
+  }
+
+  private async dropSegmentsBelowStart(): Promise<void> {
+    while (this.segments.length > 1 && this.segments[0]!.nextOffset <= this._logStartOffset) {
+      await this.deleteSegment(this.segments.shift()!);
+    }
+  }
+
+  /** Deletes oldest sealed segments beyond retentionBytesMax or older than retentionMs. */
+  enforceRetention(): Promise<void> {
+    return this.enqueue<void>((resolve, reject) => ({ kind: 'retention', resolve, reject }));
+  }
+
+  private async doRetention(): Promise<void> {
+    const { retentionBytesMax, retentionMs } = this.config;
+    const now = this.nowMs();
+    let total = this.sizeBytes;
+    let newStart = this._logStartOffset;
+    for (let i = 0; i < this.segments.length - 1; i++) {
+      const seg = this.segments[i]!;
+      const overSize = retentionBytesMax >= 0 && total - seg.sizeBytes >= retentionBytesMax;
+      const expired = retentionMs >= 0 && seg.maxTimestamp < now - retentionMs;
+      if (!overSize && !expired) break;
+      total -= seg.sizeBytes;
+      newStart = Math.max(newStart, seg.nextOffset);
+    }
+    if (newStart === this._logStartOffset) return;
+    this._logStartOffset = newStart;
+    await this.writeMeta();
+    await this.dropSegmentsBelowStart();
+  }
+
+  // ---- Close ----
+
+  /** Finishes queued work, fsyncs, writes the active segment's indexes and the checkpoint. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    while (this.writing || this.ops.length > 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    let error: unknown = null;
+    if (!this.failure) {
+      try {
+        await this.syncNow();
+        await this.active.writeIndexes(true);
+        this.recoveryPoint = this._logEndOffset;
+        await this.writeMeta();
+      } catch (err) {
+        error = err;
+      }
+    }
+    for (const w of this.durableWaiters.splice(0)) {
+      w.reject(new StreamBusError(ErrorCode.SHUTTING_DOWN, `partition log ${this.dir} closed`));
+    }
+    for (const seg of this.segments) await seg.handle.close().catch(() => undefined);
+    this.closed = true;
+    if (error) throw error;
+  }
+}
