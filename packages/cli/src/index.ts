@@ -1,3 +1,4 @@
 // @streambus/cli: the `streambus` command. `bin.ts` is the executable; this entry exposes the
 // program builder so tests can drive it in-process.
-export { buildProgram } from './program.js';
+export { describeError, Output, UsageError } from './output.js';
+export { buildProgram, CLI_VERSION } from './program.js';

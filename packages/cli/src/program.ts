@@ -1,11 +1,33 @@
+// The `streambus` command tree (commander). Each command lives in commands/*.ts; this file wires
+// them together and makes usage errors follow the CLI's error convention (output.ts).
 import { Command } from 'commander';
+import { brokerCommand, devCommand } from './commands/broker.js';
+import { consumeCommand } from './commands/consume.js';
+import { produceCommand } from './commands/produce.js';
+import { topicCommand } from './commands/topic.js';
 
 export const CLI_VERSION = '0.1.0';
 
-/** Builds the `streambus` command tree. Commands are added by their own modules. */
+/** Applies the CLI's output conventions to a command and all its subcommands. */
+function conventions(cmd: Command): void {
+  cmd.exitOverride();
+  cmd.configureOutput({
+    outputError: (str, write) => write(`streambus: ${str.replace(/^error: /, '').trim()}\n`),
+  });
+  for (const sub of cmd.commands) conventions(sub);
+}
+
+/** Builds the `streambus` command tree. */
 export function buildProgram(): Command {
   const program = new Command('streambus')
     .description('StreamBus: a replicated, partitioned, append-only log broker')
-    .version(CLI_VERSION);
+    .version(CLI_VERSION)
+    .showSuggestionAfterError(true);
+  program.addCommand(brokerCommand());
+  program.addCommand(devCommand());
+  program.addCommand(topicCommand());
+  program.addCommand(produceCommand());
+  program.addCommand(consumeCommand());
+  conventions(program);
   return program;
 }

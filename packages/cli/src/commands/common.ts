@@ -1,0 +1,54 @@
+// Options every client command shares (--bootstrap, --output) and the client they build.
+
+import { DEFAULT_BOOTSTRAP, StreamBusClient } from '@streambus/client';
+import { type Command, Option } from 'commander';
+import { Output, type OutputFormat, parseOutput, UsageError } from '../output.js';
+
+export interface ClientFlags {
+  readonly bootstrap: string;
+  readonly output: OutputFormat;
+}
+
+export function withClientOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--bootstrap <host:port>', 'broker address')
+        .env('STREAMBUS_BOOTSTRAP')
+        .default(DEFAULT_BOOTSTRAP),
+    )
+    .addOption(
+      new Option('--output <format>', 'human or json').default('human').argParser(parseOutput),
+    );
+}
+
+export function openClient(flags: ClientFlags): { client: StreamBusClient; out: Output } {
+  const client = new StreamBusClient({
+    bootstrap: flags.bootstrap,
+    clientId: 'streambus-cli',
+    retry: { retriesMax: 3, totalTimeoutMs: 10_000 },
+  });
+  return { client, out: new Output(flags.output) };
+}
+
+export function parseIntArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new UsageError(`${name}: expected an integer in ${min}..${max}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+/** Runs `fn` with a client that is always closed afterwards. */
+export async function withClient<T>(
+  flags: ClientFlags,
+  fn: (client: StreamBusClient, out: Output) => Promise<T>,
+): Promise<T> {
+  const { client, out } = openClient(flags);
+  try {
+    return await fn(client, out);
+  } finally {
+    await client.close();
+  }
+}

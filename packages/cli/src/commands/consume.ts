@@ -1,0 +1,113 @@
+// `streambus consume TOPIC`: prints values one per line (human) or one JSON object per record
+// (key, value, partition, offset, timestamp, headers). Starts at the end unless --from-beginning
+// or --offset; stops after --max-messages, after --timeout-ms without a new record, or on
+// Ctrl-C/SIGTERM (exit 0).
+import type { ConsumerRecord, StartFrom } from '@streambus/client';
+import { Command } from 'commander';
+import { UsageError } from '../output.js';
+import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
+
+interface ConsumeFlags extends ClientFlags {
+  fromBeginning?: boolean;
+  offset?: number;
+  partition?: number;
+  maxMessages?: number;
+  timeoutMs?: number;
+}
+
+const utf8 = (u: Uint8Array | null): string | null =>
+  u === null ? null : Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('utf8');
+
+function toJson(r: ConsumerRecord): Record<string, unknown> {
+  const headers: Record<string, string | null> = {};
+  for (const h of r.headers) headers[h.key] = utf8(h.value);
+  return {
+    key: utf8(r.key),
+    value: utf8(r.value),
+    partition: r.partition,
+    offset: r.offset,
+    timestamp: r.timestamp,
+    headers,
+  };
+}
+
+export function consumeCommand(): Command {
+  return withClientOptions(
+    new Command('consume')
+      .argument('<topic>')
+      .description('print records as they arrive')
+      .option('--from-beginning', 'start at the earliest offset (default: the end)')
+      .option('--offset <n>', 'start at this offset', parseIntArg('--offset', 0))
+      .option('--partition <p>', 'only this partition', parseIntArg('--partition', 0, 99_999))
+      .option(
+        '--max-messages <n>',
+        'exit after this many records',
+        parseIntArg('--max-messages', 1),
+      )
+      .option(
+        '--timeout-ms <t>',
+        'exit when no record arrives for this long',
+        parseIntArg('--timeout-ms', 1),
+      ),
+  ).action(async (topic: string, opts: ConsumeFlags) => {
+    if (opts.fromBeginning && opts.offset !== undefined) {
+      throw new UsageError('--from-beginning and --offset cannot be used together');
+    }
+    const from: StartFrom =
+      opts.offset !== undefined
+        ? { offset: opts.offset }
+        : opts.fromBeginning
+          ? 'earliest'
+          : 'latest';
+    await withClient(opts, async (client, out) => {
+      const maxWaitMs = Math.min(500, opts.timeoutMs ?? 500);
+      const consumer = client.consumer({ maxWaitMs });
+      await consumer.assign({
+        topic,
+        from,
+        ...(opts.partition === undefined ? {} : { partitions: [opts.partition] }),
+      });
+      let stop = false;
+      const onSignal = (): void => {
+        stop = true;
+        void consumer.close();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      let count = 0;
+      let lastRecordMs = Date.now();
+      try {
+        while (!stop) {
+          const batches = await consumer.poll().catch((err: unknown) => {
+            if (stop) return [];
+            throw err;
+          });
+          if (batches.length === 0) {
+            if (opts.timeoutMs !== undefined && Date.now() - lastRecordMs >= opts.timeoutMs) break;
+            continue;
+          }
+          lastRecordMs = Date.now();
+          let text = '';
+          for (const b of batches) {
+            for (const r of b.records) {
+              const rec = { topic, partition: b.partition, ...r };
+              text += out.isJson ? `${JSON.stringify(toJson(rec))}\n` : `${utf8(r.value) ?? ''}\n`;
+              count++;
+              if (opts.maxMessages !== undefined && count >= opts.maxMessages) {
+                stop = true;
+                break;
+              }
+            }
+            if (stop) break;
+          }
+          if (!out.write(text))
+            await new Promise((resolve) => process.stdout.once('drain', resolve));
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await consumer.close();
+      }
+    });
+  });
+}
