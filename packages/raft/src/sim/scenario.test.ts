@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { runScenarioFile } from './scenario.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'testdata');
-const files = readdirSync(dir).filter((f) => f.endsWith('.txt')).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.txt'))
+  .sort();
 
 describe('raft scenarios (testdata)', () => {
   it('has scenario files', () => {

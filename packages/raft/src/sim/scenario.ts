@@ -18,8 +18,9 @@
 //   partition IDS / IDS | cut FROM TO | heal
 //   crash ID | restart ID | compact ID | status ID... | log ID
 
-import { RaftError } from '../errors.js';
 import { decodeConfState } from '../conf.js';
+import type { RaftConfig } from '../config.js';
+import { RaftError } from '../errors.js';
 import { RaftNode } from '../raft.js';
 import { seededRandom } from '../rng.js';
 import { MemoryStorage } from '../storage.js';
@@ -33,7 +34,6 @@ import {
   type Ready,
   StateRole,
 } from '../types.js';
-import type { RaftConfig } from '../config.js';
 import { chainNext, DurableLogMirror, entryKey, SafetyChecker } from './checker.js';
 
 const text = new TextDecoder();
@@ -126,9 +126,11 @@ export class ScenarioEnv {
   private dispatch(cmd: string, args: string[]): void {
     switch (cmd) {
       case 'add-nodes':
-        return this.addNodes(Number(args[0]), args.slice(1));
+        this.addNodes(Number(args[0]), args.slice(1));
+        return;
       case 'add-spare':
-        return this.addNode(Number(args[0]) as NodeId, new MemoryStorage(), this.lastOptions);
+        this.addNode(Number(args[0]) as NodeId, new MemoryStorage(), this.lastOptions);
+        return;
       case 'campaign':
         this.node(args[0]).raft.campaign();
         return;
@@ -173,7 +175,8 @@ export class ScenarioEnv {
         this.deliver(args.length ? new Set(args.map(Number)) : null);
         return;
       case 'stabilize':
-        return this.stabilize();
+        this.stabilize();
+        return;
       case 'drop': {
         const [from, to] = args.map(Number);
         const before = this.queue.length;
@@ -185,10 +188,11 @@ export class ScenarioEnv {
         const cut = args.indexOf('/');
         const left = args.slice(0, cut).map(Number);
         const right = args.slice(cut + 1).map(Number);
-        for (const a of left) for (const b of right) {
-          this.blocked.add(a * 1000 + b);
-          this.blocked.add(b * 1000 + a);
-        }
+        for (const a of left)
+          for (const b of right) {
+            this.blocked.add(a * 1000 + b);
+            this.blocked.add(b * 1000 + a);
+          }
         return;
       }
       case 'cut':
@@ -198,9 +202,9 @@ export class ScenarioEnv {
         this.blocked.clear();
         return;
       case 'crash': {
-        const n = this.node(args[0]);
-        n.raft = null;
         const id = Number(args[0]);
+        this.node(args[0]);
+        this.nodes.get(id as NodeId)!.raft = null;
         this.queue = this.queue.filter((m) => m.to !== id);
         return;
       }
@@ -227,7 +231,8 @@ export class ScenarioEnv {
         const n = this.nodes.get(Number(args[0]) as NodeId)!;
         const s = n.storage;
         const first = s.firstIndex();
-        const entries = s.lastIndex() >= first ? s.entries(first, (s.lastIndex() + 1) as never, Infinity) : [];
+        const entries =
+          s.lastIndex() >= first ? s.entries(first, (s.lastIndex() + 1) as never, Infinity) : [];
         this.out.push(
           `${args[0]}: snapshot ${s.snapshotMeta().index}/${s.snapshotMeta().term}; ${entries.map(formatEntry).join(', ') || 'no entries'}`,
         );
@@ -248,7 +253,9 @@ export class ScenarioEnv {
       checkQuorum: !flags.includes('checkquorum=false'),
       appendBytesMax: 64,
       inflightBytesMax: 1024,
-      ...(flags.includes('unsafe=commit-previous-term') ? { unsafe: { commitPreviousTerm: true } } : {}),
+      ...(flags.includes('unsafe=commit-previous-term')
+        ? { unsafe: { commitPreviousTerm: true } }
+        : {}),
       ...(flags.includes('unsafe=vote-twice') ? { unsafe: { voteTwice: true } } : {}),
     };
     this.lastOptions = options;
@@ -274,7 +281,8 @@ export class ScenarioEnv {
     n.raft = new RaftNode({ ...n.options, id, random: seededRandom(id) }, n.storage);
     n.appliedIndex = n.storage.snapshotMeta().index;
     const data = n.storage.snapshot().data;
-    n.appliedChain = data.byteLength === 8 ? new DataView(data.buffer, data.byteOffset).getFloat64(0) : 0;
+    n.appliedChain =
+      data.byteLength === 8 ? new DataView(data.buffer, data.byteOffset).getFloat64(0) : 0;
     this.checker.observeRestart(id, n.appliedIndex);
   }
 
@@ -285,7 +293,9 @@ export class ScenarioEnv {
     const id = raft.id;
     if (rd.softState || rd.hardState) {
       const s = raft.status();
-      this.out.push(`${id}: ${s.role} lead=${s.lead} term=${s.term} vote=${s.vote} commit=${s.commit}`);
+      this.out.push(
+        `${id}: ${s.role} lead=${s.lead} term=${s.term} vote=${s.vote} commit=${s.commit}`,
+      );
     }
     if (rd.snapshot) {
       const snap = rd.snapshot;
@@ -303,8 +313,14 @@ export class ScenarioEnv {
       this.out.push(`${id}: persist ${rd.entries.map(formatEntry).join(', ')}`);
     }
     if (rd.hardState) n.storage.setHardState(rd.hardState);
-    this.checker.observeDurable(id, n.mirror, rd.entries[0]?.index ?? Infinity, n.storage.hardState().commit);
-    if (rd.softState?.role === StateRole.Leader) this.checker.observeLeaderLog(id, raft.currentTerm, n.mirror);
+    this.checker.observeDurable(
+      id,
+      n.mirror,
+      rd.entries[0]?.index ?? Infinity,
+      n.storage.hardState().commit,
+    );
+    if (rd.softState?.role === StateRole.Leader)
+      this.checker.observeLeaderLog(id, raft.currentTerm, n.mirror);
     for (const m of rd.messages) this.queue.push(m);
     if (rd.committedEntries.length > 0) {
       for (const e of rd.committedEntries) {
@@ -332,7 +348,8 @@ export class ScenarioEnv {
       }
       this.out.push(`  ${formatMessage(m)}`);
       to.raft.step(m);
-      if (to.raft.currentRole === StateRole.Leader) this.checker.observeLeader(to.raft.id, to.raft.currentTerm);
+      if (to.raft.currentRole === StateRole.Leader)
+        this.checker.observeLeader(to.raft.id, to.raft.currentTerm);
     }
   }
 
@@ -358,7 +375,9 @@ export class ScenarioEnv {
       `${s.id}: ${s.role} term=${s.term} lead=${s.lead} commit=${s.commit} applied=${s.applied} log=${s.firstIndex}..${s.lastIndex} ${conf}`,
     );
     for (const [id, p] of s.progress) {
-      this.out.push(`  ${id}: match=${p.match} next=${p.next} ${p.state}${p.isLearner ? ' learner' : ''}`);
+      this.out.push(
+        `  ${id}: match=${p.match} next=${p.next} ${p.state}${p.isLearner ? ' learner' : ''}`,
+      );
     }
   }
 }
@@ -374,7 +393,13 @@ export function runScenarioFile(source: string): string {
       result.push(line);
       for (const o of env.run(line.slice(2))) result.push(o);
       // Skip the old expected output up to the next command or comment/blank separator.
-      while (i + 1 < lines.length && !lines[i + 1]!.startsWith('> ') && !lines[i + 1]!.startsWith('#') && lines[i + 1] !== '') i++;
+      while (
+        i + 1 < lines.length &&
+        !lines[i + 1]!.startsWith('> ') &&
+        !lines[i + 1]!.startsWith('#') &&
+        lines[i + 1] !== ''
+      )
+        i++;
     } else {
       result.push(line);
     }
