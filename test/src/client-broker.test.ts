@@ -165,7 +165,7 @@ describe('kill -9 with acks=all', () => {
     let failures = 0;
     const inflight = new Set<Promise<void>>();
     const killAt = 600;
-    while (acked.size < killAt) {
+    while (acked.size < killAt && i < 50_000) {
       const value = `r-${i++}`;
       const p = producer.send({ topic: 'durable', key: value, value }).then(
         (m) => void acked.set(value, m),

@@ -66,9 +66,13 @@ export class Cluster {
     return this.closed;
   }
 
-  /** A connection to any broker (bootstrap addresses in turn, then known brokers). */
+  /**
+   * A connection to any broker on the default lane (an open one, else the bootstrap addresses
+   * in turn). Never a consumer's fetch lane, where a long-poll may hold the line.
+   */
   async anyConnection(): Promise<BrokerConnection> {
-    for (const p of this.connections.values()) {
+    for (const [key, p] of this.connections) {
+      if (!key.endsWith('/')) continue;
       const c = await p.catch(() => null);
       if (c && !c.isClosed) return c;
     }
