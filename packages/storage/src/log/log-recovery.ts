@@ -131,7 +131,7 @@ export async function recoverLog(
     if (why !== null && why !== 'missing') report.problems.push(why);
     seg.resetIndexes();
     const r = await seg.scan(0, base, fileBytes, true, true);
-    seg.verifiedBytes = seg.sizeBytes;
+    seg.markVerified(seg.sizeBytes, seg.nextOffset);
     report.verifiedSegments++;
     report.verifiedBytes += r.endPosition;
     if (why !== null) report.rebuiltIndexes.push(seg.indexPath, seg.timeIndexPath);
@@ -140,6 +140,9 @@ export async function recoverLog(
       report.truncatedBytes += fileBytes - r.endPosition;
       noteCut(r.nextOffset);
       await seg.handle.truncate(r.endPosition);
+      // Always durable, whatever the policy: otherwise the cut tail could come back after the
+      // next crash and cut away later, durable segments.
+      await seg.handle.sync();
       cut = true;
     } else if (r.endPosition !== fileBytes) {
       // Cannot happen: scan reads to fileBytes unless it reports a problem.

@@ -66,8 +66,12 @@ export class LogSegment {
   /** Largest batch maxTimestamp in the segment (-1 when empty). */
   maxTimestamp = -1;
   private bytesSinceIndexEntry = 0;
-  /** Bytes [0, verifiedBytes) are known to pass their CRCs (validated at append or recovery). */
+  /**
+   * Bytes [0, verifiedBytes) are known good: every batch passed validation (at append, at
+   * recovery or by `verifyUpTo`) and offsets are contiguous up to `verifiedNextOffset`.
+   */
   verifiedBytes = 0;
+  verifiedNextOffset: number;
   /** Has writes not yet fsynced. */
   dirty = false;
   /** Reads in progress; a deleted segment closes its handle when the last one ends. */
@@ -87,6 +91,7 @@ export class LogSegment {
     this.index = new OffsetIndex(baseOffset);
     this.timeIndex = new TimeIndex(baseOffset);
     this.nextOffset = baseOffset;
+    this.verifiedNextOffset = baseOffset;
     this.createdAtMs = nowMs;
   }
 
@@ -157,6 +162,34 @@ export class LogSegment {
     this.maxTimestamp = -1;
     this.bytesSinceIndexEntry = 0;
     this.verifiedBytes = 0;
+    this.verifiedNextOffset = this.baseOffset;
+  }
+
+  markVerified(endPosition: number, nextOffset: number): void {
+    this.verifiedBytes = endPosition;
+    this.verifiedNextOffset = nextOffset;
+  }
+
+  /**
+   * Verifies batches from `verifiedBytes` up to `endPosition` (a batch boundary), once: CRCs,
+   * framing and offset contiguity. Returns how far the good prefix reaches and, when it stops
+   * short, why.
+   */
+  async verifyUpTo(endPosition: number): Promise<{ goodEnd: number; problem: string | null }> {
+    const start = this.verifiedBytes;
+    if (endPosition <= start) return { goodEnd: endPosition, problem: null };
+    // Scan to the first batch boundary at or past endPosition.
+    const r = await this.scan(
+      start,
+      this.verifiedNextOffset,
+      this.sizeBytes,
+      true,
+      false,
+      (buf, at, position) =>
+        position + 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH) < endPosition,
+    );
+    if (this.verifiedBytes === start) this.markVerified(r.endPosition, r.nextOffset);
+    return { goodEnd: r.endPosition, problem: r.problem };
   }
 
   /**
@@ -289,10 +322,11 @@ export class LogSegment {
         }
       }
       if (account) this.onBatch(pos, size, base, base + delta, batchMaxTimestamp(buf, at));
-      if (visit && !visit(buf, at, pos)) return stop(null);
+      const more = visit ? visit(buf, at, pos) : true;
       pos += size;
       next = base + delta + 1;
       count++;
+      if (!more) return stop(null);
     }
     return stop(null);
   }
@@ -322,7 +356,7 @@ export class LogSegment {
       const r = await this.scan(0, this.baseOffset, position, false, true);
       assert.equal(r.problem, null, `segment ${this.logPath} unreadable while truncating`);
     }
-    this.verifiedBytes = Math.min(verified, this.sizeBytes);
+    if (verified >= this.sizeBytes) this.markVerified(this.sizeBytes, this.nextOffset);
     this.dirty = true;
   }
 

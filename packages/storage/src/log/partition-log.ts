@@ -169,6 +169,8 @@ export class PartitionLog {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** A segment file was created without fsyncing the directory ('none' rolls). */
+  private dirDirty = false;
   private failure: unknown = null;
   private readonly nowMs: () => number;
   private readonly verifyOnRead: 'unverified' | 'always' | 'never';
@@ -369,7 +371,7 @@ export class PartitionLog {
     let bytes = 0;
     while (group.length < WRITE_GROUP_BUFFERS_MAX && bytes < WRITE_GROUP_BYTES_MAX) {
       const op = this.ops[0];
-      if (!op || op.kind !== 'append') break;
+      if (op?.kind !== 'append') break;
       this.ops.shift();
       this.opsBytes -= op.buf.length;
       group.push(op);
@@ -437,7 +439,7 @@ export class PartitionLog {
             pos += size2;
             p += size2;
           }
-          if (seg.verifiedBytes === pos - buf.length) seg.verifiedBytes = pos;
+          if (seg.verifiedBytes === pos - buf.length) seg.markVerified(pos, last + 1);
           this.writtenEnd = last + 1;
           const result = { baseOffset, lastOffset: last, appendTimeMs: now };
           if (this.config.durability === 'always') {
@@ -454,10 +456,18 @@ export class PartitionLog {
         if (this.config.durability === 'always') this.maybeSync();
       }
     } catch (err) {
-      this.failure ??= err;
+      this.fail(err);
       for (; i < group.length; i++) group[i]!.reject(this.failureError());
-      for (const w of this.appendWaiters.splice(0)) w.reject(this.failureError());
     }
+  }
+
+  /** An I/O failure on the write path: the log refuses further writes until reopened. */
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const w of this.appendWaiters.splice(0)) w.reject(this.failureError());
+    for (const w of this.durableWaiters.splice(0)) w.reject(this.failureError());
   }
 
   private failureError(): StreamBusError {
@@ -482,6 +492,7 @@ export class PartitionLog {
       this.nowMs(),
     );
     this.segments.push(seg);
+    if (!durable) this.dirDirty = true;
     if (durable) {
       await this.fs.syncDir(this.dir);
       this.recoveryPoint = seg.baseOffset;
@@ -516,12 +527,14 @@ export class PartitionLog {
           await seg.handle.sync();
           this.syncCount++;
         }
+        if (this.dirDirty) {
+          this.dirDirty = false;
+          await this.fs.syncDir(this.dir);
+        }
         this.setDurable(target);
       }
     } catch (err) {
-      this.failure ??= err;
-      for (const w of this.appendWaiters.splice(0)) w.reject(this.failureError());
-      for (const w of this.durableWaiters.splice(0)) w.reject(this.failureError());
+      this.fail(err);
     }
   }
 
@@ -630,7 +643,7 @@ export class PartitionLog {
     offset: number,
     maxBytes: number,
   ): Promise<ReadResult | null> {
-    const end = seg.sizeBytes;
+    let end = seg.sizeBytes;
     let start = seg.index.lookup(offset);
     seg.readers++;
     try {
@@ -639,11 +652,25 @@ export class PartitionLog {
         Math.max(maxBytes, RECORD_BATCH_HEADER_BYTES) + this.config.indexIntervalBytes + 4096,
         READ_WINDOW_BYTES_MAX,
       );
-      let buf: Buffer = await seg.read(start, want);
+      // A segment trusted at open is verified lazily, once, from its verified prefix up to the
+      // end of this read window, before any header in it is believed.
+      let problem: string | null = null;
+      if (this.verifyOnRead === 'unverified' && seg.verifiedBytes < start + want) {
+        const v = await seg.verifyUpTo(start + want);
+        if (v.problem !== null) {
+          problem = v.problem;
+          end = Math.min(end, v.goodEnd);
+        }
+      }
+      const corrupt = () => seg.storageCorruption(end, problem ?? 'unreadable');
+      let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
       // Skip batches before `offset`.
       let at = 0;
       for (;;) {
-        if (start + at >= end) return null;
+        if (start + at >= end) {
+          if (problem !== null) throw corrupt();
+          return null;
+        }
         if (at + RECORD_BATCH_HEADER_BYTES > buf.length) {
           start += at;
           at = 0;
@@ -651,8 +678,9 @@ export class PartitionLog {
           if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
         }
         const size = 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH);
-        if (size < RECORD_BATCH_HEADER_BYTES)
+        if (size < RECORD_BATCH_HEADER_BYTES) {
           throw seg.storageCorruption(start + at, 'bad batch length');
+        }
         if (batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at) >= offset) break;
         at += size;
       }
@@ -664,6 +692,7 @@ export class PartitionLog {
         if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length) break;
         const size = 12 + buf.readInt32BE(endAt + BatchField.BATCH_LENGTH);
         if (endAt > at && endAt + size - at > maxBytes) break;
+        if (start + endAt + size > end) break;
         if (endAt + size > buf.length) {
           if (endAt > at) break;
           // The first batch is larger than the window: read exactly it.
@@ -677,9 +706,12 @@ export class PartitionLog {
         lastOffset = last;
         endAt += size;
       }
-      if (lastOffset < 0) return null;
+      if (lastOffset < 0) {
+        if (problem !== null) throw corrupt();
+        return null;
+      }
       const data = buf.subarray(at, endAt);
-      this.maybeVerify(seg, data, firstPos);
+      if (this.verifyOnRead === 'always') this.verifyServed(seg, data, firstPos);
       return { data, nextOffset: lastOffset + 1 };
     } finally {
       seg.readers--;
@@ -687,22 +719,17 @@ export class PartitionLog {
     }
   }
 
-  private maybeVerify(seg: LogSegment, data: Buffer, position: number): void {
-    if (this.verifyOnRead === 'never') return;
-    if (this.verifyOnRead === 'unverified' && position + data.length <= seg.verifiedBytes) return;
+  /** 'always': every served batch's CRC and contiguity; CORRUPT_DATA naming the file. */
+  private verifyServed(seg: LogSegment, data: Buffer, position: number): void {
     let p = 0;
+    let next = -1;
     while (p < data.length) {
-      const size = 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
-      if (this.verifyOnRead === 'always' || position + p >= seg.verifiedBytes) {
-        if (!verifyBatchCrc(data, p)) {
-          throw seg.storageCorruption(
-            position + p,
-            `batch at offset ${batchBaseOffset(data, p)} fails its CRC`,
-          );
-        }
-        if (position + p === seg.verifiedBytes) seg.verifiedBytes = position + p + size;
+      const base = batchBaseOffset(data, p);
+      if (!verifyBatchCrc(data, p) || (next >= 0 && base !== next)) {
+        throw seg.storageCorruption(position + p, `batch at offset ${base} fails its CRC or order`);
       }
-      p += size;
+      next = base + batchLastOffsetDelta(data, p) + 1;
+      p += 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
     }
   }
 
