@@ -18,8 +18,8 @@ import {
   RaftError,
   RaftNode,
   type Ready,
-  seededRandom,
   StateRole,
+  seededRandom,
 } from '@streambus/raft';
 import { medianOfRuns, type ResultRow, row, type Suite, type SuiteOptions } from '../harness.js';
 
