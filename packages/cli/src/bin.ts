@@ -5,6 +5,12 @@ import { CommanderError } from 'commander';
 import { describeError } from './output.js';
 import { buildProgram } from './program.js';
 
+// A closed pipe (`streambus consume t | head`) ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = buildProgram();
 try {
   await program.parseAsync(process.argv);
