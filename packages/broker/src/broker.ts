@@ -47,7 +47,7 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import pino, { type Logger } from 'pino';
-import type { BrokerConfig, HostPort } from './config.js';
+import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection, type RequestContext } from './connection.js';
 import { createAdminServer } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -126,6 +126,7 @@ export class Broker {
   }
 
   static async start(config: BrokerConfig, options: BrokerOptions = {}): Promise<Broker> {
+    checkRelations(config);
     const broker = new Broker(config, options);
     try {
       await broker.startUp();

@@ -360,7 +360,7 @@ function buildConfig(values: ReadonlyMap<string, unknown>): BrokerConfig {
 }
 
 /** Ties related limits together (STYLE: assertions between limits, as typed errors here). */
-function checkRelations(c: BrokerConfig): void {
+export function checkRelations(c: BrokerConfig): void {
   if (c.defaults.maxMessageBytes > c.limits.frameBytesMax) {
     throw new ConfigError(
       'defaults.maxMessageBytes',

@@ -66,6 +66,9 @@ export class Connection {
   private readonly abort = new AbortController();
   private readonly ctx: RequestContext;
   private readonly slots: Slot[] = [];
+  /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
+  private backlog: Frame[] = [];
+  private pumping = false;
   /** Chunks holding the bytes of the frame the parser has not completed yet (for error headers). */
   private tail: Buffer[] = [];
   private inflightRequests = 0;
@@ -120,8 +123,33 @@ export class Connection {
       return;
     }
     this.trackTail(chunk);
-    for (const frame of frames) this.dispatch(frame);
-    if (this.overLimits()) this.socket.pause();
+    if (this.backlog.length === 0) this.backlog = frames;
+    else this.backlog.push(...frames);
+    this.pump();
+    if (this.backlog.length > 0 || this.overLimits()) this.socket.pause();
+  }
+
+  /** Dispatches backlogged frames while the bounds allow (not re-entrant: a synchronous
+   *  completion inside `dispatch` calls back into `maybeResume`). */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      let i = 0;
+      while (
+        i < this.backlog.length &&
+        !this.overLimits() &&
+        !this.closed &&
+        !this.readingStopped
+      ) {
+        const frame = this.backlog[i]!;
+        i++;
+        this.dispatch(frame);
+      }
+      if (i > 0) this.backlog = i >= this.backlog.length ? [] : this.backlog.slice(i);
+    } finally {
+      this.pumping = false;
+    }
   }
 
   private trackTail(chunk: Buffer): void {
@@ -140,7 +168,9 @@ export class Connection {
   }
 
   private maybeResume(): void {
-    if (this.closed || this.readingStopped || this.overLimits()) return;
+    if (this.closed) return;
+    if (this.backlog.length > 0 && !this.readingStopped) this.pump();
+    if (this.readingStopped || this.backlog.length > 0 || this.overLimits()) return;
     this.socket.resume();
   }
 
@@ -285,6 +315,7 @@ export class Connection {
 
   private stopReading(): void {
     this.readingStopped = true;
+    this.backlog = [];
     this.socket.pause();
   }
 

@@ -1,0 +1,665 @@
+// In-process tests of Broker over real TCP on 127.0.0.1 with raw frames. Partition logs are the
+// in-memory model (testing/memory-log.ts) so these tests cover the broker's own logic; the
+// storage-backed path is covered by broker-storage.test.ts and the process test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ApiKey,
+  decodeRecordBatch,
+  decodeResponse,
+  ErrorCode,
+  encodeFrame,
+  encodeRecordBatch,
+  FrameFlag,
+  isStreamBusError,
+  OffsetSpec,
+} from '@streambus/protocol';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from './broker.js';
+import { type BrokerConfig, defaultConfig } from './config.js';
+import { memoryLogs } from './testing/memory-log.js';
+import { RawClient } from './testing/raw-client.js';
+
+const silent = pino({ level: 'silent' });
+const dirs: string[] = [];
+const brokers: Broker[] = [];
+const clients: RawClient[] = [];
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'sb-broker-'));
+  dirs.push(d);
+  return d;
+}
+
+function testConfig(
+  overrides: Partial<BrokerConfig> = {},
+  limits: Partial<BrokerConfig['limits']> = {},
+): BrokerConfig {
+  const base = defaultConfig();
+  return {
+    ...base,
+    dataDir: tempDir(),
+    listen: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+    logLevel: 'silent',
+    ...overrides,
+    limits: { ...base.limits, ...limits },
+  };
+}
+
+async function startBroker(config: BrokerConfig, logs = memoryLogs()): Promise<Broker> {
+  const broker = await Broker.start(config, { logger: silent, openLog: logs.open });
+  brokers.push(broker);
+  return broker;
+}
+
+async function client(broker: Broker): Promise<RawClient> {
+  const c = await RawClient.connect(broker.address.port);
+  clients.push(c);
+  return c;
+}
+
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+afterAll(async () => {
+  await Promise.allSettled(brokers.map((b) => b.close()));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function values(n: number, prefix = 'v'): Buffer {
+  return encodeRecordBatch(
+    Array.from({ length: n }, (_, i) => ({ value: Buffer.from(`${prefix}${i}`) })),
+  );
+}
+
+async function createTopic(
+  c: RawClient,
+  name: string,
+  partitions = 1,
+  configs: Record<string, string> = {},
+) {
+  const res = await c.request(ApiKey.CREATE_TOPICS, {
+    topics: [{ name, partitions, replicationFactor: 1, configs }],
+    timeoutMs: 1000,
+  });
+  expect(res.topics[0]).toMatchObject({ name, errorCode: 0 });
+}
+
+function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 1 = 1, partition = 0) {
+  return c.request(ApiKey.PRODUCE, {
+    acks,
+    timeoutMs: 5000,
+    topics: [{ name: topic, partitions: [{ partition, records }] }],
+  });
+}
+
+function fetch(
+  c: RawClient,
+  topic: string,
+  fetchOffset: number,
+  opts: { maxWaitMs?: number; minBytes?: number; maxBytes?: number } = {},
+) {
+  return c.request(ApiKey.FETCH, {
+    maxWaitMs: opts.maxWaitMs ?? 0,
+    minBytes: opts.minBytes ?? 0,
+    maxBytes: opts.maxBytes ?? 1024 * 1024,
+    topics: [
+      {
+        name: topic,
+        partitions: [
+          { partition: 0, fetchOffset, partitionMaxBytes: opts.maxBytes ?? 1024 * 1024 },
+        ],
+      },
+    ],
+  });
+}
+
+function decodeAll(bytes: Uint8Array): Array<{ offset: number; value: string }> {
+  const out: Array<{ offset: number; value: string }> = [];
+  let pos = 0;
+  while (pos < bytes.length) {
+    const { header, records } = decodeRecordBatch(bytes, pos);
+    for (const r of records)
+      out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
+    pos += 12 + header.batchLength;
+  }
+  return out;
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('broker APIs', () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await startBroker(testConfig());
+  });
+
+  it('negotiates versions and describes the cluster', async () => {
+    const c = await client(broker);
+    const v = await c.request(ApiKey.API_VERSIONS, {});
+    expect(v.apis.map((a) => a.apiKey).sort((a, b) => a - b)).toEqual(
+      Object.values(ApiKey).sort((a, b) => a - b),
+    );
+    const bad = await c.sendRaw(ApiKey.METADATA, { topics: null }, { apiVersion: 9 });
+    expect(bad.flags & FrameFlag.ERROR).toBeTruthy();
+    await expect(
+      Promise.resolve().then(() => decodeResponse(ApiKey.METADATA, bad)),
+    ).rejects.toMatchObject({
+      code: ErrorCode.UNSUPPORTED_VERSION,
+    });
+    const md = await c.request(ApiKey.METADATA, { topics: null });
+    expect(md.brokers).toEqual([
+      { nodeId: 0, host: '127.0.0.1', port: broker.address.port, rack: null },
+    ]);
+    const unknown = await c.request(ApiKey.METADATA, { topics: ['nope'] });
+    expect(unknown.topics[0]!.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  });
+
+  it('creates, describes, alters and deletes topics with specific errors', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'admin-t', 3, { 'retention.ms': '60000' });
+    const res = await c.request(ApiKey.CREATE_TOPICS, {
+      topics: [
+        { name: 'admin-t', partitions: 1, replicationFactor: 1, configs: {} },
+        { name: 'bad name', partitions: 1, replicationFactor: 1, configs: {} },
+        { name: 'rf3', partitions: 1, replicationFactor: 3, configs: {} },
+        {
+          name: 'badcfg',
+          partitions: 1,
+          replicationFactor: -1,
+          configs: { durability: 'sometimes' },
+        },
+        { name: 'zero', partitions: 0, replicationFactor: 1, configs: {} },
+      ],
+      timeoutMs: 1000,
+    });
+    expect(res.topics.map((t) => t.errorCode)).toEqual([
+      ErrorCode.TOPIC_ALREADY_EXISTS,
+      ErrorCode.INVALID_TOPIC_EXCEPTION,
+      ErrorCode.INVALID_REPLICATION_FACTOR,
+      ErrorCode.INVALID_CONFIG,
+      ErrorCode.INVALID_PARTITIONS,
+    ]);
+    expect(res.topics[3]!.errorMessage).toMatch(
+      /^durability: expected one of always, interval, none/,
+    );
+    const md = await c.request(ApiKey.METADATA, { topics: ['admin-t'] });
+    expect(md.topics[0]!.partitions.map((p) => p.partition)).toEqual([0, 1, 2]);
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: 'admin-t', configs: { 'retention.ms': null, 'max.message.bytes': '2048' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(0);
+    const described = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: ['admin-t', 'ghost'] });
+    const configs = Object.fromEntries(described.topics[0]!.configs.map((e) => [e.name, e]));
+    expect(configs['max.message.bytes']).toMatchObject({ value: '2048', isDefault: false });
+    expect(configs['retention.ms']).toMatchObject({ isDefault: true });
+    expect(configs.partitions).toMatchObject({ value: '3', readOnly: true });
+    expect(described.topics[1]!.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    const tooBig = await produce(c, 'admin-t', values(300));
+    expect(tooBig.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.MESSAGE_TOO_LARGE);
+    const del = await c.request(ApiKey.DELETE_TOPICS, {
+      topics: ['admin-t', 'admin-t'],
+      timeoutMs: 1000,
+    });
+    expect(del.topics.map((t) => t.errorCode)).toEqual([0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
+    await createTopic(c, 'admin-t', 1);
+    const fresh = await fetch(c, 'admin-t', 0);
+    expect(fresh.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, highWatermark: 0 });
+  });
+
+  it('produces with acks 1, all and 0, and fetches the same batches back', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'pf');
+    const r1 = await produce(c, 'pf', values(3, 'a'), 1);
+    expect(r1.topics[0]!.partitions[0]).toMatchObject({
+      errorCode: 0,
+      baseOffset: 0,
+      logStartOffset: 0,
+    });
+    const r2 = await produce(c, 'pf', values(2, 'b'), -1);
+    expect(r2.topics[0]!.partitions[0]!.baseOffset).toBe(3);
+    c.sendNoResponse(ApiKey.PRODUCE, {
+      acks: 0,
+      timeoutMs: 1000,
+      topics: [{ name: 'pf', partitions: [{ partition: 0, records: values(1, 'c') }] }],
+    });
+    const f = await fetch(c, 'pf', 0, { maxWaitMs: 2000, minBytes: 1 });
+    await waitFor(() => true);
+    const all = decodeAll((await fetch(c, 'pf', 0)).topics[0]!.partitions[0]!.records);
+    expect(all).toEqual([
+      { offset: 0, value: 'a0' },
+      { offset: 1, value: 'a1' },
+      { offset: 2, value: 'a2' },
+      { offset: 3, value: 'b0' },
+      { offset: 4, value: 'b1' },
+      { offset: 5, value: 'c0' },
+    ]);
+    expect(f.topics[0]!.partitions[0]!.highWatermark).toBeGreaterThanOrEqual(5);
+    const fromMiddle = await fetch(c, 'pf', 3, { maxBytes: 1 });
+    expect(decodeAll(fromMiddle.topics[0]!.partitions[0]!.records).map((r) => r.offset)).toEqual([
+      3, 4,
+    ]);
+    const outOfRange = await fetch(c, 'pf', 99);
+    expect(outOfRange.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    const unknown = await produce(c, 'nope', values(1));
+    expect(unknown.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  });
+
+  it('rejects a bad batch with a specific error and appends nothing of it', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'bad');
+    const good = values(2);
+    const corrupt = values(2);
+    corrupt[corrupt.length - 1]! ^= 0xff;
+    const res = await produce(c, 'bad', Buffer.concat([good, corrupt]));
+    expect(res.topics[0]!.partitions[0]).toMatchObject({
+      errorCode: ErrorCode.CORRUPT_MESSAGE,
+      baseOffset: -1,
+    });
+    const lo = await c.request(ApiKey.LIST_OFFSETS, {
+      topics: [{ name: 'bad', partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] }],
+    });
+    expect(lo.topics[0]!.partitions[0]!.offset).toBe(0);
+    const garbage = await produce(c, 'bad', Buffer.from('not a batch at all'));
+    expect(garbage.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.CORRUPT_MESSAGE);
+  });
+
+  it('answers a retried idempotent batch with its original offset and refuses a gap', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'idem');
+    const init = await c.request(ApiKey.INIT_PRODUCER_ID, {});
+    const pid = init.producerId;
+    const b0 = encodeRecordBatch([{ value: Buffer.from('x') }, { value: Buffer.from('y') }], {
+      producerId: pid,
+      producerEpoch: 0,
+      baseSequence: 0,
+    });
+    const b1 = encodeRecordBatch([{ value: Buffer.from('z') }], {
+      producerId: pid,
+      producerEpoch: 0,
+      baseSequence: 2,
+    });
+    await produce(c, 'idem', values(1));
+    expect(
+      (await produce(c, 'idem', Buffer.from(b0), -1)).topics[0]!.partitions[0]!.baseOffset,
+    ).toBe(1);
+    expect(
+      (await produce(c, 'idem', Buffer.from(b1), -1)).topics[0]!.partitions[0]!.baseOffset,
+    ).toBe(3);
+    const retry = await produce(c, 'idem', Buffer.from(b0), -1);
+    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 1 });
+    const gap = encodeRecordBatch([{ value: Buffer.from('g') }], {
+      producerId: pid,
+      producerEpoch: 0,
+      baseSequence: 7,
+    });
+    const gapRes = await produce(c, 'idem', gap, -1);
+    expect(gapRes.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER);
+    expect(gapRes.topics[0]!.partitions[0]!.errorMessage).toMatch(/sequence 7 does not follow 2/);
+    const all = decodeAll((await fetch(c, 'idem', 0)).topics[0]!.partitions[0]!.records);
+    expect(all.map((r) => r.value)).toEqual(['v0', 'x', 'y', 'z']);
+    const bumped = await c.request(ApiKey.INIT_PRODUCER_ID, { producerId: pid, producerEpoch: 0 });
+    expect(bumped).toMatchObject({ producerId: pid, producerEpoch: 1 });
+    const other = await c.request(ApiKey.INIT_PRODUCER_ID, {});
+    expect(other.producerId).not.toBe(pid);
+  });
+
+  it('long-polls until data arrives, and until maxWaitMs when none does', async () => {
+    const c = await client(broker);
+    const p = await client(broker);
+    await createTopic(c, 'lp');
+    const started = Date.now();
+    const waiting = fetch(c, 'lp', 0, { maxWaitMs: 5000, minBytes: 1 });
+    await new Promise((r) => setTimeout(r, 100));
+    await produce(p, 'lp', values(2, 'w'));
+    const res = await waiting;
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(decodeAll(res.topics[0]!.partitions[0]!.records).map((r) => r.value)).toEqual([
+      'w0',
+      'w1',
+    ]);
+    const t0 = Date.now();
+    const empty = await fetch(c, 'lp', 2, { maxWaitMs: 250, minBytes: 1 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    expect(empty.topics[0]!.partitions[0]!.records.length).toBe(0);
+  });
+
+  it('lists offsets and deletes records', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'lo');
+    const t1 = Date.now() - 10_000;
+    await produce(c, 'lo', encodeRecordBatch([{ value: Buffer.from('old'), timestamp: t1 }]));
+    await produce(
+      c,
+      'lo',
+      encodeRecordBatch([{ value: Buffer.from('new'), timestamp: t1 + 5000 }]),
+    );
+    const lo = await c.request(ApiKey.LIST_OFFSETS, {
+      topics: [
+        {
+          name: 'lo',
+          partitions: [
+            { partition: 0, timestamp: OffsetSpec.EARLIEST },
+            { partition: 0, timestamp: OffsetSpec.LATEST },
+            { partition: 0, timestamp: t1 + 1000 },
+            { partition: 0, timestamp: t1 + 60_000 },
+            { partition: 5, timestamp: OffsetSpec.LATEST },
+          ],
+        },
+      ],
+    });
+    expect(lo.topics[0]!.partitions.map((p) => [p.errorCode, p.offset])).toEqual([
+      [0, 0],
+      [0, 2],
+      [0, 1],
+      [0, -1],
+      [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1],
+    ]);
+    const del = await c.request(ApiKey.DELETE_RECORDS, {
+      topics: [{ name: 'lo', partitions: [{ partition: 0, offset: 1 }] }],
+      timeoutMs: 1000,
+    });
+    expect(del.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, lowWatermark: 1 });
+    const tooFar = await c.request(ApiKey.DELETE_RECORDS, {
+      topics: [{ name: 'lo', partitions: [{ partition: 0, offset: 10 }] }],
+      timeoutMs: 1000,
+    });
+    expect(tooFar.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+    expect((await fetch(c, 'lo', 0)).topics[0]!.partitions[0]!.errorCode).toBe(
+      ErrorCode.OFFSET_OUT_OF_RANGE,
+    );
+  });
+
+  it('answers pipelined requests in order', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'pipe');
+    const pending = [];
+    for (let i = 0; i < 100; i++) {
+      pending.push(
+        i % 3 === 0
+          ? c.sendRaw(ApiKey.API_VERSIONS, {})
+          : c.sendRaw(ApiKey.PRODUCE, {
+              acks: 1,
+              timeoutMs: 1000,
+              topics: [
+                { name: 'pipe', partitions: [{ partition: 0, records: values(1, `p${i}-`) }] },
+              ],
+            }),
+      );
+    }
+    await Promise.all(pending);
+    const ids = c.frames.map((f) => f.correlationId);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    const offsets = c.frames
+      .filter((f) => f.apiKey === ApiKey.PRODUCE)
+      .map((f) => decodeResponse(ApiKey.PRODUCE, f).topics[0]!.partitions[0]!.baseOffset);
+    expect(offsets).toEqual(offsets.map((_, i) => i));
+  });
+
+  it('serves metrics, liveness and readiness over HTTP', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'metrics-t');
+    await produce(c, 'metrics-t', values(4));
+    const base = `http://127.0.0.1:${broker.httpAddress!.port}`;
+    expect((await globalThis.fetch(`${base}/live`)).status).toBe(200);
+    expect((await globalThis.fetch(`${base}/ready`)).status).toBe(200);
+    expect((await globalThis.fetch(`${base}/nope`)).status).toBe(404);
+    const text = await (await globalThis.fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/streambus_requests_total\{api="produce"\} \d+/);
+    expect(text).toMatch(/streambus_request_duration_seconds_bucket\{le="0.001",api="produce"\}/);
+    expect(text).toContain('streambus_partition_log_end_offset{topic="metrics-t",partition="0"} 4');
+    expect(text).toMatch(
+      /streambus_partition_log_size_bytes\{topic="metrics-t",partition="0"\} \d+/,
+    );
+    expect(text).toMatch(/streambus_connections \d+/);
+    expect(text).toMatch(/streambus_network_bytes_in_total \d+/);
+    expect(text).toContain('streambus_fsync_duration_seconds');
+  });
+});
+
+describe('hostile and broken connections', () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    const config = testConfig(
+      {},
+      { frameBytesMax: 64 * 1024, inflightBytesMax: 1024 * 1024, idleTimeoutMs: 400 },
+    );
+    config.defaults.maxMessageBytes = 32 * 1024;
+    broker = await startBroker(config);
+  });
+
+  async function stillServes(): Promise<void> {
+    const c = await client(broker);
+    const v = await c.request(ApiKey.API_VERSIONS, {});
+    expect(v.errorCode).toBe(0);
+  }
+
+  it('closes a connection that sends garbage, and only that one', async () => {
+    const bystander = await client(broker);
+    const c = await client(broker);
+    c.socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4)));
+    await c.closed;
+    expect((await bystander.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+    await stillServes();
+  });
+
+  it('answers an oversized frame with FRAME_TOO_LARGE echoing its header, then closes', async () => {
+    const c = await client(broker);
+    const header = Buffer.alloc(14);
+    header.writeUInt32BE(10 * 1024 * 1024, 0);
+    header.writeUInt16BE(ApiKey.PRODUCE, 4);
+    header.writeUInt32BE(4242, 8);
+    c.socket.write(header);
+    await c.closed;
+    expect(c.frames).toHaveLength(1);
+    expect(c.frames[0]).toMatchObject({ correlationId: 4242, apiKey: ApiKey.PRODUCE });
+    expect(() => decodeResponse(ApiKey.PRODUCE, c.frames[0]!)).toThrow(
+      expect.objectContaining({ code: ErrorCode.FRAME_TOO_LARGE }),
+    );
+    await stillServes();
+  });
+
+  it('keeps the connection after a malformed body or an unknown API', async () => {
+    const c = await client(broker);
+    c.socket.write(
+      encodeFrame(
+        { apiKey: ApiKey.METADATA, apiVersion: 0, correlationId: 7, flags: 0 },
+        Buffer.from([0xc1, 0xc1]),
+      ),
+    );
+    c.socket.write(
+      encodeFrame({ apiKey: 999, apiVersion: 0, correlationId: 8, flags: 0 }, Buffer.alloc(0)),
+    );
+    await waitFor(() => c.frames.length === 2);
+    const codes = c.frames.map((f) => {
+      try {
+        decodeResponse(f.apiKey as 1, f);
+        return 0;
+      } catch (err) {
+        return isStreamBusError(err) ? err.code : -1;
+      }
+    });
+    expect(codes).toEqual([ErrorCode.INVALID_REQUEST, ErrorCode.UNKNOWN_API_KEY]);
+    expect((await c.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+  });
+
+  it('reaps a truncated frame left hanging and a half-open connection', async () => {
+    const truncated = await client(broker);
+    const frame = encodeFrame(
+      { apiKey: ApiKey.API_VERSIONS, apiVersion: 0, correlationId: 1, flags: 0 },
+      Buffer.alloc(100),
+    );
+    truncated.socket.write(frame.subarray(0, 40));
+    const halfOpen = await client(broker);
+    halfOpen.socket.end(frame.subarray(0, 20));
+    await Promise.all([truncated.closed, halfOpen.closed]);
+    await stillServes();
+  });
+
+  it('serves hundreds of concurrent connections', async () => {
+    const admin = await client(broker);
+    await createTopic(admin, 'many', 4);
+    const conns = await Promise.all(Array.from({ length: 300 }, () => client(broker)));
+    const results = await Promise.all(
+      conns.map((c, i) =>
+        c.request(ApiKey.PRODUCE, {
+          acks: 1,
+          timeoutMs: 5000,
+          topics: [
+            { name: 'many', partitions: [{ partition: i % 4, records: values(2, `c${i}-`) }] },
+          ],
+        }),
+      ),
+    );
+    expect(results.every((r) => r.topics[0]!.partitions[0]!.errorCode === 0)).toBe(true);
+    const lo = await admin.request(ApiKey.LIST_OFFSETS, {
+      topics: [
+        {
+          name: 'many',
+          partitions: [0, 1, 2, 3].map((partition) => ({
+            partition,
+            timestamp: OffsetSpec.LATEST,
+          })),
+        },
+      ],
+    });
+    expect(lo.topics[0]!.partitions.reduce((n, p) => n + p.offset, 0)).toBe(600);
+  });
+});
+
+describe('bounds', () => {
+  it('stops reading a connection at inflightRequestsMax (back-pressure)', async () => {
+    const broker = await startBroker(testConfig({}, { inflightRequestsMax: 2 }));
+    const c = await client(broker);
+    const observer = await client(broker);
+    await createTopic(observer, 'bp-wait');
+    await createTopic(observer, 'bp-other');
+    const polls = [
+      fetch(c, 'bp-wait', 0, { maxWaitMs: 700, minBytes: 1 }),
+      fetch(c, 'bp-wait', 0, { maxWaitMs: 700, minBytes: 1 }),
+    ];
+    await new Promise((r) => setTimeout(r, 50));
+    const third = produce(c, 'bp-other', values(1));
+    await new Promise((r) => setTimeout(r, 300));
+    const latest = () =>
+      observer.request(ApiKey.LIST_OFFSETS, {
+        topics: [
+          { name: 'bp-other', partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] },
+        ],
+      });
+    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(0); // not read yet
+    await Promise.all(polls);
+    expect((await third).topics[0]!.partitions[0]!.errorCode).toBe(0);
+    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(1);
+  });
+
+  it('keeps serving others while a client does not read its responses', async () => {
+    const broker = await startBroker(
+      testConfig({}, { inflightBytesMax: 1024 * 1024, frameBytesMax: 1024 * 1024 }),
+    );
+    const admin = await client(broker);
+    await createTopic(admin, 'slow');
+    const big = encodeRecordBatch(
+      Array.from({ length: 100 }, () => ({ value: Buffer.alloc(5000, 1) })),
+    );
+    await produce(admin, 'slow', big);
+    const slow = await client(broker);
+    slow.socket.pause();
+    for (let i = 0; i < 400; i++) {
+      slow.socket.write(
+        (await import('@streambus/protocol')).encodeRequest(ApiKey.FETCH, 1000 + i, {
+          maxWaitMs: 0,
+          minBytes: 0,
+          maxBytes: 1024 * 1024,
+          topics: [
+            {
+              name: 'slow',
+              partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1024 * 1024 }],
+            },
+          ],
+        }),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    expect((await admin.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(500);
+    // 400 x 500 KB of responses were asked for; the broker must not have produced them all.
+    const sent = Number((await broker.metrics.bytesOut.get()).values[0]?.value ?? 0);
+    expect(sent).toBeLessThan(100 * 1024 * 1024);
+  });
+
+  it('times out a request that cannot finish (acks=all under interval with no flush)', async () => {
+    const broker = await startBroker(testConfig({}, { requestTimeoutMs: 300 }));
+    const c = await client(broker);
+    await createTopic(c, 'slowack', 1, { durability: 'interval', 'flush.ms': '86400000' });
+    const frame = await c.sendRaw(ApiKey.PRODUCE, {
+      acks: -1,
+      timeoutMs: 1000,
+      topics: [{ name: 'slowack', partitions: [{ partition: 0, records: values(1) }] }],
+    });
+    expect(() => decodeResponse(ApiKey.PRODUCE, frame)).toThrow(
+      expect.objectContaining({ code: ErrorCode.REQUEST_TIMED_OUT }),
+    );
+    expect((await c.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+  });
+});
+
+describe('restart and shutdown', () => {
+  it('keeps topics and producer state across a restart', async () => {
+    const logs = memoryLogs();
+    const config = testConfig();
+    const b1 = await startBroker(config, logs);
+    const c1 = await client(b1);
+    await createTopic(c1, 'durable-meta', 2, { 'retention.bytes': '1000000' });
+    const pid = (await c1.request(ApiKey.INIT_PRODUCER_ID, {})).producerId;
+    const batch = encodeRecordBatch([{ value: Buffer.from('once') }], {
+      producerId: pid,
+      producerEpoch: 0,
+      baseSequence: 0,
+    });
+    expect(
+      (await produce(c1, 'durable-meta', Buffer.from(batch), -1, 1)).topics[0]!.partitions[0]!
+        .baseOffset,
+    ).toBe(0);
+    c1.close();
+    await b1.close();
+    const b2 = await startBroker({ ...config, listen: { host: '127.0.0.1', port: 0 } }, logs);
+    const c2 = await client(b2);
+    const md = await c2.request(ApiKey.METADATA, { topics: null });
+    expect(md.topics.map((t) => [t.name, t.partitions.length])).toEqual([['durable-meta', 2]]);
+    const retry = await produce(c2, 'durable-meta', Buffer.from(batch), -1, 1);
+    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    const lo = await c2.request(ApiKey.LIST_OFFSETS, {
+      topics: [
+        { name: 'durable-meta', partitions: [{ partition: 1, timestamp: OffsetSpec.LATEST }] },
+      ],
+    });
+    expect(lo.topics[0]!.partitions[0]!.offset).toBe(1);
+    const next = (await c2.request(ApiKey.INIT_PRODUCER_ID, {})).producerId;
+    expect(next).toBeGreaterThan(pid);
+  });
+
+  it('answers a parked fetch and refuses new work when closing', async () => {
+    const broker = await startBroker(testConfig());
+    const c = await client(broker);
+    await createTopic(c, 'closing');
+    const parked = fetch(c, 'closing', 0, { maxWaitMs: 10_000, minBytes: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    await broker.close();
+    const res = await parked;
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(res.topics[0]!.partitions[0]!.records.length).toBe(0);
+    await c.closed;
+  });
+});
