@@ -631,7 +631,7 @@ export class Broker {
     const waitMs = Math.max(0, Math.min(req.maxWaitMs, this.config.limits.requestTimeoutMs - 100));
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const endsBefore = this.requestedPartitions(req).map((p) => p?.logEndOffset ?? -1);
+      const endsBefore = this.requestedPartitions(req).map((p) => p?.highWatermark ?? -1);
       const { response, bytes, failed } = await this.fetchOnce(req);
       const remainingMs = deadline - Date.now();
       if (
@@ -644,7 +644,7 @@ export class Broker {
         return response;
       }
       const partitions = this.requestedPartitions(req);
-      if (partitions.some((p, i) => (p?.logEndOffset ?? -1) !== endsBefore[i])) continue;
+      if (partitions.some((p, i) => (p?.highWatermark ?? -1) !== endsBefore[i])) continue;
       const parked = await this.park(partitions as Partition[], remainingMs, ctx.signal);
       if (!parked) return response;
     }

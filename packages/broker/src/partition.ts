@@ -36,6 +36,8 @@ import type { TopicConfig } from './topic-config.js';
 export interface PartitionLogLike {
   readonly logStartOffset: number;
   readonly logEndOffset: number;
+  /** Every offset below is written and readable (<= logEndOffset, which counts queued appends). */
+  readonly writtenEndOffset: number;
   readonly durableEndOffset: number;
   readonly sizeBytes: number;
   append(
@@ -69,6 +71,8 @@ export class Partition {
   private producers: ProducerStateTable;
   private readonly pendingOffsets = new WeakMap<BatchEntry, Promise<number>>();
   private closed = false;
+  /** Every append below this offset has resolved (appends resolve in offset order). */
+  private settledEnd: number;
 
   private constructor(
     readonly topic: string,
@@ -80,6 +84,7 @@ export class Partition {
   ) {
     this.waiters = new WaiterSet(fetchWaitersMax);
     this.producers = new ProducerStateTable();
+    this.settledEnd = log.logEndOffset;
   }
 
   static async open(
@@ -107,9 +112,9 @@ export class Partition {
   get logEndOffset(): number {
     return this.log.logEndOffset;
   }
-  /** Single node: everything appended is "committed". Raft will make this the commit index. */
+  /** Single node: everything written is "committed". Raft will make this the commit index. */
   get highWatermark(): number {
-    return this.log.logEndOffset;
+    return this.log.writtenEndOffset;
   }
   get sizeBytes(): number {
     return this.log.sizeBytes;
@@ -208,6 +213,7 @@ export class Partition {
       throw err;
     }
     for (const r of recorded) r.entry.baseOffset = result.baseOffset + r.deltaFromBase;
+    this.settledEnd = Math.max(this.settledEnd, result.lastOffset + 1);
     this.waiters.wakeAll();
     if (acks === -1) await this.waitDurableFor(this.config.durability, result.lastOffset);
     return { baseOffset: result.baseOffset, appendTimeMs: result.appendTimeMs, duplicate: false };
@@ -261,7 +267,8 @@ export class Partition {
 
   /** Writes the producer-state snapshot (so a restart replays only the tail). */
   async saveProducerState(): Promise<void> {
-    const snapshot = { offset: this.log.logEndOffset, ...this.producers.toJSON() };
+    // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
+    const snapshot = { offset: this.settledEnd, ...this.producers.toJSON() };
     await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
   }
 
@@ -271,6 +278,7 @@ export class Partition {
     await this.log.close();
     this.config = config;
     this.log = await openLog(this.dir, config);
+    this.settledEnd = this.log.logEndOffset;
   }
 
   async close(): Promise<void> {

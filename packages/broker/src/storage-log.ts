@@ -1,47 +1,20 @@
 // The default partition log: the storage package's PartitionLog over the real file system, with
 // every fsync timed into `streambus_fsync_duration_seconds`. The broker's topic configs map onto
 // PartitionLogConfig here and nowhere else.
-import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import * as storage from '@streambus/storage';
 import {
   type FileHandle,
   type FileSystem,
   NodeFileSystem,
   type OpenMode,
+  PartitionLog,
+  type PartitionLogConfig,
 } from '@streambus/storage';
 import type { BrokerMetrics } from './metrics.js';
-import type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+import type { OpenPartitionLog } from './partition.js';
 import type { TopicConfig } from './topic-config.js';
 
 /** Sparse offset-index entry every this many bytes of batches. */
 export const INDEX_INTERVAL_BYTES = 4096;
-
-/** PartitionLogConfig of the storage contract (docs/storage.md). */
-export interface PartitionLogConfig {
-  segmentBytesMax: number;
-  segmentAgeMsMax: number;
-  indexIntervalBytes: number;
-  retentionBytesMax: number;
-  retentionMs: number;
-  durability: 'always' | 'interval' | 'none';
-  flushIntervalMs: number;
-}
-
-interface PartitionLogClass {
-  open(fs: FileSystem, dir: string, config: PartitionLogConfig): Promise<PartitionLogLike>;
-}
-
-/** Resolved at call time: the storage package's partition log is landing in parallel. */
-function partitionLogClass(): PartitionLogClass {
-  const cls = (storage as unknown as { PartitionLog?: PartitionLogClass }).PartitionLog;
-  if (cls === undefined) {
-    throw new StreamBusError(
-      ErrorCode.KAFKA_STORAGE_ERROR,
-      '@streambus/storage has no PartitionLog yet',
-    );
-  }
-  return cls;
-}
 
 export function partitionLogConfig(config: TopicConfig): PartitionLogConfig {
   return {
@@ -102,5 +75,5 @@ class TimedFileSystem implements FileSystem {
 
 export function openStoragePartitionLog(metrics: BrokerMetrics): OpenPartitionLog {
   const fs = new TimedFileSystem(new NodeFileSystem(), (s) => metrics.fsyncSeconds.observe(s));
-  return (dir, config) => partitionLogClass().open(fs, dir, partitionLogConfig(config));
+  return (dir, config) => PartitionLog.open(fs, dir, partitionLogConfig(config));
 }

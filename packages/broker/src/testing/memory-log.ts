@@ -36,6 +36,9 @@ export class MemoryPartitionLog implements PartitionLogLike {
   get logEndOffset(): number {
     return this.end;
   }
+  get writtenEndOffset(): number {
+    return this.end;
+  }
   get durableEndOffset(): number {
     return this.durable;
   }
