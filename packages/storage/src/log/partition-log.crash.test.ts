@@ -10,7 +10,7 @@ import { makeBatch, readAll, type StoredBatch, TEST_CONFIG } from './test-helper
 // STORAGE_SEED=<n> reruns one seed; STORAGE_SEED_COUNT=<n> runs more seeds (a soak).
 const SEEDS = process.env.STORAGE_SEED
   ? [Number(process.env.STORAGE_SEED)]
-  : range(1, 1 + Number(process.env.STORAGE_SEED_COUNT ?? 40));
+  : range(1, 1 + Number(process.env.STORAGE_SEED_COUNT ?? 100));
 function range(a: number, b: number): number[] {
   return Array.from({ length: b - a }, (_, i) => a + i);
 }
@@ -56,23 +56,6 @@ async function runScenario(seed: number): Promise<void> {
 
   for (let step = 0; step < 60; step++) {
     const r = rnd();
-    if (process.env.STORAGE_DEBUG)
-      console.log(
-        'step',
-        step,
-        r.toFixed(3),
-        'end',
-        end(),
-        'logEnd',
-        log.logEndOffset,
-        'durable',
-        durableEnd,
-        log.durableEndOffset,
-        'start',
-        logStart,
-        'segs',
-        log.segmentBaseOffsets.join(','),
-      );
     if (r < 0.45) {
       // A burst of appends; some awaited, the last few maybe in flight at a crash.
       const n = 1 + Math.floor(rnd() * 6);
@@ -89,7 +72,7 @@ async function runScenario(seed: number): Promise<void> {
         pending.push(p);
       }
       if (rnd() < 0.8) await Promise.all(pending);
-      else pending.forEach((p) => p.catch(() => undefined));
+      else for (const p of pending) p.catch(() => undefined);
     } else if (r < 0.55 && durability !== 'none') {
       await log.flush();
       durableEnd = end() + 1;

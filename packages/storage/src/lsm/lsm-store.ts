@@ -139,6 +139,8 @@ interface PendingWrite {
   readonly ops: readonly BatchOp[];
   readonly sync: boolean;
   readonly bytes: number;
+  /** A flush marker (no ops): freeze and flush the memtable once it is applied. */
+  readonly flush: boolean;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -225,7 +227,6 @@ export class LsmStore {
   private walNumber = 0;
   /** The WAL holding the frozen memtable's writes (obsolete once that memtable is a table). */
   private immWalNumber = 0;
-  private rotateRequested = false;
   private walBytes = 0;
   private levels: Table[][] = Array.from({ length: LEVELS_MAX }, () => []);
   private nextFileNumber = 1;
@@ -431,12 +432,13 @@ export class LsmStore {
     return this.enqueue(batch, options);
   }
 
-  private enqueue(batch: WriteBatch, options?: WriteOptions): Promise<void> {
+  private enqueue(batch: WriteBatch, options?: WriteOptions, flush = false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({
         ops: batch.ops.slice(),
         sync: options?.sync ?? this.opts.syncWrites,
         bytes: batch.bytes,
+        flush,
         resolve,
         reject,
       });
@@ -477,8 +479,7 @@ export class LsmStore {
           this.lastSeq = s - 1;
           const rotate =
             this.mem.bytes >= this.opts.memtableBytesMax ||
-            (this.rotateRequested && this.mem.count > 0);
-          this.rotateRequested = false;
+            (this.mem.count > 0 && group.some((w) => w.flush));
           if (rotate) await this.rotateMemtable();
           for (const w of group) w.resolve();
         } catch (err) {
@@ -497,6 +498,9 @@ export class LsmStore {
     this.check();
     // Only the write loop calls this, so no write lands between the swap and the new WAL.
     const old = this.wal;
+    // The old WAL must be complete on disk before the new one gets a record: otherwise a synced
+    // write in the new WAL could survive a crash that loses unsynced writes before it.
+    await old.sync();
     this.imm = this.mem;
     this.imm.frozen = true;
     this.immWalNumber = this.walNumber;
@@ -832,8 +836,7 @@ export class LsmStore {
   /** Flushes the memtable to a table now (tests, clean shutdown of a busy store). */
   async flush(): Promise<void> {
     this.check();
-    this.rotateRequested = true;
-    await this.enqueue(new WriteBatch(), { sync: false });
+    await this.enqueue(new WriteBatch(), { sync: false }, true);
     if (this.flushing) await this.flushing;
     this.check();
   }
