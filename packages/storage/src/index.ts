@@ -21,6 +21,7 @@ export {
   type RecoveryReport,
   validatePartitionLogConfig,
 } from './log/partition-log.js';
+export { decodeKey, encodeKey, type KeyPart } from './lsm/keys.js';
 export {
   type KeyValue,
   type LsmOptions,

@@ -88,6 +88,14 @@ async function runScenario(seed: number): Promise<void> {
     } else if (r < 0.62) {
       await log.flush();
       durableEnd = end() + 1;
+    } else if (r < 0.64) {
+      // Restart empty past the end (a Raft follower installing a snapshot).
+      const at = end() + 1 + Math.floor(rnd() * 20);
+      await log.truncateFullyAndStartAt(at);
+      model = [];
+      logStart = at;
+      durableEnd = at;
+      check(log.logEndOffset === at && log.logStartOffset === at, `reset to ${at}`);
     } else if (r < 0.67) {
       const to = logStart + Math.floor(rnd() * (end() + 2 - logStart));
       logStart = await log.deleteRecordsBefore(to);

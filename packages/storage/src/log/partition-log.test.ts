@@ -261,3 +261,25 @@ describe('PartitionLog durability', () => {
     await again.close();
   });
 });
+
+describe('PartitionLog reset', () => {
+  it('truncateFullyAndStartAt restarts the log empty at any offset, durably', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await PartitionLog.open(fs, '/p', cfg());
+    for (let i = 0; i < 20; i++) await log.append(makeBatch(i));
+    await log.truncateFullyAndStartAt(1000);
+    expect([log.logStartOffset, log.logEndOffset, log.durableEndOffset]).toEqual([
+      1000, 1000, 1000,
+    ]);
+    expect(log.segmentBaseOffsets).toEqual([1000]);
+    await expect(log.read(5, 100)).rejects.toMatchObject({ code: ErrorCode.OFFSET_OUT_OF_RANGE });
+    expect((await log.append(makeBatch(1))).baseOffset).toBe(1000);
+    const fs2 = fs.crash('drop-unsynced');
+    const again = await PartitionLog.open(fs2, '/p', cfg());
+    expect(again.logStartOffset).toBe(1000);
+    expect((await readAll(again)).map((b) => b.baseOffset)).toEqual([1000]);
+    await again.truncateFullyAndStartAt(7); // backwards is allowed too
+    expect((await again.append(makeBatch(2))).baseOffset).toBe(7);
+    await again.close();
+  });
+});

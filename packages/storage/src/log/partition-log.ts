@@ -114,6 +114,7 @@ type Op =
       reject: (e: unknown) => void;
     }
   | { kind: 'retention'; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'reset'; offset: number; resolve: () => void; reject: (e: unknown) => void }
   | { kind: 'flush'; resolve: () => void; reject: (e: unknown) => void };
 
 interface Waiter {
@@ -349,6 +350,10 @@ export class PartitionLog {
               break;
             case 'retention':
               await this.doRetention();
+              op.resolve();
+              break;
+            case 'reset':
+              await this.doReset(op.offset);
               op.resolve();
               break;
             case 'flush':
@@ -855,6 +860,50 @@ export class PartitionLog {
   private async dropSegmentsBelowStart(): Promise<void> {
     while (this.segments.length > 1 && this.segments[0]!.nextOffset <= this._logStartOffset) {
       await this.deleteSegment(this.segments.shift()!);
+    }
+  }
+
+  /**
+   * Deletes everything and restarts the log empty at `offset` (log start = log end = offset):
+   * a Raft follower installing a snapshot past its log, or a replica far behind the leader's
+   * log start. Durable on return, whatever the policy.
+   */
+  truncateFullyAndStartAt(offset: number): Promise<void> {
+    return this.enqueue<void>((resolve, reject) => ({ kind: 'reset', offset, resolve, reject }));
+  }
+
+  private async doReset(offset: number): Promise<void> {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw this.outOfRange(offset);
+    // Earlier appends keep their promise (durable under 'always'); no fsync runs while files go.
+    if (this.config.durability === 'always') await this.syncNow();
+    while (this.syncing) await this.syncing;
+    // Old segments go first: a crash part-way leaves an empty log (at the old log start) or the
+    // new one, never old data under the new offsets.
+    for (const dead of this.segments.splice(0)) await this.deleteSegment(dead);
+    await this.fs.syncDir(this.dir);
+    this.segments = [
+      await LogSegment.create(
+        this.fs,
+        this.dir,
+        offset,
+        this.config.indexIntervalBytes,
+        this.nowMs(),
+      ),
+    ];
+    await this.fs.syncDir(this.dir);
+    this._logStartOffset = offset;
+    this._logEndOffset = offset;
+    this.writtenEnd = offset;
+    this.durableEnd = offset;
+    this.recoveryPoint = offset;
+    await this.writeMeta();
+    for (const w of this.durableWaiters.splice(0)) {
+      w.reject(
+        new StreamBusError(
+          ErrorCode.NOT_LEADER_OR_FOLLOWER,
+          `log ${this.dir} was reset to ${offset}`,
+        ),
+      );
     }
   }
 
