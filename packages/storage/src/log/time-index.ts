@@ -1,8 +1,8 @@
 // TimeIndex: the sparse time index of one log segment (`<baseOffset>.timeindex`), for
 // offset-for-timestamp lookups (Kafka's `TimeIndex`, simplified). An entry (T, O) is added with
-// each offset-index entry and says: every batch before offset O has maxTimestamp < T... more
-// precisely T is the largest maxTimestamp of the batches before O, so a search for timestamp t
-// may start at the last entry with T < t and scan forward.
+// each offset-index entry: T is the largest maxTimestamp of all batches before offset O. So every
+// batch before O has maxTimestamp <= T, and a search for timestamp t may start at the last entry
+// with T < t and scan forward to the first batch whose maxTimestamp >= t.
 //
 // Like the offset index it lives in memory and is written whole at seal or clean close.
 // File format (big-endian):
