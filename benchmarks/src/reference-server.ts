@@ -5,17 +5,21 @@
 // frame that arrived meanwhile rides the next one). No validation, no offsets, no indexes: it is
 // the floor our broker is compared against, not a broker.
 //
-// Run as a child process: `node reference-server.js <file> <none|always>`; it prints
+// Mode `serve` is the consume reference instead: every connection is sent the whole file (1 MiB
+// reads piped to the socket), then closed; the least a Node process must do to hand stored bytes
+// to a reader over loopback.
+//
+// Run as a child process: `node reference-server.js <file> <none|always|serve>`; it prints
 // `{"port":N}` on stdout once listening and exits on SIGTERM or when stdin closes.
-import { closeSync, fsync, openSync, write } from 'node:fs';
+import { closeSync, createReadStream, fsync, openSync, write } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 
 const [file, mode] = process.argv.slice(2);
-if (!file || (mode !== 'none' && mode !== 'always')) {
-  console.error('usage: reference-server <file> <none|always>');
+if (!file || (mode !== 'none' && mode !== 'always' && mode !== 'serve')) {
+  console.error('usage: reference-server <file> <none|always|serve>');
   process.exit(2);
 }
-const fd = openSync(file, 'a');
+const fd = openSync(file, mode === 'serve' ? 'r' : 'a');
 
 interface Pending {
   socket: Socket;
@@ -46,7 +50,18 @@ function ackFor(frame: Buffer): Buffer {
   return ack;
 }
 
+function serveFile(socket: Socket): void {
+  const stream = createReadStream(file!, { highWaterMark: 1024 * 1024 });
+  stream.on('error', () => socket.destroy());
+  socket.on('error', () => stream.destroy());
+  stream.pipe(socket);
+}
+
 const server = createServer((socket) => {
+  if (mode === 'serve') {
+    serveFile(socket);
+    return;
+  }
   socket.setNoDelay(true);
   let buffered: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
