@@ -231,6 +231,26 @@ describe('producer and consumer', () => {
     expect((await producer.send({ topic: 'o', value: 'ok' })).offset).toBe(0);
   });
 
+  it('consumer prefetch: a seek after a prefetched round delivers from the new position', async () => {
+    broker.createTopic('pf', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    for (let i = 0; i < 5; i++) await producer.send({ topic: 'pf', value: `a${i}` });
+    const consumer = client.consumer({ maxWaitMs: 30 });
+    await consumer.assign({ topic: 'pf', from: 'earliest' });
+    expect((await consumer.poll()).flatMap((b) => b.records.map((r) => r.offset))).toEqual([
+      0, 1, 2, 3, 4,
+    ]);
+    // The next round (from offset 5) is already in flight; these records may land in it.
+    for (let i = 5; i < 8; i++) await producer.send({ topic: 'pf', value: `a${i}` });
+    consumer.seek('pf', 0, 2);
+    const offsets: number[] = [];
+    while (offsets.length < 6) {
+      for (const b of await consumer.poll()) offsets.push(...b.records.map((r) => r.offset));
+    }
+    expect(offsets).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(consumer.assignment()[0]!.position).toBe(8);
+  });
+
   it('consumer: latest, timestamp, seek, pause and resume', async () => {
     broker.createTopic('c', 2);
     const producer = client.producer({ lingerMs: 0 });

@@ -1,9 +1,13 @@
 // The consumer (no groups yet): assign topics or partitions, start at earliest, latest, an
 // offset or a timestamp, then iterate with `for await` over records or over batches. Fetches
 // long-poll (maxWaitMs, minBytes); each fetch asks every assigned, unpaused partition of one
-// leader, so one consumer drives one request per broker at a time and holds at most one fetch
-// response in memory per broker (the bound on its buffer). seek/pause/resume take effect at the
-// next fetch; data fetched for a partition that was seeked or paused meanwhile is dropped.
+// leader. Prefetch: when poll() hands records to the application it has already issued the next
+// fetch round (from the positions after those records), so the network and the broker work while
+// the application does; one consumer therefore holds at most two fetch responses per broker (the
+// one being consumed and the one prefetched: the bound on its buffer). A fetched round only moves
+// positions when poll() delivers it: data for a partition that was seeked, paused or unassigned
+// after its fetch was issued is dropped then, and that partition is fetched again from its
+// (possibly new) position.
 //
 // Batches are decoded with @streambus/protocol's decodeRecordBatch (decompression included);
 // records below the position are skipped (a batch can start before it) and control batches are
@@ -79,6 +83,16 @@ interface Assigned {
   highWatermark: number;
 }
 
+/** One partition's part of a fetch round, applied (or dropped) when poll() delivers it. */
+interface Fetched {
+  readonly a: Assigned;
+  readonly generation: number;
+  /** The position the fetch asked from, and the one after its data. */
+  readonly from: number;
+  readonly to: number;
+  readonly batch: ConsumerBatch | null;
+}
+
 function key(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
@@ -95,6 +109,8 @@ export class Consumer {
   private static lanes = 0;
   /** This consumer's own connections (see Cluster.connectionTo). */
   private readonly lane = `fetch-${++Consumer.lanes}`;
+  /** The next fetch round, issued when the previous one was delivered (at most one). */
+  private prefetched: Promise<Fetched[]> | null = null;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -158,6 +174,7 @@ export class Consumer {
       }
       this.assigned.set(key(options.topic, p), a);
     }
+    this.dropPrefetch();
     this.wake();
   }
 
@@ -168,6 +185,7 @@ export class Consumer {
         this.assigned.delete(key(a.topic, a.partition));
       }
     }
+    this.dropPrefetch();
   }
 
   /** The partitions assigned, with their next offsets (null: start not resolved yet). */
@@ -198,6 +216,7 @@ export class Consumer {
       a.position = null;
       a.pendingStart = to;
     }
+    this.dropPrefetch();
     this.wake();
   }
 
@@ -260,6 +279,40 @@ export class Consumer {
    */
   async poll(): Promise<ConsumerBatch[]> {
     this.checkOpen();
+    const round = this.prefetched ?? this.fetchRound();
+    this.prefetched = null;
+    const fetched = await round;
+    const out: ConsumerBatch[] = [];
+    for (const f of fetched) {
+      const a = f.a;
+      // A seek, pause or unassign since the fetch was issued voids its data.
+      if (
+        a.generation !== f.generation ||
+        a.paused ||
+        this.assigned.get(key(a.topic, a.partition)) !== a ||
+        a.position !== f.from
+      ) {
+        continue;
+      }
+      a.position = f.to;
+      if (f.batch !== null) out.push(f.batch);
+    }
+    // Only after data: at the log's end the next round would be a long-poll that a seek made
+    // meanwhile would have to wait out.
+    if (out.length > 0 && !this.closed && !this.ctx.signal.aborted) {
+      const next = this.fetchRound();
+      // Its failure surfaces at the poll() that takes it.
+      next.catch(() => undefined);
+      this.prefetched = next;
+    }
+    return out;
+  }
+
+  /**
+   * One fetch round: resolves pending start positions, then long-polls every leader of an
+   * active partition. Positions are not moved here (poll() does that on delivery).
+   */
+  private async fetchRound(): Promise<Fetched[]> {
     await this.resolveStarts();
     const active = [...this.assigned.values()].filter((a) => !a.paused && a.position !== null);
     if (active.length === 0) {
@@ -286,7 +339,7 @@ export class Consumer {
     return results.flat();
   }
 
-  private async fetchFrom(conn: BrokerConnection, list: Assigned[]): Promise<ConsumerBatch[]> {
+  private async fetchFrom(conn: BrokerConnection, list: Assigned[]): Promise<Fetched[]> {
     const asked = list.map((a) => ({ a, offset: a.position!, generation: a.generation }));
     const topics = new Map<
       string,
@@ -311,7 +364,7 @@ export class Consumer {
       },
       this.maxWaitMs,
     );
-    const out: ConsumerBatch[] = [];
+    const out: Fetched[] = [];
     let retriable: StreamBusError | null = null;
     for (const t of res.topics) {
       for (const p of t.partitions) {
@@ -345,38 +398,20 @@ export class Consumer {
           throw err;
         }
         a.highWatermark = p.highWatermark;
-        const records = this.decode(a, p.records);
-        if (records.length > 0) {
-          out.push({
-            topic: a.topic,
-            partition: a.partition,
-            highWatermark: p.highWatermark,
-            records,
-          });
-        }
+        const { records, next } = decodeFrom(entry.offset, p.records);
+        out.push({
+          a,
+          generation: entry.generation,
+          from: entry.offset,
+          to: next,
+          batch:
+            records.length > 0
+              ? { topic: a.topic, partition: a.partition, highWatermark: p.highWatermark, records }
+              : null,
+        });
       }
     }
-    if (out.length === 0 && retriable !== null) throw retriable;
-    return out;
-  }
-
-  /** Decodes whole batches, skips records below the position and control batches, advances it. */
-  private decode(a: Assigned, buf: Uint8Array): DecodedRecord[] {
-    const out: DecodedRecord[] = [];
-    let pos = 0;
-    let position = a.position!;
-    while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
-      const size = batchSizeAt(buf, pos);
-      if (pos + size > buf.length) break; // a partial trailing batch: fetched again next time
-      const { header, records, isControl } = decodeRecordBatch(buf, pos);
-      pos += size;
-      const next = header.baseOffset + header.lastOffsetDelta + 1;
-      if (!isControl) {
-        for (const r of records) if (r.offset >= position) out.push(r);
-      }
-      if (next > position) position = next;
-    }
-    a.position = position;
+    if (retriable !== null && !out.some((f) => f.batch !== null)) throw retriable;
     return out;
   }
 
@@ -484,6 +519,15 @@ export class Consumer {
         a.paused = paused;
       }
     }
+    this.dropPrefetch();
+  }
+
+  /**
+   * Forgets the prefetched round after an assignment change, so the next poll() fetches what is
+   * assigned now (the dropped round never moves a position; its request just runs out).
+   */
+  private dropPrefetch(): void {
+    this.prefetched = null;
   }
 
   private checkOpen(): void {
@@ -491,6 +535,28 @@ export class Consumer {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'consumer closed');
     }
   }
+}
+
+/**
+ * Decodes the whole batches of a fetched partition, skips records below `position` and control
+ * batches; returns the records and the position after them.
+ */
+function decodeFrom(position: number, buf: Uint8Array): { records: DecodedRecord[]; next: number } {
+  const records: DecodedRecord[] = [];
+  let pos = 0;
+  let next = position;
+  while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
+    const size = batchSizeAt(buf, pos);
+    if (pos + size > buf.length) break; // a partial trailing batch: fetched again next time
+    const { header, records: decoded, isControl } = decodeRecordBatch(buf, pos);
+    pos += size;
+    const end = header.baseOffset + header.lastOffsetDelta + 1;
+    if (!isControl) {
+      for (const r of decoded) if (r.offset >= position) records.push(r);
+    }
+    if (end > next) next = end;
+  }
+  return { records, next };
 }
 
 function startTimestamp(start: StartFrom): number {
