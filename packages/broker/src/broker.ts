@@ -606,7 +606,7 @@ export class Broker {
                 logStartOffset: p.logStartOffset,
               };
             } catch (err) {
-              this.countError(ApiKey.PRODUCE, err);
+              this.countPartitionError('produce', err);
               return {
                 ...this.partitionError(err, { topic: t.name, partition }),
                 partition,
@@ -622,9 +622,9 @@ export class Broker {
     return { topics };
   }
 
-  private countError(_api: number, err: unknown): void {
+  private countPartitionError(api: string, err: unknown): void {
     const code = isStreamBusError(err) ? err.code : ErrorCode.UNKNOWN_SERVER_ERROR;
-    this.metrics.requestErrors.inc({ api: 'produce', code });
+    this.metrics.requestErrors.inc({ api, code });
   }
 
   private async fetch(req: FetchRequest, ctx: RequestContext): Promise<FetchResponse> {

@@ -12,7 +12,8 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
     base: { pid: process.pid },
   });
   const broker = await Broker.start(config, { logger });
-  logger.info(
+  // The started line is printed at any log level: supervisors and the CLI wait for it.
+  logger.child({}, { level: 'info' }).info(
     {
       port: broker.address.port,
       httpPort: broker.httpAddress?.port ?? null,
