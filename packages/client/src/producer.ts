@@ -116,7 +116,8 @@ class PartitionState {
   sending = false;
   nextSequence = 0;
   sequenceGeneration = 0;
-  lingerTimer: NodeJS.Timeout | null = null;
+  /** A timer for lingerMs > 0, an immediate for lingerMs 0 (a 0 ms timer would wait ~1 ms). */
+  lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -509,12 +510,11 @@ export class Producer {
     );
     ps.open = b;
     this.bufferedBytes += b.builder.sizeBytes;
-    if (this.lingerMs >= 0) {
-      ps.lingerTimer = setTimeout(() => {
-        ps.lingerTimer = null;
-        if (ps.open === b) this.closeBatch(ps);
-      }, this.lingerMs);
-    }
+    const expire = (): void => {
+      ps.lingerTimer = null;
+      if (ps.open === b) this.closeBatch(ps);
+    };
+    ps.lingerTimer = this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
     return b;
   }
 
@@ -523,7 +523,8 @@ export class Producer {
     if (b === null) return;
     ps.open = null;
     if (ps.lingerTimer !== null) {
-      clearTimeout(ps.lingerTimer);
+      if (this.lingerMs === 0) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
+      else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
       ps.lingerTimer = null;
     }
     if (this.sticky.get(ps.topic) === ps.partition) {
