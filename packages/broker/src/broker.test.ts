@@ -649,6 +649,18 @@ describe('restart and shutdown', () => {
     expect(next).toBeGreaterThan(pid);
   });
 
+  it('flushes at shutdown so acks=all waiting for an interval flush is answered', async () => {
+    const broker = await startBroker(testConfig());
+    const c = await client(broker);
+    await createTopic(c, 'flush-at-close', 1, { durability: 'interval', 'flush.ms': '86400000' });
+    const pending = produce(c, 'flush-at-close', values(3), -1);
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    await broker.close();
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((await pending).topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
+  });
+
   it('answers a parked fetch and refuses new work when closing', async () => {
     const broker = await startBroker(testConfig());
     const c = await client(broker);

@@ -818,8 +818,13 @@ export class Broker {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     const serverClosed = this.server ? closeServer(this.server) : Promise.resolve();
-    // Parked fetches answer now with what they have.
+    // Parked fetches answer now with what they have; acks=all produces waiting for a flush get it.
     for (const p of this.allPartitions()) p.waiters.wakeAll();
+    const flushed = await Promise.allSettled([...this.allPartitions()].map((p) => p.flush()));
+    for (const r of flushed) {
+      if (r.status === 'rejected')
+        this.logger.error({ err: r.reason }, 'flushing a partition failed');
+    }
     await Promise.all(
       [...this.connections].map((c) => c.drain(this.config.limits.shutdownTimeoutMs)),
     );

@@ -265,6 +265,11 @@ export class Partition {
     this.waiters.remove(waiter);
   }
 
+  /** Makes everything written durable (resolves acks=all waits under 'interval' and 'none'). */
+  async flush(): Promise<void> {
+    if (!this.closed) await this.log.flush();
+  }
+
   /** Writes the producer-state snapshot (so a restart replays only the tail). */
   async saveProducerState(): Promise<void> {
     // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
