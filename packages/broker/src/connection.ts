@@ -69,6 +69,7 @@ export class Connection {
   /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
   private backlog: Frame[] = [];
   private pumping = false;
+  private flushScheduled = false;
   /** Chunks holding the bytes of the frame the parser has not completed yet (for error headers). */
   private tail: Buffer[] = [];
   private inflightRequests = 0;
@@ -225,8 +226,21 @@ export class Connection {
     slot.response = (slot.header.flags & FrameFlag.NO_RESPONSE) !== 0 ? null : response;
     this.inflightRequests--;
     this.inflightBytes -= slot.frameBytes;
-    this.flush();
-    this.maybeResume();
+    this.scheduleFlush();
+  }
+
+  /**
+   * Responses finished in the same event-loop turn (a group commit resolves many appends at once)
+   * leave in one write: one system call instead of one per response.
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+      this.maybeResume();
+    });
   }
 
   /** Writes every finished response at the head of the queue, in order. */
