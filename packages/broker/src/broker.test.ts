@@ -598,6 +598,18 @@ describe('bounds', () => {
     expect(sent).toBeLessThan(100 * 1024 * 1024);
   });
 
+  it('refuses connections beyond connectionsMax and serves the others', async () => {
+    const broker = await startBroker(testConfig({}, { connectionsMax: 3 }));
+    const kept = [await client(broker), await client(broker), await client(broker)];
+    await Promise.all(kept.map((c) => c.request(ApiKey.API_VERSIONS, {})));
+    const extra = await client(broker);
+    await extra.closed;
+    expect((await kept[0]!.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+    const text = await broker.metrics.registry.metrics();
+    expect(text).toMatch(/streambus_connections_rejected_total 1/);
+    expect(text).toMatch(/streambus_connections 3/);
+  });
+
   it('times out a request that cannot finish (acks=all under interval with no flush)', async () => {
     const broker = await startBroker(testConfig({}, { requestTimeoutMs: 300 }));
     const c = await client(broker);
