@@ -592,7 +592,7 @@ describe('bounds', () => {
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     expect((await admin.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(500);
+    expect(Date.now() - t0).toBeLessThan(2000);
     // 400 x 500 KB of responses were asked for; the broker must not have produced them all.
     const sent = Number((await broker.metrics.bytesOut.get()).values[0]?.value ?? 0);
     expect(sent).toBeLessThan(100 * 1024 * 1024);
