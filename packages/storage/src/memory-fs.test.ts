@@ -82,6 +82,15 @@ describe('NodeFileSystem', () => {
       await h.truncate(4);
       expect((await fs.readFile(join(dir, 'x'))).toString()).toBe('0;1;');
       await h.close();
+      await h.close(); // idempotent
+      // A closed raw descriptor may be reused by the OS: every call is refused, typed.
+      await expect(h.write(Buffer.from('z'), 0)).rejects.toMatchObject({
+        code: ErrorCode.KAFKA_STORAGE_ERROR,
+      });
+      await expect(h.writev([Buffer.from('a'), Buffer.from('b')], 0)).rejects.toThrow(/closed/);
+      await expect(h.read(Buffer.alloc(1), 0, 1, 0)).rejects.toThrow(/closed/);
+      await expect(h.sync()).rejects.toThrow(/closed/);
+      expect((await fs.readFile(join(dir, 'x'))).toString()).toBe('0;1;');
       await fs.syncDir(dir);
       expect(await fs.readdir(dir)).toEqual(['x']);
       expect(await fs.stat(join(dir, 'missing'))).toBeNull();
