@@ -45,6 +45,37 @@ describe('PartitionLog appends and reads', () => {
     await log.close();
   });
 
+  it('continues a read into the next segments up to maxBytes, whole batches only', async () => {
+    const log = await PartitionLog.open(new MemoryFileSystem(), '/p', cfg({ durability: 'none' }));
+    const sizes: number[] = [];
+    for (let t = 0; t < 100; t++) {
+      const b = makeBatch(t, 2);
+      sizes.push(b.length);
+      await log.append(b);
+    }
+    expect(log.segmentCount).toBeGreaterThanOrEqual(3);
+    const bases = log.segmentBaseOffsets;
+    // From the middle of the first segment, with room for everything: one read returns it all.
+    const all = await log.read(2, 1_000_000);
+    const got = describeBatches(all.data);
+    expect(got[0]!.baseOffset).toBe(2);
+    expect(got.at(-1)!.lastOffset).toBe(199);
+    expect(all.nextOffset).toBe(200);
+    expect(got.map((b) => b.baseOffset)).toEqual(Array.from({ length: 99 }, (_, i) => 2 + 2 * i));
+    // A budget that ends just past a segment boundary: the next segment's first batch only if
+    // it fits, never more than maxBytes once past the first batch.
+    const firstSegBatches = bases[1]! / 2;
+    const firstSegBytes = sizes.slice(0, firstSegBatches).reduce((a, b) => a + b, 0);
+    const budget = firstSegBytes + sizes[firstSegBatches]! + 1;
+    const cut = await log.read(0, budget);
+    expect(cut.data.length).toBe(firstSegBytes + sizes[firstSegBatches]!);
+    expect(cut.nextOffset).toBe(bases[1]! + 2);
+    const exact = await log.read(0, firstSegBytes + sizes[firstSegBatches]! - 1);
+    expect(exact.data.length).toBe(firstSegBytes);
+    expect(exact.nextOffset).toBe(bases[1]);
+    await log.close();
+  });
+
   it('refuses malformed appends with typed errors and never writes them', async () => {
     const log = await PartitionLog.open(new MemoryFileSystem(), '/p', cfg());
     const good = makeBatch(1);

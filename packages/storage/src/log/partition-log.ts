@@ -622,7 +622,8 @@ export class PartitionLog {
   /**
    * Whole batches from the one containing `offset`, up to `maxBytes` but always at least one
    * batch. OFFSET_OUT_OF_RANGE outside [logStartOffset, logEndOffset]; empty at the end.
-   * Reads stay within one segment; `nextOffset` continues.
+   * A read that reaches the end of a segment with budget left continues into the next segment
+   * (the parts are joined: one copy, only at a segment boundary); `nextOffset` continues.
    */
   async read(offset: number, maxBytes: number): Promise<ReadResult> {
     this.checkOpen();
@@ -633,20 +634,43 @@ export class PartitionLog {
     ) {
       throw this.outOfRange(offset);
     }
+    const budget = Math.max(0, maxBytes);
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    let next = offset;
     for (let si = this.segmentFor(offset); si < this.segments.length; si++) {
-      if (offset >= this.writtenEnd) break;
+      if (next >= this.writtenEnd) break;
       const seg = this.segments[si]!;
-      if (offset >= seg.nextOffset) continue;
-      const r = await this.readSegment(seg, offset, Math.max(0, maxBytes));
-      if (r) return r;
+      if (next >= seg.nextOffset) continue;
+      // After the first part, a batch is taken only if it fits the remaining budget.
+      let r: ReadResult | null;
+      try {
+        r = await this.readSegment(seg, next, budget - bytes, parts.length > 0);
+      } catch (err) {
+        // A continuation serves what it has; the failure comes with the read at that offset.
+        if (parts.length > 0) break;
+        throw err;
+      }
+      if (r === null) {
+        if (parts.length > 0) break;
+        continue;
+      }
+      parts.push(r.data);
+      bytes += r.data.length;
+      next = r.nextOffset;
+      // Stop unless this segment was read to its end with budget left.
+      if (bytes >= budget || next < seg.nextOffset) break;
     }
-    return { data: EMPTY, nextOffset: offset };
+    if (parts.length === 0) return { data: EMPTY, nextOffset: offset };
+    return { data: parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes), nextOffset: next };
   }
 
+  /** `firstMustFit`: the first batch too must fit `maxBytes` (a continuation read). */
   private async readSegment(
     seg: LogSegment,
     offset: number,
     maxBytes: number,
+    firstMustFit = false,
   ): Promise<ReadResult | null> {
     let end = seg.sizeBytes;
     let start = seg.index.lookup(offset);
@@ -696,7 +720,7 @@ export class PartitionLog {
       for (;;) {
         if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length) break;
         const size = 12 + buf.readInt32BE(endAt + BatchField.BATCH_LENGTH);
-        if (endAt > at && endAt + size - at > maxBytes) break;
+        if ((endAt > at || firstMustFit) && endAt + size - at > maxBytes) break;
         if (start + endAt + size > end) break;
         if (endAt + size > buf.length) {
           if (endAt > at) break;
