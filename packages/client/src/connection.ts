@@ -158,6 +158,22 @@ export class BrokerConnection {
     body: RequestOf<K>,
     extraTimeoutMs = 0,
   ): Promise<ResponseOf<K>> {
+    return this.requestEncoded(
+      apiKey,
+      (correlationId) => [encodeRequest(apiKey, correlationId, body, this.versionOption(apiKey))],
+      extraTimeoutMs,
+    );
+  }
+
+  /**
+   * Like request(), with the frame written by `encode` as chunks (corked into one write): the
+   * producer builds PRODUCE frames around its batch buffers without copying them.
+   */
+  async requestEncoded<K extends ApiKeyValue>(
+    apiKey: K,
+    encode: (correlationId: number, apiVersion: number) => Buffer[],
+    extraTimeoutMs = 0,
+  ): Promise<ResponseOf<K>> {
     await this.acquireSlot();
     const frame = await new Promise<Frame>((resolve, reject) => {
       if (this.failure) {
@@ -166,9 +182,9 @@ export class BrokerConnection {
         return;
       }
       const correlationId = this.takeCorrelationId();
-      let bytes: Buffer;
+      let chunks: Buffer[];
       try {
-        bytes = encodeRequest(apiKey, correlationId, body, this.versionOption(apiKey));
+        chunks = encode(correlationId, this.versionOption(apiKey).apiVersion ?? 0);
       } catch (err) {
         this.releaseSlot();
         reject(err);
@@ -184,7 +200,13 @@ export class BrokerConnection {
         );
       }, timeoutMs);
       this.pending.set(correlationId, { apiKey, resolve, reject, timer });
-      this.socket.write(bytes);
+      if (chunks.length === 1) {
+        this.socket.write(chunks[0]!);
+      } else {
+        this.socket.cork();
+        for (const c of chunks) this.socket.write(c);
+        this.socket.uncork();
+      }
     });
     return decodeResponse(apiKey, frame);
   }

@@ -37,6 +37,7 @@ import {
 } from './batch-builder.js';
 import type { ClientContext } from './context.js';
 import { ProducerDefaults } from './limits.js';
+import { encodeProduceChunks } from './produce-frame.js';
 
 export type Acks = 0 | 1 | -1 | 'all';
 export type CompressionName = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
@@ -608,7 +609,13 @@ export class Producer {
       await conn.sendNoResponse(ApiKey.PRODUCE, body);
       return -1;
     }
-    const res = await conn.request(ApiKey.PRODUCE, body, this.acks === -1 ? this.ackTimeoutMs : 0);
+    const acks = this.acks;
+    const res = await conn.requestEncoded(
+      ApiKey.PRODUCE,
+      (correlationId, apiVersion) =>
+        encodeProduceChunks(correlationId, apiVersion, acks, body.timeoutMs, body.topics),
+      acks === -1 ? this.ackTimeoutMs : 0,
+    );
     const p = res.topics
       .find((t) => t.name === ps.topic)
       ?.partitions.find((x) => x.partition === ps.partition);
