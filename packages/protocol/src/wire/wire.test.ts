@@ -8,6 +8,7 @@ import {
   encodeErrorResponse,
   encodeRequest,
   encodeResponse,
+  encodeResponseParts,
   negotiateVersion,
   packBody,
 } from './codec.js';
@@ -200,6 +201,36 @@ describe('codec', () => {
     );
     expect(e.message).toBe('v9 no');
     expectCode(() => decodeResponse(ApiKey.METADATA, f1!), ErrorCode.MALFORMED_FRAME);
+  });
+
+  it('encodeResponseParts yields exactly the bytes of encodeResponse, split after the header', () => {
+    const reqHeader = { apiKey: ApiKey.FETCH, apiVersion: 0, correlationId: 77, flags: 0 };
+    const records = Buffer.from('raw record batch bytes');
+    const body = {
+      topics: [
+        {
+          name: 't',
+          partitions: [
+            {
+              errorCode: 0,
+              partition: 3,
+              highWatermark: 10,
+              logStartOffset: 0,
+              lastStableOffset: 10,
+              records,
+            },
+          ],
+        },
+      ],
+    };
+    const [header, packed] = encodeResponseParts(reqHeader, body);
+    expect(header.length).toBe(FRAME_HEADER_BYTES);
+    const joined = Buffer.concat([header, packed]);
+    expect(joined.equals(encodeResponse(reqHeader, body))).toBe(true);
+    const [frame] = new FrameParser().push(joined);
+    const decoded = decodeResponse(ApiKey.FETCH, frame!);
+    expect(frame!.correlationId).toBe(77);
+    expect(decoded.topics[0]!.partitions[0]!.records.equals(records)).toBe(true);
   });
 
   it('checks API keys and versions, and negotiates the highest common version', () => {
