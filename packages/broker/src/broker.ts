@@ -30,6 +30,7 @@ import {
   decodeRequest,
   ErrorCode,
   encodeResponse,
+  encodeResponseParts,
   type FetchRequest,
   type FetchResponse,
   type Frame,
@@ -48,7 +49,7 @@ import {
 } from '@streambus/protocol';
 import pino, { type Logger } from 'pino';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
-import { Connection, type RequestContext } from './connection.js';
+import { Connection, type RequestContext, type Response } from './connection.js';
 import { createAdminServer } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
@@ -282,7 +283,10 @@ export class Broker {
 
   // ---- dispatch -------------------------------------------------------------------------------
 
-  private handleRequest(frame: Frame, ctx: RequestContext): Buffer | null | Promise<Buffer | null> {
+  private handleRequest(
+    frame: Frame,
+    ctx: RequestContext,
+  ): Response | null | Promise<Response | null> {
     if (this.closing !== null) {
       throw new StreamBusError(ErrorCode.SHUTTING_DOWN, 'broker is shutting down');
     }
@@ -327,8 +331,9 @@ export class Broker {
         );
       }
       case ApiKey.FETCH:
+        // Header and body leave as two buffers: the record bytes are copied once (by msgpack).
         return this.fetch(decodeRequest(key, frame), ctx).then((b) =>
-          encodeResponse({ ...frame, apiKey: key }, b),
+          encodeResponseParts({ ...frame, apiKey: key }, b),
         );
       case ApiKey.LIST_OFFSETS:
         return this.listOffsets(decodeRequest(key, frame)).then((b) =>

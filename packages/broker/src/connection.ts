@@ -39,11 +39,17 @@ export interface RequestContext {
   readonly remote: string;
 }
 
+/**
+ * An encoded response frame: one buffer, or its consecutive parts (header, body) written back to
+ * back without joining them (a fetch response's body is not copied again).
+ */
+export type Response = Buffer | readonly Buffer[];
+
 /** Returns the encoded response frame, or null for a request that is not answered. */
 export type RequestHandler = (
   frame: Frame,
   ctx: RequestContext,
-) => Buffer | null | Promise<Buffer | null>;
+) => Response | null | Promise<Response | null>;
 
 interface Slot {
   readonly header: FrameHeader;
@@ -51,7 +57,7 @@ interface Slot {
   readonly startMs: number;
   readonly frameBytes: number;
   done: boolean;
-  response: Buffer | null;
+  response: Response | null;
   /** Close the connection once this slot's response is written. */
   closeAfter: boolean;
 }
@@ -188,7 +194,7 @@ export class Connection {
     this.slots.push(slot);
     this.inflightRequests++;
     this.inflightBytes += slot.frameBytes;
-    let result: Buffer | null | Promise<Buffer | null>;
+    let result: Response | null | Promise<Response | null>;
     try {
       result = this.handler(frame, this.ctx);
     } catch (err) {
@@ -220,7 +226,7 @@ export class Connection {
     return encodeErrorResponse(header, error);
   }
 
-  private complete(slot: Slot, response: Buffer | null): void {
+  private complete(slot: Slot, response: Response | null): void {
     if (slot.done) return; // already answered (timed out), or the connection is gone
     slot.done = true;
     slot.response = (slot.header.flags & FrameFlag.NO_RESPONSE) !== 0 ? null : response;
@@ -260,8 +266,15 @@ export class Connection {
           this.socket.cork();
           corked = true;
         }
-        this.metrics.bytesOut.inc(slot.response.length);
-        if (!this.socket.write(slot.response)) this.writeBlocked = true;
+        if (Buffer.isBuffer(slot.response)) {
+          this.metrics.bytesOut.inc(slot.response.length);
+          if (!this.socket.write(slot.response)) this.writeBlocked = true;
+        } else {
+          for (const part of slot.response) {
+            this.metrics.bytesOut.inc(part.length);
+            if (!this.socket.write(part)) this.writeBlocked = true;
+          }
+        }
       }
       if (slot.closeAfter) {
         if (corked) this.socket.uncork();
