@@ -12,6 +12,7 @@ export {
   writeFileAtomic,
 } from './fs.js';
 export {
+  type AppendOptions,
   type AppendResult,
   type DurabilityPolicy,
   PartitionLog,

@@ -137,7 +137,41 @@ describe('PartitionLog appends and reads', () => {
     expect(await log.offsetForTimestamp(10_503)).toBe(18);
     expect(await log.offsetForTimestamp(12_902)).toBe(89);
     expect(await log.offsetForTimestamp(12_903)).toBeNull();
+    // With the found record's timestamp (Kafka's ListOffsets answer).
+    expect(await log.findOffsetByTimestamp(0)).toEqual({ offset: 0, timestamp: 10_000 });
+    expect(await log.findOffsetByTimestamp(10_501)).toEqual({ offset: 16, timestamp: 10_501 });
+    expect(await log.findOffsetByTimestamp(10_550)).toEqual({ offset: 18, timestamp: 10_600 });
+    expect(await log.findOffsetByTimestamp(12_903)).toBeNull();
     await log.close();
+  });
+
+  it("signals 'written' before the fsync under 'always'; the promise still waits for it", async () => {
+    const fs = new MemoryFileSystem();
+    const log = await PartitionLog.open(fs, '/p', cfg({ durability: 'always' }));
+    const events: string[] = [];
+    let writtenAt = -1;
+    const done = log
+      .append(makeBatch(1, 4), {
+        onWritten: (r) => {
+          events.push(`written ${r.baseOffset}-${r.lastOffset}`);
+          writtenAt = log.durableEndOffset;
+          expect(log.writtenEndOffset).toBe(4);
+        },
+      })
+      .then((r) => events.push(`durable ${r.lastOffset} at ${log.durableEndOffset}`));
+    await done;
+    expect(events).toEqual(['written 0-3', 'durable 3 at 4']);
+    expect(writtenAt).toBe(0); // not yet durable when 'written' fired
+    // After a crash that drops unsynced writes, what resolved is there.
+    const again = await PartitionLog.open(fs.crash('drop-unsynced'), '/p', cfg());
+    expect(again.logEndOffset).toBe(4);
+    await again.close();
+    // 'none': written fires just before the resolution.
+    const none = await PartitionLog.open(new MemoryFileSystem(), '/q', cfg({ durability: 'none' }));
+    const seen: number[] = [];
+    const r = await none.append(makeBatch(2, 2), { onWritten: (w) => seen.push(w.lastOffset) });
+    expect(seen).toEqual([r.lastOffset]);
+    await none.close();
   });
 
   it('truncates to an offset, keeps appending after it, and survives reopen', async () => {

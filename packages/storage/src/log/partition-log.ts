@@ -77,6 +77,18 @@ export interface PartitionLogOptions {
   appendQueueBytesMax?: number;
 }
 
+export interface AppendOptions {
+  /** Stamped into every batch's partitionLeaderEpoch (the Raft term). */
+  leaderEpoch?: number;
+  /**
+   * Called once the batches are written to the OS (readable, not yet fsynced), before the
+   * returned promise resolves. Under 'always' the promise still waits for the fsync; this is the
+   * separate "written" signal (a broker's acks=1). Under 'interval'/'none' it is called just
+   * before the promise resolves. Not called when the append fails before its write.
+   */
+  onWritten?: (result: AppendResult) => void;
+}
+
 export interface AppendResult {
   baseOffset: number;
   lastOffset: number;
@@ -103,6 +115,7 @@ type Op =
       kind: 'append';
       buf: Buffer;
       leaderEpoch: number | undefined;
+      onWritten: ((r: AppendResult) => void) | undefined;
       resolve: (r: AppendResult) => void;
       reject: (e: unknown) => void;
     }
@@ -276,7 +289,7 @@ export class PartitionLog {
    * partitionLeaderEpoch when given). Resolves once written to the OS; under 'always' once
    * durable.
    */
-  append(batches: Buffer, options?: { leaderEpoch?: number }): Promise<AppendResult> {
+  append(batches: Buffer, options?: AppendOptions): Promise<AppendResult> {
     try {
       this.checkOpen();
       let pos = 0;
@@ -316,6 +329,7 @@ export class PartitionLog {
         kind: 'append',
         buf: batches,
         leaderEpoch: options?.leaderEpoch,
+        onWritten: options?.onWritten,
         resolve,
         reject,
       });
@@ -448,6 +462,7 @@ export class PartitionLog {
           this.writtenEnd = last + 1;
           const result = { baseOffset, lastOffset: last, appendTimeMs: now };
           if (this.config.durability === 'always') {
+            op.onWritten?.(result);
             this.appendWaiters.push({
               offset: last + 1,
               resolve: () => op.resolve(result),
@@ -455,6 +470,7 @@ export class PartitionLog {
               result,
             });
           } else {
+            op.onWritten?.(result);
             op.resolve(result);
           }
         }
@@ -767,6 +783,18 @@ export class PartitionLog {
    * found through the time index; the one batch that holds the answer is decoded.
    */
   async offsetForTimestamp(timestampMs: number): Promise<number | null> {
+    return (await this.findOffsetByTimestamp(timestampMs))?.offset ?? null;
+  }
+
+  /**
+   * Like `offsetForTimestamp`, with the found record's timestamp (what Kafka's ListOffsets
+   * returns): the first batch whose maxTimestamp >= timestampMs is decoded and its first record
+   * with timestamp >= timestampMs is the answer. A batch this build cannot decode answers with
+   * its base offset (at least logStartOffset) and its maxTimestamp.
+   */
+  async findOffsetByTimestamp(
+    timestampMs: number,
+  ): Promise<{ offset: number; timestamp: number } | null> {
     this.checkOpen();
     for (const seg of this.segments.slice()) {
       if (seg.maxTimestamp < timestampMs || seg.nextOffset <= this._logStartOffset) continue;
@@ -792,12 +820,17 @@ export class PartitionLog {
       try {
         const decoded = decodeRecordBatch(batch);
         for (const r of decoded.records) {
-          if (r.timestamp >= timestampMs && r.offset >= this._logStartOffset) return r.offset;
+          if (r.timestamp >= timestampMs && r.offset >= this._logStartOffset) {
+            return { offset: r.offset, timestamp: r.timestamp };
+          }
         }
       } catch {
         // Undecodable (e.g. a codec this build lacks): the batch start is the best answer.
       }
-      return Math.max(base, this._logStartOffset);
+      return {
+        offset: Math.max(base, this._logStartOffset),
+        timestamp: batchMaxTimestamp(batch, 0),
+      };
     }
     return null;
   }
