@@ -106,6 +106,29 @@ describe('broker over the storage package', () => {
       expect(res.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: i });
     }
     expect(await offsets(c, 'real', t0 + 5500)).toBe(6);
+    const byTime = await c.request(ApiKey.LIST_OFFSETS, {
+      topics: [{ name: 'real', partitions: [{ partition: 0, timestamp: t0 + 5500 }] }],
+    });
+    expect(byTime.topics[0]!.partitions[0]).toMatchObject({ offset: 6, timestamp: t0 + 6000 });
+    // 20 x ~470 B over 4 KiB segments: one fetch crosses the segment boundaries up to maxBytes.
+    const one = await c.request(ApiKey.FETCH, {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1 << 20,
+      topics: [
+        {
+          name: 'real',
+          partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20 }],
+        },
+      ],
+    });
+    const got = one.topics[0]!.partitions[0]!;
+    expect(got.highWatermark).toBe(20);
+    let n = 0;
+    for (let pos = 0; pos < got.records.length; n++) {
+      pos += 12 + decodeRecordBatch(got.records, pos).header.batchLength;
+    }
+    expect(n).toBe(20);
     const altered = await c.request(ApiKey.ALTER_CONFIGS, {
       topics: [{ name: 'real', configs: { durability: 'interval', 'flush.ms': '20' } }],
     });

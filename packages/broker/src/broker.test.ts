@@ -19,7 +19,8 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
-import { memoryLogs } from './testing/memory-log.js';
+import type { PartitionLogLike } from './partition.js';
+import { MemoryPartitionLog, memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 
 const silent = pino({ level: 'silent' });
@@ -357,12 +358,12 @@ describe('broker APIs', () => {
         },
       ],
     });
-    expect(lo.topics[0]!.partitions.map((p) => [p.errorCode, p.offset])).toEqual([
-      [0, 0],
-      [0, 2],
-      [0, 1],
-      [0, -1],
-      [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1],
+    expect(lo.topics[0]!.partitions.map((p) => [p.errorCode, p.offset, p.timestamp])).toEqual([
+      [0, 0, -1],
+      [0, 2, -1],
+      [0, 1, t1 + 5000], // the found record's timestamp, as Kafka answers
+      [0, -1, -1],
+      [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1],
     ]);
     const del = await c.request(ApiKey.DELETE_RECORDS, {
       topics: [{ name: 'lo', partitions: [{ partition: 0, offset: 1 }] }],
@@ -685,5 +686,156 @@ describe('restart and shutdown', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(res.topics[0]!.partitions[0]!.records.length).toBe(0);
     await c.closed;
+  });
+});
+
+/**
+ * A log whose fsync is held by the test: appends are written (readable, onWritten called) at
+ * once, but nothing becomes durable until `release()`; under 'always' the append resolves then.
+ */
+class GatedLog implements PartitionLogLike {
+  private readonly inner: MemoryPartitionLog;
+  private durable = 0;
+  private gates: Array<{ offset: number; resolve: () => void }> = [];
+
+  constructor(private readonly policy: string) {
+    this.inner = new MemoryPartitionLog({
+      ...defaultConfig().defaults,
+      durability: 'none',
+    } as never);
+  }
+  get logStartOffset() {
+    return this.inner.logStartOffset;
+  }
+  get logEndOffset() {
+    return this.inner.logEndOffset;
+  }
+  get writtenEndOffset() {
+    return this.inner.writtenEndOffset;
+  }
+  get durableEndOffset() {
+    return this.durable;
+  }
+  get sizeBytes() {
+    return this.inner.sizeBytes;
+  }
+  release(): void {
+    this.durable = this.inner.logEndOffset;
+    const ready = this.gates.filter((g) => g.offset <= this.durable);
+    this.gates = this.gates.filter((g) => g.offset > this.durable);
+    for (const g of ready) g.resolve();
+  }
+  async append(
+    batches: Buffer,
+    options?: {
+      onWritten?: (r: { baseOffset: number; lastOffset: number; appendTimeMs: number }) => void;
+    },
+  ) {
+    const r = await this.inner.append(batches);
+    options?.onWritten?.(r);
+    if (this.policy === 'always') await this.waitDurable(r.lastOffset + 1);
+    return r;
+  }
+  waitDurable(offset: number): Promise<void> {
+    if (offset <= this.durable) return Promise.resolve();
+    return new Promise((resolve) => this.gates.push({ offset, resolve }));
+  }
+  read(offset: number, maxBytes: number) {
+    return this.inner.read(offset, maxBytes);
+  }
+  offsetForTimestamp(t: number) {
+    return this.inner.offsetForTimestamp(t);
+  }
+  findOffsetByTimestamp(t: number) {
+    return this.inner.findOffsetByTimestamp(t);
+  }
+  deleteRecordsBefore(o: number) {
+    return this.inner.deleteRecordsBefore(o);
+  }
+  async enforceRetention(): Promise<void> {}
+  async flush(): Promise<void> {
+    this.release();
+  }
+  async close(): Promise<void> {
+    this.release();
+  }
+}
+
+describe('high watermark and acks under each durability policy', () => {
+  const gated = new Map<string, GatedLog>();
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await Broker.start(testConfig(), {
+      logger: silent,
+      openLog: async (_dir, config) => {
+        const log = new GatedLog(config.durability);
+        gated.set(config.durability, log);
+        return log;
+      },
+    });
+    brokers.push(broker);
+  });
+
+  it("'always': nothing undurable is fetched or reported; acks=1 answers once written; long-polls wake when durability advances", async () => {
+    const c = await client(broker);
+    const c2 = await client(broker);
+    await createTopic(c, 'hw-always', 1, { durability: 'always' });
+    const log = gated.get('always')!;
+    // acks=1 is answered while the fsync is still pending.
+    const r1 = await produce(c, 'hw-always', values(3, 'a'), 1);
+    expect(r1.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    expect(log.writtenEndOffset).toBe(3);
+    expect(log.durableEndOffset).toBe(0);
+    // Not durable: not served, not the high watermark, not found by time.
+    const f0 = await fetch(c, 'hw-always', 0);
+    expect(f0.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, highWatermark: 0 });
+    expect(f0.topics[0]!.partitions[0]!.records.length).toBe(0);
+    const lo = await c.request(ApiKey.LIST_OFFSETS, {
+      topics: [
+        {
+          name: 'hw-always',
+          partitions: [
+            { partition: 0, timestamp: OffsetSpec.LATEST },
+            { partition: 0, timestamp: 0 },
+          ],
+        },
+      ],
+    });
+    expect(lo.topics[0]!.partitions.map((p) => p.offset)).toEqual([0, -1]);
+    // A long-poll parks; an acks=all produce waits for the fsync.
+    const polled = fetch(c2, 'hw-always', 0, { maxWaitMs: 5000, minBytes: 1 });
+    let allAnswered = false;
+    const all = produce(c, 'hw-always', values(2, 'b'), -1).then((r) => {
+      allAnswered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(allAnswered).toBe(false);
+    log.release();
+    const woke = await polled;
+    const part = woke.topics[0]!.partitions[0]!;
+    expect(part.highWatermark).toBe(5);
+    expect(decodeAll(part.records).map((r) => r.value)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1']);
+    expect((await all).topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 3 });
+    // Durable up to 5; a further write is cut off at the durable end in a fetch.
+    await produce(c, 'hw-always', values(1, 'c'), 1);
+    const cut = await fetch(c, 'hw-always', 0);
+    expect(cut.topics[0]!.partitions[0]!.highWatermark).toBe(5);
+    expect(decodeAll(cut.topics[0]!.partitions[0]!.records)).toHaveLength(5);
+    log.release();
+  });
+
+  it("'none': the written end is the high watermark (served before any fsync)", async () => {
+    const c = await client(broker);
+    await createTopic(c, 'hw-none', 1, { durability: 'none' });
+    const log = gated.get('none')!;
+    await produce(c, 'hw-none', values(2, 'n'), 1);
+    expect(log.durableEndOffset).toBe(0);
+    const f = await fetch(c, 'hw-none', 0);
+    expect(f.topics[0]!.partitions[0]!.highWatermark).toBe(2);
+    expect(decodeAll(f.topics[0]!.partitions[0]!.records).map((r) => r.value)).toEqual([
+      'n0',
+      'n1',
+    ]);
   });
 });

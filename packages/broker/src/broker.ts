@@ -753,16 +753,22 @@ export class Broker {
         try {
           const p = this.partition(t.name, partition);
           let offset: number;
+          let found = -1;
           if (timestamp === OffsetSpec.LATEST) offset = p.highWatermark;
           else if (timestamp === OffsetSpec.EARLIEST) offset = p.logStartOffset;
-          else if (timestamp >= 0) offset = (await p.offsetForTimestamp(timestamp)) ?? -1;
-          else {
+          else if (timestamp >= 0) {
+            // Kafka's answer: the first record at or after T (below the high watermark) and its
+            // timestamp; -1 and -1 when there is none.
+            const hit = await p.findOffsetByTimestamp(timestamp);
+            offset = hit?.offset ?? -1;
+            found = hit?.timestamp ?? -1;
+          } else {
             throw new StreamBusError(
               ErrorCode.INVALID_REQUEST,
               `timestamp ${timestamp}: use -1 (latest), -2 (earliest) or a time in ms`,
             );
           }
-          partitions.push({ errorCode: 0, partition, offset, timestamp: -1 });
+          partitions.push({ errorCode: 0, partition, offset, timestamp: found });
         } catch (err) {
           partitions.push({
             ...this.partitionError(err, { topic: t.name, partition }),

@@ -40,13 +40,22 @@ export interface PartitionLogLike {
   readonly writtenEndOffset: number;
   readonly durableEndOffset: number;
   readonly sizeBytes: number;
+  /**
+   * Resolves once written, or under 'always' once durable. `onWritten` (when the log supports it)
+   * is called as soon as the bytes are written, before a pending fsync.
+   */
   append(
     batches: Buffer,
-    options?: { leaderEpoch?: number },
+    options?: {
+      leaderEpoch?: number;
+      onWritten?: (r: { baseOffset: number; lastOffset: number; appendTimeMs: number }) => void;
+    },
   ): Promise<{ baseOffset: number; lastOffset: number; appendTimeMs: number }>;
   waitDurable(offset: number): Promise<void>;
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
   offsetForTimestamp(timestampMs: number): Promise<number | null>;
+  /** The first record with timestamp >= timestampMs: its offset and timestamp. */
+  findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;
   deleteRecordsBefore(offset: number): Promise<number>;
   enforceRetention(): Promise<void>;
   flush(): Promise<void>;
@@ -65,6 +74,9 @@ export interface ProduceOutcome {
 }
 
 const REPLAY_CHUNK_BYTES = 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+type AppendResult = { baseOffset: number; lastOffset: number; appendTimeMs: number };
 
 export class Partition {
   readonly waiters: WaiterSet;
@@ -112,9 +124,16 @@ export class Partition {
   get logEndOffset(): number {
     return this.log.logEndOffset;
   }
-  /** Single node: everything written is "committed". Raft will make this the commit index. */
+  /**
+   * The end of what consumers may see. Under 'always' it is the durable end: no record a crash
+   * can take away is served or reported. Under 'interval'/'none' it is the written end (those
+   * policies accept losing the unsynced tail; waiting for an fsync would stall consumers for up
+   * to flush.ms, or forever under 'none'). Raft will make this the commit index.
+   */
   get highWatermark(): number {
-    return this.log.writtenEndOffset;
+    return this.config.durability === 'always'
+      ? Math.max(this.log.durableEndOffset, this.log.logStartOffset)
+      : this.log.writtenEndOffset;
   }
   get sizeBytes(): number {
     return this.log.sizeBytes;
@@ -195,26 +214,46 @@ export class Partition {
       return { baseOffset, appendTimeMs: -1, duplicate: true };
     }
 
-    const appending = this.log.append(records);
+    // acks=1 is answered once the bytes are written (the log's onWritten), even under 'always'
+    // where the append itself resolves only after the fsync; acks=all and acks=0 wait for it.
+    let onWritten: ((r: AppendResult) => void) | undefined;
+    const written =
+      acks === 1
+        ? new Promise<AppendResult>((resolve) => {
+            onWritten = resolve;
+          })
+        : null;
+    const appending = this.log.append(records, onWritten ? { onWritten } : undefined);
     for (const r of recorded) {
       this.pendingOffsets.set(
         r.entry,
         appending.then((res) => res.baseOffset + r.deltaFromBase),
       );
     }
-    let result: { baseOffset: number; lastOffset: number; appendTimeMs: number };
-    try {
-      result = await appending;
-    } catch (err) {
-      for (let i = recorded.length - 1; i >= 0; i--) {
-        const r = recorded[i]!;
-        this.producers.forget(r.producerId, r.entry);
-      }
-      throw err;
+    const settled = appending.then(
+      (result) => {
+        for (const r of recorded) r.entry.baseOffset = result.baseOffset + r.deltaFromBase;
+        this.settledEnd = Math.max(this.settledEnd, result.lastOffset + 1);
+        // The high watermark moved (written end, or the durable end under 'always'): wake fetches.
+        this.waiters.wakeAll();
+        return result;
+      },
+      (err: unknown) => {
+        for (let i = recorded.length - 1; i >= 0; i--) {
+          const r = recorded[i]!;
+          this.producers.forget(r.producerId, r.entry);
+        }
+        throw err;
+      },
+    );
+    let result: AppendResult;
+    if (written !== null) {
+      // A failure after the acks=1 answer (a failed fsync) fails the log; nothing to report here.
+      settled.catch(() => undefined);
+      result = await Promise.race([settled, written]);
+    } else {
+      result = await settled;
     }
-    for (const r of recorded) r.entry.baseOffset = result.baseOffset + r.deltaFromBase;
-    this.settledEnd = Math.max(this.settledEnd, result.lastOffset + 1);
-    this.waiters.wakeAll();
     if (acks === -1) await this.waitDurableFor(this.config.durability, result.lastOffset);
     return { baseOffset: result.baseOffset, appendTimeMs: result.appendTimeMs, duplicate: false };
   }
@@ -230,14 +269,35 @@ export class Partition {
     }
   }
 
-  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
+  /**
+   * Whole batches below the high watermark from `offset` (the log's read, cut at the last batch
+   * that ends below it: under 'always' nothing not yet durable is served).
+   */
+  async read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     this.checkOpen();
-    return this.log.read(offset, maxBytes);
+    const hw = this.highWatermark;
+    if (offset >= hw && offset <= this.log.logEndOffset) return { data: EMPTY, nextOffset: offset };
+    const r = await this.log.read(offset, maxBytes);
+    if (r.nextOffset <= hw) return r;
+    let pos = 0;
+    let next = offset;
+    while (pos + RECORD_BATCH_HEADER_BYTES <= r.data.length) {
+      const h = readBatchHeader(r.data, pos);
+      if (h.baseOffset + h.lastOffsetDelta >= hw) break;
+      next = h.baseOffset + h.lastOffsetDelta + 1;
+      pos += batchSizeAt(r.data, pos);
+    }
+    return { data: r.data.subarray(0, pos), nextOffset: next };
   }
 
-  offsetForTimestamp(timestampMs: number): Promise<number | null> {
+  /** The first record at or after `timestampMs` below the high watermark, with its timestamp. */
+  async findOffsetByTimestamp(
+    timestampMs: number,
+  ): Promise<{ offset: number; timestamp: number } | null> {
     this.checkOpen();
-    return this.log.offsetForTimestamp(timestampMs);
+    const hw = this.highWatermark;
+    const found = await this.log.findOffsetByTimestamp(timestampMs);
+    return found !== null && found.offset < hw ? found : null;
   }
 
   async deleteRecordsBefore(offset: number): Promise<number> {

@@ -102,8 +102,17 @@ export class MemoryPartitionLog implements PartitionLogLike {
   }
 
   async offsetForTimestamp(timestampMs: number): Promise<number | null> {
+    return (await this.findOffsetByTimestamp(timestampMs))?.offset ?? null;
+  }
+
+  /** Batch precision (the storage log decodes to the record): base offset and maxTimestamp. */
+  async findOffsetByTimestamp(
+    timestampMs: number,
+  ): Promise<{ offset: number; timestamp: number } | null> {
     const b = this.batches.find((x) => x.maxTimestamp >= timestampMs);
-    return b === undefined ? null : Math.max(b.baseOffset, this.start);
+    return b === undefined
+      ? null
+      : { offset: Math.max(b.baseOffset, this.start), timestamp: b.maxTimestamp };
   }
 
   async deleteRecordsBefore(offset: number): Promise<number> {
