@@ -177,6 +177,7 @@ export class PartitionLog {
   private ops: Op[] = [];
   private opsBytes = 0;
   private writing = false;
+  private kickScheduled = false;
   private syncing: Promise<void> | null = null;
   private appendWaiters: Array<Waiter & { result: AppendResult }> = [];
   private durableWaiters: Waiter[] = [];
@@ -338,8 +339,18 @@ export class PartitionLog {
     });
   }
 
+  /**
+   * Starts the writer loop on a microtask, not synchronously: appends queued in the same
+   * synchronous pass (a socket chunk holding several produce frames) then share one writev
+   * instead of the first one being written alone.
+   */
   private kick(): void {
-    if (!this.writing) void this.runOps();
+    if (this.writing || this.kickScheduled) return;
+    this.kickScheduled = true;
+    queueMicrotask(() => {
+      this.kickScheduled = false;
+      if (!this.writing) void this.runOps();
+    });
   }
 
   private async runOps(): Promise<void> {
