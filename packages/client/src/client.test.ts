@@ -1,4 +1,4 @@
-import { ErrorCode, partitionForKey, StreamBusError } from '@streambus/protocol';
+import { decodeRecordBatch, ErrorCode, partitionForKey, StreamBusError } from '@streambus/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
 import { FakeBroker } from './testing/fake-broker.js';
@@ -168,6 +168,25 @@ describe('producer and consumer', () => {
     expect(res.map((r) => r.offset)).toEqual([1, 2]);
     expect(broker.produceRequests).toBe(3);
     expect(broker.topics.get('i')!.partitions[0]!.nextOffset).toBe(3);
+  });
+
+  it('pipelines batches per partition and, after a failed one, resends the rest in order', async () => {
+    broker.createTopic('pl', 1);
+    const producer = client.producer({ lingerMs: 0, batchBytesMax: 200 });
+    await producer.send({ topic: 'pl', value: 'warm' });
+    const before = broker.produceRequests;
+    // The first request fails (retriable); those pipelined behind it are refused as out of order.
+    broker.failNextProduce(ErrorCode.REQUEST_TIMED_OUT);
+    const values = Array.from({ length: 40 }, (_, i) => `v${String(i).padStart(2, '0')}`.repeat(5));
+    const res = await producer.sendBatch(values.map((value) => ({ topic: 'pl', value })));
+    expect(res.map((r) => r.offset)).toEqual(values.map((_, i) => i + 1));
+    const batches = broker.topics.get('pl')!.partitions[0]!.batches;
+    const stored = batches.flatMap((b) =>
+      decodeRecordBatch(b.bytes).records.map((r) => text(r.value)),
+    );
+    expect(stored).toEqual(['warm', ...values]);
+    // More requests than batches: at least one was in flight behind the failed one and resent.
+    expect(broker.produceRequests - before).toBeGreaterThanOrEqual(batches.length - 1 + 2);
   });
 
   it('retries retriable partition errors and fails fast on others', async () => {

@@ -35,6 +35,11 @@ export const ProducerDefaults = {
   bufferWaitersMax: 1_000_000,
   /** Largest single record (key + value + headers), encoded. */
   recordBytesMax: 16 * 1024 * 1024,
+  /**
+   * Produce requests in flight per partition for an idempotent producer (the broker remembers
+   * the last 5 batches per producer and partition for deduplication); 1 without idempotence.
+   */
+  inflightBatchesPerPartitionMax: 5,
   /** Pooled batch buffers kept for reuse. */
   bufferPoolMax: 16,
   /** Initial capacity of a batch buffer; it grows by doubling up to the batch limit. */

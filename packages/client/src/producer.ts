@@ -19,6 +19,7 @@
 //
 // Promises: one per batch; send() maps it to the record's offset, sendBatch() resolves once for
 // many records. Nothing here retries except through ClientContext.run.
+import assert from 'node:assert/strict';
 import {
   ApiKey,
   Compression,
@@ -35,6 +36,7 @@ import {
   type HeaderInput,
   stampBatch,
 } from './batch-builder.js';
+import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ProducerDefaults } from './limits.js';
 import { encodeProduceChunks } from './produce-frame.js';
@@ -96,6 +98,8 @@ class PendingBatch {
   bytes: Buffer | null = null;
   poolBuffer: Buffer | null = null;
   stamped = false;
+  /** The first attempt's result (pipelined sends); null while it is in flight or not sent. */
+  outcome: { readonly base: number } | { readonly error: unknown } | null = null;
   readonly promise: Promise<number>;
   resolve!: (baseOffset: number) => void;
   reject!: (err: unknown) => void;
@@ -113,8 +117,16 @@ class PendingBatch {
 
 class PartitionState {
   open: PendingBatch | null = null;
+  /** Closed batches in order; the first `sent` have been sent at least once. */
   readonly queue: PendingBatch[] = [];
-  sending = false;
+  sent = 0;
+  /** First attempts in flight (at most inflightBatchesPerPartitionMax). */
+  inflight = 0;
+  /** A first attempt failed: pipelining stops until recover() has resent in order. */
+  failed = false;
+  recovering = false;
+  /** pumpLoop is running (at most one per partition, so sends start in queue order). */
+  pumping = false;
   nextSequence = 0;
   sequenceGeneration = 0;
   /** A timer for lingerMs > 0, an immediate for lingerMs 0 (a 0 ms timer would wait ~1 ms). */
@@ -229,7 +241,7 @@ export class Producer {
   send(record: ProducerRecord): Promise<RecordMetadata> {
     let batch: PendingBatch | null;
     try {
-      batch = this.tryAppend(record, false);
+      batch = this.tryAppend(record, false, false);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -262,7 +274,7 @@ export class Producer {
     const indexes = new Int32Array(records.length);
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
-      const b = this.tryAppend(r, false);
+      const b = this.tryAppend(r, false, false);
       if (b === null) {
         const a = await this.appendSlow(r);
         batches[i] = a.batch;
@@ -319,9 +331,10 @@ export class Producer {
   private lastPartition = 0;
   private lastIndex = 0;
   private readonly slowAppends = new Set<Promise<unknown>>();
+  private slowTail: Promise<unknown> = Promise.resolve();
 
   /** The fast path: appends synchronously, or returns null when metadata, the producer id or buffer space is missing. */
-  private tryAppend(record: ProducerRecord, resumed: boolean): PendingBatch | null {
+  private tryAppend(record: ProducerRecord, resumed: boolean, slow: boolean): PendingBatch | null {
     if (this.closed || this.ctx.signal.aborted) {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
     }
@@ -331,6 +344,8 @@ export class Producer {
     if (this.idempotent && this.producerId < 0) return null;
     if (this.bufferedBytes >= this.bufferBytesMax) return null;
     if (!resumed && this.spaceWaiters.length > 0) return null;
+    // Records on the slow path were sent earlier: a new record queues behind them.
+    if (!slow && this.slowAppends.size > 0) return null;
     const key = record.key ?? null;
     let partition: number;
     if (record.partition !== undefined) {
@@ -373,7 +388,17 @@ export class Producer {
   private appendSlow(
     record: ProducerRecord,
   ): Promise<{ batch: PendingBatch; partition: number; index: number }> {
-    const p = this.appendSlowInner(record);
+    if (this.slowAppends.size >= ProducerDefaults.bufferWaitersMax) {
+      return Promise.reject(
+        new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `producer buffer full: ${this.slowAppends.size} records already wait for space`,
+        ),
+      );
+    }
+    // Slow appends run one after another, in send order, so records keep their order.
+    const p = this.slowTail.then(() => this.appendSlowInner(record));
+    this.slowTail = p.catch(() => undefined);
     this.slowAppends.add(p);
     const forget = (): void => void this.slowAppends.delete(p);
     p.then(forget, forget);
@@ -388,7 +413,7 @@ export class Producer {
     for (;;) {
       let batch: PendingBatch | null;
       try {
-        batch = this.tryAppend(record, resumed);
+        batch = this.tryAppend(record, resumed, true);
       } catch (err) {
         if (resumed) this.wakeWaiters();
         throw err;
@@ -548,43 +573,162 @@ export class Producer {
     b.bytes = batch;
     b.poolBuffer = poolBuffer;
     ps.queue.push(b);
-    if (!ps.sending) void this.drain(ps);
+    this.pump(ps);
   }
 
   // --- sending ----------------------------------------------------------------------------
 
-  private async drain(ps: PartitionState): Promise<void> {
-    ps.sending = true;
+  /**
+   * Sends the partition's next batches, up to the in-flight bound (1 without idempotence, so
+   * order never depends on a retry). Each is sent once, without retries; results settle in order.
+   */
+  private pump(ps: PartitionState): void {
+    if (!ps.pumping) void this.pumpLoop(ps);
+  }
+
+  private async pumpLoop(ps: PartitionState): Promise<void> {
+    const max = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
+    const canSend = (): boolean =>
+      !ps.failed && !ps.recovering && ps.inflight < max && ps.sent < ps.queue.length;
+    ps.pumping = true;
     try {
-      while (ps.queue.length > 0) {
-        const b = ps.queue[0]!;
+      while (canSend()) {
+        let conn: BrokerConnection;
         try {
-          const base = await this.ctx.run(() => this.produceOnce(ps, b), ps.topic);
-          b.resolve(base);
-        } catch (err) {
-          if (err instanceof StreamBusError && PRODUCER_FATAL_CODES.has(err.code)) {
-            // Start over under a new producer id (sequences restart at 0).
-            this.producerId = -1;
-          }
-          b.reject(err);
+          if (this.idempotent && this.producerId < 0) await this.initProducerId();
+          conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
+        } catch (error) {
+          // No connection: the next batch's first attempt failed; recover() retries it.
+          const b = ps.queue[ps.sent]!;
+          ps.sent++;
+          ps.inflight++;
+          b.outcome = { error };
+          ps.failed = true;
+          this.afterAttempt(ps);
+          return;
         }
-        ps.queue.shift();
-        this.bufferedBytes -= b.bytes!.length;
-        if (b.poolBuffer !== null) this.pool.release(b.poolBuffer);
-        b.bytes = null;
-        b.poolBuffer = null;
-        this.wakeWaiters();
+        // Started synchronously, in queue order, so they are written in that order.
+        while (canSend() && !(this.idempotent && this.producerId < 0)) {
+          const b = ps.queue[ps.sent]!;
+          ps.sent++;
+          ps.inflight++;
+          this.attempt(ps, b, conn).then(
+            (base) => {
+              b.outcome = { base };
+              this.afterAttempt(ps);
+            },
+            (error: unknown) => {
+              b.outcome = { error };
+              ps.failed = true;
+              this.afterAttempt(ps);
+            },
+          );
+        }
       }
     } finally {
-      ps.sending = false;
+      ps.pumping = false;
     }
   }
 
+  private afterAttempt(ps: PartitionState): void {
+    ps.inflight--;
+    // Settle acknowledged batches at the head, in order; stop at a failed or unanswered one.
+    for (;;) {
+      const head = ps.queue[0];
+      if (
+        head === undefined ||
+        ps.sent === 0 ||
+        head.outcome === null ||
+        !('base' in head.outcome)
+      ) {
+        break;
+      }
+      this.finish(ps, head.outcome.base, null);
+    }
+    if (!ps.failed) this.pump(ps);
+    else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
+  }
+
+  /**
+   * After a failed first attempt, once nothing of the partition is in flight: every sent batch
+   * that was not acknowledged is resent in order, one at a time, through the retry policy, with
+   * its stamped bytes (so the broker answers a duplicate with its original offset). Batches after
+   * a failed one usually failed because of it (OUT_OF_ORDER_SEQUENCE_NUMBER) and now succeed.
+   */
+  private async recover(ps: PartitionState): Promise<void> {
+    ps.recovering = true;
+    let firstSeen = false;
+    try {
+      while (ps.sent > 0) {
+        const b = ps.queue[0]!;
+        if (b.outcome !== null && 'base' in b.outcome) {
+          this.finish(ps, b.outcome.base, null);
+          continue;
+        }
+        try {
+          // The earliest failure is the real one: a non-retriable error fails its batch without
+          // a resend. Later batches usually failed because of it, so they are always resent.
+          const first = b.outcome !== null && 'error' in b.outcome ? b.outcome.error : null;
+          if (
+            !firstSeen &&
+            first !== null &&
+            !(first instanceof StreamBusError && first.retriable)
+          ) {
+            throw first;
+          }
+          if (first !== null) firstSeen = true;
+          const base = await this.ctx.run(() => this.produceOnce(ps, b), ps.topic);
+          this.finish(ps, base, null);
+        } catch (err) {
+          if (err instanceof StreamBusError && PRODUCER_FATAL_CODES.has(err.code)) {
+            // Start over under a new producer id (sequences restart at 0); the batches sent
+            // after this one were refused with it, so they are stamped afresh.
+            this.producerId = -1;
+            for (let i = 1; i < ps.sent; i++) {
+              const later = ps.queue[i]!;
+              if (later.outcome === null || !('base' in later.outcome)) later.stamped = false;
+            }
+          }
+          this.finish(ps, -1, err);
+        }
+      }
+    } finally {
+      ps.failed = false;
+      ps.recovering = false;
+      this.pump(ps);
+    }
+  }
+
+  /** Pops the head batch: resolves or rejects it and frees its buffer. */
+  private finish(ps: PartitionState, base: number, error: unknown): void {
+    const b = ps.queue.shift()!;
+    ps.sent--;
+    if (error === null) b.resolve(base);
+    else b.reject(error);
+    this.bufferedBytes -= b.bytes!.length;
+    if (b.poolBuffer !== null) this.pool.release(b.poolBuffer);
+    b.bytes = null;
+    b.poolBuffer = null;
+    this.wakeWaiters();
+  }
+
+  /** One full attempt: producer id, leader connection, then send (used with the retry policy). */
   private async produceOnce(ps: PartitionState, b: PendingBatch): Promise<number> {
+    if (this.idempotent && !b.stamped && this.producerId < 0) await this.initProducerId();
+    const conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
+    return this.attempt(ps, b, conn);
+  }
+
+  /**
+   * Stamps the batch on its first send and writes the request synchronously (so batches started
+   * in order are written in order); resolves with the base offset. Needs a producer id when
+   * idempotent and the batch is unstamped.
+   */
+  private attempt(ps: PartitionState, b: PendingBatch, conn: BrokerConnection): Promise<number> {
     const bytes = b.bytes!;
     if (!b.stamped) {
       if (this.idempotent) {
-        if (this.producerId < 0) await this.initProducerId();
+        assert.ok(this.producerId >= 0, 'stamping without a producer id');
         if (ps.sequenceGeneration !== this.producerGeneration) {
           ps.sequenceGeneration = this.producerGeneration;
           ps.nextSequence = 0;
@@ -599,39 +743,38 @@ export class Producer {
       }
       b.stamped = true;
     }
-    const conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
     const body = {
       acks: this.acks,
       timeoutMs: this.ackTimeoutMs,
       topics: [{ name: ps.topic, partitions: [{ partition: ps.partition, records: bytes }] }],
     };
-    if (this.acks === 0) {
-      await conn.sendNoResponse(ApiKey.PRODUCE, body);
-      return -1;
-    }
+    if (this.acks === 0) return conn.sendNoResponse(ApiKey.PRODUCE, body).then(() => -1);
     const acks = this.acks;
-    const res = await conn.requestEncoded(
-      ApiKey.PRODUCE,
-      (correlationId, apiVersion) =>
-        encodeProduceChunks(correlationId, apiVersion, acks, body.timeoutMs, body.topics),
-      acks === -1 ? this.ackTimeoutMs : 0,
-    );
-    const p = res.topics
-      .find((t) => t.name === ps.topic)
-      ?.partitions.find((x) => x.partition === ps.partition);
-    if (p === undefined) {
-      throw new StreamBusError(
-        ErrorCode.INVALID_REQUEST,
-        `produce response lacks ${ps.topic}/${ps.partition}`,
-      );
-    }
-    if (p.errorCode !== 0) {
-      throw new StreamBusError(
-        p.errorCode,
-        p.errorMessage ?? `produce to ${ps.topic}/${ps.partition}`,
-      );
-    }
-    return p.baseOffset;
+    return conn
+      .requestEncoded(
+        ApiKey.PRODUCE,
+        (correlationId, apiVersion) =>
+          encodeProduceChunks(correlationId, apiVersion, acks, body.timeoutMs, body.topics),
+        acks === -1 ? this.ackTimeoutMs : 0,
+      )
+      .then((res) => {
+        const p = res.topics
+          .find((t) => t.name === ps.topic)
+          ?.partitions.find((x) => x.partition === ps.partition);
+        if (p === undefined) {
+          throw new StreamBusError(
+            ErrorCode.INVALID_REQUEST,
+            `produce response lacks ${ps.topic}/${ps.partition}`,
+          );
+        }
+        if (p.errorCode !== 0) {
+          throw new StreamBusError(
+            p.errorCode,
+            p.errorMessage ?? `produce to ${ps.topic}/${ps.partition}`,
+          );
+        }
+        return p.baseOffset;
+      });
   }
 }
 

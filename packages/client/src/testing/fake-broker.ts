@@ -39,6 +39,8 @@ interface FakePartition {
   nextOffset: number;
   /** producerId -> baseSequence -> baseOffset */
   readonly sequences: Map<number, Map<number, number>>;
+  /** Per producer id, the base sequence its next new batch must carry (as the real broker). */
+  readonly nextSequences: Map<number, number>;
 }
 
 interface FakeTopic {
@@ -87,7 +89,13 @@ export class FakeBroker {
   createTopic(name: string, partitions: number, configs: Record<string, string> = {}): void {
     const parts: FakePartition[] = [];
     for (let i = 0; i < partitions; i++) {
-      parts.push({ batches: [], logStartOffset: 0, nextOffset: 0, sequences: new Map() });
+      parts.push({
+        batches: [],
+        logStartOffset: 0,
+        nextOffset: 0,
+        sequences: new Map(),
+        nextSequences: new Map(),
+      });
     }
     this.topics.set(name, { partitions: parts, configs: new Map(Object.entries(configs)) });
   }
@@ -340,6 +348,15 @@ export class FakeBroker {
               if (first < 0) first = seen;
               continue;
             }
+            const expected = part.nextSequences.get(header.producerId);
+            if (expected !== undefined && header.baseSequence !== expected) {
+              return {
+                ...base,
+                errorCode: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                baseOffset: -1,
+                errorMessage: `expected sequence ${expected}, got ${header.baseSequence}`,
+              };
+            }
           }
           const bytes = Buffer.from(p.records.subarray(position, position + size));
           setBaseOffset(bytes, 0, part.nextOffset);
@@ -357,6 +374,7 @@ export class FakeBroker {
               part.sequences.set(h.producerId, m);
             }
             m.set(h.baseSequence, part.nextOffset);
+            part.nextSequences.set(h.producerId, h.baseSequence + h.lastOffsetDelta + 1);
           }
           if (first < 0) first = part.nextOffset;
           part.nextOffset += h.lastOffsetDelta + 1;
