@@ -92,7 +92,7 @@ function spawnChild(
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     await exited;
     clearTimeout(timer);
   };
@@ -129,10 +129,25 @@ function spawnChild(
   });
 }
 
-/** The broker as a child process on an ephemeral port. */
-export function spawnBroker(dataDir: string): Promise<ChildHandle> {
+/**
+ * The broker as a child process on an ephemeral port. `nodeFlags` go before the script (e.g.
+ * `--cpu-prof --cpu-prof-dir=DIR` to profile it: the profile is written on its graceful exit).
+ */
+export function spawnBroker(
+  dataDir: string,
+  nodeFlags: readonly string[] = [],
+): Promise<ChildHandle> {
   return spawnChild(
-    [BROKER_MAIN, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'],
+    [
+      ...nodeFlags,
+      BROKER_MAIN,
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+    ],
     (line) => {
       if (!line.includes('"broker started"')) return null;
       return (JSON.parse(line) as { port: number }).port;
