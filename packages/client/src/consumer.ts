@@ -23,6 +23,7 @@ import {
   OffsetSpec,
   RECORD_BATCH_HEADER_BYTES,
   type RecordHeader,
+  readBatchHeader,
   StreamBusError,
 } from '@streambus/protocol';
 import type { BrokerConnection } from './connection.js';
@@ -83,14 +84,19 @@ interface Assigned {
   highWatermark: number;
 }
 
-/** One partition's part of a fetch round, applied (or dropped) when poll() delivers it. */
+/**
+ * One partition's part of a fetch round, applied (or dropped) when poll() delivers it. The data
+ * stays raw until then: only batch headers are read (for `to`), so poll() can issue the next
+ * round before it spends time decoding this one.
+ */
 interface Fetched {
   readonly a: Assigned;
   readonly generation: number;
   /** The position the fetch asked from, and the one after its data. */
   readonly from: number;
   readonly to: number;
-  readonly batch: ConsumerBatch | null;
+  readonly highWatermark: number;
+  readonly records: Uint8Array;
 }
 
 function key(topic: string, partition: number): string {
@@ -274,15 +280,16 @@ export class Consumer {
   }
 
   /**
-   * One fetch round: resolves pending start positions, then long-polls every leader of an
-   * active partition. Resolves with the batches (possibly none, after maxWaitMs).
+   * Delivers one fetch round (the prefetched one, or a new one: pending start positions resolved,
+   * then every leader of an active partition long-polled) and issues the next. Resolves with the
+   * batches (possibly none, after maxWaitMs).
    */
   async poll(): Promise<ConsumerBatch[]> {
     this.checkOpen();
     const round = this.prefetched ?? this.fetchRound();
     this.prefetched = null;
     const fetched = await round;
-    const out: ConsumerBatch[] = [];
+    const delivered: Fetched[] = [];
     for (const f of fetched) {
       const a = f.a;
       // A seek, pause or unassign since the fetch was issued voids its data.
@@ -295,15 +302,28 @@ export class Consumer {
         continue;
       }
       a.position = f.to;
-      if (f.batch !== null) out.push(f.batch);
+      if (f.to > f.from) delivered.push(f);
     }
-    // Only after data: at the log's end the next round would be a long-poll that a seek made
-    // meanwhile would have to wait out.
-    if (out.length > 0 && !this.closed && !this.ctx.signal.aborted) {
+    // Issue the next round now, so the broker works while these records are decoded and
+    // consumed. Only after data: at the log's end the next round would be a long-poll that a
+    // seek made meanwhile would have to wait out.
+    if (delivered.length > 0 && !this.closed && !this.ctx.signal.aborted) {
       const next = this.fetchRound();
       // Its failure surfaces at the poll() that takes it.
       next.catch(() => undefined);
       this.prefetched = next;
+    }
+    const out: ConsumerBatch[] = [];
+    for (const f of delivered) {
+      const records = decodeFrom(f.from, f.records);
+      if (records.length > 0) {
+        out.push({
+          topic: f.a.topic,
+          partition: f.a.partition,
+          highWatermark: f.highWatermark,
+          records,
+        });
+      }
     }
     return out;
   }
@@ -398,20 +418,17 @@ export class Consumer {
           throw err;
         }
         a.highWatermark = p.highWatermark;
-        const { records, next } = decodeFrom(entry.offset, p.records);
         out.push({
           a,
           generation: entry.generation,
           from: entry.offset,
-          to: next,
-          batch:
-            records.length > 0
-              ? { topic: a.topic, partition: a.partition, highWatermark: p.highWatermark, records }
-              : null,
+          to: endOffset(entry.offset, p.records),
+          highWatermark: p.highWatermark,
+          records: p.records,
         });
       }
     }
-    if (retriable !== null && !out.some((f) => f.batch !== null)) throw retriable;
+    if (retriable !== null && !out.some((f) => f.to > f.from)) throw retriable;
     return out;
   }
 
@@ -537,26 +554,38 @@ export class Consumer {
   }
 }
 
-/**
- * Decodes the whole batches of a fetched partition, skips records below `position` and control
- * batches; returns the records and the position after them.
- */
-function decodeFrom(position: number, buf: Uint8Array): { records: DecodedRecord[]; next: number } {
-  const records: DecodedRecord[] = [];
+/** The position after the whole batches in `buf` (headers only; a partial trailing batch is left). */
+function endOffset(position: number, buf: Uint8Array): number {
   let pos = 0;
   let next = position;
   while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
     const size = batchSizeAt(buf, pos);
     if (pos + size > buf.length) break; // a partial trailing batch: fetched again next time
-    const { header, records: decoded, isControl } = decodeRecordBatch(buf, pos);
+    const header = readBatchHeader(buf, pos);
     pos += size;
     const end = header.baseOffset + header.lastOffsetDelta + 1;
+    if (end > next) next = end;
+  }
+  return next;
+}
+
+/**
+ * Decodes the whole batches of a fetched partition, skips records below `position` and control
+ * batches.
+ */
+function decodeFrom(position: number, buf: Uint8Array): DecodedRecord[] {
+  const records: DecodedRecord[] = [];
+  let pos = 0;
+  while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
+    const size = batchSizeAt(buf, pos);
+    if (pos + size > buf.length) break;
+    const { records: decoded, isControl } = decodeRecordBatch(buf, pos);
+    pos += size;
     if (!isControl) {
       for (const r of decoded) if (r.offset >= position) records.push(r);
     }
-    if (end > next) next = end;
   }
-  return { records, next };
+  return records;
 }
 
 function startTimestamp(start: StartFrom): number {
