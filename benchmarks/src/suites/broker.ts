@@ -476,6 +476,8 @@ async function consumeRows(ctx: Ctx): Promise<ResultRow[]> {
           'MB/s',
           {
             ...settings,
+            values: m.values.map((v) => Math.round(mb(v))),
+            references: m.references.map((v) => Math.round(mb(v))),
             bytes: 'record values',
             target: valueBytes === 1024 ? '>= 600 MB/s' : undefined,
           },
