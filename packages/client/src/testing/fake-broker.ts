@@ -280,51 +280,54 @@ export class FakeBroker {
       case ApiKey.LIST_OFFSETS: {
         const req = decodeRequest(ApiKey.LIST_OFFSETS, frame);
         return reply(ApiKey.LIST_OFFSETS, {
-          topics: req.topics.map((t) => ({
-            name: t.name,
-            partitions: t.partitions.map((p) => {
-              const part = this.topics.get(t.name)?.partitions[p.partition];
-              if (!part)
-                return {
-                  partition: p.partition,
-                  errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                  offset: -1,
-                  timestamp: -1,
-                };
-              let offset: number;
-              if (p.timestamp === OffsetSpec.LATEST) offset = part.nextOffset;
-              else if (p.timestamp === OffsetSpec.EARLIEST) offset = part.logStartOffset;
-              else
-                offset = part.batches.find((b) => b.maxTimestamp >= p.timestamp)?.baseOffset ?? -1;
-              return { partition: p.partition, errorCode: 0, offset, timestamp: -1 };
-            }),
-          })),
+          topics: this.eachPartition(req.topics, { offset: -1, timestamp: -1 }, (part, p) => {
+            let offset: number;
+            if (p.timestamp === OffsetSpec.LATEST) offset = part.nextOffset;
+            else if (p.timestamp === OffsetSpec.EARLIEST) offset = part.logStartOffset;
+            else offset = part.batches.find((b) => b.maxTimestamp >= p.timestamp)?.baseOffset ?? -1;
+            return { errorCode: 0, offset, timestamp: -1 };
+          }),
         });
       }
       case ApiKey.DELETE_RECORDS: {
         const req = decodeRequest(ApiKey.DELETE_RECORDS, frame);
         return reply(ApiKey.DELETE_RECORDS, {
-          topics: req.topics.map((t) => ({
-            name: t.name,
-            partitions: t.partitions.map((p) => {
-              const part = this.topics.get(t.name)?.partitions[p.partition];
-              if (!part)
-                return {
-                  partition: p.partition,
-                  errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                  lowWatermark: -1,
-                };
-              const to = p.offset < 0 ? part.nextOffset : Math.min(p.offset, part.nextOffset);
-              part.logStartOffset = Math.max(part.logStartOffset, to);
-              part.batches = part.batches.filter((b) => b.lastOffset >= part.logStartOffset);
-              return { partition: p.partition, errorCode: 0, lowWatermark: part.logStartOffset };
-            }),
-          })),
+          topics: this.eachPartition(req.topics, { lowWatermark: -1 }, (part, p) => {
+            const to = p.offset < 0 ? part.nextOffset : Math.min(p.offset, part.nextOffset);
+            part.logStartOffset = Math.max(part.logStartOffset, to);
+            part.batches = part.batches.filter((b) => b.lastOffset >= part.logStartOffset);
+            return { errorCode: 0, lowWatermark: part.logStartOffset };
+          }),
         });
       }
       default:
         throw new StreamBusError(ErrorCode.UNKNOWN_API_KEY, `api ${key}`);
     }
+  }
+
+  /**
+   * Answers every requested partition with `answer(part, p)`, or with `unknown` and
+   * UNKNOWN_TOPIC_OR_PARTITION when its topic or partition does not exist.
+   */
+  private eachPartition<P extends { partition: number }, R extends object>(
+    topics: readonly { name: string; partitions: readonly P[] }[],
+    unknown: R,
+    answer: (part: FakePartition, p: P) => R & { errorCode: number },
+  ): { name: string; partitions: (R & { partition: number; errorCode: number })[] }[] {
+    return topics.map((t) => ({
+      name: t.name,
+      partitions: t.partitions.map((p) => {
+        const part = this.topics.get(t.name)?.partitions[p.partition];
+        if (!part) {
+          return {
+            ...unknown,
+            partition: p.partition,
+            errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+          };
+        }
+        return { ...answer(part, p), partition: p.partition };
+      }),
+    }));
   }
 
   private produce(frame: Frame, socket: net.Socket): Buffer | null {
