@@ -22,6 +22,7 @@ import {
   nullable,
   object,
   optional,
+  type Schema,
   string,
 } from './schema.js';
 
@@ -71,6 +72,23 @@ const CONFIG_VALUE_LENGTH_MAX = 4096;
 const topicName = string(TOPIC_NAME_LENGTH_MAX);
 const partitionIndex = int(0, PARTITIONS_MAX - 1);
 const errorFields = { errorCode: int32(), errorMessage: optional(string(4096)) };
+
+/**
+ * `[{ name, partitions: [{ partition, ...fields }] }]`: the per-topic, per-partition list that every
+ * partition-level request and response carries. `perPartitionResult` adds the error fields.
+ */
+function perPartition<S extends Record<string, Schema<unknown>>>(fields: S) {
+  return array(
+    object({
+      name: topicName,
+      partitions: array(object({ partition: partitionIndex, ...fields }), PARTITIONS_MAX),
+    }),
+    TOPICS_MAX,
+  );
+}
+function perPartitionResult<S extends Record<string, Schema<unknown>>>(fields: S) {
+  return perPartition({ ...errorFields, ...fields });
+}
 
 /** Special ListOffsets timestamps, as in Kafka. */
 export const OffsetSpec = { LATEST: -1, EARLIEST: -2 } as const;
@@ -183,31 +201,14 @@ export const ProduceRequestSchema = object({
   /** 0: no response (frame flag NO_RESPONSE), 1: leader append, -1: all (durable / committed). */
   acks: literal(-1, 0, 1),
   timeoutMs: int32(),
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(object({ partition: partitionIndex, records: bytes() }), PARTITIONS_MAX),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartition({ records: bytes() }),
 });
 export const ProduceResponseSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        object({
-          ...errorFields,
-          partition: partitionIndex,
-          baseOffset: int64(),
-          logAppendTimeMs: int64(),
-          logStartOffset: int64(),
-        }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartitionResult({
+    baseOffset: int64(),
+    logAppendTimeMs: int64(),
+    logStartOffset: int64(),
+  }),
 });
 
 // --- Fetch ----------------------------------------------------------------------------------------
@@ -216,88 +217,35 @@ export const FetchRequestSchema = object({
   maxWaitMs: int32(),
   minBytes: int32(),
   maxBytes: int32(),
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        object({ partition: partitionIndex, fetchOffset: int64(), partitionMaxBytes: int32() }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartition({ fetchOffset: int64(), partitionMaxBytes: int32() }),
 });
 export const FetchResponseSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        object({
-          ...errorFields,
-          partition: partitionIndex,
-          highWatermark: int64(),
-          logStartOffset: int64(),
-          lastStableOffset: int64(),
-          /** Whole batches; the first one is complete even when larger than partitionMaxBytes. */
-          records: bytes(),
-        }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartitionResult({
+    highWatermark: int64(),
+    logStartOffset: int64(),
+    lastStableOffset: int64(),
+    /** Whole batches; the first one is complete even when larger than partitionMaxBytes. */
+    records: bytes(),
+  }),
 });
 
 // --- ListOffsets ----------------------------------------------------------------------------------
 export const ListOffsetsRequestSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        /** timestamp: OffsetSpec.LATEST, OffsetSpec.EARLIEST, or a time in ms. */
-        object({ partition: partitionIndex, timestamp: int64() }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  /** timestamp: OffsetSpec.LATEST, OffsetSpec.EARLIEST, or a time in ms. */
+  topics: perPartition({ timestamp: int64() }),
 });
 export const ListOffsetsResponseSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        object({ ...errorFields, partition: partitionIndex, offset: int64(), timestamp: int64() }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartitionResult({ offset: int64(), timestamp: int64() }),
 });
 
 // --- DeleteRecords --------------------------------------------------------------------------------
 export const DeleteRecordsRequestSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      /** offset: delete everything below it; -1 = up to the high watermark. */
-      partitions: array(object({ partition: partitionIndex, offset: int64() }), PARTITIONS_MAX),
-    }),
-    TOPICS_MAX,
-  ),
+  /** offset: delete everything below it; -1 = up to the high watermark. */
+  topics: perPartition({ offset: int64() }),
   timeoutMs: int32(),
 });
 export const DeleteRecordsResponseSchema = object({
-  topics: array(
-    object({
-      name: topicName,
-      partitions: array(
-        object({ ...errorFields, partition: partitionIndex, lowWatermark: int64() }),
-        PARTITIONS_MAX,
-      ),
-    }),
-    TOPICS_MAX,
-  ),
+  topics: perPartitionResult({ lowWatermark: int64() }),
 });
 
 // --- InitProducerId -------------------------------------------------------------------------------
