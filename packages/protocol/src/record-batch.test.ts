@@ -189,6 +189,28 @@ describe('encode/decode', () => {
     expect(Buffer.from(out[0]!.headers[0]!.value!).toString()).toBe('x');
   });
 
+  it('decodes multi-byte varints, shares one frozen empty headers array, keeps fields own', () => {
+    // 300 records: offsetDeltas from 64 up and 200-byte values need 2-byte varints.
+    const records = Array.from({ length: 300 }, (_, i) => ({
+      key: i % 2 === 0 ? enc(`k${i}`) : null,
+      value: enc('v'.repeat(i === 299 ? 200 : 1)),
+      timestamp: 1000 + i * 1000,
+      ...(i === 150 ? { headers: [{ key: 'h', value: enc('y') }] } : {}),
+    }));
+    const out = decodeRecordBatch(encodeRecordBatch(records, { baseOffset: 7 })).records;
+    expect(out.map((r) => r.offset)).toEqual(records.map((_, i) => 7 + i));
+    expect(out.map((r) => r.timestamp)).toEqual(records.map((r) => r.timestamp));
+    expect(Buffer.from(out[298]!.key!).toString()).toBe('k298');
+    expect(out[299]!.value!.length).toBe(200);
+    expect(out[150]!.headers).toEqual([{ key: 'h', value: enc('y') }]);
+    expect(out[0]!.headers).toBe(out[1]!.headers);
+    expect(Object.isFrozen(out[0]!.headers)).toBe(true);
+    // Spreading or serialising a record sees every field (callers copy records this way).
+    const copy = { ...out[0]! };
+    expect(Object.keys(copy).sort()).toEqual(['headers', 'key', 'offset', 'timestamp', 'value']);
+    expect(Buffer.from(copy.value!).toString()).toBe('v');
+  });
+
   it('encodes large timestamp deltas as varlongs', () => {
     const batch = encodeRecordBatch([
       { value: null, timestamp: 0 },
