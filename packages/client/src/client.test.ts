@@ -1,4 +1,10 @@
-import { decodeRecordBatch, ErrorCode, partitionForKey, StreamBusError } from '@streambus/protocol';
+import {
+  decodeRecordBatch,
+  ErrorCode,
+  encodeRecordBatch,
+  partitionForKey,
+  StreamBusError,
+} from '@streambus/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
 import { FakeBroker } from './testing/fake-broker.js';
@@ -248,6 +254,40 @@ describe('producer and consumer', () => {
       code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     });
     expect((await producer.send({ topic: 'o', value: 'ok' })).offset).toBe(0);
+  });
+
+  it('consumer: skips control batches and records below the position inside a batch', async () => {
+    broker.createTopic('ctl', 1);
+    const producer = client.producer({ lingerMs: 50 });
+    await Promise.all([0, 1].map((i) => producer.send({ topic: 'ctl', value: `v${i}` })));
+    // A transaction marker at offset 2, stored as the broker would store it.
+    const part = broker.topics.get('ctl')!.partitions[0]!;
+    const marker = encodeRecordBatch([{ key: Buffer.from([0, 0, 0, 1]), value: null }], {
+      baseOffset: part.nextOffset,
+      isControl: true,
+      isTransactional: true,
+    });
+    part.batches.push({
+      baseOffset: part.nextOffset,
+      lastOffset: part.nextOffset,
+      maxTimestamp: Date.now(),
+      bytes: marker,
+    });
+    part.nextOffset++;
+    await producer.send({ topic: 'ctl', value: 'v3' });
+    const consumer = client.consumer({ maxWaitMs: 30 });
+    await consumer.assign({ topic: 'ctl', from: { offset: 1 } });
+    const got: Array<[number, string | null]> = [];
+    while (got.length < 2) {
+      for (const b of await consumer.poll()) {
+        got.push(...b.records.map((r): [number, string | null] => [r.offset, text(r.value)]));
+      }
+    }
+    expect(got).toEqual([
+      [1, 'v1'],
+      [3, 'v3'],
+    ]);
+    expect(consumer.assignment()[0]!.position).toBe(4);
   });
 
   it('consumer prefetch: a seek after a prefetched round delivers from the new position', async () => {

@@ -15,6 +15,8 @@
 // fetch response: copy them to keep them past the next iteration step if memory matters.
 import {
   ApiKey,
+  BatchAttributes,
+  BatchField,
   batchSizeAt,
   type DecodedRecord,
   decodeRecordBatch,
@@ -25,6 +27,7 @@ import {
   type RecordHeader,
   readBatchHeader,
   StreamBusError,
+  validateBatch,
 } from '@streambus/protocol';
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
@@ -575,15 +578,19 @@ function endOffset(position: number, buf: Uint8Array): number {
  */
 function decodeFrom(position: number, buf: Uint8Array): DecodedRecord[] {
   const records: DecodedRecord[] = [];
+  const options = { appendTo: records, minOffset: position };
   let pos = 0;
   while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
     const size = batchSizeAt(buf, pos);
     if (pos + size > buf.length) break;
-    const { records: decoded, isControl } = decodeRecordBatch(buf, pos);
-    pos += size;
-    if (!isControl) {
-      for (const r of decoded) if (r.offset >= position) records.push(r);
+    // The control bit is in the low byte of the big-endian attributes field.
+    if ((buf[pos + BatchField.ATTRIBUTES + 1]! & BatchAttributes.CONTROL) !== 0) {
+      // A control batch (transaction marker): checked like any batch, never surfaced.
+      validateBatch(buf, pos);
+    } else {
+      decodeRecordBatch(buf, pos, options);
     }
+    pos += size;
   }
   return records;
 }

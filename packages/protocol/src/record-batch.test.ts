@@ -211,6 +211,20 @@ describe('encode/decode', () => {
     expect(Buffer.from(copy.value!).toString()).toBe('v');
   });
 
+  it('appends to a given array and leaves out offsets below minOffset', () => {
+    const a = encodeRecordBatch([{ value: enc('a') }, { value: enc('b') }], { baseOffset: 10 });
+    const b = encodeRecordBatch([{ value: enc('c') }, { value: enc('d') }], { baseOffset: 12 });
+    const into: ReturnType<typeof decodeRecordBatch>['records'] = [];
+    const first = decodeRecordBatch(a, 0, { appendTo: into, minOffset: 11 });
+    expect(first.records).toBe(into);
+    decodeRecordBatch(b, 0, { appendTo: into, minOffset: 11 });
+    expect(into.map((r) => [r.offset, Buffer.from(r.value!).toString()])).toEqual([
+      [11, 'b'],
+      [12, 'c'],
+      [13, 'd'],
+    ]);
+  });
+
   it('encodes large timestamp deltas as varlongs', () => {
     const batch = encodeRecordBatch([
       { value: null, timestamp: 0 },
