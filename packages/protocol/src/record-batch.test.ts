@@ -202,6 +202,10 @@ describe('encode/decode', () => {
     expect(out.map((r) => r.timestamp)).toEqual(records.map((r) => r.timestamp));
     expect(Buffer.from(out[298]!.key!).toString()).toBe('k298');
     expect(out[299]!.value!.length).toBe(200);
+    // Views are real Buffers: Buffer methods work on them directly.
+    expect(Buffer.isBuffer(out[298]!.key)).toBe(true);
+    expect((out[298]!.key as Buffer).toString('utf8')).toBe('k298');
+    expect((out[299]!.value as Buffer).subarray(0, 2).toString()).toBe('vv');
     expect(out[150]!.headers).toEqual([{ key: 'h', value: enc('y') }]);
     expect(out[0]!.headers).toBe(out[1]!.headers);
     expect(Object.isFrozen(out[0]!.headers)).toBe(true);

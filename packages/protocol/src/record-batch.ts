@@ -511,7 +511,8 @@ function decodeRecords(
   minOffset: number,
 ): DecodedRecord[] {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const ab = bytes.buffer;
+  // A SharedArrayBuffer works the same at run time; the type only narrows the constructor overload.
+  const ab = bytes.buffer as ArrayBuffer;
   const abOffset = bytes.byteOffset;
   const r = new Reader(bytes, start, end);
   const count = header.recordCount;
@@ -610,8 +611,17 @@ function decodeRecords(
   return records;
 }
 
+/**
+ * A Buffer view made the way Node makes its own (a Uint8Array subclass whose prototype chain holds
+ * Buffer.prototype): `new BufferView(arrayBuffer, offset, length)` skips Buffer.from's argument
+ * dispatch, about 2x faster per view (measured). Instances are Buffers (`Buffer.isBuffer`,
+ * `instanceof Buffer` and every Buffer method work).
+ */
+class BufferView extends Uint8Array {}
+Object.setPrototypeOf(BufferView.prototype, Buffer.prototype);
+
 /** Reads a length-prefixed byte string at r.pos (within r.end) as a Buffer view; −1 is null. */
-function readBytes(r: Reader, ab: ArrayBufferLike, abOffset: number): Uint8Array | null {
+function readBytes(r: Reader, ab: ArrayBuffer, abOffset: number): Uint8Array | null {
   const p = r.pos;
   let len: number;
   const b = p < r.end ? r.buf[p]! : 0x80;
@@ -623,8 +633,7 @@ function readBytes(r: Reader, ab: ArrayBufferLike, abOffset: number): Uint8Array
   }
   if (len === -1) return null;
   if (len < -1 || len > r.end - r.pos) throw corrupt(`bytes length ${len} does not fit`);
-  // Buffer.from(arrayBuffer, …) skips subarray's species lookup (~1.35x faster, measured).
-  const out = len === 0 ? EMPTY : Buffer.from(ab, abOffset + r.pos, len);
+  const out = len === 0 ? EMPTY : new BufferView(ab, abOffset + r.pos, len);
   r.pos += len;
   return out;
 }
