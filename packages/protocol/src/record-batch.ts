@@ -619,6 +619,13 @@ function decodeRecords(
  */
 class BufferView extends Uint8Array {}
 Object.setPrototypeOf(BufferView.prototype, Buffer.prototype);
+// Its `constructor` is Buffer, as for Node's own: deep-equality checks and species lookups
+// (subarray) treat the views exactly like any other Buffer.
+Object.defineProperty(BufferView.prototype, 'constructor', {
+  value: Buffer,
+  writable: true,
+  configurable: true,
+});
 
 /** Reads a length-prefixed byte string at r.pos (within r.end) as a Buffer view; −1 is null. */
 function readBytes(r: Reader, ab: ArrayBuffer, abOffset: number): Uint8Array | null {
