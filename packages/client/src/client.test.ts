@@ -290,6 +290,30 @@ describe('producer and consumer', () => {
     expect(consumer.assignment()[0]!.position).toBe(4);
   });
 
+  it('consumer: maxPollRecords splits a round over polls; seek and pause drop the rest', async () => {
+    broker.createTopic('mp', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    for (let i = 0; i < 12; i++) await producer.send({ topic: 'mp', value: `m${i}` });
+    const consumer = client.consumer({ maxWaitMs: 30, maxPollRecords: 3 });
+    await consumer.assign({ topic: 'mp', from: 'earliest' });
+    const offsets = async (): Promise<number[]> =>
+      (await consumer.poll()).flatMap((b) => b.records.map((r) => r.offset));
+    expect(await offsets()).toEqual([0, 1, 2]);
+    expect(consumer.assignment()[0]!.position).toBe(3);
+    expect(await offsets()).toEqual([3, 4, 5]);
+    // Paused and resumed: the undelivered rest is dropped and fetched again, nothing skipped.
+    consumer.pause('mp');
+    consumer.resume('mp');
+    expect(await offsets()).toEqual([6, 7, 8]);
+    consumer.seek('mp', 0, 1);
+    expect(await offsets()).toEqual([1, 2, 3]);
+    const rest: number[] = [];
+    while (rest.length < 8) rest.push(...(await offsets()));
+    expect(rest).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(consumer.assignment()[0]!.position).toBe(12);
+    expect(() => client.consumer({ maxPollRecords: 0 })).toThrow(/maxPollRecords/);
+  });
+
   it('consumer prefetch: a seek after a prefetched round delivers from the new position', async () => {
     broker.createTopic('pf', 1);
     const producer = client.producer({ lingerMs: 0 });

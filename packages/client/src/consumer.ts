@@ -1,12 +1,15 @@
 // The consumer (no groups yet): assign topics or partitions, start at earliest, latest, an
 // offset or a timestamp, then iterate with `for await` over records or over batches. Fetches
 // long-poll (maxWaitMs, minBytes); each fetch asks every assigned, unpaused partition of one
-// leader. Prefetch: when poll() hands records to the application it has already issued the next
-// fetch round (from the positions after those records), so the network and the broker work while
-// the application does; one consumer therefore holds at most two fetch responses per broker (the
-// one being consumed and the one prefetched: the bound on its buffer). A fetched round only moves
-// positions when poll() delivers it: data for a partition that was seeked, paused or unassigned
-// after its fetch was issued is dropped then, and that partition is fetched again from its
+// leader. A fetched round stays raw bytes and is handed out by poll() in slices of whole batches
+// of about maxPollRecords records (so few decoded records are alive at once: decoding a whole
+// 4 MiB round of small records at once measured much slower, from garbage collection). Prefetch:
+// when poll() takes a round it issues the next one at once (from the end of the data received),
+// so the network and the broker work while the application consumes; one consumer therefore
+// holds at most two fetch responses per broker (the one being delivered and the one prefetched:
+// the bound on its buffer). Data only moves a position when poll() delivers it: data for a
+// partition that was seeked, paused or unassigned after its fetch was issued is dropped then
+// (with the undelivered rest of the round), and that partition is fetched again from its
 // (possibly new) position.
 //
 // Batches are decoded with @streambus/protocol's decodeRecordBatch (decompression included);
@@ -47,6 +50,11 @@ export interface ConsumerOptions {
   readonly partitionMaxBytes?: number;
   /** What to do when the position is outside the log (default 'earliest'). */
   readonly autoOffsetReset?: OffsetResetPolicy;
+  /**
+   * Records one poll() hands over, at whole-batch granularity (at least one batch): a fetched
+   * round larger than this is delivered over several polls, without waiting on the network.
+   */
+  readonly maxPollRecords?: number;
 }
 
 export interface AssignOptions {
@@ -78,8 +86,13 @@ export interface ConsumerBatch {
 interface Assigned {
   readonly topic: string;
   readonly partition: number;
-  /** Next offset to fetch; null until `pendingStart` is resolved. */
+  /** Next offset to deliver; null until `pendingStart` is resolved. */
   position: number | null;
+  /**
+   * Next offset to fetch: the end of the data received, delivered or not (equal to `position`
+   * once everything received is delivered or dropped).
+   */
+  fetchPosition: number | null;
   pendingStart: StartFrom | null;
   paused: boolean;
   /** Bumped by seek, so an in-flight fetch's result for an old position is dropped. */
@@ -112,6 +125,7 @@ export class Consumer {
   private readonly maxBytes: number;
   private readonly partitionMaxBytes: number;
   private readonly autoOffsetReset: OffsetResetPolicy;
+  private readonly maxPollRecords: number;
   private readonly assigned = new Map<string, Assigned>();
   private closed = false;
   private readonly wakeups = new Set<() => void>();
@@ -120,6 +134,11 @@ export class Consumer {
   private readonly lane = `fetch-${++Consumer.lanes}`;
   /** The next fetch round, issued when the previous one was delivered (at most one). */
   private prefetched: Promise<Fetched[]> | null = null;
+  /**
+   * The undelivered rest of the last round taken (per partition, raw), handed out by the next
+   * polls: at most one round, so the consumer's bound stays two rounds per broker.
+   */
+  private undelivered: Fetched[] = [];
 
   constructor(
     private readonly ctx: ClientContext,
@@ -130,6 +149,17 @@ export class Consumer {
     this.maxBytes = options.maxBytes ?? ConsumerDefaults.maxBytes;
     this.partitionMaxBytes = options.partitionMaxBytes ?? ConsumerDefaults.partitionMaxBytes;
     this.autoOffsetReset = options.autoOffsetReset ?? 'earliest';
+    this.maxPollRecords = options.maxPollRecords ?? ConsumerDefaults.maxPollRecords;
+    if (
+      !Number.isInteger(this.maxPollRecords) ||
+      this.maxPollRecords < 1 ||
+      this.maxPollRecords > 0x7fffffff
+    ) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `maxPollRecords: expected an integer in 1..2^31-1, got ${this.maxPollRecords}`,
+      );
+    }
     for (const [name, v] of [
       ['maxWaitMs', this.maxWaitMs],
       ['minBytes', this.minBytes],
@@ -171,6 +201,7 @@ export class Consumer {
         topic: options.topic,
         partition: p,
         position: null,
+        fetchPosition: null,
         pendingStart: from,
         paused: false,
         generation: 0,
@@ -179,6 +210,7 @@ export class Consumer {
       if (typeof from === 'object' && 'offset' in from) {
         checkOffset(from.offset);
         a.position = from.offset;
+        a.fetchPosition = from.offset;
         a.pendingStart = null;
       }
       this.assigned.set(key(options.topic, p), a);
@@ -220,9 +252,11 @@ export class Consumer {
       const offset = typeof to === 'number' ? to : to.offset;
       checkOffset(offset);
       a.position = offset;
+      a.fetchPosition = offset;
       a.pendingStart = null;
     } else {
       a.position = null;
+      a.fetchPosition = null;
       a.pendingStart = to;
     }
     this.dropPrefetch();
@@ -283,42 +317,72 @@ export class Consumer {
   }
 
   /**
-   * Delivers one fetch round (the prefetched one, or a new one: pending start positions resolved,
-   * then every leader of an active partition long-polled) and issues the next. Resolves with the
-   * batches (possibly none, after maxWaitMs).
+   * Delivers up to maxPollRecords records (whole batches): from the undelivered rest of the last
+   * round if there is one, without waiting; otherwise from the next round (the prefetched one, or
+   * a new one: pending start positions resolved, then every leader of an active partition
+   * long-polled), issuing the round after it at once. Resolves with the batches (possibly none,
+   * after maxWaitMs).
    */
   async poll(): Promise<ConsumerBatch[]> {
     this.checkOpen();
+    if (this.undelivered.length === 0) await this.takeRound();
+    return this.deliver();
+  }
+
+  /** Awaits the next round and keeps its current data (from each partition's position). */
+  private async takeRound(): Promise<void> {
     const round = this.prefetched ?? this.fetchRound();
     this.prefetched = null;
     const fetched = await round;
-    const delivered: Fetched[] = [];
     for (const f of fetched) {
-      const a = f.a;
       // A seek, pause or unassign since the fetch was issued voids its data.
-      if (
-        a.generation !== f.generation ||
-        a.paused ||
-        this.assigned.get(key(a.topic, a.partition)) !== a ||
-        a.position !== f.from
-      ) {
-        continue;
+      if (!this.isCurrent(f)) continue;
+      if (f.to > f.from) {
+        this.undelivered.push(f);
+        f.a.fetchPosition = f.to;
       }
-      a.position = f.to;
-      if (f.to > f.from) delivered.push(f);
     }
-    // Issue the next round now, so the broker works while these records are decoded and
-    // consumed. Only after data: at the log's end the next round would be a long-poll that a
-    // seek made meanwhile would have to wait out.
-    if (delivered.length > 0 && !this.closed && !this.ctx.signal.aborted) {
+    // Issue the next round now (from the end of this one), so the broker works while these
+    // records are decoded and consumed. Only after data: at the log's end the next round would be
+    // a long-poll that a seek made meanwhile would have to wait out.
+    if (this.undelivered.length > 0 && !this.closed && !this.ctx.signal.aborted) {
       const next = this.fetchRound();
       // Its failure surfaces at the poll() that takes it.
       next.catch(() => undefined);
       this.prefetched = next;
     }
+  }
+
+  /** Whether fetched data still continues its partition's position (no seek/pause/unassign). */
+  private isCurrent(f: Fetched): boolean {
+    const a = f.a;
+    return (
+      a.generation === f.generation &&
+      !a.paused &&
+      this.assigned.get(key(a.topic, a.partition)) === a &&
+      a.position === f.from
+    );
+  }
+
+  /** Decodes whole batches from the undelivered data, up to maxPollRecords; moves positions. */
+  private deliver(): ConsumerBatch[] {
     const out: ConsumerBatch[] = [];
-    for (const f of delivered) {
-      const records = decodeFrom(f.from, f.records);
+    let budget = this.maxPollRecords;
+    while (budget > 0 && this.undelivered.length > 0) {
+      const f = this.undelivered[0]!;
+      if (!this.isCurrent(f)) {
+        this.undelivered.shift();
+        continue;
+      }
+      const { bytes, to } = takeBatches(f.from, f.records, budget);
+      if (to >= f.to) {
+        this.undelivered.shift();
+      } else {
+        this.undelivered[0] = { ...f, from: to, records: f.records.subarray(bytes) };
+      }
+      f.a.position = to;
+      const records = decodeFrom(f.from, f.records.subarray(0, bytes));
+      budget -= Math.max(1, records.length);
       if (records.length > 0) {
         out.push({
           topic: f.a.topic,
@@ -337,7 +401,7 @@ export class Consumer {
    */
   private async fetchRound(): Promise<Fetched[]> {
     await this.resolveStarts();
-    const active = [...this.assigned.values()].filter((a) => !a.paused && a.position !== null);
+    const active = [...this.assigned.values()].filter((a) => !a.paused && a.fetchPosition !== null);
     if (active.length === 0) {
       await this.idle(this.maxWaitMs);
       return [];
@@ -363,7 +427,7 @@ export class Consumer {
   }
 
   private async fetchFrom(conn: BrokerConnection, list: Assigned[]): Promise<Fetched[]> {
-    const asked = list.map((a) => ({ a, offset: a.position!, generation: a.generation }));
+    const asked = list.map((a) => ({ a, offset: a.fetchPosition!, generation: a.generation }));
     const topics = new Map<
       string,
       Array<{ partition: number; fetchOffset: number; partitionMaxBytes: number }>
@@ -399,7 +463,7 @@ export class Consumer {
           a.generation !== entry.generation ||
           a.paused ||
           this.assigned.get(key(a.topic, a.partition)) !== a ||
-          a.position !== entry.offset
+          a.fetchPosition !== entry.offset
         ) {
           continue;
         }
@@ -409,7 +473,9 @@ export class Consumer {
             p.errorMessage ?? `fetch ${t.name}/${p.partition}`,
           );
           if (p.errorCode === ErrorCode.OFFSET_OUT_OF_RANGE && this.autoOffsetReset !== 'none') {
+            // Undelivered data before this offset is dropped with it (position moves).
             a.position = null;
+            a.fetchPosition = null;
             a.pendingStart = this.autoOffsetReset;
             continue;
           }
@@ -479,6 +545,7 @@ export class Consumer {
           offset = await this.latestOffset(topic, p.partition);
         }
         entry.a.position = offset;
+        entry.a.fetchPosition = offset;
         entry.a.pendingStart = null;
       }
     }
@@ -548,6 +615,8 @@ export class Consumer {
    */
   private dropPrefetch(): void {
     this.prefetched = null;
+    this.undelivered = [];
+    for (const a of this.assigned.values()) a.fetchPosition = a.position;
   }
 
   private checkOpen(): void {
@@ -570,6 +639,28 @@ function endOffset(position: number, buf: Uint8Array): number {
     if (end > next) next = end;
   }
   return next;
+}
+
+/**
+ * The whole batches at the start of `buf` holding about `budget` records (at least one batch):
+ * their byte length and the offset after them.
+ */
+function takeBatches(from: number, buf: Uint8Array, budget: number): { bytes: number; to: number } {
+  let pos = 0;
+  let to = from;
+  let taken = 0;
+  while (taken < budget && buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
+    const size = batchSizeAt(buf, pos);
+    if (pos + size > buf.length) break;
+    const header = readBatchHeader(buf, pos);
+    pos += size;
+    const end = header.baseOffset + header.lastOffsetDelta + 1;
+    if (end > to) {
+      taken += Math.min(header.recordCount, end - to);
+      to = end;
+    }
+  }
+  return { bytes: pos, to };
 }
 
 /**
