@@ -290,6 +290,39 @@ describe('producer and consumer', () => {
     expect(consumer.assignment()[0]!.position).toBe(4);
   });
 
+  it('consumer records(): in order across polls, concurrent next() calls, close() ends it', async () => {
+    broker.createTopic('it', 1);
+    const producer = client.producer({ lingerMs: 0 });
+    for (let i = 0; i < 7; i++) await producer.send({ topic: 'it', value: `r${i}` });
+    const consumer = client.consumer({ maxWaitMs: 30, maxPollRecords: 2 });
+    await consumer.assign({ topic: 'it', from: 'earliest' });
+    const it = consumer.records();
+    // Three calls at once (a poll in progress): they resolve in order, nothing lost or repeated.
+    const first = await Promise.all([it.next(), it.next(), it.next()]);
+    expect(
+      first.map((r) => (r.done ? null : [r.value.topic, r.value.partition, r.value.offset])),
+    ).toEqual([
+      ['it', 0, 0],
+      ['it', 0, 1],
+      ['it', 0, 2],
+    ]);
+    const seen: string[] = [];
+    for await (const r of it) {
+      seen.push(text(r.value)!);
+      if (seen.length === 4) break;
+    }
+    expect(seen).toEqual(['r3', 'r4', 'r5', 'r6']);
+    // After break (return()), the iterator is done.
+    expect((await it.next()).done).toBe(true);
+    const other = consumer.records();
+    const pending = other.next();
+    await consumer.close();
+    // The poll in flight returns its data or nothing; then the iterator ends.
+    let r = await pending;
+    while (!r.done) r = await other.next();
+    expect(r.done).toBe(true);
+  });
+
   it('consumer: maxPollRecords splits a round over polls; seek and pause drop the rest', async () => {
     broker.createTopic('mp', 1);
     const producer = client.producer({ lingerMs: 0 });

@@ -290,22 +290,16 @@ export class Consumer {
     return this.records();
   }
 
-  /** Records one at a time, in offset order per partition, until close(). */
-  async *records(): AsyncGenerator<ConsumerRecord, void, undefined> {
-    for await (const b of this.batches()) {
-      const { topic, partition } = b;
-      for (const r of b.records) {
-        yield {
-          topic,
-          partition,
-          offset: r.offset,
-          timestamp: r.timestamp,
-          key: r.key,
-          value: r.value,
-          headers: r.headers,
-        };
-      }
-    }
+  /**
+   * Records one at a time, in offset order per partition, until close(). Records of batches
+   * already polled are handed out at once (one resolved promise each, no generator machinery);
+   * poll() runs only when they are used up.
+   */
+  records(): AsyncGenerator<ConsumerRecord, void, undefined> {
+    return new RecordIterator(
+      () => this.isOpen(),
+      () => this.poll(),
+    );
   }
 
   /** Batches of records (the fast way to consume), until close(). */
@@ -619,10 +613,114 @@ export class Consumer {
     for (const a of this.assigned.values()) a.fetchPosition = a.position;
   }
 
+  private isOpen(): boolean {
+    return !this.closed && !this.ctx.signal.aborted;
+  }
+
   private checkOpen(): void {
     if (this.closed || this.ctx.signal.aborted) {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'consumer closed');
     }
+  }
+}
+
+const DONE: IteratorReturnResult<void> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * Consumer.records(): an async iterator over polled batches that answers next() from the records
+ * in hand without awaiting anything, and calls poll() only when they run out. After return(),
+ * throw() or close() it is done.
+ */
+class RecordIterator implements AsyncGenerator<ConsumerRecord, void, undefined> {
+  private batches: ConsumerBatch[] = [];
+  private batchIndex = 0;
+  private records: readonly DecodedRecord[] = [];
+  private recordIndex = 0;
+  private topic = '';
+  private partition = 0;
+  private finished = false;
+
+  constructor(
+    private readonly isOpen: () => boolean,
+    private readonly poll: () => Promise<ConsumerBatch[]>,
+  ) {}
+
+  /** The poll in progress: a next() called meanwhile waits for it (calls resolve in order). */
+  private refilling: Promise<IteratorResult<ConsumerRecord, void>> | null = null;
+
+  next(): Promise<IteratorResult<ConsumerRecord, void>> {
+    if (this.refilling !== null) return this.refilling.then(() => this.next());
+    const value = this.take();
+    if (value !== null) return Promise.resolve({ done: false, value });
+    const refilling = this.refill().finally(() => {
+      this.refilling = null;
+    });
+    this.refilling = refilling;
+    return refilling;
+  }
+
+  return(): Promise<IteratorResult<ConsumerRecord, void>> {
+    this.finish();
+    return Promise.resolve(DONE);
+  }
+
+  throw(err: unknown): Promise<IteratorResult<ConsumerRecord, void>> {
+    this.finish();
+    return Promise.reject(err);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private finish(): void {
+    this.finished = true;
+    this.batches = [];
+    this.records = [];
+  }
+
+  /** The next record in hand, or null when every polled batch is used up. */
+  private take(): ConsumerRecord | null {
+    for (;;) {
+      if (this.recordIndex < this.records.length) {
+        const r = this.records[this.recordIndex++]!;
+        return {
+          topic: this.topic,
+          partition: this.partition,
+          offset: r.offset,
+          timestamp: r.timestamp,
+          key: r.key,
+          value: r.value,
+          headers: r.headers,
+        };
+      }
+      if (this.batchIndex >= this.batches.length) return null;
+      const b = this.batches[this.batchIndex++]!;
+      this.records = b.records;
+      this.recordIndex = 0;
+      this.topic = b.topic;
+      this.partition = b.partition;
+    }
+  }
+
+  private async refill(): Promise<IteratorResult<ConsumerRecord, void>> {
+    while (!this.finished && this.isOpen()) {
+      let batches: ConsumerBatch[];
+      try {
+        batches = await this.poll();
+      } catch (err) {
+        // As a generator: the error ends the iteration.
+        this.finish();
+        throw err;
+      }
+      if (this.finished) break;
+      this.batches = batches;
+      this.batchIndex = 0;
+      const value = this.take();
+      if (value !== null) return { done: false, value };
+    }
+    this.finish();
+    return DONE;
   }
 }
 
