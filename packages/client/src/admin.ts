@@ -12,6 +12,7 @@ import {
 } from '@streambus/protocol';
 import type { PartitionInfo } from './cluster.js';
 import type { ClientContext } from './context.js';
+import { checkOptionNames, OptionNames } from './options.js';
 
 export interface NewTopic {
   readonly name: string;
@@ -68,6 +69,10 @@ export class Admin {
     topics: readonly NewTopic[],
     options: { timeoutMs?: number } = {},
   ): Promise<void> {
+    checkOptionNames('createTopics', options, OptionNames.createTopics);
+    for (const [i, t] of topics.entries()) {
+      checkOptionNames(`topics[${i}]`, t, OptionNames.newTopic);
+    }
     const res = await settle(this.ctx, async () => {
       const conn = await this.ctx.cluster.anyConnection();
       return conn.request(ApiKey.CREATE_TOPICS, {

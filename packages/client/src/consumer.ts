@@ -35,6 +35,7 @@ import {
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ConsumerDefaults } from './limits.js';
+import { checkOptionNames, OptionNames } from './options.js';
 
 export type StartFrom =
   | 'earliest'
@@ -184,6 +185,8 @@ export class Consumer {
   /** Adds partitions to the assignment (all of the topic's by default). */
   async assign(options: AssignOptions): Promise<void> {
     this.checkOpen();
+    checkOptionNames('assign', options, OptionNames.assign);
+    const from = checkStart('assign.from', options.from ?? 'latest');
     const t = await this.ctx.run(() => this.ctx.cluster.topic(options.topic), options.topic);
     const count = t.partitions.length;
     const partitions = options.partitions ?? t.partitions.map((p) => p.partition);
@@ -195,7 +198,6 @@ export class Consumer {
         );
       }
     }
-    const from = options.from ?? 'latest';
     for (const p of partitions) {
       const a: Assigned = {
         topic: options.topic,
@@ -208,7 +210,6 @@ export class Consumer {
         highWatermark: -1,
       };
       if (typeof from === 'object' && 'offset' in from) {
-        checkOffset(from.offset);
         a.position = from.offset;
         a.fetchPosition = from.offset;
         a.pendingStart = null;
@@ -247,10 +248,11 @@ export class Consumer {
   /** Moves a partition's position; takes effect at the next fetch. */
   seek(topic: string, partition: number, to: number | StartFrom): void {
     const a = this.get(topic, partition);
+    if (typeof to === 'number') checkOffset(to);
+    else checkStart('seek', to);
     a.generation++;
     if (typeof to === 'number' || (typeof to === 'object' && 'offset' in to)) {
       const offset = typeof to === 'number' ? to : to.offset;
-      checkOffset(offset);
       a.position = offset;
       a.fetchPosition = offset;
       a.pendingStart = null;
@@ -789,6 +791,39 @@ function startTimestamp(start: StartFrom): number {
   if (start === 'latest') return OffsetSpec.LATEST;
   if ('timestamp' in start) return start.timestamp;
   throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, 'an offset start needs no lookup');
+}
+
+/** A start position given by the caller: 'earliest', 'latest', { offset } or { timestamp }. */
+function checkStart(path: string, from: unknown): StartFrom {
+  if (from === 'earliest' || from === 'latest') return from;
+  if (typeof from === 'object' && from !== null && !Array.isArray(from)) {
+    checkOptionNames(path, from, OptionNames.start);
+    const o = from as { offset?: unknown; timestamp?: unknown };
+    if (Object.keys(o).length === 1 && o.offset !== undefined) {
+      checkOffset(o.offset as number);
+      return from as StartFrom;
+    }
+    if (Object.keys(o).length === 1 && o.timestamp !== undefined) {
+      const ts = o.timestamp;
+      if (!Number.isSafeInteger(ts) || (ts as number) < 0) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${path}.timestamp: expected milliseconds since the epoch (>= 0), got ${String(ts)}`,
+        );
+      }
+      return from as StartFrom;
+    }
+  }
+  throw new StreamBusError(
+    ErrorCode.INVALID_ARGUMENT,
+    `${path}: expected 'earliest', 'latest', { offset } or { timestamp }, got ${describeValue(from)}`,
+  );
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v) ?? String(v);
+  return String(v);
 }
 
 function checkOffset(offset: number): void {
