@@ -49,7 +49,12 @@ export interface ConsumerOptions {
   readonly minBytes?: number;
   readonly maxBytes?: number;
   readonly partitionMaxBytes?: number;
-  /** What to do when the position is outside the log (default 'earliest'). */
+  /**
+   * Where a partition starts when no position is given, and where it goes when its position is
+   * outside the log (default 'earliest'): the start of assign() without `from` (as Kafka's
+   * auto.offset.reset for a consumer without a committed offset), and the reset after
+   * OFFSET_OUT_OF_RANGE. 'none': assign() needs `from`, and an out-of-range position fails poll().
+   */
   readonly autoOffsetReset?: OffsetResetPolicy;
   /**
    * Records one poll() hands over, at whole-batch granularity (at least one batch): a fetched
@@ -62,7 +67,11 @@ export interface AssignOptions {
   readonly topic: string;
   /** Default: every partition of the topic. */
   readonly partitions?: readonly number[];
-  /** Default 'latest'. */
+  /**
+   * Where to start: 'earliest' (the oldest record kept), 'latest' (only records produced from
+   * now on), an offset or a timestamp. Default: the consumer's `autoOffsetReset`, 'earliest'
+   * unless set, so a consumer that does not say reads the topic from its start.
+   */
   readonly from?: StartFrom;
 }
 
@@ -182,11 +191,38 @@ export class Consumer {
     }
   }
 
-  /** Adds partitions to the assignment (all of the topic's by default). */
+  /**
+   * Gets ready before the first poll() (optional: poll() connects lazily otherwise): connects to
+   * the cluster, loads its metadata and the assigned topics', resolves the start positions of the
+   * partitions assigned so far (so `from: 'latest'` means "from now", not "from the first poll"),
+   * and opens this consumer's fetch connections to their leaders. Fails under the retry policy
+   * like any request (NETWORK_EXCEPTION when no broker answers).
+   */
+  async connect(): Promise<void> {
+    this.checkOpen();
+    const topics = [...new Set([...this.assigned.values()].map((a) => a.topic))];
+    await this.ctx.run(() => this.ctx.cluster.refreshMetadata(topics));
+    await this.resolveStarts();
+    const leaders = new Set<number>();
+    for (const a of this.assigned.values()) {
+      const t = await this.ctx.run(() => this.ctx.cluster.topic(a.topic), a.topic);
+      const leader = t.partitions[a.partition]?.leaderId ?? -1;
+      if (leader >= 0) leaders.add(leader);
+    }
+    for (const id of leaders) {
+      await this.ctx.run(() => this.ctx.cluster.connectionToNode(id, this.lane));
+    }
+  }
+
+  /**
+   * Adds partitions to the assignment (all of the topic's by default), starting at `from`
+   * (default: `autoOffsetReset`, 'earliest' unless set). A topic that does not exist fails at
+   * once with TOPIC_NOT_FOUND (not retriable) after one metadata request.
+   */
   async assign(options: AssignOptions): Promise<void> {
     this.checkOpen();
     checkOptionNames('assign', options, OptionNames.assign);
-    const from = checkStart('assign.from', options.from ?? 'latest');
+    const from = checkStart('assign.from', options.from ?? this.defaultStart());
     const t = await this.ctx.run(() => this.ctx.cluster.topic(options.topic), options.topic);
     const count = t.partitions.length;
     const partitions = options.partitions ?? t.partitions.map((p) => p.partition);
@@ -613,6 +649,17 @@ export class Consumer {
     this.prefetched = null;
     this.undelivered = [];
     for (const a of this.assigned.values()) a.fetchPosition = a.position;
+  }
+
+  /** assign() without `from`: the autoOffsetReset policy (there are no committed offsets yet). */
+  private defaultStart(): StartFrom {
+    if (this.autoOffsetReset === 'none') {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        "assign.from: required when autoOffsetReset is 'none' (no default start position)",
+      );
+    }
+    return this.autoOffsetReset;
   }
 
   private isOpen(): boolean {
