@@ -5,7 +5,7 @@
 // (describe, list offsets) never create a topic; a bad name is refused with a typed error.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCode, StreamBusClient } from '@streambus/client';
+import { type Consumer, ErrorCode, StreamBusClient } from '@streambus/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerProcess, removeDir, startBroker, tempDir } from './harness.js';
 
@@ -19,9 +19,8 @@ const notFound = (topic: string) => ({
   ),
 });
 
-async function pollValues(client: StreamBusClient, topic: string, count: number) {
-  const consumer = client.consumer({ maxWaitMs: 100 });
-  await consumer.assign({ topic });
+/** Values polled until `count` arrived (or 10 s passed); closes the consumer. */
+async function pollValues(consumer: Consumer, count: number): Promise<string[]> {
   const out: string[] = [];
   const deadline = Date.now() + 10_000;
   while (out.length < count && Date.now() < deadline) {
@@ -33,13 +32,19 @@ async function pollValues(client: StreamBusClient, topic: string, count: number)
   return out;
 }
 
-describe('autoCreateTopics off (the default)', () => {
-  let broker: BrokerProcess;
+/** A broker process for this describe block (with `config` as its config file) and a client. */
+function brokerAndClient(config?: Record<string, unknown>): () => StreamBusClient {
+  let broker: BrokerProcess | undefined;
   let dir: string;
-  let client: StreamBusClient;
+  let client: StreamBusClient | undefined;
   beforeAll(async () => {
     dir = tempDir();
-    broker = await startBroker(dir);
+    const args: string[] = [];
+    if (config !== undefined) {
+      writeFileSync(join(dir, 'broker.json'), JSON.stringify(config));
+      args.push('--config', join(dir, 'broker.json'));
+    }
+    broker = await startBroker(join(dir, 'data'), args);
     client = new StreamBusClient({ bootstrap: broker.bootstrap, retry: fastRetry });
   });
   afterAll(async () => {
@@ -47,8 +52,14 @@ describe('autoCreateTopics off (the default)', () => {
     await broker?.stop();
     removeDir(dir);
   });
+  return () => client!;
+}
+
+describe('autoCreateTopics off (the default)', () => {
+  const clientOf = brokerAndClient();
 
   it('send() and assign() on a missing topic fail at once, not retriable', async () => {
+    const client = clientOf();
     const producer = client.producer({ lingerMs: 0 });
     await expect(producer.send({ topic: 'nope', value: 'x' })).rejects.toMatchObject(
       notFound('nope'),
@@ -64,23 +75,10 @@ describe('autoCreateTopics off (the default)', () => {
 });
 
 describe('autoCreateTopics on', () => {
-  let broker: BrokerProcess;
-  let dir: string;
-  let client: StreamBusClient;
-  beforeAll(async () => {
-    dir = tempDir();
-    const config = join(dir, 'broker.json');
-    writeFileSync(config, JSON.stringify({ autoCreateTopics: true }));
-    broker = await startBroker(join(dir, 'data'), ['--config', config]);
-    client = new StreamBusClient({ bootstrap: broker.bootstrap, retry: fastRetry });
-  });
-  afterAll(async () => {
-    await client?.close();
-    await broker?.stop();
-    removeDir(dir);
-  });
+  const clientOf = brokerAndClient({ autoCreateTopics: true });
 
   it('the first send() creates the topic; a consumer reads it from the start', async () => {
+    const client = clientOf();
     const producer = client.producer({ lingerMs: 0 });
     expect(await producer.send({ topic: 'auto-p', value: 'first' })).toMatchObject({
       topic: 'auto-p',
@@ -88,27 +86,23 @@ describe('autoCreateTopics on', () => {
     });
     await producer.send({ topic: 'auto-p', value: 'second' });
     expect(await client.admin().listTopics()).toContain('auto-p');
-    expect(await pollValues(client, 'auto-p', 2)).toEqual(['first', 'second']);
+    const consumer = client.consumer({ maxWaitMs: 100 });
+    await consumer.assign({ topic: 'auto-p' });
+    expect(await pollValues(consumer, 2)).toEqual(['first', 'second']);
   });
 
   it('assign() creates the topic too, and then sees what is produced to it', async () => {
+    const client = clientOf();
     const consumer = client.consumer({ maxWaitMs: 100 });
     await consumer.assign({ topic: 'auto-c' });
     await consumer.connect();
     expect((await client.admin().describeTopic('auto-c')).partitions).toHaveLength(1);
     await client.producer({ lingerMs: 0 }).send({ topic: 'auto-c', value: 'hello' });
-    const got: string[] = [];
-    const deadline = Date.now() + 10_000;
-    while (got.length === 0 && Date.now() < deadline) {
-      for (const b of await consumer.poll()) {
-        for (const r of b.records) got.push(Buffer.from(r.value ?? []).toString());
-      }
-    }
-    expect(got).toEqual(['hello']);
-    await consumer.close();
+    expect(await pollValues(consumer, 1)).toEqual(['hello']);
   });
 
   it('admin lookups do not create topics', async () => {
+    const client = clientOf();
     const admin = client.admin();
     await expect(admin.describeTopic('looked-up')).rejects.toMatchObject(notFound('looked-up'));
     await expect(admin.listOffsets('looked-up', 'latest')).rejects.toMatchObject(
@@ -119,6 +113,7 @@ describe('autoCreateTopics on', () => {
   });
 
   it('a name the broker refuses fails with a typed, non-retriable error', async () => {
+    const client = clientOf();
     const producer = client.producer({ lingerMs: 0 });
     await expect(producer.send({ topic: 'bad name!', value: 'x' })).rejects.toMatchObject({
       code: ErrorCode.INVALID_TOPIC_EXCEPTION,
