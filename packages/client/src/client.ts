@@ -88,8 +88,10 @@ export class StreamBusClient {
     return c;
   }
 
-  admin(): Admin {
+  /** `options`: none yet; any name is refused, as everywhere in the SDK. */
+  admin(options: Readonly<Record<string, never>> = {}): Admin {
     this.checkOpen();
+    checkOptionNames('admin', options, OptionNames.admin);
     return new Admin(this.ctx);
   }
 

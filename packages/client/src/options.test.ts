@@ -152,6 +152,13 @@ describe('the SDK refuses unknown option names', () => {
     expect(consumer.assignment()[0]!.position).toBe(0);
   });
 
+  it('admin() takes no options', () => {
+    expect(thrown(() => client.admin({ timeoutMs: 5 } as Untyped)).message).toBe(
+      'admin.timeoutMs: unknown option (none are accepted)',
+    );
+    expect(() => client.admin({})).not.toThrow();
+  });
+
   it('createTopics topics and options', async () => {
     const admin = client.admin();
     await expect(admin.createTopic({ name: 'n', partiton: 2 } as Untyped)).rejects.toMatchObject({

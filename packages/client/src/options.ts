@@ -63,6 +63,8 @@ export const OptionNames = {
   assign: names<AssignOptions>({ topic: true, partitions: true, from: true }),
   /** `{ offset }` or `{ timestamp }` of assign({ from }) and seek(). */
   start: names<{ offset: number; timestamp: number }>({ offset: true, timestamp: true }),
+  /** client.admin() takes no options yet. */
+  admin: new Set<string>() as ReadonlySet<string>,
   newTopic: names<NewTopic>({ name: true, partitions: true, configs: true }),
   createTopics: names<{ timeoutMs?: number }>({ timeoutMs: true }),
 } as const;
@@ -105,9 +107,11 @@ export class UnknownOptionError extends StreamBusError {
     isName: boolean,
   ) {
     const hint =
-      suggestion === null
-        ? `valid options: ${[...allowed].sort().join(', ')}`
-        : `did you mean ${isName ? `'${suggestion}'` : suggestion}?`;
+      suggestion !== null
+        ? `did you mean ${isName ? `'${suggestion}'` : suggestion}?`
+        : allowed.size === 0
+          ? 'none are accepted'
+          : `valid options: ${[...allowed].sort().join(', ')}`;
     super(ErrorCode.INVALID_ARGUMENT, `${path}: unknown option (${hint})`);
     this.name = 'UnknownOptionError';
   }
