@@ -132,7 +132,7 @@ describe('client against a real broker', () => {
   it('fails fast with typed errors: unknown topic, bad partition count', async () => {
     const admin = client.admin();
     await expect(admin.describeTopic('no-such-topic')).rejects.toMatchObject({
-      code: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+      code: ErrorCode.TOPIC_NOT_FOUND,
     });
     await expect(admin.createTopic({ name: 'zero', partitions: 0 })).rejects.toMatchObject({
       code: ErrorCode.INVALID_PARTITIONS,

@@ -400,7 +400,12 @@ export class Broker {
     const topics: MetadataResponse['topics'] = [];
     for (const name of names) {
       let t = this.topics.get(name);
-      if (t === undefined && req.topics !== null && this.config.autoCreateTopics) {
+      if (
+        t === undefined &&
+        req.topics !== null &&
+        this.config.autoCreateTopics &&
+        req.allowAutoTopicCreation !== false
+      ) {
         try {
           checkTopicName(name);
           await this.admin(() => this.createTopic(name, this.config.defaults.partitions, {}));

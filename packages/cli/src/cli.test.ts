@@ -123,6 +123,23 @@ describe('streambus (against the fake broker)', () => {
     expect(plain).toMatchObject({ code: 0, stdout: 'three\nfour\n' });
   });
 
+  it('consume starts at the beginning by default (as the SDK), --from-end at the end', async () => {
+    broker.createTopic('starts', 1);
+    expect((await run(['produce', 'starts', ...b], 'a\nb\n')).code).toBe(0);
+    const dflt = await run(['consume', 'starts', '--timeout-ms', '300', ...b]);
+    expect(dflt).toMatchObject({ code: 0, stdout: 'a\nb\n' });
+    const end = await run(['consume', 'starts', '--from-end', '--timeout-ms', '300', ...b]);
+    expect(end).toMatchObject({ code: 0, stdout: '' });
+    const both = await run(['consume', 'starts', '--from-end', '--offset', '1', ...b]);
+    expect(both).toMatchObject({
+      code: 2,
+      stderr: 'streambus: use one of --from-beginning, --from-end and --offset\n',
+    });
+    const missing = await run(['consume', 'nope', '--timeout-ms', '300', ...b]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("topic 'nope' does not exist: create it with");
+  });
+
   it('takes the bootstrap address from STREAMBUS_BOOTSTRAP', async () => {
     const r = await run(['topic', 'list'], undefined, { STREAMBUS_BOOTSTRAP: broker.bootstrap });
     expect(r.code).toBe(0);

@@ -10,8 +10,9 @@ import {
   OffsetSpec,
   StreamBusError,
 } from '@streambus/protocol';
-import type { PartitionInfo } from './cluster.js';
+import { type PartitionInfo, topicNotFound } from './cluster.js';
 import type { ClientContext } from './context.js';
+import { checkOptionNames, OptionNames } from './options.js';
 
 export interface NewTopic {
   readonly name: string;
@@ -56,6 +57,12 @@ function check(errorCode: number, errorMessage: string | undefined, what: string
   if (errorCode !== 0) throw new StreamBusError(errorCode, errorMessage ?? what);
 }
 
+/** A topic-level result: a missing topic is TOPIC_NOT_FOUND, as everywhere in the client. */
+function checkTopic(t: { name: string; errorCode: number; errorMessage?: string }, what: string) {
+  if (t.errorCode === ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) throw topicNotFound(t.name);
+  check(t.errorCode, t.errorMessage, what);
+}
+
 /** Runs an operation whose per-item errors are returned rather than thrown, then throws them. */
 async function settle<T>(ctx: ClientContext, fn: () => Promise<T>, topic?: string): Promise<T> {
   return ctx.run(fn, topic);
@@ -68,6 +75,10 @@ export class Admin {
     topics: readonly NewTopic[],
     options: { timeoutMs?: number } = {},
   ): Promise<void> {
+    checkOptionNames('createTopics', options, OptionNames.createTopics);
+    for (const [i, t] of topics.entries()) {
+      checkOptionNames(`topics[${i}]`, t, OptionNames.newTopic);
+    }
     const res = await settle(this.ctx, async () => {
       const conn = await this.ctx.cluster.anyConnection();
       return conn.request(ApiKey.CREATE_TOPICS, {
@@ -92,7 +103,7 @@ export class Admin {
       const conn = await this.ctx.cluster.anyConnection();
       return conn.request(ApiKey.DELETE_TOPICS, { topics: [...names], timeoutMs: 30_000 });
     });
-    for (const t of res.topics) check(t.errorCode, t.errorMessage, `delete topic '${t.name}'`);
+    for (const t of res.topics) checkTopic(t, `delete topic '${t.name}'`);
     for (const n of names)
       this.ctx.cluster.handleRetriableError(
         new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
@@ -117,12 +128,8 @@ export class Admin {
   async describeTopic(name: string): Promise<TopicDescription> {
     const res = await this.metadata([name]);
     const t = res.topics.find((x) => x.name === name);
-    if (!t)
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `topic '${name}' does not exist`,
-      );
-    check(t.errorCode, t.errorMessage, `topic '${name}'`);
+    if (!t) throw topicNotFound(name);
+    checkTopic(t, `topic '${name}'`);
     const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
     const ids = partitions.map((p) => p.partition);
     const [earliest, latest, configs] = await Promise.all([
@@ -152,12 +159,8 @@ export class Admin {
       return conn.request(ApiKey.DESCRIBE_CONFIGS, { topics: [topic] });
     });
     const t = res.topics.find((x) => x.name === topic);
-    if (!t)
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `topic '${topic}' does not exist`,
-      );
-    check(t.errorCode, t.errorMessage, `configs of '${topic}'`);
+    if (!t) throw topicNotFound(topic);
+    checkTopic(t, `configs of '${topic}'`);
     return [...t.configs].sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -172,7 +175,7 @@ export class Admin {
         topics: [{ name: topic, configs: { ...configs } }],
       });
     });
-    for (const t of res.topics) check(t.errorCode, t.errorMessage, `alter configs of '${t.name}'`);
+    for (const t of res.topics) checkTopic(t, `alter configs of '${t.name}'`);
   }
 
   /** Offsets of partitions (all by default) for earliest, latest or a timestamp (-1 if none). */
@@ -183,7 +186,7 @@ export class Admin {
   ): Promise<Array<{ partition: number; offset: number; timestamp: number }>> {
     const ids =
       partitions ??
-      (await this.ctx.run(() => this.ctx.cluster.topic(topic), topic)).partitions.map(
+      (await this.ctx.run(() => this.ctx.cluster.topic(topic, false), topic)).partitions.map(
         (p) => p.partition,
       );
     const timestamp =
@@ -195,6 +198,7 @@ export class Admin {
     const res = await settle(
       this.ctx,
       async () => {
+        await this.ctx.cluster.topic(topic, false); // loads the cache without auto-creating
         const conn = await this.ctx.cluster.leaderFor(topic, ids[0] ?? 0);
         return conn.request(ApiKey.LIST_OFFSETS, {
           topics: [{ name: topic, partitions: ids.map((partition) => ({ partition, timestamp })) }],
@@ -217,6 +221,7 @@ export class Admin {
     const res = await settle(
       this.ctx,
       async () => {
+        await this.ctx.cluster.topic(topic, false); // loads the cache without auto-creating
         const conn = await this.ctx.cluster.leaderFor(topic, partitions[0]?.partition ?? 0);
         return conn.request(ApiKey.DELETE_RECORDS, {
           topics: [{ name: topic, partitions: partitions.map((p) => ({ ...p })) }],
@@ -245,7 +250,8 @@ export class Admin {
     };
   }
 
+  /** Never creates a topic, even on a broker with autoCreateTopics (a lookup must not). */
   private metadata(topics: string[] | null): Promise<MetadataResponse> {
-    return settle(this.ctx, () => this.ctx.cluster.refreshMetadata(topics));
+    return settle(this.ctx, () => this.ctx.cluster.refreshMetadata(topics, false));
   }
 }

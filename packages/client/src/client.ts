@@ -7,6 +7,7 @@ import { Cluster, parseAddress } from './cluster.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { ClientContext } from './context.js';
 import { ClientDefaults, DEFAULT_BOOTSTRAP } from './limits.js';
+import { checkOptionNames, OptionNames } from './options.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -30,7 +31,13 @@ export class StreamBusClient {
   private readonly consumers = new Set<Consumer>();
   private closed = false;
 
+  /**
+   * Checks the options (an unknown name is INVALID_ARGUMENT naming it and the nearest valid one)
+   * and sets up the cluster view; nothing connects until first use.
+   */
   constructor(options: ClientOptions = {}) {
+    checkOptionNames('client', options, OptionNames.client);
+    checkOptionNames('client.retry', options.retry, OptionNames.retry);
     const raw = options.bootstrap ?? DEFAULT_BOOTSTRAP;
     const list = (typeof raw === 'string' ? raw.split(',') : [...raw]).filter(
       (s) => s.trim() !== '',
@@ -67,6 +74,7 @@ export class StreamBusClient {
 
   producer(options: ProducerOptions = {}): Producer {
     this.checkOpen();
+    checkOptionNames('producer', options, OptionNames.producer);
     const p = new Producer(this.ctx, options);
     this.producers.add(p);
     return p;
@@ -74,13 +82,16 @@ export class StreamBusClient {
 
   consumer(options: ConsumerOptions = {}): Consumer {
     this.checkOpen();
+    checkOptionNames('consumer', options, OptionNames.consumer);
     const c = new Consumer(this.ctx, options);
     this.consumers.add(c);
     return c;
   }
 
-  admin(): Admin {
+  /** `options`: none yet; any name is refused, as everywhere in the SDK. */
+  admin(options: Readonly<Record<string, never>> = {}): Admin {
     this.checkOpen();
+    checkOptionNames('admin', options, OptionNames.admin);
     return new Admin(this.ctx);
   }
 

@@ -45,6 +45,18 @@ export function parseAddress(text: string): BrokerAddress {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/**
+ * The error for a topic that a metadata response says does not exist: not retriable, and it says
+ * how to create the topic.
+ */
+export function topicNotFound(topic: string): StreamBusError {
+  return new StreamBusError(
+    ErrorCode.TOPIC_NOT_FOUND,
+    `topic '${topic}' does not exist: create it with \`streambus topic create ${topic}\` ` +
+      '(or admin().createTopic()), or start the broker with autoCreateTopics',
+  );
+}
+
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
 
 export class Cluster {
@@ -128,15 +140,20 @@ export class Cluster {
   }
 
   /**
-   * Topic metadata (cached or fetched). UNKNOWN_TOPIC_OR_PARTITION (retriable) if the broker
-   * does not know the topic.
+   * Topic metadata: cached, or fetched with a metadata request of its own. When that request's
+   * answer says the topic does not exist, it fails with TOPIC_NOT_FOUND, which is not retriable:
+   * a fresh metadata response is the confirmation (absence is never cached, so the next call asks
+   * again). A broker with autoCreateTopics creates the topic on this request instead, unless
+   * `allowAutoTopicCreation` is false (admin lookups).
+   * UNKNOWN_TOPIC_OR_PARTITION from a produce, fetch or list-offsets stays retriable: it drops
+   * the cached entry (handleRetriableError), and the retry comes back here to confirm.
    */
-  async topic(topic: string): Promise<TopicInfo> {
+  async topic(topic: string, allowAutoTopicCreation = true): Promise<TopicInfo> {
     const cached = this.cachedTopic(topic);
     if (cached) return cached;
-    const res = await this.refreshMetadata([topic]);
+    const res = await this.refreshMetadata([topic], allowAutoTopicCreation);
     const t = res.topics.find((x) => x.name === topic);
-    if (!t) throw new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic '${topic}'`);
+    if (!t || t.errorCode === ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) throw topicNotFound(topic);
     if (t.errorCode !== 0) {
       throw new StreamBusError(t.errorCode, t.errorMessage ?? `topic '${topic}'`);
     }
@@ -162,10 +179,16 @@ export class Cluster {
     return this.connectionToNode(p.leaderId, lane);
   }
 
-  /** Fetches metadata (null = all topics) and updates the cache. */
-  async refreshMetadata(topics: string[] | null): Promise<MetadataResponse> {
+  /**
+   * Fetches metadata (null = all topics) and updates the cache. `allowAutoTopicCreation` false
+   * asks a broker with autoCreateTopics not to create the named topics (admin lookups).
+   */
+  async refreshMetadata(
+    topics: string[] | null,
+    allowAutoTopicCreation = true,
+  ): Promise<MetadataResponse> {
     const conn = await this.anyConnection();
-    const res = await conn.request(ApiKey.METADATA, { topics });
+    const res = await conn.request(ApiKey.METADATA, { topics, allowAutoTopicCreation });
     this.applyMetadata(res, conn);
     return res;
   }

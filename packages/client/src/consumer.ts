@@ -35,6 +35,7 @@ import {
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ConsumerDefaults } from './limits.js';
+import { checkOptionNames, OptionNames } from './options.js';
 
 export type StartFrom =
   | 'earliest'
@@ -48,7 +49,12 @@ export interface ConsumerOptions {
   readonly minBytes?: number;
   readonly maxBytes?: number;
   readonly partitionMaxBytes?: number;
-  /** What to do when the position is outside the log (default 'earliest'). */
+  /**
+   * Where a partition starts when no position is given, and where it goes when its position is
+   * outside the log (default 'earliest'): the start of assign() without `from` (as Kafka's
+   * auto.offset.reset for a consumer without a committed offset), and the reset after
+   * OFFSET_OUT_OF_RANGE. 'none': assign() needs `from`, and an out-of-range position fails poll().
+   */
   readonly autoOffsetReset?: OffsetResetPolicy;
   /**
    * Records one poll() hands over, at whole-batch granularity (at least one batch): a fetched
@@ -61,7 +67,11 @@ export interface AssignOptions {
   readonly topic: string;
   /** Default: every partition of the topic. */
   readonly partitions?: readonly number[];
-  /** Default 'latest'. */
+  /**
+   * Where to start: 'earliest' (the oldest record kept), 'latest' (only records produced from
+   * now on), an offset or a timestamp. Default: the consumer's `autoOffsetReset`, 'earliest'
+   * unless set, so a consumer that does not say reads the topic from its start.
+   */
   readonly from?: StartFrom;
 }
 
@@ -181,9 +191,38 @@ export class Consumer {
     }
   }
 
-  /** Adds partitions to the assignment (all of the topic's by default). */
+  /**
+   * Gets ready before the first poll() (optional: poll() connects lazily otherwise): connects to
+   * the cluster, loads its metadata and the assigned topics', resolves the start positions of the
+   * partitions assigned so far (so `from: 'latest'` means "from now", not "from the first poll"),
+   * and opens this consumer's fetch connections to their leaders. Fails under the retry policy
+   * like any request (NETWORK_EXCEPTION when no broker answers).
+   */
+  async connect(): Promise<void> {
+    this.checkOpen();
+    const topics = [...new Set([...this.assigned.values()].map((a) => a.topic))];
+    await this.ctx.run(() => this.ctx.cluster.refreshMetadata(topics));
+    await this.resolveStarts();
+    const leaders = new Set<number>();
+    for (const a of this.assigned.values()) {
+      const t = await this.ctx.run(() => this.ctx.cluster.topic(a.topic), a.topic);
+      const leader = t.partitions[a.partition]?.leaderId ?? -1;
+      if (leader >= 0) leaders.add(leader);
+    }
+    for (const id of leaders) {
+      await this.ctx.run(() => this.ctx.cluster.connectionToNode(id, this.lane));
+    }
+  }
+
+  /**
+   * Adds partitions to the assignment (all of the topic's by default), starting at `from`
+   * (default: `autoOffsetReset`, 'earliest' unless set). A topic that does not exist fails at
+   * once with TOPIC_NOT_FOUND (not retriable) after one metadata request.
+   */
   async assign(options: AssignOptions): Promise<void> {
     this.checkOpen();
+    checkOptionNames('assign', options, OptionNames.assign);
+    const from = checkStart('assign.from', options.from ?? this.defaultStart());
     const t = await this.ctx.run(() => this.ctx.cluster.topic(options.topic), options.topic);
     const count = t.partitions.length;
     const partitions = options.partitions ?? t.partitions.map((p) => p.partition);
@@ -195,7 +234,6 @@ export class Consumer {
         );
       }
     }
-    const from = options.from ?? 'latest';
     for (const p of partitions) {
       const a: Assigned = {
         topic: options.topic,
@@ -208,7 +246,6 @@ export class Consumer {
         highWatermark: -1,
       };
       if (typeof from === 'object' && 'offset' in from) {
-        checkOffset(from.offset);
         a.position = from.offset;
         a.fetchPosition = from.offset;
         a.pendingStart = null;
@@ -247,10 +284,11 @@ export class Consumer {
   /** Moves a partition's position; takes effect at the next fetch. */
   seek(topic: string, partition: number, to: number | StartFrom): void {
     const a = this.get(topic, partition);
+    if (typeof to === 'number') checkOffset(to);
+    else checkStart('seek', to);
     a.generation++;
     if (typeof to === 'number' || (typeof to === 'object' && 'offset' in to)) {
       const offset = typeof to === 'number' ? to : to.offset;
-      checkOffset(offset);
       a.position = offset;
       a.fetchPosition = offset;
       a.pendingStart = null;
@@ -613,6 +651,17 @@ export class Consumer {
     for (const a of this.assigned.values()) a.fetchPosition = a.position;
   }
 
+  /** assign() without `from`: the autoOffsetReset policy (there are no committed offsets yet). */
+  private defaultStart(): StartFrom {
+    if (this.autoOffsetReset === 'none') {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        "assign.from: required when autoOffsetReset is 'none' (no default start position)",
+      );
+    }
+    return this.autoOffsetReset;
+  }
+
   private isOpen(): boolean {
     return !this.closed && !this.ctx.signal.aborted;
   }
@@ -789,6 +838,39 @@ function startTimestamp(start: StartFrom): number {
   if (start === 'latest') return OffsetSpec.LATEST;
   if ('timestamp' in start) return start.timestamp;
   throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, 'an offset start needs no lookup');
+}
+
+/** A start position given by the caller: 'earliest', 'latest', { offset } or { timestamp }. */
+function checkStart(path: string, from: unknown): StartFrom {
+  if (from === 'earliest' || from === 'latest') return from;
+  if (typeof from === 'object' && from !== null && !Array.isArray(from)) {
+    checkOptionNames(path, from, OptionNames.start);
+    const o = from as { offset?: unknown; timestamp?: unknown };
+    if (Object.keys(o).length === 1 && o.offset !== undefined) {
+      checkOffset(o.offset as number);
+      return from as StartFrom;
+    }
+    if (Object.keys(o).length === 1 && o.timestamp !== undefined) {
+      const ts = o.timestamp;
+      if (!Number.isSafeInteger(ts) || (ts as number) < 0) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_ARGUMENT,
+          `${path}.timestamp: expected milliseconds since the epoch (>= 0), got ${String(ts)}`,
+        );
+      }
+      return from as StartFrom;
+    }
+  }
+  throw new StreamBusError(
+    ErrorCode.INVALID_ARGUMENT,
+    `${path}: expected 'earliest', 'latest', { offset } or { timestamp }, got ${describeValue(from)}`,
+  );
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v) ?? String(v);
+  return String(v);
 }
 
 function checkOffset(offset: number): void {

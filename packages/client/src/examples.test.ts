@@ -71,7 +71,7 @@ describe('docs/client.md examples', () => {
     try {
       await client.admin().describeTopic('missing');
     } catch (err) {
-      if (err instanceof StreamBusError && err.code === ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) {
+      if (err instanceof StreamBusError && err.code === ErrorCode.TOPIC_NOT_FOUND) {
         code = err.code; // err.retriable says whether retrying could help
       } else {
         throw err;
@@ -80,7 +80,7 @@ describe('docs/client.md examples', () => {
       await client.close();
     }
     // end
-    expect(code).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    expect(code).toBe(ErrorCode.TOPIC_NOT_FOUND);
   });
 
   it('docs/client.md shows every example exactly as tested', () => {

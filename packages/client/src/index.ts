@@ -26,6 +26,7 @@ export type {
   StartFrom,
 } from './consumer.js';
 export { ClientDefaults, ConsumerDefaults, DEFAULT_BOOTSTRAP, ProducerDefaults } from './limits.js';
+export { UnknownOptionError } from './options.js';
 export type {
   Acks,
   CompressionName,

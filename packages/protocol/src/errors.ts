@@ -72,6 +72,9 @@ export const ErrorCode = {
   CLIENT_CLOSED: 1007,
   SHUTTING_DOWN: 1008,
   CORRUPT_COMPRESSED_DATA: 1009,
+  // Client side: a metadata response confirmed the topic is absent (not retriable), where
+  // UNKNOWN_TOPIC_OR_PARTITION from produce/fetch stays a retriable stale-metadata hint.
+  TOPIC_NOT_FOUND: 1065,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -207,6 +210,7 @@ const TABLE: readonly ErrorInfo[] = [
     false,
     'compressed payload is corrupt or truncated',
   ),
+  info(C.TOPIC_NOT_FOUND, 'TOPIC_NOT_FOUND', false, 'topic does not exist'),
 ];
 
 const BY_CODE: ReadonlyMap<number, ErrorInfo> = new Map(TABLE.map((e) => [e.code, e]));

@@ -1,7 +1,7 @@
 // `streambus consume TOPIC`: prints values one per line (human) or one JSON object per record
-// (key, value, partition, offset, timestamp, headers). Starts at the end unless --from-beginning
-// or --offset; stops after --max-messages, after --timeout-ms without a new record, or on
-// Ctrl-C/SIGTERM (exit 0).
+// (key, value, partition, offset, timestamp, headers). Starts at the beginning, as the SDK's
+// assign() does without `from`, unless --from-end or --offset; stops after --max-messages, after
+// --timeout-ms without a new record, or on Ctrl-C/SIGTERM (exit 0).
 import type { ConsumerRecord, StartFrom } from '@streambus/client';
 import { Command } from 'commander';
 import { UsageError } from '../output.js';
@@ -9,6 +9,7 @@ import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './
 
 interface ConsumeFlags extends ClientFlags {
   fromBeginning?: boolean;
+  fromEnd?: boolean;
   offset?: number;
   partition?: number;
   maxMessages?: number;
@@ -36,7 +37,8 @@ export function consumeCommand(): Command {
     new Command('consume')
       .argument('<topic>')
       .description('print records as they arrive')
-      .option('--from-beginning', 'start at the earliest offset (default: the end)')
+      .option('--from-beginning', 'start at the earliest offset (the default)')
+      .option('--from-end', 'start at the end: only records produced from now on')
       .option('--offset <n>', 'start at this offset', parseIntArg('--offset', 0))
       .option('--partition <p>', 'only this partition', parseIntArg('--partition', 0, 99_999))
       .option(
@@ -50,21 +52,24 @@ export function consumeCommand(): Command {
         parseIntArg('--timeout-ms', 1),
       ),
   ).action(async (topic: string, opts: ConsumeFlags) => {
-    if (opts.fromBeginning && opts.offset !== undefined) {
-      throw new UsageError('--from-beginning and --offset cannot be used together');
+    if ([opts.fromBeginning, opts.fromEnd, opts.offset !== undefined].filter(Boolean).length > 1) {
+      throw new UsageError('use one of --from-beginning, --from-end and --offset');
     }
-    const from: StartFrom =
+    // No flag: no `from`, so the SDK's default start (autoOffsetReset, 'earliest') applies.
+    const from: StartFrom | undefined =
       opts.offset !== undefined
         ? { offset: opts.offset }
-        : opts.fromBeginning
-          ? 'earliest'
-          : 'latest';
+        : opts.fromEnd
+          ? 'latest'
+          : opts.fromBeginning
+            ? 'earliest'
+            : undefined;
     await withClient(opts, async (client, out) => {
       const maxWaitMs = Math.min(500, opts.timeoutMs ?? 500);
       const consumer = client.consumer({ maxWaitMs });
       await consumer.assign({
         topic,
-        from,
+        ...(from === undefined ? {} : { from }),
         ...(opts.partition === undefined ? {} : { partitions: [opts.partition] }),
       });
       let stop = false;

@@ -56,6 +56,8 @@ export class FakeBroker {
   readonly topics = new Map<string, FakeTopic>();
   /** Produce requests received (after faults), for assertions. */
   produceRequests = 0;
+  /** Metadata requests received, for assertions. */
+  metadataRequests = 0;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private readonly waiters = new Set<() => void>();
@@ -182,6 +184,7 @@ export class FakeBroker {
         });
       case ApiKey.METADATA: {
         const req = decodeRequest(ApiKey.METADATA, frame);
+        this.metadataRequests++;
         const names = req.topics ?? [...this.topics.keys()];
         return reply(ApiKey.METADATA, {
           clusterId: 'fake-cluster',

@@ -113,6 +113,12 @@ export const ApiVersionsResponseSchema = object({
 export const MetadataRequestSchema = object({
   /** null = every topic. */
   topics: nullable(array(topicName, TOPICS_MAX)),
+  /**
+   * false: never create a named topic, even on a broker with autoCreateTopics (the admin client's
+   * describe must not create what it looks up). Default true, as Kafka's
+   * allow_auto_topic_creation.
+   */
+  allowAutoTopicCreation: optional(bool()),
 });
 const PartitionMetadataSchema = object({
   ...errorFields,
