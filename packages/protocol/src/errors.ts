@@ -72,6 +72,8 @@ export const ErrorCode = {
   CLIENT_CLOSED: 1007,
   SHUTTING_DOWN: 1008,
   CORRUPT_COMPRESSED_DATA: 1009,
+  // 1040-1049: storage resources.
+  TOO_MANY_OPEN_FILES: 1040,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -206,6 +208,12 @@ const TABLE: readonly ErrorInfo[] = [
     'CORRUPT_COMPRESSED_DATA',
     false,
     'compressed payload is corrupt or truncated',
+  ),
+  info(
+    C.TOO_MANY_OPEN_FILES,
+    'TOO_MANY_OPEN_FILES',
+    true,
+    'the broker has no file descriptor free for storage right now',
   ),
 ];
 
