@@ -19,7 +19,8 @@ class ProbeFileSystem implements FileSystem {
   closes = 0;
   /** open/readFile fail with EMFILE while this many descriptors are in use. */
   emfileAt = Number.POSITIVE_INFINITY;
-  failSync = false;
+  /** The next this many fsyncs fail with EIO. */
+  failSyncs = 0;
   /** While set, reads wait for it. */
   gate: Promise<void> | null = null;
   readonly closedPaths: string[] = [];
@@ -64,7 +65,8 @@ class ProbeFileSystem implements FileSystem {
       write: (d, p) => h.write(d, p),
       writev: (c, p) => h.writev(c, p),
       async sync() {
-        if (probe.failSync) {
+        if (probe.failSyncs > 0) {
+          probe.failSyncs--;
           throw storageError('fsync', path, Object.assign(new Error('EIO'), { code: 'EIO' }));
         }
         return h.sync();
@@ -208,11 +210,21 @@ describe('BoundedFileSystem', () => {
     const { probe, fs } = setup(1);
     const a = await fs.open('/a', 'create');
     await a.write(Buffer.from('x'), 0);
-    probe.failSync = true;
+    probe.failSyncs = 1;
     await fs.open('/b', 'create'); // evicts a; its fsync fails
-    probe.failSync = false;
     await expect(a.sync()).rejects.toMatchObject({ code: ErrorCode.KAFKA_STORAGE_ERROR });
     await expect(a.sync()).rejects.toThrow(/EIO/);
+  });
+
+  it('a sync racing a failing eviction fails too (a new descriptor proves nothing)', async () => {
+    const { probe, fs } = setup(1);
+    const a = await fs.open('/a', 'create');
+    await a.write(Buffer.from('x'), 0);
+    probe.failSyncs = 1;
+    const opening = fs.open('/b', 'create'); // starts evicting a at once
+    const syncing = a.sync(); // while the eviction fsync runs (and fails)
+    await opening;
+    await expect(syncing).rejects.toThrow(/EIO/);
   });
 
   it('keeps an unlinked or replaced file readable through its live handle', async () => {

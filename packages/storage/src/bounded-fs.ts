@@ -553,12 +553,17 @@ class BoundedHandle implements FileHandle {
   }
 
   async sync(): Promise<void> {
+    // An eviction under way fsyncs first; its outcome is this call's (it never rejects).
+    if (this.dropping) await this.dropping;
     if (this.syncError !== null) throw this.stickySyncError();
     if (this.closed) throw closedHandleError('fsync', this.currentPath);
     const covers = this.writes;
     // Evicted since its last write: the eviction fsynced it.
     if (this.real === null && this.dropping === null && covers === this.syncedWrites) return;
     await this.run('fsync', (h) => h.sync());
+    // An eviction that ran while this call waited for a descriptor may have failed its fsync:
+    // a later fsync through a new descriptor does not prove those bytes durable.
+    if (this.syncError !== null) throw this.stickySyncError();
     if (covers > this.syncedWrites) this.syncedWrites = covers;
   }
 
