@@ -7,6 +7,7 @@ import {
   BoundedFileSystem,
   type FileHandle,
   type FileSystem,
+  ForwardingFileSystem,
   NodeFileSystem,
   type OpenMode,
   PartitionLog,
@@ -34,13 +35,15 @@ export function partitionLogConfig(config: TopicConfig): PartitionLogConfig {
 }
 
 /** A FileSystem whose handles time their `sync` calls. */
-class TimedFileSystem implements FileSystem {
+class TimedFileSystem extends ForwardingFileSystem {
   constructor(
-    private readonly inner: FileSystem,
+    inner: FileSystem,
     private readonly observe: (seconds: number) => void,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
     const handle = await this.inner.open(path, mode);
     const observe = this.observe;
     const sync = handle.sync.bind(handle);
@@ -51,30 +54,6 @@ class TimedFileSystem implements FileSystem {
         observe(Number(process.hrtime.bigint() - start) / 1e9);
       },
     });
-  }
-  readFile(path: string) {
-    return this.inner.readFile(path);
-  }
-  rename(from: string, to: string) {
-    return this.inner.rename(from, to);
-  }
-  unlink(path: string) {
-    return this.inner.unlink(path);
-  }
-  readdir(dir: string) {
-    return this.inner.readdir(dir);
-  }
-  mkdir(dir: string) {
-    return this.inner.mkdir(dir);
-  }
-  stat(path: string) {
-    return this.inner.stat(path);
-  }
-  truncate(path: string, size: number) {
-    return this.inner.truncate(path, size);
-  }
-  syncDir(dir: string) {
-    return this.inner.syncDir(dir);
   }
 }
 

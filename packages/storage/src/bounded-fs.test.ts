@@ -5,14 +5,15 @@
 import { ErrorCode, isStreamBusError, type StreamBusError } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
 import { BoundedFileSystem } from './bounded-fs.js';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './fs.js';
+import { ForwardingFileSystem } from './forwarding-fs.js';
+import type { FileHandle, OpenMode } from './fs.js';
 import { readFully, storageError } from './fs.js';
 import { PartitionLog } from './log/partition-log.js';
 import { makeBatch, readAll, TEST_CONFIG } from './log/test-helpers.js';
 import { MemoryFileSystem, seededRandom } from './memory-fs.js';
 
 /** Counts the inner descriptors in use (handles open plus running readFile/readdir/syncDir). */
-class ProbeFileSystem implements FileSystem {
+class ProbeFileSystem extends ForwardingFileSystem {
   inUse = 0;
   inUseMax = 0;
   opens = 0;
@@ -25,7 +26,9 @@ class ProbeFileSystem implements FileSystem {
   gate: Promise<void> | null = null;
   readonly closedPaths: string[] = [];
 
-  constructor(readonly inner: MemoryFileSystem) {}
+  constructor(inner: MemoryFileSystem) {
+    super(inner);
+  }
 
   private take(op: string, path: string): void {
     if (this.inUse >= this.emfileAt) {
@@ -44,7 +47,7 @@ class ProbeFileSystem implements FileSystem {
     }
   }
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
     this.take('open', path);
     let h: FileHandle;
     try {
@@ -83,29 +86,14 @@ class ProbeFileSystem implements FileSystem {
       },
     };
   }
-  readFile(path: string): Promise<Buffer> {
+  override readFile(path: string): Promise<Buffer> {
     return this.transient('read', path, () => this.inner.readFile(path));
   }
-  readdir(dir: string): Promise<string[]> {
+  override readdir(dir: string): Promise<string[]> {
     return this.transient('readdir', dir, () => this.inner.readdir(dir));
   }
-  syncDir(dir: string): Promise<void> {
+  override syncDir(dir: string): Promise<void> {
     return this.transient('fsync-dir', dir, () => this.inner.syncDir(dir));
-  }
-  rename(from: string, to: string): Promise<void> {
-    return this.inner.rename(from, to);
-  }
-  unlink(path: string): Promise<void> {
-    return this.inner.unlink(path);
-  }
-  mkdir(dir: string): Promise<void> {
-    return this.inner.mkdir(dir);
-  }
-  stat(path: string): Promise<FileStat | null> {
-    return this.inner.stat(path);
-  }
-  truncate(path: string, size: number): Promise<void> {
-    return this.inner.truncate(path, size);
   }
 }
 

@@ -30,7 +30,8 @@
 // broker logs it). Nothing here crashes or hangs on it.
 import assert from 'node:assert/strict';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './fs.js';
+import { ForwardingFileSystem } from './forwarding-fs.js';
+import type { FileHandle, FileSystem, OpenMode } from './fs.js';
 import { fsErrorCode, storageError } from './fs.js';
 
 export interface BoundedFileSystemOptions {
@@ -85,7 +86,7 @@ function closedHandleError(op: string, path: string): StreamBusError {
   );
 }
 
-export class BoundedFileSystem implements FileSystem {
+export class BoundedFileSystem extends ForwardingFileSystem {
   readonly openFilesMax: number;
   private readonly waitersMax: number;
   private readonly acquireTimeoutMs: number;
@@ -105,10 +106,8 @@ export class BoundedFileSystem implements FileSystem {
   private openCount = 0;
   private exhaustedCount = 0;
 
-  constructor(
-    readonly inner: FileSystem,
-    options: BoundedFileSystemOptions,
-  ) {
+  constructor(inner: FileSystem, options: BoundedFileSystemOptions) {
+    super(inner);
     if (!Number.isInteger(options.openFilesMax) || options.openFilesMax < 1) {
       throw new StreamBusError(
         ErrorCode.INVALID_CONFIG,
@@ -134,7 +133,7 @@ export class BoundedFileSystem implements FileSystem {
 
   // ---- FileSystem ----
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
     const real = await this.withDescriptor(`open ${path}`, () => this.inner.open(path, mode));
     this.openCount++;
     const h = new BoundedHandle(this, path, mode === 'read' ? 'read' : 'readwrite', real);
@@ -148,24 +147,24 @@ export class BoundedFileSystem implements FileSystem {
     return h;
   }
 
-  async readFile(path: string): Promise<Buffer> {
+  override async readFile(path: string): Promise<Buffer> {
     const data = await this.withDescriptor(`read ${path}`, () => this.inner.readFile(path));
     this.releaseSlot();
     return data;
   }
 
-  async readdir(dir: string): Promise<string[]> {
+  override async readdir(dir: string): Promise<string[]> {
     const names = await this.withDescriptor(`readdir ${dir}`, () => this.inner.readdir(dir));
     this.releaseSlot();
     return names;
   }
 
-  async syncDir(dir: string): Promise<void> {
+  override async syncDir(dir: string): Promise<void> {
     await this.withDescriptor(`fsync-dir ${dir}`, () => this.inner.syncDir(dir));
     this.releaseSlot();
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  override async rename(from: string, to: string): Promise<void> {
     await this.holdLive(to);
     await this.inner.rename(from, to);
     const moving = this.byPath.get(from);
@@ -178,22 +177,12 @@ export class BoundedFileSystem implements FileSystem {
     }
   }
 
-  async unlink(path: string): Promise<void> {
+  override async unlink(path: string): Promise<void> {
     await this.holdLive(path);
     await this.inner.unlink(path);
   }
 
-  mkdir(dir: string): Promise<void> {
-    return this.inner.mkdir(dir);
-  }
-
-  stat(path: string): Promise<FileStat | null> {
-    return this.inner.stat(path);
-  }
-
-  truncate(path: string, size: number): Promise<void> {
-    return this.inner.truncate(path, size);
-  }
+  // mkdir, stat and truncate(path) take no descriptor: forwarded as they are.
 
   // ---- descriptors ----
 

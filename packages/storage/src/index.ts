@@ -5,6 +5,7 @@ export {
   type BoundedFileSystemOptions,
   type BoundedFileSystemStats,
 } from './bounded-fs.js';
+export { ForwardingFileSystem } from './forwarding-fs.js';
 export {
   type FileHandle,
   type FileStat,
