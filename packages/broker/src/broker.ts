@@ -55,6 +55,7 @@ import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
 import { type Acks, type OpenPartitionLog, Partition } from './partition.js';
 import { validateProduceRecords } from './produce-validation.js';
+import { settleBounded } from './settle-bounded.js';
 import { openStoragePartitionLog } from './storage-log.js';
 import {
   checkTopicName,
@@ -70,6 +71,8 @@ export const BROKER_VERSION = '0.1.0';
 const SWEEP_INTERVAL_MS_MAX = 1000;
 const ERROR_MESSAGE_LENGTH_MAX = 4096;
 const PRODUCER_EPOCH_MAX = 32767;
+/** Partitions closed at once (each close needs a few file descriptors for a moment). */
+const PARTITION_CLOSES_MAX = 16;
 
 interface TopicState {
   record: TopicRecord;
@@ -123,7 +126,12 @@ export class Broker {
       nodeId: config.nodeId,
     });
     this.metrics = new BrokerMetrics(() => this.allPartitions());
-    this.openLog = options.openLog ?? openStoragePartitionLog(this.metrics);
+    this.openLog =
+      options.openLog ??
+      openStoragePartitionLog(this.metrics, {
+        openFilesMax: config.limits.openFilesMax,
+        logger: this.logger,
+      });
   }
 
   static async start(config: BrokerConfig, options: BrokerOptions = {}): Promise<Broker> {
@@ -522,7 +530,7 @@ export class Broker {
           }
           await this.metadata.removeTopic(name);
           this.topics.delete(name);
-          await Promise.allSettled(t.partitions.map((p) => p.close()));
+          await settleBounded(t.partitions, (p) => p.close(), PARTITION_CLOSES_MAX);
           await rm(this.topicDir(t.record.id), { recursive: true, force: true });
           this.logger.info({ topic: name }, 'topic deleted');
         });
@@ -847,7 +855,11 @@ export class Broker {
     for (const c of this.connections) c.destroy();
     await serverClosed;
     await this.adminChain;
-    const results = await Promise.allSettled([...this.allPartitions()].map((p) => p.close()));
+    const results = await settleBounded(
+      [...this.allPartitions()],
+      (p) => p.close(),
+      PARTITION_CLOSES_MAX,
+    );
     this.topics.clear();
     if (this.httpServer) await closeServer(this.httpServer, true);
     for (const r of results) {

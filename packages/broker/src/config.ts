@@ -43,6 +43,11 @@ export interface BrokerLimits {
   fetchWaitersMax: number;
   /** Graceful shutdown waits this long for in-flight requests. */
   shutdownTimeoutMs: number;
+  /**
+   * File descriptors partition storage holds at once, however many segments exist (an LRU of
+   * open segment files); lowered to half the process's open-file limit when that is smaller.
+   */
+  openFilesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -94,6 +99,7 @@ export function defaultConfig(): BrokerConfig {
       requestTimeoutMs: 30_000,
       fetchWaitersMax: 1000,
       shutdownTimeoutMs: 10_000,
+      openFilesMax: 1024,
     },
     defaults: {
       partitions: 1,
@@ -213,6 +219,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.requestTimeoutMs': intParser(10, 3600_000),
   'limits.fetchWaitersMax': intParser(0, 1_000_000),
   'limits.shutdownTimeoutMs': intParser(0, 3600_000),
+  'limits.openFilesMax': intParser(16, 1_000_000),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),

@@ -4,6 +4,13 @@
 // hot path pays one counter increment and one histogram observation per request.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** What partition storage reports about its file descriptors (BoundedFileSystem stats). */
+export interface StorageFilesView {
+  readonly openFiles: number;
+  readonly evictions: number;
+  readonly exhausted: number;
+}
+
 export interface PartitionView {
   readonly topic: string;
   readonly index: number;
@@ -121,6 +128,42 @@ export class BrokerMetrics {
       collect() {
         size.reset();
         for (const p of partitions()) size.set({ topic: p.topic, partition: p.index }, p.sizeBytes);
+      },
+    });
+  }
+  /** Storage's file descriptors, read at scrape time (registered once by the storage wiring). */
+  registerStorageFiles(stats: () => StorageFilesView, openFilesMax: number): void {
+    const registers = [this.registry];
+    const open = new Gauge({
+      name: 'streambus_storage_open_files',
+      help: 'File descriptors held by partition storage now',
+      registers,
+      collect() {
+        open.set(stats().openFiles);
+      },
+    });
+    const max = new Gauge({
+      name: 'streambus_storage_open_files_max',
+      help: 'Bound on the file descriptors of partition storage (limits.openFilesMax, as applied)',
+      registers,
+    });
+    max.set(openFilesMax);
+    const evictions = new Counter({
+      name: 'streambus_storage_file_evictions_total',
+      help: 'Segment file descriptors closed to stay within the bound (reopened on demand)',
+      registers,
+      collect() {
+        evictions.reset();
+        evictions.inc(stats().evictions);
+      },
+    });
+    const exhausted = new Counter({
+      name: 'streambus_storage_open_files_exhausted_total',
+      help: 'Storage calls that failed with TOO_MANY_OPEN_FILES (no descriptor free in time)',
+      registers,
+      collect() {
+        exhausted.reset();
+        exhausted.inc(stats().exhausted);
       },
     });
   }

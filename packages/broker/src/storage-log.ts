@@ -1,15 +1,21 @@
 // The default partition log: the storage package's PartitionLog over the real file system, with
 // every fsync timed into `streambus_fsync_duration_seconds`. The broker's topic configs map onto
-// PartitionLogConfig here and nowhere else.
+// PartitionLogConfig here and nowhere else. Every log of a broker shares one BoundedFileSystem,
+// so storage holds at most `limits.openFilesMax` descriptors (see open-files.ts) whatever the
+// number of partitions; TOO_MANY_OPEN_FILES failures are logged (at most one line a second).
 import {
+  BoundedFileSystem,
   type FileHandle,
   type FileSystem,
+  ForwardingFileSystem,
   NodeFileSystem,
   type OpenMode,
   PartitionLog,
   type PartitionLogConfig,
 } from '@streambus/storage';
+import type { Logger } from 'pino';
 import type { BrokerMetrics } from './metrics.js';
+import { processOpenFilesLimit, storageOpenFilesMax } from './open-files.js';
 import type { OpenPartitionLog } from './partition.js';
 import type { TopicConfig } from './topic-config.js';
 
@@ -29,13 +35,15 @@ export function partitionLogConfig(config: TopicConfig): PartitionLogConfig {
 }
 
 /** A FileSystem whose handles time their `sync` calls. */
-class TimedFileSystem implements FileSystem {
+class TimedFileSystem extends ForwardingFileSystem {
   constructor(
-    private readonly inner: FileSystem,
+    inner: FileSystem,
     private readonly observe: (seconds: number) => void,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
     const handle = await this.inner.open(path, mode);
     const observe = this.observe;
     const sync = handle.sync.bind(handle);
@@ -47,33 +55,53 @@ class TimedFileSystem implements FileSystem {
       },
     });
   }
-  readFile(path: string) {
-    return this.inner.readFile(path);
-  }
-  rename(from: string, to: string) {
-    return this.inner.rename(from, to);
-  }
-  unlink(path: string) {
-    return this.inner.unlink(path);
-  }
-  readdir(dir: string) {
-    return this.inner.readdir(dir);
-  }
-  mkdir(dir: string) {
-    return this.inner.mkdir(dir);
-  }
-  stat(path: string) {
-    return this.inner.stat(path);
-  }
-  truncate(path: string, size: number) {
-    return this.inner.truncate(path, size);
-  }
-  syncDir(dir: string) {
-    return this.inner.syncDir(dir);
-  }
 }
 
-export function openStoragePartitionLog(metrics: BrokerMetrics): OpenPartitionLog {
-  const fs = new TimedFileSystem(new NodeFileSystem(), (s) => metrics.fsyncSeconds.observe(s));
+/** Logs storage descriptor shortages, at most one line per second (with how many were not). */
+function exhaustionLogger(logger: Logger | undefined): (err: Error) => void {
+  let lastMs = Number.NEGATIVE_INFINITY;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - lastMs < 1000) {
+      suppressed++;
+      return;
+    }
+    lastMs = now;
+    logger?.warn({ err, suppressed }, 'partition storage has no file descriptor free');
+    suppressed = 0;
+  };
+}
+
+export interface StorageOptions {
+  /** limits.openFilesMax (default 1024). */
+  openFilesMax?: number;
+  logger?: Logger;
+  /** The process's open-file limit (default: read from /proc/self/limits). */
+  processOpenFilesLimit?: number | null;
+}
+
+export function openStoragePartitionLog(
+  metrics: BrokerMetrics,
+  options: StorageOptions = {},
+): OpenPartitionLog {
+  const processLimit =
+    options.processOpenFilesLimit === undefined
+      ? processOpenFilesLimit()
+      : options.processOpenFilesLimit;
+  const configured = options.openFilesMax ?? 1024;
+  const { openFilesMax, lowered } = storageOpenFilesMax(configured, processLimit);
+  if (lowered) {
+    options.logger?.warn(
+      { configured, openFilesMax, processOpenFilesLimit: processLimit },
+      'limits.openFilesMax lowered to half of the process open-file limit (ulimit -n)',
+    );
+  }
+  const timed = new TimedFileSystem(new NodeFileSystem(), (s) => metrics.fsyncSeconds.observe(s));
+  const fs = new BoundedFileSystem(timed, {
+    openFilesMax,
+    onExhausted: exhaustionLogger(options.logger),
+  });
+  metrics.registerStorageFiles(() => fs.stats, openFilesMax);
   return (dir, config) => PartitionLog.open(fs, dir, partitionLogConfig(config));
 }

@@ -75,6 +75,8 @@ export const ErrorCode = {
   // Client side: a metadata response confirmed the topic is absent (not retriable), where
   // UNKNOWN_TOPIC_OR_PARTITION from produce/fetch stays a retriable stale-metadata hint.
   TOPIC_NOT_FOUND: 1065,
+  // 1040-1049: storage resources.
+  TOO_MANY_OPEN_FILES: 1040,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -211,6 +213,12 @@ const TABLE: readonly ErrorInfo[] = [
     'compressed payload is corrupt or truncated',
   ),
   info(C.TOPIC_NOT_FOUND, 'TOPIC_NOT_FOUND', false, 'topic does not exist'),
+  info(
+    C.TOO_MANY_OPEN_FILES,
+    'TOO_MANY_OPEN_FILES',
+    true,
+    'the broker has no file descriptor free for storage right now',
+  ),
 ];
 
 const BY_CODE: ReadonlyMap<number, ErrorInfo> = new Map(TABLE.map((e) => [e.code, e]));

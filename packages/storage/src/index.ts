@@ -1,6 +1,12 @@
 // @streambus/storage: public entry. The segmented partition log, the LSM key-value store and the
 // file-system seam they do all their I/O through. See docs/storage.md.
 export {
+  BoundedFileSystem,
+  type BoundedFileSystemOptions,
+  type BoundedFileSystemStats,
+} from './bounded-fs.js';
+export { ForwardingFileSystem } from './forwarding-fs.js';
+export {
   type FileHandle,
   type FileStat,
   type FileSystem,

@@ -3,6 +3,8 @@
 // message names its seed; rerun one with STORAGE_SEED=<seed>.
 import { isStreamBusError, splitBatches } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
+import { BoundedFileSystem } from '../bounded-fs.js';
+import type { FileSystem } from '../fs.js';
 import { type CrashMode, MemoryFileSystem, seededRandom } from '../memory-fs.js';
 import { type DurabilityPolicy, PartitionLog, type PartitionLogConfig } from './partition-log.js';
 import { makeBatch, readAll, type StoredBatch, TEST_CONFIG } from './test-helpers.js';
@@ -35,7 +37,10 @@ const bodyOf = (b: Buffer) => b.subarray(21).toString('hex');
  * The model: the batches appended so far in offset order (acknowledged or in flight), the
  * log-start offset, and how far the log is known durable.
  */
-async function runScenario(seed: number): Promise<void> {
+async function runScenario(seed: number, openFilesMax?: number): Promise<void> {
+  // With a descriptor budget, every open goes through a BoundedFileSystem of that size.
+  const bound = (m: MemoryFileSystem): FileSystem =>
+    openFilesMax === undefined ? m : new BoundedFileSystem(m, { openFilesMax });
   const rnd = seededRandom(seed * 7919);
   const policies: DurabilityPolicy[] = ['always', 'interval', 'none'];
   const durability = policies[seed % 3]!;
@@ -46,7 +51,7 @@ async function runScenario(seed: number): Promise<void> {
     indexIntervalBytes: 64 + Math.floor(rnd() * 500),
   };
   let fs = new MemoryFileSystem({ seed });
-  let log = await PartitionLog.open(fs, '/p', config);
+  let log = await PartitionLog.open(bound(fs), '/p', config);
   let model: StoredBatch[] = [];
   let durableEnd = 0;
   let logStart = 0;
@@ -120,7 +125,7 @@ async function runScenario(seed: number): Promise<void> {
       for (let t = Math.floor(rnd() * 8); t > 0; t--) await Promise.resolve();
       const mode: CrashMode = rnd() < 0.5 ? 'drop-unsynced' : 'keep-prefix';
       fs = fs.crash(mode);
-      log = await PartitionLog.open(fs, '/p', config);
+      log = await PartitionLog.open(bound(fs), '/p', config);
       const got = await readAll(log, 700);
       const gotEnd = got.at(-1)?.lastOffset ?? log.logStartOffset - 1;
       check(
@@ -151,7 +156,7 @@ async function runScenario(seed: number): Promise<void> {
     }
   }
   await log.close();
-  const again = await PartitionLog.open(fs, '/p', config);
+  const again = await PartitionLog.open(bound(fs), '/p', config);
   const got = await readAll(again, 5000);
   const want = model.filter((b) => b.lastOffset >= again.logStartOffset);
   check(
@@ -164,6 +169,10 @@ async function runScenario(seed: number): Promise<void> {
 describe('PartitionLog against a model with crashes', () => {
   it(`recovers a prefix containing everything durable (${SEEDS.length} seeds)`, async () => {
     for (const seed of SEEDS) await withSeed(seed, () => runScenario(seed));
+  });
+
+  it(`does the same with only 4 file descriptors (${SEEDS.length} seeds)`, async () => {
+    for (const seed of SEEDS) await withSeed(seed, () => runScenario(seed, 4));
   });
 });
 
