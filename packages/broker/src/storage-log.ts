@@ -8,9 +8,10 @@ import {
   type OpenMode,
   PartitionLog,
   type PartitionLogConfig,
+  repairPartitionLog,
 } from '@streambus/storage';
 import type { BrokerMetrics } from './metrics.js';
-import type { OpenPartitionLog } from './partition.js';
+import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
 import type { TopicConfig } from './topic-config.js';
 
 /** Sparse offset-index entry every this many bytes of batches. */
@@ -75,5 +76,15 @@ class TimedFileSystem implements FileSystem {
 
 export function openStoragePartitionLog(metrics: BrokerMetrics): OpenPartitionLog {
   const fs = new TimedFileSystem(new NodeFileSystem(), (s) => metrics.fsyncSeconds.observe(s));
-  return (dir, config) => PartitionLog.open(fs, dir, partitionLogConfig(config));
+  return (dir, config, options) =>
+    PartitionLog.open(
+      fs,
+      dir,
+      partitionLogConfig(config),
+      options?.onEvent ? { onEvent: options.onEvent } : {},
+    );
 }
+
+/** The storage package's repair over the real file system (the partition's log is closed). */
+export const repairStoragePartitionLog: RepairPartitionLog = (dir, options) =>
+  repairPartitionLog(new NodeFileSystem(), dir, options);
