@@ -4,6 +4,7 @@
 // serve, and RepairPartition brings it back stating the offsets lost. Also: partition limits
 // checked up front, atomic topic creation, and startup with a partition that cannot open.
 import {
+  appendFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -102,7 +103,7 @@ async function latest(c: RawClient, topic: string, partition: number) {
 }
 
 /** A topic `t` with 2 partitions, 20 batches of 2 records in partition 0 over several segments. */
-async function seeded() {
+async function seeded(corrupt = true) {
   const dataDir = mkdtempSync(join(tmpdir(), 'sb-damage-'));
   dirs.push(dataDir);
   const { broker, c } = await start(dataDir);
@@ -125,6 +126,7 @@ async function seeded() {
   c.close();
   open.length = 0;
   const pdir = join(dataDir, 'topics', '1', '0');
+  if (!corrupt) return { dataDir, pdir, file: '' };
   const first = readdirSync(pdir)
     .filter((n) => n.endsWith('.log'))
     .sort()[0]!;
@@ -274,6 +276,38 @@ describe('damaged partitions', () => {
       dryRun: true,
     });
     expect(unknown.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+  });
+
+  it('a torn active tail cut by recovery is logged at warn with offsets and bytes, and counted', async () => {
+    const { dataDir, pdir } = await seeded(false);
+    const active = readdirSync(pdir)
+      .filter((n) => n.endsWith('.log'))
+      .sort()
+      .at(-1)!;
+    // A whole batch (offsets 40-41, kept: it passes its checks) and a torn one (42-43, cut)
+    // appended after the last batch, as a crash in the middle of a write leaves them.
+    const tail = encodeRecordBatch([{ value: Buffer.from('torn') }, { value: Buffer.from('x') }]);
+    tail.writeUInt32BE(40, 4);
+    const torn = Buffer.from(tail);
+    torn.writeUInt32BE(42, 4);
+    appendFileSync(join(pdir, active), Buffer.concat([tail, torn.subarray(0, 30)]));
+    const { c, lines, http } = await start(dataDir);
+    const cut = lines.find((l) => String(l.msg).startsWith('log recovery truncated'));
+    expect(cut).toMatchObject({
+      level: 40,
+      topic: 't',
+      partition: 0,
+      segment: join(pdir, active),
+      fromOffset: 42,
+      toOffset: null,
+      bytes: 30,
+      durability: 'always',
+      mayHaveBeenServed: false,
+    });
+    expect(await latest(c, 't', 0)).toMatchObject({ errorCode: 0, offset: 42 });
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    expect(metrics).toMatch(/^streambus_log_damage_events_total\{kind="truncated"\} 1$/m);
+    expect(metrics).toMatch(/^streambus_log_damage_bytes_total\{kind="truncated"\} 30$/m);
   });
 
   it('a partition that cannot open at startup (EMFILE) is offline; the broker starts', async () => {
