@@ -311,11 +311,14 @@ export class Broker {
     const dir = this.topicDir(record.id);
     const partitions: Partition[] = [];
     try {
-      await mkdir(dir, { recursive: true });
-      const open = tolerant ? Partition.openOrOffline : Partition.open;
+      // At startup a topic directory that cannot be made leaves its partitions offline (each
+      // open fails on its own), not the broker down.
+      await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+        if (!tolerant) throw err;
+      });
       for (let i = 0; i < record.partitions; i++) {
         partitions.push(
-          await open(
+          await Partition.open(
             record.name,
             i,
             join(dir, String(i)),
@@ -323,6 +326,7 @@ export class Broker {
             this.openLog,
             this.config.limits.fetchWaitersMax,
             this.partitionHooks,
+            tolerant ? 'offline' : 'throw',
           ),
         );
       }

@@ -14,7 +14,7 @@
 // the snapshot is loaded and the batch headers from `offset` to the log end are replayed; with no
 // usable snapshot (missing, damaged, or beyond the recovered log end) the whole log is replayed.
 //
-// Offline (offline-log.ts). A partition whose log cannot be opened (`openOrOffline`: damage found
+// Offline (offline-log.ts). A partition whose log cannot be opened (`open(..., 'offline')`: damage found
 // by recovery or by the producer-state replay, EMFILE, an I/O error), or whose log meets a damaged
 // batch while serving a read, is kept as an object holding an OfflineLog: every request to it
 // answers KAFKA_STORAGE_ERROR with the reason, and `offline` says why. `repair` closes the log,
@@ -131,6 +131,10 @@ export class Partition {
     this.settledEnd = log.logEndOffset;
   }
 
+  /**
+   * Opens the partition's log and producer state. A log that cannot be opened throws, or with
+   * `ifUnopenable: 'offline'` (startup) leaves the partition offline with the reason.
+   */
   static async open(
     topic: string,
     index: number,
@@ -139,28 +143,14 @@ export class Partition {
     openLog: OpenPartitionLog,
     fetchWaitersMax: number,
     hooks: PartitionHooks = {},
-  ): Promise<Partition> {
-    const offline = new OfflineLog(() => new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR), 0, 0);
-    const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks);
-    await p.openLogAndState(openLog, false);
-    return p;
-  }
-
-  /** Like `open`, but a log that cannot be opened leaves the partition offline instead. */
-  static async openOrOffline(
-    topic: string,
-    index: number,
-    dir: string,
-    config: TopicConfig,
-    openLog: OpenPartitionLog,
-    fetchWaitersMax: number,
-    hooks: PartitionHooks = {},
+    ifUnopenable: 'throw' | 'offline' = 'throw',
   ): Promise<Partition> {
     const offline = new OfflineLog(() => new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR), 0, 0);
     const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks);
     try {
       await p.openLogAndState(openLog, false);
     } catch (err) {
+      if (ifUnopenable === 'throw') throw err;
       p.becomeOffline(describeFailure(err), err);
     }
     return p;

@@ -84,17 +84,9 @@ export async function recoverLog(
   options: RecoverOptions = {},
 ): Promise<RecoveredLog> {
   const opened: LogSegment[] = [];
+  const args = { fs, dir, indexIntervalBytes, nowMs, verifyAll, syncRecovered, options };
   try {
-    return await recover(
-      fs,
-      dir,
-      indexIntervalBytes,
-      nowMs,
-      verifyAll,
-      syncRecovered,
-      options,
-      opened,
-    );
+    return await recover(args, opened);
   } catch (err) {
     // Leave no handle open behind a failed open (damage, EMFILE, an I/O error).
     for (const seg of opened) await seg.handle.close().catch(() => undefined);
@@ -103,15 +95,18 @@ export async function recoverLog(
 }
 
 async function recover(
-  fs: FileSystem,
-  dir: string,
-  indexIntervalBytes: number,
-  nowMs: number,
-  verifyAll: boolean,
-  syncRecovered: boolean,
-  options: RecoverOptions,
+  args: {
+    fs: FileSystem;
+    dir: string;
+    indexIntervalBytes: number;
+    nowMs: number;
+    verifyAll: boolean;
+    syncRecovered: boolean;
+    options: RecoverOptions;
+  },
   opened: LogSegment[],
 ): Promise<RecoveredLog> {
+  const { fs, dir, indexIntervalBytes, nowMs, verifyAll, syncRecovered, options } = args;
   const emit = options.onEvent ?? (() => {});
   const failOnSealed = (options.sealedDamage ?? 'fail') === 'fail';
   const damaged = (damage: LogDamage): never => {
