@@ -61,7 +61,7 @@ import { Connection, type RequestContext, type Response } from './connection.js'
 import { createAdminServer, type Readiness } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
-import type { OfflineState } from './offline-log.js';
+import { type OfflineState, REPAIRING_REASON } from './offline-log.js';
 import {
   type Acks,
   type OpenPartitionLog,
@@ -183,7 +183,7 @@ export class Broker {
   }
 
   private onPartitionOffline(p: Partition, state: OfflineState): void {
-    if (state.reason === 'being repaired') return;
+    if (state.reason === REPAIRING_REASON) return;
     this.logger.error(
       { topic: p.topic, partition: p.index, reason: state.reason, damage: state.damage },
       'partition offline: it answers KAFKA_STORAGE_ERROR until repaired (streambus partition repair)',

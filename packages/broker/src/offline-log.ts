@@ -16,7 +16,16 @@ export interface OfflineState {
   readonly sinceMs: number;
 }
 
+/** The reason a partition has while its repair runs. */
+export const REPAIRING_REASON = 'being repaired';
+
 export function offlineError(topic: string, index: number, state: OfflineState): StreamBusError {
+  if (state.reason === REPAIRING_REASON) {
+    return new StreamBusError(
+      ErrorCode.KAFKA_STORAGE_ERROR,
+      `partition ${topic}-${index} is being repaired; retry when the repair ends`,
+    );
+  }
   return new StreamBusError(
     ErrorCode.KAFKA_STORAGE_ERROR,
     `partition ${topic}-${index} is offline: ${state.reason}; repair it with ` +

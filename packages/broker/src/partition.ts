@@ -42,7 +42,7 @@ import {
   ProducerStateTable,
 } from './idempotence.js';
 import { type Waiter, WaiterSet } from './long-poll.js';
-import { OfflineLog, type OfflineState, offlineError } from './offline-log.js';
+import { OfflineLog, type OfflineState, offlineError, REPAIRING_REASON } from './offline-log.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import type { TopicConfig } from './topic-config.js';
 
@@ -222,7 +222,7 @@ export class Partition {
       const wasOffline = this.offlineState !== null;
       if (!wasOffline) {
         const old = this.log;
-        this.becomeOffline('being repaired', null);
+        this.becomeOffline(REPAIRING_REASON, null);
         await old.close();
       }
       let report: RepairReport;
