@@ -340,6 +340,22 @@ describe('damaged partitions', () => {
     });
     expect(r).toMatchObject({ errorCode: 0, damages: [], offsetsLost: 0, online: true });
     expect(await latest(c, 't', 1)).toMatchObject({ errorCode: 0, offset: 2 });
+    // A config change that reopens the logs and fails for one leaves that one offline.
+    fail = true;
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: 't', configs: { durability: 'interval' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    expect((await latest(c, 't', 1)).errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    fail = false;
+    const back = await c.request(ApiKey.REPAIR_PARTITION, {
+      topic: 't',
+      partition: 1,
+      mode: 'skip',
+      dryRun: false,
+    });
+    expect(back).toMatchObject({ errorCode: 0, online: true });
+    expect(await latest(c, 't', 1)).toMatchObject({ errorCode: 0, offset: 2 });
   });
 });
 

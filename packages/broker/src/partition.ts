@@ -501,7 +501,13 @@ export class Partition {
     if (this.offlineState !== null) return;
     await this.log.close();
     const onEvent = (e: LogEvent): void => this.hooks.onLogEvent?.(this, e);
-    this.log = await openLog(this.dir, config, { onEvent });
+    try {
+      this.log = await openLog(this.dir, config, { onEvent });
+    } catch (err) {
+      // The old log is closed: serving on is impossible, so the partition goes offline.
+      this.becomeOffline(describeFailure(err), err);
+      throw err;
+    }
     this.settledEnd = this.log.logEndOffset;
   }
 
