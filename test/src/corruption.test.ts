@@ -2,12 +2,23 @@
 // starts anyway, the damaged partition is offline (`topic describe`, /ready, /metrics, a warn log
 // line with the offsets), the other partition serves, `streambus partition repair --skip` brings
 // it back stating the offsets lost, and consumers read past the gap with every other record at
-// its original offset.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// its original offset. And a topic create under a low file-descriptor limit (`ulimit -n` in a
+// shell wrapper): refused up front beyond the partition limit, and otherwise all or nothing,
+// the broker serving on and restarting.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BrokerProcess, removeDir, runCli, startBroker, tempDir } from './harness.js';
+import {
+  BROKER_MAIN,
+  type BrokerProcess,
+  ROOT,
+  removeDir,
+  runCli,
+  startBroker,
+  tempDir,
+} from './harness.js';
 
 const retry = { retriesMax: 3, backoffInitialMs: 20, backoffMaxMs: 100, totalTimeoutMs: 5_000 };
 
@@ -127,5 +138,101 @@ describe('a damaged partition after kill -9 (real processes)', () => {
     });
     await c2.close();
     expect(await b2.stop()).toBe(0);
+  });
+});
+
+/** The broker under `ulimit -n fds`; resolves with its port once it logs "broker started". */
+function startLimited(
+  dataDir: string,
+  fds: number,
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    'sh',
+    [
+      '-c',
+      `ulimit -n ${fds} && exec "$0" "$@"`,
+      process.execPath,
+      BROKER_MAIN,
+      ...['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', 'off'],
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`no start in 15 s: ${out}`)), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.includes('"broker started"'));
+      if (line) {
+        clearTimeout(timer);
+        resolve({ child, port: (JSON.parse(line) as { port: number }).port });
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code}: ${out}`));
+    });
+  });
+}
+
+describe('topic creation under a low file-descriptor limit (real processes)', () => {
+  const dir = tempDir();
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    removeDir(dir);
+  });
+  const stop = (c: ChildProcess) =>
+    new Promise<number | null>((resolve) => {
+      c.once('exit', resolve);
+      c.kill('SIGTERM');
+    });
+
+  it('is refused up front beyond the limit, all or nothing otherwise, and the broker restarts', async () => {
+    const first = await startLimited(dir, 150);
+    children.push(first.child);
+    const b = ['--bootstrap', `127.0.0.1:${first.port}`];
+    const huge = await runCli(['topic', 'create', 'huge', '--partitions', '50000', ...b]);
+    expect(huge.code).toBe(1);
+    expect(huge.stderr).toContain('limits.partitionsPerTopicMax (10000)');
+
+    // 300 partitions need more descriptors than 150 (unless the storage bounds its open files):
+    // either every partition exists and metadata names the topic, or nothing is left at all.
+    const wide = await runCli(['topic', 'create', 'wide', '--partitions', '300', ...b]);
+    const meta = () =>
+      (JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8')) as { topics: unknown[] })
+        .topics;
+    if (wide.code === 0) {
+      expect(meta()).toHaveLength(1);
+      expect(readdirSync(join(dir, 'topics', '1')).filter((n) => !n.includes('.'))).toHaveLength(
+        300,
+      );
+    } else {
+      expect(wide.stderr).toMatch(/too many open files/i);
+      expect(meta()).toEqual([]);
+      expect(existsSync(join(dir, 'topics', '1'))).toBe(false);
+    }
+    // The broker serves on, and restarts under the same limit.
+    expect(await runCli(['topic', 'create', 'small', '--partitions', '3', ...b])).toMatchObject({
+      code: 0,
+    });
+    expect(await stop(first.child)).toBe(0);
+    const second = await startLimited(dir, 150);
+    children.push(second.child);
+    const d = await runCli([
+      'topic',
+      'describe',
+      'small',
+      '--output',
+      'json',
+      '--bootstrap',
+      `127.0.0.1:${second.port}`,
+    ]);
+    expect(d.code).toBe(0);
+    expect((JSON.parse(d.stdout) as { partitions: unknown[] }).partitions).toHaveLength(3);
+    expect(await stop(second.child)).toBe(0);
   });
 });
