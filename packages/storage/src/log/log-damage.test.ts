@@ -99,6 +99,33 @@ describe('log damage events', () => {
     expect(await fs.readFile(victim.file)).toEqual(before);
   });
 
+  it('refuses a bad batch in the active segment with good batches after it (not a torn tail)', async () => {
+    for (const durability of ['always', 'none'] as const) {
+      const config = { ...CONFIG, durability };
+      const { fs, layout } = await build(config);
+      const active = layout.filter((b) => b.file === layout.at(-1)!.file);
+      const victim = active[0]!;
+      expect(active.length).toBeGreaterThan(1);
+      fs.flipBit(victim.file, victim.position + 40);
+      const opened = await PartitionLog.open(fs, '/p', config, { verify: 'all' }).catch(
+        (e: unknown) => e,
+      );
+      if (durability === 'always') {
+        expect(isLogCorruptionError(opened)).toBe(true);
+        expect((opened as { damage: unknown }).damage).toMatchObject({
+          fromOffset: victim.baseOffset,
+          resumePosition: active[1]!.position,
+          toOffset: active[1]!.baseOffset - 1,
+        });
+      } else {
+        // Under 'none' a crash may lose any unsynced block: the log is cut there, as before.
+        const log = opened as PartitionLog;
+        expect(log.logEndOffset).toBe(victim.baseOffset);
+        await log.close();
+      }
+    }
+  });
+
   it('reports damage met by a read once, with the offsets, as a typed error', async () => {
     const { fs, layout } = await build();
     const victim = layout.find((b) => b.file === layout[0]!.file && b.position > 0)!;

@@ -19,11 +19,12 @@
 //
 // Damage versus a torn tail (log-damage.ts). Only the active (last) segment can hold a torn write
 // after a crash when the policy fsyncs before it seals a segment ('always', 'interval'): there a
-// bad tail is cut (step 3) and reported as a `truncated` event. A bad batch or a gap in a sealed
-// segment is damage, not a crash artifact: cutting there would silently drop every later
-// segment, so recovery changes nothing and throws a LogCorruptionError saying which segment,
-// position and offsets (`sealedDamage: 'fail'`, the default). Under 'none' sealed segments may
-// be torn too, and the old behaviour stays (`sealedDamage: 'truncate'`), reported as events.
+// bad tail, with no good batch after it, is cut (step 3) and reported as a `truncated` event. A
+// bad batch or a gap in a sealed segment, or a bad batch in the active segment followed by a good
+// one, is damage, not a crash artifact: cutting there would silently drop the good data after
+// it, so recovery changes nothing and throws a LogCorruptionError saying which segment, position
+// and offsets (`sealedDamage: 'fail'`, the default). Under 'none' blocks of any segment may be
+// lost by a crash, and the old behaviour stays (`sealedDamage: 'truncate'`), reported as events.
 import type { FileSystem } from '../fs.js';
 import { isNotFound, joinPath } from '../fs.js';
 import {
@@ -212,17 +213,18 @@ async function recover(
     report.verifiedBytes += r.endPosition;
     if (why !== null) report.rebuiltIndexes.push(seg.indexPath, seg.timeIndexPath);
     if (r.problem !== null) {
-      if (failOnSealed && !isLast) {
-        damaged(
-          await describeDamage(
-            seg,
-            r.endPosition,
-            r.nextOffset,
-            fileBytes,
-            bases[bi + 1]!,
-            r.problem,
-          ),
+      if (failOnSealed) {
+        const damage = await describeDamage(
+          seg,
+          r.endPosition,
+          r.nextOffset,
+          fileBytes,
+          isLast ? null : bases[bi + 1]!,
+          r.problem,
         );
+        // In the active segment a crash leaves only a torn tail: a good batch after the bad one
+        // means the bad one is damage (a cut would drop the good data after it).
+        if (!isLast || damage.resumePosition !== null) damaged(damage);
       }
       emit({
         kind: 'truncated',
