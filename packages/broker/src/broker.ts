@@ -5,7 +5,11 @@
 // that fails as a whole gets an ERROR frame (connection.ts).
 //
 // Startup: open metadata.json, remove topic directories no topic owns (a delete interrupted by a
-// crash), open every partition (storage recovery runs here), then listen. Shutdown (`close`):
+// crash, or a create that did not finish), open every partition (storage recovery runs here),
+// then listen. A partition that cannot be opened (damage, EMFILE) is kept offline and the broker
+// starts anyway (partition.ts, offline-log.ts); RepairPartition brings it back. Topic creation is
+// atomic: limits checked up front, partition directories made and opened, metadata.json written
+// last; on any failure everything made so far is closed and removed. Shutdown (`close`):
 // stop accepting, answer or time out in-flight requests, wake parked fetches, close the logs
 // (flush + producer-state snapshot), close the ports.
 import { mkdir, readdir, rm } from 'node:fs/promises';
@@ -45,18 +49,30 @@ import {
   OffsetSpec,
   type ProduceRequest,
   type ProduceResponse,
+  REPAIR_ITEMS_MAX,
+  type RepairPartitionRequest,
+  type RepairPartitionResponse,
   StreamBusError,
 } from '@streambus/protocol';
+import type { LogEvent } from '@streambus/storage';
 import pino, { type Logger } from 'pino';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection, type RequestContext, type Response } from './connection.js';
-import { createAdminServer } from './http-server.js';
+import { createAdminServer, type Readiness } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
-import { type Acks, type OpenPartitionLog, Partition } from './partition.js';
+import { type OfflineState, REPAIRING_REASON } from './offline-log.js';
+import {
+  type Acks,
+  type OpenPartitionLog,
+  Partition,
+  type PartitionHooks,
+  type RepairPartitionLog,
+} from './partition.js';
+import { checkPartitionLimits } from './partition-limits.js';
 import { validateProduceRecords } from './produce-validation.js';
 import { settleBounded } from './settle-bounded.js';
-import { openStoragePartitionLog } from './storage-log.js';
+import { openStoragePartitionLog, repairStoragePartitionLog } from './storage-log.js';
 import {
   checkTopicName,
   describeTopicConfig,
@@ -89,7 +105,12 @@ export interface BrokerOptions {
   logger?: Logger;
   /** Replaces the storage package's PartitionLog (tests, and later the Raft-backed log). */
   openLog?: OpenPartitionLog;
+  /** Replaces the storage package's repairPartitionLog (with `openLog`). */
+  repairLog?: RepairPartitionLog;
 }
+
+/** Offline partitions listed by /ready at most (the count is always complete). */
+const READY_OFFLINE_LISTED_MAX = 1000;
 
 /** Config fields a partition log only takes when it is opened. */
 const LOG_FIELDS: ReadonlyArray<keyof TopicConfig> = [
@@ -108,6 +129,8 @@ export class Broker {
   private readonly topics = new Map<string, TopicState>();
   private readonly connections = new Set<Connection>();
   private readonly openLog: OpenPartitionLog;
+  private readonly repairLog: RepairPartitionLog;
+  private readonly partitionHooks: PartitionHooks;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -132,6 +155,71 @@ export class Broker {
         openFilesMax: config.limits.openFilesMax,
         logger: this.logger,
       });
+    this.repairLog = options.repairLog ?? repairStoragePartitionLog;
+    this.partitionHooks = {
+      onLogEvent: (p, e) => this.onLogEvent(p, e),
+      onOffline: (p, state) => this.onPartitionOffline(p, state),
+    };
+  }
+
+  /** Every cut and every damaged batch a log reports: a warn line and the damage counters. */
+  private onLogEvent(p: Partition, e: LogEvent): void {
+    this.metrics.logDamageEvents.inc({ kind: e.kind });
+    this.metrics.logDamageBytes.inc({ kind: e.kind }, e.bytes);
+    const where = { topic: p.topic, partition: p.index, segment: e.segment, position: e.position };
+    const offsets = { fromOffset: e.fromOffset, toOffset: e.toOffset, bytes: e.bytes };
+    if (e.kind === 'truncated') {
+      const durability = p.topicConfig.durability;
+      this.logger.warn(
+        {
+          ...where,
+          ...offsets,
+          reason: e.reason,
+          durability,
+          // Under 'always' the cut offsets were never acknowledged nor served (the high
+          // watermark is the durable end); otherwise consumers may have seen them.
+          mayHaveBeenServed: durability !== 'always',
+        },
+        'log recovery truncated the log: the offsets from fromOffset on are gone and will be assigned again',
+      );
+    } else {
+      this.logger.warn(
+        { ...where, ...offsets, reason: e.reason, detectedBy: e.detectedBy },
+        'corrupt data in a partition log',
+      );
+    }
+  }
+
+  private onPartitionOffline(p: Partition, state: OfflineState): void {
+    if (state.reason === REPAIRING_REASON) return;
+    this.logger.error(
+      { topic: p.topic, partition: p.index, reason: state.reason, damage: state.damage },
+      'partition offline: it answers KAFKA_STORAGE_ERROR until repaired (streambus partition repair)',
+    );
+  }
+
+  private readiness(): Readiness {
+    const offline: Array<Readiness['offlinePartitions'][number]> = [];
+    let count = 0;
+    for (const p of this.allPartitions()) {
+      const o = p.offline;
+      if (o === null) continue;
+      count++;
+      if (offline.length < READY_OFFLINE_LISTED_MAX) {
+        offline.push({ topic: p.topic, partition: p.index, reason: o.reason, sinceMs: o.sinceMs });
+      }
+    }
+    return {
+      ready: this.ready && this.closing === null,
+      offlinePartitionCount: count,
+      offlinePartitions: offline,
+    };
+  }
+
+  private partitionCount(): number {
+    let n = 0;
+    for (const t of this.topics.values()) n += t.partitions.length;
+    return n;
   }
 
   static async start(config: BrokerConfig, options: BrokerOptions = {}): Promise<Broker> {
@@ -173,7 +261,7 @@ export class Broker {
         record.overrides,
         this.config.limits.frameBytesMax,
       );
-      const partitions = await this.openPartitions(record, config);
+      const partitions = await this.openPartitions(record, config, true);
       this.topics.set(record.name, { record, config, partitions });
     }
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
@@ -181,10 +269,7 @@ export class Broker {
     this.server.on('drop', () => this.metrics.connectionsRejected.inc());
     this._address = await listen(this.server, this.config.listen);
     if (this.config.http !== null) {
-      this.httpServer = createAdminServer(
-        this.metrics.registry,
-        () => this.ready && this.closing === null,
-      );
+      this.httpServer = createAdminServer(this.metrics.registry, () => this.readiness());
       this._httpAddress = await listen(this.httpServer, this.config.http);
     }
     const sweepMs = Math.max(
@@ -208,6 +293,7 @@ export class Broker {
         port: this._address.port,
         httpPort: this._httpAddress?.port ?? null,
         topics: this.topics.size,
+        offlinePartitions: this.readiness().offlinePartitionCount,
         startupMs: Date.now() - started,
       },
       'broker listening',
@@ -224,11 +310,20 @@ export class Broker {
     }
   }
 
-  private async openPartitions(record: TopicRecord, config: TopicConfig): Promise<Partition[]> {
+  /** `tolerant` (startup): a partition that cannot be opened is kept offline, not fatal. */
+  private async openPartitions(
+    record: TopicRecord,
+    config: TopicConfig,
+    tolerant = false,
+  ): Promise<Partition[]> {
     const dir = this.topicDir(record.id);
-    await mkdir(dir, { recursive: true });
     const partitions: Partition[] = [];
     try {
+      // At startup a topic directory that cannot be made leaves its partitions offline (each
+      // open fails on its own), not the broker down.
+      await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+        if (!tolerant) throw err;
+      });
       for (let i = 0; i < record.partitions; i++) {
         partitions.push(
           await Partition.open(
@@ -238,6 +333,8 @@ export class Broker {
             config,
             this.openLog,
             this.config.limits.fetchWaitersMax,
+            this.partitionHooks,
+            tolerant ? 'offline' : 'throw',
           ),
         );
       }
@@ -355,6 +452,10 @@ export class Broker {
         return this.initProducerId(decodeRequest(key, frame)).then((b) =>
           encodeResponse({ ...frame, apiKey: key }, b),
         );
+      case ApiKey.REPAIR_PARTITION:
+        return this.repairPartition(decodeRequest(key, frame)).then((b) =>
+          encodeResponse({ ...frame, apiKey: key }, b),
+        );
     }
   }
 
@@ -366,7 +467,14 @@ export class Broker {
     return { errorCode: ErrorCode.UNKNOWN_SERVER_ERROR, errorMessage: 'unexpected server error' };
   }
 
+  /** A partition that serves: UNKNOWN_TOPIC_OR_PARTITION, or its offline error. */
   private partition(topic: string, index: number): Partition {
+    const p = this.knownPartition(topic, index);
+    p.checkServing();
+    return p;
+  }
+
+  private knownPartition(topic: string, index: number): Partition {
     const p = this.topics.get(topic)?.partitions[index];
     if (p === undefined) {
       throw new StreamBusError(
@@ -439,7 +547,12 @@ export class Broker {
         errorCode: 0,
         name,
         partitions: t.partitions.map((p) => ({
-          errorCode: 0,
+          ...(p.offline === null
+            ? { errorCode: 0 }
+            : {
+                errorCode: ErrorCode.KAFKA_STORAGE_ERROR,
+                errorMessage: `offline: ${p.offline.reason}`.slice(0, ERROR_MESSAGE_LENGTH_MAX),
+              }),
           partition: p.index,
           leaderId: id,
           leaderEpoch: 0,
@@ -476,8 +589,22 @@ export class Broker {
       overrides,
       this.config.limits.frameBytesMax,
     );
-    const record = await this.metadata.addTopic(name, partitions, overrides);
-    const opened = await this.openPartitions(record, config);
+    checkPartitionLimits(this.config.limits, name, partitions, this.partitionCount());
+    // Atomic: the data first, metadata.json last; a failure removes what was made, and a crash
+    // part-way leaves a directory no topic owns, which the next startup removes.
+    const record: TopicRecord = { name, id: this.metadata.reserveTopicId(), partitions, overrides };
+    let opened: Partition[] = [];
+    try {
+      opened = await this.openPartitions(record, config);
+      await this.metadata.addTopic(name, partitions, overrides, record.id);
+    } catch (err) {
+      await Promise.allSettled(opened.map((p) => p.close()));
+      await rm(this.topicDir(record.id), { recursive: true, force: true }).catch((e: unknown) =>
+        this.logger.error({ err: e, topic: name }, 'removing a half-made topic failed'),
+      );
+      this.logger.warn({ err, topic: name, partitions }, 'topic creation failed; nothing kept');
+      throw err;
+    }
     this.topics.set(name, { record, config, partitions: opened });
     this.logger.info({ topic: name, partitions, overrides }, 'topic created');
   }
@@ -501,6 +628,7 @@ export class Broker {
           );
         }
         resolveTopicConfig(this.config.defaults, t.configs, this.config.limits.frameBytesMax);
+        checkPartitionLimits(this.config.limits, t.name, partitions, this.partitionCount());
         if (req.validateOnly) {
           if (this.topics.has(t.name)) {
             throw new StreamBusError(
@@ -828,6 +956,75 @@ export class Broker {
     }
     const producerId = await this.metadata.allocateProducerId();
     return { errorCode: 0, producerId, producerEpoch: 0 };
+  }
+
+  /**
+   * Repairs one partition while the broker runs (partition.ts `repair`): the partition stops
+   * serving, its log directory is repaired (truncate at the damage, or skip the damaged ranges),
+   * and it opens again. The answer states the offsets lost and whether it serves again.
+   */
+  private async repairPartition(req: RepairPartitionRequest): Promise<RepairPartitionResponse> {
+    const empty = {
+      mode: req.mode,
+      dryRun: req.dryRun,
+      damages: [],
+      damageCount: 0,
+      lost: [],
+      offsetsLost: null,
+      bytesRemoved: 0,
+      logEndOffsetBefore: -1,
+      logEndOffsetAfter: -1,
+      online: false,
+      offlineReason: null,
+    };
+    try {
+      const p = this.knownPartition(req.topic, req.partition);
+      const r = await this.admin(() =>
+        p.repair({ mode: req.mode, dryRun: req.dryRun }, this.repairLog, this.openLog),
+      );
+      const offline = p.offline;
+      this.logger.warn(
+        {
+          topic: p.topic,
+          partition: p.index,
+          mode: r.mode,
+          dryRun: r.dryRun,
+          lost: r.lost,
+          offsetsLost: r.offsetsLost,
+          bytesRemoved: r.bytesRemoved,
+          logEndOffsetBefore: r.logEndOffsetBefore,
+          logEndOffsetAfter: r.logEndOffsetAfter,
+          online: offline === null,
+        },
+        r.dryRun ? 'partition repair dry run' : 'partition repaired',
+      );
+      return {
+        errorCode: 0,
+        mode: r.mode,
+        dryRun: r.dryRun,
+        damages: r.damages.slice(0, REPAIR_ITEMS_MAX).map((d) => ({
+          segment: d.segment,
+          position: d.position,
+          bytes: d.bytes,
+          fromOffset: d.fromOffset,
+          toOffset: d.toOffset,
+          reason: d.reason.slice(0, ERROR_MESSAGE_LENGTH_MAX),
+        })),
+        damageCount: r.damages.length,
+        lost: r.lost.slice(0, REPAIR_ITEMS_MAX).map((l) => ({ ...l })),
+        offsetsLost: r.offsetsLost,
+        bytesRemoved: r.bytesRemoved,
+        logEndOffsetBefore: r.logEndOffsetBefore,
+        logEndOffsetAfter: r.logEndOffsetAfter,
+        online: offline === null,
+        offlineReason: offline?.reason.slice(0, ERROR_MESSAGE_LENGTH_MAX) ?? null,
+      };
+    } catch (err) {
+      return {
+        ...empty,
+        ...this.partitionError(err, { topic: req.topic, partition: req.partition }),
+      };
+    }
   }
 
   // ---- shutdown -------------------------------------------------------------------------------

@@ -126,4 +126,21 @@ describe('loadConfig', () => {
         .key,
     ).toBe('http');
   });
+
+  it('ties the partition limits together', () => {
+    expect(
+      loadConfig({ env: { STREAMBUS_LIMITS_PARTITIONS_MAX: '50000' } }).limits.partitionsMax,
+    ).toBe(50000);
+    const perTopic = configError(() =>
+      loadConfig({ flags: { 'limits.partitionsMax': 100, 'limits.partitionsPerTopicMax': 200 } }),
+    );
+    expect(perTopic.message).toBe(
+      'limits.partitionsPerTopicMax: must not exceed limits.partitionsMax (100)',
+    );
+    expect(
+      configError(() =>
+        loadConfig({ flags: { 'limits.partitionsPerTopicMax': 4, 'defaults.partitions': 8 } }),
+      ).key,
+    ).toBe('defaults.partitions');
+  });
 });

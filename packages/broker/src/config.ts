@@ -48,6 +48,10 @@ export interface BrokerLimits {
    * open segment files); lowered to half the process's open-file limit when that is smaller.
    */
   openFilesMax: number;
+  /** Partitions one topic may have (partition-limits.ts). */
+  partitionsPerTopicMax: number;
+  /** Partitions of all topics on this broker together. */
+  partitionsMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -100,6 +104,8 @@ export function defaultConfig(): BrokerConfig {
       fetchWaitersMax: 1000,
       shutdownTimeoutMs: 10_000,
       openFilesMax: 1024,
+      partitionsPerTopicMax: 10_000,
+      partitionsMax: 20_000,
     },
     defaults: {
       partitions: 1,
@@ -220,6 +226,8 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.fetchWaitersMax': intParser(0, 1_000_000),
   'limits.shutdownTimeoutMs': intParser(0, 3600_000),
   'limits.openFilesMax': intParser(16, 1_000_000),
+  'limits.partitionsPerTopicMax': intParser(1, 100_000),
+  'limits.partitionsMax': intParser(1, 1_000_000),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),
@@ -384,6 +392,18 @@ export function checkRelations(c: BrokerConfig): void {
     throw new ConfigError(
       'defaults.maxMessageBytes',
       `must not exceed defaults.segmentBytes (${c.defaults.segmentBytes})`,
+    );
+  }
+  if (c.limits.partitionsPerTopicMax > c.limits.partitionsMax) {
+    throw new ConfigError(
+      'limits.partitionsPerTopicMax',
+      `must not exceed limits.partitionsMax (${c.limits.partitionsMax})`,
+    );
+  }
+  if (c.defaults.partitions > c.limits.partitionsPerTopicMax) {
+    throw new ConfigError(
+      'defaults.partitions',
+      `must not exceed limits.partitionsPerTopicMax (${c.limits.partitionsPerTopicMax})`,
     );
   }
   if (

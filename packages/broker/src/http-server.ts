@@ -1,10 +1,27 @@
 // The broker's HTTP admin port: `/live` (the process is up), `/ready` (started and not shutting
 // down) and `/metrics` (Prometheus text from the broker's own registry). GET and HEAD only;
 // anything else is 404/405. No request body is read.
+//
+// `/ready` answers 200 when ready and 503 when not, with a JSON body giving the detail:
+//   { "ready": true, "offlinePartitionCount": N, "offlinePartitions": [{ "topic", "partition", "reason", "sinceMs" }] }
+// Offline partitions do not make the broker unready (every other partition serves); they are
+// listed so an operator or a probe can see them.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 
-export function createAdminServer(registry: Registry, isReady: () => boolean): Server {
+export interface Readiness {
+  readonly ready: boolean;
+  readonly offlinePartitionCount: number;
+  /** At most the first 1000 (offlinePartitionCount has them all). */
+  readonly offlinePartitions: ReadonlyArray<{
+    topic: string;
+    partition: number;
+    reason: string;
+    sinceMs: number;
+  }>;
+}
+
+export function createAdminServer(registry: Registry, readiness: () => Readiness): Server {
   return createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -14,8 +31,8 @@ export function createAdminServer(registry: Registry, isReady: () => boolean): S
     if (path === '/live') {
       send(res, 200, 'text/plain', 'live\n');
     } else if (path === '/ready') {
-      const ready = isReady();
-      send(res, ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
+      const r = readiness();
+      send(res, r.ready ? 200 : 503, 'application/json', `${JSON.stringify(r)}\n`);
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => send(res, 200, registry.contentType, text),

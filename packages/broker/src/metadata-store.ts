@@ -85,16 +85,28 @@ export class MetadataStore {
     return this.state.topics.find((t) => t.name === name);
   }
 
-  /** Adds a topic durably; returns its record (with a fresh id). */
+  /**
+   * A topic id not handed out before in this process, for a topic whose data is made before its
+   * record is written (atomic creation: metadata last). Not persisted: after a crash the id may
+   * come again, which is safe because startup removes directories no topic owns first.
+   */
+  reserveTopicId(): number {
+    const id = this.state.nextTopicId;
+    this.state = { ...this.state, nextTopicId: id + 1 };
+    return id;
+  }
+
+  /** Adds a topic durably; returns its record (with a fresh id, or the one reserved). */
   async addTopic(
     name: string,
     partitions: number,
     overrides: TopicOverrides,
+    id: number = this.state.nextTopicId,
   ): Promise<TopicRecord> {
-    const record: TopicRecord = { name, id: this.state.nextTopicId, partitions, overrides };
+    const record: TopicRecord = { name, id, partitions, overrides };
     await this.persist({
       ...this.state,
-      nextTopicId: this.state.nextTopicId + 1,
+      nextTopicId: Math.max(this.state.nextTopicId, id + 1),
       topics: [...this.state.topics, record],
     });
     return record;

@@ -17,6 +17,8 @@ export interface PartitionView {
   readonly logEndOffset: number;
   readonly logStartOffset: number;
   readonly sizeBytes: number;
+  /** Why the partition is offline, or null when it serves. */
+  readonly offline: object | null;
 }
 
 export class BrokerMetrics {
@@ -32,6 +34,8 @@ export class BrokerMetrics {
   readonly connectionsRejected: Counter;
   readonly framesRejected: Counter<'code'>;
   readonly fsyncSeconds: Histogram;
+  readonly logDamageEvents: Counter<'kind'>;
+  readonly logDamageBytes: Counter<'kind'>;
 
   constructor(partitions: () => Iterable<PartitionView>) {
     const registers = [this.registry];
@@ -97,6 +101,28 @@ export class BrokerMetrics {
       help: 'Duration of fsync calls on partition log files',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers,
+    });
+    this.logDamageEvents = new Counter({
+      name: 'streambus_log_damage_events_total',
+      help: 'Damaged batches found in partition logs (kind="corruption") and cuts made by log recovery (kind="truncated")',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.logDamageBytes = new Counter({
+      name: 'streambus_log_damage_bytes_total',
+      help: 'Bytes affected by those events, by kind',
+      labelNames: ['kind'],
+      registers,
+    });
+    const offline = new Gauge({
+      name: 'streambus_partitions_offline',
+      help: 'Partitions that cannot serve (damaged or unopenable log) until repaired',
+      registers,
+      collect() {
+        let n = 0;
+        for (const p of partitions()) if (p.offline !== null) n++;
+        offline.set(n);
+      },
     });
     const logEnd = new Gauge({
       name: 'streambus_partition_log_end_offset',

@@ -13,6 +13,13 @@
 // lastSeq, baseOffset], ...] }] } where `offset` is the log end offset the state covers. At open
 // the snapshot is loaded and the batch headers from `offset` to the log end are replayed; with no
 // usable snapshot (missing, damaged, or beyond the recovered log end) the whole log is replayed.
+//
+// Offline (offline-log.ts). A partition whose log cannot be opened (`open(..., 'offline')`: damage found
+// by recovery or by the producer-state replay, EMFILE, an I/O error), or whose log meets a damaged
+// batch while serving a read, is kept as an object holding an OfflineLog: every request to it
+// answers KAFKA_STORAGE_ERROR with the reason, and `offline` says why. `repair` closes the log,
+// runs the storage repair on its directory and opens it again (online, or offline with the new
+// reason); the producer state is then rebuilt from the whole log.
 import { readFile } from 'node:fs/promises';
 import {
   batchSizeAt,
@@ -21,6 +28,12 @@ import {
   readBatchHeader,
   StreamBusError,
 } from '@streambus/protocol';
+import {
+  isLogCorruptionError,
+  type LogEvent,
+  type RepairOptions,
+  type RepairReport,
+} from '@streambus/storage';
 import { writeFileDurably } from './durable-file.js';
 import {
   type BatchEntry,
@@ -29,6 +42,7 @@ import {
   ProducerStateTable,
 } from './idempotence.js';
 import { type Waiter, WaiterSet } from './long-poll.js';
+import { OfflineLog, type OfflineState, offlineError, REPAIRING_REASON } from './offline-log.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import type { TopicConfig } from './topic-config.js';
 
@@ -62,7 +76,22 @@ export interface PartitionLogLike {
   close(): Promise<void>;
 }
 
-export type OpenPartitionLog = (dir: string, config: TopicConfig) => Promise<PartitionLogLike>;
+export type OpenPartitionLog = (
+  dir: string,
+  config: TopicConfig,
+  options?: { onEvent?: (event: LogEvent) => void },
+) => Promise<PartitionLogLike>;
+
+/** Repairs the closed log in `dir` (the storage package's repairPartitionLog). */
+export type RepairPartitionLog = (dir: string, options: RepairOptions) => Promise<RepairReport>;
+
+/** What a partition tells its owner (the broker logs and counts them). */
+export interface PartitionHooks {
+  /** A cut or a damaged batch reported by this partition's log. */
+  onLogEvent?(p: Partition, event: LogEvent): void;
+  /** The partition went offline (its log failed to open, or a read met damage). */
+  onOffline?(p: Partition, state: OfflineState): void;
+}
 
 export type Acks = -1 | 0 | 1;
 
@@ -85,6 +114,8 @@ export class Partition {
   private closed = false;
   /** Every append below this offset has resolved (appends resolve in offset order). */
   private settledEnd: number;
+  private offlineState: OfflineState | null = null;
+  private repairing = false;
 
   private constructor(
     readonly topic: string,
@@ -93,12 +124,17 @@ export class Partition {
     private config: TopicConfig,
     private log: PartitionLogLike,
     fetchWaitersMax: number,
+    private readonly hooks: PartitionHooks,
   ) {
     this.waiters = new WaiterSet(fetchWaitersMax);
     this.producers = new ProducerStateTable();
     this.settledEnd = log.logEndOffset;
   }
 
+  /**
+   * Opens the partition's log and producer state. A log that cannot be opened throws, or with
+   * `ifUnopenable: 'offline'` (startup) leaves the partition offline with the reason.
+   */
   static async open(
     topic: string,
     index: number,
@@ -106,16 +142,111 @@ export class Partition {
     config: TopicConfig,
     openLog: OpenPartitionLog,
     fetchWaitersMax: number,
+    hooks: PartitionHooks = {},
+    ifUnopenable: 'throw' | 'offline' = 'throw',
   ): Promise<Partition> {
-    const log = await openLog(dir, config);
-    const p = new Partition(topic, index, dir, config, log, fetchWaitersMax);
+    const offline = new OfflineLog(() => new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR), 0, 0);
+    const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks);
     try {
-      await p.restoreProducerState();
+      await p.openLogAndState(openLog, false);
     } catch (err) {
-      await log.close();
-      throw err;
+      if (ifUnopenable === 'throw') throw err;
+      p.becomeOffline(describeFailure(err), err);
     }
     return p;
+  }
+
+  /** Opens the log and rebuilds the producer state (from the whole log when `fullReplay`). */
+  private async openLogAndState(openLog: OpenPartitionLog, fullReplay: boolean): Promise<void> {
+    const onEvent = (e: LogEvent): void => this.hooks.onLogEvent?.(this, e);
+    const log = await openLog(this.dir, this.config, { onEvent });
+    this.log = log;
+    this.producers = new ProducerStateTable();
+    this.settledEnd = log.logEndOffset;
+    this.offlineState = null;
+    try {
+      await this.restoreProducerState(fullReplay);
+    } catch (err) {
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Why the partition is offline, or null when it serves. */
+  get offline(): OfflineState | null {
+    return this.offlineState;
+  }
+
+  /** Swaps in an OfflineLog (the caller closes the old log). */
+  private becomeOffline(reason: string, cause: unknown): void {
+    const damage = isLogCorruptionError(cause) ? cause.damage : null;
+    const state: OfflineState = { reason, damage, sinceMs: Date.now() };
+    const old = this.log;
+    this.offlineState = state;
+    this.log = new OfflineLog(
+      () => offlineError(this.topic, this.index, state),
+      old.logStartOffset,
+      old.logEndOffset,
+    );
+    this.waiters.wakeAll();
+    this.hooks.onOffline?.(this, state);
+  }
+
+  /** A read met damage: stop serving this partition until it is repaired. */
+  private async takeOffline(cause: unknown): Promise<void> {
+    if (this.offlineState !== null || this.closed) return;
+    const old = this.log;
+    this.becomeOffline(describeFailure(cause), cause);
+    await old.close().catch(() => undefined);
+  }
+
+  /**
+   * Closes the log (it stops serving), repairs its directory, and opens it again: online, or
+   * offline with the reason it still cannot open. A dry run of an offline partition leaves it
+   * as it is.
+   */
+  async repair(
+    options: RepairOptions,
+    repairLog: RepairPartitionLog,
+    openLog: OpenPartitionLog,
+  ): Promise<RepairReport> {
+    this.checkNotClosed();
+    if (this.repairing) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_REQUEST,
+        `partition ${this.topic}-${this.index} is already being repaired`,
+      );
+    }
+    this.repairing = true;
+    try {
+      const wasOffline = this.offlineState !== null;
+      if (!wasOffline) {
+        const old = this.log;
+        this.becomeOffline(REPAIRING_REASON, null);
+        await old.close();
+      }
+      let report: RepairReport;
+      try {
+        report = await repairLog(this.dir, options);
+      } catch (err) {
+        if (!wasOffline) await this.reopenOrOffline(openLog);
+        throw err;
+      }
+      if (!(options.dryRun === true && wasOffline)) await this.reopenOrOffline(openLog);
+      return report;
+    } finally {
+      this.repairing = false;
+    }
+  }
+
+  private async reopenOrOffline(openLog: OpenPartitionLog): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.openLogAndState(openLog, true);
+      this.waiters.wakeAll();
+    } catch (err) {
+      this.becomeOffline(describeFailure(err), err);
+    }
   }
 
   get logStartOffset(): number {
@@ -147,12 +278,24 @@ export class Partition {
   }
 
   private checkOpen(): void {
+    this.checkNotClosed();
+    if (this.offlineState !== null) {
+      throw offlineError(this.topic, this.index, this.offlineState);
+    }
+  }
+
+  private checkNotClosed(): void {
     if (this.closed) {
       throw new StreamBusError(
         ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         `partition ${this.topic}-${this.index} is closed`,
       );
     }
+  }
+
+  /** Throws the partition's error when it cannot serve (closed or offline). */
+  checkServing(): void {
+    this.checkOpen();
   }
 
   /**
@@ -277,7 +420,18 @@ export class Partition {
     this.checkOpen();
     const hw = this.highWatermark;
     if (offset >= hw && offset <= this.log.logEndOffset) return { data: EMPTY, nextOffset: offset };
-    const r = await this.log.read(offset, maxBytes);
+    let r: { data: Buffer; nextOffset: number };
+    try {
+      r = await this.log.read(offset, maxBytes);
+    } catch (err) {
+      if (!isLogCorruptionError(err)) throw err;
+      await this.takeOffline(err);
+      throw offlineError(
+        this.topic,
+        this.index,
+        this.offlineState ?? { reason: err.message, damage: err.damage, sinceMs: Date.now() },
+      );
+    }
     if (r.nextOffset <= hw) return r;
     let pos = 0;
     let next = offset;
@@ -332,6 +486,8 @@ export class Partition {
 
   /** Writes the producer-state snapshot (so a restart replays only the tail). */
   async saveProducerState(): Promise<void> {
+    // An offline partition's table may not match its data: the next open rebuilds it.
+    if (this.offlineState !== null) return;
     // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
     const snapshot = { offset: this.settledEnd, ...this.producers.toJSON() };
     await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
@@ -339,10 +495,19 @@ export class Partition {
 
   /** Replaces the log (a config change that the log only takes at open). */
   async reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
-    this.checkOpen();
-    await this.log.close();
+    this.checkNotClosed();
     this.config = config;
-    this.log = await openLog(this.dir, config);
+    // An offline partition takes the new config when it is repaired.
+    if (this.offlineState !== null) return;
+    await this.log.close();
+    const onEvent = (e: LogEvent): void => this.hooks.onLogEvent?.(this, e);
+    try {
+      this.log = await openLog(this.dir, config, { onEvent });
+    } catch (err) {
+      // The old log is closed: serving on is impossible, so the partition goes offline.
+      this.becomeOffline(describeFailure(err), err);
+      throw err;
+    }
     this.settledEnd = this.log.logEndOffset;
   }
 
@@ -358,9 +523,9 @@ export class Partition {
     }
   }
 
-  private async restoreProducerState(): Promise<void> {
+  private async restoreProducerState(fullReplay: boolean): Promise<void> {
     let from = this.log.logStartOffset;
-    const snapshot = await readSnapshot(this.snapshotPath);
+    const snapshot = fullReplay ? null : await readSnapshot(this.snapshotPath);
     if (
       snapshot !== null &&
       snapshot.offset <= this.log.logEndOffset &&
@@ -415,4 +580,9 @@ async function readSnapshot(
     // A damaged snapshot is rebuilt from the log; it is only an accelerator.
     return null;
   }
+}
+
+/** One line for why a log could not open or serve (the error's own message names the file). */
+function describeFailure(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

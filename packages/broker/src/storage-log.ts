@@ -12,11 +12,12 @@ import {
   type OpenMode,
   PartitionLog,
   type PartitionLogConfig,
+  repairPartitionLog,
 } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { BrokerMetrics } from './metrics.js';
 import { processOpenFilesLimit, storageOpenFilesMax } from './open-files.js';
-import type { OpenPartitionLog } from './partition.js';
+import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
 import type { TopicConfig } from './topic-config.js';
 
 /** Sparse offset-index entry every this many bytes of batches. */
@@ -103,5 +104,15 @@ export function openStoragePartitionLog(
     onExhausted: exhaustionLogger(options.logger),
   });
   metrics.registerStorageFiles(() => fs.stats, openFilesMax);
-  return (dir, config) => PartitionLog.open(fs, dir, partitionLogConfig(config));
+  return (dir, config, openOptions) =>
+    PartitionLog.open(
+      fs,
+      dir,
+      partitionLogConfig(config),
+      openOptions?.onEvent ? { onEvent: openOptions.onEvent } : {},
+    );
 }
+
+/** The storage package's repair over the real file system (the partition's log is closed). */
+export const repairStoragePartitionLog: RepairPartitionLog = (dir, options) =>
+  repairPartitionLog(new NodeFileSystem(), dir, options);

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { brokerCommand, devCommand } from './commands/broker.js';
 import { consumeCommand } from './commands/consume.js';
+import { partitionCommand } from './commands/partition.js';
 import { produceCommand } from './commands/produce.js';
 import { topicCommand } from './commands/topic.js';
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   program.addCommand(brokerCommand());
   program.addCommand(devCommand());
   program.addCommand(topicCommand());
+  program.addCommand(partitionCommand());
   program.addCommand(produceCommand());
   program.addCommand(consumeCommand());
   conventions(program);

@@ -8,6 +8,7 @@ import {
   ErrorCode,
   type MetadataResponse,
   OffsetSpec,
+  type RepairPartitionResponse,
   StreamBusError,
 } from '@streambus/protocol';
 import { type PartitionInfo, topicNotFound } from './cluster.js';
@@ -29,10 +30,15 @@ export interface ConfigEntry {
 }
 
 export interface PartitionDescription extends PartitionInfo {
-  /** Earliest and next offsets (log start and end). */
+  /** Earliest and next offsets (log start and end); -1 for an offline partition. */
   readonly earliestOffset: number;
   readonly latestOffset: number;
+  /** Why the partition is offline (the broker's metadata error), or null when it serves. */
+  readonly offlineReason: string | null;
 }
+
+/** The outcome of `repairPartition` (see the RepairPartition API in the protocol docs). */
+export type RepairResult = Omit<RepairPartitionResponse, 'errorCode' | 'errorMessage'>;
 
 export interface TopicDescription {
   readonly name: string;
@@ -131,23 +137,28 @@ export class Admin {
     if (!t) throw topicNotFound(name);
     checkTopic(t, `topic '${name}'`);
     const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
-    const ids = partitions.map((p) => p.partition);
+    // Offline partitions have no offsets to ask for; the others are described as usual.
+    const ids = partitions.filter((p) => p.errorCode === 0).map((p) => p.partition);
+    const none = Promise.resolve([]);
     const [earliest, latest, configs] = await Promise.all([
-      this.listOffsets(name, 'earliest', ids),
-      this.listOffsets(name, 'latest', ids),
+      ids.length > 0 ? this.listOffsets(name, 'earliest', ids) : none,
+      ids.length > 0 ? this.listOffsets(name, 'latest', ids) : none,
       this.describeConfigs(name),
     ]);
+    const offsetOf = (list: Array<{ partition: number; offset: number }>, partition: number) =>
+      list.find((o) => o.partition === partition)?.offset ?? -1;
     return {
       name,
-      partitions: partitions.map((p, i) => ({
+      partitions: partitions.map((p) => ({
         partition: p.partition,
         leaderId: p.leaderId,
         leaderEpoch: p.leaderEpoch,
         replicas: p.replicas,
         isr: p.isr,
         errorCode: p.errorCode,
-        earliestOffset: earliest[i]!.offset,
-        latestOffset: latest[i]!.offset,
+        earliestOffset: offsetOf(earliest, p.partition),
+        latestOffset: offsetOf(latest, p.partition),
+        offlineReason: p.errorCode === 0 ? null : (p.errorMessage ?? `error ${p.errorCode}`),
       })),
       configs,
     };
@@ -234,6 +245,34 @@ export class Admin {
       check(p.errorCode, p.errorMessage, `delete records of ${topic}/${p.partition}`);
       return { partition: p.partition, lowWatermark: p.lowWatermark };
     });
+  }
+
+  /**
+   * Repairs a damaged (offline) partition on its broker while it runs: 'truncate' cuts the log at
+   * the first damage, 'skip' replaces each damaged range by an empty gap batch so later offsets
+   * keep their values. `dryRun` reports what would be lost without changing anything.
+   */
+  async repairPartition(
+    topic: string,
+    partition: number,
+    options: { mode: 'truncate' | 'skip'; dryRun?: boolean },
+  ): Promise<RepairResult> {
+    const res = await settle(
+      this.ctx,
+      async () => {
+        const conn = await this.ctx.cluster.leaderFor(topic, partition);
+        return conn.request(ApiKey.REPAIR_PARTITION, {
+          topic,
+          partition,
+          mode: options.mode,
+          dryRun: options.dryRun === true,
+        });
+      },
+      topic,
+    );
+    check(res.errorCode, res.errorMessage, `repair of ${topic}/${partition}`);
+    const { errorCode: _code, errorMessage: _message, ...result } = res;
+    return result;
   }
 
   async describeCluster(): Promise<ClusterDescription> {

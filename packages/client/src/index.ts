@@ -11,6 +11,7 @@ export type {
   NewTopic,
   OffsetQuery,
   PartitionDescription,
+  RepairResult,
   TopicDescription,
 } from './admin.js';
 export type { Bytes, HeaderInput } from './batch-builder.js';

@@ -18,6 +18,21 @@ export {
   writeFileAtomic,
 } from './fs.js';
 export {
+  isLogCorruptionError,
+  LogCorruptionError,
+  type LogDamage,
+  type LogEvent,
+  type LogEventListener,
+} from './log/log-damage.js';
+export {
+  encodeGapBatches,
+  type OffsetRange,
+  type RepairMode,
+  type RepairOptions,
+  type RepairReport,
+  repairPartitionLog,
+} from './log/log-repair.js';
+export {
   type AppendOptions,
   type AppendResult,
   type DurabilityPolicy,

@@ -69,6 +69,7 @@ export function topicCommand(): Command {
           isr: p.isr,
           earliestOffset: p.earliestOffset,
           latestOffset: p.latestOffset,
+          offline: p.offlineReason,
         })),
         configs: Object.fromEntries(d.configs.map((c) => [c.name, c.value])),
       });
@@ -79,7 +80,7 @@ export function topicCommand(): Command {
       out.human('partition  leader  replicas  earliest  latest');
       for (const p of d.partitions) {
         out.human(
-          `${String(p.partition).padEnd(9)}  ${String(p.leaderId).padEnd(6)}  ${p.replicas.join(',').padEnd(8)}  ${String(p.earliestOffset).padEnd(8)}  ${p.latestOffset}`,
+          `${String(p.partition).padEnd(9)}  ${String(p.leaderId).padEnd(6)}  ${p.replicas.join(',').padEnd(8)}  ${String(p.earliestOffset).padEnd(8)}  ${p.latestOffset}${p.offlineReason === null ? '' : `  OFFLINE ${p.offlineReason}`}`,
         );
       }
       if (d.configs.length > 0) {

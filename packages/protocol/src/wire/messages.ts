@@ -38,6 +38,7 @@ export const ApiKey = {
   LIST_OFFSETS: 8,
   DELETE_RECORDS: 9,
   INIT_PRODUCER_ID: 10,
+  REPAIR_PARTITION: 11,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -61,6 +62,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.LIST_OFFSETS]: { min: 0, max: 0 },
   [ApiKey.DELETE_RECORDS]: { min: 0, max: 0 },
   [ApiKey.INIT_PRODUCER_ID]: { min: 0, max: 0 },
+  [ApiKey.REPAIR_PARTITION]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -266,6 +268,46 @@ export const InitProducerIdResponseSchema = object({
   producerEpoch: int16(),
 });
 
+// --- RepairPartition (StreamBus admin) ------------------------------------------------------------
+/** Items of the damages and lost lists a response carries at most (the counts say how many). */
+export const REPAIR_ITEMS_MAX = 1000;
+export const RepairPartitionRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+  /** truncate: cut the log at the first damage; skip: replace each damaged range by a gap. */
+  mode: literal('truncate', 'skip'),
+  /** Report what would be done without changing anything. */
+  dryRun: bool(),
+});
+const OffsetRangeSchema = object({ fromOffset: int64(), toOffset: nullable(int64()) });
+export const RepairPartitionResponseSchema = object({
+  ...errorFields,
+  mode: literal('truncate', 'skip'),
+  dryRun: bool(),
+  damages: array(
+    object({
+      segment: string(4096),
+      position: int64(),
+      bytes: int64(),
+      fromOffset: int64(),
+      toOffset: nullable(int64()),
+      reason: string(4096),
+    }),
+    REPAIR_ITEMS_MAX,
+  ),
+  damageCount: int64(),
+  /** Offsets no longer readable after the repair (cut, or covered by a gap batch). */
+  lost: array(OffsetRangeSchema, REPAIR_ITEMS_MAX),
+  /** null when a lost range's end is unknown (an unreadable tail). */
+  offsetsLost: nullable(int64()),
+  bytesRemoved: int64(),
+  logEndOffsetBefore: int64(),
+  logEndOffsetAfter: int64(),
+  /** After the repair: serving again, or still offline (and why). */
+  online: bool(),
+  offlineReason: nullable(string(4096)),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -297,6 +339,10 @@ export const MESSAGE_SCHEMAS = {
     request: InitProducerIdRequestSchema,
     response: InitProducerIdResponseSchema,
   },
+  [ApiKey.REPAIR_PARTITION]: {
+    request: RepairPartitionRequestSchema,
+    response: RepairPartitionResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -326,6 +372,8 @@ export type DeleteRecordsRequest = RequestOf<typeof ApiKey.DELETE_RECORDS>;
 export type DeleteRecordsResponse = ResponseOf<typeof ApiKey.DELETE_RECORDS>;
 export type InitProducerIdRequest = RequestOf<typeof ApiKey.INIT_PRODUCER_ID>;
 export type InitProducerIdResponse = ResponseOf<typeof ApiKey.INIT_PRODUCER_ID>;
+export type RepairPartitionRequest = RequestOf<typeof ApiKey.REPAIR_PARTITION>;
+export type RepairPartitionResponse = ResponseOf<typeof ApiKey.REPAIR_PARTITION>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);

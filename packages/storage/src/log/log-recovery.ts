@@ -16,8 +16,24 @@
 //      the recovery point up to the active segment's base offset.
 // The report says what was cut, from which offset, and which indexes were rebuilt. A batch that
 // fails its CRC is never kept, so it can never be served.
+//
+// Damage versus a torn tail (log-damage.ts). Only the active (last) segment can hold a torn write
+// after a crash when the policy fsyncs before it seals a segment ('always', 'interval'): there a
+// bad tail, with no good batch after it, is cut (step 3) and reported as a `truncated` event. A
+// bad batch or a gap in a sealed segment, or a bad batch in the active segment followed by a good
+// one, is damage, not a crash artifact: cutting there would silently drop the good data after
+// it, so recovery changes nothing and throws a LogCorruptionError saying which segment, position
+// and offsets (`sealedDamage: 'fail'`, the default). Under 'none' blocks of any segment may be
+// lost by a crash, and the old behaviour stays (`sealedDamage: 'truncate'`), reported as events.
 import type { FileSystem } from '../fs.js';
 import { isNotFound, joinPath } from '../fs.js';
+import {
+  describeDamage,
+  LogCorruptionError,
+  type LogDamage,
+  type LogEventListener,
+  lastOffsetIn,
+} from './log-damage.js';
 import { LogSegment } from './log-segment.js';
 import {
   decodePartitionMeta,
@@ -49,8 +65,15 @@ export interface RecoveredLog {
   readonly report: RecoveryReport;
 }
 
-const SEGMENT_LOG = /^(\d{20})\.log$/;
+export const SEGMENT_LOG = /^(\d{20})\.log$/;
 const SEGMENT_INDEX = /^(\d{20})\.(index|timeindex)$/;
+
+export interface RecoverOptions {
+  /** Told of every cut and every damage found (default: nobody). */
+  onEvent?: LogEventListener;
+  /** A bad batch or gap in a sealed segment: throw LogCorruptionError, or cut there. */
+  sealedDamage?: 'fail' | 'truncate';
+}
 
 export async function recoverLog(
   fs: FileSystem,
@@ -59,7 +82,38 @@ export async function recoverLog(
   nowMs: number,
   verifyAll: boolean,
   syncRecovered: boolean,
+  options: RecoverOptions = {},
 ): Promise<RecoveredLog> {
+  const opened: LogSegment[] = [];
+  const args = { fs, dir, indexIntervalBytes, nowMs, verifyAll, syncRecovered, options };
+  try {
+    return await recover(args, opened);
+  } catch (err) {
+    // Leave no handle open behind a failed open (damage, EMFILE, an I/O error).
+    for (const seg of opened) await seg.handle.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function recover(
+  args: {
+    fs: FileSystem;
+    dir: string;
+    indexIntervalBytes: number;
+    nowMs: number;
+    verifyAll: boolean;
+    syncRecovered: boolean;
+    options: RecoverOptions;
+  },
+  opened: LogSegment[],
+): Promise<RecoveredLog> {
+  const { fs, dir, indexIntervalBytes, nowMs, verifyAll, syncRecovered, options } = args;
+  const emit = options.onEvent ?? (() => {});
+  const failOnSealed = (options.sealedDamage ?? 'fail') === 'fail';
+  const damaged = (damage: LogDamage): never => {
+    emit({ kind: 'corruption', dir, detectedBy: 'open', ...damage });
+    throw new LogCorruptionError(damage);
+  };
   const report: RecoveryReport = {
     truncatedBytes: 0,
     truncatedFromOffset: null,
@@ -104,19 +158,42 @@ export async function recoverLog(
       report.truncatedFromOffset = offset;
     }
   };
-  for (const base of bases) {
+  for (const [bi, base] of bases.entries()) {
     const seg = await LogSegment.open(fs, dir, base, indexIntervalBytes, nowMs);
+    opened.push(seg);
     const fileBytes = await seg.handle.size();
     const prev = segments[segments.length - 1];
+    const isLast = bi === bases.length - 1;
     if (cut || (prev && base !== prev.nextOffset)) {
       if (!cut && prev) {
-        report.problems.push(
-          `${seg.logPath}: starts at ${base} but the previous segment ends at ${prev.nextOffset}`,
-        );
+        const why = `starts at ${base} but the previous segment ends at ${prev.nextOffset}`;
+        if (failOnSealed) {
+          damaged({
+            segment: prev.logPath,
+            segmentBaseOffset: prev.baseOffset,
+            position: prev.sizeBytes,
+            bytes: 0,
+            fromOffset: prev.nextOffset,
+            toOffset: base > prev.nextOffset ? base - 1 : null,
+            resumePosition: null,
+            reason: `${seg.logPath}: ${why}`,
+          });
+        }
+        report.problems.push(`${seg.logPath}: ${why}`);
         noteCut(prev.nextOffset);
       }
       cut = true;
       report.truncatedBytes += fileBytes;
+      emit({
+        kind: 'truncated',
+        dir,
+        segment: seg.logPath,
+        position: 0,
+        bytes: fileBytes,
+        fromOffset: base,
+        toOffset: await lastOffsetIn(seg, 0, fileBytes),
+        reason: 'segment after a cut or gap deleted',
+      });
       await seg.handle.close();
       await fs.unlink(seg.logPath);
       await seg.deleteIndexFiles();
@@ -136,6 +213,29 @@ export async function recoverLog(
     report.verifiedBytes += r.endPosition;
     if (why !== null) report.rebuiltIndexes.push(seg.indexPath, seg.timeIndexPath);
     if (r.problem !== null) {
+      if (failOnSealed) {
+        const damage = await describeDamage(
+          seg,
+          r.endPosition,
+          r.nextOffset,
+          fileBytes,
+          isLast ? null : bases[bi + 1]!,
+          r.problem,
+        );
+        // In the active segment a crash leaves only a torn tail: a good batch after the bad one
+        // means the bad one is damage (a cut would drop the good data after it).
+        if (!isLast || damage.resumePosition !== null) damaged(damage);
+      }
+      emit({
+        kind: 'truncated',
+        dir,
+        segment: seg.logPath,
+        position: r.endPosition,
+        bytes: fileBytes - r.endPosition,
+        fromOffset: r.nextOffset,
+        toOffset: await lastOffsetIn(seg, r.endPosition, fileBytes),
+        reason: r.problem,
+      });
       report.problems.push(`${seg.logPath}: ${r.problem}; truncated at position ${r.endPosition}`);
       report.truncatedBytes += fileBytes - r.endPosition;
       noteCut(r.nextOffset);
@@ -175,6 +275,7 @@ export async function recoverLog(
   if (segments.length === 0) {
     logStartOffset = Math.max(logStartOffset, 0);
     segments.push(await LogSegment.create(fs, dir, logStartOffset, indexIntervalBytes, nowMs));
+    opened.push(segments[0]!);
   }
 
   const active = segments[segments.length - 1]!;

@@ -34,6 +34,12 @@ import {
 } from '@streambus/protocol';
 import type { FileSystem } from '../fs.js';
 import { joinPath } from '../fs.js';
+import {
+  describeDamage,
+  LogCorruptionError,
+  type LogDamage,
+  type LogEventListener,
+} from './log-damage.js';
 import { type RecoveryReport, recoverLog } from './log-recovery.js';
 import {
   batchBaseOffset,
@@ -75,6 +81,11 @@ export interface PartitionLogOptions {
   verifyOnRead?: 'unverified' | 'always' | 'never';
   /** Appends waiting for the writer beyond this many bytes are refused (default 64 MiB). */
   appendQueueBytesMax?: number;
+  /**
+   * Told of every cut recovery makes and every damaged batch found at open or by a read
+   * (log-damage.ts), once per damage. Called synchronously; must not throw.
+   */
+  onEvent?: LogEventListener;
 }
 
 export interface AppendOptions {
@@ -190,6 +201,9 @@ export class PartitionLog {
   private readonly nowMs: () => number;
   private readonly verifyOnRead: 'unverified' | 'always' | 'never';
   private readonly appendQueueBytesMax: number;
+  private readonly onEvent: LogEventListener;
+  /** Damage found by reads, per segment (reported once; a segment holds at most one). */
+  private readonly damages = new WeakMap<LogSegment, LogDamage>();
   /** fsyncs issued for data (tests check group commit with it). */
   syncCount = 0;
 
@@ -203,6 +217,7 @@ export class PartitionLog {
     this.nowMs = options.nowMs ?? Date.now;
     this.verifyOnRead = options.verifyOnRead ?? 'unverified';
     this.appendQueueBytesMax = options.appendQueueBytesMax ?? 64 * 1024 * 1024;
+    this.onEvent = options.onEvent ?? (() => {});
     this.segments = recovered.segments;
     this.recovery = recovered.report;
     this._logStartOffset = recovered.logStartOffset;
@@ -235,6 +250,11 @@ export class PartitionLog {
       now,
       options.verify === 'all',
       config.durability !== 'none',
+      {
+        ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+        // Under 'none' a sealed segment may be torn by a crash; otherwise damage there is real.
+        sealedDamage: config.durability === 'none' ? 'truncate' : 'fail',
+      },
     );
     return new PartitionLog(fs, dir, config, options, recovered);
   }
@@ -718,13 +738,14 @@ export class PartitionLog {
           end = Math.min(end, v.goodEnd);
         }
       }
-      const corrupt = () => seg.storageCorruption(end, problem ?? 'unreadable');
+      const corrupt = () =>
+        this.damageError(seg, end, seg.verifiedNextOffset, problem ?? 'unreadable');
       let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
       // Skip batches before `offset`.
       let at = 0;
       for (;;) {
         if (start + at >= end) {
-          if (problem !== null) throw corrupt();
+          if (problem !== null) throw await corrupt();
           return null;
         }
         if (at + RECORD_BATCH_HEADER_BYTES > buf.length) {
@@ -763,11 +784,21 @@ export class PartitionLog {
         endAt += size;
       }
       if (lastOffset < 0) {
-        if (problem !== null) throw corrupt();
+        if (problem !== null) throw await corrupt();
         return null;
       }
       const data = buf.subarray(at, endAt);
-      if (this.verifyOnRead === 'always') this.verifyServed(seg, data, firstPos);
+      if (this.verifyOnRead === 'always') {
+        const bad = this.verifyServed(data, firstPos);
+        if (bad !== null) {
+          throw await this.damageError(
+            seg,
+            bad.position,
+            bad.offset,
+            `batch at offset ${bad.offset} fails its CRC or order`,
+          );
+        }
+      }
       return { data, nextOffset: lastOffset + 1 };
     } finally {
       seg.readers--;
@@ -775,18 +806,51 @@ export class PartitionLog {
     }
   }
 
-  /** 'always': every served batch's CRC and contiguity; CORRUPT_DATA naming the file. */
-  private verifyServed(seg: LogSegment, data: Buffer, position: number): void {
+  /** 'always': every served batch's CRC and contiguity; the first bad one, or null. */
+  private verifyServed(
+    data: Buffer,
+    position: number,
+  ): { position: number; offset: number } | null {
     let p = 0;
     let next = -1;
     while (p < data.length) {
       const base = batchBaseOffset(data, p);
       if (!verifyBatchCrc(data, p) || (next >= 0 && base !== next)) {
-        throw seg.storageCorruption(position + p, `batch at offset ${base} fails its CRC or order`);
+        return { position: position + p, offset: next >= 0 ? next : base };
       }
       next = base + batchLastOffsetDelta(data, p) + 1;
       p += 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
     }
+    return null;
+  }
+
+  /**
+   * The CORRUPT_DATA error for damage a read met at `position` of `seg`, where offset
+   * `fromOffset` should start; the damage is described (how far it reaches) and reported to
+   * `onEvent` the first time only.
+   */
+  private async damageError(
+    seg: LogSegment,
+    position: number,
+    fromOffset: number,
+    reason: string,
+  ): Promise<LogCorruptionError> {
+    let damage = this.damages.get(seg);
+    if (damage === undefined || damage.position !== position) {
+      const i = this.segments.indexOf(seg);
+      const next = i >= 0 ? this.segments[i + 1] : undefined;
+      damage = await describeDamage(
+        seg,
+        position,
+        fromOffset,
+        seg.sizeBytes,
+        next?.baseOffset ?? null,
+        reason,
+      );
+      this.damages.set(seg, damage);
+      this.onEvent({ kind: 'corruption', dir: this.dir, detectedBy: 'read', ...damage });
+    }
+    return new LogCorruptionError(damage);
   }
 
   /**
