@@ -57,6 +57,8 @@ export class RawClient {
   ): Promise<Frame> {
     const id = this.nextId++;
     const frame = encodeRequest(apiKey, id, body, options);
+    // A socket already closed would never answer: fail at once instead of hanging the test.
+    if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
     const promise = new Promise<Frame>((resolve, reject) =>
       this.pending.set(id, { resolve, reject }),
     );
