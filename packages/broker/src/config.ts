@@ -43,6 +43,11 @@ export interface BrokerLimits {
   fetchWaitersMax: number;
   /** Graceful shutdown waits this long for in-flight requests. */
   shutdownTimeoutMs: number;
+  /**
+   * A compressed batch a producer sends is inflated (to walk its records) up to this many bytes;
+   * one that inflates further is refused (CORRUPT_COMPRESSED_DATA), as a decompression bomb.
+   */
+  decompressedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -94,6 +99,7 @@ export function defaultConfig(): BrokerConfig {
       requestTimeoutMs: 30_000,
       fetchWaitersMax: 1000,
       shutdownTimeoutMs: 10_000,
+      decompressedBytesMax: 64 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -213,6 +219,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.requestTimeoutMs': intParser(10, 3600_000),
   'limits.fetchWaitersMax': intParser(0, 1_000_000),
   'limits.shutdownTimeoutMs': intParser(0, 3600_000),
+  'limits.decompressedBytesMax': intParser(1024, 1024 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),
