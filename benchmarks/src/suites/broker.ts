@@ -21,6 +21,9 @@
 //   validate walk <codec> / produce prebuilt <codec> acks=1   cost of walking every record before
 //                     appending (none, lz4, gzip): the walk alone in this process vs the broker's
 //                     rate on the same batches (validation-cost.ts says how to read the ratios).
+//   fresh ...         the producer, latency and consume 1 KiB rows again with a fresh broker
+//                     and a fresh client process per run, medians of 3, each next to its warmed
+//                     row of this run as the reference (fresh-process.ts).
 //   rss idle 100 partitions / rss peak   the broker child's VmRSS after creating a 100-partition
 //                     topic and idling, and its VmHWM (peak resident set) after every load above.
 // Leaves out: replication, compression, keys and headers, many clients. Read first: the ratios
@@ -33,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { StreamBusClient } from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
 import { driveFrames, openSocket } from '../frame-driver.js';
+import { freshProcessRows } from '../fresh-process.js';
 import {
   median,
   medianOfRuns,
@@ -628,6 +632,16 @@ export const suite: Suite = {
       rows.push(...(await producerRows(ctx)));
       rows.push(...(await consumeRows(ctx)));
       rows.push(...(await latencyRows(ctx)));
+      rows.push(
+        ...(await freshProcessRows({
+          quick: options.quick,
+          tmp,
+          warmed: rows,
+          spawnBroker,
+          makeBatches,
+          produceFrames,
+        })),
+      );
       const peakKiB = procStatusKiB(broker.pid, 'VmHWM');
       rows.push(
         row('broker rss idle, 100 partitions', idleKiB / 1024, 'MiB', {
