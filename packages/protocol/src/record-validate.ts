@@ -20,11 +20,13 @@
 // that do not increase (the decoder returns them as they are); header keys are not checked as
 // UTF-8 (neither does the decoder, nor Kafka). It does not check the header (validateBatch
 // does; call that first) and does not allocate per record: varints of one byte are read inline,
-// longer ones through one Reader per batch. Failures are StreamBusErrors: INVALID_RECORD naming
+// longer ones by `varintAt` (no cursor object; Kafka's 2-byte lengths and deltas of 100 B+
+// records are common), timestamp deltas of more than one byte through one Reader per batch.
+// Failures are StreamBusErrors: INVALID_RECORD naming
 // the record and what is wrong, or the codec's CORRUPT_COMPRESSED_DATA /
 // UNSUPPORTED_COMPRESSION_TYPE.
 
-import { Reader } from './bytes.js';
+import { corrupt, Reader } from './bytes.js';
 import { DEFAULT_MAX_UNCOMPRESSED_BYTES, decompress } from './compression.js';
 import { ErrorCode, isStreamBusError, StreamBusError } from './errors.js';
 import {
@@ -40,6 +42,33 @@ const MIN_RECORD_BYTES = MIN_RECORD_BODY_BYTES + 1;
 
 function invalid(message: string): StreamBusError {
   return new StreamBusError(ErrorCode.INVALID_RECORD, message);
+}
+
+/** The position after the varint `varintAt` read last: module state instead of a cursor object. */
+let varintEnd = 0;
+
+/**
+ * The zigzag varint (int32, at most 5 bytes: Reader.varint's rules) at data[p, end); sets
+ * `varintEnd`. CORRUPT_MESSAGE when truncated or too long (the walk renames it per record).
+ */
+function varintAt(data: Uint8Array, p: number, end: number): number {
+  let u = 0;
+  let shift = 0;
+  for (;;) {
+    if (p >= end) throw corrupt('varint truncated');
+    const byte = data[p++]!;
+    if (shift === 28) {
+      if (byte > 0x0f) throw corrupt('varint longer than 5 bytes or above 32 bits');
+      u |= byte << 28;
+      break;
+    }
+    u |= (byte & 0x7f) << shift;
+    if (byte < 0x80) break;
+    shift += 7;
+  }
+  varintEnd = p;
+  u >>>= 0;
+  return (u >>> 1) ^ -(u & 1);
 }
 
 /**
@@ -66,8 +95,8 @@ export function validateBatchRecords(
 }
 
 /**
- * The walk over data[start, end). The cursor is a local; one-byte varints (nearly every length,
- * delta and count) are decoded inline, longer ones by the Reader, which bounds them by `r.end`.
+ * The walk over data[start, end). The cursor is a local; one-byte varints are decoded inline,
+ * longer ones by `varintAt` (bounded by the record's end), longer timestamp deltas by the Reader.
  */
 function walkRecords(
   data: Uint8Array,
@@ -93,15 +122,13 @@ function walkRecords(
       }
       // length varint, bounded by the records section
       let length: number;
-      let b = p < end ? data[p]! : 0x80;
+      let b = data[p]!; // p < end
       if (b < 0x80) {
         length = (b >>> 1) ^ -(b & 1);
         p++;
       } else {
-        r.pos = p;
-        r.end = end;
-        length = r.varint();
-        p = r.pos;
+        length = varintAt(data, p, end);
+        p = varintEnd;
       }
       if (length < MIN_RECORD_BODY_BYTES || length > end - p) {
         throw invalid(
@@ -132,10 +159,8 @@ function walkRecords(
         offsetDelta = (b >>> 1) ^ -(b & 1);
         p++;
       } else {
-        r.pos = p;
-        r.end = recordEnd;
-        offsetDelta = r.varint();
-        p = r.pos;
+        offsetDelta = varintAt(data, p, recordEnd);
+        p = varintEnd;
       }
       if (offsetDelta <= previousDelta || offsetDelta > lastOffsetDelta) {
         throw invalid(
@@ -143,8 +168,8 @@ function walkRecords(
         );
       }
       previousDelta = offsetDelta;
-      p = skipBytes(data, r, p, recordEnd, i, 'key');
-      p = skipBytes(data, r, p, recordEnd, i, 'value');
+      p = skipBytes(data, p, recordEnd, i, 'key');
+      p = skipBytes(data, p, recordEnd, i, 'value');
       // header count varint
       b = p < recordEnd ? data[p]! : 0x80;
       let headerCount: number;
@@ -152,10 +177,8 @@ function walkRecords(
         headerCount = (b >>> 1) ^ -(b & 1);
         p++;
       } else {
-        r.pos = p;
-        r.end = recordEnd;
-        headerCount = r.varint();
-        p = r.pos;
+        headerCount = varintAt(data, p, recordEnd);
+        p = varintEnd;
       }
       if (headerCount < 0 || headerCount * 2 > recordEnd - p) {
         throw invalid(
@@ -163,16 +186,14 @@ function walkRecords(
         );
       }
       for (let h = 0; h < headerCount; h++) {
-        r.pos = p;
-        r.end = recordEnd;
-        const keyLength = r.varint();
-        p = r.pos;
+        const keyLength = varintAt(data, p, recordEnd);
+        p = varintEnd;
         if (keyLength < 0 || keyLength > recordEnd - p) {
           throw invalid(
             `record ${i}: header ${h} key length ${keyLength} does not fit the ${recordEnd - p} bytes left`,
           );
         }
-        p = skipBytes(data, r, p + keyLength, recordEnd, i, `header ${h} value`);
+        p = skipBytes(data, p + keyLength, recordEnd, i, `header ${h} value`);
       }
       if (p !== recordEnd) {
         throw invalid(
@@ -195,7 +216,6 @@ function walkRecords(
 /** Skips a length-prefixed byte string (-1 = null) at p within recordEnd; returns the end. */
 function skipBytes(
   data: Uint8Array,
-  r: Reader,
   p: number,
   recordEnd: number,
   index: number,
@@ -207,10 +227,8 @@ function skipBytes(
     length = (b >>> 1) ^ -(b & 1);
     p++;
   } else {
-    r.pos = p;
-    r.end = recordEnd;
-    length = r.varint();
-    p = r.pos;
+    length = varintAt(data, p, recordEnd);
+    p = varintEnd;
   }
   if (length === -1) return p;
   if (length < -1) throw invalid(`record ${index}: ${what} length ${length} is negative`);
