@@ -22,26 +22,17 @@ import { StreamBusClient } from '@streambus/client';
 import { driveFrames, openSocket } from './frame-driver.js';
 import type { FreshJob, FreshResult } from './fresh-client.js';
 import { median, quantile, type ResultRow, row } from './harness.js';
-
-export interface BrokerChild {
-  readonly pid: number;
-  readonly port: number;
-  stop(): Promise<void>;
-}
+// Types only: the suite passes its own functions in (no import cycle at run time).
+import type { makeBatches, produceFrames, spawnBroker } from './suites/broker.js';
 
 export interface FreshBenchContext {
   readonly quick: boolean;
   readonly tmp: string;
   /** Rows measured so far in this run: the warmed counterparts are looked up by name. */
   readonly warmed: readonly ResultRow[];
-  readonly spawnBroker: (dataDir: string, nodeFlags?: readonly string[]) => Promise<BrokerChild>;
-  readonly makeBatches: (count: number, perBatch: number, valueBytes: number) => Buffer[];
-  readonly produceFrames: (
-    topic: string,
-    batches: readonly Buffer[],
-    partitions: number,
-    acks: -1 | 1,
-  ) => Buffer[];
+  readonly spawnBroker: typeof spawnBroker;
+  readonly makeBatches: typeof makeBatches;
+  readonly produceFrames: typeof produceFrames;
   /** Extra node flags for the client children (e.g. --cpu-prof), from the environment. */
   readonly clientNodeFlags?: readonly string[];
 }

@@ -24,6 +24,8 @@ import {
 } from '@streambus/protocol';
 import { driveFrames, openSocket } from './frame-driver.js';
 import { median, medianOfRuns, type ResultRow, row } from './harness.js';
+// Type only: the suite passes its own functions in (no import cycle at run time).
+import type { produceFrames } from './suites/broker.js';
 
 export interface ValidationBenchContext {
   readonly port: number;
@@ -32,12 +34,7 @@ export interface ValidationBenchContext {
   readonly runs: number;
   /** Uncompressed prebuilt batches (1000 records of 100 B each). */
   readonly batches: readonly Buffer[];
-  readonly produceFrames: (
-    topic: string,
-    batches: readonly Buffer[],
-    partitions: number,
-    acks: -1 | 1,
-  ) => Buffer[];
+  readonly produceFrames: typeof produceFrames;
 }
 
 const PARTITIONS = 4;

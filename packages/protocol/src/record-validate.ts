@@ -20,13 +20,13 @@
 // that do not increase (the decoder returns them as they are); header keys are not checked as
 // UTF-8 (neither does the decoder, nor Kafka). It does not check the header (validateBatch
 // does; call that first) and does not allocate per record: varints of one byte are read inline,
-// longer ones by `varintAt` (no cursor object; Kafka's 2-byte lengths and deltas of 100 B+
+// longer ones by bytes.ts `varintAt` (no cursor object; Kafka's 2-byte lengths and deltas of 100 B+
 // records are common), timestamp deltas of more than one byte through one Reader per batch.
 // Failures are StreamBusErrors: INVALID_RECORD naming
 // the record and what is wrong, or the codec's CORRUPT_COMPRESSED_DATA /
 // UNSUPPORTED_COMPRESSION_TYPE.
 
-import { corrupt, Reader } from './bytes.js';
+import { Reader, varintAt, varintEnd } from './bytes.js';
 import { DEFAULT_MAX_UNCOMPRESSED_BYTES, decompress } from './compression.js';
 import { ErrorCode, isStreamBusError, StreamBusError } from './errors.js';
 import {
@@ -42,33 +42,6 @@ const MIN_RECORD_BYTES = MIN_RECORD_BODY_BYTES + 1;
 
 function invalid(message: string): StreamBusError {
   return new StreamBusError(ErrorCode.INVALID_RECORD, message);
-}
-
-/** The position after the varint `varintAt` read last: module state instead of a cursor object. */
-let varintEnd = 0;
-
-/**
- * The zigzag varint (int32, at most 5 bytes: Reader.varint's rules) at data[p, end); sets
- * `varintEnd`. CORRUPT_MESSAGE when truncated or too long (the walk renames it per record).
- */
-function varintAt(data: Uint8Array, p: number, end: number): number {
-  let u = 0;
-  let shift = 0;
-  for (;;) {
-    if (p >= end) throw corrupt('varint truncated');
-    const byte = data[p++]!;
-    if (shift === 28) {
-      if (byte > 0x0f) throw corrupt('varint longer than 5 bytes or above 32 bits');
-      u |= byte << 28;
-      break;
-    }
-    u |= (byte & 0x7f) << shift;
-    if (byte < 0x80) break;
-    shift += 7;
-  }
-  varintEnd = p;
-  u >>>= 0;
-  return (u >>> 1) ^ -(u & 1);
 }
 
 /**
