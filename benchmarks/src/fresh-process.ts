@@ -37,7 +37,8 @@ export interface FreshBenchContext {
   readonly clientNodeFlags?: readonly string[];
 }
 
-const CLIENT_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'fresh-client.js');
+/** The built child script, from benchmarks/src (tests) or benchmarks/dist alike. */
+const CLIENT_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'fresh-client.js');
 const RUNS = 3;
 const CHILD_TIMEOUT_MS = 120_000;
 const RATE = 10_000;

@@ -35,6 +35,9 @@ export interface ValidationBenchContext {
   /** Uncompressed prebuilt batches (1000 records of 100 B each). */
   readonly batches: readonly Buffer[];
   readonly produceFrames: typeof produceFrames;
+  /** Overrides for tests: produce frames per run, and ms per walk loop. */
+  readonly framesPerRun?: number;
+  readonly loopMs?: number;
 }
 
 const PARTITIONS = 4;
@@ -70,8 +73,8 @@ function loopRate(batches: readonly Buffer[], ms: number, check: (b: Buffer) => 
 
 export async function validationRows(ctx: ValidationBenchContext): Promise<ResultRow[]> {
   const rows: ResultRow[] = [];
-  const loopMs = ctx.quick ? 200 : 1000;
-  const frames = ctx.quick ? 200 : 2000;
+  const loopMs = ctx.loopMs ?? (ctx.quick ? 200 : 1000);
+  const frames = ctx.framesPerRun ?? (ctx.quick ? 200 : 2000);
   let seq = 0;
   for (const codec of CODECS) {
     const name = compressionName(codec);
