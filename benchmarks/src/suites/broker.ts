@@ -18,6 +18,12 @@
 //                     from a file to a socket that this process just counts.
 //   latency acks=1 / acks=all   median over runs of p50 and p99 ms from Producer.send() to its acknowledgement at a
 //                     paced 10,000 records/s (lingerMs 0); no reference (stated in the row).
+//   validate walk <codec> / produce prebuilt <codec> acks=1   cost of walking every record before
+//                     appending (none, lz4, gzip): the walk alone in this process vs the broker's
+//                     rate on the same batches (validation-cost.ts says how to read the ratios).
+//   fresh ...         the producer, latency and consume 1 KiB rows again with a fresh broker
+//                     and a fresh client process per run, medians of 3, each next to its warmed
+//                     row of this run as the reference (fresh-process.ts).
 //   rss idle 100 partitions / rss peak   the broker child's VmRSS after creating a 100-partition
 //                     topic and idling, and its VmHWM (peak resident set) after every load above.
 // Leaves out: replication, compression, keys and headers, many clients. Read first: the ratios
@@ -30,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { StreamBusClient } from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
 import { driveFrames, openSocket } from '../frame-driver.js';
+import { freshProcessRows } from '../fresh-process.js';
 import {
   median,
   medianOfRuns,
@@ -39,6 +46,7 @@ import {
   type Suite,
   type SuiteOptions,
 } from '../harness.js';
+import { validationRows } from '../validation-cost.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root, from benchmarks/src/suites or benchmarks/dist/suites alike. */
@@ -611,9 +619,29 @@ export const suite: Suite = {
       const idleKiB = procStatusKiB(broker.pid, 'VmRSS');
       const rows: ResultRow[] = [];
       rows.push(...(await prebuiltRows(ctx)));
+      rows.push(
+        ...(await validationRows({
+          port: broker.port,
+          client,
+          quick: options.quick,
+          runs: ctx.runs,
+          batches: ctx.batches100,
+          produceFrames,
+        })),
+      );
       rows.push(...(await producerRows(ctx)));
       rows.push(...(await consumeRows(ctx)));
       rows.push(...(await latencyRows(ctx)));
+      rows.push(
+        ...(await freshProcessRows({
+          quick: options.quick,
+          tmp,
+          warmed: rows,
+          spawnBroker,
+          makeBatches,
+          produceFrames,
+        })),
+      );
       const peakKiB = procStatusKiB(broker.pid, 'VmHWM');
       rows.push(
         row('broker rss idle, 100 partitions', idleKiB / 1024, 'MiB', {

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ApiKey,
+  BatchField,
+  crc32c,
   decodeRecordBatch,
   decodeResponse,
   ErrorCode,
@@ -272,6 +274,41 @@ describe('broker APIs', () => {
     expect(lo.topics[0]!.partitions[0]!.offset).toBe(0);
     const garbage = await produce(c, 'bad', Buffer.from('not a batch at all'));
     expect(garbage.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.CORRUPT_MESSAGE);
+  });
+
+  it('refuses a batch whose records contradict its header (valid CRC), only in its partition', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'framing', 2);
+    // One record inside, the header (CRC fixed) claiming two: before record walking it was
+    // stored, and every fetch of the partition failed to decode from then on.
+    const lying = values(1, 'a record long enough for two-');
+    lying.writeInt32BE(2, BatchField.RECORD_COUNT);
+    lying.writeInt32BE(1, BatchField.LAST_OFFSET_DELTA);
+    lying.writeUInt32BE(crc32c(lying, 0, BatchField.ATTRIBUTES, lying.length), BatchField.CRC);
+    const res = await c.request(ApiKey.PRODUCE, {
+      acks: 1,
+      timeoutMs: 5000,
+      topics: [
+        {
+          name: 'framing',
+          partitions: [
+            { partition: 0, records: Buffer.concat([values(2, 'ok'), lying]) },
+            { partition: 1, records: values(2, 'p1-') },
+          ],
+        },
+      ],
+    });
+    const [p0, p1] = res.topics[0]!.partitions;
+    expect(p0).toMatchObject({ partition: 0, errorCode: ErrorCode.INVALID_RECORD, baseOffset: -1 });
+    expect(p0!.errorMessage).toMatch(/batch 1: the header declares 2 records/);
+    expect(p1).toMatchObject({ partition: 1, errorCode: 0, baseOffset: 0 });
+    // Nothing of partition 0's set was appended; the next good batch starts at 0 and decodes.
+    expect(
+      (await produce(c, 'framing', values(1, 'after'))).topics[0]!.partitions[0],
+    ).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    expect(decodeAll((await fetch(c, 'framing', 0)).topics[0]!.partitions[0]!.records)).toEqual([
+      { offset: 0, value: 'after0' },
+    ]);
   });
 
   it('answers a retried idempotent batch with its original offset and refuses a gap', async () => {

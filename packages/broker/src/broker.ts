@@ -741,7 +741,12 @@ export class Broker {
           t.partitions.map(async ({ partition, records }) => {
             try {
               const p = this.partition(t.name, partition);
-              const validated = validateProduceRecords(records, p.topicConfig, now);
+              const validated = validateProduceRecords(
+                records,
+                p.topicConfig,
+                now,
+                this.config.limits.decompressedBytesMax,
+              );
               const out = await p.produce(records, validated, acks);
               if (!out.duplicate) this.metrics.recordsIn.inc(validated.recordCount);
               return {

@@ -104,6 +104,15 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads the decompression budget for produced batches', () => {
+    expect(loadConfig({}).limits.decompressedBytesMax).toBe(64 * 1024 * 1024);
+    const c = loadConfig({ env: { STREAMBUS_LIMITS_DECOMPRESSED_BYTES_MAX: '1048576' } });
+    expect(c.limits.decompressedBytesMax).toBe(1048576);
+    expect(
+      configError(() => loadConfig({ flags: { 'limits.decompressed-bytes-max': '10' } })).key,
+    ).toBe('limits.decompressedBytesMax');
+  });
+
   it('ties related limits together', () => {
     expect(
       configError(() =>

@@ -52,6 +52,11 @@ export interface BrokerLimits {
   partitionsPerTopicMax: number;
   /** Partitions of all topics on this broker together. */
   partitionsMax: number;
+  /**
+   * A compressed batch a producer sends is inflated (to walk its records) up to this many bytes;
+   * one that inflates further is refused (CORRUPT_COMPRESSED_DATA), as a decompression bomb.
+   */
+  decompressedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -106,6 +111,7 @@ export function defaultConfig(): BrokerConfig {
       openFilesMax: 1024,
       partitionsPerTopicMax: 10_000,
       partitionsMax: 20_000,
+      decompressedBytesMax: 64 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -228,6 +234,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.openFilesMax': intParser(16, 1_000_000),
   'limits.partitionsPerTopicMax': intParser(1, 100_000),
   'limits.partitionsMax': intParser(1, 1_000_000),
+  'limits.decompressedBytesMax': intParser(1024, 1024 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),

@@ -1,8 +1,11 @@
+import { gzipSync } from 'node:zlib';
 import {
   BatchField,
+  Compression,
   crc32c,
   ErrorCode,
   encodeRecordBatch,
+  RECORD_BATCH_HEADER_BYTES,
   StreamBusError,
 } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
@@ -33,6 +36,33 @@ function code(records: Buffer, l = limits): number {
     return (err as StreamBusError).code;
   }
   return 0;
+}
+
+/** The error validateProduceRecords throws (or null), for code and message. */
+function refusal(records: Buffer, decompressedBytesMax?: number): StreamBusError | null {
+  try {
+    validateProduceRecords(records, limits, NOW, decompressedBytesMax);
+    return null;
+  } catch (err) {
+    expect(err).toBeInstanceOf(StreamBusError);
+    return err as StreamBusError;
+  }
+}
+
+/** Sets record-section byte `at` (counted from the end of the header) and fixes the CRC. */
+function withRecordByte(b: Buffer, at: number, value: number): Buffer {
+  const copy = Buffer.from(b);
+  copy[RECORD_BATCH_HEADER_BYTES + at] = value;
+  copy.writeUInt32BE(crc32c(copy, 0, BatchField.ATTRIBUTES, copy.length), BatchField.CRC);
+  return copy;
+}
+
+/** Sets recordCount and lastOffsetDelta to agree with `n` and fixes the CRC. */
+function claiming(b: Buffer, n: number): Buffer {
+  return withField(b, BatchField.RECORD_COUNT, (x) => {
+    x.writeInt32BE(n, BatchField.RECORD_COUNT);
+    x.writeInt32BE(n - 1, BatchField.LAST_OFFSET_DELTA);
+  });
 }
 
 describe('validateProduceRecords', () => {
@@ -100,5 +130,70 @@ describe('validateProduceRecords', () => {
     expect(code(encodeRecordBatch([{ value: null, timestamp: -5 }]))).toBe(
       ErrorCode.INVALID_TIMESTAMP,
     );
+  });
+
+  describe('record framing (valid CRC, records contradicting the header)', () => {
+    const keyed = encodeRecordBatch(
+      [{ key: Buffer.from('k'), value: Buffer.from('a value, long enough') }],
+      {
+        timestamp: NOW,
+      },
+    );
+
+    it('refuses a record count of 2 with one record inside', () => {
+      const err = refusal(claiming(keyed, 2));
+      expect(err?.code).toBe(ErrorCode.INVALID_RECORD);
+      expect(err?.message).toMatch(
+        /^batch 0: the header declares 2 records, the records section holds 1/,
+      );
+    });
+
+    it('refuses a record length of -1', () => {
+      const err = refusal(withRecordByte(keyed, 0, 0x01));
+      expect(err?.code).toBe(ErrorCode.INVALID_RECORD);
+      expect(err?.message).toMatch(/record 0 of 1: length -1/);
+    });
+
+    it('refuses a key length of -5 and one past the end of the batch', () => {
+      // length | attributes | timestampDelta | offsetDelta | keyLength: the key length is byte 4
+      expect(keyed[RECORD_BATCH_HEADER_BYTES + 4]).toBe(2);
+      const negative = refusal(withRecordByte(keyed, 4, 9));
+      expect(negative?.code).toBe(ErrorCode.INVALID_RECORD);
+      expect(negative?.message).toMatch(/record 0: key length -5 is negative/);
+      const past = refusal(withRecordByte(keyed, 4, 120));
+      expect(past?.code).toBe(ErrorCode.INVALID_RECORD);
+      expect(past?.message).toMatch(/record 0: key length 60 runs past the record's end/);
+    });
+
+    it('refuses a gzip batch claiming 1,000,000 records with one inside', () => {
+      const gz = encodeRecordBatch([{ value: Buffer.from('x') }], {
+        timestamp: NOW,
+        compression: Compression.GZIP,
+      });
+      expect(refusal(gz)).toBeNull();
+      const err = refusal(claiming(gz, 1_000_000));
+      expect(err?.code).toBe(ErrorCode.INVALID_RECORD);
+      expect(err?.message).toMatch(/recordCount 1000000 cannot fit/);
+    });
+
+    it('names the batch of the set that is wrong and refuses the whole set', () => {
+      const err = refusal(Buffer.concat([batch(2), batch(1), claiming(keyed, 2)]));
+      expect(err?.message).toMatch(/^batch 2: /);
+    });
+
+    it('refuses a gzip bomb within decompressedBytesMax', () => {
+      const inflated = Buffer.alloc(4 * 1024 * 1024);
+      const bomb = Buffer.concat([
+        keyed.subarray(0, RECORD_BATCH_HEADER_BYTES),
+        gzipSync(inflated),
+      ]);
+      bomb.writeInt32BE(bomb.length - 12, BatchField.BATCH_LENGTH);
+      const armed = withField(bomb, BatchField.ATTRIBUTES, (x) =>
+        x.writeInt16BE(Compression.GZIP, BatchField.ATTRIBUTES),
+      );
+      const err = refusal(armed, 1024 * 1024);
+      expect(err?.code).toBe(ErrorCode.CORRUPT_COMPRESSED_DATA);
+      expect(err?.message).toMatch(/inflates past the bound of 1048576 bytes/);
+    });
   });
 });

@@ -10,14 +10,20 @@
 //                                                                         INVALID_RECORD
 //   - baseTimestamp <= maxTimestamp, both >= 0; maxTimestamp within the
 //     topic's skew of the broker clock when the check is on               INVALID_TIMESTAMP
+//   - every record's framing (lengths, offset deltas, recordCount records and no more), walked
+//     without decoding, compressed batches inflated within decompressedBytesMax
+//     (validateBatchRecords in the protocol package)                      INVALID_RECORD /
+//                                                                          CORRUPT_COMPRESSED_DATA
 // A failure rejects the partition's whole set: nothing of it is appended. Pure and synchronous.
 import {
   BatchAttributes,
+  DEFAULT_MAX_UNCOMPRESSED_BYTES,
   ErrorCode,
   type RecordBatchHeader,
   StreamBusError,
   splitBatches,
   validateBatch,
+  validateBatchRecords,
 } from '@streambus/protocol';
 
 export interface ProduceLimits {
@@ -46,6 +52,7 @@ export function validateProduceRecords(
   records: Uint8Array,
   limits: ProduceLimits,
   nowMs: number,
+  decompressedBytesMax = DEFAULT_MAX_UNCOMPRESSED_BYTES,
 ): ValidatedRecords {
   if (records.length === 0) fail(ErrorCode.INVALID_RECORD, 'produce carried no record batch');
   if (records.length > limits.segmentBytes) {
@@ -66,10 +73,21 @@ export function validateProduceRecords(
     }
     const h = validateBatch(records, position);
     checkHeader(h, limits, nowMs);
+    try {
+      validateBatchRecords(records, position, h, decompressedBytesMax);
+    } catch (err) {
+      throw inBatch(err, batches.length);
+    }
     batches.push({ position, size, header: h });
     recordCount += h.recordCount;
   }
   return { batches, recordCount };
+}
+
+/** The same error, its message naming the batch of the set (counted from 0). */
+function inBatch(err: unknown, index: number): unknown {
+  if (!(err instanceof StreamBusError)) return err;
+  return new StreamBusError(err.code, `batch ${index}: ${err.message}`, { cause: err });
 }
 
 function checkHeader(h: RecordBatchHeader, limits: ProduceLimits, nowMs: number): void {

@@ -138,6 +138,34 @@ export function writeVarlong(b: Uint8Array, p: number, v: number): number {
   return p;
 }
 
+/** The position after the varint `varintAt` read last: module state, no cursor object. */
+export let varintEnd = 0;
+
+/**
+ * The zigzag varint (int32, at most 5 bytes) at b[p, end); sets `varintEnd`. CORRUPT_MESSAGE when
+ * it is truncated or longer than 5 bytes / above 32 bits. For loops that keep their cursor in a
+ * local (the record walk); `Reader.varint` is the same read on a cursor.
+ */
+export function varintAt(b: Uint8Array, p: number, end: number): number {
+  let u = 0;
+  let shift = 0;
+  for (;;) {
+    if (p >= end) throw corrupt('varint truncated');
+    const byte = b[p++]!;
+    if (shift === 28) {
+      if (byte > 0x0f) throw corrupt('varint longer than 5 bytes or above 32 bits');
+      u |= byte << 28;
+      break;
+    }
+    u |= (byte & 0x7f) << shift;
+    if (byte < 0x80) break;
+    shift += 7;
+  }
+  varintEnd = p;
+  u >>>= 0;
+  return (u >>> 1) ^ -(u & 1);
+}
+
 /**
  * A cursor over `buf[pos, end)` for record decoding. Every read checks the bound and throws
  * CORRUPT_MESSAGE, so callers never see a RangeError or `undefined`.
@@ -158,25 +186,9 @@ export class Reader {
   }
 
   varint(): number {
-    const b = this.buf;
-    let p = this.pos;
-    let u = 0;
-    let shift = 0;
-    for (;;) {
-      if (p >= this.end) throw corrupt('varint truncated');
-      const byte = b[p++]!;
-      if (shift === 28) {
-        if (byte > 0x0f) throw corrupt('varint longer than 5 bytes or above 32 bits');
-        u |= byte << 28;
-        break;
-      }
-      u |= (byte & 0x7f) << shift;
-      if (byte < 0x80) break;
-      shift += 7;
-    }
-    this.pos = p;
-    u >>>= 0;
-    return (u >>> 1) ^ -(u & 1);
+    const v = varintAt(this.buf, this.pos, this.end);
+    this.pos = varintEnd;
+    return v;
   }
 
   varlong(): number {

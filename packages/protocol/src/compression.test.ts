@@ -127,6 +127,32 @@ describe('zstd', () => {
     );
   });
 
+  it('refuses a declared window or content size above the bound before allocating it', () => {
+    // 9 bytes: magic, no flags, window descriptor 1 GiB * 1.875, one empty last raw block.
+    const window = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, (20 << 3) | 7, 0x01, 0x00, 0x00]);
+    const before = process.memoryUsage().arrayBuffers;
+    const err = (() => {
+      try {
+        decompress(Compression.ZSTD, window, 1 << 20);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(isStreamBusError(err, ErrorCode.CORRUPT_COMPRESSED_DATA)).toBe(true);
+    expect(String(err)).toMatch(/declares a 2013265920-byte window, above the bound of 8388608/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+    // Single segment, 4-byte content size 2^31: refused from the header.
+    const content = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 0x80, 0x01, 0, 0]);
+    expect(codeOf(() => decompress(Compression.ZSTD, content, 1 << 20))).toBe(
+      ErrorCode.CORRUPT_COMPRESSED_DATA,
+    );
+    // The reference CLI's frames (every window and content size within bounds) still decode.
+    const t = text();
+    expect(decompress(Compression.ZSTD, vector('text.two-frames.zst'), t.length).equals(t)).toBe(
+      true,
+    );
+  });
+
   it('encodes where the runtime can, else says so with a typed error', () => {
     const t = text();
     if (zstdCanCompress) {

@@ -77,6 +77,14 @@ export function decompress(
   } catch (err) {
     // Codec modules raise typed errors; anything else from a library is a corrupt payload.
     if (isStreamBusError(err)) throw err;
+    if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+      // zlib stopped at maxOutputLength: a bomb, or more than the bound allows.
+      throw corruptCompressed(
+        codec,
+        `inflates past the bound of ${maxUncompressedBytes} bytes`,
+        err,
+      );
+    }
     throw corruptCompressed(codec, 'cannot decompress', err);
   }
 }

@@ -43,4 +43,5 @@ export {
   validateBatch,
   verifyBatchCrc,
 } from './record-batch.js';
+export { validateBatchRecords } from './record-validate.js';
 export * from './wire/index.js';

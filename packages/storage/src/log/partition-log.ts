@@ -48,6 +48,7 @@ import {
   LogSegment,
 } from './log-segment.js';
 import { PARTITION_META_FILE, writePartitionMeta } from './partition-meta.js';
+import { verifyReadBuffer } from './verify-read.js';
 
 export type { RecoveryReport } from './log-recovery.js';
 
@@ -728,19 +729,27 @@ export class PartitionLog {
         Math.max(maxBytes, RECORD_BATCH_HEADER_BYTES) + this.config.indexIntervalBytes + 4096,
         READ_WINDOW_BYTES_MAX,
       );
-      // A segment trusted at open is verified lazily, once, from its verified prefix up to the
-      // end of this read window, before any header in it is believed.
+      // A segment trusted at open is verified lazily, once, from its verified prefix, as each
+      // read comes in and before any header in it is believed: in the bytes just read when the
+      // verified prefix ends inside them (a consumer reading on: one read, not two), else by a
+      // scan up to the end of the buffer.
       let problem: string | null = null;
-      if (this.verifyOnRead === 'unverified' && seg.verifiedBytes < start + want) {
-        const v = await seg.verifyUpTo(start + want);
+      const verify = async (bufStart: number, b: Buffer): Promise<void> => {
+        if (this.verifyOnRead !== 'unverified' || problem !== null) return;
+        if (seg.verifiedBytes >= bufStart + b.length) return;
+        const v =
+          seg.verifiedBytes >= bufStart
+            ? verifyReadBuffer(seg, b, bufStart)
+            : await seg.verifyUpTo(bufStart + b.length);
         if (v.problem !== null) {
           problem = v.problem;
           end = Math.min(end, v.goodEnd);
         }
-      }
+      };
       const corrupt = () =>
         this.damageError(seg, end, seg.verifiedNextOffset, problem ?? 'unreadable');
       let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
+      await verify(start, buf);
       // Skip batches before `offset`.
       let at = 0;
       for (;;) {
@@ -752,6 +761,7 @@ export class PartitionLog {
           start += at;
           at = 0;
           buf = await seg.read(start, Math.min(end - start, Math.max(maxBytes, 64 * 1024)));
+          await verify(start, buf);
           if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
         }
         const size = 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH);
@@ -777,6 +787,8 @@ export class PartitionLog {
           at = 0;
           endAt = 0;
           if (buf.length < size) return null;
+          await verify(firstPos, buf);
+          if (firstPos + size > end) break;
         }
         const last = batchBaseOffset(buf, endAt) + batchLastOffsetDelta(buf, endAt);
         if (last >= this.writtenEnd) break; // truncated while we read
