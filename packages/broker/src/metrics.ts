@@ -10,6 +10,8 @@ export interface PartitionView {
   readonly logEndOffset: number;
   readonly logStartOffset: number;
   readonly sizeBytes: number;
+  /** Appends fail on storage right now (a full disk, a failed log being recovered). */
+  readonly inStorageError?: boolean;
 }
 
 export class BrokerMetrics {
@@ -25,6 +27,9 @@ export class BrokerMetrics {
   readonly connectionsRejected: Counter;
   readonly framesRejected: Counter<'code'>;
   readonly fsyncSeconds: Histogram;
+  readonly appendStorageErrors: Counter<'reason'>;
+  readonly logsRecovered: Counter;
+  readonly unhandledRejections: Counter;
 
   constructor(partitions: () => Iterable<PartitionView>) {
     const registers = [this.registry];
@@ -90,6 +95,32 @@ export class BrokerMetrics {
       help: 'Duration of fsync calls on partition log files',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers,
+    });
+    this.appendStorageErrors = new Counter({
+      name: 'streambus_append_storage_errors_total',
+      help: 'Appends refused by storage, by reason (disk_full: ENOSPC/EDQUOT; storage_error: any other)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.logsRecovered = new Counter({
+      name: 'streambus_partition_logs_recovered_total',
+      help: 'Partition logs reopened from disk after a storage failure (a failed fsync)',
+      registers,
+    });
+    this.unhandledRejections = new Counter({
+      name: 'streambus_unhandled_rejections_total',
+      help: 'Promise rejections nothing handled (a bug; logged, the broker keeps running)',
+      registers,
+    });
+    const storageErrors = new Gauge({
+      name: 'streambus_partitions_storage_error',
+      help: 'Partitions whose appends fail on storage right now (until a write lands again)',
+      registers,
+      collect() {
+        let n = 0;
+        for (const p of partitions()) if (p.inStorageError === true) n++;
+        storageErrors.set(n);
+      },
     });
     const logEnd = new Gauge({
       name: 'streambus_partition_log_end_offset',

@@ -13,10 +13,19 @@
 // lastSeq, baseOffset], ...] }] } where `offset` is the log end offset the state covers. At open
 // the snapshot is loaded and the batch headers from `offset` to the log end are replayed; with no
 // usable snapshot (missing, damaged, or beyond the recovered log end) the whole log is replayed.
+//
+// Storage failures (docs/broker.md, "When the disk fails"). An append the disk refuses (ENOSPC:
+// the log undoes it) answers KAFKA_STORAGE_ERROR (retriable) and the next append tries again. A
+// log that failed as a whole (an fsync failed) is reopened from disk by the next request, at most
+// once per RECOVERY_INTERVAL_MS, and cut back to what was durable when it failed (what was only
+// written may be lost on disk: it is rewritten by the producers' retries, never acknowledged from
+// a page cache whose fsync failed); the producer state is then rebuilt from the log. A config
+// change that reopens the log makes concurrent produces wait for the new log, not fail.
 import { readFile } from 'node:fs/promises';
 import {
   batchSizeAt,
   ErrorCode,
+  isStreamBusError,
   RECORD_BATCH_HEADER_BYTES,
   readBatchHeader,
   StreamBusError,
@@ -57,6 +66,12 @@ export interface PartitionLogLike {
   /** The first record with timestamp >= timestampMs: its offset and timestamp. */
   findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;
   deleteRecordsBefore(offset: number): Promise<number>;
+  /** The log failed as a whole and refuses everything until reopened (storage's `failed`). */
+  readonly failed?: boolean;
+  /** Why writes fail right now (a full disk, a failed log), or null. */
+  readonly storageError?: StreamBusError | null;
+  /** Removes every batch from the one containing `offset` on (used after a failed fsync). */
+  truncateTo?(offset: number): Promise<void>;
   enforceRetention(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -74,6 +89,18 @@ export interface ProduceOutcome {
 }
 
 const REPLAY_CHUNK_BYTES = 1024 * 1024;
+/** A failed log is reopened (recovered from disk) at most this often. */
+export const RECOVERY_INTERVAL_MS = 1000;
+
+/** What a partition reports about its storage (the broker logs and counts it). */
+export interface PartitionEvents {
+  /** An append failed with a storage error; `first` when the partition was healthy before. */
+  onStorageError?(p: Partition, err: StreamBusError, bytes: number, first: boolean): void;
+  /** Writes land again after `downMs` of storage errors. */
+  onStorageRecovered?(p: Partition, downMs: number): void;
+  /** A failed log was reopened from disk (`cutTo`: offsets from there on were dropped). */
+  onLogRecovered?(p: Partition, cutTo: number | null): void;
+}
 const EMPTY = Buffer.alloc(0);
 
 type AppendResult = { baseOffset: number; lastOffset: number; appendTimeMs: number };
@@ -85,6 +112,17 @@ export class Partition {
   private closed = false;
   /** Every append below this offset has resolved (appends resolve in offset order). */
   private settledEnd: number;
+  /** A reopen (config change or recovery) in progress: requests wait for the new log. */
+  private reopening: Promise<void> | null = null;
+  /** The log is closed or failed and must be reopened before use. */
+  private needsReopen = false;
+  /** After a failure: cut the reopened log back to this offset (what was durable). */
+  private cutTo: number | null = null;
+  private recoveryDueMs = 0;
+  /** Why the last reopen failed (answered while the log stays unusable). */
+  private reopenError: StreamBusError | null = null;
+  /** Since when appends fail on storage (null: healthy). */
+  private storageErrorSinceMs: number | null = null;
 
   private constructor(
     readonly topic: string,
@@ -93,6 +131,8 @@ export class Partition {
     private config: TopicConfig,
     private log: PartitionLogLike,
     fetchWaitersMax: number,
+    private openLog: OpenPartitionLog,
+    private readonly events: PartitionEvents,
   ) {
     this.waiters = new WaiterSet(fetchWaitersMax);
     this.producers = new ProducerStateTable();
@@ -106,9 +146,10 @@ export class Partition {
     config: TopicConfig,
     openLog: OpenPartitionLog,
     fetchWaitersMax: number,
+    events: PartitionEvents = {},
   ): Promise<Partition> {
     const log = await openLog(dir, config);
-    const p = new Partition(topic, index, dir, config, log, fetchWaitersMax);
+    const p = new Partition(topic, index, dir, config, log, fetchWaitersMax, openLog, events);
     try {
       await p.restoreProducerState();
     } catch (err) {
@@ -141,6 +182,14 @@ export class Partition {
   get topicConfig(): TopicConfig {
     return this.config;
   }
+  /** Appends fail on storage right now (the metrics' storage-error gauge). */
+  get inStorageError(): boolean {
+    return this.storageErrorSinceMs !== null || this.unusable;
+  }
+
+  private get unusable(): boolean {
+    return this.needsReopen || this.log.failed === true;
+  }
 
   private get snapshotPath(): string {
     return `${this.dir}.producers.json`;
@@ -161,6 +210,134 @@ export class Partition {
    */
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     this.checkOpen();
+    await this.ready();
+    try {
+      const out = await this.produceNow(records, validated, acks);
+      if (this.storageErrorSinceMs !== null && !out.duplicate) {
+        const downMs = Date.now() - this.storageErrorSinceMs;
+        this.storageErrorSinceMs = null;
+        this.events.onStorageRecovered?.(this, downMs);
+      }
+      return out;
+    } catch (err) {
+      if (isStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR)) {
+        const first = this.storageErrorSinceMs === null;
+        this.storageErrorSinceMs ??= Date.now();
+        this.events.onStorageError?.(this, err, records.length, first);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Waits for a reopen in progress, and reopens a failed log when one is due. Throws the storage
+   * error while the log stays unusable.
+   */
+  private async ready(): Promise<void> {
+    while (this.reopening !== null) await this.reopening;
+    this.checkOpen();
+    if (!this.unusable) return;
+    if (Date.now() >= this.recoveryDueMs) {
+      // A failed reopen keeps its error in reopenError (answered below).
+      await this.exclusive(() => this.replaceLog(this.config, this.openLog)).catch(() => undefined);
+      this.checkOpen();
+    }
+    if (this.needsReopen) {
+      throw (
+        this.reopenError ??
+        new StreamBusError(
+          ErrorCode.KAFKA_STORAGE_ERROR,
+          `partition ${this.topic}-${this.index} is being recovered from disk after a storage failure`,
+        )
+      );
+    }
+  }
+
+  /** Runs `work` after any earlier reopen, with every request waiting for it. */
+  private exclusive(work: () => Promise<void>): Promise<void> {
+    const previous = this.reopening;
+    let marker: Promise<void> | null = null;
+    const run = (async () => {
+      if (previous !== null) await previous;
+      try {
+        await work();
+      } finally {
+        if (this.reopening === marker) this.reopening = null;
+        // Parked fetches re-read from the new log (or see its error).
+        this.waiters.wakeAll();
+      }
+    })();
+    marker = run.catch(() => undefined);
+    this.reopening = marker;
+    return run;
+  }
+
+  /**
+   * Closes the log and opens it again (with `config`), recovering it from disk. After a failed
+   * log the reopened one is cut back to what was durable and the producer state is rebuilt.
+   * When the open fails the partition stays unusable and the next request tries again (at most
+   * once per RECOVERY_INTERVAL_MS).
+   */
+  private async replaceLog(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
+    const old = this.log;
+    this.recoveryDueMs = Date.now() + RECOVERY_INTERVAL_MS;
+    if (!this.needsReopen) {
+      try {
+        await old.close();
+      } catch {
+        // A close that fails on a data fsync leaves the log failed (handled below); one that
+        // fails writing its index files loses nothing (indexes are rebuilt at open).
+      }
+      if (old.failed === true && this.cutTo === null) {
+        this.cutTo =
+          this.config.durability === 'none' ? old.writtenEndOffset : old.durableEndOffset;
+      }
+      this.needsReopen = true;
+    }
+    this.config = config;
+    this.openLog = openLog;
+    let log: PartitionLogLike;
+    try {
+      log = await openLog(this.dir, config);
+    } catch (err) {
+      this.reopenError = storageFailure(this, err);
+      throw err;
+    }
+    const cutTo = this.cutTo;
+    try {
+      if (cutTo !== null && log.logEndOffset > cutTo && log.truncateTo) {
+        await log.truncateTo(Math.max(cutTo, log.logStartOffset));
+      }
+      if (cutTo !== null) {
+        const previous = this.producers;
+        this.log = log;
+        this.producers = new ProducerStateTable();
+        try {
+          await this.restoreProducerState();
+        } catch (err) {
+          this.producers = previous;
+          throw err;
+        }
+      }
+    } catch (err) {
+      this.log = old;
+      this.reopenError = storageFailure(this, err);
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+    this.log = log;
+    this.settledEnd = log.logEndOffset;
+    this.needsReopen = false;
+    this.cutTo = null;
+    this.reopenError = null;
+    if (cutTo !== null || old.failed === true) this.events.onLogRecovered?.(this, cutTo);
+  }
+
+  private async produceNow(
+    records: Buffer,
+    validated: ValidatedRecords,
+    acks: Acks,
+  ): Promise<ProduceOutcome> {
     const recorded: Array<{ producerId: number; entry: BatchEntry; deltaFromBase: number }> = [];
     let duplicates = 0;
     let firstDuplicate: BatchEntry | null = null;
@@ -225,10 +402,10 @@ export class Partition {
         : null;
     const appending = this.log.append(records, onWritten ? { onWritten } : undefined);
     for (const r of recorded) {
-      this.pendingOffsets.set(
-        r.entry,
-        appending.then((res) => res.baseOffset + r.deltaFromBase),
-      );
+      const pending = appending.then((res) => res.baseOffset + r.deltaFromBase);
+      // Only a concurrent duplicate awaits this; the append's own failure is answered below.
+      pending.catch(() => undefined);
+      this.pendingOffsets.set(r.entry, pending);
     }
     const settled = appending.then(
       (result) => {
@@ -275,6 +452,7 @@ export class Partition {
    */
   async read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     this.checkOpen();
+    await this.ready();
     const hw = this.highWatermark;
     if (offset >= hw && offset <= this.log.logEndOffset) return { data: EMPTY, nextOffset: offset };
     const r = await this.log.read(offset, maxBytes);
@@ -337,19 +515,22 @@ export class Partition {
     await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
   }
 
-  /** Replaces the log (a config change that the log only takes at open). */
+  /**
+   * Replaces the log (a config change that the log only takes at open). Requests arriving
+   * meanwhile wait for the new log. When the new log cannot be opened the partition answers
+   * storage errors and retries the open on later requests.
+   */
   async reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
     this.checkOpen();
-    await this.log.close();
-    this.config = config;
-    this.log = await openLog(this.dir, config);
-    this.settledEnd = this.log.logEndOffset;
+    await this.exclusive(() => this.replaceLog(config, openLog));
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.waiters.wakeAll();
+    while (this.reopening !== null) await this.reopening;
+    if (this.needsReopen) return;
     try {
       await this.log.flush();
       await this.saveProducerState();
@@ -415,4 +596,14 @@ async function readSnapshot(
     // A damaged snapshot is rebuilt from the log; it is only an accelerator.
     return null;
   }
+}
+
+/** `err` as the partition's KAFKA_STORAGE_ERROR (a typed storage error is kept as it is). */
+function storageFailure(p: Partition, err: unknown): StreamBusError {
+  if (isStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR)) return err;
+  return new StreamBusError(
+    ErrorCode.KAFKA_STORAGE_ERROR,
+    `partition ${p.topic}-${p.index} could not be reopened: ${(err as Error)?.message ?? String(err)}`,
+    { cause: err },
+  );
 }
