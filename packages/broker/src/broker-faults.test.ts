@@ -227,6 +227,42 @@ describe('broker when partition storage fails', () => {
     }
   }
 
+  it('answers storage errors while a reopened log cannot be opened, then reopens it by itself', async () => {
+    const fs = new FaultyFileSystem(new MemoryFileSystem());
+    const { c } = await start(fs);
+    await createTopic(c, 'ro');
+    const producer = await Producer.init(c, 'ro');
+    const acked: string[] = [];
+    const first = producer.batch();
+    expect((await produce(c, 'ro', first.bytes, -1)).errorCode).toBe(0);
+    acked.push(first.value);
+    producer.advance();
+    // The config change reopens the log; opening it fails (no space for its files).
+    fs.inject = (op) => (op === 'open' ? { code: 'ENOSPC' } : null);
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: 'ro', configs: { 'retention.ms': '7200000' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    const b = producer.batch();
+    const refused = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    expect(refused.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    expect(refused.errorMessage).toMatch(/ENOSPC/);
+    fs.inject = null;
+    const deadline = Date.now() + RECOVERY_INTERVAL_MS * 5;
+    let last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    while (last.errorCode !== 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    }
+    expect(last.errorCode).toBe(0);
+    acked.push(b.value);
+    expect(await readValues(c, 'ro')).toEqual(acked);
+    const described = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: ['ro'] });
+    expect(described.topics[0]!.configs.find((e) => e.name === 'retention.ms')?.value).toBe(
+      '7200000',
+    );
+  });
+
   it('keeps idempotent producers writing through config changes that reopen the log', async () => {
     const { broker, c } = await start(null);
     await createTopic(c, 'cfg');

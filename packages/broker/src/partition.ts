@@ -473,6 +473,7 @@ export class Partition {
     timestampMs: number,
   ): Promise<{ offset: number; timestamp: number } | null> {
     this.checkOpen();
+    await this.ready();
     const hw = this.highWatermark;
     const found = await this.log.findOffsetByTimestamp(timestampMs);
     return found !== null && found.offset < hw ? found : null;
@@ -480,6 +481,7 @@ export class Partition {
 
   async deleteRecordsBefore(offset: number): Promise<number> {
     this.checkOpen();
+    await this.ready();
     if (offset < 0 || offset > this.highWatermark) {
       throw new StreamBusError(
         ErrorCode.OFFSET_OUT_OF_RANGE,
@@ -489,8 +491,9 @@ export class Partition {
     return this.log.deleteRecordsBefore(offset);
   }
 
+  /** Periodic work; skipped while the log is being reopened or waits for recovery. */
   async enforceRetention(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.reopening !== null || this.unusable) return;
     await this.log.enforceRetention();
   }
 
@@ -505,11 +508,14 @@ export class Partition {
 
   /** Makes everything written durable (resolves acks=all waits under 'interval' and 'none'). */
   async flush(): Promise<void> {
-    if (!this.closed) await this.log.flush();
+    while (this.reopening !== null) await this.reopening;
+    if (!this.closed && !this.unusable) await this.log.flush();
   }
 
   /** Writes the producer-state snapshot (so a restart replays only the tail). */
   async saveProducerState(): Promise<void> {
+    // A log waiting for recovery gets its producer state rebuilt from the log: nothing to save.
+    if (this.reopening !== null || this.needsReopen) return;
     // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
     const snapshot = { offset: this.settledEnd, ...this.producers.toJSON() };
     await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
