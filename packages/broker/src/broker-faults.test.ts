@@ -7,13 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ApiKey,
-  decodeRecordBatch,
-  ErrorCode,
-  encodeRecordBatch,
-  OffsetSpec,
-} from '@streambus/protocol';
+import { ApiKey, ErrorCode, encodeRecordBatch } from '@streambus/protocol';
 import {
   type Fault,
   type FaultOp,
@@ -27,6 +21,7 @@ import { Broker } from './broker.js';
 import { defaultConfig } from './config.js';
 import { RECOVERY_INTERVAL_MS } from './partition.js';
 import { partitionLogConfig } from './storage-log.js';
+import { fetchAll } from './testing/fetch-all.js';
 import { RawClient } from './testing/raw-client.js';
 
 const dirs: string[] = [];
@@ -118,35 +113,7 @@ async function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 
 }
 
 async function readValues(c: RawClient, topic: string): Promise<string[]> {
-  const lo = await c.request(ApiKey.LIST_OFFSETS, {
-    topics: [{ name: topic, partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] }],
-  });
-  const end = lo.topics[0]!.partitions[0]!.offset;
-  const out: string[] = [];
-  let offset = 0;
-  while (offset < end) {
-    const f = await c.request(ApiKey.FETCH, {
-      maxWaitMs: 0,
-      minBytes: 0,
-      maxBytes: 1 << 20,
-      topics: [
-        {
-          name: topic,
-          partitions: [{ partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20 }],
-        },
-      ],
-    });
-    const p = f.topics[0]!.partitions[0]!;
-    expect(p.errorCode).toBe(0);
-    expect(p.records.length).toBeGreaterThan(0);
-    for (let pos = 0; pos < p.records.length; ) {
-      const { header, records } = decodeRecordBatch(p.records, pos);
-      for (const r of records) out.push(Buffer.from(r.value!).toString());
-      pos += 12 + header.batchLength;
-      offset = header.baseOffset + header.lastOffsetDelta + 1;
-    }
-  }
-  return out;
+  return (await fetchAll(c, topic)).map((r) => r.value);
 }
 
 interface Scenario {
