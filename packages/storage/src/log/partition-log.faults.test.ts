@@ -207,6 +207,31 @@ describe('PartitionLog when the disk refuses', () => {
     await log.close();
   });
 
+  it('frees space by retention on a full disk, where the checkpoint cannot be written', async () => {
+    const mem = new MemoryFileSystem();
+    const fs = new FaultyFileSystem(mem);
+    const log = await PartitionLog.open(fs, '/p', { ...cfg('always'), retentionBytesMax: 8192 });
+    for (let t = 0; t < 120; t++) await log.append(makeBatch(t, 3));
+    const segments = log.segmentCount;
+    expect(segments).toBeGreaterThan(4);
+    let full = true;
+    fs.inject = (op) => (full && (op === 'write' || op === 'open') ? { code: 'ENOSPC' } : null);
+    expect('err' in (await settle(log.append(makeBatch(999, 3))))).toBe(true);
+    const retention = await settle(log.enforceRetention());
+    // The checkpoint write failed, but the old segments are gone (their space is free).
+    expect('err' in retention).toBe(true);
+    expect(log.segmentCount).toBeLessThan(segments);
+    const start = log.logStartOffset;
+    expect(mem.listFiles().filter((f) => f.endsWith('.log'))).toHaveLength(log.segmentCount);
+    full = false;
+    expect('ok' in (await settle(log.append(makeBatch(1000, 3))))).toBe(true);
+    await log.close();
+    // A restart derives the same log start from the first segment left.
+    const reopened = await PartitionLog.open(mem.crash('drop-unsynced'), '/p', cfg('always'));
+    expect(reopened.logStartOffset).toBe(start);
+    await reopened.close();
+  });
+
   it('fails waitDurable and flush after a failed fsync instead of claiming durability', async () => {
     const fs = new FaultyFileSystem(new MemoryFileSystem());
     const log = await PartitionLog.open(fs, '/p', cfg('interval'));

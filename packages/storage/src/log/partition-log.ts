@@ -1062,8 +1062,11 @@ export class PartitionLog {
     }
     if (newStart === this._logStartOffset) return;
     this._logStartOffset = newStart;
-    await this.writeMeta();
+    // Segments go first: on a full disk the checkpoint write fails, and deleting them is what
+    // frees space. Whole segments only, so recovery derives the same log start from the first
+    // segment left should the checkpoint not be written.
     await this.dropSegmentsBelowStart();
+    await this.writeMeta();
   }
 
   // ---- Close ----
