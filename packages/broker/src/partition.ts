@@ -210,7 +210,7 @@ export class Partition {
    */
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     this.checkOpen();
-    await this.ready();
+    if (this.reopening !== null || this.unusable) await this.ready();
     try {
       const out = await this.produceNow(records, validated, acks);
       if (this.storageErrorSinceMs !== null && !out.duplicate) {
@@ -452,7 +452,7 @@ export class Partition {
    */
   async read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     this.checkOpen();
-    await this.ready();
+    if (this.reopening !== null || this.unusable) await this.ready();
     const hw = this.highWatermark;
     if (offset >= hw && offset <= this.log.logEndOffset) return { data: EMPTY, nextOffset: offset };
     const r = await this.log.read(offset, maxBytes);
@@ -473,7 +473,7 @@ export class Partition {
     timestampMs: number,
   ): Promise<{ offset: number; timestamp: number } | null> {
     this.checkOpen();
-    await this.ready();
+    if (this.reopening !== null || this.unusable) await this.ready();
     const hw = this.highWatermark;
     const found = await this.log.findOffsetByTimestamp(timestampMs);
     return found !== null && found.offset < hw ? found : null;
@@ -481,7 +481,7 @@ export class Partition {
 
   async deleteRecordsBefore(offset: number): Promise<number> {
     this.checkOpen();
-    await this.ready();
+    if (this.reopening !== null || this.unusable) await this.ready();
     if (offset < 0 || offset > this.highWatermark) {
       throw new StreamBusError(
         ErrorCode.OFFSET_OUT_OF_RANGE,
