@@ -92,7 +92,7 @@ class Producer {
 }
 
 /** A produce answered within `ms` (the bug: a failed write was never answered). */
-async function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 1, ms = 3000) {
+async function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 1, ms = 8000) {
   let timer: NodeJS.Timeout | undefined;
   const answer = c.request(ApiKey.PRODUCE, {
     acks,
