@@ -509,10 +509,12 @@ describe('hostile and broken connections', () => {
   it('serves hundreds of concurrent connections', async () => {
     const admin = await client(broker);
     await createTopic(admin, 'many', 4);
-    const conns = await Promise.all(Array.from({ length: 300 }, () => client(broker)));
+    // Each connection sends as soon as it is open: waiting for all 300 first left the early ones
+    // idle past this broker's idleTimeoutMs (400 ms) on a loaded machine, reaped before they sent
+    // (and the RawClient then waits forever for the answer).
     const results = await Promise.all(
-      conns.map((c, i) =>
-        c.request(ApiKey.PRODUCE, {
+      Array.from({ length: 300 }, async (_, i) =>
+        (await client(broker)).request(ApiKey.PRODUCE, {
           acks: 1,
           timeoutMs: 5000,
           topics: [
@@ -522,7 +524,8 @@ describe('hostile and broken connections', () => {
       ),
     );
     expect(results.every((r) => r.topics[0]!.partitions[0]!.errorCode === 0)).toBe(true);
-    const lo = await admin.request(ApiKey.LIST_OFFSETS, {
+    // A fresh connection: `admin` may have been idle long enough meanwhile to be reaped.
+    const lo = await (await client(broker)).request(ApiKey.LIST_OFFSETS, {
       topics: [
         {
           name: 'many',
