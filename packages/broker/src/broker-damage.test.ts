@@ -340,7 +340,8 @@ describe('damaged partitions', () => {
     });
     expect(r).toMatchObject({ errorCode: 0, damages: [], offsetsLost: 0, online: true });
     expect(await latest(c, 't', 1)).toMatchObject({ errorCode: 0, offset: 2 });
-    // A config change that reopens the logs and fails for one leaves that one offline.
+    // A config change that reopens the logs and fails for one leaves that one answering the storage
+    // error (a later request, or a repair, reopens it).
     fail = true;
     const altered = await c.request(ApiKey.ALTER_CONFIGS, {
       topics: [{ name: 't', configs: { durability: 'interval' } }],

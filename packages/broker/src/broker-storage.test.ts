@@ -15,6 +15,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { defaultConfig } from './config.js';
+import { fetchAll } from './testing/fetch-all.js';
 import { RawClient } from './testing/raw-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-broker-storage-'));
@@ -51,31 +52,7 @@ async function offsets(c: RawClient, topic: string, timestamp: number): Promise<
 
 /** Fetches from `from` to the log end (a fetch may stop at a segment boundary). */
 async function readAll(c: RawClient, topic: string, from: number): Promise<string[]> {
-  const end = await offsets(c, topic, OffsetSpec.LATEST);
-  const out: string[] = [];
-  let offset = from;
-  while (offset < end) {
-    const f = await c.request(ApiKey.FETCH, {
-      maxWaitMs: 0,
-      minBytes: 0,
-      maxBytes: 1 << 20,
-      topics: [
-        {
-          name: topic,
-          partitions: [{ partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20 }],
-        },
-      ],
-    });
-    const bytes = f.topics[0]!.partitions[0]!.records;
-    expect(bytes.length).toBeGreaterThan(0);
-    for (let pos = 0; pos < bytes.length; ) {
-      const { header, records } = decodeRecordBatch(bytes, pos);
-      for (const r of records) out.push(`${r.offset}:${Buffer.from(r.value!).toString()}`);
-      pos += 12 + header.batchLength;
-      offset = header.baseOffset + header.lastOffsetDelta + 1;
-    }
-  }
-  return out;
+  return (await fetchAll(c, topic, from)).map((r) => `${r.offset}:${r.value}`);
 }
 
 describe('broker over the storage package', () => {

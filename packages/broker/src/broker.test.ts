@@ -542,7 +542,6 @@ describe('hostile and broken connections', () => {
     await Promise.all([truncated.closed, halfOpen.closed]);
     await stillServes();
   });
-
 });
 
 describe('bounds', () => {

@@ -72,6 +72,7 @@ import {
 import { checkPartitionLimits } from './partition-limits.js';
 import { validateProduceRecords } from './produce-validation.js';
 import { settleBounded } from './settle-bounded.js';
+import { isDiskFull, systemStorageError } from './storage-errors.js';
 import { openStoragePartitionLog, repairStoragePartitionLog } from './storage-log.js';
 import {
   checkTopicName,
@@ -142,6 +143,34 @@ export class Broker {
   private adminChain: Promise<unknown> = Promise.resolve();
   private _address: HostPort = { host: '', port: 0 };
   private _httpAddress: HostPort | null = null;
+  /** Storage failures of partitions: one log line per change of state, a count per failure. */
+  private readonly partitionEvents: PartitionHooks = {
+    onStorageError: (p, err, bytes, first) => {
+      const reason = isDiskFull(err) ? 'disk_full' : 'storage_error';
+      this.metrics.appendStorageErrors.inc({ reason });
+      if (first) {
+        this.logger.error(
+          { topic: p.topic, partition: p.index, bytes, reason, error: err.message },
+          reason === 'disk_full'
+            ? 'disk full: appends to this partition are refused (retriable) until space is freed'
+            : 'storage error: appends to this partition are refused (retriable)',
+        );
+      }
+    },
+    onStorageRecovered: (p, downMs) => {
+      this.logger.info(
+        { topic: p.topic, partition: p.index, downMs },
+        'storage recovered: appends to this partition land again',
+      );
+    },
+    onLogRecovered: (p, cutTo) => {
+      this.metrics.logsRecovered.inc();
+      this.logger.warn(
+        { topic: p.topic, partition: p.index, cutTo },
+        'partition log reopened from disk after a storage failure (cut back to its durable end)',
+      );
+    },
+  };
 
   private constructor(config: BrokerConfig, options: BrokerOptions) {
     this.config = config;
@@ -157,6 +186,7 @@ export class Broker {
       });
     this.repairLog = options.repairLog ?? repairStoragePartitionLog;
     this.partitionHooks = {
+      ...this.partitionEvents,
       onLogEvent: (p, e) => this.onLogEvent(p, e),
       onOffline: (p, state) => this.onPartitionOffline(p, state),
     };
@@ -460,6 +490,8 @@ export class Broker {
   }
 
   private partitionError(err: unknown, context: Record<string, unknown>): PartitionError {
+    // An OS error from the broker's own files (a full disk creating a topic) is a storage error.
+    err = systemStorageError(err) ?? err;
     if (isStreamBusError(err)) {
       return { errorCode: err.code, errorMessage: err.message.slice(0, ERROR_MESSAGE_LENGTH_MAX) };
     }

@@ -19,6 +19,8 @@ export interface PartitionView {
   readonly sizeBytes: number;
   /** Why the partition is offline, or null when it serves. */
   readonly offline: object | null;
+  /** Appends fail on storage right now (a full disk, a failed log being recovered). */
+  readonly inStorageError?: boolean;
 }
 
 export class BrokerMetrics {
@@ -36,6 +38,9 @@ export class BrokerMetrics {
   readonly fsyncSeconds: Histogram;
   readonly logDamageEvents: Counter<'kind'>;
   readonly logDamageBytes: Counter<'kind'>;
+  readonly appendStorageErrors: Counter<'reason'>;
+  readonly logsRecovered: Counter;
+  readonly unhandledRejections: Counter;
 
   constructor(partitions: () => Iterable<PartitionView>) {
     const registers = [this.registry];
@@ -122,6 +127,32 @@ export class BrokerMetrics {
         let n = 0;
         for (const p of partitions()) if (p.offline !== null) n++;
         offline.set(n);
+      },
+    });
+    this.appendStorageErrors = new Counter({
+      name: 'streambus_append_storage_errors_total',
+      help: 'Appends refused by storage, by reason (disk_full: ENOSPC/EDQUOT; storage_error: any other)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.logsRecovered = new Counter({
+      name: 'streambus_partition_logs_recovered_total',
+      help: 'Partition logs reopened from disk after a storage failure (a failed fsync)',
+      registers,
+    });
+    this.unhandledRejections = new Counter({
+      name: 'streambus_unhandled_rejections_total',
+      help: 'Promise rejections nothing handled (a bug; logged, the broker keeps running)',
+      registers,
+    });
+    const storageErrors = new Gauge({
+      name: 'streambus_partitions_storage_error',
+      help: 'Partitions whose appends fail on storage right now (until a write lands again)',
+      registers,
+      collect() {
+        let n = 0;
+        for (const p of partitions()) if (p.inStorageError === true) n++;
+        storageErrors.set(n);
       },
     });
     const logEnd = new Gauge({

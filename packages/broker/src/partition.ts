@@ -20,10 +20,18 @@
 // answers KAFKA_STORAGE_ERROR with the reason, and `offline` says why. `repair` closes the log,
 // runs the storage repair on its directory and opens it again (online, or offline with the new
 // reason); the producer state is then rebuilt from the whole log.
+// Storage failures (docs/broker.md, "When the disk fails"). An append the disk refuses (ENOSPC:
+// the log undoes it) answers KAFKA_STORAGE_ERROR (retriable) and the next append tries again. A
+// log that failed as a whole (an fsync failed) is reopened from disk by the next request, at most
+// once per RECOVERY_INTERVAL_MS, and cut back to what was durable when it failed (what was only
+// written may be lost on disk: it is rewritten by the producers' retries, never acknowledged from
+// a page cache whose fsync failed); the producer state is then rebuilt from the log. A config
+// change that reopens the log makes concurrent produces wait for the new log, not fail.
 import { readFile } from 'node:fs/promises';
 import {
   batchSizeAt,
   ErrorCode,
+  isStreamBusError,
   RECORD_BATCH_HEADER_BYTES,
   readBatchHeader,
   StreamBusError,
@@ -71,6 +79,12 @@ export interface PartitionLogLike {
   /** The first record with timestamp >= timestampMs: its offset and timestamp. */
   findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;
   deleteRecordsBefore(offset: number): Promise<number>;
+  /** The log failed as a whole and refuses everything until reopened (storage's `failed`). */
+  readonly failed?: boolean;
+  /** Why writes fail right now (a full disk, a failed log), or null. */
+  readonly storageError?: StreamBusError | null;
+  /** Removes every batch from the one containing `offset` on (used after a failed fsync). */
+  truncateTo?(offset: number): Promise<void>;
   enforceRetention(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -86,7 +100,7 @@ export type OpenPartitionLog = (
 export type RepairPartitionLog = (dir: string, options: RepairOptions) => Promise<RepairReport>;
 
 /** What a partition tells its owner (the broker logs and counts them). */
-export interface PartitionHooks {
+export interface PartitionHooks extends PartitionEvents {
   /** A cut or a damaged batch reported by this partition's log. */
   onLogEvent?(p: Partition, event: LogEvent): void;
   /** The partition went offline (its log failed to open, or a read met damage). */
@@ -103,6 +117,18 @@ export interface ProduceOutcome {
 }
 
 const REPLAY_CHUNK_BYTES = 1024 * 1024;
+/** A failed log is reopened (recovered from disk) at most this often. */
+export const RECOVERY_INTERVAL_MS = 1000;
+
+/** What a partition reports about its storage (the broker logs and counts it). */
+export interface PartitionEvents {
+  /** An append failed with a storage error; `first` when the partition was healthy before. */
+  onStorageError?(p: Partition, err: StreamBusError, bytes: number, first: boolean): void;
+  /** Writes land again after `downMs` of storage errors. */
+  onStorageRecovered?(p: Partition, downMs: number): void;
+  /** A failed log was reopened from disk (`cutTo`: offsets from there on were dropped). */
+  onLogRecovered?(p: Partition, cutTo: number | null): void;
+}
 const EMPTY = Buffer.alloc(0);
 
 type AppendResult = { baseOffset: number; lastOffset: number; appendTimeMs: number };
@@ -116,6 +142,17 @@ export class Partition {
   private settledEnd: number;
   private offlineState: OfflineState | null = null;
   private repairing = false;
+  /** A reopen (config change or recovery) in progress: requests wait for the new log. */
+  private reopening: Promise<void> | null = null;
+  /** The log is closed or failed and must be reopened before use. */
+  private needsReopen = false;
+  /** After a failure: cut the reopened log back to this offset (what was durable). */
+  private cutTo: number | null = null;
+  private recoveryDueMs = 0;
+  /** Why the last reopen failed (answered while the log stays unusable). */
+  private reopenError: StreamBusError | null = null;
+  /** Since when appends fail on storage (null: healthy). */
+  private storageErrorSinceMs: number | null = null;
 
   private constructor(
     readonly topic: string,
@@ -125,6 +162,7 @@ export class Partition {
     private log: PartitionLogLike,
     fetchWaitersMax: number,
     private readonly hooks: PartitionHooks,
+    private openLog: OpenPartitionLog,
   ) {
     this.waiters = new WaiterSet(fetchWaitersMax);
     this.producers = new ProducerStateTable();
@@ -146,7 +184,7 @@ export class Partition {
     ifUnopenable: 'throw' | 'offline' = 'throw',
   ): Promise<Partition> {
     const offline = new OfflineLog(() => new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR), 0, 0);
-    const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks);
+    const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks, openLog);
     try {
       await p.openLogAndState(openLog, false);
     } catch (err) {
@@ -164,6 +202,9 @@ export class Partition {
     this.producers = new ProducerStateTable();
     this.settledEnd = log.logEndOffset;
     this.offlineState = null;
+    this.needsReopen = false;
+    this.cutTo = null;
+    this.reopenError = null;
     try {
       await this.restoreProducerState(fullReplay);
     } catch (err) {
@@ -219,6 +260,8 @@ export class Partition {
     }
     this.repairing = true;
     try {
+      // A reopen in progress (config change, recovery) finishes first.
+      while (this.reopening !== null) await this.reopening;
       const wasOffline = this.offlineState !== null;
       if (!wasOffline) {
         const old = this.log;
@@ -272,6 +315,14 @@ export class Partition {
   get topicConfig(): TopicConfig {
     return this.config;
   }
+  /** Appends fail on storage right now (the metrics' storage-error gauge). */
+  get inStorageError(): boolean {
+    return this.storageErrorSinceMs !== null || this.unusable;
+  }
+
+  private get unusable(): boolean {
+    return this.needsReopen || this.log.failed === true;
+  }
 
   private get snapshotPath(): string {
     return `${this.dir}.producers.json`;
@@ -296,6 +347,11 @@ export class Partition {
   /** Throws the partition's error when it cannot serve (closed or offline). */
   checkServing(): void {
     this.checkOpen();
+    // A log whose reopen failed (a full disk, EMFILE) answers its storage error until a later
+    // request reopens it.
+    if (this.needsReopen && this.reopening === null && this.reopenError !== null) {
+      throw this.reopenError;
+    }
   }
 
   /**
@@ -304,6 +360,143 @@ export class Partition {
    */
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     this.checkOpen();
+    if (this.reopening !== null || this.unusable) await this.ready();
+    try {
+      const out = await this.produceNow(records, validated, acks);
+      if (this.storageErrorSinceMs !== null && !out.duplicate) {
+        const downMs = Date.now() - this.storageErrorSinceMs;
+        this.storageErrorSinceMs = null;
+        this.hooks.onStorageRecovered?.(this, downMs);
+      }
+      return out;
+    } catch (err) {
+      if (isStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR)) {
+        const first = this.storageErrorSinceMs === null;
+        this.storageErrorSinceMs ??= Date.now();
+        this.hooks.onStorageError?.(this, err, records.length, first);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Waits for a reopen in progress, and reopens a failed log when one is due. Throws the storage
+   * error while the log stays unusable.
+   */
+  private async ready(): Promise<void> {
+    while (this.reopening !== null) await this.reopening;
+    this.checkOpen();
+    if (!this.unusable) return;
+    if (Date.now() >= this.recoveryDueMs) {
+      // A failed reopen keeps its error in reopenError (answered below).
+      await this.exclusive(() => this.replaceLog(this.config, this.openLog)).catch(() => undefined);
+      this.checkOpen();
+    }
+    if (this.needsReopen) {
+      throw (
+        this.reopenError ??
+        new StreamBusError(
+          ErrorCode.KAFKA_STORAGE_ERROR,
+          `partition ${this.topic}-${this.index} is being recovered from disk after a storage failure`,
+        )
+      );
+    }
+  }
+
+  /** Runs `work` after any earlier reopen, with every request waiting for it. */
+  private exclusive(work: () => Promise<void>): Promise<void> {
+    const previous = this.reopening;
+    let marker: Promise<void> | null = null;
+    const run = (async () => {
+      if (previous !== null) await previous;
+      try {
+        await work();
+      } finally {
+        if (this.reopening === marker) this.reopening = null;
+        // Parked fetches re-read from the new log (or see its error).
+        this.waiters.wakeAll();
+      }
+    })();
+    marker = run.catch(() => undefined);
+    this.reopening = marker;
+    return run;
+  }
+
+  /**
+   * Closes the log and opens it again (with `config`), recovering it from disk. After a failed
+   * log the reopened one is cut back to what was durable and the producer state is rebuilt.
+   * When the open fails the partition stays unusable and the next request tries again (at most
+   * once per RECOVERY_INTERVAL_MS).
+   */
+  private async replaceLog(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
+    const old = this.log;
+    this.recoveryDueMs = Date.now() + RECOVERY_INTERVAL_MS;
+    if (!this.needsReopen) {
+      try {
+        await old.close();
+      } catch {
+        // A close that fails on a data fsync leaves the log failed (handled below); one that
+        // fails writing its index files loses nothing (indexes are rebuilt at open).
+      }
+      if (old.failed === true && this.cutTo === null) {
+        this.cutTo =
+          this.config.durability === 'none' ? old.writtenEndOffset : old.durableEndOffset;
+      }
+      this.needsReopen = true;
+    }
+    this.config = config;
+    this.openLog = openLog;
+    let log: PartitionLogLike;
+    const onEvent = (e: LogEvent): void => this.hooks.onLogEvent?.(this, e);
+    try {
+      log = await openLog(this.dir, config, { onEvent });
+    } catch (err) {
+      // Damage will not go away by retrying: the partition goes offline until repaired. Other
+      // failures (a full disk, EMFILE) are retried by later requests.
+      if (isLogCorruptionError(err)) {
+        this.needsReopen = false;
+        this.cutTo = null;
+        this.becomeOffline(describeFailure(err), err);
+      } else {
+        this.reopenError = storageFailure(this, err);
+      }
+      throw err;
+    }
+    const cutTo = this.cutTo;
+    try {
+      if (cutTo !== null && log.logEndOffset > cutTo && log.truncateTo) {
+        await log.truncateTo(Math.max(cutTo, log.logStartOffset));
+      }
+      if (cutTo !== null) {
+        const previous = this.producers;
+        this.log = log;
+        this.producers = new ProducerStateTable();
+        try {
+          await this.restoreProducerState(false);
+        } catch (err) {
+          this.producers = previous;
+          throw err;
+        }
+      }
+    } catch (err) {
+      this.log = old;
+      this.reopenError = storageFailure(this, err);
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+    this.log = log;
+    this.settledEnd = log.logEndOffset;
+    this.needsReopen = false;
+    this.cutTo = null;
+    this.reopenError = null;
+    if (cutTo !== null || old.failed === true) this.hooks.onLogRecovered?.(this, cutTo);
+  }
+
+  private async produceNow(
+    records: Buffer,
+    validated: ValidatedRecords,
+    acks: Acks,
+  ): Promise<ProduceOutcome> {
     const recorded: Array<{ producerId: number; entry: BatchEntry; deltaFromBase: number }> = [];
     let duplicates = 0;
     let firstDuplicate: BatchEntry | null = null;
@@ -368,10 +561,10 @@ export class Partition {
         : null;
     const appending = this.log.append(records, onWritten ? { onWritten } : undefined);
     for (const r of recorded) {
-      this.pendingOffsets.set(
-        r.entry,
-        appending.then((res) => res.baseOffset + r.deltaFromBase),
-      );
+      const pending = appending.then((res) => res.baseOffset + r.deltaFromBase);
+      // Only a concurrent duplicate awaits this; the append's own failure is answered below.
+      pending.catch(() => undefined);
+      this.pendingOffsets.set(r.entry, pending);
     }
     const settled = appending.then(
       (result) => {
@@ -418,6 +611,7 @@ export class Partition {
    */
   async read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     this.checkOpen();
+    if (this.reopening !== null || this.unusable) await this.ready();
     const hw = this.highWatermark;
     if (offset >= hw && offset <= this.log.logEndOffset) return { data: EMPTY, nextOffset: offset };
     let r: { data: Buffer; nextOffset: number };
@@ -449,6 +643,7 @@ export class Partition {
     timestampMs: number,
   ): Promise<{ offset: number; timestamp: number } | null> {
     this.checkOpen();
+    if (this.reopening !== null || this.unusable) await this.ready();
     const hw = this.highWatermark;
     const found = await this.log.findOffsetByTimestamp(timestampMs);
     return found !== null && found.offset < hw ? found : null;
@@ -456,6 +651,7 @@ export class Partition {
 
   async deleteRecordsBefore(offset: number): Promise<number> {
     this.checkOpen();
+    if (this.reopening !== null || this.unusable) await this.ready();
     if (offset < 0 || offset > this.highWatermark) {
       throw new StreamBusError(
         ErrorCode.OFFSET_OUT_OF_RANGE,
@@ -465,8 +661,9 @@ export class Partition {
     return this.log.deleteRecordsBefore(offset);
   }
 
+  /** Periodic work; skipped while the log is being reopened or waits for recovery. */
   async enforceRetention(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.reopening !== null || this.unusable) return;
     await this.log.enforceRetention();
   }
 
@@ -481,40 +678,42 @@ export class Partition {
 
   /** Makes everything written durable (resolves acks=all waits under 'interval' and 'none'). */
   async flush(): Promise<void> {
-    if (!this.closed) await this.log.flush();
+    while (this.reopening !== null) await this.reopening;
+    if (!this.closed && !this.unusable) await this.log.flush();
   }
 
   /** Writes the producer-state snapshot (so a restart replays only the tail). */
   async saveProducerState(): Promise<void> {
-    // An offline partition's table may not match its data: the next open rebuilds it.
-    if (this.offlineState !== null) return;
+    // An offline partition's table may not match its data: the next open rebuilds it. A log
+    // waiting for recovery gets its producer state rebuilt from the log: nothing to save.
+    if (this.offlineState !== null || this.reopening !== null || this.needsReopen) return;
     // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
     const snapshot = { offset: this.settledEnd, ...this.producers.toJSON() };
     await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
   }
 
-  /** Replaces the log (a config change that the log only takes at open). */
+  /**
+   * Replaces the log (a config change that the log only takes at open). Requests arriving
+   * meanwhile wait for the new log. When the new log cannot be opened the partition answers
+   * storage errors and retries the open on later requests.
+   */
   async reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void> {
     this.checkNotClosed();
-    this.config = config;
     // An offline partition takes the new config when it is repaired.
-    if (this.offlineState !== null) return;
-    await this.log.close();
-    const onEvent = (e: LogEvent): void => this.hooks.onLogEvent?.(this, e);
-    try {
-      this.log = await openLog(this.dir, config, { onEvent });
-    } catch (err) {
-      // The old log is closed: serving on is impossible, so the partition goes offline.
-      this.becomeOffline(describeFailure(err), err);
-      throw err;
+    if (this.offlineState !== null) {
+      this.config = config;
+      this.openLog = openLog;
+      return;
     }
-    this.settledEnd = this.log.logEndOffset;
+    await this.exclusive(() => this.replaceLog(config, openLog));
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.waiters.wakeAll();
+    while (this.reopening !== null) await this.reopening;
+    if (this.needsReopen) return;
     try {
       await this.log.flush();
       await this.saveProducerState();
@@ -585,4 +784,14 @@ async function readSnapshot(
 /** One line for why a log could not open or serve (the error's own message names the file). */
 function describeFailure(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** `err` as the partition's KAFKA_STORAGE_ERROR (a typed storage error is kept as it is). */
+function storageFailure(p: Partition, err: unknown): StreamBusError {
+  if (isStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR)) return err;
+  return new StreamBusError(
+    ErrorCode.KAFKA_STORAGE_ERROR,
+    `partition ${p.topic}-${p.index} could not be reopened: ${(err as Error)?.message ?? String(err)}`,
+    { cause: err },
+  );
 }

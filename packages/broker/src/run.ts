@@ -1,7 +1,9 @@
 // `runBroker`: the broker as a process's main program. Logs JSON lines to stdout (pino), prints
 // `{"msg":"broker started","port":N,"httpPort":M,...}` once listening, and shuts down gracefully on
 // SIGTERM or SIGINT, resolving when the broker is closed (the caller exits 0). A second signal
-// during shutdown exits at once with code 1.
+// during shutdown exits at once with code 1. A promise rejection nothing handled (a bug: every
+// request's failure is answered where it happens) is logged and counted, and the broker keeps
+// serving: it must not take down every partition for one request's failure.
 import pino from 'pino';
 import { Broker } from './broker.js';
 import type { BrokerConfig } from './config.js';
@@ -11,7 +13,20 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
     level: config.logLevel === 'silent' ? 'info' : config.logLevel,
     base: { pid: process.pid },
   });
-  const broker = await Broker.start(config, { logger });
+  let started: Broker | null = null;
+  const onUnhandledRejection = (reason: unknown): void => {
+    started?.metrics.unhandledRejections.inc();
+    logger.error(
+      { err: reason },
+      'unhandled promise rejection (a bug): logged, broker keeps running',
+    );
+  };
+  process.on('unhandledRejection', onUnhandledRejection);
+  const broker = await Broker.start(config, { logger }).catch((err: unknown) => {
+    process.off('unhandledRejection', onUnhandledRejection);
+    throw err;
+  });
+  started = broker;
   // The started line is printed at any log level: supervisors and the CLI wait for it.
   logger.child({}, { level: 'info' }).info(
     {
@@ -36,6 +51,7 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
         () => {
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);
+          process.off('unhandledRejection', onUnhandledRejection);
           resolve();
         },
         (err: unknown) => {

@@ -1,5 +1,12 @@
 // @streambus/storage: public entry. The segmented partition log, the LSM key-value store and the
 // file-system seam they do all their I/O through. See docs/storage.md.
+
+export {
+  type Fault,
+  type FaultInjector,
+  type FaultOp,
+  FaultyFileSystem,
+} from './faulty-fs.js';
 export {
   BoundedFileSystem,
   type BoundedFileSystemOptions,

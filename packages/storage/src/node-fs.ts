@@ -71,7 +71,10 @@ class NodeFileHandle implements FileHandle {
     try {
       let done = 0;
       while (done < data.length) {
-        done += await writeOnce(this.fd, data, done, data.length - done, position + done);
+        const n = await writeOnce(this.fd, data, done, data.length - done, position + done);
+        // A write that makes no progress would loop forever: report it as the I/O error it is.
+        if (n === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        done += n;
       }
     } catch (err) {
       throw storageError('write', this.path, err);

@@ -49,6 +49,7 @@ import {
 } from './log-segment.js';
 import { PARTITION_META_FILE, writePartitionMeta } from './partition-meta.js';
 import { verifyReadBuffer } from './verify-read.js';
+import { logFailedError, writeRefusedError } from './write-failure.js';
 
 export type { RecoveryReport } from './log-recovery.js';
 
@@ -199,6 +200,8 @@ export class PartitionLog {
   /** A segment file was created without fsyncing the directory ('none' rolls). */
   private dirDirty = false;
   private failure: unknown = null;
+  /** The last append write the disk refused (cleared by the next write that lands). */
+  private refused: StreamBusError | null = null;
   private readonly nowMs: () => number;
   private readonly verifyOnRead: 'unverified' | 'always' | 'never';
   private readonly appendQueueBytesMax: number;
@@ -290,17 +293,27 @@ export class PartitionLog {
     return this.segments.map((s) => s.baseOffset);
   }
 
+  /**
+   * The log failed as a whole (an fsync or a cut-back failed): it refuses everything until it is
+   * reopened, which recovers it from what is on disk.
+   */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  /**
+   * Why writes fail right now: the log's failure, or the last refused append write (a full disk)
+   * until a write lands again; null when healthy.
+   */
+  get storageError(): StreamBusError | null {
+    return this.failure !== null ? this.failureError() : this.refused;
+  }
+
   private checkOpen(): void {
     if (this.closed || this.closing) {
       throw new StreamBusError(ErrorCode.SHUTTING_DOWN, `partition log ${this.dir} is closed`);
     }
-    if (this.failure) {
-      throw new StreamBusError(
-        ErrorCode.KAFKA_STORAGE_ERROR,
-        `partition log ${this.dir} failed: ${(this.failure as Error).message}`,
-        { cause: this.failure },
-      );
-    }
+    if (this.failure) throw this.failureError();
   }
 
   // ---- Appends ----
@@ -370,7 +383,15 @@ export class PartitionLog {
     this.kickScheduled = true;
     queueMicrotask(() => {
       this.kickScheduled = false;
-      if (!this.writing) void this.runOps();
+      if (!this.writing) {
+        // runOps answers every op it takes; should it still throw (a bug), the log fails and
+        // every queued op is answered rather than left hanging or unhandled.
+        this.runOps().catch((err: unknown) => {
+          this.fail(err);
+          for (const op of this.ops.splice(0)) op.reject(this.failureError());
+          this.opsBytes = 0;
+        });
+      }
     });
   }
 
@@ -434,6 +455,8 @@ export class PartitionLog {
     }
     const now = this.nowMs();
     let i = 0;
+    /** group[0, answered) are resolved or wait for their fsync; the rest still need an answer. */
+    let answered = 0;
     try {
       while (i < group.length) {
         // Roll before the first append that does not fit (or when the segment is too old).
@@ -471,10 +494,16 @@ export class PartitionLog {
           i++;
         }
         const position = seg.sizeBytes;
-        await seg.handle.writev(
-          chunk.map((op) => op.buf),
-          position,
-        );
+        const chunkBase = batchBaseOffset(chunk[0]!.buf, 0);
+        try {
+          await seg.handle.writev(
+            chunk.map((op) => op.buf),
+            position,
+          );
+        } catch (err) {
+          throw await this.undoWrite(seg, position, chunkBase, size - position, err);
+        }
+        this.refused = null;
         seg.dirty = true;
         let pos = position;
         for (const op of chunk) {
@@ -505,13 +534,48 @@ export class PartitionLog {
             op.onWritten?.(result);
             op.resolve(result);
           }
+          answered++;
         }
         if (this.config.durability === 'always') this.maybeSync();
       }
     } catch (err) {
-      this.fail(err);
-      for (; i < group.length; i++) group[i]!.reject(this.failureError());
+      // The chunk being written and every later append of the group (no offsets assigned, or
+      // assigned and taken back by undoWrite) get the error; earlier chunks are written and keep
+      // their answer. A roll that failed before any write leaves the log as it was.
+      const error =
+        this.failure !== null
+          ? this.failureError()
+          : err instanceof StreamBusError && err === this.refused
+            ? err
+            : writeRefusedError(this.dir, bytes, err);
+      if (this.failure === null) this._logEndOffset = this.writtenEnd;
+      for (; answered < group.length; answered++) group[answered]!.reject(error);
     }
+  }
+
+  /**
+   * A write of the chunk at `position` (offsets from `baseOffset`) failed: part of it may be in the
+   * file (a full disk writes what fits). Cut the file back and take the offsets back, so the log
+   * is exactly as before and the next append retries at the same place. If the cut fails too, the
+   * file's tail is unknown: the log fails and must be recovered (reopened). Returns the error to
+   * answer with.
+   */
+  private async undoWrite(
+    seg: LogSegment,
+    position: number,
+    baseOffset: number,
+    bytes: number,
+    cause: unknown,
+  ): Promise<StreamBusError> {
+    this._logEndOffset = baseOffset;
+    try {
+      await seg.handle.truncate(position);
+    } catch (err) {
+      this.fail(err);
+      return this.failureError();
+    }
+    this.refused = writeRefusedError(this.dir, bytes, cause);
+    return this.refused;
   }
 
   /** An I/O failure on the write path: the log refuses further writes until reopened. */
@@ -524,11 +588,7 @@ export class PartitionLog {
   }
 
   private failureError(): StreamBusError {
-    return new StreamBusError(
-      ErrorCode.KAFKA_STORAGE_ERROR,
-      `partition log ${this.dir} failed: ${(this.failure as Error)?.message}`,
-      { cause: this.failure },
-    );
+    return logFailedError(this.dir, this.failure);
   }
 
   /** Seals the active segment and starts a new one at logEndOffset. */
@@ -547,7 +607,14 @@ export class PartitionLog {
     this.segments.push(seg);
     if (!durable) this.dirDirty = true;
     if (durable) {
-      await this.fs.syncDir(this.dir);
+      try {
+        await this.fs.syncDir(this.dir);
+      } catch (err) {
+        // The new segment's name may not be durable: data fsynced into it could vanish in a
+        // crash, so this counts as a failed fsync.
+        this.fail(err);
+        throw err;
+      }
       this.recoveryPoint = seg.baseOffset;
       await this.writeMeta();
     }
@@ -1071,8 +1138,11 @@ export class PartitionLog {
     }
     if (newStart === this._logStartOffset) return;
     this._logStartOffset = newStart;
-    await this.writeMeta();
+    // Segments go first: on a full disk the checkpoint write fails, and deleting them is what
+    // frees space. Whole segments only, so recovery derives the same log start from the first
+    // segment left should the checkpoint not be written.
     await this.dropSegmentsBelowStart();
+    await this.writeMeta();
   }
 
   // ---- Close ----

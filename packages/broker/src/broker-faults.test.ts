@@ -1,0 +1,275 @@
+// The broker when partition storage fails (issue 8): an in-process broker whose partition logs
+// run over a FaultyFileSystem. Every produce is answered (never left to time out) with a
+// retriable KAFKA_STORAGE_ERROR while the fault lasts, the broker keeps serving, nothing is left
+// unhandled, writes resume by themselves once the fault is gone, and every acknowledged record
+// is read back exactly once. Also: a config change that reopens the log while idempotent
+// producers write.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiKey, ErrorCode, encodeRecordBatch } from '@streambus/protocol';
+import {
+  type Fault,
+  type FaultOp,
+  FaultyFileSystem,
+  MemoryFileSystem,
+  PartitionLog,
+} from '@streambus/storage';
+import pino from 'pino';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Broker } from './broker.js';
+import { defaultConfig } from './config.js';
+import { RECOVERY_INTERVAL_MS } from './partition.js';
+import { partitionLogConfig } from './storage-log.js';
+import { fetchAll } from './testing/fetch-all.js';
+import { RawClient } from './testing/raw-client.js';
+
+const dirs: string[] = [];
+const open: Array<{ close(): unknown }> = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A broker whose partition logs use `fs` (null: the real storage, as in production). */
+async function start(fs: FaultyFileSystem | null): Promise<{ broker: Broker; c: RawClient }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sb-broker-faults-'));
+  dirs.push(dataDir);
+  const broker = await Broker.start(
+    {
+      ...defaultConfig(),
+      dataDir,
+      listen: { host: '127.0.0.1', port: 0 },
+      http: null,
+      logLevel: 'silent',
+    },
+    {
+      logger: pino({ level: 'silent' }),
+      ...(fs === null
+        ? {}
+        : { openLog: (dir, config) => PartitionLog.open(fs, dir, partitionLogConfig(config)) }),
+    },
+  );
+  open.push(broker);
+  const c = await RawClient.connect(broker.address.port);
+  open.push({ close: () => c.close() });
+  return { broker, c };
+}
+
+async function createTopic(c: RawClient, name: string, configs: Record<string, string> = {}) {
+  const r = await c.request(ApiKey.CREATE_TOPICS, {
+    topics: [{ name, partitions: 1, replicationFactor: 1, configs }],
+    timeoutMs: 1000,
+  });
+  expect(r.topics[0]!.errorCode).toBe(0);
+}
+
+/** An idempotent producer's batches: one record per batch, value = its sequence. */
+class Producer {
+  private seq = 0;
+  constructor(
+    readonly pid: number,
+    private readonly tag: string,
+  ) {}
+  static async init(c: RawClient, tag: string): Promise<Producer> {
+    return new Producer((await c.request(ApiKey.INIT_PRODUCER_ID, {})).producerId, tag);
+  }
+  /** The next batch (the same one again until `advance`). */
+  batch(): { value: string; bytes: Buffer } {
+    const value = `${this.tag}-${this.seq}`;
+    const bytes = encodeRecordBatch([{ value: Buffer.from(value) }], {
+      producerId: this.pid,
+      producerEpoch: 0,
+      baseSequence: this.seq,
+    });
+    return { value, bytes };
+  }
+  advance(): void {
+    this.seq++;
+  }
+}
+
+/** A produce answered within `ms` (the bug: a failed write was never answered). */
+async function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 1, ms = 8000) {
+  let timer: NodeJS.Timeout | undefined;
+  const answer = c.request(ApiKey.PRODUCE, {
+    acks,
+    timeoutMs: 10_000,
+    topics: [{ name: topic, partitions: [{ partition: 0, records }] }],
+  });
+  try {
+    const r = await Promise.race([
+      answer,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`produce not answered in ${ms} ms`)), ms);
+      }),
+    ]);
+    return r.topics[0]!.partitions[0]!;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readValues(c: RawClient, topic: string): Promise<string[]> {
+  return (await fetchAll(c, topic)).map((r) => r.value);
+}
+
+interface Scenario {
+  name: string;
+  faults: Partial<Record<FaultOp, Fault>>;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'ENOSPC', faults: { write: { code: 'ENOSPC' } } },
+  { name: 'ENOSPC after a torn prefix', faults: { write: { code: 'ENOSPC', partialBytes: 30 } } },
+  { name: 'EDQUOT', faults: { write: { code: 'EDQUOT' } } },
+  { name: 'EIO on write', faults: { write: { code: 'EIO', partialBytes: 5 } } },
+  { name: 'EROFS', faults: { write: { code: 'EROFS' } } },
+  { name: 'EIO on fsync', faults: { sync: { code: 'EIO' } } },
+  {
+    name: 'torn write whose cut-back fails',
+    faults: { write: { code: 'EIO', partialBytes: 20 }, truncate: { code: 'EIO' } },
+  },
+];
+
+describe('broker when partition storage fails', () => {
+  for (const durability of ['always', 'interval'] as const) {
+    for (const s of SCENARIOS) {
+      it(`${durability}, ${s.name}: answers, survives, resumes, loses nothing acknowledged`, async () => {
+        const fs = new FaultyFileSystem(new MemoryFileSystem());
+        const { broker, c } = await start(fs);
+        await createTopic(c, 't', { durability, 'flush.ms': '5' });
+        const producer = await Producer.init(c, 'p');
+        const acked: string[] = [];
+        for (let k = 0; k < 5; k++) {
+          const b = producer.batch();
+          expect((await produce(c, 't', b.bytes, -1)).errorCode).toBe(0);
+          acked.push(b.value);
+          producer.advance();
+        }
+        fs.inject = (op) => s.faults[op] ?? null;
+        // The same idempotent batch, sent three times while the fault lasts: answered each time.
+        const b = producer.batch();
+        for (let k = 0; k < 3; k++) {
+          const r = await produce(c, 't', Buffer.from(b.bytes), -1);
+          expect(r.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+          expect(r.errorMessage).toBeTruthy();
+        }
+        expect([...fs.injected.values()].reduce((a, n) => a + n, 0)).toBeGreaterThan(0);
+        if (s.name.startsWith('ENOSPC')) {
+          const r = await produce(c, 't', Buffer.from(b.bytes), -1);
+          expect(r.errorMessage).toMatch(/disk full \(ENOSPC\)/);
+        }
+        // Alive: other requests are served, and the partition reports its storage error.
+        const md = await c.request(ApiKey.METADATA, { topics: ['t'] });
+        expect(md.topics[0]!.errorCode).toBe(0);
+        const text = await broker.metrics.registry.metrics();
+        expect(text).toMatch(/^streambus_partitions_storage_error 1$/m);
+        expect(text).toMatch(/^streambus_append_storage_errors_total\{reason="[a-z_]+"\} [1-9]/m);
+
+        // The fault ends: the same batch goes in (after the bounded recovery delay for a
+        // failed log), without a restart.
+        fs.inject = null;
+        const deadline = Date.now() + RECOVERY_INTERVAL_MS * 5;
+        let last = await produce(c, 't', Buffer.from(b.bytes), -1);
+        while (last.errorCode !== 0 && Date.now() < deadline) {
+          expect(last.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+          await new Promise((r) => setTimeout(r, 50));
+          last = await produce(c, 't', Buffer.from(b.bytes), -1);
+        }
+        expect(last.errorCode).toBe(0);
+        acked.push(b.value);
+        producer.advance();
+        const next = producer.batch();
+        expect((await produce(c, 't', next.bytes, -1)).errorCode).toBe(0);
+        acked.push(next.value);
+        // Exactly the acknowledged records, once each, in order.
+        expect(await readValues(c, 't')).toEqual(acked);
+        expect(await broker.metrics.registry.metrics()).toMatch(
+          /^streambus_partitions_storage_error 0$/m,
+        );
+      });
+    }
+  }
+
+  it('answers storage errors while a reopened log cannot be opened, then reopens it by itself', async () => {
+    const fs = new FaultyFileSystem(new MemoryFileSystem());
+    const { c } = await start(fs);
+    await createTopic(c, 'ro');
+    const producer = await Producer.init(c, 'ro');
+    const acked: string[] = [];
+    const first = producer.batch();
+    expect((await produce(c, 'ro', first.bytes, -1)).errorCode).toBe(0);
+    acked.push(first.value);
+    producer.advance();
+    // The config change reopens the log; opening it fails (no space for its files).
+    fs.inject = (op) => (op === 'open' ? { code: 'ENOSPC' } : null);
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: 'ro', configs: { 'retention.ms': '7200000' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    const b = producer.batch();
+    const refused = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    expect(refused.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
+    expect(refused.errorMessage).toMatch(/ENOSPC/);
+    fs.inject = null;
+    const deadline = Date.now() + RECOVERY_INTERVAL_MS * 5;
+    let last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    while (last.errorCode !== 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
+    }
+    expect(last.errorCode).toBe(0);
+    acked.push(b.value);
+    expect(await readValues(c, 'ro')).toEqual(acked);
+    const described = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: ['ro'] });
+    expect(described.topics[0]!.configs.find((e) => e.name === 'retention.ms')?.value).toBe(
+      '7200000',
+    );
+  });
+
+  it('keeps idempotent producers writing through config changes that reopen the log', async () => {
+    const { broker, c } = await start(null);
+    await createTopic(c, 'cfg');
+    const admin = await RawClient.connect(broker.address.port);
+    open.push({ close: () => admin.close() });
+    // One connection per producer (as SDK producers have), so their produces overlap the reopen.
+    const conns = await Promise.all([0, 1, 2].map(() => RawClient.connect(broker.address.port)));
+    for (const conn of conns) open.push({ close: () => conn.close() });
+    const producers = await Promise.all(conns.map((conn, k) => Producer.init(conn, `w${k}`)));
+    const acked: string[][] = producers.map(() => []);
+    const failures: unknown[] = [];
+    let stop = false;
+    const writers = producers.map(async (p, k) => {
+      while (!stop && failures.length === 0) {
+        const b = p.batch();
+        const r = await produce(conns[k]!, 'cfg', Buffer.from(b.bytes), -1).catch((e) => e);
+        if (r instanceof Error || r.errorCode !== 0) {
+          failures.push(r);
+          return;
+        }
+        acked[k]!.push(b.value);
+        p.advance();
+      }
+    });
+    for (let k = 0; k < 20; k++) {
+      const r = await admin.request(ApiKey.ALTER_CONFIGS, {
+        topics: [{ name: 'cfg', configs: { 'retention.ms': String(3_600_000 + k) } }],
+      });
+      expect(r.topics[0]!.errorCode).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    stop = true;
+    await Promise.all(writers);
+    expect(failures).toEqual([]);
+    const got = await readValues(c, 'cfg');
+    const total = acked.reduce((n, a) => n + a.length, 0);
+    expect(total).toBeGreaterThan(10);
+    expect(got).toHaveLength(total);
+    for (let k = 0; k < producers.length; k++) {
+      expect(got.filter((v) => v.startsWith(`w${k}-`))).toEqual(acked[k]);
+    }
+  });
+});
