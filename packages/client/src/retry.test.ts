@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -90,6 +91,42 @@ describe('retry', () => {
       ),
     ).rejects.toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
     expect(calls).toBe(2);
+  });
+
+  it('starts the last retry at the time bound instead of giving up before it', async () => {
+    let calls = 0;
+    let now = 0;
+    await expect(
+      retry(
+        async () => {
+          calls++;
+          now += 40;
+          throw new StreamBusError(ErrorCode.NETWORK_EXCEPTION);
+        },
+        // Every backoff (5 s) is longer than what is left: each sleep is cut to the rest.
+        { retriesMax: 100, totalTimeoutMs: 100, backoffInitialMs: 10_000, backoffMaxMs: 10_000 },
+        { now: () => now, random: () => 0.5 },
+      ),
+    ).rejects.toMatchObject({ code: ErrorCode.NETWORK_EXCEPTION });
+    expect(calls).toBe(3);
+  });
+
+  it('adds one abort listener per signal however many retries sleep at once', async () => {
+    const ac = new AbortController();
+    const sleeping = Array.from({ length: 50 }, () =>
+      retry(
+        async () => {
+          throw new StreamBusError(ErrorCode.CONNECTION_CLOSED);
+        },
+        { ...policy, backoffInitialMs: 60_000, backoffMaxMs: 60_000 },
+        { signal: ac.signal, random: () => 0.5 },
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    ac.abort();
+    for (const p of sleeping)
+      await expect(p).rejects.toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
   });
 
   it('stops with CLIENT_CLOSED when aborted', async () => {
