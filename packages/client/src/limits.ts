@@ -25,6 +25,8 @@ export const ClientDefaults = {
 
 export const ProducerDefaults = {
   lingerMs: 5,
+  /** send() to acknowledgement, retries included (Kafka's delivery.timeout.ms). */
+  deliveryTimeoutMs: 120_000,
   /** A batch closes when its encoded size would pass this. */
   batchBytesMax: 1024 * 1024,
   /** Encoded bytes held by the producer (open, queued and in-flight batches). */

@@ -86,6 +86,11 @@ export class FakeBroker {
     this.failNextProduceCodes.push(...codes);
   }
 
+  /** Drops the error codes queued by failNextProduce that were not used yet. */
+  clearProduceFailures(): void {
+    this.failNextProduceCodes = [];
+  }
+
   createTopic(name: string, partitions: number, configs: Record<string, string> = {}): void {
     const parts: FakePartition[] = [];
     for (let i = 0; i < partitions; i++) {
