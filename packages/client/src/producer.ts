@@ -144,8 +144,13 @@ class PartitionState {
   pumping = false;
   nextSequence = 0;
   sequenceGeneration = 0;
-  /** A timer for lingerMs > 0, an immediate for lingerMs 0 (a 0 ms timer would wait ~1 ms). */
+  /**
+   * The open batch's close: a lingerMs timer, or an immediate (lingerMs 0, where a 0 ms timer
+   * would wait ~1 ms; adaptive batching with room in the pipeline); none while adaptive
+   * batching accumulates behind a full pipeline.
+   */
   lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  lingerImmediate = false;
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -170,7 +175,8 @@ export class Producer {
   readonly acks: -1 | 0 | 1;
   readonly idempotent: boolean;
   readonly compression: CompressionCodec;
-  private readonly lingerMs: number;
+  /** null: adaptive batching (the default). */
+  private readonly lingerMs: number | null;
   private readonly batchBytesMax: number;
   private readonly bufferBytesMax: number;
   private readonly bufferWaitTimeoutMs: number;
@@ -178,6 +184,8 @@ export class Producer {
   private readonly ackTimeoutMs: number;
   private readonly deliveryTimeoutMs: number;
   private readonly pool: BufferPool;
+  /** Batches a partition may have sent or queued before new ones accumulate. */
+  private readonly pipelineMax: number;
   private readonly partitions = new Map<string, PartitionState[]>();
   private readonly partitionCounts = new Map<string, number>();
   private readonly topicLoads = new Map<string, Promise<void>>();
@@ -220,7 +228,8 @@ export class Producer {
     // Fail now, not at the first batch, if this runtime cannot encode the codec (zstd on Node < 22.15).
     if (codec !== Compression.NONE) compress(codec, Buffer.from('probe'));
     this.compression = codec;
-    this.lingerMs = positive('lingerMs', options.lingerMs ?? ProducerDefaults.lingerMs, true);
+    this.lingerMs =
+      options.lingerMs === undefined ? null : positive('lingerMs', options.lingerMs, true);
     this.batchBytesMax = positive(
       'batchBytesMax',
       options.batchBytesMax ?? ProducerDefaults.batchBytesMax,
@@ -242,6 +251,7 @@ export class Producer {
       'deliveryTimeoutMs',
       options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
     );
+    this.pipelineMax = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
@@ -591,8 +601,31 @@ export class Producer {
       ps.lingerTimer = null;
       if (ps.open === b) this.closeBatch(ps);
     };
-    ps.lingerTimer = this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
+    if (this.lingerMs === null) {
+      // Adaptive: with room in the partition's pipeline the batch goes at the end of this turn
+      // of the event loop (a low rate waits for nothing; the records of one turn share it);
+      // behind a full pipeline it accumulates until an answer frees room (closeIfRoom) or it
+      // fills (a high rate batches).
+      ps.lingerImmediate = this.hasRoom(ps);
+      ps.lingerTimer = ps.lingerImmediate ? setImmediate(expire) : null;
+    } else {
+      ps.lingerImmediate = this.lingerMs === 0;
+      ps.lingerTimer =
+        this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
+    }
     return b;
+  }
+
+  /** Fewer batches sent or queued than the pipeline holds, and no recovery under way. */
+  private hasRoom(ps: PartitionState): boolean {
+    return ps.queue.length < this.pipelineMax && !ps.failed && !ps.recovering;
+  }
+
+  /** Adaptive batching: the batch that accumulated behind a full pipeline goes once there is room. */
+  private closeIfRoom(ps: PartitionState): void {
+    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.hasRoom(ps)) {
+      this.closeBatch(ps);
+    }
   }
 
   private closeBatch(ps: PartitionState): void {
@@ -600,7 +633,7 @@ export class Producer {
     if (b === null) return;
     ps.open = null;
     if (ps.lingerTimer !== null) {
-      if (this.lingerMs === 0) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
+      if (ps.lingerImmediate) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
       else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
       ps.lingerTimer = null;
     }
@@ -704,6 +737,7 @@ export class Producer {
       }
       this.finish(ps, head.outcome.base, null);
     }
+    this.closeIfRoom(ps);
     if (!ps.failed) this.pump(ps);
     else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
   }
@@ -765,6 +799,7 @@ export class Producer {
     } finally {
       ps.failed = false;
       ps.recovering = false;
+      this.closeIfRoom(ps);
       this.pump(ps);
     }
   }

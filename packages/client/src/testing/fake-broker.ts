@@ -56,6 +56,9 @@ export class FakeBroker {
   readonly topics = new Map<string, FakeTopic>();
   /** Produce requests received (after faults), for assertions. */
   produceRequests = 0;
+  /** Produce request frames that arrived (held or not). */
+  produceFramesReceived = 0;
+  private produceGate: { promise: Promise<void>; open: () => void } | null = null;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private readonly waiters = new Set<() => void>();
@@ -86,6 +89,21 @@ export class FakeBroker {
     this.failNextProduceCodes.push(...codes);
   }
 
+  /** Produce requests wait (unanswered, in order) until releaseProduce(). */
+  holdProduce(): void {
+    if (this.produceGate !== null) return;
+    let open!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    this.produceGate = { promise, open };
+  }
+
+  releaseProduce(): void {
+    this.produceGate?.open();
+    this.produceGate = null;
+  }
+
   /** Drops the error codes queued by failNextProduce that were not used yet. */
   clearProduceFailures(): void {
     this.failNextProduceCodes = [];
@@ -111,6 +129,7 @@ export class FakeBroker {
   }
 
   async close(): Promise<void> {
+    this.releaseProduce();
     for (const s of this.sockets) s.destroy();
     for (const w of this.waiters) w();
     await new Promise<void>((resolve) =>
@@ -147,6 +166,7 @@ export class FakeBroker {
         return;
       }
       for (const frame of frames) {
+        if (frame.apiKey === ApiKey.PRODUCE) this.produceFramesReceived++;
         chain = chain.then(async () => {
           if (socket.destroyed) return;
           let out: Buffer | null;
@@ -279,6 +299,7 @@ export class FakeBroker {
           producerEpoch: 0,
         });
       case ApiKey.PRODUCE:
+        while (this.produceGate !== null) await this.produceGate.promise;
         return this.produce(frame, socket);
       case ApiKey.FETCH:
         return this.fetch(frame);
