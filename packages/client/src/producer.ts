@@ -3,8 +3,10 @@
 // default), bounded retries through the one retry function, and a bounded buffer.
 //
 // Data path: send() picks a partition and encodes the record straight into that partition's
-// open batch (batch-builder.ts). A batch closes when full (batchBytesMax) or after lingerMs; it
-// then joins the partition's queue. Each partition has one sender loop that sends its queued
+// open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
+// (adaptive) at the end of the event-loop turn when the partition has nothing in flight, else
+// once its requests are answered; with an explicit lingerMs, after lingerMs. It then joins the
+// partition's queue. Each partition has one sender loop that sends its queued
 // batches one produce request at a time, in order; different partitions send concurrently, and
 // the connection bounds requests in flight (inflightRequestsMax). One request in flight per
 // partition is what keeps idempotent ordering simple: a retried batch is always the oldest
@@ -15,10 +17,14 @@
 // Idempotence: the producer id and epoch come from INIT_PRODUCER_ID; a batch gets its base
 // sequence (the partition's next sequence, advanced by its record count) when it is first sent.
 // On OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID or INVALID_PRODUCER_EPOCH the batch fails
-// and the producer asks for a new producer id; sequences restart at 0 under it.
+// and the producer asks for a new producer id; sequences restart at 0 under it. Behind a batch
+// that failed for good (see recover) such an error re-sequences instead of failing.
+//
+// Delivery timeout: a batch is retried (retriable errors, backoff with jitter) until
+// deliveryTimeoutMs after its first record's send(); then it fails with REQUEST_TIMED_OUT.
 //
 // Promises: one per batch; send() maps it to the record's offset, sendBatch() resolves once for
-// many records. Nothing here retries except through ClientContext.run.
+// many records. Nothing here retries except through ClientContext.run / runUntil (one layer).
 import assert from 'node:assert/strict';
 import {
   ApiKey,
@@ -146,8 +152,8 @@ class PartitionState {
   sequenceGeneration = 0;
   /**
    * The open batch's close: a lingerMs timer, or an immediate (lingerMs 0, where a 0 ms timer
-   * would wait ~1 ms; adaptive batching with room in the pipeline); none while adaptive
-   * batching accumulates behind a full pipeline.
+   * would wait ~1 ms; adaptive batching on an idle partition); none while adaptive batching
+   * accumulates behind requests in flight.
    */
   lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   lingerImmediate = false;
@@ -184,8 +190,6 @@ export class Producer {
   private readonly ackTimeoutMs: number;
   private readonly deliveryTimeoutMs: number;
   private readonly pool: BufferPool;
-  /** Batches a partition may have sent or queued before new ones accumulate. */
-  private readonly pipelineMax: number;
   private readonly partitions = new Map<string, PartitionState[]>();
   private readonly partitionCounts = new Map<string, number>();
   private readonly topicLoads = new Map<string, Promise<void>>();
@@ -251,7 +255,6 @@ export class Producer {
       'deliveryTimeoutMs',
       options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
     );
-    this.pipelineMax = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
@@ -602,11 +605,11 @@ export class Producer {
       if (ps.open === b) this.closeBatch(ps);
     };
     if (this.lingerMs === null) {
-      // Adaptive: with room in the partition's pipeline the batch goes at the end of this turn
-      // of the event loop (a low rate waits for nothing; the records of one turn share it);
-      // behind a full pipeline it accumulates until an answer frees room (closeIfRoom) or it
-      // fills (a high rate batches).
-      ps.lingerImmediate = this.hasRoom(ps);
+      // Adaptive: a partition with nothing in flight sends at the end of this turn of the event
+      // loop (a low rate waits for nothing; the records of one turn share the batch); while a
+      // request is in flight it accumulates until the partition is idle again (closeIfIdle) or
+      // the batch fills (a high rate batches; full batches still pipeline, up to 5).
+      ps.lingerImmediate = this.isIdle(ps);
       ps.lingerTimer = ps.lingerImmediate ? setImmediate(expire) : null;
     } else {
       ps.lingerImmediate = this.lingerMs === 0;
@@ -616,14 +619,14 @@ export class Producer {
     return b;
   }
 
-  /** Fewer batches sent or queued than the pipeline holds, and no recovery under way. */
-  private hasRoom(ps: PartitionState): boolean {
-    return ps.queue.length < this.pipelineMax && !ps.failed && !ps.recovering;
+  /** Nothing of the partition sent, queued or being recovered. */
+  private isIdle(ps: PartitionState): boolean {
+    return ps.queue.length === 0 && !ps.failed && !ps.recovering;
   }
 
-  /** Adaptive batching: the batch that accumulated behind a full pipeline goes once there is room. */
-  private closeIfRoom(ps: PartitionState): void {
-    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.hasRoom(ps)) {
+  /** Adaptive batching: the batch that accumulated while requests were in flight goes now. */
+  private closeIfIdle(ps: PartitionState): void {
+    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.isIdle(ps)) {
       this.closeBatch(ps);
     }
   }
@@ -737,7 +740,7 @@ export class Producer {
       }
       this.finish(ps, head.outcome.base, null);
     }
-    this.closeIfRoom(ps);
+    this.closeIfIdle(ps);
     if (!ps.failed) this.pump(ps);
     else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
   }
@@ -799,7 +802,7 @@ export class Producer {
     } finally {
       ps.failed = false;
       ps.recovering = false;
-      this.closeIfRoom(ps);
+      this.closeIfIdle(ps);
       this.pump(ps);
     }
   }
