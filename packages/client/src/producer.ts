@@ -272,7 +272,9 @@ export class Producer {
     if (this.closed || this.ctx.signal.aborted) {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
     }
-    if (this.idempotent && this.producerId < 0) await this.initProducerId();
+    if (this.idempotent && this.producerId < 0) {
+      await this.ctx.run(() => this.initProducerIdOnce());
+    }
     if (topics.length === 0) {
       await this.ctx.run(() => this.ctx.cluster.refreshMetadata([]));
       return;
