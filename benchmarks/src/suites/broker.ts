@@ -30,7 +30,12 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Producer, type ProducerOptions, StreamBusClient } from '@streambus/client';
+import {
+  type Producer,
+  type ProducerOptions,
+  type ProducerRecord,
+  StreamBusClient,
+} from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import {
@@ -347,17 +352,9 @@ async function producerRows(ctx: Ctx): Promise<ResultRow[]> {
         const producer = ctx.client.producer({ acks: acks === 1 ? 1 : 'all' });
         await producer.send({ topic, value: 'warm-up' });
         const start = process.hrtime.bigint();
-        const outstanding: Promise<unknown>[] = [];
-        for (let sent = 0; sent < total; sent += CHUNK_RECORDS) {
-          outstanding.push(producer.sendBatch(chunk));
-          if (outstanding.length >= CHUNKS_OUTSTANDING) await outstanding.shift();
-        }
-        await Promise.all(outstanding);
+        await sendChunks(producer, chunk, total);
         const secs = Number(process.hrtime.bigint() - start) / 1e9;
-        await producer.close();
-        const stored = await endOffsetSum(ctx.client, topic);
-        if (stored !== total + 1) throw new Error(`broker stored ${stored} of ${total + 1}`);
-        await ctx.client.admin().deleteTopic(topic);
+        await closeAndCheck(ctx, producer, topic, total + 1);
         return total / secs;
       },
       () => referenceRun(ctx, durability, refFrames, Math.round(total / RECORDS_PER_BATCH)),
@@ -606,11 +603,35 @@ async function timedDefaultProducerRun(
   const start = process.hrtime.bigint();
   await load(producer, topic, values);
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  await closeAndCheck(ctx, producer, topic, total + 1);
+  return total / secs;
+}
+
+/** sendBatch() of `chunk` until `total` records, CHUNKS_OUTSTANDING calls outstanding. */
+async function sendChunks(
+  producer: Producer,
+  chunk: readonly ProducerRecord[],
+  total: number,
+): Promise<void> {
+  const outstanding: Promise<unknown>[] = [];
+  for (let sent = 0; sent < total; sent += CHUNK_RECORDS) {
+    outstanding.push(producer.sendBatch(chunk));
+    if (outstanding.length >= CHUNKS_OUTSTANDING) await outstanding.shift();
+  }
+  await Promise.all(outstanding);
+}
+
+/** Closes the producer, checks the topic holds `expected` records, deletes it. */
+async function closeAndCheck(
+  ctx: Ctx,
+  producer: Producer,
+  topic: string,
+  expected: number,
+): Promise<void> {
   await producer.close();
   const stored = await endOffsetSum(ctx.client, topic);
-  if (stored !== total + 1) throw new Error(`broker stored ${stored} of ${total + 1}`);
+  if (stored !== expected) throw new Error(`broker stored ${stored} of ${expected}`);
   await ctx.client.admin().deleteTopic(topic);
-  return total / secs;
 }
 
 /**
@@ -646,12 +667,7 @@ async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
           topic,
           value: values[i % 1000]!,
         }));
-        const outstanding: Promise<unknown>[] = [];
-        for (let sent = 0; sent < total; sent += CHUNK_RECORDS) {
-          outstanding.push(producer.sendBatch(chunk));
-          if (outstanding.length >= CHUNKS_OUTSTANDING) await outstanding.shift();
-        }
-        await Promise.all(outstanding);
+        await sendChunks(producer, chunk, total);
       }),
   );
   const rows: ResultRow[] = [
