@@ -570,6 +570,15 @@ describe('client', () => {
     await expect(c.admin().listTopics()).rejects.toMatchObject({
       code: ErrorCode.NETWORK_EXCEPTION,
     });
+    // A first send waits for the producer id under the retry policy, not the 120 s delivery
+    // timeout; so does connect().
+    const producer = c.producer();
+    const started = Date.now();
+    await expect(producer.send({ topic: 't', value: 'x' })).rejects.toMatchObject({
+      code: ErrorCode.NETWORK_EXCEPTION,
+    });
+    await expect(producer.connect()).rejects.toMatchObject({ code: ErrorCode.NETWORK_EXCEPTION });
+    expect(Date.now() - started).toBeLessThan(5_000);
     await c.close();
   });
 });

@@ -272,9 +272,7 @@ export class Producer {
     if (this.closed || this.ctx.signal.aborted) {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
     }
-    if (this.idempotent && this.producerId < 0) {
-      await this.ctx.run(() => this.initProducerIdOnce());
-    }
+    if (this.idempotent && this.producerId < 0) await this.initProducerId();
     if (topics.length === 0) {
       await this.ctx.run(() => this.ctx.cluster.refreshMetadata([]));
       return;
@@ -532,9 +530,14 @@ export class Producer {
     return this.producerInit;
   }
 
-  /** The producer id for callers outside a retry loop, retried within the delivery timeout. */
+  /**
+   * The producer id for callers outside a retry loop (the slow append path, connect()), under
+   * the client's retry policy like topic metadata: the delivery timeout bounds batches once
+   * appended, not this wait before (Kafka's max.block.ms is separate too), so a send to an
+   * unreachable cluster fails in seconds.
+   */
   private initProducerId(): Promise<void> {
-    return this.ctx.runUntil(() => this.initProducerIdOnce(), Date.now() + this.deliveryTimeoutMs);
+    return this.ctx.run(() => this.initProducerIdOnce());
   }
 
   /** Resolves true when woken as a waiter (which then may append ahead of the queue). */
