@@ -159,7 +159,8 @@ describe('kill -9 with acks=all', () => {
       bootstrap: broker.bootstrap,
       retry: { retriesMax: 1, backoffInitialMs: 10, backoffMaxMs: 10, totalTimeoutMs: 1_000 },
     });
-    const producer = client.producer({ acks: 'all', lingerMs: 1 });
+    // Sends caught by the kill give up within a second (nothing restarts this broker in time).
+    const producer = client.producer({ acks: 'all', lingerMs: 1, deliveryTimeoutMs: 1_000 });
     const acked = new Map<string, { partition: number; offset: number }>();
     let i = 0;
     let failures = 0;

@@ -133,8 +133,13 @@ describe('append faults, real broker processes', () => {
 
       const filler = fillDisk(dataDir);
       // Produce on a full disk: a retriable storage error saying so; the broker stays up.
-      const refused = quick.producer({ lingerMs: 0 });
-      const err = await refused.send({ topic: 'full', value: value('refused') }).catch((e) => e);
+      // Produce retries run until the delivery timeout; the broker's answer is its cause.
+      const refused = quick.producer({ lingerMs: 0, deliveryTimeoutMs: 500 });
+      const timedOut = await refused
+        .send({ topic: 'full', value: value('refused') })
+        .catch((e) => e);
+      expect(timedOut).toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
+      const err = (timedOut as Error).cause;
       expect(err).toBeInstanceOf(StreamBusError);
       expect(err).toMatchObject({ code: ErrorCode.KAFKA_STORAGE_ERROR, retriable: true });
       expect((err as Error).message).toMatch(/disk full \(ENOSPC\)/);

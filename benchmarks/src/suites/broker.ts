@@ -16,6 +16,9 @@
 //                     pre-filled topic from the earliest offset to its end. Reference: a plain
 //                     Node TCP server (reference-server.ts `serve`) writing the same batch bytes
 //                     from a file to a socket that this process just counts.
+//   producer send() per record acks=all   records/s of per-record send() with 1,000 promises
+//                     outstanding, default options (adaptive batching); reference: sendBatch() of
+//                     the same records, alternating runs; then its latency at a paced 10,000/s.
 //   latency acks=1 / acks=all   median over runs of p50 and p99 ms from Producer.send() to its acknowledgement at a
 //                     paced 10,000 records/s (lingerMs 0); no reference (stated in the row).
 //   validate walk <codec> / produce prebuilt <codec> acks=1   cost of walking every record before
@@ -33,7 +36,12 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StreamBusClient } from '@streambus/client';
+import {
+  type Producer,
+  type ProducerOptions,
+  type ProducerRecord,
+  StreamBusClient,
+} from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import { freshProcessRows } from '../fresh-process.js';
@@ -352,17 +360,9 @@ async function producerRows(ctx: Ctx): Promise<ResultRow[]> {
         const producer = ctx.client.producer({ acks: acks === 1 ? 1 : 'all' });
         await producer.send({ topic, value: 'warm-up' });
         const start = process.hrtime.bigint();
-        const outstanding: Promise<unknown>[] = [];
-        for (let sent = 0; sent < total; sent += CHUNK_RECORDS) {
-          outstanding.push(producer.sendBatch(chunk));
-          if (outstanding.length >= CHUNKS_OUTSTANDING) await outstanding.shift();
-        }
-        await Promise.all(outstanding);
+        await sendChunks(producer, chunk, total);
         const secs = Number(process.hrtime.bigint() - start) / 1e9;
-        await producer.close();
-        const stored = await endOffsetSum(ctx.client, topic);
-        if (stored !== total + 1) throw new Error(`broker stored ${stored} of ${total + 1}`);
-        await ctx.client.admin().deleteTopic(topic);
+        await closeAndCheck(ctx, producer, topic, total + 1);
         return total / secs;
       },
       () => referenceRun(ctx, durability, refFrames, Math.round(total / RECORDS_PER_BATCH)),
@@ -506,11 +506,16 @@ async function consumeRows(ctx: Ctx): Promise<ResultRow[]> {
  * One paced run: `Producer.send()` per record at LATENCY_RATE for `seconds` into a fresh topic,
  * returning the send-to-acknowledgement time of every record after the warm-up.
  */
-async function pacedLatencies(ctx: Ctx, acks: 1 | -1, seconds: number): Promise<number[]> {
+async function pacedLatencies(
+  ctx: Ctx,
+  acks: 1 | -1,
+  seconds: number,
+  producerOptions: ProducerOptions = { lingerMs: 0 },
+): Promise<number[]> {
   const warmupMs = 500;
   const value = Buffer.from(''.padEnd(100, 'l'));
   const topic = await freshTopic(ctx, `lat${acks === 1 ? '1' : 'all'}`, acks, 1);
-  const producer = ctx.client.producer({ acks: acks === 1 ? 1 : 'all', lingerMs: 0 });
+  const producer = ctx.client.producer({ ...producerOptions, acks: acks === 1 ? 1 : 'all' });
   await producer.send({ topic, value: 'warm-up' });
   const latencies: number[] = [];
   const pending: Promise<unknown>[] = [];
@@ -584,6 +589,159 @@ async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
   return rows;
 }
 
+const SEND_WINDOW = 1000;
+
+/**
+ * One timed run into a fresh acks=all topic (durability always) with default producer options:
+ * `load` sends `total` records of 100 B (1000 distinct values, made before timing); returns
+ * records/s after checking the broker stored them all.
+ */
+async function timedDefaultProducerRun(
+  ctx: Ctx,
+  tag: string,
+  total: number,
+  load: (producer: Producer, topic: string, values: readonly Buffer[]) => Promise<void>,
+): Promise<number> {
+  const values = Array.from({ length: 1000 }, (_, i) =>
+    Buffer.from(`value ${i} `.padEnd(100, '.')),
+  );
+  const topic = await freshTopic(ctx, tag, -1);
+  const producer = ctx.client.producer();
+  await producer.send({ topic, value: 'warm-up' });
+  const start = process.hrtime.bigint();
+  await load(producer, topic, values);
+  const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  await closeAndCheck(ctx, producer, topic, total + 1);
+  return total / secs;
+}
+
+/** sendBatch() of `chunk` until `total` records, CHUNKS_OUTSTANDING calls outstanding. */
+async function sendChunks(
+  producer: Producer,
+  chunk: readonly ProducerRecord[],
+  total: number,
+): Promise<void> {
+  const outstanding: Promise<unknown>[] = [];
+  for (let sent = 0; sent < total; sent += CHUNK_RECORDS) {
+    outstanding.push(producer.sendBatch(chunk));
+    if (outstanding.length >= CHUNKS_OUTSTANDING) await outstanding.shift();
+  }
+  await Promise.all(outstanding);
+}
+
+/** Closes the producer, checks the topic holds `expected` records, deletes it. */
+async function closeAndCheck(
+  ctx: Ctx,
+  producer: Producer,
+  topic: string,
+  expected: number,
+): Promise<void> {
+  await producer.close();
+  const stored = await endOffsetSum(ctx.client, topic);
+  if (stored !== expected) throw new Error(`broker stored ${stored} of ${expected}`);
+  await ctx.client.admin().deleteTopic(topic);
+}
+
+/**
+ * Per-record `send()` as a publish loop does it: a window of SEND_WINDOW outstanding promises,
+ * awaiting the oldest when full; default options (adaptive batching, acks=all, idempotent).
+ * Reference, alternating run by run: `sendBatch()` of the same records in 10,000-record chunks,
+ * CHUNKS_OUTSTANDING outstanding. Then the same default producer's latency at a paced
+ * LATENCY_RATE (the latency rows above use lingerMs 0).
+ */
+async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
+  const total = ctx.options.quick ? 200_000 : 2_000_000;
+  const m = await medianOfRuns(
+    ctx.runs,
+    () =>
+      timedDefaultProducerRun(ctx, 'send1', total, async (producer, topic, values) => {
+        const window: Array<Promise<unknown>> = new Array(SEND_WINDOW);
+        let head = 0;
+        let size = 0;
+        for (let i = 0; i < total; i++) {
+          if (size === SEND_WINDOW) {
+            await window[head];
+            head = (head + 1) % SEND_WINDOW;
+            size--;
+          }
+          window[(head + size) % SEND_WINDOW] = producer.send({ topic, value: values[i % 1000]! });
+          size++;
+        }
+        for (; size > 0; size--, head = (head + 1) % SEND_WINDOW) await window[head];
+      }),
+    () =>
+      timedDefaultProducerRun(ctx, 'sendb', total, async (producer, topic, values) => {
+        const chunk = Array.from({ length: CHUNK_RECORDS }, (_, i) => ({
+          topic,
+          value: values[i % 1000]!,
+        }));
+        await sendChunks(producer, chunk, total);
+      }),
+  );
+  const rows: ResultRow[] = [
+    row(
+      'producer send() per record acks=all',
+      m.value,
+      'records/s',
+      {
+        durability: 'always',
+        acks: 'all',
+        recordValueBytes: 100,
+        records: total,
+        partitions: PARTITIONS,
+        runs: ctx.runs,
+        inflight: `${SEND_WINDOW} send() promises outstanding (await the oldest when full)`,
+        idempotent: true,
+        lingerMs: 'default (adaptive batching)',
+        values: m.values.map(Math.round),
+        references: m.references.map(Math.round),
+        reference: `sendBatch() of the same records, ${CHUNKS_OUTSTANDING} chunks of ${CHUNK_RECORDS} outstanding, default options (ratio = send / sendBatch)`,
+        target: '>= 800,000 records/s',
+      },
+      m.reference,
+    ),
+  ];
+  const seconds = ctx.options.quick ? 2 : 4;
+  const runs = ctx.options.quick ? 1 : 5;
+  const p50s: number[] = [];
+  const p99s: number[] = [];
+  let measured = 0;
+  for (let i = 0; i < runs; i++) {
+    const latencies = await pacedLatencies(ctx, -1, seconds, {});
+    measured += latencies.length;
+    p50s.push(quantile(latencies, 0.5));
+    p99s.push(quantile(latencies, 0.99));
+  }
+  const settings = {
+    durability: 'always',
+    acks: 'all',
+    recordValueBytes: 100,
+    records: Math.round(seconds * LATENCY_RATE) * runs,
+    measured,
+    partitions: 1,
+    runs,
+    secondsPerRun: seconds,
+    inflight: 'client default (producer send() per record, default options: adaptive batching)',
+    rateRecordsPerSec: LATENCY_RATE,
+    pacing: 'records due are sent every ~1 ms timer tick',
+    reference: 'none',
+  };
+  rows.push(
+    row('latency send() default options acks=all p50', median(p50s), 'ms', {
+      ...settings,
+      values: p50s,
+    }),
+  );
+  rows.push(
+    row('latency send() default options acks=all p99', median(p99s), 'ms', {
+      ...settings,
+      values: p99s,
+      target: '<= 2 ms',
+    }),
+  );
+  return rows;
+}
+
 export const suite: Suite = {
   name: 'broker',
   description:
@@ -630,6 +788,7 @@ export const suite: Suite = {
         })),
       );
       rows.push(...(await producerRows(ctx)));
+      rows.push(...(await perRecordSendRows(ctx)));
       rows.push(...(await consumeRows(ctx)));
       rows.push(...(await latencyRows(ctx)));
       rows.push(

@@ -195,6 +195,129 @@ describe('producer and consumer', () => {
     expect(broker.produceRequests - before).toBeGreaterThanOrEqual(batches.length - 1 + 2);
   });
 
+  it('retries produce past the client retry budget until deliveryTimeoutMs, then times out', async () => {
+    broker.createTopic('dt', 1);
+    const producer = client.producer({ lingerMs: 0, deliveryTimeoutMs: 3_000 });
+    await producer.send({ topic: 'dt', value: 'warm' });
+    // Twice fastRetry's retriesMax (4): the delivery timeout, not the count, bounds produce.
+    broker.failNextProduce(...Array(8).fill(ErrorCode.NOT_LEADER_OR_FOLLOWER));
+    expect((await producer.send({ topic: 'dt', value: 'late' })).offset).toBe(1);
+
+    const short = client.producer({ lingerMs: 0, deliveryTimeoutMs: 150 });
+    broker.failNextProduce(...Array(10_000).fill(ErrorCode.REQUEST_TIMED_OUT));
+    const started = Date.now();
+    const err = await short.send({ topic: 'dt', value: 'never' }).catch((e: unknown) => e);
+    const tookMs = Date.now() - started;
+    broker.clearProduceFailures();
+    expect(err).toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
+    expect((err as Error).message).toContain('deliveryTimeoutMs 150');
+    expect((err as Error).cause).toBeInstanceOf(StreamBusError);
+    expect(tookMs).toBeGreaterThanOrEqual(140);
+    expect(tookMs).toBeLessThan(2_000);
+    expect(() => client.producer({ deliveryTimeoutMs: 0 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+  });
+
+  it('after a batch fails for good, the batches behind it are re-sequenced, not failed out of order', async () => {
+    broker.createTopic('rs', 1);
+    const producer = client.producer({ lingerMs: 0, batchBytesMax: 200 });
+    await producer.send({ topic: 'rs', value: 'warm' });
+    // The first pipelined request is refused for itself; those behind it meet the sequence gap.
+    broker.failNextProduce(ErrorCode.INVALID_RECORD);
+    const values = Array.from({ length: 30 }, (_, i) => `v${String(i).padStart(2, '0')}`.repeat(5));
+    const results = await Promise.allSettled(
+      values.map((value) => producer.send({ topic: 'rs', value })),
+    );
+    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+    expect(failed.length).toBeGreaterThan(0);
+    // Only the refused batch (the first records) failed, with its own error.
+    expect(failed).toEqual(failed.map((_, i) => i));
+    for (const i of failed) {
+      expect((results[i] as PromiseRejectedResult).reason).toMatchObject({
+        code: ErrorCode.INVALID_RECORD,
+      });
+    }
+    const stored = broker.topics
+      .get('rs')!
+      .partitions[0]!.batches.flatMap((b) => decodeRecordBatch(b.bytes).records)
+      .map((r) => text(r.value));
+    expect(stored).toEqual(['warm', ...values.slice(failed.length)]);
+    const offsets = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.offset] : []));
+    expect(offsets).toEqual(offsets.map((_, i) => i + 1));
+  });
+
+  it('a batch that timed out unappended leaves no gap: the next batches are re-sequenced', async () => {
+    broker.createTopic('gap', 1);
+    const producer = client.producer({ lingerMs: 0, deliveryTimeoutMs: 400 });
+    await producer.send({ topic: 'gap', value: 'warm' });
+    broker.failNextProduce(...Array(10_000).fill(ErrorCode.REQUEST_TIMED_OUT));
+    const lost = producer.send({ topic: 'gap', value: 'lost' }).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 200));
+    const behind = producer.send({ topic: 'gap', value: 'behind' });
+    expect(await lost).toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
+    // 'behind' (sequence after 'lost', which the broker never appended) has ~200 ms left.
+    broker.clearProduceFailures();
+    expect((await behind).offset).toBe(1);
+    expect((await producer.send({ topic: 'gap', value: 'after' })).offset).toBe(2);
+    const stored = broker.topics
+      .get('gap')!
+      .partitions[0]!.batches.flatMap((b) => decodeRecordBatch(b.bytes).records)
+      .map((r) => text(r.value));
+    expect(stored).toEqual(['warm', 'behind', 'after']);
+  });
+
+  it('connect() takes the producer id and metadata before the first send', async () => {
+    broker.createTopic('cn', 2);
+    const producer = client.producer();
+    await producer.connect(['cn']);
+    await producer.connect();
+    const started = performance.now();
+    const sent = producer.send({ topic: 'cn', value: 'x' });
+    // Ready: the record went straight into a batch (no metadata or producer-id wait).
+    expect(producer.bufferedBytesNow).toBeGreaterThan(0);
+    expect((await sent).offset).toBe(0);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    await expect(producer.connect(['missing'])).rejects.toMatchObject({
+      code: ErrorCode.TOPIC_NOT_FOUND,
+    });
+    await producer.close();
+    await expect(producer.connect()).rejects.toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
+  });
+
+  it('batches adaptively: sends at once when idle, accumulates while a request is in flight', async () => {
+    broker.createTopic('ad', 1);
+    const producer = client.producer(); // default: no lingerMs
+    await producer.send({ topic: 'ad', value: 'warm' });
+    const tick = () => new Promise((r) => setImmediate(r));
+    broker.holdProduce();
+    const before = broker.produceFramesReceived;
+    const sends: Promise<unknown>[] = [];
+    const turn = async (n: number) => {
+      for (let i = 0; i < 3; i++) sends.push(producer.send({ topic: 'ad', value: `t${n}-${i}` }));
+      await tick();
+    };
+    // The partition is idle: the first turn's records go at the end of that turn.
+    await turn(0);
+    for (let i = 0; i < 500 && broker.produceFramesReceived === before; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(broker.produceFramesReceived - before).toBe(1);
+    // While that request is unanswered, ten more turns accumulate into one batch: no request.
+    for (let n = 1; n <= 10; n++) await turn(n);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(broker.produceFramesReceived - before).toBe(1);
+    broker.releaseProduce();
+    const res = (await Promise.all(sends)) as Array<{ offset: number }>;
+    expect(res.map((r) => r.offset)).toEqual(sends.map((_, i) => i + 1));
+    // The 30 accumulated records went as one request once the answer left the partition idle.
+    expect(broker.produceFramesReceived - before).toBe(2);
+    const sizes = broker.topics
+      .get('ad')!
+      .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
+    expect(sizes).toEqual([1, 3, 30]);
+  });
+
   it('retries retriable partition errors and fails fast on others', async () => {
     broker.createTopic('r', 1);
     const producer = client.producer({ lingerMs: 0 });
@@ -448,6 +571,15 @@ describe('client', () => {
     await expect(c.admin().listTopics()).rejects.toMatchObject({
       code: ErrorCode.NETWORK_EXCEPTION,
     });
+    // A first send waits for the producer id under the retry policy, not the 120 s delivery
+    // timeout; so does connect().
+    const producer = c.producer();
+    const started = Date.now();
+    await expect(producer.send({ topic: 't', value: 'x' })).rejects.toMatchObject({
+      code: ErrorCode.NETWORK_EXCEPTION,
+    });
+    await expect(producer.connect()).rejects.toMatchObject({ code: ErrorCode.NETWORK_EXCEPTION });
+    expect(Date.now() - started).toBeLessThan(5_000);
     await c.close();
   });
 });

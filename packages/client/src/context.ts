@@ -19,4 +19,16 @@ export class ClientContext {
       beforeRetry: (err: StreamBusError) => this.cluster.handleRetriableError(err, topic),
     });
   }
+
+  /**
+   * Runs `fn` under the retry policy's backoff with no cap on the number of retries, until
+   * `deadlineMs` (epoch ms): no retry starts after it (the producer's delivery timeout).
+   */
+  runUntil<T>(fn: (attempt: number) => Promise<T>, deadlineMs: number, topic?: string): Promise<T> {
+    return this.run(fn, topic, {
+      ...this.retryPolicy,
+      retriesMax: Number.MAX_SAFE_INTEGER,
+      totalTimeoutMs: Math.max(0, deadlineMs - Date.now()),
+    });
+  }
 }

@@ -24,7 +24,9 @@ export const ClientDefaults = {
 } as const;
 
 export const ProducerDefaults = {
-  lingerMs: 5,
+  // No default lingerMs: without one the producer batches adaptively (producer.ts openBatch).
+  /** send() to acknowledgement, retries included (Kafka's delivery.timeout.ms). */
+  deliveryTimeoutMs: 120_000,
   /** A batch closes when its encoded size would pass this. */
   batchBytesMax: 1024 * 1024,
   /** Encoded bytes held by the producer (open, queued and in-flight batches). */

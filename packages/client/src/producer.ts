@@ -3,8 +3,10 @@
 // default), bounded retries through the one retry function, and a bounded buffer.
 //
 // Data path: send() picks a partition and encodes the record straight into that partition's
-// open batch (batch-builder.ts). A batch closes when full (batchBytesMax) or after lingerMs; it
-// then joins the partition's queue. Each partition has one sender loop that sends its queued
+// open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
+// (adaptive) at the end of the event-loop turn when the partition has nothing in flight, else
+// once its requests are answered; with an explicit lingerMs, after lingerMs. It then joins the
+// partition's queue. Each partition has one sender loop that sends its queued
 // batches one produce request at a time, in order; different partitions send concurrently, and
 // the connection bounds requests in flight (inflightRequestsMax). One request in flight per
 // partition is what keeps idempotent ordering simple: a retried batch is always the oldest
@@ -15,10 +17,14 @@
 // Idempotence: the producer id and epoch come from INIT_PRODUCER_ID; a batch gets its base
 // sequence (the partition's next sequence, advanced by its record count) when it is first sent.
 // On OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID or INVALID_PRODUCER_EPOCH the batch fails
-// and the producer asks for a new producer id; sequences restart at 0 under it.
+// and the producer asks for a new producer id; sequences restart at 0 under it. Behind a batch
+// that failed for good (see recover) such an error re-sequences instead of failing.
+//
+// Delivery timeout: a batch is retried (retriable errors, backoff with jitter) until
+// deliveryTimeoutMs after its first record's send(); then it fails with REQUEST_TIMED_OUT.
 //
 // Promises: one per batch; send() maps it to the record's offset, sendBatch() resolves once for
-// many records. Nothing here retries except through ClientContext.run.
+// many records. Nothing here retries except through ClientContext.run / runUntil (one layer).
 import assert from 'node:assert/strict';
 import {
   ApiKey,
@@ -57,6 +63,12 @@ export interface ProducerOptions {
   readonly recordBytesMax?: number;
   /** Broker-side wait for acks=all. */
   readonly ackTimeoutMs?: number;
+  /**
+   * How long a record may take from send() to its acknowledgement, retries included (Kafka's
+   * delivery.timeout.ms; default 120 s). Produce retries are bounded by this, not by the
+   * client's `retry.retriesMax` / `retry.totalTimeoutMs`.
+   */
+  readonly deliveryTimeoutMs?: number;
 }
 
 export interface ProducerRecord {
@@ -95,6 +107,8 @@ const PRODUCER_FATAL_CODES: ReadonlySet<number> = new Set([
 /** A batch from first append to acknowledgement. */
 class PendingBatch {
   readonly builder: BatchBuilder;
+  /** When its first record was appended plus deliveryTimeoutMs: no retry starts after it. */
+  readonly deadlineMs: number;
   bytes: Buffer | null = null;
   poolBuffer: Buffer | null = null;
   stamped = false;
@@ -104,8 +118,9 @@ class PendingBatch {
   resolve!: (baseOffset: number) => void;
   reject!: (err: unknown) => void;
 
-  constructor(builder: BatchBuilder) {
+  constructor(builder: BatchBuilder, deadlineMs: number) {
     this.builder = builder;
+    this.deadlineMs = deadlineMs;
     this.promise = new Promise<number>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -124,13 +139,24 @@ class PartitionState {
   inflight = 0;
   /** A first attempt failed: pipelining stops until recover() has resent in order. */
   failed = false;
+  /**
+   * A stamped batch failed without an acknowledgement (delivery timeout, or refused): whether
+   * the broker holds it is unknown, so the next batches' sequences may leave a gap. Cleared by
+   * the next acknowledgement (it was appended) or by re-sequencing after OUT_OF_ORDER (it was not).
+   */
+  unresolved = false;
   recovering = false;
   /** pumpLoop is running (at most one per partition, so sends start in queue order). */
   pumping = false;
   nextSequence = 0;
   sequenceGeneration = 0;
-  /** A timer for lingerMs > 0, an immediate for lingerMs 0 (a 0 ms timer would wait ~1 ms). */
+  /**
+   * The open batch's close: a lingerMs timer, or an immediate (lingerMs 0, where a 0 ms timer
+   * would wait ~1 ms; adaptive batching on an idle partition); none while adaptive batching
+   * accumulates behind requests in flight.
+   */
   lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  lingerImmediate = false;
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -155,12 +181,14 @@ export class Producer {
   readonly acks: -1 | 0 | 1;
   readonly idempotent: boolean;
   readonly compression: CompressionCodec;
-  private readonly lingerMs: number;
+  /** null: adaptive batching (the default). */
+  private readonly lingerMs: number | null;
   private readonly batchBytesMax: number;
   private readonly bufferBytesMax: number;
   private readonly bufferWaitTimeoutMs: number;
   private readonly recordBytesMax: number;
   private readonly ackTimeoutMs: number;
+  private readonly deliveryTimeoutMs: number;
   private readonly pool: BufferPool;
   private readonly partitions = new Map<string, PartitionState[]>();
   private readonly partitionCounts = new Map<string, number>();
@@ -204,7 +232,8 @@ export class Producer {
     // Fail now, not at the first batch, if this runtime cannot encode the codec (zstd on Node < 22.15).
     if (codec !== Compression.NONE) compress(codec, Buffer.from('probe'));
     this.compression = codec;
-    this.lingerMs = positive('lingerMs', options.lingerMs ?? ProducerDefaults.lingerMs, true);
+    this.lingerMs =
+      options.lingerMs === undefined ? null : positive('lingerMs', options.lingerMs, true);
     this.batchBytesMax = positive(
       'batchBytesMax',
       options.batchBytesMax ?? ProducerDefaults.batchBytesMax,
@@ -222,10 +251,33 @@ export class Producer {
       options.recordBytesMax ?? ProducerDefaults.recordBytesMax,
     );
     this.ackTimeoutMs = positive('ackTimeoutMs', options.ackTimeoutMs ?? 30_000);
+    this.deliveryTimeoutMs = positive(
+      'deliveryTimeoutMs',
+      options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
+    );
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
     );
+  }
+
+  /**
+   * Gets ready before the first send: takes the producer id (idempotent producers) and loads
+   * the metadata of `topics` (with none given, the cluster's brokers), retrying retriable
+   * errors under the client's retry policy. Optional: the first send() connects lazily.
+   * Unknown topics fail with UNKNOWN_TOPIC_OR_PARTITION, an unreachable cluster with
+   * NETWORK_EXCEPTION, a closed producer with CLIENT_CLOSED.
+   */
+  async connect(topics: readonly string[] = []): Promise<void> {
+    if (this.closed || this.ctx.signal.aborted) {
+      throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
+    }
+    if (this.idempotent && this.producerId < 0) await this.initProducerId();
+    if (topics.length === 0) {
+      await this.ctx.run(() => this.ctx.cluster.refreshMetadata([]));
+      return;
+    }
+    await Promise.all(topics.map((t) => this.loadTopic(t)));
   }
 
   /** Bytes held in open, queued and in-flight batches. */
@@ -431,6 +483,11 @@ export class Producer {
   /** Loads the topic's partition count and the producer id. */
   private async prepare(topic: string): Promise<void> {
     if (this.idempotent && this.producerId < 0) await this.initProducerId();
+    await this.loadTopic(topic);
+  }
+
+  /** Loads a topic's partition count (once; concurrent callers share the load). */
+  private async loadTopic(topic: string): Promise<void> {
     if (this.partitionCounts.has(topic)) return;
     let load = this.topicLoads.get(topic);
     if (load === undefined) {
@@ -449,18 +506,19 @@ export class Producer {
     await load;
   }
 
-  private initProducerId(): Promise<void> {
+  /**
+   * One INIT_PRODUCER_ID attempt, shared by concurrent callers. It does not retry: callers run
+   * it inside their own retry (produceOnce) or through initProducerId (one retry layer).
+   */
+  private initProducerIdOnce(): Promise<void> {
     if (this.producerInit === null) {
-      this.producerInit = this.ctx
-        .run(async () => {
-          const conn = await this.ctx.cluster.anyConnection();
-          const res = await conn.request(ApiKey.INIT_PRODUCER_ID, {});
+      this.producerInit = this.ctx.cluster
+        .anyConnection()
+        .then((conn) => conn.request(ApiKey.INIT_PRODUCER_ID, {}))
+        .then((res) => {
           if (res.errorCode !== 0) {
             throw new StreamBusError(res.errorCode, res.errorMessage ?? 'init producer id');
           }
-          return res;
-        })
-        .then((res) => {
           this.producerId = res.producerId;
           this.producerEpoch = res.producerEpoch;
           this.producerGeneration++;
@@ -470,6 +528,16 @@ export class Producer {
         });
     }
     return this.producerInit;
+  }
+
+  /**
+   * The producer id for callers outside a retry loop (the slow append path, connect()), under
+   * the client's retry policy like topic metadata: the delivery timeout bounds batches once
+   * appended, not this wait before (Kafka's max.block.ms is separate too), so a send to an
+   * unreachable cluster fails in seconds.
+   */
+  private initProducerId(): Promise<void> {
+    return this.ctx.run(() => this.initProducerIdOnce());
   }
 
   /** Resolves true when woken as a waiter (which then may append ahead of the queue). */
@@ -533,6 +601,7 @@ export class Producer {
   private openBatch(ps: PartitionState): PendingBatch {
     const b = new PendingBatch(
       new BatchBuilder(this.pool, this.batchBytesMax, this.recordBytesMax),
+      Date.now() + this.deliveryTimeoutMs,
     );
     ps.open = b;
     this.bufferedBytes += b.builder.sizeBytes;
@@ -540,8 +609,31 @@ export class Producer {
       ps.lingerTimer = null;
       if (ps.open === b) this.closeBatch(ps);
     };
-    ps.lingerTimer = this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
+    if (this.lingerMs === null) {
+      // Adaptive: a partition with nothing in flight sends at the end of this turn of the event
+      // loop (a low rate waits for nothing; the records of one turn share the batch); while a
+      // request is in flight it accumulates until the partition is idle again (closeIfIdle) or
+      // the batch fills (a high rate batches; full batches still pipeline, up to 5).
+      ps.lingerImmediate = this.isIdle(ps);
+      ps.lingerTimer = ps.lingerImmediate ? setImmediate(expire) : null;
+    } else {
+      ps.lingerImmediate = this.lingerMs === 0;
+      ps.lingerTimer =
+        this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
+    }
     return b;
+  }
+
+  /** Nothing of the partition sent, queued or being recovered. */
+  private isIdle(ps: PartitionState): boolean {
+    return ps.queue.length === 0 && !ps.failed && !ps.recovering;
+  }
+
+  /** Adaptive batching: the batch that accumulated while requests were in flight goes now. */
+  private closeIfIdle(ps: PartitionState): void {
+    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.isIdle(ps)) {
+      this.closeBatch(ps);
+    }
   }
 
   private closeBatch(ps: PartitionState): void {
@@ -549,7 +641,7 @@ export class Producer {
     if (b === null) return;
     ps.open = null;
     if (ps.lingerTimer !== null) {
-      if (this.lingerMs === 0) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
+      if (ps.lingerImmediate) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
       else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
       ps.lingerTimer = null;
     }
@@ -593,9 +685,17 @@ export class Producer {
     ps.pumping = true;
     try {
       while (canSend()) {
+        // A batch that waited out its delivery timeout before its first send fails unsent (at
+        // the head only, so results still settle in order; unstamped, it used no sequence).
+        const head = ps.queue[0]!;
+        if (ps.sent === 0 && !head.stamped && Date.now() >= head.deadlineMs) {
+          ps.sent++;
+          this.finish(ps, -1, this.deliveryTimeout(head, null));
+          continue;
+        }
         let conn: BrokerConnection;
         try {
-          if (this.idempotent && this.producerId < 0) await this.initProducerId();
+          if (this.idempotent && this.producerId < 0) await this.initProducerIdOnce();
           conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
         } catch (error) {
           // No connection: the next batch's first attempt failed; recover() retries it.
@@ -645,58 +745,81 @@ export class Producer {
       }
       this.finish(ps, head.outcome.base, null);
     }
+    this.closeIfIdle(ps);
     if (!ps.failed) this.pump(ps);
     else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
   }
 
   /**
    * After a failed first attempt, once nothing of the partition is in flight: every sent batch
-   * that was not acknowledged is resent in order, one at a time, through the retry policy, with
-   * its stamped bytes (so the broker answers a duplicate with its original offset). Batches after
-   * a failed one usually failed because of it (OUT_OF_ORDER_SEQUENCE_NUMBER) and now succeed.
+   * that was not acknowledged is resent in order, one at a time, with its stamped bytes (so the
+   * broker answers a duplicate with its original offset), retrying retriable errors with backoff
+   * until the batch's delivery timeout. Batches after a failed one usually failed because of it
+   * (connection closed, OUT_OF_ORDER_SEQUENCE_NUMBER) and now succeed.
+   *
+   * When a batch fails for good its sequence may be missing on the broker (refused, or timed out
+   * unappended): the partition is `unresolved`. If a later batch then meets OUT_OF_ORDER, the
+   * failed one was not appended, so neither was this one: it and every later unacknowledged batch
+   * are stamped afresh under a new producer id and resent, never failed for the gap.
    */
   private async recover(ps: PartitionState): Promise<void> {
     ps.recovering = true;
-    let firstSeen = false;
     try {
       while (ps.sent > 0) {
         const b = ps.queue[0]!;
         if (b.outcome !== null && 'base' in b.outcome) {
+          ps.unresolved = false;
           this.finish(ps, b.outcome.base, null);
           continue;
         }
+        // A first attempt refused for the batch itself fails it without a resend; sequence
+        // errors are usually an earlier batch's doing, so such batches are resent.
+        const first = b.outcome !== null && 'error' in b.outcome ? b.outcome.error : null;
+        b.outcome = null;
         try {
-          // The earliest failure is the real one: a non-retriable error fails its batch without
-          // a resend. Later batches usually failed because of it, so they are always resent.
-          const first = b.outcome !== null && 'error' in b.outcome ? b.outcome.error : null;
-          if (
-            !firstSeen &&
-            first !== null &&
-            !(first instanceof StreamBusError && first.retriable)
-          ) {
-            throw first;
-          }
-          if (first !== null) firstSeen = true;
-          const base = await this.ctx.run(() => this.produceOnce(ps, b), ps.topic);
+          if (first !== null && !isRetriable(first) && !isSequenceError(first)) throw first;
+          const base = await this.ctx.runUntil(
+            () => this.produceOnce(ps, b),
+            b.deadlineMs,
+            ps.topic,
+          );
+          ps.unresolved = false;
           this.finish(ps, base, null);
         } catch (err) {
-          if (err instanceof StreamBusError && PRODUCER_FATAL_CODES.has(err.code)) {
+          if (isSequenceError(err)) {
             // Start over under a new producer id (sequences restart at 0); the batches sent
-            // after this one were refused with it, so they are stamped afresh.
+            // after this one were refused with it (or never appended), so they are stamped afresh.
+            const retryThis = ps.unresolved && b.stamped;
             this.producerId = -1;
-            for (let i = 1; i < ps.sent; i++) {
+            for (let i = retryThis ? 0 : 1; i < ps.sent; i++) {
               const later = ps.queue[i]!;
               if (later.outcome === null || !('base' in later.outcome)) later.stamped = false;
             }
+            ps.unresolved = false;
+            if (retryThis) continue;
+            this.finish(ps, -1, err);
+            continue;
           }
-          this.finish(ps, -1, err);
+          if (b.stamped) ps.unresolved = true;
+          this.finish(ps, -1, isRetriable(err) ? this.deliveryTimeout(b, err) : err);
         }
       }
     } finally {
       ps.failed = false;
       ps.recovering = false;
+      this.closeIfIdle(ps);
       this.pump(ps);
     }
+  }
+
+  /** The error of a batch whose delivery timeout passed (Kafka: a TimeoutException). */
+  private deliveryTimeout(b: PendingBatch, last: unknown): StreamBusError {
+    const why = last instanceof Error ? `; last error: ${last.message}` : '';
+    return new StreamBusError(
+      ErrorCode.REQUEST_TIMED_OUT,
+      `delivery timeout: ${b.builder.recordCount} record(s) not acknowledged within deliveryTimeoutMs ${this.deliveryTimeoutMs} ms${why}`,
+      last === null ? undefined : { cause: last },
+    );
   }
 
   /** Pops the head batch: resolves or rejects it and frees its buffer. */
@@ -714,7 +837,7 @@ export class Producer {
 
   /** One full attempt: producer id, leader connection, then send (used with the retry policy). */
   private async produceOnce(ps: PartitionState, b: PendingBatch): Promise<number> {
-    if (this.idempotent && !b.stamped && this.producerId < 0) await this.initProducerId();
+    if (this.idempotent && !b.stamped && this.producerId < 0) await this.initProducerIdOnce();
     const conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
     return this.attempt(ps, b, conn);
   }
@@ -776,6 +899,14 @@ export class Producer {
         return p.baseOffset;
       });
   }
+}
+
+function isRetriable(err: unknown): boolean {
+  return err instanceof StreamBusError && err.retriable;
+}
+
+function isSequenceError(err: unknown): boolean {
+  return err instanceof StreamBusError && PRODUCER_FATAL_CODES.has(err.code);
 }
 
 function positive(name: string, value: number, allowZero = false): number {

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -75,21 +76,54 @@ describe('retry', () => {
     expect(calls).toBe(4);
   });
 
-  it('gives up when the total time would be exceeded', async () => {
+  /** Attempts made when each one takes `stepMs` of a fake clock and always fails. */
+  async function attemptsUntilGiveUp(stepMs: number, p: RetryPolicy, random = 0.5) {
     let calls = 0;
     let now = 0;
-    await expect(
+    const code = ErrorCode.NETWORK_EXCEPTION;
+    const fail = async () => {
+      calls++;
+      now += stepMs;
+      throw new StreamBusError(code);
+    };
+    await expect(retry(fail, p, { now: () => now, random: () => random })).rejects.toMatchObject({
+      code,
+    });
+    return calls;
+  }
+
+  it('gives up when the total time would be exceeded', async () => {
+    const p = { retriesMax: 100, totalTimeoutMs: 1000, backoffInitialMs: 1, backoffMaxMs: 1 };
+    expect(await attemptsUntilGiveUp(600, p)).toBe(2);
+  });
+
+  it('starts the last retry at the time bound instead of giving up before it', async () => {
+    // Every backoff (5 s) is longer than what is left: each sleep is cut to the rest.
+    const p = {
+      retriesMax: 100,
+      totalTimeoutMs: 100,
+      backoffInitialMs: 10_000,
+      backoffMaxMs: 10_000,
+    };
+    expect(await attemptsUntilGiveUp(40, p)).toBe(3);
+  });
+
+  it('adds one abort listener per signal however many retries sleep at once', async () => {
+    const ac = new AbortController();
+    const sleeping = Array.from({ length: 50 }, () =>
       retry(
         async () => {
-          calls++;
-          now += 600;
-          throw new StreamBusError(ErrorCode.REQUEST_TIMED_OUT);
+          throw new StreamBusError(ErrorCode.CONNECTION_CLOSED);
         },
-        { retriesMax: 100, totalTimeoutMs: 1000, backoffInitialMs: 1, backoffMaxMs: 1 },
-        { now: () => now },
+        { ...policy, backoffInitialMs: 60_000, backoffMaxMs: 60_000 },
+        { signal: ac.signal, random: () => 0.5 },
       ),
-    ).rejects.toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
-    expect(calls).toBe(2);
+    );
+    await new Promise((r) => setTimeout(r, 10));
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    ac.abort();
+    for (const p of sleeping)
+      await expect(p).rejects.toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
   });
 
   it('stops with CLIENT_CLOSED when aborted', async () => {

@@ -1,7 +1,8 @@
 // The one retry function of the SDK. Every operation that talks to a broker (produce, fetch,
 // metadata, admin calls) runs through `retry()`; no other layer loops. It retries only
 // StreamBusErrors whose `retriable` flag (from the shared error table) is set, a bounded number
-// of times and within a bounded total time, sleeping with exponential backoff and full jitter
+// of times and within a bounded total time (the producer passes its delivery timeout as that
+// bound, with no cap on the count: context.ts `runUntil`), sleeping with exponential backoff and full jitter
 // (delay = random(0, min(max, initial * 2^attempt))). Before each retry it calls `beforeRetry`,
 // which the cluster uses to drop stale metadata (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_...).
 // It does not decide what is retriable, open connections or log.
@@ -32,21 +33,47 @@ export function backoffDelayMs(attempt: number, policy: RetryPolicy, random: num
   return Math.floor(random * ceiling);
 }
 
+/**
+ * Sleepers per abort signal, woken by ONE 'abort' listener per signal: a listener per sleep
+ * crossed the EventTarget warning threshold (MaxListenersExceededWarning) as soon as more than
+ * ten operations (partitions riding out a broker restart) slept at once.
+ */
+const sleepersBySignal = new WeakMap<AbortSignal, Set<() => void>>();
+
+function sleepersOf(signal: AbortSignal): Set<() => void> {
+  let set = sleepersBySignal.get(signal);
+  if (set === undefined) {
+    const created = new Set<() => void>();
+    set = created;
+    sleepersBySignal.set(signal, created);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const wake of [...created]) wake();
+        created.clear();
+      },
+      { once: true },
+    );
+  }
+  return set;
+}
+
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(new StreamBusError(ErrorCode.CLIENT_CLOSED));
       return;
     }
+    const sleepers = signal === undefined ? null : sleepersOf(signal);
     const onAbort = (): void => {
       clearTimeout(timer);
       reject(new StreamBusError(ErrorCode.CLIENT_CLOSED));
     };
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      sleepers?.delete(onAbort);
       resolve();
     }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    sleepers?.add(onAbort);
   });
 }
 
@@ -71,8 +98,10 @@ export async function retry<T>(
       if (hooks.signal?.aborted) throw new StreamBusError(ErrorCode.CLIENT_CLOSED);
       const next = attempt + 1;
       if (next > policy.retriesMax) throw err;
-      const delayMs = backoffDelayMs(next, policy, random());
-      if (now() + delayMs - startedMs > policy.totalTimeoutMs) throw err;
+      // The last retry starts at the bound at the latest (the sleep is cut to what is left).
+      const leftMs = startedMs + policy.totalTimeoutMs - now();
+      if (leftMs <= 0) throw err;
+      const delayMs = Math.min(backoffDelayMs(next, policy, random()), leftMs);
       await hooks.beforeRetry?.(err, next);
       await sleep(delayMs, hooks.signal);
     }

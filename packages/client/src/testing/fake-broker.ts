@@ -58,6 +58,9 @@ export class FakeBroker {
   produceRequests = 0;
   /** Metadata requests received, for assertions. */
   metadataRequests = 0;
+  /** Produce request frames that arrived (held or not). */
+  produceFramesReceived = 0;
+  private produceGate: { promise: Promise<void>; open: () => void } | null = null;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private readonly waiters = new Set<() => void>();
@@ -88,6 +91,26 @@ export class FakeBroker {
     this.failNextProduceCodes.push(...codes);
   }
 
+  /** Produce requests wait (unanswered, in order) until releaseProduce(). */
+  holdProduce(): void {
+    if (this.produceGate !== null) return;
+    let open!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    this.produceGate = { promise, open };
+  }
+
+  releaseProduce(): void {
+    this.produceGate?.open();
+    this.produceGate = null;
+  }
+
+  /** Drops the error codes queued by failNextProduce that were not used yet. */
+  clearProduceFailures(): void {
+    this.failNextProduceCodes = [];
+  }
+
   createTopic(name: string, partitions: number, configs: Record<string, string> = {}): void {
     const parts: FakePartition[] = [];
     for (let i = 0; i < partitions; i++) {
@@ -108,6 +131,7 @@ export class FakeBroker {
   }
 
   async close(): Promise<void> {
+    this.releaseProduce();
     for (const s of this.sockets) s.destroy();
     for (const w of this.waiters) w();
     await new Promise<void>((resolve) =>
@@ -144,6 +168,7 @@ export class FakeBroker {
         return;
       }
       for (const frame of frames) {
+        if (frame.apiKey === ApiKey.PRODUCE) this.produceFramesReceived++;
         chain = chain.then(async () => {
           if (socket.destroyed) return;
           let out: Buffer | null;
@@ -277,6 +302,7 @@ export class FakeBroker {
           producerEpoch: 0,
         });
       case ApiKey.PRODUCE:
+        while (this.produceGate !== null) await this.produceGate.promise;
         return this.produce(frame, socket);
       case ApiKey.FETCH:
         return this.fetch(frame);
