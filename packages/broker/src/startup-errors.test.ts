@@ -133,37 +133,30 @@ describe('max.message.bytes and the frame limit', () => {
     return client;
   }
 
-  it('refuses a topic whose max.message.bytes leaves no room for the request framing', async () => {
-    const c = await start();
+  async function createTopic(c: RawClient, name: string, maxMessageBytes: number) {
     const res = await c.request(ApiKey.CREATE_TOPICS, {
       topics: [
         {
-          name: 'equal',
+          name,
           partitions: 1,
           replicationFactor: 1,
-          configs: { 'max.message.bytes': String(frameBytesMax) },
+          configs: { 'max.message.bytes': String(maxMessageBytes) },
         },
       ],
       timeoutMs: 1000,
     });
-    expect(res.topics[0]?.errorCode).toBe(ErrorCode.INVALID_CONFIG);
-    expect(res.topics[0]?.errorMessage).toContain('limits.frameBytesMax');
+    return res.topics[0];
+  }
+
+  it('refuses a topic whose max.message.bytes leaves no room for the request framing', async () => {
+    const res = await createTopic(await start(), 'equal', frameBytesMax);
+    expect(res?.errorCode).toBe(ErrorCode.INVALID_CONFIG);
+    expect(res?.errorMessage).toContain('limits.frameBytesMax');
   });
 
   it('answers a record of exactly max.message.bytes with MESSAGE_TOO_LARGE and keeps the connection', async () => {
     const c = await start();
-    const created = await c.request(ApiKey.CREATE_TOPICS, {
-      topics: [
-        {
-          name: 'big',
-          partitions: 1,
-          replicationFactor: 1,
-          configs: { 'max.message.bytes': String(most) },
-        },
-      ],
-      timeoutMs: 1000,
-    });
-    expect(created.topics[0]?.errorCode).toBe(0);
+    expect((await createTopic(c, 'big', most))?.errorCode).toBe(0);
     const produce = (value: Buffer) =>
       c.request(ApiKey.PRODUCE, {
         acks: 1,
