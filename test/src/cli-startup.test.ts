@@ -157,7 +157,8 @@ describe('the environment rule, on both broker entry points', () => {
     const env = { STREAMBUS_BOOTSTRAP: '127.0.0.1:9' };
     const viaMain = dir();
     const viaCli = dir();
-    const [main, cli] = await Promise.all([
+    const viaSilent = dir();
+    const [main, cli, silent] = await Promise.all([
       spawnBrokerProcess([BROKER_MAIN, ...ephemeral, '--data-dir', viaMain], viaMain, 15_000, env),
       spawnBrokerProcess(
         [CLI_BIN, 'broker', 'start', ...ephemeral, '--data-dir', viaCli, '--log-level', 'warn'],
@@ -165,13 +166,31 @@ describe('the environment rule, on both broker entry points', () => {
         15_000,
         env,
       ),
+      spawnBrokerProcess(
+        [
+          CLI_BIN,
+          'broker',
+          'start',
+          ...ephemeral,
+          '--data-dir',
+          viaSilent,
+          '--log-level',
+          'silent',
+        ],
+        viaSilent,
+      ),
     ]);
-    brokers.push(main, cli);
+    brokers.push(main, cli, silent);
     // --log-level warn: the started line still comes (supervisors wait for it), info lines not.
     expect(cli.output()).not.toContain('"broker listening"');
     expect(main.output()).toContain('"broker listening"');
     expect(await main.stop()).toBe(0);
     expect(await cli.stop()).toBe(0);
+    // silent: nothing but the started line, not even the shutdown lines.
+    expect(await silent.stop()).toBe(0);
+    expect(silent.output().trim().split('\n')).toEqual([
+      expect.stringContaining('"msg":"broker started"'),
+    ]);
     brokers = [];
 
     const typo = { STREAMBUS_LOGLEVEL: 'debug' };

@@ -7,10 +7,8 @@ import { Broker } from './broker.js';
 import type { BrokerConfig } from './config.js';
 
 export async function runBroker(config: BrokerConfig): Promise<void> {
-  const logger = pino({
-    level: config.logLevel === 'silent' ? 'info' : config.logLevel,
-    base: { pid: process.pid },
-  });
+  // 'silent' is silent: the started line below has its own logger at info.
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const broker = await Broker.start(config, { logger });
   // The started line is printed at any log level: supervisors and the CLI wait for it.
   logger.child({}, { level: 'info' }).info(
