@@ -10,17 +10,6 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
   // 'silent' is silent: the started line below has its own logger at info.
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const broker = await Broker.start(config, { logger });
-  // The started line is printed at any log level: supervisors and the CLI wait for it.
-  logger.child({}, { level: 'info' }).info(
-    {
-      port: broker.address.port,
-      httpPort: broker.httpAddress?.port ?? null,
-      host: broker.address.host,
-      dataDir: config.dataDir,
-      nodeId: config.nodeId,
-    },
-    'broker started',
-  );
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -44,5 +33,17 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Only now, with the handlers in place: a supervisor may signal as soon as it reads this.
+    // The started line is printed at any log level: supervisors and the CLI wait for it.
+    logger.child({}, { level: 'info' }).info(
+      {
+        port: broker.address.port,
+        httpPort: broker.httpAddress?.port ?? null,
+        host: broker.address.host,
+        dataDir: config.dataDir,
+        nodeId: config.nodeId,
+      },
+      'broker started',
+    );
   });
 }
