@@ -26,19 +26,34 @@ function run(cmd, args, opts = {}) {
   }
 }
 
-/** The pnpm to use: the one on PATH if it is the pinned version, else the pinned one via npx. */
+/**
+ * The pnpm to use: the one on PATH if it is the pinned version or pnpm 11 or later (which run
+ * the locked install themselves: pmOnFail in pnpm-workspace.yaml), else the pinned one via npx.
+ * Returns the command, its prefix arguments and whether it is the pinned version.
+ */
 function pnpm() {
   const probe = spawnSync('pnpm', ['--version'], { cwd: root, encoding: 'utf8' });
-  if (probe.status === 0 && probe.stdout.trim() === pnpmVersion) return ['pnpm', []];
-  return ['npx', ['--yes', `pnpm@${pnpmVersion}`]];
+  const version = probe.status === 0 ? probe.stdout.trim() : '';
+  const major = Number(version.split('.')[0]);
+  if (version === pnpmVersion) return ['pnpm', [], true];
+  if (major >= 11) return ['pnpm', [], false];
+  return ['npx', ['--yes', `pnpm@${pnpmVersion}`], true];
 }
 
-const [pnpmCmd, pnpmPrefix] = pnpm();
+const [pnpmCmd, pnpmPrefix, pinned] = pnpm();
 const pn = (...args) => run(pnpmCmd, [...pnpmPrefix, ...args]);
 
 const mode = process.argv[2];
 const rest = process.argv.slice(3);
-pn('install', '--frozen-lockfile', '--reporter=silent');
+// After a `pnpm install` by pnpm 11 or later, the pinned 10.x replaces node_modules, which it
+// refuses to do without a terminal (ERR_PNPM_ABORTED_REMOVE_MODULES_DIR_NO_TTY) unless told.
+// (Not a pnpm-workspace.yaml setting: pnpm 12 warns about it there.)
+pn(
+  'install',
+  '--frozen-lockfile',
+  '--reporter=silent',
+  ...(pinned ? ['--config.confirm-modules-purge=false'] : []),
+);
 pn('run', 'build');
 
 if (mode === 'test') {

@@ -162,6 +162,29 @@ describe('streambus dev', () => {
       expect(out).toContain('consume demo --from-beginning');
       const r = await runCli(['topic', 'create', 'dev-topic', '--bootstrap', `127.0.0.1:${port}`]);
       expect(r.code).toBe(0);
+      // The banner's commands run from here without pnpm: the repository's ./streambus launcher.
+      expect(out).toContain(`  ./streambus topic create demo --partitions 3 --bootstrap`);
+      // autoCreateTopics is on in dev: producing to a topic nobody created creates it.
+      expect(out).toContain('topics are created on first use');
+      const auto = await runCli([
+        'produce',
+        'dev-auto',
+        '--value',
+        'first',
+        '--bootstrap',
+        `127.0.0.1:${port}`,
+      ]);
+      expect(auto).toMatchObject({ code: 0, stdout: expect.stringContaining('dev-auto') });
+      const back = await runCli([
+        'consume',
+        'dev-auto',
+        '--from-beginning',
+        '--max-messages',
+        '1',
+        '--bootstrap',
+        `127.0.0.1:${port}`,
+      ]);
+      expect(back).toMatchObject({ code: 0, stdout: 'first\n' });
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(out).toContain('stopped');

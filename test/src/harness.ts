@@ -58,10 +58,11 @@ export async function spawnBrokerProcess(
   args: string[],
   dataDir: string,
   timeoutMs = 15_000,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<BrokerProcess> {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined },
+    env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
@@ -142,12 +143,17 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs `node packages/cli/dist/bin.js args` with stdin `input`. */
-export function runCli(args: string[], input = '', timeoutMs = 20_000): Promise<CliRun> {
+/** Runs `node packages/cli/dist/bin.js args` with stdin `input` (and extra environment `env`). */
+export function runCli(
+  args: string[],
+  input = '',
+  timeoutMs = 20_000,
+  env: NodeJS.ProcessEnv = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined },
+      env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     children.add(child);

@@ -572,7 +572,11 @@ describe('bounds', () => {
 
   it('keeps serving others while a client does not read its responses', async () => {
     const broker = await startBroker(
-      testConfig({}, { inflightBytesMax: 1024 * 1024, frameBytesMax: 1024 * 1024 }),
+      testConfig(
+        // max.message.bytes must leave the request framing room below the frame limit.
+        { defaults: { ...defaultConfig().defaults, maxMessageBytes: 512 * 1024 } },
+        { inflightBytesMax: 1024 * 1024, frameBytesMax: 1024 * 1024 },
+      ),
     );
     const admin = await client(broker);
     await createTopic(admin, 'slow');

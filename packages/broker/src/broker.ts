@@ -58,6 +58,7 @@ import type { LogEvent } from '@streambus/storage';
 import pino, { type Logger } from 'pino';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection, type RequestContext, type Response } from './connection.js';
+import { prepareDataDir } from './data-dir.js';
 import { createAdminServer, type Readiness } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
@@ -282,7 +283,7 @@ export class Broker {
 
   private async startUp(): Promise<void> {
     const started = Date.now();
-    await mkdir(join(this.config.dataDir, 'topics'), { recursive: true });
+    await prepareDataDir(this.config.dataDir);
     this.metadata = await MetadataStore.open(this.config.dataDir);
     await this.removeOrphanTopicDirs();
     for (const record of this.metadata.topics) {
@@ -297,10 +298,10 @@ export class Broker {
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server.maxConnections = this.config.limits.connectionsMax;
     this.server.on('drop', () => this.metrics.connectionsRejected.inc());
-    this._address = await listen(this.server, this.config.listen);
+    this._address = await listen(this.server, this.config.listen, LISTENER_NAMES.native);
     if (this.config.http !== null) {
       this.httpServer = createAdminServer(this.metrics.registry, () => this.readiness());
-      this._httpAddress = await listen(this.httpServer, this.config.http);
+      this._httpAddress = await listen(this.httpServer, this.config.http, LISTENER_NAMES.http);
     }
     const sweepMs = Math.max(
       10,
@@ -1106,16 +1107,31 @@ export class Broker {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Which port a listen error is about, as the message names it. */
+const LISTENER_NAMES = {
+  native: 'the native listener (--listen)',
+  http: 'the HTTP admin port (--http)',
+} as const;
+
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address in use',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'address not available on this machine',
+  ENOTFOUND: 'unknown host',
+};
+
 function listen(
   server: Server | ReturnType<typeof createAdminServer>,
   at: HostPort,
+  what: string,
 ): Promise<HostPort> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const reason = LISTEN_REASONS[err.code ?? ''] ?? err.message;
       reject(
         new StreamBusError(
           ErrorCode.INVALID_CONFIG,
-          `cannot listen on ${at.host}:${at.port}: ${err.message}`,
+          `cannot listen on ${at.host}:${at.port} for ${what}: ${reason}`,
           {
             cause: err,
           },

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '@streambus/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, defaultConfig, loadConfig } from './config.js';
+import { ConfigError, defaultConfig, loadConfig, PRODUCE_FRAME_OVERHEAD_BYTES } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,7 +88,7 @@ describe('loadConfig', () => {
       configError(() => loadConfig({ flags: { 'limits.inflightRequestsMax': '0' } })).message,
     ).toMatch(/^limits\.inflightRequestsMax: expected an integer in 1\.\./);
     expect(configError(() => loadConfig({ env: { STREAMBUS_BOGUS: '1' } })).message).toMatch(
-      /^STREAMBUS_BOGUS: unknown environment variable \(allowed: .*STREAMBUS_DATA_DIR/,
+      /^STREAMBUS_BOGUS: unknown environment variable; did you mean STREAMBUS_\w+\?/,
     );
     expect(
       configError(() => loadConfig({ file: file('c.yaml', 'limits:\n  nope: 1\n') })).key,
@@ -97,7 +97,7 @@ describe('loadConfig', () => {
       configError(() => loadConfig({ file: file('d.yaml', 'listen: [1, 2\n') })).message,
     ).toMatch(/not valid YAML/);
     expect(configError(() => loadConfig({ file: join(dir, 'missing.yaml') })).message).toMatch(
-      /^config: cannot read/,
+      /^config: cannot read .*missing\.yaml: no such file \(expected a YAML or JSON configuration file\)$/,
     );
     expect(configError(() => loadConfig({ flags: { listen: '127.0.0.1:70000' } })).key).toBe(
       'listen',
@@ -113,12 +113,59 @@ describe('loadConfig', () => {
     ).toBe('limits.decompressedBytesMax');
   });
 
+  it('answers a misspelt variable or key with the nearest known name', () => {
+    const env = (name: string) => configError(() => loadConfig({ env: { [name]: 'x' } })).message;
+    expect(env('STREAMBUS_DIR')).toMatch(/^STREAMBUS_DIR: .*did you mean STREAMBUS_DATA_DIR\?/);
+    expect(env('STREAMBUS_LOGLEVEL')).toContain('did you mean STREAMBUS_LOG_LEVEL?');
+    expect(env('STREAMBUS_DEFAULTS_DURABILTY')).toContain(
+      'did you mean STREAMBUS_DEFAULTS_DURABILITY?',
+    );
+    expect(env('STREAMBUS_DURABILITY')).toContain('did you mean STREAMBUS_DEFAULTS_DURABILITY?');
+    expect(
+      configError(() => loadConfig({ file: file('e.yaml', 'limits:\n  frameBytesMx: 1\n') }))
+        .message,
+    ).toMatch(/^limits\.frameBytesMx: unknown key; did you mean limits\.frameBytesMax\?/);
+  });
+
+  it('ignores the client variables (STREAMBUS_BOOTSTRAP) so a CLI shell can start a broker', () => {
+    const c = loadConfig({
+      env: { STREAMBUS_BOOTSTRAP: '10.0.0.1:9092', STREAMBUS_DATA_DIR: '/d' },
+    });
+    expect(c.dataDir).toBe('/d');
+  });
+
+  it('says what --config expected when it is given KEY=VALUE', () => {
+    const message = configError(() => loadConfig({ flags: { config: 'durability=none' } })).message;
+    expect(message).toMatch(
+      /^config: expected a YAML or JSON configuration file, got 'durability=none'/,
+    );
+    expect(message).toContain('defaults: { durability: none }');
+    expect(message).toContain('STREAMBUS_DEFAULTS_DURABILITY=none');
+    expect(message).toContain('topic create NAME --config KEY=VALUE');
+    expect(message).not.toContain('ENOENT');
+  });
+
   it('ties related limits together', () => {
     expect(
       configError(() =>
         loadConfig({ flags: { 'limits.frameBytesMax': 4096, 'defaults.maxMessageBytes': 8192 } }),
       ).key,
     ).toBe('defaults.maxMessageBytes');
+    // Equal to the frame limit is refused: the request framing around a batch that size
+    // would overflow the frame, closing the connection instead of answering MESSAGE_TOO_LARGE.
+    const equal = configError(() =>
+      loadConfig({ flags: { 'limits.frameBytesMax': 65536, 'defaults.maxMessageBytes': 65536 } }),
+    );
+    expect(equal.key).toBe('defaults.maxMessageBytes');
+    expect(equal.message).toContain('limits.frameBytesMax (65536)');
+    expect(
+      loadConfig({
+        flags: {
+          'limits.frameBytesMax': 65536,
+          'defaults.maxMessageBytes': 65536 - PRODUCE_FRAME_OVERHEAD_BYTES,
+        },
+      }).defaults.maxMessageBytes,
+    ).toBe(65536 - PRODUCE_FRAME_OVERHEAD_BYTES);
     expect(
       configError(() =>
         loadConfig({

@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { parse as parseYaml } from 'yaml';
+import { nearestName } from './nearest-name.js';
 
 export type DurabilityPolicy = 'always' | 'interval' | 'none';
 export const DURABILITY_POLICIES: readonly DurabilityPolicy[] = ['always', 'interval', 'none'];
@@ -257,6 +258,22 @@ function kebabToCamel(s: string): string {
   return s.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
+/**
+ * `STREAMBUS_*` variables that belong to the client and the CLI, not to the broker. Every entry
+ * point ignores them, so a shell set up for the CLI can start a broker.
+ */
+export const CLIENT_ENV_NAMES: ReadonlySet<string> = new Set(['STREAMBUS_BOOTSTRAP']);
+
+/**
+ * Bytes a frame needs beyond one record batch of `max.message.bytes`: the frame header (14), the
+ * produce body's msgpack around the batch (keys, topic name up to 249 bytes, partition, the
+ * bytes header) and the batch and record headers of one record whose value alone is
+ * max.message.bytes long (61 + about 25). That is under 512 bytes; this keeps twice that, so
+ * a batch or record of the maximum size reaches the broker and is answered MESSAGE_TOO_LARGE
+ * instead of overflowing the frame limit (which closes the connection).
+ */
+export const PRODUCE_FRAME_OVERHEAD_BYTES = 1024;
+
 const ENV_NAMES: ReadonlyMap<string, string> = new Map(
   Object.keys(SCHEMA).map((key) => [
     `STREAMBUS_${key.split('.').map(camelToSnake).join('_')}`,
@@ -294,7 +311,10 @@ function sectionKeys(section: string): string[] {
 
 function checkKnown(key: string): string {
   if (!Object.hasOwn(SCHEMA, key)) {
-    throw new ConfigError(key, `unknown key (allowed: ${Object.keys(SCHEMA).join(', ')})`);
+    throw new ConfigError(
+      key,
+      `unknown key; did you mean ${nearestName(key, Object.keys(SCHEMA))}? (allowed: ${Object.keys(SCHEMA).join(', ')})`,
+    );
   }
   return key;
 }
@@ -311,7 +331,7 @@ function readFileSource(file: string): Map<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`);
+    throw new ConfigError('config', cannotReadMessage(file, err as NodeJS.ErrnoException));
   }
   let doc: unknown;
   try {
@@ -323,6 +343,28 @@ function readFileSource(file: string): Map<string, unknown> {
     );
   }
   return flattenFile(doc, file);
+}
+
+/** Why a configuration file cannot be read, and what `config` expected when it looks like KEY=VALUE. */
+function cannotReadMessage(file: string, err: NodeJS.ErrnoException): string {
+  const eq = file.indexOf('=');
+  if ((err.code === 'ENOENT' || err.code === 'EISDIR') && eq > 0) {
+    const key = nearestName(file.slice(0, eq), Object.keys(SCHEMA)) ?? 'KEY';
+    const value = file.slice(eq + 1);
+    const env = [...ENV_NAMES].find(([, k]) => k === key)?.[0] ?? 'STREAMBUS_<KEY>';
+    const dot = key.indexOf('.');
+    const line =
+      dot < 0 ? `${key}: ${value}` : `${key.slice(0, dot)}: { ${key.slice(dot + 1)}: ${value} }`;
+    return (
+      `expected a YAML or JSON configuration file, got '${file}', which is no file. ` +
+      `A broker setting goes in that file (${line}) or in the environment ` +
+      `(${env}=${value}); topic configs such as retention.ms=1000 are set with ` +
+      '`streambus topic create NAME --config KEY=VALUE`'
+    );
+  }
+  if (err.code === 'ENOENT')
+    return `cannot read ${file}: no such file (expected a YAML or JSON configuration file)`;
+  return `cannot read ${file}: ${err.message}`;
 }
 
 /**
@@ -340,14 +382,20 @@ export function loadConfig(
     for (const [k, v] of readFileSource(file)) merged.set(k, v);
   }
   for (const [name, value] of Object.entries(sources.env ?? {})) {
-    if (!name.startsWith('STREAMBUS_') || name === 'STREAMBUS_CONFIG' || value === undefined) {
+    if (
+      !name.startsWith('STREAMBUS_') ||
+      name === 'STREAMBUS_CONFIG' ||
+      CLIENT_ENV_NAMES.has(name) ||
+      value === undefined
+    ) {
       continue;
     }
     const key = ENV_NAMES.get(name);
     if (key === undefined) {
+      const known = [...ENV_NAMES.keys(), 'STREAMBUS_CONFIG', ...CLIENT_ENV_NAMES];
       throw new ConfigError(
         name,
-        `unknown environment variable (allowed: ${[...ENV_NAMES.keys()].join(', ')})`,
+        `unknown environment variable; did you mean ${nearestName(name, known)}? (every variable: docs/broker.md#configuration)`,
       );
     }
     merged.set(key, value);
@@ -383,10 +431,10 @@ function buildConfig(values: ReadonlyMap<string, unknown>): BrokerConfig {
 
 /** Ties related limits together (STYLE: assertions between limits, as typed errors here). */
 export function checkRelations(c: BrokerConfig): void {
-  if (c.defaults.maxMessageBytes > c.limits.frameBytesMax) {
+  if (c.defaults.maxMessageBytes > c.limits.frameBytesMax - PRODUCE_FRAME_OVERHEAD_BYTES) {
     throw new ConfigError(
       'defaults.maxMessageBytes',
-      `must not exceed limits.frameBytesMax (${c.limits.frameBytesMax})`,
+      `must be at most limits.frameBytesMax (${c.limits.frameBytesMax}) minus ${PRODUCE_FRAME_OVERHEAD_BYTES} bytes of request framing, ${c.limits.frameBytesMax - PRODUCE_FRAME_OVERHEAD_BYTES}, got ${c.defaults.maxMessageBytes}`,
     );
   }
   if (c.limits.inflightBytesMax < c.limits.frameBytesMax) {

@@ -1,7 +1,8 @@
 // Process entry (`node dist/main.js`): flags --config FILE --data-dir DIR --listen HOST:PORT
-// --http HOST:PORT|off --node-id N --log-level LEVEL, then STREAMBUS_* environment variables,
-// then the file; see config.ts. Exit codes: 0 after a graceful shutdown, 2 for a bad
-// configuration or command line, 1 for any other startup failure.
+// --http HOST:PORT|off --node-id N --log-level LEVEL, then STREAMBUS_* environment variables
+// (the client's, such as STREAMBUS_BOOTSTRAP, ignored), then the file; see config.ts. Exit
+// codes, the same rule as the CLI's: 0 after a graceful shutdown, 2 for a bad configuration or
+// command line, 1 for any other startup failure (port in use, data directory not writable).
 import { parseArgs } from 'node:util';
 import { isStreamBusError } from '@streambus/protocol';
 import { loadConfig } from './config.js';

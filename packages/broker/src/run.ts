@@ -9,10 +9,8 @@ import { Broker } from './broker.js';
 import type { BrokerConfig } from './config.js';
 
 export async function runBroker(config: BrokerConfig): Promise<void> {
-  const logger = pino({
-    level: config.logLevel === 'silent' ? 'info' : config.logLevel,
-    base: { pid: process.pid },
-  });
+  // 'silent' is silent: the started line below has its own logger at info.
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   let started: Broker | null = null;
   const onUnhandledRejection = (reason: unknown): void => {
     started?.metrics.unhandledRejections.inc();
@@ -27,17 +25,6 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
     throw err;
   });
   started = broker;
-  // The started line is printed at any log level: supervisors and the CLI wait for it.
-  logger.child({}, { level: 'info' }).info(
-    {
-      port: broker.address.port,
-      httpPort: broker.httpAddress?.port ?? null,
-      host: broker.address.host,
-      dataDir: config.dataDir,
-      nodeId: config.nodeId,
-    },
-    'broker started',
-  );
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -62,5 +49,17 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Only now, with the handlers in place: a supervisor may signal as soon as it reads this.
+    // The started line is printed at any log level: supervisors and the CLI wait for it.
+    logger.child({}, { level: 'info' }).info(
+      {
+        port: broker.address.port,
+        httpPort: broker.httpAddress?.port ?? null,
+        host: broker.address.host,
+        dataDir: config.dataDir,
+        nodeId: config.nodeId,
+      },
+      'broker started',
+    );
   });
 }

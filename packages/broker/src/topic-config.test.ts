@@ -1,6 +1,6 @@
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
-import { defaultConfig } from './config.js';
+import { defaultConfig, PRODUCE_FRAME_OVERHEAD_BYTES } from './config.js';
 import {
   checkTopicName,
   describeTopicConfig,
@@ -66,6 +66,24 @@ describe('topic config', () => {
       code(() => resolveTopicConfig(defaults, { 'max.message.bytes': String(FRAME * 2) }, FRAME))
         .code,
     ).toBe(ErrorCode.INVALID_CONFIG);
+  });
+
+  it('keeps max.message.bytes below the frame limit by the request framing', () => {
+    // Equal to the frame limit, a batch of that size could never arrive in one frame: the
+    // connection would be closed instead of the batch being answered MESSAGE_TOO_LARGE.
+    const equal = code(() =>
+      resolveTopicConfig(defaults, { 'max.message.bytes': String(FRAME) }, FRAME),
+    );
+    expect(equal.code).toBe(ErrorCode.INVALID_CONFIG);
+    expect(equal.message).toMatch(/^max\.message\.bytes: .*limits\.frameBytesMax/);
+    const most = FRAME - PRODUCE_FRAME_OVERHEAD_BYTES;
+    expect(
+      resolveTopicConfig(defaults, { 'max.message.bytes': String(most) }, FRAME).maxMessageBytes,
+    ).toBe(most);
+    expect(
+      code(() => resolveTopicConfig(defaults, { 'max.message.bytes': String(most + 1) }, FRAME))
+        .message,
+    ).toContain(`at most ${most}`);
   });
 
   it('merges alterations and describes effective values', () => {

@@ -12,7 +12,12 @@
 //   max.message.bytes      >= 64          largest record batch accepted from a producer
 //   message.timestamp.difference.max.ms  -1 | >= 0   clock-skew check on maxTimestamp
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import { DURABILITY_POLICIES, type DurabilityPolicy, type TopicDefaults } from './config.js';
+import {
+  DURABILITY_POLICIES,
+  type DurabilityPolicy,
+  PRODUCE_FRAME_OVERHEAD_BYTES,
+  type TopicDefaults,
+} from './config.js';
 
 export interface TopicConfig {
   retentionBytes: number;
@@ -125,9 +130,9 @@ export function resolveTopicConfig(
       `max.message.bytes: ${config.maxMessageBytes} exceeds segment.bytes (${config.segmentBytes})`,
     );
   }
-  if (config.maxMessageBytes > frameBytesMax) {
+  if (config.maxMessageBytes > frameBytesMax - PRODUCE_FRAME_OVERHEAD_BYTES) {
     throw invalidConfig(
-      `max.message.bytes: ${config.maxMessageBytes} exceeds the broker's frame limit (${frameBytesMax})`,
+      `max.message.bytes: ${config.maxMessageBytes} exceeds the broker's limits.frameBytesMax (${frameBytesMax}) minus ${PRODUCE_FRAME_OVERHEAD_BYTES} bytes of request framing (at most ${frameBytesMax - PRODUCE_FRAME_OVERHEAD_BYTES})`,
     );
   }
   return config;

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// The `streambus` executable: runs the command tree and turns any failure into one line on
-// stderr and an exit code (2 usage, 1 otherwise; see output.ts).
+// The `streambus` program: runs the command tree and turns any failure into one line on stderr
+// and an exit code (ExitCode in output.ts: 2 usage or configuration, 1 failure, 0 ok).
 import { CommanderError } from 'commander';
-import { describeError } from './output.js';
+import { describeError, ExitCode } from './output.js';
 import { buildProgram } from './program.js';
 
 // A closed pipe (`streambus consume t | head`) ends the command quietly.
@@ -17,7 +17,7 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     // Commander already printed the message (help and --version exit 0).
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   } else {
     const { message, exitCode } = describeError(err);
     process.stderr.write(`streambus: ${message}\n`);

@@ -57,6 +57,26 @@ describe('streambus (against the fake broker)', () => {
       code: 0,
       stdout: 'created topic orders with 3 partitions\n',
     });
+    // json output echoes the configs it set.
+    const json = await run([
+      'topic',
+      'create',
+      'audit',
+      '--config',
+      'retention.ms=5000',
+      '--config',
+      'durability=none',
+      '--output',
+      'json',
+      ...b,
+    ]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({
+      created: 'audit',
+      partitions: 1,
+      configs: { 'retention.ms': '5000', durability: 'none' },
+    });
+    expect(await run(['topic', 'delete', 'audit', ...b])).toMatchObject({ code: 0 });
     const list = await run(['topic', 'list', '--output', 'json', ...b]);
     expect(
       list.stdout

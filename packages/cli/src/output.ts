@@ -1,7 +1,17 @@
 // How the CLI talks to the user: human text by default, `--output json` as one JSON object per
-// line, errors as one line `streambus: <message>` on stderr (exit 1; 2 for usage errors), and a
-// progress line only when stdout is a terminal. No command prints any other way.
+// line, errors as one line `streambus: <message>` on stderr with an exit code (ExitCode below),
+// and a progress line only when stdout is a terminal. No command prints any other way.
+import { ConfigError } from '@streambus/broker';
 import { ErrorCode, StreamBusError } from '@streambus/client';
+
+/**
+ * The exit codes of every command, one rule: 2 when the invocation itself is wrong (unknown
+ * command or option, a bad flag value, a bad configuration file or STREAMBUS_* variable) and
+ * nothing was done; 1 when a valid command failed (broker unreachable, topic missing, request
+ * refused by the broker, port in use, data directory not writable); 0 otherwise, including
+ * --help, --version and a broker stopped by SIGTERM or Ctrl-C.
+ */
+export const ExitCode = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
 export type OutputFormat = 'human' | 'json';
 
@@ -65,17 +75,27 @@ export class Progress {
 
 /** The one-line message for an error, and the exit code it deserves. */
 export function describeError(err: unknown): { message: string; exitCode: number } {
-  if (err instanceof UsageError) return { message: err.message, exitCode: 2 };
+  if (err instanceof UsageError) return { message: err.message, exitCode: ExitCode.USAGE };
+  // A broker configuration (flags, file, environment) refused before anything started.
+  if (err instanceof ConfigError)
+    return { message: oneLine(err.message), exitCode: ExitCode.USAGE };
   if (err instanceof StreamBusError) {
     let message = err.message;
     if (err.code === ErrorCode.NETWORK_EXCEPTION) {
       message += ' (is a broker running? start one with `streambus dev`)';
     }
     return {
-      message: message.replace(/\s*\n\s*/g, ' '),
-      exitCode: err.code === ErrorCode.INVALID_ARGUMENT ? 2 : 1,
+      message: oneLine(message),
+      // INVALID_ARGUMENT: the client refused an option (a bad --bootstrap) before connecting.
+      exitCode: err.code === ErrorCode.INVALID_ARGUMENT ? ExitCode.USAGE : ExitCode.FAILED,
     };
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { message: message.replace(/\s*\n\s*/g, ' '), exitCode: 1 };
+  return {
+    message: oneLine(err instanceof Error ? err.message : String(err)),
+    exitCode: ExitCode.FAILED,
+  };
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ');
 }

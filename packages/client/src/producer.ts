@@ -265,7 +265,7 @@ export class Producer {
    * Gets ready before the first send: takes the producer id (idempotent producers) and loads
    * the metadata of `topics` (with none given, the cluster's brokers), retrying retriable
    * errors under the client's retry policy. Optional: the first send() connects lazily.
-   * Unknown topics fail with UNKNOWN_TOPIC_OR_PARTITION, an unreachable cluster with
+   * Unknown topics fail with TOPIC_NOT_FOUND, an unreachable cluster with
    * NETWORK_EXCEPTION, a closed producer with CLIENT_CLOSED.
    */
   async connect(topics: readonly string[] = []): Promise<void> {

@@ -2,16 +2,16 @@
 // file-system seam they do all their I/O through. See docs/storage.md.
 
 export {
+  BoundedFileSystem,
+  type BoundedFileSystemOptions,
+  type BoundedFileSystemStats,
+} from './bounded-fs.js';
+export {
   type Fault,
   type FaultInjector,
   type FaultOp,
   FaultyFileSystem,
 } from './faulty-fs.js';
-export {
-  BoundedFileSystem,
-  type BoundedFileSystemOptions,
-  type BoundedFileSystemStats,
-} from './bounded-fs.js';
 export { ForwardingFileSystem } from './forwarding-fs.js';
 export {
   type FileHandle,

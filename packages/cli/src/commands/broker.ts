@@ -1,17 +1,27 @@
 // `streambus broker start` (the broker as this process's main program, JSON logs on stdout) and
 // `streambus dev` (the embedded local default that `npm start` runs: a broker on 127.0.0.1:7070
-// with HTTP on 7071 and data under one directory, printing how to produce and consume, stopped
-// gracefully by Ctrl-C or SIGTERM).
+// with HTTP on 7071, data under one directory and topics created on first use, printing how to
+// produce and consume, stopped gracefully by Ctrl-C or SIGTERM). Both read STREAMBUS_*
+// variables through loadConfig, which ignores the client's (STREAMBUS_BOOTSTRAP) as the inner
+// entry point does; a bad configuration is a ConfigError (exit 2, see output.ts).
+import { existsSync } from 'node:fs';
+import { isAbsolute, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Broker, loadConfig, runBroker } from '@streambus/broker';
 import { Command } from 'commander';
 
-/** The broker refuses unknown STREAMBUS_* variables; the CLI's own are not the broker's. */
-const CLIENT_ONLY_ENV = new Set(['STREAMBUS_BOOTSTRAP']);
+const LOG_LEVEL_HELP = 'fatal, error, warn, info, debug, trace or silent';
 
-function brokerEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!CLIENT_ONLY_ENV.has(k)) env[k] = v;
-  return env;
+/**
+ * How to run this CLI from the current directory, for the commands the dev banner prints: the
+ * repository's `./streambus` launcher when this is a checkout (it needs neither pnpm nor npm),
+ * else the installed `streambus`.
+ */
+function cliInvocation(): string {
+  const launcher = fileURLToPath(new URL('../../../../streambus', import.meta.url));
+  if (!existsSync(launcher)) return 'streambus';
+  const rel = relative(process.cwd(), launcher);
+  return isAbsolute(rel) || rel.startsWith('..') ? rel : `./${rel}`;
 }
 
 function defined(flags: Record<string, string | undefined>): Record<string, string> {
@@ -25,6 +35,7 @@ interface BrokerFlags {
   dataDir?: string;
   listen?: string;
   http?: string;
+  logLevel?: string;
 }
 
 export function brokerCommand(): Command {
@@ -36,19 +47,29 @@ export function brokerCommand(): Command {
     .option('--data-dir <dir>', 'where the broker keeps its data')
     .option('--listen <host:port>', 'native protocol address (default 127.0.0.1:7070)')
     .option('--http <host:port>', 'HTTP address for /live, /ready, /metrics, or off')
+    .option('--log-level <level>', `${LOG_LEVEL_HELP} (default info)`)
     .action(async (opts: BrokerFlags) => {
       const config = loadConfig({
-        env: brokerEnv(),
+        env: process.env,
         flags: defined({
           config: opts.config,
           'data-dir': opts.dataDir,
           listen: opts.listen,
           http: opts.http,
+          'log-level': opts.logLevel,
         }),
       });
       await runBroker(config);
     });
   return broker;
+}
+
+interface DevFlags {
+  dataDir: string;
+  listen: string;
+  http: string;
+  logLevel: string;
+  autoCreateTopics: boolean;
 }
 
 export function devCommand(): Command {
@@ -57,14 +78,20 @@ export function devCommand(): Command {
     .option('--data-dir <dir>', 'data directory', './.streambus/data')
     .option('--listen <host:port>', 'native protocol address', '127.0.0.1:7070')
     .option('--http <host:port>', 'HTTP address, or off', '127.0.0.1:7071')
-    .action(async (opts: Required<Pick<BrokerFlags, 'dataDir' | 'listen' | 'http'>>) => {
+    .option('--log-level <level>', LOG_LEVEL_HELP, 'warn')
+    .option(
+      '--no-auto-create-topics',
+      'refuse unknown topics instead of creating them on first use',
+    )
+    .action(async (opts: DevFlags) => {
       const config = loadConfig({
-        env: brokerEnv(),
+        env: process.env,
         flags: {
           'data-dir': opts.dataDir,
           listen: opts.listen,
           http: opts.http,
-          'log-level': 'warn',
+          'log-level': opts.logLevel,
+          'auto-create-topics': opts.autoCreateTopics,
         },
       });
       const broker = await Broker.start(config);
@@ -72,15 +99,19 @@ export function devCommand(): Command {
       const addr = `${host}:${port}`;
       const b = addr === '127.0.0.1:7070' ? '' : ` --bootstrap ${addr}`;
       const http = broker.httpAddress;
+      const cli = cliInvocation();
       process.stdout.write(
         [
           `StreamBus dev broker listening on ${addr}${http ? ` (HTTP ${http.host}:${http.port}: /live /ready /metrics)` : ''}`,
           `data: ${config.dataDir}`,
+          config.autoCreateTopics
+            ? `topics are created on first use (${config.defaults.partitions} partition${config.defaults.partitions === 1 ? '' : 's'}; --no-auto-create-topics to refuse)`
+            : 'unknown topics are refused (create them with topic create)',
           '',
           'Try it from another terminal:',
-          `  pnpm streambus topic create demo --partitions 3${b}`,
-          `  echo hello | pnpm streambus produce demo${b}`,
-          `  pnpm streambus consume demo --from-beginning${b}`,
+          `  ${cli} topic create demo --partitions 3${b}`,
+          `  echo hello | ${cli} produce demo${b}`,
+          `  ${cli} consume demo --from-beginning${b}`,
           '',
           'Press Ctrl-C to stop.',
           '',

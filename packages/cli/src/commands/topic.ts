@@ -38,7 +38,7 @@ export function topicCommand(): Command {
         out.human(
           `created topic ${name} with ${d.partitions.length} partition${d.partitions.length === 1 ? '' : 's'}`,
         );
-        out.json({ created: name, partitions: d.partitions.length });
+        out.json({ created: name, partitions: d.partitions.length, configs: opts.config });
       });
     },
   );
