@@ -347,9 +347,14 @@ export class Partition {
   /** Throws the partition's error when it cannot serve (closed or offline). */
   checkServing(): void {
     this.checkOpen();
-    // A log whose reopen failed (a full disk, EMFILE) answers its storage error until a later
-    // request reopens it.
-    if (this.needsReopen && this.reopening === null && this.reopenError !== null) {
+    // A log whose reopen failed (a full disk, EMFILE) answers its storage error until the next
+    // reopen is due; then the request goes on, and produce/fetch try the reopen (ready()).
+    if (
+      this.needsReopen &&
+      this.reopening === null &&
+      this.reopenError !== null &&
+      Date.now() < this.recoveryDueMs
+    ) {
       throw this.reopenError;
     }
   }
