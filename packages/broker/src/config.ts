@@ -43,6 +43,18 @@ export interface BrokerLimits {
   fetchWaitersMax: number;
   /** Graceful shutdown waits this long for in-flight requests. */
   shutdownTimeoutMs: number;
+  /** Record bytes in one fetch response, summed over its partitions (Kafka's fetch.max.bytes). */
+  fetchBytesMax: number;
+  /** Response bytes produced but not yet sent, per connection; fetches shrink, reading pauses. */
+  outboundBytesMax: number;
+  /** The same over every connection (at least outboundBytesMax); fetches shrink. */
+  brokerOutboundBytesMax: number;
+  /** Bytes of partially received frames over every connection (at least frameBytesMax). */
+  brokerInboundBytesMax: number;
+  /** A frame must arrive completely within this long of its first byte (while reading). */
+  frameStallTimeoutMs: number;
+  /** Estimated decoded size of one request body (msgpack), at most inflightBytesMax. */
+  requestDecodedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -94,6 +106,12 @@ export function defaultConfig(): BrokerConfig {
       requestTimeoutMs: 30_000,
       fetchWaitersMax: 1000,
       shutdownTimeoutMs: 10_000,
+      fetchBytesMax: 55 * 1024 * 1024,
+      outboundBytesMax: 64 * 1024 * 1024,
+      brokerOutboundBytesMax: 256 * 1024 * 1024,
+      brokerInboundBytesMax: 128 * 1024 * 1024,
+      frameStallTimeoutMs: 15_000,
+      requestDecodedBytesMax: 16 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -195,6 +213,11 @@ const httpParser: Parser = (key, raw) => {
 
 const MB = 1024 * 1024;
 const DAY_MS = 24 * 3600_000;
+/**
+ * limits.fetchBytesMax is clamped below the client's default frame limit (64 MiB) with room for
+ * the response's own fields, so a full fetch response is always a frame the client accepts.
+ */
+export const FETCH_BYTES_CEILING = 60 * MB;
 
 /** Every leaf key, with its parser. Nested sections are one level deep. */
 const SCHEMA: Readonly<Record<string, Parser>> = {
@@ -213,6 +236,12 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.requestTimeoutMs': intParser(10, 3600_000),
   'limits.fetchWaitersMax': intParser(0, 1_000_000),
   'limits.shutdownTimeoutMs': intParser(0, 3600_000),
+  'limits.fetchBytesMax': intParser(1024, FETCH_BYTES_CEILING),
+  'limits.outboundBytesMax': intParser(1024, 4096 * MB),
+  'limits.brokerOutboundBytesMax': intParser(1024, 65536 * MB),
+  'limits.brokerInboundBytesMax': intParser(1024, 65536 * MB),
+  'limits.frameStallTimeoutMs': intParser(100, 3600_000),
+  'limits.requestDecodedBytesMax': intParser(64 * 1024, 4096 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),

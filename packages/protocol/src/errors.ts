@@ -72,6 +72,8 @@ export const ErrorCode = {
   CLIENT_CLOSED: 1007,
   SHUTTING_DOWN: 1008,
   CORRUPT_COMPRESSED_DATA: 1009,
+  // 1050-1059: hostile network input (connection bounds).
+  FRAME_STALLED: 1050,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -206,6 +208,12 @@ const TABLE: readonly ErrorInfo[] = [
     'CORRUPT_COMPRESSED_DATA',
     false,
     'compressed payload is corrupt or truncated',
+  ),
+  info(
+    C.FRAME_STALLED,
+    'FRAME_STALLED',
+    true,
+    'a frame did not arrive completely within the frame stall timeout',
   ),
 ];
 

@@ -56,6 +56,8 @@ export class RawClient {
     options: { apiVersion?: number } = {},
   ): Promise<Frame> {
     const id = this.nextId++;
+    // A request on a socket already closed would wait forever for an answer.
+    if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
     const frame = encodeRequest(apiKey, id, body, options);
     const promise = new Promise<Frame>((resolve, reject) =>
       this.pending.set(id, { resolve, reject }),
