@@ -34,6 +34,7 @@ import {
   type RequestOf,
   type ResponseOf,
 } from '@streambus/protocol';
+import { seededRandom as rng } from '@streambus/storage';
 import { openSocket } from '../frame-driver.js';
 import { type ResultRow, row, type Suite } from '../harness.js';
 import { procStatusKiB, spawnBroker } from './broker.js';
@@ -72,18 +73,6 @@ function limitsEnv(limits: Readonly<Record<string, number>>): Record<string, str
     env[`STREAMBUS_LIMITS_${k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`] = String(v);
   }
   return env;
-}
-
-/** mulberry32: small, seeded, good enough to pick attacks. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Rand = () => number;

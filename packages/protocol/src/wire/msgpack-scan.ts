@@ -62,8 +62,10 @@ function refuse(what: string, message: string): never {
   throw new StreamBusError(ErrorCode.INVALID_REQUEST, `${what}: ${message}`);
 }
 
-function need(pos: number, n: number, len: number, what: string): void {
-  if (pos + n > len) refuse(what, `msgpack truncated at byte ${pos}`);
+/** The big-endian length field of `width` (1, 2 or 4) bytes at `pos`, after a bounds check. */
+function lengthAt(view: DataView, pos: number, width: number, what: string): number {
+  if (pos + width > view.byteLength) refuse(what, `msgpack truncated at byte ${pos}`);
+  return width === 1 ? view.getUint8(pos) : width === 2 ? view.getUint16(pos) : view.getUint32(pos);
 }
 
 /**
@@ -127,8 +129,7 @@ export function scanMsgpack(
         case 0xc6: {
           // bin 32
           const w = b === 0xc4 ? 1 : b === 0xc5 ? 2 : 4;
-          need(pos, w, len, what);
-          skip = w === 1 ? buf[pos]! : w === 2 ? view.getUint16(pos) : view.getUint32(pos);
+          skip = lengthAt(view, pos, w, what);
           pos += w;
           decodedBytes += BIN_VIEW_BYTES;
           break;
@@ -138,8 +139,7 @@ export function scanMsgpack(
         case 0xc9: {
           // ext 32
           const w = b === 0xc7 ? 1 : b === 0xc8 ? 2 : 4;
-          need(pos, w + 1, len, what);
-          skip = (w === 1 ? buf[pos]! : w === 2 ? view.getUint16(pos) : view.getUint32(pos)) + 1;
+          skip = lengthAt(view, pos, w, what) + 1; // + the type byte
           pos += w;
           decodedBytes += EXT_BYTES + skip;
           break;
@@ -180,8 +180,7 @@ export function scanMsgpack(
         case 0xdb: {
           // str 32
           const w = b === 0xd9 ? 1 : b === 0xda ? 2 : 4;
-          need(pos, w, len, what);
-          skip = w === 1 ? buf[pos]! : w === 2 ? view.getUint16(pos) : view.getUint32(pos);
+          skip = lengthAt(view, pos, w, what);
           pos += w;
           decodedBytes += STRING_BYTES + skip;
           break;
@@ -190,8 +189,7 @@ export function scanMsgpack(
         case 0xdd: {
           // array 32
           const w = b === 0xdc ? 2 : 4;
-          need(pos, w, len, what);
-          items = w === 2 ? view.getUint16(pos) : view.getUint32(pos);
+          items = lengthAt(view, pos, w, what);
           pos += w;
           break;
         }
@@ -199,8 +197,7 @@ export function scanMsgpack(
         case 0xdf: {
           // map 32
           const w = b === 0xde ? 2 : 4;
-          need(pos, w, len, what);
-          entries = w === 2 ? view.getUint16(pos) : view.getUint32(pos);
+          entries = lengthAt(view, pos, w, what);
           items = entries * 2;
           pos += w;
           break;
