@@ -302,7 +302,13 @@ const ATTACKS: Record<string, Attack> = {
 };
 const ATTACK_NAMES = Object.keys(ATTACKS);
 
-async function attacker(port: number, r: Rand, stats: Stats, deadline: number): Promise<void> {
+async function attacker(
+  port: number,
+  r: Rand,
+  stats: Stats,
+  deadline: number,
+  names: readonly string[],
+): Promise<void> {
   while (Date.now() < deadline) {
     let s: Socket;
     try {
@@ -313,7 +319,7 @@ async function attacker(port: number, r: Rand, stats: Stats, deadline: number): 
     }
     s.on('error', () => {});
     s.on('data', () => {}); // answers are read and dropped (except while paused: `slow`)
-    const name = ATTACK_NAMES[int(r, ATTACK_NAMES.length)]!;
+    const name = names[int(r, names.length)]!;
     stats.rounds[name] = (stats.rounds[name] ?? 0) + 1;
     try {
       await ATTACKS[name]!(s, r, stats, deadline);
@@ -400,6 +406,8 @@ export interface FuzzOptions {
   readonly durationMs: number;
   readonly attackers: number;
   readonly seed?: number;
+  /** Attack kinds to draw from (default: all of them), to reproduce or isolate one. */
+  readonly attacks?: readonly string[];
 }
 
 export interface FuzzReport {
@@ -417,6 +425,8 @@ export interface FuzzReport {
 
 export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const seed = options.seed ?? Date.now() & 0x7fffffff;
+  const names = options.attacks ?? ATTACK_NAMES;
+  for (const n of names) if (!ATTACKS[n]) throw new Error(`fuzz: no attack named ${n}`);
   const dir = mkdtempSync(join(tmpdir(), 'sb-fuzz-'));
   const broker = await spawnBroker(join(dir, 'data'), [], limitsEnv(FUZZ_LIMITS));
   const lanes: Lane[] = [];
@@ -438,7 +448,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     const stats: Stats = { framesSent: 0, rounds: {} };
     const master = rng(seed);
     const attacks = Array.from({ length: options.attackers }, () =>
-      attacker(broker.port, rng(int(master, 2 ** 31)), stats, deadline),
+      attacker(broker.port, rng(int(master, 2 ** 31)), stats, deadline, names),
     );
     const producing = goodProducer(broker.port, deadline);
     const pinger = await Lane.open(broker.port);

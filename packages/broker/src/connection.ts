@@ -145,7 +145,6 @@ export class Connection {
   private responsePendingBytes = 0;
   /** What this connection has charged to the broker-wide outbound budget. */
   private outboundChargedBytes = 0;
-  private paused = false;
   /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
   private backlog: Frame[] = [];
   private pumping = false;
@@ -238,17 +237,6 @@ export class Connection {
     }
   }
 
-  private pauseReading(): void {
-    this.paused = true;
-    this.socket.pause();
-  }
-
-  private resumeReading(): void {
-    if (this.paused && this.parser.pendingBytes > 0) this.partialSinceMs = Date.now();
-    this.paused = false;
-    this.socket.resume();
-  }
-
   private onData(chunk: Buffer): void {
     if (this.readingStopped) return;
     this.lastActivityMs = Date.now();
@@ -267,7 +255,7 @@ export class Connection {
     else this.backlog.push(...frames);
     this.pump();
     if (this.backlog.length > 0 || this.overLimits() || this.inboundWaitCancel !== null) {
-      this.pauseReading();
+      this.socket.pause();
     }
   }
 
@@ -360,7 +348,7 @@ export class Connection {
     ) {
       return;
     }
-    this.resumeReading();
+    this.socket.resume();
   }
 
   private dispatch(frame: Frame): void {
@@ -482,7 +470,7 @@ export class Connection {
     }
     if (corked) this.socket.uncork();
     this.syncOutbound();
-    if (this.writeBlocked) this.pauseReading();
+    if (this.writeBlocked) this.socket.pause();
     if (this.slots.length === 0) {
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
@@ -547,7 +535,7 @@ export class Connection {
     this.readingStopped = true;
     this.backlog = [];
     this.releaseInbound();
-    this.pauseReading();
+    this.socket.pause();
   }
 
   private endSocket(): void {
