@@ -36,7 +36,7 @@ export class ByteBudget {
 
   /** Reserves `bytes` if they fit (and nobody waits ahead); false otherwise. */
   tryReserve(bytes: number): boolean {
-    assert.ok(bytes >= 0, `${this.name}: reserve ${bytes}`);
+    if (!(bytes >= 0)) assert.fail(`${this.name}: reserve ${bytes}`);
     if (this.waiters.length > 0 || this.usedBytes + bytes > this.capacityBytes) return false;
     this.usedBytes += bytes;
     return true;
@@ -61,7 +61,8 @@ export class ByteBudget {
   /** Adds (or, negative, removes) bytes that exist already; may pass the capacity. */
   charge(bytes: number): void {
     this.usedBytes += bytes;
-    assert.ok(this.usedBytes >= 0, `${this.name}: used ${this.usedBytes} < 0`);
+    // On every response: no message string built unless it fails.
+    if (this.usedBytes < 0) assert.fail(`${this.name}: used ${this.usedBytes} < 0`);
     if (bytes < 0) this.grantWaiters();
   }
 
