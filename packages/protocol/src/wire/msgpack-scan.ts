@@ -124,26 +124,20 @@ export function scanMsgpack(
         case 0xc2: // false
         case 0xc3: // true
           break;
-        case 0xc4: // bin 8
-        case 0xc5: // bin 16
-        case 0xc6: {
-          // bin 32
-          const w = b === 0xc4 ? 1 : b === 0xc5 ? 2 : 4;
-          skip = lengthAt(view, pos, w, what);
-          pos += w;
+        case 0xc4: // bin 8, 16, 32
+        case 0xc5:
+        case 0xc6:
+          skip = lengthAt(view, pos, 1 << (b - 0xc4), what);
+          pos += 1 << (b - 0xc4);
           decodedBytes += BIN_VIEW_BYTES;
           break;
-        }
-        case 0xc7: // ext 8
-        case 0xc8: // ext 16
-        case 0xc9: {
-          // ext 32
-          const w = b === 0xc7 ? 1 : b === 0xc8 ? 2 : 4;
-          skip = lengthAt(view, pos, w, what) + 1; // + the type byte
-          pos += w;
+        case 0xc7: // ext 8, 16, 32
+        case 0xc8:
+        case 0xc9:
+          skip = lengthAt(view, pos, 1 << (b - 0xc7), what) + 1; // + the type byte
+          pos += 1 << (b - 0xc7);
           decodedBytes += EXT_BYTES + skip;
           break;
-        }
         case 0xca: // float 32
           skip = 4;
           decodedBytes += HEAP_NUMBER_BYTES;
@@ -175,28 +169,21 @@ export function scanMsgpack(
           skip = 1 + (1 << (b - 0xd4));
           decodedBytes += EXT_BYTES + skip;
           break;
-        case 0xd9: // str 8
-        case 0xda: // str 16
-        case 0xdb: {
-          // str 32
-          const w = b === 0xd9 ? 1 : b === 0xda ? 2 : 4;
-          skip = lengthAt(view, pos, w, what);
-          pos += w;
+        case 0xd9: // str 8, 16, 32
+        case 0xda:
+        case 0xdb:
+          skip = lengthAt(view, pos, 1 << (b - 0xd9), what);
+          pos += 1 << (b - 0xd9);
           decodedBytes += STRING_BYTES + skip;
           break;
-        }
-        case 0xdc: // array 16
-        case 0xdd: {
-          // array 32
-          const w = b === 0xdc ? 2 : 4;
-          items = lengthAt(view, pos, w, what);
-          pos += w;
+        case 0xdc: // array 16, 32
+        case 0xdd:
+          items = lengthAt(view, pos, 2 << (b - 0xdc), what);
+          pos += 2 << (b - 0xdc);
           break;
-        }
-        case 0xde: // map 16
+        case 0xde: // map 16, 32
         case 0xdf: {
-          // map 32
-          const w = b === 0xde ? 2 : 4;
+          const w = 2 << (b - 0xde);
           entries = lengthAt(view, pos, w, what);
           items = entries * 2;
           pos += w;
