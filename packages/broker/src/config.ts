@@ -51,7 +51,10 @@ export interface BrokerLimits {
   brokerOutboundBytesMax: number;
   /** Bytes of partially received frames over every connection (at least frameBytesMax). */
   brokerInboundBytesMax: number;
-  /** A frame must arrive completely within this long of its first byte (while reading). */
+  /**
+   * A frame must arrive completely within this long of its first byte (while reading), and a
+   * peer must take some of its waiting responses within this long.
+   */
   frameStallTimeoutMs: number;
   /** Estimated decoded size of one request body (msgpack), at most inflightBytesMax. */
   requestDecodedBytesMax: number;

@@ -31,6 +31,7 @@
 //      write buffer, or reserved by a fetch in progress) count per connection and broker-wide.
 //      At `outboundBytesMax` the connection stops reading; a fetch reserves its reads in
 //      advance (`reserveResponseBytes`) and reads less, or nothing, when either bound is spent.
+//      A peer that takes none of its responses for `frameStallTimeoutMs` is closed.
 import type { Socket } from 'node:net';
 import {
   API_NAMES,
@@ -145,6 +146,9 @@ export class Connection {
   private responsePendingBytes = 0;
   /** What this connection has charged to the broker-wide outbound budget. */
   private outboundChargedBytes = 0;
+  /** Last time the socket's write buffer was seen empty or shrinking (rule 9). */
+  private writeProgressMs = Date.now();
+  private writableSeenBytes = 0;
   /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
   private backlog: Frame[] = [];
   private pumping = false;
@@ -182,6 +186,7 @@ export class Connection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       this.writeBlocked = false;
+      this.writeProgressMs = Date.now();
       this.syncOutbound();
       this.maybeResume();
     });
@@ -564,6 +569,32 @@ export class Connection {
     }
     this.syncOutbound();
     this.maybeCloseStalled(nowMs);
+    this.maybeCloseUnread(nowMs);
+  }
+
+  /**
+   * Rule 9: a peer that takes none of its responses for `frameStallTimeoutMs` while bytes wait
+   * for it is closed: otherwise a few such readers would hold the outbound budget, and every
+   * other consumer would get empty fetches, until the idle timeout.
+   */
+  private maybeCloseUnread(nowMs: number): void {
+    if (this.readingStopped) return;
+    const pending = this.socket.writableLength;
+    if (pending === 0 || pending < this.writableSeenBytes) this.writeProgressMs = nowMs;
+    this.writableSeenBytes = pending;
+    if (pending === 0 || nowMs - this.writeProgressMs <= this.limits.frameStallTimeoutMs) return;
+    this.metrics.framesRejected.inc({ code: ErrorCode.READER_STALLED });
+    this.logger.warn(
+      {
+        remote: this.remote,
+        code: ErrorCode.READER_STALLED,
+        unreadBytes: pending,
+        frameStallTimeoutMs: this.limits.frameStallTimeoutMs,
+      },
+      'closing connection: responses not read',
+    );
+    this.stopReading();
+    this.socket.destroy();
   }
 
   /** Rule 8: an incomplete frame gets `frameStallTimeoutMs` of reading time to finish. */

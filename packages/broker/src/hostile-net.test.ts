@@ -234,6 +234,46 @@ describe('fetch responses (issue 8 item 8)', () => {
     const served = await admin.request(ApiKey.FETCH, fetchBody('out', [0], MiB));
     expect(recordBytes(served)).toBeGreaterThan(0);
   });
+  it('closes a reader that takes none of its responses for frameStallTimeoutMs, freeing the budget', async () => {
+    const { logger, lines } = capturingLogger();
+    const broker = await startBroker(
+      {
+        frameBytesMax: MiB,
+        inflightBytesMax: 4 * MiB,
+        // More than the kernel's socket buffers take, so the broker holds some of it.
+        outboundBytesMax: 8 * MiB,
+        brokerOutboundBytesMax: 8 * MiB,
+        fetchBytesMax: MiB,
+        frameStallTimeoutMs: 500,
+        idleTimeoutMs: 60_000,
+      },
+      logger,
+    );
+    const admin = await client(broker);
+    await createTopic(admin, 'unread', 1);
+    for (let i = 0; i < 8; i++) await produce(admin, 'unread', 0, batch(100, 1000));
+    const slow = await client(broker);
+    slow.socket.pause();
+    for (let i = 0; i < 64; i++) {
+      slow.socket.write(encodeRequest(ApiKey.FETCH, 100 + i, fetchBody('unread', [0], MiB)));
+    }
+    // A reader that does read keeps fetching the whole time and is never closed.
+    const reader = await client(broker);
+    // (The slow client cannot see the close while it does not read: watch the broker's log.)
+    const unread = () => lines.find((l) => l.msg === 'closing connection: responses not read');
+    const t0 = Date.now();
+    while (!unread() && Date.now() - t0 < 5000) {
+      await reader.request(ApiKey.FETCH, fetchBody('unread', [0], MiB));
+      await sleep(20);
+    }
+    expect(unread()).toMatchObject({ code: ErrorCode.READER_STALLED });
+    expect(reader.socket.destroyed).toBe(false);
+    await waitFor(async () => (await metric(broker, 'streambus_outbound_bytes')) === 0);
+    // With the budget back, the reader gets records again.
+    expect(
+      recordBytes(await reader.request(ApiKey.FETCH, fetchBody('unread', [0], MiB))),
+    ).toBeGreaterThan(0);
+  });
 });
 
 describe('msgpack bodies (issue 8 item 9)', () => {

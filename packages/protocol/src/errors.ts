@@ -74,6 +74,7 @@ export const ErrorCode = {
   CORRUPT_COMPRESSED_DATA: 1009,
   // 1050-1059: hostile network input (connection bounds).
   FRAME_STALLED: 1050,
+  READER_STALLED: 1051,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -214,6 +215,12 @@ const TABLE: readonly ErrorInfo[] = [
     'FRAME_STALLED',
     true,
     'a frame did not arrive completely within the frame stall timeout',
+  ),
+  info(
+    C.READER_STALLED,
+    'READER_STALLED',
+    true,
+    'the peer took none of its responses within the frame stall timeout',
   ),
 ];
 
