@@ -129,7 +129,11 @@ describe('exit codes: client commands', () => {
       [['produce', 't', '--key', 'k', '--key-separator', ':', ...down], 2, /cannot be used/],
       [['produce', 't', '--value', 'v', ...down], 1, /is a broker running\?/],
       [['consume', 't', '--max-messages', '0', ...down], 2, /--max-messages: expected/],
-      [['consume', 't', '--from-beginning', '--offset', '1', ...down], 2, /use one of --from-beginning, --from-end and --offset/],
+      [
+        ['consume', 't', '--from-beginning', '--offset', '1', ...down],
+        2,
+        /use one of --from-beginning, --from-end and --offset/,
+      ],
       [['consume', 't', '--timeout-ms', '100', ...down], 1, /is a broker running\?/],
       [['dev', '--listen', 'nowhere'], 2, /listen: expected HOST:PORT/],
       [['frobnicate'], 2, /unknown command 'frobnicate'/],

@@ -99,10 +99,11 @@ function spawnChild(
   args: string[],
   matcher: (line: string) => number | null,
   what: string,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<ChildHandle> {
   const child = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '' },
+    env: { PATH: process.env.PATH ?? '', ...env },
   });
   track(child);
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -153,6 +154,8 @@ function spawnChild(
 export function spawnBroker(
   dataDir: string,
   nodeFlags: readonly string[] = [],
+  /** STREAMBUS_* variables for the child (its limits, for the fuzz suite). */
+  env: Readonly<Record<string, string>> = {},
 ): Promise<ChildHandle> {
   return spawnChild(
     [
@@ -170,6 +173,7 @@ export function spawnBroker(
       return (JSON.parse(line) as { port: number }).port;
     },
     'broker',
+    env,
   );
 }
 

@@ -56,9 +56,11 @@ import {
 } from '@streambus/protocol';
 import type { LogEvent } from '@streambus/storage';
 import pino, { type Logger } from 'pino';
+import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection, type RequestContext, type Response } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
+import { refuseDuplicatePartitions } from './fetch-request.js';
 import { createAdminServer, type Readiness } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
 import { BrokerMetrics } from './metrics.js';
@@ -130,6 +132,8 @@ export class Broker {
   readonly metrics: BrokerMetrics;
   private readonly topics = new Map<string, TopicState>();
   private readonly connections = new Set<Connection>();
+  /** Broker-wide inbound-frame and outbound-response byte budgets (connection.ts). */
+  private readonly budgets: BrokerBudgets;
   private readonly openLog: OpenPartitionLog;
   private readonly repairLog: RepairPartitionLog;
   private readonly partitionHooks: PartitionHooks;
@@ -179,6 +183,8 @@ export class Broker {
       nodeId: config.nodeId,
     });
     this.metrics = new BrokerMetrics(() => this.allPartitions());
+    this.budgets = brokerBudgets(config.limits);
+    registerBudgetGauges(this.metrics.registry, this.budgets);
     this.openLog =
       options.openLog ??
       openStoragePartitionLog(this.metrics, {
@@ -309,6 +315,7 @@ export class Broker {
         SWEEP_INTERVAL_MS_MAX,
         this.config.limits.requestTimeoutMs / 4,
         this.config.limits.idleTimeoutMs / 4,
+        this.config.limits.frameStallTimeoutMs / 4,
       ),
     );
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
@@ -393,6 +400,7 @@ export class Broker {
         this.connections.delete(c);
         this.metrics.connections.dec();
       },
+      this.budgets,
     );
     this.connections.add(conn);
   }
@@ -812,11 +820,16 @@ export class Broker {
   }
 
   private async fetch(req: FetchRequest, ctx: RequestContext): Promise<FetchResponse> {
+    refuseDuplicatePartitions(req);
     const waitMs = Math.max(0, Math.min(req.maxWaitMs, this.config.limits.requestTimeoutMs - 100));
     const deadline = Date.now() + waitMs;
+    let heldBytes = 0;
     for (;;) {
       const endsBefore = this.requestedPartitions(req).map((p) => p?.highWatermark ?? -1);
-      const { response, bytes, failed } = await this.fetchOnce(req);
+      // A round that parks again drops its (too small) data: give its reservation back first.
+      ctx.releaseResponseBytes(heldBytes);
+      const { response, bytes, failed } = await this.fetchOnce(req, ctx);
+      heldBytes = bytes;
       const remainingMs = deadline - Date.now();
       if (
         bytes >= req.minBytes ||
@@ -868,10 +881,22 @@ export class Broker {
     });
   }
 
+  /**
+   * One pass over the requested partitions. The record bytes are capped by `maxBytes` and the
+   * broker's `limits.fetchBytesMax` (only a first batch larger than the cap may pass it, as in
+   * Kafka, so a consumer can always make progress); each read is reserved in advance against
+   * the connection's and the broker's outbound budgets (`ctx.reserveResponseBytes`) for the
+   * most it can return, and the unused part given back. When a reservation is refused, that
+   * partition and the rest are answered without records (errorCode 0): the consumer asks again.
+   * Returns with `bytes` still reserved (released as the response is written).
+   */
   private async fetchOnce(
     req: FetchRequest,
+    ctx: RequestContext,
   ): Promise<{ response: FetchResponse; bytes: number; failed: boolean }> {
-    let budget = Math.max(0, req.maxBytes);
+    const cap = Math.min(Math.max(0, req.maxBytes), this.config.limits.fetchBytesMax);
+    let budget = cap;
+    let outOfBudget = false;
     let bytes = 0;
     let failed = false;
     const topics: FetchResponse['topics'] = [];
@@ -883,9 +908,21 @@ export class Broker {
           const limit = Math.min(partitionMaxBytes, budget);
           const hw = p.highWatermark;
           let data: Buffer = EMPTY;
-          if (limit > 0 || bytes === 0) {
-            const result = await p.read(fetchOffset, Math.max(1, limit));
-            data = result.data;
+          // A read returns at least one whole batch: reserve for the larger of the two.
+          const reserve = Math.max(limit, p.topicConfig.maxMessageBytes);
+          if ((limit > 0 || bytes === 0) && !outOfBudget && fetchOffset < hw) {
+            if (!ctx.reserveResponseBytes(reserve)) {
+              outOfBudget = true;
+            } else {
+              try {
+                const result = await p.read(fetchOffset, Math.max(1, limit));
+                // Past the cap only as the response's first batch (Kafka KIP-74).
+                if (bytes === 0 || bytes + result.data.length <= cap) data = result.data;
+                else budget = 0;
+              } finally {
+                ctx.releaseResponseBytes(reserve - data.length);
+              }
+            }
           } else if (fetchOffset < p.logStartOffset || fetchOffset > hw) {
             throw new StreamBusError(
               ErrorCode.OFFSET_OUT_OF_RANGE,

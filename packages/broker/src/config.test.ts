@@ -200,3 +200,27 @@ describe('loadConfig', () => {
     ).toBe('defaults.partitions');
   });
 });
+
+describe('hostile-input limits', () => {
+  it('reads them from the environment and refuses a fetch cap above the client frame limit', () => {
+    const c = loadConfig({
+      env: {
+        STREAMBUS_LIMITS_FETCH_BYTES_MAX: String(8 * 1024 * 1024),
+        STREAMBUS_LIMITS_BROKER_INBOUND_BYTES_MAX: String(32 * 1024 * 1024),
+        STREAMBUS_LIMITS_FRAME_STALL_TIMEOUT_MS: '2000',
+      },
+    });
+    expect(c.limits).toMatchObject({
+      fetchBytesMax: 8 * 1024 * 1024,
+      brokerInboundBytesMax: 32 * 1024 * 1024,
+      frameStallTimeoutMs: 2000,
+      outboundBytesMax: 64 * 1024 * 1024,
+      requestDecodedBytesMax: 16 * 1024 * 1024,
+    });
+    const err = configError(() =>
+      loadConfig({ flags: { 'limits.fetch-bytes-max': String(61 * 1024 * 1024) } }),
+    );
+    expect(err.key).toBe('limits.fetchBytesMax');
+    expect(err.message).toMatch(/1024\.\.62914560/);
+  });
+});

@@ -58,6 +58,21 @@ export interface BrokerLimits {
    * one that inflates further is refused (CORRUPT_COMPRESSED_DATA), as a decompression bomb.
    */
   decompressedBytesMax: number;
+  /** Record bytes in one fetch response, summed over its partitions (Kafka's fetch.max.bytes). */
+  fetchBytesMax: number;
+  /** Response bytes produced but not yet sent, per connection; fetches shrink, reading pauses. */
+  outboundBytesMax: number;
+  /** The same over every connection (at least outboundBytesMax); fetches shrink. */
+  brokerOutboundBytesMax: number;
+  /** Bytes of partially received frames over every connection (at least frameBytesMax). */
+  brokerInboundBytesMax: number;
+  /**
+   * A frame must arrive completely within this long of its first byte (while reading), and a
+   * peer must take some of its waiting responses within this long.
+   */
+  frameStallTimeoutMs: number;
+  /** Estimated decoded size of one request body (msgpack), at most inflightBytesMax. */
+  requestDecodedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -113,6 +128,12 @@ export function defaultConfig(): BrokerConfig {
       partitionsPerTopicMax: 10_000,
       partitionsMax: 20_000,
       decompressedBytesMax: 64 * 1024 * 1024,
+      fetchBytesMax: 55 * 1024 * 1024,
+      outboundBytesMax: 64 * 1024 * 1024,
+      brokerOutboundBytesMax: 128 * 1024 * 1024,
+      brokerInboundBytesMax: 64 * 1024 * 1024,
+      frameStallTimeoutMs: 15_000,
+      requestDecodedBytesMax: 16 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -214,6 +235,11 @@ const httpParser: Parser = (key, raw) => {
 
 const MB = 1024 * 1024;
 const DAY_MS = 24 * 3600_000;
+/**
+ * limits.fetchBytesMax is clamped below the client's default frame limit (64 MiB) with room for
+ * the response's own fields, so a full fetch response is always a frame the client accepts.
+ */
+export const FETCH_BYTES_CEILING = 60 * MB;
 
 /** Every leaf key, with its parser. Nested sections are one level deep. */
 const SCHEMA: Readonly<Record<string, Parser>> = {
@@ -236,6 +262,12 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.partitionsPerTopicMax': intParser(1, 100_000),
   'limits.partitionsMax': intParser(1, 1_000_000),
   'limits.decompressedBytesMax': intParser(1024, 1024 * MB),
+  'limits.fetchBytesMax': intParser(1024, FETCH_BYTES_CEILING),
+  'limits.outboundBytesMax': intParser(1024, 4096 * MB),
+  'limits.brokerOutboundBytesMax': intParser(1024, 65536 * MB),
+  'limits.brokerInboundBytesMax': intParser(1024, 65536 * MB),
+  'limits.frameStallTimeoutMs': intParser(100, 3600_000),
+  'limits.requestDecodedBytesMax': intParser(64 * 1024, 4096 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),

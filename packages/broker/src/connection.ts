@@ -16,9 +16,26 @@
 //      result is dropped); a connection with nothing in flight and no bytes read for
 //      `idleTimeoutMs` is closed. Both are checked by the broker's periodic `sweep`.
 //   6. Closing aborts `signal`, which cancels the connection's parked long-polls.
+//   7. Request bodies are pre-scanned (msgpack-scan.ts) before any handler decodes them: one
+//      nesting too deep, declaring too many items, or whose decoded size would pass
+//      `requestDecodedBytesMax` gets INVALID_REQUEST (the connection stays open); the estimated
+//      decoded size is charged to `inflightBytesMax` with the frame until it is answered.
+//   8. Inbound, broker-wide (byte-budget.ts): a frame that does not arrive in one socket read
+//      reserves its declared size in the shared inbound budget when its header arrives, and
+//      releases it when complete. A connection that cannot reserve stops reading and waits its
+//      turn (FIFO); one holding a reservation can always finish its frame, so waiting cannot
+//      deadlock. A frame not completed within `frameStallTimeoutMs` of its first byte (time
+//      during which this side paused reading for its own bounds does not count) closes the
+//      connection with a log line, freeing its reservation.
+//   9. Outbound: responses produced but not yet taken by the kernel (queued, in the socket's
+//      write buffer, or reserved by a fetch in progress) count per connection and broker-wide.
+//      At `outboundBytesMax` the connection stops reading; a fetch reserves its reads in
+//      advance (`reserveResponseBytes`) and reads less, or nothing, when either bound is spent.
+//      A peer that takes none of its responses for `frameStallTimeoutMs` is closed.
 import type { Socket } from 'node:net';
 import {
   API_NAMES,
+  checkApiVersion,
   ErrorCode,
   encodeErrorResponse,
   FRAME_HEADER_BYTES,
@@ -27,9 +44,13 @@ import {
   type FrameHeader,
   FrameParser,
   isStreamBusError,
+  MSGPACK_LIMITS_DEFAULT,
+  type MsgpackLimits,
   StreamBusError,
+  scanMsgpack,
 } from '@streambus/protocol';
 import type { Logger } from 'pino';
+import { type BrokerBudgets, brokerBudgets } from './byte-budget.js';
 import type { BrokerLimits } from './config.js';
 import type { BrokerMetrics } from './metrics.js';
 
@@ -37,6 +58,13 @@ export interface RequestContext {
   /** Aborted when the connection closes. */
   readonly signal: AbortSignal;
   readonly remote: string;
+  /**
+   * Reserves `bytes` of response (fetch reads) against the connection's and the broker's
+   * outbound budgets; false when either is spent (read less). Held until the response is sent
+   * to the socket; give back what was not used with `releaseResponseBytes`.
+   */
+  reserveResponseBytes(bytes: number): boolean;
+  releaseResponseBytes(bytes: number): void;
 }
 
 /**
@@ -55,23 +83,72 @@ interface Slot {
   readonly header: FrameHeader;
   readonly startNs: bigint;
   readonly startMs: number;
-  readonly frameBytes: number;
+  /** Charged to inflightBytes: the frame and its body's estimated decoded size. */
+  frameBytes: number;
   done: boolean;
   response: Response | null;
   /** Close the connection once this slot's response is written. */
   closeAfter: boolean;
+  /** Outbound bytes reserved by the handler (released when the response is queued). */
+  reservedBytes: number;
+  /** Bytes of `response`, counted as outbound until written. */
+  responseBytes: number;
+}
+
+/** The handler's view of one request: the connection's signal plus the slot's reservations. */
+class SlotContext implements RequestContext {
+  constructor(
+    private readonly conn: Connection,
+    private readonly slot: Slot,
+  ) {}
+  get signal(): AbortSignal {
+    return this.conn.signal;
+  }
+  get remote(): string {
+    return this.conn.remote;
+  }
+  reserveResponseBytes(bytes: number): boolean {
+    return this.conn.reserveFor(this.slot, bytes);
+  }
+  releaseResponseBytes(bytes: number): void {
+    this.conn.releaseFor(this.slot, bytes);
+  }
+}
+
+function responseLength(response: Response | null): number {
+  if (response === null) return 0;
+  if (Buffer.isBuffer(response)) return response.length;
+  let n = 0;
+  for (const part of response) n += part.length;
+  return n;
 }
 
 const KNOWN_FLAGS = FrameFlag.RESPONSE | FrameFlag.ERROR | FrameFlag.NO_RESPONSE;
 /** How long a closing connection waits for the peer to read the final error frame. */
 const CLOSE_LINGER_MS = 2000;
+/** Request bodies nest at most 5 deep (messages.ts); deeper is hostile. */
+const REQUEST_DEPTH_MAX = 16;
 
 export class Connection {
   readonly remote: string;
   private readonly parser: FrameParser;
   private readonly abort = new AbortController();
-  private readonly ctx: RequestContext;
   private readonly slots: Slot[] = [];
+  private readonly budgets: BrokerBudgets;
+  private readonly scanLimits: MsgpackLimits;
+  /** Inbound budget reserved for the incomplete frame in the parser. */
+  private inboundReservedBytes = 0;
+  /** Set while waiting for inbound budget (cancels the wait). */
+  private inboundWaitCancel: (() => void) | null = null;
+  /** When the incomplete frame's clock started (its first byte, or reading resumed since). */
+  private partialSinceMs = 0;
+  private responseReservedBytes = 0;
+  private responsePendingBytes = 0;
+  /** What this connection has charged to the broker-wide outbound budget. */
+  private outboundChargedBytes = 0;
+  /** Last time the socket's write buffer was seen empty or shrinking (rule 9). */
+  private writeProgressMs = Date.now();
+  private writableSeenBytes = 0;
   /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
   private backlog: Frame[] = [];
   private pumping = false;
@@ -93,15 +170,24 @@ export class Connection {
     private readonly metrics: BrokerMetrics,
     private readonly logger: Logger,
     private readonly onClosed: (conn: Connection) => void,
+    /** Shared by every connection of a broker; a private set when not given (tests). */
+    budgets?: BrokerBudgets,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.parser = new FrameParser({ frameBytesMax: limits.frameBytesMax });
-    this.ctx = { signal: this.abort.signal, remote: this.remote };
+    this.budgets = budgets ?? brokerBudgets(limits);
+    this.scanLimits = {
+      ...MSGPACK_LIMITS_DEFAULT,
+      depthMax: REQUEST_DEPTH_MAX,
+      decodedBytesMax: Math.min(limits.requestDecodedBytesMax, limits.inflightBytesMax),
+    };
     this.lastActivityMs = Date.now();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       this.writeBlocked = false;
+      this.writeProgressMs = Date.now();
+      this.syncOutbound();
       this.maybeResume();
     });
     socket.on('error', (err) =>
@@ -118,6 +204,44 @@ export class Connection {
     return this.closed;
   }
 
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  /** Responses produced and not yet taken by the kernel, reservations included. */
+  get outboundBytes(): number {
+    return this.responseReservedBytes + this.responsePendingBytes + this.socket.writableLength;
+  }
+
+  /** @internal SlotContext.reserveResponseBytes. */
+  reserveFor(slot: Slot, bytes: number): boolean {
+    if (slot.done || this.closed) return false;
+    if (this.outboundBytes + bytes > this.limits.outboundBytesMax) return false;
+    if (!this.budgets.outbound.tryReserve(bytes)) return false;
+    this.outboundChargedBytes += bytes;
+    slot.reservedBytes += bytes;
+    this.responseReservedBytes += bytes;
+    return true;
+  }
+
+  /** @internal SlotContext.releaseResponseBytes. */
+  releaseFor(slot: Slot, bytes: number): void {
+    if (slot.done) return; // everything it held was released when it completed
+    const n = Math.min(bytes, slot.reservedBytes);
+    slot.reservedBytes -= n;
+    this.responseReservedBytes -= n;
+    this.syncOutbound();
+  }
+
+  /** Brings this connection's share of the broker-wide outbound budget up to date. */
+  private syncOutbound(): void {
+    const now = this.closed ? 0 : this.outboundBytes;
+    if (now !== this.outboundChargedBytes) {
+      this.budgets.outbound.charge(now - this.outboundChargedBytes);
+      this.outboundChargedBytes = now;
+    }
+  }
+
   private onData(chunk: Buffer): void {
     if (this.readingStopped) return;
     this.lastActivityMs = Date.now();
@@ -130,10 +254,46 @@ export class Connection {
       return;
     }
     this.trackTail(chunk);
+    if (frames.length > 0 || this.parser.pendingBytes === 0) this.releaseInbound();
+    if (this.parser.pendingBytes > 0 && this.inboundReservedBytes === 0) this.reserveInbound();
     if (this.backlog.length === 0) this.backlog = frames;
     else this.backlog.push(...frames);
     this.pump();
-    if (this.backlog.length > 0 || this.overLimits()) this.socket.pause();
+    if (this.backlog.length > 0 || this.overLimits() || this.inboundWaitCancel !== null) {
+      this.socket.pause();
+    }
+  }
+
+  /** A frame is incomplete: reserve its declared size broker-wide, or wait for it (rule 8). */
+  private reserveInbound(): void {
+    const bytes = Math.min(this.parser.pendingFrameBytes, this.limits.frameBytesMax);
+    this.partialSinceMs = Date.now();
+    if (this.budgets.inbound.tryReserve(bytes)) {
+      this.inboundReservedBytes = bytes;
+      return;
+    }
+    this.inboundWaitCancel = this.budgets.inbound.wait(bytes, () => {
+      this.inboundWaitCancel = null;
+      this.inboundReservedBytes = bytes;
+      if (this.closed) {
+        this.releaseInbound();
+        return;
+      }
+      this.maybeResume();
+    });
+  }
+
+  private releaseInbound(): void {
+    if (this.inboundWaitCancel !== null) {
+      const cancel = this.inboundWaitCancel;
+      this.inboundWaitCancel = null;
+      cancel();
+    }
+    if (this.inboundReservedBytes > 0) {
+      const bytes = this.inboundReservedBytes;
+      this.inboundReservedBytes = 0;
+      this.budgets.inbound.release(bytes);
+    }
   }
 
   /** Dispatches backlogged frames while the bounds allow (not re-entrant: a synchronous
@@ -166,18 +326,33 @@ export class Connection {
     else this.tail.push(chunk);
   }
 
-  private overLimits(): boolean {
+  /** The bounds this side holds the peer to (in-flight work it has not finished). */
+  private overInflight(): boolean {
     return (
       this.inflightRequests >= this.limits.inflightRequestsMax ||
-      this.inflightBytes >= this.limits.inflightBytesMax ||
-      this.writeBlocked
+      this.inflightBytes >= this.limits.inflightBytesMax
+    );
+  }
+
+  private overLimits(): boolean {
+    return (
+      this.overInflight() ||
+      this.writeBlocked ||
+      this.responsePendingBytes + this.socket.writableLength >= this.limits.outboundBytesMax
     );
   }
 
   private maybeResume(): void {
     if (this.closed) return;
     if (this.backlog.length > 0 && !this.readingStopped) this.pump();
-    if (this.readingStopped || this.backlog.length > 0 || this.overLimits()) return;
+    if (
+      this.readingStopped ||
+      this.backlog.length > 0 ||
+      this.overLimits() ||
+      this.inboundWaitCancel !== null
+    ) {
+      return;
+    }
     this.socket.resume();
   }
 
@@ -190,13 +365,20 @@ export class Connection {
       done: false,
       response: null,
       closeAfter: false,
+      reservedBytes: 0,
+      responseBytes: 0,
     };
     this.slots.push(slot);
     this.inflightRequests++;
     this.inflightBytes += slot.frameBytes;
     let result: Response | null | Promise<Response | null>;
     try {
-      result = this.handler(frame, this.ctx);
+      // Rule 7: refuse a hostile body before anything decodes it; charge its decoded size.
+      checkApiVersion(frame.apiKey, frame.apiVersion);
+      const shape = scanMsgpack(frame.body, this.scanLimits, API_NAMES[frame.apiKey]);
+      slot.frameBytes += shape.decodedBytes;
+      this.inflightBytes += shape.decodedBytes;
+      result = this.handler(frame, new SlotContext(this, slot));
     } catch (err) {
       this.complete(slot, this.errorFrame(frame, err));
       return;
@@ -232,6 +414,12 @@ export class Connection {
     slot.response = (slot.header.flags & FrameFlag.NO_RESPONSE) !== 0 ? null : response;
     this.inflightRequests--;
     this.inflightBytes -= slot.frameBytes;
+    // The reservation becomes the response itself, counted until written.
+    this.responseReservedBytes -= slot.reservedBytes;
+    slot.reservedBytes = 0;
+    slot.responseBytes = responseLength(slot.response);
+    this.responsePendingBytes += slot.responseBytes;
+    this.syncOutbound();
     this.scheduleFlush();
   }
 
@@ -255,6 +443,8 @@ export class Connection {
     let corked = false;
     while (this.slots.length > 0 && this.slots[0]!.done) {
       const slot = this.slots.shift()!;
+      this.responsePendingBytes -= slot.responseBytes;
+      slot.responseBytes = 0;
       const api = API_NAMES[slot.header.apiKey] ?? 'unknown';
       this.metrics.requests.inc({ api });
       this.metrics.requestSeconds.observe(
@@ -278,11 +468,13 @@ export class Connection {
       }
       if (slot.closeAfter) {
         if (corked) this.socket.uncork();
+        this.syncOutbound();
         this.endSocket();
         return;
       }
     }
     if (corked) this.socket.uncork();
+    this.syncOutbound();
     if (this.writeBlocked) this.socket.pause();
     if (this.slots.length === 0) {
       const waiters = this.drainWaiters;
@@ -312,7 +504,11 @@ export class Connection {
       done: true,
       response: header === null ? null : encodeErrorResponse(header, error),
       closeAfter: true,
+      reservedBytes: 0,
+      responseBytes: 0,
     };
+    slot.responseBytes = responseLength(slot.response);
+    this.responsePendingBytes += slot.responseBytes;
     this.slots.push(slot);
     this.flush();
   }
@@ -343,6 +539,7 @@ export class Connection {
   private stopReading(): void {
     this.readingStopped = true;
     this.backlog = [];
+    this.releaseInbound();
     this.socket.pause();
   }
 
@@ -368,7 +565,59 @@ export class Connection {
     if (this.slots.length === 0 && nowMs - this.lastActivityMs > this.limits.idleTimeoutMs) {
       this.logger.debug({ remote: this.remote }, 'closing idle connection');
       this.endSocket();
+      return;
     }
+    this.syncOutbound();
+    this.maybeCloseStalled(nowMs);
+    this.maybeCloseUnread(nowMs);
+  }
+
+  /**
+   * Rule 9: a peer that takes none of its responses for `frameStallTimeoutMs` while bytes wait
+   * for it is closed: otherwise a few such readers would hold the outbound budget, and every
+   * other consumer would get empty fetches, until the idle timeout.
+   */
+  private maybeCloseUnread(nowMs: number): void {
+    if (this.readingStopped) return;
+    const pending = this.socket.writableLength;
+    if (pending === 0 || pending < this.writableSeenBytes) this.writeProgressMs = nowMs;
+    this.writableSeenBytes = pending;
+    if (pending === 0 || nowMs - this.writeProgressMs <= this.limits.frameStallTimeoutMs) return;
+    this.metrics.framesRejected.inc({ code: ErrorCode.READER_STALLED });
+    this.logger.warn(
+      {
+        remote: this.remote,
+        code: ErrorCode.READER_STALLED,
+        unreadBytes: pending,
+        frameStallTimeoutMs: this.limits.frameStallTimeoutMs,
+      },
+      'closing connection: responses not read',
+    );
+    this.stopReading();
+    this.socket.destroy();
+  }
+
+  /** Rule 8: an incomplete frame gets `frameStallTimeoutMs` of reading time to finish. */
+  private maybeCloseStalled(nowMs: number): void {
+    if (this.readingStopped || this.parser.pendingBytes === 0) return;
+    if (this.inboundWaitCancel !== null || this.backlog.length > 0 || this.overInflight()) {
+      this.partialSinceMs = nowMs; // paused for this side's own bounds: not the peer's stall
+      return;
+    }
+    if (nowMs - this.partialSinceMs <= this.limits.frameStallTimeoutMs) return;
+    this.metrics.framesRejected.inc({ code: ErrorCode.FRAME_STALLED });
+    this.logger.warn(
+      {
+        remote: this.remote,
+        code: ErrorCode.FRAME_STALLED,
+        receivedBytes: this.parser.pendingBytes,
+        frameBytes: this.parser.pendingFrameBytes,
+        frameStallTimeoutMs: this.limits.frameStallTimeoutMs,
+      },
+      'closing connection: frame stalled',
+    );
+    this.stopReading();
+    this.socket.destroy();
   }
 
   /** Graceful close: stop reading, wait (bounded) for in-flight requests to be answered, end. */
@@ -395,6 +644,7 @@ export class Connection {
   private onSocketClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.releaseInbound();
     this.abort.abort();
     for (const slot of this.slots) {
       if (!slot.done) {
@@ -404,6 +654,9 @@ export class Connection {
       }
     }
     this.slots.length = 0;
+    this.responseReservedBytes = 0;
+    this.responsePendingBytes = 0;
+    this.syncOutbound();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w();

@@ -77,6 +77,9 @@ export const ErrorCode = {
   TOPIC_NOT_FOUND: 1065,
   // 1040-1049: storage resources.
   TOO_MANY_OPEN_FILES: 1040,
+  // 1050-1059: hostile network input (connection bounds).
+  FRAME_STALLED: 1050,
+  READER_STALLED: 1051,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -218,6 +221,18 @@ const TABLE: readonly ErrorInfo[] = [
     'TOO_MANY_OPEN_FILES',
     true,
     'the broker has no file descriptor free for storage right now',
+  ),
+  info(
+    C.FRAME_STALLED,
+    'FRAME_STALLED',
+    true,
+    'a frame did not arrive completely within the frame stall timeout',
+  ),
+  info(
+    C.READER_STALLED,
+    'READER_STALLED',
+    true,
+    'the peer took none of its responses within the frame stall timeout',
   ),
 ];
 

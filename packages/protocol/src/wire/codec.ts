@@ -3,6 +3,10 @@
 // msgpack error, trailing bytes or shape mismatch becomes a StreamBusError (INVALID_REQUEST for
 // bodies, MALFORMED_FRAME for frames a peer should never have sent), never a raw exception.
 //
+// Before msgpackr sees a body, `scanMsgpack` walks its structure and refuses one that nests too
+// deep, declares too many items or would decode too large (msgpack-scan.ts), so a hostile body
+// never gets to allocate.
+//
 // Byte strings decode as Buffers that view the frame (no copy); record batches therefore reach
 // the broker's storage in the buffer they arrived in.
 import { Packr } from 'msgpackr';
@@ -26,6 +30,7 @@ import {
   type RequestOf,
   type ResponseOf,
 } from './messages.js';
+import { MSGPACK_LIMITS_DEFAULT, type MsgpackLimits, scanMsgpack } from './msgpack-scan.js';
 import type { Schema } from './schema.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
@@ -34,7 +39,8 @@ export function packBody(body: unknown): Buffer {
   return packr.pack(body);
 }
 
-function unpackBody(body: Uint8Array, what: string): unknown {
+function unpackBody(body: Uint8Array, what: string, limits: MsgpackLimits): unknown {
+  scanMsgpack(body, limits, what);
   try {
     return packr.unpack(body);
   } catch (err) {
@@ -46,8 +52,13 @@ function unpackBody(body: Uint8Array, what: string): unknown {
   }
 }
 
-export function decodeBody<T>(schema: Schema<T>, body: Uint8Array, what: string): T {
-  return schema.check(unpackBody(body, what), what);
+export function decodeBody<T>(
+  schema: Schema<T>,
+  body: Uint8Array,
+  what: string,
+  limits: MsgpackLimits = MSGPACK_LIMITS_DEFAULT,
+): T {
+  return schema.check(unpackBody(body, what, limits), what);
 }
 
 function apiName(apiKey: number): string {
@@ -90,12 +101,16 @@ export function encodeRequest<K extends ApiKeyValue>(
 }
 
 /** A request frame's body, checked. The frame must not have RESPONSE set. */
-export function decodeRequest<K extends ApiKeyValue>(apiKey: K, frame: Frame): RequestOf<K> {
+export function decodeRequest<K extends ApiKeyValue>(
+  apiKey: K,
+  frame: Frame,
+  limits: MsgpackLimits = MSGPACK_LIMITS_DEFAULT,
+): RequestOf<K> {
   if ((frame.flags & FrameFlag.RESPONSE) !== 0) {
     throw new StreamBusError(ErrorCode.MALFORMED_FRAME, 'a response frame arrived as a request');
   }
   const schema = MESSAGE_SCHEMAS[apiKey].request as Schema<RequestOf<K>>;
-  return decodeBody(schema, frame.body, apiName(apiKey));
+  return decodeBody(schema, frame.body, apiName(apiKey), limits);
 }
 
 function responseHeader(request: FrameHeader, error: boolean): FrameHeader {

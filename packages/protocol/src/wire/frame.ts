@@ -119,6 +119,24 @@ export class FrameParser {
     return this.bufferedBytes;
   }
 
+  /**
+   * The whole size (header included) the incomplete frame declares, once its 4-byte length
+   * field has arrived; before that, the bytes buffered; 0 when no frame is incomplete. What a
+   * receiver must be ready to hold to finish this frame.
+   */
+  get pendingFrameBytes(): number {
+    if (this.bufferedBytes < LENGTH_FIELD_BYTES) return this.bufferedBytes;
+    let length = 0;
+    let got = 0;
+    for (const c of this.chunks) {
+      for (let i = 0; i < c.length && got < LENGTH_FIELD_BYTES; i++, got++) {
+        length = length * 256 + c[i]!;
+      }
+      if (got === LENGTH_FIELD_BYTES) break;
+    }
+    return Math.max(this.bufferedBytes, LENGTH_FIELD_BYTES + length);
+  }
+
   push(chunk: Uint8Array): Frame[] {
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return [];
