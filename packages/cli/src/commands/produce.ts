@@ -49,7 +49,7 @@ export function produceCommand(): Command {
       return { topic, key: opts.key ?? null, value: line };
     };
     await withClient(opts, async (client, out) => {
-      const producer = client.producer({ acks, lingerMs: 5 });
+      const producer = client.producer({ acks });
       const report = (results: RecordMetadata[]): void => {
         if (out.isJson) for (const r of results) out.json(r);
       };
