@@ -4,6 +4,13 @@
 // partition change often names an existing partition.
 import fc from 'fast-check';
 import type { MetadataRecord } from './metadata-records.js';
+import {
+  apply,
+  brokersInOrder,
+  EMPTY_METADATA_STATE,
+  type MetadataState,
+  topicsInOrder,
+} from './metadata-state.js';
 
 const brokerId = fc.integer({ min: 0, max: 4 });
 const epoch = fc.integer({ min: 0, max: 8 });
@@ -84,24 +91,90 @@ export const metadataRecord: fc.Arbitrary<MetadataRecord> = fc.oneof(
   }),
 );
 
-/** A sequence that starts with a bootstrap and registers some brokers, then anything. */
+/**
+ * Rewrites `r` to fit `state` (an existing broker with its epoch, the next topic id, an existing
+ * partition with the right next leader epoch, the next producer id), so that a random log
+ * applies often enough to exercise every rule, not only the rejections.
+ */
+export function steerRecord(state: MetadataState, r: MetadataRecord, pick: number): MetadataRecord {
+  const brokers = brokersInOrder(state);
+  const topics = topicsInOrder(state);
+  const broker = brokers.length > 0 ? brokers[pick % brokers.length]! : undefined;
+  const topic = topics.length > 0 ? topics[pick % topics.length]! : undefined;
+  const onBrokers = (ids: readonly number[]): number[] => {
+    if (brokers.length === 0) return [...ids];
+    const n = Math.min(ids.length, brokers.length);
+    return Array.from({ length: n }, (_, i) => brokers[(pick + i) % brokers.length]!.id);
+  };
+  switch (r.type) {
+    case 'cluster-bootstrap':
+      return r;
+    case 'register-broker':
+      return { ...r, brokerEpoch: state.brokerEpochNext };
+    case 'broker-heartbeat':
+      if (!broker) return r;
+      return {
+        ...r,
+        brokerId: broker.id,
+        brokerEpoch: broker.brokerEpoch,
+        tick: Math.max(broker.lastHeartbeatTick, state.tickLast) + (pick % 5),
+      };
+    case 'fence-broker':
+    case 'unfence-broker':
+      return broker ? { ...r, brokerId: broker.id, brokerEpoch: broker.brokerEpoch } : r;
+    case 'create-topic':
+      return {
+        ...r,
+        topicId: state.topicIdNext,
+        partitions: r.partitions.map((p) => ({ replicas: onBrokers(p.replicas) })),
+      };
+    case 'delete-topic':
+    case 'alter-topic-config':
+      return topic ? { ...r, topicId: topic.id } : r;
+    case 'partition-change': {
+      if (!topic) return r;
+      const partition = pick % topic.partitions.length;
+      const current = topic.partitions[partition]!;
+      const replicas = onBrokers(r.replicas);
+      const isr = replicas.slice(0, Math.max(1, r.isr.length));
+      const leader = r.leader === -1 ? -1 : isr[pick % isr.length]!;
+      const leaderEpoch = current.leaderEpoch + (leader === current.leader ? 0 : 1);
+      return { ...r, topicId: topic.id, partition, replicas, isr, leader, leaderEpoch };
+    }
+    case 'allocate-producer-ids':
+      return broker ? { ...r, brokerId: broker.id, firstProducerId: state.producerIdNext } : r;
+  }
+}
+
+/**
+ * A metadata log: a bootstrap, some registrations, then random records of which about two in
+ * three are steered to fit the state reached so far (and so mostly apply).
+ */
 export const metadataLog: fc.Arbitrary<MetadataRecord[]> = fc
   .tuple(
     fc.uniqueArray(brokerId, { minLength: 1, maxLength: 5 }),
-    fc.array(metadataRecord, { maxLength: 80 }),
+    fc.array(fc.tuple(metadataRecord, fc.nat(), fc.integer({ min: 0, max: 2 })), {
+      minLength: 5,
+      maxLength: 80,
+    }),
   )
-  .map(([ids, rest]) => [
-    { type: 'cluster-bootstrap', clusterId: 'c1' } as const,
-    ...ids.map(
-      (id, i) =>
-        ({
-          type: 'register-broker',
-          brokerId: id,
-          host: 'h1',
-          port: 9000 + id,
-          incarnation: 'i1',
-          brokerEpoch: i + 1,
-        }) as const,
-    ),
-    ...rest,
-  ]);
+  .map(([ids, steps]) => {
+    const log: MetadataRecord[] = [{ type: 'cluster-bootstrap', clusterId: 'c1' }];
+    ids.forEach((id, i) => {
+      log.push({
+        type: 'register-broker',
+        brokerId: id,
+        host: 'h1',
+        port: 9000 + id,
+        incarnation: 'i1',
+        brokerEpoch: i + 1,
+      });
+    });
+    let state = log.reduce(apply, EMPTY_METADATA_STATE);
+    for (const [record, pick, mode] of steps) {
+      const r = mode === 0 ? record : steerRecord(state, record, pick);
+      log.push(r);
+      state = apply(state, r);
+    }
+    return log;
+  });
