@@ -452,7 +452,13 @@ export function planIsrChange(state: MetadataState, report: IsrReport): Metadata
       `partition ${report.topicId}/${report.partition} does not exist`,
     );
   }
-  if (p.leader === -1 || p.leader !== report.leader || p.leaderEpoch !== report.leaderEpoch) {
+  if (p.leader === -1) {
+    fail(
+      ErrorCode.LEADER_NOT_AVAILABLE,
+      `partition ${report.topicId}/${report.partition} has no leader that could report its ISR`,
+    );
+  }
+  if (p.leader !== report.leader || p.leaderEpoch !== report.leaderEpoch) {
     fail(
       ErrorCode.NOT_LEADER_OR_FOLLOWER,
       `broker ${report.leader} epoch ${report.leaderEpoch} does not lead ${report.topicId}/${report.partition} (leader ${p.leader} epoch ${p.leaderEpoch})`,
