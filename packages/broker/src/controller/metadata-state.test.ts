@@ -1,4 +1,4 @@
-import { ErrorCode, isStreamBusError } from '@streambus/protocol';
+import { crc32c, ErrorCode, isStreamBusError } from '@streambus/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { MetadataRecord } from './metadata-records.js';
@@ -270,6 +270,32 @@ describe('metadata state machine', () => {
         );
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('snapshot decoder fuzz: mutated bodies with a recomputed checksum decode canonically or throw CORRUPT_DATA', () => {
+    fc.assert(
+      fc.property(
+        metadataLog,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        (log, flips) => {
+          const bytes = encodeSnapshot(applyAll(EMPTY_METADATA_STATE, log)).slice();
+          for (const [at, v] of flips) bytes[9 + (at % (bytes.length - 9))] = v;
+          new DataView(bytes.buffer).setUint32(5, crc32c(bytes.subarray(9)), false);
+          let restored: MetadataState;
+          try {
+            restored = decodeSnapshot(bytes);
+          } catch (err) {
+            if (!isStreamBusError(err, ErrorCode.CORRUPT_DATA)) throw err;
+            return;
+          }
+          expect(hex(encodeSnapshot(restored))).toBe(hex(bytes));
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 
