@@ -53,7 +53,8 @@ export class ControllerScenario {
     this.out = [];
     const [cmd, ...args] = line.trim().split(/\s+/);
     try {
-      this.dispatch(cmd ?? '', args);
+      const records = this.dispatch(cmd ?? '', args);
+      if (records !== null) this.propose(records);
     } catch (err) {
       if (!(err instanceof StreamBusError)) throw err;
       this.out.push(`error ${err.errorName} (${err.code}): ${err.message}`);
@@ -84,21 +85,20 @@ export class ControllerScenario {
     return t;
   }
 
-  private dispatch(cmd: string, args: string[]): void {
+  /** The records a planning command proposes, or null for a command that only inspects. */
+  private dispatch(cmd: string, args: string[]): readonly MetadataRecord[] | null {
     const s = this.state;
     switch (cmd) {
       case 'bootstrap':
-        return this.propose(planBootstrap(s, args[0] ?? ''));
+        return planBootstrap(s, args[0] ?? '');
       case 'register': {
         const [host, port] = (args[1] ?? '').split(':');
-        return this.propose(
-          planRegisterBroker(s, {
-            brokerId: Number(args[0]),
-            host: host ?? '',
-            port: Number(port),
-            incarnation: args[2] ?? '',
-          }),
-        );
+        return planRegisterBroker(s, {
+          brokerId: Number(args[0]),
+          host: host ?? '',
+          port: Number(port),
+          incarnation: args[2] ?? '',
+        });
       }
       case 'heartbeat': {
         const id = Number(args[0]);
@@ -106,10 +106,10 @@ export class ControllerScenario {
         const brokerEpoch = epochArg
           ? Number(epochArg.slice(6))
           : (s.brokers.get(id)?.brokerEpoch ?? 0);
-        return this.propose(planHeartbeat(s, { brokerId: id, brokerEpoch }, Number(args[1])));
+        return planHeartbeat(s, { brokerId: id, brokerEpoch }, Number(args[1]));
       }
       case 'fence-expired':
-        return this.propose(planFenceExpired(s, Number(args[0]), Number(args[1])));
+        return planFenceExpired(s, Number(args[0]), Number(args[1]));
       case 'create-topic': {
         let rf = -1;
         const configs: Record<string, string> = {};
@@ -118,24 +118,22 @@ export class ControllerScenario {
           if (k === 'rf') rf = Number(v);
           else configs[k] = v ?? '';
         }
-        return this.propose(
-          planCreateTopic(s, {
-            name: args[0] ?? '',
-            partitions: Number(args[1]),
-            replicationFactor: rf,
-            configs,
-          }),
-        );
+        return planCreateTopic(s, {
+          name: args[0] ?? '',
+          partitions: Number(args[1]),
+          replicationFactor: rf,
+          configs,
+        });
       }
       case 'delete-topic':
-        return this.propose(planDeleteTopic(s, args[0] ?? ''));
+        return planDeleteTopic(s, args[0] ?? '');
       case 'alter-config': {
         const changes: Record<string, string | null> = {};
         for (const a of args.slice(1)) {
           const [k, v] = splitPair(a);
           changes[k] = v === '' ? null : (v ?? null);
         }
-        return this.propose(planAlterTopicConfig(s, args[0] ?? '', changes));
+        return planAlterTopicConfig(s, args[0] ?? '', changes);
       }
       case 'isr': {
         const [name, p] = (args[0] ?? '').split('/');
@@ -143,20 +141,18 @@ export class ControllerScenario {
         const part = t.partitions[Number(p)];
         if (part === undefined) throw new Error(`scenario: no partition ${args[0]}`);
         const isr = (args[1] ?? '').split(',').filter(Boolean).map(Number);
-        return this.propose(
-          planIsrChange(s, {
-            topicId: t.id,
-            partition: Number(p),
-            leader: part.leader,
-            leaderEpoch: part.leaderEpoch,
-            isr,
-          }),
-        );
+        return planIsrChange(s, {
+          topicId: t.id,
+          partition: Number(p),
+          leader: part.leader,
+          leaderEpoch: part.leaderEpoch,
+          isr,
+        });
       }
       case 'preferred-leaders':
-        return this.propose(planPreferredLeaders(s));
+        return planPreferredLeaders(s);
       case 'allocate-pids':
-        return this.propose(planAllocateProducerIds(s, Number(args[0]), Number(args[1])));
+        return planAllocateProducerIds(s, Number(args[0]), Number(args[1]));
       case 'replay': {
         const records = this.proposed.slice(-Number(args[0]));
         for (const r of records) {
@@ -164,7 +160,7 @@ export class ControllerScenario {
           const noop = this.commit(r);
           this.out.push(noop === null ? '  -> applied' : `  -> no-op: ${noop}`);
         }
-        return;
+        return null;
       }
       case 'snapshot': {
         const bytes = encodeSnapshot(s);
@@ -175,11 +171,11 @@ export class ControllerScenario {
           `snapshot ${bytes.length} bytes, round trip ${same ? 'identical' : 'DIFFERS'}`,
         );
         this.state = restored;
-        return;
+        return null;
       }
       case 'state':
         this.out.push(...formatState(s));
-        return;
+        return null;
       case 'describe': {
         const t = this.topic(args[0]);
         t.partitions.forEach((p, i) => {
@@ -187,7 +183,7 @@ export class ControllerScenario {
             `${t.name}/${i} leader=${p.leader} leaderEpoch=${p.leaderEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]`,
           );
         });
-        return;
+        return null;
       }
       case 'brokers': {
         const leaders = leaderCounts(s);
@@ -197,7 +193,7 @@ export class ControllerScenario {
             `${b.id} ${b.host}:${b.port} ${b.fenced ? 'fenced' : 'live'} replicas=${replicas.get(b.id)} leaders=${leaders.get(b.id)}`,
           );
         }
-        return;
+        return null;
       }
       default:
         throw new Error(`scenario: unknown command '${cmd}'`);
