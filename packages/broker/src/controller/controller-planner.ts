@@ -302,6 +302,22 @@ function configProblem(key: string, value: string | null): string | null {
   return null;
 }
 
+/** The entries by ascending key, each key and value checked: INVALID_CONFIG naming the first bad one. */
+function checkedConfigEntries<V extends string | null>(
+  configs: Readonly<Record<string, V>>,
+  what: string,
+): Array<[string, V]> {
+  const entries = Object.entries(configs).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (entries.length > CONFIG_ENTRIES_MAX) {
+    fail(ErrorCode.INVALID_CONFIG, `${entries.length} ${what}, at most ${CONFIG_ENTRIES_MAX}`);
+  }
+  for (const [k, v] of entries) {
+    const problem = configProblem(k, v);
+    if (problem !== null) fail(ErrorCode.INVALID_CONFIG, problem);
+  }
+  return entries;
+}
+
 function collisionKey(name: string): string {
   return name.replaceAll('.', '_');
 }
@@ -353,17 +369,7 @@ export function planCreateTopic(
       `replication factor ${rf} needs 1..${Math.min(live.length, REPLICAS_MAX)} (live brokers: ${live.length})`,
     );
   }
-  const entries = Object.entries(req.configs ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
-  if (entries.length > CONFIG_ENTRIES_MAX) {
-    fail(
-      ErrorCode.INVALID_CONFIG,
-      `${entries.length} config overrides, at most ${CONFIG_ENTRIES_MAX}`,
-    );
-  }
-  for (const [k, v] of entries) {
-    const problem = configProblem(k, v);
-    if (problem !== null) fail(ErrorCode.INVALID_CONFIG, problem);
-  }
+  const entries = checkedConfigEntries(req.configs ?? {}, 'config overrides');
   const leaders = leaderCounts(state);
   const replicas = replicaCounts(state);
   const order = live
@@ -406,18 +412,8 @@ export function planAlterTopicConfig(
   changes: Readonly<Record<string, string | null>>,
 ): MetadataRecord[] {
   const topic = requireTopic(state, name);
-  const entries = Object.entries(changes).sort(([a], [b]) => (a < b ? -1 : 1));
+  const entries = checkedConfigEntries(changes, 'config changes');
   if (entries.length === 0) return [];
-  if (entries.length > CONFIG_ENTRIES_MAX) {
-    fail(
-      ErrorCode.INVALID_CONFIG,
-      `${entries.length} config changes, at most ${CONFIG_ENTRIES_MAX}`,
-    );
-  }
-  for (const [k, v] of entries) {
-    const problem = configProblem(k, v);
-    if (problem !== null) fail(ErrorCode.INVALID_CONFIG, problem);
-  }
   const plan = new Plan(state);
   plan.add({
     type: 'alter-topic-config',

@@ -2,6 +2,8 @@
 // exported from the package). Ids, names, epochs and ticks come from small domains so that random
 // sequences hit each other: a heartbeat often names a registered broker with its epoch, a
 // partition change often names an existing partition.
+import assert from 'node:assert/strict';
+import { ErrorCode, isStreamBusError } from '@streambus/protocol';
 import fc from 'fast-check';
 import type { MetadataRecord } from './metadata-records.js';
 import {
@@ -178,3 +180,28 @@ export const metadataLog: fc.Arbitrary<MetadataRecord[]> = fc
     }
     return log;
   });
+
+/**
+ * The decoder-fuzz check: decoding `bytes` either fails with CORRUPT_DATA (and nothing else) or
+ * gives a value that re-encodes to the very same bytes (the codec is canonical). Returns the
+ * decoded value, or null when it was refused.
+ */
+export function expectCanonicalOrCorrupt<T>(
+  bytes: Uint8Array,
+  decode: (bytes: Uint8Array) => T,
+  encode: (value: T) => Uint8Array,
+): T | null {
+  let value: T;
+  try {
+    value = decode(bytes);
+  } catch (err) {
+    if (!isStreamBusError(err, ErrorCode.CORRUPT_DATA)) throw err;
+    return null;
+  }
+  assert.deepEqual(
+    Buffer.from(encode(value)),
+    Buffer.from(bytes),
+    'decoded value re-encodes differently',
+  );
+  return value;
+}
