@@ -14,6 +14,7 @@ export {
   parseHostPort,
   type TopicDefaults,
 } from './config.js';
+export * as controller from './controller/index.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
 export { runBroker } from './run.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

@@ -61,6 +61,8 @@ export const ErrorCode = {
   UNKNOWN_PRODUCER_ID: 59,
   UNSUPPORTED_COMPRESSION_TYPE: 76,
   INVALID_RECORD: 87,
+  STALE_BROKER_EPOCH: 77,
+  BROKER_ID_NOT_REGISTERED: 102,
   // StreamBus-only codes (no Kafka equivalent).
   MALFORMED_FRAME: 1000,
   FRAME_TOO_LARGE: 1001,
@@ -80,6 +82,8 @@ export const ErrorCode = {
   // 1050-1059: hostile network input (connection bounds).
   FRAME_STALLED: 1050,
   READER_STALLED: 1051,
+  // 1080-1089: controller metadata and node identity.
+  NODE_IDENTITY_MISMATCH: 1080,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -233,6 +237,14 @@ const TABLE: readonly ErrorInfo[] = [
     'READER_STALLED',
     true,
     'the peer took none of its responses within the frame stall timeout',
+  ),
+  info(C.STALE_BROKER_EPOCH, 'STALE_BROKER_EPOCH', false, 'broker epoch is not the registered one'),
+  info(C.BROKER_ID_NOT_REGISTERED, 'BROKER_ID_NOT_REGISTERED', false, 'broker is not registered'),
+  info(
+    C.NODE_IDENTITY_MISMATCH,
+    'NODE_IDENTITY_MISMATCH',
+    false,
+    'the data directory belongs to another cluster or node id',
   ),
 ];
 

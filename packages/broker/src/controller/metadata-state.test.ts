@@ -1,0 +1,456 @@
+import { crc32c, ErrorCode, isStreamBusError } from '@streambus/protocol';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { MetadataRecord } from './metadata-records.js';
+import {
+  apply,
+  applyRecord,
+  decodeSnapshot,
+  EMPTY_METADATA_STATE,
+  encodeSnapshot,
+  leaderCounts,
+  liveBrokers,
+  type MetadataState,
+  partitionsOfBroker,
+  replicaCounts,
+  topicByName,
+} from './metadata-state.js';
+import { expectCanonicalOrCorrupt, metadataLog } from './testing-arbitraries.js';
+
+// ---- the simple model: the rules of metadata-state.ts, written plainly over mutable maps ----
+
+interface ModelPartition {
+  leader: number;
+  leaderEpoch: number;
+  partitionEpoch: number;
+  replicas: number[];
+  isr: number[];
+}
+interface Model {
+  clusterId: string | null;
+  brokers: Map<
+    number,
+    { host: string; port: number; inc: string; epoch: number; fenced: boolean; hb: number }
+  >;
+  topics: Map<number, { name: string; parts: ModelPartition[]; configs: Map<string, string> }>;
+  topicIdNext: number;
+  brokerEpochNext: number;
+  pidNext: number;
+  tickLast: number;
+}
+
+function newModel(): Model {
+  return {
+    clusterId: null,
+    brokers: new Map(),
+    topics: new Map(),
+    topicIdNext: 1,
+    brokerEpochNext: 1,
+    pidNext: 0,
+    tickLast: 0,
+  };
+}
+
+/** Applies `r` to `m` in place; false when the record is a no-op. */
+function modelApply(m: Model, r: MetadataRecord): boolean {
+  if (r.type === 'cluster-bootstrap') {
+    if (m.clusterId !== null) return false;
+    m.clusterId = r.clusterId;
+    return true;
+  }
+  if (m.clusterId === null) return false;
+  switch (r.type) {
+    case 'register-broker':
+      if (r.brokerEpoch < m.brokerEpochNext) return false;
+      m.brokers.set(r.brokerId, {
+        host: r.host,
+        port: r.port,
+        inc: r.incarnation,
+        epoch: r.brokerEpoch,
+        fenced: true,
+        hb: m.tickLast,
+      });
+      m.brokerEpochNext = r.brokerEpoch + 1;
+      return true;
+    case 'broker-heartbeat': {
+      const b = m.brokers.get(r.brokerId);
+      if (!b || b.epoch !== r.brokerEpoch || r.tick < b.hb) return false;
+      b.hb = r.tick;
+      if (r.tick > m.tickLast) m.tickLast = r.tick;
+      return true;
+    }
+    case 'fence-broker':
+    case 'unfence-broker': {
+      const b = m.brokers.get(r.brokerId);
+      const fence = r.type === 'fence-broker';
+      if (!b || b.epoch !== r.brokerEpoch || b.fenced === fence) return false;
+      b.fenced = fence;
+      return true;
+    }
+    case 'create-topic': {
+      for (const t of m.topics.values()) if (t.name === r.name) return false;
+      if (r.topicId < m.topicIdNext) return false;
+      if (r.partitions.some((p) => p.replicas.some((id) => !m.brokers.has(id)))) return false;
+      m.topics.set(r.topicId, {
+        name: r.name,
+        parts: r.partitions.map((p) => ({
+          leader: p.replicas[0]!,
+          leaderEpoch: 0,
+          partitionEpoch: 0,
+          replicas: [...p.replicas],
+          isr: [...p.replicas],
+        })),
+        configs: new Map(r.configs.map((e) => [e.key, e.value])),
+      });
+      m.topicIdNext = r.topicId + 1;
+      return true;
+    }
+    case 'delete-topic':
+      return m.topics.delete(r.topicId);
+    case 'alter-topic-config': {
+      const t = m.topics.get(r.topicId);
+      if (!t) return false;
+      for (const c of r.changes) {
+        if (c.value === null) t.configs.delete(c.key);
+        else t.configs.set(c.key, c.value);
+      }
+      return true;
+    }
+    case 'partition-change': {
+      const p = m.topics.get(r.topicId)?.parts[r.partition];
+      if (!p) return false;
+      if (r.replicas.some((id) => !m.brokers.has(id))) return false;
+      if (r.leaderEpoch < p.leaderEpoch) return false;
+      if (r.leader !== p.leader && r.leaderEpoch === p.leaderEpoch) return false;
+      Object.assign(p, {
+        leader: r.leader,
+        leaderEpoch: r.leaderEpoch,
+        partitionEpoch: p.partitionEpoch + 1,
+        replicas: [...r.replicas],
+        isr: [...r.isr],
+      });
+      return true;
+    }
+    case 'allocate-producer-ids':
+      if (!m.brokers.has(r.brokerId) || r.firstProducerId !== m.pidNext) return false;
+      m.pidNext += r.count;
+      return true;
+  }
+}
+
+function projectModel(m: Model) {
+  return {
+    clusterId: m.clusterId,
+    counters: [m.topicIdNext, m.brokerEpochNext, m.pidNext, m.tickLast],
+    brokers: [...m.brokers.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([id, b]) => [id, b.host, b.port, b.inc, b.epoch, b.fenced, b.hb]),
+    topics: [...m.topics.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([id, t]) => [
+        id,
+        t.name,
+        t.parts.map((p) => [p.leader, p.leaderEpoch, p.partitionEpoch, p.replicas, p.isr]),
+        [...t.configs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)),
+      ]),
+  };
+}
+
+function projectState(s: MetadataState) {
+  for (const [name, id] of s.topicIdsByName) expect(s.topics.get(id)?.name).toBe(name);
+  expect(s.topicIdsByName.size).toBe(s.topics.size);
+  return {
+    clusterId: s.clusterId,
+    counters: [s.topicIdNext, s.brokerEpochNext, s.producerIdNext, s.tickLast],
+    brokers: [...s.brokers.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((b) => [
+        b.id,
+        b.host,
+        b.port,
+        b.incarnation,
+        b.brokerEpoch,
+        b.fenced,
+        b.lastHeartbeatTick,
+      ]),
+    topics: [...s.topics.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((t) => [
+        t.id,
+        t.name,
+        t.partitions.map((p) => [p.leader, p.leaderEpoch, p.partitionEpoch, p.replicas, p.isr]),
+        t.configs.map((e) => [e.key, e.value]),
+      ]),
+  };
+}
+
+function applyAll(state: MetadataState, records: readonly MetadataRecord[]): MetadataState {
+  return records.reduce(apply, state);
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+/** Cluster c1, broker 1 (fenced), topic t (id 1) with one partition on broker 1. */
+function oneTopicState(): MetadataState {
+  return applyAll(EMPTY_METADATA_STATE, [
+    { type: 'cluster-bootstrap', clusterId: 'c1' },
+    { type: 'register-broker', brokerId: 1, host: 'h', port: 1, incarnation: 'i', brokerEpoch: 1 },
+    { type: 'create-topic', topicId: 1, name: 't', partitions: [{ replicas: [1] }], configs: [] },
+  ]);
+}
+
+describe('metadata state machine', () => {
+  it('apply over a random record sequence matches the model, record by record', () => {
+    let applied = 0;
+    let rejected = 0;
+    fc.assert(
+      fc.property(metadataLog, (log) => {
+        const m = newModel();
+        let s = EMPTY_METADATA_STATE;
+        for (const r of log) {
+          const before = s;
+          const result = applyRecord(s, r);
+          const modelApplied = modelApply(m, r);
+          expect(result.noop === null, `${r.type}: ${result.noop}`).toBe(modelApplied);
+          if (result.noop !== null) {
+            expect(result.state).toBe(before);
+            expect(result.noop.length).toBeGreaterThan(0);
+            rejected++;
+          } else applied++;
+          s = result.state;
+          expect(projectState(s)).toEqual(projectModel(m));
+        }
+      }),
+      { numRuns: 300 },
+    );
+    // The generators must exercise both sides of the rules, or the property proves little.
+    expect(applied).toBeGreaterThan(1000);
+    expect(rejected).toBeGreaterThan(1000);
+  });
+
+  it('never mutates a state it was given', () => {
+    fc.assert(
+      fc.property(metadataLog, (log) => {
+        const states: MetadataState[] = [];
+        const snapshots: string[] = [];
+        let s = EMPTY_METADATA_STATE;
+        for (const r of log) {
+          states.push(s);
+          snapshots.push(hex(encodeSnapshot(s)));
+          s = apply(s, r);
+        }
+        for (let i = 0; i < states.length; i++) {
+          expect(hex(encodeSnapshot(states[i]!))).toBe(snapshots[i]);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('snapshots round-trip byte for byte, and applying the rest after one gives the same state', () => {
+    fc.assert(
+      fc.property(metadataLog, fc.nat(), (log, cut) => {
+        const k = cut % (log.length + 1);
+        const full = applyAll(EMPTY_METADATA_STATE, log);
+        const prefix = applyAll(EMPTY_METADATA_STATE, log.slice(0, k));
+        const bytes = encodeSnapshot(prefix);
+        const restored = decodeSnapshot(bytes);
+        expect(hex(encodeSnapshot(restored))).toBe(hex(bytes));
+        expect(projectState(restored)).toEqual(projectState(prefix));
+        const resumed = applyAll(restored, log.slice(k));
+        expect(hex(encodeSnapshot(resumed))).toBe(hex(encodeSnapshot(full)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses a damaged snapshot with CORRUPT_DATA', () => {
+    fc.assert(
+      fc.property(metadataLog, fc.nat(), fc.integer({ min: 1, max: 255 }), (log, at, xor) => {
+        const bytes = encodeSnapshot(applyAll(EMPTY_METADATA_STATE, log));
+        const damaged = bytes.slice();
+        damaged[at % damaged.length]! ^= xor;
+        expect(() => decodeSnapshot(damaged)).toThrow(
+          expect.objectContaining({ code: ErrorCode.CORRUPT_DATA }),
+        );
+        const cut = bytes.subarray(0, at % bytes.length);
+        expect(() => decodeSnapshot(cut)).toThrow(
+          expect.objectContaining({ code: ErrorCode.CORRUPT_DATA }),
+        );
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('snapshot decoder fuzz: mutated bodies with a recomputed checksum decode canonically or throw CORRUPT_DATA', () => {
+    fc.assert(
+      fc.property(
+        metadataLog,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        (log, flips) => {
+          const bytes = encodeSnapshot(applyAll(EMPTY_METADATA_STATE, log)).slice();
+          for (const [at, v] of flips) bytes[9 + (at % (bytes.length - 9))] = v;
+          new DataView(bytes.buffer).setUint32(5, crc32c(bytes.subarray(9)), false);
+          expectCanonicalOrCorrupt(bytes, decodeSnapshot, encodeSnapshot);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('re-checks invariants behind a valid checksum', () => {
+    // A snapshot whose bytes are intact but whose content breaks an invariant (here: a replica on
+    // a broker that is not registered), as a buggy writer would produce.
+    const s = oneTopicState();
+    const broken: MetadataState = { ...s, brokers: new Map() };
+    let thrown: unknown;
+    try {
+      decodeSnapshot(encodeSnapshot(broken));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(isStreamBusError(thrown, ErrorCode.CORRUPT_DATA)).toBe(true);
+    expect((thrown as Error).message).toMatch(/replica 1 is not registered/);
+  });
+
+  it('turns a record that does not fit the state into a no-op with a reason', () => {
+    const base = oneTopicState();
+    const cases: Array<[MetadataRecord, RegExp]> = [
+      [{ type: 'cluster-bootstrap', clusterId: 'c2' }, /already bootstrapped as c1/],
+      [
+        {
+          type: 'create-topic',
+          topicId: 2,
+          name: 't',
+          partitions: [{ replicas: [1] }],
+          configs: [],
+        },
+        /topic t already exists/,
+      ],
+      [
+        {
+          type: 'create-topic',
+          topicId: 1,
+          name: 'u',
+          partitions: [{ replicas: [1] }],
+          configs: [],
+        },
+        /topic id 1 is below the next id 2/,
+      ],
+      [
+        {
+          type: 'create-topic',
+          topicId: 2,
+          name: 'u',
+          partitions: [{ replicas: [7] }],
+          configs: [],
+        },
+        /replica broker 7 is not registered/,
+      ],
+      [
+        { type: 'broker-heartbeat', brokerId: 1, brokerEpoch: 9, tick: 1 },
+        /epoch 9 is not the registered 1/,
+      ],
+      [{ type: 'unfence-broker', brokerId: 2, brokerEpoch: 1 }, /broker 2 is not registered/],
+      [{ type: 'fence-broker', brokerId: 1, brokerEpoch: 1 }, /already fenced/],
+      [
+        {
+          type: 'partition-change',
+          topicId: 1,
+          partition: 1,
+          leader: 1,
+          leaderEpoch: 1,
+          replicas: [1],
+          isr: [1],
+        },
+        /has no partition 1/,
+      ],
+      [
+        {
+          type: 'partition-change',
+          topicId: 1,
+          partition: 0,
+          leader: -1,
+          leaderEpoch: 0,
+          replicas: [1],
+          isr: [1],
+        },
+        /without a new leader epoch/,
+      ],
+      [
+        { type: 'allocate-producer-ids', brokerId: 1, firstProducerId: 5, count: 5 },
+        /starts at 5, not at the next free id 0/,
+      ],
+      [{ type: 'delete-topic', topicId: 9 }, /topic id 9 does not exist/],
+      [{ type: 'cluster-bootstrap', clusterId: 'bad id!' }, /malformed cluster-bootstrap/],
+    ];
+    for (const [record, reason] of cases) {
+      const result = applyRecord(base, record);
+      expect(result.state).toBe(base);
+      expect(result.noop).toMatch(reason);
+    }
+    expect(applyRecord(EMPTY_METADATA_STATE, cases[4]![0]).noop).toBe(
+      'cluster not bootstrapped yet',
+    );
+  });
+
+  it('answers queries: topic by name, partitions of a broker, live brokers, leader counts', () => {
+    const s = applyAll(EMPTY_METADATA_STATE, [
+      { type: 'cluster-bootstrap', clusterId: 'c1' },
+      {
+        type: 'register-broker',
+        brokerId: 1,
+        host: 'a',
+        port: 1,
+        incarnation: 'i',
+        brokerEpoch: 1,
+      },
+      {
+        type: 'register-broker',
+        brokerId: 2,
+        host: 'b',
+        port: 2,
+        incarnation: 'i',
+        brokerEpoch: 2,
+      },
+      {
+        type: 'register-broker',
+        brokerId: 3,
+        host: 'c',
+        port: 3,
+        incarnation: 'i',
+        brokerEpoch: 3,
+      },
+      { type: 'unfence-broker', brokerId: 1, brokerEpoch: 1 },
+      { type: 'unfence-broker', brokerId: 3, brokerEpoch: 3 },
+      {
+        type: 'create-topic',
+        topicId: 1,
+        name: 't',
+        partitions: [{ replicas: [1, 2] }, { replicas: [3, 1] }, { replicas: [1, 3] }],
+        configs: [{ key: 'retention.ms', value: '5' }],
+      },
+    ]);
+    expect(topicByName(s, 't')?.configs).toEqual([{ key: 'retention.ms', value: '5' }]);
+    expect(topicByName(s, 'u')).toBeUndefined();
+    expect(liveBrokers(s).map((b) => b.id)).toEqual([1, 3]);
+    expect(partitionsOfBroker(s, 1).map((p) => [p.partition, p.isLeader])).toEqual([
+      [0, true],
+      [1, false],
+      [2, true],
+    ]);
+    expect([...leaderCounts(s)]).toEqual([
+      [1, 2],
+      [2, 0],
+      [3, 1],
+    ]);
+    expect([...replicaCounts(s)]).toEqual([
+      [1, 3],
+      [2, 1],
+      [3, 2],
+    ]);
+  });
+});

@@ -1,0 +1,570 @@
+// The controller's metadata state machine (issue 9; ARCHITECTURE.md §4): the state every broker
+// holds, `applyRecord(state, record)` that advances it by one committed metadata record, the
+// snapshot codec that bounds the metadata log, and the queries metadata answers are built from.
+// Pure and deterministic: no I/O, no clock, no randomness, no iteration over anything whose order
+// is not fixed by the records. It does not decide what to propose (controller-planner.ts does)
+// and does not open or close replicas (the broker reacts to applied records; not wired yet).
+//
+// A committed record is applied by every replica, so applying never throws: a record that does
+// not fit the state (a duplicate topic name, a stale broker epoch, a partition of an unknown
+// topic) leaves the state unchanged and returns the reason as `noop`. The rules, numbered:
+//   1. Before `cluster-bootstrap`, every other record is a no-op; a second bootstrap is a no-op.
+//   2. `register-broker` needs brokerEpoch >= brokerEpochNext (epochs only grow, cluster-wide);
+//      it (re)places the broker, fenced, with its last heartbeat at tickLast.
+//   3. heartbeat, fence and unfence need the broker's current epoch; a heartbeat's tick must not
+//      go below the broker's last one; fence needs an unfenced broker, unfence a fenced one.
+//   4. `create-topic` needs an unused name, topicId >= topicIdNext (ids are never reused) and
+//      registered replicas; partition p starts with leader replicas[0], ISR = replicas, epoch 0.
+//   5. `partition-change` needs the partition to exist, registered replicas, a leader epoch not
+//      below the current one and, when the leader changes, above it. Every applied change bumps
+//      the partition epoch.
+//   6. `allocate-producer-ids` needs a registered broker and firstProducerId == producerIdNext:
+//      blocks are contiguous and never overlap.
+//   7. Any record that breaks a field rule of metadata-records.ts is a no-op.
+//
+// Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
+// topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
+//
+// Snapshot (version 1), all integers as in metadata-records.ts:
+//   snapshot  := "SBMS" version:u8 (=1) crc32c:u32 (big-endian, of body) body
+//   body      := hasCluster:bool [clusterId:string] topicIdNext brokerEpochNext producerIdNext
+//                tickLast brokers:broker[] topics:topic[]          (ids strictly ascending)
+//   broker    := id host:string port incarnation:string brokerEpoch fenced:bool lastHeartbeatTick
+//   topic     := id name:string partitions:partition[] configs:entry[]
+//   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
+// Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
+import { crc32c } from '@streambus/protocol';
+import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
+import {
+  BROKER_ID_MAX,
+  CONFIG_ENTRIES_MAX,
+  type ConfigEntry,
+  isLegalTopicName,
+  isValidClusterId,
+  type MetadataRecord,
+  PARTITIONS_MAX,
+  readConfigEntries,
+  readIdList,
+  recordProblem,
+  replicaListProblem,
+  writeConfigEntries,
+  writeIdList,
+} from './metadata-records.js';
+
+export interface BrokerState {
+  readonly id: number;
+  readonly host: string;
+  readonly port: number;
+  readonly incarnation: string;
+  readonly brokerEpoch: number;
+  /** A fenced broker leads nothing and is not offered to clients. */
+  readonly fenced: boolean;
+  readonly lastHeartbeatTick: number;
+}
+
+export interface PartitionState {
+  /** -1 when no in-sync replica is live. */
+  readonly leader: number;
+  readonly leaderEpoch: number;
+  /** Bumped by every applied change: lets a proposer detect a change it did not see. */
+  readonly partitionEpoch: number;
+  readonly replicas: readonly number[];
+  readonly isr: readonly number[];
+}
+
+export interface TopicState {
+  readonly id: number;
+  readonly name: string;
+  readonly partitions: readonly PartitionState[];
+  /** Overrides, keys ascending. */
+  readonly configs: readonly ConfigEntry[];
+}
+
+export interface MetadataState {
+  readonly clusterId: string | null;
+  readonly brokers: ReadonlyMap<number, BrokerState>;
+  readonly topics: ReadonlyMap<number, TopicState>;
+  readonly topicIdsByName: ReadonlyMap<string, number>;
+  readonly topicIdNext: number;
+  readonly brokerEpochNext: number;
+  /** First producer id not yet handed out in a block. */
+  readonly producerIdNext: number;
+  /** The highest tick any applied record carried: the controller's clock resumes from here. */
+  readonly tickLast: number;
+}
+
+export const EMPTY_METADATA_STATE: MetadataState = {
+  clusterId: null,
+  brokers: new Map(),
+  topics: new Map(),
+  topicIdsByName: new Map(),
+  topicIdNext: 1,
+  brokerEpochNext: 1,
+  producerIdNext: 0,
+  tickLast: 0,
+};
+
+export interface ApplyResult {
+  readonly state: MetadataState;
+  /** Why the record changed nothing, or null when it was applied. */
+  readonly noop: string | null;
+}
+
+/** Applies one committed record (see the rules above). Never throws on a record. */
+export function applyRecord(state: MetadataState, record: MetadataRecord): ApplyResult {
+  const problem = recordProblem(record);
+  if (problem !== null) return noop(state, `malformed ${record.type}: ${problem}`);
+  if (record.type === 'cluster-bootstrap') {
+    if (state.clusterId !== null) {
+      return noop(state, `cluster already bootstrapped as ${state.clusterId}`);
+    }
+    return ok({ ...state, clusterId: record.clusterId });
+  }
+  if (state.clusterId === null) return noop(state, 'cluster not bootstrapped yet');
+  switch (record.type) {
+    case 'register-broker': {
+      if (record.brokerEpoch < state.brokerEpochNext) {
+        return noop(
+          state,
+          `broker epoch ${record.brokerEpoch} is below the next epoch ${state.brokerEpochNext}`,
+        );
+      }
+      const broker: BrokerState = {
+        id: record.brokerId,
+        host: record.host,
+        port: record.port,
+        incarnation: record.incarnation,
+        brokerEpoch: record.brokerEpoch,
+        fenced: true,
+        lastHeartbeatTick: state.tickLast,
+      };
+      return ok({
+        ...state,
+        brokers: new Map(state.brokers).set(broker.id, broker),
+        brokerEpochNext: record.brokerEpoch + 1,
+      });
+    }
+    case 'broker-heartbeat':
+    case 'fence-broker':
+    case 'unfence-broker': {
+      const broker = state.brokers.get(record.brokerId);
+      if (broker === undefined) return noop(state, `broker ${record.brokerId} is not registered`);
+      if (broker.brokerEpoch !== record.brokerEpoch) {
+        return noop(
+          state,
+          `broker ${broker.id} epoch ${record.brokerEpoch} is not the registered ${broker.brokerEpoch}`,
+        );
+      }
+      let next: BrokerState;
+      let tickLast = state.tickLast;
+      if (record.type === 'broker-heartbeat') {
+        if (record.tick < broker.lastHeartbeatTick) {
+          return noop(
+            state,
+            `heartbeat tick ${record.tick} is before broker ${broker.id}'s last ${broker.lastHeartbeatTick}`,
+          );
+        }
+        next = { ...broker, lastHeartbeatTick: record.tick };
+        tickLast = Math.max(tickLast, record.tick);
+      } else {
+        const fence = record.type === 'fence-broker';
+        if (broker.fenced === fence) {
+          return noop(state, `broker ${broker.id} is already ${fence ? 'fenced' : 'unfenced'}`);
+        }
+        next = { ...broker, fenced: fence };
+      }
+      return ok({ ...state, brokers: new Map(state.brokers).set(broker.id, next), tickLast });
+    }
+    case 'create-topic': {
+      if (state.topicIdsByName.has(record.name)) {
+        return noop(state, `topic ${record.name} already exists`);
+      }
+      if (record.topicId < state.topicIdNext) {
+        return noop(state, `topic id ${record.topicId} is below the next id ${state.topicIdNext}`);
+      }
+      const partitions: PartitionState[] = [];
+      for (const a of record.partitions) {
+        const unknown = unregistered(state, a.replicas);
+        if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
+        partitions.push({
+          leader: a.replicas[0]!,
+          leaderEpoch: 0,
+          partitionEpoch: 0,
+          replicas: a.replicas,
+          isr: a.replicas,
+        });
+      }
+      const topic: TopicState = {
+        id: record.topicId,
+        name: record.name,
+        partitions,
+        configs: record.configs,
+      };
+      return ok({
+        ...state,
+        topics: new Map(state.topics).set(topic.id, topic),
+        topicIdsByName: new Map(state.topicIdsByName).set(topic.name, topic.id),
+        topicIdNext: record.topicId + 1,
+      });
+    }
+    case 'delete-topic': {
+      const topic = state.topics.get(record.topicId);
+      if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+      const topics = new Map(state.topics);
+      topics.delete(topic.id);
+      const byName = new Map(state.topicIdsByName);
+      byName.delete(topic.name);
+      return ok({ ...state, topics, topicIdsByName: byName });
+    }
+    case 'alter-topic-config': {
+      const topic = state.topics.get(record.topicId);
+      if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+      const merged = new Map(topic.configs.map((e) => [e.key, e.value]));
+      for (const c of record.changes) {
+        if (c.value === null) merged.delete(c.key);
+        else merged.set(c.key, c.value);
+      }
+      if (merged.size > CONFIG_ENTRIES_MAX) {
+        return noop(
+          state,
+          `topic ${topic.name} would have more than ${CONFIG_ENTRIES_MAX} configs`,
+        );
+      }
+      const configs = [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! }));
+      return ok(withTopic(state, { ...topic, configs }));
+    }
+    case 'partition-change': {
+      const topic = state.topics.get(record.topicId);
+      if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+      const current = topic.partitions[record.partition];
+      if (current === undefined) {
+        return noop(state, `topic ${topic.name} has no partition ${record.partition}`);
+      }
+      const unknown = unregistered(state, record.replicas);
+      if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
+      if (record.leaderEpoch < current.leaderEpoch) {
+        return noop(
+          state,
+          `leader epoch ${record.leaderEpoch} is below the current ${current.leaderEpoch}`,
+        );
+      }
+      if (record.leader !== current.leader && record.leaderEpoch === current.leaderEpoch) {
+        return noop(state, `leader changes to ${record.leader} without a new leader epoch`);
+      }
+      const partitions = topic.partitions.slice();
+      partitions[record.partition] = {
+        leader: record.leader,
+        leaderEpoch: record.leaderEpoch,
+        partitionEpoch: current.partitionEpoch + 1,
+        replicas: record.replicas,
+        isr: record.isr,
+      };
+      return ok(withTopic(state, { ...topic, partitions }));
+    }
+    case 'allocate-producer-ids': {
+      if (!state.brokers.has(record.brokerId)) {
+        return noop(state, `broker ${record.brokerId} is not registered`);
+      }
+      if (record.firstProducerId !== state.producerIdNext) {
+        return noop(
+          state,
+          `producer-id block starts at ${record.firstProducerId}, not at the next free id ${state.producerIdNext}`,
+        );
+      }
+      return ok({ ...state, producerIdNext: record.firstProducerId + record.count });
+    }
+  }
+}
+
+/** `applyRecord` without the reason: `apply(state, record) -> state` of issue 9. */
+export function apply(state: MetadataState, record: MetadataRecord): MetadataState {
+  return applyRecord(state, record).state;
+}
+
+function ok(state: MetadataState): ApplyResult {
+  return { state, noop: null };
+}
+
+function noop(state: MetadataState, reason: string): ApplyResult {
+  return { state, noop: reason };
+}
+
+function unregistered(state: MetadataState, ids: readonly number[]): number | null {
+  for (const id of ids) if (!state.brokers.has(id)) return id;
+  return null;
+}
+
+function withTopic(state: MetadataState, topic: TopicState): MetadataState {
+  return { ...state, topics: new Map(state.topics).set(topic.id, topic) };
+}
+
+// ---- queries ----
+
+export function topicByName(state: MetadataState, name: string): TopicState | undefined {
+  const id = state.topicIdsByName.get(name);
+  return id === undefined ? undefined : state.topics.get(id);
+}
+
+/** Topics by ascending id. */
+export function topicsInOrder(state: MetadataState): TopicState[] {
+  return [...state.topics.values()].sort((a, b) => a.id - b.id);
+}
+
+/** Registered brokers by ascending id. */
+export function brokersInOrder(state: MetadataState): BrokerState[] {
+  return [...state.brokers.values()].sort((a, b) => a.id - b.id);
+}
+
+/** Registered, unfenced brokers by ascending id: the ones that may lead and take new replicas. */
+export function liveBrokers(state: MetadataState): BrokerState[] {
+  return brokersInOrder(state).filter((b) => !b.fenced);
+}
+
+export function isLive(state: MetadataState, brokerId: number): boolean {
+  const b = state.brokers.get(brokerId);
+  return b !== undefined && !b.fenced;
+}
+
+export interface BrokerPartition {
+  readonly topicId: number;
+  readonly topic: string;
+  readonly partition: number;
+  readonly isLeader: boolean;
+}
+
+/** Every partition with a replica on `brokerId`, by topic id then partition. */
+export function partitionsOfBroker(state: MetadataState, brokerId: number): BrokerPartition[] {
+  const out: BrokerPartition[] = [];
+  for (const t of topicsInOrder(state)) {
+    t.partitions.forEach((p, i) => {
+      if (p.replicas.includes(brokerId)) {
+        out.push({ topicId: t.id, topic: t.name, partition: i, isLeader: p.leader === brokerId });
+      }
+    });
+  }
+  return out;
+}
+
+/** Partitions led by each registered broker (0 for none). */
+export function leaderCounts(state: MetadataState): Map<number, number> {
+  return countBy(state, (p) => (p.leader === -1 ? [] : [p.leader]));
+}
+
+/** Replicas held by each registered broker (0 for none). */
+export function replicaCounts(state: MetadataState): Map<number, number> {
+  return countBy(state, (p) => p.replicas);
+}
+
+function countBy(
+  state: MetadataState,
+  pick: (p: PartitionState) => readonly number[],
+): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const b of brokersInOrder(state)) counts.set(b.id, 0);
+  for (const t of state.topics.values()) {
+    for (const p of t.partitions) {
+      for (const id of pick(p)) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+export function partitionCount(state: MetadataState): number {
+  let n = 0;
+  for (const t of state.topics.values()) n += t.partitions.length;
+  return n;
+}
+
+// ---- snapshot ----
+
+const SNAPSHOT_MAGIC = [0x53, 0x42, 0x4d, 0x53]; // "SBMS"
+export const METADATA_SNAPSHOT_VERSION = 1;
+const SNAPSHOT_HEADER_BYTES = 9;
+export const BROKERS_MAX = 65_536;
+export const TOPICS_MAX = 1_000_000;
+
+export function encodeSnapshot(state: MetadataState): Uint8Array {
+  const w = new ByteWriter();
+  w.bool(state.clusterId !== null);
+  if (state.clusterId !== null) w.string(state.clusterId);
+  w.uvarint(state.topicIdNext);
+  w.uvarint(state.brokerEpochNext);
+  w.uvarint(state.producerIdNext);
+  w.uvarint(state.tickLast);
+  const brokers = brokersInOrder(state);
+  w.uvarint(brokers.length);
+  for (const b of brokers) {
+    w.uvarint(b.id);
+    w.string(b.host);
+    w.uvarint(b.port);
+    w.string(b.incarnation);
+    w.uvarint(b.brokerEpoch);
+    w.bool(b.fenced);
+    w.uvarint(b.lastHeartbeatTick);
+  }
+  const topics = topicsInOrder(state);
+  w.uvarint(topics.length);
+  for (const t of topics) {
+    w.uvarint(t.id);
+    w.string(t.name);
+    w.uvarint(t.partitions.length);
+    for (const p of t.partitions) {
+      w.svarint(p.leader);
+      w.uvarint(p.leaderEpoch);
+      w.uvarint(p.partitionEpoch);
+      writeIdList(w, p.replicas);
+      writeIdList(w, p.isr);
+    }
+    writeConfigEntries(w, t.configs);
+  }
+  const body = w.finish();
+  const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
+  out.set(SNAPSHOT_MAGIC, 0);
+  out[4] = METADATA_SNAPSHOT_VERSION;
+  new DataView(out.buffer).setUint32(5, crc32c(body), false);
+  out.set(body, SNAPSHOT_HEADER_BYTES);
+  return out;
+}
+
+/** Decodes and re-validates a snapshot; CORRUPT_DATA naming the first problem found. */
+export function decodeSnapshot(bytes: Uint8Array): MetadataState {
+  if (bytes.length < SNAPSHOT_HEADER_BYTES) {
+    throw corruptData(`metadata snapshot of ${bytes.length} bytes is shorter than its header`);
+  }
+  for (let i = 0; i < 4; i++) {
+    if (bytes[i] !== SNAPSHOT_MAGIC[i]) throw corruptData('not a metadata snapshot (bad magic)');
+  }
+  if (bytes[4] !== METADATA_SNAPSHOT_VERSION) {
+    throw corruptData(`metadata snapshot version ${bytes[4]} is not supported (expected 1)`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const stored = view.getUint32(5, false);
+  const actual = crc32c(bytes, 0, SNAPSHOT_HEADER_BYTES, bytes.length);
+  if (stored !== actual) {
+    throw corruptData(
+      `metadata snapshot checksum mismatch: stored ${stored.toString(16)}, computed ${actual.toString(16)}`,
+    );
+  }
+  const r = new ByteReader(bytes, SNAPSHOT_HEADER_BYTES);
+  const clusterId = r.bool('has cluster') ? r.string('cluster id') : null;
+  if (clusterId !== null && !isValidClusterId(clusterId)) {
+    throw corruptData(`snapshot cluster id '${clusterId}' is not valid`);
+  }
+  const topicIdNext = r.uvarint('topic id next');
+  const brokerEpochNext = r.uvarint('broker epoch next');
+  const producerIdNext = r.uvarint('producer id next');
+  const tickLast = r.uvarint('tick last');
+  const brokers = new Map<number, BrokerState>();
+  const brokerCount = r.count('brokers', BROKERS_MAX);
+  let lastId = -1;
+  for (let i = 0; i < brokerCount; i++) {
+    const b: BrokerState = {
+      id: r.uvarint('broker id', BROKER_ID_MAX),
+      host: r.string('host'),
+      port: r.uvarint('port', 65535),
+      incarnation: r.string('incarnation'),
+      brokerEpoch: r.uvarint('broker epoch'),
+      fenced: r.bool('fenced'),
+      lastHeartbeatTick: r.uvarint('last heartbeat tick'),
+    };
+    if (b.id <= lastId) throw corruptData(`snapshot broker ${b.id} is out of order`);
+    if (b.host === '' || b.incarnation === '' || b.port === 0) {
+      throw corruptData(`snapshot broker ${b.id} has an empty address or incarnation`);
+    }
+    if (b.brokerEpoch >= brokerEpochNext) {
+      throw corruptData(`snapshot broker ${b.id} epoch ${b.brokerEpoch} is not below the next`);
+    }
+    if (b.lastHeartbeatTick > tickLast) {
+      throw corruptData(`snapshot broker ${b.id} heartbeat tick is after the last tick`);
+    }
+    lastId = b.id;
+    brokers.set(b.id, b);
+  }
+  const topics = new Map<number, TopicState>();
+  const byName = new Map<string, number>();
+  const topicCount = r.count('topics', TOPICS_MAX);
+  lastId = -1;
+  for (let i = 0; i < topicCount; i++) {
+    const id = r.uvarint('topic id');
+    const name = r.string('topic name');
+    if (id <= lastId || id >= topicIdNext) throw corruptData(`snapshot topic id ${id} is invalid`);
+    if (!isLegalTopicName(name) || byName.has(name)) {
+      throw corruptData(`snapshot topic name '${name}' is illegal or repeated`);
+    }
+    const n = r.count('partitions', PARTITIONS_MAX);
+    if (n === 0) throw corruptData(`snapshot topic ${name} has no partitions`);
+    const partitions: PartitionState[] = [];
+    for (let p = 0; p < n; p++) {
+      const part: PartitionState = {
+        leader: r.svarint('leader', -1, BROKER_ID_MAX),
+        leaderEpoch: r.uvarint('leader epoch'),
+        partitionEpoch: r.uvarint('partition epoch'),
+        replicas: readIdList(r, 'replicas'),
+        isr: readIdList(r, 'isr'),
+      };
+      const problem = partitionProblem(part, brokers);
+      if (problem !== null) throw corruptData(`snapshot partition ${name}/${p}: ${problem}`);
+      partitions.push(part);
+    }
+    const configs = readConfigEntries(r, 'configs');
+    for (let k = 1; k < configs.length; k++) {
+      if (!(configs[k - 1]!.key < configs[k]!.key)) {
+        throw corruptData(`snapshot topic ${name} config keys are not ascending`);
+      }
+    }
+    topics.set(id, { id, name, partitions, configs });
+    byName.set(name, id);
+    lastId = id;
+  }
+  r.expectEnd('metadata snapshot');
+  if (clusterId === null && (brokers.size > 0 || topics.size > 0)) {
+    throw corruptData('snapshot has brokers or topics but no cluster id');
+  }
+  return {
+    clusterId,
+    brokers,
+    topics,
+    topicIdsByName: byName,
+    topicIdNext,
+    brokerEpochNext,
+    producerIdNext,
+    tickLast,
+  };
+}
+
+function partitionProblem(p: PartitionState, brokers: ReadonlyMap<number, unknown>): string | null {
+  const replicas = replicaListProblem(p.replicas, 'replicas');
+  if (replicas !== null) return replicas;
+  const isr = replicaListProblem(p.isr, 'isr');
+  if (isr !== null) return isr;
+  for (const id of p.replicas) if (!brokers.has(id)) return `replica ${id} is not registered`;
+  for (const id of p.isr) if (!p.replicas.includes(id)) return `isr member ${id} is not a replica`;
+  if (p.leader !== -1 && !p.isr.includes(p.leader)) return `leader ${p.leader} is not in the isr`;
+  return null;
+}
+
+// ---- canonical text (scenario tests) ----
+
+/** The whole state as sorted lines; equal states print the same. */
+export function formatState(state: MetadataState): string[] {
+  const lines = [
+    `cluster=${state.clusterId ?? '(none)'} topicIdNext=${state.topicIdNext} brokerEpochNext=${state.brokerEpochNext} producerIdNext=${state.producerIdNext} tickLast=${state.tickLast}`,
+  ];
+  const leaders = leaderCounts(state);
+  const replicas = replicaCounts(state);
+  for (const b of brokersInOrder(state)) {
+    lines.push(
+      `broker ${b.id} ${b.host}:${b.port} epoch=${b.brokerEpoch} ${b.fenced ? 'fenced' : 'live'} heartbeat=${b.lastHeartbeatTick} leaders=${leaders.get(b.id)} replicas=${replicas.get(b.id)}`,
+    );
+  }
+  for (const t of topicsInOrder(state)) {
+    const configs = t.configs.map((e) => ` ${e.key}=${e.value}`).join('');
+    lines.push(`topic ${t.name} id=${t.id}${configs}`);
+    t.partitions.forEach((p, i) => {
+      lines.push(
+        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]`,
+      );
+    });
+  }
+  return lines;
+}
