@@ -77,6 +77,8 @@ export const ErrorCode = {
   TOPIC_NOT_FOUND: 1065,
   // 1040-1049: storage resources.
   TOO_MANY_OPEN_FILES: 1040,
+  // 1090-1099: replication storage (packages/broker/src/replication).
+  REPLICA_ENTRIES_UNAVAILABLE: 1090,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -218,6 +220,12 @@ const TABLE: readonly ErrorInfo[] = [
     'TOO_MANY_OPEN_FILES',
     true,
     'the broker has no file descriptor free for storage right now',
+  ),
+  info(
+    C.REPLICA_ENTRIES_UNAVAILABLE,
+    'REPLICA_ENTRIES_UNAVAILABLE',
+    true,
+    'these log entries are not in memory; read them asynchronously and retry',
   ),
 ];
 
