@@ -98,6 +98,12 @@ export class TermRuns {
       assert.ok(index >= last.index, `term runs: entry ${index} before run start ${last.index}`);
       assert.ok(term >= last.term, `term runs: term ${term} at ${index} after term ${last.term}`);
       if (term === last.term) return false;
+      if (index === last.index) {
+        // The last run is empty (invariant 2: recorded ahead of its entry, or left by a prefix
+        // trim of the whole log): the entry's term replaces it.
+        this.runs[this.runs.length - 1] = { term, index, offset };
+        return true;
+      }
       assert.ok(
         index > last.index && offset - last.offset >= index - last.index,
         `term runs: run of term ${term} at ${index}/${offset} overlaps ${last.index}/${last.offset}`,
