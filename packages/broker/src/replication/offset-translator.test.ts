@@ -1,12 +1,16 @@
 import { ErrorCode, isStreamBusError } from '@streambus/protocol';
 import type { LogIndex } from '@streambus/raft';
+import { MemoryFileSystem } from '@streambus/storage';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type BatchPlacement,
   OffsetTranslator,
   type OffsetTranslatorLimits,
+  recoverOffsetTranslator,
+  saveOffsetTranslator,
 } from './offset-translator.js';
+import type { LogPosition } from './term-runs.js';
 
 const idx = (n: number) => n as LogIndex;
 
@@ -228,5 +232,75 @@ describe('OffsetTranslator against an array of entries', () => {
     const noAnchor = new Uint8Array(good);
     new DataView(noAnchor.buffer).setBigUint64(16, 2n); // window above start, no anchors
     expect(OffsetTranslator.decode(noAnchor)).toMatch(/without anchors/);
+  });
+});
+
+describe('the offset translator checkpoint file', () => {
+  const PATH = '/p/offsets';
+  const DEFAULTS = { runsMax: 4096, anchorsMax: 1024 };
+
+  /** The log's scan from an exact position, as the partition log would read it: from the batch
+   * holding that offset (which need not start there when the checkpoint is stale). */
+  function scanner(m: ModelLog) {
+    let scans = 0;
+    const scanFrom = async (from: LogPosition) => {
+      scans++;
+      return m.entries.filter((e) => e.baseOffset + e.recordCount > from.offset);
+    };
+    return { scanFrom, scans: () => scans };
+  }
+
+  async function setup() {
+    const fs = new MemoryFileSystem({ seed: 1 });
+    await fs.mkdir('/p');
+    const m = new ModelLog(1, 0);
+    const t = new OffsetTranslator({ index: idx(1), offset: 0 });
+    for (let i = 0; i < 30; i++) t.append(idx(m.endIndex), m.append(1 + (i % 3), false));
+    await saveOffsetTranslator(fs, PATH, t);
+    return { fs, m, t };
+  }
+
+  it('uses a good checkpoint and scans only what the log gained after it', async () => {
+    const { fs, m } = await setup();
+    for (let i = 0; i < 5; i++) m.append(4, false);
+    m.trimPrefix(3); // retention moved the log start since
+    const s = scanner(m);
+    const got = await recoverOffsetTranslator(
+      fs,
+      PATH,
+      { index: idx(3), offset: m.offsetOf(3) },
+      s.scanFrom,
+    );
+    expect(got.from).toBe('checkpoint');
+    checkAgainst(got.translator, m, DEFAULTS);
+  });
+
+  it('rebuilds from the log start when the file is damaged or no longer matches the log', async () => {
+    const { fs, m } = await setup();
+    fs.flipBit(PATH, 20);
+    let got = await recoverOffsetTranslator(
+      fs,
+      PATH,
+      { index: idx(1), offset: 0 },
+      scanner(m).scanFrom,
+    );
+    expect(got.from).toBe('rebuilt');
+    expect(got.reason).toMatch(/CRC-32C/);
+    checkAgainst(got.translator, m, DEFAULTS);
+
+    // Saved, then the log was truncated at 20 and rewritten with other batch sizes (without the
+    // save the rules ask for): the scan after the checkpoint's end does not start on a batch.
+    const again = await setup();
+    again.m.truncateSuffix(20);
+    for (let i = 0; i < 15; i++) again.m.append(7, false);
+    got = await recoverOffsetTranslator(
+      again.fs,
+      PATH,
+      { index: idx(1), offset: 0 },
+      scanner(again.m).scanFrom,
+    );
+    expect(got.from).toBe('rebuilt');
+    expect(got.reason).toMatch(/does not match the log/);
+    checkAgainst(got.translator, again.m, DEFAULTS);
   });
 });

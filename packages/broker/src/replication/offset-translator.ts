@@ -47,7 +47,13 @@
 import assert from 'node:assert/strict';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { LogIndex } from '@streambus/raft';
-import { PayloadReader, PayloadWriter } from './checkpoint-file.js';
+import type { FileSystem } from '@streambus/storage';
+import {
+  PayloadReader,
+  PayloadWriter,
+  readCheckpoint,
+  writeCheckpoint,
+} from './checkpoint-file.js';
 import type { LogPosition } from './term-runs.js';
 
 export const OFFSET_TRANSLATOR_MAGIC = 'SBOT';
@@ -472,4 +478,62 @@ function lastAtOrBefore<T>(items: readonly T[], pred: (item: T) => boolean): num
     else hi = mid - 1;
   }
   return lo;
+}
+
+/** Saves the translator's checkpoint atomically (any time; after a suffix truncation, before
+ * writing past it, so a stale checkpoint never describes batches the log no longer has). */
+export async function saveOffsetTranslator(
+  fs: FileSystem,
+  path: string,
+  translator: OffsetTranslator,
+): Promise<void> {
+  await writeCheckpoint(fs, path, OFFSET_TRANSLATOR_MAGIC, translator.encode());
+}
+
+export interface RecoveredOffsetTranslator {
+  readonly translator: OffsetTranslator;
+  /** 'checkpoint' when the file was used (plus a scan of what followed it), else 'rebuilt'. */
+  readonly from: 'checkpoint' | 'rebuilt';
+  readonly reason?: string;
+}
+
+/**
+ * Opens the translator at start-up. `scanFrom(position)` reads the log's batches from that exact
+ * point to its end. A whole, valid checkpoint inside the log is used and extended with the scan
+ * of what follows it; otherwise (missing, torn, corrupt, or not matching the log: the scan
+ * after it does not start on a batch) the translator is rebuilt by scanning from `logStart`.
+ */
+export async function recoverOffsetTranslator(
+  fs: FileSystem,
+  path: string,
+  logStart: LogPosition,
+  scanFrom: (from: LogPosition) => Promise<Iterable<BatchPlacement>>,
+  limits: OffsetTranslatorLimits = OFFSET_TRANSLATOR_DEFAULTS,
+): Promise<RecoveredOffsetTranslator> {
+  const read = await readCheckpoint(fs, path, OFFSET_TRANSLATOR_MAGIC);
+  let reason = read.status === 'missing' ? 'no file' : read.status === 'corrupt' ? read.reason : '';
+  if (read.status === 'ok') {
+    const decoded = OffsetTranslator.decode(read.payload, limits);
+    if (typeof decoded === 'string') {
+      reason = decoded;
+    } else if (
+      decoded.startPosition.index > logStart.index ||
+      decoded.endPosition.index < logStart.index
+    ) {
+      reason = `it covers [${decoded.startPosition.index}, ${decoded.endPosition.index}), the log starts at ${logStart.index}`;
+    } else if ((decoded.offsetOf(logStart.index) ?? logStart.offset) !== logStart.offset) {
+      reason = `it puts entry ${logStart.index} at offset ${decoded.offsetOf(logStart.index)}, the log at ${logStart.offset}`;
+    } else {
+      try {
+        if (logStart.index > decoded.startPosition.index) decoded.trimPrefix(logStart);
+        decoded.appendScanned(await scanFrom(decoded.endPosition));
+        return { translator: decoded, from: 'checkpoint' };
+      } catch (err) {
+        if (!(err instanceof StreamBusError && err.code === ErrorCode.CORRUPT_DATA)) throw err;
+        reason = `it does not match the log: ${err.message}`;
+      }
+    }
+  }
+  const translator = OffsetTranslator.fromScan(logStart, await scanFrom(logStart), limits);
+  return { translator, from: 'rebuilt', reason };
 }
