@@ -15,5 +15,6 @@ export {
   type TopicDefaults,
 } from './config.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+export * as replication from './replication/index.js';
 export { runBroker } from './run.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

@@ -54,6 +54,7 @@ import {
   readCheckpoint,
   writeCheckpoint,
 } from './checkpoint-file.js';
+import { lastWhere } from './last-where.js';
 import type { LogPosition } from './term-runs.js';
 
 export const OFFSET_TRANSLATOR_MAGIC = 'SBOT';
@@ -166,25 +167,21 @@ export class OffsetTranslator {
 
   /** The run holding `index` (window.index <= index < end.index). */
   private runOfIndex(index: number): Run {
-    let lo = 0;
-    let hi = this.runs.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.runs[mid]!.index <= index) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.runs[lo]!;
+    return this.runs[
+      Math.max(
+        0,
+        lastWhere(this.runs, (r) => r.index <= index),
+      )
+    ]!;
   }
 
   private runOfOffset(offset: number): Run {
-    let lo = 0;
-    let hi = this.runs.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (this.runs[mid]!.offset <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.runs[lo]!;
+    return this.runs[
+      Math.max(
+        0,
+        lastWhere(this.runs, (r) => r.offset <= offset),
+      )
+    ]!;
   }
 
   /**
@@ -469,15 +466,9 @@ export class OffsetTranslator {
 
 /** The last k with pred(items[k]) true, for a predicate true on a prefix; items[0] must hold. */
 function lastAtOrBefore<T>(items: readonly T[], pred: (item: T) => boolean): number {
-  assert.ok(items.length > 0 && pred(items[0]!), 'offset translator: no anchor at or before');
-  let lo = 0;
-  let hi = items.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if (pred(items[mid]!)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
+  const k = lastWhere(items, pred);
+  assert.ok(k >= 0, 'offset translator: no anchor at or before');
+  return k;
 }
 
 /** Saves the translator's checkpoint atomically (any time; after a suffix truncation, before

@@ -41,6 +41,7 @@ import {
   readCheckpoint,
   writeCheckpoint,
 } from './checkpoint-file.js';
+import { lastWhere } from './last-where.js';
 
 export const TERM_RUNS_MAGIC = 'SBTR';
 
@@ -115,19 +116,7 @@ export class TermRuns {
 
   /** The index of the run holding `index`, or -1 before the first run. */
   private runAt(index: LogIndex): number {
-    let lo = 0;
-    let hi = this.runs.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.runs[mid]!.index <= index) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
-    return found;
+    return lastWhere(this.runs, (r) => r.index <= index);
   }
 
   /**
@@ -178,18 +167,7 @@ export class TermRuns {
    * term is above `term` (the asker's history diverges before this log's start).
    */
   endFor(term: Term, logEnd: LogPosition): TermRun | undefined {
-    let lo = 0;
-    let hi = this.runs.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.runs[mid]!.term <= term) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
-    }
+    const found = lastWhere(this.runs, (r) => r.term <= term);
     if (found < 0) return undefined;
     const next = this.runs[found + 1];
     const end = next ?? logEnd;
