@@ -16,5 +16,6 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+export * as replication from './replication/index.js';
 export { runBroker } from './run.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

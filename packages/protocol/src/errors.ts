@@ -84,6 +84,8 @@ export const ErrorCode = {
   READER_STALLED: 1051,
   // 1080-1089: controller metadata and node identity.
   NODE_IDENTITY_MISMATCH: 1080,
+  // 1090-1099: replication storage (packages/broker/src/replication).
+  REPLICA_ENTRIES_UNAVAILABLE: 1090,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -245,6 +247,12 @@ const TABLE: readonly ErrorInfo[] = [
     'NODE_IDENTITY_MISMATCH',
     false,
     'the data directory belongs to another cluster or node id',
+  ),
+  info(
+    C.REPLICA_ENTRIES_UNAVAILABLE,
+    'REPLICA_ENTRIES_UNAVAILABLE',
+    true,
+    'these log entries are not in memory; read them asynchronously and retry',
   ),
 ];
 
