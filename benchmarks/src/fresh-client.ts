@@ -10,6 +10,7 @@
 // `consume` (records/s of one Consumer reading `records` records from the earliest offset).
 // Nothing is warmed up first: the point is what the first seconds cost.
 import { StreamBusClient } from '@streambus/client';
+import { pacedSendLatencies } from './paced-send.js';
 
 export type FreshJob =
   | {
@@ -58,30 +59,11 @@ async function sendBatchJob(client: StreamBusClient, job: FreshJob & { kind: 'se
 async function pacedJob(client: StreamBusClient, job: FreshJob & { kind: 'paced' }) {
   const value = Buffer.alloc(job.valueBytes, 'l');
   const producer = client.producer({ acks: job.acks, lingerMs: 0 });
-  const latenciesMs: number[] = [];
-  const pending: Promise<unknown>[] = [];
-  const total = Math.round(job.seconds * job.rate);
-  const t0 = performance.now();
-  let sent = 0;
-  await new Promise<void>((done) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * job.rate));
-      while (sent < due) {
-        const at = performance.now();
-        const measure = at - t0 >= job.dropMs;
-        pending.push(
-          producer.send({ topic: job.topic, value }).then(() => {
-            if (measure) latenciesMs.push(performance.now() - at);
-          }),
-        );
-        sent++;
-      }
-      if (sent >= total) done();
-      else setTimeout(tick, 1);
-    };
-    tick();
+  const latenciesMs = await pacedSendLatencies(producer, job.topic, value, {
+    rate: job.rate,
+    total: Math.round(job.seconds * job.rate),
+    dropMs: job.dropMs,
   });
-  await Promise.all(pending);
   await producer.close();
   return { kind: 'paced' as const, latenciesMs };
 }

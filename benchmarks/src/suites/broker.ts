@@ -54,6 +54,7 @@ import {
   type Suite,
   type SuiteOptions,
 } from '../harness.js';
+import { pacedSendLatencies } from '../paced-send.js';
 import { validationRows } from '../validation-cost.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -521,31 +522,11 @@ async function pacedLatencies(
   const topic = await freshTopic(ctx, `lat${acks === 1 ? '1' : 'all'}`, acks, 1);
   const producer = ctx.client.producer({ ...producerOptions, acks: acks === 1 ? 1 : 'all' });
   await producer.send({ topic, value: 'warm-up' });
-  const latencies: number[] = [];
-  const pending: Promise<unknown>[] = [];
-  const t0 = performance.now();
-  let sent = 0;
-  const total = Math.round(seconds * LATENCY_RATE);
-  await new Promise<void>((done) => {
-    const tick = (): void => {
-      const now = performance.now();
-      const due = Math.min(total, Math.floor(((now - t0) / 1000) * LATENCY_RATE));
-      while (sent < due) {
-        const at = performance.now();
-        const measure = at - t0 >= warmupMs;
-        pending.push(
-          producer.send({ topic, value }).then(() => {
-            if (measure) latencies.push(performance.now() - at);
-          }),
-        );
-        sent++;
-      }
-      if (sent >= total) done();
-      else setTimeout(tick, 1);
-    };
-    tick();
+  const latencies = await pacedSendLatencies(producer, topic, value, {
+    rate: LATENCY_RATE,
+    total: Math.round(seconds * LATENCY_RATE),
+    dropMs: warmupMs,
   });
-  await Promise.all(pending);
   await producer.close();
   await ctx.client.admin().deleteTopic(topic);
   return latencies;
