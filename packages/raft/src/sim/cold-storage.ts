@@ -31,13 +31,17 @@ export class ColdStorage extends MemoryStorage {
 
   /** The configuration entries, as a storage keeping them as metadata would answer. */
   confEntries(lo: LogIndex, hi: LogIndex): readonly Entry[] {
-    const out: Entry[] = [];
-    for (let i = lo; i < hi; ) {
-      const chunk = super.entries(i, hi, Number.MAX_SAFE_INTEGER);
-      for (const e of chunk) if (e.type === EntryType.Conf) out.push(e);
-      i = (chunk[chunk.length - 1]!.index + 1) as LogIndex;
-    }
-    return out;
+    return lo < hi ? this.rawEntries(lo, hi).filter((e) => e.type === EntryType.Conf) : [];
+  }
+
+  /** Every entry in [lo, hi), in memory or not (for the simulator's own inspection). */
+  rawEntries(lo: LogIndex, hi: LogIndex): readonly Entry[] {
+    return super.entries(lo, hi, Number.POSITIVE_INFINITY);
+  }
+
+  /** Entries below this index are not in memory (unless loaded). */
+  get hotFromIndex(): number {
+    return this.hotFrom;
   }
 
   /** Everything but the last `keep` entries goes to disk; loaded ranges are forgotten. */
