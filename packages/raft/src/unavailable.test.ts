@@ -120,23 +120,36 @@ function expectConsistentAppends(c: Cluster): void {
   }
 }
 
+/** Node 3 missed entries 2..21 while cut off; then the leader's whole log went to "disk". */
+function laggingCluster() {
+  const c = electedCluster();
+  c.cut.add(3 as NodeId);
+  for (let i = 0; i < 20; i++) c.node(1).raft.propose(new Uint8Array([i]));
+  c.settle();
+  const leader = c.node(1);
+  expect(leader.raft.commitIndex).toBe(21);
+  leader.storage.evictAll();
+  c.cut.clear();
+  return { c, leader };
+}
+
 describe('entries not in memory (LogStorage.available)', () => {
   it('catches a lagging follower up only after the leader loads the wanted range', () => {
-    const c = electedCluster();
-    c.cut.add(3 as NodeId);
-    for (let i = 0; i < 20; i++) c.node(1).raft.propose(new Uint8Array([i]));
-    c.settle();
-    const leader = c.node(1);
-    expect(leader.raft.commitIndex).toBe(21);
+    const { c, leader } = laggingCluster();
     const behind = c.node(3).raft.status().lastIndex;
     expect(behind).toBe(1);
-
-    leader.storage.evictAll();
-    c.cut.clear();
-    c.wanted.get(1 as NodeId)!.length = 0;
     const sentBefore = c.sent.length;
-    c.tick(12); // several heartbeat rounds: each response retries and asks again
+    c.tick(4);
+    const asked = leader.raft.status().progress.get(3 as NodeId)!;
+    expect(c.wanted.get(1 as NodeId)!.length).toBeGreaterThan(0);
+    c.tick(8); // more heartbeat rounds: each response retries and asks again
     const progress = leader.raft.status().progress.get(3 as NodeId)!;
+    // Waiting does not touch the follower's progress.
+    expect([progress.match, progress.next, progress.state]).toEqual([
+      asked.match,
+      asked.next,
+      asked.state,
+    ]);
     const wanted = c.wanted.get(1 as NodeId)!;
     expect(wanted.length).toBeGreaterThan(0);
     for (const w of wanted) expect(w).toEqual({ lo: progress.next, hi: 22 });
@@ -160,13 +173,7 @@ describe('entries not in memory (LogStorage.available)', () => {
   });
 
   it('serves a follower from a loaded range that stops short, then asks for the rest', () => {
-    const c = electedCluster();
-    c.cut.add(3 as NodeId);
-    for (let i = 0; i < 20; i++) c.node(1).raft.propose(new Uint8Array([i]));
-    c.settle();
-    const leader = c.node(1);
-    leader.storage.evictAll();
-    c.cut.clear();
+    const { c, leader } = laggingCluster();
     c.tick(4);
     const first = c.wanted.get(1 as NodeId)!.at(-1)!;
     leader.storage.loaded = { lo: first.lo, hi: (first.lo + 5) as LogIndex };
