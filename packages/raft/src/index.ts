@@ -26,6 +26,7 @@ export {
   ConfChangeType,
   type ConfState,
   type Entry,
+  type EntryRange,
   EntryType,
   type HardState,
   type LogIndex,

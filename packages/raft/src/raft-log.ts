@@ -10,7 +10,7 @@
 
 import { assert } from './errors.js';
 import { countWithinBytes, type LogStorage } from './storage.js';
-import type { Entry, LogIndex, Snapshot, Term } from './types.js';
+import type { Entry, EntryRange, LogIndex, Snapshot, Term } from './types.js';
 
 export class RaftLog {
   unstableSnapshot: Snapshot | null = null;
@@ -19,6 +19,12 @@ export class RaftLog {
   offset: LogIndex;
   committed: LogIndex;
   applied: LogIndex;
+  /**
+   * The apply index found not in memory (0: none): `hasNextCommittedEntries` is false while
+   * `nextApplyFrom()` still equals it, so a blocked apply does not spin `ready()`. Cleared by
+   * `entriesFetched()`.
+   */
+  applyBlockedAt: LogIndex = 0 as LogIndex;
 
   constructor(readonly storage: LogStorage) {
     this.offset = (storage.lastIndex() + 1) as LogIndex;
@@ -111,6 +117,12 @@ export class RaftLog {
     }
   }
 
+  /** Can `slice(lo, hi, …)` be served now? Only the stored part may be out of memory. */
+  available(lo: LogIndex, hi: LogIndex): boolean {
+    if (lo >= hi || lo >= this.offset || this.storage.available === undefined) return true;
+    return this.storage.available(lo, Math.min(hi, this.offset) as LogIndex);
+  }
+
   /** Entries [lo, hi) across storage and the unstable part, within `bytesMax` (>= 1 entry). */
   slice(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
     assert(lo >= this.firstIndex() && hi <= this.lastIndex() + 1, `slice [${lo}, ${hi}) in range`);
@@ -137,7 +149,8 @@ export class RaftLog {
   }
 
   hasNextCommittedEntries(): boolean {
-    return this.committed > this.nextApplyFrom() - 1;
+    const lo = this.nextApplyFrom();
+    return this.committed > lo - 1 && lo !== this.applyBlockedAt;
   }
 
   nextApplyFrom(): LogIndex {
@@ -145,10 +158,19 @@ export class RaftLog {
     return (Math.max(this.applied, snapIndex) + 1) as LogIndex;
   }
 
-  nextCommittedEntries(bytesMax: number): Entry[] {
+  /**
+   * The next committed entries to apply. When they are not in memory: none, and `wanted` is
+   * set to the range (the caller reports it and calls `entriesFetched()` once loaded).
+   */
+  nextCommittedEntries(bytesMax: number, wanted: { range: EntryRange | null }): Entry[] {
     const lo = this.nextApplyFrom();
     const hi = (this.committed + 1) as LogIndex;
     if (lo >= hi) return [];
+    if (!this.available(lo, hi)) {
+      this.applyBlockedAt = lo;
+      wanted.range = { lo, hi: Math.min(hi, this.offset) as LogIndex };
+      return [];
+    }
     return this.slice(lo, hi, bytesMax);
   }
 

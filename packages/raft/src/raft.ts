@@ -29,6 +29,7 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
+  type EntryRange,
   EntryType,
   type HardState,
   type LogIndex,
@@ -129,6 +130,11 @@ export class RaftNode {
   private pendingReads: PendingRead[] = [];
   private readsWaitingCommit: Array<{ from: NodeId; context: string }> = [];
 
+  /** Leader: followers whose append waits for entries not in memory (until entriesFetched). */
+  private readonly appendsWaiting = new Set<NodeId>();
+  /** Ranges found not in memory since the last `ready()`, one per follower (bounded by members). */
+  private readonly entriesWanted = new Map<NodeId, EntryRange>();
+
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
   private prevHard: HardState;
@@ -148,17 +154,10 @@ export class RaftNode {
     const commit = Math.max(hard.commit, meta.index) as LogIndex;
     assert(commit <= this.log.lastIndex(), `stored commit ${commit} beyond the stored log`);
     this.log.committed = commit;
-    // Recovery: the configuration is the last configuration entry after the snapshot. This
-    // scans the uncompacted log once, in byte-bounded chunks.
+    // Recovery: the configuration is the last configuration entry after the snapshot.
     this.confHistory = [{ index: meta.index, conf: meta.conf }];
-    const last = this.log.lastIndex();
-    for (let lo = (meta.index + 1) as LogIndex; lo <= last; ) {
-      const chunk = storage.entries(lo, (last + 1) as LogIndex, this.cfg.committedBytesMax);
-      for (const e of chunk) {
-        if (e.type === EntryType.Conf)
-          this.confHistory.push({ index: e.index, conf: decodeConfState(e.data) });
-      }
-      lo = (chunk[chunk.length - 1]!.index + 1) as LogIndex;
+    for (const e of recoverConfEntries(storage, meta.index, this.cfg.committedBytesMax)) {
+      this.confHistory.push({ index: e.index, conf: decodeConfState(e.data) });
     }
     this.conf = this.confHistory[this.confHistory.length - 1]!.conf;
     this.becomeFollower(this.term, NONE);
@@ -347,6 +346,7 @@ export class RaftNode {
       this.log.unstableSnapshot !== null ||
       this.msgs.length > 0 ||
       this.readStates.length > 0 ||
+      this.entriesWanted.size > 0 ||
       this.log.hasNextCommittedEntries()
     );
   }
@@ -363,7 +363,11 @@ export class RaftNode {
     const softChanged = soft.lead !== this.prevSoft.lead || soft.role !== this.prevSoft.role;
     const entries = this.log.unstable.slice();
     const snapshot = this.log.unstableSnapshot;
-    const committedEntries = this.log.nextCommittedEntries(this.cfg.committedBytesMax);
+    const applyWanted: { range: EntryRange | null } = { range: null };
+    const committedEntries = this.log.nextCommittedEntries(this.cfg.committedBytesMax, applyWanted);
+    const entriesWanted = [...this.entriesWanted.values()];
+    if (applyWanted.range) entriesWanted.push(applyWanted.range);
+    this.entriesWanted.clear();
     const rd: Ready = {
       softState: softChanged ? soft : null,
       hardState: hardChanged ? hard : null,
@@ -372,6 +376,7 @@ export class RaftNode {
       committedEntries,
       messages: this.msgs,
       readStates: this.readStates,
+      entriesWanted,
       mustSync:
         entries.length > 0 ||
         snapshot !== null ||
@@ -412,6 +417,27 @@ export class RaftNode {
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
         this.broadcastPending = true;
+      }
+    }
+  }
+
+  /**
+   * Entries reported in `Ready.entriesWanted` were loaded (or some of them were): retry the
+   * appends and the apply that waited for them. Harmless to call at any time; whatever is
+   * still not in memory is simply asked for again.
+   */
+  entriesFetched(): void {
+    this.log.applyBlockedAt = 0 as LogIndex;
+    if (this.role !== StateRole.Leader) {
+      this.appendsWaiting.clear();
+      return;
+    }
+    const waiting = [...this.appendsWaiting];
+    this.appendsWaiting.clear();
+    for (const id of waiting) {
+      if (!this.sendAppend(id, true)) continue;
+      while (this.sendAppend(id, false)) {
+        // fill the in-flight window
       }
     }
   }
@@ -533,6 +559,8 @@ export class RaftNode {
     this.leadTransferee = NONE;
     this.votes.clear();
     this.progress.clear();
+    this.appendsWaiting.clear();
+    this.entriesWanted.clear();
     this.broadcastPending = false;
     this.readSeq = 0;
     this.pendingReads = [];
@@ -923,6 +951,16 @@ export class RaftNode {
       return this.sendSnapshot(id, pr);
     }
     const lastIndex = this.log.lastIndex();
+    if (pr.next <= lastIndex && !this.log.available(pr.next, (lastIndex + 1) as LogIndex)) {
+      // Not in memory: send nothing and leave the progress alone; the caller loads the range
+      // and calls entriesFetched() (a heartbeat response also retries, and asks again).
+      this.appendsWaiting.add(id);
+      this.entriesWanted.set(id, {
+        lo: pr.next,
+        hi: Math.min(lastIndex + 1, this.log.offset) as LogIndex,
+      });
+      return false;
+    }
     const entries =
       pr.next <= lastIndex
         ? this.log.slice(pr.next, (lastIndex + 1) as LogIndex, this.cfg.appendBytesMax)
@@ -1211,6 +1249,41 @@ export class RaftNode {
   private softState(): SoftState {
     return { lead: this.lead, role: this.role };
   }
+}
+
+/**
+ * The configuration entries after the snapshot at `after`: from `storage.confEntries` when the
+ * storage keeps them as metadata (then no entry is read), else by scanning the log in
+ * byte-bounded chunks.
+ */
+function recoverConfEntries(storage: LogStorage, after: LogIndex, bytesMax: number): Entry[] {
+  const last = storage.lastIndex();
+  const end = (last + 1) as LogIndex;
+  if (after >= last) return [];
+  if (storage.confEntries) {
+    const out = storage.confEntries((after + 1) as LogIndex, end).slice();
+    let prev = after;
+    for (const e of out) {
+      if (e.type !== EntryType.Conf || e.index <= prev || e.index > last) {
+        throw new RaftError(
+          RaftErrorCode.INVALID_STATE,
+          `storage confEntries returned ${e.index} (type ${e.type}) out of order or range`,
+        );
+      }
+      prev = e.index;
+    }
+    return out;
+  }
+  // No metadata: scan. A storage that cannot serve part of this synchronously throws its own
+  // typed error from entries() (the broker's RaftLogTail records the miss, so its shell
+  // prefetches and constructs the node again); the core has no Ready to ask through yet.
+  const out: Entry[] = [];
+  for (let lo = (after + 1) as LogIndex; lo <= last; ) {
+    const chunk = storage.entries(lo, end, bytesMax);
+    for (const e of chunk) if (e.type === EntryType.Conf) out.push(e);
+    lo = (chunk[chunk.length - 1]!.index + 1) as LogIndex;
+  }
+  return out;
 }
 
 function hardEquals(a: HardState, b: HardState): boolean {

@@ -45,6 +45,21 @@ export interface LogStorage {
    * firstIndex <= lo <= hi <= lastIndex + 1.
    */
   entries(lo: LogIndex, hi: LogIndex, bytesMax: number): readonly Entry[];
+  /**
+   * Optional: false when `entries(lo, hi, …)` cannot be served synchronously now (the entries
+   * are on disk, not in memory). The core then reads nothing, reports the range in
+   * `Ready.entriesWanted` and waits for `RaftNode.entriesFetched()`. Absent: always available.
+   * Same bounds as `entries`; may answer for a prefix only (entries may still stop early).
+   */
+  available?(lo: LogIndex, hi: LogIndex): boolean;
+  /**
+   * Optional: the configuration entries in [lo, hi) in index order, from metadata, without
+   * reading the other entries. Used only by the `RaftNode` constructor, which must find the
+   * configuration entries after the snapshot. Without it the constructor scans `entries()`,
+   * and a storage that cannot serve a range must throw its own typed error there (see
+   * docs/raft.md, "Entries not in memory").
+   */
+  confEntries?(lo: LogIndex, hi: LogIndex): readonly Entry[];
 }
 
 /** The writes a caller performs from `Ready`; implemented by stores the simulator drives. */

@@ -172,8 +172,21 @@ export interface Ready {
   readonly committedEntries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly readStates: readonly ReadState[];
+  /**
+   * Ranges [lo, hi) the core needed from storage but `LogStorage.available` said are not in
+   * memory (appends to lagging followers, committed entries to apply). Load them (each may be
+   * served in several prefetches; the core asks again for what is still missing), then call
+   * `entriesFetched()`. At most one range per follower plus one for applying.
+   */
+  readonly entriesWanted: readonly EntryRange[];
   /** True when the hard state's term or vote changed or there are entries or a snapshot. */
   readonly mustSync: boolean;
+}
+
+/** A half-open range of log indexes [lo, hi). */
+export interface EntryRange {
+  readonly lo: LogIndex;
+  readonly hi: LogIndex;
 }
 
 export const ConfChangeType = {

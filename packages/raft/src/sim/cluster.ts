@@ -18,9 +18,10 @@ import { RaftError } from '../errors.js';
 import { RaftNode } from '../raft.js';
 import { type SeededRandom, seededRandom } from '../rng.js';
 import { MemoryStorage } from '../storage.js';
-import type { Entry, LogIndex, Message, NodeId, Ready, Term } from '../types.js';
+import type { Entry, EntryRange, LogIndex, Message, NodeId, Ready, Term } from '../types.js';
 import { ConfChangeType, StateRole } from '../types.js';
 import { chainNext, DurableLogMirror, entryKey, SafetyChecker, type Violation } from './checker.js';
+import { ColdStorage } from './cold-storage.js';
 
 export const TICK_MS = 10;
 export const ELECTION_TICKS = 10;
@@ -38,6 +39,11 @@ export interface SimOptions {
   readonly faultPhaseMs?: number;
   /** Test-only unsafe switches passed to every node (to prove the checkers can fail). */
   readonly unsafe?: RaftConfig['unsafe'];
+  /**
+   * Cold storage: older entries are randomly declared "on disk" (LogStorage.available says
+   * no) and loaded 1-3 ticks after the core asks for them in Ready.entriesWanted.
+   */
+  readonly coldStorage?: boolean;
   /** Receives a line per notable event (for replaying a failing seed). */
   readonly trace?: (line: string) => void;
 }
@@ -60,6 +66,7 @@ type Event =
   | { kind: 'tick' }
   | { kind: 'deliver'; msg: Message }
   | { kind: 'persisted'; node: NodeId; generation: number }
+  | { kind: 'fetched'; node: NodeId; generation: number; range: EntryRange }
   | { kind: 'chaos' }
   | { kind: 'propose' }
   | { kind: 'read' }
@@ -193,7 +200,8 @@ export class Simulation {
     for (let i = 1; i <= voterCount; i++) voters.push(i as NodeId);
     for (let i = 1; i <= voterCount + spareCount; i++) {
       const id = i as NodeId;
-      const storage = new MemoryStorage(i <= voterCount ? { voters, learners: [] } : undefined);
+      const conf = i <= voterCount ? { voters, learners: [] } : undefined;
+      const storage = options.coldStorage ? new ColdStorage(conf) : new MemoryStorage(conf);
       const node = new SimNode(id, storage);
       this.nodes.set(id, node);
       if (i <= voterCount) this.everAdded.add(id);
@@ -295,6 +303,15 @@ export class Simulation {
         this.pump(node);
         return;
       }
+      case 'fetched': {
+        const node = this.nodes.get(event.node)!;
+        if (node.generation !== event.generation || !node.raft) return;
+        (node.storage as ColdStorage).load(event.range);
+        this.fault('entries-fetched');
+        node.raft.entriesFetched();
+        this.pump(node);
+        return;
+      }
       case 'chaos':
         if (this.healed) return;
         this.chaos();
@@ -361,6 +378,14 @@ export class Simulation {
     if (becameLeaderTerm !== null)
       this.checker.observeLeaderLog(node.id, becameLeaderTerm, node.mirror);
     for (const m of ready.messages) this.send(m);
+    for (const range of ready.entriesWanted) {
+      this.queue.push(this.now + TICK_MS * (1 + this.rng.int(3)), {
+        kind: 'fetched',
+        node: node.id,
+        generation: node.generation,
+        range,
+      });
+    }
     for (const e of ready.committedEntries) this.apply(node, e);
     for (const rs of ready.readStates) {
       const issued = this.readsIssued.get(rs.context);
@@ -483,6 +508,13 @@ export class Simulation {
   // ------------------------------------------------------------ faults
 
   private chaos(): void {
+    if (this.options.coldStorage && this.rng.chance(0.5)) {
+      const node = this.pick([...this.nodes.values()]);
+      if (node) {
+        (node.storage as ColdStorage).evict(this.rng.int(3));
+        this.fault('eviction');
+      }
+    }
     const ids = [...this.nodes.keys()];
     const roll = this.rng.float();
     if (roll < 0.1) {

@@ -1,8 +1,10 @@
-// `pnpm sim --seeds K --seed-start S [--trace] [--unsafe-vote-twice] [--unsafe-commit-previous-term]`
+// `pnpm sim --seeds K --seed-start S [--trace] [--cold-storage] [--unsafe-vote-twice] [--unsafe-commit-previous-term]`
 // Runs K simulator seeds from S and prints a summary: seeds run, steps, faults injected by
 // kind, violations. Exits 1 on any violation, printing the command that replays the first
 // failing seed (with --trace, which prints the event log of a single seed). Exits 2 on bad
 // arguments. The --unsafe-* switches break the core on purpose, to watch the checkers fail.
+// --cold-storage runs every node over ColdStorage (entries randomly not in memory, loaded a
+// few ticks after the core asks for them).
 
 import type { RaftConfig } from '../config.js';
 import { LIVENESS_TICKS_MAX, runSeed } from './cluster.js';
@@ -25,7 +27,7 @@ function main(argv: string[]): number {
   } catch (err) {
     console.error(`sim: ${(err as Error).message}`);
     console.error(
-      'usage: pnpm sim --seeds K --seed-start S [--trace] [--unsafe-vote-twice] [--unsafe-commit-previous-term]',
+      'usage: pnpm sim --seeds K --seed-start S [--trace] [--cold-storage] [--unsafe-vote-twice] [--unsafe-commit-previous-term]',
     );
     return 2;
   }
@@ -34,18 +36,23 @@ function main(argv: string[]): number {
     ...(argv.includes('--unsafe-commit-previous-term') ? { commitPreviousTerm: true } : {}),
   };
   const unsafeOpt = Object.keys(unsafe).length > 0 ? unsafe : undefined;
+  const coldStorage = argv.includes('--cold-storage');
   if (argv.includes('--trace')) {
     for (let seed = seedStart; seed < seedStart + seeds; seed++) {
       const r = runSeed({
         seed,
         ...(unsafeOpt ? { unsafe: unsafeOpt } : {}),
+        coldStorage,
         trace: (l) => console.log(l),
       });
       for (const v of r.violations) console.log(`VIOLATION ${v.kind}: ${v.detail}`);
     }
   }
   const started = performance.now();
-  const s = runSeeds(seedStart, seeds, unsafeOpt ? { unsafe: unsafeOpt } : {});
+  const s = runSeeds(seedStart, seeds, {
+    ...(unsafeOpt ? { unsafe: unsafeOpt } : {}),
+    coldStorage,
+  });
   const seconds = (performance.now() - started) / 1000;
   console.log(
     `seeds run:        ${s.seedsRun} (${seedStart}..${seedStart + s.seedsRun - 1}) in ${seconds.toFixed(1)} s`,
@@ -67,7 +74,7 @@ function main(argv: string[]): number {
   }
   const first = s.failures[0];
   if (first) {
-    console.log(`replay: ${replayCommand(first.seed, unsafeOpt)}`);
+    console.log(`replay: ${replayCommand(first.seed, unsafeOpt, coldStorage)}`);
     return 1;
   }
   return 0;

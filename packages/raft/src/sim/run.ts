@@ -21,6 +21,7 @@ export function runSeeds(
   options: {
     unsafe?: RaftConfig['unsafe'];
     faultPhaseMs?: number;
+    coldStorage?: boolean;
     stopAtFirstFailure?: boolean;
   } = {},
 ): SeedsSummary {
@@ -38,6 +39,7 @@ export function runSeeds(
       seed,
       ...(options.unsafe ? { unsafe: options.unsafe } : {}),
       ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
+      ...(options.coldStorage ? { coldStorage: true } : {}),
     });
     seedsRun++;
     steps += r.steps;
@@ -65,8 +67,13 @@ export function runSeeds(
   };
 }
 
-export function replayCommand(seed: number, unsafe?: RaftConfig['unsafe']): string {
+export function replayCommand(
+  seed: number,
+  unsafe?: RaftConfig['unsafe'],
+  coldStorage = false,
+): string {
   const flags: string[] = [];
+  if (coldStorage) flags.push('--cold-storage');
   if (unsafe?.voteTwice) flags.push('--unsafe-vote-twice');
   if (unsafe?.commitPreviousTerm) flags.push('--unsafe-commit-previous-term');
   return ['pnpm sim --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');

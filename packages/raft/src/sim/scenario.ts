@@ -17,16 +17,19 @@
 //   process-ready ID... | deliver [ID...] | stabilize | drop FROM TO
 //   partition IDS / IDS | cut FROM TO | heal
 //   crash ID | restart ID | compact ID | status ID... | log ID
+//   evict ID [KEEP]   the node's stored entries but the last KEEP (default 0) go "on disk"
+//                     (LogStorage.available says no; the core prints `wants [lo, hi)`)
+//   fetch ID          loads the ranges the node asked for and calls entriesFetched()
 
 import { decodeConfState } from '../conf.js';
 import type { RaftConfig } from '../config.js';
 import { RaftError } from '../errors.js';
 import { RaftNode } from '../raft.js';
 import { seededRandom } from '../rng.js';
-import { MemoryStorage } from '../storage.js';
 import {
   type ConfChangeType,
   type Entry,
+  type EntryRange,
   EntryType,
   type Message,
   MessageType,
@@ -35,6 +38,7 @@ import {
   StateRole,
 } from '../types.js';
 import { chainNext, DurableLogMirror, entryKey, SafetyChecker } from './checker.js';
+import { ColdStorage } from './cold-storage.js';
 
 const text = new TextDecoder();
 const utf8 = new TextEncoder();
@@ -82,8 +86,10 @@ export function formatMessage(m: Message): string {
 
 interface ScenarioNode {
   raft: RaftNode | null;
-  readonly storage: MemoryStorage;
+  readonly storage: ColdStorage;
   readonly mirror: DurableLogMirror;
+  /** Ranges the core asked for (Ready.entriesWanted) and `fetch` has not loaded yet. */
+  wanted: EntryRange[];
   appliedIndex: number;
   appliedChain: number;
   options: Partial<RaftConfig>;
@@ -129,7 +135,7 @@ export class ScenarioEnv {
         this.addNodes(Number(args[0]), args.slice(1));
         return;
       case 'add-spare':
-        this.addNode(Number(args[0]) as NodeId, new MemoryStorage(), this.lastOptions);
+        this.addNode(Number(args[0]) as NodeId, new ColdStorage(), this.lastOptions);
         return;
       case 'campaign':
         this.node(args[0]).raft.campaign();
@@ -224,6 +230,22 @@ export class ScenarioEnv {
         this.out.push(`${args[0]}: snapshot and compaction at ${n.appliedIndex}`);
         return;
       }
+      case 'evict': {
+        const n = this.node(args[0]);
+        n.storage.evict(Number(args[1] ?? 0));
+        this.out.push(`${args[0]}: entries below ${n.storage.hotFromIndex} not in memory`);
+        return;
+      }
+      case 'fetch': {
+        const n = this.node(args[0]);
+        for (const r of n.wanted) {
+          n.storage.load(r);
+          this.out.push(`${args[0]}: fetched [${r.lo}, ${r.hi})`);
+        }
+        n.wanted = [];
+        n.raft.entriesFetched();
+        return;
+      }
       case 'status':
         for (const a of args) this.printStatus(this.node(a));
         return;
@@ -232,7 +254,7 @@ export class ScenarioEnv {
         const s = n.storage;
         const first = s.firstIndex();
         const entries =
-          s.lastIndex() >= first ? s.entries(first, (s.lastIndex() + 1) as never, Infinity) : [];
+          s.lastIndex() >= first ? s.rawEntries(first, (s.lastIndex() + 1) as never) : [];
         this.out.push(
           `${args[0]}: snapshot ${s.snapshotMeta().index}/${s.snapshotMeta().term}; ${entries.map(formatEntry).join(', ') || 'no entries'}`,
         );
@@ -261,14 +283,15 @@ export class ScenarioEnv {
     this.lastOptions = options;
     const voters: NodeId[] = [];
     for (let i = 1; i <= count; i++) voters.push(i as NodeId);
-    for (const id of voters) this.addNode(id, new MemoryStorage({ voters, learners: [] }), options);
+    for (const id of voters) this.addNode(id, new ColdStorage({ voters, learners: [] }), options);
   }
 
-  private addNode(id: NodeId, storage: MemoryStorage, options: Partial<RaftConfig>): void {
+  private addNode(id: NodeId, storage: ColdStorage, options: Partial<RaftConfig>): void {
     const n: ScenarioNode = {
       raft: null,
       storage,
       mirror: new DurableLogMirror(),
+      wanted: [],
       appliedIndex: 0,
       appliedChain: 0,
       options,
@@ -322,6 +345,10 @@ export class ScenarioEnv {
     if (rd.softState?.role === StateRole.Leader)
       this.checker.observeLeaderLog(id, raft.currentTerm, n.mirror);
     for (const m of rd.messages) this.queue.push(m);
+    for (const r of rd.entriesWanted) {
+      this.out.push(`${id}: wants [${r.lo}, ${r.hi})`);
+      if (!n.wanted.some((w) => w.lo === r.lo && w.hi === r.hi)) n.wanted.push(r);
+    }
     if (rd.committedEntries.length > 0) {
       for (const e of rd.committedEntries) {
         const key = entryKey(e);
