@@ -75,12 +75,7 @@ import { checkPartitionLimits } from './partition-limits.js';
 import { validateProduceRecords } from './produce-validation.js';
 import { settleBounded } from './settle-bounded.js';
 import { isDiskFull, systemStorageError } from './storage-errors.js';
-import {
-  brokerFileSystem,
-  openPartitionLogOn,
-  repairPartitionLogOn,
-  repairStoragePartitionLog,
-} from './storage-log.js';
+import { brokerFileSystem, openPartitionLogOn, repairPartitionLogOn } from './storage-log.js';
 import {
   checkTopicName,
   describeTopicConfig,
@@ -205,9 +200,7 @@ export class Broker {
     });
     this.realDisk = options.fileSystem === undefined;
     this.openLog = options.openLog ?? openPartitionLogOn(this.fs);
-    this.repairLog =
-      options.repairLog ??
-      (this.realDisk ? repairStoragePartitionLog : repairPartitionLogOn(this.fs));
+    this.repairLog = options.repairLog ?? repairPartitionLogOn(this.fs);
     this.partitionHooks = {
       ...this.partitionEvents,
       onLogEvent: (p, e) => this.onLogEvent(p, e),

@@ -130,12 +130,7 @@ export function openPartitionLogOn(fs: FileSystem): OpenPartitionLog {
     );
 }
 
-/** The storage package's repair over the real file system (the partition's log is closed). */
-export const repairStoragePartitionLog: RepairPartitionLog = repairPartitionLogOn(
-  new NodeFileSystem(),
-);
-
-/** The storage package's repair over `fs` (the broker's own, when tests give it one). */
+/** The storage package's repair over `fs`, the broker's own (the partition's log is closed). */
 export function repairPartitionLogOn(fs: FileSystem): RepairPartitionLog {
   return (dir, options) => repairPartitionLog(fs, dir, options);
 }
