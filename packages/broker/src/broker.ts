@@ -12,7 +12,6 @@
 // last; on any failure everything made so far is closed and removed. Shutdown (`close`):
 // stop accepting, answer or time out in-flight requests, wake parked fetches, close the logs
 // (flush + producer-state snapshot), close the ports.
-import { mkdir, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -54,7 +53,7 @@ import {
   type RepairPartitionResponse,
   StreamBusError,
 } from '@streambus/protocol';
-import type { LogEvent } from '@streambus/storage';
+import { type FileSystem, type LogEvent, removeTree } from '@streambus/storage';
 import pino, { type Logger } from 'pino';
 import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
@@ -76,7 +75,7 @@ import { checkPartitionLimits } from './partition-limits.js';
 import { validateProduceRecords } from './produce-validation.js';
 import { settleBounded } from './settle-bounded.js';
 import { isDiskFull, systemStorageError } from './storage-errors.js';
-import { openStoragePartitionLog, repairStoragePartitionLog } from './storage-log.js';
+import { brokerFileSystem, openPartitionLogOn, repairPartitionLogOn } from './storage-log.js';
 import {
   checkTopicName,
   describeTopicConfig,
@@ -111,6 +110,11 @@ export interface BrokerOptions {
   openLog?: OpenPartitionLog;
   /** Replaces the storage package's repairPartitionLog (with `openLog`). */
   repairLog?: RepairPartitionLog;
+  /**
+   * The file system under every file the broker writes (tests: a MemoryFileSystem or a
+   * FaultyFileSystem). Default: the real one. Either way it is wrapped in the descriptor bound.
+   */
+  fileSystem?: FileSystem;
 }
 
 /** Offline partitions listed by /ready at most (the count is always complete). */
@@ -136,6 +140,10 @@ export class Broker {
   private readonly budgets: BrokerBudgets;
   private readonly openLog: OpenPartitionLog;
   private readonly repairLog: RepairPartitionLog;
+  /** The broker's one FileSystem (storage-log.ts): logs, metadata.json, snapshots, topic dirs. */
+  private readonly fs: FileSystem;
+  /** Whether `fs` is the real disk (the data directory is then checked with node:fs first). */
+  private readonly realDisk: boolean;
   private readonly partitionHooks: PartitionHooks;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
@@ -185,13 +193,14 @@ export class Broker {
     this.metrics = new BrokerMetrics(() => this.allPartitions());
     this.budgets = brokerBudgets(config.limits);
     registerBudgetGauges(this.metrics.registry, this.budgets);
-    this.openLog =
-      options.openLog ??
-      openStoragePartitionLog(this.metrics, {
-        openFilesMax: config.limits.openFilesMax,
-        logger: this.logger,
-      });
-    this.repairLog = options.repairLog ?? repairStoragePartitionLog;
+    this.fs = brokerFileSystem(this.metrics, {
+      openFilesMax: config.limits.openFilesMax,
+      logger: this.logger,
+      ...(options.fileSystem ? { fileSystem: options.fileSystem } : {}),
+    });
+    this.realDisk = options.fileSystem === undefined;
+    this.openLog = options.openLog ?? openPartitionLogOn(this.fs);
+    this.repairLog = options.repairLog ?? repairPartitionLogOn(this.fs);
     this.partitionHooks = {
       ...this.partitionEvents,
       onLogEvent: (p, e) => this.onLogEvent(p, e),
@@ -289,8 +298,9 @@ export class Broker {
 
   private async startUp(): Promise<void> {
     const started = Date.now();
-    await prepareDataDir(this.config.dataDir);
-    this.metadata = await MetadataStore.open(this.config.dataDir);
+    if (this.realDisk) await prepareDataDir(this.config.dataDir);
+    else await this.fs.mkdir(join(this.config.dataDir, 'topics'));
+    this.metadata = await MetadataStore.open(this.fs, this.config.dataDir);
     await this.removeOrphanTopicDirs();
     for (const record of this.metadata.topics) {
       const config = resolveTopicConfig(
@@ -340,10 +350,10 @@ export class Broker {
 
   private async removeOrphanTopicDirs(): Promise<void> {
     const owned = new Set(this.metadata.topics.map((t) => String(t.id)));
-    for (const name of await readdir(join(this.config.dataDir, 'topics'))) {
+    for (const name of await this.fs.readdir(join(this.config.dataDir, 'topics'))) {
       if (!owned.has(name)) {
         this.logger.info({ dir: name }, 'removing data of a deleted topic');
-        await rm(join(this.config.dataDir, 'topics', name), { recursive: true, force: true });
+        await removeTree(this.fs, join(this.config.dataDir, 'topics', name));
       }
     }
   }
@@ -359,7 +369,7 @@ export class Broker {
     try {
       // At startup a topic directory that cannot be made leaves its partitions offline (each
       // open fails on its own), not the broker down.
-      await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+      await this.fs.mkdir(dir).catch((err: unknown) => {
         if (!tolerant) throw err;
       });
       for (let i = 0; i < record.partitions; i++) {
@@ -373,6 +383,7 @@ export class Broker {
             this.config.limits.fetchWaitersMax,
             this.partitionHooks,
             tolerant ? 'offline' : 'throw',
+            this.fs,
           ),
         );
       }
@@ -640,7 +651,7 @@ export class Broker {
       await this.metadata.addTopic(name, partitions, overrides, record.id);
     } catch (err) {
       await Promise.allSettled(opened.map((p) => p.close()));
-      await rm(this.topicDir(record.id), { recursive: true, force: true }).catch((e: unknown) =>
+      await removeTree(this.fs, this.topicDir(record.id)).catch((e: unknown) =>
         this.logger.error({ err: e, topic: name }, 'removing a half-made topic failed'),
       );
       this.logger.warn({ err, topic: name, partitions }, 'topic creation failed; nothing kept');
@@ -700,7 +711,7 @@ export class Broker {
           await this.metadata.removeTopic(name);
           this.topics.delete(name);
           await settleBounded(t.partitions, (p) => p.close(), PARTITION_CLOSES_MAX);
-          await rm(this.topicDir(t.record.id), { recursive: true, force: true });
+          await removeTree(this.fs, this.topicDir(t.record.id));
           this.logger.info({ topic: name }, 'topic deleted');
         });
         topics.push({ errorCode: 0, name });

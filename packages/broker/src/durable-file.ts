@@ -1,11 +1,12 @@
-// Small files replaced atomically and durably: write `<path>.tmp`, fsync it, rename it over
-// `path`, fsync the directory. After a crash the file holds the old bytes or the new ones, never a
-// mix. Used for the broker's metadata and producer-state snapshots (both small, rarely written);
-// the record data itself goes through the storage package.
+// Small files replaced atomically and durably, through the storage FileSystem seam: write
+// `<path>.tmp`, fsync it, rename it over `path`, fsync the directory. After a crash the file holds
+// the old bytes or the new ones, never a mix. Used for the broker's metadata and producer-state
+// snapshots (both small, rarely written); the record data itself goes through the storage
+// package. Going through the seam, these files count against the broker's descriptor bound and
+// can be crash-simulated (MemoryFileSystem) and fault-injected (FaultyFileSystem) in tests.
 // A failure (a full disk) is a KAFKA_STORAGE_ERROR naming the file; the old file is kept and the
 // partial temporary file removed (it would hold space the disk lacks).
-import { open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { type FileSystem, isNotFound, writeFileAtomic } from '@streambus/storage';
 import { systemStorageError } from './storage-errors.js';
 
 /**
@@ -15,9 +16,9 @@ import { systemStorageError } from './storage-errors.js';
  */
 const writing = new Map<string, Promise<void>>();
 
-export function writeFileDurably(path: string, data: Uint8Array): Promise<void> {
+export function writeFileDurably(fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
   const previous = writing.get(path) ?? Promise.resolve();
-  const next = previous.then(() => writeNow(path, data));
+  const next = previous.then(() => writeNow(fs, path, data));
   const settled = next.catch(() => undefined);
   writing.set(path, settled);
   void settled.then(() => {
@@ -26,29 +27,21 @@ export function writeFileDurably(path: string, data: Uint8Array): Promise<void> 
   return next;
 }
 
-async function writeNow(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
+async function writeNow(fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
   try {
-    const file = await open(tmp, 'w');
-    try {
-      await file.writeFile(data);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, path);
-    await syncDir(dirname(path));
+    await writeFileAtomic(fs, path, data);
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
+    await fs.unlink(`${path}.tmp`).catch(() => undefined);
     throw systemStorageError(err, `writing ${path}`) ?? err;
   }
 }
 
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+/** The whole file, or null when it does not exist; other failures are storage errors. */
+export async function readFileIfExists(fs: FileSystem, path: string): Promise<Buffer | null> {
   try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+    return await fs.readFile(path);
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw systemStorageError(err, `reading ${path}`) ?? err;
   }
 }

@@ -1,6 +1,6 @@
 // The broker's durable metadata: cluster id, topics (name, id, partition count, config
 // overrides), and the producer-id high-water mark. Single node, so one JSON file replaced
-// atomically (durable-file.ts) on every change; topic changes are rare and each one is fsynced
+// atomically (durable-file.ts, over the broker's FileSystem) on every change; topic changes are rare and each one is fsynced
 // before it is acknowledged. When the controller quorum arrives (ARCHITECTURE.md §4) this becomes
 // the state machine applied from the metadata Raft log.
 //
@@ -13,10 +13,10 @@
 // Producer ids are handed out from blocks of PRODUCER_ID_BLOCK: the file records the end of the
 // reserved block, so after a crash allocation resumes past every id that may have been given out.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import { writeFileDurably } from './durable-file.js';
+import type { FileSystem } from '@streambus/storage';
+import { readFileIfExists, writeFileDurably } from './durable-file.js';
 import type { TopicOverrides } from './topic-config.js';
 
 export const METADATA_VERSION = 1;
@@ -41,26 +41,25 @@ export class MetadataStore {
   private nextProducerId: number;
 
   private constructor(
+    private readonly fs: FileSystem,
     readonly path: string,
     private state: MetadataState,
   ) {
     this.nextProducerId = state.producerIdsReservedUntil;
   }
 
-  static async open(dataDir: string): Promise<MetadataStore> {
+  static async open(fs: FileSystem, dataDir: string): Promise<MetadataStore> {
     const path = join(dataDir, 'metadata.json');
-    let text: string | null = null;
+    let bytes: Buffer | null;
     try {
-      text = await readFile(path, 'utf8');
+      bytes = await readFileIfExists(fs, path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR, `cannot read ${path}`, {
-          cause: err,
-        });
-      }
+      throw new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR, `cannot read ${path}`, {
+        cause: err,
+      });
     }
-    if (text === null) {
-      const store = new MetadataStore(path, {
+    if (bytes === null) {
+      const store = new MetadataStore(fs, path, {
         version: METADATA_VERSION,
         clusterId: randomUUID(),
         nextTopicId: 1,
@@ -70,7 +69,7 @@ export class MetadataStore {
       await store.persist(store.state);
       return store;
     }
-    return new MetadataStore(path, parseMetadata(text, path));
+    return new MetadataStore(fs, path, parseMetadata(bytes.toString('utf8'), path));
   }
 
   get clusterId(): string {
@@ -136,7 +135,7 @@ export class MetadataStore {
 
   /** Writes `next` and only then adopts it, so memory never runs ahead of the disk. */
   private async persist(next: MetadataState): Promise<void> {
-    await writeFileDurably(this.path, Buffer.from(`${JSON.stringify(next, null, 1)}\n`));
+    await writeFileDurably(this.fs, this.path, Buffer.from(`${JSON.stringify(next, null, 1)}\n`));
     this.state = next;
   }
 }

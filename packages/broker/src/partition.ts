@@ -8,8 +8,8 @@
 // socket. Leadership is fixed (single node); replication will replace `append` + `waitDurable`
 // with "propose to Raft, wait for commit", keeping the same shape (ARCHITECTURE.md §4).
 //
-// Producer-state snapshot file `<dir>.producers.json` (next to the log directory, written with
-// fsync + atomic rename): { "offset": N, "producers": [{ "id", "epoch", "batches": [[firstSeq,
+// Producer-state snapshot file `<dir>.producers.json` (next to the log directory, through the
+// broker's FileSystem; fsync + atomic rename): { "offset": N, "producers": [{ "id", "epoch", "batches": [[firstSeq,
 // lastSeq, baseOffset], ...] }] } where `offset` is the log end offset the state covers. At open
 // the snapshot is loaded and the batch headers from `offset` to the log end are replayed; with no
 // usable snapshot (missing, damaged, or beyond the recovered log end) the whole log is replayed.
@@ -27,7 +27,6 @@
 // written may be lost on disk: it is rewritten by the producers' retries, never acknowledged from
 // a page cache whose fsync failed); the producer state is then rebuilt from the log. A config
 // change that reopens the log makes concurrent produces wait for the new log, not fail.
-import { readFile } from 'node:fs/promises';
 import {
   batchSizeAt,
   ErrorCode,
@@ -37,12 +36,13 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import {
+  type FileSystem,
   isLogCorruptionError,
   type LogEvent,
   type RepairOptions,
   type RepairReport,
 } from '@streambus/storage';
-import { writeFileDurably } from './durable-file.js';
+import { readFileIfExists, writeFileDurably } from './durable-file.js';
 import {
   type BatchEntry,
   lastSequence,
@@ -163,6 +163,7 @@ export class Partition {
     fetchWaitersMax: number,
     private readonly hooks: PartitionHooks,
     private openLog: OpenPartitionLog,
+    private readonly fs: FileSystem,
   ) {
     this.waiters = new WaiterSet(fetchWaitersMax);
     this.producers = new ProducerStateTable();
@@ -182,9 +183,21 @@ export class Partition {
     fetchWaitersMax: number,
     hooks: PartitionHooks = {},
     ifUnopenable: 'throw' | 'offline' = 'throw',
+    /** The broker's file system, for the producer-state snapshot. */
+    fs: FileSystem,
   ): Promise<Partition> {
     const offline = new OfflineLog(() => new StreamBusError(ErrorCode.KAFKA_STORAGE_ERROR), 0, 0);
-    const p = new Partition(topic, index, dir, config, offline, fetchWaitersMax, hooks, openLog);
+    const p = new Partition(
+      topic,
+      index,
+      dir,
+      config,
+      offline,
+      fetchWaitersMax,
+      hooks,
+      openLog,
+      fs,
+    );
     try {
       await p.openLogAndState(openLog, false);
     } catch (err) {
@@ -694,7 +707,7 @@ export class Partition {
     if (this.offlineState !== null || this.reopening !== null || this.needsReopen) return;
     // Only settled entries are in the table's JSON, so the snapshot claims only what they cover.
     const snapshot = { offset: this.settledEnd, ...this.producers.toJSON() };
-    await writeFileDurably(this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
+    await writeFileDurably(this.fs, this.snapshotPath, Buffer.from(JSON.stringify(snapshot)));
   }
 
   /**
@@ -729,7 +742,7 @@ export class Partition {
 
   private async restoreProducerState(fullReplay: boolean): Promise<void> {
     let from = this.log.logStartOffset;
-    const snapshot = fullReplay ? null : await readSnapshot(this.snapshotPath);
+    const snapshot = fullReplay ? null : await readSnapshot(this.fs, this.snapshotPath);
     if (
       snapshot !== null &&
       snapshot.offset <= this.log.logEndOffset &&
@@ -768,16 +781,18 @@ export class Partition {
 }
 
 async function readSnapshot(
+  fs: FileSystem,
   path: string,
 ): Promise<(ProducerStateSnapshot & { offset: number }) | null> {
-  let text: string;
+  let bytes: Buffer | null;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFileIfExists(fs, path);
   } catch {
     return null;
   }
+  if (bytes === null) return null;
   try {
-    const parsed = JSON.parse(text) as ProducerStateSnapshot & { offset: number };
+    const parsed = JSON.parse(bytes.toString('utf8')) as ProducerStateSnapshot & { offset: number };
     if (!Number.isSafeInteger(parsed.offset) || !Array.isArray(parsed.producers)) return null;
     return parsed;
   } catch {

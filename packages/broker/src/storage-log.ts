@@ -80,12 +80,22 @@ export interface StorageOptions {
   logger?: Logger;
   /** The process's open-file limit (default: read from /proc/self/limits). */
   processOpenFilesLimit?: number | null;
+  /** The file system under the bound (default: the real one; tests pass a MemoryFileSystem). */
+  fileSystem?: FileSystem;
 }
 
 export function openStoragePartitionLog(
   metrics: BrokerMetrics,
   options: StorageOptions = {},
 ): OpenPartitionLog {
+  return openPartitionLogOn(brokerFileSystem(metrics, options));
+}
+
+/**
+ * The broker's one FileSystem: fsyncs timed, descriptors bounded by `limits.openFilesMax`. The
+ * partition logs, metadata.json and the producer-state snapshots all go through it.
+ */
+export function brokerFileSystem(metrics: BrokerMetrics, options: StorageOptions = {}): FileSystem {
   const processLimit =
     options.processOpenFilesLimit === undefined
       ? processOpenFilesLimit()
@@ -98,12 +108,19 @@ export function openStoragePartitionLog(
       'limits.openFilesMax lowered to half of the process open-file limit (ulimit -n)',
     );
   }
-  const timed = new TimedFileSystem(new NodeFileSystem(), (s) => metrics.fsyncSeconds.observe(s));
+  const timed = new TimedFileSystem(options.fileSystem ?? new NodeFileSystem(), (s) =>
+    metrics.fsyncSeconds.observe(s),
+  );
   const fs = new BoundedFileSystem(timed, {
     openFilesMax,
     onExhausted: exhaustionLogger(options.logger),
   });
   metrics.registerStorageFiles(() => fs.stats, openFilesMax);
+  return fs;
+}
+
+/** The storage package's PartitionLog over `fs`. */
+export function openPartitionLogOn(fs: FileSystem): OpenPartitionLog {
   return (dir, config, openOptions) =>
     PartitionLog.open(
       fs,
@@ -113,6 +130,7 @@ export function openStoragePartitionLog(
     );
 }
 
-/** The storage package's repair over the real file system (the partition's log is closed). */
-export const repairStoragePartitionLog: RepairPartitionLog = (dir, options) =>
-  repairPartitionLog(new NodeFileSystem(), dir, options);
+/** The storage package's repair over `fs`, the broker's own (the partition's log is closed). */
+export function repairPartitionLogOn(fs: FileSystem): RepairPartitionLog {
+  return (dir, options) => repairPartitionLog(fs, dir, options);
+}

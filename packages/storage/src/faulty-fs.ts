@@ -25,6 +25,7 @@ export type FaultOp =
   | 'unlink'
   | 'readdir'
   | 'mkdir'
+  | 'rmdir'
   | 'stat'
   | 'syncDir';
 
@@ -93,6 +94,10 @@ export class FaultyFileSystem implements FileSystem {
   async mkdir(dir: string): Promise<void> {
     this.check('mkdir', dir);
     return this.inner.mkdir(dir);
+  }
+  async rmdir(dir: string): Promise<void> {
+    this.check('rmdir', dir);
+    return this.inner.rmdir(dir);
   }
   async stat(path: string): Promise<FileStat | null> {
     this.check('stat', path);

@@ -24,6 +24,9 @@ export class ForwardingFileSystem implements FileSystem {
   mkdir(dir: string): Promise<void> {
     return this.inner.mkdir(dir);
   }
+  rmdir(dir: string): Promise<void> {
+    return this.inner.rmdir(dir);
+  }
   stat(path: string): Promise<FileStat | null> {
     return this.inner.stat(path);
   }

@@ -6,8 +6,9 @@
 // implementations honour and which the rest of the package relies on:
 //   1. `FileHandle.sync()` makes the file's bytes and length durable.
 //   2. Creating, renaming or unlinking a name is durable only after `syncDir(parent)`.
-//   3. Directories created with `mkdir` are durable at once (a simplification: storage creates its
-//      directories once, before writing anything that matters).
+//   3. Directories created with `mkdir` or removed with `rmdir` are durable at once (a
+//      simplification: storage creates its directories once, before writing anything that
+//      matters; `removeTree` makes the unlinks inside a directory durable before removing it).
 // Errors are `StreamBusError`s: KAFKA_STORAGE_ERROR for I/O failures, with the OS error as `cause`
 // and the path in the message; `isNotFound(err)` tells a missing file apart.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
@@ -46,6 +47,8 @@ export interface FileSystem {
   readdir(dir: string): Promise<string[]>;
   /** Creates `dir` and its parents; no error if it exists. */
   mkdir(dir: string): Promise<void>;
+  /** Removes the empty directory `dir` (durable at once, like `mkdir`). */
+  rmdir(dir: string): Promise<void>;
   /** null when nothing exists at `path`. */
   stat(path: string): Promise<FileStat | null>;
   truncate(path: string, size: number): Promise<void>;
@@ -120,4 +123,21 @@ export async function writeFileAtomic(
   }
   await fs.rename(tmp, path);
   await fs.syncDir(parentDir(path));
+}
+
+/**
+ * Removes `path` and everything under it (rm -r); nothing at `path` is no error. Each
+ * directory's unlinks are made durable (`syncDir`) before the directory itself is removed, so a
+ * crash part-way leaves a smaller tree, never names in a removed directory.
+ */
+export async function removeTree(fs: FileSystem, path: string): Promise<void> {
+  const st = await fs.stat(path);
+  if (st === null) return;
+  if (!st.isDirectory) {
+    await fs.unlink(path);
+    return;
+  }
+  for (const name of await fs.readdir(path)) await removeTree(fs, joinPath(path, name));
+  await fs.syncDir(path);
+  await fs.rmdir(path);
 }

@@ -22,6 +22,7 @@ export {
   joinPath,
   type OpenMode,
   readFully,
+  removeTree,
   writeFileAtomic,
 } from './fs.js';
 export {

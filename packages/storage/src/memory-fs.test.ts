@@ -3,11 +3,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
-import { isNotFound, readFully, writeFileAtomic } from './fs.js';
+import { isNotFound, readFully, removeTree, writeFileAtomic } from './fs.js';
 import { MemoryFileSystem } from './memory-fs.js';
 import { NodeFileSystem } from './node-fs.js';
 
 describe('MemoryFileSystem', () => {
+  it('removes a tree durably, and refuses rmdir while names inside are unsynced', async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir('/t/1/0');
+    await fs.mkdir('/keep');
+    for (const path of ['/t/1/0/a', '/t/1/b', '/keep/c']) {
+      await writeFileAtomic(fs, path, Buffer.from(path));
+    }
+    const late = await fs.open('/t/1/late', 'create');
+    await late.close();
+    await expect(fs.rmdir('/t/1')).rejects.toMatchObject({ cause: { code: 'ENOTEMPTY' } });
+    await fs.syncDir('/t/1');
+    await expect(fs.rmdir('/t/1')).rejects.toThrow(/not empty/);
+    await removeTree(fs, '/t/1');
+    await removeTree(fs, '/t/missing');
+    expect(await fs.readdir('/t')).toEqual([]);
+    const after = fs.crash('drop-unsynced');
+    expect(after.listFiles()).toEqual(['/keep/c']);
+    expect(await after.stat('/t/1')).toBeNull();
+  });
+
   it('loses unsynced writes and unsynced names at a crash', async () => {
     const fs = new MemoryFileSystem();
     await fs.mkdir('/d');

@@ -13,7 +13,8 @@
 // late async work cannot touch the disk). Randomness comes from a
 // seeded generator, so a failing test replays from its seed. Corruption helpers (`flipBit`,
 // `truncateDurably`) change both the current and the durable bytes, as a bad disk would.
-// Not modelled: disk full, I/O errors, per-sector atomicity, directory durability of `mkdir`.
+// Not modelled: disk full, I/O errors, per-sector atomicity, directory durability of `mkdir` and
+// `rmdir` (an `rmdir` with unsynced name changes inside fails ENOTEMPTY instead).
 import assert from 'node:assert/strict';
 import type { FileHandle, FileStat, FileSystem, OpenMode } from './fs.js';
 import { parentDir, storageError } from './fs.js';
@@ -289,6 +290,21 @@ export class MemoryFileSystem implements FileSystem {
       this.dirs.add(d);
       d = parentDir(d);
     }
+  }
+
+  async rmdir(dir: string): Promise<void> {
+    await this.tick();
+    this.checkAlive('fs', '');
+    const d = this.normalize(dir);
+    if (!this.dirs.has(d)) throw enoent('rmdir', d);
+    const inside = (p: string) => p !== d && parentDir(p) === d;
+    const pendingInside = this.disk.pendingNames.some((op) => inside(op.path));
+    if ([...this.files.keys(), ...this.dirs].some(inside) || pendingInside) {
+      // A name change inside still pending (not synced) would outlive the directory at a crash.
+      const why = pendingInside ? 'directory has unsynced name changes' : 'directory not empty';
+      throw storageError('rmdir', d, Object.assign(new Error(why), { code: 'ENOTEMPTY' }));
+    }
+    this.dirs.delete(d);
   }
 
   async stat(path: string): Promise<FileStat | null> {

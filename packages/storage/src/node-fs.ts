@@ -203,6 +203,14 @@ export class NodeFileSystem implements FileSystem {
     }
   }
 
+  async rmdir(dir: string): Promise<void> {
+    try {
+      await fsp.rmdir(dir);
+    } catch (err) {
+      throw storageError('rmdir', dir, err);
+    }
+  }
+
   async stat(path: string): Promise<FileStat | null> {
     try {
       const s = await fsp.stat(path);
