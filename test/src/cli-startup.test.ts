@@ -81,8 +81,10 @@ describe('exit codes: broker start', () => {
         start(['--config', 'durability=none']),
         start(ephemeral, { STREAMBUS_DIR: d }),
         start([...ephemeral, '--log-level', 'loud']),
-        start(['--listen', `127.0.0.1:${takenPort}`, '--http', 'off']),
-        start(['--listen', '127.0.0.1:0', '--http', `127.0.0.1:${takenPort}`]),
+        // Each its own data directory: two brokers starting on one directory race on its files
+        // (nothing locks a data directory yet), which is not what these two cases test.
+        start(['--listen', `127.0.0.1:${takenPort}`, '--http', 'off', '--data-dir', dir()]),
+        start(['--listen', '127.0.0.1:0', '--http', `127.0.0.1:${takenPort}`, '--data-dir', dir()]),
         start([...ephemeral, '--data-dir', file]),
       ]);
     expect(badListen).toMatchObject({
