@@ -9,7 +9,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -30,15 +29,9 @@ import { type BrokerConfig, defaultConfig } from './config.js';
 import { BrokerMetrics } from './metrics.js';
 import { openStoragePartitionLog } from './storage-log.js';
 import { RawClient } from './testing/raw-client.js';
+import { testResources } from './testing/test-resources.js';
 
-const dirs: string[] = [];
-const open: Array<{ close(): unknown }> = [];
-afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close();
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { dirs, open } = testResources({ afterEach, afterAll });
 
 function config(dataDir: string, limits: Partial<BrokerConfig['limits']> = {}): BrokerConfig {
   const c = defaultConfig();

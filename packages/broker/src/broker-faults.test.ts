@@ -4,7 +4,7 @@
 // unhandled, writes resume by themselves once the fault is gone, and every acknowledged record
 // is read back exactly once. Also: a config change that reopens the log while idempotent
 // producers write.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiKey, ErrorCode, encodeRecordBatch } from '@streambus/protocol';
@@ -23,15 +23,9 @@ import { RECOVERY_INTERVAL_MS } from './partition.js';
 import { partitionLogConfig } from './storage-log.js';
 import { fetchAll } from './testing/fetch-all.js';
 import { RawClient } from './testing/raw-client.js';
+import { testResources } from './testing/test-resources.js';
 
-const dirs: string[] = [];
-const open: Array<{ close(): unknown }> = [];
-afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close();
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { dirs, open } = testResources({ afterEach, afterAll });
 
 /** A broker whose partition logs use `fs` (null: the real storage, as in production). */
 async function start(fs: FaultyFileSystem | null): Promise<{ broker: Broker; c: RawClient }> {
