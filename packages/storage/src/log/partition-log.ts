@@ -23,7 +23,7 @@
 // storage, or preallocation of segment files.
 import assert from 'node:assert/strict';
 import {
-  BatchField,
+  BatchCursor,
   batchSizeAt,
   decodeRecordBatch,
   ErrorCode,
@@ -367,19 +367,15 @@ export class PartitionLog {
   append(batches: Buffer, options?: AppendOptions): Promise<AppendResult> {
     try {
       this.checkOpen();
-      let pos = 0;
-      while (pos < batches.length) {
-        const size = batchSizeAt(batches, pos);
-        if (pos + size > batches.length) {
-          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
+      // Framing (CORRUPT_MESSAGE for a partial or garbled batch) and offsets of every batch.
+      const batch = new BatchCursor(batches);
+      while (batch.next()) {
+        if (batchLastOffsetDelta(batches, batch.position) < 0) {
+          throw new StreamBusError(
+            ErrorCode.INVALID_RECORD,
+            `batch at ${batch.position} has no offsets`,
+          );
         }
-        if (batches[pos + BatchField.MAGIC] !== 2) {
-          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
-        }
-        if (batchLastOffsetDelta(batches, pos) < 0) {
-          throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no offsets`);
-        }
-        pos += size;
       }
       if (batches.length === 0) {
         throw new StreamBusError(ErrorCode.INVALID_RECORD, 'append of no batches');
@@ -540,13 +536,13 @@ export class PartitionLog {
           const op = group[i]!;
           const baseOffset = this._logEndOffset;
           let next = baseOffset;
-          let p = 0;
-          while (p < op.buf.length) {
+          const batch = new BatchCursor(op.buf);
+          while (batch.next()) {
+            const p = batch.position;
             op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
             op.buf.writeUInt32BE(next >>> 0, p + 4);
             if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
             next += batchLastOffsetDelta(op.buf, p) + 1;
-            p += 12 + op.buf.readInt32BE(p + BatchField.BATCH_LENGTH);
           }
           this._logEndOffset = next;
           size += op.buf.length;
@@ -571,15 +567,14 @@ export class PartitionLog {
           this.uncount(op);
           const buf = op.buf;
           const baseOffset = batchBaseOffset(buf, 0);
-          let p = 0;
           let last = baseOffset;
-          while (p < buf.length) {
-            const size2 = 12 + buf.readInt32BE(p + BatchField.BATCH_LENGTH);
+          const batch = new BatchCursor(buf);
+          while (batch.next()) {
+            const p = batch.position;
             const b = batchBaseOffset(buf, p);
             last = b + batchLastOffsetDelta(buf, p);
-            seg.onBatch(pos, size2, b, last, batchMaxTimestamp(buf, p));
-            pos += size2;
-            p += size2;
+            seg.onBatch(pos, batch.size, b, last, batchMaxTimestamp(buf, p));
+            pos += batch.size;
           }
           if (seg.verifiedBytes === pos - buf.length) seg.markVerified(pos, last + 1);
           this.writtenEnd = last + 1;
@@ -885,6 +880,15 @@ export class PartitionLog {
       };
       const corrupt = () =>
         this.damageError(seg, end, seg.verifiedNextOffset, problem ?? 'unreadable');
+      // The size of the stored batch whose header is at `at` of the window (which may hold only
+      // part of the batch), bounds-checked; a garbled length is the segment's damage.
+      const sizeAt = (at: number): number => {
+        try {
+          return batchSizeAt(buf, at);
+        } catch (err) {
+          throw seg.storageCorruption(start + at, `bad batch length (${(err as Error).message})`);
+        }
+      };
       let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
       await verify(start, buf);
       // Skip batches before `offset`.
@@ -901,10 +905,7 @@ export class PartitionLog {
           await verify(start, buf);
           if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
         }
-        const size = 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH);
-        if (size < RECORD_BATCH_HEADER_BYTES) {
-          throw seg.storageCorruption(start + at, 'bad batch length');
-        }
+        const size = sizeAt(at);
         if (batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at) >= offset) break;
         at += size;
       }
@@ -913,8 +914,8 @@ export class PartitionLog {
       let endAt = at;
       let lastOffset = -1;
       for (;;) {
-        if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length) break;
-        const size = 12 + buf.readInt32BE(endAt + BatchField.BATCH_LENGTH);
+        if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length || start + endAt >= end) break;
+        const size = sizeAt(endAt);
         if ((endAt > at || firstMustFit) && endAt + size - at > maxBytes) break;
         if (start + endAt + size > end) break;
         if (endAt + size > buf.length) {
@@ -960,15 +961,16 @@ export class PartitionLog {
     data: Buffer,
     position: number,
   ): { position: number; offset: number } | null {
-    let p = 0;
     let next = -1;
-    while (p < data.length) {
+    // `data` is whole batches this read framed already.
+    const batch = new BatchCursor(data);
+    while (batch.next()) {
+      const p = batch.position;
       const base = batchBaseOffset(data, p);
       if (!verifyBatchCrc(data, p) || (next >= 0 && base !== next)) {
         return { position: position + p, offset: next >= 0 ? next : base };
       }
       next = base + batchLastOffsetDelta(data, p) + 1;
-      p += 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
     }
     return null;
   }
@@ -1030,9 +1032,8 @@ export class PartitionLog {
         await seg.scan(from, null, seg.sizeBytes, false, false, (buf, at) => {
           const last = batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at);
           if (last < fromOffset || batchMaxTimestamp(buf, at) < timestampMs) return true;
-          hit = Buffer.from(
-            buf.subarray(at, at + 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH)),
-          );
+          // scan() hands whole batches whose header it checked.
+          hit = Buffer.from(buf.subarray(at, at + batchSizeAt(buf, at)));
           return false;
         });
       } finally {
