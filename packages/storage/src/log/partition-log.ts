@@ -147,10 +147,10 @@ type Op =
   | {
       kind: 'append';
       buf: Buffer;
-      leaderEpoch: number | undefined;
-      onWritten: ((r: AppendResult) => void) | undefined;
       /** Its bytes left `pendingBytes` (written, or refused). */
       counted: boolean;
+      leaderEpoch: number | undefined;
+      onWritten: ((r: AppendResult) => void) | undefined;
       resolve: (r: AppendResult) => void;
       reject: (e: unknown) => void;
     }
@@ -406,9 +406,9 @@ export class PartitionLog {
       const op: Extract<Op, { kind: 'append' }> = {
         kind: 'append',
         buf: batches,
+        counted: false,
         leaderEpoch: options?.leaderEpoch,
         onWritten: options?.onWritten,
-        counted: false,
         resolve,
         reject: (e) => {
           this.uncount(op);
@@ -593,13 +593,14 @@ export class PartitionLog {
           }
           answered++;
         }
+        // 'interval' fsyncs early once half of unsyncedBytesMax is written (not only on its timer).
         if (
-          this.config.durability === 'always' ||
-          (this.config.durability === 'interval' &&
-            this.writtenBytes - this.syncedBytes >= this.unsyncedBytesMax / 2)
+          this.config.durability === 'interval' &&
+          this.writtenBytes - this.syncedBytes >= this.unsyncedBytesMax / 2
         ) {
           this.maybeSync();
         }
+        if (this.config.durability === 'always') this.maybeSync();
       }
     } catch (err) {
       // The chunk being written and every later append of the group (no offsets assigned, or
