@@ -106,6 +106,13 @@ export interface AppendOptions {
   /** Stamped into every batch's partitionLeaderEpoch (the Raft term). */
   leaderEpoch?: number;
   /**
+   * false: never refused with LOG_BACKPRESSURE (neither bound applies; its bytes still count).
+   * For writers bounded upstream that cannot take a refusal back, such as a Raft group
+   * persisting entries it already accepted (its flow control and the broker's byte budget bound
+   * them). Default true: producers' appends get back-pressure.
+   */
+  backpressure?: boolean;
+  /**
    * Called once the batches are written to the OS (readable, not yet fsynced), before the
    * returned promise resolves. Under 'always' the promise still waits for the fsync; this is the
    * separate "written" signal (a broker's acks=1). Under 'interval'/'none' it is called just
@@ -386,13 +393,18 @@ export class PartitionLog {
           `append of ${batches.length} B exceeds segmentBytesMax ${this.config.segmentBytesMax}`,
         );
       }
-      if (this.opsBytes + batches.length > this.appendQueueBytesMax && this.ops.length > 0) {
+      const bounded = options?.backpressure !== false;
+      if (
+        bounded &&
+        this.opsBytes + batches.length > this.appendQueueBytesMax &&
+        this.ops.length > 0
+      ) {
         throw new StreamBusError(
           ErrorCode.LOG_BACKPRESSURE,
           `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
         );
       }
-      const unsynced = this.config.durability === 'none' ? 0 : this.unsyncedBytes;
+      const unsynced = !bounded || this.config.durability === 'none' ? 0 : this.unsyncedBytes;
       if (unsynced > 0 && unsynced + batches.length > this.unsyncedBytesMax) {
         throw new StreamBusError(
           ErrorCode.LOG_BACKPRESSURE,
