@@ -199,7 +199,9 @@ export class Broker {
       ...(options.fileSystem ? { fileSystem: options.fileSystem } : {}),
     });
     this.realDisk = options.fileSystem === undefined;
-    this.openLog = options.openLog ?? openPartitionLogOn(this.fs);
+    this.openLog =
+      options.openLog ??
+      openPartitionLogOn(this.fs, { unsyncedBytesMax: config.limits.unsyncedBytesMax });
     this.repairLog = options.repairLog ?? repairPartitionLogOn(this.fs);
     this.partitionHooks = {
       ...this.partitionEvents,

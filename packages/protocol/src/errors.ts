@@ -86,6 +86,10 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
+  // 1140-1149: the partition log's own conditions (packages/storage); the broker maps them to
+  // what a client sees in one place (packages/broker/src/storage-errors.ts).
+  LOG_TRUNCATED: 1140,
+  LOG_BACKPRESSURE: 1141,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -253,6 +257,18 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_ENTRIES_UNAVAILABLE',
     true,
     'these log entries are not in memory; read them asynchronously and retry',
+  ),
+  info(
+    C.LOG_TRUNCATED,
+    'LOG_TRUNCATED',
+    true,
+    'the log was truncated or reset before the offset waited for became durable',
+  ),
+  info(
+    C.LOG_BACKPRESSURE,
+    'LOG_BACKPRESSURE',
+    true,
+    'the partition log holds too many bytes not yet written or fsynced; retry after a backoff',
   ),
 ];
 
