@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NotControllerError } from './controller-node.js';
 import { ControllerTestCluster } from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
+import { bindNodeIdentity, readNodeIdentity, writeNodeIdentity } from './node-identity.js';
 
 let cluster: ControllerTestCluster | null = null;
 afterEach(async () => {
@@ -216,5 +217,23 @@ describe('ControllerNode', () => {
     expect(learner.isLeader).toBe(false);
     const err = await rejection(learner.deleteTopic('x'));
     expect((err as NotControllerError).leaderId).toBe(leader.nodeId);
+  });
+
+  it('binds the data directory to the cluster id once known, and refuses another cluster', async () => {
+    cluster = new ControllerTestCluster([1]);
+    const b = await cluster.start(1);
+    const node = cluster.node(1);
+    expect(node.state.clusterId).toBeNull();
+    const bound = bindNodeIdentity(node, b.fs, '/data', 1);
+    await cluster.settle();
+    const identity = await bound;
+    expect(identity).toEqual({ clusterId: node.state.clusterId, nodeId: 1 });
+    expect(await readNodeIdentity(b.fs, '/data')).toEqual(identity);
+    // Once known, the check is immediate; a directory of another cluster is refused by name.
+    expect(await bindNodeIdentity(node, b.fs, '/data', 1)).toEqual(identity);
+    await writeNodeIdentity(b.fs, '/data', { clusterId: 'other', nodeId: 1 });
+    const err = await rejection(bindNodeIdentity(node, b.fs, '/data', 1));
+    expect(isStreamBusError(err, ErrorCode.NODE_IDENTITY_MISMATCH)).toBe(true);
+    expect(err.message).toContain(`cluster other, not ${node.state.clusterId}`);
   });
 });
