@@ -3,7 +3,7 @@ import { seededRandom } from '@streambus/raft';
 import { FaultyFileSystem, MemoryFileSystem } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControllerNode, NotControllerError } from './controller-node.js';
-import { ControllerTestCluster } from './controller-testing.js';
+import { ControllerTestCluster, rejection } from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
 import { bindNodeIdentity, readNodeIdentity, writeNodeIdentity } from './node-identity.js';
 
@@ -12,15 +12,6 @@ afterEach(async () => {
   await cluster?.closeAll();
   cluster = null;
 });
-
-async function rejection(p: Promise<unknown>): Promise<Error & { code?: number }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error & { code?: number };
-  }
-  throw new Error('expected a rejection');
-}
 
 function hex(state: Parameters<typeof encodeSnapshot>[0]): string {
   return Buffer.from(encodeSnapshot(state)).toString('hex');

@@ -230,3 +230,13 @@ export class ControllerTestCluster {
     }
   }
 }
+
+/** The rejection of `p` (fails the test when it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<Error & { code?: number }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: number };
+  }
+  throw new Error('expected a rejection');
+}
