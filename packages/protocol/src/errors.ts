@@ -90,6 +90,9 @@ export const ErrorCode = {
   // what a client sees in one place (packages/broker/src/storage-errors.ts).
   LOG_TRUNCATED: 1140,
   LOG_BACKPRESSURE: 1141,
+  // 1120-1129: the controller quorum (packages/broker/src/controller).
+  CONTROLLER_BUSY: 1120,
+  CONTROLLER_OFFLINE: 1121,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -269,6 +272,18 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_BACKPRESSURE',
     true,
     'the partition log holds too many bytes not yet written or fsynced; retry after a backoff',
+  ),
+  info(
+    C.CONTROLLER_BUSY,
+    'CONTROLLER_BUSY',
+    true,
+    'the controller cannot take the request now (queue full or proposal dropped); retry later',
+  ),
+  info(
+    C.CONTROLLER_OFFLINE,
+    'CONTROLLER_OFFLINE',
+    false,
+    'the metadata log on this broker failed (disk error) and its controller role is offline',
   ),
 ];
 
