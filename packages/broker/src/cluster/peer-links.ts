@@ -124,6 +124,10 @@ export interface PeerLinkStats {
   messagesReceived: number;
   /** Raft messages dropped: no link, queue full, or larger than a frame. */
   messagesDropped: number;
+  /** Of those: no link to the peer (down, or not yet up) when sent or when flushed. */
+  messagesDroppedNoLink: number;
+  /** Of those: over `peerQueueBytesMax`. */
+  messagesDroppedQueueFull: number;
   /** Dials started after a failed dial or a lost link. */
   reconnects: number;
   /** Links closed for a malformed inbound frame. */
@@ -304,6 +308,8 @@ export class PeerLinks implements RaftTransport {
     messagesSent: 0,
     messagesReceived: 0,
     messagesDropped: 0,
+    messagesDroppedNoLink: 0,
+    messagesDroppedQueueFull: 0,
     reconnects: 0,
     malformed: 0,
     refused: 0,
@@ -338,12 +344,14 @@ export class PeerLinks implements RaftTransport {
       const link = peer?.link;
       if (this.closed || !peer || !link) {
         this.counters.messagesDropped++;
+        this.counters.messagesDroppedNoLink++;
         continue;
       }
       const bytes = encodedMessageBytes(m);
       const queued = peer.queueBytes + link.socket.writableLength;
       if (queued + bytes > this.limits.peerQueueBytesMax) {
         this.counters.messagesDropped++;
+        this.counters.messagesDroppedQueueFull++;
         continue;
       }
       peer.queue.push({ group, message: m });
@@ -873,6 +881,7 @@ export class PeerLinks implements RaftTransport {
     const link = peer.link;
     if (!link || link.closed) {
       this.counters.messagesDropped += queue.length;
+      this.counters.messagesDroppedNoLink += queue.length;
       return;
     }
     const bodyBytesMax = this.limits.frameBytesMax - PEER_FRAME_HEADER_BYTES - 4;
