@@ -7,8 +7,9 @@
 // Rules:
 //   1. Only groups with work are processed: a group enters the pending set when notified, or
 //      when `hasWork()` is true after it was added, ticked, stepped or told of an unreachable
-//      peer, or after its own `process()` finished. The host never polls every group for work
-//      except right after ticking it, which it does anyway.
+//      peer, or after its own `process()` finished; and it runs only if `hasWork()` is still true
+//      when its turn comes (a group pended while running may have done that work already). The
+//      host never polls every group for work except right after ticking it.
 //   2. A group's `process()` never runs twice at once (contract rule 3): a group notified while
 //      it runs stays pending and runs again after. At most `processConcurrencyMax` groups run at
 //      once; the others wait their turn in the order they became pending. Within one turn of the
@@ -227,15 +228,18 @@ export class RaftGroupHost implements GroupHost {
     }
   }
 
-  private maybePend(g: HostedGroup): void {
-    let work = false;
+  private hasWork(g: HostedGroup): boolean {
     try {
-      work = g.hasWork();
+      return g.hasWork();
     } catch (err) {
       this.counters.groupErrors++;
       this.logger.error({ err, group: groupKeyString(g.key) }, 'group hasWork threw');
+      return false;
     }
-    if (work) this.pend(g);
+  }
+
+  private maybePend(g: HostedGroup): void {
+    if (this.hasWork(g)) this.pend(g);
   }
 
   private pend(g: HostedGroup): void {
@@ -261,7 +265,8 @@ export class RaftGroupHost implements GroupHost {
       if (this.running.size >= this.processConcurrencyMax) break;
       if (this.running.has(g)) continue;
       this.pending.delete(g);
-      this.start(g);
+      // Pending since before its last round, which may have done the work: skip if none is left.
+      if (this.hasWork(g)) this.start(g);
     }
     if (this.pending.size === 0 && this.running.size === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
