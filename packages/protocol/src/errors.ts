@@ -93,6 +93,8 @@ export const ErrorCode = {
   // 1120-1129: the controller quorum (packages/broker/src/controller).
   CONTROLLER_BUSY: 1120,
   CONTROLLER_OFFLINE: 1121,
+  // 1100-1109: inter-broker links (packages/broker/src/cluster).
+  PEER_LINK_REFUSED: 1100,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -284,6 +286,12 @@ const TABLE: readonly ErrorInfo[] = [
     'CONTROLLER_OFFLINE',
     false,
     'the metadata log on this broker failed (disk error) and its controller role is offline',
+  ),
+  info(
+    C.PEER_LINK_REFUSED,
+    'PEER_LINK_REFUSED',
+    true,
+    'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
   ),
 ];
 
