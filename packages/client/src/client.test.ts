@@ -59,7 +59,18 @@ describe('admin', () => {
     const cluster = await admin.describeCluster();
     expect(cluster.clusterId).toBe('fake-cluster');
     expect(cluster.brokers).toEqual([
-      { nodeId: 0, host: '127.0.0.1', port: broker.port, rack: null },
+      {
+        nodeId: 0,
+        host: '127.0.0.1',
+        port: broker.port,
+        rack: null,
+        live: true,
+        fenced: false,
+        isVoter: true,
+        isController: true,
+        replicaCount: 3,
+        leaderCount: 3,
+      },
     ]);
   });
 
