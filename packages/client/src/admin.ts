@@ -376,19 +376,7 @@ export class Admin {
     return settle(
       this.ctx,
       async () => {
-        const t = await this.ctx.cluster.topic(topic, false); // never auto-creates
-        const byLeader = new Map<number, I[]>();
-        for (const item of items) {
-          const leader = t.partitions[item.partition]?.leaderId ?? -1;
-          byLeader.set(leader, [...(byLeader.get(leader) ?? []), item]);
-        }
-        const answers = (
-          await Promise.all(
-            [...byLeader.values()].map(async (list) =>
-              send(await this.ctx.cluster.leaderFor(topic, list[0]!.partition), list),
-            ),
-          )
-        ).flat();
+        const answers = await this.ctx.cluster.toLeaders(topic, items, send, false);
         const moved = answers.find((a) => LEADERSHIP_ERRORS.has(a.errorCode));
         if (moved !== undefined) {
           throw new StreamBusError(

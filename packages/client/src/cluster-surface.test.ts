@@ -152,6 +152,31 @@ describe('admin on a cluster', () => {
   });
 });
 
+describe('partitions led by different brokers', () => {
+  it('a consumer resolves its start offsets and fetches from each leader', async () => {
+    const cluster = track(await FakeCluster.start(2));
+    cluster.createTopic('t', 2);
+    cluster.moveLeader('t', 1, 2);
+    const client = track(new StreamBusClient({ bootstrap: cluster.bootstrap, retry: noRetry }));
+    const producer = client.producer({ lingerMs: 0 });
+    for (let i = 0; i < 6; i++)
+      await producer.send({ topic: 't', partition: i % 2, value: `v${i}` });
+    expect(await client.admin().listOffsets('t', 'latest')).toEqual([
+      { partition: 0, offset: 3, timestamp: -1 },
+      { partition: 1, offset: 3, timestamp: -1 },
+    ]);
+    const consumer = client.consumer({ maxWaitMs: 20 });
+    await consumer.assign({ topic: 't', from: 'earliest' });
+    const got: string[] = [];
+    while (got.length < 6) {
+      for (const b of await consumer.poll()) got.push(...b.records.map((r) => text(r.value)));
+    }
+    expect(got.sort()).toEqual(['v0', 'v1', 'v2', 'v3', 'v4', 'v5']);
+    // Without a retry budget: nothing was sent to a broker that does not lead it.
+    expect(cluster.broker(1).notLeaderAnswers + cluster.broker(2).notLeaderAnswers).toBe(0);
+  });
+});
+
 describe('a leader moving between brokers', () => {
   it('produce and consume follow it: NOT_LEADER_OR_FOLLOWER refreshes and retries', async () => {
     const cluster = track(await FakeCluster.start(2));

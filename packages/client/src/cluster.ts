@@ -210,6 +210,33 @@ export class Cluster {
   }
 
   /**
+   * Sends partitions of `topic` to their leaders (as the cached metadata names them), one
+   * request per leader at once, and returns the answers flattened. One attempt: callers run it
+   * through the retry layer, which drops the metadata when a leader moved.
+   */
+  async toLeaders<I extends { readonly partition: number }, R>(
+    topic: string,
+    items: readonly I[],
+    send: (conn: BrokerConnection, items: I[]) => Promise<R[]>,
+    allowAutoTopicCreation = true,
+  ): Promise<R[]> {
+    const t = await this.topic(topic, allowAutoTopicCreation);
+    const byLeader = new Map<number, I[]>();
+    for (const item of items) {
+      const leader = t.partitions[item.partition]?.leaderId ?? -1;
+      const list = byLeader.get(leader) ?? [];
+      list.push(item);
+      byLeader.set(leader, list);
+    }
+    const answers = await Promise.all(
+      [...byLeader.values()].map(async (list) =>
+        send(await this.leaderFor(topic, list[0]!.partition), list),
+      ),
+    );
+    return answers.flat();
+  }
+
+  /**
    * Fetches metadata (null = all topics) and updates the cache. `allowAutoTopicCreation` false
    * asks a broker with autoCreateTopics not to create the named topics (admin lookups).
    */
