@@ -1,17 +1,9 @@
-// The cluster surface against a real broker process that is a cluster of one: `broker start
-// --node-id`, a bad `--peers` refused naming the key (dev-cluster's test starts brokers with
-// good ones), `cluster describe`, `topic create
+// The cluster surface against a real broker process that is a cluster of one: `--node-id`, a
+// bad `--peers` refused naming the key (dev-cluster's test starts brokers with good ones), `cluster describe`, `topic create
 // --replication-factor` and the describe columns, and a comma bootstrap list with a dead address.
-import net from 'node:net';
+import { deadAddress } from '@streambus/client/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type BrokerProcess,
-  CLI_BIN,
-  removeDir,
-  runCli,
-  spawnBrokerProcess,
-  tempDir,
-} from './harness.js';
+import { type BrokerProcess, removeDir, runCli, startBroker, tempDir } from './harness.js';
 
 let broker: BrokerProcess;
 let dir: string;
@@ -19,26 +11,8 @@ let dead: string;
 
 beforeAll(async () => {
   dir = tempDir();
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  dead = `127.0.0.1:${(s.address() as net.AddressInfo).port}`;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  broker = await spawnBrokerProcess(
-    [
-      CLI_BIN,
-      'broker',
-      'start',
-      '--listen',
-      '127.0.0.1:0',
-      '--http',
-      'off',
-      '--data-dir',
-      dir,
-      '--node-id',
-      '7',
-    ],
-    dir,
-  );
+  dead = await deadAddress();
+  broker = await startBroker(dir, ['--node-id', '7']);
 });
 afterAll(async () => {
   expect(await broker?.stop()).toBe(0);

@@ -1,8 +1,7 @@
 // The CLI's cluster surface against a cluster of fake brokers: --replication-factor, topic
 // describe with leader epoch, replicas and ISR, cluster describe, and comma-separated bootstrap
 // lists (flag and STREAMBUS_BOOTSTRAP) whose first address is dead.
-import net from 'node:net';
-import { FakeCluster } from '@streambus/client/testing';
+import { deadAddress, FakeCluster } from '@streambus/client/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from './testing/run-cli.js';
 
@@ -13,10 +12,7 @@ let dead: string;
 beforeAll(async () => {
   cluster = await FakeCluster.start(3);
   b = ['--bootstrap', cluster.bootstrap];
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  dead = `127.0.0.1:${(s.address() as net.AddressInfo).port}`;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
+  dead = await deadAddress();
 });
 afterAll(async () => {
   await cluster.close();

@@ -2,11 +2,10 @@
 // replication factor on create, describeCluster (and its Metadata fallback on a broker older
 // than DescribeCluster), and a partition leader moving between brokers mid-produce and
 // mid-consume: NOT_LEADER_OR_FOLLOWER refreshes metadata in the one retry layer.
-import net from 'node:net';
 import { ApiKey, ErrorCode } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
-import { FakeBroker, FakeCluster } from './testing/fake-broker.js';
+import { deadAddress, FakeBroker, FakeCluster } from './testing/fake-broker.js';
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -16,15 +15,6 @@ afterEach(async () => {
 function track<T extends { close(): Promise<void> }>(o: T): T {
   open.push(o);
   return o;
-}
-
-/** A 127.0.0.1 port nothing listens on (bound, then released). */
-async function deadAddress(): Promise<string> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return `127.0.0.1:${port}`;
 }
 
 const noRetry = { retriesMax: 0 };

@@ -609,6 +609,18 @@ export class FakeBroker {
   }
 }
 
+/** A 127.0.0.1 address nothing listens on (a port bound, then released): a dead broker. */
+export async function deadAddress(): Promise<string> {
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
 /**
  * Several FakeBrokers (node ids 1..count) sharing one set of topics, with a leader per
  * partition (broker 1 until `moveLeader`). Metadata from any of them names every live broker
