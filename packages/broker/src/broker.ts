@@ -59,6 +59,7 @@ import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection, type RequestContext, type Response } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
+import { describeClusterOfOne } from './describe-cluster.js';
 import { refuseDuplicatePartitions } from './fetch-request.js';
 import { createAdminServer, type Readiness } from './http-server.js';
 import { MetadataStore, type TopicRecord } from './metadata-store.js';
@@ -507,6 +508,18 @@ export class Broker {
       case ApiKey.REPAIR_PARTITION:
         return this.repairPartition(decodeRequest(key, frame)).then((b) =>
           encodeResponse({ ...frame, apiKey: key }, b),
+        );
+      case ApiKey.DESCRIBE_CLUSTER:
+        decodeRequest(key, frame);
+        return encodeResponse(
+          { ...frame, apiKey: key },
+          describeClusterOfOne({
+            clusterId: this.metadata.clusterId,
+            nodeId: this.config.nodeId,
+            host: this.advertisedHost(),
+            port: this._address.port,
+            partitions: [...this.allPartitions()].length,
+          }),
         );
     }
   }
