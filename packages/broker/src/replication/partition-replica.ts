@@ -65,9 +65,12 @@ import {
   BatchField,
   batchSizeAt,
   ErrorCode,
+  RECORD_BATCH_HEADER_BYTES,
+  readBatchHeader,
   StreamBusError,
   setBaseOffset,
   setPartitionLeaderEpoch,
+  verifyBatchCrc,
 } from '@streambus/protocol';
 import {
   type Entry,
@@ -479,6 +482,7 @@ export class PartitionReplica implements HostedGroup {
   step(message: Message): void {
     if (this.closed || this.offline) return;
     try {
+      if (message.type === MessageType.Append) checkAppendEntries(message);
       this.node.step(message);
     } catch (err) {
       // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
@@ -900,6 +904,42 @@ export class PartitionReplica implements HostedGroup {
     this.failAll(new NotLeaderError(NONE, `replica ${this.keyString()} is closing`));
     if (this.processing) await this.processing;
     await this.store.close();
+  }
+}
+
+/**
+ * The entries of an inbound append, checked before the core sees them, so a damaged message is
+ * dropped (the leader resends) instead of failing this replica's log at persist: every data
+ * entry is exactly one batch, CRC-32C good, partitionLeaderEpoch = the entry's term, offsets
+ * contiguous from entry to entry. (Its first offset is checked against the log at persist.)
+ */
+function checkAppendEntries(m: Message): void {
+  let next = -1;
+  for (const e of m.entries) {
+    if (e.type !== EntryType.Normal || e.data.byteLength === 0) {
+      if (next >= 0) next += 1; // a control entry: one offset
+      continue;
+    }
+    const buf = Buffer.isBuffer(e.data)
+      ? e.data
+      : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+    const fail = (why: string): never => {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `append from ${m.from}: entry ${e.index} ${why}`,
+      );
+    };
+    if (buf.length < RECORD_BATCH_HEADER_BYTES || batchSizeAt(buf, 0) !== buf.length) {
+      fail('is not exactly one record batch');
+    }
+    const h = readBatchHeader(buf, 0);
+    if (h.partitionLeaderEpoch !== e.term)
+      fail(`has epoch ${h.partitionLeaderEpoch}, term ${e.term}`);
+    if (next >= 0 && h.baseOffset !== next)
+      fail(`has baseOffset ${h.baseOffset}, expected ${next}`);
+    if (h.lastOffsetDelta < 0 || !verifyBatchCrc(buf, 0))
+      fail('fails its CRC-32C or has no records');
+    next = h.baseOffset + h.lastOffsetDelta + 1;
   }
 }
 
