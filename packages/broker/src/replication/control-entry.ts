@@ -111,48 +111,23 @@ export function batchToSource(buf: Buffer, pos: number): SourceBatch {
   const h = readBatchHeader(buf, pos);
   const recordCount = h.lastOffsetDelta + 1;
   const view = buf.subarray(pos, pos + size);
-  if (!isControlBatch(buf, pos)) {
-    return {
-      baseOffset: h.baseOffset,
-      recordCount,
-      term: h.partitionLeaderEpoch as Term,
-      type: EntryType.Normal,
-      data: view,
-    };
-  }
+  const source = (type: EntryType, data: Uint8Array): SourceBatch => ({
+    baseOffset: h.baseOffset,
+    recordCount,
+    term: h.partitionLeaderEpoch as Term,
+    type,
+    data,
+  });
+  if (!isControlBatch(buf, pos)) return source(EntryType.Normal, view);
   const decoded = decodeRecordBatch(view);
   const rec = decoded.records[0];
   if (decoded.records.length !== 1 || !rec || !rec.key || rec.key.length < 4) {
     throw corrupt(`control batch at offset ${h.baseOffset} is not a replica control entry`);
   }
   const type = Buffer.from(rec.key.buffer, rec.key.byteOffset, rec.key.byteLength).readInt16BE(2);
-  if (type === RAFT_NOOP_CONTROL_TYPE) {
-    return {
-      baseOffset: h.baseOffset,
-      recordCount,
-      term: h.partitionLeaderEpoch as Term,
-      type: EntryType.Normal,
-      data: EMPTY,
-    };
-  }
-  if (type === RAFT_CONF_CONTROL_TYPE && rec.value) {
-    return {
-      baseOffset: h.baseOffset,
-      recordCount,
-      term: h.partitionLeaderEpoch as Term,
-      type: EntryType.Conf,
-      data: rec.value,
-    };
-  }
-  if (type === RAFT_LOG_START_CONTROL_TYPE) {
-    return {
-      baseOffset: h.baseOffset,
-      recordCount,
-      term: h.partitionLeaderEpoch as Term,
-      type: EntryType.Normal,
-      data: view,
-    };
-  }
+  if (type === RAFT_NOOP_CONTROL_TYPE) return source(EntryType.Normal, EMPTY);
+  if (type === RAFT_CONF_CONTROL_TYPE && rec.value) return source(EntryType.Conf, rec.value);
+  if (type === RAFT_LOG_START_CONTROL_TYPE) return source(EntryType.Normal, view);
   throw corrupt(`control batch at offset ${h.baseOffset} has control type ${type}`);
 }
 

@@ -70,6 +70,7 @@ import {
   StreamBusError,
   setBaseOffset,
   setPartitionLeaderEpoch,
+  splitBatches,
   verifyBatchCrc,
 } from '@streambus/protocol';
 import {
@@ -948,18 +949,9 @@ function checkFraming(batches: Buffer): void {
   if (batches.length === 0) {
     throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
   }
-  let pos = 0;
-  while (pos < batches.length) {
-    const size = batchSizeAt(batches, pos);
-    if (pos + size > batches.length) {
-      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
+  for (const { position } of splitBatches(batches)) {
+    if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
     }
-    if (batches[pos + BatchField.MAGIC] !== 2) {
-      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
-    }
-    if (batches.readInt32BE(pos + BatchField.LAST_OFFSET_DELTA) < 0) {
-      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no records`);
-    }
-    pos += size;
   }
 }
