@@ -483,3 +483,32 @@ describe('PartitionReplica: faults', () => {
     }
   });
 });
+
+describe('PartitionReplica: acks=1 and the pending bound', () => {
+  it('answers acks=1 once the leader wrote the batch, before any follower has it', async () => {
+    const c = open({ seed: 31, replica: { pendingBytesMax: 180 } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    for (const f of c.live()) if (f !== l) c.setLink(l.self, f.self, 'hold');
+    const hw = l.highWatermark;
+    const one = l.propose(batch(1), 1);
+    const all = l.propose(batch(2), -1);
+    let allAnswered = false;
+    void all.then(() => {
+      allAnswered = true;
+    });
+    await c.tick(1);
+    const r = await one;
+    expect(l.logEndOffset).toBeGreaterThan(r.lastOffset);
+    expect(l.highWatermark).toBe(hw);
+    expect(allAnswered).toBe(false);
+    // Bytes waiting beyond pendingBytesMax: a retriable, typed refusal.
+    const full = await l.propose(batch(3, 20), -1).catch((e: unknown) => e);
+    expect((full as { code: number }).code).toBe(ErrorCode.REPLICA_PROPOSALS_FULL);
+    expect((full as { retriable: boolean }).retriable).toBe(true);
+    c.release();
+    await c.tick(2);
+    await all;
+    expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
+  });
+});
