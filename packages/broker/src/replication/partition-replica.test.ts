@@ -164,6 +164,14 @@ describe('PartitionReplica: three replicas on one in-process hub', () => {
     expect((err as NotLeaderError).leaderHint).toBe(l.self);
     const bad = await l.propose(Buffer.from('not a batch at all, no'), -1).catch((e: unknown) => e);
     expect((bad as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const flipped = batch(4);
+    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 1, flipped.length - 1);
+    const crc = await l.propose(flipped, -1).catch((e: unknown) => e);
+    expect((crc as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const control = encodeRecordBatch([{ value: Buffer.from('x') }], { isControl: true });
+    const ctl = await l.propose(control, -1).catch((e: unknown) => e);
+    expect((ctl as { code: number }).code).toBe(ErrorCode.INVALID_RECORD);
+    expect(l.stats().pendingRequests).toBe(0);
   });
 
   it('loses nothing acknowledged when the leader crashes; a new leader takes over', async () => {

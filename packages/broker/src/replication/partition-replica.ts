@@ -5,7 +5,7 @@
 //
 // PUBLIC API (stable from milestone 1; changes are additive only):
 //   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
-//   propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult>   leader only
+//   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
@@ -374,14 +374,20 @@ export class PartitionReplica implements HostedGroup {
   // ------------------------------------------------------------------ produce and fetch
 
   /**
-   * Leader only: proposes `batches` (RecordBatch v2, validated by the caller), one entry per
-   * batch, stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top).
+   * Leader only: proposes `batches` (RecordBatch v2; no control batches), one entry per batch,
+   * stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top). Framing is
+   * checked here, and each batch's CRC unless `options.crcVerified` (the broker's produce
+   * validation checked it): a damaged batch must never reach the log its followers copy.
    */
-  propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult> {
+  propose(
+    batches: Buffer,
+    acks: 0 | 1 | -1,
+    options?: { readonly crcVerified?: boolean },
+  ): Promise<ProduceResult> {
     try {
       this.checkUsable();
       this.checkLeader();
-      checkFraming(batches);
+      checkFraming(batches, options?.crcVerified !== true);
       if (this.pendingBytes + batches.length > this.pendingBytesMax && this.pendingBytes > 0) {
         throw new StreamBusError(
           ErrorCode.REPLICA_PROPOSALS_FULL,
@@ -548,7 +554,9 @@ export class PartitionReplica implements HostedGroup {
     if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
-      await this.store.persistEntries(rd.entries, () => this.resolvePending());
+      // Every data batch's CRC was checked once already: by the broker's produce validation
+      // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
+      await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
     }
     if (hard !== null) await this.store.saveHardState(hard);
   }
@@ -945,13 +953,22 @@ function checkAppendEntries(m: Message): void {
 }
 
 /** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
-function checkFraming(batches: Buffer): void {
+function checkFraming(batches: Buffer, checkCrc: boolean): void {
   if (batches.length === 0) {
     throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
   }
   for (const { position } of splitBatches(batches)) {
     if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
       throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
+    }
+    if (isControlBatch(batches, position)) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} is a control batch`);
+    }
+    if (checkCrc && !verifyBatchCrc(batches, position)) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `batch at ${position} failed its CRC-32C check`,
+      );
     }
   }
 }
