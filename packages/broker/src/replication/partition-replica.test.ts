@@ -5,6 +5,7 @@ import {
   splitBatches,
   verifyBatchCrc,
 } from '@streambus/protocol';
+import { type LogIndex, MessageType, message, type Term } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
@@ -455,6 +456,33 @@ describe('PartitionReplica: faults', () => {
     expect(f.offlineError).toBeNull();
     const w = walk(await expectIdenticalCommitted(c), 0);
     expect(w.values).toEqual(Array.from({ length: 5 }, (_, t) => valuesOf(t)).flat());
+  });
+
+  it('drops a snapshot message whose data is unreadable', async () => {
+    const c = open({ seed: 37 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    const conf = { voters: [1, 2, 3] as PartitionReplica['self'][], learners: [] };
+    f.step(
+      message({
+        type: MessageType.Snapshot,
+        from: l.self,
+        to: f.self,
+        term: l.leaderEpoch as Term,
+        snapshot: {
+          meta: { index: 50 as LogIndex, term: l.leaderEpoch as Term, conf },
+          data: Buffer.from('{not a replica snapshot'),
+        },
+      }),
+    );
+    await c.tick(3);
+    expect(f.offlineError).toBeNull();
+    expect(f.logStartOffset).toBe(0);
+    const ok = l.propose(batch(1), -1);
+    await c.tick(2);
+    await ok;
+    await catchUp(c);
   });
 
   it('keeps every acknowledged record through power cuts that keep a random unsynced prefix', async () => {

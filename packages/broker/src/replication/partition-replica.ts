@@ -97,13 +97,14 @@ import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
 import type { OffsetTranslatorLimits } from './offset-translator.js';
 import type { RaftLogTailLimits } from './raft-log-tail.js';
-import { encodeSnapshotData } from './replica-files.js';
+import { decodeSnapshotData, encodeSnapshotData } from './replica-files.js';
 import {
   batchProducer,
   copyProducers,
   isIdempotent,
   lastSequenceOf,
   producersAt,
+  producersFrom,
 } from './replica-producers.js';
 import { ReplicaStore } from './replica-store.js';
 import type { LogPosition } from './term-runs.js';
@@ -490,6 +491,10 @@ export class PartitionReplica implements HostedGroup {
     if (this.closed || this.offline) return;
     try {
       if (message.type === MessageType.Append) checkAppendEntries(message);
+      if (message.type === MessageType.Snapshot && message.snapshot) {
+        // Readable snapshot data, or the message is dropped (never a failed install later).
+        producersFrom(decodeSnapshotData(message.snapshot.data).producers);
+      }
       this.node.step(message);
     } catch (err) {
       // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
