@@ -12,6 +12,7 @@
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
+//   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
 //   transferLeadership(to: NodeId): void
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
@@ -74,6 +75,7 @@ import {
   verifyBatchCrc,
 } from '@streambus/protocol';
 import {
+  decodeConfState,
   type Entry,
   EntryType,
   type HardState,
@@ -91,7 +93,12 @@ import {
   type Snapshot,
   StateRole,
 } from '@streambus/raft';
-import type { FileSystem, PartitionLogConfig, PartitionLogOptions } from '@streambus/storage';
+import type {
+  FileSystem,
+  PartitionLog,
+  PartitionLogConfig,
+  PartitionLogOptions,
+} from '@streambus/storage';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
 import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
@@ -295,6 +302,13 @@ export class PartitionReplica implements HostedGroup {
   }
   get logEndOffset(): number {
     return this.store.log.logEndOffset;
+  }
+  /**
+   * The segment log, for reads the replica does not wrap (offset by timestamp, sizes, metrics).
+   * Never write, truncate or enforce retention through it: the group owns its contents.
+   */
+  get partitionLog(): PartitionLog {
+    return this.store.log;
   }
   /** Every offset below is fsynced on this replica. */
   get durableEndOffset(): number {
@@ -617,8 +631,13 @@ export class PartitionReplica implements HostedGroup {
     }
     const index = (start.index - 1) as LogIndex;
     const term = tail.term(index)!;
+    // The configuration at `index`: the last Conf entry at or before it, else the snapshot's
+    // (from the log, not the core, whose history is pruned to the applied index).
+    const confs = tail.confEntries(tail.firstIndex(), start.index);
+    const last = confs[confs.length - 1];
+    const conf = last ? decodeConfState(last.data) : tail.snapshotMeta().conf;
     const snapshot: Snapshot = {
-      meta: { index, term, conf: this.node.confStateAt(index) },
+      meta: { index, term, conf },
       data: encodeSnapshotData({
         startOffset: start.offset,
         producers: producersAt(this.store.producers, start.offset),
