@@ -88,6 +88,7 @@ export const ErrorCode = {
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
   // 1110-1119: partition replicas (packages/broker/src/replication).
   REPLICA_PROPOSALS_FULL: 1110,
+  REPLICA_CONF_CHANGE_IN_PROGRESS: 1111,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -261,6 +262,12 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_PROPOSALS_FULL',
     true,
     'the partition leader has too many bytes waiting for replication; retry after a backoff',
+  ),
+  info(
+    C.REPLICA_CONF_CHANGE_IN_PROGRESS,
+    'REPLICA_CONF_CHANGE_IN_PROGRESS',
+    true,
+    'a membership change of this partition is pending, or its leader is new; retry shortly',
   ),
 ];
 

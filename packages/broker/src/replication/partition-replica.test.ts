@@ -5,7 +5,14 @@ import {
   splitBatches,
   verifyBatchCrc,
 } from '@streambus/protocol';
-import { type LogIndex, MessageType, message, type Term } from '@streambus/raft';
+import {
+  asNodeId,
+  ConfChangeType,
+  type LogIndex,
+  MessageType,
+  message,
+  type Term,
+} from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
@@ -546,5 +553,44 @@ describe('PartitionReplica: acks=1 and the pending bound', () => {
     await c.tick(2);
     await all;
     expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
+  });
+});
+
+describe('PartitionReplica: membership', () => {
+  it('adds and removes a voter through configuration entries stored as control batches', async () => {
+    const c = open({ seed: 41 });
+    c.addNode(4);
+    await c.startAll();
+    const l = await c.waitLeader(200, [1, 2, 3]);
+    const acks: Array<Promise<ProduceResult>> = [];
+    for (let tag = 0; tag < 4; tag++) acks.push(l.propose(batch(tag), -1));
+    await c.tick(2);
+    await Promise.all(acks);
+    const adding = l.changeMembership({ type: ConfChangeType.AddVoter, node: asNodeId(4) });
+    await c.tick(3);
+    await adding;
+    expect(l.configuration.voters).toEqual([1, 2, 3, 4]);
+    await catchUp(c, 200);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.controlBatches).toBe(2); // the no-op and the configuration entry
+    expect(l.inSyncReplicas()).toEqual([1, 2, 3, 4]);
+    // Node 4 restarts: its configuration comes back from the control batch on disk.
+    await c.crash(4);
+    await c.start(4);
+    expect(c.replica(4).configuration.voters).toEqual([1, 2, 3, 4]);
+    await catchUp(c, 200);
+    const removing = l.changeMembership({ type: ConfChangeType.Remove, node: asNodeId(4) });
+    // A second change while the first is pending: refused, retriable.
+    const second = await l
+      .changeMembership({ type: ConfChangeType.AddLearner, node: asNodeId(5) })
+      .catch((e: unknown) => e);
+    expect((second as { code: number }).code).toBe(ErrorCode.REPLICA_CONF_CHANGE_IN_PROGRESS);
+    expect((second as { retriable: boolean }).retriable).toBe(true);
+    await c.tick(3);
+    await removing;
+    expect(l.configuration.voters).toEqual([1, 2, 3]);
+    const more = l.propose(batch(9), -1);
+    await c.tick(2);
+    await more;
   });
 });

@@ -14,6 +14,7 @@
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
 //   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
 //   transferLeadership(to: NodeId): void
+//   changeMembership(change: ConfChange): Promise<void>; configuration: ConfState   (leader)
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
 //   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
@@ -75,6 +76,8 @@ import {
   verifyBatchCrc,
 } from '@streambus/protocol';
 import {
+  type ConfChange,
+  type ConfState,
   decodeConfState,
   type Entry,
   EntryType,
@@ -202,9 +205,13 @@ interface Queued {
   readonly acks: 0 | 1 | -1;
   /** A log-start entry (deleteRecordsBefore): no producer checks. */
   readonly control?: boolean;
+  /** A membership change instead of batches (`batches` is empty). */
+  readonly conf?: ConfChange;
   readonly resolve: (r: ProduceResult) => void;
   readonly reject: (e: unknown) => void;
 }
+
+const EMPTY_BUFFER = Buffer.alloc(0);
 
 const NO_LOGGER: ReplicaLogger = { warn: () => {}, error: () => {} };
 
@@ -476,6 +483,30 @@ export class PartitionReplica implements HostedGroup {
     return this.deleteRecordsBefore(target);
   }
 
+  /**
+   * Leader only: one single-server membership change (add a learner, add a voter, remove),
+   * proposed as a configuration entry (stored as a control batch). Resolves once committed.
+   * Refused (retriable) while another change is pending or this term has committed nothing.
+   */
+  changeMembership(change: ConfChange): Promise<void> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.queued.push({ batches: EMPTY_BUFFER, acks: -1, conf: change, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    }).then(() => undefined);
+  }
+
+  /** The voters and learners in force (the latest configuration entry, committed or not). */
+  get configuration(): ConfState {
+    return this.node.status().conf;
+  }
+
   transferLeadership(to: NodeId): void {
     this.checkUsable();
     try {
@@ -742,6 +773,10 @@ export class PartitionReplica implements HostedGroup {
   }
 
   private proposeNow(q: Queued): void {
+    if (q.conf) {
+      this.proposeConf(q, q.conf);
+      return;
+    }
     const next = this.leaderNext!;
     const producers = this.leaderProducers!;
     const term = this.node.currentTerm;
@@ -825,6 +860,29 @@ export class PartitionReplica implements HostedGroup {
     }
     const lastOffset = next.offset - 1;
     this.answerAt(q, { baseOffset, lastOffset, logAppendTimeMs: now }, lastOffset);
+  }
+
+  /** A configuration entry: one control batch, so one offset (control-entry.ts). */
+  private proposeConf(q: Queued, change: ConfChange): void {
+    const next = this.leaderNext!;
+    let p: { index: LogIndex };
+    try {
+      p = this.node.proposeConfChange(change);
+    } catch (err) {
+      q.reject(this.mapRaftError(err));
+      return;
+    }
+    if (p.index !== next.index) {
+      throw new Error(`assertion: configuration entry at ${p.index}, expected ${next.index}`);
+    }
+    const offset = next.offset;
+    next.index = (next.index + 1) as LogIndex;
+    next.offset += 1;
+    this.answerAt(
+      q,
+      { baseOffset: offset, lastOffset: offset, logAppendTimeMs: this.nowMs() },
+      offset,
+    );
   }
 
   /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
@@ -916,6 +974,9 @@ export class PartitionReplica implements HostedGroup {
       }
       if (err.code === RaftErrorCode.PROPOSAL_DROPPED) {
         return new StreamBusError(ErrorCode.REPLICA_PROPOSALS_FULL, err.message);
+      }
+      if (err.code === RaftErrorCode.CONF_CHANGE_IN_PROGRESS) {
+        return new StreamBusError(ErrorCode.REPLICA_CONF_CHANGE_IN_PROGRESS, err.message);
       }
       return new StreamBusError(ErrorCode.INVALID_REQUEST, err.message);
     }
