@@ -95,6 +95,9 @@ export const ErrorCode = {
   CONTROLLER_OFFLINE: 1121,
   // 1100-1109: inter-broker links (packages/broker/src/cluster).
   PEER_LINK_REFUSED: 1100,
+  // 1110-1119: partition replicas (packages/broker/src/replication).
+  REPLICA_PROPOSALS_FULL: 1110,
+  REPLICA_CONF_CHANGE_IN_PROGRESS: 1111,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -292,6 +295,18 @@ const TABLE: readonly ErrorInfo[] = [
     'PEER_LINK_REFUSED',
     true,
     'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
+  ),
+  info(
+    C.REPLICA_PROPOSALS_FULL,
+    'REPLICA_PROPOSALS_FULL',
+    true,
+    'the partition leader has too many bytes waiting for replication; retry after a backoff',
+  ),
+  info(
+    C.REPLICA_CONF_CHANGE_IN_PROGRESS,
+    'REPLICA_CONF_CHANGE_IN_PROGRESS',
+    true,
+    'a membership change of this partition is pending, or its leader is new; retry shortly',
   ),
 ];
 

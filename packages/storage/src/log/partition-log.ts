@@ -119,6 +119,16 @@ export interface AppendOptions {
    * before the promise resolves. Not called when the append fails before its write.
    */
   onWritten?: (result: AppendResult) => void;
+  /**
+   * The batches already carry their offsets and leader epoch (a Raft follower appending its
+   * leader's bytes, or a leader that stamped them when proposing): nothing is patched; each
+   * batch's CRC is checked when queued (CORRUPT_MESSAGE) and its baseOffset must be the log end
+   * when its turn comes (INVALID_RECORD otherwise; that append and the later ones of its write
+   * group are refused, the log is unchanged). Default false: offsets are assigned.
+   */
+  assignedOffsets?: boolean;
+  /** With `assignedOffsets`: the caller already checked every batch's CRC; skip that check. */
+  crcVerified?: boolean;
 }
 
 export interface AppendResult {
@@ -158,6 +168,7 @@ type Op =
       counted: boolean;
       leaderEpoch: number | undefined;
       onWritten: ((r: AppendResult) => void) | undefined;
+      assigned: boolean;
       resolve: (r: AppendResult) => void;
       reject: (e: unknown) => void;
     }
@@ -207,6 +218,23 @@ export function validatePartitionLogConfig(c: PartitionLogConfig): void {
   if (c.durability === 'interval' && !(c.flushIntervalMs > 0)) {
     throw invalidConfig('flushIntervalMs must be > 0 for durability interval');
   }
+}
+
+/** Null when every batch of `buf` continues the offsets from `next`, else the error to answer. */
+function assignedOffsetsMismatch(buf: Buffer, next: number, dir: string): StreamBusError | null {
+  const batch = new BatchCursor(buf);
+  while (batch.next()) {
+    const p = batch.position;
+    const base = batchBaseOffset(buf, p);
+    if (base !== next) {
+      return new StreamBusError(
+        ErrorCode.INVALID_RECORD,
+        `batch with baseOffset ${base} does not continue ${dir} at offset ${next}`,
+      );
+    }
+    next += batchLastOffsetDelta(buf, p) + 1;
+  }
+  return null;
 }
 
 export class PartitionLog {
@@ -383,6 +411,16 @@ export class PartitionLog {
             `batch at ${batch.position} has no offsets`,
           );
         }
+        if (
+          options?.assignedOffsets &&
+          !options.crcVerified &&
+          !verifyBatchCrc(batches, batch.position)
+        ) {
+          throw new StreamBusError(
+            ErrorCode.CORRUPT_MESSAGE,
+            `batch at ${batch.position} (baseOffset ${batchBaseOffset(batches, batch.position)}) failed its CRC-32C check`,
+          );
+        }
       }
       if (batches.length === 0) {
         throw new StreamBusError(ErrorCode.INVALID_RECORD, 'append of no batches');
@@ -421,6 +459,7 @@ export class PartitionLog {
         counted: false,
         leaderEpoch: options?.leaderEpoch,
         onWritten: options?.onWritten,
+        assigned: options?.assignedOffsets === true,
         resolve,
         reject: (e) => {
           this.uncount(op);
@@ -525,6 +564,8 @@ export class PartitionLog {
     let i = 0;
     /** group[0, answered) are resolved or wait for their fsync; the rest still need an answer. */
     let answered = 0;
+    /** An `assignedOffsets` append that does not start at the log end: it and the rest fail. */
+    let mismatch: StreamBusError | null = null;
     try {
       while (i < group.length) {
         // Roll before the first append that does not fit (or when the segment is too old).
@@ -547,13 +588,19 @@ export class PartitionLog {
         ) {
           const op = group[i]!;
           const baseOffset = this._logEndOffset;
+          if (op.assigned) {
+            mismatch = assignedOffsetsMismatch(op.buf, baseOffset, this.dir);
+            if (mismatch) break;
+          }
           let next = baseOffset;
           const batch = new BatchCursor(op.buf);
           while (batch.next()) {
             const p = batch.position;
-            op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
-            op.buf.writeUInt32BE(next >>> 0, p + 4);
-            if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
+            if (!op.assigned) {
+              op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
+              op.buf.writeUInt32BE(next >>> 0, p + 4);
+              if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
+            }
             next += batchLastOffsetDelta(op.buf, p) + 1;
           }
           this._logEndOffset = next;
@@ -561,6 +608,7 @@ export class PartitionLog {
           chunk.push(op);
           i++;
         }
+        if (chunk.length === 0) throw mismatch;
         const position = seg.sizeBytes;
         const chunkBase = batchBaseOffset(chunk[0]!.buf, 0);
         try {
@@ -613,6 +661,7 @@ export class PartitionLog {
           this.maybeSync();
         }
         if (this.config.durability === 'always') this.maybeSync();
+        if (mismatch) throw mismatch;
       }
     } catch (err) {
       // The chunk being written and every later append of the group (no offsets assigned, or
@@ -621,7 +670,7 @@ export class PartitionLog {
       const error =
         this.failure !== null
           ? this.failureError()
-          : err instanceof StreamBusError && err === this.refused
+          : err instanceof StreamBusError && (err === this.refused || err === mismatch)
             ? err
             : writeRefusedError(this.dir, bytes, err);
       if (this.failure === null) this._logEndOffset = this.writtenEnd;
@@ -1208,7 +1257,11 @@ export class PartitionLog {
     return this.enqueue<void>((resolve, reject) => ({ kind: 'retention', resolve, reject }));
   }
 
-  private async doRetention(): Promise<void> {
+  /**
+   * The log start `enforceRetention` would move to now (a segment boundary; logStartOffset when
+   * nothing is due). A replicated partition asks this and moves the start through its group.
+   */
+  retentionStartOffset(): number {
     const { retentionBytesMax, retentionMs } = this.config;
     const now = this.nowMs();
     let total = this.sizeBytes;
@@ -1221,6 +1274,11 @@ export class PartitionLog {
       total -= seg.sizeBytes;
       newStart = Math.max(newStart, seg.nextOffset);
     }
+    return newStart;
+  }
+
+  private async doRetention(): Promise<void> {
+    const newStart = this.retentionStartOffset();
     if (newStart === this._logStartOffset) return;
     this._logStartOffset = newStart;
     // Segments go first: on a full disk the checkpoint write fails, and deleting them is what

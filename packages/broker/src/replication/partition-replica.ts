@@ -1,0 +1,1059 @@
+// PartitionReplica: one partition's replica on this broker, a Raft group whose log IS the
+// partition's segment log (issue 9, docs/replication.md). It implements `HostedGroup`
+// (cluster/contract.ts): the broker's GroupHost ticks it, routes its messages and runs
+// `process()`; it knows no timers and no sockets.
+//
+// PUBLIC API (stable from milestone 1; changes are additive only):
+//   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
+//   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
+//   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
+//   highWatermark, logStartOffset, logEndOffset: number
+//   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
+//   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
+//   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
+//   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
+//   transferLeadership(to: NodeId): void
+//   changeMembership(change: ConfChange): Promise<void>; configuration: ConfState   (leader)
+//   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
+//   close(): Promise<void>
+//   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
+//   Errors: NotLeaderError (NOT_LEADER_OR_FOLLOWER 6, `leaderHint`), REPLICA_PROPOSALS_FULL
+//   (1110, retriable) beyond `pendingBytesMax`, SHUTTING_DOWN after close, the storage error
+//   that took the replica offline (`offlineError`).
+//
+// Offsets. The leader stamps each batch's baseOffset (the next offset of its Raft log,
+// unstable entries included) and partitionLeaderEpoch (= the term) when it proposes; one entry
+// per batch. It can do that only once everything in its log is placed: right after an election
+// its log may end in entries still being persisted (and the no-op, whose control batch takes
+// one offset), so proposals wait in a bounded queue until the log written equals the core's
+// last index, and from then on, within that term, every entry appended is one this class
+// proposed: `leaderNext` follows them exactly.
+//
+// Acknowledgements. acks=0 answers once proposed; acks=1 once the leader's own batch is written
+// to the OS (PartitionLog's onWritten); acks=all (-1) once the core's commit index covers the
+// last batch, i.e. a quorum holds it durably under the topic's durability policy ('always':
+// fsynced; 'interval'/'none': written to the OS, see docs/replication.md). A leader that loses
+// its role or term fails everything pending with NOT_LEADER_OR_FOLLOWER; the client retries
+// (with idempotence, without duplicates).
+//
+// Sending while the leader's own fsync runs (etcd-raft's asynchronous storage writes, Raft
+// thesis §10.2.1). The Ready contract says messages leave after the Ready is durable; this
+// shell sends a LEADER's messages BEFORE persisting, when the Ready does not change the saved
+// term or vote and installs no snapshot. Why that is safe:
+//   - What the contract protects is promises made to others: a vote (term, vote) and an
+//     acknowledgement of entries (append-resp). A leader whose term and vote are unchanged
+//     makes neither: its messages are appends, heartbeats, snapshots, timeout-now and
+//     rejections, none of which claims anything about its own disk.
+//   - The leader counts its own copy toward the commit index only in `advance()`, after the
+//     persist (RaftNode.advance: `self.maybeUpdate(durableLastIndex)`), so an entry is
+//     committed only when a quorum (with or without the leader) has it durably.
+//   - If the leader crashes before its write, followers may hold entries the leader lost; that
+//     is an ordinary Raft log divergence, resolved by the next leader (the entries were never
+//     committed through the lost copy).
+// A Ready that changes term or vote (an election) is persisted first, as the contract says.
+// So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
+//
+// Idempotent producers (replica-producers.ts). Every replica keeps the producer state of its
+// log as batches are appended (ReplicaStore). The leader checks each idempotent batch before
+// proposing, against a copy of that state taken when its log was placed plus its own proposals;
+// a retry of a batch the log holds (committed, or in flight) is answered with its original
+// offsets once they satisfy the request's acks, never appended again, also across a leader
+// change (the new leader's log holds what the old one replicated). A mix of new and retried
+// batches in one request is OUT_OF_ORDER_SEQUENCE_NUMBER, as on a single node.
+//
+// Retention and delete-records: through the group, by a log-start entry (see `compactTo`).
+import {
+  BatchField,
+  batchSizeAt,
+  ErrorCode,
+  RECORD_BATCH_HEADER_BYTES,
+  readBatchHeader,
+  StreamBusError,
+  setBaseOffset,
+  setPartitionLeaderEpoch,
+  splitBatches,
+  verifyBatchCrc,
+} from '@streambus/protocol';
+import {
+  type ConfChange,
+  type ConfState,
+  decodeConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type LogIndex,
+  type Message,
+  MessageType,
+  NONE,
+  type NodeId,
+  type RaftConfigInput,
+  RaftError,
+  RaftErrorCode,
+  RaftNode,
+  type RandomSource,
+  type Ready,
+  type Snapshot,
+  StateRole,
+} from '@streambus/raft';
+import type {
+  FileSystem,
+  PartitionLog,
+  PartitionLogConfig,
+  PartitionLogOptions,
+} from '@streambus/storage';
+import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
+import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
+import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
+import type { OffsetTranslatorLimits } from './offset-translator.js';
+import type { RaftLogTailLimits } from './raft-log-tail.js';
+import { decodeSnapshotData, encodeSnapshotData } from './replica-files.js';
+import {
+  batchProducer,
+  copyProducers,
+  isIdempotent,
+  lastSequenceOf,
+  producersAt,
+  producersFrom,
+} from './replica-producers.js';
+import { ReplicaStore } from './replica-store.js';
+import type { LogPosition } from './term-runs.js';
+
+export type ReplicaRole = 'leader' | 'follower' | 'candidate' | 'offline';
+
+export interface ProduceResult {
+  readonly baseOffset: number;
+  readonly lastOffset: number;
+  /** The leader's clock (`nowMs`) when it proposed the batches. */
+  readonly logAppendTimeMs: number;
+}
+
+export interface ReplicaChange {
+  readonly kind: 'high-watermark' | 'role';
+  readonly replica: PartitionReplica;
+}
+
+/** A pino-compatible logger (the broker passes its own). */
+export interface ReplicaLogger {
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export type ReplicaRaftConfig = Omit<Partial<RaftConfigInput>, 'id' | 'random'>;
+
+export interface PartitionReplicaOptions {
+  readonly key: GroupKey;
+  readonly self: NodeId;
+  /** The partition directory. */
+  readonly dir: string;
+  readonly fs: FileSystem;
+  /** The topic's storage settings; `durability` decides what "durable" means for acks=all. */
+  readonly logConfig: PartitionLogConfig;
+  readonly logOptions?: PartitionLogOptions;
+  /** The group's voters when the directory is fresh (ignored afterwards: the log knows). */
+  readonly initialVoters: readonly NodeId[];
+  readonly transport: RaftTransport;
+  readonly host: GroupHost;
+  readonly random: RandomSource;
+  /** Only for logAppendTimeMs of produce answers (never read by Raft). Default Date.now. */
+  readonly nowMs?: () => number;
+  readonly raft?: ReplicaRaftConfig;
+  readonly tailLimits?: Partial<RaftLogTailLimits>;
+  readonly translatorLimits?: OffsetTranslatorLimits;
+  /** Bytes proposed (or queued) and not yet answered, at most (default 64 MiB). */
+  readonly pendingBytesMax?: number;
+  /** A follower whose match reached the commit index within this many ticks is in sync. */
+  readonly isrLagTicksMax?: number;
+  readonly logger?: ReplicaLogger;
+  /**
+   * Test-only switches that break safety on purpose, so the tests (and the simulator) can show
+   * their checkers catch it. Never set outside tests.
+   */
+  readonly unsafe?: {
+    /** Answer acks=all once the leader's own copy is written (no quorum). */
+    readonly ackAllOnLocalWrite?: boolean;
+  };
+}
+
+export const PARTITION_REPLICA_DEFAULTS = {
+  pendingBytesMax: 64 * 1024 * 1024,
+  isrLagTicksMax: 30,
+} as const;
+
+/** NOT_LEADER_OR_FOLLOWER with the leader this replica knows of (NONE when none). */
+export class NotLeaderError extends StreamBusError {
+  constructor(
+    readonly leaderHint: NodeId,
+    message: string,
+  ) {
+    super(ErrorCode.NOT_LEADER_OR_FOLLOWER, message);
+  }
+}
+
+interface Pending {
+  /** Answered once this offset is written (acks=1) or below the high watermark (acks=all). */
+  readonly lastOffset: number;
+  readonly acks: 1 | -1;
+  readonly bytes: number;
+  readonly result: ProduceResult;
+  readonly resolve: (r: ProduceResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Queued {
+  readonly batches: Buffer;
+  readonly acks: 0 | 1 | -1;
+  /** A log-start entry (deleteRecordsBefore): no producer checks. */
+  readonly control?: boolean;
+  /** A membership change instead of batches (`batches` is empty). */
+  readonly conf?: ConfChange;
+  readonly resolve: (r: ProduceResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+
+const NO_LOGGER: ReplicaLogger = { warn: () => {}, error: () => {} };
+
+function toStreamBusError(err: unknown, fallback: number, what: string): StreamBusError {
+  if (err instanceof StreamBusError) return err;
+  return new StreamBusError(fallback, `${what}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+  });
+}
+
+export class PartitionReplica implements HostedGroup {
+  readonly key: GroupKey;
+  readonly self: NodeId;
+  private readonly node: RaftNode;
+  private readonly store: ReplicaStore;
+  private readonly transport: RaftTransport;
+  private readonly host: GroupHost;
+  private readonly nowMs: () => number;
+  private readonly logger: ReplicaLogger;
+  private readonly pendingBytesMax: number;
+  private readonly isrLagTicksMax: number;
+  private readonly listeners = new Set<(e: ReplicaChange) => void>();
+  private readonly ackAllOnLocalWrite: boolean;
+  private prefetchCount = 0;
+
+  private pending: Pending[] = [];
+  private queued: Queued[] = [];
+  private pendingBytes = 0;
+  /** Where the leader's next proposal goes; null until its log is all placed (see top). */
+  private leaderNext: { index: LogIndex; offset: number } | null = null;
+  /** The term `leaderNext` and `pending` belong to. */
+  private leaderTerm = 0;
+  /**
+   * The leader's producer table: a copy of the log's taken when its log was placed, plus its own
+   * proposals (replica-producers.ts). Null when not leading.
+   */
+  private leaderProducers: ProducerStateTable | null = null;
+  private hw: number;
+  private roleSeen: ReplicaRole;
+  private leadSeen: NodeId;
+  private ticks = 0;
+  private readonly caughtUpAt = new Map<NodeId, number>();
+  private readonly prefetching = new Set<number>();
+  private fetched = false;
+  private processing: Promise<void> | null = null;
+  private closed = false;
+  private offline: StreamBusError | null = null;
+
+  private constructor(o: PartitionReplicaOptions, store: ReplicaStore, node: RaftNode) {
+    this.key = o.key;
+    this.self = o.self;
+    this.store = store;
+    this.node = node;
+    this.transport = o.transport;
+    this.host = o.host;
+    this.nowMs = o.nowMs ?? Date.now;
+    this.logger = o.logger ?? NO_LOGGER;
+    this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
+    this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
+    this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    this.hw = this.commitOffset();
+    this.roleSeen = this.currentRole();
+    this.leadSeen = node.currentLead;
+  }
+
+  /** Opens (recovering) the replica's directory and its Raft node. Not yet added to the host. */
+  static async open(o: PartitionReplicaOptions): Promise<PartitionReplica> {
+    const logger = o.logger ?? NO_LOGGER;
+    const store = await ReplicaStore.open({
+      fs: o.fs,
+      dir: o.dir,
+      logConfig: o.logConfig,
+      ...(o.logOptions ? { logOptions: o.logOptions } : {}),
+      initialConf: { voters: [...o.initialVoters].sort((a, b) => a - b), learners: [] },
+      ...(o.tailLimits ? { tailLimits: o.tailLimits } : {}),
+      ...(o.translatorLimits ? { translatorLimits: o.translatorLimits } : {}),
+      onRecovery: (message) => logger.warn({ dir: o.dir }, message),
+    });
+    try {
+      const node = new RaftNode({ ...o.raft, id: o.self, random: o.random }, store.tail);
+      return new PartitionReplica(o, store, node);
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ state
+
+  get highWatermark(): number {
+    return this.hw;
+  }
+  get logStartOffset(): number {
+    return this.store.log.logStartOffset;
+  }
+  get logEndOffset(): number {
+    return this.store.log.logEndOffset;
+  }
+  /**
+   * The segment log, for reads the replica does not wrap (offset by timestamp, sizes, metrics).
+   * Never write, truncate or enforce retention through it: the group owns its contents.
+   */
+  get partitionLog(): PartitionLog {
+    return this.store.log;
+  }
+  /** Every offset below is fsynced on this replica. */
+  get durableEndOffset(): number {
+    return this.store.log.durableEndOffset;
+  }
+  get role(): ReplicaRole {
+    return this.currentRole();
+  }
+  get leaderId(): NodeId {
+    return this.node.currentLead;
+  }
+  /** The leader epoch: the current Raft term. */
+  get leaderEpoch(): number {
+    return this.node.currentTerm;
+  }
+  /** The error that took the replica offline, or null. */
+  get offlineError(): StreamBusError | null {
+    return this.offline;
+  }
+  /** The commit index (tests, metrics). */
+  get commitIndex(): LogIndex {
+    return this.node.commitIndex;
+  }
+
+  /**
+   * On the leader: itself and every voter whose match reached the commit index now or within
+   * `isrLagTicksMax` ticks. Elsewhere: [] (ask the leader).
+   */
+  inSyncReplicas(): NodeId[] {
+    if (this.node.currentRole !== StateRole.Leader) return [];
+    const st = this.node.status();
+    const out: NodeId[] = [this.self];
+    for (const [id, pr] of st.progress) {
+      if (pr.isLearner) continue;
+      const at = pr.match >= st.commit ? this.ticks : this.caughtUpAt.get(id);
+      if (at !== undefined && this.ticks - at <= this.isrLagTicksMax) out.push(id);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Counters and bounds for metrics and tests. */
+  stats(): {
+    tailStart: LogIndex;
+    tailEntries: number;
+    cacheRanges: number;
+    prefetches: number;
+    pendingBytes: number;
+    pendingRequests: number;
+  } {
+    const t = this.store.tail.stats();
+    return {
+      tailStart: t.tailStart,
+      tailEntries: t.tailEntries,
+      cacheRanges: t.cacheRanges,
+      prefetches: this.prefetchCount,
+      pendingBytes: this.pendingBytes,
+      pendingRequests: this.pending.length + this.queued.length,
+    };
+  }
+
+  onChange(listener: (e: ReplicaChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private currentRole(): ReplicaRole {
+    if (this.offline) return 'offline';
+    switch (this.node.currentRole) {
+      case StateRole.Leader:
+        return 'leader';
+      case StateRole.Follower:
+        return 'follower';
+      default:
+        return 'candidate';
+    }
+  }
+
+  // ------------------------------------------------------------------ produce and fetch
+
+  /**
+   * Leader only: proposes `batches` (RecordBatch v2; no control batches), one entry per batch,
+   * stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top). Framing is
+   * checked here, and each batch's CRC unless `options.crcVerified` (the broker's produce
+   * validation checked it): a damaged batch must never reach the log its followers copy.
+   */
+  propose(
+    batches: Buffer,
+    acks: 0 | 1 | -1,
+    options?: { readonly crcVerified?: boolean },
+  ): Promise<ProduceResult> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+      checkFraming(batches, options?.crcVerified !== true);
+      if (this.pendingBytes + batches.length > this.pendingBytesMax && this.pendingBytes > 0) {
+        throw new StreamBusError(
+          ErrorCode.REPLICA_PROPOSALS_FULL,
+          `partition ${this.keyString()}: ${this.pendingBytes} B pending (pendingBytesMax ${this.pendingBytesMax})`,
+        );
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.pendingBytes += batches.length;
+      this.queued.push({ batches, acks, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    });
+  }
+
+  /** Whole batches from the one holding `offset`, never at or past the high watermark. */
+  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
+    try {
+      this.checkUsable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.store.readCommitted(offset, maxBytes, this.hw);
+  }
+
+  /**
+   * Leader only: moves every replica's log start up to the batch holding `offset` (at most the
+   * high watermark; OFFSET_OUT_OF_RANGE beyond), through the group (see `compactTo`). Resolves
+   * with the new log start (a batch boundary at or below `offset`) once the log-start entry is
+   * committed; each replica cuts its log when it applies that entry.
+   */
+  async deleteRecordsBefore(offset: number): Promise<number> {
+    this.checkUsable();
+    this.checkLeader();
+    if (!Number.isSafeInteger(offset) || offset > this.hw) {
+      throw new StreamBusError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `partition ${this.keyString()}: delete-records offset ${offset} is past the high watermark ${this.hw}`,
+      );
+    }
+    if (offset <= this.logStartOffset) return this.logStartOffset;
+    const start = await this.store.positionAt(offset);
+    if (start.index <= this.store.tail.firstIndex()) return this.logStartOffset;
+    const batches = encodeLogStartBatch(start);
+    await new Promise<ProduceResult>((resolve, reject) => {
+      this.checkLeader();
+      this.pendingBytes += batches.length;
+      this.queued.push({ batches, acks: -1, control: true, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    });
+    return start.offset;
+  }
+
+  /**
+   * Leader only: applies the topic's retention (retentionBytesMax, retentionMs) by moving the
+   * log start, through the group, to the segment boundary the segment log would cut at, never
+   * past the high watermark. Resolves with the log start. (Never call the PartitionLog's own
+   * enforceRetention on a replica: its replicas would diverge.)
+   */
+  enforceRetention(): Promise<number> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const target = Math.min(this.store.log.retentionStartOffset(), this.hw);
+    return this.deleteRecordsBefore(target);
+  }
+
+  /**
+   * Leader only: one single-server membership change (add a learner, add a voter, remove),
+   * proposed as a configuration entry (stored as a control batch). Resolves once committed.
+   * Refused (retriable) while another change is pending or this term has committed nothing.
+   */
+  changeMembership(change: ConfChange): Promise<void> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.queued.push({ batches: EMPTY_BUFFER, acks: -1, conf: change, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    }).then(() => undefined);
+  }
+
+  /** The voters and learners in force (the latest configuration entry, committed or not). */
+  get configuration(): ConfState {
+    return this.node.status().conf;
+  }
+
+  transferLeadership(to: NodeId): void {
+    this.checkUsable();
+    try {
+      this.node.transferLeadership(to);
+    } catch (err) {
+      throw this.mapRaftError(err);
+    }
+    this.host.notify(this.key);
+  }
+
+  // ------------------------------------------------------------------ HostedGroup
+
+  tick(): void {
+    if (this.closed || this.offline) return;
+    this.ticks++;
+    this.node.tick();
+    if (this.node.currentRole === StateRole.Leader) {
+      const st = this.node.status();
+      for (const [id, pr] of st.progress) {
+        if (pr.match >= st.commit) this.caughtUpAt.set(id, this.ticks);
+      }
+    }
+    this.observe();
+  }
+
+  step(message: Message): void {
+    if (this.closed || this.offline) return;
+    try {
+      if (message.type === MessageType.Append) checkAppendEntries(message);
+      if (message.type === MessageType.Snapshot && message.snapshot) {
+        // Readable snapshot data, or the message is dropped (never a failed install later).
+        producersFrom(decodeSnapshotData(message.snapshot.data).producers);
+      }
+      this.node.step(message);
+    } catch (err) {
+      // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
+      this.logger.warn(
+        { group: this.keyString(), from: message.from, type: message.type, err: String(err) },
+        'raft message refused',
+      );
+      return;
+    }
+    this.observe();
+  }
+
+  reportUnreachable(peer: NodeId): void {
+    if (this.closed || this.offline) return;
+    this.node.reportUnreachable(peer);
+  }
+
+  hasWork(): boolean {
+    if (this.closed || this.offline) return false;
+    return this.fetched || this.node.hasReady();
+  }
+
+  process(): Promise<void> {
+    if (this.closed || this.offline || this.processing) return this.processing ?? Promise.resolve();
+    const p = this.processOnce()
+      .catch((err: unknown) => this.goOffline(err))
+      .finally(() => {
+        this.processing = null;
+      });
+    this.processing = p;
+    return p;
+  }
+
+  private async processOnce(): Promise<void> {
+    if (this.fetched) {
+      this.fetched = false;
+      this.node.entriesFetched();
+    }
+    if (!this.node.hasReady()) {
+      this.observe();
+      return;
+    }
+    const rd: Ready = this.node.ready();
+    const early =
+      this.node.currentRole === StateRole.Leader &&
+      rd.snapshot === null &&
+      !this.store.hardStateChanges(rd.hardState);
+    if (early) this.send(rd.messages);
+    await this.persist(rd);
+    if (this.closed) return;
+    if (!early) this.send(rd.messages);
+    await this.apply(rd.committedEntries);
+    if (this.closed) return;
+    this.node.advance();
+    for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
+    this.observe();
+  }
+
+  private async persist(rd: Ready): Promise<void> {
+    const hard: HardState | null = rd.hardState;
+    if (hard !== null && this.store.hardStateChanges(hard)) await this.store.saveHardState(hard);
+    if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
+    if (rd.entries.length > 0) {
+      // onWritten: a batch reached the OS (acks=1), before its fsync.
+      // Every data batch's CRC was checked once already: by the broker's produce validation
+      // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
+      await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
+    }
+    if (hard !== null) await this.store.saveHardState(hard);
+  }
+
+  private send(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    this.transport.send(this.key, messages);
+    for (const m of messages) {
+      // The transport takes the snapshot whole (fire and forget): report it sent, and the
+      // leader probes the follower on its next heartbeat answer.
+      if (m.type === MessageType.Snapshot) this.node.reportSnapshot(m.to, true);
+    }
+  }
+
+  /**
+   * Committed entries. Data needs nothing (the high watermark follows the commit index, the
+   * producer state follows appends); a log-start entry moves this replica's log start (below).
+   */
+  private async apply(entries: readonly Entry[]): Promise<void> {
+    for (const e of entries) {
+      if (e.data.byteLength === 0 || e.type !== EntryType.Normal || !isControlBatch(e.data))
+        continue;
+      const start = logStartOf(e.data);
+      if (start !== null) await this.compactTo(start, e.index);
+    }
+  }
+
+  /**
+   * Retention and delete-records, through the group (decision): the leader proposes a small
+   * log-start entry naming the new first entry (index and offset, at or below the commit index
+   * when proposed); every replica applies it when committed: a snapshot at the entry before it
+   * (producer state as of that point, the configuration then), saved, then the segment log and
+   * the tail cut to it. All replicas apply the same committed entry, so they converge on the same
+   * log start; a follower that is behind it later receives the snapshot (InstallSnapshot) and
+   * restarts its log there. Why not per-replica retention: each replica would cut at its own
+   * segment boundaries and the group's logs would differ below the commit point.
+   */
+  private async compactTo(start: LogPosition, at: LogIndex): Promise<void> {
+    const tail = this.store.tail;
+    if (start.index <= tail.firstIndex()) return;
+    if (start.index >= at || start.index > tail.lastIndex() + 1) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_DATA,
+        `replica ${this.keyString()}: log-start entry ${at} names entry ${start.index} (not before it)`,
+      );
+    }
+    const known = tail.translator.offsetOf(start.index);
+    if (known !== undefined && known !== start.offset) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_DATA,
+        `replica ${this.keyString()}: log-start entry ${at} puts entry ${start.index} at offset ${start.offset}, this log at ${known}`,
+      );
+    }
+    const index = (start.index - 1) as LogIndex;
+    const term = tail.term(index)!;
+    // The configuration at `index`: the last Conf entry at or before it, else the snapshot's
+    // (from the log, not the core, whose history is pruned to the applied index).
+    const confs = tail.confEntries(tail.firstIndex(), start.index);
+    const last = confs[confs.length - 1];
+    const conf = last ? decodeConfState(last.data) : tail.snapshotMeta().conf;
+    const snapshot: Snapshot = {
+      meta: { index, term, conf },
+      data: encodeSnapshotData({
+        startOffset: start.offset,
+        producers: producersAt(this.store.producers, start.offset),
+      }),
+    };
+    await this.store.compactTo(snapshot);
+    this.emit('high-watermark');
+  }
+
+  private startPrefetch(lo: LogIndex, hi: LogIndex): void {
+    if (this.prefetching.has(lo)) return;
+    this.prefetching.add(lo);
+    this.prefetchCount++;
+    this.store.tail
+      .prefetch(lo, hi)
+      .then(
+        () => {
+          this.fetched = true;
+        },
+        (err: unknown) => {
+          // A bound that moved (compaction, truncation) is asked again by the core; a read
+          // failure or CORRUPT_DATA is the log's: the replica goes offline.
+          if (err instanceof StreamBusError && err.code === ErrorCode.INVALID_ARGUMENT) {
+            this.fetched = true;
+          } else {
+            this.goOffline(err);
+          }
+        },
+      )
+      .finally(() => {
+        this.prefetching.delete(lo);
+        if (!this.closed) this.host.notify(this.key);
+      });
+  }
+
+  // ------------------------------------------------------------------ role, HW, pending
+
+  /** After every input: role and HW changes, pending answers, queued proposals. */
+  private observe(): void {
+    const term = this.node.currentTerm;
+    const isLeader = this.node.currentRole === StateRole.Leader;
+    if (this.leaderTerm !== 0 && (!isLeader || term !== this.leaderTerm)) {
+      this.resolvePending();
+      this.leaderProducers = null;
+      this.failAll(
+        new NotLeaderError(
+          this.node.currentLead,
+          `partition ${this.keyString()}: node ${this.self} is no longer the leader of term ${this.leaderTerm}`,
+        ),
+      );
+      this.leaderTerm = 0;
+      this.leaderNext = null;
+    }
+    if (isLeader && this.leaderTerm === 0) {
+      this.leaderTerm = term;
+      this.caughtUpAt.clear();
+    }
+    const hw = this.commitOffset();
+    const hwMoved = hw > this.hw;
+    if (hwMoved) this.hw = hw;
+    this.resolvePending();
+    this.drainQueued();
+    const role = this.currentRole();
+    const lead = this.node.currentLead;
+    const roleChanged = role !== this.roleSeen || lead !== this.leadSeen;
+    this.roleSeen = role;
+    this.leadSeen = lead;
+    if (roleChanged) this.emit('role');
+    if (hwMoved) this.emit('high-watermark');
+  }
+
+  /** The end offset of the commit index (as far as this replica's log holds it). */
+  private commitOffset(): number {
+    const tail = this.store.tail;
+    const c = Math.min(this.node.commitIndex, tail.lastIndex()) as LogIndex;
+    if (c < tail.firstIndex()) return tail.translator.startPosition.offset;
+    return tail.translator.offsetOf((c + 1) as LogIndex) ?? this.hw;
+  }
+
+  private drainQueued(): void {
+    if (this.queued.length === 0) return;
+    if (this.node.currentRole !== StateRole.Leader) {
+      this.failAll(
+        new NotLeaderError(this.node.currentLead, `node ${this.self} is not the leader`),
+      );
+      return;
+    }
+    if (this.leaderNext === null) {
+      // Place the leader's log first: everything the core holds must be written (see top).
+      const tail = this.store.tail;
+      if (this.node.status().lastIndex !== tail.lastIndex()) return;
+      this.leaderNext = {
+        index: (tail.lastIndex() + 1) as LogIndex,
+        offset: tail.translator.endPosition.offset,
+      };
+      this.leaderProducers = copyProducers(this.store.producers);
+    }
+    const queued = this.queued;
+    this.queued = [];
+    for (const q of queued) this.proposeNow(q);
+    this.host.notify(this.key);
+  }
+
+  private proposeNow(q: Queued): void {
+    if (q.conf) {
+      this.proposeConf(q, q.conf);
+      return;
+    }
+    const next = this.leaderNext!;
+    const producers = this.leaderProducers!;
+    const term = this.node.currentTerm;
+    const now = this.nowMs();
+    const baseOffset = next.offset;
+    // Idempotence first, for every batch of the request, before anything is proposed: check and
+    // record in order (pipelined batches of one producer see each other), undone on a refusal.
+    const recorded: Array<{ producerId: number; entry: BatchEntry }> = [];
+    const stamps: Array<{ entry: BatchEntry; delta: number }> = [];
+    let duplicate: { entry: BatchEntry; records: number } | null = null;
+    let duplicates = 0;
+    let batchCount = 0;
+    let records = 0;
+    try {
+      for (let pos = 0; pos < q.batches.length; pos += batchSizeAt(q.batches, pos)) {
+        batchCount++;
+        const p = batchProducer(q.batches, pos);
+        if (!q.control && isIdempotent(p)) {
+          const lastSeq = lastSequenceOf(p);
+          const d = producers.check(p.producerId, p.epoch, p.baseSequence, lastSeq);
+          if (d.kind === 'duplicate') {
+            duplicates++;
+            duplicate ??= { entry: d.entry, records: p.lastOffsetDelta + 1 };
+          } else {
+            const entry = producers.record(p.producerId, p.epoch, p.baseSequence, lastSeq, null);
+            recorded.push({ producerId: p.producerId, entry });
+            stamps.push({ entry, delta: records });
+          }
+        }
+        records += p.lastOffsetDelta + 1;
+      }
+      if (duplicates > 0 && duplicates !== batchCount) {
+        throw new StreamBusError(
+          ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+          'a produce mixes already-written batches with new ones',
+        );
+      }
+    } catch (err) {
+      for (let i = recorded.length - 1; i >= 0; i--) {
+        producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
+      }
+      this.pendingBytes -= q.batches.length;
+      q.reject(err);
+      return;
+    }
+    if (duplicate !== null) {
+      // A retry of a batch this log holds: its original offsets, answered as its acks require.
+      const base = duplicate.entry.baseOffset!;
+      const lastOffset = base + records - 1;
+      this.answerAt(q, { baseOffset: base, lastOffset, logAppendTimeMs: -1 }, lastOffset);
+      return;
+    }
+    for (const s of stamps) s.entry.baseOffset = baseOffset + s.delta;
+    let pos = 0;
+    try {
+      while (pos < q.batches.length) {
+        const size = batchSizeAt(q.batches, pos);
+        const count = q.batches.readInt32BE(pos + BatchField.LAST_OFFSET_DELTA) + 1;
+        setBaseOffset(q.batches, pos, next.offset);
+        setPartitionLeaderEpoch(q.batches, pos, term);
+        const p = this.node.propose(q.batches.subarray(pos, pos + size));
+        if (p.index !== next.index) {
+          throw new Error(`assertion: proposal landed at ${p.index}, expected ${next.index}`);
+        }
+        next.index = (next.index + 1) as LogIndex;
+        next.offset += count;
+        pos += size;
+      }
+    } catch (err) {
+      // Nothing proposed yet: the producer state is undone. Part of it proposed (the core's own
+      // bound, which pendingBytesMax keeps us under): those entries stay in the log, so stay
+      // recorded; the request fails and an idempotent retry is answered as a duplicate.
+      if (pos === 0) {
+        for (let i = recorded.length - 1; i >= 0; i--) {
+          producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
+        }
+      }
+      this.pendingBytes -= q.batches.length;
+      q.reject(this.mapRaftError(err));
+      return;
+    }
+    const lastOffset = next.offset - 1;
+    this.answerAt(q, { baseOffset, lastOffset, logAppendTimeMs: now }, lastOffset);
+  }
+
+  /** A configuration entry: one control batch, so one offset (control-entry.ts). */
+  private proposeConf(q: Queued, change: ConfChange): void {
+    const next = this.leaderNext!;
+    let p: { index: LogIndex };
+    try {
+      p = this.node.proposeConfChange(change);
+    } catch (err) {
+      q.reject(this.mapRaftError(err));
+      return;
+    }
+    if (p.index !== next.index) {
+      throw new Error(`assertion: configuration entry at ${p.index}, expected ${next.index}`);
+    }
+    const offset = next.offset;
+    next.index = (next.index + 1) as LogIndex;
+    next.offset += 1;
+    this.answerAt(
+      q,
+      { baseOffset: offset, lastOffset: offset, logAppendTimeMs: this.nowMs() },
+      offset,
+    );
+  }
+
+  /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
+  private answerAt(q: Queued, result: ProduceResult, lastOffset: number): void {
+    if (q.acks === 0) {
+      this.pendingBytes -= q.batches.length;
+      q.resolve(result);
+      return;
+    }
+    this.pending.push({
+      lastOffset,
+      acks: q.acks,
+      bytes: q.batches.length,
+      result,
+      resolve: q.resolve,
+      reject: q.reject,
+    });
+    this.resolvePending();
+  }
+
+  private resolvePending(): void {
+    if (this.pending.length === 0) return;
+    const written = this.store.log.writtenEndOffset;
+    const keep: Pending[] = [];
+    for (const p of this.pending) {
+      const local = p.acks === 1 || this.ackAllOnLocalWrite;
+      const done = local ? p.lastOffset < written : p.lastOffset < this.hw;
+      if (done) {
+        this.pendingBytes -= p.bytes;
+        p.resolve(p.result);
+      } else {
+        keep.push(p);
+      }
+    }
+    this.pending = keep;
+  }
+
+  private failAll(err: StreamBusError): void {
+    const pending = this.pending;
+    const queued = this.queued;
+    this.pending = [];
+    this.queued = [];
+    for (const p of pending) p.reject(err);
+    for (const q of queued) q.reject(err);
+    this.pendingBytes = 0;
+  }
+
+  private emit(kind: ReplicaChange['kind']): void {
+    for (const l of this.listeners) {
+      try {
+        l({ kind, replica: this });
+      } catch (err) {
+        this.logger.error({ group: this.keyString(), err: String(err) }, 'replica listener threw');
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ failure and close
+
+  private goOffline(err: unknown): void {
+    if (this.offline || this.closed) return;
+    const e = toStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR, `replica ${this.keyString()}`);
+    this.offline = e;
+    this.logger.error({ group: this.keyString(), err: e.toString() }, 'partition replica offline');
+    this.failAll(e);
+    this.emit('role');
+  }
+
+  private checkUsable(): void {
+    if (this.closed) {
+      throw new StreamBusError(ErrorCode.SHUTTING_DOWN, `replica ${this.keyString()} is closed`);
+    }
+    if (this.offline) throw this.offline;
+  }
+
+  private checkLeader(): void {
+    if (this.node.currentRole !== StateRole.Leader) {
+      throw new NotLeaderError(
+        this.node.currentLead,
+        `partition ${this.keyString()}: node ${this.self} is not the leader (leader ${this.node.currentLead || 'unknown'})`,
+      );
+    }
+  }
+
+  private mapRaftError(err: unknown): StreamBusError {
+    if (err instanceof RaftError) {
+      if (err.code === RaftErrorCode.NOT_LEADER_OR_FOLLOWER) {
+        return new NotLeaderError(this.node.currentLead, err.message);
+      }
+      if (err.code === RaftErrorCode.PROPOSAL_DROPPED) {
+        return new StreamBusError(ErrorCode.REPLICA_PROPOSALS_FULL, err.message);
+      }
+      if (err.code === RaftErrorCode.CONF_CHANGE_IN_PROGRESS) {
+        return new StreamBusError(ErrorCode.REPLICA_CONF_CHANGE_IN_PROGRESS, err.message);
+      }
+      return new StreamBusError(ErrorCode.INVALID_REQUEST, err.message);
+    }
+    return toStreamBusError(err, ErrorCode.UNKNOWN_SERVER_ERROR, `replica ${this.keyString()}`);
+  }
+
+  private keyString(): string {
+    return `${this.key.topicId}/${this.key.partition}`;
+  }
+
+  /**
+   * Stops the replica: pending and queued produce requests fail with NOT_LEADER_OR_FOLLOWER (a
+   * client retries elsewhere), the running `process()` ends, the log and files are closed.
+   * Remove it from the host first.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new NotLeaderError(NONE, `replica ${this.keyString()} is closing`));
+    if (this.processing) await this.processing;
+    await this.store.close();
+  }
+}
+
+/**
+ * The entries of an inbound append, checked before the core sees them, so a damaged message is
+ * dropped (the leader resends) instead of failing this replica's log at persist: every data
+ * entry is exactly one batch, CRC-32C good, partitionLeaderEpoch = the entry's term, offsets
+ * contiguous from entry to entry. (Its first offset is checked against the log at persist.)
+ */
+function checkAppendEntries(m: Message): void {
+  let next = -1;
+  for (const e of m.entries) {
+    if (e.type !== EntryType.Normal || e.data.byteLength === 0) {
+      if (next >= 0) next += 1; // a control entry: one offset
+      continue;
+    }
+    const buf = Buffer.isBuffer(e.data)
+      ? e.data
+      : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+    const fail = (why: string): never => {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `append from ${m.from}: entry ${e.index} ${why}`,
+      );
+    };
+    if (buf.length < RECORD_BATCH_HEADER_BYTES || batchSizeAt(buf, 0) !== buf.length) {
+      fail('is not exactly one record batch');
+    }
+    const h = readBatchHeader(buf, 0);
+    if (h.partitionLeaderEpoch !== e.term)
+      fail(`has epoch ${h.partitionLeaderEpoch}, term ${e.term}`);
+    if (next >= 0 && h.baseOffset !== next)
+      fail(`has baseOffset ${h.baseOffset}, expected ${next}`);
+    if (h.lastOffsetDelta < 0 || !verifyBatchCrc(buf, 0))
+      fail('fails its CRC-32C or has no records');
+    next = h.baseOffset + h.lastOffsetDelta + 1;
+  }
+}
+
+/** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
+function checkFraming(batches: Buffer, checkCrc: boolean): void {
+  if (batches.length === 0) {
+    throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
+  }
+  for (const { position } of splitBatches(batches)) {
+    if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
+    }
+    if (isControlBatch(batches, position)) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} is a control batch`);
+    }
+    if (checkCrc && !verifyBatchCrc(batches, position)) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `batch at ${position} failed its CRC-32C check`,
+      );
+    }
+  }
+}
