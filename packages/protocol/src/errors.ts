@@ -86,6 +86,9 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
+  // 1120-1129: the controller quorum (packages/broker/src/controller).
+  CONTROLLER_BUSY: 1120,
+  CONTROLLER_OFFLINE: 1121,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -253,6 +256,18 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_ENTRIES_UNAVAILABLE',
     true,
     'these log entries are not in memory; read them asynchronously and retry',
+  ),
+  info(
+    C.CONTROLLER_BUSY,
+    'CONTROLLER_BUSY',
+    true,
+    'the controller cannot take the request now (queue full or proposal dropped); retry later',
+  ),
+  info(
+    C.CONTROLLER_OFFLINE,
+    'CONTROLLER_OFFLINE',
+    false,
+    'the metadata log on this broker failed (disk error) and its controller role is offline',
   ),
 ];
 

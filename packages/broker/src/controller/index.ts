@@ -2,6 +2,16 @@
 // and codec, the pure state machine every broker applies, the controller leader's planner, and
 // the data directory's identity file. Exported from the broker package as the `controller`
 // namespace; nothing in the broker uses it yet (the next step wires it to the Raft core).
+
+export {
+  type AppliedListener,
+  type ControllerLimits,
+  ControllerNode,
+  type ControllerNodeOptions,
+  DEFAULT_CONTROLLER_LIMITS,
+  NotControllerError,
+  newClusterId,
+} from './controller-node.js';
 export {
   assignReplicas,
   type CreateTopicRequest,
@@ -22,6 +32,18 @@ export {
   planRegisterBroker,
   type RegisterBrokerRequest,
 } from './controller-planner.js';
+export { decodePlan, encodePlan, PLAN_RECORDS_MAX } from './metadata-entry.js';
+export {
+  DEFAULT_METADATA_LOG_LIMITS,
+  METADATA_ENTRY_BYTES_MAX,
+  METADATA_HARDSTATE_FILE,
+  METADATA_LOG_FILE,
+  METADATA_SNAPSHOT_FILE,
+  type MetadataLogLimits,
+  type MetadataLogRecovery,
+  MetadataLogStore,
+  type ReadyWrites,
+} from './metadata-log.js';
 export {
   BROKER_ID_MAX,
   CONFIG_ENTRIES_MAX,
