@@ -20,6 +20,7 @@
 import { batchSizeAt, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { asNodeId, type NodeId, type SeededRandom, seededRandom } from '@streambus/raft';
 import type { GroupKey } from '../cluster/contract.js';
+import { ControllerSim } from './controller-sim.js';
 import {
   checkPartition,
   decodeLog,
@@ -47,6 +48,8 @@ export interface ClusterSimOptions {
   /** Simulated milliseconds of faults before healing (default 1500). */
   readonly faultPhaseMs?: number;
   readonly replica: SimReplicaFactory;
+  /** Run the real controller quorum on every broker too (default true). */
+  readonly controller?: boolean;
   /** Test-only: answer acks=all at the leader's own write (the checkers must catch it). */
   readonly unsafeAckOnLeaderWrite?: boolean;
   readonly trace?: (line: string) => void;
@@ -65,6 +68,7 @@ export interface ClusterSimResult {
   readonly ackedLeader: number;
   readonly consumed: number;
   readonly committedRecords: number;
+  readonly topicsCreated: number;
   readonly violations: readonly Violation[];
   /** Ticks from healing until every partition made progress and converged, or null. */
   readonly livenessTicks: number | null;
@@ -130,6 +134,7 @@ export class ClusterSimulation {
   private readonly probes: Probe[] = [];
   private readonly fsyncFastMaxMs: number;
   private readonly fsyncSlowMaxMs: number;
+  private readonly ctl: ControllerSim | null;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.rng = seededRandom(options.seed);
@@ -159,6 +164,18 @@ export class ClusterSimulation {
       this.observations.push(new PartitionObservations(`partition ${p}`));
       this.probes.push({ ids: [], inflight: false, ackedAt: null, endOffset: -1 });
     }
+    this.ctl =
+      options.controller === false
+        ? null
+        : new ControllerSim(
+            this.loop,
+            r.fork(),
+            this.brokers.map((b) => b.id),
+            ELECTION_TICKS,
+            HEARTBEAT_TICKS,
+            this.violations,
+            (l) => this.trace(l),
+          );
     const modes: ProducerMode[] = ['all', 'all', 'leader', 'idempotent', 'idempotent'];
     modes.forEach((mode, i) => {
       this.producers.push({
@@ -224,6 +241,7 @@ export class ClusterSimulation {
     const generation = b.generation;
     const voters = this.brokers.map((x) => x.id);
     const fs = b.disk.fs();
+    this.ctl?.start(b.id, generation, fs, transport, host);
     for (let p = 0; p < this.partitions; p++) {
       this.options.replica
         .open({
@@ -257,6 +275,7 @@ export class ClusterSimulation {
     if (b.disk.syncsStarted > b.disk.syncsCompleted + b.disk.syncsLostInCrash)
       this.fault('crash-during-fsync');
     this.network.down(b.id);
+    this.ctl?.crash(b.id);
     b.host?.close();
     b.host = null;
     b.transport = null;
@@ -276,6 +295,7 @@ export class ClusterSimulation {
     this.loop.at(20, () => this.onChaos());
     this.loop.at(5, () => this.onProduce());
     this.loop.at(15, () => this.onConsume());
+    if (this.ctl) this.loop.at(40, () => this.onAdmin());
     this.loop.at(this.faultPhaseMs, () => this.heal());
     await this.loop.run(
       () => this.done || this.violations.length > 0,
@@ -285,7 +305,10 @@ export class ClusterSimulation {
           detail: err instanceof Error ? (err.stack ?? err.message) : String(err),
         }),
     );
-    if (this.violations.length === 0 && this.livenessTicks !== null) await this.finalCheck();
+    if (this.violations.length === 0 && this.livenessTicks !== null) {
+      await this.finalCheck();
+      if (this.ctl) this.violations.push(...this.ctl.finalCheck());
+    }
     const c = this.network.counters;
     for (const [kind, n] of [
       ['message-lost', c.lost],
@@ -307,6 +330,7 @@ export class ClusterSimulation {
       ackedLeader: this.ackedLeader,
       consumed: this.consumed,
       committedRecords: this.committedRecords,
+      topicsCreated: this.ctl?.topicsAcked ?? 0,
       violations: this.violations,
       livenessTicks: this.livenessTicks,
     };
@@ -315,6 +339,7 @@ export class ClusterSimulation {
   private onTick(): void {
     this.ticks++;
     for (const b of this.brokers) b.host?.tick();
+    this.ctl?.tick(this.ticks);
     for (const obs of this.observations) {
       for (const v of obs.violations.splice(0)) this.violations.push(v);
     }
@@ -480,6 +505,12 @@ export class ClusterSimulation {
     );
   }
 
+  private onAdmin(): void {
+    if (this.healed) return;
+    this.loop.at(30 + this.rng.int(70), () => this.onAdmin());
+    this.ctl?.createTopic();
+  }
+
   // ------------------------------------------------------------ faults
 
   private onChaos(): void {
@@ -560,6 +591,7 @@ export class ClusterSimulation {
         if (hw < probe.endOffset) allDone = false;
       }
     }
+    if (this.ctl && !this.ctl.converged()) allDone = false;
     if (allDone) {
       this.livenessTicks = elapsed;
       this.done = true;
@@ -578,7 +610,7 @@ export class ClusterSimulation {
         .join('; ');
       this.violations.push({
         kind: 'liveness',
-        detail: `no progress within ${LIVENESS_TICKS_MAX} ticks after healing: ${stuck}`,
+        detail: `no progress within ${LIVENESS_TICKS_MAX} ticks after healing: ${stuck}${this.ctl ? `; ${this.ctl.describeStuck()}` : ''}`,
       });
       this.done = true;
     }

@@ -86,6 +86,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   );
   console.log(`records consumed: ${s.consumed} (committed at the end: ${s.committedRecords})`);
   console.log(
+    `topics created:   ${s.topicsCreated} (through any broker, forwarded to the controller)`,
+  );
+  console.log(
     `liveness:         worst ${s.livenessTicksMax} ticks after healing (bound ${LIVENESS_TICKS_MAX})`,
   );
   console.log(

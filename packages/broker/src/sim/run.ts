@@ -20,6 +20,7 @@ export interface ClusterSeedsSummary {
   readonly ackedLeader: number;
   readonly consumed: number;
   readonly committedRecords: number;
+  readonly topicsCreated: number;
   readonly livenessTicksMax: number;
   readonly failures: readonly ClusterSimResult[];
 }
@@ -35,6 +36,7 @@ export async function runClusterSeeds(
   let ackedLeader = 0;
   let consumed = 0;
   let committedRecords = 0;
+  let topicsCreated = 0;
   let livenessTicksMax = 0;
   let seedsRun = 0;
   const faults: Record<string, number> = {};
@@ -53,6 +55,7 @@ export async function runClusterSeeds(
     ackedLeader += r.ackedLeader;
     consumed += r.consumed;
     committedRecords += r.committedRecords;
+    topicsCreated += r.topicsCreated;
     for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     if (r.livenessTicks !== null) livenessTicksMax = Math.max(livenessTicksMax, r.livenessTicks);
     if (r.violations.length > 0) {
@@ -69,6 +72,7 @@ export async function runClusterSeeds(
     ackedLeader,
     consumed,
     committedRecords,
+    topicsCreated,
     livenessTicksMax,
     failures,
   };
