@@ -86,6 +86,8 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
+  // 1110-1119: partition replicas (packages/broker/src/replication).
+  REPLICA_PROPOSALS_FULL: 1110,
   // 1120-1129: the controller quorum (packages/broker/src/controller).
   CONTROLLER_BUSY: 1120,
   CONTROLLER_OFFLINE: 1121,
@@ -256,6 +258,12 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_ENTRIES_UNAVAILABLE',
     true,
     'these log entries are not in memory; read them asynchronously and retry',
+  ),
+  info(
+    C.REPLICA_PROPOSALS_FULL,
+    'REPLICA_PROPOSALS_FULL',
+    true,
+    'the partition leader has too many bytes waiting for replication; retry after a backoff',
   ),
   info(
     C.CONTROLLER_BUSY,
