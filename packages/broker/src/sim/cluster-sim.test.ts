@@ -3,22 +3,26 @@ import { MemoryFileSystem } from '@streambus/storage';
 import { describe, expect, it } from 'vitest';
 import { runClusterSeed } from './cluster-sim.js';
 import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
-import { runClusterSeeds } from './run.js';
+import { clusterReplayCommand, runClusterSeeds } from './run.js';
 import { SimDisk } from './sim-disk.js';
 import { SimLoop } from './sim-loop.js';
 import { SimNetwork } from './sim-network.js';
 import { standInReplicaFactory } from './stand-in-replica.js';
 
 const replica = replicaFactory(DEFAULT_REPLICA);
+/** Sized so 200 seeds of the real replica and controller take well under a minute here. */
+const FAULT_PHASE_MS = 1000;
 
 describe('cluster simulation', () => {
   it('200 seeds of faults keep every checker clean and every partition live', async () => {
-    const s = await runClusterSeeds(1, 200, { replica });
-    const summary = s.failures
-      .slice(0, 3)
-      .map(
-        (f) => `seed ${f.seed}: ${f.violations.map((v) => `${v.kind}: ${v.detail}`).join('; ')}`,
-      );
+    const s = await runClusterSeeds(1, 200, { replica, faultPhaseMs: FAULT_PHASE_MS });
+    const summary = s.failures.slice(0, 3).map((f) => {
+      const replay = clusterReplayCommand(f.seed, {
+        replica: replica.name,
+        faultPhaseMs: FAULT_PHASE_MS,
+      });
+      return `seed ${f.seed}: ${f.violations.map((v) => `${v.kind}: ${v.detail}`).join('; ')} (replay: ${replay})`;
+    });
     expect(summary).toEqual([]);
     expect(s.seedsRun).toBe(200);
     // The faults the issue names were all injected, and the workload did real work.
@@ -41,12 +45,18 @@ describe('cluster simulation', () => {
     expect(s.ackedAll).toBeGreaterThan(1000);
     expect(s.ackedLeader).toBeGreaterThan(500);
     expect(s.consumed).toBeGreaterThan(1000);
+    expect(s.topicsCreated).toBeGreaterThan(200);
   }, 120_000);
 
   it('a seed replays exactly', async () => {
     const run = async () => {
       const lines: string[] = [];
-      const r = await runClusterSeed({ seed: 7, replica, trace: (l) => lines.push(l) });
+      const r = await runClusterSeed({
+        seed: 7,
+        replica,
+        faultPhaseMs: FAULT_PHASE_MS,
+        trace: (l) => lines.push(l),
+      });
       return { lines, r: { ...r, faults: { ...r.faults } } };
     };
     const a = await run();
@@ -57,14 +67,23 @@ describe('cluster simulation', () => {
   });
 
   it('the broken variant (acks=all answered at the leader write) is caught', async () => {
-    const s = await runClusterSeeds(1, 30, { replica, unsafeAckOnLeaderWrite: true });
+    const s = await runClusterSeeds(1, 30, {
+      replica,
+      faultPhaseMs: FAULT_PHASE_MS,
+      unsafeAckOnLeaderWrite: true,
+      controller: false,
+    });
     const kinds = new Set(s.failures.flatMap((f) => f.violations.map((v) => v.kind)));
     expect(s.failures.length).toBeGreaterThan(0);
     expect(kinds.has('acked-record-lost')).toBe(true);
   });
 
   it('the stand-in test double passes the same checks (harness vs replica)', async () => {
-    const s = await runClusterSeeds(1000, 20, { replica: standInReplicaFactory });
+    const s = await runClusterSeeds(1000, 20, {
+      replica: standInReplicaFactory,
+      faultPhaseMs: FAULT_PHASE_MS,
+      controller: false,
+    });
     expect(s.failures.map((f) => f.violations[0])).toEqual([]);
   });
 });

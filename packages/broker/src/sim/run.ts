@@ -8,6 +8,9 @@ export interface ClusterSeedsOptions {
   readonly replica: SimReplicaFactory;
   readonly faultPhaseMs?: number;
   readonly unsafeAckOnLeaderWrite?: boolean;
+  /** Run the controller quorum too (default true). */
+  readonly controller?: boolean;
+  readonly strictTopicExists?: boolean;
   readonly stopAtFirstFailure?: boolean;
 }
 
@@ -21,6 +24,7 @@ export interface ClusterSeedsSummary {
   readonly consumed: number;
   readonly committedRecords: number;
   readonly topicsCreated: number;
+  readonly existsAnswersLost: number;
   readonly livenessTicksMax: number;
   readonly failures: readonly ClusterSimResult[];
 }
@@ -37,6 +41,7 @@ export async function runClusterSeeds(
   let consumed = 0;
   let committedRecords = 0;
   let topicsCreated = 0;
+  let existsAnswersLost = 0;
   let livenessTicksMax = 0;
   let seedsRun = 0;
   const faults: Record<string, number> = {};
@@ -47,6 +52,8 @@ export async function runClusterSeeds(
       replica: options.replica,
       ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
       ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
+      ...(options.controller === false ? { controller: false } : {}),
+      ...(options.strictTopicExists ? { strictTopicExists: true } : {}),
     });
     seedsRun++;
     steps += r.steps;
@@ -56,6 +63,7 @@ export async function runClusterSeeds(
     consumed += r.consumed;
     committedRecords += r.committedRecords;
     topicsCreated += r.topicsCreated;
+    existsAnswersLost += r.existsAnswersLost;
     for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
     if (r.livenessTicks !== null) livenessTicksMax = Math.max(livenessTicksMax, r.livenessTicks);
     if (r.violations.length > 0) {
@@ -73,6 +81,7 @@ export async function runClusterSeeds(
     consumed,
     committedRecords,
     topicsCreated,
+    existsAnswersLost,
     livenessTicksMax,
     failures,
   };
@@ -80,11 +89,17 @@ export async function runClusterSeeds(
 
 export function clusterReplayCommand(
   seed: number,
-  options: { replica: string; unsafeAckOnLeaderWrite?: boolean; faultPhaseMs?: number },
+  options: {
+    replica: string;
+    unsafeAckOnLeaderWrite?: boolean;
+    faultPhaseMs?: number;
+    strictTopicExists?: boolean;
+  },
 ): string {
   const flags = ['--replica', options.replica];
   if (options.faultPhaseMs !== undefined)
     flags.push('--fault-phase-ms', String(options.faultPhaseMs));
   if (options.unsafeAckOnLeaderWrite) flags.push('--unsafe-ack-on-leader-write');
+  if (options.strictTopicExists) flags.push('--strict-topic-exists');
   return ['pnpm sim cluster --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');
 }

@@ -41,16 +41,17 @@ export interface SimReplica {
   role(): ReplicaRole;
   /**
    * Proposes one RecordBatch (baseOffset 0 as a producer sends it). Resolves with its base
-   * offset: for acks 'all' once committed, for 'leader' once the leader wrote it. `onWritten`
-   * is told when the leader's own write is done (the acks=1 point), whatever `acks` is.
-   * Rejects with a typed error (NOT_LEADER_OR_FOLLOWER, a retriable back-pressure error, ...).
+   * offset: for acks 'all' once committed, for 'leader' once the leader wrote it. Rejects with
+   * a typed error (NOT_LEADER_OR_FOLLOWER, a retriable back-pressure error, ...).
    */
-  produce(batch: Buffer, acks: SimAcks, onWritten: (baseOffset: number) => void): Promise<number>;
+  produce(batch: Buffer, acks: SimAcks): Promise<number>;
   /** The high watermark (the end offset of the commit index) as this replica knows it. */
   highWatermark(): number;
   /** Whole batches from the one holding `offset`, none at or past the high watermark. */
   read(offset: number, bytesMax: number): Promise<Buffer>;
   transferLeadership(to: NodeId): void;
+  /** One line of state for a liveness report (role, term, offsets, why offline). */
+  describe(): string;
 }
 
 export interface SimReplicaFactory {

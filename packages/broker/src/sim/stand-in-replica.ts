@@ -59,7 +59,6 @@ interface Waiter {
   readonly acks: SimAcks;
   readonly resolve: (baseOffset: number) => void;
   readonly reject: (err: unknown) => void;
-  readonly onWritten: (baseOffset: number) => void;
 }
 
 function encodeRecord(body: Buffer): Buffer {
@@ -237,11 +236,9 @@ export class StandInReplica implements SimReplica, HostedGroup {
       this.noteOffsets(e);
       const w = this.waiters.get(e.index);
       if (w && w.term === e.term && e.data.byteLength > 0) {
-        const base = readBatchHeader(e.data).baseOffset;
-        w.onWritten(base);
         if (w.acks === 'leader') {
           this.waiters.delete(e.index);
-          w.resolve(base);
+          w.resolve(readBatchHeader(e.data).baseOffset);
         }
       }
     }
@@ -312,7 +309,7 @@ export class StandInReplica implements SimReplica, HostedGroup {
     };
   }
 
-  produce(batch: Buffer, acks: SimAcks, onWritten: (baseOffset: number) => void): Promise<number> {
+  produce(batch: Buffer, acks: SimAcks): Promise<number> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.raft.currentRole !== StateRole.Leader) {
       return Promise.reject(notLeader(this.ctx.nodeId, this.raft.currentLead));
@@ -330,7 +327,7 @@ export class StandInReplica implements SimReplica, HostedGroup {
     this.unstamped.add(data);
     this.ctx.host.notify(this.key);
     return new Promise<number>((resolve, reject) => {
-      this.waiters.set(proposed.index, { term: proposed.term, acks, resolve, reject, onWritten });
+      this.waiters.set(proposed.index, { term: proposed.term, acks, resolve, reject });
     });
   }
 
@@ -355,6 +352,11 @@ export class StandInReplica implements SimReplica, HostedGroup {
       bytes += e.data.byteLength;
     }
     return Buffer.concat(out);
+  }
+
+  describe(): string {
+    const off = this.failure !== null ? ` failed: ${String(this.failure)}` : '';
+    return `${this.raft.currentRole} term ${this.raft.currentTerm} lead ${this.raft.currentLead} applied ${this.appliedIndex} hw ${this.highWatermark()}${off}`;
   }
 
   transferLeadership(to: NodeId): void {
