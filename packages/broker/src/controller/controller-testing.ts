@@ -3,8 +3,9 @@
 // passes (`tick`) and `settle` runs every node's pending work until nothing is left; nothing
 // here reads a clock. Nodes can crash (power cut: unsynced writes lost) and restart from disk,
 // or be cut off from the hub (their messages are dropped both ways).
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { seededRandom } from '@streambus/raft';
-import { MemoryFileSystem } from '@streambus/storage';
+import { type CrashMode, MemoryFileSystem } from '@streambus/storage';
 import {
   type GroupKey,
   type MemoryTransport,
@@ -12,14 +13,18 @@ import {
   type RaftTransport,
 } from '../cluster/contract.js';
 import { type ControllerLimits, ControllerNode } from './controller-node.js';
+import { ControllerClient, ControllerRpcServer } from './controller-rpc.js';
 
 export const TEST_DIR = '/data/__cluster_metadata';
+/** What one tick stands for when a client backs off (the broker's default tick). */
+export const TEST_TICK_MS = 50;
 
 export interface TestBroker {
   readonly id: number;
   fs: MemoryFileSystem;
   node: ControllerNode | null;
   transport: MemoryTransport | null;
+  rpc: ControllerRpcServer | null;
   /** Cut off: every message from or to it is dropped. */
   isolated: boolean;
 }
@@ -27,6 +32,8 @@ export interface TestBroker {
 export class ControllerTestCluster {
   readonly hub = new MemoryTransportHub();
   readonly brokers = new Map<number, TestBroker>();
+  /** Called on every tick after the nodes (broker lifecycles, say). */
+  readonly tickers: Array<() => void> = [];
   private seed: number;
 
   constructor(
@@ -46,6 +53,7 @@ export class ControllerTestCluster {
         fs: new MemoryFileSystem({ seed: id }),
         node: null,
         transport: null,
+        rpc: null,
         isolated: false,
       };
       this.brokers.set(id, b);
@@ -73,13 +81,48 @@ export class ControllerTestCluster {
     transport.setMessageHandler((_group, m) => {
       if (!broker.isolated && broker.node === node) node.step(m);
     });
+    const rpc = new ControllerRpcServer(node);
+    transport.setRequestHandler((from, kind, body) => {
+      if (broker.isolated || this.brokers.get(from)?.isolated) {
+        return Promise.reject(new StreamBusError(ErrorCode.NETWORK_EXCEPTION, 'isolated'));
+      }
+      return rpc.handle(from, kind, body);
+    });
     broker.node = node;
+    broker.rpc = rpc;
     broker.transport = transport;
     return broker;
   }
 
   async startAll(): Promise<void> {
     for (const id of this.voters) await this.start(id);
+  }
+
+  /** Resolves after `ticks` ticks of this cluster. */
+  sleepTicks(ticks: number): Promise<void> {
+    return new Promise((resolve) => {
+      let left = ticks;
+      const t = () => {
+        if (--left > 0) return;
+        this.tickers.splice(this.tickers.indexOf(t), 1);
+        resolve();
+      };
+      this.tickers.push(t);
+    });
+  }
+
+  /** A ControllerClient for broker `id` (running) whose backoff waits cluster ticks. */
+  client(id: number, voters: readonly number[] = this.voters): ControllerClient {
+    const b = this.brokers.get(id)!;
+    return new ControllerClient({
+      self: id,
+      voters,
+      transport: b.transport!,
+      local: b.rpc!,
+      random: seededRandom(id),
+      // Time passes in ticks here: a backoff of `ms` waits ms / TEST_TICK_MS ticks.
+      sleep: (ms) => this.sleepTicks(Math.max(1, Math.ceil(ms / TEST_TICK_MS))),
+    });
   }
 
   node(id: number): ControllerNode {
@@ -93,13 +136,14 @@ export class ControllerTestCluster {
   }
 
   /** Power cut: unsynced writes are lost; the broker stays down until `start` again. */
-  async crash(id: number): Promise<void> {
+  async crash(id: number, mode: CrashMode = 'drop-unsynced'): Promise<void> {
     const b = this.brokers.get(id)!;
     const node = b.node!;
     b.node = null;
+    b.rpc = null;
     await b.transport!.close();
     b.transport = null;
-    b.fs = b.fs.crash('drop-unsynced');
+    b.fs = b.fs.crash(mode);
     // The old process's file system is dead; closing only releases the in-memory node.
     await node.close().catch(() => {});
   }
@@ -109,6 +153,7 @@ export class ControllerTestCluster {
     const b = this.brokers.get(id)!;
     await b.node!.close();
     b.node = null;
+    b.rpc = null;
     await b.transport!.close();
     b.transport = null;
   }
@@ -135,6 +180,7 @@ export class ControllerTestCluster {
   async tick(count = 1): Promise<void> {
     for (let i = 0; i < count; i++) {
       for (const n of this.running()) n.tick();
+      for (const t of [...this.tickers]) t();
       await this.settle();
     }
   }
@@ -183,4 +229,14 @@ export class ControllerTestCluster {
       if (b.node) await this.stop(b.id);
     }
   }
+}
+
+/** The rejection of `p` (fails the test when it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<Error & { code?: number }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: number };
+  }
+  throw new Error('expected a rejection');
 }

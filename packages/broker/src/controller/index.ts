@@ -1,8 +1,14 @@
 // The controller's metadata foundation (issue 9; docs/controller.md): the metadata log's records
 // and codec, the pure state machine every broker applies, the controller leader's planner, and
 // the data directory's identity file. Exported from the broker package as the `controller`
-// namespace; nothing in the broker uses it yet (the next step wires it to the Raft core).
+// namespace. The metadata Raft group (ControllerNode), its durable log, the controller RPCs and
+// the broker's registration are built on it; the broker does not run them yet.
 
+export {
+  BROKER_LIFECYCLE_DEFAULTS,
+  BrokerLifecycle,
+  type BrokerLifecycleOptions,
+} from './broker-lifecycle.js';
 export {
   type AppliedListener,
   type ControllerLimits,
@@ -32,6 +38,18 @@ export {
   planRegisterBroker,
   type RegisterBrokerRequest,
 } from './controller-planner.js';
+export {
+  CONTROLLER_CLIENT_DEFAULTS,
+  ControllerClient,
+  type ControllerClientOptions,
+  ControllerRpcKind,
+  ControllerRpcServer,
+  decodeResponse,
+  encodeError,
+  encodeOk,
+  encodeRequest,
+  isControllerRpcKind,
+} from './controller-rpc.js';
 export { decodePlan, encodePlan, PLAN_RECORDS_MAX } from './metadata-entry.js';
 export {
   DEFAULT_METADATA_LOG_LIMITS,
@@ -87,6 +105,8 @@ export {
   topicsInOrder,
 } from './metadata-state.js';
 export {
+  bindNodeIdentity,
+  type ClusterIdSource,
   decodeNodeIdentity,
   encodeNodeIdentity,
   ensureNodeIdentity,
