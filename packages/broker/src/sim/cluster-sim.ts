@@ -348,7 +348,7 @@ export class ClusterSimulation {
   private onTick(): void {
     this.ticks++;
     for (const b of this.brokers) b.host?.tick();
-    this.ctl?.tick(this.ticks);
+    this.ctl?.tick();
     for (const obs of this.observations) {
       for (const v of obs.violations.splice(0)) this.violations.push(v);
     }

@@ -3,30 +3,36 @@
 // to its partition replicas. The first three brokers are the voters (`--peers`); a fourth and
 // fifth join as learners when they register, as in the product.
 //
-// What the harness plays, since the broker shell that does it in the product is wired elsewhere:
-//   - each broker process registers (incarnation = its process generation) and heartbeats
-//     every HEARTBEAT_EVERY_TICKS, re-registering when told its epoch is stale or unknown;
-//   - admin clients create topics through a random live broker, which serves the request when
-//     its controller is the ready leader and otherwise forwards it over the simulated network to
-//     the leader it knows (one hop, RPC kind `sim-ctl`); retriable errors are retried with the
-//     same topic name up to CREATE_ATTEMPTS_MAX times, each through a random broker.
+// Each broker process also runs the real controller RPC surface (controller-rpc.ts): the
+// `ControllerRpcServer` answers the transport's requests, the `ControllerClient` (its one retry
+// layer, backoff on the simulated clock) reaches the leader or the voters, and the real
+// `BrokerLifecycle` registers the broker (incarnation = its process generation) and heartbeats
+// on the broker's tick. Admin clients create topics through a random live broker's client
+// (forwarded to the controller leader over the simulated network); a call that fails retriably
+// is tried again with the same name, up to CREATE_CALLS_MAX calls.
 // Checkers (independent of the controller's code):
 //   metadata-diverge  two brokers applied different states at the same applied index (the
 //                     snapshot encoding of the state is compared, so equal means byte-equal),
 //                     or, at the end, the converged states differ;
 //   topic-not-once    a topic whose creation was acknowledged is missing or present twice at
-//                     the end, a topic exists that nobody asked for, or the first attempt of a
-//                     fresh name was told TOPIC_ALREADY_EXISTS; with `strictTopicExists`, also a
-//                     retry told TOPIC_ALREADY_EXISTS of a topic missing at the end (counted
-//                     otherwise: the controller answers it from uncommitted plans today);
+//                     the end, or a topic exists that nobody asked for; with
+//                     `strictTopicExists`, also a name told TOPIC_ALREADY_EXISTS (only ever by a
+//                     retry: names are fresh) that is missing at the end (counted otherwise: the
+//                     controller answers it from uncommitted plans today);
 //   liveness          after healing, a probe topic must be created and every broker must have
 //                     applied it, within the bound.
 
 import { crc32c, ErrorCode, StreamBusError } from '@streambus/protocol';
-import type { NodeId, SeededRandom } from '@streambus/raft';
+import type { SeededRandom } from '@streambus/raft';
 import type { FileSystem } from '@streambus/storage';
 import { METADATA_GROUP } from '../cluster/contract.js';
+import { BrokerLifecycle } from '../controller/broker-lifecycle.js';
 import { ControllerNode, NotControllerError } from '../controller/controller-node.js';
+import {
+  ControllerClient,
+  ControllerRpcServer,
+  encodeError,
+} from '../controller/controller-rpc.js';
 import type { MetadataState } from '../controller/metadata-state.js';
 import { encodeSnapshot } from '../controller/metadata-state.js';
 import type { Violation } from './partition-checker.js';
@@ -36,43 +42,26 @@ import type { SimTransport } from './sim-network.js';
 
 export const CONTROLLER_VOTERS_MAX = 3;
 const HEARTBEAT_EVERY_TICKS = 10;
-const CREATE_ATTEMPTS_MAX = 6;
-const RPC_TIMEOUT_MS = 200;
-const RPC_KIND = 'sim-ctl';
-
-type CtlRequest =
-  | { op: 'register'; brokerId: number; incarnation: string }
-  | { op: 'heartbeat'; brokerId: number; brokerEpoch: number }
-  | { op: 'create-topic'; name: string; partitions: number };
+const CREATE_CALLS_MAX = 3;
+/** The client's limits, sized to the simulated network (its defaults suit real links). */
+const CLIENT_LIMITS = { attemptsMax: 6, backoffMs: 20, backoffMsMax: 200, timeoutMs: 200 } as const;
 
 interface CtlBroker {
   readonly id: number;
   generation: number;
   node: ControllerNode | null;
-  transport: SimTransport | null;
-  brokerEpoch: number;
-  registering: boolean;
-  heartbeating: boolean;
-  /** The controller leader a forwarded request was last told of (a learner-to-be knows none). */
-  leaderHint: number;
+  client: ControllerClient | null;
+  lifecycle: BrokerLifecycle | null;
 }
 
 interface TopicAttempt {
   readonly name: string;
   attempts: number;
   /**
-   * 'acked': created; 'exists': a retry was told TOPIC_ALREADY_EXISTS (an earlier attempt was
-   * planned); 'unknown': gave up.
+   * 'acked': created; 'exists': told TOPIC_ALREADY_EXISTS (an earlier attempt of this fresh name
+   * was planned); 'unknown': gave up.
    */
   outcome: 'pending' | 'acked' | 'exists' | 'unknown';
-}
-
-function encodeBody(req: CtlRequest): Uint8Array {
-  return Buffer.from(JSON.stringify(req));
-}
-
-function decodeBody(body: Uint8Array): CtlRequest {
-  return JSON.parse(Buffer.from(body).toString('utf8')) as CtlRequest;
 }
 
 function stateDigest(state: MetadataState): number {
@@ -90,9 +79,6 @@ export class ControllerSim {
   readonly counters = {
     created: 0,
     createRetries: 0,
-    forwarded: 0,
-    heartbeats: 0,
-    registrations: 0,
     existsAnswerLost: 0,
   };
 
@@ -108,16 +94,7 @@ export class ControllerSim {
   ) {
     this.voters = brokerIds.slice(0, CONTROLLER_VOTERS_MAX);
     for (const id of brokerIds) {
-      this.brokers.set(id, {
-        id,
-        generation: 0,
-        node: null,
-        transport: null,
-        brokerEpoch: -1,
-        registering: false,
-        heartbeating: false,
-        leaderHint: 0,
-      });
+      this.brokers.set(id, { id, generation: 0, node: null, client: null, lifecycle: null });
     }
   }
 
@@ -125,7 +102,10 @@ export class ControllerSim {
     if (this.violations.length < 20) this.violations.push({ kind: 'harness-bug', detail });
   }
 
-  /** A broker process starts: open its controller node on its disk, serve forwarded requests. */
+  /**
+   * A broker process starts: its controller node opens on its disk; once open, its RPC server
+   * answers the transport, its client and lifecycle start (register, then heartbeats).
+   */
   start(
     id: number,
     generation: number,
@@ -136,15 +116,14 @@ export class ControllerSim {
     const b = this.brokers.get(id)!;
     b.generation = generation;
     b.node = null;
-    b.transport = transport;
-    b.brokerEpoch = -1;
-    b.registering = false;
-    b.heartbeating = false;
-    transport.setRequestHandler(async (_from, kind, body) => {
-      if (kind !== RPC_KIND)
-        throw new StreamBusError(ErrorCode.INVALID_REQUEST, `unknown RPC ${kind}`);
-      return this.serveLocal(b, generation, decodeBody(body));
-    });
+    b.client = null;
+    b.lifecycle = null;
+    let server: ControllerRpcServer | null = null;
+    transport.setRequestHandler(async (from, kind, body) =>
+      server
+        ? server.handle(from, kind, body)
+        : encodeError(new NotControllerError(0, `node ${id} is starting`)),
+    );
     ControllerNode.open({
       nodeId: id,
       voters: this.voters,
@@ -164,6 +143,28 @@ export class ControllerSim {
         b.node = node;
         node.onApplied((state) => this.observeApplied(id, node.applied, state));
         host.add(node);
+        server = new ControllerRpcServer(node);
+        const client = new ControllerClient({
+          self: id,
+          voters: this.voters,
+          transport,
+          local: server,
+          random: this.rng.fork(),
+          sleep: (ms) => this.loop.after(ms),
+          ...CLIENT_LIMITS,
+        });
+        const lifecycle = new BrokerLifecycle({
+          brokerId: id,
+          host: '127.0.0.1',
+          port: 9000 + id,
+          incarnation: `${id}-${generation}`,
+          client,
+          heartbeatIntervalTicks: HEARTBEAT_EVERY_TICKS,
+          onError: (err) => this.expectTyped(err, `broker ${id} lifecycle`),
+        });
+        b.client = client;
+        b.lifecycle = lifecycle;
+        void lifecycle.start();
       },
       (err: unknown) => {
         if (b.generation === generation)
@@ -175,8 +176,10 @@ export class ControllerSim {
   crash(id: number): void {
     const b = this.brokers.get(id)!;
     b.generation = -1;
+    b.client?.close();
     b.node = null;
-    b.transport = null;
+    b.client = null;
+    b.lifecycle = null;
   }
 
   private observeApplied(node: number, index: number, state: MetadataState): void {
@@ -194,108 +197,9 @@ export class ControllerSim {
     }
   }
 
-  // ------------------------------------------------------------ the broker shell's part
-
-  /** Serves a request on this broker's own controller (the leader end of a forward). */
-  private async serveLocal(b: CtlBroker, generation: number, req: CtlRequest): Promise<Uint8Array> {
-    const node = b.node;
-    if (!node || b.generation !== generation)
-      throw new NotControllerError(0, `node ${b.id} has no controller yet`);
-    switch (req.op) {
-      case 'register': {
-        const r = await node.registerBroker({
-          brokerId: req.brokerId,
-          host: '127.0.0.1',
-          port: 9000 + req.brokerId,
-          incarnation: req.incarnation,
-        });
-        return encodeBody({ op: 'heartbeat', brokerId: req.brokerId, brokerEpoch: r.brokerEpoch });
-      }
-      case 'heartbeat':
-        await node.heartbeat({ brokerId: req.brokerId, brokerEpoch: req.brokerEpoch });
-        return new Uint8Array(0);
-      case 'create-topic':
-        await node.createTopic({
-          name: req.name,
-          partitions: req.partitions,
-          replicationFactor: -1,
-        });
-        return new Uint8Array(0);
-    }
-  }
-
-  /** A request arriving at broker `b`: served here if it leads, else forwarded to the leader. */
-  private submit(b: CtlBroker, req: CtlRequest): Promise<Uint8Array> {
-    const node = b.node;
-    const transport = b.transport;
-    if (!node || !transport)
-      return Promise.reject(new NotControllerError(0, `broker ${b.id} is starting`));
-    if (node.ready) return this.serveLocal(b, b.generation, req);
-    // The leader it knows, else the one it was last told of, else any voter (a broker that is
-    // not yet a member hears nothing from the group: it reaches the quorum through `--peers`).
-    const others = this.voters.filter((v) => v !== b.id);
-    let to = node.leaderId || b.leaderHint || (others[this.rng.int(others.length)] ?? 0);
-    if (to === b.id) to = others[this.rng.int(others.length)] ?? 0;
-    if (to === 0) return Promise.reject(new NotControllerError(0));
-    this.counters.forwarded++;
-    return transport
-      .request(to as NodeId, RPC_KIND, encodeBody(req), RPC_TIMEOUT_MS)
-      .catch((err: unknown) => {
-        b.leaderHint = err instanceof NotControllerError ? err.leaderId : 0;
-        throw err;
-      });
-  }
-
-  /** Every tick: registrations and heartbeats of every running broker. */
-  tick(ticks: number): void {
-    for (const b of this.brokers.values()) {
-      if (!b.node || b.generation < 0) continue;
-      if (b.brokerEpoch < 0) this.register(b);
-      else if ((ticks + b.id) % HEARTBEAT_EVERY_TICKS === 0) this.heartbeat(b);
-    }
-  }
-
-  private register(b: CtlBroker): void {
-    if (b.registering) return;
-    b.registering = true;
-    const generation = b.generation;
-    this.submit(b, { op: 'register', brokerId: b.id, incarnation: `${b.id}-${generation}` }).then(
-      (answer) => {
-        b.registering = false;
-        if (b.generation !== generation) return;
-        const r = decodeBody(answer);
-        if (r.op === 'heartbeat') b.brokerEpoch = r.brokerEpoch;
-        this.counters.registrations++;
-      },
-      (err: unknown) => {
-        b.registering = false;
-        this.expectTyped(err, 'register');
-      },
-    );
-  }
-
-  private heartbeat(b: CtlBroker): void {
-    if (b.heartbeating) return;
-    b.heartbeating = true;
-    const generation = b.generation;
-    this.submit(b, { op: 'heartbeat', brokerId: b.id, brokerEpoch: b.brokerEpoch }).then(
-      () => {
-        b.heartbeating = false;
-        this.counters.heartbeats++;
-      },
-      (err: unknown) => {
-        b.heartbeating = false;
-        this.expectTyped(err, 'heartbeat');
-        if (
-          b.generation === generation &&
-          err instanceof StreamBusError &&
-          (err.code === ErrorCode.STALE_BROKER_EPOCH ||
-            err.code === ErrorCode.BROKER_ID_NOT_REGISTERED)
-        ) {
-          b.brokerEpoch = -1;
-        }
-      },
-    );
+  /** Every broker tick: the lifecycle registers or heartbeats when due. */
+  tick(): void {
+    for (const b of this.brokers.values()) b.lifecycle?.tick();
   }
 
   private expectTyped(err: unknown, what: string): void {
@@ -313,45 +217,39 @@ export class ControllerSim {
   }
 
   private attempt(t: TopicAttempt): void {
-    const live = [...this.brokers.values()].filter((b) => b.node !== null);
+    const live = [...this.brokers.values()].filter((b) => b.client !== null);
     const b = live[this.rng.int(Math.max(1, live.length))];
     t.attempts++;
     if (t.attempts > 1) this.counters.createRetries++;
-    if (!b) {
+    if (!b?.client) {
       this.retryLater(t);
       return;
     }
-    this.submit(b, { op: 'create-topic', name: t.name, partitions: 1 + this.rng.int(3) }).then(
-      () => {
-        t.outcome = 'acked';
-        this.counters.created++;
-        this.trace(`topic ${t.name} created through node ${b.id}`);
-      },
-      (err: unknown) => {
-        this.expectTyped(err, `create ${t.name}`);
-        if (!(err instanceof StreamBusError)) return;
-        this.trace(
-          `create ${t.name} (attempt ${t.attempts}) through node ${b.id}: ${err.errorName}: ${err.message}`,
-        );
-        if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) {
-          if (t.attempts > 1) {
-            t.outcome = 'exists';
-            return;
-          }
-          this.violations.push({
-            kind: 'topic-not-once',
-            detail: `the first create of the fresh name ${t.name} was told it exists`,
-          });
-          return;
-        }
-        if (err.retriable || t === this.probe) this.retryLater(t);
-        else t.outcome = 'unknown';
-      },
-    );
+    b.client
+      .createTopic({ name: t.name, partitions: 1 + this.rng.int(3), replicationFactor: -1 })
+      .then(
+        () => {
+          t.outcome = 'acked';
+          this.counters.created++;
+          this.trace(`topic ${t.name} created through node ${b.id}`);
+        },
+        (err: unknown) => {
+          this.expectTyped(err, `create ${t.name}`);
+          if (!(err instanceof StreamBusError)) return;
+          this.trace(
+            `create ${t.name} (call ${t.attempts}) through node ${b.id}: ${err.errorName}: ${err.message}`,
+          );
+          // Names are fresh: "exists" means one of our own earlier attempts was planned (the
+          // client's retry inside one call, or an earlier call).
+          if (err.code === ErrorCode.TOPIC_ALREADY_EXISTS) t.outcome = 'exists';
+          else if (err.retriable || t === this.probe) this.retryLater(t);
+          else t.outcome = 'unknown';
+        },
+      );
   }
 
   private retryLater(t: TopicAttempt): void {
-    if (t.attempts >= CREATE_ATTEMPTS_MAX && t !== this.probe) {
+    if (t.attempts >= CREATE_CALLS_MAX && t !== this.probe) {
       t.outcome = 'unknown';
       return;
     }
@@ -367,7 +265,7 @@ export class ControllerSim {
       this.topics.push(this.probe);
       this.attempt(this.probe);
     }
-    if (this.probe.outcome !== 'acked') return false;
+    if (this.probe.outcome !== 'acked' && this.probe.outcome !== 'exists') return false;
     // Heartbeats keep appending entries, so "every broker at the same index" may never be seen
     // at a tick; every broker having applied the probe is the convergence asked for (the states
     // themselves are compared index by index as they are applied).
