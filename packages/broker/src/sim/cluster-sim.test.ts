@@ -1,7 +1,9 @@
+import { encodeRecordBatch } from '@streambus/protocol';
 import { asNodeId, asTerm, MessageType, message, seededRandom } from '@streambus/raft';
 import { MemoryFileSystem } from '@streambus/storage';
 import { describe, expect, it } from 'vitest';
 import { runClusterSeed } from './cluster-sim.js';
+import { checkPartition, PartitionObservations } from './partition-checker.js';
 import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 import { SimDisk } from './sim-disk.js';
@@ -78,6 +80,16 @@ describe('cluster simulation', () => {
     expect(kinds.has('acked-record-lost')).toBe(true);
   });
 
+  it('the duplicate checker catches retried batches appended twice (the stand-in does not dedupe)', async () => {
+    const s = await runClusterSeeds(1, 30, {
+      replica: { ...standInReplicaFactory, idempotent: true },
+      faultPhaseMs: FAULT_PHASE_MS,
+      controller: false,
+    });
+    const kinds = new Set(s.failures.flatMap((f) => f.violations.map((v) => v.kind)));
+    expect(kinds.has('idempotent-duplicate')).toBe(true);
+  });
+
   it('the stand-in test double passes the same checks (harness vs replica)', async () => {
     const s = await runClusterSeeds(1000, 20, {
       replica: standInReplicaFactory,
@@ -89,6 +101,43 @@ describe('cluster simulation', () => {
 });
 
 describe('harness pieces', () => {
+  it('the partition checker reports divergence, gaps, lost acknowledged and consumed records', () => {
+    const batch = (base: number, ids: string[]) =>
+      encodeRecordBatch(
+        ids.map((id) => ({ value: Buffer.from(id) })),
+        { baseOffset: base, timestamp: 1 },
+      );
+    const good = Buffer.concat([batch(0, ['a', 'b']), batch(2, ['c'])]);
+    const obs = new PartitionObservations('p');
+    obs.observeAck({ baseOffset: 2, ids: ['c'], atMs: 0 });
+    obs.observeConsumed(1, 'b', 1);
+    expect(
+      checkPartition(
+        obs,
+        new Map([
+          [1, good],
+          [2, good.subarray(0, batch(0, ['a', 'b']).length)],
+        ]),
+        { idempotent: true },
+      ),
+    ).toEqual([]);
+    const kinds = (logs: Map<number, Buffer>) =>
+      checkPartition(obs, logs, { idempotent: true }).map((v) => v.kind);
+    const other = Buffer.concat([batch(0, ['a', 'x']), batch(2, ['c'])]);
+    expect(
+      kinds(
+        new Map([
+          [1, good],
+          [2, other],
+        ]),
+      ),
+    ).toContain('replicas-diverge');
+    const gap = Buffer.concat([batch(0, ['a', 'b']), batch(3, ['c'])]);
+    expect(kinds(new Map([[1, gap]]))).toEqual(['offsets-not-contiguous', 'acked-record-lost']);
+    const lost = Buffer.concat([batch(0, ['a', 'z']), batch(2, ['y'])]);
+    expect(kinds(new Map([[1, lost]]))).toEqual(['acked-record-lost', 'consumed-record-lost']);
+  });
+
   it('the network copies messages, cuts one way only, and keeps a link FIFO unless reordering', async () => {
     const loop = new SimLoop();
     const net = new SimNetwork(loop, seededRandom(3));

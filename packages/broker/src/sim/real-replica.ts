@@ -74,7 +74,7 @@ class RealReplica implements SimReplica {
 
 export const realReplicaFactory: SimReplicaFactory = {
   name: 'real',
-  idempotent: false,
+  idempotent: true,
   async open(ctx: ReplicaContext): Promise<SimReplica> {
     const small = ctx.random.int(2) === 0;
     const replica = await PartitionReplica.open({
