@@ -41,6 +41,7 @@ export const LIVENESS_TICKS_MAX = 15 * ELECTION_TICKS;
 /** A produce not answered within this is given up by the producer (outcome unknown). */
 export const PRODUCE_TIMEOUT_MS = 300;
 const READ_BYTES_MAX = 64 * 1024;
+const TRACE_BATCHES_MAX = 500;
 const EPOCH_MS = 1_700_000_000_000;
 
 export interface ClusterSimOptions {
@@ -503,6 +504,12 @@ export class ClusterSimulation {
           });
           c.nextOffset = Math.max(c.nextOffset, batch.lastOffset + 1);
         }
+        const last = batches[batches.length - 1];
+        if (last && this.options.trace) {
+          this.trace(
+            `read partition ${c.partition} from node ${b.id}: offsets ${from}..${last.lastOffset} (hw ${hw}, ${replica.describe()})`,
+          );
+        }
       },
       (err: unknown) => {
         if (!(err instanceof StreamBusError) && b.generation === generation) {
@@ -654,17 +661,36 @@ export class ClusterSimulation {
       for (const b of this.brokers) {
         const replica = b.replicas.get(p);
         if (!replica) continue;
-        logs.set(b.id, await this.readAll(replica));
+        const bytes = await this.readAll(replica);
+        logs.set(b.id, bytes);
+        this.trace(
+          `final partition ${p} node ${b.id}: ${bytes.length} bytes read back (${replica.describe()})`,
+        );
       }
       const found = checkPartition(this.observations[p]!, logs, {
         idempotent: this.options.replica.idempotent,
       });
       this.violations.push(...found);
+      if (found.length > 0) this.traceLogs(p, logs);
       const longest = [...logs.values()].reduce(
         (a, x) => (x.length > a.length ? x : a),
         Buffer.alloc(0),
       );
       for (const batch of decodeLog(longest, [], '')) this.committedRecords += batch.ids.length;
+    }
+  }
+
+  /** For a failing partition: every replica's final log, batch by batch (bounded). */
+  private traceLogs(partition: number, logs: ReadonlyMap<number, Buffer>): void {
+    if (!this.options.trace) return;
+    for (const [node, bytes] of logs) {
+      const batches = decodeLog(bytes, [], '');
+      for (const x of batches.slice(0, TRACE_BATCHES_MAX)) {
+        const what = x.isControl ? 'control' : x.ids.join(',');
+        this.trace(
+          `  partition ${partition} node ${node} batch ${x.baseOffset}..${x.lastOffset}: ${what}`,
+        );
+      }
     }
   }
 
