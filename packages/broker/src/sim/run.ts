@@ -4,6 +4,9 @@
 import { type ClusterSimResult, runClusterSeed } from './cluster-sim.js';
 import type { SimReplicaFactory } from './sim-replica.js';
 
+/** Stack frames kept on errors during a batch of seeds (see runClusterSeeds). */
+const STACK_FRAMES_BATCH_MAX = 4;
+
 export interface ClusterSeedsOptions {
   readonly replica: SimReplicaFactory;
   readonly faultPhaseMs?: number;
@@ -46,30 +49,39 @@ export async function runClusterSeeds(
   let seedsRun = 0;
   const faults: Record<string, number> = {};
   const failures: ClusterSimResult[] = [];
-  for (let seed = seedStart; seed < seedStart + seeds; seed++) {
-    const r = await runClusterSeed({
-      seed,
-      replica: options.replica,
-      ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
-      ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
-      ...(options.controller === false ? { controller: false } : {}),
-      ...(options.strictTopicExists ? { strictTopicExists: true } : {}),
-    });
-    seedsRun++;
-    steps += r.steps;
-    produced += r.produced;
-    ackedAll += r.ackedAll;
-    ackedLeader += r.ackedLeader;
-    consumed += r.consumed;
-    committedRecords += r.committedRecords;
-    topicsCreated += r.topicsCreated;
-    existsAnswersLost += r.existsAnswersLost;
-    for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
-    if (r.livenessTicks !== null) livenessTicksMax = Math.max(livenessTicksMax, r.livenessTicks);
-    if (r.violations.length > 0) {
-      failures.push(r);
-      if (options.stopAtFirstFailure) break;
+  // The code under test throws (and answers with) many typed errors a run (NOT_LEADER_OR_FOLLOWER,
+  // NOT_CONTROLLER, timeouts); capturing deep stacks for each is about a third of a run's time.
+  // Batch runs keep a few frames; a replay (`--trace`, runClusterSeed) keeps the default.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = STACK_FRAMES_BATCH_MAX;
+  try {
+    for (let seed = seedStart; seed < seedStart + seeds; seed++) {
+      const r = await runClusterSeed({
+        seed,
+        replica: options.replica,
+        ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
+        ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
+        ...(options.controller === false ? { controller: false } : {}),
+        ...(options.strictTopicExists ? { strictTopicExists: true } : {}),
+      });
+      seedsRun++;
+      steps += r.steps;
+      produced += r.produced;
+      ackedAll += r.ackedAll;
+      ackedLeader += r.ackedLeader;
+      consumed += r.consumed;
+      committedRecords += r.committedRecords;
+      topicsCreated += r.topicsCreated;
+      existsAnswersLost += r.existsAnswersLost;
+      for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
+      if (r.livenessTicks !== null) livenessTicksMax = Math.max(livenessTicksMax, r.livenessTicks);
+      if (r.violations.length > 0) {
+        failures.push(r);
+        if (options.stopAtFirstFailure) break;
+      }
     }
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
   }
   return {
     seedsRun,
