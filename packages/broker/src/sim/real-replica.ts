@@ -10,6 +10,7 @@
 import type { NodeId } from '@streambus/raft';
 import type { PartitionLogConfig } from '@streambus/storage';
 import { PartitionReplica } from '../replication/partition-replica.js';
+import { REPLICA_LOG_CONFIG } from '../replication/replica-test-cluster.js';
 import type {
   ReplicaContext,
   ReplicaRole,
@@ -18,14 +19,10 @@ import type {
   SimReplicaFactory,
 } from './sim-replica.js';
 
+/** The replica tests' log settings with small segments, so runs roll segments often. */
 export const SIM_LOG_CONFIG: PartitionLogConfig = {
+  ...REPLICA_LOG_CONFIG,
   segmentBytesMax: 16 * 1024,
-  segmentAgeMsMax: 60 * 60 * 1000,
-  indexIntervalBytes: 512,
-  retentionBytesMax: -1,
-  retentionMs: -1,
-  durability: 'always',
-  flushIntervalMs: 5,
 };
 
 class RealReplica implements SimReplica {

@@ -14,60 +14,7 @@
 // It does not model CPU time: code runs in zero simulated time.
 
 import assert from 'node:assert/strict';
-
-interface Scheduled {
-  readonly at: number;
-  readonly seq: number;
-  readonly run: () => void;
-}
-
-const less = (a: Scheduled, b: Scheduled) => a.at < b.at || (a.at === b.at && a.seq < b.seq);
-
-/** A binary min-heap on (at, seq): simultaneous events run in the order they were scheduled. */
-export class EventQueue {
-  private readonly heap: Scheduled[] = [];
-  private seq = 0;
-
-  constructor(private readonly sizeMax: number) {}
-
-  get size(): number {
-    return this.heap.length;
-  }
-
-  push(at: number, run: () => void): void {
-    const h = this.heap;
-    assert.ok(h.length < this.sizeMax, `simulation event queue over ${this.sizeMax} events`);
-    h.push({ at, seq: this.seq++, run });
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!less(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  pop(): Scheduled | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
+import { EventQueue } from '@streambus/raft/testing';
 
 /** Lets every pending microtask (and promise chain) run to completion. */
 export function drainMicrotasks(): Promise<void> {
@@ -75,13 +22,11 @@ export function drainMicrotasks(): Promise<void> {
 }
 
 export class SimLoop {
-  private readonly queue: EventQueue;
+  private readonly queue = new EventQueue<() => void>();
   private nowMs = 0;
   private stepCount = 0;
 
-  constructor(eventsMax = 1_000_000) {
-    this.queue = new EventQueue(eventsMax);
-  }
+  constructor(private readonly eventsMax = 1_000_000) {}
 
   get now(): number {
     return this.nowMs;
@@ -94,6 +39,7 @@ export class SimLoop {
   /** Runs `fn` `delayMs` from now (>= 0; 0 = after the events already due now). */
   at(delayMs: number, fn: () => void): void {
     assert.ok(delayMs >= 0 && Number.isFinite(delayMs), `bad delay ${delayMs}`);
+    assert.ok(this.queue.size < this.eventsMax, `simulation event queue over ${this.eventsMax}`);
     this.queue.push(this.nowMs + delayMs, fn);
   }
 
@@ -117,7 +63,7 @@ export class SimLoop {
       this.stepCount++;
       n++;
       try {
-        next.run();
+        next.event();
       } catch (err) {
         onThrow(err);
         break;
