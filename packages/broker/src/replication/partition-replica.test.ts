@@ -5,6 +5,7 @@ import {
   splitBatches,
   verifyBatchCrc,
 } from '@streambus/protocol';
+import { type LogIndex, MessageType, message, type Term } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
@@ -164,6 +165,14 @@ describe('PartitionReplica: three replicas on one in-process hub', () => {
     expect((err as NotLeaderError).leaderHint).toBe(l.self);
     const bad = await l.propose(Buffer.from('not a batch at all, no'), -1).catch((e: unknown) => e);
     expect((bad as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const flipped = batch(4);
+    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 1, flipped.length - 1);
+    const crc = await l.propose(flipped, -1).catch((e: unknown) => e);
+    expect((crc as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const control = encodeRecordBatch([{ value: Buffer.from('x') }], { isControl: true });
+    const ctl = await l.propose(control, -1).catch((e: unknown) => e);
+    expect((ctl as { code: number }).code).toBe(ErrorCode.INVALID_RECORD);
+    expect(l.stats().pendingRequests).toBe(0);
   });
 
   it('loses nothing acknowledged when the leader crashes; a new leader takes over', async () => {
@@ -449,6 +458,33 @@ describe('PartitionReplica: faults', () => {
     expect(w.values).toEqual(Array.from({ length: 5 }, (_, t) => valuesOf(t)).flat());
   });
 
+  it('drops a snapshot message whose data is unreadable', async () => {
+    const c = open({ seed: 37 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    const conf = { voters: [1, 2, 3] as PartitionReplica['self'][], learners: [] };
+    f.step(
+      message({
+        type: MessageType.Snapshot,
+        from: l.self,
+        to: f.self,
+        term: l.leaderEpoch as Term,
+        snapshot: {
+          meta: { index: 50 as LogIndex, term: l.leaderEpoch as Term, conf },
+          data: Buffer.from('{not a replica snapshot'),
+        },
+      }),
+    );
+    await c.tick(3);
+    expect(f.offlineError).toBeNull();
+    expect(f.logStartOffset).toBe(0);
+    const ok = l.propose(batch(1), -1);
+    await c.tick(2);
+    await ok;
+    await catchUp(c);
+  });
+
   it('keeps every acknowledged record through power cuts that keep a random unsynced prefix', async () => {
     for (let seed = 1; seed <= 6; seed++) {
       const c = open({ seed: 100 + seed });
@@ -481,5 +517,34 @@ describe('PartitionReplica: faults', () => {
       await c.closeAll();
       cluster = null;
     }
+  });
+});
+
+describe('PartitionReplica: acks=1 and the pending bound', () => {
+  it('answers acks=1 once the leader wrote the batch, before any follower has it', async () => {
+    const c = open({ seed: 31, replica: { pendingBytesMax: 180 } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    for (const f of c.live()) if (f !== l) c.setLink(l.self, f.self, 'hold');
+    const hw = l.highWatermark;
+    const one = l.propose(batch(1), 1);
+    const all = l.propose(batch(2), -1);
+    let allAnswered = false;
+    void all.then(() => {
+      allAnswered = true;
+    });
+    await c.tick(1);
+    const r = await one;
+    expect(l.logEndOffset).toBeGreaterThan(r.lastOffset);
+    expect(l.highWatermark).toBe(hw);
+    expect(allAnswered).toBe(false);
+    // Bytes waiting beyond pendingBytesMax: a retriable, typed refusal.
+    const full = await l.propose(batch(3, 20), -1).catch((e: unknown) => e);
+    expect((full as { code: number }).code).toBe(ErrorCode.REPLICA_PROPOSALS_FULL);
+    expect((full as { retriable: boolean }).retriable).toBe(true);
+    c.release();
+    await c.tick(2);
+    await all;
+    expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
   });
 });

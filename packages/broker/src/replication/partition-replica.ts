@@ -5,13 +5,14 @@
 //
 // PUBLIC API (stable from milestone 1; changes are additive only):
 //   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
-//   propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult>   leader only
+//   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
+//   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
 //   transferLeadership(to: NodeId): void
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
@@ -74,6 +75,7 @@ import {
   verifyBatchCrc,
 } from '@streambus/protocol';
 import {
+  decodeConfState,
   type Entry,
   EntryType,
   type HardState,
@@ -91,19 +93,25 @@ import {
   type Snapshot,
   StateRole,
 } from '@streambus/raft';
-import type { FileSystem, PartitionLogConfig, PartitionLogOptions } from '@streambus/storage';
+import type {
+  FileSystem,
+  PartitionLog,
+  PartitionLogConfig,
+  PartitionLogOptions,
+} from '@streambus/storage';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
 import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
 import type { OffsetTranslatorLimits } from './offset-translator.js';
 import type { RaftLogTailLimits } from './raft-log-tail.js';
-import { encodeSnapshotData } from './replica-files.js';
+import { decodeSnapshotData, encodeSnapshotData } from './replica-files.js';
 import {
   batchProducer,
   copyProducers,
   isIdempotent,
   lastSequenceOf,
   producersAt,
+  producersFrom,
 } from './replica-producers.js';
 import { ReplicaStore } from './replica-store.js';
 import type { LogPosition } from './term-runs.js';
@@ -295,6 +303,13 @@ export class PartitionReplica implements HostedGroup {
   get logEndOffset(): number {
     return this.store.log.logEndOffset;
   }
+  /**
+   * The segment log, for reads the replica does not wrap (offset by timestamp, sizes, metrics).
+   * Never write, truncate or enforce retention through it: the group owns its contents.
+   */
+  get partitionLog(): PartitionLog {
+    return this.store.log;
+  }
   /** Every offset below is fsynced on this replica. */
   get durableEndOffset(): number {
     return this.store.log.durableEndOffset;
@@ -374,14 +389,20 @@ export class PartitionReplica implements HostedGroup {
   // ------------------------------------------------------------------ produce and fetch
 
   /**
-   * Leader only: proposes `batches` (RecordBatch v2, validated by the caller), one entry per
-   * batch, stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top).
+   * Leader only: proposes `batches` (RecordBatch v2; no control batches), one entry per batch,
+   * stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top). Framing is
+   * checked here, and each batch's CRC unless `options.crcVerified` (the broker's produce
+   * validation checked it): a damaged batch must never reach the log its followers copy.
    */
-  propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult> {
+  propose(
+    batches: Buffer,
+    acks: 0 | 1 | -1,
+    options?: { readonly crcVerified?: boolean },
+  ): Promise<ProduceResult> {
     try {
       this.checkUsable();
       this.checkLeader();
-      checkFraming(batches);
+      checkFraming(batches, options?.crcVerified !== true);
       if (this.pendingBytes + batches.length > this.pendingBytesMax && this.pendingBytes > 0) {
         throw new StreamBusError(
           ErrorCode.REPLICA_PROPOSALS_FULL,
@@ -484,6 +505,10 @@ export class PartitionReplica implements HostedGroup {
     if (this.closed || this.offline) return;
     try {
       if (message.type === MessageType.Append) checkAppendEntries(message);
+      if (message.type === MessageType.Snapshot && message.snapshot) {
+        // Readable snapshot data, or the message is dropped (never a failed install later).
+        producersFrom(decodeSnapshotData(message.snapshot.data).producers);
+      }
       this.node.step(message);
     } catch (err) {
       // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
@@ -548,7 +573,9 @@ export class PartitionReplica implements HostedGroup {
     if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
-      await this.store.persistEntries(rd.entries, () => this.resolvePending());
+      // Every data batch's CRC was checked once already: by the broker's produce validation
+      // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
+      await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
     }
     if (hard !== null) await this.store.saveHardState(hard);
   }
@@ -604,8 +631,13 @@ export class PartitionReplica implements HostedGroup {
     }
     const index = (start.index - 1) as LogIndex;
     const term = tail.term(index)!;
+    // The configuration at `index`: the last Conf entry at or before it, else the snapshot's
+    // (from the log, not the core, whose history is pruned to the applied index).
+    const confs = tail.confEntries(tail.firstIndex(), start.index);
+    const last = confs[confs.length - 1];
+    const conf = last ? decodeConfState(last.data) : tail.snapshotMeta().conf;
     const snapshot: Snapshot = {
-      meta: { index, term, conf: this.node.confStateAt(index) },
+      meta: { index, term, conf },
       data: encodeSnapshotData({
         startOffset: start.offset,
         producers: producersAt(this.store.producers, start.offset),
@@ -945,13 +977,22 @@ function checkAppendEntries(m: Message): void {
 }
 
 /** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
-function checkFraming(batches: Buffer): void {
+function checkFraming(batches: Buffer, checkCrc: boolean): void {
   if (batches.length === 0) {
     throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
   }
   for (const { position } of splitBatches(batches)) {
     if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
       throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
+    }
+    if (isControlBatch(batches, position)) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} is a control batch`);
+    }
+    if (checkCrc && !verifyBatchCrc(batches, position)) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `batch at ${position} failed its CRC-32C check`,
+      );
     }
   }
 }

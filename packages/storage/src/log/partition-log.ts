@@ -108,6 +108,8 @@ export interface AppendOptions {
    * group are refused, the log is unchanged). Default false: offsets are assigned.
    */
   assignedOffsets?: boolean;
+  /** With `assignedOffsets`: the caller already checked every batch's CRC; skip that check. */
+  crcVerified?: boolean;
 }
 
 export interface AppendResult {
@@ -365,7 +367,7 @@ export class PartitionLog {
         if (batchLastOffsetDelta(batches, pos) < 0) {
           throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no offsets`);
         }
-        if (options?.assignedOffsets && !verifyBatchCrc(batches, pos)) {
+        if (options?.assignedOffsets && !options.crcVerified && !verifyBatchCrc(batches, pos)) {
           throw new StreamBusError(
             ErrorCode.CORRUPT_MESSAGE,
             `batch at ${pos} (baseOffset ${batchBaseOffset(batches, pos)}) failed its CRC-32C check`,
