@@ -13,7 +13,7 @@ import { standInReplicaFactory } from './stand-in-replica.js';
 
 const replica = replicaFactory(DEFAULT_REPLICA);
 /** Sized so 200 seeds of the real replica and controller take well under a minute here. */
-const FAULT_PHASE_MS = 1000;
+const FAULT_PHASE_MS = 800;
 
 describe('cluster simulation', () => {
   it('200 seeds of faults keep every checker clean and every partition live', async () => {
