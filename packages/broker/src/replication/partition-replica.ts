@@ -250,6 +250,15 @@ export class PartitionReplica implements HostedGroup {
    */
   private leaderProducers: ProducerStateTable | null = null;
   private hw: number;
+  /**
+   * The last committed entry this replica holds durably: the last of the committed entries a
+   * Ready handed out (durable here once that Ready was persisted, by the Ready contract), or a
+   * snapshot's index. Not `min(commitIndex, lastIndex())`: a follower's commit index can cover
+   * entries it holds only in the core's memory while its segment log still has the deposed
+   * leader's entries at those indexes, and those must never count as committed (found by the
+   * cluster simulator, seeds 2255 and 3070).
+   */
+  private committedDurable: LogIndex;
   private roleSeen: ReplicaRole;
   private leadSeen: NodeId;
   private ticks = 0;
@@ -272,6 +281,12 @@ export class PartitionReplica implements HostedGroup {
     this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
     this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    // At open the log holds no entry the core does not (no unstable suffix), and the saved
+    // commit only ever covers entries that were durable when it was saved (see `persist`).
+    this.committedDurable = Math.min(
+      store.tail.hardState().commit,
+      store.tail.lastIndex(),
+    ) as LogIndex;
     this.hw = this.commitOffset();
     this.roleSeen = this.currentRole();
     this.leadSeen = node.currentLead;
@@ -593,6 +608,10 @@ export class PartitionReplica implements HostedGroup {
     if (!early) this.send(rd.messages);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastCommitted && lastCommitted.index > this.committedDurable) {
+      this.committedDurable = lastCommitted.index;
+    }
     this.node.advance();
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
     this.observe();
@@ -600,15 +619,36 @@ export class PartitionReplica implements HostedGroup {
 
   private async persist(rd: Ready): Promise<void> {
     const hard: HardState | null = rd.hardState;
-    if (hard !== null && this.store.hardStateChanges(hard)) await this.store.saveHardState(hard);
-    if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
+    // The hard state goes first when term or vote changed (entries of term T are never on disk
+    // under a saved term below T), so its commit must not name this Ready's entries: a crash
+    // before they are written would leave a saved commit covering the stale entries they were
+    // to replace, and a restart would count those committed. It carries the commit this
+    // replica already holds durably instead (the saved commit is an optimization for restart).
+    if (hard !== null && this.store.hardStateChanges(hard)) {
+      await this.store.saveHardState({
+        ...hard,
+        commit: Math.min(hard.commit, this.committedDurable) as LogIndex,
+      });
+    }
+    if (rd.snapshot !== null) {
+      await this.store.installSnapshot(rd.snapshot);
+      if (rd.snapshot.meta.index > this.committedDurable) {
+        this.committedDurable = rd.snapshot.meta.index;
+      }
+    }
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
       // Every data batch's CRC was checked once already: by the broker's produce validation
       // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
       await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
     }
-    if (hard !== null) await this.store.saveHardState(hard);
+    if (hard !== null) {
+      // The in-memory copy (saved whole at close) gets the same bound: what this Ready's
+      // committed entries reach, all durable now.
+      const last = rd.committedEntries[rd.committedEntries.length - 1];
+      const held = Math.max(this.committedDurable, last ? last.index : 0);
+      await this.store.saveHardState({ ...hard, commit: Math.min(hard.commit, held) as LogIndex });
+    }
   }
 
   private send(messages: readonly Message[]): void {
@@ -740,10 +780,10 @@ export class PartitionReplica implements HostedGroup {
     if (hwMoved) this.emit('high-watermark');
   }
 
-  /** The end offset of the commit index (as far as this replica's log holds it). */
+  /** The end offset of the last committed entry this replica holds durably. */
   private commitOffset(): number {
     const tail = this.store.tail;
-    const c = Math.min(this.node.commitIndex, tail.lastIndex()) as LogIndex;
+    const c = Math.min(this.committedDurable, tail.lastIndex()) as LogIndex;
     if (c < tail.firstIndex()) return tail.translator.startPosition.offset;
     return tail.translator.offsetOf((c + 1) as LogIndex) ?? this.hw;
   }

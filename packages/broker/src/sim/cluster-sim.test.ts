@@ -50,6 +50,19 @@ describe('cluster simulation', () => {
     expect(s.topicsCreated).toBeGreaterThan(200);
   }, 120_000);
 
+  it('seeds that once found a follower serving uncommitted records below its high watermark stay clean', async () => {
+    // A follower's commit index covered entries it held only in memory while its log still had
+    // the deposed leader's batches at those indexes; the high watermark now follows the
+    // committed entries a Ready handed out (partition-replica.ts, `committedDurable`).
+    for (const seed of [2255, 3070]) {
+      const r = await runClusterSeed({ seed, replica });
+      expect(
+        r.violations.map((v) => `${v.kind}: ${v.detail}`),
+        `seed ${seed}`,
+      ).toEqual([]);
+    }
+  }, 60_000);
+
   it('a seed replays exactly', async () => {
     const run = async () => {
       const lines: string[] = [];
