@@ -245,19 +245,29 @@ describe('ControllerNode', () => {
     await cluster.settle();
     await registerAll(cluster, [1]);
     const first = node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 });
-    // Not applied yet, but planned: the second create of the name fails at once, typed.
-    const second = await rejection(
-      node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 }),
-    );
-    expect(isStreamBusError(second, ErrorCode.TOPIC_ALREADY_EXISTS)).toBe(true);
     const third = node.createTopic({ name: 'other', partitions: 1, replicationFactor: 1 });
     const busy = await rejection(
       node.createTopic({ name: 'x', partitions: 1, replicationFactor: 1 }),
     );
     expect(isStreamBusError(busy, ErrorCode.CONTROLLER_BUSY)).toBe(true);
     expect(busy.message).toMatch(/requestsPendingMax/);
+    // Planned on each other: consecutive topic ids before either applied.
     const [a, c] = await cluster.run(Promise.all([first, third]));
     expect(c.id).toBe(a.id + 1);
+    // A refusal resting on a plan not applied yet waits for it (had that plan been lost with
+    // the leader, the caller would have been told of a topic that never existed), and is
+    // answered once it still holds against the applied state.
+    const late = node.createTopic({ name: 'late', partitions: 1, replicationFactor: 1 });
+    let settled = false;
+    const again = rejection(
+      node.createTopic({ name: 'late', partitions: 1, replicationFactor: 1 }),
+    ).finally(() => {
+      settled = true;
+    });
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    const [, second] = await cluster.run(Promise.all([late, again]));
+    expect(isStreamBusError(second, ErrorCode.TOPIC_ALREADY_EXISTS)).toBe(true);
     // Each request is answered from the state right after its own entry applied, even when a
     // later entry (here a delete of the same topic) applies in the same round.
     const created = node.createTopic({ name: 'brief', partitions: 1, replicationFactor: 1 });

@@ -27,7 +27,8 @@
 // Rules:
 //   1. One plan is one entry: atomic. Plans are made against `planState` = the applied state plus
 //      every plan this leader proposed and has not applied yet, so two requests in flight see
-//      each other (a second create of one name fails TOPIC_ALREADY_EXISTS at once).
+//      each other. A refusal is answered only once the plans before it applied and it still
+//      holds (a second create of one name fails TOPIC_ALREADY_EXISTS once the first committed).
 //   2. A new leader serves only once it has applied everything up to its own first entry (so
 //      `planState` includes every earlier leader's committed plans) and the cluster has an id:
 //      the leader of an empty log proposes the cluster-bootstrap record first (id from the
@@ -387,7 +388,26 @@ export class ControllerNode implements HostedGroup {
     this.checkServing();
     const planState = this.planState;
     if (planState === null) throw new NotControllerError(this.leaderId);
-    const records = plan(planState, this.clock);
+    let records: MetadataRecord[];
+    try {
+      records = plan(planState, this.clock);
+    } catch (err) {
+      // A refusal may rest on a plan not committed yet (TOPIC_ALREADY_EXISTS of a topic whose
+      // create is still in flight): answered now, and that plan lost with this leader, the
+      // caller would have been told of a topic that never existed (cluster simulator). So a
+      // refusal waits until everything planned before it applied, and is answered only if it
+      // still holds against the applied state (rule 1).
+      const last = this.waiters[this.waiters.length - 1];
+      if (last === undefined) throw err;
+      if (this.waiters.length >= this.limits.requestsPendingMax) {
+        throw new StreamBusError(
+          ErrorCode.CONTROLLER_BUSY,
+          `${this.waiters.length} controller requests are pending (requestsPendingMax)`,
+        );
+      }
+      await this.waitFor(last.index, last.term);
+      return this.submit(plan);
+    }
     if (records.length === 0) {
       // Nothing to change (a retried request): answer once everything planned before applied.
       const last = this.waiters[this.waiters.length - 1];

@@ -52,8 +52,9 @@ export interface ClusterSimOptions {
   /** Run the real controller quorum on every broker too (default true). */
   readonly controller?: boolean;
   /**
-   * A TOPIC_ALREADY_EXISTS told to a retry for a topic missing at the end is a violation (off by
-   * default: the controller answers it from uncommitted plans today; see controller-sim.ts).
+   * A TOPIC_ALREADY_EXISTS told to a retry for a topic missing at the end is a violation
+   * (default true; false only counts it, as before the controller stopped answering refusals
+   * from uncommitted plans).
    */
   readonly strictTopicExists?: boolean;
   /** Test-only: answer acks=all at the leader's own write (the checkers must catch it). */
@@ -183,7 +184,7 @@ export class ClusterSimulation {
             HEARTBEAT_TICKS,
             this.violations,
             (l) => this.trace(l),
-            options.strictTopicExists === true,
+            options.strictTopicExists !== false,
           );
     const modes: ProducerMode[] = ['all', 'all', 'leader', 'idempotent', 'idempotent'];
     modes.forEach((mode, i) => {

@@ -322,10 +322,9 @@ export class ControllerSim {
         });
       }
       if (t.outcome === 'exists' && byName.get(t.name) !== 1) {
-        // The controller answers TOPIC_ALREADY_EXISTS from its plan state, which includes its
-        // own uncommitted plans (controller-node.ts rule 1); if that plan is then lost with its
-        // leader, the client was told of a topic that never existed. Counted, and a violation
-        // under `strictTopicExists`.
+        // A retry told TOPIC_ALREADY_EXISTS of a topic that never existed: the controller once
+        // answered refusals from uncommitted plans (controller-node.ts rule 1 now waits for
+        // them). Counted, and a violation unless `strictTopicExists` is false.
         this.counters.existsAnswerLost++;
         if (this.strictTopicExists) {
           v.push({

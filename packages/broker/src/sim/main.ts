@@ -1,20 +1,20 @@
 // `pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in]
-//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--strict-topic-exists]`
+//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--lenient-topic-exists]`
 // (also `npm run sim -- cluster ...`; scripts/sim.mjs sends `cluster` here and everything else to
 // the Raft core's simulator). Runs N cluster-simulation seeds from S and prints a summary:
 // seeds, steps, faults injected by kind, records produced, acknowledged and consumed, the worst
 // liveness after healing, violations. Exits 1 on any violation, printing the seed and the
 // command that replays it (with --trace: the event log of that seed). Exits 2 on bad arguments.
 // --unsafe-ack-on-leader-write answers acks=all at the leader's own write: the checkers must
-// then fail. --strict-topic-exists makes a TOPIC_ALREADY_EXISTS answer for a topic that never came
-// to exist a violation (counted only, by default; see controller-sim.ts).
+// then fail. --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
+// came to exist instead of failing the seed (see controller-sim.ts).
 
 import { LIVENESS_TICKS_MAX, runClusterSeed } from './cluster-sim.js';
 import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 
 const USAGE =
-  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--strict-topic-exists]';
+  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--lenient-topic-exists]';
 
 function intFlag(argv: readonly string[], name: string, fallback: number): number {
   const i = argv.indexOf(name);
@@ -44,7 +44,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     '--replica',
     '--fault-phase-ms',
     '--unsafe-ack-on-leader-write',
-    '--strict-topic-exists',
+    '--lenient-topic-exists',
   ]);
   try {
     for (const a of argv)
@@ -62,10 +62,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const replica = replicaFactory(replicaName);
   const unsafeAckOnLeaderWrite = argv.includes('--unsafe-ack-on-leader-write');
-  const strictTopicExists = argv.includes('--strict-topic-exists');
+  const strictTopicExists = !argv.includes('--lenient-topic-exists');
   const common = {
     replica,
-    ...(strictTopicExists ? { strictTopicExists } : {}),
+    ...(strictTopicExists ? {} : { strictTopicExists }),
     ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}),
     ...(unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite } : {}),
   };

@@ -62,7 +62,7 @@ export async function runClusterSeeds(
         ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
         ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
         ...(options.controller === false ? { controller: false } : {}),
-        ...(options.strictTopicExists ? { strictTopicExists: true } : {}),
+        ...(options.strictTopicExists === false ? { strictTopicExists: false } : {}),
       });
       seedsRun++;
       steps += r.steps;
@@ -112,6 +112,6 @@ export function clusterReplayCommand(
   if (options.faultPhaseMs !== undefined)
     flags.push('--fault-phase-ms', String(options.faultPhaseMs));
   if (options.unsafeAckOnLeaderWrite) flags.push('--unsafe-ack-on-leader-write');
-  if (options.strictTopicExists) flags.push('--strict-topic-exists');
+  if (options.strictTopicExists === false) flags.push('--lenient-topic-exists');
   return ['pnpm sim cluster --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');
 }
