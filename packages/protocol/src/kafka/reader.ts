@@ -174,30 +174,23 @@ export class KafkaReader {
     }
   }
 
-  /** STRING: int16 length then UTF-8; −1 (null) only when `nullable`. */
-  nullableString(nullable = true): string | null {
-    const len = this.int16();
-    if (len === -1 && nullable) return null;
-    if (len < 0) throw this.fail(`string length ${len} is negative`);
-    return this.utf8(len, 'string');
-  }
-
-  string(): string {
-    return this.nullableString(false) as string;
-  }
-
-  /** COMPACT_STRING: uvarint(length + 1); 0 is null, allowed only when `nullable`. */
-  compactNullableString(nullable = true): string | null {
-    const n = this.uvarint();
-    if (n === 0) {
-      if (nullable) return null;
-      throw this.fail('null compact string where the schema allows none');
+  /**
+   * The length before a string or bytes value: int16 (STRING), int32 (BYTES) or
+   * uvarint(length + 1) (compact forms, KIP-482). Returns −1 for null, allowed only when `nullable`.
+   */
+  private valueLength(
+    form: 'int16' | 'int32' | 'compact',
+    nullable: boolean,
+    what: string,
+  ): number {
+    const len =
+      form === 'int16' ? this.int16() : form === 'int32' ? this.int32() : this.uvarint() - 1;
+    if (len === -1) {
+      if (nullable) return -1;
+      throw this.fail(`null ${what} where the schema allows none`);
     }
-    return this.utf8(n - 1, 'compact string');
-  }
-
-  compactString(): string {
-    return this.compactNullableString(false) as string;
+    if (len < 0) throw this.fail(`${what} length ${len} is negative`);
+    return len;
   }
 
   private view(len: number, what: string): Buffer {
@@ -207,25 +200,40 @@ export class KafkaReader {
     return v;
   }
 
+  /** STRING: int16 length then UTF-8; −1 (null) only when `nullable`. */
+  nullableString(nullable = true): string | null {
+    const len = this.valueLength('int16', nullable, 'string');
+    return len === -1 ? null : this.utf8(len, 'string');
+  }
+
+  string(): string {
+    return this.nullableString(false) as string;
+  }
+
+  /** COMPACT_STRING: uvarint(length + 1); 0 is null, allowed only when `nullable`. */
+  compactNullableString(nullable = true): string | null {
+    const len = this.valueLength('compact', nullable, 'compact string');
+    return len === -1 ? null : this.utf8(len, 'compact string');
+  }
+
+  compactString(): string {
+    return this.compactNullableString(false) as string;
+  }
+
   /** BYTES: int32 length then raw bytes (a view); −1 (null) only when `nullable`. */
   nullableBytes(nullable = true): Buffer | null {
-    const len = this.int32();
-    if (len === -1 && nullable) return null;
-    if (len < 0) throw this.fail(`bytes length ${len} is negative`);
-    return this.view(len, 'bytes');
+    const len = this.valueLength('int32', nullable, 'bytes');
+    return len === -1 ? null : this.view(len, 'bytes');
   }
 
   bytes(): Buffer {
     return this.nullableBytes(false) as Buffer;
   }
 
+  /** COMPACT_BYTES: uvarint(length + 1); 0 is null, allowed only when `nullable`. */
   compactNullableBytes(nullable = true): Buffer | null {
-    const n = this.uvarint();
-    if (n === 0) {
-      if (nullable) return null;
-      throw this.fail('null compact bytes where the schema allows none');
-    }
-    return this.view(n - 1, 'compact bytes');
+    const len = this.valueLength('compact', nullable, 'compact bytes');
+    return len === -1 ? null : this.view(len, 'compact bytes');
   }
 
   compactBytes(): Buffer {

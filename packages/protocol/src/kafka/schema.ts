@@ -41,37 +41,31 @@ function prim<T>(
   return { bytesMin, zero, read, write };
 }
 
-export const int8 = prim(
-  1,
-  0,
-  (r) => r.int8(),
-  (w, v) => w.int8(v),
-);
-export const int16 = prim(
-  2,
-  0,
-  (r) => r.int16(),
-  (w, v) => w.int16(v),
-);
-export const int32 = prim(
-  4,
-  0,
-  (r) => r.int32(),
-  (w, v) => w.int32(v),
-);
-export const int64 = prim(
-  8,
-  0,
-  (r) => r.int64(),
-  (w, v) => w.int64(v),
-);
-export const bool = prim(
+type FixedName = 'int8' | 'int16' | 'int32' | 'int64';
+
+/** A fixed-width integer: the reader and writer method of the same name. */
+function fixed(name: FixedName, width: number): Type<number> {
+  return prim(
+    width,
+    0,
+    (r) => r[name](),
+    (w, v) => {
+      w[name](v);
+    },
+  );
+}
+
+export const int8 = fixed('int8', 1);
+export const int16 = fixed('int16', 2);
+export const int32 = fixed('int32', 4);
+export const int64 = fixed('int64', 8);
+export const bool = prim<boolean>(
   1,
   false,
   (r) => r.bool(),
   (w, v) => w.bool(v),
 );
-export const uuid = prim(
+export const uuid = prim<string>(
   16,
   '00000000000000000000000000000000',
   (r) => r.uuid(),
@@ -82,58 +76,60 @@ function notNull(what: string): StreamBusError {
   return new StreamBusError(ErrorCode.INVALID_ARGUMENT, `${what} may not be null at this version`);
 }
 
-/** STRING / COMPACT_STRING, never null. */
-export const string = prim<string>(
-  1,
-  '',
-  (r, c) => (c.flexible ? r.compactString() : r.string()),
-  (w, v, c) => {
-    if (typeof v !== 'string') throw notNull('string');
-    if (c.flexible) w.compactNullableString(v);
-    else w.nullableString(v);
-  },
-);
-
-/** A string that may be null from version `from` on (Kafka's nullableVersions). */
-export function nullableString(from = 0): Type<string | null> {
-  return prim<string | null>(
+/**
+ * A string or bytes type: `from` is the first version where null is allowed (Kafka's
+ * nullableVersions; Infinity = never null). Flexible versions use the compact forms.
+ */
+function lengthPrefixed<T extends string | Buffer>(
+  what: 'string' | 'bytes',
+  zero: T | null,
+  from: number,
+): Type<T | null> {
+  const isValue =
+    what === 'string'
+      ? (v: unknown) => typeof v === 'string'
+      : (v: unknown) => v instanceof Uint8Array;
+  return prim<T | null>(
     1,
-    null,
-    (r, c) =>
-      c.flexible ? r.compactNullableString(c.version >= from) : r.nullableString(c.version >= from),
+    zero,
+    (r, c) => {
+      const nullable = c.version >= from;
+      if (what === 'string') {
+        return (
+          c.flexible ? r.compactNullableString(nullable) : r.nullableString(nullable)
+        ) as T | null;
+      }
+      return (
+        c.flexible ? r.compactNullableBytes(nullable) : r.nullableBytes(nullable)
+      ) as T | null;
+    },
     (w, v, c) => {
-      if (v === null && c.version < from) throw notNull('string');
-      if (c.flexible) w.compactNullableString(v);
-      else w.nullableString(v);
+      if (v === null ? c.version < from : !isValue(v)) throw notNull(what);
+      if (what === 'string') {
+        if (c.flexible) w.compactNullableString(v as string | null);
+        else w.nullableString(v as string | null);
+      } else if (c.flexible) w.compactNullableBytes(v as Buffer | null);
+      else w.nullableBytes(v as Buffer | null);
     },
   );
 }
 
+const NEVER = Number.POSITIVE_INFINITY;
+
+/** STRING / COMPACT_STRING, never null. */
+export const string = lengthPrefixed<string>('string', '', NEVER) as Type<string>;
+
+/** A string that may be null from version `from` on (Kafka's nullableVersions). */
+export function nullableString(from = 0): Type<string | null> {
+  return lengthPrefixed<string>('string', null, from);
+}
+
 /** BYTES / COMPACT_BYTES, never null. */
-export const bytes = prim<Buffer>(
-  1,
-  Buffer.alloc(0),
-  (r, c) => (c.flexible ? r.compactBytes() : r.bytes()),
-  (w, v, c) => {
-    if (!(v instanceof Uint8Array)) throw notNull('bytes');
-    if (c.flexible) w.compactNullableBytes(v);
-    else w.nullableBytes(v);
-  },
-);
+export const bytes = lengthPrefixed<Buffer>('bytes', Buffer.alloc(0), NEVER) as Type<Buffer>;
 
 /** Nullable bytes; `records` fields (raw RecordBatch bytes) use this and are never decoded. */
 export function nullableBytes(from = 0): Type<Buffer | null> {
-  return prim<Buffer | null>(
-    1,
-    null,
-    (r, c) =>
-      c.flexible ? r.compactNullableBytes(c.version >= from) : r.nullableBytes(c.version >= from),
-    (w, v, c) => {
-      if (v === null && c.version < from) throw notNull('bytes');
-      if (c.flexible) w.compactNullableBytes(v);
-      else w.nullableBytes(v);
-    },
-  );
+  return lengthPrefixed<Buffer>('bytes', null, from);
 }
 
 export const records = nullableBytes(0);
