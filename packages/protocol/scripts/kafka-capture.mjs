@@ -262,6 +262,15 @@ const handlers = {
       ],
     })),
   }),
+  AlterConfigs: (_v, b) => ({
+    throttleTimeMs: 0,
+    responses: b.resources.map((res) => ({
+      errorCode: 0,
+      errorMessage: null,
+      resourceType: res.resourceType,
+      resourceName: res.resourceName,
+    })),
+  }),
   CreatePartitions: (_v, b) => ({
     throttleTimeMs: 0,
     results: b.topics.map((t) => ({
@@ -425,6 +434,12 @@ if (process.env.SKIP_KAFKAJS !== '1') {
     await admin.describeConfigs({
       resources: [{ type: 2, name: 'golden' }],
       includeSynonyms: false,
+    });
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        { type: 2, name: 'golden', configEntries: [{ name: 'retention.ms', value: '1000' }] },
+      ],
     });
     // The capture broker refuses (one partition per topic): only the request matters here.
     await admin

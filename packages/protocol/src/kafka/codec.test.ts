@@ -335,13 +335,6 @@ function samples(): Map<ApiKeyName, { request: unknown; response: unknown }> {
     request: { resources: configs, validateOnly: false },
     response: altered,
   });
-  out.set('AlterConfigs', {
-    request: {
-      resources: [{ resourceType: 2, resourceName: 't', configs: [{ name: 'a', value: null }] }],
-      validateOnly: true,
-    },
-    response: altered,
-  });
   out.set('DescribeCluster', {
     request: { includeClusterAuthorizedOperations: false },
     response: {

@@ -74,7 +74,13 @@ describe('kafka golden frames', () => {
       expect(apis.has(`kafkajs:${api}`), api).toBe(true);
       expect(apis.has(`kcat:${api}`) || apis.has(`confluent:${api}`), api).toBe(true);
     }
-    for (const api of ['CreateTopics', 'DeleteTopics', 'DescribeConfigs', 'CreatePartitions']) {
+    for (const api of [
+      'CreateTopics',
+      'DeleteTopics',
+      'DescribeConfigs',
+      'AlterConfigs',
+      'CreatePartitions',
+    ]) {
       expect(apis.has(`kafkajs:${api}`), api).toBe(true);
     }
     expect(GOLDEN.length).toBeGreaterThan(50);
