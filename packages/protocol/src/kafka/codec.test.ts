@@ -13,6 +13,7 @@ import {
   encodeApiVersionsFallback,
   encodeRequest,
   encodeResponse,
+  expectsResponse,
   KafkaFrameParser,
   peekRequestHeader,
 } from './frame.js';
@@ -230,6 +231,26 @@ describe('kafka headers and frames', () => {
     expect(code(() => decodeRequest(hex('0012 0004 00000001 ffff')))).toBe(
       ErrorCode.UNSUPPORTED_VERSION,
     );
+  });
+
+  it('Produce with acks=0 expects no response; everything else does', () => {
+    const body = { transactionalId: null, acks: 0, timeoutMs: 1000, topics: [] };
+    const header = { apiVersion: 7, correlationId: 1, clientId: null };
+    const fireAndForget = decodeRequest(encodeRequest('Produce', header, body).subarray(4));
+    expect(expectsResponse(fireAndForget)).toBe(false);
+    const acked = decodeRequest(
+      encodeRequest('Produce', header, { ...body, acks: -1 }).subarray(4),
+    );
+    expect(expectsResponse(acked)).toBe(true);
+    const leave = encodeRequest(
+      'LeaveGroup',
+      { ...header, apiVersion: 1 },
+      {
+        groupId: 'g',
+        memberId: 'm',
+      },
+    );
+    expect(expectsResponse(decodeRequest(leave.subarray(4)))).toBe(true);
   });
 
   it('trailing bytes after a body are malformed', () => {

@@ -103,6 +103,11 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
   return { name: a.name, header, body } as DecodedRequest;
 }
 
+/** Whether a request gets an answer: Produce with acks=0 gets none at all (§3.2). */
+export function expectsResponse(req: DecodedRequest): boolean {
+  return !(req.name === 'Produce' && req.body.acks === 0);
+}
+
 function sizePrefixed(write: (w: KafkaWriter) => void): KafkaWriter {
   const w = new KafkaWriter();
   const slot = w.reserveInt32();
