@@ -91,6 +91,20 @@ export class GroupScenario {
   private printRecords = true;
   private out: string[] = [];
 
+  /** The coordinator state now (for property tests). */
+  get current(): CoordinatorState {
+    return this.state;
+  }
+
+  /** Every record written so far, decoded back from its bytes. */
+  get records(): readonly GroupRecord[] {
+    return this.written;
+  }
+
+  get tick(): number {
+    return this.now;
+  }
+
   run(line: string): string[] {
     this.out = [];
     const words = line.trim().split(/\s+/);

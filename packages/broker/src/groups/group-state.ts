@@ -353,7 +353,6 @@ function replaceStaticMember(
   }
   if (old.pendingSync !== null) s.responses.push(syncReply(old.pendingSync, E.FENCED_INSTANCE_ID));
   const wasLeader = g.leaderId === old.memberId;
-  const unchanged = sameProtocols(old.protocols, e.protocols);
   // Keep the member's place in join order (the leader choice and assignors see the same order).
   const members = new Map<string, GroupMember>();
   for (const [id, m] of g.members) {
@@ -362,7 +361,9 @@ function replaceStaticMember(
   }
   g.members = members;
   if (wasLeader) g.leaderId = newId;
-  if (g.state === 'Stable' && unchanged) {
+  // As in Kafka, a restarted static member's metadata is not compared (a restart owns nothing,
+  // so its subscription bytes differ anyway): only a change of the group's protocol rebalances.
+  if (g.state === 'Stable' && selectProtocol(g) === g.protocolName) {
     const m = { ...g.members.get(newId)!, pendingJoin: null };
     g.members.set(newId, m);
     s.records.push(groupRecord(g));
