@@ -172,9 +172,28 @@ describe('cooperative-sticky', () => {
     );
   });
 
-  it('completes in the second phase: everything assigned once, nothing revoked twice', () => {
+  /** Runs rebalances, each member owning what the last one gave it, until nothing changes. */
+  function converge(
+    members: readonly AssignorMember[],
+    c: ReadonlyMap<string, number>,
+    max: number,
+  ) {
+    let current = members;
+    for (let round = 1; round <= max; round++) {
+      const out = cooperativeStickyAssignor.assign(current, c);
+      const revoked = current.some((m) => {
+        const kept = new Set(out.get(m.memberId)!.map(key));
+        return m.ownedPartitions.some((tp) => !kept.has(key(tp)));
+      });
+      current = current.map((m) => ({ ...m, ownedPartitions: out.get(m.memberId)! }));
+      if (!revoked) return { rounds: round, members: current, out };
+    }
+    return { rounds: max + 1, members: current, out: new Map() as GroupAssignment };
+  }
+
+  it('completes in the second phase for equal subscriptions: everything once, nothing revoked', () => {
     fc.assert(
-      fc.property(membersArb(false), counts, (members, c) => {
+      fc.property(membersArb(true), counts, (members, c) => {
         const first = cooperativeStickyAssignor.assign(members, c);
         const next = members.map((m) => ({ ...m, ownedPartitions: first.get(m.memberId)! }));
         const second = cooperativeStickyAssignor.assign(next, c);
@@ -184,6 +203,17 @@ describe('cooperative-sticky', () => {
           const kept = new Set(second.get(m.memberId)!.map(key));
           for (const tp of m.ownedPartitions) expect(kept.has(key(tp))).toBe(true);
         }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('converges for any subscriptions: a few rebalances, then everything assigned once', () => {
+    fc.assert(
+      fc.property(membersArb(false), counts, (members, c) => {
+        const result = converge(members, c, 4);
+        expect(result.rounds).toBeLessThanOrEqual(4);
+        checkExactlyOnce(result.members, c, result.out, true);
       }),
       { numRuns: 300 },
     );

@@ -136,22 +136,37 @@ export function stickyTarget(
     }
     return best;
   };
-  // 2. The rest goes to the least loaded subscriber.
-  for (const tp of subscribedPartitions(members, partitionsPerTopic)) {
+  // 2. The rest goes to the least loaded subscriber, topics with the fewest subscribers first.
+  const subscribers = (topic: string) =>
+    sorted.filter((m) => subscribed.get(m.memberId)!.has(topic)).length;
+  const rest = subscribedPartitions(members, partitionsPerTopic).sort(
+    (x, y) => subscribers(x.topic) - subscribers(y.topic) || compareTopicPartitions(x, y),
+  );
+  const fresh = new Set<string>();
+  for (const tp of rest) {
     if (taken.has(tpKey(tp))) continue;
     const m = leastLoaded(tp.topic, Number.POSITIVE_INFINITY);
     if (m === undefined) continue;
     out.get(m.memberId)!.push(tp);
     taken.add(tpKey(tp));
+    fresh.add(tpKey(tp));
   }
-  // 3. Single moves from the most loaded member to a subscriber with at least two fewer.
+  // 3. Single moves from the most loaded member to a subscriber with at least two fewer; a
+  //    partition given out in step 2 moves before one the member already owned.
   for (;;) {
     const donors = [...sorted].sort(
       (a, b) => count(b.memberId) - count(a.memberId) || compareIds(a, b),
     );
     let moved = false;
     for (const a of donors) {
-      const list = out.get(a.memberId)!.sort(compareTopicPartitions);
+      // Owned partitions first, fresh ones last: the scan from the end tries fresh ones first.
+      const list = out
+        .get(a.memberId)!
+        .sort(
+          (x, y) =>
+            Number(fresh.has(tpKey(x))) - Number(fresh.has(tpKey(y))) ||
+            compareTopicPartitions(x, y),
+        );
       for (let i = list.length - 1; i >= 0 && !moved; i--) {
         const tp = list[i]!;
         const b = leastLoaded(tp.topic, list.length - 1);

@@ -15,16 +15,8 @@ export interface MemberProtocol {
   readonly metadata: Uint8Array;
 }
 
-export interface GroupMember {
-  readonly memberId: string;
-  readonly groupInstanceId: string | null;
-  readonly clientId: string;
-  readonly sessionTimeoutTicks: number;
-  readonly rebalanceTimeoutTicks: number;
-  /** In the member's order of preference. */
-  readonly protocols: readonly MemberProtocol[];
-  /** What the leader assigned it in the last completed sync (empty before). */
-  readonly assignment: Uint8Array;
+/** A member as the coordinator holds it: its record fields plus the transient ones. */
+export interface GroupMember extends PersistedMember {
   // Transient (not in records): rebuilt when a coordinator loads the group.
   readonly heartbeatDeadlineTick: number;
   /** The request id of a join waiting for the rebalance to complete, or null. */
