@@ -95,6 +95,16 @@ export const ErrorCode = {
   CONTROLLER_OFFLINE: 1121,
   // 1100-1109: inter-broker links (packages/broker/src/cluster).
   PEER_LINK_REFUSED: 1100,
+  // Consumer groups (packages/broker/src/groups): Kafka's codes, then 1190-1199 StreamBus-only.
+  OFFSET_METADATA_TOO_LARGE: 12,
+  NON_EMPTY_GROUP: 68,
+  GROUP_ID_NOT_FOUND: 69,
+  MEMBER_ID_REQUIRED: 79,
+  GROUP_MAX_SIZE_REACHED: 81,
+  FENCED_INSTANCE_ID: 82,
+  GROUP_METADATA_TOO_LARGE: 1190,
+  GROUPS_LIMIT_REACHED: 1191,
+  GROUP_OFFSETS_LIMIT_REACHED: 1192,
   // 1110-1119: partition replicas (packages/broker/src/replication).
   REPLICA_PROPOSALS_FULL: 1110,
   REPLICA_CONF_CHANGE_IN_PROGRESS: 1111,
@@ -307,6 +317,50 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_CONF_CHANGE_IN_PROGRESS',
     true,
     'a membership change of this partition is pending, or its leader is new; retry shortly',
+  ),
+  info(
+    C.OFFSET_METADATA_TOO_LARGE,
+    'OFFSET_METADATA_TOO_LARGE',
+    false,
+    'committed offset metadata is too large',
+  ),
+  info(C.NON_EMPTY_GROUP, 'NON_EMPTY_GROUP', false, 'the group has members'),
+  info(C.GROUP_ID_NOT_FOUND, 'GROUP_ID_NOT_FOUND', false, 'no such group'),
+  info(
+    C.MEMBER_ID_REQUIRED,
+    'MEMBER_ID_REQUIRED',
+    false,
+    'rejoin with the member id given in this response',
+  ),
+  info(
+    C.GROUP_MAX_SIZE_REACHED,
+    'GROUP_MAX_SIZE_REACHED',
+    false,
+    'the group has its maximum number of members',
+  ),
+  info(
+    C.FENCED_INSTANCE_ID,
+    'FENCED_INSTANCE_ID',
+    false,
+    'a newer member with this group instance id joined',
+  ),
+  info(
+    C.GROUP_METADATA_TOO_LARGE,
+    'GROUP_METADATA_TOO_LARGE',
+    false,
+    'protocol metadata or an assignment is larger than the coordinator accepts',
+  ),
+  info(
+    C.GROUPS_LIMIT_REACHED,
+    'GROUPS_LIMIT_REACHED',
+    true,
+    'the coordinator holds its maximum number of groups',
+  ),
+  info(
+    C.GROUP_OFFSETS_LIMIT_REACHED,
+    'GROUP_OFFSETS_LIMIT_REACHED',
+    false,
+    'the group holds its maximum number of committed offsets',
   ),
 ];
 

@@ -23,7 +23,7 @@ export {
   type MemberAssignment,
   type Subscription,
 } from './consumer-protocol.js';
-export { GROUP_ERROR_ROWS, GroupErrorCode, groupErrorName } from './group-errors.js';
+export { GroupErrorCode, groupErrorName } from './group-errors.js';
 export { GroupScenario, runGroupScenario } from './group-scenario.js';
 export { emptyGroup, groupRecord, initialCoordinatorState, step } from './group-state.js';
 export {
