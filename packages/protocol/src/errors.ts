@@ -95,6 +95,9 @@ export const ErrorCode = {
   CONTROLLER_OFFLINE: 1121,
   // 1100-1109: inter-broker links (packages/broker/src/cluster).
   PEER_LINK_REFUSED: 1100,
+  // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
+  LOG_CLEAN_CONFLICT: 1200,
+  LOG_CLEANER_BUSY: 1201,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -292,6 +295,18 @@ const TABLE: readonly ErrorInfo[] = [
     'PEER_LINK_REFUSED',
     true,
     'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
+  ),
+  info(
+    C.LOG_CLEAN_CONFLICT,
+    'LOG_CLEAN_CONFLICT',
+    true,
+    'the segment being cleaned changed or went away (retention, truncation, reset); clean again',
+  ),
+  info(
+    C.LOG_CLEANER_BUSY,
+    'LOG_CLEANER_BUSY',
+    true,
+    'a clean of this partition log is already running',
   ),
 ];
 
