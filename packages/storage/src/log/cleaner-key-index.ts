@@ -11,7 +11,14 @@
 // cleaner's bound (at or below the commit point), which a Raft truncation never takes back; a
 // reset of the log (`truncateFullyAndStartAt`, a snapshot install) must be followed by `clear()`
 // (an index found past the log's end is cleared by `catchUp` on its own).
-import { BatchAttributes, BatchCursor, BatchField, decodeRecordBatch } from '@streambus/protocol';
+import {
+  BatchAttributes,
+  BatchCursor,
+  BatchField,
+  decodeRecordBatch,
+  ErrorCode,
+  isStreamBusError,
+} from '@streambus/protocol';
 import { encodeKey } from '../lsm/keys.js';
 import { type LsmStore, WriteBatch } from '../lsm/lsm-store.js';
 import type { IoBudget } from './io-budget.js';
@@ -109,7 +116,17 @@ export class CleanerKeyIndex {
     }
     let offset = Math.max(state.indexedUpTo, log.logStartOffset);
     while (offset < bound) {
-      const r = await log.read(offset, readBytesMax);
+      // Retention or delete-records may move the log start past us meanwhile: go on from there.
+      offset = Math.max(offset, log.logStartOffset);
+      let r: Awaited<ReturnType<PartitionLog['read']>>;
+      try {
+        r = await log.read(offset, readBytesMax);
+      } catch (err) {
+        if (isStreamBusError(err) && err.code === ErrorCode.OFFSET_OUT_OF_RANGE) {
+          if (offset < log.logStartOffset) continue;
+        }
+        throw err;
+      }
       await budget?.spend(r.data.length);
       if (r.data.length === 0) break;
       const batch = new WriteBatch();

@@ -588,6 +588,59 @@ describe('log cleaner', () => {
     checkView(await readLog(env.log), model, bound);
     await closeEnv(env);
   });
+
+  it('skips segments that delete-records takes away while it runs; the rest is cleaned', async () => {
+    const mem = new MemoryFileSystem({ seed: 7 });
+    const env = await openEnv(mem);
+    let model = new Model();
+    for (let i = 0; i < 90; i++) {
+      await produce(
+        env.log,
+        model,
+        { records: [{ key: i % 4, tombstone: false }], compressed: false, producerId: -1 },
+        1000 + i,
+      );
+    }
+    const bound = env.log.logEndOffset;
+    let release: () => void = () => {};
+    let parked = 0;
+    const budget = new IoBudget({
+      bytesPerSecond: 1,
+      burstBytes: 1,
+      nowMs: () => 0,
+      sleep: () => {
+        parked++;
+        return new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+    });
+    const cleaning = env.cleaner.clean({
+      bound,
+      deleteRetentionMs: RETENTION_MS,
+      nowMs: 2000,
+      budget,
+      readBytesMax: 256,
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(parked).toBe(1);
+    const third = env.log.segmentExtents[2]!.baseOffset;
+    await env.log.deleteRecordsBefore(third);
+    const rest = new Model();
+    for (const [offset, r] of model.byOffset) if (offset >= third) rest.add(r);
+    model = rest;
+    const unblock = setInterval(() => release(), 1);
+    try {
+      const report = await cleaning;
+      expect(report.damage).toEqual([]);
+      expect(report.cleanedSegments.every((b) => b >= third)).toBe(true);
+      expect(report.cleanedSegments.length).toBeGreaterThan(0);
+    } finally {
+      clearInterval(unblock);
+    }
+    checkView(await readLog(env.log), model);
+    await closeEnv(env);
+  });
 });
 
 describe('batch rewrite (pure core)', () => {
