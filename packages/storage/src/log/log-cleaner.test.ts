@@ -201,6 +201,63 @@ async function closeEnv(env: Env): Promise<void> {
   await env.store.close();
 }
 
+/** `count` single-record batches, record i with key `keyOf(i)` at timestamp `ts0 + i`. */
+async function putKeys(
+  env: Env,
+  model: Model,
+  count: number,
+  keyOf: (i: number) => number,
+  ts0 = 1000,
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const records = [{ key: keyOf(i), tombstone: false }];
+    await produce(env.log, model, { records, compressed: false, producerId: -1 }, ts0 + i);
+  }
+}
+
+/**
+ * Starts a clean whose budget parks it at its first byte (checked); `finish` lets it go on
+ * unthrottled and returns its report.
+ */
+async function startParkedClean(
+  env: Env,
+  bound: number,
+): Promise<{ finish: () => Promise<CleanReport> }> {
+  let release: () => void = () => {};
+  let parked = 0;
+  const budget = new IoBudget({
+    bytesPerSecond: 1,
+    burstBytes: 1,
+    nowMs: () => 0,
+    sleep: () => {
+      parked++;
+      return new Promise<void>((resolve) => {
+        release = resolve;
+      });
+    },
+  });
+  const cleaning = env.cleaner.clean({
+    bound,
+    deleteRetentionMs: RETENTION_MS,
+    nowMs: 2000,
+    budget,
+    readBytesMax: 256,
+  });
+  cleaning.catch(() => undefined); // awaited by finish()
+  await new Promise((r) => setTimeout(r, 10));
+  expect(parked).toBe(1);
+  return {
+    finish: async () => {
+      const unblock = setInterval(() => release(), 1);
+      try {
+        return await cleaning;
+      } finally {
+        clearInterval(unblock);
+      }
+    },
+  };
+}
+
 /** Cleans to `bound` and checks the result against the model. */
 async function cleanAndCheck(
   env: Env,
@@ -301,14 +358,7 @@ describe('log cleaner', () => {
     const fs = new MemoryFileSystem({ seed: 2 });
     const env = await openEnv(fs);
     const model = new Model();
-    for (let i = 0; i < 60; i++) {
-      await produce(
-        env.log,
-        model,
-        { records: [{ key: i % 3, tombstone: false }], compressed: false, producerId: -1 },
-        1000 + i,
-      );
-    }
+    await putKeys(env, model, 60, (i) => i % 3);
     const bound = env.log.logEndOffset;
     const report = await env.cleaner.clean({ bound, deleteRetentionMs: RETENTION_MS, nowMs: 2000 });
     expect(report.cleanedSegments.length).toBeGreaterThan(0);
@@ -534,57 +584,15 @@ describe('log cleaner', () => {
     const mem = new MemoryFileSystem({ seed: 6 });
     const env = await openEnv(mem);
     const model = new Model();
-    for (let i = 0; i < 60; i++) {
-      await produce(
-        env.log,
-        model,
-        { records: [{ key: i % 3, tombstone: false }], compressed: false, producerId: -1 },
-        1000 + i,
-      );
-    }
+    await putKeys(env, model, 60, (i) => i % 3);
     const bound = env.log.logEndOffset;
-    let release: () => void = () => {};
-    let parked = 0;
-    const budget = new IoBudget({
-      bytesPerSecond: 1,
-      burstBytes: 1,
-      nowMs: () => 0,
-      sleep: () => {
-        parked++;
-        return new Promise<void>((resolve) => {
-          release = resolve;
-        });
-      },
-    });
-    const cleaning = env.cleaner.clean({
-      bound,
-      deleteRetentionMs: RETENTION_MS,
-      nowMs: 2000,
-      budget,
-      readBytesMax: 256,
-    });
-    await new Promise((r) => setTimeout(r, 10));
-    expect(parked).toBe(1);
-    for (let i = 0; i < 20; i++) {
-      await produce(
-        env.log,
-        model,
-        { records: [{ key: 9, tombstone: false }], compressed: false, producerId: -1 },
-        3000 + i,
-      );
-    }
+    const clean = await startParkedClean(env, bound);
+    await putKeys(env, model, 20, () => 9, 3000);
     // A second clean of the same log is refused while the first runs.
     await expect(env.cleaner.clean({ bound, deleteRetentionMs: 0 })).rejects.toMatchObject({
       code: ErrorCode.LOG_CLEANER_BUSY,
     });
-    // Let the clean go on unthrottled.
-    const unblock = setInterval(() => release(), 1);
-    try {
-      const report = await cleaning;
-      expect(report.cleanedSegments.length).toBeGreaterThan(0);
-    } finally {
-      clearInterval(unblock);
-    }
+    expect((await clean.finish()).cleanedSegments.length).toBeGreaterThan(0);
     checkView(await readLog(env.log), model, bound);
     await closeEnv(env);
   });
@@ -593,51 +601,18 @@ describe('log cleaner', () => {
     const mem = new MemoryFileSystem({ seed: 7 });
     const env = await openEnv(mem);
     let model = new Model();
-    for (let i = 0; i < 90; i++) {
-      await produce(
-        env.log,
-        model,
-        { records: [{ key: i % 4, tombstone: false }], compressed: false, producerId: -1 },
-        1000 + i,
-      );
-    }
+    await putKeys(env, model, 90, (i) => i % 4);
     const bound = env.log.logEndOffset;
-    let release: () => void = () => {};
-    let parked = 0;
-    const budget = new IoBudget({
-      bytesPerSecond: 1,
-      burstBytes: 1,
-      nowMs: () => 0,
-      sleep: () => {
-        parked++;
-        return new Promise<void>((resolve) => {
-          release = resolve;
-        });
-      },
-    });
-    const cleaning = env.cleaner.clean({
-      bound,
-      deleteRetentionMs: RETENTION_MS,
-      nowMs: 2000,
-      budget,
-      readBytesMax: 256,
-    });
-    await new Promise((r) => setTimeout(r, 10));
-    expect(parked).toBe(1);
+    const clean = await startParkedClean(env, bound);
     const third = env.log.segmentExtents[2]!.baseOffset;
     await env.log.deleteRecordsBefore(third);
     const rest = new Model();
     for (const [offset, r] of model.byOffset) if (offset >= third) rest.add(r);
     model = rest;
-    const unblock = setInterval(() => release(), 1);
-    try {
-      const report = await cleaning;
-      expect(report.damage).toEqual([]);
-      expect(report.cleanedSegments.every((b) => b >= third)).toBe(true);
-      expect(report.cleanedSegments.length).toBeGreaterThan(0);
-    } finally {
-      clearInterval(unblock);
-    }
+    const report = await clean.finish();
+    expect(report.damage).toEqual([]);
+    expect(report.cleanedSegments.every((b) => b >= third)).toBe(true);
+    expect(report.cleanedSegments.length).toBeGreaterThan(0);
     checkView(await readLog(env.log), model);
     await closeEnv(env);
   });
