@@ -336,13 +336,18 @@ describe('log cleaner', () => {
               await cleanAndCheck(env, model, bound, now);
             }
           }
-          // A second clean at the same bound changes nothing it has not changed already.
+          // A second clean at the same bound changes nothing and writes nothing: every byte
+          // through its budget is a read.
+          const budget = new IoBudget({ bytesPerSecond: 1e12 });
           const again = await env.cleaner.clean({
             bound,
             deleteRetentionMs: RETENTION_MS,
             nowMs: now,
+            budget,
           });
           expect(again.recordsRemoved).toBe(0);
+          expect(again.cleanedSegments).toEqual([]);
+          expect(budget.spentBytes).toBe(again.bytesRead);
           await closeEnv(env);
           env = await openEnv(fs, 'all');
           checkView(await readLog(env.log), model, bound);

@@ -35,6 +35,7 @@ import {
   decodeRecordBatch,
   decompress,
   ErrorCode,
+  isStreamBusError,
   RECORD_BATCH_HEADER_BYTES,
   RECORD_BATCH_MIN_LENGTH,
   StreamBusError,
@@ -359,25 +360,53 @@ export class LogCleaner {
         for (const b of encodeGapBatches(gapFrom, gapTo)) await out.write(b);
         gapFrom = -1;
       };
+      // One slice of the segment from `at`; null (recorded as skipped) on damage, or when the
+      // segment went away under us.
+      const readAt = async (at: number): Promise<Buffer | null> => {
+        let data: Buffer;
+        try {
+          data = (await this.log.read(at, readBytesMax)).data;
+        } catch (err) {
+          if (isLogCorruptionError(err)) report.damage.push(err.damage);
+          else if (!isStreamBusError(err, ErrorCode.OFFSET_OUT_OF_RANGE)) throw err;
+          report.skippedSegments.push({
+            baseOffset: seg.baseOffset,
+            reason: (err as Error).message,
+          });
+          return null;
+        }
+        report.bytesRead += data.length;
+        await budget?.spend(data.length);
+        return data;
+      };
+      // Nothing is written before the first change (an unchanged segment costs only its read);
+      // at the first change, the unchanged batches before it are read again and written.
+      const copyUnchanged = async (upTo: number): Promise<boolean> => {
+        for (let at = seg.baseOffset; at < upTo; ) {
+          const data = await readAt(at);
+          if (data === null) return false;
+          const cursor = new BatchCursor(data);
+          const from = at;
+          while (cursor.next() && batchBaseOffset(data, cursor.position) < upTo) {
+            const p = cursor.position;
+            await out.write(data.subarray(p, p + cursor.size));
+            at = batchBaseOffset(data, p) + batchLastOffsetDelta(data, p) + 1;
+          }
+          if (at === from) {
+            report.skippedSegments.push({
+              baseOffset: seg.baseOffset,
+              reason: `no batch at offset ${at} on the second read`,
+            });
+            return false;
+          }
+        }
+        return true;
+      };
       let offset = seg.baseOffset;
       while (offset < seg.nextOffset) {
-        let r: Awaited<ReturnType<PartitionLog['read']>>;
-        try {
-          r = await this.log.read(offset, readBytesMax);
-        } catch (err) {
-          if (isLogCorruptionError(err)) {
-            report.damage.push(err.damage);
-            report.skippedSegments.push({ baseOffset: seg.baseOffset, reason: err.message });
-            return 'skipped';
-          }
-          if (err instanceof StreamBusError && err.code === ErrorCode.OFFSET_OUT_OF_RANGE) {
-            report.skippedSegments.push({ baseOffset: seg.baseOffset, reason: err.message });
-            return 'skipped';
-          }
-          throw err;
-        }
-        report.bytesRead += r.data.length;
-        await budget?.spend(r.data.length);
+        const data = await readAt(offset);
+        if (data === null) return 'skipped';
+        const r = { data };
         if (r.data.length === 0) break;
         const cursor = new BatchCursor(r.data);
         let next = offset;
@@ -411,7 +440,11 @@ export class LogCleaner {
               rewritten = rewriteBatch(batch, keep);
             }
           }
-          if (rewritten !== batch) changed = true;
+          if (!changed) {
+            if (rewritten === batch) continue;
+            changed = true;
+            if (!(await copyUnchanged(base))) return 'skipped';
+          }
           if (rewritten === null && batch.readBigInt64BE(BatchField.PRODUCER_ID) < 0n) {
             if (gapFrom < 0) gapFrom = base;
             gapTo = next - 1;
