@@ -3,9 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, PRODUCE_FRAME_OVERHEAD_BYTES } from './config.js';
 import {
   checkTopicName,
+  compactionApplies,
   describeTopicConfig,
   mergeOverrides,
   resolveTopicConfig,
+  retentionApplies,
+  TOPIC_CONFIG_KEYS,
 } from './topic-config.js';
 
 const defaults = defaultConfig().defaults;
@@ -51,8 +54,8 @@ describe('topic config', () => {
       code(() => resolveTopicConfig(defaults, { 'segment.bytes': '12abc' }, FRAME)).message,
     ).toMatch(/^segment\.bytes:/);
     expect(
-      code(() => resolveTopicConfig(defaults, { 'cleanup.policy': 'compact' }, FRAME)).message,
-    ).toMatch(/^cleanup\.policy: unknown topic config \(allowed: retention\.bytes/);
+      code(() => resolveTopicConfig(defaults, { 'no.such.key': 'compact' }, FRAME)).message,
+    ).toMatch(/^no\.such\.key: unknown topic config \(allowed: retention\.bytes/);
     expect(
       code(() =>
         resolveTopicConfig(
@@ -113,5 +116,51 @@ describe('topic config', () => {
     for (const bad of ['', '.', '..', 'has space', 'slash/no', 'x'.repeat(250), 'ü']) {
       expect(code(() => checkTopicName(bad)).code).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
     }
+  });
+
+  it('takes cleanup.policy, delete.retention.ms and min.cleanable.dirty.ratio (Kafka defaults)', () => {
+    const d = resolveTopicConfig(defaults, {}, FRAME);
+    expect(d.cleanupPolicy).toBe('delete');
+    expect(d.deleteRetentionMs).toBe(86_400_000);
+    expect(d.minCleanableDirtyRatio).toBe(0.5);
+    const parse = TOPIC_CONFIG_KEYS['cleanup.policy']!.parse;
+    expect(parse('compact')).toBe('compact');
+    expect(parse('compact,delete')).toBe('compact,delete');
+    expect(parse('delete, compact')).toBe('compact,delete');
+    expect(resolveTopicConfig(defaults, { 'cleanup.policy': 'delete' }, FRAME).cleanupPolicy).toBe(
+      'delete',
+    );
+    // Compaction is refused, not ignored, until the broker schedules the cleaner.
+    for (const v of ['compact', 'compact,delete']) {
+      const e = code(() => resolveTopicConfig(defaults, { 'cleanup.policy': v }, FRAME));
+      expect(e.code).toBe(ErrorCode.INVALID_CONFIG);
+      expect(e.message).toMatch(/cleanup.policy: .* not served by this broker yet/);
+    }
+    expect([retentionApplies('compact'), compactionApplies('compact')]).toEqual([false, true]);
+    expect([retentionApplies('compact,delete'), compactionApplies('delete')]).toEqual([
+      true,
+      false,
+    ]);
+    const c = resolveTopicConfig(
+      defaults,
+      { 'delete.retention.ms': '1000', 'min.cleanable.dirty.ratio': '0.25' },
+      FRAME,
+    );
+    expect([c.deleteRetentionMs, c.minCleanableDirtyRatio]).toEqual([1000, 0.25]);
+    for (const [key, bad, allowed] of [
+      ['cleanup.policy', 'compacted', 'delete, compact, compact,delete'],
+      ['cleanup.policy', 'compact,compact', 'delete, compact, compact,delete'],
+      ['cleanup.policy', '', 'delete, compact'],
+      ['delete.retention.ms', '-1', 'an integer >= 0'],
+      ['min.cleanable.dirty.ratio', '1.5', 'a number in 0..1'],
+      ['min.cleanable.dirty.ratio', 'half', 'a number in 0..1'],
+    ] as const) {
+      const e = code(() => resolveTopicConfig(defaults, { [key]: bad }, FRAME));
+      expect(e.code).toBe(ErrorCode.INVALID_CONFIG);
+      expect(e.message).toContain(key);
+      expect(e.message).toContain(allowed);
+    }
+    const described = describeTopicConfig(d, {});
+    expect(described.find((e) => e.name === 'cleanup.policy')?.value).toBe('delete');
   });
 });

@@ -11,6 +11,9 @@
 //   flush.ms               >= 1           fsync cadence under durability=interval
 //   max.message.bytes      >= 64          largest record batch accepted from a producer
 //   message.timestamp.difference.max.ms  -1 | >= 0   clock-skew check on maxTimestamp
+//   cleanup.policy         delete | compact | compact,delete   retention, log cleaner or both
+//   delete.retention.ms    >= 0           how long the cleaner keeps a key's last tombstone
+//   min.cleanable.dirty.ratio  0..1       clean when this share of cleanable bytes is new
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import {
   DURABILITY_POLICIES,
@@ -28,6 +31,44 @@ export interface TopicConfig {
   flushIntervalMs: number;
   maxMessageBytes: number;
   timestampSkewMsMax: number;
+  /** Which of retention (delete) and the log cleaner (compact) apply (docs/storage.md). */
+  cleanupPolicy: CleanupPolicy;
+  deleteRetentionMs: number;
+  minCleanableDirtyRatio: number;
+}
+
+export const CLEANUP_POLICIES = ['delete', 'compact', 'compact,delete'] as const;
+export type CleanupPolicy = (typeof CLEANUP_POLICIES)[number];
+/** Kafka's defaults for the compaction keys (not broker config keys, yet). */
+export const DEFAULT_CLEANUP_POLICY: CleanupPolicy = 'delete';
+export const DEFAULT_DELETE_RETENTION_MS = 86_400_000;
+export const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO = 0.5;
+
+/** Whether time/size retention applies (delete or compact,delete). */
+export function retentionApplies(policy: CleanupPolicy): boolean {
+  return policy !== 'compact';
+}
+/** Whether the log cleaner runs (compact or compact,delete). */
+export function compactionApplies(policy: CleanupPolicy): boolean {
+  return policy !== 'delete';
+}
+
+function cleanupPolicy(value: string): CleanupPolicy | null {
+  const parts = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  const set = new Set(parts);
+  if (parts.length === 0 || set.size !== parts.length) return null;
+  if ([...set].some((p) => p !== 'delete' && p !== 'compact')) return null;
+  if (set.size === 2) return 'compact,delete';
+  return parts[0] as CleanupPolicy;
+}
+
+function ratio(value: string): number | null {
+  if (!/^\d+(\.\d+)?$/.test(value)) return null;
+  const n = Number(value);
+  return n >= 0 && n <= 1 ? n : null;
 }
 
 /** Overrides as stored: only the keys set explicitly, as strings (the wire form). */
@@ -35,7 +76,7 @@ export type TopicOverrides = Record<string, string>;
 
 interface KeySpec {
   readonly field: keyof TopicConfig;
-  readonly parse: (value: string) => number | DurabilityPolicy | null;
+  readonly parse: (value: string) => number | DurabilityPolicy | CleanupPolicy | null;
   readonly allowed: string;
 }
 
@@ -87,6 +128,21 @@ export const TOPIC_CONFIG_KEYS: Readonly<Record<string, KeySpec>> = {
     parse: int(0, Number.MAX_SAFE_INTEGER, true),
     allowed: '-1 (no check) or an integer >= 0',
   },
+  'cleanup.policy': {
+    field: 'cleanupPolicy',
+    parse: cleanupPolicy,
+    allowed: `one of ${CLEANUP_POLICIES.join(', ')} (or delete,compact)`,
+  },
+  'delete.retention.ms': {
+    field: 'deleteRetentionMs',
+    parse: int(0),
+    allowed: 'an integer >= 0',
+  },
+  'min.cleanable.dirty.ratio': {
+    field: 'minCleanableDirtyRatio',
+    parse: ratio,
+    allowed: 'a number in 0..1',
+  },
 };
 
 function invalidConfig(message: string): StreamBusError {
@@ -112,6 +168,9 @@ export function resolveTopicConfig(
     flushIntervalMs: defaults.flushIntervalMs,
     maxMessageBytes: defaults.maxMessageBytes,
     timestampSkewMsMax: defaults.timestampSkewMsMax,
+    cleanupPolicy: DEFAULT_CLEANUP_POLICY,
+    deleteRetentionMs: DEFAULT_DELETE_RETENTION_MS,
+    minCleanableDirtyRatio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
   };
   const target = config as unknown as Record<string, unknown>;
   for (const [key, value] of Object.entries(overrides)) {
@@ -124,6 +183,14 @@ export function resolveTopicConfig(
     const parsed = spec.parse(value);
     if (parsed === null) throw invalidConfig(`${key}: expected ${spec.allowed}, got '${value}'`);
     target[spec.field] = parsed;
+  }
+  if (compactionApplies(config.cleanupPolicy)) {
+    // Refused rather than accepted and ignored: the log cleaner exists in storage
+    // (docs/storage.md "Compaction") but the broker does not schedule it yet, and a topic that
+    // claims to be compacted while keeping every record would mislead its users.
+    throw invalidConfig(
+      `cleanup.policy: '${config.cleanupPolicy}' is not served by this broker yet (the log cleaner is not scheduled); use delete`,
+    );
   }
   if (config.maxMessageBytes > config.segmentBytes) {
     throw invalidConfig(

@@ -108,6 +108,9 @@ export const ErrorCode = {
   // 1110-1119: partition replicas (packages/broker/src/replication).
   REPLICA_PROPOSALS_FULL: 1110,
   REPLICA_CONF_CHANGE_IN_PROGRESS: 1111,
+  // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
+  LOG_CLEAN_CONFLICT: 1200,
+  LOG_CLEANER_BUSY: 1201,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -361,6 +364,18 @@ const TABLE: readonly ErrorInfo[] = [
     'GROUP_OFFSETS_LIMIT_REACHED',
     false,
     'the group holds its maximum number of committed offsets',
+  ),
+  info(
+    C.LOG_CLEAN_CONFLICT,
+    'LOG_CLEAN_CONFLICT',
+    true,
+    'the segment being cleaned changed or went away (retention, truncation, reset); clean again',
+  ),
+  info(
+    C.LOG_CLEANER_BUSY,
+    'LOG_CLEANER_BUSY',
+    true,
+    'a clean of this partition log is already running',
   ),
 ];
 

@@ -25,6 +25,19 @@ export {
   removeTree,
   writeFileAtomic,
 } from './fs.js';
+export { CleanerKeyIndex, type KeyIndexState } from './log/cleaner-key-index.js';
+export { IoBudget, type IoBudgetOptions } from './log/io-budget.js';
+export {
+  type CleanOptions,
+  type CleanReport,
+  checkKeyedRecords,
+  emptyBatchLike,
+  LogCleaner,
+  type LogCleanerOptions,
+  type RecordVerdict,
+  recordVerdict,
+  rewriteBatch,
+} from './log/log-cleaner.js';
 export {
   isLogCorruptionError,
   LogCorruptionError,

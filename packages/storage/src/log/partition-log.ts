@@ -181,7 +181,14 @@ type Op =
     }
   | { kind: 'retention'; resolve: () => void; reject: (e: unknown) => void }
   | { kind: 'reset'; offset: number; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'flush'; resolve: () => void; reject: (e: unknown) => void };
+  | { kind: 'flush'; resolve: () => void; reject: (e: unknown) => void }
+  | {
+      kind: 'replace';
+      cleaned: LogSegment;
+      tempPath: string;
+      resolve: () => void;
+      reject: (e: unknown) => void;
+    };
 
 interface Waiter {
   readonly offset: number;
@@ -352,6 +359,24 @@ export class PartitionLog {
   }
   get segmentCount(): number {
     return this.segments.length;
+  }
+  /**
+   * + The segments, oldest first, with their extents; `sealed` is false for the active one
+   * (the log cleaner picks sealed segments below its bound; log-cleaner.ts).
+   */
+  get segmentExtents(): Array<{
+    baseOffset: number;
+    nextOffset: number;
+    sizeBytes: number;
+    sealed: boolean;
+  }> {
+    const last = this.segments.length - 1;
+    return this.segments.map((s, i) => ({
+      baseOffset: s.baseOffset,
+      nextOffset: s.nextOffset,
+      sizeBytes: s.sizeBytes,
+      sealed: i < last,
+    }));
   }
   /** Base offsets of the segments, oldest first (tests, admin). */
   get segmentBaseOffsets(): number[] {
@@ -532,6 +557,10 @@ export class PartitionLog {
               break;
             case 'flush':
               await this.syncNow();
+              op.resolve();
+              break;
+            case 'replace':
+              await this.doReplace(op.cleaned, op.tempPath);
               op.resolve();
               break;
           }
@@ -1181,6 +1210,50 @@ export class PartitionLog {
     await this.fs.unlink(seg.logPath);
     await seg.deleteIndexFiles();
     if (seg.readers === 0) await seg.handle.close();
+  }
+
+  /**
+   * + For the log cleaner (log-cleaner.ts): replaces the sealed segment with `cleaned.baseOffset`
+   * by `cleaned`, a segment over the fsynced file `tempPath` in this directory that covers the
+   * same offsets (its batches accounted and verified). Runs under the writer, between appends.
+   * The old index files are unlinked durably before the rename, so a crash at any step leaves
+   * either the old `.log` or the new one, with matching indexes or none (rebuilt at open).
+   * LOG_CLEAN_CONFLICT when that segment is gone, active, or covers other offsets now.
+   */
+  replaceCleanedSegment(cleaned: LogSegment, tempPath: string): Promise<void> {
+    return this.enqueue<void>((resolve, reject) => ({
+      kind: 'replace',
+      cleaned,
+      tempPath,
+      resolve,
+      reject,
+    }));
+  }
+
+  private async doReplace(cleaned: LogSegment, tempPath: string): Promise<void> {
+    const i = this.segments.findIndex((s) => s.baseOffset === cleaned.baseOffset);
+    const old = i >= 0 ? this.segments[i] : undefined;
+    if (
+      old === undefined ||
+      i === this.segments.length - 1 ||
+      old.nextOffset !== cleaned.nextOffset ||
+      old.nextOffset <= this._logStartOffset
+    ) {
+      throw new StreamBusError(
+        ErrorCode.LOG_CLEAN_CONFLICT,
+        `segment ${cleaned.baseOffset} of ${this.dir} is no longer the sealed segment that was cleaned`,
+      );
+    }
+    await old.deleteIndexFiles();
+    await this.fs.syncDir(this.dir);
+    await this.fs.rename(tempPath, old.logPath);
+    // From here the name holds the cleaned file; readers of the old one finish on its handle.
+    this.segments[i] = cleaned;
+    old.deleted = true;
+    if (old.readers === 0) await old.handle.close().catch(() => undefined);
+    await this.fs.syncDir(this.dir);
+    await cleaned.writeIndexes(true);
+    this.dirDirty = true;
   }
 
   /** Moves logStartOffset up to `offset` (delete-records); returns the new logStartOffset. */
