@@ -17,6 +17,7 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
 export { runBroker } from './run.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

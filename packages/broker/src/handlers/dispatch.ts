@@ -18,7 +18,7 @@ import {
 import type { RequestContext, Response } from '../connection.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
-import { apiVersions, metadata } from './metadata.js';
+import { apiVersions, describeCluster, metadata } from './metadata.js';
 import { deleteRecords, listOffsets } from './offsets.js';
 import { initProducerId, produce } from './produce.js';
 import { repairPartition } from './repair.js';
@@ -76,6 +76,7 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.DELETE_RECORDS]: answer(ApiKey.DELETE_RECORDS, deleteRecords),
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
   [ApiKey.REPAIR_PARTITION]: answer(ApiKey.REPAIR_PARTITION, repairPartition),
+  [ApiKey.DESCRIBE_CLUSTER]: answer(ApiKey.DESCRIBE_CLUSTER, (b) => describeCluster(b)),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

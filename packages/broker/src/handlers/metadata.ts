@@ -1,12 +1,14 @@
-// ApiVersions and Metadata: what this broker speaks, and the topics, partitions and brokers a
+// ApiVersions, Metadata and DescribeCluster: what this broker speaks, and the topics, partitions and brokers a
 // client routes by. Single node: this broker leads every partition, epoch 0.
 import {
   API_VERSION_RANGES,
+  type DescribeClusterResponse,
   ErrorCode,
   isStreamBusError,
   type MetadataRequest,
   type MetadataResponse,
 } from '@streambus/protocol';
+import { describeClusterOfOne } from '../describe-cluster.js';
 import { checkTopicName } from '../topic-config.js';
 import { BROKER_VERSION } from '../version.js';
 import type { BrokerContext } from './context.js';
@@ -82,4 +84,15 @@ export async function metadata(b: BrokerContext, req: MetadataRequest): Promise<
     brokers: [{ nodeId: b.config.nodeId, host: address.host, port: address.port, rack: null }],
     topics,
   };
+}
+
+export function describeCluster(b: BrokerContext): DescribeClusterResponse {
+  const address = b.advertised();
+  return describeClusterOfOne({
+    clusterId: b.topics.clusterId,
+    nodeId: b.config.nodeId,
+    host: address.host,
+    port: address.port,
+    partitions: b.replicas.count(),
+  });
 }
