@@ -1,6 +1,6 @@
 // @streambus/broker: public entry. The single-node broker daemon (see docs/broker.md).
 export { BROKER_VERSION, Broker, type BrokerOptions } from './broker.js';
-export * as cluster from './cluster/contract.js';
+export * as cluster from './cluster/index.js';
 export {
   type BrokerConfig,
   type BrokerLimits,

@@ -86,6 +86,8 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
+  // 1100-1109: inter-broker links (packages/broker/src/cluster).
+  PEER_LINK_REFUSED: 1100,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -253,6 +255,12 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_ENTRIES_UNAVAILABLE',
     true,
     'these log entries are not in memory; read them asynchronously and retry',
+  ),
+  info(
+    C.PEER_LINK_REFUSED,
+    'PEER_LINK_REFUSED',
+    true,
+    'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
   ),
 ];
 
