@@ -88,6 +88,8 @@ export const ErrorCode = {
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
   // 1100-1109: inter-broker links (packages/broker/src/cluster).
   PEER_LINK_REFUSED: 1100,
+  // 1110-1119: partition replicas (packages/broker/src/replication).
+  REPLICA_PROPOSALS_FULL: 1110,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -261,6 +263,12 @@ const TABLE: readonly ErrorInfo[] = [
     'PEER_LINK_REFUSED',
     true,
     'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
+  ),
+  info(
+    C.REPLICA_PROPOSALS_FULL,
+    'REPLICA_PROPOSALS_FULL',
+    true,
+    'the partition leader has too many bytes waiting for replication; retry after a backoff',
   ),
 ];
 
