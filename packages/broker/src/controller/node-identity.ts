@@ -164,3 +164,37 @@ export async function ensureNodeIdentity(
   await writeNodeIdentity(fs, dataDir, identity);
   return identity;
 }
+
+/** What `bindNodeIdentity` needs of the controller node (ControllerNode has it). */
+export interface ClusterIdSource {
+  readonly state: { readonly clusterId: string | null };
+  onApplied(listener: (state: { readonly clusterId: string | null }) => void): () => void;
+}
+
+/**
+ * Start-up's second identity check (issue 9): once the metadata log has a cluster id (at once
+ * when the log already holds one, else when the bootstrap record or a leader's snapshot is
+ * applied), records it in a fresh data directory or refuses a directory of another cluster or
+ * node with NODE_IDENTITY_MISMATCH, naming both. Call `ensureNodeIdentity` with a null cluster
+ * id before opening anything, so a wrong node id is refused before the log is even read.
+ */
+export function bindNodeIdentity(
+  source: ClusterIdSource,
+  fs: FileSystem,
+  dataDir: string,
+  nodeId: number,
+): Promise<NodeIdentity> {
+  const check = async (clusterId: string) => {
+    const identity = await ensureNodeIdentity(fs, dataDir, { clusterId, nodeId });
+    return identity ?? { clusterId, nodeId };
+  };
+  const known = source.state.clusterId;
+  if (known !== null) return check(known);
+  return new Promise<NodeIdentity>((resolve, reject) => {
+    const off = source.onApplied((state) => {
+      if (state.clusterId === null) return;
+      off();
+      check(state.clusterId).then(resolve, reject);
+    });
+  });
+}
