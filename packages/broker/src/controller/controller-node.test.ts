@@ -1,6 +1,8 @@
 import { ErrorCode, isStreamBusError } from '@streambus/protocol';
+import { seededRandom } from '@streambus/raft';
+import { FaultyFileSystem, MemoryFileSystem } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotControllerError } from './controller-node.js';
+import { ControllerNode, NotControllerError } from './controller-node.js';
 import { ControllerTestCluster } from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
 import { bindNodeIdentity, readNodeIdentity, writeNodeIdentity } from './node-identity.js';
@@ -154,13 +156,16 @@ describe('ControllerNode', () => {
   });
 
   it('restart of every node restores the state from disk', async () => {
-    cluster = new ControllerTestCluster([1, 2, 3], { snapshotEveryEntries: 5 });
+    cluster = new ControllerTestCluster([1, 2, 3], { snapshotEveryEntries: 5, sessionTicks: 400 });
     await cluster.startAll();
     const epochs = await registerAll(cluster, [1, 2, 3]);
     const leader = await cluster.leader();
     await cluster.run(leader.createTopic({ name: 'a', partitions: 4, replicationFactor: 3 }));
     await cluster.run(leader.alterTopicConfig('a', { 'retention.ms': '1000' }));
+    // Let the controller clock run well past what a restarted node has ticked.
+    await cluster.tick(150);
     await heartbeat(cluster, epochs, [1, 2, 3]);
+    expect(leader.state.tickLast).toBeGreaterThanOrEqual(150);
     await cluster.tick(3);
     const expected = hex(leader.state);
     for (const id of [1, 2, 3]) await cluster.crash(id);
@@ -170,6 +175,11 @@ describe('ControllerNode', () => {
     await cluster.tickUntil(() => cluster!.running().every((n) => n.applied === again.applied));
     for (const n of cluster.running()) expect(hex(n.state)).toBe(expected);
     expect(leader.stats.snapshotsTaken).toBeGreaterThan(0);
+    // Sessions survive the restart: the new controller's clock resumes at the log's, so the
+    // brokers are live and their next heartbeats are accepted.
+    expect([...again.state.brokers.values()].every((b) => !b.fenced)).toBe(true);
+    await heartbeat(cluster, epochs, [1, 2, 3]);
+    expect([...(await cluster.leader()).state.brokers.values()].every((b) => !b.fenced)).toBe(true);
   });
 
   it('a broker that stops heartbeating is fenced and leaves the ISRs', async () => {
@@ -235,5 +245,55 @@ describe('ControllerNode', () => {
     const err = await rejection(bindNodeIdentity(node, b.fs, '/data', 1));
     expect(isStreamBusError(err, ErrorCode.NODE_IDENTITY_MISMATCH)).toBe(true);
     expect(err.message).toContain(`cluster other, not ${node.state.clusterId}`);
+  });
+
+  it('requests in flight see each other (plans on the pending state) and the queue is bounded', async () => {
+    cluster = new ControllerTestCluster([1], { requestsPendingMax: 2 });
+    await cluster.start(1);
+    const node = cluster.node(1);
+    await cluster.settle();
+    await registerAll(cluster, [1]);
+    const first = node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 });
+    // Not applied yet, but planned: the second create of the name fails at once, typed.
+    const second = await rejection(
+      node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 }),
+    );
+    expect(isStreamBusError(second, ErrorCode.TOPIC_ALREADY_EXISTS)).toBe(true);
+    const third = node.createTopic({ name: 'other', partitions: 1, replicationFactor: 1 });
+    const busy = await rejection(
+      node.createTopic({ name: 'x', partitions: 1, replicationFactor: 1 }),
+    );
+    expect(isStreamBusError(busy, ErrorCode.CONTROLLER_BUSY)).toBe(true);
+    expect(busy.message).toMatch(/requestsPendingMax/);
+    const [a, c] = await cluster.run(Promise.all([first, third]));
+    expect(c.id).toBe(a.id + 1);
+  });
+
+  it('a disk error takes the metadata group offline: pending requests fail typed, nothing hangs', async () => {
+    const faulty = new FaultyFileSystem(new MemoryFileSystem());
+    const node = await ControllerNode.open({
+      nodeId: 1,
+      voters: [1],
+      fs: faulty,
+      dir: '/data/m',
+      transport: { send: () => {} },
+      random: seededRandom(5),
+    });
+    const settle = async () => {
+      for (let i = 0; i < 50 && node.hasWork(); i++) await node.process();
+    };
+    await settle();
+    expect(node.ready).toBe(true);
+    faulty.inject = (op) => (op === 'sync' || op === 'write' ? { code: 'EIO' } : null);
+    const pending = node.registerBroker({ brokerId: 1, host: 'h', port: 1, incarnation: 'a' });
+    await settle();
+    const err = await rejection(pending);
+    expect(isStreamBusError(err, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    expect(node.offline?.message).toMatch(/EIO/);
+    expect(node.hasWork()).toBe(false);
+    const later = await rejection(node.deleteTopic('t'));
+    expect(isStreamBusError(later, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    node.tick(); // a tick on an offline group does nothing and does not throw
+    await node.close();
   });
 });
