@@ -41,7 +41,10 @@ export async function fetch(
   }
 }
 
-function requestedPartitions(b: BrokerContext, req: FetchRequest): Array<ServedPartition | undefined> {
+function requestedPartitions(
+  b: BrokerContext,
+  req: FetchRequest,
+): Array<ServedPartition | undefined> {
   const out: Array<ServedPartition | undefined> = [];
   for (const t of req.topics) {
     for (const p of t.partitions) out.push(b.replicas.find(t.name, p.partition));
