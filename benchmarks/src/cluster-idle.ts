@@ -1,4 +1,5 @@
-// `node benchmarks/dist/cluster-idle.js [--groups N] [--seconds S] [--tick-ms T]`: the idle cost
+// `node benchmarks/dist/cluster-idle.js [--groups N] [--seconds S] [--tick-ms T]
+// [--heartbeat-ticks H] [--cpu-prof-child]`: the idle cost
 // of the inter-broker transport and the group host. Three broker processes on 127.0.0.1, each
 // with PeerLinks and a RaftGroupHost hosting N Raft groups (RF 3: every group on all three),
 // elect leaders, then sit idle; each reports its CPU time and RSS over the idle window.
@@ -25,17 +26,25 @@ interface Args {
   groups: number;
   seconds: number;
   tickMs: number;
+  heartbeatTicks: number;
   profile: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { groups: 1000, seconds: 10, tickMs: 100, profile: false };
+  const args: Args = {
+    groups: 1000,
+    seconds: 10,
+    tickMs: 100,
+    heartbeatTicks: 1,
+    profile: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = Number(argv[i + 1]);
     if (a === '--groups') args.groups = v;
     else if (a === '--seconds') args.seconds = v;
     else if (a === '--tick-ms') args.tickMs = v;
+    else if (a === '--heartbeat-ticks') args.heartbeatTicks = v;
     else if (a === '--cpu-prof-child') {
       args.profile = true;
       continue;
@@ -55,10 +64,11 @@ class MemoryGroup implements cluster.HostedGroup {
     self: NodeId,
     voters: NodeId[],
     private readonly transport: cluster.RaftTransport,
+    heartbeatTicks: number,
   ) {
     this.storage = new MemoryStorage({ voters, learners: [] });
     this.node = new RaftNode(
-      { id: self, random: seededRandom(key.partition * 31 + self), heartbeatTicks: 1 },
+      { id: self, random: seededRandom(key.partition * 31 + self), heartbeatTicks },
       this.storage,
     );
   }
@@ -84,7 +94,7 @@ class MemoryGroup implements cluster.HostedGroup {
   }
 }
 
-type ToChild = { kind: 'start'; ports: number[] };
+type ToChild = { kind: 'start'; ports: number[] } | { kind: 'measure' } | { kind: 'stop' };
 type FromChild =
   | { kind: 'port'; port: number }
   | { kind: 'leaders'; count: number }
@@ -103,7 +113,17 @@ async function child(self: NodeId, args: Args): Promise<void> {
   const address = server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
   send({ kind: 'port', port: address.port });
-  const start = await new Promise<ToChild>((resolve) => process.once('message', resolve));
+  const next = (kind: ToChild['kind']) =>
+    new Promise<ToChild>((resolve) => {
+      const on = (m: ToChild) => {
+        if (m.kind !== kind) return;
+        process.off('message', on);
+        resolve(m);
+      };
+      process.on('message', on);
+    });
+  const start = await next('start');
+  if (start.kind !== 'start') throw new Error('unreachable');
   const peers = new Map<NodeId, cluster.PeerAddress>(
     start.ports.map((port, i) => [(i + 1) as NodeId, { host: '127.0.0.1', port }]),
   );
@@ -112,7 +132,13 @@ async function child(self: NodeId, args: Args): Promise<void> {
   const voters = [1, 2, 3] as NodeId[];
   const groups: MemoryGroup[] = [];
   for (let p = 0; p < args.groups; p++) {
-    const g = new MemoryGroup({ topicId: 1, partition: p }, self, voters, links);
+    const g = new MemoryGroup(
+      { topicId: 1, partition: p },
+      self,
+      voters,
+      links,
+      args.heartbeatTicks,
+    );
     groups.push(g);
     host.add(g);
   }
@@ -122,10 +148,14 @@ async function child(self: NodeId, args: Args): Promise<void> {
     await new Promise((r) => setTimeout(r, 200));
   }
   await new Promise((r) => setTimeout(r, 1_000));
+  const measure = next('measure');
   send({
     kind: 'leaders',
     count: groups.filter((g) => g.node.currentRole === StateRole.Leader).length,
   });
+  // All three measure the same window, and none stops before all have measured.
+  await measure;
+  const stop = next('stop');
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const before = links.stats();
@@ -140,10 +170,14 @@ async function child(self: NodeId, args: Args): Promise<void> {
     stats: {
       framesSentPerSecond: (after.framesSent - before.framesSent) / args.seconds,
       messagesSentPerSecond: (after.messagesSent - before.messagesSent) / args.seconds,
-      messagesDropped: after.messagesDropped,
+      messagesDroppedIdle: after.messagesDropped - before.messagesDropped,
+      messagesDroppedNoLinkIdle: after.messagesDroppedNoLink - before.messagesDroppedNoLink,
+      reconnectsIdle: after.reconnects - before.reconnects,
+      linksUp: after.linksUp,
       host: host.stats(),
     },
   });
+  await stop;
   await host.close();
   await links.close();
   server.close();
@@ -175,13 +209,17 @@ async function parent(args: Args): Promise<void> {
     const ports = (await waitAll('port')).map((m) => (m.kind === 'port' ? m.port : 0));
     for (const c of children) c.send({ kind: 'start', ports } satisfies ToChild);
     const leaders = await waitAll('leaders');
-    const results = await waitAll('result');
+    const resultsPromise = waitAll('result');
+    for (const c of children) c.send({ kind: 'measure' } satisfies ToChild);
+    const results = await resultsPromise;
+    for (const c of children) c.send({ kind: 'stop' } satisfies ToChild);
     console.log(
       JSON.stringify(
         {
           note: 'noisy, shared machine (2 cores, several agents); idle window only',
           groups: args.groups,
           tickMs: args.tickMs,
+          heartbeatTicks: args.heartbeatTicks,
           seconds: args.seconds,
           leadersPerBroker: leaders.map((m) => (m.kind === 'leaders' ? m.count : 0)),
           brokers: results,
@@ -191,7 +229,23 @@ async function parent(args: Args): Promise<void> {
       ),
     );
   } finally {
-    for (const c of children) c.kill('SIGTERM');
+    // Let the children exit by themselves (a profile is written at exit), then make sure.
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null) return resolve();
+            const t = setTimeout(() => {
+              c.kill('SIGKILL');
+              resolve();
+            }, 5_000);
+            c.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
   }
 }
 

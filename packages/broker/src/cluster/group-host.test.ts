@@ -187,6 +187,36 @@ describe('RaftGroupHost', () => {
     expect(h.has(gs[0]!.key)).toBe(false);
   });
 
+  it('finishes a burst of work for 1,000 groups within one turn of the event loop', async () => {
+    // Turns are counted by a setImmediate chain; a transport flushing once per turn (PeerLinks)
+    // sends one frame per peer for everything processed in the same turn.
+    let turn = 0;
+    let counting = true;
+    const bump = () => {
+      turn++;
+      if (counting) setImmediate(bump);
+    };
+    setImmediate(bump);
+    const turnsOf = async (burst: number) => {
+      const h = host({ manual: false, tickIntervalMs: 60_000, processBurstMax: burst });
+      const turns = new Set<number>();
+      const gs = groups(h, 1000);
+      for (const g of gs) {
+        g.process = async () => {
+          turns.add(turn);
+          g.work = 0;
+        };
+        g.work = 1;
+        h.notify(g.key);
+      }
+      await h.runPending();
+      return turns.size;
+    };
+    expect(await turnsOf(4096)).toBe(1);
+    expect(await turnsOf(64)).toBeGreaterThan(10);
+    counting = false;
+  });
+
   it('ticks every group from one timer, in one pass per interval', async () => {
     const setIntervalSpy = vi.spyOn(globalThis, 'setInterval');
     const h = host({ manual: false, tickIntervalMs: 10 });

@@ -7,11 +7,15 @@
 // Rules:
 //   1. Only groups with work are processed: a group enters the pending set when notified, or
 //      when `hasWork()` is true after it was added, ticked, stepped or told of an unreachable
-//      peer, or after its own `process()` finished. The host never polls every group for work
-//      except right after ticking it, which it does anyway.
+//      peer, or after its own `process()` finished; and it runs only if `hasWork()` is still true
+//      when its turn comes (a group pended while running may have done that work already). The
+//      host never polls every group for work except right after ticking it.
 //   2. A group's `process()` never runs twice at once (contract rule 3): a group notified while
 //      it runs stays pending and runs again after. At most `processConcurrencyMax` groups run at
-//      once; the others wait their turn in the order they became pending.
+//      once; the others wait their turn in the order they became pending. Within one turn of the
+//      event loop at most `processBurstMax` rounds start (so a tick's work for 1,000 groups
+//      finishes in the same turn and its messages leave as one frame per peer); beyond, the
+//      host yields to I/O with setImmediate.
 //   3. One timer: every `tickIntervalMs` every hosted group is ticked, synchronously, in one
 //      turn (so the heartbeats they emit leave as one frame per peer). In manual mode there is
 //      no timer and no automatic scheduling: `tickOnce()` ticks, `runPending()` processes until
@@ -42,6 +46,8 @@ export interface RaftGroupHostOptions {
   readonly manual?: boolean;
   /** Groups whose `process()` may run at once (default 64). */
   readonly processConcurrencyMax?: number;
+  /** `process()` rounds started in one turn of the event loop before yielding (default 4,096). */
+  readonly processBurstMax?: number;
   /** Hosted groups at most (default 100,000). */
   readonly groupsMax?: number;
   readonly logger?: Logger;
@@ -64,11 +70,13 @@ export interface GroupHostStats {
 const TICK_INTERVAL_MS_DEFAULT = 100;
 const PROCESS_CONCURRENCY_MAX_DEFAULT = 64;
 const GROUPS_MAX_DEFAULT = 100_000;
+const PROCESS_BURST_MAX_DEFAULT = 4096;
 
 export class RaftGroupHost implements GroupHost {
   readonly tickIntervalMs: number;
   private readonly manual: boolean;
   private readonly processConcurrencyMax: number;
+  private readonly processBurstMax: number;
   private readonly groupsMax: number;
   private readonly logger: Logger;
   private readonly groups = new Map<string, HostedGroup>();
@@ -78,6 +86,8 @@ export class RaftGroupHost implements GroupHost {
   private readonly idleWaiters: (() => void)[] = [];
   private timer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
+  /** `process()` rounds started since the last scheduled pump (rule 2's per-turn budget). */
+  private startsThisTurn = 0;
   private closed = false;
   private readonly counters = {
     ticks: 0,
@@ -92,10 +102,12 @@ export class RaftGroupHost implements GroupHost {
     this.manual = options.manual ?? false;
     this.processConcurrencyMax = options.processConcurrencyMax ?? PROCESS_CONCURRENCY_MAX_DEFAULT;
     this.groupsMax = options.groupsMax ?? GROUPS_MAX_DEFAULT;
+    this.processBurstMax = options.processBurstMax ?? PROCESS_BURST_MAX_DEFAULT;
     for (const [name, v] of [
       ['tickIntervalMs', this.tickIntervalMs],
       ['processConcurrencyMax', this.processConcurrencyMax],
       ['groupsMax', this.groupsMax],
+      ['processBurstMax', this.processBurstMax],
     ] as const) {
       if (!Number.isSafeInteger(v) || v < 1) {
         throw new StreamBusError(
@@ -216,15 +228,18 @@ export class RaftGroupHost implements GroupHost {
     }
   }
 
-  private maybePend(g: HostedGroup): void {
-    let work = false;
+  private hasWork(g: HostedGroup): boolean {
     try {
-      work = g.hasWork();
+      return g.hasWork();
     } catch (err) {
       this.counters.groupErrors++;
       this.logger.error({ err, group: groupKeyString(g.key) }, 'group hasWork threw');
+      return false;
     }
-    if (work) this.pend(g);
+  }
+
+  private maybePend(g: HostedGroup): void {
+    if (this.hasWork(g)) this.pend(g);
   }
 
   private pend(g: HostedGroup): void {
@@ -239,6 +254,7 @@ export class RaftGroupHost implements GroupHost {
     // After the current turn, so a burst of notifications and messages is processed together.
     setImmediate(() => {
       this.pumpScheduled = false;
+      this.startsThisTurn = 0;
       this.pump();
     });
   }
@@ -249,7 +265,8 @@ export class RaftGroupHost implements GroupHost {
       if (this.running.size >= this.processConcurrencyMax) break;
       if (this.running.has(g)) continue;
       this.pending.delete(g);
-      this.start(g);
+      // Pending since before its last round, which may have done the work: skip if none is left.
+      if (this.hasWork(g)) this.start(g);
     }
     if (this.pending.size === 0 && this.running.size === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
@@ -258,6 +275,7 @@ export class RaftGroupHost implements GroupHost {
 
   private start(g: HostedGroup): void {
     this.running.add(g);
+    this.startsThisTurn++;
     this.counters.processed++;
     let round: Promise<void>;
     try {
@@ -276,7 +294,9 @@ export class RaftGroupHost implements GroupHost {
       .then(() => {
         this.running.delete(g);
         if (!this.closed && this.groups.get(groupKeyString(g.key)) === g) this.maybePend(g);
-        if (this.manual || this.closed) this.pump();
+        // Keep going in this turn while the budget lasts, so the messages of one burst of work
+        // (a tick, an inbound frame) leave together; then yield to I/O.
+        if (this.manual || this.closed || this.startsThisTurn < this.processBurstMax) this.pump();
         else this.schedulePump();
         if (this.closed && this.running.size === 0) {
           for (const w of this.idleWaiters.splice(0)) w();
