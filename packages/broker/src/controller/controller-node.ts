@@ -95,6 +95,7 @@ import {
 import { decodePlan, encodePlan } from './metadata-entry.js';
 import {
   DEFAULT_METADATA_LOG_LIMITS,
+  METADATA_ENTRY_BYTES_MAX,
   type MetadataLogLimits,
   MetadataLogStore,
 } from './metadata-log.js';
@@ -415,9 +416,16 @@ export class ControllerNode implements HostedGroup {
         `${this.waiters.length} controller requests are pending (requestsPendingMax)`,
       );
     }
+    const data = encodePlan(records);
+    if (data.length > METADATA_ENTRY_BYTES_MAX) {
+      throw new StreamBusError(
+        ErrorCode.POLICY_VIOLATION,
+        `the plan of ${records.length} records takes ${data.length} bytes, above the metadata entry maximum ${METADATA_ENTRY_BYTES_MAX}`,
+      );
+    }
     let proposed: { index: LogIndex; term: Term };
     try {
-      proposed = this.raft.propose(encodePlan(records));
+      proposed = this.raft.propose(data);
     } catch (err) {
       throw this.mapRaftError(err);
     }
@@ -539,6 +547,8 @@ export class ControllerNode implements HostedGroup {
     this.processing = round;
     await round;
     this.processing = null;
+    // Work that arrived during the round (a proposal, a step) is the host's to schedule.
+    if (this.hasWork()) this.options.notify?.();
   }
 
   private async processOnce(): Promise<void> {

@@ -9,7 +9,7 @@ import {
   encodeRequest,
   isControllerRpcKind,
 } from './controller-rpc.js';
-import { ControllerTestCluster } from './controller-testing.js';
+import { ControllerTestCluster, rejection } from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
 
 let cluster: ControllerTestCluster | null = null;
@@ -17,15 +17,6 @@ afterEach(async () => {
   await cluster?.closeAll();
   cluster = null;
 });
-
-async function rejection(p: Promise<unknown>): Promise<Error & { code?: number }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error & { code?: number };
-  }
-  throw new Error('expected a rejection');
-}
 
 const hex = (c: ControllerTestCluster, id: number) =>
   Buffer.from(encodeSnapshot(c.node(id).state)).toString('hex');
@@ -42,6 +33,16 @@ function lifecycle(c: ControllerTestCluster, id: number, client?: ControllerClie
   });
   c.tickers.push(() => l.tick());
   return l;
+}
+
+/** Three voters, each broker registered and heartbeating through its own lifecycle. */
+async function threeLive(limits: ConstructorParameters<typeof ControllerTestCluster>[1] = {}) {
+  cluster = new ControllerTestCluster([1, 2, 3], limits);
+  await cluster.startAll();
+  const c = cluster;
+  const lifecycles = [1, 2, 3].map((id) => lifecycle(c, id));
+  await c.tickUntil(() => lifecycles.every((l) => !l.fenced));
+  return { c, lifecycles };
 }
 
 describe('controller RPCs', () => {
@@ -123,11 +124,7 @@ describe('controller RPCs', () => {
   });
 
   it('create topic through a follower is forwarded and gives identical state on all nodes', async () => {
-    cluster = new ControllerTestCluster([1, 2, 3]);
-    await cluster.startAll();
-    const c = cluster;
-    const lifecycles = [1, 2, 3].map((id) => lifecycle(c, id));
-    await c.tickUntil(() => lifecycles.every((l) => !l.fenced));
+    const { c, lifecycles } = await threeLive();
     const leader = await c.leader();
     const follower = [1, 2, 3].find((id) => id !== leader.nodeId)!;
     // The follower tries the other voters first, so it must follow a NOT_CONTROLLER hint.
@@ -149,11 +146,7 @@ describe('controller RPCs', () => {
   });
 
   it('a call survives a controller failover (retries, then the new leader answers)', async () => {
-    cluster = new ControllerTestCluster([1, 2, 3]);
-    await cluster.startAll();
-    const c = cluster;
-    const lifecycles = [1, 2, 3].map((id) => lifecycle(c, id));
-    await c.tickUntil(() => lifecycles.every((l) => !l.fenced));
+    const { c, lifecycles } = await threeLive();
     const leader = await c.leader();
     const other = [1, 2, 3].find((id) => id !== leader.nodeId)!;
     const client = c.client(other);
@@ -185,11 +178,7 @@ describe('controller RPCs', () => {
 
 describe('BrokerLifecycle', () => {
   it('registers, heartbeats, is fenced when it stops and re-registers on a stale epoch', async () => {
-    cluster = new ControllerTestCluster([1, 2, 3], { sessionTicks: 20 });
-    await cluster.startAll();
-    const c = cluster;
-    const lifecycles = [1, 2, 3].map((id) => lifecycle(c, id));
-    await c.tickUntil(() => lifecycles.every((l) => !l.fenced));
+    const { c, lifecycles } = await threeLive({ sessionTicks: 20 });
     const leader = await c.leader();
     expect(lifecycles.map((l) => l.brokerEpoch)).toEqual(
       [1, 2, 3].map((id) => leader.state.brokers.get(id)!.brokerEpoch),
@@ -215,11 +204,7 @@ describe('BrokerLifecycle', () => {
   });
 
   it('a broker outside the voters joins as a learner by registering, and catches up', async () => {
-    cluster = new ControllerTestCluster([1, 2, 3], { snapshotEveryEntries: 10 });
-    await cluster.startAll();
-    const c = cluster;
-    const lifecycles = [1, 2, 3].map((id) => lifecycle(c, id));
-    await c.tickUntil(() => lifecycles.every((l) => !l.fenced));
+    const { c, lifecycles } = await threeLive({ snapshotEveryEntries: 10 });
     await c.tick(30); // heartbeats fill the log past a snapshot
     await c.start(4);
     const joiner = lifecycle(c, 4, c.client(4, [1, 2, 3]));

@@ -5,7 +5,7 @@
 // or be cut off from the hub (their messages are dropped both ways).
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { seededRandom } from '@streambus/raft';
-import { MemoryFileSystem } from '@streambus/storage';
+import { type CrashMode, MemoryFileSystem } from '@streambus/storage';
 import {
   type GroupKey,
   type MemoryTransport,
@@ -136,14 +136,14 @@ export class ControllerTestCluster {
   }
 
   /** Power cut: unsynced writes are lost; the broker stays down until `start` again. */
-  async crash(id: number): Promise<void> {
+  async crash(id: number, mode: CrashMode = 'drop-unsynced'): Promise<void> {
     const b = this.brokers.get(id)!;
     const node = b.node!;
     b.node = null;
     b.rpc = null;
     await b.transport!.close();
     b.transport = null;
-    b.fs = b.fs.crash('drop-unsynced');
+    b.fs = b.fs.crash(mode);
     // The old process's file system is dead; closing only releases the in-memory node.
     await node.close().catch(() => {});
   }
@@ -229,4 +229,14 @@ export class ControllerTestCluster {
       if (b.node) await this.stop(b.id);
     }
   }
+}
+
+/** The rejection of `p` (fails the test when it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<Error & { code?: number }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: number };
+  }
+  throw new Error('expected a rejection');
 }

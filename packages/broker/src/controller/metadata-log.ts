@@ -46,6 +46,7 @@ import type {
   SnapshotMeta,
   Term,
 } from '@streambus/raft';
+import { MemoryStorage } from '@streambus/raft';
 import {
   type FileHandle,
   type FileSystem,
@@ -232,15 +233,6 @@ export function scanFrames(bytes: Uint8Array): { entries: Entry[]; validBytes: n
   return { entries, validBytes: pos };
 }
 
-function countWithin(ents: readonly Entry[], start: number, count: number, bytesMax: number) {
-  let bytes = 0;
-  for (let i = 0; i < count; i++) {
-    bytes += ents[start + i]!.data.byteLength;
-    if (bytes > bytesMax && i > 0) return i;
-  }
-  return count;
-}
-
 /** What `open` found and did, for logs and tests. */
 export interface MetadataLogRecovery {
   /** Bytes cut from the tail of meta.log (a torn append). */
@@ -250,11 +242,12 @@ export interface MetadataLogRecovery {
 }
 
 export class MetadataLogStore implements LogStorage {
-  private hard: HardState;
-  private snap: Snapshot;
-  /** ents[0] is the dummy at firstIndex - 1 (index and term only). */
-  private ents: Entry[];
-  /** File offset of each entry's frame; offsets[i] belongs to ents[i + 1]. */
+  /**
+   * The in-memory view the core reads: Raft's own MemoryStorage, changed only after the file
+   * write it mirrors is durable (so what the core reads is always what a restart recovers).
+   */
+  private readonly mem: MemoryStorage;
+  /** File offset of each entry's frame, in index order from firstIndex. */
   private offsets: number[];
   private fileBytes: number;
   private dataBytes: number;
@@ -273,12 +266,13 @@ export class MetadataLogStore implements LogStorage {
     },
     readonly recovery: MetadataLogRecovery,
   ) {
-    this.hard = state.hard;
-    this.snap = state.snap;
-    this.ents = state.ents;
+    this.mem = new MemoryStorage(state.snap.meta.conf);
+    this.mem.applySnapshot(state.snap);
+    this.mem.append(state.ents);
+    this.mem.setHardState(state.hard);
     this.offsets = state.offsets;
     this.fileBytes = state.fileBytes;
-    this.dataBytes = this.ents.slice(1).reduce((n, e) => n + e.data.byteLength, 0);
+    this.dataBytes = sumBytes(state.ents);
   }
 
   /**
@@ -332,7 +326,6 @@ export class MetadataLogStore implements LogStorage {
           ? frames.slice(meta.index - firstFrame + 1)
           : [];
     }
-    const dummy: Entry = { index: meta.index, term: meta.term, type: 0, data: new Uint8Array(0) };
     const lastIndex = meta.index + kept.length;
     if (hard.commit > lastIndex) {
       throw corrupt(
@@ -351,7 +344,7 @@ export class MetadataLogStore implements LogStorage {
       fs,
       dir,
       handle,
-      { hard, snap, ents: [dummy, ...kept], offsets, fileBytes },
+      { hard, snap, ents: kept, offsets, fileBytes },
       { tornBytes, entriesDiscarded: frames.length - kept.length },
     );
   }
@@ -359,37 +352,30 @@ export class MetadataLogStore implements LogStorage {
   // ---------------------------------------------------------------- LogStorage (reads)
 
   hardState(): HardState {
-    return this.hard;
+    return this.mem.hardState();
   }
   snapshotMeta(): SnapshotMeta {
-    return this.snap.meta;
+    return this.mem.snapshotMeta();
   }
   snapshot(): Snapshot {
-    return this.snap;
+    return this.mem.snapshot();
   }
   firstIndex(): LogIndex {
-    return (this.ents[0]!.index + 1) as LogIndex;
+    return this.mem.firstIndex();
   }
   lastIndex(): LogIndex {
-    return (this.ents[0]!.index + this.ents.length - 1) as LogIndex;
+    return this.mem.lastIndex();
   }
   term(index: LogIndex): Term | undefined {
-    const offset = this.ents[0]!.index;
-    if (index < offset) return undefined;
-    return this.ents[index - offset]?.term;
+    return this.mem.term(index);
   }
   entries(lo: LogIndex, hi: LogIndex, bytesMax: number): readonly Entry[] {
-    const offset = this.ents[0]!.index;
-    if (lo <= offset || hi > this.lastIndex() + 1 || lo > hi) {
-      throw invalid(`entries [${lo}, ${hi}) outside (${offset}, ${this.lastIndex() + 1}]`);
-    }
-    const start = lo - offset;
-    return this.ents.slice(start, start + countWithin(this.ents, start, hi - lo, bytesMax));
+    return this.mem.entries(lo, hi, bytesMax);
   }
 
   /** Entries after the latest snapshot, and their data bytes (what snapshotting bounds). */
   get entryCount(): number {
-    return this.ents.length - 1;
+    return this.mem.lastIndex() - this.mem.firstIndex() + 1;
   }
   get entryBytes(): number {
     return this.dataBytes;
@@ -408,7 +394,7 @@ export class MetadataLogStore implements LogStorage {
   async append(entries: readonly Entry[]): Promise<void> {
     this.checkOpen();
     if (entries.length === 0) return;
-    const offset = this.ents[0]!.index;
+    const offset = this.mem.firstIndex() - 1;
     let first = entries[0]!.index;
     let list = entries;
     if (first <= offset) {
@@ -436,14 +422,17 @@ export class MetadataLogStore implements LogStorage {
     await this.handle.writev(frames, position);
     await this.handle.sync();
     // Durable: now the in-memory view follows.
-    for (const e of this.ents.splice(keep + 1)) this.dataBytes -= e.data.byteLength;
+    const last = this.mem.lastIndex();
+    if (first <= last) {
+      this.dataBytes -= sumBytes(this.mem.entries(first, (last + 1) as LogIndex, Infinity));
+    }
+    this.mem.append(list);
+    this.dataBytes += sumBytes(list);
     this.offsets.length = keep;
     let pos = position;
-    for (let i = 0; i < list.length; i++) {
-      this.ents.push(list[i]!);
+    for (const frame of frames) {
       this.offsets.push(pos);
-      this.dataBytes += list[i]!.data.byteLength;
-      pos += frames[i]!.length;
+      pos += frame.length;
     }
     this.fileBytes = pos;
   }
@@ -455,18 +444,19 @@ export class MetadataLogStore implements LogStorage {
       joinPath(this.dir, METADATA_HARDSTATE_FILE),
       encodeHardState(hs),
     );
-    this.hard = hs;
+    this.mem.setHardState(hs);
   }
 
   /** A leader's snapshot replaces the whole log: snapshot file first, then an empty log. */
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     this.checkOpen();
-    if (snapshot.meta.index < this.snap.meta.index) {
-      throw invalid(`snapshot at ${snapshot.meta.index} is older than ${this.snap.meta.index}`);
+    const current = this.mem.snapshotMeta().index;
+    if (snapshot.meta.index < current) {
+      throw invalid(`snapshot at ${snapshot.meta.index} is older than ${current}`);
     }
     await this.writeSnapshotFile(snapshot);
-    const dummy = this.dummyAt(snapshot.meta.index, snapshot.meta.term);
-    await this.replaceLog(dummy, []);
+    await this.replaceLog([]);
+    this.mem.applySnapshot(snapshot);
   }
 
   /**
@@ -476,15 +466,22 @@ export class MetadataLogStore implements LogStorage {
    */
   async createSnapshot(index: LogIndex, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
     this.checkOpen();
-    if (index <= this.snap.meta.index) {
-      throw invalid(`snapshot at ${index} is not newer than ${this.snap.meta.index}`);
-    }
+    const current = this.mem.snapshotMeta().index;
+    if (index <= current) throw invalid(`snapshot at ${index} is not newer than ${current}`);
     const term = this.term(index);
-    if (term === undefined) throw invalid(`snapshot at ${index} outside the log`);
+    if (term === undefined || index < this.mem.firstIndex()) {
+      throw invalid(`snapshot at ${index} outside the log`);
+    }
+    const last = this.mem.lastIndex();
+    const rest =
+      index < last
+        ? this.mem.entries((index + 1) as LogIndex, (last + 1) as LogIndex, Infinity)
+        : [];
     const snap: Snapshot = { meta: { index, term, conf }, data };
     await this.writeSnapshotFile(snap);
-    const offset = this.ents[0]!.index;
-    await this.replaceLog(this.dummyAt(index, term), this.ents.slice(index - offset + 1));
+    await this.replaceLog(rest);
+    this.mem.createSnapshot(index, conf, data);
+    this.mem.compact(index);
     return snap;
   }
 
@@ -500,22 +497,16 @@ export class MetadataLogStore implements LogStorage {
       joinPath(this.dir, METADATA_SNAPSHOT_FILE),
       encodeSnapshotFile(snap),
     );
-    this.snap = snap;
   }
 
-  private dummyAt(index: LogIndex, term: Term): Entry {
-    return { index, term, type: 0, data: new Uint8Array(0) };
-  }
-
-  /** Atomically replaces meta.log by `rest` (entries after `dummy`). */
-  private async replaceLog(dummy: Entry, rest: Entry[]): Promise<void> {
+  /** Atomically replaces meta.log by `rest` (the entries that follow the new snapshot). */
+  private async replaceLog(rest: readonly Entry[]): Promise<void> {
     await this.handle.close();
     const { offsets, fileBytes } = await rewriteLog(this.fs, this.dir, rest);
     this.handle = await this.fs.open(joinPath(this.dir, METADATA_LOG_FILE), 'create');
-    this.ents = [dummy, ...rest];
     this.offsets = offsets;
     this.fileBytes = fileBytes;
-    this.dataBytes = rest.reduce((n, e) => n + e.data.byteLength, 0);
+    this.dataBytes = sumBytes(rest);
   }
 
   private checkOpen(): void {
@@ -523,7 +514,14 @@ export class MetadataLogStore implements LogStorage {
   }
 }
 
-async function readOptional<T>(
+function sumBytes(entries: readonly Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.byteLength;
+  return n;
+}
+
+/** The decoded file at `path`, or null when there is none. */
+export async function readOptional<T>(
   fs: FileSystem,
   path: string,
   decode: (bytes: Uint8Array) => T,

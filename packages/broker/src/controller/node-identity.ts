@@ -13,7 +13,8 @@
 // after a crash it holds the old identity or the new one. Anything else is CORRUPT_DATA, naming
 // the path; a valid file naming another cluster or node is NODE_IDENTITY_MISMATCH, naming both.
 import { crc32c, ErrorCode, StreamBusError } from '@streambus/protocol';
-import { type FileSystem, isNotFound, joinPath, writeFileAtomic } from '@streambus/storage';
+import { type FileSystem, joinPath, writeFileAtomic } from '@streambus/storage';
+import { readOptional } from './metadata-log.js';
 import { BROKER_ID_MAX, isValidClusterId } from './metadata-records.js';
 
 export const NODE_IDENTITY_FILE = 'node-identity.properties';
@@ -105,14 +106,7 @@ export async function readNodeIdentity(
   dataDir: string,
 ): Promise<NodeIdentity | null> {
   const path = nodeIdentityPath(dataDir);
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(path);
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-  return decodeNodeIdentity(bytes, path);
+  return readOptional(fs, path, (bytes) => decodeNodeIdentity(bytes, path));
 }
 
 export async function writeNodeIdentity(
