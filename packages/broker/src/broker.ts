@@ -283,9 +283,10 @@ export class Broker {
     );
     for (const c of this.connections) c.destroy();
     this.router?.destroyAll();
+    // Before the listener can finish closing: the peer links hold sockets it accepted.
+    await this.cluster?.close();
     await serverClosed;
     await this.admin.idle();
-    await this.cluster?.close();
     await this.replicas.closeAll();
     this.topics?.clear();
     if (this.httpServer) await closeServer(this.httpServer, true);

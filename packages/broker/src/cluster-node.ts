@@ -358,6 +358,12 @@ export class ClusterNode {
         ? { open: heldReplicas(next, this.self), close: [], reconfigure: [] }
         : planReplicas(prev, next, this.self);
     this.reconciled = next;
+    // A broker that joined (not in --peers) is reachable at the address it registered.
+    if (prev.brokers !== next.brokers) {
+      for (const b of next.brokers.values()) {
+        if (b.id !== this.self) this.links.addPeer(b.id as NodeId, { host: b.host, port: b.port });
+      }
+    }
     for (const h of plan.close) await this.closeReplica(h, true);
     for (const h of plan.open) {
       try {
