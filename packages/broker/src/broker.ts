@@ -21,7 +21,7 @@ import pino, { type Logger } from 'pino';
 import { AdminQueue } from './admin-queue.js';
 import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
 import { isPeerPreamble } from './cluster/peer-links.js';
-import { ClusterNode } from './cluster-node.js';
+import { ClusterNode, checkDataDirKind } from './cluster-node.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
@@ -160,6 +160,7 @@ export class Broker {
       });
       this.cluster = cluster;
     } else {
+      await checkDataDirKind(this.fs, this.config.dataDir, false);
       topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);
       this.topics = topics;
     }

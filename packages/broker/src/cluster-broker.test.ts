@@ -186,6 +186,7 @@ describe('the cluster path', () => {
       topics: [{ name: 't', partitions: [{ partition: 0, offset: second.baseOffset }] }],
       timeoutMs: 5000,
     });
+    expect(del.topics[0]!.partitions[0]!.errorMessage ?? '').toBe('');
     expect(del.topics[0]!.partitions[0]!.errorCode).toBe(0);
     expect(del.topics[0]!.partitions[0]!.lowWatermark).toBeGreaterThan(first.baseOffset);
     const d = await c.request(ApiKey.DESCRIBE_CLUSTER, {});
@@ -257,4 +258,32 @@ describe('the cluster path', () => {
     acked.push('after');
     expect(await readAll(clients[newLeader - 1]!, 'r3')).toEqual(acked);
   }, 60_000);
+
+  it('refuses a data directory of the other kind, naming what to do', async () => {
+    const single = tempDir();
+    const [port] = await freePorts(1);
+    const one = await Broker.start(config(single, 1, port!, []), { logger: silent });
+    await one.close();
+    await expect(
+      Broker.start(config(single, 1, port!, []), { logger: silent, cluster: true }),
+    ).rejects.toThrow(/single-node StreamBus store \(metadata.json\); it is not imported/);
+    const clustered = tempDir();
+    const c = await Broker.start(config(clustered, 1, port!, []), {
+      logger: silent,
+      cluster: true,
+    });
+    await c.close();
+    await expect(Broker.start(config(clustered, 1, port!, []), { logger: silent })).rejects.toThrow(
+      /belongs to a replicated cluster/,
+    );
+    // The same node id again opens it; another node id is refused, naming both.
+    const again = await Broker.start(config(clustered, 1, port!, []), {
+      logger: silent,
+      cluster: true,
+    });
+    await again.close();
+    await expect(
+      Broker.start(config(clustered, 2, port!, []), { logger: silent, cluster: true }),
+    ).rejects.toThrow(/node 1, not 2/);
+  }, 30_000);
 });
