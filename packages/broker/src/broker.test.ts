@@ -161,7 +161,7 @@ describe('broker APIs', () => {
     });
     const md = await c.request(ApiKey.METADATA, { topics: null });
     expect(md.brokers).toEqual([
-      { nodeId: 0, host: '127.0.0.1', port: broker.address.port, rack: null },
+      { nodeId: 1, host: '127.0.0.1', port: broker.address.port, rack: null },
     ]);
     const unknown = await c.request(ApiKey.METADATA, { topics: ['nope'] });
     expect(unknown.topics[0]!.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);

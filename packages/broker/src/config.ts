@@ -9,12 +9,15 @@
 // camelCase or kebab-case (`limits.frame-bytes-max`), plus the short forms `data-dir`, `listen`,
 // `http`, `node-id`, `log-level`, `auto-create-topics`, `config`. `listen` and `http` take
 // `HOST:PORT` (or `{host, port}` in a file); `http` also takes `off` (or null) to disable it.
+// `peers` takes `ID@HOST:PORT,ID@HOST:PORT,...` (or a list of those, or of `{id, host, port}`,
+// in a file): the initial controller voters (peers-config.ts).
 //
 // This module does not read sockets or start anything; it only reads the file it is given.
 import { readFileSync } from 'node:fs';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { parse as parseYaml } from 'yaml';
 import { nearestName } from './nearest-name.js';
+import { type Peer, parsePeers } from './peers-config.js';
 
 export type DurabilityPolicy = 'always' | 'interval' | 'none';
 export const DURABILITY_POLICIES: readonly DurabilityPolicy[] = ['always', 'interval', 'none'];
@@ -93,7 +96,13 @@ export interface TopicDefaults {
 }
 
 export interface BrokerConfig {
+  /** This broker's node id, >= 1, unique in the cluster. */
   nodeId: number;
+  /**
+   * The initial controller voters by node id and native listener address (this broker among
+   * them when it is a voter). Empty: a cluster of one on this broker.
+   */
+  peers: Peer[];
   dataDir: string;
   listen: HostPort;
   http: HostPort | null;
@@ -110,7 +119,8 @@ export const DEFAULT_HTTP_PORT = 7071;
 
 export function defaultConfig(): BrokerConfig {
   return {
-    nodeId: 0,
+    nodeId: 1,
+    peers: [],
     dataDir: './streambus-data',
     listen: { host: '127.0.0.1', port: DEFAULT_PORT },
     http: { host: '127.0.0.1', port: DEFAULT_HTTP_PORT },
@@ -243,7 +253,11 @@ export const FETCH_BYTES_CEILING = 60 * MB;
 
 /** Every leaf key, with its parser. Nested sections are one level deep. */
 const SCHEMA: Readonly<Record<string, Parser>> = {
-  nodeId: intParser(0, 2 ** 31 - 1),
+  nodeId: intParser(1, 2 ** 31 - 1),
+  peers: (key, raw) =>
+    parsePeers(key, raw, (k, message) => {
+      throw new ConfigError(k, message);
+    }),
   dataDir: stringParser,
   listen: parseHostPort,
   http: httpParser,
@@ -280,7 +294,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
 };
 const SECTIONS = ['limits', 'defaults'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
-const OBJECT_LEAVES = new Set(['listen', 'http']);
+const OBJECT_LEAVES = new Set(['listen', 'http', 'peers']);
 
 function camelToSnake(s: string): string {
   return s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();

@@ -1,6 +1,6 @@
 // @streambus/broker: public entry. The single-node broker daemon (see docs/broker.md).
 export { BROKER_VERSION, Broker, type BrokerOptions } from './broker.js';
-export * as cluster from './cluster/contract.js';
+export * as cluster from './cluster/index.js';
 export {
   type BrokerConfig,
   type BrokerLimits,
@@ -17,6 +17,7 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
+export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
 export { runBroker } from './run.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

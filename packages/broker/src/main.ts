@@ -1,5 +1,5 @@
 // Process entry (`node dist/main.js`): flags --config FILE --data-dir DIR --listen HOST:PORT
-// --http HOST:PORT|off --node-id N --log-level LEVEL, then STREAMBUS_* environment variables
+// --http HOST:PORT|off --node-id N --peers ID@HOST:PORT,... --log-level LEVEL, then STREAMBUS_* environment variables
 // (the client's, such as STREAMBUS_BOOTSTRAP, ignored), then the file; see config.ts. Exit
 // codes, the same rule as the CLI's: 0 after a graceful shutdown, 2 for a bad configuration or
 // command line, 1 for any other startup failure (port in use, data directory not writable).
@@ -19,6 +19,7 @@ async function main(): Promise<number> {
         listen: { type: 'string' },
         http: { type: 'string' },
         'node-id': { type: 'string' },
+        peers: { type: 'string' },
         'log-level': { type: 'string' },
       },
       strict: true,

@@ -86,6 +86,10 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
+  // 1100-1109: inter-broker links (packages/broker/src/cluster).
+  PEER_LINK_REFUSED: 1100,
+  // 1110-1119: partition replicas (packages/broker/src/replication).
+  REPLICA_PROPOSALS_FULL: 1110,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -253,6 +257,18 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_ENTRIES_UNAVAILABLE',
     true,
     'these log entries are not in memory; read them asynchronously and retry',
+  ),
+  info(
+    C.PEER_LINK_REFUSED,
+    'PEER_LINK_REFUSED',
+    true,
+    'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
+  ),
+  info(
+    C.REPLICA_PROPOSALS_FULL,
+    'REPLICA_PROPOSALS_FULL',
+    true,
+    'the partition leader has too many bytes waiting for replication; retry after a backoff',
   ),
 ];
 

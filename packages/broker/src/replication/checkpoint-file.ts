@@ -125,6 +125,11 @@ export class PayloadWriter {
     this.view.setBigUint64(this.pos, BigInt(n));
     this.pos += 8;
   }
+  /** Raw bytes (the caller writes their length first). */
+  raw(b: Uint8Array): void {
+    this.bytes.set(b, this.pos);
+    this.pos += b.length;
+  }
   finish(): Uint8Array {
     if (this.pos !== this.bytes.length) {
       throw new RangeError(`payload sized ${this.bytes.length} but ${this.pos} bytes written`);
@@ -159,5 +164,12 @@ export class PayloadReader {
     const n = this.view.getBigUint64(this.pos);
     this.pos += 8;
     return n > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(n);
+  }
+  /** `length` raw bytes as a view (no copy), or undefined past the end. */
+  raw(length: number): Uint8Array | undefined {
+    if (this.remaining < length) return undefined;
+    const out = new Uint8Array(this.view.buffer, this.view.byteOffset + this.pos, length);
+    this.pos += length;
+    return out;
   }
 }

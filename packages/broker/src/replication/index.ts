@@ -1,5 +1,5 @@
 // The replication storage bridge (issue 9 foundation, docs/replication.md): the pieces between
-// the pure Raft core and the partition's segment log. Not wired into the broker yet.
+// the pure Raft core and the partition's segment log, and the partition replica built on them.
 export {
   type CheckpointRead,
   decodeCheckpoint,
@@ -7,6 +7,13 @@ export {
   readCheckpoint,
   writeCheckpoint,
 } from './checkpoint-file.js';
+export {
+  batchToSource,
+  encodeControlEntry,
+  isControlBatch,
+  RAFT_CONF_CONTROL_TYPE,
+  RAFT_NOOP_CONTROL_TYPE,
+} from './control-entry.js';
 export {
   type BatchPlacement,
   OFFSET_TRANSLATOR_DEFAULTS,
@@ -17,6 +24,17 @@ export {
   saveOffsetTranslator,
 } from './offset-translator.js';
 export {
+  NotLeaderError,
+  PARTITION_REPLICA_DEFAULTS,
+  PartitionReplica,
+  type PartitionReplicaOptions,
+  type ProduceResult,
+  type ReplicaChange,
+  type ReplicaLogger,
+  type ReplicaRaftConfig,
+  type ReplicaRole,
+} from './partition-replica.js';
+export {
   EntriesUnavailableError,
   type PrefetchResult,
   RAFT_LOG_TAIL_DEFAULTS,
@@ -26,6 +44,21 @@ export {
   type ReplicaLogSource,
   type SourceBatch,
 } from './raft-log-tail.js';
+export {
+  decodeSnapshotData,
+  encodeSnapshotData,
+  HARD_STATE_FILE,
+  loadHardState,
+  loadSnapshot,
+  OFFSETS_FILE,
+  type ReplicaSnapshotData,
+  SNAPSHOT_FILE,
+  type SnapshotKind,
+  saveHardState,
+  saveSnapshot,
+  TERM_RUNS_FILE,
+} from './replica-files.js';
+export { ReplicaStore, type ReplicaStoreOptions, type ScannedBatch } from './replica-store.js';
 export {
   type LogPosition,
   type RecoveredTermRuns,

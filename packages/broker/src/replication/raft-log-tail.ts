@@ -117,6 +117,12 @@ export interface RaftLogTailOptions {
   readonly prevTerm?: Term;
   readonly limits?: Partial<RaftLogTailLimits>;
   readonly translatorLimits?: OffsetTranslatorLimits;
+  /**
+   * The configuration entries in [firstIndex, lastIndex] (the shell finds them when it scans
+   * the log at open), for `confEntries`. Conf entries are few (single-server changes decided by
+   * the controller), so they are all kept; a compaction or truncation drops them with the log.
+   */
+  readonly confEntries?: readonly Entry[];
 }
 
 export type PrefetchResult =
@@ -159,6 +165,8 @@ export class RaftLogTail implements LogStorage {
   private prevTerm: Term;
   private tail: Entry[] = [];
   private tailBytes = 0;
+  /** Every Conf entry in [firstIndex, lastIndex], ascending (see RaftLogTailOptions). */
+  private confs: Entry[];
   private ranges: CachedRange[] = [];
   private useClock = 0;
   private readonly inflight = new Map<number, Promise<PrefetchResult>>();
@@ -182,6 +190,15 @@ export class RaftLogTail implements LogStorage {
     this.hard = options.hardState ?? { term: 0 as Term, vote: 0 as NodeId, commit: 0 as LogIndex };
     const first = this.firstIndex();
     const last = this.lastIndex();
+    this.confs = [...(options.confEntries ?? [])];
+    for (const [k, e] of this.confs.entries()) {
+      if (e.index < first || e.index > last || (k > 0 && e.index <= this.confs[k - 1]!.index)) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_ARGUMENT,
+          `raft log tail: configuration entry ${e.index} outside [${first}, ${last}] or out of order`,
+        );
+      }
+    }
     if (first - 1 > this.snap.meta.index) {
       throw new StreamBusError(
         ErrorCode.INVALID_ARGUMENT,
@@ -243,6 +260,11 @@ export class RaftLogTail implements LogStorage {
   /** True when `entries(lo, …)` would be served from memory now. */
   available(lo: LogIndex): boolean {
     return lo >= this.tailStart() || this.rangeHolding(lo) !== undefined;
+  }
+
+  /** The configuration entries in [lo, hi), from memory (LogStorage.confEntries). */
+  confEntries(lo: LogIndex, hi: LogIndex): readonly Entry[] {
+    return this.confs.filter((e) => e.index >= lo && e.index < hi);
   }
 
   entries(lo: LogIndex, hi: LogIndex, bytesMax: number): readonly Entry[] {
@@ -320,6 +342,7 @@ export class RaftLogTail implements LogStorage {
       assert.equal(e.index, at + k, `raft log tail: entries not contiguous at ${e.index}`);
       this.termRunsValue.observe(e.term, e.index, ps[k]!.baseOffset);
       this.translatorValue.append(e.index, ps[k]!);
+      if (e.type === 1) this.confs.push(e); // EntryType.Conf
       this.tail.push(e);
       this.tailBytes += e.data.byteLength;
     }
@@ -342,6 +365,7 @@ export class RaftLogTail implements LogStorage {
     this.generation++;
     this.translatorValue.truncateSuffix(index, offset);
     this.termRunsValue.truncateSuffix(index);
+    this.confs = this.confs.filter((e) => e.index < index);
     if (index < t) {
       this.tail = [];
       this.tailBytes = 0;
@@ -395,6 +419,7 @@ export class RaftLogTail implements LogStorage {
     this.tail = [];
     this.tailBytes = 0;
     this.ranges = [];
+    this.confs = [];
     this.misses.clear();
   }
 
@@ -445,6 +470,7 @@ export class RaftLogTail implements LogStorage {
     this.prevTerm = prev;
     this.translatorValue.trimPrefix({ index: start, offset });
     this.termRunsValue.truncatePrefix({ index: start, offset });
+    this.confs = this.confs.filter((e) => e.index >= start);
     const t = this.tailStart();
     if (start > t) {
       const drop = Math.min(start - t, this.tail.length);

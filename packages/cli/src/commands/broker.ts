@@ -36,6 +36,8 @@ interface BrokerFlags {
   listen?: string;
   http?: string;
   logLevel?: string;
+  nodeId?: string;
+  peers?: string;
 }
 
 export function brokerCommand(): Command {
@@ -48,6 +50,11 @@ export function brokerCommand(): Command {
     .option('--listen <host:port>', 'native protocol address (default 127.0.0.1:7070)')
     .option('--http <host:port>', 'HTTP address for /live, /ready, /metrics, or off')
     .option('--log-level <level>', `${LOG_LEVEL_HELP} (default info)`)
+    .option('--node-id <n>', "this broker's node id, >= 1 (default 1)")
+    .option(
+      '--peers <list>',
+      'the controller voters as ID@HOST:PORT,... (this broker included when a voter; default none: a cluster of one)',
+    )
     .action(async (opts: BrokerFlags) => {
       const config = loadConfig({
         env: process.env,
@@ -57,6 +64,8 @@ export function brokerCommand(): Command {
           listen: opts.listen,
           http: opts.http,
           'log-level': opts.logLevel,
+          'node-id': opts.nodeId,
+          peers: opts.peers,
         }),
       });
       await runBroker(config);

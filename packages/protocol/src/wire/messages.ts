@@ -13,6 +13,7 @@ import {
   bool,
   bytes,
   dict,
+  INT32_MAX,
   type Infer,
   int,
   int16,
@@ -39,6 +40,7 @@ export const ApiKey = {
   DELETE_RECORDS: 9,
   INIT_PRODUCER_ID: 10,
   REPAIR_PARTITION: 11,
+  DESCRIBE_CLUSTER: 12,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -63,6 +65,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.DELETE_RECORDS]: { min: 0, max: 0 },
   [ApiKey.INIT_PRODUCER_ID]: { min: 0, max: 0 },
   [ApiKey.REPAIR_PARTITION]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_CLUSTER]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -159,7 +162,7 @@ export const CreateTopicsRequestSchema = object({
       name: topicName,
       /** -1 = the broker's default. */
       partitions: int(-1, PARTITIONS_MAX),
-      /** -1 = the broker's default. */
+      /** -1 = the cluster's default: min(3, live brokers). */
       replicationFactor: int16(),
       configs: dict(string(CONFIG_VALUE_LENGTH_MAX), 1000),
     }),
@@ -308,6 +311,35 @@ export const RepairPartitionResponseSchema = object({
   offlineReason: nullable(string(4096)),
 });
 
+// --- DescribeCluster (StreamBus admin) -----------------------------------------------------------
+// The cluster as the controller's applied metadata sees it: every registered broker, live or
+// not. Metadata lists only the brokers a client can route to; this is the operator's view
+// (`streambus cluster describe`). A broker that does not implement it (older than this API) is
+// told apart by ApiVersions, and the SDK falls back to Metadata.
+export const DescribeClusterRequestSchema = object({});
+export const DescribeClusterBrokerSchema = object({
+  nodeId: int32(),
+  host: string(1024),
+  port: int(0, 65535),
+  rack: nullable(string(256)),
+  /** Heartbeating (registered and not timed out). */
+  live: bool(),
+  /** Fenced by the controller: holds no leadership and takes no new replicas. */
+  fenced: bool(),
+  /** A voter of the controller quorum (one of the `--peers`). */
+  isVoter: bool(),
+  /** Partition replicas assigned to this broker, and how many of them it leads. */
+  replicaCount: int(0, INT32_MAX),
+  leaderCount: int(0, INT32_MAX),
+});
+export const DescribeClusterResponseSchema = object({
+  ...errorFields,
+  clusterId: string(256),
+  /** The controller quorum's leader; -1 while none is known (an election in progress). */
+  controllerId: int32(),
+  brokers: array(DescribeClusterBrokerSchema, 10_000),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -343,6 +375,10 @@ export const MESSAGE_SCHEMAS = {
     request: RepairPartitionRequestSchema,
     response: RepairPartitionResponseSchema,
   },
+  [ApiKey.DESCRIBE_CLUSTER]: {
+    request: DescribeClusterRequestSchema,
+    response: DescribeClusterResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -374,6 +410,8 @@ export type InitProducerIdRequest = RequestOf<typeof ApiKey.INIT_PRODUCER_ID>;
 export type InitProducerIdResponse = ResponseOf<typeof ApiKey.INIT_PRODUCER_ID>;
 export type RepairPartitionRequest = RequestOf<typeof ApiKey.REPAIR_PARTITION>;
 export type RepairPartitionResponse = ResponseOf<typeof ApiKey.REPAIR_PARTITION>;
+export type DescribeClusterRequest = RequestOf<typeof ApiKey.DESCRIBE_CLUSTER>;
+export type DescribeClusterResponse = ResponseOf<typeof ApiKey.DESCRIBE_CLUSTER>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);

@@ -260,3 +260,80 @@ describe('codec', () => {
     );
   });
 });
+
+describe('cluster messages', () => {
+  const header = { apiKey: ApiKey.DESCRIBE_CLUSTER, apiVersion: 0, correlationId: 5, flags: 0 };
+  const broker = {
+    nodeId: 2,
+    host: '127.0.0.1',
+    port: 7072,
+    rack: null,
+    live: true,
+    fenced: false,
+    isVoter: true,
+    replicaCount: 7,
+    leaderCount: 3,
+  };
+
+  it('DescribeCluster round-trips and is advertised as its own API key', () => {
+    expect(ApiKey.DESCRIBE_CLUSTER).toBe(12);
+    expect(() => checkApiVersion(ApiKey.DESCRIBE_CLUSTER, 0)).not.toThrow();
+    const [req] = new FrameParser().push(encodeRequest(ApiKey.DESCRIBE_CLUSTER, 5, {}));
+    expect(decodeRequest(ApiKey.DESCRIBE_CLUSTER, req!)).toEqual({});
+    const body = { errorCode: 0, clusterId: 'c-1', controllerId: 2, brokers: [broker] };
+    const [res] = new FrameParser().push(encodeResponse(header, body));
+    expect(decodeResponse(ApiKey.DESCRIBE_CLUSTER, res!)).toEqual(body);
+  });
+
+  it('DescribeCluster refuses a broker entry without its counts or with a negative one', () => {
+    const { leaderCount: _omit, ...noLeaders } = broker;
+    for (const [bad, message] of [
+      [noLeaders, 'describe_cluster response.brokers[0].leaderCount: missing'],
+      [{ ...broker, replicaCount: -1 }, 'describe_cluster response.brokers[0].replicaCount: -1'],
+      [{ ...broker, live: 'yes' }, 'describe_cluster response.brokers[0].live: expected a boolean'],
+    ] as const) {
+      const frame: Frame = {
+        ...header,
+        flags: FrameFlag.RESPONSE,
+        body: packBody({ errorCode: 0, clusterId: 'c', controllerId: -1, brokers: [bad] }),
+      };
+      const e = expectCode(
+        () => decodeResponse(ApiKey.DESCRIBE_CLUSTER, frame),
+        ErrorCode.INVALID_REQUEST,
+      );
+      expect(e.message).toContain(message);
+    }
+  });
+
+  it('Metadata carries replicas, ISR, leader epoch, brokers and the controller', () => {
+    const body = {
+      clusterId: 'c-1',
+      controllerId: 3,
+      brokers: [
+        { nodeId: 1, host: 'h1', port: 1, rack: null },
+        { nodeId: 3, host: 'h3', port: 3, rack: 'r' },
+      ],
+      topics: [
+        {
+          errorCode: 0,
+          name: 't',
+          partitions: [
+            { errorCode: 0, partition: 0, leaderId: 3, leaderEpoch: 4, replicas: [3, 1], isr: [3] },
+          ],
+        },
+      ],
+    };
+    const mh = { apiKey: ApiKey.METADATA, apiVersion: 0, correlationId: 1, flags: 0 };
+    const [f] = new FrameParser().push(encodeResponse(mh, body));
+    expect(decodeResponse(ApiKey.METADATA, f!)).toEqual(body);
+  });
+
+  it('CreateTopics takes a replication factor; -1 asks for the cluster default', () => {
+    const req = {
+      topics: [{ name: 't', partitions: 3, replicationFactor: -1, configs: {} }],
+      timeoutMs: 1000,
+    };
+    const [f] = new FrameParser().push(encodeRequest(ApiKey.CREATE_TOPICS, 1, req));
+    expect(decodeRequest(ApiKey.CREATE_TOPICS, f!).topics[0]!.replicationFactor).toBe(-1);
+  });
+});

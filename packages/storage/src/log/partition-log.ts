@@ -100,6 +100,14 @@ export interface AppendOptions {
    * before the promise resolves. Not called when the append fails before its write.
    */
   onWritten?: (result: AppendResult) => void;
+  /**
+   * The batches already carry their offsets and leader epoch (a Raft follower appending its
+   * leader's bytes, or a leader that stamped them when proposing): nothing is patched; each
+   * batch's CRC is checked when queued (CORRUPT_MESSAGE) and its baseOffset must be the log end
+   * when its turn comes (INVALID_RECORD otherwise; that append and the later ones of its write
+   * group are refused, the log is unchanged). Default false: offsets are assigned.
+   */
+  assignedOffsets?: boolean;
 }
 
 export interface AppendResult {
@@ -129,6 +137,7 @@ type Op =
       buf: Buffer;
       leaderEpoch: number | undefined;
       onWritten: ((r: AppendResult) => void) | undefined;
+      assigned: boolean;
       resolve: (r: AppendResult) => void;
       reject: (e: unknown) => void;
     }
@@ -178,6 +187,23 @@ export function validatePartitionLogConfig(c: PartitionLogConfig): void {
   if (c.durability === 'interval' && !(c.flushIntervalMs > 0)) {
     throw invalidConfig('flushIntervalMs must be > 0 for durability interval');
   }
+}
+
+/** Null when every batch of `buf` continues the offsets from `next`, else the error to answer. */
+function assignedOffsetsMismatch(buf: Buffer, next: number, dir: string): StreamBusError | null {
+  let p = 0;
+  while (p < buf.length) {
+    const base = batchBaseOffset(buf, p);
+    if (base !== next) {
+      return new StreamBusError(
+        ErrorCode.INVALID_RECORD,
+        `batch with baseOffset ${base} does not continue ${dir} at offset ${next}`,
+      );
+    }
+    next += batchLastOffsetDelta(buf, p) + 1;
+    p += 12 + buf.readInt32BE(p + BatchField.BATCH_LENGTH);
+  }
+  return null;
 }
 
 export class PartitionLog {
@@ -339,6 +365,12 @@ export class PartitionLog {
         if (batchLastOffsetDelta(batches, pos) < 0) {
           throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no offsets`);
         }
+        if (options?.assignedOffsets && !verifyBatchCrc(batches, pos)) {
+          throw new StreamBusError(
+            ErrorCode.CORRUPT_MESSAGE,
+            `batch at ${pos} (baseOffset ${batchBaseOffset(batches, pos)}) failed its CRC-32C check`,
+          );
+        }
         pos += size;
       }
       if (batches.length === 0) {
@@ -365,6 +397,7 @@ export class PartitionLog {
         buf: batches,
         leaderEpoch: options?.leaderEpoch,
         onWritten: options?.onWritten,
+        assigned: options?.assignedOffsets === true,
         resolve,
         reject,
       });
@@ -457,6 +490,8 @@ export class PartitionLog {
     let i = 0;
     /** group[0, answered) are resolved or wait for their fsync; the rest still need an answer. */
     let answered = 0;
+    /** An `assignedOffsets` append that does not start at the log end: it and the rest fail. */
+    let mismatch: StreamBusError | null = null;
     try {
       while (i < group.length) {
         // Roll before the first append that does not fit (or when the segment is too old).
@@ -479,12 +514,18 @@ export class PartitionLog {
         ) {
           const op = group[i]!;
           const baseOffset = this._logEndOffset;
+          if (op.assigned) {
+            mismatch = assignedOffsetsMismatch(op.buf, baseOffset, this.dir);
+            if (mismatch) break;
+          }
           let next = baseOffset;
           let p = 0;
           while (p < op.buf.length) {
-            op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
-            op.buf.writeUInt32BE(next >>> 0, p + 4);
-            if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
+            if (!op.assigned) {
+              op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
+              op.buf.writeUInt32BE(next >>> 0, p + 4);
+              if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
+            }
             next += batchLastOffsetDelta(op.buf, p) + 1;
             p += 12 + op.buf.readInt32BE(p + BatchField.BATCH_LENGTH);
           }
@@ -493,6 +534,7 @@ export class PartitionLog {
           chunk.push(op);
           i++;
         }
+        if (chunk.length === 0) throw mismatch;
         const position = seg.sizeBytes;
         const chunkBase = batchBaseOffset(chunk[0]!.buf, 0);
         try {
@@ -537,6 +579,7 @@ export class PartitionLog {
           answered++;
         }
         if (this.config.durability === 'always') this.maybeSync();
+        if (mismatch) throw mismatch;
       }
     } catch (err) {
       // The chunk being written and every later append of the group (no offsets assigned, or
@@ -545,7 +588,7 @@ export class PartitionLog {
       const error =
         this.failure !== null
           ? this.failureError()
-          : err instanceof StreamBusError && err === this.refused
+          : err instanceof StreamBusError && (err === this.refused || err === mismatch)
             ? err
             : writeRefusedError(this.dir, bytes, err);
       if (this.failure === null) this._logEndOffset = this.writtenEnd;

@@ -1,0 +1,93 @@
+// The one dispatch table: API key -> handler. A handler decodes its request (a malformed body
+// throws, and connection.ts answers it with an ERROR frame), runs the API family's function and
+// encodes the answer. Adding an API is one entry here and one function in its family's file.
+import {
+  ApiKey,
+  type ApiKeyValue,
+  checkApiVersion,
+  decodeRequest,
+  ErrorCode,
+  encodeResponse,
+  encodeResponseParts,
+  type Frame,
+  FrameFlag,
+  type RequestOf,
+  type ResponseOf,
+  StreamBusError,
+} from '@streambus/protocol';
+import type { RequestContext, Response } from '../connection.js';
+import type { BrokerContext } from './context.js';
+import { fetch } from './fetch.js';
+import { apiVersions, describeCluster, metadata } from './metadata.js';
+import { deleteRecords, listOffsets } from './offsets.js';
+import { initProducerId, produce } from './produce.js';
+import { repairPartition } from './repair.js';
+import { alterConfigs, createTopics, deleteTopics, describeConfigs } from './topics.js';
+
+type Handler = (
+  b: BrokerContext,
+  frame: Frame,
+  ctx: RequestContext,
+) => Response | null | Promise<Response | null>;
+
+/** A handler whose answer is one encoded frame (sync or async body). */
+function answer<K extends ApiKeyValue>(
+  key: K,
+  run: (
+    b: BrokerContext,
+    req: RequestOf<K>,
+    ctx: RequestContext,
+  ) => ResponseOf<K> | Promise<ResponseOf<K>>,
+): Handler {
+  return (b, frame, ctx) => {
+    const out = run(b, decodeRequest(key, frame), ctx);
+    return out instanceof Promise
+      ? out.then((body) => encodeResponse({ ...frame, apiKey: key }, body))
+      : encodeResponse({ ...frame, apiKey: key }, out);
+  };
+}
+
+const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
+  [ApiKey.API_VERSIONS]: answer(ApiKey.API_VERSIONS, (b) => apiVersions(b)),
+  [ApiKey.METADATA]: answer(ApiKey.METADATA, metadata),
+  [ApiKey.CREATE_TOPICS]: answer(ApiKey.CREATE_TOPICS, createTopics),
+  [ApiKey.DELETE_TOPICS]: answer(ApiKey.DELETE_TOPICS, deleteTopics),
+  [ApiKey.DESCRIBE_CONFIGS]: answer(ApiKey.DESCRIBE_CONFIGS, describeConfigs),
+  [ApiKey.ALTER_CONFIGS]: answer(ApiKey.ALTER_CONFIGS, alterConfigs),
+  [ApiKey.PRODUCE]: (b, frame) => {
+    const req = decodeRequest(ApiKey.PRODUCE, frame);
+    const noResponse = (frame.flags & FrameFlag.NO_RESPONSE) !== 0;
+    if (req.acks === 0 && !noResponse) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_REQUEST,
+        'produce with acks=0 must set NO_RESPONSE',
+      );
+    }
+    return produce(b, req).then((body) =>
+      noResponse ? null : encodeResponse({ ...frame, apiKey: ApiKey.PRODUCE }, body),
+    );
+  },
+  // Header and body leave as two buffers: the record bytes are copied once (by msgpack).
+  [ApiKey.FETCH]: (b, frame, ctx) =>
+    fetch(b, decodeRequest(ApiKey.FETCH, frame), ctx).then((body) =>
+      encodeResponseParts({ ...frame, apiKey: ApiKey.FETCH }, body),
+    ),
+  [ApiKey.LIST_OFFSETS]: answer(ApiKey.LIST_OFFSETS, listOffsets),
+  [ApiKey.DELETE_RECORDS]: answer(ApiKey.DELETE_RECORDS, deleteRecords),
+  [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
+  [ApiKey.REPAIR_PARTITION]: answer(ApiKey.REPAIR_PARTITION, repairPartition),
+  [ApiKey.DESCRIBE_CLUSTER]: answer(ApiKey.DESCRIBE_CLUSTER, (b) => describeCluster(b)),
+};
+
+/** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */
+export function handleRequest(
+  b: BrokerContext,
+  frame: Frame,
+  ctx: RequestContext,
+): Response | null | Promise<Response | null> {
+  if (b.closing()) {
+    throw new StreamBusError(ErrorCode.SHUTTING_DOWN, 'broker is shutting down');
+  }
+  checkApiVersion(frame.apiKey, frame.apiVersion);
+  return HANDLERS[frame.apiKey](b, frame, ctx);
+}

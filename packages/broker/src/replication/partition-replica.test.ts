@@ -1,0 +1,260 @@
+import { decodeRecordBatch, ErrorCode, splitBatches, verifyBatchCrc } from '@streambus/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
+import { batch, ReplicaCluster } from './replica-test-cluster.js';
+
+let cluster: ReplicaCluster | null = null;
+afterEach(async () => {
+  await cluster?.closeAll();
+  cluster = null;
+});
+
+function open(options: ConstructorParameters<typeof ReplicaCluster>[0] = {}): ReplicaCluster {
+  cluster = new ReplicaCluster(options);
+  return cluster;
+}
+
+/** Every committed byte of a replica: [logStart, HW) read through its capped `read`. */
+async function committedBytes(r: PartitionReplica): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let at = r.logStartOffset;
+  while (at < r.highWatermark) {
+    const { data, nextOffset } = await r.read(at, 64 * 1024);
+    if (data.length === 0) break;
+    parts.push(data);
+    at = nextOffset;
+  }
+  return Buffer.concat(parts);
+}
+
+interface Walked {
+  /** Record values of the data batches, in order ("r<tag>.<i>"). */
+  values: string[];
+  controlBatches: number;
+  end: number;
+}
+
+/** Walks a log's bytes: offsets contiguous from `start`, CRCs good; data values, control count. */
+function walk(bytes: Buffer, start: number): Walked {
+  const out: Walked = { values: [], controlBatches: 0, end: start };
+  for (const { position, size } of splitBatches(bytes)) {
+    const b = bytes.subarray(position, position + size);
+    expect(verifyBatchCrc(b, 0)).toBe(true);
+    const decoded = decodeRecordBatch(b);
+    expect(decoded.header.baseOffset).toBe(out.end);
+    out.end = decoded.header.baseOffset + decoded.header.lastOffsetDelta + 1;
+    if (decoded.isControl) {
+      // What a consumer does: skip control batches (they occupy offsets, no data).
+      out.controlBatches++;
+      continue;
+    }
+    for (const rec of decoded.records) out.values.push(Buffer.from(rec.value!).toString());
+  }
+  return out;
+}
+
+function valuesOf(tag: number, count = 1 + (tag % 3)): string[] {
+  return Array.from({ length: count }, (_, i) => `r${tag}.${i}`);
+}
+
+async function expectIdenticalCommitted(c: ReplicaCluster): Promise<Buffer> {
+  const replicas = c.live();
+  const hw = replicas[0]!.highWatermark;
+  for (const r of replicas) expect(r.highWatermark).toBe(hw);
+  const leaderBytes = await committedBytes(replicas[0]!);
+  for (const r of replicas.slice(1))
+    expect((await committedBytes(r)).equals(leaderBytes)).toBe(true);
+  return leaderBytes;
+}
+
+/** Ticks until every live replica's HW reached the leader's log end. */
+async function catchUp(c: ReplicaCluster, ticksMax = 100): Promise<void> {
+  for (let i = 0; i < ticksMax; i++) {
+    const l = c.leader();
+    if (l && c.live().every((r) => r.highWatermark === l.logEndOffset)) return;
+    await c.tick();
+  }
+  throw new Error('replicas did not catch up');
+}
+
+/**
+ * acks=all with the leader's links cut (one follower's messages held, the other's dropped):
+ * the checker records a violation when an answer comes while fewer than a quorum of replicas
+ * hold the batch durably.
+ */
+async function ackAllScenario(
+  unsafe: boolean,
+): Promise<{ answeredWhileHeld: boolean; violations: string[] }> {
+  const c = open(unsafe ? { replica: { unsafe: { ackAllOnLocalWrite: true } } } : {});
+  await c.startAll();
+  const l = await c.waitLeader();
+  const [f1, f2] = c.live().filter((r) => r !== l);
+  c.setLink(l.self, f1!.self, 'hold');
+  c.setLink(l.self, f2!.self, 'drop');
+  const violations: string[] = [];
+  let answered = false;
+  const p = l.propose(batch(1), -1).then((r) => {
+    answered = true;
+    const holders = c.live().filter((x) => x.durableEndOffset > r.lastOffset).length;
+    if (holders < 2) violations.push(`acks=all answered with ${holders} durable copies`);
+    return r;
+  });
+  await c.tick(3);
+  const answeredWhileHeld = answered;
+  // The leader's own copy is durable by now: only the quorum is missing.
+  expect(l.durableEndOffset).toBeGreaterThan(l.highWatermark);
+  c.release();
+  await c.tick(3);
+  await p;
+  expect(answered).toBe(true);
+  return { answeredWhileHeld, violations };
+}
+
+describe('PartitionReplica: three replicas on one in-process hub', () => {
+  it('elects a leader; acks=all is answered only once a quorum holds the batch durably', async () => {
+    const ok = await ackAllScenario(false);
+    expect(ok.answeredWhileHeld).toBe(false);
+    expect(ok.violations).toEqual([]);
+    await cluster!.closeAll();
+    // The deliberately broken variant (answer after the leader's own write) is caught.
+    const broken = await ackAllScenario(true);
+    expect(broken.answeredWhileHeld).toBe(true);
+    expect(broken.violations.length).toBeGreaterThan(0);
+  });
+
+  it('replicates byte-identical logs with contiguous offsets; control batches are skipped', async () => {
+    const c = open();
+    await c.startAll();
+    const l = await c.waitLeader();
+    const acks: Array<Promise<ProduceResult>> = [];
+    for (let tag = 0; tag < 20; tag++) acks.push(l.propose(batch(tag), tag % 2 === 0 ? -1 : 1));
+    await c.tick(2);
+    const results = await Promise.all(acks);
+    for (let k = 1; k < results.length; k++) {
+      expect(results[k]!.baseOffset).toBe(results[k - 1]!.lastOffset + 1);
+    }
+    // Followers learn the commit index with the next heartbeat.
+    await catchUp(c);
+    const bytes = await expectIdenticalCommitted(c);
+    const w = walk(bytes, 0);
+    expect(w.controlBatches).toBe(1); // the leader's no-op of term 1
+    expect(w.values).toEqual(Array.from({ length: 20 }, (_, t) => valuesOf(t)).flat());
+    expect(w.end).toBe(l.highWatermark);
+    expect(results[0]!.baseOffset).toBe(1); // offset 0 is the no-op
+    // The high watermark caps reads: a follower serves nothing past it.
+    const f = c.live().find((r) => r !== l)!;
+    expect((await f.read(f.highWatermark, 1024)).data.length).toBe(0);
+    expect(l.inSyncReplicas()).toEqual([1, 2, 3]);
+  });
+
+  it('refuses produce on a follower with NOT_LEADER_OR_FOLLOWER and the leader hint', async () => {
+    const c = open();
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    const err = await f.propose(batch(1), -1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotLeaderError);
+    expect((err as NotLeaderError).code).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    expect((err as NotLeaderError).leaderHint).toBe(l.self);
+    const bad = await l.propose(Buffer.from('not a batch at all, no'), -1).catch((e: unknown) => e);
+    expect((bad as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+  });
+
+  it('loses nothing acknowledged when the leader crashes; a new leader takes over', async () => {
+    const c = open({ seed: 3 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const acked: number[] = [];
+    const track = (tag: number, p: Promise<ProduceResult>) =>
+      p.then(
+        () => acked.push(tag),
+        () => undefined,
+      );
+    const first: Array<Promise<unknown>> = [];
+    for (let tag = 0; tag < 10; tag++) first.push(track(tag, l.propose(batch(tag), -1)));
+    await c.tick(2);
+    await Promise.all(first);
+    expect(acked.length).toBe(10);
+    // More in flight, then power loss on the leader before they settle.
+    for (let tag = 10; tag < 15; tag++) void track(tag, l.propose(batch(tag), -1));
+    const old = l.self;
+    await c.crash(old);
+    const rest = [1, 2, 3].filter((id) => id !== old);
+    const l2 = await c.waitLeader(300, rest);
+    expect(l2.self).not.toBe(old);
+    expect(l2.leaderEpoch).toBeGreaterThan(l.leaderEpoch);
+    const second: Array<Promise<unknown>> = [];
+    for (let tag = 20; tag < 25; tag++) second.push(track(tag, l2.propose(batch(tag), -1)));
+    await c.tick(2);
+    await Promise.all(second);
+    await c.start(old);
+    await catchUp(c, 300);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    for (const tag of acked) {
+      const want = valuesOf(tag);
+      const at = w.values.indexOf(want[0]!);
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect(w.values.slice(at, at + want.length)).toEqual(want);
+      expect(w.values.lastIndexOf(want[0]!)).toBe(at); // exactly once
+    }
+  });
+
+  it('fails pending produce requests with NOT_LEADER_OR_FOLLOWER when the leader steps down', async () => {
+    const c = open({ seed: 5 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    c.isolate(l.self);
+    const p = l.propose(batch(1), -1).catch((e: unknown) => e);
+    // Check-quorum: cut off from its majority, the leader steps down; it acknowledged nothing.
+    await c.tick(40);
+    const err = await p;
+    expect(err).toBeInstanceOf(NotLeaderError);
+    expect(l.role).not.toBe('leader');
+  });
+
+  it('serves a lagging follower from disk (prefetch behind the in-memory tail)', async () => {
+    const c = open({ seed: 7, replica: { tailLimits: { tailEntriesMax: 4, tailBytesMax: 2048 } } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const lag = c.live().find((r) => r !== l)!;
+    c.isolate(lag.self);
+    const acks: Array<Promise<ProduceResult>> = [];
+    for (let tag = 0; tag < 30; tag++) acks.push(l.propose(batch(tag), -1));
+    await c.tick(2);
+    await Promise.all(acks);
+    // What the lagging follower needs next is behind the leader's in-memory tail.
+    expect(l.stats().tailStart).toBeGreaterThan(5);
+    expect(lag.logEndOffset).toBeLessThan(5);
+    c.heal();
+    await catchUp(c, 300);
+    expect(l.stats().prefetches).toBeGreaterThan(0);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.values).toEqual(Array.from({ length: 30 }, (_, t) => valuesOf(t)).flat());
+  });
+
+  it('restarts all three (after a crash of every node, then cleanly) and keeps every acknowledged record', async () => {
+    const c = open({ seed: 11, replica: { tailLimits: { tailEntriesMax: 3 } } });
+    await c.startAll();
+    let l = await c.waitLeader();
+    const acks: Array<Promise<ProduceResult>> = [];
+    for (let tag = 0; tag < 12; tag++) acks.push(l.propose(batch(tag), -1));
+    await c.tick(2);
+    await Promise.all(acks);
+    for (const id of [1, 2, 3]) await c.crash(id);
+    await c.startAll();
+    l = await c.waitLeader(300);
+    const more: Array<Promise<ProduceResult>> = [];
+    for (let tag = 12; tag < 16; tag++) more.push(l.propose(batch(tag), -1));
+    await c.tick(2);
+    await Promise.all(more);
+    await catchUp(c, 300);
+    await c.closeAll();
+    await c.startAll();
+    l = await c.waitLeader(300);
+    await catchUp(c, 300);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.values).toEqual(Array.from({ length: 16 }, (_, t) => valuesOf(t)).flat());
+    // One no-op per term that led: at least the first, and one after each restart.
+    expect(w.controlBatches).toBeGreaterThanOrEqual(3);
+  });
+});

@@ -1,0 +1,754 @@
+// PartitionReplica: one partition's replica on this broker, a Raft group whose log IS the
+// partition's segment log (issue 9, docs/replication.md). It implements `HostedGroup`
+// (cluster/contract.ts): the broker's GroupHost ticks it, routes its messages and runs
+// `process()`; it knows no timers and no sockets.
+//
+// PUBLIC API (stable from milestone 1; changes are additive only):
+//   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
+//   propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult>   leader only
+//   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
+//   highWatermark, logStartOffset, logEndOffset: number
+//   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
+//   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
+//   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
+//   transferLeadership(to: NodeId): void
+//   close(): Promise<void>
+//   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
+//   Errors: NotLeaderError (NOT_LEADER_OR_FOLLOWER 6, `leaderHint`), REPLICA_PROPOSALS_FULL
+//   (1110, retriable) beyond `pendingBytesMax`, SHUTTING_DOWN after close, the storage error
+//   that took the replica offline (`offlineError`).
+//
+// Offsets. The leader stamps each batch's baseOffset (the next offset of its Raft log,
+// unstable entries included) and partitionLeaderEpoch (= the term) when it proposes; one entry
+// per batch. It can do that only once everything in its log is placed: right after an election
+// its log may end in entries still being persisted (and the no-op, whose control batch takes
+// one offset), so proposals wait in a bounded queue until the log written equals the core's
+// last index, and from then on, within that term, every entry appended is one this class
+// proposed: `leaderNext` follows them exactly.
+//
+// Acknowledgements. acks=0 answers once proposed; acks=1 once the leader's own batch is written
+// to the OS (PartitionLog's onWritten); acks=all (-1) once the core's commit index covers the
+// last batch, i.e. a quorum holds it durably under the topic's durability policy ('always':
+// fsynced; 'interval'/'none': written to the OS, see docs/replication.md). A leader that loses
+// its role or term fails everything pending with NOT_LEADER_OR_FOLLOWER; the client retries
+// (with idempotence, without duplicates).
+//
+// Sending while the leader's own fsync runs (etcd-raft's asynchronous storage writes, Raft
+// thesis §10.2.1). The Ready contract says messages leave after the Ready is durable; this
+// shell sends a LEADER's messages BEFORE persisting, when the Ready does not change the saved
+// term or vote and installs no snapshot. Why that is safe:
+//   - What the contract protects is promises made to others: a vote (term, vote) and an
+//     acknowledgement of entries (append-resp). A leader whose term and vote are unchanged
+//     makes neither: its messages are appends, heartbeats, snapshots, timeout-now and
+//     rejections, none of which claims anything about its own disk.
+//   - The leader counts its own copy toward the commit index only in `advance()`, after the
+//     persist (RaftNode.advance: `self.maybeUpdate(durableLastIndex)`), so an entry is
+//     committed only when a quorum (with or without the leader) has it durably.
+//   - If the leader crashes before its write, followers may hold entries the leader lost; that
+//     is an ordinary Raft log divergence, resolved by the next leader (the entries were never
+//     committed through the lost copy).
+// A Ready that changes term or vote (an election) is persisted first, as the contract says.
+// So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
+//
+// Idempotence and retention (delete-records through the group) are not in this file yet
+// (milestone 2 of the task; see docs/replication.md "Not done").
+import {
+  BatchField,
+  batchSizeAt,
+  ErrorCode,
+  StreamBusError,
+  setBaseOffset,
+  setPartitionLeaderEpoch,
+} from '@streambus/protocol';
+import {
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type Message,
+  MessageType,
+  NONE,
+  type NodeId,
+  type RaftConfigInput,
+  RaftError,
+  RaftErrorCode,
+  RaftNode,
+  type RandomSource,
+  type Ready,
+  StateRole,
+} from '@streambus/raft';
+import type { FileSystem, PartitionLogConfig, PartitionLogOptions } from '@streambus/storage';
+import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
+import type { OffsetTranslatorLimits } from './offset-translator.js';
+import type { RaftLogTailLimits } from './raft-log-tail.js';
+import { ReplicaStore } from './replica-store.js';
+
+export type ReplicaRole = 'leader' | 'follower' | 'candidate' | 'offline';
+
+export interface ProduceResult {
+  readonly baseOffset: number;
+  readonly lastOffset: number;
+  /** The leader's clock (`nowMs`) when it proposed the batches. */
+  readonly logAppendTimeMs: number;
+}
+
+export interface ReplicaChange {
+  readonly kind: 'high-watermark' | 'role';
+  readonly replica: PartitionReplica;
+}
+
+/** A pino-compatible logger (the broker passes its own). */
+export interface ReplicaLogger {
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export type ReplicaRaftConfig = Omit<Partial<RaftConfigInput>, 'id' | 'random'>;
+
+export interface PartitionReplicaOptions {
+  readonly key: GroupKey;
+  readonly self: NodeId;
+  /** The partition directory. */
+  readonly dir: string;
+  readonly fs: FileSystem;
+  /** The topic's storage settings; `durability` decides what "durable" means for acks=all. */
+  readonly logConfig: PartitionLogConfig;
+  readonly logOptions?: PartitionLogOptions;
+  /** The group's voters when the directory is fresh (ignored afterwards: the log knows). */
+  readonly initialVoters: readonly NodeId[];
+  readonly transport: RaftTransport;
+  readonly host: GroupHost;
+  readonly random: RandomSource;
+  /** Only for logAppendTimeMs of produce answers (never read by Raft). Default Date.now. */
+  readonly nowMs?: () => number;
+  readonly raft?: ReplicaRaftConfig;
+  readonly tailLimits?: Partial<RaftLogTailLimits>;
+  readonly translatorLimits?: OffsetTranslatorLimits;
+  /** Bytes proposed (or queued) and not yet answered, at most (default 64 MiB). */
+  readonly pendingBytesMax?: number;
+  /** A follower whose match reached the commit index within this many ticks is in sync. */
+  readonly isrLagTicksMax?: number;
+  readonly logger?: ReplicaLogger;
+  /**
+   * Test-only switches that break safety on purpose, so the tests (and the simulator) can show
+   * their checkers catch it. Never set outside tests.
+   */
+  readonly unsafe?: {
+    /** Answer acks=all once the leader's own copy is written (no quorum). */
+    readonly ackAllOnLocalWrite?: boolean;
+  };
+}
+
+export const PARTITION_REPLICA_DEFAULTS = {
+  pendingBytesMax: 64 * 1024 * 1024,
+  isrLagTicksMax: 30,
+} as const;
+
+/** NOT_LEADER_OR_FOLLOWER with the leader this replica knows of (NONE when none). */
+export class NotLeaderError extends StreamBusError {
+  constructor(
+    readonly leaderHint: NodeId,
+    message: string,
+  ) {
+    super(ErrorCode.NOT_LEADER_OR_FOLLOWER, message);
+  }
+}
+
+interface Pending {
+  readonly lastIndex: LogIndex;
+  readonly acks: 1 | -1;
+  readonly bytes: number;
+  readonly result: ProduceResult;
+  readonly resolve: (r: ProduceResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Queued {
+  readonly batches: Buffer;
+  readonly acks: 0 | 1 | -1;
+  readonly resolve: (r: ProduceResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+const NO_LOGGER: ReplicaLogger = { warn: () => {}, error: () => {} };
+
+function toStreamBusError(err: unknown, fallback: number, what: string): StreamBusError {
+  if (err instanceof StreamBusError) return err;
+  return new StreamBusError(fallback, `${what}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+  });
+}
+
+export class PartitionReplica implements HostedGroup {
+  readonly key: GroupKey;
+  readonly self: NodeId;
+  private readonly node: RaftNode;
+  private readonly store: ReplicaStore;
+  private readonly transport: RaftTransport;
+  private readonly host: GroupHost;
+  private readonly nowMs: () => number;
+  private readonly logger: ReplicaLogger;
+  private readonly pendingBytesMax: number;
+  private readonly isrLagTicksMax: number;
+  private readonly listeners = new Set<(e: ReplicaChange) => void>();
+  private readonly ackAllOnLocalWrite: boolean;
+  private prefetchCount = 0;
+
+  private pending: Pending[] = [];
+  private queued: Queued[] = [];
+  private pendingBytes = 0;
+  /** Where the leader's next proposal goes; null until its log is all placed (see top). */
+  private leaderNext: { index: LogIndex; offset: number } | null = null;
+  /** The term `leaderNext` and `pending` belong to. */
+  private leaderTerm = 0;
+  /** The highest index of this leader's term written to the OS (acks=1). */
+  private writtenIndex = 0 as LogIndex;
+  private hw: number;
+  private roleSeen: ReplicaRole;
+  private leadSeen: NodeId;
+  private ticks = 0;
+  private readonly caughtUpAt = new Map<NodeId, number>();
+  private readonly prefetching = new Set<number>();
+  private fetched = false;
+  private processing: Promise<void> | null = null;
+  private closed = false;
+  private offline: StreamBusError | null = null;
+
+  private constructor(o: PartitionReplicaOptions, store: ReplicaStore, node: RaftNode) {
+    this.key = o.key;
+    this.self = o.self;
+    this.store = store;
+    this.node = node;
+    this.transport = o.transport;
+    this.host = o.host;
+    this.nowMs = o.nowMs ?? Date.now;
+    this.logger = o.logger ?? NO_LOGGER;
+    this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
+    this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
+    this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    this.hw = this.commitOffset();
+    this.roleSeen = this.currentRole();
+    this.leadSeen = node.currentLead;
+  }
+
+  /** Opens (recovering) the replica's directory and its Raft node. Not yet added to the host. */
+  static async open(o: PartitionReplicaOptions): Promise<PartitionReplica> {
+    const logger = o.logger ?? NO_LOGGER;
+    const store = await ReplicaStore.open({
+      fs: o.fs,
+      dir: o.dir,
+      logConfig: o.logConfig,
+      ...(o.logOptions ? { logOptions: o.logOptions } : {}),
+      initialConf: { voters: [...o.initialVoters].sort((a, b) => a - b), learners: [] },
+      ...(o.tailLimits ? { tailLimits: o.tailLimits } : {}),
+      ...(o.translatorLimits ? { translatorLimits: o.translatorLimits } : {}),
+      onRecovery: (message) => logger.warn({ dir: o.dir }, message),
+    });
+    store.takeScanned(); // producer state comes with milestone 2
+    try {
+      const node = new RaftNode({ ...o.raft, id: o.self, random: o.random }, store.tail);
+      return new PartitionReplica(o, store, node);
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ state
+
+  get highWatermark(): number {
+    return this.hw;
+  }
+  get logStartOffset(): number {
+    return this.store.log.logStartOffset;
+  }
+  get logEndOffset(): number {
+    return this.store.log.logEndOffset;
+  }
+  /** Every offset below is fsynced on this replica. */
+  get durableEndOffset(): number {
+    return this.store.log.durableEndOffset;
+  }
+  get role(): ReplicaRole {
+    return this.currentRole();
+  }
+  get leaderId(): NodeId {
+    return this.node.currentLead;
+  }
+  /** The leader epoch: the current Raft term. */
+  get leaderEpoch(): number {
+    return this.node.currentTerm;
+  }
+  /** The error that took the replica offline, or null. */
+  get offlineError(): StreamBusError | null {
+    return this.offline;
+  }
+  /** The commit index (tests, metrics). */
+  get commitIndex(): LogIndex {
+    return this.node.commitIndex;
+  }
+
+  /**
+   * On the leader: itself and every voter whose match reached the commit index now or within
+   * `isrLagTicksMax` ticks. Elsewhere: [] (ask the leader).
+   */
+  inSyncReplicas(): NodeId[] {
+    if (this.node.currentRole !== StateRole.Leader) return [];
+    const st = this.node.status();
+    const out: NodeId[] = [this.self];
+    for (const [id, pr] of st.progress) {
+      if (pr.isLearner) continue;
+      const at = pr.match >= st.commit ? this.ticks : this.caughtUpAt.get(id);
+      if (at !== undefined && this.ticks - at <= this.isrLagTicksMax) out.push(id);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Counters and bounds for metrics and tests. */
+  stats(): {
+    tailStart: LogIndex;
+    tailEntries: number;
+    cacheRanges: number;
+    prefetches: number;
+    pendingBytes: number;
+    pendingRequests: number;
+  } {
+    const t = this.store.tail.stats();
+    return {
+      tailStart: t.tailStart,
+      tailEntries: t.tailEntries,
+      cacheRanges: t.cacheRanges,
+      prefetches: this.prefetchCount,
+      pendingBytes: this.pendingBytes,
+      pendingRequests: this.pending.length + this.queued.length,
+    };
+  }
+
+  onChange(listener: (e: ReplicaChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private currentRole(): ReplicaRole {
+    if (this.offline) return 'offline';
+    switch (this.node.currentRole) {
+      case StateRole.Leader:
+        return 'leader';
+      case StateRole.Follower:
+        return 'follower';
+      default:
+        return 'candidate';
+    }
+  }
+
+  // ------------------------------------------------------------------ produce and fetch
+
+  /**
+   * Leader only: proposes `batches` (RecordBatch v2, validated by the caller), one entry per
+   * batch, stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top).
+   */
+  propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+      checkFraming(batches);
+      if (this.pendingBytes + batches.length > this.pendingBytesMax && this.pendingBytes > 0) {
+        throw new StreamBusError(
+          ErrorCode.REPLICA_PROPOSALS_FULL,
+          `partition ${this.keyString()}: ${this.pendingBytes} B pending (pendingBytesMax ${this.pendingBytesMax})`,
+        );
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.pendingBytes += batches.length;
+      this.queued.push({ batches, acks, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    });
+  }
+
+  /** Whole batches from the one holding `offset`, never at or past the high watermark. */
+  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
+    try {
+      this.checkUsable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.store.readCommitted(offset, maxBytes, this.hw);
+  }
+
+  transferLeadership(to: NodeId): void {
+    this.checkUsable();
+    try {
+      this.node.transferLeadership(to);
+    } catch (err) {
+      throw this.mapRaftError(err);
+    }
+    this.host.notify(this.key);
+  }
+
+  // ------------------------------------------------------------------ HostedGroup
+
+  tick(): void {
+    if (this.closed || this.offline) return;
+    this.ticks++;
+    this.node.tick();
+    if (this.node.currentRole === StateRole.Leader) {
+      const st = this.node.status();
+      for (const [id, pr] of st.progress) {
+        if (pr.match >= st.commit) this.caughtUpAt.set(id, this.ticks);
+      }
+    }
+    this.observe();
+  }
+
+  step(message: Message): void {
+    if (this.closed || this.offline) return;
+    try {
+      this.node.step(message);
+    } catch (err) {
+      // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
+      this.logger.warn(
+        { group: this.keyString(), from: message.from, type: message.type, err: String(err) },
+        'raft message refused',
+      );
+      return;
+    }
+    this.observe();
+  }
+
+  reportUnreachable(peer: NodeId): void {
+    if (this.closed || this.offline) return;
+    this.node.reportUnreachable(peer);
+  }
+
+  hasWork(): boolean {
+    if (this.closed || this.offline) return false;
+    return this.fetched || this.node.hasReady();
+  }
+
+  process(): Promise<void> {
+    if (this.closed || this.offline || this.processing) return this.processing ?? Promise.resolve();
+    const p = this.processOnce()
+      .catch((err: unknown) => this.goOffline(err))
+      .finally(() => {
+        this.processing = null;
+      });
+    this.processing = p;
+    return p;
+  }
+
+  private async processOnce(): Promise<void> {
+    if (this.fetched) {
+      this.fetched = false;
+      this.node.entriesFetched();
+    }
+    if (!this.node.hasReady()) {
+      this.observe();
+      return;
+    }
+    const rd: Ready = this.node.ready();
+    const early =
+      this.node.currentRole === StateRole.Leader &&
+      rd.snapshot === null &&
+      !this.store.hardStateChanges(rd.hardState);
+    if (early) this.send(rd.messages);
+    await this.persist(rd);
+    if (this.closed) return;
+    if (!early) this.send(rd.messages);
+    this.apply(rd.committedEntries);
+    this.node.advance();
+    for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
+    this.observe();
+  }
+
+  private async persist(rd: Ready): Promise<void> {
+    const hard: HardState | null = rd.hardState;
+    if (hard !== null && this.store.hardStateChanges(hard)) await this.store.saveHardState(hard);
+    if (rd.snapshot !== null) {
+      await this.store.installSnapshot(rd.snapshot);
+      this.writtenIndex = rd.snapshot.meta.index;
+    }
+    if (rd.entries.length > 0) {
+      const term = this.leaderTerm;
+      await this.store.persistEntries(rd.entries, (index) => {
+        // onWritten: the leader's own batch reached the OS (acks=1), before its fsync.
+        if (term === this.leaderTerm && index > this.writtenIndex) {
+          this.writtenIndex = index;
+          this.resolvePending();
+        }
+      });
+    }
+    if (hard !== null) await this.store.saveHardState(hard);
+  }
+
+  private send(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    this.transport.send(this.key, messages);
+    for (const m of messages) {
+      // The transport takes the snapshot whole (fire and forget): report it sent, and the
+      // leader probes the follower on its next heartbeat answer.
+      if (m.type === MessageType.Snapshot) this.node.reportSnapshot(m.to, true);
+    }
+  }
+
+  /** Committed entries: nothing to apply beyond the high watermark until milestone 2. */
+  private apply(_entries: readonly Entry[]): void {}
+
+  private startPrefetch(lo: LogIndex, hi: LogIndex): void {
+    if (this.prefetching.has(lo)) return;
+    this.prefetching.add(lo);
+    this.prefetchCount++;
+    this.store.tail
+      .prefetch(lo, hi)
+      .then(
+        () => {
+          this.fetched = true;
+        },
+        (err: unknown) => {
+          // A bound that moved (compaction, truncation) is asked again by the core; a read
+          // failure or CORRUPT_DATA is the log's: the replica goes offline.
+          if (err instanceof StreamBusError && err.code === ErrorCode.INVALID_ARGUMENT) {
+            this.fetched = true;
+          } else {
+            this.goOffline(err);
+          }
+        },
+      )
+      .finally(() => {
+        this.prefetching.delete(lo);
+        if (!this.closed) this.host.notify(this.key);
+      });
+  }
+
+  // ------------------------------------------------------------------ role, HW, pending
+
+  /** After every input: role and HW changes, pending answers, queued proposals. */
+  private observe(): void {
+    const term = this.node.currentTerm;
+    const isLeader = this.node.currentRole === StateRole.Leader;
+    if (this.leaderTerm !== 0 && (!isLeader || term !== this.leaderTerm)) {
+      this.resolvePending();
+      this.failAll(
+        new NotLeaderError(
+          this.node.currentLead,
+          `partition ${this.keyString()}: node ${this.self} is no longer the leader of term ${this.leaderTerm}`,
+        ),
+      );
+      this.leaderTerm = 0;
+      this.leaderNext = null;
+    }
+    if (isLeader && this.leaderTerm === 0) {
+      this.leaderTerm = term;
+      this.writtenIndex = 0 as LogIndex;
+      this.caughtUpAt.clear();
+    }
+    const hw = this.commitOffset();
+    const hwMoved = hw > this.hw;
+    if (hwMoved) this.hw = hw;
+    this.resolvePending();
+    this.drainQueued();
+    const role = this.currentRole();
+    const lead = this.node.currentLead;
+    const roleChanged = role !== this.roleSeen || lead !== this.leadSeen;
+    this.roleSeen = role;
+    this.leadSeen = lead;
+    if (roleChanged) this.emit('role');
+    if (hwMoved) this.emit('high-watermark');
+  }
+
+  /** The end offset of the commit index (as far as this replica's log holds it). */
+  private commitOffset(): number {
+    const tail = this.store.tail;
+    const c = Math.min(this.node.commitIndex, tail.lastIndex()) as LogIndex;
+    if (c < tail.firstIndex()) return tail.translator.startPosition.offset;
+    return tail.translator.offsetOf((c + 1) as LogIndex) ?? this.hw;
+  }
+
+  private drainQueued(): void {
+    if (this.queued.length === 0) return;
+    if (this.node.currentRole !== StateRole.Leader) {
+      this.failAll(
+        new NotLeaderError(this.node.currentLead, `node ${this.self} is not the leader`),
+      );
+      return;
+    }
+    if (this.leaderNext === null) {
+      // Place the leader's log first: everything the core holds must be written (see top).
+      const tail = this.store.tail;
+      if (this.node.status().lastIndex !== tail.lastIndex()) return;
+      this.leaderNext = {
+        index: (tail.lastIndex() + 1) as LogIndex,
+        offset: tail.translator.endPosition.offset,
+      };
+    }
+    const queued = this.queued;
+    this.queued = [];
+    for (const q of queued) this.proposeNow(q);
+    this.host.notify(this.key);
+  }
+
+  private proposeNow(q: Queued): void {
+    const next = this.leaderNext!;
+    const term = this.node.currentTerm;
+    const now = this.nowMs();
+    const baseOffset = next.offset;
+    let lastIndex = 0 as LogIndex;
+    let pos = 0;
+    try {
+      while (pos < q.batches.length) {
+        const size = batchSizeAt(q.batches, pos);
+        const count = q.batches.readInt32BE(pos + BatchField.LAST_OFFSET_DELTA) + 1;
+        setBaseOffset(q.batches, pos, next.offset);
+        setPartitionLeaderEpoch(q.batches, pos, term);
+        const p = this.node.propose(q.batches.subarray(pos, pos + size));
+        if (p.index !== next.index) {
+          throw new Error(`assertion: proposal landed at ${p.index}, expected ${next.index}`);
+        }
+        lastIndex = p.index;
+        next.index = (next.index + 1) as LogIndex;
+        next.offset += count;
+        pos += size;
+      }
+    } catch (err) {
+      this.pendingBytes -= q.batches.length;
+      q.reject(this.mapRaftError(err));
+      return;
+    }
+    const result: ProduceResult = {
+      baseOffset,
+      lastOffset: next.offset - 1,
+      logAppendTimeMs: now,
+    };
+    if (q.acks === 0) {
+      this.pendingBytes -= q.batches.length;
+      q.resolve(result);
+      return;
+    }
+    this.pending.push({
+      lastIndex,
+      acks: q.acks,
+      bytes: q.batches.length,
+      result,
+      resolve: q.resolve,
+      reject: q.reject,
+    });
+  }
+
+  private resolvePending(): void {
+    if (this.pending.length === 0) return;
+    const commit = this.node.commitIndex;
+    const keep: Pending[] = [];
+    for (const p of this.pending) {
+      const local = p.acks === 1 || this.ackAllOnLocalWrite;
+      const done = local ? p.lastIndex <= this.writtenIndex : p.lastIndex <= commit;
+      if (done) {
+        this.pendingBytes -= p.bytes;
+        p.resolve(p.result);
+      } else {
+        keep.push(p);
+      }
+    }
+    this.pending = keep;
+  }
+
+  private failAll(err: StreamBusError): void {
+    const pending = this.pending;
+    const queued = this.queued;
+    this.pending = [];
+    this.queued = [];
+    for (const p of pending) p.reject(err);
+    for (const q of queued) q.reject(err);
+    this.pendingBytes = 0;
+  }
+
+  private emit(kind: ReplicaChange['kind']): void {
+    for (const l of this.listeners) {
+      try {
+        l({ kind, replica: this });
+      } catch (err) {
+        this.logger.error({ group: this.keyString(), err: String(err) }, 'replica listener threw');
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ failure and close
+
+  private goOffline(err: unknown): void {
+    if (this.offline || this.closed) return;
+    const e = toStreamBusError(err, ErrorCode.KAFKA_STORAGE_ERROR, `replica ${this.keyString()}`);
+    this.offline = e;
+    this.logger.error({ group: this.keyString(), err: e.toString() }, 'partition replica offline');
+    this.failAll(e);
+    this.emit('role');
+  }
+
+  private checkUsable(): void {
+    if (this.closed) {
+      throw new StreamBusError(ErrorCode.SHUTTING_DOWN, `replica ${this.keyString()} is closed`);
+    }
+    if (this.offline) throw this.offline;
+  }
+
+  private checkLeader(): void {
+    if (this.node.currentRole !== StateRole.Leader) {
+      throw new NotLeaderError(
+        this.node.currentLead,
+        `partition ${this.keyString()}: node ${this.self} is not the leader (leader ${this.node.currentLead || 'unknown'})`,
+      );
+    }
+  }
+
+  private mapRaftError(err: unknown): StreamBusError {
+    if (err instanceof RaftError) {
+      if (err.code === RaftErrorCode.NOT_LEADER_OR_FOLLOWER) {
+        return new NotLeaderError(this.node.currentLead, err.message);
+      }
+      if (err.code === RaftErrorCode.PROPOSAL_DROPPED) {
+        return new StreamBusError(ErrorCode.REPLICA_PROPOSALS_FULL, err.message);
+      }
+      return new StreamBusError(ErrorCode.INVALID_REQUEST, err.message);
+    }
+    return toStreamBusError(err, ErrorCode.UNKNOWN_SERVER_ERROR, `replica ${this.keyString()}`);
+  }
+
+  private keyString(): string {
+    return `${this.key.topicId}/${this.key.partition}`;
+  }
+
+  /**
+   * Stops the replica: pending and queued produce requests fail with NOT_LEADER_OR_FOLLOWER (a
+   * client retries elsewhere), the running `process()` ends, the log and files are closed.
+   * Remove it from the host first.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new NotLeaderError(NONE, `replica ${this.keyString()} is closing`));
+    if (this.processing) await this.processing;
+    await this.store.close();
+  }
+}
+
+/** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
+function checkFraming(batches: Buffer): void {
+  if (batches.length === 0) {
+    throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
+  }
+  let pos = 0;
+  while (pos < batches.length) {
+    const size = batchSizeAt(batches, pos);
+    if (pos + size > batches.length) {
+      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
+    }
+    if (batches[pos + BatchField.MAGIC] !== 2) {
+      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
+    }
+    if (batches.readInt32BE(pos + BatchField.LAST_OFFSET_DELTA) < 0) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no records`);
+    }
+    pos += size;
+  }
+}

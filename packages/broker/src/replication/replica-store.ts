@@ -1,0 +1,508 @@
+// ReplicaStore: the durable side of one partition replica. The Raft log IS the partition's
+// segment log (one entry = one RecordBatch, no second copy); this class owns that PartitionLog,
+// the RaftLogTail the core reads through, and the replica's four small files (replica-files.ts).
+// It is the `ReplicaLogSource` of the tail (reads by offset). partition-replica.ts drives it from
+// the Raft core's Ready; this file holds no Raft logic.
+//
+// Writing a Ready (`persistEntries`, `installSnapshot`, `saveHardState`), in this order, which
+// is what makes every crash recoverable (checked by the crash tests):
+//   1. hard state first when term or vote changed (H1 of replica-files.ts): entries of term T
+//      are never on disk under a saved term below T;
+//   2. a snapshot install: snapshot file (kind 'installed'), reset the log at its start offset,
+//      snapshot file again as 'compaction', empty term-run table (S1);
+//   3. entries: placements from the translator (a leader's batch already carries its offset and
+//      term, stamped at propose; a follower's is checked: one whole batch, baseOffset where the
+//      translator says, partitionLeaderEpoch = entry term, CRC by PartitionLog.append), control
+//      batches encoded for the no-op and Conf entries (control-entry.ts); when the entries
+//      replace a suffix, truncate the segment log first; then save the planned term-run table
+//      (R1/R2 of term-runs.ts; after the truncation, so a crash between leaves a file that is a
+//      prefix of the log, which recovery clips); then append the bytes unchanged
+//      (`assignedOffsets`) and wait for the durability policy ('always': fsynced); then
+//      `tail.append`.
+//
+// Recovery (`open`), after PartitionLog.open recovered the segments (an unsynced tail is gone):
+//   a. snapshot file, or a fresh one from the initial voters (saved at once); finish the cut it
+//      describes (S1);
+//   b. one scan of the log from the snapshot's start offset, headers only (control batches are
+//      decoded, configuration entries kept): it is the truth the tables must agree with;
+//   c. the offset translator from its checkpoint plus the scan after it (recoverOffsetTranslator),
+//      then checked against the scan; any difference and it is rebuilt from the scan;
+//   d. the term runs from their file (recoverTermRuns, clipped) or rebuilt; every scanned batch's
+//      term must agree with the table, else CORRUPT_DATA (the term is outside the batch CRC);
+//   e. the hard state; its commit is clamped to the log (under 'interval'/'none' the log may
+//      have lost what a saved commit covered) and its term raised to the last entry's term.
+// The full scan is O(log) at open: a known limit (docs/replication.md); the checkpoints make it
+// avoidable later (scan only after the translator checkpoint, producer state in the snapshot).
+import {
+  BatchField,
+  batchSizeAt,
+  ErrorCode,
+  readBatchHeader,
+  StreamBusError,
+} from '@streambus/protocol';
+import {
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type LogIndex,
+  type NodeId,
+  type Snapshot,
+  type Term,
+} from '@streambus/raft';
+import {
+  type FileSystem,
+  joinPath,
+  PartitionLog,
+  type PartitionLogConfig,
+  type PartitionLogOptions,
+} from '@streambus/storage';
+import { batchesToSources, encodeControlEntry, isControlEntry } from './control-entry.js';
+import {
+  type BatchPlacement,
+  OFFSET_TRANSLATOR_DEFAULTS,
+  OffsetTranslator,
+  type OffsetTranslatorLimits,
+  recoverOffsetTranslator,
+  saveOffsetTranslator,
+} from './offset-translator.js';
+import {
+  RaftLogTail,
+  type RaftLogTailLimits,
+  type ReplicaLogSource,
+  type SourceBatch,
+} from './raft-log-tail.js';
+import {
+  decodeSnapshotData,
+  encodeSnapshotData,
+  HARD_STATE_FILE,
+  loadHardState,
+  loadSnapshot,
+  OFFSETS_FILE,
+  SNAPSHOT_FILE,
+  saveHardState,
+  saveSnapshot,
+  TERM_RUNS_FILE,
+} from './replica-files.js';
+import { type LogPosition, recoverTermRuns, saveTermRuns, TermRuns } from './term-runs.js';
+
+/** Bytes read per step of the open scan. */
+const SCAN_READ_BYTES = 1024 * 1024;
+
+export interface ReplicaStoreOptions {
+  readonly fs: FileSystem;
+  /** The partition directory (segment files and the replica's files). */
+  readonly dir: string;
+  readonly logConfig: PartitionLogConfig;
+  readonly logOptions?: PartitionLogOptions;
+  /** The configuration of a fresh directory (ignored once the directory has a snapshot). */
+  readonly initialConf: ConfState;
+  readonly tailLimits?: Partial<RaftLogTailLimits>;
+  readonly translatorLimits?: OffsetTranslatorLimits;
+  /** Told why a table was rebuilt at open (never throws). */
+  readonly onRecovery?: (message: string) => void;
+}
+
+/** One batch the open scan found, headers only. */
+export interface ScannedBatch {
+  readonly index: LogIndex;
+  readonly placement: BatchPlacement;
+  readonly term: Term;
+}
+
+function corrupt(dir: string, message: string): StreamBusError {
+  return new StreamBusError(ErrorCode.CORRUPT_DATA, `replica ${dir}: ${message}`);
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export class ReplicaStore implements ReplicaLogSource {
+  private savedHard: HardState;
+  private closed = false;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly dir: string,
+    readonly log: PartitionLog,
+    readonly tail: RaftLogTail,
+    hard: HardState,
+    /** Batches found by the open scan (for the producer-state rebuild); dropped after use. */
+    private scanned: ScannedBatch[] | null,
+  ) {
+    this.savedHard = hard;
+  }
+
+  static async open(o: ReplicaStoreOptions): Promise<ReplicaStore> {
+    const { fs, dir } = o;
+    const log = await PartitionLog.open(fs, dir, o.logConfig, o.logOptions);
+    try {
+      return await ReplicaStore.recover(o, log);
+    } catch (err) {
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async recover(o: ReplicaStoreOptions, log: PartitionLog): Promise<ReplicaStore> {
+    const { fs, dir } = o;
+    const path = (name: string) => joinPath(dir, name);
+    const tell = o.onRecovery ?? (() => {});
+    // a. The snapshot, and the cut it describes (S1).
+    let loaded = await loadSnapshot(fs, path(SNAPSHOT_FILE));
+    if (loaded === null) {
+      if (log.logEndOffset > log.logStartOffset) {
+        throw corrupt(dir, 'the directory holds a partition log but no raft-snapshot file');
+      }
+      const snapshot: Snapshot = {
+        meta: { index: 0 as LogIndex, term: 0 as Term, conf: o.initialConf },
+        data: encodeSnapshotData({ startOffset: log.logStartOffset, producers: new Uint8Array(0) }),
+      };
+      await saveSnapshot(fs, path(SNAPSHOT_FILE), snapshot, 'compaction');
+      loaded = { snapshot, kind: 'compaction' };
+    }
+    const snapshot = loaded.snapshot;
+    const start = decodeSnapshotData(snapshot.data).startOffset;
+    if (loaded.kind === 'installed' || log.logEndOffset < start) {
+      await log.truncateFullyAndStartAt(start);
+      if (loaded.kind === 'installed') {
+        await saveSnapshot(fs, path(SNAPSHOT_FILE), snapshot, 'compaction');
+        await saveTermRuns(fs, path(TERM_RUNS_FILE), new TermRuns());
+      }
+    } else if (log.logStartOffset < start) {
+      await log.deleteRecordsBefore(start);
+    } else if (log.logStartOffset > start) {
+      throw corrupt(dir, `the log starts at ${log.logStartOffset}, after the snapshot's ${start}`);
+    }
+    const logStart: LogPosition = { index: (snapshot.meta.index + 1) as LogIndex, offset: start };
+
+    // b. One scan of the log.
+    const { batches, confs } = await scanLog(log, logStart, dir);
+    const scanEnd: LogPosition = {
+      index: (logStart.index + batches.length) as LogIndex,
+      offset: log.logEndOffset,
+    };
+    const translatorLimits = o.translatorLimits ?? OFFSET_TRANSLATOR_DEFAULTS;
+
+    // c. The offset translator, checked against the scan.
+    const recovered = await recoverOffsetTranslator(
+      fs,
+      path(OFFSETS_FILE),
+      logStart,
+      async (from) =>
+        batches.filter((b) => b.placement.baseOffset >= from.offset).map((b) => b.placement),
+      translatorLimits,
+    );
+    let translator = recovered.translator;
+    if (recovered.reason) tell(`offset translator rebuilt from the log: ${recovered.reason}`);
+    const disagreement = translatorDisagrees(translator, batches, scanEnd);
+    if (disagreement !== null) {
+      tell(`offset translator checkpoint does not match the log (${disagreement}); rebuilt`);
+      translator = OffsetTranslator.fromScan(
+        logStart,
+        batches.map((b) => b.placement),
+        translatorLimits,
+      );
+    }
+
+    // d. The term runs, which must agree with every batch's term.
+    const runs = await recoverTermRuns(
+      fs,
+      path(TERM_RUNS_FILE),
+      { start: logStart, end: scanEnd },
+      async () =>
+        batches.map((b) => ({ index: b.index, offset: b.placement.baseOffset, term: b.term })),
+    );
+    if (runs.from === 'rebuilt') tell(`term runs rebuilt from the log: ${runs.reason}`);
+    for (const b of batches) {
+      const t = runs.table.termOf(b.index);
+      if (t !== b.term) {
+        throw corrupt(
+          dir,
+          `the batch at offset ${b.placement.baseOffset} (entry ${b.index}) has term ${b.term}, the term runs say ${t}`,
+        );
+      }
+    }
+
+    // e. The hard state, made consistent with the log.
+    const saved = (await loadHardState(fs, path(HARD_STATE_FILE))) ?? {
+      term: 0 as Term,
+      vote: 0 as NodeId,
+      commit: 0 as LogIndex,
+    };
+    const lastIndex = scanEnd.index - 1;
+    const lastTerm = batches.length > 0 ? batches[batches.length - 1]!.term : snapshot.meta.term;
+    const commit = Math.min(Math.max(saved.commit, snapshot.meta.index), lastIndex) as LogIndex;
+    const hard: HardState =
+      saved.term >= lastTerm ? { ...saved, commit } : { term: lastTerm, vote: 0 as NodeId, commit };
+
+    const tail = new RaftLogTail({
+      source: { read: (offset, bytesMax) => readSource(log, offset, bytesMax) },
+      translator,
+      termRuns: runs.table,
+      snapshot,
+      hardState: hard,
+      confEntries: confs,
+      ...(o.tailLimits ? { limits: o.tailLimits } : {}),
+      translatorLimits,
+    });
+    return new ReplicaStore(fs, dir, log, tail, hard, batches);
+  }
+
+  /** The batches the open scan found (once; null afterwards), for rebuilding producer state. */
+  takeScanned(): ScannedBatch[] | null {
+    const s = this.scanned;
+    this.scanned = null;
+    return s;
+  }
+
+  get hardState(): HardState {
+    return this.savedHard;
+  }
+
+  // ------------------------------------------------------------------ ReplicaLogSource
+
+  read(offset: number, bytesMax: number): Promise<readonly SourceBatch[]> {
+    return readSource(this.log, offset, bytesMax);
+  }
+
+  // ------------------------------------------------------------------ writes, from Ready
+
+  /** Saves term and vote (and the commit with them) when they changed (H1). */
+  async saveHardState(h: HardState): Promise<void> {
+    if (h.term !== this.savedHard.term || h.vote !== this.savedHard.vote) {
+      await saveHardState(this.fs, joinPath(this.dir, HARD_STATE_FILE), h);
+      this.savedHard = h;
+    }
+    this.tail.setHardState(h);
+  }
+
+  /** True when saving `h` would write the file (term or vote differ from the saved ones). */
+  hardStateChanges(h: HardState | null): boolean {
+    return h !== null && (h.term !== this.savedHard.term || h.vote !== this.savedHard.vote);
+  }
+
+  /**
+   * Where the batches for `entries` go, and their bytes: the placement of each and the buffer
+   * to append (the entry's own bytes for data, an encoded control batch otherwise). Checks a
+   * data entry is one whole batch at the expected offset with partitionLeaderEpoch = its term.
+   */
+  plan(entries: readonly Entry[]): { placements: BatchPlacement[]; bufs: Buffer[] } {
+    const tail = this.tail;
+    const first = entries[0]!.index;
+    let offset: number;
+    if (first <= tail.lastIndex()) {
+      const at = tail.translator.offsetOf(first);
+      if (at === undefined) {
+        throw corrupt(
+          this.dir,
+          `entry ${first} to overwrite is below the translator's exact window`,
+        );
+      }
+      offset = at;
+    } else {
+      offset = tail.translator.endPosition.offset;
+    }
+    const placements: BatchPlacement[] = [];
+    const bufs: Buffer[] = [];
+    for (const e of entries) {
+      if (isControlEntry(e)) {
+        bufs.push(encodeControlEntry(offset, e.term, e));
+        placements.push({ baseOffset: offset, recordCount: 1, isControl: true });
+        offset += 1;
+        continue;
+      }
+      const buf = asBuffer(e.data);
+      const fail = (why: string): never => {
+        throw new StreamBusError(
+          ErrorCode.CORRUPT_MESSAGE,
+          `replica ${this.dir}: entry ${e.index} (term ${e.term}) ${why}`,
+        );
+      };
+      if (buf.length < BatchField.RECORD_COUNT + 4)
+        fail(`is not a record batch (${buf.length} bytes)`);
+      if (batchSizeAt(buf, 0) !== buf.length) fail('is not exactly one record batch');
+      const h = readBatchHeader(buf, 0);
+      if (h.baseOffset !== offset) fail(`has baseOffset ${h.baseOffset}, the log is at ${offset}`);
+      if (h.partitionLeaderEpoch !== e.term)
+        fail(`has partitionLeaderEpoch ${h.partitionLeaderEpoch}`);
+      if (h.lastOffsetDelta < 0) fail('has no records');
+      const count = h.lastOffsetDelta + 1;
+      bufs.push(buf);
+      placements.push({ baseOffset: offset, recordCount: count, isControl: false });
+      offset += count;
+    }
+    return { placements, bufs };
+  }
+
+  /**
+   * Writes `entries` (a Ready's, in order) to the segment log as described at the top; resolves
+   * once they are durable under the log's policy and recorded in the tail. `onWritten(index)`
+   * is called as each entry's batch reaches the OS (acks=1). Returns the placements.
+   */
+  async persistEntries(
+    all: readonly Entry[],
+    onWritten?: (index: LogIndex) => void,
+  ): Promise<BatchPlacement[]> {
+    const tail = this.tail;
+    const entries = all.filter((e) => e.index >= tail.firstIndex());
+    if (entries.length === 0) return [];
+    const { placements, bufs } = this.plan(entries);
+    const plan = tail.planTermRuns(entries, placements);
+    if (entries[0]!.index <= tail.lastIndex()) {
+      await this.log.truncateTo(placements[0]!.baseOffset);
+    }
+    if (plan !== null) await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), plan);
+    await Promise.all(
+      bufs.map((buf, k) =>
+        this.log.append(buf, {
+          assignedOffsets: true,
+          ...(onWritten ? { onWritten: () => onWritten(entries[k]!.index) } : {}),
+        }),
+      ),
+    );
+    tail.append(entries, placements);
+    return placements;
+  }
+
+  /**
+   * A snapshot from the leader replaces the whole log (S1): file first, then the reset, then
+   * the file marked done and an empty term-run table. Returns the new log start offset.
+   */
+  async installSnapshot(snapshot: Snapshot): Promise<number> {
+    const { startOffset } = decodeSnapshotData(snapshot.data);
+    const file = joinPath(this.dir, SNAPSHOT_FILE);
+    await saveSnapshot(this.fs, file, snapshot, 'installed');
+    await this.log.truncateFullyAndStartAt(startOffset);
+    await saveSnapshot(this.fs, file, snapshot, 'compaction');
+    await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), new TermRuns());
+    this.tail.applySnapshot(snapshot, startOffset);
+    return startOffset;
+  }
+
+  /**
+   * Moves the log start up to the entry after `snapshot.meta.index` (retention, delete-records):
+   * the snapshot file first (S1), then the segment log, then the tail.
+   */
+  async compactTo(snapshot: Snapshot): Promise<void> {
+    const { startOffset } = decodeSnapshotData(snapshot.data);
+    await saveSnapshot(this.fs, joinPath(this.dir, SNAPSHOT_FILE), snapshot, 'compaction');
+    await this.log.deleteRecordsBefore(startOffset);
+    this.tail.createSnapshot(snapshot.meta.index, snapshot.meta.conf, snapshot.data);
+    this.tail.compact(snapshot.meta.index, startOffset);
+  }
+
+  /**
+   * Whole batches from the one holding `offset`, none at or past `highWatermark` (a batch is
+   * either entirely below it or not: it is a batch boundary). Empty at or past it.
+   */
+  async readCommitted(
+    offset: number,
+    maxBytes: number,
+    highWatermark: number,
+  ): Promise<{ data: Buffer; nextOffset: number }> {
+    if (offset >= highWatermark && offset <= this.log.logEndOffset) {
+      return { data: Buffer.alloc(0), nextOffset: offset };
+    }
+    const r = await this.log.read(offset, maxBytes);
+    let pos = 0;
+    let next = offset;
+    while (pos < r.data.length) {
+      const h = readBatchHeader(r.data, pos);
+      if (h.baseOffset >= highWatermark) break;
+      pos += batchSizeAt(r.data, pos);
+      next = h.baseOffset + h.lastOffsetDelta + 1;
+    }
+    return { data: r.data.subarray(0, pos), nextOffset: pos === 0 ? offset : next };
+  }
+
+  /** Saves the translator checkpoint and the hard state (with its commit), closes the log. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    let error: unknown = null;
+    try {
+      if (!this.log.failed) {
+        await saveOffsetTranslator(this.fs, joinPath(this.dir, OFFSETS_FILE), this.tail.translator);
+        const h = this.tail.hardState();
+        await saveHardState(this.fs, joinPath(this.dir, HARD_STATE_FILE), h);
+        this.savedHard = h;
+      }
+    } catch (err) {
+      error = err;
+    }
+    await this.log.close().catch((err: unknown) => {
+      error ??= err;
+    });
+    if (error) throw error;
+  }
+}
+
+async function readSource(
+  log: PartitionLog,
+  offset: number,
+  bytesMax: number,
+): Promise<readonly SourceBatch[]> {
+  const r = await log.read(offset, bytesMax);
+  return batchesToSources(r.data);
+}
+
+/** Null when the translator places every scanned batch as the scan did, else what differs. */
+function translatorDisagrees(
+  t: OffsetTranslator,
+  batches: readonly ScannedBatch[],
+  end: LogPosition,
+): string | null {
+  if (t.endPosition.index !== end.index || t.endPosition.offset !== end.offset) {
+    return `it ends at entry ${t.endPosition.index} offset ${t.endPosition.offset}, the log at ${end.index}/${end.offset}`;
+  }
+  for (const b of batches) {
+    const p = t.placementOf(b.index);
+    if (p === undefined) continue; // below the exact window: an anchor, checked by reads
+    if (
+      p.baseOffset !== b.placement.baseOffset ||
+      p.recordCount !== b.placement.recordCount ||
+      p.isControl !== b.placement.isControl
+    ) {
+      return `entry ${b.index}`;
+    }
+  }
+  return null;
+}
+
+/** Reads the whole log from `start` (headers; control batches decoded), in order. */
+async function scanLog(
+  log: PartitionLog,
+  start: LogPosition,
+  dir: string,
+): Promise<{ batches: ScannedBatch[]; confs: Entry[] }> {
+  const batches: ScannedBatch[] = [];
+  const confs: Entry[] = [];
+  let offset = start.offset;
+  let index = start.index;
+  while (offset < log.logEndOffset) {
+    const r = await log.read(offset, SCAN_READ_BYTES);
+    if (r.data.length === 0) break;
+    for (const b of batchesToSources(r.data)) {
+      if (b.baseOffset !== offset) {
+        throw corrupt(
+          dir,
+          `the log has a batch at offset ${b.baseOffset} where ${offset} was expected`,
+        );
+      }
+      const isControl = b.type === EntryType.Conf || b.data.byteLength === 0;
+      batches.push({
+        index,
+        placement: { baseOffset: b.baseOffset, recordCount: b.recordCount, isControl },
+        term: b.term,
+      });
+      if (b.type === EntryType.Conf) {
+        confs.push({ index, term: b.term, type: EntryType.Conf, data: Uint8Array.from(b.data) });
+      }
+      offset += b.recordCount;
+      index = (index + 1) as LogIndex;
+    }
+  }
+  return { batches, confs };
+}
