@@ -58,7 +58,7 @@ function values100(): Buffer[] {
  * Creates a topic and waits until every partition has a leader and `rf` replicas; throws
  * (naming what the cluster answered) when the cluster does not replicate.
  */
-async function createReplicated(
+export async function createReplicated(
   client: StreamBusClient,
   name: string,
   partitions: number,
@@ -326,7 +326,7 @@ async function failoverRow(ctx: Ctx): Promise<ResultRow> {
 }
 
 /** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name (which may hold spaces) start at state (field 3).
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
