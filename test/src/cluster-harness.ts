@@ -30,7 +30,7 @@ import {
   FrameParser,
   type MetadataResponse,
 } from '@streambus/protocol';
-import { LinkProxyMesh } from './link-proxy.js';
+import { type LinkProxy, LinkProxyMesh } from './link-proxy.js';
 import { NetnsNetwork, netnsSupport } from './netns.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -370,6 +370,12 @@ export class TestCluster {
         return this.running().includes(leader) ? leader : undefined;
       },
     );
+  }
+
+  /** The proxy that broker `from` dials to reach `to` ('proxy' clusters only). */
+  linkProxy(from: number, to: number): LinkProxy {
+    if (!this.proxies) throw new Error(`a '${this.network}' cluster has no link proxies`);
+    return this.proxies.proxy(from, to);
   }
 
   /** Cuts broker-to-broker traffic from `from` to `to` (one way). */
