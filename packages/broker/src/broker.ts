@@ -20,9 +20,12 @@ import type { FileSystem } from '@streambus/storage';
 import pino, { type Logger } from 'pino';
 import { AdminQueue } from './admin-queue.js';
 import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
+import { isPeerPreamble } from './cluster/peer-links.js';
+import { ClusterNode } from './cluster-node.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
+import { FirstBytesRouter } from './first-bytes.js';
 import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
@@ -48,6 +51,12 @@ export interface BrokerOptions {
    * FaultyFileSystem). Default: the real one. Either way it is wrapped in the descriptor bound.
    */
   fileSystem?: FileSystem;
+  /**
+   * Run as a member of a replicated cluster (controller quorum, Raft-replicated partitions) even
+   * without `peers`: a cluster of one on the cluster path. Default: the cluster path exactly when
+   * `config.peers` is not empty (see docs/broker.md "Cluster mode").
+   */
+  cluster?: boolean;
 }
 
 /** Offline partitions listed by /ready at most (the count is always complete). */
@@ -67,6 +76,9 @@ export class Broker {
   private readonly replicas: ReplicaManager;
   private readonly admin = new AdminQueue();
   private topics: TopicRegistry | null = null;
+  private cluster: ClusterNode | null = null;
+  private readonly clusterMode: boolean;
+  private router: FirstBytesRouter | null = null;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -90,6 +102,7 @@ export class Broker {
       ...(options.fileSystem ? { fileSystem: options.fileSystem } : {}),
     });
     this.realDisk = options.fileSystem === undefined;
+    this.clusterMode = options.cluster ?? config.peers.length > 0;
     this.replicas = new ReplicaManager({
       config,
       logger: this.logger,
@@ -133,10 +146,38 @@ export class Broker {
     const started = Date.now();
     if (this.realDisk) await prepareDataDir(this.config.dataDir);
     else await this.fs.mkdir(join(this.config.dataDir, 'topics'));
-    const topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);
-    this.topics = topics;
-    const context = this.handlerContext(topics);
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket, context));
+    let topics: TopicRegistry | null = null;
+    let cluster: ClusterNode | null = null;
+    if (this.clusterMode) {
+      cluster = await ClusterNode.open({
+        config: this.config,
+        logger: this.logger,
+        fs: this.fs,
+        replicas: this.replicas,
+        admin: this.admin,
+      });
+      this.cluster = cluster;
+    } else {
+      topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);
+      this.topics = topics;
+    }
+    const context = this.handlerContext(topics, cluster);
+    const links = cluster?.links ?? null;
+    const router =
+      links === null
+        ? null
+        : new FirstBytesRouter({
+            isPeer: isPeerPreamble,
+            onPeer: (socket, first) => links.adopt(socket, first),
+            onClient: (socket) => this.accept(socket, context),
+            timeoutMs: this.config.limits.idleTimeoutMs,
+          });
+    this.router = router;
+    this.server = createServer({ noDelay: true }, (socket) => {
+      if (this.closing !== null) socket.destroy();
+      else if (router !== null) router.accept(socket);
+      else this.accept(socket, context);
+    });
     this.server.maxConnections = this.config.limits.connectionsMax;
     this.server.on('drop', () => this.metrics.connectionsRejected.inc());
     this._address = await listen(this.server, this.config.listen, LISTENER_NAMES.native);
@@ -160,12 +201,14 @@ export class Broker {
       this.config.retentionCheckIntervalMs,
     );
     this.retentionTimer.unref();
+    if (cluster !== null) await cluster.start(context.advertised());
     this.ready = true;
     this.logger.info(
       {
         port: this._address.port,
         httpPort: this._httpAddress?.port ?? null,
-        topics: topics.size,
+        topics: topics?.size ?? cluster?.state.topics.size ?? 0,
+        cluster: cluster === null ? null : { voters: cluster.voters },
         offlinePartitions: this.readiness().offlinePartitionCount,
         startupMs: Date.now() - started,
       },
@@ -174,12 +217,13 @@ export class Broker {
   }
 
   /** What the request handlers see of this broker. */
-  private handlerContext(topics: TopicRegistry): BrokerContext {
+  private handlerContext(topics: TopicRegistry | null, cluster: ClusterNode | null): BrokerContext {
     return {
       config: this.config,
       logger: this.logger,
       metrics: this.metrics,
       topics,
+      cluster,
       replicas: this.replicas,
       admin: this.admin,
       closing: () => this.closing !== null,
@@ -236,8 +280,10 @@ export class Broker {
       [...this.connections].map((c) => c.drain(this.config.limits.shutdownTimeoutMs)),
     );
     for (const c of this.connections) c.destroy();
+    this.router?.destroyAll();
     await serverClosed;
     await this.admin.idle();
+    await this.cluster?.close();
     await this.replicas.closeAll();
     this.topics?.clear();
     if (this.httpServer) await closeServer(this.httpServer, true);

@@ -21,6 +21,7 @@ import {
   type PartitionHooks,
   type RepairPartitionLog,
 } from './partition.js';
+import type { ServedPartition } from './served-partition.js';
 import { settleBounded } from './settle-bounded.js';
 import { isDiskFull } from './storage-errors.js';
 import type { TopicConfig } from './topic-config.js';
@@ -52,8 +53,11 @@ export class ReplicaManager {
   private readonly logger: Logger;
   private readonly metrics: BrokerMetrics;
   private readonly fs: FileSystem;
-  /** Attached partitions by topic name, indexed by partition number. */
-  private readonly byTopic = new Map<string, Partition[]>();
+  /**
+   * Attached partitions by topic name, indexed by partition number (sparse on a cluster broker:
+   * it holds only the partitions assigned to it).
+   */
+  private readonly byTopic = new Map<string, Array<ServedPartition | undefined>>();
   private readonly hooks: PartitionHooks;
 
   constructor(options: ReplicaManagerOptions) {
@@ -136,19 +140,39 @@ export class ReplicaManager {
   }
 
   /** Makes a topic's opened partitions visible to requests. */
-  attach(topic: string, partitions: Partition[]): void {
+  attach(topic: string, partitions: ServedPartition[]): void {
     this.byTopic.set(topic, partitions);
   }
 
   /** Hides a topic's partitions from requests and returns them (still open). */
-  detach(topic: string): Partition[] {
+  detach(topic: string): ServedPartition[] {
     const partitions = this.byTopic.get(topic) ?? [];
     this.byTopic.delete(topic);
-    return partitions;
+    return partitions.filter((p) => p !== undefined);
+  }
+
+  /** Makes one opened partition visible (a cluster broker holds some partitions of a topic). */
+  attachOne(p: ServedPartition): void {
+    let list = this.byTopic.get(p.topic);
+    if (list === undefined) {
+      list = [];
+      this.byTopic.set(p.topic, list);
+    }
+    list[p.index] = p;
+  }
+
+  /** Hides one partition and returns it (still open), or undefined. */
+  detachOne(topic: string, index: number): ServedPartition | undefined {
+    const list = this.byTopic.get(topic);
+    const p = list?.[index];
+    if (list === undefined || p === undefined) return undefined;
+    list[index] = undefined;
+    if (list.every((x) => x === undefined)) this.byTopic.delete(topic);
+    return p;
   }
 
   /** Closes `partitions` (bounded concurrency); one result per partition. */
-  close(partitions: Partition[]): Promise<PromiseSettledResult<void>[]> {
+  close(partitions: ServedPartition[]): Promise<PromiseSettledResult<void>[]> {
     return settleBounded(partitions, (p) => p.close(), PARTITION_CLOSES_MAX);
   }
 
@@ -159,27 +183,27 @@ export class ReplicaManager {
 
   /** Closes and reopens a topic's logs with a changed log-level config. */
   async reopen(topic: string, config: TopicConfig): Promise<void> {
-    for (const p of this.byTopic.get(topic) ?? []) await p.reopen(config, this.openLog);
+    for (const p of this.ofTopic(topic)) await p.reopen(config, this.openLog);
   }
 
   /** The attached partition, or undefined. */
-  find(topic: string, index: number): Partition | undefined {
+  find(topic: string, index: number): ServedPartition | undefined {
     return this.byTopic.get(topic)?.[index];
   }
 
   /** The topic's attached partitions (empty when none). */
-  ofTopic(topic: string): readonly Partition[] {
-    return this.byTopic.get(topic) ?? [];
+  ofTopic(topic: string): ServedPartition[] {
+    return (this.byTopic.get(topic) ?? []).filter((p) => p !== undefined);
   }
 
   /** A partition that serves: UNKNOWN_TOPIC_OR_PARTITION, or its offline error. */
-  partition(topic: string, index: number): Partition {
+  partition(topic: string, index: number): ServedPartition {
     const p = this.knownPartition(topic, index);
     p.checkServing();
     return p;
   }
 
-  knownPartition(topic: string, index: number): Partition {
+  knownPartition(topic: string, index: number): ServedPartition {
     const p = this.find(topic, index);
     if (p === undefined) {
       throw new StreamBusError(
@@ -190,13 +214,15 @@ export class ReplicaManager {
     return p;
   }
 
-  *all(): Iterable<Partition> {
-    for (const partitions of this.byTopic.values()) yield* partitions;
+  *all(): Iterable<ServedPartition> {
+    for (const partitions of this.byTopic.values()) {
+      for (const p of partitions) if (p !== undefined) yield p;
+    }
   }
 
   count(): number {
     let n = 0;
-    for (const partitions of this.byTopic.values()) n += partitions.length;
+    for (const _ of this.all()) n++;
     return n;
   }
 
@@ -216,7 +242,7 @@ export class ReplicaManager {
   }
 
   /** Waits for an append to any of `partitions`, the timeout, or the connection closing. */
-  park(partitions: Partition[], timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+  park(partitions: ServedPartition[], timeoutMs: number, signal: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
       let settled = false;
       const finish = (value: boolean): void => {

@@ -1,33 +1,8 @@
 // The CLI end to end against the SDK's in-memory fake broker: spawns the built binary, checks
 // stdout, stderr and exit codes. (test/src/cli.test.ts runs the same against real brokers.)
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { FakeBroker } from '@streambus/client/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
+import { run } from './testing/run-cli.js';
 
 let broker: FakeBroker;
 let b: string[];
@@ -74,6 +49,7 @@ describe('streambus (against the fake broker)', () => {
     expect(JSON.parse(json.stdout)).toEqual({
       created: 'audit',
       partitions: 1,
+      replicationFactor: 1,
       configs: { 'retention.ms': '5000', durability: 'none' },
     });
     expect(await run(['topic', 'delete', 'audit', ...b])).toMatchObject({ code: 0 });

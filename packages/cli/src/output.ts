@@ -50,6 +50,17 @@ export class Output {
   }
 }
 
+/** Lines of a left-aligned text table: columns two spaces apart, the last one not padded. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
 /** Progress on stderr, only when stdout is a terminal (never in pipes, files or tests). */
 export class Progress {
   private readonly enabled: boolean;

@@ -2,6 +2,7 @@
 // them together and makes usage errors follow the CLI's error convention (output.ts).
 import { Command } from 'commander';
 import { brokerCommand, devCommand } from './commands/broker.js';
+import { clusterCommand } from './commands/cluster.js';
 import { consumeCommand } from './commands/consume.js';
 import { partitionCommand } from './commands/partition.js';
 import { produceCommand } from './commands/produce.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   program.addCommand(brokerCommand());
   program.addCommand(devCommand());
   program.addCommand(topicCommand());
+  program.addCommand(clusterCommand());
   program.addCommand(partitionCommand());
   program.addCommand(produceCommand());
   program.addCommand(consumeCommand());

@@ -1,10 +1,11 @@
 // Admin operations: topics (create, delete, list, describe), configs (describe, alter), offsets
 // (list by earliest/latest/timestamp, delete records below an offset) and the cluster
-// description. Each call is one request (or two for describeTopic) through the retry layer;
+// description (DescribeCluster; from Metadata on a broker older than that API). Each call is one request (or two for describeTopic) through the retry layer;
 // per-topic errors in a response become a StreamBusError thrown after the retries, so a missing
 // topic fails at once instead of being retried as a stale-metadata hint.
 import {
   ApiKey,
+  type DescribeClusterResponse,
   ErrorCode,
   type MetadataResponse,
   OffsetSpec,
@@ -12,13 +13,19 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import { type PartitionInfo, topicNotFound } from './cluster.js';
+import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { checkOptionNames, OptionNames } from './options.js';
+
+/** The wire field is an int16. */
+const REPLICATION_FACTOR_MAX = 0x7fff;
 
 export interface NewTopic {
   readonly name: string;
   /** Default: the broker's default partition count. */
   readonly partitions?: number;
+  /** Replicas per partition, 1..32767. Default: the cluster's, min(3, live brokers). */
+  readonly replicationFactor?: number;
   readonly configs?: Readonly<Record<string, string>>;
 }
 
@@ -46,18 +53,74 @@ export interface TopicDescription {
   readonly configs: readonly ConfigEntry[];
 }
 
+export interface BrokerDescription {
+  readonly nodeId: number;
+  readonly host: string;
+  readonly port: number;
+  readonly rack: string | null;
+  /** Heartbeating to the controller. */
+  readonly live: boolean;
+  /** Fenced by the controller: leads nothing, takes no new replicas. */
+  readonly fenced: boolean;
+  /** A voter of the controller quorum. */
+  readonly isVoter: boolean;
+  /** The controller quorum's current leader. */
+  readonly isController: boolean;
+  /** Partition replicas on this broker, and how many of them it leads. */
+  readonly replicaCount: number;
+  readonly leaderCount: number;
+}
+
 export interface ClusterDescription {
   readonly clusterId: string;
+  /** -1 while no controller is known. */
   readonly controllerId: number;
-  readonly brokers: ReadonlyArray<{
-    nodeId: number;
-    host: string;
-    port: number;
-    rack: string | null;
-  }>;
+  /** By node id. */
+  readonly brokers: readonly BrokerDescription[];
 }
 
 export type OffsetQuery = 'earliest' | 'latest' | { readonly timestamp: number };
+
+/**
+ * DescribeCluster's answer derived from Metadata, for a broker older than that API. Such a
+ * broker is a cluster of one: the brokers it lists are live, and it is its own controller's only
+ * voter. The counts come from the partitions' replicas and leaders.
+ */
+function clusterFromMetadata(md: MetadataResponse): DescribeClusterResponse {
+  const replicas = new Map<number, number>();
+  const leaders = new Map<number, number>();
+  for (const t of md.topics) {
+    for (const p of t.partitions) {
+      for (const r of p.replicas) replicas.set(r, (replicas.get(r) ?? 0) + 1);
+      leaders.set(p.leaderId, (leaders.get(p.leaderId) ?? 0) + 1);
+    }
+  }
+  return {
+    errorCode: 0,
+    clusterId: md.clusterId,
+    controllerId: md.controllerId,
+    brokers: md.brokers.map((b) => ({
+      ...b,
+      live: true,
+      fenced: false,
+      isVoter: b.nodeId === md.controllerId,
+      replicaCount: replicas.get(b.nodeId) ?? 0,
+      leaderCount: leaders.get(b.nodeId) ?? 0,
+    })),
+  };
+}
+
+interface PartitionAnswer {
+  readonly partition: number;
+  readonly errorCode: number;
+  readonly errorMessage?: string;
+}
+
+/** Per-partition answers that mean "ask the partition's new leader" (retried). */
+const LEADERSHIP_ERRORS: ReadonlySet<number> = new Set([
+  ErrorCode.NOT_LEADER_OR_FOLLOWER,
+  ErrorCode.LEADER_NOT_AVAILABLE,
+]);
 
 function check(errorCode: number, errorMessage: string | undefined, what: string): void {
   if (errorCode !== 0) throw new StreamBusError(errorCode, errorMessage ?? what);
@@ -84,6 +147,13 @@ export class Admin {
     checkOptionNames('createTopics', options, OptionNames.createTopics);
     for (const [i, t] of topics.entries()) {
       checkOptionNames(`topics[${i}]`, t, OptionNames.newTopic);
+      const rf = t.replicationFactor;
+      if (rf !== undefined && (!Number.isInteger(rf) || rf < 1 || rf > REPLICATION_FACTOR_MAX)) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_ARGUMENT,
+          `topics[${i}].replicationFactor: expected an integer in 1..${REPLICATION_FACTOR_MAX}, got ${rf}`,
+        );
+      }
     }
     const res = await settle(this.ctx, async () => {
       const conn = await this.ctx.cluster.anyConnection();
@@ -91,7 +161,7 @@ export class Admin {
         topics: topics.map((t) => ({
           name: t.name,
           partitions: t.partitions ?? -1,
-          replicationFactor: -1,
+          replicationFactor: t.replicationFactor ?? -1,
           configs: { ...(t.configs ?? {}) },
         })),
         timeoutMs: options.timeoutMs ?? 30_000,
@@ -206,18 +276,14 @@ export class Admin {
         : query === 'latest'
           ? OffsetSpec.LATEST
           : query.timestamp;
-    const res = await settle(
-      this.ctx,
-      async () => {
-        await this.ctx.cluster.topic(topic, false); // loads the cache without auto-creating
-        const conn = await this.ctx.cluster.leaderFor(topic, ids[0] ?? 0);
-        return conn.request(ApiKey.LIST_OFFSETS, {
-          topics: [{ name: topic, partitions: ids.map((partition) => ({ partition, timestamp })) }],
-        });
-      },
+    const answers = await this.toLeaders(
       topic,
+      ids.map((partition) => ({ partition, timestamp })),
+      async (conn, partitions) =>
+        (await conn.request(ApiKey.LIST_OFFSETS, { topics: [{ name: topic, partitions }] }))
+          .topics[0]?.partitions ?? [],
     );
-    const out = (res.topics[0]?.partitions ?? []).map((p) => {
+    const out = answers.map((p) => {
       check(p.errorCode, p.errorMessage, `offsets of ${topic}/${p.partition}`);
       return { partition: p.partition, offset: p.offset, timestamp: p.timestamp };
     });
@@ -229,19 +295,18 @@ export class Admin {
     topic: string,
     partitions: ReadonlyArray<{ partition: number; offset: number }>,
   ): Promise<Array<{ partition: number; lowWatermark: number }>> {
-    const res = await settle(
-      this.ctx,
-      async () => {
-        await this.ctx.cluster.topic(topic, false); // loads the cache without auto-creating
-        const conn = await this.ctx.cluster.leaderFor(topic, partitions[0]?.partition ?? 0);
-        return conn.request(ApiKey.DELETE_RECORDS, {
-          topics: [{ name: topic, partitions: partitions.map((p) => ({ ...p })) }],
-          timeoutMs: 30_000,
-        });
-      },
+    const answers = await this.toLeaders(
       topic,
+      partitions.map((p) => ({ partition: p.partition, offset: p.offset })),
+      async (conn, list) =>
+        (
+          await conn.request(ApiKey.DELETE_RECORDS, {
+            topics: [{ name: topic, partitions: list }],
+            timeoutMs: 30_000,
+          })
+        ).topics[0]?.partitions ?? [],
     );
-    return (res.topics[0]?.partitions ?? []).map((p) => {
+    return answers.map((p) => {
       check(p.errorCode, p.errorMessage, `delete records of ${topic}/${p.partition}`);
       return { partition: p.partition, lowWatermark: p.lowWatermark };
     });
@@ -275,18 +340,54 @@ export class Admin {
     return result;
   }
 
+  /**
+   * Every broker of the cluster (live or not) with its controller role and replica and leader
+   * counts, as the broker asked sees the controller's metadata.
+   */
   async describeCluster(): Promise<ClusterDescription> {
-    const res = await this.metadata([]);
+    const res = await settle(this.ctx, async () => {
+      const conn = await this.ctx.cluster.anyConnection();
+      if (!conn.supports(ApiKey.DESCRIBE_CLUSTER)) return null;
+      return conn.request(ApiKey.DESCRIBE_CLUSTER, {});
+    });
+    const d = res ?? clusterFromMetadata(await this.metadata(null));
+    check(d.errorCode, d.errorMessage, 'describe cluster');
     return {
-      clusterId: res.clusterId,
-      controllerId: res.controllerId,
-      brokers: res.brokers.map((b) => ({
-        nodeId: b.nodeId,
-        host: b.host,
-        port: b.port,
-        rack: b.rack,
-      })),
+      clusterId: d.clusterId,
+      controllerId: d.controllerId,
+      brokers: d.brokers
+        .map((b) => ({ ...b, isController: b.nodeId === d.controllerId }))
+        .sort((a, b) => a.nodeId - b.nodeId),
     };
+  }
+
+  /**
+   * Sends the partitions of `topic` to their leaders, one request per leader at once, in one
+   * attempt of the retry layer. When a leader says it no longer leads (a leader change), the
+   * attempt fails with that retriable error, metadata is dropped and the whole set is sent
+   * again (both users, ListOffsets and DeleteRecords, may repeat). Other per-partition errors
+   * are returned, for the caller to throw after the retries.
+   */
+  private toLeaders<I extends { partition: number }, R extends PartitionAnswer>(
+    topic: string,
+    items: readonly I[],
+    send: (conn: BrokerConnection, items: I[]) => Promise<R[]>,
+  ): Promise<R[]> {
+    return settle(
+      this.ctx,
+      async () => {
+        const answers = await this.ctx.cluster.toLeaders(topic, items, send, false);
+        const moved = answers.find((a) => LEADERSHIP_ERRORS.has(a.errorCode));
+        if (moved !== undefined) {
+          throw new StreamBusError(
+            moved.errorCode,
+            moved.errorMessage ?? `${topic}/${moved.partition}`,
+          );
+        }
+        return answers;
+      },
+      topic,
+    );
   }
 
   /** Never creates a topic, even on a broker with autoCreateTopics (a lookup must not). */

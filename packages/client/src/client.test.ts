@@ -58,8 +58,8 @@ describe('admin', () => {
     });
     const cluster = await admin.describeCluster();
     expect(cluster.clusterId).toBe('fake-cluster');
-    expect(cluster.brokers).toEqual([
-      { nodeId: 0, host: '127.0.0.1', port: broker.port, rack: null },
+    expect(cluster.brokers.map((x) => [x.nodeId, x.port, x.isController, x.leaderCount])).toEqual([
+      [0, broker.port, true, 3],
     ]);
   });
 

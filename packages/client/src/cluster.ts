@@ -3,7 +3,9 @@
 // connections lazily and replaces closed ones on the next use; it never retries or sleeps
 // itself: callers run their operations through retry.ts, and `handleRetriableError` (the retry
 // hook) drops cached metadata when an error says the cache is stale. Reconnect backoff is
-// therefore the retry layer's backoff.
+// therefore the retry layer's backoff. One exception, which is not a retry of an operation:
+// finding *a* broker tries each bootstrap address (then each broker metadata named) in turn,
+// once, so a dead first address costs one connect attempt, not a retry round.
 import { ApiKey, ErrorCode, type MetadataResponse, StreamBusError } from '@streambus/protocol';
 import { BrokerConnection, type ConnectionOptions } from './connection.js';
 
@@ -65,6 +67,7 @@ export class Cluster {
   private readonly topics = new Map<string, TopicInfo>();
   private clusterId = '';
   private controllerId = -1;
+  /** The bootstrap address that answered last: the first one tried next time. */
   private bootstrapIndex = 0;
   private closed = false;
 
@@ -79,8 +82,10 @@ export class Cluster {
   }
 
   /**
-   * A connection to any broker on the default lane (an open one, else the bootstrap addresses
-   * in turn). Never a consumer's fetch lane, where a long-poll may hold the line.
+   * A connection to any broker on the default lane: an open one, else the first that answers of
+   * the bootstrap addresses (from the one that answered last) and then the brokers metadata
+   * named, each tried once. Never a consumer's fetch lane, where a long-poll may hold the line.
+   * When none answers: the one address's error, or NETWORK_EXCEPTION naming every address tried.
    */
   async anyConnection(): Promise<BrokerConnection> {
     for (const [key, p] of this.connections) {
@@ -88,9 +93,34 @@ export class Cluster {
       const c = await p.catch(() => null);
       if (c && !c.isClosed) return c;
     }
-    const addr = this.options.bootstrap[this.bootstrapIndex % this.options.bootstrap.length]!;
-    this.bootstrapIndex++;
-    return this.connectionTo(addr);
+    const { bootstrap } = this.options;
+    const candidates: BrokerAddress[] = [];
+    for (let i = 0; i < bootstrap.length; i++) {
+      candidates.push(bootstrap[(this.bootstrapIndex + i) % bootstrap.length]!);
+    }
+    const seen = new Set(candidates.map((a) => `${a.host}:${a.port}`));
+    for (const a of this.brokers.values()) {
+      if (!seen.has(`${a.host}:${a.port}`)) candidates.push(a);
+    }
+    let last: StreamBusError | undefined;
+    for (const addr of candidates) {
+      try {
+        const c = await this.connectionTo(addr);
+        const i = bootstrap.indexOf(addr);
+        if (i >= 0) this.bootstrapIndex = i;
+        return c;
+      } catch (err) {
+        // Not retriable (the client closed, a broker refusing this client): no other will do.
+        if (!(err instanceof StreamBusError) || !err.retriable || this.closed) throw err;
+        last = err;
+      }
+    }
+    if (candidates.length === 1 || last === undefined) throw last;
+    throw new StreamBusError(
+      ErrorCode.NETWORK_EXCEPTION,
+      `no broker answered (tried ${candidates.map((a) => `${a.host}:${a.port}`).join(', ')}); last: ${last.message}`,
+      { cause: last },
+    );
   }
 
   /**
@@ -177,6 +207,33 @@ export class Cluster {
       );
     }
     return this.connectionToNode(p.leaderId, lane);
+  }
+
+  /**
+   * Sends partitions of `topic` to their leaders (as the cached metadata names them), one
+   * request per leader at once, and returns the answers flattened. One attempt: callers run it
+   * through the retry layer, which drops the metadata when a leader moved.
+   */
+  async toLeaders<I extends { readonly partition: number }, R>(
+    topic: string,
+    items: readonly I[],
+    send: (conn: BrokerConnection, items: I[]) => Promise<R[]>,
+    allowAutoTopicCreation = true,
+  ): Promise<R[]> {
+    const t = await this.topic(topic, allowAutoTopicCreation);
+    const byLeader = new Map<number, I[]>();
+    for (const item of items) {
+      const leader = t.partitions[item.partition]?.leaderId ?? -1;
+      const list = byLeader.get(leader) ?? [];
+      list.push(item);
+      byLeader.set(leader, list);
+    }
+    const answers = await Promise.all(
+      [...byLeader.values()].map(async (list) =>
+        send(await this.leaderFor(topic, list[0]!.partition), list),
+      ),
+    );
+    return answers.flat();
   }
 
   /**

@@ -132,6 +132,11 @@ export class BrokerConnection {
     return `${this.host}:${this.port}`;
   }
 
+  /** Whether the broker implements a version of `apiKey` that this client speaks. */
+  supports(apiKey: ApiKeyValue): boolean {
+    return apiKey === ApiKey.API_VERSIONS || this.versions.has(apiKey);
+  }
+
   get isClosed(): boolean {
     return this.failure !== null;
   }

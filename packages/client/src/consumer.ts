@@ -536,7 +536,7 @@ export class Consumer {
   private async resolveStarts(): Promise<void> {
     const pending = [...this.assigned.values()].filter((a) => a.pendingStart !== null);
     if (pending.length === 0) return;
-    // One ListOffsets per partition leader: group by topic (leaders are resolved per request).
+    // One ListOffsets per topic and partition leader (cluster.toLeaders).
     const byTopic = new Map<string, Assigned[]>();
     for (const a of pending) {
       const list = byTopic.get(a.topic) ?? [];
@@ -545,29 +545,27 @@ export class Consumer {
     }
     for (const [topic, list] of byTopic) {
       const asked = list.map((a) => ({ a, start: a.pendingStart!, generation: a.generation }));
-      const res = await this.ctx.run(async () => {
-        const conn = await this.ctx.cluster.leaderFor(topic, asked[0]!.a.partition);
-        const r = await conn.request(ApiKey.LIST_OFFSETS, {
-          topics: [
-            {
-              name: topic,
-              partitions: asked.map(({ a, start }) => ({
-                partition: a.partition,
-                timestamp: startTimestamp(start),
-              })),
-            },
-          ],
-        });
-        for (const p of r.topics[0]?.partitions ?? []) {
+      const answers = await this.ctx.run(async () => {
+        const all = await this.ctx.cluster.toLeaders(
+          topic,
+          asked.map(({ a, start }) => ({
+            partition: a.partition,
+            timestamp: startTimestamp(start),
+          })),
+          async (conn, partitions) =>
+            (await conn.request(ApiKey.LIST_OFFSETS, { topics: [{ name: topic, partitions }] }))
+              .topics[0]?.partitions ?? [],
+        );
+        for (const p of all) {
           if (p.errorCode !== 0)
             throw new StreamBusError(
               p.errorCode,
               p.errorMessage ?? `list offsets ${topic}/${p.partition}`,
             );
         }
-        return r;
+        return all;
       }, topic);
-      for (const p of res.topics[0]?.partitions ?? []) {
+      for (const p of answers) {
         const entry = asked.find((x) => x.a.partition === p.partition);
         if (!entry || entry.a.generation !== entry.generation || entry.a.pendingStart === null)
           continue;

@@ -6,6 +6,7 @@
 export { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
 export type {
   Admin,
+  BrokerDescription,
   ClusterDescription,
   ConfigEntry,
   NewTopic,

@@ -65,7 +65,12 @@ export const OptionNames = {
   start: names<{ offset: number; timestamp: number }>({ offset: true, timestamp: true }),
   /** client.admin() takes no options yet. */
   admin: new Set<string>() as ReadonlySet<string>,
-  newTopic: names<NewTopic>({ name: true, partitions: true, configs: true }),
+  newTopic: names<NewTopic>({
+    name: true,
+    partitions: true,
+    replicationFactor: true,
+    configs: true,
+  }),
   createTopics: names<{ timeoutMs?: number }>({ timeoutMs: true }),
 } as const;
 

@@ -90,6 +90,9 @@ export const ErrorCode = {
   PEER_LINK_REFUSED: 1100,
   // 1110-1119: partition replicas (packages/broker/src/replication).
   REPLICA_PROPOSALS_FULL: 1110,
+  // 1120-1129: the controller quorum (packages/broker/src/controller).
+  CONTROLLER_BUSY: 1120,
+  CONTROLLER_OFFLINE: 1121,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -269,6 +272,18 @@ const TABLE: readonly ErrorInfo[] = [
     'REPLICA_PROPOSALS_FULL',
     true,
     'the partition leader has too many bytes waiting for replication; retry after a backoff',
+  ),
+  info(
+    C.CONTROLLER_BUSY,
+    'CONTROLLER_BUSY',
+    true,
+    'the controller cannot take the request now (queue full or proposal dropped); retry later',
+  ),
+  info(
+    C.CONTROLLER_OFFLINE,
+    'CONTROLLER_OFFLINE',
+    false,
+    'the metadata log on this broker failed (disk error) and its controller role is offline',
   ),
 ];
 

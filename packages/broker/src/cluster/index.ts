@@ -1,6 +1,7 @@
 // The cluster's seams (contract.ts) and the transport between brokers: the peer links over TCP
 // and their codecs, and the host that drives every Raft group of a broker.
 export * from './contract.js';
+export { type GroupHostStats, RaftGroupHost, type RaftGroupHostOptions } from './group-host.js';
 export { PEER_PREAMBLE, PEER_PROTOCOL_VERSION } from './peer-frame.js';
 export {
   isPeerPreamble,

@@ -378,4 +378,57 @@ describe('PeerLinks against a broken peer', () => {
     expect(nodes[0]!.links.isConnected(2 as NodeId)).toBe(false);
     expect(nodes[1]!.links.isConnected(1 as NodeId)).toBe(false);
   });
+
+  it('bounds the handshakes in progress', async () => {
+    const nodes = await cluster(1, { limits: { handshakesPendingMax: 2 } });
+    const port = portOf(nodes[0]!);
+    const raws = [await rawPeer(port), await rawPeer(port)];
+    for (const r of raws) r.socket.write(PEER_PREAMBLE);
+    await new Promise((r) => setTimeout(r, 30));
+    const third = await rawPeer(port);
+    third.socket.write(PEER_PREAMBLE);
+    await third.closed;
+    expect(raws.every((r) => !r.socket.destroyed && r.socket.readyState === 'open')).toBe(true);
+  });
+});
+
+describe('PeerLinks with a joining broker', () => {
+  it('a broker unknown to the others dials in, is admitted, and both directions work', async () => {
+    const inbox: Message[] = [];
+    let a: PeerLinks | null = null;
+    const { port } = await listen((socket) => {
+      socket.once('data', (first: Buffer) => a?.adopt(socket, first));
+    });
+    a = new PeerLinks({
+      self: 1 as NodeId,
+      peers: new Map(),
+      admitUnknownPeer: (id) => id === 4,
+      limits: { yieldToLowerDialMs: 0 },
+    });
+    const b = new PeerLinks({
+      self: 4 as NodeId,
+      peers: new Map([[1 as NodeId, { host: '127.0.0.1', port }]]),
+      limits: { yieldToLowerDialMs: 0 },
+    });
+    const aLinks = a;
+    cleanups.push(() => aLinks.close());
+    cleanups.push(() => b.close());
+    b.setRequestHandler(async (from, kind) => Buffer.from(`${kind} from ${from}`));
+    a.setMessageHandler((_g, m) => inbox.push(m));
+    // The joiner's registration reaches node 1 once its dial is up.
+    await waitFor('joined', () => aLinks.isConnected(4 as NodeId));
+    const answer = await aLinks.request(4 as NodeId, 'hello', Buffer.alloc(0), 2_000);
+    expect(Buffer.from(answer).toString()).toBe('hello from 1');
+    b.send({ topicId: 0, partition: 0 }, [heartbeat(4 as NodeId, 1 as NodeId, 3)]);
+    await waitFor('delivered', () => inbox.length === 1);
+    // A node not admitted is refused.
+    const c = new PeerLinks({
+      self: 5 as NodeId,
+      peers: new Map([[1 as NodeId, { host: '127.0.0.1', port }]]),
+      limits: { yieldToLowerDialMs: 0 },
+    });
+    cleanups.push(() => c.close());
+    await waitFor('refused', () => c.stats().refused >= 1);
+    expect(c.isConnected(1 as NodeId)).toBe(false);
+  });
 });

@@ -97,6 +97,8 @@ export interface PeerLinkLimits {
   /** Inbound RPCs being served at once, per link. */
   readonly inboundRequestsMax: number;
   readonly handshakeTimeoutMs: number;
+  /** Adopted sockets still in their handshake; beyond, new ones are closed at once. */
+  readonly handshakesPendingMax: number;
   readonly reconnectBackoffMsMin: number;
   readonly reconnectBackoffMsMax: number;
   /** How long a broker waits before dialing a lower id (which dials it too), rule 1. */
@@ -109,6 +111,7 @@ export const PEER_LINK_LIMITS_DEFAULT: PeerLinkLimits = Object.freeze({
   requestsOutstandingMax: 1024,
   inboundRequestsMax: 256,
   handshakeTimeoutMs: 5_000,
+  handshakesPendingMax: 64,
   reconnectBackoffMsMin: 50,
   reconnectBackoffMsMax: 2_000,
   yieldToLowerDialMs: 300,
@@ -124,6 +127,10 @@ export interface PeerLinkStats {
   messagesReceived: number;
   /** Raft messages dropped: no link, queue full, or larger than a frame. */
   messagesDropped: number;
+  /** Of those: no link to the peer (down, or not yet up) when sent or when flushed. */
+  messagesDroppedNoLink: number;
+  /** Of those: over `peerQueueBytesMax`. */
+  messagesDroppedQueueFull: number;
   /** Dials started after a failed dial or a lost link. */
   reconnects: number;
   /** Links closed for a malformed inbound frame. */
@@ -304,6 +311,8 @@ export class PeerLinks implements RaftTransport {
     messagesSent: 0,
     messagesReceived: 0,
     messagesDropped: 0,
+    messagesDroppedNoLink: 0,
+    messagesDroppedQueueFull: 0,
     reconnects: 0,
     malformed: 0,
     refused: 0,
@@ -338,12 +347,14 @@ export class PeerLinks implements RaftTransport {
       const link = peer?.link;
       if (this.closed || !peer || !link) {
         this.counters.messagesDropped++;
+        this.counters.messagesDroppedNoLink++;
         continue;
       }
       const bytes = encodedMessageBytes(m);
       const queued = peer.queueBytes + link.socket.writableLength;
       if (queued + bytes > this.limits.peerQueueBytesMax) {
         this.counters.messagesDropped++;
+        this.counters.messagesDroppedQueueFull++;
         continue;
       }
       peer.queue.push({ group, message: m });
@@ -472,10 +483,17 @@ export class PeerLinks implements RaftTransport {
 
   /**
    * Takes over a socket the native listener accepted whose first bytes (`alreadyRead`, already
-   * consumed from the socket) start with the peer preamble (`isPeerPreamble`).
+   * consumed from the socket) start with the peer preamble (`isPeerPreamble`). The caller
+   * removes its own listeners first; from here on the socket is this object's.
    */
   adopt(socket: Socket, alreadyRead: Uint8Array): void {
-    if (this.closed) {
+    if (this.closed || this.pendingInbound.size >= this.limits.handshakesPendingMax) {
+      if (!this.closed) {
+        this.logger.warn(
+          { handshakesPendingMax: this.limits.handshakesPendingMax },
+          'too many peer handshakes in progress; closing a new one',
+        );
+      }
       socket.destroy();
       return;
     }
@@ -746,22 +764,12 @@ export class PeerLinks implements RaftTransport {
         return;
       case PeerFrameKind.Response: {
         const r = decodeResponse(f.body);
-        const o = this.outstanding.get(r.correlationId);
-        if (!o || o.link !== link || !this.finish(o.id)) {
-          this.counters.late++;
-          return;
-        }
-        o.resolve(r.body);
+        this.answered(link, r.correlationId)?.resolve(r.body);
         return;
       }
       case PeerFrameKind.Error: {
         const e = decodeErrorResponse(f.body);
-        const o = this.outstanding.get(e.correlationId);
-        if (!o || o.link !== link || !this.finish(o.id)) {
-          this.counters.late++;
-          return;
-        }
-        o.reject(new StreamBusError(e.code, e.message));
+        this.answered(link, e.correlationId)?.reject(new StreamBusError(e.code, e.message));
         return;
       }
       case PeerFrameKind.Refuse: {
@@ -831,6 +839,16 @@ export class PeerLinks implements RaftTransport {
     }
   }
 
+  /** The request an answer on `link` settles, removed; null (counted late) when gone. */
+  private answered(link: Link, correlationId: number): Outstanding | null {
+    const o = this.outstanding.get(correlationId);
+    if (!o || o.link !== link || !this.finish(o.id)) {
+      this.counters.late++;
+      return null;
+    }
+    return o;
+  }
+
   /** Removes an outstanding request; false when it was already answered or failed. */
   private finish(id: number): boolean {
     const o = this.outstanding.get(id);
@@ -873,6 +891,7 @@ export class PeerLinks implements RaftTransport {
     const link = peer.link;
     if (!link || link.closed) {
       this.counters.messagesDropped += queue.length;
+      this.counters.messagesDroppedNoLink += queue.length;
       return;
     }
     const bodyBytesMax = this.limits.frameBytesMax - PEER_FRAME_HEADER_BYTES - 4;

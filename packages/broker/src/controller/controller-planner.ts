@@ -448,6 +448,34 @@ export function planIsrChange(state: MetadataState, report: IsrReport): Metadata
       `partition ${report.topicId}/${report.partition} does not exist`,
     );
   }
+  // A partition's replicas form a Raft group that elects its own leader; the leader epoch it
+  // reports is its Raft term, of which there is one leader at most. So a report from a live
+  // replica with an epoch above the state's is that group's new leader (the state observes it).
+  if (
+    report.leaderEpoch > p.leaderEpoch &&
+    p.replicas.includes(report.leader) &&
+    isLive(state, report.leader)
+  ) {
+    for (const id of report.isr) {
+      if (!p.replicas.includes(id)) {
+        fail(ErrorCode.INVALID_REQUEST, `isr member ${id} is not a replica of the partition`);
+      }
+    }
+    const isr = p.replicas.filter(
+      (id) => id === report.leader || (report.isr.includes(id) && isLive(state, id)),
+    );
+    return [
+      {
+        type: 'partition-change',
+        topicId: report.topicId,
+        partition: report.partition,
+        leader: report.leader,
+        leaderEpoch: report.leaderEpoch,
+        replicas: p.replicas,
+        isr,
+      },
+    ];
+  }
   if (p.leader === -1) {
     fail(
       ErrorCode.LEADER_NOT_AVAILABLE,

@@ -1,7 +1,23 @@
 // The controller's metadata foundation (issue 9; docs/controller.md): the metadata log's records
 // and codec, the pure state machine every broker applies, the controller leader's planner, and
 // the data directory's identity file. Exported from the broker package as the `controller`
-// namespace; nothing in the broker uses it yet (the next step wires it to the Raft core).
+// namespace. The metadata Raft group (ControllerNode), its durable log, the controller RPCs and
+// the broker's registration are built on it; the broker does not run them yet.
+
+export {
+  BROKER_LIFECYCLE_DEFAULTS,
+  BrokerLifecycle,
+  type BrokerLifecycleOptions,
+} from './broker-lifecycle.js';
+export {
+  type AppliedListener,
+  type ControllerLimits,
+  ControllerNode,
+  type ControllerNodeOptions,
+  DEFAULT_CONTROLLER_LIMITS,
+  NotControllerError,
+  newClusterId,
+} from './controller-node.js';
 export {
   assignReplicas,
   type CreateTopicRequest,
@@ -22,6 +38,30 @@ export {
   planRegisterBroker,
   type RegisterBrokerRequest,
 } from './controller-planner.js';
+export {
+  CONTROLLER_CLIENT_DEFAULTS,
+  ControllerClient,
+  type ControllerClientOptions,
+  ControllerRpcKind,
+  ControllerRpcServer,
+  decodeResponse,
+  encodeError,
+  encodeOk,
+  encodeRequest,
+  isControllerRpcKind,
+} from './controller-rpc.js';
+export { decodePlan, encodePlan, PLAN_RECORDS_MAX } from './metadata-entry.js';
+export {
+  DEFAULT_METADATA_LOG_LIMITS,
+  METADATA_ENTRY_BYTES_MAX,
+  METADATA_HARDSTATE_FILE,
+  METADATA_LOG_FILE,
+  METADATA_SNAPSHOT_FILE,
+  type MetadataLogLimits,
+  type MetadataLogRecovery,
+  MetadataLogStore,
+  type ReadyWrites,
+} from './metadata-log.js';
 export {
   BROKER_ID_MAX,
   CONFIG_ENTRIES_MAX,
@@ -65,6 +105,8 @@ export {
   topicsInOrder,
 } from './metadata-state.js';
 export {
+  bindNodeIdentity,
+  type ClusterIdSource,
   decodeNodeIdentity,
   encodeNodeIdentity,
   ensureNodeIdentity,

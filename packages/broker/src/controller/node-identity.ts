@@ -13,7 +13,8 @@
 // after a crash it holds the old identity or the new one. Anything else is CORRUPT_DATA, naming
 // the path; a valid file naming another cluster or node is NODE_IDENTITY_MISMATCH, naming both.
 import { crc32c, ErrorCode, StreamBusError } from '@streambus/protocol';
-import { type FileSystem, isNotFound, joinPath, writeFileAtomic } from '@streambus/storage';
+import { type FileSystem, joinPath, writeFileAtomic } from '@streambus/storage';
+import { readOptional } from './metadata-log.js';
 import { BROKER_ID_MAX, isValidClusterId } from './metadata-records.js';
 
 export const NODE_IDENTITY_FILE = 'node-identity.properties';
@@ -105,14 +106,7 @@ export async function readNodeIdentity(
   dataDir: string,
 ): Promise<NodeIdentity | null> {
   const path = nodeIdentityPath(dataDir);
-  let bytes: Buffer;
-  try {
-    bytes = await fs.readFile(path);
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-  return decodeNodeIdentity(bytes, path);
+  return readOptional(fs, path, (bytes) => decodeNodeIdentity(bytes, path));
 }
 
 export async function writeNodeIdentity(
@@ -163,4 +157,38 @@ export async function ensureNodeIdentity(
   const identity = { clusterId: expected.clusterId, nodeId: expected.nodeId };
   await writeNodeIdentity(fs, dataDir, identity);
   return identity;
+}
+
+/** What `bindNodeIdentity` needs of the controller node (ControllerNode has it). */
+export interface ClusterIdSource {
+  readonly state: { readonly clusterId: string | null };
+  onApplied(listener: (state: { readonly clusterId: string | null }) => void): () => void;
+}
+
+/**
+ * Start-up's second identity check (issue 9): once the metadata log has a cluster id (at once
+ * when the log already holds one, else when the bootstrap record or a leader's snapshot is
+ * applied), records it in a fresh data directory or refuses a directory of another cluster or
+ * node with NODE_IDENTITY_MISMATCH, naming both. Call `ensureNodeIdentity` with a null cluster
+ * id before opening anything, so a wrong node id is refused before the log is even read.
+ */
+export function bindNodeIdentity(
+  source: ClusterIdSource,
+  fs: FileSystem,
+  dataDir: string,
+  nodeId: number,
+): Promise<NodeIdentity> {
+  const check = async (clusterId: string) => {
+    const identity = await ensureNodeIdentity(fs, dataDir, { clusterId, nodeId });
+    return identity ?? { clusterId, nodeId };
+  };
+  const known = source.state.clusterId;
+  if (known !== null) return check(known);
+  return new Promise<NodeIdentity>((resolve, reject) => {
+    const off = source.onApplied((state) => {
+      if (state.clusterId === null) return;
+      off();
+      check(state.clusterId).then(resolve, reject);
+    });
+  });
 }

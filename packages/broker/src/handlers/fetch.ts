@@ -9,7 +9,7 @@ import {
 } from '@streambus/protocol';
 import type { RequestContext } from '../connection.js';
 import { refuseDuplicatePartitions } from '../fetch-request.js';
-import type { Partition } from '../partition.js';
+import type { ServedPartition } from '../served-partition.js';
 import type { BrokerContext } from './context.js';
 import { partitionError } from './errors.js';
 
@@ -36,13 +36,16 @@ export async function fetch(
     }
     const partitions = requestedPartitions(b, req);
     if (partitions.some((p, i) => (p?.highWatermark ?? -1) !== endsBefore[i])) continue;
-    const parked = await b.replicas.park(partitions as Partition[], remainingMs, ctx.signal);
+    const parked = await b.replicas.park(partitions as ServedPartition[], remainingMs, ctx.signal);
     if (!parked) return response;
   }
 }
 
-function requestedPartitions(b: BrokerContext, req: FetchRequest): Array<Partition | undefined> {
-  const out: Array<Partition | undefined> = [];
+function requestedPartitions(
+  b: BrokerContext,
+  req: FetchRequest,
+): Array<ServedPartition | undefined> {
+  const out: Array<ServedPartition | undefined> = [];
   for (const t of req.topics) {
     for (const p of t.partitions) out.push(b.replicas.find(t.name, p.partition));
   }

@@ -11,7 +11,8 @@ import {
 import { describeClusterOfOne } from '../describe-cluster.js';
 import { checkTopicName } from '../topic-config.js';
 import { BROKER_VERSION } from '../version.js';
-import type { BrokerContext } from './context.js';
+import { clusterMetadata } from './cluster-admin.js';
+import { type BrokerContext, localTopics } from './context.js';
 import { ERROR_MESSAGE_LENGTH_MAX, partitionError } from './errors.js';
 
 export function apiVersions(b: BrokerContext) {
@@ -28,10 +29,12 @@ export function apiVersions(b: BrokerContext) {
 }
 
 export async function metadata(b: BrokerContext, req: MetadataRequest): Promise<MetadataResponse> {
-  const names = req.topics ?? b.topics.names();
+  if (b.cluster !== null) return clusterMetadata(b, b.cluster, req);
+  const registry = localTopics(b);
+  const names = req.topics ?? registry.names();
   const topics: MetadataResponse['topics'] = [];
   for (const name of names) {
-    let t = b.topics.get(name);
+    let t = registry.get(name);
     if (
       t === undefined &&
       req.topics !== null &&
@@ -40,14 +43,14 @@ export async function metadata(b: BrokerContext, req: MetadataRequest): Promise<
     ) {
       try {
         checkTopicName(name);
-        await b.admin.run(() => b.topics.create(name, b.config.defaults.partitions, {}));
+        await b.admin.run(() => registry.create(name, b.config.defaults.partitions, {}));
       } catch (err) {
         if (!isStreamBusError(err, ErrorCode.TOPIC_ALREADY_EXISTS)) {
           topics.push({ ...partitionError(b, err, { topic: name }), name, partitions: [] });
           continue;
         }
       }
-      t = b.topics.get(name);
+      t = registry.get(name);
     }
     if (t === undefined) {
       topics.push({
@@ -79,7 +82,7 @@ export async function metadata(b: BrokerContext, req: MetadataRequest): Promise<
   }
   const address = b.advertised();
   return {
-    clusterId: b.topics.clusterId,
+    clusterId: registry.clusterId,
     controllerId: b.config.nodeId,
     brokers: [{ nodeId: b.config.nodeId, host: address.host, port: address.port, rack: null }],
     topics,
@@ -87,9 +90,10 @@ export async function metadata(b: BrokerContext, req: MetadataRequest): Promise<
 }
 
 export function describeCluster(b: BrokerContext): DescribeClusterResponse {
+  if (b.cluster !== null) return b.cluster.describeCluster();
   const address = b.advertised();
   return describeClusterOfOne({
-    clusterId: b.topics.clusterId,
+    clusterId: localTopics(b).clusterId,
     nodeId: b.config.nodeId,
     host: address.host,
     port: address.port,

@@ -13,13 +13,21 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import { checkTopicName, describeTopicConfig } from '../topic-config.js';
-import type { BrokerContext } from './context.js';
+import {
+  clusterAlterConfigs,
+  clusterCreateTopics,
+  clusterDeleteTopics,
+  clusterDescribeConfigs,
+} from './cluster-admin.js';
+import { type BrokerContext, localTopics } from './context.js';
 import { partitionError } from './errors.js';
 
 export async function createTopics(
   b: BrokerContext,
   req: CreateTopicsRequest,
 ): Promise<CreateTopicsResponse> {
+  if (b.cluster !== null) return clusterCreateTopics(b, b.cluster, req);
+  const registry = localTopics(b);
   const topics: CreateTopicsResponse['topics'] = [];
   for (const t of req.topics) {
     try {
@@ -37,16 +45,16 @@ export async function createTopics(
           `replication factor ${t.replicationFactor} needs more brokers: this cluster has 1 (use 1 or -1)`,
         );
       }
-      b.topics.checkNew(t.name, partitions, t.configs);
+      registry.checkNew(t.name, partitions, t.configs);
       if (req.validateOnly) {
-        if (b.topics.has(t.name)) {
+        if (registry.has(t.name)) {
           throw new StreamBusError(
             ErrorCode.TOPIC_ALREADY_EXISTS,
             `topic ${t.name} already exists`,
           );
         }
       } else {
-        await b.admin.run(() => b.topics.create(t.name, partitions, t.configs));
+        await b.admin.run(() => registry.create(t.name, partitions, t.configs));
       }
       topics.push({ errorCode: 0, name: t.name });
     } catch (err) {
@@ -60,10 +68,12 @@ export async function deleteTopics(
   b: BrokerContext,
   req: DeleteTopicsRequest,
 ): Promise<DeleteTopicsResponse> {
+  if (b.cluster !== null) return clusterDeleteTopics(b, b.cluster, req);
+  const registry = localTopics(b);
   const topics: DeleteTopicsResponse['topics'] = [];
   for (const name of req.topics) {
     try {
-      await b.admin.run(() => b.topics.delete(name));
+      await b.admin.run(() => registry.delete(name));
       topics.push({ errorCode: 0, name });
     } catch (err) {
       topics.push({ ...partitionError(b, err, { topic: name }), name });
@@ -76,9 +86,11 @@ export function describeConfigs(
   b: BrokerContext,
   req: DescribeConfigsRequest,
 ): DescribeConfigsResponse {
+  if (b.cluster !== null) return clusterDescribeConfigs(b.cluster, req);
+  const registry = localTopics(b);
   return {
     topics: req.topics.map((name) => {
-      const t = b.topics.get(name);
+      const t = registry.get(name);
       if (t === undefined) {
         return {
           errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -105,11 +117,13 @@ export async function alterConfigs(
   b: BrokerContext,
   req: AlterConfigsRequest,
 ): Promise<AlterConfigsResponse> {
+  if (b.cluster !== null) return clusterAlterConfigs(b, b.cluster, req);
+  const registry = localTopics(b);
   const topics: AlterConfigsResponse['topics'] = [];
   for (const change of req.topics) {
     try {
       await b.admin.run(() =>
-        b.topics.alterConfigs(change.name, change.configs, req.validateOnly ?? false),
+        registry.alterConfigs(change.name, change.configs, req.validateOnly ?? false),
       );
       topics.push({ errorCode: 0, name: change.name });
     } catch (err) {

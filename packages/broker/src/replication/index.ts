@@ -10,8 +10,11 @@ export {
 export {
   batchToSource,
   encodeControlEntry,
+  encodeLogStartBatch,
   isControlBatch,
+  logStartOf,
   RAFT_CONF_CONTROL_TYPE,
+  RAFT_LOG_START_CONTROL_TYPE,
   RAFT_NOOP_CONTROL_TYPE,
 } from './control-entry.js';
 export {
@@ -58,6 +61,12 @@ export {
   saveSnapshot,
   TERM_RUNS_FILE,
 } from './replica-files.js';
+export {
+  batchProducer,
+  copyProducers,
+  producersAt,
+  producersFrom,
+} from './replica-producers.js';
 export { ReplicaStore, type ReplicaStoreOptions, type ScannedBatch } from './replica-store.js';
 export {
   type LogPosition,

@@ -13,6 +13,7 @@
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
 //   transferLeadership(to: NodeId): void
+//   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
 //   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
 //   Errors: NotLeaderError (NOT_LEADER_OR_FOLLOWER 6, `leaderHint`), REPLICA_PROPOSALS_FULL
@@ -51,18 +52,30 @@
 // A Ready that changes term or vote (an election) is persisted first, as the contract says.
 // So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
 //
-// Idempotence and retention (delete-records through the group) are not in this file yet
-// (milestone 2 of the task; see docs/replication.md "Not done").
+// Idempotent producers (replica-producers.ts). Every replica keeps the producer state of its
+// log as batches are appended (ReplicaStore). The leader checks each idempotent batch before
+// proposing, against a copy of that state taken when its log was placed plus its own proposals;
+// a retry of a batch the log holds (committed, or in flight) is answered with its original
+// offsets once they satisfy the request's acks, never appended again, also across a leader
+// change (the new leader's log holds what the old one replicated). A mix of new and retried
+// batches in one request is OUT_OF_ORDER_SEQUENCE_NUMBER, as on a single node.
+//
+// Retention and delete-records: through the group, by a log-start entry (see `compactTo`).
 import {
   BatchField,
   batchSizeAt,
   ErrorCode,
+  RECORD_BATCH_HEADER_BYTES,
+  readBatchHeader,
   StreamBusError,
   setBaseOffset,
   setPartitionLeaderEpoch,
+  splitBatches,
+  verifyBatchCrc,
 } from '@streambus/protocol';
 import {
   type Entry,
+  EntryType,
   type HardState,
   type LogIndex,
   type Message,
@@ -75,13 +88,25 @@ import {
   RaftNode,
   type RandomSource,
   type Ready,
+  type Snapshot,
   StateRole,
 } from '@streambus/raft';
 import type { FileSystem, PartitionLogConfig, PartitionLogOptions } from '@streambus/storage';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
+import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
+import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
 import type { OffsetTranslatorLimits } from './offset-translator.js';
 import type { RaftLogTailLimits } from './raft-log-tail.js';
+import { encodeSnapshotData } from './replica-files.js';
+import {
+  batchProducer,
+  copyProducers,
+  isIdempotent,
+  lastSequenceOf,
+  producersAt,
+} from './replica-producers.js';
 import { ReplicaStore } from './replica-store.js';
+import type { LogPosition } from './term-runs.js';
 
 export type ReplicaRole = 'leader' | 'follower' | 'candidate' | 'offline';
 
@@ -155,7 +180,8 @@ export class NotLeaderError extends StreamBusError {
 }
 
 interface Pending {
-  readonly lastIndex: LogIndex;
+  /** Answered once this offset is written (acks=1) or below the high watermark (acks=all). */
+  readonly lastOffset: number;
   readonly acks: 1 | -1;
   readonly bytes: number;
   readonly result: ProduceResult;
@@ -166,6 +192,8 @@ interface Pending {
 interface Queued {
   readonly batches: Buffer;
   readonly acks: 0 | 1 | -1;
+  /** A log-start entry (deleteRecordsBefore): no producer checks. */
+  readonly control?: boolean;
   readonly resolve: (r: ProduceResult) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -201,8 +229,11 @@ export class PartitionReplica implements HostedGroup {
   private leaderNext: { index: LogIndex; offset: number } | null = null;
   /** The term `leaderNext` and `pending` belong to. */
   private leaderTerm = 0;
-  /** The highest index of this leader's term written to the OS (acks=1). */
-  private writtenIndex = 0 as LogIndex;
+  /**
+   * The leader's producer table: a copy of the log's taken when its log was placed, plus its own
+   * proposals (replica-producers.ts). Null when not leading.
+   */
+  private leaderProducers: ProducerStateTable | null = null;
   private hw: number;
   private roleSeen: ReplicaRole;
   private leadSeen: NodeId;
@@ -244,7 +275,6 @@ export class PartitionReplica implements HostedGroup {
       ...(o.translatorLimits ? { translatorLimits: o.translatorLimits } : {}),
       onRecovery: (message) => logger.warn({ dir: o.dir }, message),
     });
-    store.takeScanned(); // producer state comes with milestone 2
     try {
       const node = new RaftNode({ ...o.raft, id: o.self, random: o.random }, store.tail);
       return new PartitionReplica(o, store, node);
@@ -379,6 +409,52 @@ export class PartitionReplica implements HostedGroup {
     return this.store.readCommitted(offset, maxBytes, this.hw);
   }
 
+  /**
+   * Leader only: moves every replica's log start up to the batch holding `offset` (at most the
+   * high watermark; OFFSET_OUT_OF_RANGE beyond), through the group (see `compactTo`). Resolves
+   * with the new log start (a batch boundary at or below `offset`) once the log-start entry is
+   * committed; each replica cuts its log when it applies that entry.
+   */
+  async deleteRecordsBefore(offset: number): Promise<number> {
+    this.checkUsable();
+    this.checkLeader();
+    if (!Number.isSafeInteger(offset) || offset > this.hw) {
+      throw new StreamBusError(
+        ErrorCode.OFFSET_OUT_OF_RANGE,
+        `partition ${this.keyString()}: delete-records offset ${offset} is past the high watermark ${this.hw}`,
+      );
+    }
+    if (offset <= this.logStartOffset) return this.logStartOffset;
+    const start = await this.store.positionAt(offset);
+    if (start.index <= this.store.tail.firstIndex()) return this.logStartOffset;
+    const batches = encodeLogStartBatch(start);
+    await new Promise<ProduceResult>((resolve, reject) => {
+      this.checkLeader();
+      this.pendingBytes += batches.length;
+      this.queued.push({ batches, acks: -1, control: true, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    });
+    return start.offset;
+  }
+
+  /**
+   * Leader only: applies the topic's retention (retentionBytesMax, retentionMs) by moving the
+   * log start, through the group, to the segment boundary the segment log would cut at, never
+   * past the high watermark. Resolves with the log start. (Never call the PartitionLog's own
+   * enforceRetention on a replica: its replicas would diverge.)
+   */
+  enforceRetention(): Promise<number> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const target = Math.min(this.store.log.retentionStartOffset(), this.hw);
+    return this.deleteRecordsBefore(target);
+  }
+
   transferLeadership(to: NodeId): void {
     this.checkUsable();
     try {
@@ -407,6 +483,7 @@ export class PartitionReplica implements HostedGroup {
   step(message: Message): void {
     if (this.closed || this.offline) return;
     try {
+      if (message.type === MessageType.Append) checkAppendEntries(message);
       this.node.step(message);
     } catch (err) {
       // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
@@ -458,7 +535,8 @@ export class PartitionReplica implements HostedGroup {
     await this.persist(rd);
     if (this.closed) return;
     if (!early) this.send(rd.messages);
-    this.apply(rd.committedEntries);
+    await this.apply(rd.committedEntries);
+    if (this.closed) return;
     this.node.advance();
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
     this.observe();
@@ -467,19 +545,10 @@ export class PartitionReplica implements HostedGroup {
   private async persist(rd: Ready): Promise<void> {
     const hard: HardState | null = rd.hardState;
     if (hard !== null && this.store.hardStateChanges(hard)) await this.store.saveHardState(hard);
-    if (rd.snapshot !== null) {
-      await this.store.installSnapshot(rd.snapshot);
-      this.writtenIndex = rd.snapshot.meta.index;
-    }
+    if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0) {
-      const term = this.leaderTerm;
-      await this.store.persistEntries(rd.entries, (index) => {
-        // onWritten: the leader's own batch reached the OS (acks=1), before its fsync.
-        if (term === this.leaderTerm && index > this.writtenIndex) {
-          this.writtenIndex = index;
-          this.resolvePending();
-        }
-      });
+      // onWritten: a batch reached the OS (acks=1), before its fsync.
+      await this.store.persistEntries(rd.entries, () => this.resolvePending());
     }
     if (hard !== null) await this.store.saveHardState(hard);
   }
@@ -494,8 +563,57 @@ export class PartitionReplica implements HostedGroup {
     }
   }
 
-  /** Committed entries: nothing to apply beyond the high watermark until milestone 2. */
-  private apply(_entries: readonly Entry[]): void {}
+  /**
+   * Committed entries. Data needs nothing (the high watermark follows the commit index, the
+   * producer state follows appends); a log-start entry moves this replica's log start (below).
+   */
+  private async apply(entries: readonly Entry[]): Promise<void> {
+    for (const e of entries) {
+      if (e.data.byteLength === 0 || e.type !== EntryType.Normal || !isControlBatch(e.data))
+        continue;
+      const start = logStartOf(e.data);
+      if (start !== null) await this.compactTo(start, e.index);
+    }
+  }
+
+  /**
+   * Retention and delete-records, through the group (decision): the leader proposes a small
+   * log-start entry naming the new first entry (index and offset, at or below the commit index
+   * when proposed); every replica applies it when committed: a snapshot at the entry before it
+   * (producer state as of that point, the configuration then), saved, then the segment log and
+   * the tail cut to it. All replicas apply the same committed entry, so they converge on the same
+   * log start; a follower that is behind it later receives the snapshot (InstallSnapshot) and
+   * restarts its log there. Why not per-replica retention: each replica would cut at its own
+   * segment boundaries and the group's logs would differ below the commit point.
+   */
+  private async compactTo(start: LogPosition, at: LogIndex): Promise<void> {
+    const tail = this.store.tail;
+    if (start.index <= tail.firstIndex()) return;
+    if (start.index >= at || start.index > tail.lastIndex() + 1) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_DATA,
+        `replica ${this.keyString()}: log-start entry ${at} names entry ${start.index} (not before it)`,
+      );
+    }
+    const known = tail.translator.offsetOf(start.index);
+    if (known !== undefined && known !== start.offset) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_DATA,
+        `replica ${this.keyString()}: log-start entry ${at} puts entry ${start.index} at offset ${start.offset}, this log at ${known}`,
+      );
+    }
+    const index = (start.index - 1) as LogIndex;
+    const term = tail.term(index)!;
+    const snapshot: Snapshot = {
+      meta: { index, term, conf: this.node.confStateAt(index) },
+      data: encodeSnapshotData({
+        startOffset: start.offset,
+        producers: producersAt(this.store.producers, start.offset),
+      }),
+    };
+    await this.store.compactTo(snapshot);
+    this.emit('high-watermark');
+  }
 
   private startPrefetch(lo: LogIndex, hi: LogIndex): void {
     if (this.prefetching.has(lo)) return;
@@ -531,6 +649,7 @@ export class PartitionReplica implements HostedGroup {
     const isLeader = this.node.currentRole === StateRole.Leader;
     if (this.leaderTerm !== 0 && (!isLeader || term !== this.leaderTerm)) {
       this.resolvePending();
+      this.leaderProducers = null;
       this.failAll(
         new NotLeaderError(
           this.node.currentLead,
@@ -542,7 +661,6 @@ export class PartitionReplica implements HostedGroup {
     }
     if (isLeader && this.leaderTerm === 0) {
       this.leaderTerm = term;
-      this.writtenIndex = 0 as LogIndex;
       this.caughtUpAt.clear();
     }
     const hw = this.commitOffset();
@@ -583,6 +701,7 @@ export class PartitionReplica implements HostedGroup {
         index: (tail.lastIndex() + 1) as LogIndex,
         offset: tail.translator.endPosition.offset,
       };
+      this.leaderProducers = copyProducers(this.store.producers);
     }
     const queued = this.queued;
     this.queued = [];
@@ -592,10 +711,58 @@ export class PartitionReplica implements HostedGroup {
 
   private proposeNow(q: Queued): void {
     const next = this.leaderNext!;
+    const producers = this.leaderProducers!;
     const term = this.node.currentTerm;
     const now = this.nowMs();
     const baseOffset = next.offset;
-    let lastIndex = 0 as LogIndex;
+    // Idempotence first, for every batch of the request, before anything is proposed: check and
+    // record in order (pipelined batches of one producer see each other), undone on a refusal.
+    const recorded: Array<{ producerId: number; entry: BatchEntry }> = [];
+    const stamps: Array<{ entry: BatchEntry; delta: number }> = [];
+    let duplicate: { entry: BatchEntry; records: number } | null = null;
+    let duplicates = 0;
+    let batchCount = 0;
+    let records = 0;
+    try {
+      for (let pos = 0; pos < q.batches.length; pos += batchSizeAt(q.batches, pos)) {
+        batchCount++;
+        const p = batchProducer(q.batches, pos);
+        if (!q.control && isIdempotent(p)) {
+          const lastSeq = lastSequenceOf(p);
+          const d = producers.check(p.producerId, p.epoch, p.baseSequence, lastSeq);
+          if (d.kind === 'duplicate') {
+            duplicates++;
+            duplicate ??= { entry: d.entry, records: p.lastOffsetDelta + 1 };
+          } else {
+            const entry = producers.record(p.producerId, p.epoch, p.baseSequence, lastSeq, null);
+            recorded.push({ producerId: p.producerId, entry });
+            stamps.push({ entry, delta: records });
+          }
+        }
+        records += p.lastOffsetDelta + 1;
+      }
+      if (duplicates > 0 && duplicates !== batchCount) {
+        throw new StreamBusError(
+          ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+          'a produce mixes already-written batches with new ones',
+        );
+      }
+    } catch (err) {
+      for (let i = recorded.length - 1; i >= 0; i--) {
+        producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
+      }
+      this.pendingBytes -= q.batches.length;
+      q.reject(err);
+      return;
+    }
+    if (duplicate !== null) {
+      // A retry of a batch this log holds: its original offsets, answered as its acks require.
+      const base = duplicate.entry.baseOffset!;
+      const lastOffset = base + records - 1;
+      this.answerAt(q, { baseOffset: base, lastOffset, logAppendTimeMs: -1 }, lastOffset);
+      return;
+    }
+    for (const s of stamps) s.entry.baseOffset = baseOffset + s.delta;
     let pos = 0;
     try {
       while (pos < q.batches.length) {
@@ -607,43 +774,52 @@ export class PartitionReplica implements HostedGroup {
         if (p.index !== next.index) {
           throw new Error(`assertion: proposal landed at ${p.index}, expected ${next.index}`);
         }
-        lastIndex = p.index;
         next.index = (next.index + 1) as LogIndex;
         next.offset += count;
         pos += size;
       }
     } catch (err) {
+      // Nothing proposed yet: the producer state is undone. Part of it proposed (the core's own
+      // bound, which pendingBytesMax keeps us under): those entries stay in the log, so stay
+      // recorded; the request fails and an idempotent retry is answered as a duplicate.
+      if (pos === 0) {
+        for (let i = recorded.length - 1; i >= 0; i--) {
+          producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
+        }
+      }
       this.pendingBytes -= q.batches.length;
       q.reject(this.mapRaftError(err));
       return;
     }
-    const result: ProduceResult = {
-      baseOffset,
-      lastOffset: next.offset - 1,
-      logAppendTimeMs: now,
-    };
+    const lastOffset = next.offset - 1;
+    this.answerAt(q, { baseOffset, lastOffset, logAppendTimeMs: now }, lastOffset);
+  }
+
+  /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
+  private answerAt(q: Queued, result: ProduceResult, lastOffset: number): void {
     if (q.acks === 0) {
       this.pendingBytes -= q.batches.length;
       q.resolve(result);
       return;
     }
     this.pending.push({
-      lastIndex,
+      lastOffset,
       acks: q.acks,
       bytes: q.batches.length,
       result,
       resolve: q.resolve,
       reject: q.reject,
     });
+    this.resolvePending();
   }
 
   private resolvePending(): void {
     if (this.pending.length === 0) return;
-    const commit = this.node.commitIndex;
+    const written = this.store.log.writtenEndOffset;
     const keep: Pending[] = [];
     for (const p of this.pending) {
       const local = p.acks === 1 || this.ackAllOnLocalWrite;
-      const done = local ? p.lastIndex <= this.writtenIndex : p.lastIndex <= commit;
+      const done = local ? p.lastOffset < written : p.lastOffset < this.hw;
       if (done) {
         this.pendingBytes -= p.bytes;
         p.resolve(p.result);
@@ -732,23 +908,50 @@ export class PartitionReplica implements HostedGroup {
   }
 }
 
+/**
+ * The entries of an inbound append, checked before the core sees them, so a damaged message is
+ * dropped (the leader resends) instead of failing this replica's log at persist: every data
+ * entry is exactly one batch, CRC-32C good, partitionLeaderEpoch = the entry's term, offsets
+ * contiguous from entry to entry. (Its first offset is checked against the log at persist.)
+ */
+function checkAppendEntries(m: Message): void {
+  let next = -1;
+  for (const e of m.entries) {
+    if (e.type !== EntryType.Normal || e.data.byteLength === 0) {
+      if (next >= 0) next += 1; // a control entry: one offset
+      continue;
+    }
+    const buf = Buffer.isBuffer(e.data)
+      ? e.data
+      : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+    const fail = (why: string): never => {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `append from ${m.from}: entry ${e.index} ${why}`,
+      );
+    };
+    if (buf.length < RECORD_BATCH_HEADER_BYTES || batchSizeAt(buf, 0) !== buf.length) {
+      fail('is not exactly one record batch');
+    }
+    const h = readBatchHeader(buf, 0);
+    if (h.partitionLeaderEpoch !== e.term)
+      fail(`has epoch ${h.partitionLeaderEpoch}, term ${e.term}`);
+    if (next >= 0 && h.baseOffset !== next)
+      fail(`has baseOffset ${h.baseOffset}, expected ${next}`);
+    if (h.lastOffsetDelta < 0 || !verifyBatchCrc(buf, 0))
+      fail('fails its CRC-32C or has no records');
+    next = h.baseOffset + h.lastOffsetDelta + 1;
+  }
+}
+
 /** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
 function checkFraming(batches: Buffer): void {
   if (batches.length === 0) {
     throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
   }
-  let pos = 0;
-  while (pos < batches.length) {
-    const size = batchSizeAt(batches, pos);
-    if (pos + size > batches.length) {
-      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
+  for (const { position } of splitBatches(batches)) {
+    if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
     }
-    if (batches[pos + BatchField.MAGIC] !== 2) {
-      throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
-    }
-    if (batches.readInt32BE(pos + BatchField.LAST_OFFSET_DELTA) < 0) {
-      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no records`);
-    }
-    pos += size;
   }
 }

@@ -29,6 +29,7 @@
 //      then checked against the scan; any difference and it is rebuilt from the scan;
 //   d. the term runs from their file (recoverTermRuns, clipped) or rebuilt; every scanned batch's
 //      term must agree with the table, else CORRUPT_DATA (the term is outside the batch CRC);
+//   (b also rebuilds the idempotent-producer state: the snapshot's table plus every data batch)
 //   e. the hard state; its commit is clamped to the log (under 'interval'/'none' the log may
 //      have lost what a saved commit covered) and its term raised to the last entry's term.
 // The full scan is O(log) at open: a known limit (docs/replication.md); the checkpoints make it
@@ -57,7 +58,14 @@ import {
   type PartitionLogConfig,
   type PartitionLogOptions,
 } from '@streambus/storage';
-import { batchesToSources, encodeControlEntry, isControlEntry } from './control-entry.js';
+import type { ProducerStateTable } from '../idempotence.js';
+import {
+  batchesToSources,
+  batchToSource,
+  encodeControlEntry,
+  isControlBatch,
+  isControlEntry,
+} from './control-entry.js';
 import {
   type BatchPlacement,
   OFFSET_TRANSLATOR_DEFAULTS,
@@ -84,6 +92,7 @@ import {
   saveSnapshot,
   TERM_RUNS_FILE,
 } from './replica-files.js';
+import { batchProducer, observeBatch, producersFrom } from './replica-producers.js';
 import { type LogPosition, recoverTermRuns, saveTermRuns, TermRuns } from './term-runs.js';
 
 /** Bytes read per step of the open scan. */
@@ -128,10 +137,15 @@ export class ReplicaStore implements ReplicaLogSource {
     readonly log: PartitionLog,
     readonly tail: RaftLogTail,
     hard: HardState,
-    /** Batches found by the open scan (for the producer-state rebuild); dropped after use. */
-    private scanned: ScannedBatch[] | null,
+    /** The idempotent-producer state of this log (replica-producers.ts). */
+    private producerTable: ProducerStateTable,
   ) {
     this.savedHard = hard;
+  }
+
+  /** The idempotent-producer state of what this replica's log holds (read it; do not change). */
+  get producers(): ProducerStateTable {
+    return this.producerTable;
   }
 
   static async open(o: ReplicaStoreOptions): Promise<ReplicaStore> {
@@ -178,7 +192,8 @@ export class ReplicaStore implements ReplicaLogSource {
     const logStart: LogPosition = { index: (snapshot.meta.index + 1) as LogIndex, offset: start };
 
     // b. One scan of the log.
-    const { batches, confs } = await scanLog(log, logStart, dir);
+    const producers = producersFrom(decodeSnapshotData(snapshot.data).producers);
+    const { batches, confs } = await scanLog(log, logStart, dir, producers);
     const scanEnd: LogPosition = {
       index: (logStart.index + batches.length) as LogIndex,
       offset: log.logEndOffset,
@@ -247,14 +262,7 @@ export class ReplicaStore implements ReplicaLogSource {
       ...(o.tailLimits ? { limits: o.tailLimits } : {}),
       translatorLimits,
     });
-    return new ReplicaStore(fs, dir, log, tail, hard, batches);
-  }
-
-  /** The batches the open scan found (once; null afterwards), for rebuilding producer state. */
-  takeScanned(): ScannedBatch[] | null {
-    const s = this.scanned;
-    this.scanned = null;
-    return s;
+    return new ReplicaStore(fs, dir, log, tail, hard, producers);
   }
 
   get hardState(): HardState {
@@ -330,7 +338,7 @@ export class ReplicaStore implements ReplicaLogSource {
       if (h.lastOffsetDelta < 0) fail('has no records');
       const count = h.lastOffsetDelta + 1;
       bufs.push(buf);
-      placements.push({ baseOffset: offset, recordCount: count, isControl: false });
+      placements.push({ baseOffset: offset, recordCount: count, isControl: isControlBatch(buf) });
       offset += count;
     }
     return { placements, bufs };
@@ -352,6 +360,11 @@ export class ReplicaStore implements ReplicaLogSource {
     const plan = tail.planTermRuns(entries, placements);
     if (entries[0]!.index <= tail.lastIndex()) {
       await this.log.truncateTo(placements[0]!.baseOffset);
+      // The producer state goes back with the log: the snapshot's table plus what is left.
+      const start = tail.translator.startPosition;
+      const table = producersFrom(decodeSnapshotData(tail.snapshot().data).producers);
+      await scanLog(this.log, start, this.dir, table);
+      this.producerTable = table;
     }
     if (plan !== null) await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), plan);
     await Promise.all(
@@ -363,6 +376,11 @@ export class ReplicaStore implements ReplicaLogSource {
       ),
     );
     tail.append(entries, placements);
+    for (let k = 0; k < bufs.length; k++) {
+      if (!placements[k]!.isControl) {
+        observeBatch(this.producerTable, batchProducer(bufs[k]!), placements[k]!.baseOffset);
+      }
+    }
     return placements;
   }
 
@@ -378,6 +396,7 @@ export class ReplicaStore implements ReplicaLogSource {
     await saveSnapshot(this.fs, file, snapshot, 'compaction');
     await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), new TermRuns());
     this.tail.applySnapshot(snapshot, startOffset);
+    this.producerTable = producersFrom(decodeSnapshotData(snapshot.data).producers);
     return startOffset;
   }
 
@@ -391,6 +410,30 @@ export class ReplicaStore implements ReplicaLogSource {
     await this.log.deleteRecordsBefore(startOffset);
     this.tail.createSnapshot(snapshot.meta.index, snapshot.meta.conf, snapshot.data);
     this.tail.compact(snapshot.meta.index, startOffset);
+  }
+
+  /**
+   * The entry whose batch holds `offset` (its index and base offset), for
+   * logStart <= offset <= logEnd (logEnd gives the next entry). From the translator, or by a
+   * header scan forward from the nearest anchor below its exact window.
+   */
+  async positionAt(offset: number): Promise<LogPosition> {
+    const t = this.tail.translator;
+    let at = t.anchorForOffset(offset);
+    while (at.offset < offset) {
+      const r = await this.log.read(at.offset, SCAN_READ_BYTES);
+      if (r.data.length === 0) throw corrupt(this.dir, `no batch at offset ${at.offset}`);
+      let pos = 0;
+      while (pos < r.data.length) {
+        const h = readBatchHeader(r.data, pos);
+        if (h.baseOffset !== at.offset) throw corrupt(this.dir, `no batch at offset ${at.offset}`);
+        const next = h.baseOffset + h.lastOffsetDelta + 1;
+        if (next > offset) return at;
+        at = { index: (at.index + 1) as LogIndex, offset: next };
+        pos += batchSizeAt(r.data, pos);
+      }
+    }
+    return at;
   }
 
   /**
@@ -471,11 +514,15 @@ function translatorDisagrees(
   return null;
 }
 
-/** Reads the whole log from `start` (headers; control batches decoded), in order. */
+/**
+ * Reads the whole log from `start` (headers; control batches decoded), in order, replaying every
+ * data batch into `producers`.
+ */
 async function scanLog(
   log: PartitionLog,
   start: LogPosition,
   dir: string,
+  producers: ProducerStateTable,
 ): Promise<{ batches: ScannedBatch[]; confs: Entry[] }> {
   const batches: ScannedBatch[] = [];
   const confs: Entry[] = [];
@@ -484,14 +531,16 @@ async function scanLog(
   while (offset < log.logEndOffset) {
     const r = await log.read(offset, SCAN_READ_BYTES);
     if (r.data.length === 0) break;
-    for (const b of batchesToSources(r.data)) {
+    let pos = 0;
+    while (pos < r.data.length) {
+      const b = batchToSource(r.data, pos);
       if (b.baseOffset !== offset) {
         throw corrupt(
           dir,
           `the log has a batch at offset ${b.baseOffset} where ${offset} was expected`,
         );
       }
-      const isControl = b.type === EntryType.Conf || b.data.byteLength === 0;
+      const isControl = isControlBatch(r.data, pos);
       batches.push({
         index,
         placement: { baseOffset: b.baseOffset, recordCount: b.recordCount, isControl },
@@ -500,8 +549,10 @@ async function scanLog(
       if (b.type === EntryType.Conf) {
         confs.push({ index, term: b.term, type: EntryType.Conf, data: Uint8Array.from(b.data) });
       }
+      if (!isControl) observeBatch(producers, batchProducer(r.data, pos), b.baseOffset);
       offset += b.recordCount;
       index = (index + 1) as LogIndex;
+      pos += batchSizeAt(r.data, pos);
     }
   }
   return { batches, confs };

@@ -5,7 +5,7 @@
 // `process()` on every replica with work until none has any. Deterministic for a seed.
 import { encodeRecordBatch } from '@streambus/protocol';
 import { type Message, type NodeId, seededRandom } from '@streambus/raft';
-import { MemoryFileSystem, type PartitionLogConfig } from '@streambus/storage';
+import { type CrashMode, MemoryFileSystem, type PartitionLogConfig } from '@streambus/storage';
 import {
   type GroupHost,
   type GroupKey,
@@ -36,7 +36,20 @@ export function batch(tag: number, count = 1 + (tag % 3)): Buffer {
   );
 }
 
-export type LinkMode = 'pass' | 'drop' | 'hold';
+/** 'corrupt': appends carrying data go out with one bit flipped in their last data entry. */
+export type LinkMode = 'pass' | 'drop' | 'hold' | 'corrupt';
+
+function corrupted(m: Message, cluster: ReplicaCluster): Message {
+  const k = m.entries.findLastIndex((e) => e.data.byteLength > 0);
+  if (k < 0) return m;
+  const e = m.entries[k]!;
+  const data = Buffer.from(e.data); // a copy: the sender's entry stays intact
+  data[data.length - 1] = data[data.length - 1]! ^ 1;
+  cluster.corrupted++;
+  const entries = m.entries.slice();
+  entries[k] = { ...e, data };
+  return { ...m, entries };
+}
 
 class TestHost implements GroupHost {
   notified = 0;
@@ -62,6 +75,7 @@ class FilteredTransport implements RaftTransport {
       const mode = this.cluster.link(m.from, m.to);
       if (mode === 'pass') pass.push(m);
       else if (mode === 'hold') this.cluster.held.push({ transport: this.inner, group, m });
+      else if (mode === 'corrupt') pass.push(corrupted(m, this.cluster));
     }
     if (pass.length > 0) this.inner.send(group, pass);
   }
@@ -101,6 +115,8 @@ export class ReplicaCluster {
   readonly hub = new MemoryTransportHub();
   readonly nodes = new Map<number, ClusterNode>();
   readonly held: Array<{ transport: RaftTransport; group: GroupKey; m: Message }> = [];
+  /** Messages sent damaged by a 'corrupt' link. */
+  corrupted = 0;
   private readonly links = new Map<string, LinkMode>();
   private readonly ids: NodeId[];
   private readonly seed: number;
@@ -184,12 +200,12 @@ export class ReplicaCluster {
   }
 
   /** Power loss: unsynced writes are lost; the replica object is abandoned (never closed). */
-  async crash(id: number): Promise<void> {
+  async crash(id: number, mode: CrashMode = 'drop-unsynced'): Promise<void> {
     const n = this.node(id);
     n.replica = null;
     await n.transport?.close();
     n.transport = null;
-    n.fs = n.fs.crash('drop-unsynced');
+    n.fs = n.fs.crash(mode);
   }
 
   /** A clean stop. */

@@ -1,7 +1,8 @@
 // `streambus broker start` (the broker as this process's main program, JSON logs on stdout) and
 // `streambus dev` (the embedded local default that `npm start` runs: a broker on 127.0.0.1:7070
 // with HTTP on 7071, data under one directory and topics created on first use, printing how to
-// produce and consume, stopped gracefully by Ctrl-C or SIGTERM). Both read STREAMBUS_*
+// produce and consume, stopped gracefully by Ctrl-C or SIGTERM; with `--nodes N`, N broker
+// processes forming one cluster, dev-cluster.ts). Both read STREAMBUS_*
 // variables through loadConfig, which ignores the client's (STREAMBUS_BOOTSTRAP) as the inner
 // entry point does; a bad configuration is a ConfigError (exit 2, see output.ts).
 import { existsSync } from 'node:fs';
@@ -9,6 +10,9 @@ import { isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Broker, loadConfig, runBroker } from '@streambus/broker';
 import { Command } from 'commander';
+import { UsageError } from '../output.js';
+import { parseIntArg } from './common.js';
+import { DEV_NODES_MAX, runDevCluster } from './dev-cluster.js';
 
 const LOG_LEVEL_HELP = 'fatal, error, warn, info, debug, trace or silent';
 
@@ -79,10 +83,12 @@ interface DevFlags {
   http: string;
   logLevel: string;
   autoCreateTopics: boolean;
+  nodes?: number;
+  port?: number;
 }
 
 export function devCommand(): Command {
-  return new Command('dev')
+  const dev = new Command('dev')
     .description('run a local broker with data under one directory (what `npm start` runs)')
     .option('--data-dir <dir>', 'data directory', './.streambus/data')
     .option('--listen <host:port>', 'native protocol address', '127.0.0.1:7070')
@@ -92,50 +98,81 @@ export function devCommand(): Command {
       '--no-auto-create-topics',
       'refuse unknown topics instead of creating them on first use',
     )
-    .action(async (opts: DevFlags) => {
-      const config = loadConfig({
-        env: process.env,
-        flags: {
-          'data-dir': opts.dataDir,
-          listen: opts.listen,
-          http: opts.http,
-          'log-level': opts.logLevel,
-          'auto-create-topics': opts.autoCreateTopics,
-        },
+    .option(
+      '--nodes <n>',
+      `run a local cluster of n broker processes (1..${DEV_NODES_MAX}), data under <data-dir>/node-<id>`,
+      parseIntArg('--nodes', 1, DEV_NODES_MAX),
+    )
+    .option(
+      '--port <port>',
+      'with --nodes: native ports from this one upward (default: any free ones)',
+      parseIntArg('--port', 1, 65535),
+    );
+  return dev.action(async (opts: DevFlags) => {
+    if (opts.nodes === undefined) {
+      if (opts.port !== undefined)
+        throw new UsageError('--port needs --nodes (one broker takes --listen)');
+    } else {
+      for (const flag of ['listen', 'http'] as const) {
+        if (dev.getOptionValueSource(flag) === 'cli') {
+          throw new UsageError(
+            `--${flag} sets one broker's address; with --nodes the ports are chosen (--port sets the first)`,
+          );
+        }
+      }
+      await runDevCluster({
+        nodes: opts.nodes,
+        dataDir: opts.dataDir,
+        port: opts.port ?? null,
+        logLevel: opts.logLevel,
+        autoCreateTopics: opts.autoCreateTopics,
+        cli: cliInvocation(),
       });
-      const broker = await Broker.start(config);
-      const { host, port } = broker.address;
-      const addr = `${host}:${port}`;
-      const b = addr === '127.0.0.1:7070' ? '' : ` --bootstrap ${addr}`;
-      const http = broker.httpAddress;
-      const cli = cliInvocation();
-      process.stdout.write(
-        [
-          `StreamBus dev broker listening on ${addr}${http ? ` (HTTP ${http.host}:${http.port}: /live /ready /metrics)` : ''}`,
-          `data: ${config.dataDir}`,
-          config.autoCreateTopics
-            ? `topics are created on first use (${config.defaults.partitions} partition${config.defaults.partitions === 1 ? '' : 's'}; --no-auto-create-topics to refuse)`
-            : 'unknown topics are refused (create them with topic create)',
-          '',
-          'Try it from another terminal:',
-          `  ${cli} topic create demo --partitions 3${b}`,
-          `  echo hello | ${cli} produce demo${b}`,
-          `  ${cli} consume demo --from-beginning${b}`,
-          '',
-          'Press Ctrl-C to stop.',
-          '',
-        ].join('\n'),
-      );
-      await new Promise<void>((resolve, reject) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          process.stdout.write('stopping...\n');
-          broker.close().then(resolve, reject);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
-      process.stdout.write('stopped\n');
+      return;
+    }
+    const config = loadConfig({
+      env: process.env,
+      flags: {
+        'data-dir': opts.dataDir,
+        listen: opts.listen,
+        http: opts.http,
+        'log-level': opts.logLevel,
+        'auto-create-topics': opts.autoCreateTopics,
+      },
     });
+    const broker = await Broker.start(config);
+    const { host, port } = broker.address;
+    const addr = `${host}:${port}`;
+    const b = addr === '127.0.0.1:7070' ? '' : ` --bootstrap ${addr}`;
+    const http = broker.httpAddress;
+    const cli = cliInvocation();
+    process.stdout.write(
+      [
+        `StreamBus dev broker listening on ${addr}${http ? ` (HTTP ${http.host}:${http.port}: /live /ready /metrics)` : ''}`,
+        `data: ${config.dataDir}`,
+        config.autoCreateTopics
+          ? `topics are created on first use (${config.defaults.partitions} partition${config.defaults.partitions === 1 ? '' : 's'}; --no-auto-create-topics to refuse)`
+          : 'unknown topics are refused (create them with topic create)',
+        '',
+        'Try it from another terminal:',
+        `  ${cli} topic create demo --partitions 3${b}`,
+        `  echo hello | ${cli} produce demo${b}`,
+        `  ${cli} consume demo --from-beginning${b}`,
+        '',
+        'Press Ctrl-C to stop.',
+        '',
+      ].join('\n'),
+    );
+    await new Promise<void>((resolve, reject) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        process.stdout.write('stopping...\n');
+        broker.close().then(resolve, reject);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    process.stdout.write('stopped\n');
+  });
 }

@@ -12,7 +12,10 @@ export interface ClientFlags {
 export function withClientOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--bootstrap <host:port>', 'broker address')
+      new Option(
+        '--bootstrap <host:port,...>',
+        'broker addresses, comma-separated (one answering is enough)',
+      )
         .env('STREAMBUS_BOOTSTRAP')
         .default(DEFAULT_BOOTSTRAP),
     )

@@ -1,6 +1,6 @@
 // `streambus topic create|list|describe|delete`.
 import { Command } from 'commander';
-import { UsageError } from '../output.js';
+import { table, UsageError } from '../output.js';
 import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
 
 function collectConfig(value: string, previous: Record<string, string>): Record<string, string> {
@@ -21,24 +21,42 @@ export function topicCommand(): Command {
         'partition count (default: the broker default)',
         parseIntArg('--partitions', 1, 100_000),
       )
+      .option(
+        '--replication-factor <n>',
+        'replicas per partition (default: min(3, live brokers))',
+        parseIntArg('--replication-factor', 1, 32_767),
+      )
       .option('--config <key=value>', 'a topic config (repeatable)', collectConfig, {}),
   ).action(
     async (
       name: string,
-      opts: ClientFlags & { partitions?: number; config: Record<string, string> },
+      opts: ClientFlags & {
+        partitions?: number;
+        replicationFactor?: number;
+        config: Record<string, string>;
+      },
     ) => {
       await withClient(opts, async (client, out) => {
         const admin = client.admin();
         await admin.createTopic({
           name,
           ...(opts.partitions === undefined ? {} : { partitions: opts.partitions }),
+          ...(opts.replicationFactor === undefined
+            ? {}
+            : { replicationFactor: opts.replicationFactor }),
           configs: opts.config,
         });
         const d = await admin.describeTopic(name);
+        const replicas = d.partitions[0]?.replicas.length ?? 0;
         out.human(
-          `created topic ${name} with ${d.partitions.length} partition${d.partitions.length === 1 ? '' : 's'}`,
+          `created topic ${name} with ${d.partitions.length} partition${d.partitions.length === 1 ? '' : 's'}${replicas > 1 ? `, ${replicas} replicas each` : ''}`,
         );
-        out.json({ created: name, partitions: d.partitions.length, configs: opts.config });
+        out.json({
+          created: name,
+          partitions: d.partitions.length,
+          replicationFactor: replicas,
+          configs: opts.config,
+        });
       });
     },
   );
@@ -65,6 +83,7 @@ export function topicCommand(): Command {
         partitions: d.partitions.map((p) => ({
           partition: p.partition,
           leader: p.leaderId,
+          leaderEpoch: p.leaderEpoch,
           replicas: p.replicas,
           isr: p.isr,
           earliestOffset: p.earliestOffset,
@@ -77,11 +96,20 @@ export function topicCommand(): Command {
       out.human(
         `topic ${d.name}: ${d.partitions.length} partition${d.partitions.length === 1 ? '' : 's'}`,
       );
-      out.human('partition  leader  replicas  earliest  latest');
-      for (const p of d.partitions) {
-        out.human(
-          `${String(p.partition).padEnd(9)}  ${String(p.leaderId).padEnd(6)}  ${p.replicas.join(',').padEnd(8)}  ${String(p.earliestOffset).padEnd(8)}  ${p.latestOffset}${p.offlineReason === null ? '' : `  OFFLINE ${p.offlineReason}`}`,
-        );
+      const rows = d.partitions.map((p) => [
+        String(p.partition),
+        p.leaderId < 0 ? 'none' : String(p.leaderId),
+        String(p.leaderEpoch),
+        p.replicas.join(','),
+        p.isr.join(','),
+        String(p.earliestOffset),
+        `${p.latestOffset}${p.offlineReason === null ? '' : `  OFFLINE ${p.offlineReason}`}`,
+      ]);
+      for (const line of table(
+        ['partition', 'leader', 'epoch', 'replicas', 'isr', 'earliest', 'latest'],
+        rows,
+      )) {
+        out.human(line);
       }
       if (d.configs.length > 0) {
         out.human('configs:');

@@ -3,7 +3,11 @@
 // in memory, assigns offsets with setBaseOffset, answers an idempotent producer's duplicate
 // batch with its original offset, long-polls fetches, and can inject faults: drop a connection
 // right after appending a produce (the ack is lost), or answer the next produce with an error.
-// It is not the broker: no durability, no limits beyond the frame size, one node (id 0).
+// It is not the broker: no durability, no limits beyond the frame size, one node (id 0 unless
+// `nodeId` says otherwise). `FakeCluster` runs several that share one set of topics and a
+// leader per partition: the others answer that partition's produce, fetch, list-offsets and
+// delete-records with NOT_LEADER_OR_FOLLOWER, and `moveLeader` hands it over (a new leader
+// epoch), as a replicated cluster's leader change looks to a client.
 import net from 'node:net';
 import {
   API_VERSION_RANGES,
@@ -48,18 +52,34 @@ interface FakeTopic {
   readonly configs: Map<string, string>;
 }
 
+/** What the brokers of a FakeCluster share. */
+interface FakeClusterState {
+  readonly id: string;
+  readonly topics: Map<string, FakeTopic>;
+  readonly brokers: FakeBroker[];
+  /** `topic/partition` -> leader node id and epoch; absent: the first broker, epoch 0. */
+  readonly leaders: Map<string, { nodeId: number; epoch: number }>;
+}
+
 export interface FakeBrokerOptions {
   readonly defaultPartitions?: number;
+  /** This broker's node id (default 0). */
+  readonly nodeId?: number;
+  /** APIs this broker does not advertise nor answer, as a broker older than them. */
+  readonly withoutApis?: readonly ApiKeyValue[];
 }
 
 export class FakeBroker {
-  readonly topics = new Map<string, FakeTopic>();
+  readonly topics: Map<string, FakeTopic>;
+  readonly nodeId: number;
   /** Produce requests received (after faults), for assertions. */
   produceRequests = 0;
   /** Metadata requests received, for assertions. */
   metadataRequests = 0;
   /** Produce request frames that arrived (held or not). */
   produceFramesReceived = 0;
+  /** Partitions answered NOT_LEADER_OR_FOLLOWER (another broker of the cluster leads them). */
+  notLeaderAnswers = 0;
   private produceGate: { promise: Promise<void>; open: () => void } | null = null;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
@@ -68,8 +88,21 @@ export class FakeBroker {
   private failNextProduceCodes: number[] = [];
   private nextProducerId = 1000;
   port = 0;
+  private readonly shared: FakeClusterState | null;
 
-  constructor(private readonly options: FakeBrokerOptions = {}) {}
+  constructor(
+    private readonly options: FakeBrokerOptions = {},
+    shared?: FakeClusterState,
+  ) {
+    this.nodeId = options.nodeId ?? 0;
+    this.shared = shared ?? null;
+    this.topics = shared?.topics ?? new Map();
+  }
+
+  /** Listening (not closed). */
+  get isLive(): boolean {
+    return this.server !== null;
+  }
 
   static async start(options: FakeBrokerOptions = {}): Promise<FakeBroker> {
     const b = new FakeBroker(options);
@@ -111,6 +144,36 @@ export class FakeBroker {
     this.failNextProduceCodes = [];
   }
 
+  /** The leader of a partition and its epoch (this broker, epoch 0, outside a FakeCluster). */
+  leaderOf(topic: string, partition: number): { nodeId: number; epoch: number } {
+    if (this.shared === null) return { nodeId: this.nodeId, epoch: 0 };
+    return (
+      this.shared.leaders.get(`${topic}/${partition}`) ?? {
+        nodeId: this.shared.brokers[0]!.nodeId,
+        epoch: 0,
+      }
+    );
+  }
+
+  private brokersInCluster(): readonly FakeBroker[] {
+    return this.shared?.brokers ?? [this];
+  }
+
+  /** NOT_LEADER_OR_FOLLOWER's answer when another broker leads the partition, else null. */
+  private notLeader(
+    topic: string,
+    partition: number,
+  ): { errorCode: number; errorMessage: string } | null {
+    if (!this.topics.get(topic)?.partitions[partition]) return null;
+    const leader = this.leaderOf(topic, partition).nodeId;
+    if (leader === this.nodeId) return null;
+    this.notLeaderAnswers++;
+    return {
+      errorCode: ErrorCode.NOT_LEADER_OR_FOLLOWER,
+      errorMessage: `broker ${this.nodeId} is not the leader of ${topic}/${partition} (broker ${leader} is)`,
+    };
+  }
+
   createTopic(name: string, partitions: number, configs: Record<string, string> = {}): void {
     const parts: FakePartition[] = [];
     for (let i = 0; i < partitions; i++) {
@@ -140,7 +203,8 @@ export class FakeBroker {
     this.server = null;
   }
 
-  private listen(): Promise<void> {
+  /** Starts listening on a free 127.0.0.1 port (start() and FakeCluster.start() call it). */
+  listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       const server = net.createServer((socket) => this.accept(socket));
       server.once('error', reject);
@@ -192,6 +256,9 @@ export class FakeBroker {
   private async handle(frame: Frame, socket: net.Socket): Promise<Buffer | null> {
     checkApiVersion(frame.apiKey, frame.apiVersion);
     const key = frame.apiKey as ApiKeyValue;
+    if (this.options.withoutApis?.includes(key)) {
+      throw new StreamBusError(ErrorCode.UNKNOWN_API_KEY, `unknown API key ${key}`);
+    }
     const reply = <K extends ApiKeyValue>(k: K, body: ResponseOf<K>): Buffer =>
       encodeResponse({ ...frame, apiKey: k }, body);
     switch (key) {
@@ -199,22 +266,27 @@ export class FakeBroker {
         decodeRequest(ApiKey.API_VERSIONS, frame);
         return reply(ApiKey.API_VERSIONS, {
           errorCode: 0,
-          apis: Object.entries(API_VERSION_RANGES).map(([k, r]) => ({
-            apiKey: Number(k),
-            minVersion: r.min,
-            maxVersion: r.max,
-          })),
+          apis: Object.entries(API_VERSION_RANGES)
+            .filter(([k]) => !this.options.withoutApis?.includes(Number(k) as ApiKeyValue))
+            .map(([k, r]) => ({ apiKey: Number(k), minVersion: r.min, maxVersion: r.max })),
           brokerVersion: 'fake',
-          nodeId: 0,
+          nodeId: this.nodeId,
         });
       case ApiKey.METADATA: {
         const req = decodeRequest(ApiKey.METADATA, frame);
         this.metadataRequests++;
         const names = req.topics ?? [...this.topics.keys()];
+        const live = this.brokersInCluster().filter((b) => b.isLive);
+        const ids = this.brokersInCluster().map((b) => b.nodeId);
         return reply(ApiKey.METADATA, {
-          clusterId: 'fake-cluster',
-          controllerId: 0,
-          brokers: [{ nodeId: 0, host: '127.0.0.1', port: this.port, rack: null }],
+          clusterId: this.shared?.id ?? 'fake-cluster',
+          controllerId: this.controllerId(),
+          brokers: live.map((b) => ({
+            nodeId: b.nodeId,
+            host: '127.0.0.1',
+            port: b.port,
+            rack: null,
+          })),
           topics: names.map((name) => {
             const t = this.topics.get(name);
             if (!t)
@@ -222,16 +294,42 @@ export class FakeBroker {
             return {
               name,
               errorCode: 0,
-              partitions: t.partitions.map((_, partition) => ({
-                partition,
-                errorCode: 0,
-                leaderId: 0,
-                leaderEpoch: 0,
-                replicas: [0],
-                isr: [0],
-              })),
+              partitions: t.partitions.map((_, partition) => {
+                const leader = this.leaderOf(name, partition);
+                return {
+                  partition,
+                  errorCode: 0,
+                  leaderId: leader.nodeId,
+                  leaderEpoch: leader.epoch,
+                  replicas: ids,
+                  isr: live.map((b) => b.nodeId),
+                };
+              }),
             };
           }),
+        });
+      }
+      case ApiKey.DESCRIBE_CLUSTER: {
+        decodeRequest(ApiKey.DESCRIBE_CLUSTER, frame);
+        const all = this.brokersInCluster();
+        const partitions = [...this.topics].flatMap(([name, t]) =>
+          t.partitions.map((_, p) => this.leaderOf(name, p).nodeId),
+        );
+        return reply(ApiKey.DESCRIBE_CLUSTER, {
+          errorCode: 0,
+          clusterId: this.shared?.id ?? 'fake-cluster',
+          controllerId: this.controllerId(),
+          brokers: all.map((b) => ({
+            nodeId: b.nodeId,
+            host: '127.0.0.1',
+            port: b.port,
+            rack: null,
+            live: b.isLive,
+            fenced: !b.isLive,
+            isVoter: true,
+            replicaCount: partitions.length,
+            leaderCount: partitions.filter((id) => id === b.nodeId).length,
+          })),
         });
       }
       case ApiKey.CREATE_TOPICS: {
@@ -243,6 +341,14 @@ export class FakeBroker {
                 name: t.name,
                 errorCode: ErrorCode.TOPIC_ALREADY_EXISTS,
                 errorMessage: `topic '${t.name}' already exists`,
+              };
+            }
+            const brokers = this.brokersInCluster().length;
+            if (t.replicationFactor > brokers || t.replicationFactor === 0) {
+              return {
+                name: t.name,
+                errorCode: ErrorCode.INVALID_REPLICATION_FACTOR,
+                errorMessage: `replication factor ${t.replicationFactor}: this cluster has ${brokers} broker${brokers === 1 ? '' : 's'}`,
               };
             }
             const n = t.partitions < 0 ? (this.options.defaultPartitions ?? 1) : t.partitions;
@@ -334,9 +440,15 @@ export class FakeBroker {
     }
   }
 
+  /** The first live broker of the cluster (this one outside a FakeCluster); -1 when none. */
+  private controllerId(): number {
+    return this.brokersInCluster().find((b) => b.isLive)?.nodeId ?? -1;
+  }
+
   /**
    * Answers every requested partition with `answer(part, p)`, or with `unknown` and
-   * UNKNOWN_TOPIC_OR_PARTITION when its topic or partition does not exist.
+   * UNKNOWN_TOPIC_OR_PARTITION when its topic or partition does not exist, or
+   * NOT_LEADER_OR_FOLLOWER when another broker of the cluster leads it.
    */
   private eachPartition<P extends { partition: number }, R extends object>(
     topics: readonly { name: string; partitions: readonly P[] }[],
@@ -354,6 +466,8 @@ export class FakeBroker {
             errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
           };
         }
+        const moved = this.notLeader(t.name, p.partition);
+        if (moved !== null) return { ...unknown, ...moved, partition: p.partition };
         return { ...answer(part, p), partition: p.partition };
       }),
     }));
@@ -371,6 +485,8 @@ export class FakeBroker {
         const part = this.topics.get(t.name)?.partitions[p.partition];
         if (!part)
           return { ...base, errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, baseOffset: -1 };
+        const moved = this.notLeader(t.name, p.partition);
+        if (moved !== null) return { ...base, ...moved, baseOffset: -1 };
         let first = -1;
         for (const { position, size } of splitBatches(p.records)) {
           const header = validateBatch(p.records, position);
@@ -444,6 +560,11 @@ export class FakeBroker {
             errors++;
             return { ...empty, errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION };
           }
+          const moved = this.notLeader(t.name, p.partition);
+          if (moved !== null) {
+            errors++;
+            return { ...empty, ...moved };
+          }
           const meta = {
             highWatermark: part.nextOffset,
             logStartOffset: part.logStartOffset,
@@ -485,5 +606,84 @@ export class FakeBroker {
       result = collect();
     }
     return encodeResponse({ ...frame, apiKey: ApiKey.FETCH }, result.body);
+  }
+}
+
+/** A 127.0.0.1 address nothing listens on (a port bound, then released): a dead broker. */
+export async function deadAddress(): Promise<string> {
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+/**
+ * Several FakeBrokers (node ids 1..count) sharing one set of topics, with a leader per
+ * partition (broker 1 until `moveLeader`). Metadata from any of them names every live broker
+ * and each partition's leader and epoch; DescribeCluster lists every broker, live or closed.
+ */
+export class FakeCluster {
+  private constructor(
+    readonly brokers: readonly FakeBroker[],
+    private readonly state: FakeClusterState,
+  ) {}
+
+  static async start(count: number, options: FakeBrokerOptions = {}): Promise<FakeCluster> {
+    if (!Number.isInteger(count) || count < 1) {
+      throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `count: expected >= 1, got ${count}`);
+    }
+    const state: FakeClusterState = {
+      id: 'fake-cluster',
+      topics: new Map(),
+      brokers: [],
+      leaders: new Map(),
+    };
+    for (let i = 1; i <= count; i++) {
+      state.brokers.push(new FakeBroker({ ...options, nodeId: i }, state));
+    }
+    const cluster = new FakeCluster(state.brokers, state);
+    try {
+      for (const b of state.brokers) await b.listen();
+    } catch (err) {
+      await cluster.close();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** Every broker's address, comma-separated (the SDK's and the CLI's bootstrap form). */
+  get bootstrap(): string {
+    return this.brokers.map((b) => b.bootstrap).join(',');
+  }
+
+  broker(nodeId: number): FakeBroker {
+    const b = this.brokers.find((x) => x.nodeId === nodeId);
+    if (b === undefined) {
+      throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `no fake broker ${nodeId}`);
+    }
+    return b;
+  }
+
+  createTopic(name: string, partitions: number, configs: Record<string, string> = {}): void {
+    this.brokers[0]!.createTopic(name, partitions, configs);
+  }
+
+  leaderOf(topic: string, partition: number): number {
+    return this.brokers[0]!.leaderOf(topic, partition).nodeId;
+  }
+
+  /** Hands a partition's leadership to `nodeId`, with the next leader epoch. */
+  moveLeader(topic: string, partition: number, nodeId: number): void {
+    this.broker(nodeId);
+    const epoch = this.brokers[0]!.leaderOf(topic, partition).epoch + 1;
+    this.state.leaders.set(`${topic}/${partition}`, { nodeId, epoch });
+  }
+
+  async close(): Promise<void> {
+    for (const b of this.brokers) await b.close();
   }
 }

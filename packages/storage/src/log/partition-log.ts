@@ -1166,7 +1166,11 @@ export class PartitionLog {
     return this.enqueue<void>((resolve, reject) => ({ kind: 'retention', resolve, reject }));
   }
 
-  private async doRetention(): Promise<void> {
+  /**
+   * The log start `enforceRetention` would move to now (a segment boundary; logStartOffset when
+   * nothing is due). A replicated partition asks this and moves the start through its group.
+   */
+  retentionStartOffset(): number {
     const { retentionBytesMax, retentionMs } = this.config;
     const now = this.nowMs();
     let total = this.sizeBytes;
@@ -1179,6 +1183,11 @@ export class PartitionLog {
       total -= seg.sizeBytes;
       newStart = Math.max(newStart, seg.nextOffset);
     }
+    return newStart;
+  }
+
+  private async doRetention(): Promise<void> {
+    const newStart = this.retentionStartOffset();
     if (newStart === this._logStartOffset) return;
     this._logStartOffset = newStart;
     // Segments go first: on a full disk the checkpoint write fails, and deleting them is what

@@ -1,0 +1,218 @@
+// Brokers on the cluster path, in process, over real TCP on 127.0.0.1 and the real disk: a
+// cluster of one (the same code as N brokers), and three brokers with RF 3 where the leader's
+// broker stops and a new leader takes over without losing an acknowledged record.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiKey, decodeRecordBatch, ErrorCode, encodeRecordBatch } from '@streambus/protocol';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Broker } from './broker.js';
+import { type BrokerConfig, defaultConfig } from './config.js';
+import { RawClient } from './testing/raw-client.js';
+
+const silent = pino({ level: 'silent' });
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'sb-cluster-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** Free ports on 127.0.0.1 (bound then released: peers must be named before brokers start). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve) => {
+          const s = createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(null)))));
+  return ports;
+}
+
+function config(dataDir: string, nodeId: number, port: number, peers: BrokerConfig['peers']) {
+  return {
+    ...defaultConfig(),
+    nodeId,
+    peers,
+    dataDir,
+    listen: { host: '127.0.0.1', port },
+    http: null,
+    logLevel: 'silent' as const,
+  };
+}
+
+async function client(broker: Broker): Promise<RawClient> {
+  const c = await RawClient.connect(broker.address.port);
+  cleanups.push(() => c.close());
+  return c;
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  ms = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function leaderOf(c: RawClient, topic: string): Promise<number | undefined> {
+  const m = await c.request(ApiKey.METADATA, { topics: [topic], allowAutoTopicCreation: false });
+  const p = m.topics[0]?.partitions[0];
+  return p !== undefined && p.errorCode === 0 && p.leaderId > 0 ? p.leaderId : undefined;
+}
+
+async function produce(c: RawClient, topic: string, value: string) {
+  const r = await c.request(ApiKey.PRODUCE, {
+    acks: -1,
+    timeoutMs: 5000,
+    topics: [
+      {
+        name: topic,
+        partitions: [{ partition: 0, records: encodeRecordBatch([{ value: Buffer.from(value) }]) }],
+      },
+    ],
+  });
+  return r.topics[0]!.partitions[0]!;
+}
+
+/** Every data record of partition 0 below the high watermark (control batches skipped). */
+async function readAll(c: RawClient, topic: string): Promise<string[]> {
+  const out: string[] = [];
+  let offset = 0;
+  for (let round = 0; round < 1000; round++) {
+    const f = await c.request(ApiKey.FETCH, {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1 << 20,
+      topics: [
+        {
+          name: topic,
+          partitions: [{ partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20 }],
+        },
+      ],
+    });
+    const p = f.topics[0]!.partitions[0]!;
+    if (p.errorCode !== 0) throw new Error(`fetch error ${p.errorCode}`);
+    if (p.records.length === 0) return out;
+    for (let pos = 0; pos < p.records.length; ) {
+      const { header, records, isControl } = decodeRecordBatch(p.records, pos) as ReturnType<
+        typeof decodeRecordBatch
+      > & { isControl?: boolean };
+      const control = isControl ?? (header.attributes & 0x20) !== 0;
+      if (!control) for (const r of records) out.push(Buffer.from(r.value!).toString());
+      pos += 12 + header.batchLength;
+      offset = header.baseOffset + header.lastOffsetDelta + 1;
+    }
+    if (offset >= p.highWatermark) return out;
+  }
+  throw new Error('readAll did not finish');
+}
+
+describe('the cluster path', () => {
+  it('a cluster of one elects itself, creates a topic and serves acks=all produce and fetch', async () => {
+    const dir = tempDir();
+    const [port] = await freePorts(1);
+    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent, cluster: true });
+    cleanups.push(() => broker.close());
+    const c = await client(broker);
+    const created = await until('topic creation', async () => {
+      const r = await c.request(ApiKey.CREATE_TOPICS, {
+        topics: [{ name: 't', partitions: 1, replicationFactor: -1, configs: {} }],
+        timeoutMs: 5000,
+      });
+      const e = r.topics[0]!;
+      return e.errorCode === 0 || e.errorCode === ErrorCode.TOPIC_ALREADY_EXISTS ? e : undefined;
+    });
+    expect(created.errorCode).toBe(0);
+    expect(await until('a leader', () => leaderOf(c, 't'))).toBe(1);
+    const first = await until('produce', async () => {
+      const p = await produce(c, 't', 'one');
+      return p.errorCode === 0 ? p : undefined;
+    });
+    const second = await produce(c, 't', 'two');
+    expect(second.errorCode).toBe(0);
+    expect(second.baseOffset).toBeGreaterThan(first.baseOffset);
+    expect(await readAll(c, 't')).toEqual(['one', 'two']);
+    const d = await c.request(ApiKey.DESCRIBE_CLUSTER, {});
+    expect(d.controllerId).toBe(1);
+    expect(d.brokers.map((b) => [b.nodeId, b.isVoter, b.replicaCount])).toEqual([[1, true, 1]]);
+  }, 30_000);
+
+  it('three brokers, RF 3: acks=all records survive the leader broker stopping', async () => {
+    const ports = await freePorts(3);
+    const peers = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
+    const dirs = ports.map(() => tempDir());
+    const brokers = await Promise.all(
+      peers.map((p, i) => Broker.start(config(dirs[i]!, p.id, p.port, peers), { logger: silent })),
+    );
+    const alive = new Set(brokers);
+    cleanups.push(async () => {
+      for (const b of alive) await b.close();
+    });
+    const clients = await Promise.all(brokers.map(client));
+    // Created through broker 2, whichever broker leads the controller quorum.
+    await until('topic creation', async () => {
+      const r = await clients[1]!.request(ApiKey.CREATE_TOPICS, {
+        topics: [{ name: 'r3', partitions: 1, replicationFactor: 3, configs: {} }],
+        timeoutMs: 5000,
+      });
+      const e = r.topics[0]!;
+      return e.errorCode === 0 || e.errorCode === ErrorCode.TOPIC_ALREADY_EXISTS ? e : undefined;
+    });
+    const leader = await until('a partition leader', () => leaderOf(clients[0]!, 'r3'));
+    const acked: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const p = await until('produce', async () => {
+        const l = (await leaderOf(clients[0]!, 'r3')) ?? leader;
+        const r = await produce(clients[l - 1]!, 'r3', `a${i}`);
+        return r.errorCode === 0 ? r : undefined;
+      });
+      expect(p.errorCode).toBe(0);
+      acked.push(`a${i}`);
+    }
+    // A follower answers NOT_LEADER_OR_FOLLOWER.
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    expect((await produce(clients[follower - 1]!, 'r3', 'x')).errorCode).toBe(
+      ErrorCode.NOT_LEADER_OR_FOLLOWER,
+    );
+    // The leader's broker stops; the other two elect a new leader and keep every record.
+    const old = brokers[leader - 1]!;
+    alive.delete(old);
+    await old.close();
+    const others = [1, 2, 3].filter((id) => id !== leader);
+    const newLeader = await until(
+      'a new leader',
+      async () => {
+        const l = await leaderOf(clients[others[0]! - 1]!, 'r3');
+        return l !== undefined && l !== leader ? l : undefined;
+      },
+      30_000,
+    );
+    expect(others).toContain(newLeader);
+    const p = await until('produce on the new leader', async () => {
+      const r = await produce(clients[newLeader - 1]!, 'r3', 'after');
+      return r.errorCode === 0 ? r : undefined;
+    });
+    expect(p.errorCode).toBe(0);
+    acked.push('after');
+    expect(await readAll(clients[newLeader - 1]!, 'r3')).toEqual(acked);
+  }, 60_000);
+});

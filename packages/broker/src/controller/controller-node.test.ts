@@ -1,0 +1,323 @@
+import { ErrorCode, isStreamBusError } from '@streambus/protocol';
+import { seededRandom } from '@streambus/raft';
+import { FaultyFileSystem, MemoryFileSystem } from '@streambus/storage';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControllerNode, NotControllerError } from './controller-node.js';
+import { ControllerTestCluster, rejection } from './controller-testing.js';
+import { encodeSnapshot, topicByName } from './metadata-state.js';
+import { bindNodeIdentity, readNodeIdentity, writeNodeIdentity } from './node-identity.js';
+
+let cluster: ControllerTestCluster | null = null;
+afterEach(async () => {
+  await cluster?.closeAll();
+  cluster = null;
+});
+
+function hex(state: Parameters<typeof encodeSnapshot>[0]): string {
+  return Buffer.from(encodeSnapshot(state)).toString('hex');
+}
+
+/** Registers and heartbeats brokers `ids` through the current leader; returns their epochs. */
+async function registerAll(
+  c: ControllerTestCluster,
+  ids: readonly number[],
+): Promise<Map<number, number>> {
+  const epochs = new Map<number, number>();
+  for (const id of ids) {
+    const leader = await c.leader();
+    const { brokerEpoch } = await c.run(
+      leader.registerBroker({
+        brokerId: id,
+        host: '127.0.0.1',
+        port: 9000 + id,
+        incarnation: `i${id}`,
+      }),
+    );
+    epochs.set(id, brokerEpoch);
+    await c.run(leader.heartbeat({ brokerId: id, brokerEpoch }));
+  }
+  return epochs;
+}
+
+async function heartbeat(
+  c: ControllerTestCluster,
+  epochs: Map<number, number>,
+  ids: readonly number[],
+) {
+  for (const id of ids) {
+    const leader = await c.leader();
+    await c.run(leader.heartbeat({ brokerId: id, brokerEpoch: epochs.get(id)! }));
+  }
+}
+
+describe('ControllerNode', () => {
+  it('a cluster of one elects itself, bootstraps and serves at once', async () => {
+    cluster = new ControllerTestCluster([1]);
+    await cluster.start(1);
+    const node = cluster.node(1);
+    await cluster.settle();
+    expect(node.isLeader).toBe(true);
+    expect(node.ready).toBe(true);
+    expect(node.state.clusterId).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    const reg = await cluster.run(
+      node.registerBroker({ brokerId: 1, host: '127.0.0.1', port: 9092, incarnation: 'a' }),
+    );
+    expect(reg.brokerEpoch).toBeGreaterThan(0);
+    await cluster.run(node.heartbeat({ brokerId: 1, brokerEpoch: reg.brokerEpoch }));
+    const topic = await cluster.run(
+      node.createTopic({ name: 't', partitions: 2, replicationFactor: -1 }),
+    );
+    expect(topic.partitions.map((p) => p.replicas)).toEqual([[1], [1]]);
+    expect(topicByName(node.state, 't')?.id).toBe(topic.id);
+  });
+
+  it('three voters bootstrap exactly once and agree on the state', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await cluster.tick(5);
+    const ids = cluster.running().map((n) => n.state.clusterId);
+    expect(new Set(ids).size).toBe(1);
+    expect(ids[0]).not.toBeNull();
+    for (const id of [1, 2, 3]) {
+      await cluster.run(
+        leader.registerBroker({ brokerId: id, host: 'h', port: 9000 + id, incarnation: 'x' }),
+      );
+    }
+    await cluster.tick(3);
+    const snaps = cluster
+      .running()
+      .map((n) => Buffer.from(encodeSnapshot(n.state)).toString('hex'));
+    expect(new Set(snaps).size).toBe(1);
+  });
+
+  it('a non-leader answers NOT_CONTROLLER with the leader hint', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await cluster.tick(3);
+    const follower = cluster.running().find((n) => n !== leader)!;
+    const err = await rejection(
+      follower.createTopic({ name: 't', partitions: 1, replicationFactor: 1 }),
+    );
+    expect(err).toBeInstanceOf(NotControllerError);
+    expect(err.code).toBe(ErrorCode.NOT_CONTROLLER);
+    expect((err as NotControllerError).leaderId).toBe(leader.nodeId);
+  });
+
+  it('planner errors reach the caller typed, and nothing is proposed', async () => {
+    cluster = new ControllerTestCluster([1]);
+    await cluster.start(1);
+    const node = cluster.node(1);
+    await cluster.settle();
+    const applied = node.applied;
+    const err = await rejection(
+      cluster.run(node.createTopic({ name: 't', partitions: 1, replicationFactor: 3 })),
+    );
+    expect(isStreamBusError(err, ErrorCode.INVALID_REPLICATION_FACTOR)).toBe(true);
+    const bad = await rejection(cluster.run(node.heartbeat({ brokerId: 9, brokerEpoch: 1 })));
+    expect(isStreamBusError(bad, ErrorCode.BROKER_ID_NOT_REGISTERED)).toBe(true);
+    expect(node.applied).toBe(applied);
+  });
+
+  it('controller leader crash: a new leader, nothing committed lost, sessions survive', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3], { sessionTicks: 40 });
+    await cluster.startAll();
+    const epochs = await registerAll(cluster, [1, 2, 3]);
+    const first = await cluster.leader();
+    const topic = await cluster.run(
+      first.createTopic({ name: 'orders', partitions: 3, replicationFactor: 3 }),
+    );
+    const before = hex(first.state);
+    await cluster.crash(first.nodeId);
+    const second = await cluster.leader();
+    expect(second.nodeId).not.toBe(first.nodeId);
+    expect(topicByName(second.state, 'orders')?.id).toBe(topic.id);
+    // Every broker is still live right after the failover: the new clock resumed from the log.
+    expect([...second.state.brokers.values()].every((b) => !b.fenced)).toBe(true);
+    const alive = [1, 2, 3].filter((id) => id !== first.nodeId);
+    await heartbeat(cluster, epochs, alive);
+    await cluster.run(second.createTopic({ name: 'more', partitions: 1, replicationFactor: 2 }));
+    // The crashed node comes back from its disk and catches up.
+    await cluster.start(first.nodeId);
+    const back = cluster.node(first.nodeId);
+    await cluster.tickUntil(() => back.applied === second.applied);
+    expect(hex(back.state)).toBe(hex(second.state));
+    expect(before).not.toBe(hex(second.state));
+  });
+
+  it('restart of every node restores the state from disk', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3], { snapshotEveryEntries: 5, sessionTicks: 400 });
+    await cluster.startAll();
+    const epochs = await registerAll(cluster, [1, 2, 3]);
+    const leader = await cluster.leader();
+    await cluster.run(leader.createTopic({ name: 'a', partitions: 4, replicationFactor: 3 }));
+    await cluster.run(leader.alterTopicConfig('a', { 'retention.ms': '1000' }));
+    // Let the controller clock run well past what a restarted node has ticked.
+    await cluster.tick(150);
+    await heartbeat(cluster, epochs, [1, 2, 3]);
+    expect(leader.state.tickLast).toBeGreaterThanOrEqual(150);
+    await cluster.tick(3);
+    const expected = hex(leader.state);
+    for (const id of [1, 2, 3]) await cluster.crash(id);
+    for (const id of [1, 2, 3]) await cluster.start(id);
+    // Before any election, each node has recovered the snapshot and applies the rest on commit.
+    const again = await cluster.leader();
+    await cluster.tickUntil(() => cluster!.running().every((n) => n.applied === again.applied));
+    for (const n of cluster.running()) expect(hex(n.state)).toBe(expected);
+    expect(leader.stats.snapshotsTaken).toBeGreaterThan(0);
+    // Sessions survive the restart: the new controller's clock resumes at the log's, so the
+    // brokers are live and their next heartbeats are accepted.
+    expect([...again.state.brokers.values()].every((b) => !b.fenced)).toBe(true);
+    await heartbeat(cluster, epochs, [1, 2, 3]);
+    expect([...(await cluster.leader()).state.brokers.values()].every((b) => !b.fenced)).toBe(true);
+  });
+
+  it('a broker that stops heartbeating is fenced and leaves the ISRs', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3], { sessionTicks: 20 });
+    await cluster.startAll();
+    const epochs = await registerAll(cluster, [1, 2, 3]);
+    const leader = await cluster.leader();
+    const topic = await cluster.run(
+      leader.createTopic({ name: 't', partitions: 3, replicationFactor: 3 }),
+    );
+    expect(topic.partitions.every((p) => p.isr.length === 3)).toBe(true);
+    for (let i = 0; i < 8; i++) {
+      await heartbeat(cluster, epochs, [1, 2]);
+      await cluster.tick(5);
+    }
+    const state = (await cluster.leader()).state;
+    expect(state.brokers.get(3)?.fenced).toBe(true);
+    expect(state.brokers.get(1)?.fenced).toBe(false);
+    const parts = state.topics.get(topic.id)!.partitions;
+    expect(parts.every((p) => !p.isr.includes(3) && p.leader !== 3 && p.leader !== -1)).toBe(true);
+    // Every node applied the same fence.
+    for (const n of cluster.running()) expect(n.state.brokers.get(3)?.fenced).toBe(true);
+  });
+
+  it('a learner broker joins and catches up through a snapshot after compaction', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3], { snapshotEveryEntries: 6 });
+    await cluster.startAll();
+    const epochs = await registerAll(cluster, [1, 2, 3]);
+    for (let i = 0; i < 4; i++) await heartbeat(cluster, epochs, [1, 2, 3]);
+    const leader = await cluster.leader();
+    await cluster.run(leader.createTopic({ name: 'x', partitions: 2, replicationFactor: 3 }));
+    await cluster.tick(3);
+    await cluster.start(4);
+    const learner = cluster.node(4);
+    expect(learner.state.clusterId).toBeNull();
+    await cluster.run(
+      leader.registerBroker({ brokerId: 4, host: '127.0.0.1', port: 9004, incarnation: 'l' }),
+    );
+    await cluster.tickUntil(() => leader.conf.learners.includes(4 as never));
+    await cluster.tickUntil(() => learner.applied === leader.applied);
+    expect(hex(learner.state)).toBe(hex(leader.state));
+    expect(learner.stats.snapshotsInstalled).toBe(1);
+    expect(leader.stats.snapshotsTaken).toBeGreaterThan(0);
+    expect(learner.state.brokers.get(4)?.port).toBe(9004);
+    expect(learner.isLeader).toBe(false);
+    const err = await rejection(learner.deleteTopic('x'));
+    expect((err as NotControllerError).leaderId).toBe(leader.nodeId);
+  });
+
+  it('binds the data directory to the cluster id once known, and refuses another cluster', async () => {
+    cluster = new ControllerTestCluster([1]);
+    const b = await cluster.start(1);
+    const node = cluster.node(1);
+    expect(node.state.clusterId).toBeNull();
+    const bound = bindNodeIdentity(node, b.fs, '/data', 1);
+    await cluster.settle();
+    const identity = await bound;
+    expect(identity).toEqual({ clusterId: node.state.clusterId, nodeId: 1 });
+    expect(await readNodeIdentity(b.fs, '/data')).toEqual(identity);
+    // Once known, the check is immediate; a directory of another cluster is refused by name.
+    expect(await bindNodeIdentity(node, b.fs, '/data', 1)).toEqual(identity);
+    await writeNodeIdentity(b.fs, '/data', { clusterId: 'other', nodeId: 1 });
+    const err = await rejection(bindNodeIdentity(node, b.fs, '/data', 1));
+    expect(isStreamBusError(err, ErrorCode.NODE_IDENTITY_MISMATCH)).toBe(true);
+    expect(err.message).toContain(`cluster other, not ${node.state.clusterId}`);
+  });
+
+  it('requests in flight see each other (plans on the pending state) and the queue is bounded', async () => {
+    cluster = new ControllerTestCluster([1], { requestsPendingMax: 2 });
+    await cluster.start(1);
+    const node = cluster.node(1);
+    await cluster.settle();
+    await registerAll(cluster, [1]);
+    const first = node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 });
+    // Not applied yet, but planned: the second create of the name fails at once, typed.
+    const second = await rejection(
+      node.createTopic({ name: 'same', partitions: 1, replicationFactor: 1 }),
+    );
+    expect(isStreamBusError(second, ErrorCode.TOPIC_ALREADY_EXISTS)).toBe(true);
+    const third = node.createTopic({ name: 'other', partitions: 1, replicationFactor: 1 });
+    const busy = await rejection(
+      node.createTopic({ name: 'x', partitions: 1, replicationFactor: 1 }),
+    );
+    expect(isStreamBusError(busy, ErrorCode.CONTROLLER_BUSY)).toBe(true);
+    expect(busy.message).toMatch(/requestsPendingMax/);
+    const [a, c] = await cluster.run(Promise.all([first, third]));
+    expect(c.id).toBe(a.id + 1);
+  });
+
+  it('a disk error takes the metadata group offline: pending requests fail typed, nothing hangs', async () => {
+    const faulty = new FaultyFileSystem(new MemoryFileSystem());
+    const node = await ControllerNode.open({
+      nodeId: 1,
+      voters: [1],
+      fs: faulty,
+      dir: '/data/m',
+      transport: { send: () => {} },
+      random: seededRandom(5),
+    });
+    const settle = async () => {
+      for (let i = 0; i < 50 && node.hasWork(); i++) await node.process();
+    };
+    await settle();
+    expect(node.ready).toBe(true);
+    faulty.inject = (op) => (op === 'sync' || op === 'write' ? { code: 'EIO' } : null);
+    const pending = node.registerBroker({ brokerId: 1, host: 'h', port: 1, incarnation: 'a' });
+    await settle();
+    const err = await rejection(pending);
+    expect(isStreamBusError(err, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    expect(node.offline?.message).toMatch(/EIO/);
+    expect(node.hasWork()).toBe(false);
+    const later = await rejection(node.deleteTopic('t'));
+    expect(isStreamBusError(later, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    node.tick(); // a tick on an offline group does nothing and does not throw
+    await node.close();
+  });
+
+  for (const seed of [1, 2, 3, 4]) {
+    it(`a power cut of the leader mid-flight loses no acknowledged request (${seed})`, async () => {
+      cluster = new ControllerTestCluster([1, 2, 3], {}, seed);
+      await cluster.startAll();
+      await registerAll(cluster, [1, 2, 3]);
+      const c = cluster;
+      const leader = await c.leader();
+      const acked: string[] = [];
+      const requests: Promise<unknown>[] = [];
+      // One request per round of work, so the cut lands with some applied and some in flight.
+      for (let round = 0; round < 2 + seed * 3; round++) {
+        const name = `t${round}`;
+        requests.push(
+          leader.createTopic({ name, partitions: 1, replicationFactor: 3 }).then(
+            () => acked.push(name),
+            (err: unknown) => err,
+          ),
+        );
+        for (const n of c.running()) if (n.hasWork()) await n.process();
+        await new Promise((r) => setImmediate(r));
+      }
+      await c.crash(leader.nodeId, 'keep-prefix');
+      await Promise.all(requests);
+      expect(acked.length).toBeLessThan(requests.length);
+      const next = await c.leader();
+      for (const name of acked) expect(topicByName(next.state, name), name).toBeDefined();
+      await c.start(leader.nodeId);
+      await c.tickUntil(() => c.running().every((n) => n.applied === next.applied));
+      const states = c.running().map((n) => hex(n.state));
+      expect(new Set(states).size).toBe(1);
+    });
+  }
+});

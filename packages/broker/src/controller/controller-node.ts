@@ -1,0 +1,767 @@
+// The controller quorum on one broker (issue 9): the metadata Raft group (`METADATA_GROUP`) as a
+// `HostedGroup`, over the durable metadata log (metadata-log.ts). Every broker runs one: the
+// `--peers` ids are its voters ([self] for a cluster of one, which elects itself at once), any
+// other broker is added as a learner when it registers, so every broker receives the log and
+// applies it to its own `MetadataState`. The leader of the group is the controller.
+//
+// Public API (stable; additive changes only):
+//
+//   const node = await ControllerNode.open({ nodeId, voters, fs, dir, transport, random, notify });
+//   host.add(node);                                   // ticks, steps and process() come from the host
+//   node.onApplied((state, records) => ...);          // every broker: react to applied records
+//   node.state; node.isLeader; node.leaderId; node.ready   // ready: leader that may serve
+//   await node.registerBroker({ brokerId, host, port, incarnation })  -> { brokerEpoch }
+//   await node.heartbeat({ brokerId, brokerEpoch })                    -> { fenced }
+//   await node.createTopic({ name, partitions, replicationFactor, configs }) -> TopicState
+//   await node.deleteTopic(name); await node.alterTopicConfig(name, { key: value | null })
+//   await node.allocateProducerIds(brokerId, count)   -> { firstProducerId, count }
+//   await node.changeIsr({ topicId, partition, leader, leaderEpoch, isr }) -> PartitionState
+//   await node.close()
+//
+// Requests are served by the leader only; anywhere else they reject with `NotControllerError`
+// (NOT_CONTROLLER, 41, retriable) carrying the leader's id when known (controller-rpc.ts forwards
+// them from other brokers). A request is planned (controller-planner.ts; its typed errors reach
+// the caller unchanged), proposed as one entry (metadata-entry.ts), and resolved when that entry
+// is committed AND applied here, with a result read from the applied state.
+//
+// Rules:
+//   1. One plan is one entry: atomic. Plans are made against `planState` = the applied state plus
+//      every plan this leader proposed and has not applied yet, so two requests in flight see
+//      each other (a second create of one name fails TOPIC_ALREADY_EXISTS at once).
+//   2. A new leader serves only once it has applied everything up to its own first entry (so
+//      `planState` includes every earlier leader's committed plans) and the cluster has an id:
+//      the leader of an empty log proposes the cluster-bootstrap record first (id from the
+//      injected RandomSource). Requests arriving before that wait (bounded, `requestsPendingMax`).
+//   3. Leaving leadership (or a new term) fails every pending request with NOT_CONTROLLER: its
+//      entry may still commit under the next leader (the caller's retry then sees, say,
+//      TOPIC_ALREADY_EXISTS), as in Kafka. A request not resolved within `requestTimeoutTicks`
+//      fails REQUEST_TIMED_OUT (a safety net: check-quorum steps an isolated leader down first).
+//   4. The controller clock is in ticks. Only the leader advances it, one per tick, from the
+//      applied state's `tickLast` when it takes over, so broker sessions survive a failover
+//      (a new leader's clock never starts ahead of what the log recorded). Each tick the leader
+//      fences brokers whose last heartbeat is more than `sessionTicks` old (planFenceExpired), at
+//      most one fence plan in flight.
+//   5. A registered broker that is neither voter nor learner is added as a learner
+//      (proposeConfChange), one change at a time, retried on later ticks while Raft says a change
+//      is in progress.
+//   6. The log is bounded: after applying, once `snapshotEveryEntries` entries or
+//      `snapshotEveryBytes` bytes follow the latest snapshot, the state is snapshotted
+//      (`encodeSnapshot`) and the log compacted. A follower behind the compaction point gets the
+//      snapshot through Raft's InstallSnapshot; installing it replaces the state (listeners get
+//      `records = []` and reconcile against the state).
+//   7. A disk error while persisting takes this group offline (`offline` says why): pending
+//      requests fail CONTROLLER_OFFLINE, nothing more is persisted, the broker's other groups go on.
+
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import {
+  type ConfState,
+  type Entry,
+  EntryType,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  RaftError,
+  RaftErrorCode,
+  RaftNode,
+  type RandomSource,
+  StateRole,
+  type Term,
+} from '@streambus/raft';
+import type { FileSystem } from '@streambus/storage';
+import type { Logger } from 'pino';
+import {
+  type GroupKey,
+  type HostedGroup,
+  METADATA_GROUP,
+  type RaftTransport,
+} from '../cluster/contract.js';
+import {
+  type CreateTopicRequest,
+  DEFAULT_PLANNER_LIMITS,
+  type HeartbeatRequest,
+  type IsrReport,
+  type PlannerLimits,
+  planAllocateProducerIds,
+  planAlterTopicConfig,
+  planBootstrap,
+  planCreateTopic,
+  planDeleteTopic,
+  planFenceExpired,
+  planHeartbeat,
+  planIsrChange,
+  planRegisterBroker,
+  type RegisterBrokerRequest,
+} from './controller-planner.js';
+import { decodePlan, encodePlan } from './metadata-entry.js';
+import {
+  DEFAULT_METADATA_LOG_LIMITS,
+  METADATA_ENTRY_BYTES_MAX,
+  type MetadataLogLimits,
+  MetadataLogStore,
+} from './metadata-log.js';
+import type { MetadataRecord } from './metadata-records.js';
+import {
+  applyRecord,
+  decodeSnapshot,
+  EMPTY_METADATA_STATE,
+  encodeSnapshot,
+  type MetadataState,
+  type PartitionState,
+  type TopicState,
+  topicByName,
+} from './metadata-state.js';
+
+export interface ControllerLimits extends MetadataLogLimits {
+  /** A broker not heard from for more than this many ticks is fenced. */
+  readonly sessionTicks: number;
+  /** Requests waiting for a leader to load or for their entry to apply. */
+  readonly requestsPendingMax: number;
+  /** A request not applied within this many ticks fails REQUEST_TIMED_OUT. */
+  readonly requestTimeoutTicks: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+}
+
+export const DEFAULT_CONTROLLER_LIMITS: ControllerLimits = {
+  ...DEFAULT_METADATA_LOG_LIMITS,
+  sessionTicks: 90,
+  requestsPendingMax: 4096,
+  requestTimeoutTicks: 300,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+};
+
+export interface ControllerNodeOptions {
+  readonly nodeId: number;
+  /** The `--peers` ids (the initial voters); empty means [nodeId], a cluster of one. */
+  readonly voters: readonly number[];
+  readonly fs: FileSystem;
+  /** Directory of the metadata log (e.g. `<dataDir>/__cluster_metadata`). */
+  readonly dir: string;
+  /** Only `send` is used here: RPCs go through controller-rpc.ts. */
+  readonly transport: Pick<RaftTransport, 'send'>;
+  /** Election timeouts and the cluster id. */
+  readonly random: RandomSource;
+  /** Called when the group has new work outside a tick or step (the host's `notify`). */
+  readonly notify?: () => void;
+  readonly limits?: Partial<ControllerLimits>;
+  readonly plannerLimits?: PlannerLimits;
+  readonly logger?: Pick<Logger, 'warn' | 'info' | 'error'>;
+}
+
+/** NOT_CONTROLLER with the controller leader's id, when known (0 = unknown). */
+export class NotControllerError extends StreamBusError {
+  constructor(
+    readonly leaderId: number,
+    message?: string,
+  ) {
+    super(
+      ErrorCode.NOT_CONTROLLER,
+      message ??
+        (leaderId > 0 ? `the controller is node ${leaderId}` : 'no controller leader is known'),
+    );
+  }
+}
+
+export type AppliedListener = (state: MetadataState, records: readonly MetadataRecord[]) => void;
+
+interface Waiter {
+  /** The entry whose application resolves this waiter (its index and term). */
+  readonly index: number;
+  readonly term: number;
+  readonly deadlineTick: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+interface LoadWaiter {
+  readonly deadlineTick: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+const CLUSTER_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** A 22-character cluster id (132 bits) from the injected randomness. */
+export function newClusterId(random: RandomSource): string {
+  let id = '';
+  for (let i = 0; i < 22; i++) id += CLUSTER_ID_ALPHABET[random.int(64)];
+  return id;
+}
+
+export class ControllerNode implements HostedGroup {
+  readonly key: GroupKey = METADATA_GROUP;
+  readonly nodeId: number;
+  private readonly raft: RaftNode;
+  private readonly limits: ControllerLimits;
+  private readonly plannerLimits: PlannerLimits;
+  private appliedState: MetadataState;
+  private appliedIndex: number;
+  /** Applied state + this leader's unapplied plans (rule 1); null when not serving. */
+  private planState: MetadataState | null = null;
+  /** The term this node leads in, 0 when not leader. */
+  private leaderTerm = 0;
+  /** This leader's first entry (its no-op): served once applied (rule 2). */
+  private leaderStartIndex = 0;
+  private readonly waiters: Waiter[] = [];
+  private readonly loadWaiters: LoadWaiter[] = [];
+  private readonly listeners = new Set<AppliedListener>();
+  private clock = 0;
+  private ticks = 0;
+  private fencePending = false;
+  private bootstrapPending = false;
+  private failure: Error | null = null;
+  private closed = false;
+  private processing: Promise<void> | null = null;
+  private readonly counters = { snapshotsInstalled: 0, snapshotsTaken: 0, recordsNoop: 0 };
+
+  private constructor(
+    private readonly options: ControllerNodeOptions,
+    private readonly store: MetadataLogStore,
+  ) {
+    this.nodeId = options.nodeId;
+    this.limits = { ...DEFAULT_CONTROLLER_LIMITS, ...options.limits };
+    this.plannerLimits = options.plannerLimits ?? DEFAULT_PLANNER_LIMITS;
+    const snap = store.snapshot();
+    this.appliedState = snap.data.length === 0 ? EMPTY_METADATA_STATE : decodeSnapshot(snap.data);
+    this.appliedIndex = snap.meta.index;
+    this.clock = this.appliedState.tickLast;
+    this.raft = new RaftNode(
+      {
+        id: options.nodeId as NodeId,
+        random: options.random,
+        electionTicks: this.limits.electionTicks,
+        heartbeatTicks: this.limits.heartbeatTicks,
+      },
+      store,
+    );
+  }
+
+  /** Opens (recovering) the metadata log in `options.dir` and the Raft node over it. */
+  static async open(options: ControllerNodeOptions): Promise<ControllerNode> {
+    const voters = options.voters.length === 0 ? [options.nodeId] : options.voters;
+    const conf: ConfState = {
+      voters: [...new Set(voters)].sort((a, b) => a - b) as NodeId[],
+      learners: [],
+    };
+    const store = await MetadataLogStore.open(options.fs, options.dir, conf);
+    try {
+      const node = new ControllerNode(options, store);
+      // A cluster of one need not wait an election timeout: it is the only voter.
+      const own = store.snapshotMeta().conf;
+      if (own.voters.length === 1 && own.voters[0] === options.nodeId) node.raft.campaign();
+      return node;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ what every broker reads
+
+  /** The applied metadata state (never mutated; a new object after every change). */
+  get state(): MetadataState {
+    return this.appliedState;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.currentRole === StateRole.Leader;
+  }
+
+  /** The controller leader's node id, 0 when none is known. */
+  get leaderId(): number {
+    return this.raft.currentLead;
+  }
+
+  /** True on a leader that has loaded the log and may serve requests (rule 2). */
+  get ready(): boolean {
+    return this.servingTerm() !== 0 && this.planState !== null;
+  }
+
+  /** The index of the last applied entry. */
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  /** The configuration of the metadata group (voters and learners). */
+  get conf(): ConfState {
+    return this.raft.status().conf;
+  }
+
+  /** Snapshots installed from a leader and taken here; committed records that were no-ops. */
+  get stats(): {
+    readonly snapshotsInstalled: number;
+    readonly snapshotsTaken: number;
+    readonly recordsNoop: number;
+  } {
+    return { ...this.counters };
+  }
+
+  /** Why this group went offline (rule 7), or null. */
+  get offline(): Error | null {
+    return this.failure;
+  }
+
+  /** Registers a listener for applied records; returns its removal. Listener errors are logged. */
+  onApplied(listener: AppliedListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ------------------------------------------------------------------ requests (leader only)
+
+  async registerBroker(req: RegisterBrokerRequest): Promise<{ brokerEpoch: number }> {
+    await this.submit((s) => planRegisterBroker(s, req));
+    const broker = this.appliedState.brokers.get(req.brokerId);
+    if (broker === undefined || broker.incarnation !== req.incarnation) {
+      throw new StreamBusError(
+        ErrorCode.STALE_BROKER_EPOCH,
+        `broker ${req.brokerId} re-registered with another incarnation meanwhile`,
+      );
+    }
+    return { brokerEpoch: broker.brokerEpoch };
+  }
+
+  async heartbeat(req: HeartbeatRequest): Promise<{ fenced: boolean }> {
+    await this.submit((s, now) => planHeartbeat(s, req, now));
+    const broker = this.appliedState.brokers.get(req.brokerId);
+    if (broker === undefined || broker.brokerEpoch !== req.brokerEpoch) {
+      throw new StreamBusError(
+        ErrorCode.STALE_BROKER_EPOCH,
+        `broker ${req.brokerId} epoch ${req.brokerEpoch} was replaced meanwhile`,
+      );
+    }
+    return { fenced: broker.fenced };
+  }
+
+  async createTopic(req: CreateTopicRequest): Promise<TopicState> {
+    await this.submit((s) => planCreateTopic(s, req, this.plannerLimits));
+    return this.requireTopic(req.name);
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    await this.submit((s) => planDeleteTopic(s, name));
+  }
+
+  async alterTopicConfig(
+    name: string,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<TopicState> {
+    await this.submit((s) => planAlterTopicConfig(s, name, changes));
+    return this.requireTopic(name);
+  }
+
+  async allocateProducerIds(
+    brokerId: number,
+    count: number,
+  ): Promise<{ firstProducerId: number; count: number }> {
+    let first = -1;
+    await this.submit((s) => {
+      const records = planAllocateProducerIds(s, brokerId, count);
+      const r = records[0];
+      if (r?.type === 'allocate-producer-ids') first = r.firstProducerId;
+      return records;
+    });
+    return { firstProducerId: first, count };
+  }
+
+  async changeIsr(report: IsrReport): Promise<PartitionState> {
+    await this.submit((s) => planIsrChange(s, report));
+    const p = this.appliedState.topics.get(report.topicId)?.partitions[report.partition];
+    if (p === undefined) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `partition ${report.topicId}/${report.partition} was deleted meanwhile`,
+      );
+    }
+    return p;
+  }
+
+  private requireTopic(name: string): TopicState {
+    const t = topicByName(this.appliedState, name);
+    if (t === undefined) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `topic ${name} was deleted meanwhile`,
+      );
+    }
+    return t;
+  }
+
+  /** Plans on `planState`, proposes one entry, resolves once it is applied here (rules 1-3). */
+  private async submit(
+    plan: (state: MetadataState, nowTick: number) => MetadataRecord[],
+  ): Promise<void> {
+    this.checkServing();
+    if (this.planState === null) await this.waitLoaded();
+    this.checkServing();
+    const planState = this.planState;
+    if (planState === null) throw new NotControllerError(this.leaderId);
+    const records = plan(planState, this.clock);
+    if (records.length === 0) {
+      // Nothing to change (a retried request): answer once everything planned before applied.
+      const last = this.waiters[this.waiters.length - 1];
+      if (last === undefined) return;
+      await this.waitFor(last.index, last.term);
+      return;
+    }
+    const proposed = this.propose(records);
+    await this.waitFor(proposed.index, proposed.term);
+  }
+
+  private propose(records: readonly MetadataRecord[]): { index: number; term: number } {
+    if (this.waiters.length >= this.limits.requestsPendingMax) {
+      throw new StreamBusError(
+        ErrorCode.CONTROLLER_BUSY,
+        `${this.waiters.length} controller requests are pending (requestsPendingMax)`,
+      );
+    }
+    const data = encodePlan(records);
+    if (data.length > METADATA_ENTRY_BYTES_MAX) {
+      throw new StreamBusError(
+        ErrorCode.POLICY_VIOLATION,
+        `the plan of ${records.length} records takes ${data.length} bytes, above the metadata entry maximum ${METADATA_ENTRY_BYTES_MAX}`,
+      );
+    }
+    let proposed: { index: LogIndex; term: Term };
+    try {
+      proposed = this.raft.propose(data);
+    } catch (err) {
+      throw this.mapRaftError(err);
+    }
+    let s = this.planState!;
+    for (const r of records) s = applyRecord(s, r).state;
+    this.planState = s;
+    this.options.notify?.();
+    return proposed;
+  }
+
+  private waitFor(index: number, term: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({
+        index,
+        term,
+        deadlineTick: this.ticks + this.limits.requestTimeoutTicks,
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  private waitLoaded(): Promise<void> {
+    if (this.loadWaiters.length >= this.limits.requestsPendingMax) {
+      return Promise.reject(
+        new StreamBusError(
+          ErrorCode.CONTROLLER_BUSY,
+          'too many requests wait for the controller to load',
+        ),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.loadWaiters.push({
+        deadlineTick: this.ticks + this.limits.requestTimeoutTicks,
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  private checkServing(): void {
+    if (this.failure !== null) throw this.offlineError();
+    if (this.closed) throw new StreamBusError(ErrorCode.SHUTTING_DOWN, 'the controller is closing');
+    if (this.servingTerm() === 0) throw new NotControllerError(this.leaderId);
+  }
+
+  /** The term this node leads in as seen by the core now, 0 when it does not lead. */
+  private servingTerm(): number {
+    if (this.raft.currentRole !== StateRole.Leader) return 0;
+    return this.raft.currentTerm === this.leaderTerm ? this.leaderTerm : 0;
+  }
+
+  private mapRaftError(err: unknown): Error {
+    if (!(err instanceof RaftError)) return err as Error;
+    if (err.code === RaftErrorCode.NOT_LEADER_OR_FOLLOWER) {
+      return new NotControllerError(err.leaderHint);
+    }
+    if (
+      err.code === RaftErrorCode.PROPOSAL_DROPPED ||
+      err.code === RaftErrorCode.CONF_CHANGE_IN_PROGRESS
+    ) {
+      return new StreamBusError(ErrorCode.CONTROLLER_BUSY, err.message, { cause: err });
+    }
+    return new StreamBusError(ErrorCode.INVALID_REQUEST, err.message, { cause: err });
+  }
+
+  private offlineError(): StreamBusError {
+    return new StreamBusError(
+      ErrorCode.CONTROLLER_OFFLINE,
+      `the metadata log of node ${this.nodeId} is offline: ${this.failure?.message}`,
+      { cause: this.failure },
+    );
+  }
+
+  // ------------------------------------------------------------------ HostedGroup
+
+  tick(): void {
+    if (this.failure !== null || this.closed) return;
+    this.ticks++;
+    this.raft.tick();
+    if (this.servingTerm() !== 0 && this.planState !== null) {
+      this.clock++;
+      this.maybeFence();
+      this.maybeAddLearner();
+    }
+    this.expireWaiters();
+  }
+
+  step(message: Message): void {
+    if (this.failure !== null || this.closed) return;
+    try {
+      this.raft.step(message);
+    } catch (err) {
+      // A malformed message is the sender's problem: drop it, keep the group.
+      if (err instanceof RaftError) {
+        this.options.logger?.warn({ err, from: message.from }, 'metadata group: message dropped');
+        return;
+      }
+      throw err;
+    }
+  }
+
+  reportUnreachable(peer: NodeId): void {
+    if (this.failure === null && !this.closed) this.raft.reportUnreachable(peer);
+  }
+
+  hasWork(): boolean {
+    return (
+      this.failure === null && !this.closed && this.processing === null && this.raft.hasReady()
+    );
+  }
+
+  async process(): Promise<void> {
+    if (!this.hasWork()) return;
+    const round = this.processOnce().then(
+      () => {},
+      (err: Error) => this.goOffline(err),
+    );
+    this.processing = round;
+    await round;
+    this.processing = null;
+    // Work that arrived during the round (a proposal, a step) is the host's to schedule.
+    if (this.hasWork()) this.options.notify?.();
+  }
+
+  private async processOnce(): Promise<void> {
+    const rd = this.raft.ready();
+    // 1. Persist (snapshot, entries, hard state), durably.
+    await this.store.write(rd);
+    if (this.closed) return;
+    // 2. Send, install, apply.
+    if (rd.messages.length > 0) this.options.transport.send(METADATA_GROUP, rd.messages);
+    if (rd.snapshot) this.installSnapshot(rd.snapshot.data, rd.snapshot.meta.index);
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    // 3. Advance, then see whether leadership changed and whether to snapshot.
+    this.raft.advance();
+    this.observeRole();
+    await this.maybeSnapshot();
+  }
+
+  private installSnapshot(data: Uint8Array, index: number): void {
+    this.appliedState = data.length === 0 ? EMPTY_METADATA_STATE : decodeSnapshot(data);
+    this.appliedIndex = index;
+    this.counters.snapshotsInstalled++;
+    this.clock = Math.max(this.clock, this.appliedState.tickLast);
+    this.emit([]);
+  }
+
+  private applyEntry(e: Entry): void {
+    this.appliedIndex = e.index;
+    const applied: MetadataRecord[] = [];
+    if (e.type === EntryType.Normal && e.data.length > 0) {
+      let records: MetadataRecord[] = [];
+      try {
+        records = decodePlan(e.data);
+      } catch (err) {
+        // Every broker decodes the same committed bytes, so every broker skips it alike.
+        this.options.logger?.error({ err, index: e.index }, 'metadata entry does not decode');
+      }
+      let s = this.appliedState;
+      for (const r of records) {
+        const result = applyRecord(s, r);
+        if (result.noop === null) applied.push(r);
+        else this.counters.recordsNoop++;
+        s = result.state;
+      }
+      this.appliedState = s;
+      // Rule 4: the clock never runs behind what the log recorded.
+      this.clock = Math.max(this.clock, s.tickLast);
+    }
+    if (applied.length > 0) this.emit(applied);
+    this.resolveWaiters(e.index, e.term);
+    if (this.waiters.length === 0 && this.planState !== null) this.planState = this.appliedState;
+  }
+
+  private emit(records: readonly MetadataRecord[]): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(this.appliedState, records);
+      } catch (err) {
+        this.options.logger?.error({ err }, 'metadata listener failed');
+      }
+    }
+  }
+
+  private resolveWaiters(index: number, term: number): void {
+    while (this.waiters.length > 0 && this.waiters[0]!.index <= index) {
+      const w = this.waiters.shift()!;
+      if (w.index === index && w.term === term) w.resolve();
+      else
+        w.reject(
+          new NotControllerError(this.leaderId, 'the request was replaced by another leader'),
+        );
+    }
+  }
+
+  /** Leadership gained or lost since the last round (rules 2, 3). */
+  private observeRole(): void {
+    const role = this.raft.currentRole;
+    const term = this.raft.currentTerm;
+    if (this.leaderTerm !== 0 && (role !== StateRole.Leader || term !== this.leaderTerm)) {
+      this.leaderTerm = 0;
+      this.planState = null;
+      this.failAll(new NotControllerError(this.leaderId, 'the controller leader changed'));
+    }
+    if (role === StateRole.Leader && this.leaderTerm === 0) {
+      this.leaderTerm = term;
+      this.leaderStartIndex = this.raft.status().lastIndex;
+      this.fencePending = false;
+      this.bootstrapPending = false;
+      this.options.logger?.info({ node: this.nodeId, term }, 'controller leader');
+    }
+    if (
+      this.leaderTerm !== 0 &&
+      this.planState === null &&
+      this.appliedIndex >= this.leaderStartIndex
+    ) {
+      if (this.appliedState.clusterId === null) {
+        this.maybeBootstrap();
+        return;
+      }
+      this.planState = this.appliedState;
+      for (const w of this.loadWaiters.splice(0)) w.resolve();
+    }
+  }
+
+  private maybeBootstrap(): void {
+    if (this.bootstrapPending) return;
+    try {
+      const proposed = this.raft.propose(
+        encodePlan(planBootstrap(this.appliedState, newClusterId(this.options.random))),
+      );
+      this.bootstrapPending = true;
+      this.options.logger?.info({ index: proposed.index }, 'bootstrapping the cluster');
+      this.options.notify?.();
+    } catch (err) {
+      if (!(err instanceof RaftError)) throw err;
+      // Not leader any more, or a transfer: the next leader bootstraps.
+    }
+  }
+
+  private maybeFence(): void {
+    if (this.fencePending || this.planState === null) return;
+    const records = planFenceExpired(this.planState, this.clock, this.limits.sessionTicks);
+    if (records.length === 0) return;
+    let proposed: { index: number; term: number };
+    try {
+      proposed = this.propose(records);
+    } catch {
+      return; // busy or not leader: the next tick tries again
+    }
+    this.fencePending = true;
+    this.waitFor(proposed.index, proposed.term).then(
+      () => {
+        this.fencePending = false;
+      },
+      () => {
+        this.fencePending = false;
+      },
+    );
+  }
+
+  /** Rule 5: one registered broker outside the group's configuration becomes a learner. */
+  private maybeAddLearner(): void {
+    const conf = this.conf;
+    for (const id of this.appliedState.brokers.keys()) {
+      if (conf.voters.includes(id as NodeId) || conf.learners.includes(id as NodeId)) continue;
+      try {
+        this.raft.proposeConfChange({ type: 'add-learner', node: id as NodeId });
+        this.options.logger?.info({ node: id }, 'adding broker to the metadata group as a learner');
+        this.options.notify?.();
+      } catch (err) {
+        if (!(err instanceof RaftError)) throw err;
+      }
+      return;
+    }
+  }
+
+  private expireWaiters(): void {
+    const timedOut = (deadline: number) => deadline <= this.ticks;
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i]!;
+      if (!timedOut(w.deadlineTick)) continue;
+      this.waiters.splice(i, 1);
+      w.reject(
+        new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          'the controller request was not applied in time',
+        ),
+      );
+    }
+    for (let i = this.loadWaiters.length - 1; i >= 0; i--) {
+      const w = this.loadWaiters[i]!;
+      if (!timedOut(w.deadlineTick)) continue;
+      this.loadWaiters.splice(i, 1);
+      w.reject(
+        new StreamBusError(ErrorCode.REQUEST_TIMED_OUT, 'the controller did not load in time'),
+      );
+    }
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const { snapshotEveryEntries, snapshotEveryBytes } = this.limits;
+    const pendingEntries = this.appliedIndex - this.store.snapshotMeta().index;
+    if (pendingEntries <= 0) return;
+    if (pendingEntries < snapshotEveryEntries && this.store.entryBytes < snapshotEveryBytes) return;
+    const index = this.appliedIndex as LogIndex;
+    this.counters.snapshotsTaken++;
+    await this.store.createSnapshot(
+      index,
+      this.raft.confStateAt(index),
+      encodeSnapshot(this.appliedState),
+    );
+  }
+
+  private failAll(err: Error): void {
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    for (const w of this.loadWaiters.splice(0)) w.reject(err);
+  }
+
+  private goOffline(err: Error): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.options.logger?.error({ err }, 'metadata log failed: the controller group is offline');
+    this.planState = null;
+    this.leaderTerm = 0;
+    this.failAll(this.offlineError());
+  }
+
+  /** Stops the group: pending requests fail SHUTTING_DOWN; the log is closed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new StreamBusError(ErrorCode.SHUTTING_DOWN, 'the controller is closing'));
+    // A process() in flight finishes its write first (it checks `closed` after it).
+    if (this.processing !== null) await this.processing;
+    await this.store.close();
+  }
+}

@@ -1,0 +1,464 @@
+// The controller's RPC surface over `RaftTransport.request` (issue 9): the kinds, their body
+// codec, the server that answers them from a `ControllerNode`, and the `ControllerClient` every
+// broker uses to reach the controller leader. Broker registration and heartbeats, and the admin
+// requests any broker forwards (create/delete topic, alter configs, allocate producer ids, ISR
+// changes), all go through here; nothing else does.
+//
+// Wire (uvarint, svarint, string, bool, id lists and config entries as in metadata-records.ts):
+//   kind "controller.register"       req: brokerId host port incarnation      resp: brokerEpoch
+//   kind "controller.heartbeat"      req: brokerId brokerEpoch               resp: fenced:bool
+//   kind "controller.create-topic"   req: name partitions replicationFactor:svarint configs:entry[]
+//                                    resp: topic
+//   kind "controller.delete-topic"   req: name                               resp: (empty)
+//   kind "controller.alter-config"   req: name changes:(key set:bool [value])[]   resp: topic
+//   kind "controller.allocate-pids"  req: brokerId count                     resp: first count
+//   kind "controller.isr-change"     req: topicId partition leader:svarint leaderEpoch isr:uvarint[]
+//                                    resp: partition
+//   topic     := id name partitions:partition[] configs:entry[]
+//   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
+//   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
+// Expected failures travel as an error response (so NOT_CONTROLLER keeps its leader id whatever
+// the transport does with rejections); the server's promise never rejects. A body that does
+// not decode is INVALID_REQUEST (42), naming the problem; a broker may register, heartbeat and
+// allocate only for itself, and report an ISR only as that partition's leader (INVALID_REQUEST).
+//
+// The client (rules):
+//   1. It sends to the last known controller, else to the voters in turn. NOT_CONTROLLER with a
+//      leader id redirects at once (at most `redirectsMax` in a row); without one, and for any
+//      other retriable error (a down link, a timeout, CONTROLLER_BUSY), it waits a backoff with
+//      jitter (`backoffMs` doubling to `backoffMsMax`) and tries the next voter.
+//   2. At most `attemptsMax` attempts per call; then the last error is thrown. Non-retriable
+//      errors (the planner's: TOPIC_ALREADY_EXISTS, INVALID_REPLICATION_FACTOR, ...) are thrown
+//      at once, typed. This is the only retry layer for controller calls.
+//   3. A request to itself goes to the local server directly (no transport round trip).
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
+import type { NodeId, RandomSource } from '@streambus/raft';
+import type { RaftTransport } from '../cluster/contract.js';
+import { ByteReader, ByteWriter } from './byte-codec.js';
+import { type ControllerNode, NotControllerError } from './controller-node.js';
+import type {
+  CreateTopicRequest,
+  HeartbeatRequest,
+  IsrReport,
+  RegisterBrokerRequest,
+} from './controller-planner.js';
+import {
+  BROKER_ID_MAX,
+  PARTITIONS_MAX,
+  readConfigEntries,
+  readIdList,
+  writeConfigEntries,
+  writeIdList,
+} from './metadata-records.js';
+import type { PartitionState, TopicState } from './metadata-state.js';
+
+export const ControllerRpcKind = {
+  Register: 'controller.register',
+  Heartbeat: 'controller.heartbeat',
+  CreateTopic: 'controller.create-topic',
+  DeleteTopic: 'controller.delete-topic',
+  AlterConfig: 'controller.alter-config',
+  AllocateProducerIds: 'controller.allocate-pids',
+  IsrChange: 'controller.isr-change',
+} as const;
+export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
+
+const KINDS: ReadonlySet<string> = new Set(Object.values(ControllerRpcKind));
+
+/** True for the kinds this module serves (the broker's request router dispatches on it). */
+export function isControllerRpcKind(kind: string): kind is ControllerRpcKind {
+  return KINDS.has(kind);
+}
+
+const CONFIG_CHANGES_MAX = 64;
+
+// ------------------------------------------------------------------ body codec
+
+function bodyOf(fill: (w: ByteWriter) => void): Uint8Array {
+  const w = new ByteWriter();
+  fill(w);
+  return w.finish();
+}
+
+function writeTopic(w: ByteWriter, t: TopicState): void {
+  w.uvarint(t.id);
+  w.string(t.name);
+  w.uvarint(t.partitions.length);
+  for (const p of t.partitions) writePartition(w, p);
+  writeConfigEntries(w, t.configs);
+}
+
+function writePartition(w: ByteWriter, p: PartitionState): void {
+  w.svarint(p.leader);
+  w.uvarint(p.leaderEpoch);
+  w.uvarint(p.partitionEpoch);
+  writeIdList(w, p.replicas);
+  writeIdList(w, p.isr);
+}
+
+function readTopic(r: ByteReader): TopicState {
+  const id = r.uvarint('topic id');
+  const name = r.string('topic name');
+  const n = r.count('partitions', PARTITIONS_MAX);
+  const partitions: PartitionState[] = [];
+  for (let i = 0; i < n; i++) partitions.push(readPartition(r));
+  return { id, name, partitions, configs: readConfigEntries(r, 'configs') };
+}
+
+function readPartition(r: ByteReader): PartitionState {
+  return {
+    leader: r.svarint('leader', -1, BROKER_ID_MAX),
+    leaderEpoch: r.uvarint('leader epoch'),
+    partitionEpoch: r.uvarint('partition epoch'),
+    replicas: readIdList(r, 'replicas'),
+    isr: readIdList(r, 'isr'),
+  };
+}
+
+export const encodeRequest = {
+  register: (q: RegisterBrokerRequest) =>
+    bodyOf((w) => {
+      w.uvarint(q.brokerId);
+      w.string(q.host);
+      w.uvarint(q.port);
+      w.string(q.incarnation);
+    }),
+  heartbeat: (q: HeartbeatRequest) =>
+    bodyOf((w) => {
+      w.uvarint(q.brokerId);
+      w.uvarint(q.brokerEpoch);
+    }),
+  createTopic: (q: CreateTopicRequest) =>
+    bodyOf((w) => {
+      w.string(q.name);
+      w.uvarint(q.partitions);
+      w.svarint(q.replicationFactor);
+      const configs = Object.entries(q.configs ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+      writeConfigEntries(
+        w,
+        configs.map(([key, value]) => ({ key, value })),
+      );
+    }),
+  deleteTopic: (name: string) => bodyOf((w) => w.string(name)),
+  alterConfig: (name: string, changes: Readonly<Record<string, string | null>>) =>
+    bodyOf((w) => {
+      w.string(name);
+      const list = Object.entries(changes);
+      w.uvarint(list.length);
+      for (const [key, value] of list) {
+        w.string(key);
+        w.bool(value !== null);
+        if (value !== null) w.string(value);
+      }
+    }),
+  allocateProducerIds: (brokerId: number, count: number) =>
+    bodyOf((w) => {
+      w.uvarint(brokerId);
+      w.uvarint(count);
+    }),
+  isrChange: (q: IsrReport) =>
+    bodyOf((w) => {
+      w.uvarint(q.topicId);
+      w.uvarint(q.partition);
+      w.svarint(q.leader);
+      w.uvarint(q.leaderEpoch);
+      writeIdList(w, q.isr);
+    }),
+};
+
+export function encodeOk(fill: (w: ByteWriter) => void = () => {}): Uint8Array {
+  return bodyOf((w) => {
+    w.u8(0);
+    fill(w);
+  });
+}
+
+export function encodeError(err: unknown): Uint8Array {
+  const e =
+    err instanceof StreamBusError
+      ? err
+      : new StreamBusError(ErrorCode.UNKNOWN_SERVER_ERROR, (err as Error)?.message ?? String(err));
+  return bodyOf((w) => {
+    w.u8(1);
+    w.svarint(e.code);
+    w.uvarint(e instanceof NotControllerError ? e.leaderId : 0);
+    w.string(e.message.slice(0, 500));
+  });
+}
+
+/** Decodes a response: the result reader, or throws the typed error it carries. */
+export function decodeResponse(bytes: Uint8Array): ByteReader {
+  const r = new ByteReader(bytes);
+  let error: { code: number; leaderId: number; message: string };
+  try {
+    const status = r.u8('response status');
+    if (status === 0) return r;
+    if (status !== 1) throw new Error(`response status ${status}`);
+    error = {
+      code: r.svarint('error code', -(2 ** 31), 2 ** 31 - 1),
+      leaderId: r.uvarint('leader id', BROKER_ID_MAX),
+      message: r.string('error message'),
+    };
+    r.expectEnd('error response');
+  } catch (err) {
+    throw new StreamBusError(
+      ErrorCode.NETWORK_EXCEPTION,
+      `malformed controller response: ${(err as Error).message}`,
+    );
+  }
+  if (error.code === ErrorCode.NOT_CONTROLLER) {
+    throw new NotControllerError(error.leaderId, error.message);
+  }
+  throw new StreamBusError(error.code, error.message);
+}
+
+// ------------------------------------------------------------------ server
+
+function badRequest(message: string): StreamBusError {
+  return new StreamBusError(ErrorCode.INVALID_REQUEST, message);
+}
+
+/** Answers controller RPCs from `node` (the leader serves; others answer NOT_CONTROLLER). */
+export class ControllerRpcServer {
+  constructor(private readonly node: ControllerNode) {}
+
+  /** Never rejects: every failure becomes an error response. */
+  async handle(from: number, kind: string, body: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await this.dispatch(from, kind, body);
+    } catch (err) {
+      return encodeError(err);
+    }
+  }
+
+  private async dispatch(from: number, kind: string, body: Uint8Array): Promise<Uint8Array> {
+    const r = new ByteReader(body);
+    const decode = <T>(read: () => T): T => {
+      try {
+        const value = read();
+        r.expectEnd(kind);
+        return value;
+      } catch (err) {
+        throw badRequest(`malformed ${kind} request: ${(err as Error).message}`);
+      }
+    };
+    const self = (brokerId: number, what: string) => {
+      if (brokerId !== from)
+        throw badRequest(`node ${from} may not ${what} for broker ${brokerId}`);
+    };
+    switch (kind) {
+      case ControllerRpcKind.Register: {
+        const q = decode(() => ({
+          brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          host: r.string('host'),
+          port: r.uvarint('port', 65535),
+          incarnation: r.string('incarnation'),
+        }));
+        self(q.brokerId, 'register');
+        const { brokerEpoch } = await this.node.registerBroker(q);
+        return encodeOk((w) => w.uvarint(brokerEpoch));
+      }
+      case ControllerRpcKind.Heartbeat: {
+        const q = decode(() => ({
+          brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          brokerEpoch: r.uvarint('broker epoch'),
+        }));
+        self(q.brokerId, 'heartbeat');
+        const { fenced } = await this.node.heartbeat(q);
+        return encodeOk((w) => w.bool(fenced));
+      }
+      case ControllerRpcKind.CreateTopic: {
+        const q = decode(() => {
+          const name = r.string('name');
+          const partitions = r.uvarint('partitions', 2 ** 31 - 1);
+          const replicationFactor = r.svarint('replication factor', -1, 2 ** 15);
+          const configs: Record<string, string> = {};
+          for (const e of readConfigEntries(r, 'configs')) configs[e.key] = e.value;
+          return { name, partitions, replicationFactor, configs };
+        });
+        const topic = await this.node.createTopic(q);
+        return encodeOk((w) => writeTopic(w, topic));
+      }
+      case ControllerRpcKind.DeleteTopic: {
+        const name = decode(() => r.string('name'));
+        await this.node.deleteTopic(name);
+        return encodeOk();
+      }
+      case ControllerRpcKind.AlterConfig: {
+        const q = decode(() => {
+          const name = r.string('name');
+          const n = r.count('config changes', CONFIG_CHANGES_MAX);
+          const changes: Record<string, string | null> = {};
+          for (let i = 0; i < n; i++) {
+            const key = r.string('key');
+            changes[key] = r.bool('set') ? r.string('value') : null;
+          }
+          return { name, changes };
+        });
+        const topic = await this.node.alterTopicConfig(q.name, q.changes);
+        return encodeOk((w) => writeTopic(w, topic));
+      }
+      case ControllerRpcKind.AllocateProducerIds: {
+        const q = decode(() => ({
+          brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          count: r.uvarint('count', 2 ** 31 - 1),
+        }));
+        self(q.brokerId, 'allocate producer ids');
+        const block = await this.node.allocateProducerIds(q.brokerId, q.count);
+        return encodeOk((w) => {
+          w.uvarint(block.firstProducerId);
+          w.uvarint(block.count);
+        });
+      }
+      case ControllerRpcKind.IsrChange: {
+        const q = decode(() => ({
+          topicId: r.uvarint('topic id'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+          leader: r.svarint('leader', -1, BROKER_ID_MAX),
+          leaderEpoch: r.uvarint('leader epoch'),
+          isr: readIdList(r, 'isr'),
+        }));
+        self(q.leader, 'report the ISR');
+        const p = await this.node.changeIsr(q);
+        return encodeOk((w) => writePartition(w, p));
+      }
+      default:
+        throw badRequest(`unknown controller request kind '${kind}'`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ client
+
+export interface ControllerClientOptions {
+  readonly self: number;
+  /** The controller voters (the `--peers` ids; [self] for a cluster of one). */
+  readonly voters: readonly number[];
+  readonly transport: Pick<RaftTransport, 'request'>;
+  /** This broker's own server: requests to itself skip the transport (rule 3). */
+  readonly local?: ControllerRpcServer;
+  readonly random: RandomSource;
+  readonly attemptsMax?: number;
+  readonly redirectsMax?: number;
+  readonly backoffMs?: number;
+  readonly backoffMsMax?: number;
+  readonly timeoutMs?: number;
+  /** Waits `ms` (tests inject a fake). */
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export const CONTROLLER_CLIENT_DEFAULTS = {
+  attemptsMax: 20,
+  redirectsMax: 5,
+  backoffMs: 50,
+  backoffMsMax: 1000,
+  timeoutMs: 5000,
+} as const;
+
+export class ControllerClient {
+  private readonly o: Required<Omit<ControllerClientOptions, 'local'>> &
+    Pick<ControllerClientOptions, 'local'>;
+  private readonly voters: readonly number[];
+  /** The controller leader as last learned (0: unknown). */
+  private leader = 0;
+  private next = 0;
+  private closed = false;
+
+  constructor(options: ControllerClientOptions) {
+    this.o = {
+      ...CONTROLLER_CLIENT_DEFAULTS,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      ...options,
+    };
+    this.voters = options.voters.length === 0 ? [options.self] : [...options.voters];
+  }
+
+  /** The controller leader this client last reached or was told of (0: unknown). */
+  get controllerId(): number {
+    return this.leader;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  async registerBroker(q: RegisterBrokerRequest): Promise<{ brokerEpoch: number }> {
+    const r = await this.call(ControllerRpcKind.Register, encodeRequest.register(q));
+    return { brokerEpoch: r.uvarint('broker epoch') };
+  }
+
+  async heartbeat(q: HeartbeatRequest): Promise<{ fenced: boolean }> {
+    const r = await this.call(ControllerRpcKind.Heartbeat, encodeRequest.heartbeat(q));
+    return { fenced: r.bool('fenced') };
+  }
+
+  async createTopic(q: CreateTopicRequest): Promise<TopicState> {
+    return readTopic(await this.call(ControllerRpcKind.CreateTopic, encodeRequest.createTopic(q)));
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    await this.call(ControllerRpcKind.DeleteTopic, encodeRequest.deleteTopic(name));
+  }
+
+  async alterTopicConfig(
+    name: string,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<TopicState> {
+    return readTopic(
+      await this.call(ControllerRpcKind.AlterConfig, encodeRequest.alterConfig(name, changes)),
+    );
+  }
+
+  async allocateProducerIds(count: number): Promise<{ firstProducerId: number; count: number }> {
+    const r = await this.call(
+      ControllerRpcKind.AllocateProducerIds,
+      encodeRequest.allocateProducerIds(this.o.self, count),
+    );
+    return { firstProducerId: r.uvarint('first producer id'), count: r.uvarint('count') };
+  }
+
+  async changeIsr(q: IsrReport): Promise<PartitionState> {
+    return readPartition(await this.call(ControllerRpcKind.IsrChange, encodeRequest.isrChange(q)));
+  }
+
+  /** One controller call with rules 1-2; returns the result reader of the OK response. */
+  async call(kind: ControllerRpcKind, body: Uint8Array): Promise<ByteReader> {
+    let lastError: unknown = null;
+    let redirects = 0;
+    let backoff = this.o.backoffMs;
+    for (let attempt = 0; attempt < this.o.attemptsMax; attempt++) {
+      if (this.closed)
+        throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'controller client closed');
+      const target = this.leader !== 0 ? this.leader : this.nextVoter();
+      try {
+        const reply = await this.send(target, kind, body);
+        const r = decodeResponse(reply);
+        this.leader = target;
+        return r;
+      } catch (err) {
+        lastError = err;
+        if (!(err instanceof StreamBusError) || !err.retriable) throw err;
+        if (err instanceof NotControllerError && err.leaderId > 0 && err.leaderId !== target) {
+          this.leader = err.leaderId;
+          if (++redirects <= this.o.redirectsMax) continue;
+        }
+        this.leader = 0;
+        redirects = 0;
+        await this.o.sleep(backoff / 2 + this.o.random.int(Math.max(1, backoff / 2)));
+        backoff = Math.min(this.o.backoffMsMax, backoff * 2);
+      }
+    }
+    throw lastError;
+  }
+
+  private nextVoter(): number {
+    const id = this.voters[this.next % this.voters.length]!;
+    this.next++;
+    return id;
+  }
+
+  private send(target: number, kind: string, body: Uint8Array): Promise<Uint8Array> {
+    if (target === this.o.self && this.o.local) return this.o.local.handle(this.o.self, kind, body);
+    return this.o.transport.request(target as NodeId, kind, body, this.o.timeoutMs);
+  }
+}

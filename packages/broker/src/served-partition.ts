@@ -1,0 +1,47 @@
+// What the request handlers and the replica manager need of a partition on this broker. Two
+// kinds implement it: `Partition` (partition.ts: a log of its own, the single-node path with
+// repair, offline handling and local idempotence) and `ReplicatedPartition`
+// (replicated-partition.ts: one replica of the partition's Raft group).
+import type { RepairOptions, RepairReport } from '@streambus/storage';
+import type { Waiter, WaiterSet } from './long-poll.js';
+import type { OfflineState } from './offline-log.js';
+import type {
+  Acks,
+  OpenPartitionLog,
+  ProduceOutcome,
+  RepairPartitionLog,
+} from './partition.js';
+import type { ValidatedRecords } from './produce-validation.js';
+import type { TopicConfig } from './topic-config.js';
+
+export interface ServedPartition {
+  readonly topic: string;
+  readonly index: number;
+  readonly topicConfig: TopicConfig;
+  /** The end of what consumers may see. */
+  readonly highWatermark: number;
+  readonly logStartOffset: number;
+  readonly logEndOffset: number;
+  readonly sizeBytes: number;
+  readonly offline: OfflineState | null;
+  readonly inStorageError: boolean;
+  readonly waiters: WaiterSet;
+  /** Throws the partition's error when it cannot serve (closed, offline, not the leader). */
+  checkServing(): void;
+  produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome>;
+  read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
+  findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;
+  deleteRecordsBefore(offset: number): Promise<number>;
+  park(waiter: Waiter): boolean;
+  unpark(waiter: Waiter): void;
+  enforceRetention(): Promise<void>;
+  saveProducerState(): Promise<void>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+  reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void>;
+  repair(
+    options: RepairOptions,
+    repairLog: RepairPartitionLog,
+    openLog: OpenPartitionLog,
+  ): Promise<RepairReport>;
+}

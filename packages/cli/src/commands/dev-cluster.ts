@@ -1,0 +1,303 @@
+// `streambus dev --nodes N`: a local cluster of N broker processes (node ids 1..N, each started
+// as `streambus broker start --node-id I --peers <all of them>`), data under one directory
+// (`<dir>/node-<id>`), native listeners on 127.0.0.1 ports chosen free (or the first free ones
+// from --port upward), HTTP on ports the brokers pick. It prints every broker's address and
+// stays in the foreground, forwarding the brokers' log lines prefixed with their node.
+//
+// The brokers run in process groups of their own, so only this command gets a terminal's
+// Ctrl-C; if it dies of an uncaught error it kills them (a kill -9 of it leaves them running).
+// Stopping: SIGINT (Ctrl-C), SIGTERM or SIGHUP sends SIGTERM to every broker, waits for them (each
+// stops gracefully; one still running after STOP_TIMEOUT_MS is killed) and exits 0 when all
+// exited 0. A broker that exits on its own (crash, kill -9) is reported, the others are stopped
+// the same way, and the command fails (exit 1). A broker that does not start is reported with
+// its last output line, and the others are stopped.
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { formatPeers, type Peer } from '@streambus/broker';
+
+export const DEV_NODES_MAX = 9;
+/** A broker must print its started line within this long. */
+const START_TIMEOUT_MS = 30_000;
+/** A broker still running this long after SIGTERM is killed. */
+const STOP_TIMEOUT_MS = 20_000;
+/** Ports scanned upward from --port for free ones. */
+const PORT_SCAN_MAX = 1000;
+/** Output lines of a broker kept to explain a failure. */
+const TAIL_LINES_MAX = 20;
+
+const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
+
+export interface DevClusterOptions {
+  readonly nodes: number;
+  readonly dataDir: string;
+  /** First port to try for the native listeners; null: any free ones. */
+  readonly port: number | null;
+  readonly logLevel: string;
+  readonly autoCreateTopics: boolean;
+  /** How to run the CLI in the printed commands. */
+  readonly cli: string;
+}
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+interface Node {
+  readonly peer: Peer;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<Exit>;
+  /** Resolves with the HTTP port once the broker printed its started line. */
+  readonly ready: Promise<number | null>;
+  readonly tail: string[];
+  exit: Exit | null;
+  httpPort: number | null;
+}
+
+function describeExit(e: Exit): string {
+  return e.signal !== null ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** `count` distinct free 127.0.0.1 ports: from `from` upward, or chosen by the OS. */
+async function freePorts(count: number, from: number | null): Promise<number[]> {
+  const ports: number[] = [];
+  if (from === null) {
+    const servers = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const s = net.createServer();
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', resolve);
+        });
+        return s;
+      }),
+    );
+    for (const s of servers) {
+      ports.push((s.address() as net.AddressInfo).port);
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    }
+    return ports;
+  }
+  for (let p = from; p <= Math.min(65535, from + PORT_SCAN_MAX) && ports.length < count; p++) {
+    if (await canListen(p)) ports.push(p);
+  }
+  if (ports.length < count) {
+    throw new Error(
+      `--port ${from}: found ${ports.length} free ports of the ${count} needed in ${from}..${Math.min(65535, from + PORT_SCAN_MAX)}`,
+    );
+  }
+  return ports;
+}
+
+function spawnNode(
+  peer: Peer,
+  peers: string,
+  opts: DevClusterOptions,
+  out: NodeJS.WritableStream,
+): Node {
+  const dataDir = join(opts.dataDir, `node-${peer.id}`);
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'broker',
+      'start',
+      '--node-id',
+      String(peer.id),
+      '--peers',
+      peers,
+      '--listen',
+      `${peer.host}:${peer.port}`,
+      '--http',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      opts.logLevel,
+    ],
+    {
+      // A process group of its own: a terminal's Ctrl-C reaches only this command, which sends
+      // each broker one SIGTERM. (Sharing the group, each broker got the terminal's SIGINT and
+      // then our SIGTERM: a second signal, which a broker answers by exiting at once.)
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        STREAMBUS_AUTO_CREATE_TOPICS: String(opts.autoCreateTopics),
+      },
+    },
+  );
+  let onReady!: (httpPort: number | null) => void;
+  let isReady = false;
+  const node: Node = {
+    peer,
+    dataDir,
+    child,
+    ready: new Promise((resolve) => {
+      onReady = resolve;
+    }),
+    tail: [],
+    exit: null,
+    httpPort: null,
+    exited: new Promise<Exit>((resolve) => {
+      child.once('exit', (code, signal) => {
+        node.exit = { code, signal };
+        resolve(node.exit);
+      });
+    }),
+  };
+  // A spawn failure (no such executable) is reported as the exit that follows it.
+  child.once('error', (err) => node.tail.push(String(err)));
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      node.tail.push(line);
+      if (node.tail.length > TAIL_LINES_MAX) node.tail.shift();
+      if (!isReady && line.includes('"broker started"')) {
+        try {
+          node.httpPort = (JSON.parse(line) as { httpPort?: number }).httpPort ?? null;
+          isReady = true;
+          onReady(node.httpPort);
+          return;
+        } catch {
+          // Not the JSON line after all: keep waiting for it.
+        }
+      }
+      out.write(`[node-${peer.id}] ${line}\n`);
+    });
+  }
+  return node;
+}
+
+/** Resolves once the broker printed its started line; rejects if it exits or times out first. */
+function started(node: Node): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`node ${node.peer.id} did not start within ${START_TIMEOUT_MS} ms`)),
+      START_TIMEOUT_MS,
+    );
+    void node.ready.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    void node.exited.then((e) => {
+      clearTimeout(timer);
+      const last = node.tail.at(-1);
+      reject(
+        new Error(
+          `node ${node.peer.id} ${describeExit(e)} before it started${last ? `: ${last}` : ''}`,
+        ),
+      );
+    });
+  });
+}
+
+/** SIGTERM to every running broker, then waits; one still running after the bound is killed. */
+async function stopAll(nodes: readonly Node[]): Promise<void> {
+  for (const n of nodes) if (n.exit === null) n.child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const all = Promise.all(nodes.map((n) => n.exited));
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS);
+  });
+  if ((await Promise.race([all, late])) === 'late') {
+    for (const n of nodes) if (n.exit === null) n.child.kill('SIGKILL');
+    await all;
+  }
+  clearTimeout(timer);
+}
+
+/** Runs the cluster until a signal or a broker's exit; throws when it did not end cleanly. */
+export async function runDevCluster(
+  opts: DevClusterOptions,
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<void> {
+  const ports = await freePorts(opts.nodes, opts.port);
+  const peers: Peer[] = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
+  const peerList = formatPeers(peers);
+  const nodes = peers.map((p) => spawnNode(p, peerList, opts, out));
+  // Until the cluster runs, a signal stops what has started.
+  let signalled: NodeJS.Signals | null = null;
+  let onSignal: (s: NodeJS.Signals) => void = (s) => {
+    signalled = s;
+  };
+  const handler = (s: NodeJS.Signals): void => onSignal(s);
+  // If this process ends anyway (an uncaught error), it takes its brokers with it.
+  const killAll = (): void => {
+    for (const n of nodes) if (n.exit === null) n.child.kill('SIGKILL');
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  process.on('SIGHUP', handler); // the terminal closed
+  process.on('exit', killAll);
+  try {
+    try {
+      await Promise.all(nodes.map(started));
+    } catch (err) {
+      await stopAll(nodes);
+      if (signalled !== null) return;
+      throw err;
+    }
+    const bootstrap = peers.map((p) => `${p.host}:${p.port}`).join(',');
+    const b = ` --bootstrap ${bootstrap}`;
+    out.write(
+      [
+        `StreamBus dev cluster: ${nodes.length} broker${nodes.length === 1 ? '' : 's'} (--peers ${peerList})`,
+        ...nodes.map(
+          (n) =>
+            `  node ${n.peer.id}  ${n.peer.host}:${n.peer.port}  HTTP 127.0.0.1:${n.httpPort}  pid ${n.child.pid}  data ${n.dataDir}`,
+        ),
+        opts.autoCreateTopics
+          ? 'topics are created on first use (--no-auto-create-topics to refuse)'
+          : 'unknown topics are refused (create them with topic create)',
+        '',
+        'Try it from another terminal:',
+        `  ${opts.cli} cluster describe${b}`,
+        `  ${opts.cli} topic create demo --partitions 3${b}`,
+        `  echo hello | ${opts.cli} produce demo${b}`,
+        `  ${opts.cli} consume demo --from-beginning${b}`,
+        '',
+        'Press Ctrl-C to stop.',
+        '',
+      ].join('\n'),
+    );
+    const stop = new Promise<NodeJS.Signals>((resolve) => {
+      if (signalled !== null) resolve(signalled);
+      onSignal = resolve;
+    });
+    const died = Promise.race(nodes.map((n) => n.exited.then(() => n)));
+    const first = await Promise.race([stop, died]);
+    if (typeof first === 'string') {
+      out.write('stopping...\n');
+      await stopAll(nodes);
+      const failed = nodes.filter((n) => n.exit?.code !== 0);
+      if (failed.length > 0) {
+        throw new Error(
+          failed.map((n) => `node ${n.peer.id} ${describeExit(n.exit!)} while stopping`).join('; '),
+        );
+      }
+      out.write('stopped\n');
+      return;
+    }
+    const why = `node ${first.peer.id} (pid ${first.child.pid}) ${describeExit(first.exit!)}`;
+    out.write(`${why}; stopping the other brokers...\n`);
+    await stopAll(nodes);
+    throw new Error(`${why}; the other brokers were stopped`);
+  } finally {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+    process.off('SIGHUP', handler);
+    process.off('exit', killAll);
+  }
+}

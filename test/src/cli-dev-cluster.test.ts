@@ -1,0 +1,176 @@
+// `streambus dev --nodes N` as processes: N brokers start (each answers ApiVersions with its own
+// node id on the address printed), Ctrl-C (SIGINT) stops all of them within a bound and exits
+// 0, a broker that dies is reported and the others are stopped (exit 1), and bad invocations
+// are usage errors. Whether the brokers form one cluster is not tested here (that is the
+// integrator's wiring of --peers).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import {
+  ApiKey,
+  type ApiVersionsResponse,
+  decodeResponse,
+  encodeRequest,
+  FrameParser,
+} from '@streambus/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLI_BIN, ROOT, removeDir, runCli, tempDir } from './harness.js';
+
+interface Listed {
+  readonly id: number;
+  readonly port: number;
+  readonly pid: number;
+  readonly dataDir: string;
+}
+
+interface Dev {
+  readonly child: ChildProcess;
+  readonly nodes: Listed[];
+  readonly exit: Promise<number | null>;
+  stdout(): string;
+  stderr(): string;
+}
+
+const started: Array<{ child: ChildProcess; pids: number[]; dir: string }> = [];
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+afterEach(() => {
+  // Whatever a failed test left running: the command and its brokers (own process groups).
+  for (const s of started.splice(0)) {
+    s.child.kill('SIGKILL');
+    for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    removeDir(s.dir);
+  }
+});
+
+/** Starts `streambus dev --nodes n` and waits for its listing of the brokers. */
+async function startDev(n: number): Promise<Dev> {
+  const dir = tempDir('streambus-dev-cluster-');
+  const child = spawn(
+    process.execPath,
+    [CLI_BIN, 'dev', '--nodes', String(n), '--data-dir', dir, '--log-level', 'warn'],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined },
+    },
+  );
+  const record = { child, pids: [] as number[], dir };
+  started.push(record);
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const nodes = await new Promise<Listed[]>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no listing in 30 s:\n${out}\n${err}`)),
+      30_000,
+    );
+    void exit.then((code) => reject(new Error(`dev exited with ${code}:\n${out}\n${err}`)));
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (!out.includes('Press Ctrl-C to stop.')) return;
+      clearTimeout(timer);
+      const re = /^ {2}node (\d+) {2}127\.0\.0\.1:(\d+) {2}HTTP \S+ {2}pid (\d+) {2}data (.+)$/gm;
+      resolve(
+        [...out.matchAll(re)].map((m) => ({
+          id: Number(m[1]),
+          port: Number(m[2]),
+          pid: Number(m[3]),
+          dataDir: m[4]!,
+        })),
+      );
+    });
+  });
+  record.pids.push(...nodes.map((x) => x.pid));
+  return { child, nodes, exit, stdout: () => out, stderr: () => err };
+}
+
+/** One ApiVersions request on a fresh connection. */
+function apiVersions(port: number): Promise<ApiVersionsResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const parser = new FrameParser();
+    const timer = setTimeout(() => socket.destroy(new Error('no answer in 5 s')), 5000);
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(encodeRequest(ApiKey.API_VERSIONS, 1, {})));
+    socket.on('data', (chunk: Buffer) => {
+      const [frame] = parser.push(chunk);
+      if (frame === undefined) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(decodeResponse(ApiKey.API_VERSIONS, frame));
+    });
+  });
+}
+
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('streambus dev --nodes', () => {
+  it('starts 3 brokers with node ids 1..3, each answering on its address; SIGINT stops all', async () => {
+    const dev = await startDev(3);
+    expect(dev.nodes.map((x) => x.id)).toEqual([1, 2, 3]);
+    const peers = dev.nodes.map((x) => `${x.id}@127.0.0.1:${x.port}`).join(',');
+    expect(dev.stdout()).toContain(`StreamBus dev cluster: 3 brokers (--peers ${peers})`);
+    for (const x of dev.nodes) {
+      expect((await apiVersions(x.port)).nodeId).toBe(x.id);
+      expect(x.dataDir).toMatch(new RegExp(`node-${x.id}$`));
+      expect(existsSync(x.dataDir)).toBe(true);
+    }
+    expect(dev.stdout()).toContain(
+      `--bootstrap ${dev.nodes.map((x) => `127.0.0.1:${x.port}`).join(',')}`,
+    );
+    dev.child.kill('SIGINT');
+    expect(await within(dev.exit, 20_000, 'stopping')).toBe(0);
+    expect(dev.stdout()).toMatch(/stopping\.\.\.\nstopped\n$/);
+    expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
+    expect(dev.stderr()).toBe('');
+  });
+
+  it('reports a broker that dies, stops the others and fails', async () => {
+    const dev = await startDev(2);
+    const victim = dev.nodes[1]!;
+    process.kill(victim.pid, 'SIGKILL');
+    expect(await within(dev.exit, 20_000, 'stopping')).toBe(1);
+    expect(dev.stderr()).toBe(
+      `streambus: node 2 (pid ${victim.pid}) was killed by SIGKILL; the other brokers were stopped\n`,
+    );
+    expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
+  });
+
+  it('refuses a bad node count and flags that do not fit it', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--nodes', '0'], /^streambus: --nodes: expected an integer in 1\.\.9, got '0'$/],
+      [['--nodes', '10'], /^streambus: --nodes: expected an integer in 1\.\.9, got '10'$/],
+      [['--nodes', '2', '--listen', '127.0.0.1:7070'], /^streambus: --listen sets one broker's/],
+      [['--port', '9000'], /^streambus: --port needs --nodes/],
+    ];
+    const dir = tempDir('streambus-dev-cluster-');
+    const runs = await Promise.all(cases.map(([a]) => runCli(['dev', ...a, '--data-dir', dir])));
+    cases.forEach(([args, message], i) => {
+      expect({ args, code: runs[i]!.code }).toEqual({ args, code: 2 });
+      expect(runs[i]!.stderr.trim()).toMatch(message);
+    });
+    expect(existsSync(join(dir, 'node-1'))).toBe(false);
+    removeDir(dir);
+  });
+});
