@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
+import { batchSpans } from '@streambus/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BROKER_MAIN,
@@ -64,7 +65,7 @@ describe('a damaged partition after kill -9 (real processes)', () => {
         .sort()[0]!,
     );
     const data = readFileSync(file);
-    data[12 + data.readInt32BE(8) + 100]! ^= 0xff;
+    data[[...batchSpans(data)][1]!.position + 100]! ^= 0xff;
     writeFileSync(file, data);
 
     const b2 = await startBroker(dir);

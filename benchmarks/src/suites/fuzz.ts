@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import {
   ApiKey,
   type ApiKeyValue,
+  batchSpans,
   decodeRecordBatch,
   decodeResponse,
   encodeRecordBatch,
@@ -386,14 +387,11 @@ async function readBack(lane: Lane): Promise<Map<string, string>> {
       const p = res.topics[0]!.partitions[0]!;
       if (p.errorCode !== 0) throw new Error(`read back ${partition}@${offset}: ${p.errorCode}`);
       if (p.records.length === 0) break;
-      let pos = 0;
-      while (pos < p.records.length) {
-        const { header, records } = decodeRecordBatch(p.records, pos);
-        for (const rec of records) {
+      for (const { position } of batchSpans(p.records)) {
+        for (const rec of decodeRecordBatch(p.records, position).records) {
           stored.set(`${partition}:${rec.offset}`, Buffer.from(rec.value ?? []).toString());
           offset = rec.offset + 1;
         }
-        pos += 12 + header.batchLength;
       }
       if (offset >= p.highWatermark) break;
     }

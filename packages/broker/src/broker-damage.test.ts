@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ApiKey,
+  batchSpans,
   decodeRecordBatch,
   ErrorCode,
   encodeRecordBatch,
@@ -126,7 +127,7 @@ async function seeded(corrupt = true) {
   // Flip a byte inside the second batch (offsets 2..3) of the first, sealed segment.
   const file = join(pdir, first);
   const data = readFileSync(file);
-  const second = 12 + data.readInt32BE(8);
+  const second = [...batchSpans(data)][1]!.position;
   data[second + 100]! ^= 0xff;
   writeFileSync(file, data);
   return { dataDir, pdir, file };
@@ -217,9 +218,10 @@ describe('damaged partitions', () => {
     // A fetch into the gap gets the empty gap batch and moves past it; later offsets are kept.
     const gap = (await fetchAt(c, 't', 0, 2)).topics[0]!.partitions[0]!;
     expect(gap.errorCode).toBe(0);
-    const first = decodeRecordBatch(gap.records, 0);
+    const [gapBatch, nextBatch] = [...batchSpans(gap.records)];
+    const first = decodeRecordBatch(gap.records, gapBatch!.position);
     expect(first.header).toMatchObject({ baseOffset: 2, lastOffsetDelta: 1, recordCount: 0 });
-    const next = decodeRecordBatch(gap.records, 12 + first.header.batchLength);
+    const next = decodeRecordBatch(gap.records, nextBatch!.position);
     expect(Buffer.from(next.records[0]!.value!).toString()).toMatch(/^v2\./);
     expect(next.records[0]!.offset).toBe(4);
     expect((await produce(c, 't', 0, 'after')).topics[0]!.partitions[0]).toMatchObject({

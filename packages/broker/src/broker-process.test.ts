@@ -7,7 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiKey, decodeRecordBatch, encodeRecordBatch, OffsetSpec } from '@streambus/protocol';
+import {
+  ApiKey,
+  batchSpans,
+  decodeRecordBatch,
+  encodeRecordBatch,
+  OffsetSpec,
+} from '@streambus/protocol';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RawClient } from './testing/raw-client.js';
 
@@ -154,12 +160,10 @@ describe('broker process', () => {
         });
         const bytes = f.topics[0]!.partitions[0]!.records;
         expect(bytes.length).toBeGreaterThan(0);
-        let pos = 0;
-        while (pos < bytes.length) {
-          const { header, records } = decodeRecordBatch(bytes, pos);
+        for (const { position } of batchSpans(bytes)) {
+          const { header, records } = decodeRecordBatch(bytes, position);
           for (const r of records)
             found.set(`${partition}:${Buffer.from(r.value!).toString()}`, r.offset);
-          pos += 12 + header.batchLength;
           offset = header.baseOffset + header.lastOffsetDelta + 1;
         }
       }

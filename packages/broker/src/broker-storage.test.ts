@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ApiKey,
+  batchSpans,
   decodeRecordBatch,
   ErrorCode,
   encodeRecordBatch,
@@ -101,11 +102,9 @@ describe('broker over the storage package', () => {
     });
     const got = one.topics[0]!.partitions[0]!;
     expect(got.highWatermark).toBe(20);
-    let n = 0;
-    for (let pos = 0; pos < got.records.length; n++) {
-      pos += 12 + decodeRecordBatch(got.records, pos).header.batchLength;
-    }
-    expect(n).toBe(20);
+    const batches = [...batchSpans(got.records)];
+    for (const b of batches) decodeRecordBatch(got.records, b.position);
+    expect(batches).toHaveLength(20);
     const altered = await c.request(ApiKey.ALTER_CONFIGS, {
       topics: [{ name: 'real', configs: { durability: 'interval', 'flush.ms': '20' } }],
     });

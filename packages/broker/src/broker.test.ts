@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   ApiKey,
   BatchField,
+  batchSpans,
   crc32c,
   decodeRecordBatch,
   decodeResponse,
@@ -122,12 +123,9 @@ function fetch(
 
 function decodeAll(bytes: Uint8Array): Array<{ offset: number; value: string }> {
   const out: Array<{ offset: number; value: string }> = [];
-  let pos = 0;
-  while (pos < bytes.length) {
-    const { header, records } = decodeRecordBatch(bytes, pos);
-    for (const r of records)
+  for (const { position } of batchSpans(bytes)) {
+    for (const r of decodeRecordBatch(bytes, position).records)
       out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
-    pos += 12 + header.batchLength;
   }
   return out;
 }

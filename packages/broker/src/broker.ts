@@ -108,7 +108,9 @@ export class Broker {
       logger: this.logger,
       metrics: this.metrics,
       fs: this.fs,
-      openLog: options.openLog ?? openPartitionLogOn(this.fs),
+      openLog:
+        options.openLog ??
+        openPartitionLogOn(this.fs, { unsyncedBytesMax: config.limits.unsyncedBytesMax }),
       repairLog: options.repairLog ?? repairPartitionLogOn(this.fs),
     });
   }

@@ -177,13 +177,18 @@ describe('the cluster path', () => {
       const e = r.topics[0]!;
       return e.errorCode === 0 || e.errorCode === ErrorCode.TOPIC_ALREADY_EXISTS ? e : undefined;
     });
-    const leader = await until('a partition leader', () => leaderOf(clients[0]!, 'r3'));
+    await until('a partition leader', () => leaderOf(clients[0]!, 'r3'));
     const acked: string[] = [];
+    /** The broker that answered the last produce: the partition's leader. */
+    let leader = 0;
     for (let i = 0; i < 20; i++) {
       const p = await until('produce', async () => {
-        const l = (await leaderOf(clients[0]!, 'r3')) ?? leader;
+        const l = await leaderOf(clients[0]!, 'r3');
+        if (l === undefined) return undefined;
         const r = await produce(clients[l - 1]!, 'r3', `a${i}`);
-        return r.errorCode === 0 ? r : undefined;
+        if (r.errorCode !== 0) return undefined;
+        leader = l;
+        return r;
       });
       expect(p.errorCode).toBe(0);
       acked.push(`a${i}`);

@@ -113,6 +113,18 @@ describe('loadConfig', () => {
     ).toBe('limits.decompressedBytesMax');
   });
 
+  it('reads the unsynced-bytes bound, at least one largest batch', () => {
+    expect(loadConfig({}).limits.unsyncedBytesMax).toBe(32 * 1024 * 1024);
+    const c = loadConfig({ env: { STREAMBUS_LIMITS_UNSYNCED_BYTES_MAX: '8388608' } });
+    expect(c.limits.unsyncedBytesMax).toBe(8388608);
+    const small = configError(() =>
+      loadConfig({ flags: { 'limits.unsynced-bytes-max': 512 * 1024 } }),
+    );
+    expect(small.message).toBe(
+      'limits.unsyncedBytesMax: must be at least defaults.maxMessageBytes (1048576)',
+    );
+  });
+
   it('answers a misspelt variable or key with the nearest known name', () => {
     const env = (name: string) => configError(() => loadConfig({ env: { [name]: 'x' } })).message;
     expect(env('STREAMBUS_DIR')).toMatch(/^STREAMBUS_DIR: .*did you mean STREAMBUS_DATA_DIR\?/);

@@ -76,6 +76,12 @@ export interface BrokerLimits {
   frameStallTimeoutMs: number;
   /** Estimated decoded size of one request body (msgpack), at most inflightBytesMax. */
   requestDecodedBytesMax: number;
+  /**
+   * Bytes appended to one partition log and not yet fsynced (queued, being written, or written);
+   * produces beyond it answer LOG_BACKPRESSURE (retriable) while an fsync is slow
+   * (PartitionLog's unsyncedBytesMax, DEFAULT_UNSYNCED_BYTES_MAX argues the default).
+   */
+  unsyncedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -144,6 +150,7 @@ export function defaultConfig(): BrokerConfig {
       brokerInboundBytesMax: 64 * 1024 * 1024,
       frameStallTimeoutMs: 15_000,
       requestDecodedBytesMax: 16 * 1024 * 1024,
+      unsyncedBytesMax: 32 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -282,6 +289,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.brokerInboundBytesMax': intParser(1024, 65536 * MB),
   'limits.frameStallTimeoutMs': intParser(100, 3600_000),
   'limits.requestDecodedBytesMax': intParser(64 * 1024, 4096 * MB),
+  'limits.unsyncedBytesMax': intParser(64 * 1024, 4096 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),
@@ -493,6 +501,12 @@ export function checkRelations(c: BrokerConfig): void {
     throw new ConfigError(
       'defaults.maxMessageBytes',
       `must not exceed defaults.segmentBytes (${c.defaults.segmentBytes})`,
+    );
+  }
+  if (c.limits.unsyncedBytesMax < c.defaults.maxMessageBytes) {
+    throw new ConfigError(
+      'limits.unsyncedBytesMax',
+      `must be at least defaults.maxMessageBytes (${c.defaults.maxMessageBytes})`,
     );
   }
   if (c.limits.partitionsPerTopicMax > c.limits.partitionsMax) {

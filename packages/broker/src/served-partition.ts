@@ -5,12 +5,7 @@
 import type { RepairOptions, RepairReport } from '@streambus/storage';
 import type { Waiter, WaiterSet } from './long-poll.js';
 import type { OfflineState } from './offline-log.js';
-import type {
-  Acks,
-  OpenPartitionLog,
-  ProduceOutcome,
-  RepairPartitionLog,
-} from './partition.js';
+import type { Acks, OpenPartitionLog, ProduceOutcome, RepairPartitionLog } from './partition.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import type { TopicConfig } from './topic-config.js';
 

@@ -119,15 +119,24 @@ export function brokerFileSystem(metrics: BrokerMetrics, options: StorageOptions
   return fs;
 }
 
+/** Broker limits every partition log is opened with. */
+export interface PartitionLogLimits {
+  /** limits.unsyncedBytesMax (default: the storage package's). */
+  unsyncedBytesMax?: number;
+}
+
 /** The storage package's PartitionLog over `fs`. */
-export function openPartitionLogOn(fs: FileSystem): OpenPartitionLog {
+export function openPartitionLogOn(
+  fs: FileSystem,
+  limits: PartitionLogLimits = {},
+): OpenPartitionLog {
   return (dir, config, openOptions) =>
-    PartitionLog.open(
-      fs,
-      dir,
-      partitionLogConfig(config),
-      openOptions?.onEvent ? { onEvent: openOptions.onEvent } : {},
-    );
+    PartitionLog.open(fs, dir, partitionLogConfig(config), {
+      ...(limits.unsyncedBytesMax !== undefined
+        ? { unsyncedBytesMax: limits.unsyncedBytesMax }
+        : {}),
+      ...(openOptions?.onEvent ? { onEvent: openOptions.onEvent } : {}),
+    });
 }
 
 /** The storage package's repair over `fs`, the broker's own (the partition's log is closed). */

@@ -19,14 +19,13 @@
 import {
   ApiKey,
   BatchAttributes,
+  BatchCursor,
   BatchField,
-  batchSizeAt,
   type DecodedRecord,
   decodeRecordBatch,
   ErrorCode,
   type FetchResponse,
   OffsetSpec,
-  RECORD_BATCH_HEADER_BYTES,
   type RecordHeader,
   readBatchHeader,
   StreamBusError,
@@ -773,13 +772,11 @@ class RecordIterator implements AsyncGenerator<ConsumerRecord, void, undefined> 
 
 /** The position after the whole batches in `buf` (headers only; a partial trailing batch is left). */
 function endOffset(position: number, buf: Uint8Array): number {
-  let pos = 0;
   let next = position;
-  while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
-    const size = batchSizeAt(buf, pos);
-    if (pos + size > buf.length) break; // a partial trailing batch: fetched again next time
-    const header = readBatchHeader(buf, pos);
-    pos += size;
+  // A partial trailing batch is fetched again next time.
+  const batch = new BatchCursor(buf, 0, buf.length, true);
+  while (batch.next()) {
+    const header = readBatchHeader(buf, batch.position);
     const end = header.baseOffset + header.lastOffsetDelta + 1;
     if (end > next) next = end;
   }
@@ -791,21 +788,18 @@ function endOffset(position: number, buf: Uint8Array): number {
  * their byte length and the offset after them.
  */
 function takeBatches(from: number, buf: Uint8Array, budget: number): { bytes: number; to: number } {
-  let pos = 0;
   let to = from;
   let taken = 0;
-  while (taken < budget && buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
-    const size = batchSizeAt(buf, pos);
-    if (pos + size > buf.length) break;
-    const header = readBatchHeader(buf, pos);
-    pos += size;
+  const batch = new BatchCursor(buf, 0, buf.length, true);
+  while (taken < budget && batch.next()) {
+    const header = readBatchHeader(buf, batch.position);
     const end = header.baseOffset + header.lastOffsetDelta + 1;
     if (end > to) {
       taken += Math.min(header.recordCount, end - to);
       to = end;
     }
   }
-  return { bytes: pos, to };
+  return { bytes: batch.wholeEnd, to };
 }
 
 /**
@@ -815,10 +809,9 @@ function takeBatches(from: number, buf: Uint8Array, budget: number): { bytes: nu
 function decodeFrom(position: number, buf: Uint8Array): DecodedRecord[] {
   const records: DecodedRecord[] = [];
   const options = { appendTo: records, minOffset: position };
-  let pos = 0;
-  while (buf.length - pos >= RECORD_BATCH_HEADER_BYTES) {
-    const size = batchSizeAt(buf, pos);
-    if (pos + size > buf.length) break;
+  const batch = new BatchCursor(buf, 0, buf.length, true);
+  while (batch.next()) {
+    const pos = batch.position;
     // The control bit is in the low byte of the big-endian attributes field.
     if ((buf[pos + BatchField.ATTRIBUTES + 1]! & BatchAttributes.CONTROL) !== 0) {
       // A control batch (transaction marker): checked like any batch, never surfaced.
@@ -826,7 +819,6 @@ function decodeFrom(position: number, buf: Uint8Array): DecodedRecord[] {
     } else {
       decodeRecordBatch(buf, pos, options);
     }
-    pos += size;
   }
   return records;
 }

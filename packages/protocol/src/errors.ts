@@ -93,6 +93,10 @@ export const ErrorCode = {
   // 1120-1129: the controller quorum (packages/broker/src/controller).
   CONTROLLER_BUSY: 1120,
   CONTROLLER_OFFLINE: 1121,
+  // 1140-1149: the partition log's own conditions (packages/storage); the broker maps them to
+  // what a client sees in one place (packages/broker/src/storage-errors.ts).
+  LOG_TRUNCATED: 1140,
+  LOG_BACKPRESSURE: 1141,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -284,6 +288,18 @@ const TABLE: readonly ErrorInfo[] = [
     'CONTROLLER_OFFLINE',
     false,
     'the metadata log on this broker failed (disk error) and its controller role is offline',
+  ),
+  info(
+    C.LOG_TRUNCATED,
+    'LOG_TRUNCATED',
+    true,
+    'the log was truncated or reset before the offset waited for became durable',
+  ),
+  info(
+    C.LOG_BACKPRESSURE,
+    'LOG_BACKPRESSURE',
+    true,
+    'the partition log holds too many bytes not yet written or fsynced; retry after a backoff',
   ),
 ];
 

@@ -22,14 +22,18 @@ export * from './errors.js';
 export { murmur2, partitionForKey } from './murmur2.js';
 export {
   BatchAttributes,
+  BatchCursor,
   BatchField,
+  type BatchSpan,
   batchSizeAt,
+  batchSpans,
   type DecodeBatchOptions,
   type DecodedBatch,
   type DecodedRecord,
   decodeRecordBatch,
   type EncodeBatchOptions,
   encodeRecordBatch,
+  peekBatchSize,
   RECORD_BATCH_HEADER_BYTES,
   RECORD_BATCH_MAGIC,
   RECORD_BATCH_MIN_LENGTH,

@@ -203,6 +203,113 @@ export function batchSizeAt(buf: Uint8Array, pos = 0): number {
   return 12 + batchLength;
 }
 
+/**
+ * The total size (12 + batchLength) of the batch whose header starts at `pos`, or -1 when no
+ * batch header is there: fewer than 61 bytes, batchLength < 49, or magic not 2. Never throws and
+ * does not look past the header (the batch itself may be partial). For scans of stored bytes
+ * that name damage in their own words and resynchronisation searches; walks use BatchCursor.
+ */
+export function peekBatchSize(buf: Uint8Array, pos: number): number {
+  if (!(pos >= 0) || pos + RECORD_BATCH_HEADER_BYTES > buf.length) return -1;
+  const batchLength = readInt32(buf, pos + BatchField.BATCH_LENGTH);
+  if (batchLength < RECORD_BATCH_MIN_LENGTH || buf[pos + BatchField.MAGIC] !== RECORD_BATCH_MAGIC) {
+    return -1;
+  }
+  return 12 + batchLength;
+}
+
+/** One batch of a run of back-to-back batches: where it starts and its total size. */
+export interface BatchSpan {
+  readonly position: number;
+  readonly size: number;
+}
+
+/**
+ * The one walk over back-to-back batches (`12 + batchLength` each), bounds-checked, allocation-
+ * free for hot paths. Each `next()` checks the header at the cursor (61 bytes present,
+ * batchLength >= 49, magic 2) and that the whole batch lies within [start, end), then sets
+ * `position` and `size` and returns true; at `end` exactly it returns false. A header that is
+ * garbled is CORRUPT_MESSAGE. Bytes at the end that are not a whole batch are CORRUPT_MESSAGE
+ * too, unless `partialTail` is set (a window of a longer run: a fetch response, a read of a
+ * segment): then `next()` returns false there, with `position` at those bytes and `size` the
+ * declared size of the partial batch (0 when fewer than 61 bytes remain). After false, `next()`
+ * keeps returning false. CRCs and record counts are not checked (validateBatch does).
+ */
+export class BatchCursor {
+  /** The current batch's start (after false: the start of what is not a whole batch). */
+  position: number;
+  /** The current batch's total size (after false: see the class comment). */
+  size = 0;
+  private at: number;
+
+  constructor(
+    readonly buf: Uint8Array,
+    start = 0,
+    readonly end = buf.length,
+    readonly partialTail = false,
+  ) {
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end) {
+      throw new RangeError(`batch range [${start}, ${end}) is not a range`);
+    }
+    if (end > buf.length) throw new RangeError(`batch range end ${end} is past ${buf.length} B`);
+    this.position = start;
+    this.at = start;
+  }
+
+  /** Where the whole batches walked so far end (the next batch's start). */
+  get wholeEnd(): number {
+    return this.at;
+  }
+
+  next(): boolean {
+    const pos = this.at;
+    const left = this.end - pos;
+    this.position = pos;
+    this.size = 0;
+    if (left === 0) return false;
+    if (left < RECORD_BATCH_HEADER_BYTES) {
+      if (this.partialTail) return false;
+      throw corrupt(
+        `batch header incomplete: need ${RECORD_BATCH_HEADER_BYTES} bytes at ${pos}, ${left} left`,
+      );
+    }
+    const size = peekBatchSize(this.buf, pos);
+    if (size < 0) throw garbledHeader(this.buf, pos);
+    this.size = size;
+    if (size > left) {
+      if (this.partialTail) return false;
+      throw corrupt(`batch at ${pos} is incomplete: ${size} bytes declared, ${left} present`);
+    }
+    this.at = pos + size;
+    return true;
+  }
+}
+
+function garbledHeader(buf: Uint8Array, pos: number): StreamBusError {
+  const batchLength = readInt32(buf, pos + BatchField.BATCH_LENGTH);
+  if (batchLength < RECORD_BATCH_MIN_LENGTH) {
+    return corrupt(
+      `batch at ${pos}: batchLength ${batchLength} is below the minimum ${RECORD_BATCH_MIN_LENGTH}`,
+    );
+  }
+  return corrupt(
+    `batch at ${pos}: unsupported batch magic ${buf[pos + BatchField.MAGIC]} (want 2)`,
+  );
+}
+
+/**
+ * The whole batches filling `buf[start, end)` exactly, as spans (for code off the hot path;
+ * loops that run per produce or fetch use BatchCursor). CORRUPT_MESSAGE as BatchCursor.
+ */
+export function* batchSpans(
+  buf: Uint8Array,
+  start = 0,
+  end = buf.length,
+): Generator<BatchSpan, void, undefined> {
+  const c = new BatchCursor(buf, start, end);
+  while (c.next()) yield { position: c.position, size: c.size };
+}
+
 function completeSize(buf: Uint8Array, pos: number): number {
   const size = batchSizeAt(buf, pos);
   if (pos + size > buf.length) {
@@ -281,15 +388,7 @@ export function setPartitionLeaderEpoch(buf: Uint8Array, pos: number, epoch: num
  * magic) but not CRCs. CORRUPT_MESSAGE on a partial or garbled batch.
  */
 export function splitBatches(buf: Uint8Array): Array<{ position: number; size: number }> {
-  const out: Array<{ position: number; size: number }> = [];
-  let pos = 0;
-  while (pos < buf.length) {
-    const size = completeSize(buf, pos);
-    needMagic(buf, pos);
-    out.push({ position: pos, size });
-    pos += size;
-  }
-  return out;
+  return Array.from(batchSpans(buf));
 }
 
 // ---- encoder --------------------------------------------------------------------------------

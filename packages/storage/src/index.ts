@@ -43,6 +43,7 @@ export {
 export {
   type AppendOptions,
   type AppendResult,
+  DEFAULT_UNSYNCED_BYTES_MAX,
   type DurabilityPolicy,
   PartitionLog,
   type PartitionLogConfig,
@@ -69,3 +70,4 @@ export {
   seededRandom,
 } from './memory-fs.js';
 export { NodeFileSystem } from './node-fs.js';
+export { SlowSyncFileSystem, type SlowSyncOptions } from './slow-sync-fs.js';

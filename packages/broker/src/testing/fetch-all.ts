@@ -1,6 +1,6 @@
 // Test helper: every record of one partition from `from` to the high watermark, fetched in as
 // many rounds as it takes (a fetch may stop at a segment boundary or at maxBytes).
-import { ApiKey, decodeRecordBatch, OffsetSpec } from '@streambus/protocol';
+import { ApiKey, batchSpans, decodeRecordBatch, OffsetSpec } from '@streambus/protocol';
 import type { RawClient } from './raw-client.js';
 
 const FETCH_BYTES_MAX = 1 << 20;
@@ -34,11 +34,10 @@ export async function fetchAll(
       throw new Error(`fetch of ${topic}-${partition} at ${offset}: ${p.errorCode}`);
     if (p.records.length === 0)
       throw new Error(`fetch of ${topic}-${partition} at ${offset} got nothing below ${end}`);
-    for (let pos = 0; pos < p.records.length; ) {
-      const { header, records } = decodeRecordBatch(p.records, pos);
+    for (const { position } of batchSpans(p.records)) {
+      const { header, records } = decodeRecordBatch(p.records, position);
       for (const r of records)
         out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
-      pos += 12 + header.batchLength;
       offset = header.baseOffset + header.lastOffsetDelta + 1;
     }
   }

@@ -13,9 +13,8 @@
 import {
   BatchField,
   ErrorCode,
+  peekBatchSize,
   RECORD_BATCH_HEADER_BYTES,
-  RECORD_BATCH_MAGIC,
-  RECORD_BATCH_MIN_LENGTH,
   StreamBusError,
   verifyBatchCrc,
 } from '@streambus/protocol';
@@ -104,16 +103,14 @@ export async function findNextGoodBatch(
     );
     const last = Math.min(RESYNC_WINDOW_BYTES, buf.length - RECORD_BATCH_HEADER_BYTES + 1);
     for (let i = 0; i < last; i++) {
-      if (buf[i + BatchField.MAGIC] !== RECORD_BATCH_MAGIC) continue;
-      const length = buf.readInt32BE(i + BatchField.BATCH_LENGTH);
-      if (length < RECORD_BATCH_MIN_LENGTH || win + i + 12 + length > endPosition) continue;
+      // A candidate header at every byte (a resynchronisation search, not a walk).
+      const size = peekBatchSize(buf, i);
+      if (size < 0 || win + i + size > endPosition) continue;
       const base = batchBaseOffset(buf, i);
       if (base < expectedOffset || base >= expectedOffset + RESYNC_OFFSET_SPAN_MAX) continue;
       const batch =
-        i + 12 + length <= buf.length
-          ? buf.subarray(i, i + 12 + length)
-          : await seg.read(win + i, 12 + length);
-      if (batch.length === 12 + length && verifyBatchCrc(batch, 0)) {
+        i + size <= buf.length ? buf.subarray(i, i + size) : await seg.read(win + i, size);
+      if (batch.length === size && verifyBatchCrc(batch, 0)) {
         return { position: win + i, baseOffset: base };
       }
     }
@@ -162,12 +159,12 @@ export async function lastOffsetIn(
   let pos = from;
   while (pos + RECORD_BATCH_HEADER_BYTES <= end) {
     const h = await seg.read(pos, RECORD_BATCH_HEADER_BYTES);
-    if (h.length < RECORD_BATCH_HEADER_BYTES || h[BatchField.MAGIC] !== RECORD_BATCH_MAGIC) break;
-    const length = h.readInt32BE(BatchField.BATCH_LENGTH);
+    const size = peekBatchSize(h, 0);
+    if (size < 0) break;
     const delta = h.readInt32BE(BatchField.LAST_OFFSET_DELTA);
-    if (length < RECORD_BATCH_MIN_LENGTH || delta < 0) break;
+    if (delta < 0) break;
     last = batchBaseOffset(h, 0) + delta;
-    pos += 12 + length;
+    pos += size;
   }
   return last;
 }

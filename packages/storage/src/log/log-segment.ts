@@ -13,10 +13,10 @@
 import assert from 'node:assert/strict';
 import {
   BatchField,
+  batchSizeAt,
   ErrorCode,
+  peekBatchSize,
   RECORD_BATCH_HEADER_BYTES,
-  RECORD_BATCH_MAGIC,
-  RECORD_BATCH_MIN_LENGTH,
   StreamBusError,
   validateBatch,
 } from '@streambus/protocol';
@@ -185,8 +185,8 @@ export class LogSegment {
       this.sizeBytes,
       true,
       false,
-      (buf, at, position) =>
-        position + 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH) < endPosition,
+      // scan() visits whole batches whose header it checked.
+      (buf, at, position) => position + batchSizeAt(buf, at) < endPosition,
     );
     if (this.verifiedBytes === start) this.markVerified(r.endPosition, r.nextOffset);
     return { goodEnd: r.endPosition, problem: r.problem };
@@ -291,12 +291,8 @@ export class LogSegment {
           return stop(`incomplete batch header at position ${pos} (${buf.length} B left)`);
         }
       }
-      const batchLength = buf.readInt32BE(at + BatchField.BATCH_LENGTH);
-      const magic = buf[at + BatchField.MAGIC];
-      if (batchLength < RECORD_BATCH_MIN_LENGTH || magic !== RECORD_BATCH_MAGIC) {
-        return stop(`garbled batch header at position ${pos}`);
-      }
-      const size = 12 + batchLength;
+      const size = peekBatchSize(buf, at);
+      if (size < 0) return stop(`garbled batch header at position ${pos}`);
       if (pos + size > endPosition) return stop(`torn batch at position ${pos}`);
       if (at + size > buf.length) {
         buf = await readFully(

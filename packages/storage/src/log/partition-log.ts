@@ -23,6 +23,7 @@
 // storage, or preallocation of segment files.
 import assert from 'node:assert/strict';
 import {
+  BatchCursor,
   BatchField,
   batchSizeAt,
   decodeRecordBatch,
@@ -81,8 +82,20 @@ export interface PartitionLogOptions {
    * (segments trusted at open), once each; 'always' checks every batch served; 'never' none.
    */
   verifyOnRead?: 'unverified' | 'always' | 'never';
-  /** Appends waiting for the writer beyond this many bytes are refused (default 64 MiB). */
+  /**
+   * Appends waiting for the writer beyond this many bytes are refused with LOG_BACKPRESSURE
+   * (retriable; default 64 MiB).
+   */
   appendQueueBytesMax?: number;
+  /**
+   * Bytes accepted by `append` and not yet covered by an fsync (queued, being written, or written
+   * and waiting for the fsync) are at most this many: an append beyond it is refused with
+   * LOG_BACKPRESSURE (retriable) instead of piling up behind a slow fsync. One append is always
+   * accepted when nothing is unsynced. Under 'interval' an fsync starts early once half of it is
+   * written. Not applied under 'none' (no fsync would ever free it; only the queue bound holds).
+   * Default DEFAULT_UNSYNCED_BYTES_MAX.
+   */
+  unsyncedBytesMax?: number;
   /**
    * Told of every cut recovery makes and every damaged batch found at open or by a read
    * (log-damage.ts), once per damage. Called synchronously; must not throw.
@@ -124,6 +137,14 @@ export interface ReadResult {
   highWatermark?: never;
 }
 
+/**
+ * 32 MiB: one fsync round (1-10 ms on an SSD) at 500 MB/s of ingest leaves 0.5-5 MB unsynced,
+ * so a healthy disk never meets the bound; a stalled fsync pins at most this much of producers'
+ * request buffers per partition (half the append queue bound), and is what 'interval' can lose
+ * in a crash at most beyond its interval.
+ */
+export const DEFAULT_UNSYNCED_BYTES_MAX = 32 * 1024 * 1024;
+
 /** A `writev` takes at most this many buffers (Linux IOV_MAX). */
 const WRITE_GROUP_BUFFERS_MAX = 1024;
 const WRITE_GROUP_BYTES_MAX = 16 * 1024 * 1024;
@@ -135,6 +156,8 @@ type Op =
   | {
       kind: 'append';
       buf: Buffer;
+      /** Its bytes left `pendingBytes` (written, or refused). */
+      counted: boolean;
       leaderEpoch: number | undefined;
       onWritten: ((r: AppendResult) => void) | undefined;
       assigned: boolean;
@@ -231,6 +254,12 @@ export class PartitionLog {
   private readonly nowMs: () => number;
   private readonly verifyOnRead: 'unverified' | 'always' | 'never';
   private readonly appendQueueBytesMax: number;
+  private readonly unsyncedBytesMax: number;
+  /** Bytes of appends accepted and neither written nor refused yet. */
+  private pendingBytes = 0;
+  /** Bytes of appends written since open, and of those covered by a completed fsync. */
+  private writtenBytes = 0;
+  private syncedBytes = 0;
   private readonly onEvent: LogEventListener;
   /** Damage found by reads, per segment (reported once; a segment holds at most one). */
   private readonly damages = new WeakMap<LogSegment, LogDamage>();
@@ -247,6 +276,8 @@ export class PartitionLog {
     this.nowMs = options.nowMs ?? Date.now;
     this.verifyOnRead = options.verifyOnRead ?? 'unverified';
     this.appendQueueBytesMax = options.appendQueueBytesMax ?? 64 * 1024 * 1024;
+    this.unsyncedBytesMax = options.unsyncedBytesMax ?? DEFAULT_UNSYNCED_BYTES_MAX;
+    assert.ok(this.unsyncedBytesMax > 0, 'unsyncedBytesMax must be positive');
     this.onEvent = options.onEvent ?? (() => {});
     this.segments = recovered.segments;
     this.recovery = recovered.report;
@@ -320,6 +351,16 @@ export class PartitionLog {
   }
 
   /**
+   * Bytes accepted by `append` that an fsync does not cover yet (queued, being written, or
+   * written and unsynced); at most `unsyncedBytesMax` unless one append alone is larger. Under
+   * 'none' only the unwritten ones (and no bound applies there).
+   */
+  get unsyncedBytes(): number {
+    if (this.config.durability === 'none') return this.pendingBytes;
+    return this.pendingBytes + this.writtenBytes - this.syncedBytes;
+  }
+
+  /**
    * The log failed as a whole (an fsync or a cut-back failed): it refuses everything until it is
    * reopened, which recovers it from what is on disk.
    */
@@ -353,25 +394,27 @@ export class PartitionLog {
   append(batches: Buffer, options?: AppendOptions): Promise<AppendResult> {
     try {
       this.checkOpen();
-      let pos = 0;
-      while (pos < batches.length) {
-        const size = batchSizeAt(batches, pos);
-        if (pos + size > batches.length) {
-          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is incomplete`);
-        }
-        if (batches[pos + BatchField.MAGIC] !== 2) {
-          throw new StreamBusError(ErrorCode.CORRUPT_MESSAGE, `batch at ${pos} is not magic 2`);
-        }
-        if (batchLastOffsetDelta(batches, pos) < 0) {
-          throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${pos} has no offsets`);
-        }
-        if (options?.assignedOffsets && !verifyBatchCrc(batches, pos)) {
+      // Framing (CORRUPT_MESSAGE for a partial or garbled batch) and offsets of every batch.
+      const batch = new BatchCursor(batches);
+      while (batch.next()) {
+        if (batchLastOffsetDelta(batches, batch.position) < 0) {
           throw new StreamBusError(
-            ErrorCode.CORRUPT_MESSAGE,
-            `batch at ${pos} (baseOffset ${batchBaseOffset(batches, pos)}) failed its CRC-32C check`,
+            ErrorCode.INVALID_RECORD,
+            `batch at ${batch.position} has no offsets`,
           );
         }
-        pos += size;
+        if (batches[batch.position + BatchField.MAGIC] !== 2) {
+          throw new StreamBusError(
+            ErrorCode.CORRUPT_MESSAGE,
+            `batch at ${batch.position} is not magic 2`,
+          );
+        }
+        if (options?.assignedOffsets && !verifyBatchCrc(batches, batch.position)) {
+          throw new StreamBusError(
+            ErrorCode.CORRUPT_MESSAGE,
+            `batch at ${batch.position} (baseOffset ${batchBaseOffset(batches, batch.position)}) failed its CRC-32C check`,
+          );
+        }
       }
       if (batches.length === 0) {
         throw new StreamBusError(ErrorCode.INVALID_RECORD, 'append of no batches');
@@ -384,26 +427,46 @@ export class PartitionLog {
       }
       if (this.opsBytes + batches.length > this.appendQueueBytesMax && this.ops.length > 0) {
         throw new StreamBusError(
-          ErrorCode.KAFKA_STORAGE_ERROR,
+          ErrorCode.LOG_BACKPRESSURE,
           `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
+        );
+      }
+      const unsynced = this.config.durability === 'none' ? 0 : this.unsyncedBytes;
+      if (unsynced > 0 && unsynced + batches.length > this.unsyncedBytesMax) {
+        throw new StreamBusError(
+          ErrorCode.LOG_BACKPRESSURE,
+          `${unsynced} B appended to ${this.dir} are not fsynced yet (unsyncedBytesMax ${this.unsyncedBytesMax})`,
         );
       }
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.ops.push({
+      const op: Extract<Op, { kind: 'append' }> = {
         kind: 'append',
         buf: batches,
+        counted: false,
         leaderEpoch: options?.leaderEpoch,
         onWritten: options?.onWritten,
         assigned: options?.assignedOffsets === true,
         resolve,
-        reject,
-      });
+        reject: (e) => {
+          this.uncount(op);
+          reject(e);
+        },
+      };
+      this.ops.push(op);
       this.opsBytes += batches.length;
+      this.pendingBytes += batches.length;
       this.kick();
     });
+  }
+
+  /** An append's bytes leave `pendingBytes` once: written (then unsynced) or refused. */
+  private uncount(op: Extract<Op, { kind: 'append' }>): void {
+    if (op.counted) return;
+    op.counted = true;
+    this.pendingBytes -= op.buf.length;
   }
 
   /**
@@ -519,15 +582,15 @@ export class PartitionLog {
             if (mismatch) break;
           }
           let next = baseOffset;
-          let p = 0;
-          while (p < op.buf.length) {
+          const batch = new BatchCursor(op.buf);
+          while (batch.next()) {
+            const p = batch.position;
             if (!op.assigned) {
               op.buf.writeUInt32BE(Math.floor(next / 0x100000000), p);
               op.buf.writeUInt32BE(next >>> 0, p + 4);
               if (op.leaderEpoch !== undefined) setPartitionLeaderEpoch(op.buf, p, op.leaderEpoch);
             }
             next += batchLastOffsetDelta(op.buf, p) + 1;
-            p += 12 + op.buf.readInt32BE(p + BatchField.BATCH_LENGTH);
           }
           this._logEndOffset = next;
           size += op.buf.length;
@@ -547,19 +610,20 @@ export class PartitionLog {
         }
         this.refused = null;
         seg.dirty = true;
+        this.writtenBytes += size - position;
         let pos = position;
         for (const op of chunk) {
+          this.uncount(op);
           const buf = op.buf;
           const baseOffset = batchBaseOffset(buf, 0);
-          let p = 0;
           let last = baseOffset;
-          while (p < buf.length) {
-            const size2 = 12 + buf.readInt32BE(p + BatchField.BATCH_LENGTH);
+          const batch = new BatchCursor(buf);
+          while (batch.next()) {
+            const p = batch.position;
             const b = batchBaseOffset(buf, p);
             last = b + batchLastOffsetDelta(buf, p);
-            seg.onBatch(pos, size2, b, last, batchMaxTimestamp(buf, p));
-            pos += size2;
-            p += size2;
+            seg.onBatch(pos, batch.size, b, last, batchMaxTimestamp(buf, p));
+            pos += batch.size;
           }
           if (seg.verifiedBytes === pos - buf.length) seg.markVerified(pos, last + 1);
           this.writtenEnd = last + 1;
@@ -577,6 +641,13 @@ export class PartitionLog {
             op.resolve(result);
           }
           answered++;
+        }
+        // 'interval' fsyncs early once half of unsyncedBytesMax is written (not only on its timer).
+        if (
+          this.config.durability === 'interval' &&
+          this.writtenBytes - this.syncedBytes >= this.unsyncedBytesMax / 2
+        ) {
+          this.maybeSync();
         }
         if (this.config.durability === 'always') this.maybeSync();
         if (mismatch) throw mismatch;
@@ -684,6 +755,7 @@ export class PartitionLog {
     try {
       while (this.durableEnd < this.writtenEnd && !this.failure) {
         const target = this.writtenEnd;
+        const targetBytes = this.writtenBytes;
         for (const seg of this.segments) {
           if (!seg.dirty) continue;
           seg.dirty = false;
@@ -694,6 +766,7 @@ export class PartitionLog {
           this.dirDirty = false;
           await this.fs.syncDir(this.dir);
         }
+        this.syncedBytes = Math.max(this.syncedBytes, targetBytes);
         this.setDurable(target);
       }
     } catch (err) {
@@ -858,6 +931,15 @@ export class PartitionLog {
       };
       const corrupt = () =>
         this.damageError(seg, end, seg.verifiedNextOffset, problem ?? 'unreadable');
+      // The size of the stored batch whose header is at `at` of the window (which may hold only
+      // part of the batch), bounds-checked; a garbled length is the segment's damage.
+      const sizeAt = (at: number): number => {
+        try {
+          return batchSizeAt(buf, at);
+        } catch (err) {
+          throw seg.storageCorruption(start + at, `bad batch length (${(err as Error).message})`);
+        }
+      };
       let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
       await verify(start, buf);
       // Skip batches before `offset`.
@@ -874,10 +956,7 @@ export class PartitionLog {
           await verify(start, buf);
           if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
         }
-        const size = 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH);
-        if (size < RECORD_BATCH_HEADER_BYTES) {
-          throw seg.storageCorruption(start + at, 'bad batch length');
-        }
+        const size = sizeAt(at);
         if (batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at) >= offset) break;
         at += size;
       }
@@ -886,8 +965,8 @@ export class PartitionLog {
       let endAt = at;
       let lastOffset = -1;
       for (;;) {
-        if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length) break;
-        const size = 12 + buf.readInt32BE(endAt + BatchField.BATCH_LENGTH);
+        if (endAt + RECORD_BATCH_HEADER_BYTES > buf.length || start + endAt >= end) break;
+        const size = sizeAt(endAt);
         if ((endAt > at || firstMustFit) && endAt + size - at > maxBytes) break;
         if (start + endAt + size > end) break;
         if (endAt + size > buf.length) {
@@ -933,15 +1012,16 @@ export class PartitionLog {
     data: Buffer,
     position: number,
   ): { position: number; offset: number } | null {
-    let p = 0;
     let next = -1;
-    while (p < data.length) {
+    // `data` is whole batches this read framed already.
+    const batch = new BatchCursor(data);
+    while (batch.next()) {
+      const p = batch.position;
       const base = batchBaseOffset(data, p);
       if (!verifyBatchCrc(data, p) || (next >= 0 && base !== next)) {
         return { position: position + p, offset: next >= 0 ? next : base };
       }
       next = base + batchLastOffsetDelta(data, p) + 1;
-      p += 12 + data.readInt32BE(p + BatchField.BATCH_LENGTH);
     }
     return null;
   }
@@ -1003,9 +1083,8 @@ export class PartitionLog {
         await seg.scan(from, null, seg.sizeBytes, false, false, (buf, at) => {
           const last = batchBaseOffset(buf, at) + batchLastOffsetDelta(buf, at);
           if (last < fromOffset || batchMaxTimestamp(buf, at) < timestampMs) return true;
-          hit = Buffer.from(
-            buf.subarray(at, at + 12 + buf.readInt32BE(at + BatchField.BATCH_LENGTH)),
-          );
+          // scan() hands whole batches whose header it checked.
+          hit = Buffer.from(buf.subarray(at, at + batchSizeAt(buf, at)));
           return false;
         });
       } finally {
@@ -1069,13 +1148,15 @@ export class PartitionLog {
       await seg.handle.sync();
       seg.dirty = false;
       await this.fs.syncDir(this.dir);
+      // Earlier segments were fsynced when they rolled; what is left is all on disk now.
+      this.syncedBytes = this.writtenBytes;
     }
     const keep: Waiter[] = [];
     for (const w of this.durableWaiters) {
       if (w.offset > baseOffset) {
         w.reject(
           new StreamBusError(
-            ErrorCode.NOT_LEADER_OR_FOLLOWER,
+            ErrorCode.LOG_TRUNCATED,
             `log ${this.dir} was truncated to ${baseOffset} before offset ${w.offset} became durable`,
           ),
         );
@@ -1150,13 +1231,12 @@ export class PartitionLog {
     this.writtenEnd = offset;
     this.durableEnd = offset;
     this.recoveryPoint = offset;
+    // Nothing written before is left to fsync.
+    this.syncedBytes = this.writtenBytes;
     await this.writeMeta();
     for (const w of this.durableWaiters.splice(0)) {
       w.reject(
-        new StreamBusError(
-          ErrorCode.NOT_LEADER_OR_FOLLOWER,
-          `log ${this.dir} was reset to ${offset}`,
-        ),
+        new StreamBusError(ErrorCode.LOG_TRUNCATED, `log ${this.dir} was reset to ${offset}`),
       );
     }
   }

@@ -9,13 +9,7 @@
 // header sane (batchLength >= 49, magic 2), batch within the segment, baseOffset contiguous with
 // the verified prefix, lastOffsetDelta >= 0, `validateBatch` (CRC-32C and counts). Only batches
 // whole in the buffer are verified; the verified prefix moves past them. Pure and synchronous.
-import {
-  BatchField,
-  RECORD_BATCH_HEADER_BYTES,
-  RECORD_BATCH_MAGIC,
-  RECORD_BATCH_MIN_LENGTH,
-  validateBatch,
-} from '@streambus/protocol';
+import { peekBatchSize, RECORD_BATCH_HEADER_BYTES, validateBatch } from '@streambus/protocol';
 import { batchBaseOffset, batchLastOffsetDelta, type LogSegment } from './log-segment.js';
 
 /**
@@ -37,15 +31,11 @@ export function verifyReadBuffer(
   for (;;) {
     const at = pos - bufPosition;
     if (pos >= seg.sizeBytes || at + RECORD_BATCH_HEADER_BYTES > buf.length) break;
-    const batchLength = buf.readInt32BE(at + BatchField.BATCH_LENGTH);
-    if (
-      batchLength < RECORD_BATCH_MIN_LENGTH ||
-      buf[at + BatchField.MAGIC] !== RECORD_BATCH_MAGIC
-    ) {
+    const size = peekBatchSize(buf, at);
+    if (size < 0) {
       problem = `garbled batch header at position ${pos}`;
       break;
     }
-    const size = 12 + batchLength;
     if (pos + size > seg.sizeBytes) {
       problem = `torn batch at position ${pos}`;
       break;
