@@ -25,10 +25,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ApiKey,
+  type ApiKeyValue,
+  decodeRecordBatch,
   decodeResponse,
+  encodeRecordBatch,
   encodeRequest,
   FrameParser,
   type MetadataResponse,
+  peekBatchSize,
+  type RequestOf,
+  type ResponseOf,
 } from '@streambus/protocol';
 import { type LinkProxy, LinkProxyMesh } from './link-proxy.js';
 import { NetnsNetwork, netnsSupport } from './netns.js';
@@ -72,8 +78,14 @@ export interface ClusterBroker {
   output(): string;
 }
 
-/** The network to use for partition tests here: netns as root with iproute2, else proxies. */
+/**
+ * The network to use for partition tests here: netns as root with iproute2, else proxies;
+ * STREAMBUS_TEST_NETWORK=proxy forces the proxies (to test that path on a root machine).
+ */
 export function clusterNetworkFor(): { network: 'netns' | 'proxy'; why: string } {
+  if (process.env.STREAMBUS_TEST_NETWORK === 'proxy') {
+    return { network: 'proxy', why: 'TCP proxies per link (STREAMBUS_TEST_NETWORK=proxy)' };
+  }
   const s = netnsSupport();
   return s.ok
     ? { network: 'netns', why: 'root with network namespaces' }
@@ -98,42 +110,165 @@ export async function freePorts(count: number, host = '127.0.0.1'): Promise<numb
   }
 }
 
-/** One request/response on a fresh connection; rejects after `timeoutMs`. */
-export async function metadataFrom(
+/** One request and its answer on a fresh connection; rejects after `timeoutMs` or on close. */
+export function requestOnce<K extends ApiKeyValue>(
   host: string,
   port: number,
-  topics: string[] | null,
-  timeoutMs = 2000,
-): Promise<MetadataResponse> {
+  apiKey: K,
+  body: RequestOf<K>,
+  timeoutMs: number,
+): Promise<ResponseOf<K>> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
     const parser = new FrameParser();
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`metadata from ${host}:${port}: no answer in ${timeoutMs} ms`));
-    }, timeoutMs);
-    const done = (err: Error | null, res?: MetadataResponse) => {
+    const what = `request ${apiKey} to ${host}:${port}`;
+    const done = (err: Error | null, res?: ResponseOf<K>) => {
       clearTimeout(timer);
       socket.destroy();
       if (err) reject(err);
       else resolve(res!);
     };
-    socket.once('error', (err) => done(err));
-    socket.once('connect', () =>
-      socket.write(
-        encodeRequest(ApiKey.METADATA, 1, { topics, allowAutoTopicCreation: false }, {}),
-      ),
+    const timer = setTimeout(
+      () => done(new Error(`${what}: no answer in ${timeoutMs} ms`)),
+      timeoutMs,
     );
+    socket.once('error', (err) => done(err));
+    socket.once('close', () => done(new Error(`${what}: closed`)));
+    socket.once('connect', () => socket.write(encodeRequest(apiKey, 1, body, { apiVersion: 0 })));
     socket.on('data', (chunk: Buffer) => {
       try {
         const frames = parser.push(chunk);
-        if (frames.length > 0) done(null, decodeResponse(ApiKey.METADATA, frames[0]!));
+        if (frames.length > 0) done(null, decodeResponse(apiKey, frames[0]!));
       } catch (err) {
         done(err as Error);
       }
     });
-    socket.once('close', () => done(new Error(`metadata from ${host}:${port}: closed`)));
   });
+}
+
+export function metadataFrom(
+  host: string,
+  port: number,
+  topics: string[] | null,
+  timeoutMs = 2000,
+): Promise<MetadataResponse> {
+  return requestOnce(
+    host,
+    port,
+    ApiKey.METADATA,
+    { topics, allowAutoTopicCreation: false },
+    timeoutMs,
+  );
+}
+
+/** One acks=all PRODUCE; the partition's error code, or 'no answer' in `waitMs`. */
+export async function produceOnce(
+  host: string,
+  port: number,
+  topic: string,
+  partition: number,
+  value: string,
+  waitMs: number,
+): Promise<number | 'no answer'> {
+  const records = encodeRecordBatch([{ value: Buffer.from(value), timestamp: Date.now() }], {
+    timestamp: Date.now(),
+  });
+  const body = {
+    acks: -1 as const,
+    timeoutMs: waitMs,
+    topics: [{ name: topic, partitions: [{ partition, records }] }],
+  };
+  try {
+    const res = await requestOnce(host, port, ApiKey.PRODUCE, body, waitMs);
+    return res.topics[0]?.partitions[0]?.errorCode ?? -1;
+  } catch {
+    return 'no answer';
+  }
+}
+
+/** A FETCH of one byte at offset 0, no waiting: the partition's error code (0 = it serves). */
+export async function fetchErrorFrom(
+  host: string,
+  port: number,
+  topic: string,
+  partition: number,
+  timeoutMs = 2000,
+): Promise<number> {
+  const res = await requestOnce(
+    host,
+    port,
+    ApiKey.FETCH,
+    {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1,
+      topics: [{ name: topic, partitions: [{ partition, fetchOffset: 0, partitionMaxBytes: 1 }] }],
+    },
+    timeoutMs,
+  );
+  return res.topics[0]?.partitions[0]?.errorCode ?? -1;
+}
+
+/**
+ * Every record value of `topic`/`partition` that broker `host:port` serves from offset 0 to its
+ * high watermark, by raw FETCH requests (no client library: no Metadata routing), control
+ * batches skipped. Rejects with the error code when that broker does not serve the partition.
+ */
+export async function readPartitionFrom(
+  host: string,
+  port: number,
+  topic: string,
+  partition: number,
+  timeoutMs = 20_000,
+): Promise<Array<{ offset: number; value: string }>> {
+  const out: Array<{ offset: number; value: string }> = [];
+  const deadline = Date.now() + timeoutMs;
+  let offset = 0;
+  for (;;) {
+    const res = await requestOnce(
+      host,
+      port,
+      ApiKey.FETCH,
+      {
+        maxWaitMs: 0,
+        minBytes: 0,
+        maxBytes: 4 * 1024 * 1024,
+        topics: [
+          {
+            name: topic,
+            partitions: [{ partition, fetchOffset: offset, partitionMaxBytes: 4 * 1024 * 1024 }],
+          },
+        ],
+      },
+      5000,
+    );
+    const p = res.topics[0]?.partitions[0];
+    if (p?.errorCode !== 0) {
+      throw new Error(`fetch of ${topic}/${partition} from ${host}:${port}: error ${p?.errorCode}`);
+    }
+    const buf = p.records;
+    let pos = 0;
+    for (
+      let size = peekBatchSize(buf, pos);
+      size > 0 && pos + size <= buf.length;
+      size = peekBatchSize(buf, pos)
+    ) {
+      const batch = decodeRecordBatch(buf, pos);
+      if (!batch.isControl) {
+        for (const r of batch.records) {
+          if (r.offset >= offset)
+            out.push({ offset: r.offset, value: Buffer.from(r.value ?? []).toString() });
+        }
+      }
+      offset = Math.max(offset, batch.header.baseOffset + batch.header.lastOffsetDelta + 1);
+      pos += size;
+    }
+    if (offset >= p.highWatermark) return out;
+    if (Date.now() > deadline)
+      throw new Error(
+        `fetch of ${topic}/${partition}: stuck at ${offset} below ${p.highWatermark}`,
+      );
+  }
 }
 
 export async function waitUntil<T>(
@@ -343,33 +478,96 @@ export class TestCluster {
   }
 
   /**
-   * The leader of `topic`/`partition` once the brokers asked (default: all running ones) agree
-   * on one that is running and not in `exclude`; waits up to `timeoutMs`.
+   * The leader of `topic`/`partition` once the brokers asked (default: all running ones) have
+   * agreed on the same leader and leader epoch for `stableMs` (leadership right after a topic is
+   * created or a leader dies settles in a few steps), that leader running, not in `exclude`,
+   * and (unless `serving: false`) answering a fetch of the partition without an error: Metadata
+   * can name a leader before that broker's replica has become it.
    */
   async leaderOf(
     topic: string,
     partition: number,
-    options: { exclude?: readonly number[]; askIds?: readonly number[]; timeoutMs?: number } = {},
+    options: {
+      exclude?: readonly number[];
+      askIds?: readonly number[];
+      timeoutMs?: number;
+      stableMs?: number;
+      serving?: boolean;
+    } = {},
   ): Promise<number> {
     const ask = () => options.askIds ?? this.running();
+    const stableMs = options.stableMs ?? 500;
+    let seen: { key: string; since: number } | null = null;
     return waitUntil(
-      `a leader of ${topic}/${partition} agreed by brokers ${ask().join(',')}`,
+      `a leader of ${topic}/${partition} agreed by brokers ${ask().join(',')} for ${stableMs} ms`,
       options.timeoutMs ?? 15_000,
       async () => {
         let leader: number | undefined;
+        let epoch = -1;
         for (const id of ask()) {
           const m = await this.metadata(id, [topic]);
           const p = m.topics
             .find((t) => t.name === topic)
             ?.partitions.find((x) => x.partition === partition);
           if (p?.errorCode !== 0 || p.leaderId < 1) return undefined;
-          if (leader !== undefined && p.leaderId !== leader) return undefined;
+          if (leader !== undefined && (p.leaderId !== leader || p.leaderEpoch !== epoch)) {
+            return undefined;
+          }
           leader = p.leaderId;
+          epoch = p.leaderEpoch;
         }
         if (leader === undefined || options.exclude?.includes(leader)) return undefined;
-        return this.running().includes(leader) ? leader : undefined;
+        if (!this.running().includes(leader)) return undefined;
+        const key = `${leader}@${epoch}`;
+        const now = Date.now();
+        if (seen?.key !== key) seen = { key, since: now };
+        if (now - seen.since < stableMs) return undefined;
+        if (options.serving === false) return leader;
+        const n = this.node(leader);
+        const code = await fetchErrorFrom(n.host, n.port, topic, partition);
+        return code === 0 ? leader : undefined;
       },
     );
+  }
+
+  /**
+   * One acks=all PRODUCE of `value` straight to broker `id` (no client library, so nothing
+   * retries or finds another leader): the partition's error code, or 'no answer' in `waitMs`.
+   */
+  produceTo(
+    id: number,
+    topic: string,
+    partition: number,
+    value: string,
+    waitMs: number,
+  ): Promise<number | 'no answer'> {
+    const n = this.node(id);
+    return produceOnce(n.host, n.port, topic, partition, value, waitMs);
+  }
+
+  /**
+   * The running broker that serves `topic`/`partition` (answers a fetch without error), found by
+   * asking every broker rather than Metadata; waits up to `timeoutMs` for one.
+   */
+  async servingReplica(topic: string, partition: number, timeoutMs = 20_000): Promise<number> {
+    return waitUntil(`a broker serving ${topic}/${partition}`, timeoutMs, async () => {
+      for (const id of this.running()) {
+        const n = this.node(id);
+        if ((await fetchErrorFrom(n.host, n.port, topic, partition).catch(() => -1)) === 0)
+          return id;
+      }
+      return undefined;
+    });
+  }
+
+  /** What broker `id` serves of `topic`/`partition` (readPartitionFrom). */
+  readFrom(
+    id: number,
+    topic: string,
+    partition: number,
+  ): Promise<Array<{ offset: number; value: string }>> {
+    const n = this.node(id);
+    return readPartitionFrom(n.host, n.port, topic, partition);
   }
 
   /** The proxy that broker `from` dials to reach `to` ('proxy' clusters only). */
