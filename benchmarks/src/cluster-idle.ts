@@ -13,14 +13,7 @@ import { fork } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { cluster } from '@streambus/broker';
-import {
-  MemoryStorage,
-  type Message,
-  type NodeId,
-  RaftNode,
-  StateRole,
-  seededRandom,
-} from '@streambus/raft';
+import { type NodeId, StateRole } from '@streambus/raft';
 
 interface Args {
   groups: number;
@@ -52,46 +45,6 @@ function parseArgs(argv: readonly string[]): Args {
     i++;
   }
   return args;
-}
-
-/** A Raft group over in-memory storage: the smallest real `HostedGroup`. */
-class MemoryGroup implements cluster.HostedGroup {
-  readonly node: RaftNode;
-  private readonly storage: MemoryStorage;
-
-  constructor(
-    readonly key: cluster.GroupKey,
-    self: NodeId,
-    voters: NodeId[],
-    private readonly transport: cluster.RaftTransport,
-    heartbeatTicks: number,
-  ) {
-    this.storage = new MemoryStorage({ voters, learners: [] });
-    this.node = new RaftNode(
-      { id: self, random: seededRandom(key.partition * 31 + self), heartbeatTicks },
-      this.storage,
-    );
-  }
-  tick(): void {
-    this.node.tick();
-  }
-  step(m: Message): void {
-    this.node.step(m);
-  }
-  reportUnreachable(peer: NodeId): void {
-    this.node.reportUnreachable(peer);
-  }
-  hasWork(): boolean {
-    return this.node.hasReady();
-  }
-  async process(): Promise<void> {
-    const rd = this.node.ready();
-    if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
-    this.storage.append(rd.entries);
-    if (rd.hardState) this.storage.setHardState(rd.hardState);
-    this.transport.send(this.key, rd.messages);
-    this.node.advance();
-  }
 }
 
 type ToChild = { kind: 'start'; ports: number[] } | { kind: 'measure' } | { kind: 'stop' };
@@ -130,15 +83,11 @@ async function child(self: NodeId, args: Args): Promise<void> {
   links = new cluster.PeerLinks({ self, peers, clusterId: 'bench' });
   const host = new cluster.RaftGroupHost({ transport: links, tickIntervalMs: args.tickMs });
   const voters = [1, 2, 3] as NodeId[];
-  const groups: MemoryGroup[] = [];
+  const groups: cluster.MemoryRaftGroup[] = [];
   for (let p = 0; p < args.groups; p++) {
-    const g = new MemoryGroup(
-      { topicId: 1, partition: p },
-      self,
-      voters,
-      links,
-      args.heartbeatTicks,
-    );
+    const g = new cluster.MemoryRaftGroup({ topicId: 1, partition: p }, self, voters, links, {
+      heartbeatTicks: args.heartbeatTicks,
+    });
     groups.push(g);
     host.add(g);
   }

@@ -21,7 +21,7 @@ import pino, { type Logger } from 'pino';
 import { AdminQueue } from './admin-queue.js';
 import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
 import { isPeerPreamble } from './cluster/peer-links.js';
-import { ClusterNode } from './cluster-node.js';
+import { ClusterNode, checkDataDirKind } from './cluster-node.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
@@ -160,6 +160,7 @@ export class Broker {
       });
       this.cluster = cluster;
     } else {
+      await checkDataDirKind(this.fs, this.config.dataDir, false);
       topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);
       this.topics = topics;
     }
@@ -283,9 +284,10 @@ export class Broker {
     );
     for (const c of this.connections) c.destroy();
     this.router?.destroyAll();
+    // Before the listener can finish closing: the peer links hold sockets it accepted.
+    await this.cluster?.close();
     await serverClosed;
     await this.admin.idle();
-    await this.cluster?.close();
     await this.replicas.closeAll();
     this.topics?.clear();
     if (this.httpServer) await closeServer(this.httpServer, true);

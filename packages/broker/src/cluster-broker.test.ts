@@ -12,7 +12,7 @@ import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
 import { RawClient } from './testing/raw-client.js';
 
-const silent = pino({ level: 'silent' });
+const silent = pino({ level: process.env.SB_TEST_LOG ?? 'silent' });
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -151,6 +151,44 @@ describe('the cluster path', () => {
     expect(second.errorCode).toBe(0);
     expect(second.baseOffset).toBeGreaterThan(first.baseOffset);
     expect(await readAll(c, 't')).toEqual(['one', 'two']);
+    // Idempotent produce: a producer id from the controller's block; a retried batch is answered
+    // with its original offset and not appended again.
+    const pid = await c.request(ApiKey.INIT_PRODUCER_ID, {});
+    expect(pid.errorCode).toBe(0);
+    const idem = () =>
+      c.request(ApiKey.PRODUCE, {
+        acks: -1,
+        timeoutMs: 5000,
+        topics: [
+          {
+            name: 't',
+            partitions: [
+              {
+                partition: 0,
+                records: encodeRecordBatch([{ value: Buffer.from('idem') }], {
+                  producerId: pid.producerId,
+                  producerEpoch: pid.producerEpoch,
+                  baseSequence: 0,
+                }),
+              },
+            ],
+          },
+        ],
+      });
+    const once = (await idem()).topics[0]!.partitions[0]!;
+    const again = (await idem()).topics[0]!.partitions[0]!;
+    expect(once.errorCode).toBe(0);
+    expect(again.errorCode).toBe(0);
+    expect(again.baseOffset).toBe(once.baseOffset);
+    expect(await readAll(c, 't')).toEqual(['one', 'two', 'idem']);
+    // DeleteRecords moves the log start through the group.
+    const del = await c.request(ApiKey.DELETE_RECORDS, {
+      topics: [{ name: 't', partitions: [{ partition: 0, offset: second.baseOffset }] }],
+      timeoutMs: 5000,
+    });
+    expect(del.topics[0]!.partitions[0]!.errorMessage ?? '').toBe('');
+    expect(del.topics[0]!.partitions[0]!.errorCode).toBe(0);
+    expect(del.topics[0]!.partitions[0]!.lowWatermark).toBeGreaterThan(first.baseOffset);
     const d = await c.request(ApiKey.DESCRIBE_CLUSTER, {});
     expect(d.controllerId).toBe(1);
     expect(d.brokers.map((b) => [b.nodeId, b.isVoter, b.replicaCount])).toEqual([[1, true, 1]]);
@@ -220,4 +258,32 @@ describe('the cluster path', () => {
     acked.push('after');
     expect(await readAll(clients[newLeader - 1]!, 'r3')).toEqual(acked);
   }, 60_000);
+
+  it('refuses a data directory of the other kind, naming what to do', async () => {
+    const single = tempDir();
+    const [port] = await freePorts(1);
+    const one = await Broker.start(config(single, 1, port!, []), { logger: silent });
+    await one.close();
+    await expect(
+      Broker.start(config(single, 1, port!, []), { logger: silent, cluster: true }),
+    ).rejects.toThrow(/single-node StreamBus store \(metadata.json\); it is not imported/);
+    const clustered = tempDir();
+    const c = await Broker.start(config(clustered, 1, port!, []), {
+      logger: silent,
+      cluster: true,
+    });
+    await c.close();
+    await expect(Broker.start(config(clustered, 1, port!, []), { logger: silent })).rejects.toThrow(
+      /belongs to a replicated cluster/,
+    );
+    // The same node id again opens it; another node id is refused, naming both.
+    const again = await Broker.start(config(clustered, 1, port!, []), {
+      logger: silent,
+      cluster: true,
+    });
+    await again.close();
+    await expect(
+      Broker.start(config(clustered, 2, port!, []), { logger: silent, cluster: true }),
+    ).rejects.toThrow(/node 1, not 2/);
+  }, 30_000);
 });

@@ -92,20 +92,32 @@ export function votersOf(config: BrokerConfig): number[] {
 }
 
 /**
- * A single-node data directory (metadata.json, written by brokers before replication) is not
- * imported: its partition logs have no Raft state (term runs, hard state, offset translation),
- * and making them up could not be told from real history. The broker refuses to start, naming
- * the way out.
+ * Which store a data directory holds decides which path may open it. A single-node directory
+ * (metadata.json, written by brokers before replication or without --peers) is not imported
+ * into a cluster: its partition logs have no Raft state (term runs, hard state, offset
+ * translation), and making them up could not be told from real history. A cluster directory
+ * (the metadata log) is not opened by the single-node path, which would ignore its topics. Either
+ * way the broker refuses to start, naming the way out (INVALID_CONFIG).
  */
-export async function checkDataDirKind(fs: FileSystem, dataDir: string): Promise<void> {
+export async function checkDataDirKind(
+  fs: FileSystem,
+  dataDir: string,
+  clusterMode: boolean,
+): Promise<void> {
   const names = await fs.readdir(dataDir);
-  if (names.includes('metadata.json') && !names.includes(METADATA_DIR)) {
+  if (clusterMode && names.includes('metadata.json') && !names.includes(METADATA_DIR)) {
     throw new StreamBusError(
       ErrorCode.INVALID_CONFIG,
-      `data directory ${dataDir} holds a single-node StreamBus store (metadata.json) from before ` +
-        'replication; it is not imported into a cluster. Start this version with an empty ' +
-        '--data-dir and copy the topics over with a consumer and a producer, or keep serving the ' +
-        'old directory with the previous version',
+      `data directory ${dataDir} holds a single-node StreamBus store (metadata.json); it is not ` +
+        'imported into a cluster. Start the cluster broker with an empty --data-dir and copy the ' +
+        'topics over with a consumer and a producer, or keep serving this directory without --peers',
+    );
+  }
+  if (!clusterMode && names.includes(METADATA_DIR)) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_CONFIG,
+      `data directory ${dataDir} belongs to a replicated cluster (${METADATA_DIR}); start this ` +
+        'broker with its --node-id and the same --peers as before',
     );
   }
 }
@@ -161,7 +173,7 @@ export class ClusterNode {
 
   /** Opens the metadata log and the controller; nothing is served until `start`. */
   static async open(o: ClusterNodeOptions): Promise<ClusterNode> {
-    await checkDataDirKind(o.fs, o.config.dataDir);
+    await checkDataDirKind(o.fs, o.config.dataDir, true);
     // A directory of another node id is refused before anything in it is read.
     await ensureNodeIdentity(o.fs, o.config.dataDir, { clusterId: null, nodeId: o.config.nodeId });
     const node = new ClusterNode(o);
@@ -358,6 +370,12 @@ export class ClusterNode {
         ? { open: heldReplicas(next, this.self), close: [], reconfigure: [] }
         : planReplicas(prev, next, this.self);
     this.reconciled = next;
+    // A broker that joined (not in --peers) is reachable at the address it registered.
+    if (prev.brokers !== next.brokers) {
+      for (const b of next.brokers.values()) {
+        if (b.id !== this.self) this.links.addPeer(b.id as NodeId, { host: b.host, port: b.port });
+      }
+    }
     for (const h of plan.close) await this.closeReplica(h, true);
     for (const h of plan.open) {
       try {

@@ -5,10 +5,12 @@
 // NOT_LEADER_OR_FOLLOWER so the client refreshes its metadata and goes to the leader. Parked
 // fetches wake on every high-watermark advance and role change (`onChange`).
 //
-// Not on this path yet (typed errors, never silent): timestamp lookups, DeleteRecords, repair,
-// and reopening the log for a changed log-level config (retention and delete-records must move
-// the log start through the group, docs/replication.md). Idempotent produce is deduplicated by
-// the replica when it provides it; this file does not keep a second producer table.
+// DeleteRecords and retention move the log start through the group (a committed log-start
+// entry, so every replica converges): only the leader proposes them; the periodic maintenance
+// runs retention on the partitions this broker leads. Idempotent produce is deduplicated by the
+// replica (its producer state is kept on every replica, so it is right on a new leader); this
+// file keeps no second producer table. Not on this path yet (typed errors, never silent):
+// timestamp lookups, repair, and reopening the log for a changed log-level config.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { RepairReport } from '@streambus/storage';
 import { type Waiter, WaiterSet } from './long-poll.js';
@@ -103,8 +105,8 @@ export class ReplicatedPartition implements ServedPartition {
     return Promise.reject(this.notHere('a timestamp lookup'));
   }
 
-  deleteRecordsBefore(): Promise<number> {
-    return Promise.reject(this.notHere('DeleteRecords'));
+  deleteRecordsBefore(offset: number): Promise<number> {
+    return this.replica.deleteRecordsBefore(offset);
   }
 
   park(waiter: Waiter): boolean {
@@ -115,8 +117,10 @@ export class ReplicatedPartition implements ServedPartition {
     this.waiters.remove(waiter);
   }
 
-  /** Retention of a replicated log moves through its group (not on this path yet). */
-  async enforceRetention(): Promise<void> {}
+  /** Retention through the group, proposed by the leader only (followers follow its entry). */
+  async enforceRetention(): Promise<void> {
+    if (!this.closed && this.replica.role === 'leader') await this.replica.enforceRetention();
+  }
 
   /** The replica keeps its own state files; nothing to snapshot here. */
   async saveProducerState(): Promise<void> {}

@@ -86,17 +86,18 @@ export const ErrorCode = {
   NODE_IDENTITY_MISMATCH: 1080,
   // 1090-1099: replication storage (packages/broker/src/replication).
   REPLICA_ENTRIES_UNAVAILABLE: 1090,
-  // 1100-1109: inter-broker links (packages/broker/src/cluster).
-  PEER_LINK_REFUSED: 1100,
-  // 1110-1119: partition replicas (packages/broker/src/replication).
-  REPLICA_PROPOSALS_FULL: 1110,
-  // 1120-1129: the controller quorum (packages/broker/src/controller).
-  CONTROLLER_BUSY: 1120,
-  CONTROLLER_OFFLINE: 1121,
   // 1140-1149: the partition log's own conditions (packages/storage); the broker maps them to
   // what a client sees in one place (packages/broker/src/storage-errors.ts).
   LOG_TRUNCATED: 1140,
   LOG_BACKPRESSURE: 1141,
+  // 1120-1129: the controller quorum (packages/broker/src/controller).
+  CONTROLLER_BUSY: 1120,
+  CONTROLLER_OFFLINE: 1121,
+  // 1100-1109: inter-broker links (packages/broker/src/cluster).
+  PEER_LINK_REFUSED: 1100,
+  // 1110-1119: partition replicas (packages/broker/src/replication).
+  REPLICA_PROPOSALS_FULL: 1110,
+  REPLICA_CONF_CHANGE_IN_PROGRESS: 1111,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -266,16 +267,16 @@ const TABLE: readonly ErrorInfo[] = [
     'these log entries are not in memory; read them asynchronously and retry',
   ),
   info(
-    C.PEER_LINK_REFUSED,
-    'PEER_LINK_REFUSED',
+    C.LOG_TRUNCATED,
+    'LOG_TRUNCATED',
     true,
-    'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
+    'the log was truncated or reset before the offset waited for became durable',
   ),
   info(
-    C.REPLICA_PROPOSALS_FULL,
-    'REPLICA_PROPOSALS_FULL',
+    C.LOG_BACKPRESSURE,
+    'LOG_BACKPRESSURE',
     true,
-    'the partition leader has too many bytes waiting for replication; retry after a backoff',
+    'the partition log holds too many bytes not yet written or fsynced; retry after a backoff',
   ),
   info(
     C.CONTROLLER_BUSY,
@@ -290,16 +291,22 @@ const TABLE: readonly ErrorInfo[] = [
     'the metadata log on this broker failed (disk error) and its controller role is offline',
   ),
   info(
-    C.LOG_TRUNCATED,
-    'LOG_TRUNCATED',
+    C.PEER_LINK_REFUSED,
+    'PEER_LINK_REFUSED',
     true,
-    'the log was truncated or reset before the offset waited for became durable',
+    'the peer refused the inter-broker link (node id, cluster id or version mismatch)',
   ),
   info(
-    C.LOG_BACKPRESSURE,
-    'LOG_BACKPRESSURE',
+    C.REPLICA_PROPOSALS_FULL,
+    'REPLICA_PROPOSALS_FULL',
     true,
-    'the partition log holds too many bytes not yet written or fsynced; retry after a backoff',
+    'the partition leader has too many bytes waiting for replication; retry after a backoff',
+  ),
+  info(
+    C.REPLICA_CONF_CHANGE_IN_PROGRESS,
+    'REPLICA_CONF_CHANGE_IN_PROGRESS',
+    true,
+    'a membership change of this partition is pending, or its leader is new; retry shortly',
   ),
 ];
 

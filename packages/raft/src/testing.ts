@@ -18,5 +18,6 @@ export {
   Simulation,
   TICK_MS,
 } from './sim/cluster.js';
+export { EventQueue, type Scheduled } from './sim/event-queue.js';
 export { replayCommand, runSeeds, type SeedsSummary } from './sim/run.js';
 export { formatEntry, formatMessage, runScenarioFile, ScenarioEnv } from './sim/scenario.js';

@@ -2,6 +2,7 @@
 // and their codecs, and the host that drives every Raft group of a broker.
 export * from './contract.js';
 export { type GroupHostStats, RaftGroupHost, type RaftGroupHostOptions } from './group-host.js';
+export { MemoryRaftGroup } from './memory-raft-group.js';
 export { PEER_PREAMBLE, PEER_PROTOCOL_VERSION } from './peer-frame.js';
 export {
   isPeerPreamble,

@@ -245,6 +245,10 @@ describe('PeerLinks', () => {
       expect(isStreamBusError(third, ErrorCode.TOO_MANY_INFLIGHT_REQUESTS)).toBe(true);
       expect(isStreamBusError(await p1, ErrorCode.REQUEST_TIMED_OUT)).toBe(true);
       expect(isStreamBusError(await p2, ErrorCode.REQUEST_TIMED_OUT)).toBe(true);
+      const badKind = await a.links
+        .request(b.id, 'k'.repeat(300), Buffer.alloc(0), 200)
+        .catch((e) => e);
+      expect(isStreamBusError(badKind, ErrorCode.INVALID_ARGUMENT)).toBe(true);
     });
   });
 });

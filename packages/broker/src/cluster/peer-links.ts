@@ -400,10 +400,16 @@ export class PeerLinks implements RaftTransport {
       );
     }
     const id = this.allocateCorrelationId();
-    const frame = encodeRequest(id, kind, body);
+    let frame: Buffer[];
+    try {
+      frame = encodeRequest(id, kind, body);
+    } catch (err) {
+      return Promise.reject(err); // a kind longer than RPC_KIND_BYTES_MAX: INVALID_ARGUMENT
+    }
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (!this.finish(id)) return;
+        peer.waiting = peer.waiting.filter((w) => w.id !== id);
         this.counters.requestsTimedOut++;
         reject(
           new StreamBusError(

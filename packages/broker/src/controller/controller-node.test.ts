@@ -258,6 +258,13 @@ describe('ControllerNode', () => {
     expect(busy.message).toMatch(/requestsPendingMax/);
     const [a, c] = await cluster.run(Promise.all([first, third]));
     expect(c.id).toBe(a.id + 1);
+    // Each request is answered from the state right after its own entry applied, even when a
+    // later entry (here a delete of the same topic) applies in the same round.
+    const created = node.createTopic({ name: 'brief', partitions: 1, replicationFactor: 1 });
+    const deleted = node.deleteTopic('brief');
+    const [topic] = await cluster.run(Promise.all([created, deleted]));
+    expect(topic.name).toBe('brief');
+    expect(topicByName(node.state, 'brief')).toBeUndefined();
   });
 
   it('a disk error takes the metadata group offline: pending requests fail typed, nothing hangs', async () => {

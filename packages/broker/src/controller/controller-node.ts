@@ -170,7 +170,8 @@ interface Waiter {
   readonly index: number;
   readonly term: number;
   readonly deadlineTick: number;
-  readonly resolve: () => void;
+  /** Called with the state right after that entry applied (later entries may follow at once). */
+  readonly resolve: (state: MetadataState) => void;
   readonly reject: (err: Error) => void;
 }
 
@@ -248,7 +249,7 @@ export class ControllerNode implements HostedGroup {
     try {
       const node = new ControllerNode(options, store);
       // A cluster of one need not wait an election timeout: it is the only voter.
-      const own = store.snapshotMeta().conf;
+      const own = node.raft.status().conf;
       if (own.voters.length === 1 && own.voters[0] === options.nodeId) node.raft.campaign();
       return node;
     } catch (err) {
@@ -311,8 +312,8 @@ export class ControllerNode implements HostedGroup {
   // ------------------------------------------------------------------ requests (leader only)
 
   async registerBroker(req: RegisterBrokerRequest): Promise<{ brokerEpoch: number }> {
-    await this.submit((s) => planRegisterBroker(s, req));
-    const broker = this.appliedState.brokers.get(req.brokerId);
+    const state = await this.submit((s) => planRegisterBroker(s, req));
+    const broker = state.brokers.get(req.brokerId);
     if (broker === undefined || broker.incarnation !== req.incarnation) {
       throw new StreamBusError(
         ErrorCode.STALE_BROKER_EPOCH,
@@ -323,8 +324,8 @@ export class ControllerNode implements HostedGroup {
   }
 
   async heartbeat(req: HeartbeatRequest): Promise<{ fenced: boolean }> {
-    await this.submit((s, now) => planHeartbeat(s, req, now));
-    const broker = this.appliedState.brokers.get(req.brokerId);
+    const state = await this.submit((s, now) => planHeartbeat(s, req, now));
+    const broker = state.brokers.get(req.brokerId);
     if (broker === undefined || broker.brokerEpoch !== req.brokerEpoch) {
       throw new StreamBusError(
         ErrorCode.STALE_BROKER_EPOCH,
@@ -335,8 +336,8 @@ export class ControllerNode implements HostedGroup {
   }
 
   async createTopic(req: CreateTopicRequest): Promise<TopicState> {
-    await this.submit((s) => planCreateTopic(s, req, this.plannerLimits));
-    return this.requireTopic(req.name);
+    const state = await this.submit((s) => planCreateTopic(s, req, this.plannerLimits));
+    return requireTopic(state, req.name);
   }
 
   async deleteTopic(name: string): Promise<void> {
@@ -347,8 +348,8 @@ export class ControllerNode implements HostedGroup {
     name: string,
     changes: Readonly<Record<string, string | null>>,
   ): Promise<TopicState> {
-    await this.submit((s) => planAlterTopicConfig(s, name, changes));
-    return this.requireTopic(name);
+    const state = await this.submit((s) => planAlterTopicConfig(s, name, changes));
+    return requireTopic(state, name);
   }
 
   async allocateProducerIds(
@@ -366,8 +367,8 @@ export class ControllerNode implements HostedGroup {
   }
 
   async changeIsr(report: IsrReport): Promise<PartitionState> {
-    await this.submit((s) => planIsrChange(s, report));
-    const p = this.appliedState.topics.get(report.topicId)?.partitions[report.partition];
+    const state = await this.submit((s) => planIsrChange(s, report));
+    const p = state.topics.get(report.topicId)?.partitions[report.partition];
     if (p === undefined) {
       throw new StreamBusError(
         ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -377,21 +378,10 @@ export class ControllerNode implements HostedGroup {
     return p;
   }
 
-  private requireTopic(name: string): TopicState {
-    const t = topicByName(this.appliedState, name);
-    if (t === undefined) {
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `topic ${name} was deleted meanwhile`,
-      );
-    }
-    return t;
-  }
-
   /** Plans on `planState`, proposes one entry, resolves once it is applied here (rules 1-3). */
   private async submit(
     plan: (state: MetadataState, nowTick: number) => MetadataRecord[],
-  ): Promise<void> {
+  ): Promise<MetadataState> {
     this.checkServing();
     if (this.planState === null) await this.waitLoaded();
     this.checkServing();
@@ -401,12 +391,11 @@ export class ControllerNode implements HostedGroup {
     if (records.length === 0) {
       // Nothing to change (a retried request): answer once everything planned before applied.
       const last = this.waiters[this.waiters.length - 1];
-      if (last === undefined) return;
-      await this.waitFor(last.index, last.term);
-      return;
+      if (last === undefined) return this.appliedState;
+      return this.waitFor(last.index, last.term);
     }
     const proposed = this.propose(records);
-    await this.waitFor(proposed.index, proposed.term);
+    return this.waitFor(proposed.index, proposed.term);
   }
 
   private propose(records: readonly MetadataRecord[]): { index: number; term: number } {
@@ -436,8 +425,8 @@ export class ControllerNode implements HostedGroup {
     return proposed;
   }
 
-  private waitFor(index: number, term: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  private waitFor(index: number, term: number): Promise<MetadataState> {
+    return new Promise<MetadataState>((resolve, reject) => {
       this.waiters.push({
         index,
         term,
@@ -614,7 +603,7 @@ export class ControllerNode implements HostedGroup {
   private resolveWaiters(index: number, term: number): void {
     while (this.waiters.length > 0 && this.waiters[0]!.index <= index) {
       const w = this.waiters.shift()!;
-      if (w.index === index && w.term === term) w.resolve();
+      if (w.index === index && w.term === term) w.resolve(this.appliedState);
       else
         w.reject(
           new NotControllerError(this.leaderId, 'the request was replaced by another leader'),
@@ -764,4 +753,12 @@ export class ControllerNode implements HostedGroup {
     if (this.processing !== null) await this.processing;
     await this.store.close();
   }
+}
+
+function requireTopic(state: MetadataState, name: string): TopicState {
+  const t = topicByName(state, name);
+  if (t === undefined) {
+    throw new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `topic ${name} is gone`);
+  }
+  return t;
 }

@@ -1,5 +1,7 @@
-// The topic admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs. Each change
-// runs in the admin queue; the topic registry does the work. Answers are per topic.
+// The topic admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs, answered per
+// topic. The work is a `TopicAdmin`'s: on a single-node broker the topic registry's, run in the
+// admin queue (`localTopicAdmin`); on a cluster broker the controller's, forwarded to its
+// leader (`clusterTopicAdmin`, cluster-admin.ts).
 import {
   type AlterConfigsRequest,
   type AlterConfigsResponse,
@@ -12,22 +14,78 @@ import {
   ErrorCode,
   StreamBusError,
 } from '@streambus/protocol';
-import { checkTopicName, describeTopicConfig } from '../topic-config.js';
 import {
-  clusterAlterConfigs,
-  clusterCreateTopics,
-  clusterDeleteTopics,
-  clusterDescribeConfigs,
-} from './cluster-admin.js';
+  checkTopicName,
+  describeTopicConfig,
+  type TopicConfig,
+  type TopicOverrides,
+} from '../topic-config.js';
+import type { TopicRegistry } from '../topic-registry.js';
+import { clusterTopicAdmin } from './cluster-admin.js';
 import { type BrokerContext, localTopics } from './context.js';
 import { partitionError } from './errors.js';
+
+export interface TopicAdmin {
+  /** The checks of a creation beyond name and partition count (throws typed errors). */
+  checkNew(
+    name: string,
+    partitions: number,
+    replicationFactor: number,
+    configs: TopicOverrides,
+  ): void;
+  exists(name: string): boolean;
+  create(
+    name: string,
+    partitions: number,
+    replicationFactor: number,
+    configs: TopicOverrides,
+  ): Promise<void>;
+  delete(name: string): Promise<void>;
+  describe(
+    name: string,
+  ): { partitions: number; config: TopicConfig; overrides: TopicOverrides } | undefined;
+  alter(
+    name: string,
+    changes: Readonly<Record<string, string | null>>,
+    validateOnly: boolean,
+  ): Promise<void>;
+}
+
+function localTopicAdmin(b: BrokerContext, registry: TopicRegistry): TopicAdmin {
+  return {
+    checkNew: (name, partitions, replicationFactor, configs) => {
+      if (replicationFactor !== -1 && replicationFactor !== 1) {
+        throw new StreamBusError(
+          ErrorCode.INVALID_REPLICATION_FACTOR,
+          `replication factor ${replicationFactor} needs more brokers: this cluster has 1 (use 1 or -1)`,
+        );
+      }
+      registry.checkNew(name, partitions, configs);
+    },
+    exists: (name) => registry.has(name),
+    create: (name, partitions, _rf, configs) =>
+      b.admin.run(() => registry.create(name, partitions, configs)),
+    delete: (name) => b.admin.run(() => registry.delete(name)),
+    describe: (name) => {
+      const t = registry.get(name);
+      return (
+        t && { partitions: t.record.partitions, config: t.config, overrides: t.record.overrides }
+      );
+    },
+    alter: (name, changes, validateOnly) =>
+      b.admin.run(() => registry.alterConfigs(name, changes, validateOnly)),
+  };
+}
+
+function topicAdmin(b: BrokerContext): TopicAdmin {
+  return b.cluster !== null ? clusterTopicAdmin(b, b.cluster) : localTopicAdmin(b, localTopics(b));
+}
 
 export async function createTopics(
   b: BrokerContext,
   req: CreateTopicsRequest,
 ): Promise<CreateTopicsResponse> {
-  if (b.cluster !== null) return clusterCreateTopics(b, b.cluster, req);
-  const registry = localTopics(b);
+  const admin = topicAdmin(b);
   const topics: CreateTopicsResponse['topics'] = [];
   for (const t of req.topics) {
     try {
@@ -39,22 +97,16 @@ export async function createTopics(
           `partitions must be at least 1, got ${partitions}`,
         );
       }
-      if (t.replicationFactor !== -1 && t.replicationFactor !== 1) {
-        throw new StreamBusError(
-          ErrorCode.INVALID_REPLICATION_FACTOR,
-          `replication factor ${t.replicationFactor} needs more brokers: this cluster has 1 (use 1 or -1)`,
-        );
-      }
-      registry.checkNew(t.name, partitions, t.configs);
+      admin.checkNew(t.name, partitions, t.replicationFactor, t.configs);
       if (req.validateOnly) {
-        if (registry.has(t.name)) {
+        if (admin.exists(t.name)) {
           throw new StreamBusError(
             ErrorCode.TOPIC_ALREADY_EXISTS,
             `topic ${t.name} already exists`,
           );
         }
       } else {
-        await b.admin.run(() => registry.create(t.name, partitions, t.configs));
+        await admin.create(t.name, partitions, t.replicationFactor, t.configs);
       }
       topics.push({ errorCode: 0, name: t.name });
     } catch (err) {
@@ -68,12 +120,11 @@ export async function deleteTopics(
   b: BrokerContext,
   req: DeleteTopicsRequest,
 ): Promise<DeleteTopicsResponse> {
-  if (b.cluster !== null) return clusterDeleteTopics(b, b.cluster, req);
-  const registry = localTopics(b);
+  const admin = topicAdmin(b);
   const topics: DeleteTopicsResponse['topics'] = [];
   for (const name of req.topics) {
     try {
-      await b.admin.run(() => registry.delete(name));
+      await admin.delete(name);
       topics.push({ errorCode: 0, name });
     } catch (err) {
       topics.push({ ...partitionError(b, err, { topic: name }), name });
@@ -86,11 +137,10 @@ export function describeConfigs(
   b: BrokerContext,
   req: DescribeConfigsRequest,
 ): DescribeConfigsResponse {
-  if (b.cluster !== null) return clusterDescribeConfigs(b.cluster, req);
-  const registry = localTopics(b);
+  const admin = topicAdmin(b);
   return {
     topics: req.topics.map((name) => {
-      const t = registry.get(name);
+      const t = admin.describe(name);
       if (t === undefined) {
         return {
           errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -100,13 +150,8 @@ export function describeConfigs(
         };
       }
       const configs = [
-        {
-          name: 'partitions',
-          value: String(t.record.partitions),
-          isDefault: false,
-          readOnly: true,
-        },
-        ...describeTopicConfig(t.config, t.record.overrides),
+        { name: 'partitions', value: String(t.partitions), isDefault: false, readOnly: true },
+        ...describeTopicConfig(t.config, t.overrides),
       ];
       return { errorCode: 0, name, configs };
     }),
@@ -117,14 +162,11 @@ export async function alterConfigs(
   b: BrokerContext,
   req: AlterConfigsRequest,
 ): Promise<AlterConfigsResponse> {
-  if (b.cluster !== null) return clusterAlterConfigs(b, b.cluster, req);
-  const registry = localTopics(b);
+  const admin = topicAdmin(b);
   const topics: AlterConfigsResponse['topics'] = [];
   for (const change of req.topics) {
     try {
-      await b.admin.run(() =>
-        registry.alterConfigs(change.name, change.configs, req.validateOnly ?? false),
-      );
+      await admin.alter(change.name, change.configs, req.validateOnly ?? false);
       topics.push({ errorCode: 0, name: change.name });
     } catch (err) {
       topics.push({ ...partitionError(b, err, { topic: change.name }), name: change.name });

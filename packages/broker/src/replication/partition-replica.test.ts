@@ -5,6 +5,14 @@ import {
   splitBatches,
   verifyBatchCrc,
 } from '@streambus/protocol';
+import {
+  asNodeId,
+  ConfChangeType,
+  type LogIndex,
+  MessageType,
+  message,
+  type Term,
+} from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
@@ -164,6 +172,14 @@ describe('PartitionReplica: three replicas on one in-process hub', () => {
     expect((err as NotLeaderError).leaderHint).toBe(l.self);
     const bad = await l.propose(Buffer.from('not a batch at all, no'), -1).catch((e: unknown) => e);
     expect((bad as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const flipped = batch(4);
+    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 1, flipped.length - 1);
+    const crc = await l.propose(flipped, -1).catch((e: unknown) => e);
+    expect((crc as { code: number }).code).toBe(ErrorCode.CORRUPT_MESSAGE);
+    const control = encodeRecordBatch([{ value: Buffer.from('x') }], { isControl: true });
+    const ctl = await l.propose(control, -1).catch((e: unknown) => e);
+    expect((ctl as { code: number }).code).toBe(ErrorCode.INVALID_RECORD);
+    expect(l.stats().pendingRequests).toBe(0);
   });
 
   it('loses nothing acknowledged when the leader crashes; a new leader takes over', async () => {
@@ -449,6 +465,33 @@ describe('PartitionReplica: faults', () => {
     expect(w.values).toEqual(Array.from({ length: 5 }, (_, t) => valuesOf(t)).flat());
   });
 
+  it('drops a snapshot message whose data is unreadable', async () => {
+    const c = open({ seed: 37 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    const conf = { voters: [1, 2, 3] as PartitionReplica['self'][], learners: [] };
+    f.step(
+      message({
+        type: MessageType.Snapshot,
+        from: l.self,
+        to: f.self,
+        term: l.leaderEpoch as Term,
+        snapshot: {
+          meta: { index: 50 as LogIndex, term: l.leaderEpoch as Term, conf },
+          data: Buffer.from('{not a replica snapshot'),
+        },
+      }),
+    );
+    await c.tick(3);
+    expect(f.offlineError).toBeNull();
+    expect(f.logStartOffset).toBe(0);
+    const ok = l.propose(batch(1), -1);
+    await c.tick(2);
+    await ok;
+    await catchUp(c);
+  });
+
   it('keeps every acknowledged record through power cuts that keep a random unsynced prefix', async () => {
     for (let seed = 1; seed <= 6; seed++) {
       const c = open({ seed: 100 + seed });
@@ -481,5 +524,73 @@ describe('PartitionReplica: faults', () => {
       await c.closeAll();
       cluster = null;
     }
+  });
+});
+
+describe('PartitionReplica: acks=1 and the pending bound', () => {
+  it('answers acks=1 once the leader wrote the batch, before any follower has it', async () => {
+    const c = open({ seed: 31, replica: { pendingBytesMax: 180 } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    for (const f of c.live()) if (f !== l) c.setLink(l.self, f.self, 'hold');
+    const hw = l.highWatermark;
+    const one = l.propose(batch(1), 1);
+    const all = l.propose(batch(2), -1);
+    let allAnswered = false;
+    void all.then(() => {
+      allAnswered = true;
+    });
+    await c.tick(1);
+    const r = await one;
+    expect(l.logEndOffset).toBeGreaterThan(r.lastOffset);
+    expect(l.highWatermark).toBe(hw);
+    expect(allAnswered).toBe(false);
+    // Bytes waiting beyond pendingBytesMax: a retriable, typed refusal.
+    const full = await l.propose(batch(3, 20), -1).catch((e: unknown) => e);
+    expect((full as { code: number }).code).toBe(ErrorCode.REPLICA_PROPOSALS_FULL);
+    expect((full as { retriable: boolean }).retriable).toBe(true);
+    c.release();
+    await c.tick(2);
+    await all;
+    expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
+  });
+});
+
+describe('PartitionReplica: membership', () => {
+  it('adds and removes a voter through configuration entries stored as control batches', async () => {
+    const c = open({ seed: 41 });
+    c.addNode(4);
+    await c.startAll();
+    const l = await c.waitLeader(200, [1, 2, 3]);
+    const acks: Array<Promise<ProduceResult>> = [];
+    for (let tag = 0; tag < 4; tag++) acks.push(l.propose(batch(tag), -1));
+    await c.tick(2);
+    await Promise.all(acks);
+    const adding = l.changeMembership({ type: ConfChangeType.AddVoter, node: asNodeId(4) });
+    await c.tick(3);
+    await adding;
+    expect(l.configuration.voters).toEqual([1, 2, 3, 4]);
+    await catchUp(c, 200);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.controlBatches).toBe(2); // the no-op and the configuration entry
+    expect(l.inSyncReplicas()).toEqual([1, 2, 3, 4]);
+    // Node 4 restarts: its configuration comes back from the control batch on disk.
+    await c.crash(4);
+    await c.start(4);
+    expect(c.replica(4).configuration.voters).toEqual([1, 2, 3, 4]);
+    await catchUp(c, 200);
+    const removing = l.changeMembership({ type: ConfChangeType.Remove, node: asNodeId(4) });
+    // A second change while the first is pending: refused, retriable.
+    const second = await l
+      .changeMembership({ type: ConfChangeType.AddLearner, node: asNodeId(5) })
+      .catch((e: unknown) => e);
+    expect((second as { code: number }).code).toBe(ErrorCode.REPLICA_CONF_CHANGE_IN_PROGRESS);
+    expect((second as { retriable: boolean }).retriable).toBe(true);
+    await c.tick(3);
+    await removing;
+    expect(l.configuration.voters).toEqual([1, 2, 3]);
+    const more = l.propose(batch(9), -1);
+    await c.tick(2);
+    await more;
   });
 });

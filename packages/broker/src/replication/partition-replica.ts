@@ -5,14 +5,16 @@
 //
 // PUBLIC API (stable from milestone 1; changes are additive only):
 //   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
-//   propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult>   leader only
+//   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
+//   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
 //   transferLeadership(to: NodeId): void
+//   changeMembership(change: ConfChange): Promise<void>; configuration: ConfState   (leader)
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
 //   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
@@ -74,6 +76,9 @@ import {
   verifyBatchCrc,
 } from '@streambus/protocol';
 import {
+  type ConfChange,
+  type ConfState,
+  decodeConfState,
   type Entry,
   EntryType,
   type HardState,
@@ -91,19 +96,25 @@ import {
   type Snapshot,
   StateRole,
 } from '@streambus/raft';
-import type { FileSystem, PartitionLogConfig, PartitionLogOptions } from '@streambus/storage';
+import type {
+  FileSystem,
+  PartitionLog,
+  PartitionLogConfig,
+  PartitionLogOptions,
+} from '@streambus/storage';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
 import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
 import type { OffsetTranslatorLimits } from './offset-translator.js';
 import type { RaftLogTailLimits } from './raft-log-tail.js';
-import { encodeSnapshotData } from './replica-files.js';
+import { decodeSnapshotData, encodeSnapshotData } from './replica-files.js';
 import {
   batchProducer,
   copyProducers,
   isIdempotent,
   lastSequenceOf,
   producersAt,
+  producersFrom,
 } from './replica-producers.js';
 import { ReplicaStore } from './replica-store.js';
 import type { LogPosition } from './term-runs.js';
@@ -194,9 +205,13 @@ interface Queued {
   readonly acks: 0 | 1 | -1;
   /** A log-start entry (deleteRecordsBefore): no producer checks. */
   readonly control?: boolean;
+  /** A membership change instead of batches (`batches` is empty). */
+  readonly conf?: ConfChange;
   readonly resolve: (r: ProduceResult) => void;
   readonly reject: (e: unknown) => void;
 }
+
+const EMPTY_BUFFER = Buffer.alloc(0);
 
 const NO_LOGGER: ReplicaLogger = { warn: () => {}, error: () => {} };
 
@@ -235,6 +250,15 @@ export class PartitionReplica implements HostedGroup {
    */
   private leaderProducers: ProducerStateTable | null = null;
   private hw: number;
+  /**
+   * The last committed entry this replica holds durably: the last of the committed entries a
+   * Ready handed out (durable here once that Ready was persisted, by the Ready contract), or a
+   * snapshot's index. Not `min(commitIndex, lastIndex())`: a follower's commit index can cover
+   * entries it holds only in the core's memory while its segment log still has the deposed
+   * leader's entries at those indexes, and those must never count as committed (found by the
+   * cluster simulator, seeds 2255 and 3070).
+   */
+  private committedDurable: LogIndex;
   private roleSeen: ReplicaRole;
   private leadSeen: NodeId;
   private ticks = 0;
@@ -257,6 +281,12 @@ export class PartitionReplica implements HostedGroup {
     this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
     this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    // At open the log holds no entry the core does not (no unstable suffix), and the saved
+    // commit only ever covers entries that were durable when it was saved (see `persist`).
+    this.committedDurable = Math.min(
+      store.tail.hardState().commit,
+      store.tail.lastIndex(),
+    ) as LogIndex;
     this.hw = this.commitOffset();
     this.roleSeen = this.currentRole();
     this.leadSeen = node.currentLead;
@@ -294,6 +324,13 @@ export class PartitionReplica implements HostedGroup {
   }
   get logEndOffset(): number {
     return this.store.log.logEndOffset;
+  }
+  /**
+   * The segment log, for reads the replica does not wrap (offset by timestamp, sizes, metrics).
+   * Never write, truncate or enforce retention through it: the group owns its contents.
+   */
+  get partitionLog(): PartitionLog {
+    return this.store.log;
   }
   /** Every offset below is fsynced on this replica. */
   get durableEndOffset(): number {
@@ -374,14 +411,20 @@ export class PartitionReplica implements HostedGroup {
   // ------------------------------------------------------------------ produce and fetch
 
   /**
-   * Leader only: proposes `batches` (RecordBatch v2, validated by the caller), one entry per
-   * batch, stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top).
+   * Leader only: proposes `batches` (RecordBatch v2; no control batches), one entry per batch,
+   * stamping baseOffset and partitionLeaderEpoch in place. Answers per `acks` (top). Framing is
+   * checked here, and each batch's CRC unless `options.crcVerified` (the broker's produce
+   * validation checked it): a damaged batch must never reach the log its followers copy.
    */
-  propose(batches: Buffer, acks: 0 | 1 | -1): Promise<ProduceResult> {
+  propose(
+    batches: Buffer,
+    acks: 0 | 1 | -1,
+    options?: { readonly crcVerified?: boolean },
+  ): Promise<ProduceResult> {
     try {
       this.checkUsable();
       this.checkLeader();
-      checkFraming(batches);
+      checkFraming(batches, options?.crcVerified !== true);
       if (this.pendingBytes + batches.length > this.pendingBytesMax && this.pendingBytes > 0) {
         throw new StreamBusError(
           ErrorCode.REPLICA_PROPOSALS_FULL,
@@ -455,6 +498,30 @@ export class PartitionReplica implements HostedGroup {
     return this.deleteRecordsBefore(target);
   }
 
+  /**
+   * Leader only: one single-server membership change (add a learner, add a voter, remove),
+   * proposed as a configuration entry (stored as a control batch). Resolves once committed.
+   * Refused (retriable) while another change is pending or this term has committed nothing.
+   */
+  changeMembership(change: ConfChange): Promise<void> {
+    try {
+      this.checkUsable();
+      this.checkLeader();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<ProduceResult>((resolve, reject) => {
+      this.queued.push({ batches: EMPTY_BUFFER, acks: -1, conf: change, resolve, reject });
+      this.drainQueued();
+      if (this.queued.length > 0) this.host.notify(this.key);
+    }).then(() => undefined);
+  }
+
+  /** The voters and learners in force (the latest configuration entry, committed or not). */
+  get configuration(): ConfState {
+    return this.node.status().conf;
+  }
+
   transferLeadership(to: NodeId): void {
     this.checkUsable();
     try {
@@ -484,6 +551,10 @@ export class PartitionReplica implements HostedGroup {
     if (this.closed || this.offline) return;
     try {
       if (message.type === MessageType.Append) checkAppendEntries(message);
+      if (message.type === MessageType.Snapshot && message.snapshot) {
+        // Readable snapshot data, or the message is dropped (never a failed install later).
+        producersFrom(decodeSnapshotData(message.snapshot.data).producers);
+      }
       this.node.step(message);
     } catch (err) {
       // A malformed or impossible message: dropped, the group keeps going (Raft tolerates loss).
@@ -537,6 +608,10 @@ export class PartitionReplica implements HostedGroup {
     if (!early) this.send(rd.messages);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastCommitted && lastCommitted.index > this.committedDurable) {
+      this.committedDurable = lastCommitted.index;
+    }
     this.node.advance();
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
     this.observe();
@@ -544,13 +619,36 @@ export class PartitionReplica implements HostedGroup {
 
   private async persist(rd: Ready): Promise<void> {
     const hard: HardState | null = rd.hardState;
-    if (hard !== null && this.store.hardStateChanges(hard)) await this.store.saveHardState(hard);
-    if (rd.snapshot !== null) await this.store.installSnapshot(rd.snapshot);
+    // The hard state goes first when term or vote changed (entries of term T are never on disk
+    // under a saved term below T), so its commit must not name this Ready's entries: a crash
+    // before they are written would leave a saved commit covering the stale entries they were
+    // to replace, and a restart would count those committed. It carries the commit this
+    // replica already holds durably instead (the saved commit is an optimization for restart).
+    if (hard !== null && this.store.hardStateChanges(hard)) {
+      await this.store.saveHardState({
+        ...hard,
+        commit: Math.min(hard.commit, this.committedDurable) as LogIndex,
+      });
+    }
+    if (rd.snapshot !== null) {
+      await this.store.installSnapshot(rd.snapshot);
+      if (rd.snapshot.meta.index > this.committedDurable) {
+        this.committedDurable = rd.snapshot.meta.index;
+      }
+    }
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
-      await this.store.persistEntries(rd.entries, () => this.resolvePending());
+      // Every data batch's CRC was checked once already: by the broker's produce validation
+      // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
+      await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
     }
-    if (hard !== null) await this.store.saveHardState(hard);
+    if (hard !== null) {
+      // The in-memory copy (saved whole at close) gets the same bound: what this Ready's
+      // committed entries reach, all durable now.
+      const last = rd.committedEntries[rd.committedEntries.length - 1];
+      const held = Math.max(this.committedDurable, last ? last.index : 0);
+      await this.store.saveHardState({ ...hard, commit: Math.min(hard.commit, held) as LogIndex });
+    }
   }
 
   private send(messages: readonly Message[]): void {
@@ -604,8 +702,13 @@ export class PartitionReplica implements HostedGroup {
     }
     const index = (start.index - 1) as LogIndex;
     const term = tail.term(index)!;
+    // The configuration at `index`: the last Conf entry at or before it, else the snapshot's
+    // (from the log, not the core, whose history is pruned to the applied index).
+    const confs = tail.confEntries(tail.firstIndex(), start.index);
+    const last = confs[confs.length - 1];
+    const conf = last ? decodeConfState(last.data) : tail.snapshotMeta().conf;
     const snapshot: Snapshot = {
-      meta: { index, term, conf: this.node.confStateAt(index) },
+      meta: { index, term, conf },
       data: encodeSnapshotData({
         startOffset: start.offset,
         producers: producersAt(this.store.producers, start.offset),
@@ -677,10 +780,10 @@ export class PartitionReplica implements HostedGroup {
     if (hwMoved) this.emit('high-watermark');
   }
 
-  /** The end offset of the commit index (as far as this replica's log holds it). */
+  /** The end offset of the last committed entry this replica holds durably. */
   private commitOffset(): number {
     const tail = this.store.tail;
-    const c = Math.min(this.node.commitIndex, tail.lastIndex()) as LogIndex;
+    const c = Math.min(this.committedDurable, tail.lastIndex()) as LogIndex;
     if (c < tail.firstIndex()) return tail.translator.startPosition.offset;
     return tail.translator.offsetOf((c + 1) as LogIndex) ?? this.hw;
   }
@@ -710,6 +813,10 @@ export class PartitionReplica implements HostedGroup {
   }
 
   private proposeNow(q: Queued): void {
+    if (q.conf) {
+      this.proposeConf(q, q.conf);
+      return;
+    }
     const next = this.leaderNext!;
     const producers = this.leaderProducers!;
     const term = this.node.currentTerm;
@@ -793,6 +900,29 @@ export class PartitionReplica implements HostedGroup {
     }
     const lastOffset = next.offset - 1;
     this.answerAt(q, { baseOffset, lastOffset, logAppendTimeMs: now }, lastOffset);
+  }
+
+  /** A configuration entry: one control batch, so one offset (control-entry.ts). */
+  private proposeConf(q: Queued, change: ConfChange): void {
+    const next = this.leaderNext!;
+    let p: { index: LogIndex };
+    try {
+      p = this.node.proposeConfChange(change);
+    } catch (err) {
+      q.reject(this.mapRaftError(err));
+      return;
+    }
+    if (p.index !== next.index) {
+      throw new Error(`assertion: configuration entry at ${p.index}, expected ${next.index}`);
+    }
+    const offset = next.offset;
+    next.index = (next.index + 1) as LogIndex;
+    next.offset += 1;
+    this.answerAt(
+      q,
+      { baseOffset: offset, lastOffset: offset, logAppendTimeMs: this.nowMs() },
+      offset,
+    );
   }
 
   /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
@@ -885,6 +1015,9 @@ export class PartitionReplica implements HostedGroup {
       if (err.code === RaftErrorCode.PROPOSAL_DROPPED) {
         return new StreamBusError(ErrorCode.REPLICA_PROPOSALS_FULL, err.message);
       }
+      if (err.code === RaftErrorCode.CONF_CHANGE_IN_PROGRESS) {
+        return new StreamBusError(ErrorCode.REPLICA_CONF_CHANGE_IN_PROGRESS, err.message);
+      }
       return new StreamBusError(ErrorCode.INVALID_REQUEST, err.message);
     }
     return toStreamBusError(err, ErrorCode.UNKNOWN_SERVER_ERROR, `replica ${this.keyString()}`);
@@ -945,13 +1078,22 @@ function checkAppendEntries(m: Message): void {
 }
 
 /** Whole RecordBatch v2 framing of a produce payload (CORRUPT_MESSAGE otherwise). */
-function checkFraming(batches: Buffer): void {
+function checkFraming(batches: Buffer, checkCrc: boolean): void {
   if (batches.length === 0) {
     throw new StreamBusError(ErrorCode.INVALID_RECORD, 'produce of no batches');
   }
   for (const { position } of splitBatches(batches)) {
     if (batches.readInt32BE(position + BatchField.LAST_OFFSET_DELTA) < 0) {
       throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} has no records`);
+    }
+    if (isControlBatch(batches, position)) {
+      throw new StreamBusError(ErrorCode.INVALID_RECORD, `batch at ${position} is a control batch`);
+    }
+    if (checkCrc && !verifyBatchCrc(batches, position)) {
+      throw new StreamBusError(
+        ErrorCode.CORRUPT_MESSAGE,
+        `batch at ${position} failed its CRC-32C check`,
+      );
     }
   }
 }

@@ -347,11 +347,14 @@ export class ReplicaStore implements ReplicaLogSource {
   /**
    * Writes `entries` (a Ready's, in order) to the segment log as described at the top; resolves
    * once they are durable under the log's policy and recorded in the tail. `onWritten(index)`
-   * is called as each entry's batch reaches the OS (acks=1). Returns the placements.
+   * is called as each entry's batch reaches the OS (acks=1). `crcVerified`: every data batch's
+   * CRC was checked already (the broker's produce validation, a follower's inbound check), so
+   * the segment log does not check it again. Returns the placements.
    */
   async persistEntries(
     all: readonly Entry[],
     onWritten?: (index: LogIndex) => void,
+    crcVerified = false,
   ): Promise<BatchPlacement[]> {
     const tail = this.tail;
     const entries = all.filter((e) => e.index >= tail.firstIndex());
@@ -371,6 +374,11 @@ export class ReplicaStore implements ReplicaLogSource {
       bufs.map((buf, k) =>
         this.log.append(buf, {
           assignedOffsets: true,
+          crcVerified,
+          // Entries a Ready hands over were already accepted by Raft (its flow control and the
+          // replica's pendingBytesMax bound them); a LOG_BACKPRESSURE refusal here would take the
+          // replica offline, so the log's own bounds do not apply.
+          backpressure: false,
           ...(onWritten ? { onWritten: () => onWritten(entries[k]!.index) } : {}),
         }),
       ),

@@ -119,6 +119,7 @@ export class ReplicaCluster {
   corrupted = 0;
   private readonly links = new Map<string, LinkMode>();
   private readonly ids: NodeId[];
+  private readonly extra = new Set<number>();
   private readonly seed: number;
 
   constructor(private readonly options: ReplicaClusterOptions = {}) {
@@ -143,7 +144,7 @@ export class ReplicaCluster {
   }
   /** Both directions between `id` and every other node. */
   isolate(id: number, mode: LinkMode = 'drop'): void {
-    for (const other of this.ids) {
+    for (const other of this.nodes.keys()) {
       if (other === id) continue;
       this.setLink(id, other, mode);
       this.setLink(other, id, mode);
@@ -172,6 +173,18 @@ export class ReplicaCluster {
     return [...this.nodes.values()].flatMap((n) => (n.replica ? [n.replica] : []));
   }
 
+  /** Adds a node that is not in the initial configuration (it starts with no voters). */
+  addNode(id: number): void {
+    this.nodes.set(id, {
+      id: id as NodeId,
+      fs: new MemoryFileSystem({ seed: this.seed * 100 + id }),
+      replica: null,
+      transport: null,
+      host: new TestHost(),
+    });
+    this.extra.add(id);
+  }
+
   async start(id: number): Promise<PartitionReplica> {
     const n = this.node(id);
     if (n.replica) throw new Error(`node ${id} is running`);
@@ -182,7 +195,7 @@ export class ReplicaCluster {
       dir: DIR,
       fs: n.fs,
       logConfig: this.options.logConfig ?? REPLICA_LOG_CONFIG,
-      initialVoters: this.ids,
+      initialVoters: this.extra.has(id) ? [] : this.ids,
       transport,
       host: n.host,
       random: seededRandom(this.seed * 1000 + id + n.host.notified),
@@ -196,7 +209,7 @@ export class ReplicaCluster {
   }
 
   async startAll(): Promise<void> {
-    for (const id of this.ids) await this.start(id);
+    for (const id of this.nodes.keys()) await this.start(id);
   }
 
   /** Power loss: unsynced writes are lost; the replica object is abandoned (never closed). */
@@ -219,7 +232,7 @@ export class ReplicaCluster {
   }
 
   async closeAll(): Promise<void> {
-    for (const id of this.ids) await this.stop(id);
+    for (const id of this.nodes.keys()) await this.stop(id);
   }
 
   /** Runs process() on every replica with work until none has any (bounded). */

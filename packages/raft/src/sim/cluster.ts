@@ -22,6 +22,7 @@ import type { Entry, EntryRange, LogIndex, Message, NodeId, Ready, Term } from '
 import { ConfChangeType, StateRole } from '../types.js';
 import { chainNext, DurableLogMirror, entryKey, SafetyChecker, type Violation } from './checker.js';
 import { ColdStorage } from './cold-storage.js';
+import { EventQueue } from './event-queue.js';
 
 export const TICK_MS = 10;
 export const ELECTION_TICKS = 10;
@@ -72,53 +73,6 @@ type Event =
   | { kind: 'read' }
   | { kind: 'heal' };
 
-interface Scheduled {
-  readonly at: number;
-  readonly seq: number;
-  readonly event: Event;
-}
-
-/** A binary min-heap on (at, seq): deterministic order for simultaneous events. */
-class EventQueue {
-  private readonly heap: Scheduled[] = [];
-  private seq = 0;
-  get size(): number {
-    return this.heap.length;
-  }
-  push(at: number, event: Event): void {
-    const h = this.heap;
-    h.push({ at, seq: this.seq++, event });
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!less(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-  pop(): Scheduled | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-const less = (a: Scheduled, b: Scheduled) => a.at < b.at || (a.at === b.at && a.seq < b.seq);
-
 /** Snapshot data of the simulated state machine: the chain hash of the applied prefix. */
 function encodeChain(chain: number): Uint8Array {
   const out = new Uint8Array(8);
@@ -157,7 +111,7 @@ class SimNode {
 
 export class Simulation {
   private readonly rng: SeededRandom;
-  private readonly queue = new EventQueue();
+  private readonly queue = new EventQueue<Event>();
   readonly checker = new SafetyChecker();
   private readonly nodes = new Map<NodeId, SimNode>();
   private now = 0;

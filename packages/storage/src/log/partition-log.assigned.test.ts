@@ -35,6 +35,12 @@ describe('PartitionLog.append with assignedOffsets', () => {
     const crc = await log.append(bad, { assignedOffsets: true }).catch((e) => e);
     expect(crc.errorName).toBe('CORRUPT_MESSAGE');
     expect(log.logEndOffset).toBe(3);
+    // crcVerified: the caller vouches for the CRC, so it is not recomputed (here: not caught).
+    const vouched = stamped(7, 1, 3, 7);
+    vouched.writeUInt8(vouched.readUInt8(vouched.length - 1) ^ 1, vouched.length - 1);
+    const append = log.append(vouched, { assignedOffsets: true, crcVerified: true });
+    expect((await append).baseOffset).toBe(3);
+    await log.truncateTo(3);
     expect(await log.append(stamped(5, 2, 3, 8), { assignedOffsets: true })).toMatchObject({
       baseOffset: 3,
       lastOffset: 4,

@@ -126,6 +126,19 @@ describe('unsyncedBytesMax', () => {
     await expect(log.append(makeBatch(3))).resolves.toMatchObject({ baseOffset: 20 });
     await log.close();
   });
+
+  it('backpressure: false is never refused, and its bytes still count for the others', async () => {
+    const { log } = await openSlow('always', { unsyncedBytesMax: 1024 });
+    const unbounded = Array.from({ length: 8 }, (_, i) =>
+      log.append(makeBatch(i), { backpressure: false }),
+    );
+    expect(log.unsyncedBytes).toBeGreaterThan(1024);
+    await expect(log.append(makeBatch(9))).rejects.toMatchObject({
+      code: ErrorCode.LOG_BACKPRESSURE,
+    });
+    await Promise.all(unbounded);
+    await log.close();
+  });
 });
 
 describe('storage error codes', () => {

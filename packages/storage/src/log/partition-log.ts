@@ -24,7 +24,6 @@
 import assert from 'node:assert/strict';
 import {
   BatchCursor,
-  BatchField,
   batchSizeAt,
   decodeRecordBatch,
   ErrorCode,
@@ -107,6 +106,13 @@ export interface AppendOptions {
   /** Stamped into every batch's partitionLeaderEpoch (the Raft term). */
   leaderEpoch?: number;
   /**
+   * false: never refused with LOG_BACKPRESSURE (neither bound applies; its bytes still count).
+   * For writers bounded upstream that cannot take a refusal back, such as a Raft group
+   * persisting entries it already accepted (its flow control and the broker's byte budget bound
+   * them). Default true: producers' appends get back-pressure.
+   */
+  backpressure?: boolean;
+  /**
    * Called once the batches are written to the OS (readable, not yet fsynced), before the
    * returned promise resolves. Under 'always' the promise still waits for the fsync; this is the
    * separate "written" signal (a broker's acks=1). Under 'interval'/'none' it is called just
@@ -121,6 +127,8 @@ export interface AppendOptions {
    * group are refused, the log is unchanged). Default false: offsets are assigned.
    */
   assignedOffsets?: boolean;
+  /** With `assignedOffsets`: the caller already checked every batch's CRC; skip that check. */
+  crcVerified?: boolean;
 }
 
 export interface AppendResult {
@@ -214,8 +222,9 @@ export function validatePartitionLogConfig(c: PartitionLogConfig): void {
 
 /** Null when every batch of `buf` continues the offsets from `next`, else the error to answer. */
 function assignedOffsetsMismatch(buf: Buffer, next: number, dir: string): StreamBusError | null {
-  let p = 0;
-  while (p < buf.length) {
+  const batch = new BatchCursor(buf);
+  while (batch.next()) {
+    const p = batch.position;
     const base = batchBaseOffset(buf, p);
     if (base !== next) {
       return new StreamBusError(
@@ -224,7 +233,6 @@ function assignedOffsetsMismatch(buf: Buffer, next: number, dir: string): Stream
       );
     }
     next += batchLastOffsetDelta(buf, p) + 1;
-    p += 12 + buf.readInt32BE(p + BatchField.BATCH_LENGTH);
   }
   return null;
 }
@@ -403,13 +411,11 @@ export class PartitionLog {
             `batch at ${batch.position} has no offsets`,
           );
         }
-        if (batches[batch.position + BatchField.MAGIC] !== 2) {
-          throw new StreamBusError(
-            ErrorCode.CORRUPT_MESSAGE,
-            `batch at ${batch.position} is not magic 2`,
-          );
-        }
-        if (options?.assignedOffsets && !verifyBatchCrc(batches, batch.position)) {
+        if (
+          options?.assignedOffsets &&
+          !options.crcVerified &&
+          !verifyBatchCrc(batches, batch.position)
+        ) {
           throw new StreamBusError(
             ErrorCode.CORRUPT_MESSAGE,
             `batch at ${batch.position} (baseOffset ${batchBaseOffset(batches, batch.position)}) failed its CRC-32C check`,
@@ -425,13 +431,18 @@ export class PartitionLog {
           `append of ${batches.length} B exceeds segmentBytesMax ${this.config.segmentBytesMax}`,
         );
       }
-      if (this.opsBytes + batches.length > this.appendQueueBytesMax && this.ops.length > 0) {
+      const bounded = options?.backpressure !== false;
+      if (
+        bounded &&
+        this.opsBytes + batches.length > this.appendQueueBytesMax &&
+        this.ops.length > 0
+      ) {
         throw new StreamBusError(
           ErrorCode.LOG_BACKPRESSURE,
           `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
         );
       }
-      const unsynced = this.config.durability === 'none' ? 0 : this.unsyncedBytes;
+      const unsynced = !bounded || this.config.durability === 'none' ? 0 : this.unsyncedBytes;
       if (unsynced > 0 && unsynced + batches.length > this.unsyncedBytesMax) {
         throw new StreamBusError(
           ErrorCode.LOG_BACKPRESSURE,
