@@ -186,6 +186,36 @@ export async function produceOnce(
   }
 }
 
+/** One FETCH of `topic`/`partition` from `offset`, no waiting: that partition's answer. */
+async function fetchOnce(
+  host: string,
+  port: number,
+  topic: string,
+  partition: number,
+  offset: number,
+  maxBytes: number,
+  timeoutMs: number,
+) {
+  const res = await requestOnce(
+    host,
+    port,
+    ApiKey.FETCH,
+    {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes,
+      topics: [
+        {
+          name: topic,
+          partitions: [{ partition, fetchOffset: offset, partitionMaxBytes: maxBytes }],
+        },
+      ],
+    },
+    timeoutMs,
+  );
+  return res.topics[0]?.partitions[0];
+}
+
 /** A FETCH of one byte at offset 0, no waiting: the partition's error code (0 = it serves). */
 export async function fetchErrorFrom(
   host: string,
@@ -194,19 +224,7 @@ export async function fetchErrorFrom(
   partition: number,
   timeoutMs = 2000,
 ): Promise<number> {
-  const res = await requestOnce(
-    host,
-    port,
-    ApiKey.FETCH,
-    {
-      maxWaitMs: 0,
-      minBytes: 0,
-      maxBytes: 1,
-      topics: [{ name: topic, partitions: [{ partition, fetchOffset: 0, partitionMaxBytes: 1 }] }],
-    },
-    timeoutMs,
-  );
-  return res.topics[0]?.partitions[0]?.errorCode ?? -1;
+  return (await fetchOnce(host, port, topic, partition, 0, 1, timeoutMs))?.errorCode ?? -1;
 }
 
 /**
@@ -225,24 +243,7 @@ export async function readPartitionFrom(
   const deadline = Date.now() + timeoutMs;
   let offset = 0;
   for (;;) {
-    const res = await requestOnce(
-      host,
-      port,
-      ApiKey.FETCH,
-      {
-        maxWaitMs: 0,
-        minBytes: 0,
-        maxBytes: 4 * 1024 * 1024,
-        topics: [
-          {
-            name: topic,
-            partitions: [{ partition, fetchOffset: offset, partitionMaxBytes: 4 * 1024 * 1024 }],
-          },
-        ],
-      },
-      5000,
-    );
-    const p = res.topics[0]?.partitions[0];
+    const p = await fetchOnce(host, port, topic, partition, offset, 4 * 1024 * 1024, 5000);
     if (p?.errorCode !== 0) {
       throw new Error(`fetch of ${topic}/${partition} from ${host}:${port}: error ${p?.errorCode}`);
     }
