@@ -241,7 +241,7 @@ export function produceFrames(
 }
 
 /** Sums the latest offsets of a topic's partitions (how many records it holds from 0). */
-async function endOffsetSum(client: StreamBusClient, topic: string): Promise<number> {
+export async function endOffsetSum(client: StreamBusClient, topic: string): Promise<number> {
   const offs = await client.admin().listOffsets(topic, 'latest');
   return offs.reduce((s, o) => s + o.offset, 0);
 }
@@ -601,7 +601,7 @@ async function timedDefaultProducerRun(
 }
 
 /** sendBatch() of `chunk` until `total` records, CHUNKS_OUTSTANDING calls outstanding. */
-async function sendChunks(
+export async function sendChunks(
   producer: Producer,
   chunk: readonly ProducerRecord[],
   total: number,

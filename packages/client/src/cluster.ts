@@ -256,6 +256,9 @@ export class Cluster {
       case ErrorCode.NOT_LEADER_OR_FOLLOWER:
       case ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
       case ErrorCode.LEADER_NOT_AVAILABLE:
+      // The broker it went to is down or cut off: in a cluster the partition may have a new
+      // leader elsewhere, which only fresh metadata names (a Kafka client refreshes too).
+      case ErrorCode.NETWORK_EXCEPTION:
         if (topic === undefined) this.topics.clear();
         else this.topics.delete(topic);
         break;

@@ -1,0 +1,284 @@
+// Faults against a real 3-broker cluster (issue 9 multi-process tests), each on its own cluster
+// from cluster-harness.ts, bounded in time and cleaned up even on failure:
+//   - kill -9 of a partition's leader while an idempotent producer sends with acks=all: every
+//     send resolves (the SDK continues on the new leader), nothing acknowledged is lost, nothing
+//     is written twice, offsets follow send order;
+//   - every broker killed and restarted: everything acknowledged is back;
+//   - a partition isolating the leader (network namespaces as root, else a proxy per link): the
+//     isolated leader acknowledges no acks=all produce, the majority elects a new leader and
+//     serves, and after healing every replica holds the same batches.
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { StreamBusClient } from '@streambus/client';
+import { peekBatchSize } from '@streambus/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { clusterNetworkFor, TestCluster, waitUntil } from './cluster-harness.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f().catch(() => undefined);
+});
+
+async function cluster(options: Parameters<typeof TestCluster.start>[0] = {}) {
+  const c = await TestCluster.start({ nodes: 3, ...options });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+function client(bootstrap: string[]): StreamBusClient {
+  const c = new StreamBusClient({
+    bootstrap,
+    retry: { retriesMax: 50, backoffInitialMs: 20, backoffMaxMs: 200, totalTimeoutMs: 20_000 },
+  });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+/**
+ * Sends `count` values `<tag>-<i>` with at most `windowMax` outstanding; `during(acked)` runs
+ * alongside (the fault). Returns acknowledged value -> partition/offset, and the failures.
+ */
+async function produceTracked(
+  c: StreamBusClient,
+  topic: string,
+  tag: string,
+  count: number,
+  during: (acked: ReadonlyMap<string, unknown>) => Promise<void> = async () => {},
+) {
+  const producer = c.producer({ acks: 'all', lingerMs: 1, deliveryTimeoutMs: 30_000 });
+  const acked = new Map<string, { partition: number; offset: number }>();
+  const failures: string[] = [];
+  const fault = during(acked);
+  const inflight = new Set<Promise<void>>();
+  for (let i = 0; i < count; i++) {
+    const value = `${tag}-${i}`;
+    const p = producer.send({ topic, value }).then(
+      (m) => void acked.set(value, { partition: m.partition, offset: m.offset }),
+      (err: unknown) => void failures.push(`${value}: ${String(err)}`),
+    );
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+    if (inflight.size >= 100) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  await fault;
+  await producer.close();
+  return { acked, failures };
+}
+
+/** Every record value of `topic` from the earliest offset, with its partition and offset. */
+async function readAll(c: StreamBusClient, topic: string, expected: number, timeoutMs = 20_000) {
+  const consumer = c.consumer({ maxWaitMs: 100 });
+  const out: Array<{ value: string; partition: number; offset: number }> = [];
+  try {
+    await consumer.assign({ topic, from: 'earliest' });
+    const deadline = Date.now() + timeoutMs;
+    while (out.length < expected && Date.now() < deadline) {
+      for (const b of await consumer.poll()) {
+        for (const r of b.records) {
+          out.push({
+            value: Buffer.from(r.value ?? []).toString(),
+            partition: b.partition,
+            offset: r.offset,
+          });
+        }
+      }
+    }
+  } finally {
+    await consumer.close();
+  }
+  return out;
+}
+
+/** Checks: each acknowledged value present once, at its acknowledged offset; no duplicate. */
+function expectExactlyAcked(
+  read: ReadonlyArray<{ value: string; partition: number; offset: number }>,
+  acked: ReadonlyMap<string, { partition: number; offset: number }>,
+): void {
+  const seen = new Map<string, number>();
+  for (const r of read) seen.set(r.value, (seen.get(r.value) ?? 0) + 1);
+  const dup = [...seen].filter(([, n]) => n > 1).map(([v]) => v);
+  expect(dup.slice(0, 5), 'records stored twice').toEqual([]);
+  const at = new Map(read.map((r) => [r.value, { partition: r.partition, offset: r.offset }]));
+  const lost = [...acked.keys()].filter((v) => !at.has(v));
+  expect(lost.slice(0, 5), `${lost.length} acknowledged records lost`).toEqual([]);
+  for (const [v, m] of acked) expect(at.get(v), v).toEqual(m);
+}
+
+/**
+ * The batches a replica holds for its only topic's `partition`, read from its data dir (each
+ * as a digest of its bytes, segment files in order). Followers keep the leader's bytes
+ * unchanged, so converged replicas hold identical lists.
+ */
+function replicaBatches(dataDir: string, partition: number): string[] {
+  const topics = join(dataDir, 'topics');
+  if (!existsSync(topics)) return [];
+  const ids = readdirSync(topics);
+  if (ids.length !== 1) throw new Error(`expected one topic in ${topics}, found ${ids.join(',')}`);
+  const dir = join(topics, ids[0]!, String(partition));
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.log'))
+    .sort()) {
+    const buf = readFileSync(join(dir, f));
+    let pos = 0;
+    // Zeros past the end, or a batch being written, end the walk: the rest is not a batch yet.
+    for (let size = peekBatchSize(buf, pos); size > 0 && pos + size <= buf.length; ) {
+      out.push(
+        createHash('sha256')
+          .update(buf.subarray(pos, pos + size))
+          .digest('hex'),
+      );
+      pos += size;
+      size = peekBatchSize(buf, pos);
+    }
+  }
+  return out;
+}
+
+describe('a 3-broker cluster under faults', () => {
+  it('kill -9 of the leader during acks=all produce loses and duplicates nothing', async () => {
+    // Through the per-link proxies (uncut), so the fallback partition path is known to carry
+    // the brokers' traffic on every machine, also where the partition test below uses netns.
+    const c = await cluster({ network: 'proxy' });
+    for (const [a, b] of [
+      [1, 2],
+      [1, 3],
+      [2, 3],
+    ] as const) {
+      const dialed = c.linkProxy(a, b).accepted + c.linkProxy(b, a).accepted;
+      expect(dialed, `connections between ${a} and ${b} through the proxies`).toBeGreaterThan(0);
+    }
+    const sdk = client(c.bootstrap);
+    const topic = 'kill-leader';
+    await sdk
+      .admin()
+      .createTopic({ name: topic, partitions: 1, configs: { durability: 'always' } });
+    // The leader, once settled: it acknowledges an acks=all produce sent to it alone.
+    const leader = await c.leaderOf(topic, 0);
+    expect(await c.produceTo(leader, topic, 0, 'probe', 5000)).toBe(0);
+    let newLeader = 0;
+    let ackedAtKill = 0;
+    const total = 10_000;
+    const { acked, failures } = await produceTracked(sdk, topic, 'r', total, async (acked) => {
+      await waitUntil(
+        '2,000 acknowledged before the kill',
+        20_000,
+        async () => (acked.size >= 2000 ? true : undefined),
+        5,
+      );
+      await c.kill9(leader);
+      ackedAtKill = acked.size;
+      newLeader = await c.leaderOf(topic, 0, { exclude: [leader] });
+    });
+    expect(failures.slice(0, 5)).toEqual([]);
+    expect(acked.size).toBe(total);
+    expect(newLeader).not.toBe(leader);
+    // The kill came in the middle of the load, not after it.
+    expect(ackedAtKill).toBeLessThan(total);
+    // In send order, the acknowledged offsets strictly increase (no repeat, no reordering).
+    // Not dense: each leader's no-op entry is a control batch that takes an offset.
+    const offsets = Array.from({ length: total }, (_, i) => acked.get(`r-${i}`)!.offset);
+    const unordered = offsets.findIndex((o, i) => i > 0 && o <= offsets[i - 1]!);
+    expect(unordered, `offset of r-${unordered} is not above the one before`).toBe(-1);
+    const read = await readAll(sdk, topic, total + 1);
+    expect(read.filter((r) => r.value === 'probe')).toHaveLength(1);
+    expectExactlyAcked(
+      read.filter((r) => r.value !== 'probe'),
+      acked,
+    );
+  }, 60_000);
+
+  it('every broker killed and restarted: all acknowledged records are back', async () => {
+    const c = await cluster();
+    const sdk = client(c.bootstrap);
+    const topic = 'restart-all';
+    await sdk
+      .admin()
+      .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
+    const { acked, failures } = await produceTracked(sdk, topic, 'a', 2000);
+    expect(failures.slice(0, 5)).toEqual([]);
+    await Promise.all(c.running().map((id) => c.kill9(id)));
+    expect(c.running()).toEqual([]);
+    await Promise.all([1, 2, 3].map((id) => c.restart(id)));
+    await c.waitReady();
+    // Read each partition from the broker that serves it, found by asking every broker (not
+    // from Metadata, which after a full restart can name a leader that is not: see below).
+    const read: Array<{ value: string; partition: number; offset: number }> = [];
+    for (const p of [0, 1, 2]) {
+      const leader = await c.servingReplica(topic, p);
+      for (const r of await c.readFrom(leader, topic, p)) read.push({ ...r, partition: p });
+    }
+    expectExactlyAcked(read, acked);
+  }, 60_000);
+
+  // Fails on the cluster as merged at w-wire 1989f81: after every broker restarts, Metadata
+  // keeps naming, for some partition, a leader (with a newer epoch) whose replica is not the
+  // Raft leader, while another broker serves; the SDK then gets NOT_LEADER_OR_FOLLOWER from the
+  // named one until its retries end. Unskip once Metadata follows the elected leader.
+  it.skip('after every broker restarts, Metadata names the leaders that serve', async () => {
+    const c = await cluster();
+    const sdk = client(c.bootstrap);
+    const topic = 'restart-metadata';
+    await sdk
+      .admin()
+      .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
+    expect((await produceTracked(sdk, topic, 'a', 300)).failures).toEqual([]);
+    await Promise.all(c.running().map((id) => c.kill9(id)));
+    await Promise.all([1, 2, 3].map((id) => c.restart(id)));
+    await c.waitReady();
+    await Promise.all([0, 1, 2].map((p) => c.leaderOf(topic, p, { timeoutMs: 20_000 })));
+    const more = await produceTracked(client(c.bootstrap), topic, 'b', 100);
+    expect(more.failures).toEqual([]);
+  }, 60_000);
+
+  const { network, why } = clusterNetworkFor();
+  it(`a partition isolating the leader: it acknowledges nothing, the majority serves, replicas converge (${why})`, async () => {
+    const c = await cluster({ network });
+    const sdk = client(c.bootstrap);
+    const topic = 'isolate-leader';
+    await sdk
+      .admin()
+      .createTopic({ name: topic, partitions: 1, configs: { durability: 'always' } });
+    const first = await produceTracked(sdk, topic, 'x', 300);
+    expect(first.failures).toEqual([]);
+    const old = await c.leaderOf(topic, 0);
+    const majority = c.running().filter((id) => id !== old);
+    // The raw produce used below is acknowledged by the leader while it is connected.
+    expect(await c.produceTo(old, topic, 0, 'connected', 5000)).toBe(0);
+
+    c.isolate(old);
+    // The isolated leader answers no acks=all produce with success, before or after it notices.
+    for (let i = 0; i < 3; i++) {
+      const r = await c.produceTo(old, topic, 0, `isolated-${i}`, 3000);
+      expect(r, `isolated leader answered produce ${i}`).not.toBe(0);
+    }
+    const next = await c.leaderOf(topic, 0, {
+      askIds: majority,
+      exclude: [old],
+      timeoutMs: 20_000,
+    });
+    expect(majority).toContain(next);
+    const viaMajority = client(majority.map((id) => `${c.broker(id).host}:${c.broker(id).port}`));
+    const second = await produceTracked(viaMajority, topic, 'y', 300);
+    expect(second.failures).toEqual([]);
+
+    c.heal();
+    const acked = new Map([...first.acked, ...second.acked]);
+    // After healing every replica holds the same batches (the old leader dropped its
+    // unacknowledged tail), and the log has exactly what was acknowledged.
+    await waitUntil('replicas converge after healing', 30_000, async () => {
+      const logs = [1, 2, 3].map((id) => replicaBatches(c.broker(id).dataDir, 0));
+      return logs.every((l) => l.length > 0 && l.join() === logs[0]!.join()) ? true : undefined;
+    });
+    const read = await readAll(sdk, topic, acked.size + 1);
+    expect(read.filter((r) => r.value.startsWith('isolated-'))).toEqual([]);
+    expect(read.filter((r) => r.value === 'connected')).toHaveLength(1);
+    expectExactlyAcked(
+      read.filter((r) => r.value !== 'connected'),
+      acked,
+    );
+  }, 60_000);
+});

@@ -1,0 +1,50 @@
+// The cluster harness's own guarantees, apart from any cluster behaviour: free ports are
+// distinct, and a cluster whose brokers cannot start fails with their output and leaves no
+// process, temp dir, proxy or namespace behind, for each network kind this machine has.
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import {
+  type ClusterNetwork,
+  clusterNetworkFor,
+  freePorts,
+  TestCluster,
+} from './cluster-harness.js';
+import { testNamespaces } from './netns.js';
+
+function clusterDirs(): string[] {
+  return readdirSync(tmpdir()).filter((d) => d.startsWith('streambus-cluster-'));
+}
+
+describe('cluster harness', () => {
+  it('chooses distinct free ports', async () => {
+    const ports = await freePorts(5);
+    expect(new Set(ports).size).toBe(5);
+    for (const p of ports) expect(p).toBeGreaterThan(0);
+  });
+
+  const networks: ClusterNetwork[] = ['direct', 'proxy'];
+  if (clusterNetworkFor().network === 'netns') networks.push('netns');
+  for (const network of networks) {
+    it(`a broker that cannot start fails start() and leaves nothing behind (${network})`, async () => {
+      const before = clusterDirs();
+      const namespacesBefore = testNamespaces();
+      let error: Error | null = null;
+      try {
+        await TestCluster.start({
+          nodes: 2,
+          network,
+          brokerArgs: ['--no-such-flag'],
+          startTimeoutMs: 15_000,
+        });
+      } catch (err) {
+        error = err as Error;
+      }
+      expect(error?.message).toMatch(/broker \d exited before starting/);
+      // The brokers' own words are in the message (the CLI names the unknown option).
+      expect(error?.message).toMatch(/unknown option '--/);
+      expect(clusterDirs()).toEqual(before);
+      expect(testNamespaces()).toEqual(namespacesBefore);
+    }, 30_000);
+  }
+});
