@@ -214,11 +214,9 @@ describe('a 3-broker cluster under faults', () => {
     expectExactlyAcked(read, acked);
   }, 60_000);
 
-  // Fails on the cluster as merged at w-wire 1989f81: after every broker restarts, Metadata
-  // keeps naming, for some partition, a leader (with a newer epoch) whose replica is not the
-  // Raft leader, while another broker serves; the SDK then gets NOT_LEADER_OR_FOLLOWER from the
-  // named one until its retries end. Unskip once Metadata follows the elected leader.
-  it.skip('after every broker restarts, Metadata names the leaders that serve', async () => {
+  // After a full restart the controller moves leaderships when it sees the brokers' new
+  // incarnations; the Raft leaders repeat their reports until Metadata names them again.
+  it('after every broker restarts, Metadata names the leaders that serve', async () => {
     const c = await cluster();
     const sdk = client(c.bootstrap);
     const topic = 'restart-metadata';

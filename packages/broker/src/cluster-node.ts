@@ -71,6 +71,8 @@ import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
 
 /** Milliseconds per Raft tick (election after ~10 ticks, heartbeats every tick). */
 export const CLUSTER_TICK_MS = 100;
+/** House ticks before the same leader/ISR report is sent again while the state disagrees. */
+const REPORT_RETRY_TICKS = 10;
 /** Producer ids taken from the controller at once. */
 const PRODUCER_ID_BLOCK = 1000;
 /** How long an admin request waits for this broker to apply what the controller committed. */
@@ -143,7 +145,12 @@ export class ClusterNode {
   private reconcileQueued = false;
   private readonly held = new Map<string, ReplicatedPartition>();
   private readonly reporting = new Set<string>();
-  private readonly reported = new Map<string, string>();
+  /**
+   * Per partition, the last report sent (its signature) and the house tick it was sent at: the
+   * same report is sent again only after REPORT_RETRY_TICKS while the state still disagrees.
+   */
+  private readonly reported = new Map<string, { sig: string; tick: number }>();
+  private houseTicks = 0;
   private producerIds = { next: 0, end: 0 };
   private producerIdsRefill: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -258,6 +265,7 @@ export class ClusterNode {
   }
 
   private houseTick(): void {
+    this.houseTicks++;
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
   }
@@ -470,12 +478,25 @@ export class ClusterNode {
       ps.isr.length === isr.length &&
       [...ps.isr].sort((a, b) => a - b).every((id, i) => id === isr[i]);
     const sig = `${leaderEpoch}:${isr.join(',')}`;
-    if (same || this.reported.get(k) === sig) return;
+    if (same) return;
+    // The state can disagree again after a report was accepted (the controller moved the
+    // leadership when it fenced or re-registered a broker, as every broker does after a full
+    // restart), or a report can have been refused (this broker not live yet): so a report is
+    // repeated while the state disagrees, at most every REPORT_RETRY_TICKS for the same one.
+    const last = this.reported.get(k);
+    if (
+      last !== undefined &&
+      last.sig === sig &&
+      this.houseTicks - last.tick < REPORT_RETRY_TICKS
+    ) {
+      return;
+    }
+    this.reported.set(k, { sig, tick: this.houseTicks });
     this.reporting.add(k);
     this.client
       .changeIsr({ topicId: t.id, partition: p.index, leader: this.self, leaderEpoch, isr })
       .then(
-        () => this.reported.set(k, sig),
+        () => undefined,
         (err: unknown) => {
           this.o.logger.debug({ err, topic: p.topic, partition: p.index }, 'ISR report failed');
           // The state names another leader at an epoch not below this term (the controller
