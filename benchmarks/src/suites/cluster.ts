@@ -119,7 +119,14 @@ async function producerRun(
     const start = process.hrtime.bigint();
     await sendChunks(producer, chunk, total);
     const secs = Number(process.hrtime.bigint() - start) / 1e9;
-    const stored = await endOffsetSum(client, topic);
+    // A leader elected during the run learns the commit point only once an entry of its own
+    // term commits, so its high watermark (the ListOffsets answer) can trail the last
+    // acknowledgement for a moment: wait for it, boundedly, before checking.
+    let stored = await endOffsetSum(client, topic);
+    for (const until = Date.now() + 5000; stored < total + 1 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      stored = await endOffsetSum(client, topic);
+    }
     // End offsets count records plus one control batch (the no-op) per partition leader term.
     const controlMax = 8 * PARTITIONS;
     if (stored < total + 1 || stored > total + 1 + controlMax) {
