@@ -139,6 +139,22 @@ function replicaBatches(dataDir: string, partition: number): string[] {
 }
 
 describe('a 3-broker cluster under faults', () => {
+  it('a created topic has elected leaders when the create answers: describe needs no retry', async () => {
+    const c = await cluster();
+    const sdk = new StreamBusClient({
+      bootstrap: c.bootstrap,
+      retry: { retriesMax: 0, backoffInitialMs: 20, backoffMaxMs: 200, totalTimeoutMs: 20_000 },
+    });
+    cleanup.push(() => sdk.close());
+    await sdk.admin().createTopic({ name: 'fresh', partitions: 3 });
+    const d = await sdk.admin().describeTopic('fresh');
+    expect(d.partitions.map((p) => p.replicas.length)).toEqual([3, 3, 3]);
+    for (const p of d.partitions) {
+      expect(p.leaderEpoch).toBeGreaterThanOrEqual(1);
+      expect(p.replicas).toContain(p.leaderId);
+    }
+  }, 60_000);
+
   it('kill -9 of the leader during acks=all produce loses and duplicates nothing', async () => {
     // Through the per-link proxies (uncut), so the fallback partition path is known to carry
     // the brokers' traffic on every machine, also where the partition test below uses netns.

@@ -77,6 +77,8 @@ const REPORT_RETRY_TICKS = 10;
 const PRODUCER_ID_BLOCK = 1000;
 /** How long an admin request waits for this broker to apply what the controller committed. */
 const APPLY_WAIT_MS_MAX = 10_000;
+/** How long a topic create waits for its partitions' first elected leaders. */
+const ELECTED_WAIT_MS_MAX = 5_000;
 export const METADATA_DIR = '__cluster_metadata';
 
 export interface ClusterNodeOptions {
@@ -280,6 +282,14 @@ export class ClusterNode {
   ): Promise<void> {
     await this.client.createTopic({ name, partitions, replicationFactor, configs });
     await this.waitApplied((s) => topicByName(s, name) !== undefined);
+    // Answer once every partition's Raft group has elected a leader and reported it (its epoch
+    // leaves the creation's 0), so a describe or produce right after the create finds leaders
+    // instead of a second of NOT_LEADER_OR_FOLLOWER. Bounded: the topic exists either way, and
+    // a group without a live majority elects nobody (its clients then retry as usual).
+    await this.waitApplied(
+      (s) => topicByName(s, name)?.partitions.every((p) => p.leaderEpoch > 0) !== false,
+      ELECTED_WAIT_MS_MAX,
+    ).catch(() => undefined);
   }
 
   async deleteTopic(name: string): Promise<void> {
@@ -333,7 +343,10 @@ export class ClusterNode {
   }
 
   /** Waits until the applied state here satisfies `done` (bounded). */
-  private waitApplied(done: (s: MetadataState) => boolean): Promise<void> {
+  private waitApplied(
+    done: (s: MetadataState) => boolean,
+    waitMs: number = APPLY_WAIT_MS_MAX,
+  ): Promise<void> {
     if (done(this.state)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -341,10 +354,10 @@ export class ClusterNode {
         reject(
           new StreamBusError(
             ErrorCode.REQUEST_TIMED_OUT,
-            `the controller committed the change but this broker did not apply it within ${APPLY_WAIT_MS_MAX} ms`,
+            `the controller committed the change but this broker did not apply it within ${waitMs} ms`,
           ),
         );
-      }, APPLY_WAIT_MS_MAX);
+      }, waitMs);
       const off = this.controller.onApplied((s) => {
         if (!done(s)) return;
         clearTimeout(timer);
