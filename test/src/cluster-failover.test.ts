@@ -3,10 +3,10 @@
 // SDK with a bootstrap list, and kill -9 of the partition leader's process while records are in
 // flight. The SDK retries to the new leader; afterwards every acknowledged record is there, at
 // the offset it was acknowledged with, and no record is there twice.
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePorts } from './cluster-harness.js';
 import {
   BROKER_MAIN,
   type BrokerProcess,
@@ -14,22 +14,6 @@ import {
   spawnBrokerProcess,
   tempDir,
 } from './harness.js';
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve) => {
-          const s = createServer();
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(null)))));
-  return ports;
-}
 
 const text = (u: Uint8Array | null): string => (u === null ? '' : Buffer.from(u).toString());
 
