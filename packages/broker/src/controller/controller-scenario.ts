@@ -18,6 +18,7 @@
 //   snapshot        encodes, decodes and re-encodes the state; continues from the decoded one
 //   state | describe NAME | brokers
 import { StreamBusError } from '@streambus/protocol';
+import { rerunScenario } from '../testing/scenario-file.js';
 import {
   planAllocateProducerIds,
   planAlterTopicConfig,
@@ -209,15 +210,5 @@ function splitPair(arg: string): [string, string | undefined] {
 /** Re-runs every command of a scenario file and returns the file with fresh outputs. */
 export function runControllerScenario(source: string): string {
   const env = new ControllerScenario();
-  const lines = source.split('\n');
-  const result: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    result.push(line);
-    if (!line.startsWith('> ')) continue;
-    result.push(...env.run(line.slice(2)));
-    // Skip the old expected output up to the next command, comment or blank line.
-    while (i + 1 < lines.length && !/^(> |#|$)/.test(lines[i + 1]!)) i++;
-  }
-  return result.join('\n');
+  return rerunScenario(source, (command) => env.run(command));
 }

@@ -28,6 +28,7 @@
 //   replay                              rebuilds from every record written so far and compares
 //   records on|off                      print records as they are written (on by default)
 import { StreamBusError } from '@streambus/protocol';
+import { rerunScenario } from '../testing/scenario-file.js';
 import {
   ASSIGNORS,
   type AssignorMember,
@@ -548,14 +549,5 @@ export function formatRecord(r: GroupRecord): string {
 /** Re-runs every command of a scenario file and returns the file with fresh outputs. */
 export function runGroupScenario(source: string): string {
   const env = new GroupScenario();
-  const lines = source.split('\n');
-  const result: string[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    result.push(line);
-    if (!line.startsWith('> ')) continue;
-    result.push(...env.run(line.slice(2)));
-    while (i + 1 < lines.length && !/^(> |#|$)/.test(lines[i + 1]!)) i++;
-  }
-  return result.join('\n');
+  return rerunScenario(source, (command) => env.run(command));
 }
