@@ -74,6 +74,8 @@ export interface PartitionLogLike {
     },
   ): Promise<{ baseOffset: number; lastOffset: number; appendTimeMs: number }>;
   waitDurable(offset: number): Promise<void>;
+  /** The LOG_BACKPRESSURE error an append of `bytes` would get now (synchronous), or null. */
+  backpressureRefusal?(bytes: number): StreamBusError | null;
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
   offsetForTimestamp(timestampMs: number): Promise<number | null>;
   /** The first record with timestamp >= timestampMs: its offset and timestamp. */
@@ -515,6 +517,11 @@ export class Partition {
     validated: ValidatedRecords,
     acks: Acks,
   ): Promise<ProduceOutcome> {
+    // Back-pressure is decided before any sequence is recorded, in the same turn as the append
+    // below: a refusal after recording would leave a window in which the producer's next
+    // pipelined batch passes the sequence check and is appended ahead of the refused one.
+    const refusal = this.log.backpressureRefusal?.(records.length) ?? null;
+    if (refusal !== null) throw refusal;
     const recorded: Array<{ producerId: number; entry: BatchEntry; deltaFromBase: number }> = [];
     let duplicates = 0;
     let firstDuplicate: BatchEntry | null = null;

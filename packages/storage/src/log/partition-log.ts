@@ -419,6 +419,37 @@ export class PartitionLog {
   // ---- Appends ----
 
   /**
+   * The LOG_BACKPRESSURE error an append of `bytes` would be refused with right now, or null.
+   * Synchronous, so a caller can ask before it commits to anything for the append (a broker
+   * records idempotent sequences first: refused afterwards, a pipelined later batch of the same
+   * producer could pass the sequence check in the same turn and be appended ahead of it).
+   */
+  backpressureRefusal(bytes: number): StreamBusError | null {
+    return this.queueRefusal(bytes) ?? this.unsyncedRefusal(bytes);
+  }
+
+  private queueRefusal(bytes: number): StreamBusError | null {
+    if (this.opsBytes + bytes > this.appendQueueBytesMax && this.ops.length > 0) {
+      return new StreamBusError(
+        ErrorCode.LOG_BACKPRESSURE,
+        `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
+      );
+    }
+    return null;
+  }
+
+  private unsyncedRefusal(bytes: number): StreamBusError | null {
+    const unsynced = this.config.durability === 'none' ? 0 : this.unsyncedBytes;
+    if (unsynced > 0 && unsynced + bytes > this.unsyncedBytesMax) {
+      return new StreamBusError(
+        ErrorCode.LOG_BACKPRESSURE,
+        `${unsynced} B appended to ${this.dir} are not fsynced yet (unsyncedBytesMax ${this.unsyncedBytesMax})`,
+      );
+    }
+    return null;
+  }
+
+  /**
    * Appends one or more RecordBatch v2 batches (already validated by the caller; here only their
    * framing is checked). Assigns offsets by patching baseOffset in place (and
    * partitionLeaderEpoch when given). Resolves once written to the OS; under 'always' once
@@ -457,22 +488,13 @@ export class PartitionLog {
         );
       }
       const bounded = options?.backpressure !== false;
-      if (
-        bounded &&
-        this.opsBytes + batches.length > this.appendQueueBytesMax &&
-        this.ops.length > 0
-      ) {
-        throw new StreamBusError(
-          ErrorCode.LOG_BACKPRESSURE,
-          `append queue of ${this.dir} is full (appendQueueBytesMax ${this.appendQueueBytesMax})`,
-        );
+      if (bounded) {
+        const queueFull = this.queueRefusal(batches.length);
+        if (queueFull) throw queueFull;
       }
-      const unsynced = !bounded || this.config.durability === 'none' ? 0 : this.unsyncedBytes;
-      if (unsynced > 0 && unsynced + batches.length > this.unsyncedBytesMax) {
-        throw new StreamBusError(
-          ErrorCode.LOG_BACKPRESSURE,
-          `${unsynced} B appended to ${this.dir} are not fsynced yet (unsyncedBytesMax ${this.unsyncedBytesMax})`,
-        );
+      if (bounded) {
+        const unsyncedFull = this.unsyncedRefusal(batches.length);
+        if (unsyncedFull) throw unsyncedFull;
       }
     } catch (err) {
       return Promise.reject(err);
