@@ -6,7 +6,7 @@
 // batches retention removed), and the power is cut before every file-system step of the import
 // (both crash modes): the next start imports completely or finds it imported, never a half state.
 import { BatchField, ErrorCode, encodeRecordBatch, readBatchHeader } from '@streambus/protocol';
-import type { NodeId } from '@streambus/raft';
+import { asNodeId, ConfChangeType, type NodeId } from '@streambus/raft';
 import {
   type CrashMode,
   type FileSystem,
@@ -19,7 +19,9 @@ import { type BrokerConfig, defaultConfig } from '../config.js';
 import { MetadataLogStore } from '../controller/metadata-log.js';
 import { decodeSnapshot, type MetadataState } from '../controller/metadata-state.js';
 import { ProducerStateTable } from '../idempotence.js';
+import type { PartitionReplica } from './partition-replica.js';
 import { ReplicaStore } from './replica-store.js';
+import { ReplicaCluster } from './replica-test-cluster.js';
 import { CrashAtStepFileSystem, PowerCutError } from './replication-test-fs.js';
 import {
   IMPORT_MARKER_FILE,
@@ -216,10 +218,12 @@ async function expectImported(fs: FileSystem, fixture: Fixture): Promise<void> {
       });
       expect(store.log.logStartOffset, key).toBe(kept[0]!.baseOffset);
       expect(store.log.logEndOffset, key).toBe(want.logEnd);
-      expect(store.tail.lastIndex(), key).toBe(kept.length);
-      expect(store.hardState.commit, key).toBe(kept.length);
+      // Snapshot at index 1, then one entry of term 0 per batch, all committed.
+      expect(store.tail.snapshot().meta.index, key).toBe(1);
+      expect(store.tail.lastIndex(), key).toBe(kept.length + 1);
+      expect(store.hardState.commit, key).toBe(kept.length + 1);
       expect(store.tail.snapshot().meta.conf.voters, key).toEqual([SELF]);
-      for (let i = 1; i <= kept.length; i++) expect(store.tail.term(i as never), key).toBe(0);
+      for (let i = 1; i <= kept.length + 1; i++) expect(store.tail.term(i as never), key).toBe(0);
       // Every batch: same offset, same bytes except partitionLeaderEpoch, which is 0.
       const read = await store.log.read(store.log.logStartOffset, 1 << 20);
       let pos = 0;
@@ -262,6 +266,24 @@ async function expectImported(fs: FileSystem, fixture: Fixture): Promise<void> {
       await store.close();
     }
   }
+}
+
+/** Every batch a replica serves from its log start to its high watermark: [baseOffset, bytes]. */
+async function servedBatches(r: PartitionReplica): Promise<Array<[number, string]>> {
+  const out: Array<[number, string]> = [];
+  let offset = r.logStartOffset;
+  while (offset < r.highWatermark) {
+    const { data, nextOffset } = await r.read(offset, 1 << 20);
+    for (let pos = 0; pos < data.length; ) {
+      const h = readBatchHeader(data, pos);
+      const size = 12 + data.readInt32BE(pos + BatchField.BATCH_LENGTH);
+      out.push([h.baseOffset, data.subarray(pos, pos + size).toString('base64')]);
+      pos += size;
+    }
+    if (nextOffset <= offset) throw new Error(`no progress at ${offset}`);
+    offset = nextOffset;
+  }
+  return out;
 }
 
 describe('single-node import', () => {
@@ -313,6 +335,37 @@ describe('single-node import', () => {
       await expectImported(restarted, fixture);
     }
   }, 120_000);
+
+  it('a replica added later catches up: the snapshot at the imported log start, then every entry', async () => {
+    // orders-1 starts above 0 (delete-records), events-0 at 0.
+    for (const dir of [`${DATA}/topics/3/1`, `${DATA}/topics/5/0`]) {
+      const c = new ReplicaCluster({ ids: [1], seed: 7, logConfig: LOG_CONFIG, replica: { dir } });
+      const n1 = c.node(1);
+      await writeOldDir(n1.fs);
+      n1.fs = n1.fs.crash('drop-unsynced');
+      await importSingleNodeStore({ fs: n1.fs, config: { ...brokerConfig(), nodeId: 1 } });
+      c.addNode(2);
+      await c.start(1);
+      await c.start(2);
+      const l = await c.waitLeader(200, [1]);
+      const imported = await servedBatches(l);
+      expect(imported.length).toBeGreaterThan(3);
+      const adding = l.changeMembership({ type: ConfChangeType.AddVoter, node: asNodeId(2) });
+      await c.tick(5);
+      await adding;
+      const more = l.propose(encodeRecordBatch([{ value: Buffer.from('after') }]), -1);
+      await c.tick(3);
+      const acked = await more;
+      const f = c.replica(2);
+      for (let i = 0; i < 200 && f.highWatermark < l.highWatermark; i++) await c.tick();
+      expect(f.logStartOffset, dir).toBe(l.logStartOffset);
+      const onLeader = await servedBatches(l);
+      expect(onLeader.slice(0, imported.length)).toEqual(imported);
+      expect(await servedBatches(f), dir).toEqual(onLeader);
+      expect(onLeader.some(([base]) => base === acked.baseOffset)).toBe(true);
+      await c.closeAll();
+    }
+  });
 
   it('a multi-voter cluster refuses the directory, naming the way out; nothing changes', async () => {
     const { fs } = await freshOldDir();

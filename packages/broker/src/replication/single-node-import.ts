@@ -5,18 +5,22 @@
 // and the idempotent-producer state are kept.
 //
 // DESIGN DECISION: how the existing batches relate to the Raft log. Every existing batch becomes
-// one Raft entry of TERM 0, from index 1 on; the replica snapshot stays the fresh one (index 0,
-// term 0) with its start offset = the log start. Why this and not "the imported log is a snapshot
-// base" (Raft log starting after it, the translator mapping index I0 to the log end):
+// one Raft entry of TERM 0, from index 2 on; the replica snapshot is at index 1, term 0, with
+// start offset = the log start and no data of its own (only the producer state of producers whose
+// batches are all below the log start). Why this and not "the imported log is a snapshot base"
+// (Raft log starting after it, the translator mapping index I0 to the log end):
 //   - the replica code needs no change and no special case: an imported partition is exactly a
 //     replicated log whose entries all have term 0. Recovery, the offset translator (rebuilt
 //     from the scan), the term runs (one run of term 0), reads, retention through the group and
 //     truncation all treat it as any other log;
-//   - followers added later catch up by the ordinary paths: entries behind the leader's tail are
-//     read from the segment log (prefetch), and once retention moved the log start, through
-//     InstallSnapshot. With a snapshot base, a follower would get a snapshot whose data holds no
-//     records and would start its log at the old log end: every imported record would be
-//     missing on it, and lost to consumers once it leads;
+//   - followers added later catch up by the ordinary paths: a new replica (empty log, snapshot
+//     index 0) is behind the leader's first index 2, so it gets the snapshot (InstallSnapshot:
+//     its log restarts at the imported log start, which may be above 0) and then every imported
+//     entry by append, read from the segment log behind the tail (prefetch). (The snapshot is at
+//     index 1, not 0, for this: at index 0 a fresh replica would look as if it had the same
+//     snapshot, and would place entry 1 at offset 0, not at the log start.) With a snapshot base,
+//     a follower would get a snapshot whose data holds no records and would start its log at the
+//     old log end: every imported record would be missing on it, and lost once it leads;
 //   - term 0 is below every term the group ever elects (the first election is term 1), so the
 //     imported entries are committed history that no leader can contradict.
 // The price: `partitionLeaderEpoch` is the term, and the single-node broker stored whatever the
@@ -104,6 +108,8 @@ const METADATA_DIR = '__cluster_metadata';
 const SINGLE_NODE_METADATA_VERSION = 1;
 /** The incarnation of the broker record the import writes (it re-registers at start). */
 export const IMPORT_INCARNATION = 'single-node-import';
+/** The replica snapshot of an imported partition (entries follow from index 2). */
+export const IMPORTED_SNAPSHOT_INDEX = 1 as LogIndex;
 const SEGMENT_LOG_RE = /^\d{20}\.log$/;
 /** Bytes read per step of the epoch walk over a segment file. */
 const EPOCH_WALK_CHUNK_BYTES = 1024 * 1024;
@@ -130,7 +136,7 @@ export interface ImportedPartition {
   readonly partition: number;
   readonly logStartOffset: number;
   readonly logEndOffset: number;
-  /** Batches, now the entries 1..batches of term 0. */
+  /** Batches, now the entries 2..batches+1 of term 0. */
   readonly batches: number;
   /** Batches whose partitionLeaderEpoch was set to 0. */
   readonly epochsZeroed: number;
@@ -488,10 +494,10 @@ async function importPartition(
     });
   }
 
-  // The replica snapshot: the fresh one, at this log start, with the producers below it.
+  // The replica snapshot: index 1, term 0, at this log start, with the producers below it.
   const producers = await oldProducers(fs, producersPath, start, end);
   const snapshot: Snapshot = {
-    meta: { index: 0 as LogIndex, term: 0 as Term, conf },
+    meta: { index: IMPORTED_SNAPSHOT_INDEX, term: 0 as Term, conf },
     data: encodeSnapshotData({ startOffset: start, producers }),
   };
   await saveSnapshot(fs, joinPath(dir, SNAPSHOT_FILE), snapshot, 'compaction');
@@ -506,8 +512,8 @@ async function importPartition(
         `the log spans [${store.log.logStartOffset}, ${store.log.logEndOffset}) as a replica, [${start}, ${end}) before`,
       );
     }
-    batches = store.tail.lastIndex();
-    store.tail.setHardState({ term: 0 as Term, vote: 0 as NodeId, commit: batches as LogIndex });
+    batches = store.tail.lastIndex() - IMPORTED_SNAPSHOT_INDEX;
+    store.tail.setHardState({ term: 0 as Term, vote: 0 as NodeId, commit: store.tail.lastIndex() });
   } catch (err) {
     await store.close().catch(() => undefined);
     throw err;
