@@ -377,9 +377,9 @@ async function runImport(
         if (!(err instanceof StreamBusError)) throw err;
         throw importFailed(
           `partition ${t.name}-${p} (${join(topicDir, String(p))}) cannot be imported: ` +
-            `${(err as Error)?.message ?? String(err)}. Nothing was changed that the single-node ` +
-            'broker cannot read: repair the partition with the previous StreamBus version ' +
-            '(RepairPartition), then start this one again',
+            `${(err as Error)?.message ?? String(err)}. metadata.json is unchanged (the ` +
+            'single-node broker still reads this directory); a damaged log can be repaired ' +
+            'with the previous StreamBus version (RepairPartition) before starting this one again',
           err,
         );
       });
