@@ -113,7 +113,6 @@ export const IMPORTED_SNAPSHOT_INDEX = 1 as LogIndex;
 const SEGMENT_LOG_RE = /^\d{20}\.log$/;
 /** Bytes read per step of the epoch walk over a segment file. */
 const EPOCH_WALK_CHUNK_BYTES = 1024 * 1024;
-const ZERO_EPOCH = Buffer.alloc(4);
 /** magic is the last header byte the walk needs. */
 const WALK_HEADER_BYTES = BatchField.MAGIC + 1;
 
@@ -533,10 +532,16 @@ export async function zeroLeaderEpochs(fs: FileSystem, dir: string): Promise<num
     const h = await fs.open(joinPath(dir, name), 'readwrite');
     try {
       const size = await h.size();
-      const positions: number[] = [];
+      let changedHere = 0;
       let pos = 0;
-      walk: while (pos + WALK_HEADER_BYTES <= size) {
+      let stop = false;
+      while (!stop && pos + WALK_HEADER_BYTES <= size) {
+        // One chunk at a time: its epochs are zeroed in the buffer, and the span from the first
+        // to the last one changed is written back (the same bytes elsewhere), so memory and
+        // writes are bounded by the chunk, not by the batches in the file.
         const chunk = await readFully(h, pos, Math.min(EPOCH_WALK_CHUNK_BYTES, size - pos));
+        let first = -1;
+        let last = -1;
         let at = 0;
         while (at + WALK_HEADER_BYTES <= chunk.length) {
           const length = chunk.readInt32BE(at + BatchField.BATCH_LENGTH);
@@ -544,18 +549,24 @@ export async function zeroLeaderEpochs(fs: FileSystem, dir: string): Promise<num
             length < RECORD_BATCH_MIN_LENGTH ||
             chunk[at + BatchField.MAGIC] !== RECORD_BATCH_MAGIC
           ) {
-            break walk;
+            stop = true; // a torn tail: recovery cuts it
+            break;
           }
-          if (chunk.readInt32BE(at + BatchField.PARTITION_LEADER_EPOCH) !== 0) {
-            positions.push(pos + at + BatchField.PARTITION_LEADER_EPOCH);
+          const epochAt = at + BatchField.PARTITION_LEADER_EPOCH;
+          if (chunk.readInt32BE(epochAt) !== 0) {
+            chunk.writeInt32BE(0, epochAt);
+            if (first < 0) first = epochAt;
+            last = epochAt + 4;
+            changedHere++;
           }
           at += 12 + length;
         }
+        if (first >= 0) await h.write(chunk.subarray(first, last), pos + first);
+        if (at === 0) break; // a short read: nothing more to walk
         pos += at;
       }
-      for (const p of positions) await h.write(ZERO_EPOCH, p);
-      if (positions.length > 0) await h.sync();
-      changed += positions.length;
+      if (changedHere > 0) await h.sync();
+      changed += changedHere;
     } finally {
       await h.close();
     }
