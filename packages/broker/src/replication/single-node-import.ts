@@ -24,9 +24,10 @@
 //   - term 0 is below every term the group ever elects (the first election is term 1), so the
 //     imported entries are committed history that no leader can contradict.
 // The price: `partitionLeaderEpoch` is the term, and the single-node broker stored whatever the
-// producer sent there (0 from our SDK, -1 from Kafka clients). It is set to 0 in place (4 bytes
-// per batch, outside the batch CRC: the records and the CRC are untouched; a batch already at 0
-// is not written). The imported entries are marked committed (the partition's hard state has
+// producer sent there (0 from our SDK, -1 from Kafka clients). It is set to 0 in place (a chunk
+// of the segment file at a time; the field is outside the batch CRC: records and CRC are
+// untouched; a chunk with every epoch at 0 is not written). The imported entries are marked
+// committed (the partition's hard state has
 // commit = last imported index), so the high watermark is the log end at once.
 //
 // The metadata: the controller's metadata log is written with one snapshot (index 1, term 1,
@@ -56,9 +57,10 @@
 //   6. the marker is removed.
 // A crash before 5 leaves metadata.json: the next start repeats 1-6 (each step gives the same
 // result again). A crash after 5 leaves a cluster directory (and maybe the marker, removed at the
-// next start). The only file the old broker needs that changes is metadata.json's name (the
-// segment files keep their records; the extra files are ignored by it): docs/replication.md
-// "Upgrading a single-node data directory" says how to go back.
+// next start). The old broker can still read everything the import leaves: metadata.json only
+// changes its name, the segment files keep their records (epochs aside, which it ignores), the
+// extra files are ignored by it: docs/replication.md "Upgrading a single-node data directory"
+// says how to go back.
 import { join } from 'node:path';
 import {
   BatchField,
