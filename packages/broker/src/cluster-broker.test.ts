@@ -264,9 +264,14 @@ describe('the cluster path', () => {
     const [port] = await freePorts(1);
     const one = await Broker.start(config(single, 1, port!, []), { logger: silent });
     await one.close();
+    // A multi-voter cluster refuses it, naming the way out (a cluster of one imports it:
+    // replication/single-node-import.test.ts).
+    const peers = [1, 2, 3].map((id) => ({ id, host: '127.0.0.1', port: port! + id - 1 }));
     await expect(
-      Broker.start(config(single, 1, port!, []), { logger: silent, cluster: true }),
-    ).rejects.toThrow(/single-node StreamBus store \(metadata.json\); it is not imported/);
+      Broker.start(config(single, 1, port!, peers), { logger: silent, cluster: true }),
+    ).rejects.toThrow(
+      /single-node StreamBus store \(metadata.json\)\. It is imported in place when this broker starts alone/,
+    );
     const clustered = tempDir();
     const c = await Broker.start(config(clustered, 1, port!, []), {
       logger: silent,

@@ -24,7 +24,8 @@
 // id>/<partition>` (one replica: its segment log and Raft files), `node-identity.properties`
 // (which cluster and node the directory belongs to: checked before anything opens, recorded once
 // the cluster id is known). A directory holding the single-node store (`metadata.json`) is
-// refused (see `checkDataDirKind`).
+// imported in place first when this broker is a cluster of one, refused otherwise
+// (replication/single-node-import.ts).
 import { randomInt, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -66,6 +67,7 @@ import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity
 import type { ReplicaManager } from './replica-manager.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
+import { importSingleNodeStore } from './replication/single-node-import.js';
 import { partitionLogConfig } from './storage-log.js';
 import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
 
@@ -97,9 +99,9 @@ export function votersOf(config: BrokerConfig): number[] {
 
 /**
  * Which store a data directory holds decides which path may open it. A single-node directory
- * (metadata.json, written by brokers before replication or without --peers) is not imported
- * into a cluster: its partition logs have no Raft state (term runs, hard state, offset
- * translation), and making them up could not be told from real history. A cluster directory
+ * (metadata.json, written by brokers before replication or without --peers) reaches the cluster
+ * path only imported (`importSingleNodeStore` runs first and renames metadata.json), so here it
+ * is refused. A cluster directory
  * (the metadata log) is not opened by the single-node path, which would ignore its topics. Either
  * way the broker refuses to start, naming the way out (INVALID_CONFIG).
  */
@@ -112,9 +114,8 @@ export async function checkDataDirKind(
   if (clusterMode && names.includes('metadata.json') && !names.includes(METADATA_DIR)) {
     throw new StreamBusError(
       ErrorCode.INVALID_CONFIG,
-      `data directory ${dataDir} holds a single-node StreamBus store (metadata.json); it is not ` +
-        'imported into a cluster. Start the cluster broker with an empty --data-dir and copy the ' +
-        'topics over with a consumer and a producer, or keep serving this directory without --peers',
+      `data directory ${dataDir} holds a single-node StreamBus store (metadata.json) that was ` +
+        'not imported; start this broker alone (no --peers) once to import it in place',
     );
   }
   if (!clusterMode && names.includes(METADATA_DIR)) {
@@ -182,6 +183,7 @@ export class ClusterNode {
 
   /** Opens the metadata log and the controller; nothing is served until `start`. */
   static async open(o: ClusterNodeOptions): Promise<ClusterNode> {
+    await importSingleNodeStore({ fs: o.fs, config: o.config, logger: o.logger });
     await checkDataDirKind(o.fs, o.config.dataDir, true);
     // A directory of another node id is refused before anything in it is read.
     await ensureNodeIdentity(o.fs, o.config.dataDir, { clusterId: null, nodeId: o.config.nodeId });

@@ -111,6 +111,8 @@ export const ErrorCode = {
   // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
   LOG_CLEAN_CONFLICT: 1200,
   LOG_CLEANER_BUSY: 1201,
+  // 1220-1229: importing a single-node data directory (packages/broker/src/replication/single-node-import.ts).
+  SINGLE_NODE_IMPORT_FAILED: 1220,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -376,6 +378,12 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEANER_BUSY',
     true,
     'a clean of this partition log is already running',
+  ),
+  info(
+    C.SINGLE_NODE_IMPORT_FAILED,
+    'SINGLE_NODE_IMPORT_FAILED',
+    false,
+    'the single-node data directory cannot be imported into a cluster as it is',
   ),
 ];
 

@@ -65,6 +65,12 @@ export {
   type RecoveryReport,
   validatePartitionLogConfig,
 } from './log/partition-log.js';
+export {
+  decodePartitionMeta,
+  PARTITION_META_FILE,
+  type PartitionMeta,
+  writePartitionMeta,
+} from './log/partition-meta.js';
 export { decodeKey, encodeKey, type KeyPart } from './lsm/keys.js';
 export {
   type KeyValue,

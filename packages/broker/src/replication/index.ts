@@ -69,6 +69,14 @@ export {
 } from './replica-producers.js';
 export { ReplicaStore, type ReplicaStoreOptions, type ScannedBatch } from './replica-store.js';
 export {
+  IMPORTED_METADATA_FILE,
+  type ImportedPartition,
+  importSingleNodeStore,
+  isClusterOfOne,
+  type SingleNodeImportOptions,
+  type SingleNodeImportReport,
+} from './single-node-import.js';
+export {
   type LogPosition,
   type RecoveredTermRuns,
   recoverTermRuns,
