@@ -204,7 +204,23 @@ export class Broker {
       this.config.retentionCheckIntervalMs,
     );
     this.retentionTimer.unref();
-    if (cluster !== null) await cluster.start(context.advertised());
+    if (cluster !== null) {
+      await cluster.start(context.advertised());
+      // A cluster of one is its own majority: it answers once it is registered (a few ms) and
+      // has opened the replicas its metadata names, so a topic created right after start has a
+      // live broker to be placed on and a request right after a restart finds its partition.
+      // Brokers of a larger cluster register once a majority of voters is up, which a start must
+      // not wait for.
+      if (cluster.voters.length === 1) {
+        if (!(await cluster.waitRegistered(this.config.limits.requestTimeoutMs))) {
+          throw new StreamBusError(
+            ErrorCode.REQUEST_TIMED_OUT,
+            `this broker (a cluster of one) did not register with its own controller within ${this.config.limits.requestTimeoutMs} ms`,
+          );
+        }
+        await this.admin.idle();
+      }
+    }
     this.ready = true;
     this.logger.info(
       {

@@ -36,6 +36,12 @@ export interface OfflinePartition {
   sinceMs: number;
 }
 
+/** Which partition a report is about. */
+export interface PartitionName {
+  readonly topic: string;
+  readonly index: number;
+}
+
 export interface ReplicaManagerOptions {
   config: BrokerConfig;
   logger: Logger;
@@ -94,8 +100,8 @@ export class ReplicaManager {
           'partition log reopened from disk after a storage failure (cut back to its durable end)',
         );
       },
-      onLogEvent: (p, e) => this.onLogEvent(p, e),
-      onOffline: (p, state) => this.onPartitionOffline(p, state),
+      onLogEvent: (p, e) => this.reportLogEvent(p, e),
+      onOffline: (p, state) => this.reportOffline(p, state),
     };
   }
 
@@ -306,7 +312,7 @@ export class ReplicaManager {
   }
 
   /** Every cut and every damaged batch a log reports: a warn line and the damage counters. */
-  private onLogEvent(p: Partition, e: LogEvent): void {
+  reportLogEvent(p: PartitionName & { readonly topicConfig: TopicConfig }, e: LogEvent): void {
     this.metrics.logDamageEvents.inc({ kind: e.kind });
     this.metrics.logDamageBytes.inc({ kind: e.kind }, e.bytes);
     const where = { topic: p.topic, partition: p.index, segment: e.segment, position: e.position };
@@ -333,7 +339,8 @@ export class ReplicaManager {
     }
   }
 
-  private onPartitionOffline(p: Partition, state: OfflineState): void {
+  /** A partition went offline: one error line (not while it is being repaired). */
+  reportOffline(p: PartitionName, state: OfflineState): void {
     if (state.reason === REPAIRING_REASON) return;
     this.logger.error(
       { topic: p.topic, partition: p.index, reason: state.reason, damage: state.damage },
