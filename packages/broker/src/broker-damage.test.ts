@@ -48,7 +48,6 @@ async function start(
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s)) });
   const broker = await Broker.start(config(dataDir, options.limits), {
-    cluster: true,
     ...options,
     logger,
   });

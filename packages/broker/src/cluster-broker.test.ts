@@ -1,7 +1,7 @@
 // Brokers on the cluster path, in process, over real TCP on 127.0.0.1 and the real disk: a
 // cluster of one (the same code as N brokers), and three brokers with RF 3 where the leader's
 // broker stops and a new leader takes over without losing an acknowledged record.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,7 +130,7 @@ describe('the cluster path', () => {
   it('a cluster of one elects itself, creates a topic and serves acks=all produce and fetch', async () => {
     const dir = tempDir();
     const [port] = await freePorts(1);
-    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent, cluster: true });
+    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent });
     cleanups.push(() => broker.close());
     const c = await client(broker);
     const created = await until('topic creation', async () => {
@@ -197,7 +197,7 @@ describe('the cluster path', () => {
   it('a cluster of one answers ListOffsets by timestamp and takes config changes without a restart', async () => {
     const dir = tempDir();
     const [port] = await freePorts(1);
-    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent, cluster: true });
+    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent });
     cleanups.push(() => broker.close());
     const c = await client(broker);
     const created = await c.request(ApiKey.CREATE_TOPICS, {
@@ -338,31 +338,22 @@ describe('the cluster path', () => {
     expect(await readAll(clients[newLeader - 1]!, 'r3')).toEqual(acked);
   }, 60_000);
 
-  it('refuses a data directory of the other kind, naming what to do', async () => {
+  it('refuses a single-node data directory and one of another node id, naming what to do', async () => {
+    // A directory the single-node broker wrote before the one code path: its store file.
     const single = tempDir();
+    writeFileSync(join(single, 'metadata.json'), '{"version":1,"clusterId":"x","topics":[]}\n');
     const [port] = await freePorts(1);
-    const one = await Broker.start(config(single, 1, port!, []), { logger: silent });
-    await one.close();
-    await expect(
-      Broker.start(config(single, 1, port!, []), { logger: silent, cluster: true }),
-    ).rejects.toThrow(/single-node StreamBus store \(metadata.json\); it is not imported/);
-    const clustered = tempDir();
-    const c = await Broker.start(config(clustered, 1, port!, []), {
-      logger: silent,
-      cluster: true,
-    });
-    await c.close();
-    await expect(Broker.start(config(clustered, 1, port!, []), { logger: silent })).rejects.toThrow(
-      /belongs to a replicated cluster/,
+    await expect(Broker.start(config(single, 1, port!, []), { logger: silent })).rejects.toThrow(
+      /single-node StreamBus store \(metadata.json\); it is not imported/,
     );
+    const clustered = tempDir();
+    const c = await Broker.start(config(clustered, 1, port!, []), { logger: silent });
+    await c.close();
     // The same node id again opens it; another node id is refused, naming both.
-    const again = await Broker.start(config(clustered, 1, port!, []), {
-      logger: silent,
-      cluster: true,
-    });
+    const again = await Broker.start(config(clustered, 1, port!, []), { logger: silent });
     await again.close();
-    await expect(
-      Broker.start(config(clustered, 2, port!, []), { logger: silent, cluster: true }),
-    ).rejects.toThrow(/node 1, not 2/);
+    await expect(Broker.start(config(clustered, 2, port!, []), { logger: silent })).rejects.toThrow(
+      /node 1, not 2/,
+    );
   }, 30_000);
 });

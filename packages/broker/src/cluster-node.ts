@@ -23,8 +23,9 @@
 // Data directory: `<dataDir>/__cluster_metadata` (the metadata log), `<dataDir>/topics/<topic
 // id>/<partition>` (one replica: its segment log and Raft files), `node-identity.properties`
 // (which cluster and node the directory belongs to: checked before anything opens, recorded once
-// the cluster id is known). A directory holding the single-node store (`metadata.json`) is
-// refused (see `checkDataDirKind`).
+// the cluster id is known). A directory holding the old single-node store (`metadata.json`) is
+// refused (see `checkDataDirKind`). A broker without --peers runs this same code as a cluster of
+// one: it is the only voter, and its replicas have one voter each.
 import { randomInt, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -100,12 +101,12 @@ export function votersOf(config: BrokerConfig): number[] {
 }
 
 /**
- * Which store a data directory holds decides which path may open it. A single-node directory
- * (metadata.json, written by brokers before replication or without --peers) is not imported
- * into a cluster: its partition logs have no Raft state (term runs, hard state, offset
- * translation), and making them up could not be told from real history. A cluster directory
- * (the metadata log) is not opened by the single-node path, which would ignore its topics. Either
- * way the broker refuses to start, naming the way out (INVALID_CONFIG).
+ * Which store a data directory holds decides whether this broker may open it. A single-node
+ * directory (metadata.json, written by brokers before the single code path) is not imported:
+ * its partition logs have no Raft state (term runs, hard state, offset translation), and making
+ * them up could not be told from real history. The broker refuses to start, naming the way out
+ * (INVALID_CONFIG). Every broker opens with `clusterMode` true (there is one code path); the
+ * other branch refuses a cluster directory to a caller that cannot serve it.
  */
 export async function checkDataDirKind(
   fs: FileSystem,
@@ -117,8 +118,9 @@ export async function checkDataDirKind(
     throw new StreamBusError(
       ErrorCode.INVALID_CONFIG,
       `data directory ${dataDir} holds a single-node StreamBus store (metadata.json); it is not ` +
-        'imported into a cluster. Start the cluster broker with an empty --data-dir and copy the ' +
-        'topics over with a consumer and a producer, or keep serving this directory without --peers',
+        'imported into a cluster. Start the broker with an empty --data-dir and copy the topics ' +
+        'over with a consumer and a producer, or keep serving this directory with a StreamBus ' +
+        'release from before the single code path',
     );
   }
   if (!clusterMode && names.includes(METADATA_DIR)) {
@@ -464,6 +466,7 @@ export class ClusterNode {
           });
         },
         onOffline: (p, state) => replicas.reportOffline(p, state),
+        onStorageFailure: (p, err) => replicas.reportStorageFailure(p, err),
         onCloseFailed: (p, err) =>
           this.o.logger.error(
             { err, topic: p.topic, partition: p.index },

@@ -16,11 +16,11 @@ import {
   type FetchRequest,
   isStreamBusError,
 } from '@streambus/protocol';
+import { MemoryFileSystem } from '@streambus/storage';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
-import { memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 
 const KiB = 1024;
@@ -69,7 +69,7 @@ async function startBroker(
     config.defaults.maxMessageBytes,
     (limits.frameBytesMax ?? MiB) - KiB,
   );
-  const broker = await Broker.start(config, { logger, openLog: memoryLogs().open });
+  const broker = await Broker.start(config, { logger, fileSystem: new MemoryFileSystem() });
   brokers.push(broker);
   return broker;
 }

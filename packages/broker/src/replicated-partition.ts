@@ -35,10 +35,14 @@ import { NONE } from '@streambus/raft';
 import { isLogCorruptionError, type RepairOptions, type RepairReport } from '@streambus/storage';
 import { type Waiter, WaiterSet } from './long-poll.js';
 import { type OfflineState, offlineError, REPAIRING_REASON } from './offline-log.js';
-import type { Acks, ProduceOutcome, RepairPartitionLog } from './partition.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import { NotLeaderError, type PartitionReplica } from './replication/partition-replica.js';
-import type { ServedPartition } from './served-partition.js';
+import type {
+  Acks,
+  ProduceOutcome,
+  RepairPartitionLog,
+  ServedPartition,
+} from './served-partition.js';
 import type { TopicConfig } from './topic-config.js';
 
 /** How this broker opens and unregisters one partition's replica (cluster-node.ts). */
@@ -58,10 +62,21 @@ export interface ReplicatedPartitionHooks {
   onOffline?(p: ReplicatedPartition, state: OfflineState): void;
   /** Closing the replica failed (it is closed anyway; the next open recovers). */
   onCloseFailed?(p: ReplicatedPartition, err: unknown): void;
+  /** The replica's storage failed while it served (it is reopened from disk by itself). */
+  onStorageFailure?(p: ReplicatedPartition, err: StreamBusError): void;
 }
 
 /** The reason a partition has while its replica reopens for a config change. */
 const REOPENING_REASON = 'being reopened for a config change';
+/** A replica whose storage failed (not damage) is reopened from disk at most this often. */
+export const RECOVERY_INTERVAL_MS = 1000;
+/** How long a produce waits for a reopened sole-voter replica to lead again. */
+const REOPEN_WAIT_MS_MAX = 5000;
+
+/** Damage (needs a repair), as opposed to a storage failure that may pass (ENOSPC, EIO...). */
+function isDamage(err: unknown): boolean {
+  return isLogCorruptionError(err) || isLogCorruptionError((err as { cause?: unknown })?.cause);
+}
 
 function describeFailure(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -96,6 +111,9 @@ export class ReplicatedPartition implements ServedPartition {
   private lastOffsets = { start: 0, end: 0 };
   /** Reopens and repairs run one at a time. */
   private cycling: Promise<void> = Promise.resolve();
+  private recoveryTimer: NodeJS.Timeout | null = null;
+  /** The reopen for a config change queued or running, if any. */
+  private reopening: Promise<void> | null = null;
 
   private constructor(
     readonly topic: string,
@@ -162,11 +180,14 @@ export class ReplicatedPartition implements ServedPartition {
   }
 
   checkServing(): void {
+    // A reopen for a config change is waited out by produce, answered by the others.
+    if (this.reopening !== null && !this.closed) return;
     this.serving();
   }
 
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     void validated;
+    await this.untilReopened();
     const r = await this.serving().propose(records, acks);
     return { baseOffset: r.baseOffset, appendTimeMs: r.logAppendTimeMs, duplicate: false };
   }
@@ -176,6 +197,8 @@ export class ReplicatedPartition implements ServedPartition {
     try {
       return await replica.read(offset, maxBytes);
     } catch (err) {
+      // A log that failed as a whole (an fsync failed) refuses reads too: reopened from disk.
+      if (replica.partitionLog.failed) this.scheduleRecovery();
       if (!isLogCorruptionError(err)) throw err;
       // Damage does not go away by retrying: offline until repaired.
       await this.takeOffline(describeFailure(err), err);
@@ -227,12 +250,24 @@ export class ReplicatedPartition implements ServedPartition {
    * offline partition takes it when it is repaired.
    */
   reopen(config: TopicConfig): Promise<void> {
-    return this.cycle(async () => {
+    const run = this.cycle(async () => {
       this.config = config;
-      if (this.closed || this.current === null || this.offlineState !== null) return;
-      await this.closeReplica({ reason: REOPENING_REASON, damage: null, sinceMs: Date.now() });
+      const replica = this.current;
+      if (this.closed || replica === null || this.offline !== null) return;
+      // New produces wait (`untilReopened`); the ones in flight are answered first, bounded.
+      this.offlineState = { reason: REOPENING_REASON, damage: null, sinceMs: Date.now() };
+      const deadline = Date.now() + REOPEN_WAIT_MS_MAX;
+      while (replica.stats().pendingRequests > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await this.closeReplica(this.offlineState);
       await this.openOrOffline();
     });
+    const reopening = run.finally(() => {
+      if (this.reopening === reopening) this.reopening = null;
+    });
+    this.reopening = reopening;
+    return run;
   }
 
   /**
@@ -287,6 +322,8 @@ export class ReplicatedPartition implements ServedPartition {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
     this.waiters.wakeAll();
     await this.cycling.catch(() => undefined);
     await this.closeReplica(null);
@@ -342,6 +379,10 @@ export class ReplicatedPartition implements ServedPartition {
 
   private async openOrOffline(): Promise<void> {
     if (this.closed) return;
+    // Already offline for a failure (a retry of a recovery): not reported again.
+    const before = this.offlineState;
+    const reported =
+      before !== null && before.reason !== REPAIRING_REASON && before.reason !== REOPENING_REASON;
     try {
       const replica = await this.source.open(this.config);
       if (this.closed) {
@@ -352,14 +393,70 @@ export class ReplicatedPartition implements ServedPartition {
       this.current = replica;
       this.offlineState = null;
       this.replicaOfflineSince = null;
-      this.unsubscribe = replica.onChange(() => this.waiters.wakeAll());
+      this.unsubscribe = replica.onChange(() => {
+        this.waiters.wakeAll();
+        const err = replica.offlineError;
+        if (err !== null && this.current === replica && this.recoveryTimer === null) {
+          this.hooks.onStorageFailure?.(this, err);
+          if (!isDamage(err)) this.scheduleRecovery();
+        }
+      });
       this.hooks.onReplica?.(replica);
     } catch (err) {
       this.current = null;
       this.offlineState = this.stateOf(describeFailure(err), err);
-      this.hooks.onOffline?.(this, this.offlineState);
+      if (!reported) this.hooks.onOffline?.(this, this.offlineState);
+      if (!isDamage(err)) this.scheduleRecovery();
     }
     this.waiters.wakeAll();
+  }
+
+  /**
+   * A replica whose storage failed, or that could not be opened for a reason other than damage,
+   * is reopened from disk after RECOVERY_INTERVAL_MS (its log recovery cuts what was not durable;
+   * Raft re-replicates or the producers' retries rewrite it), again and again until it opens.
+   * Damage stays offline until repaired.
+   */
+  private scheduleRecovery(): void {
+    if (this.closed || this.recoveryTimer !== null) return;
+    this.recoveryTimer = setTimeout(() => {
+      this.recoveryTimer = null;
+      this.cycle(async () => {
+        if (this.closed) return;
+        const r = this.current;
+        const failed =
+          r === null
+            ? this.offlineState !== null && this.offlineState.reason !== REPAIRING_REASON
+            : r.offlineError !== null || r.partitionLog.failed;
+        if (!failed) return;
+        if (r !== null) await this.closeReplica(this.offline);
+        await this.openOrOffline();
+      }).catch(() => undefined);
+    }, RECOVERY_INTERVAL_MS);
+    this.recoveryTimer.unref();
+  }
+
+  /**
+   * A produce that arrives while the replica reopens for a config change waits for the reopen,
+   * then (a sole voter) for it to lead again, bounded: the change must not fail the producers.
+   */
+  private async untilReopened(): Promise<void> {
+    while (this.reopening !== null) await this.reopening.catch(() => undefined);
+    const r = this.current;
+    if (r === null || r.role === 'leader' || r.offlineError !== null) return;
+    const { voters } = r.configuration;
+    if (voters.length !== 1 || voters[0] !== r.self) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, REOPEN_WAIT_MS_MAX);
+      const off = r.onChange(() => {
+        if (r.role !== 'candidate' && r.role !== 'follower') done();
+      });
+      function done(): void {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
   }
 
   /** Closes the replica (if any), leaving the partition in `state` (null: no state). */

@@ -13,11 +13,11 @@ import {
   isStreamBusError,
   type StreamBusError,
 } from '@streambus/protocol';
+import { MemoryFileSystem } from '@streambus/storage';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig, PRODUCE_FRAME_OVERHEAD_BYTES } from './config.js';
-import { memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 
 const silent = pino({ level: 'silent' });
@@ -53,7 +53,7 @@ function config(overrides: Partial<BrokerConfig> = {}): BrokerConfig {
 
 async function startError(c: BrokerConfig): Promise<StreamBusError> {
   try {
-    brokers.push(await Broker.start(c, { logger: silent, openLog: memoryLogs().open }));
+    brokers.push(await Broker.start(c, { logger: silent, fileSystem: new MemoryFileSystem() }));
   } catch (err) {
     expect(isStreamBusError(err)).toBe(true);
     return err as StreamBusError;
@@ -126,7 +126,7 @@ describe('max.message.bytes and the frame limit', () => {
     const c = config();
     c.limits = { ...c.limits, frameBytesMax, inflightBytesMax: 1024 * 1024 };
     c.defaults = { ...c.defaults, maxMessageBytes: 32 * 1024 };
-    const broker = await Broker.start(c, { logger: silent, openLog: memoryLogs().open });
+    const broker = await Broker.start(c, { logger: silent, fileSystem: new MemoryFileSystem() });
     brokers.push(broker);
     const client = await RawClient.connect(broker.address.port);
     clients.push(client);
