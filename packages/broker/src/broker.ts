@@ -75,6 +75,12 @@ export class Broker {
   private sweepTimer: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private ready = false;
+  /**
+   * Client sockets accepted before the broker is ready (a cluster of one still registering and
+   * opening its replicas): served once it is, so no client reads an empty metadata state (and,
+   * say, gives up on a topic as missing). Bounded by `limits.connectionsMax` (the listener's).
+   */
+  private early: Array<{ socket: Socket; context: BrokerContext }> | null = [];
   private closing: Promise<void> | null = null;
   private _address: HostPort = { host: '', port: 0 };
   private _httpAddress: HostPort | null = null;
@@ -193,6 +199,9 @@ export class Broker {
       await this.admin.idle();
     }
     this.ready = true;
+    const early = this.early ?? [];
+    this.early = null;
+    for (const e of early) this.accept(e.socket, e.context);
     this.logger.info(
       {
         port: this._address.port,
@@ -226,6 +235,10 @@ export class Broker {
   private accept(socket: Socket, context: BrokerContext): void {
     if (this.closing !== null) {
       socket.destroy();
+      return;
+    }
+    if (this.early !== null) {
+      this.early.push({ socket, context });
       return;
     }
     this.metrics.connectionsTotal.inc();
@@ -270,6 +283,8 @@ export class Broker {
     );
     for (const c of this.connections) c.destroy();
     this.router?.destroyAll();
+    for (const e of this.early ?? []) e.socket.destroy();
+    this.early = null;
     // Before the listener can finish closing: the peer links hold sockets it accepted.
     await this.cluster?.close();
     await serverClosed;

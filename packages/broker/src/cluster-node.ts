@@ -288,6 +288,9 @@ export class ClusterNode {
   ): Promise<void> {
     await this.client.createTopic({ name, partitions, replicationFactor, configs });
     await this.waitApplied((s) => topicByName(s, name) !== undefined);
+    // This broker's reaction (opening the replicas it holds) runs in the admin queue: once it
+    // is done, a request here right after the create finds its partitions.
+    await this.o.admin.idle();
     // Answer once every partition's Raft group has elected a leader and reported it (its epoch
     // leaves the creation's 0), so a describe or produce right after the create finds leaders
     // instead of a second of NOT_LEADER_OR_FOLLOWER. Bounded: the topic exists either way, and

@@ -104,6 +104,9 @@ async function produce(c: RawClient, topic: string, partition: number, records: 
   expect(res.topics[0]!.partitions[0]!.errorCode).toBe(0);
 }
 
+/** The first data record's offset: each partition's first Raft term's no-op is at 0. */
+const FIRST = 1;
+
 function fetchBody(topic: string, partitions: number[], maxBytes: number): FetchRequest {
   return {
     maxWaitMs: 0,
@@ -114,7 +117,7 @@ function fetchBody(topic: string, partitions: number[], maxBytes: number): Fetch
         name: topic,
         partitions: partitions.map((partition) => ({
           partition,
-          fetchOffset: 0,
+          fetchOffset: FIRST,
           partitionMaxBytes: maxBytes,
         })),
       },
