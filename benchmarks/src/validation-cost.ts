@@ -25,7 +25,7 @@ import {
 import { driveFrames, openSocket } from './frame-driver.js';
 import { median, medianOfRuns, type ResultRow, row } from './harness.js';
 // Type only: the suite passes its own functions in (no import cycle at run time).
-import type { produceFrames } from './suites/broker.js';
+import { type produceFrames, recordsStored } from './suites/broker.js';
 
 export interface ValidationBenchContext {
   readonly port: number;
@@ -127,8 +127,7 @@ export async function validationRows(ctx: ValidationBenchContext): Promise<Resul
         INFLIGHT,
       );
       socket.destroy();
-      const offs = await ctx.client.admin().listOffsets(topic, 'latest');
-      const stored = offs.reduce((s, o) => s + o.offset, 0);
+      const stored = await recordsStored(ctx.client, topic);
       await ctx.client.admin().deleteTopic(topic);
       if (stored !== frames * recordsPerBatch) {
         throw new Error(`broker stored ${stored} of ${frames * recordsPerBatch} ${name} records`);

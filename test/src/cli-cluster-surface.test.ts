@@ -73,11 +73,13 @@ describe('the cluster surface on a cluster of one', () => {
     const tooMany = await runCli(['topic', 'create', 'rf3', '--replication-factor', '3', ...b]);
     expect(tooMany.code).toBe(1);
     expect(tooMany.stderr).toMatch(/^streambus: .*replication factor 3/i);
+    // Each partition's Raft group has elected broker 7 (epoch = its term, 1) and committed the
+    // term's no-op (a control batch at offset 0).
     const d = await runCli(['topic', 'describe', 'rf', ...b]);
     expect(d.stdout.split('\n').slice(1, 4)).toEqual([
       'partition  leader  epoch  replicas  isr  earliest  latest',
-      '0          7       0      7         7    0         0',
-      '1          7       0      7         7    0         0',
+      '0          7       1      7         7    0         1',
+      '1          7       1      7         7    0         1',
     ]);
     const human = await runCli(['cluster', 'describe', ...b]);
     expect(human.stdout).toContain(`7   ${broker.bootstrap}  live   controller  2         2`);

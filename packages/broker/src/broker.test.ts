@@ -1,6 +1,9 @@
-// In-process tests of Broker over real TCP on 127.0.0.1 with raw frames. Partition logs are the
-// in-memory model (testing/memory-log.ts) so these tests cover the broker's own logic; the
-// storage-backed path is covered by broker-storage.test.ts and the process test.
+// In-process tests of Broker (a cluster of one) over real TCP on 127.0.0.1 with raw frames. Its
+// files are on the storage package's MemoryFileSystem so these tests cover the broker's own
+// logic; the real disk is covered by broker-storage.test.ts and the process test.
+//
+// Offsets: a fresh partition's first data record is at FIRST, since the leader's no-op entry of
+// its first Raft term is a control batch at offset 0 (docs/replication.md); consumers skip it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,15 +21,22 @@ import {
   isStreamBusError,
   OffsetSpec,
 } from '@streambus/protocol';
+import {
+  type FileHandle,
+  type FileSystem,
+  ForwardingFileSystem,
+  MemoryFileSystem,
+  type OpenMode,
+} from '@streambus/storage';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
-import type { PartitionLogLike } from './partition.js';
-import { MemoryPartitionLog, memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 
 const silent = pino({ level: 'silent' });
+/** The offset of a fresh partition's first data record (the term's no-op is at 0). */
+const FIRST = 1;
 const dirs: string[] = [];
 const brokers: Broker[] = [];
 const clients: RawClient[] = [];
@@ -53,8 +63,11 @@ function testConfig(
   };
 }
 
-async function startBroker(config: BrokerConfig, logs = memoryLogs()): Promise<Broker> {
-  const broker = await Broker.start(config, { logger: silent, openLog: logs.open });
+async function startBroker(
+  config: BrokerConfig,
+  fileSystem: FileSystem = new MemoryFileSystem(),
+): Promise<Broker> {
+  const broker = await Broker.start(config, { logger: silent, fileSystem });
   brokers.push(broker);
   return broker;
 }
@@ -121,13 +134,31 @@ function fetch(
   });
 }
 
+/** The data records of `bytes` (control batches skipped, as consumers do). */
 function decodeAll(bytes: Uint8Array): Array<{ offset: number; value: string }> {
   const out: Array<{ offset: number; value: string }> = [];
   for (const { position } of batchSpans(bytes)) {
-    for (const r of decodeRecordBatch(bytes, position).records)
+    const { header, records } = decodeRecordBatch(bytes, position);
+    if ((header.attributes & 0x20) !== 0) continue;
+    for (const r of records)
       out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
   }
   return out;
+}
+
+async function latestOf(c: RawClient, topic: string): Promise<number> {
+  const r = await c.request(ApiKey.LIST_OFFSETS, {
+    topics: [{ name: topic, partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] }],
+  });
+  return r.topics[0]!.partitions[0]!.offset;
+}
+
+async function until(cond: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 async function waitFor(cond: () => boolean, timeoutMs = 3000): Promise<void> {
@@ -214,7 +245,9 @@ describe('broker APIs', () => {
     expect(del.topics.map((t) => t.errorCode)).toEqual([0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
     await createTopic(c, 'admin-t', 1);
     const fresh = await fetch(c, 'admin-t', 0);
-    expect(fresh.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, highWatermark: 0 });
+    expect(fresh.topics[0]!.partitions[0]!.errorCode).toBe(0);
+    expect(fresh.topics[0]!.partitions[0]!.highWatermark).toBeLessThanOrEqual(FIRST);
+    expect(decodeAll(fresh.topics[0]!.partitions[0]!.records)).toEqual([]);
   });
 
   it('produces with acks 1, all and 0, and fetches the same batches back', async () => {
@@ -223,32 +256,30 @@ describe('broker APIs', () => {
     const r1 = await produce(c, 'pf', values(3, 'a'), 1);
     expect(r1.topics[0]!.partitions[0]).toMatchObject({
       errorCode: 0,
-      baseOffset: 0,
+      baseOffset: FIRST,
       logStartOffset: 0,
     });
     const r2 = await produce(c, 'pf', values(2, 'b'), -1);
-    expect(r2.topics[0]!.partitions[0]!.baseOffset).toBe(3);
+    expect(r2.topics[0]!.partitions[0]!.baseOffset).toBe(FIRST + 3);
     c.sendNoResponse(ApiKey.PRODUCE, {
       acks: 0,
       timeoutMs: 1000,
       topics: [{ name: 'pf', partitions: [{ partition: 0, records: values(1, 'c') }] }],
     });
     // The acks=0 record is never answered: a long-poll at its offset wakes when it lands.
-    const f = await fetch(c, 'pf', 5, { maxWaitMs: 2000, minBytes: 1 });
-    expect(decodeAll(f.topics[0]!.partitions[0]!.records)).toEqual([{ offset: 5, value: 'c0' }]);
-    const all = decodeAll((await fetch(c, 'pf', 0)).topics[0]!.partitions[0]!.records);
-    expect(all).toEqual([
-      { offset: 0, value: 'a0' },
-      { offset: 1, value: 'a1' },
-      { offset: 2, value: 'a2' },
-      { offset: 3, value: 'b0' },
-      { offset: 4, value: 'b1' },
-      { offset: 5, value: 'c0' },
+    const f = await fetch(c, 'pf', FIRST + 5, { maxWaitMs: 2000, minBytes: 1 });
+    expect(decodeAll(f.topics[0]!.partitions[0]!.records)).toEqual([
+      { offset: FIRST + 5, value: 'c0' },
     ]);
-    expect(f.topics[0]!.partitions[0]!.highWatermark).toBe(6);
-    const fromMiddle = await fetch(c, 'pf', 3, { maxBytes: 1 });
+    const all = decodeAll((await fetch(c, 'pf', 0)).topics[0]!.partitions[0]!.records);
+    expect(all).toEqual(
+      ['a0', 'a1', 'a2', 'b0', 'b1', 'c0'].map((value, i) => ({ offset: FIRST + i, value })),
+    );
+    expect(f.topics[0]!.partitions[0]!.highWatermark).toBe(FIRST + 6);
+    const fromMiddle = await fetch(c, 'pf', FIRST + 3, { maxBytes: 1 });
     expect(decodeAll(fromMiddle.topics[0]!.partitions[0]!.records).map((r) => r.offset)).toEqual([
-      3, 4,
+      FIRST + 3,
+      FIRST + 4,
     ]);
     const outOfRange = await fetch(c, 'pf', 99);
     expect(outOfRange.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
@@ -270,7 +301,7 @@ describe('broker APIs', () => {
     const lo = await c.request(ApiKey.LIST_OFFSETS, {
       topics: [{ name: 'bad', partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] }],
     });
-    expect(lo.topics[0]!.partitions[0]!.offset).toBe(0);
+    expect(lo.topics[0]!.partitions[0]!.offset).toBeLessThanOrEqual(FIRST);
     const garbage = await produce(c, 'bad', Buffer.from('not a batch at all'));
     expect(garbage.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.CORRUPT_MESSAGE);
   });
@@ -300,13 +331,13 @@ describe('broker APIs', () => {
     const [p0, p1] = res.topics[0]!.partitions;
     expect(p0).toMatchObject({ partition: 0, errorCode: ErrorCode.INVALID_RECORD, baseOffset: -1 });
     expect(p0!.errorMessage).toMatch(/batch 1: the header declares 2 records/);
-    expect(p1).toMatchObject({ partition: 1, errorCode: 0, baseOffset: 0 });
-    // Nothing of partition 0's set was appended; the next good batch starts at 0 and decodes.
+    expect(p1).toMatchObject({ partition: 1, errorCode: 0, baseOffset: FIRST });
+    // Nothing of partition 0's set was appended; the next good batch starts at FIRST, decodes.
     expect(
       (await produce(c, 'framing', values(1, 'after'))).topics[0]!.partitions[0],
-    ).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    ).toMatchObject({ errorCode: 0, baseOffset: FIRST });
     expect(decodeAll((await fetch(c, 'framing', 0)).topics[0]!.partitions[0]!.records)).toEqual([
-      { offset: 0, value: 'after0' },
+      { offset: FIRST, value: 'after0' },
     ]);
   });
 
@@ -328,12 +359,12 @@ describe('broker APIs', () => {
     await produce(c, 'idem', values(1));
     expect(
       (await produce(c, 'idem', Buffer.from(b0), -1)).topics[0]!.partitions[0]!.baseOffset,
-    ).toBe(1);
+    ).toBe(FIRST + 1);
     expect(
       (await produce(c, 'idem', Buffer.from(b1), -1)).topics[0]!.partitions[0]!.baseOffset,
-    ).toBe(3);
+    ).toBe(FIRST + 3);
     const retry = await produce(c, 'idem', Buffer.from(b0), -1);
-    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 1 });
+    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: FIRST + 1 });
     const gap = encodeRecordBatch([{ value: Buffer.from('g') }], {
       producerId: pid,
       producerEpoch: 0,
@@ -355,7 +386,7 @@ describe('broker APIs', () => {
     const p = await client(broker);
     await createTopic(c, 'lp');
     const started = Date.now();
-    const waiting = fetch(c, 'lp', 0, { maxWaitMs: 5000, minBytes: 1 });
+    const waiting = fetch(c, 'lp', FIRST, { maxWaitMs: 5000, minBytes: 1 });
     await new Promise((r) => setTimeout(r, 100));
     await produce(p, 'lp', values(2, 'w'));
     const res = await waiting;
@@ -365,7 +396,7 @@ describe('broker APIs', () => {
       'w1',
     ]);
     const t0 = Date.now();
-    const empty = await fetch(c, 'lp', 2, { maxWaitMs: 250, minBytes: 1 });
+    const empty = await fetch(c, 'lp', FIRST + 2, { maxWaitMs: 250, minBytes: 1 });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
     expect(empty.topics[0]!.partitions[0]!.records.length).toBe(0);
   });
@@ -396,16 +427,16 @@ describe('broker APIs', () => {
     });
     expect(lo.topics[0]!.partitions.map((p) => [p.errorCode, p.offset, p.timestamp])).toEqual([
       [0, 0, -1],
-      [0, 2, -1],
-      [0, 1, t1 + 5000], // the found record's timestamp, as Kafka answers
+      [0, FIRST + 2, -1],
+      [0, FIRST + 1, t1 + 5000], // the found record's timestamp, as Kafka answers
       [0, -1, -1],
       [ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1],
     ]);
     const del = await c.request(ApiKey.DELETE_RECORDS, {
-      topics: [{ name: 'lo', partitions: [{ partition: 0, offset: 1 }] }],
+      topics: [{ name: 'lo', partitions: [{ partition: 0, offset: FIRST + 1 }] }],
       timeoutMs: 1000,
     });
-    expect(del.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, lowWatermark: 1 });
+    expect(del.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, lowWatermark: FIRST + 1 });
     const tooFar = await c.request(ApiKey.DELETE_RECORDS, {
       topics: [{ name: 'lo', partitions: [{ partition: 0, offset: 10 }] }],
       timeoutMs: 1000,
@@ -439,7 +470,7 @@ describe('broker APIs', () => {
     const offsets = c.frames
       .filter((f) => f.apiKey === ApiKey.PRODUCE)
       .map((f) => decodeResponse(ApiKey.PRODUCE, f).topics[0]!.partitions[0]!.baseOffset);
-    expect(offsets).toEqual(offsets.map((_, i) => i));
+    expect(offsets).toEqual(offsets.map((_, i) => FIRST + i));
   });
 
   it('serves metrics, liveness and readiness over HTTP', async () => {
@@ -453,7 +484,9 @@ describe('broker APIs', () => {
     const text = await (await globalThis.fetch(`${base}/metrics`)).text();
     expect(text).toMatch(/streambus_requests_total\{api="produce"\} \d+/);
     expect(text).toMatch(/streambus_request_duration_seconds_bucket\{le="0.001",api="produce"\}/);
-    expect(text).toContain('streambus_partition_log_end_offset{topic="metrics-t",partition="0"} 4');
+    expect(text).toContain(
+      `streambus_partition_log_end_offset{topic="metrics-t",partition="0"} ${FIRST + 4}`,
+    );
     expect(text).toMatch(
       /streambus_partition_log_size_bytes\{topic="metrics-t",partition="0"\} \d+/,
     );
@@ -551,8 +584,8 @@ describe('bounds', () => {
     await createTopic(observer, 'bp-wait');
     await createTopic(observer, 'bp-other');
     const polls = [
-      fetch(c, 'bp-wait', 0, { maxWaitMs: 700, minBytes: 1 }),
-      fetch(c, 'bp-wait', 0, { maxWaitMs: 700, minBytes: 1 }),
+      fetch(c, 'bp-wait', FIRST, { maxWaitMs: 700, minBytes: 1 }),
+      fetch(c, 'bp-wait', FIRST, { maxWaitMs: 700, minBytes: 1 }),
     ];
     await new Promise((r) => setTimeout(r, 50));
     const third = produce(c, 'bp-other', values(1));
@@ -563,10 +596,10 @@ describe('bounds', () => {
           { name: 'bp-other', partitions: [{ partition: 0, timestamp: OffsetSpec.LATEST }] },
         ],
       });
-    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(0); // not read yet
+    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(FIRST); // not read yet
     await Promise.all(polls);
     expect((await third).topics[0]!.partitions[0]!.errorCode).toBe(0);
-    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(1);
+    expect((await latest()).topics[0]!.partitions[0]!.offset).toBe(FIRST + 1);
   });
 
   it('keeps serving others while a client does not read its responses', async () => {
@@ -621,10 +654,13 @@ describe('bounds', () => {
     expect(text).toMatch(/streambus_connections 3/);
   });
 
-  it('times out a request that cannot finish (acks=all under interval with no flush)', async () => {
-    const broker = await startBroker(testConfig({}, { requestTimeoutMs: 300 }));
+  it('times out a request that cannot finish (acks=all while the fsync never completes)', async () => {
+    const fs = new GatedSyncFileSystem(new MemoryFileSystem());
+    const broker = await startBroker(testConfig({}, { requestTimeoutMs: 300 }), fs);
     const c = await client(broker);
-    await createTopic(c, 'slowack', 1, { durability: 'interval', 'flush.ms': '86400000' });
+    await createTopic(c, 'slowack', 1);
+    await until(async () => (await latestOf(c, 'slowack')) === FIRST);
+    fs.hold();
     const frame = await c.sendRaw(ApiKey.PRODUCE, {
       acks: -1,
       timeoutMs: 1000,
@@ -634,14 +670,15 @@ describe('bounds', () => {
       expect.objectContaining({ code: ErrorCode.REQUEST_TIMED_OUT }),
     );
     expect((await c.request(ApiKey.API_VERSIONS, {})).errorCode).toBe(0);
+    fs.release();
   });
 });
 
 describe('restart and shutdown', () => {
   it('keeps topics and producer state across a restart', async () => {
-    const logs = memoryLogs();
+    const fs = new MemoryFileSystem();
     const config = testConfig();
-    const b1 = await startBroker(config, logs);
+    const b1 = await startBroker(config, fs);
     const c1 = await client(b1);
     await createTopic(c1, 'durable-meta', 2, { 'retention.bytes': '1000000' });
     const pid = (await c1.request(ApiKey.INIT_PRODUCER_ID, {})).producerId;
@@ -653,21 +690,36 @@ describe('restart and shutdown', () => {
     expect(
       (await produce(c1, 'durable-meta', Buffer.from(batch), -1, 1)).topics[0]!.partitions[0]!
         .baseOffset,
-    ).toBe(0);
+    ).toBe(FIRST);
     c1.close();
     await b1.close();
-    const b2 = await startBroker({ ...config, listen: { host: '127.0.0.1', port: 0 } }, logs);
+    const b2 = await startBroker({ ...config, listen: { host: '127.0.0.1', port: 0 } }, fs);
     const c2 = await client(b2);
     const md = await c2.request(ApiKey.METADATA, { topics: null });
     expect(md.topics.map((t) => [t.name, t.partitions.length])).toEqual([['durable-meta', 2]]);
     const retry = await produce(c2, 'durable-meta', Buffer.from(batch), -1, 1);
-    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: FIRST });
     const lo = await c2.request(ApiKey.LIST_OFFSETS, {
       topics: [
         { name: 'durable-meta', partitions: [{ partition: 1, timestamp: OffsetSpec.LATEST }] },
       ],
     });
-    expect(lo.topics[0]!.partitions[0]!.offset).toBe(1);
+    // Partition 1 holds the one record, once (and its terms' no-ops).
+    expect(lo.topics[0]!.partitions[0]!.offset).toBeGreaterThan(FIRST);
+    const p1 = await c2.request(ApiKey.FETCH, {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1 << 20,
+      topics: [
+        {
+          name: 'durable-meta',
+          partitions: [{ partition: 1, fetchOffset: 0, partitionMaxBytes: 1 << 20 }],
+        },
+      ],
+    });
+    expect(decodeAll(p1.topics[0]!.partitions[0]!.records)).toEqual([
+      { offset: FIRST, value: 'once' },
+    ]);
     const next = (await c2.request(ApiKey.INIT_PRODUCER_ID, {})).producerId;
     expect(next).toBeGreaterThan(pid);
   });
@@ -681,14 +733,17 @@ describe('restart and shutdown', () => {
     const t0 = Date.now();
     await broker.close();
     expect(Date.now() - t0).toBeLessThan(2000);
-    expect((await pending).topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
+    expect((await pending).topics[0]!.partitions[0]).toMatchObject({
+      errorCode: 0,
+      baseOffset: FIRST,
+    });
   });
 
   it('answers a parked fetch and refuses new work when closing', async () => {
     const broker = await startBroker(testConfig());
     const c = await client(broker);
     await createTopic(c, 'closing');
-    const parked = fetch(c, 'closing', 0, { maxWaitMs: 10_000, minBytes: 1 });
+    const parked = fetch(c, 'closing', FIRST, { maxWaitMs: 10_000, minBytes: 1 });
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
     await broker.close();
@@ -700,120 +755,73 @@ describe('restart and shutdown', () => {
 });
 
 /**
- * A log whose fsync is held by the test: appends are written (readable, onWritten called) at
- * once, but nothing becomes durable until `release()`; under 'always' the append resolves then.
+ * A file system whose fsyncs of partition segment files the test can hold: writes land at once
+ * (readable), but while held no segment fsync completes until `release()`.
  */
-class GatedLog implements PartitionLogLike {
-  private readonly inner: MemoryPartitionLog;
-  private durable = 0;
-  private gates: Array<{ offset: number; resolve: () => void }> = [];
+class GatedSyncFileSystem extends ForwardingFileSystem {
+  private holding = false;
+  private held: Array<() => void> = [];
 
-  constructor(private readonly policy: string) {
-    this.inner = new MemoryPartitionLog({
-      ...defaultConfig().defaults,
-      durability: 'none',
-    } as never);
+  /** From now on, segment fsyncs wait for `release`. */
+  hold(): void {
+    this.holding = true;
   }
-  get logStartOffset() {
-    return this.inner.logStartOffset;
-  }
-  get logEndOffset() {
-    return this.inner.logEndOffset;
-  }
-  get writtenEndOffset() {
-    return this.inner.writtenEndOffset;
-  }
-  get durableEndOffset() {
-    return this.durable;
-  }
-  get sizeBytes() {
-    return this.inner.sizeBytes;
-  }
+
+  /** Lets every held fsync complete, and later ones run at once. */
   release(): void {
-    this.durable = this.inner.logEndOffset;
-    const ready = this.gates.filter((g) => g.offset <= this.durable);
-    this.gates = this.gates.filter((g) => g.offset > this.durable);
-    for (const g of ready) g.resolve();
+    this.holding = false;
+    const held = this.held;
+    this.held = [];
+    for (const resolve of held) resolve();
   }
-  async append(
-    batches: Buffer,
-    options?: {
-      onWritten?: (r: { baseOffset: number; lastOffset: number; appendTimeMs: number }) => void;
-    },
-  ) {
-    const r = await this.inner.append(batches);
-    options?.onWritten?.(r);
-    if (this.policy === 'always') await this.waitDurable(r.lastOffset + 1);
-    return r;
-  }
-  waitDurable(offset: number): Promise<void> {
-    if (offset <= this.durable) return Promise.resolve();
-    return new Promise((resolve) => this.gates.push({ offset, resolve }));
-  }
-  read(offset: number, maxBytes: number) {
-    return this.inner.read(offset, maxBytes);
-  }
-  offsetForTimestamp(t: number) {
-    return this.inner.offsetForTimestamp(t);
-  }
-  findOffsetByTimestamp(t: number) {
-    return this.inner.findOffsetByTimestamp(t);
-  }
-  deleteRecordsBefore(o: number) {
-    return this.inner.deleteRecordsBefore(o);
-  }
-  async enforceRetention(): Promise<void> {}
-  async flush(): Promise<void> {
-    this.release();
-  }
-  async close(): Promise<void> {
-    this.release();
+
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
+    const handle = await this.inner.open(path, mode);
+    if (!path.includes('/topics/') || !path.endsWith('.log')) return handle;
+    const sync = handle.sync.bind(handle);
+    return Object.assign(Object.create(handle) as FileHandle, {
+      sync: async (): Promise<void> => {
+        if (this.holding) await new Promise<void>((resolve) => this.held.push(resolve));
+        await sync();
+      },
+    });
   }
 }
 
 describe('high watermark and acks under each durability policy', () => {
-  const gated = new Map<string, GatedLog>();
+  const fs = new GatedSyncFileSystem(new MemoryFileSystem());
   let broker: Broker;
   beforeAll(async () => {
-    broker = await Broker.start(testConfig(), {
-      logger: silent,
-      openLog: async (_dir, config) => {
-        const log = new GatedLog(config.durability);
-        gated.set(config.durability, log);
-        return log;
-      },
-    });
-    brokers.push(broker);
+    broker = await startBroker(testConfig(), fs);
   });
 
   it("'always': nothing undurable is fetched or reported; acks=1 answers once written; long-polls wake when durability advances", async () => {
     const c = await client(broker);
     const c2 = await client(broker);
     await createTopic(c, 'hw-always', 1, { durability: 'always' });
-    const log = gated.get('always')!;
+    await until(async () => (await latestOf(c, 'hw-always')) === FIRST);
+    fs.hold();
     // acks=1 is answered while the fsync is still pending.
     const r1 = await produce(c, 'hw-always', values(3, 'a'), 1);
-    expect(r1.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 0 });
-    expect(log.writtenEndOffset).toBe(3);
-    expect(log.durableEndOffset).toBe(0);
+    expect(r1.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: FIRST });
     // Not durable: not served, not the high watermark, not found by time.
     const f0 = await fetch(c, 'hw-always', 0);
-    expect(f0.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, highWatermark: 0 });
-    expect(f0.topics[0]!.partitions[0]!.records.length).toBe(0);
+    expect(f0.topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, highWatermark: FIRST });
+    expect(decodeAll(f0.topics[0]!.partitions[0]!.records)).toEqual([]);
     const lo = await c.request(ApiKey.LIST_OFFSETS, {
       topics: [
         {
           name: 'hw-always',
           partitions: [
             { partition: 0, timestamp: OffsetSpec.LATEST },
-            { partition: 0, timestamp: 0 },
+            { partition: 0, timestamp: 1 },
           ],
         },
       ],
     });
-    expect(lo.topics[0]!.partitions.map((p) => p.offset)).toEqual([0, -1]);
+    expect(lo.topics[0]!.partitions.map((p) => p.offset)).toEqual([FIRST, -1]);
     // A long-poll parks; an acks=all produce waits for the fsync.
-    const polled = fetch(c2, 'hw-always', 0, { maxWaitMs: 5000, minBytes: 1 });
+    const polled = fetch(c2, 'hw-always', FIRST, { maxWaitMs: 5000, minBytes: 1 });
     let allAnswered = false;
     const all = produce(c, 'hw-always', values(2, 'b'), -1).then((r) => {
       allAnswered = true;
@@ -821,28 +829,37 @@ describe('high watermark and acks under each durability policy', () => {
     });
     await new Promise((r) => setTimeout(r, 50));
     expect(allAnswered).toBe(false);
-    log.release();
+    fs.release();
     const woke = await polled;
     const part = woke.topics[0]!.partitions[0]!;
-    expect(part.highWatermark).toBe(5);
-    expect(decodeAll(part.records).map((r) => r.value)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1']);
-    expect((await all).topics[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 3 });
-    // Durable up to 5; a further write is cut off at the durable end in a fetch.
+    expect(part.highWatermark).toBeGreaterThan(FIRST);
+    expect(
+      decodeAll(part.records)
+        .map((r) => r.value)
+        .slice(0, 3),
+    ).toEqual(['a0', 'a1', 'a2']);
+    expect((await all).topics[0]!.partitions[0]).toMatchObject({
+      errorCode: 0,
+      baseOffset: FIRST + 3,
+    });
+    const now = (await fetch(c, 'hw-always', 0)).topics[0]!.partitions[0]!;
+    expect(now.highWatermark).toBe(FIRST + 5);
+    expect(decodeAll(now.records).map((r) => r.value)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1']);
+    // Durable up to FIRST + 5; a further write is cut off at the durable end in a fetch.
+    fs.hold();
     await produce(c, 'hw-always', values(1, 'c'), 1);
     const cut = await fetch(c, 'hw-always', 0);
-    expect(cut.topics[0]!.partitions[0]!.highWatermark).toBe(5);
+    expect(cut.topics[0]!.partitions[0]!.highWatermark).toBe(FIRST + 5);
     expect(decodeAll(cut.topics[0]!.partitions[0]!.records)).toHaveLength(5);
-    log.release();
+    fs.release();
   });
 
   it("'none': the written end is the high watermark (served before any fsync)", async () => {
     const c = await client(broker);
     await createTopic(c, 'hw-none', 1, { durability: 'none' });
-    const log = gated.get('none')!;
     await produce(c, 'hw-none', values(2, 'n'), 1);
-    expect(log.durableEndOffset).toBe(0);
     const f = await fetch(c, 'hw-none', 0);
-    expect(f.topics[0]!.partitions[0]!.highWatermark).toBe(2);
+    expect(f.topics[0]!.partitions[0]!.highWatermark).toBe(FIRST + 2);
     expect(decodeAll(f.topics[0]!.partitions[0]!.records).map((r) => r.value)).toEqual([
       'n0',
       'n1',
@@ -885,6 +902,6 @@ describe('many connections', () => {
         },
       ],
     });
-    expect(lo.topics[0]!.partitions.reduce((n, p) => n + p.offset, 0)).toBe(600);
+    expect(lo.topics[0]!.partitions.reduce((n, p) => n + p.offset - FIRST, 0)).toBe(600);
   });
 });

@@ -1,17 +1,19 @@
 // The broker's server shell: the TCP listener, the HTTP admin port, connection accept and
-// sweep, the periodic maintenance timer, start-up and shutdown. The parts it wires together
-// (docs/broker.md "Layout"):
-//   topic-registry.ts   which topics exist (metadata.json today, the controller's state later)
-//   replica-manager.ts  the partitions this broker holds: open/close, lookup, long-poll parking
-//   admin-queue.ts      topic changes and repairs, one at a time
+// sweep, the periodic maintenance timer, start-up and shutdown. There is one code path: a broker
+// without --peers is a cluster of one (its own controller voter, id `nodeId`, its peer address its
+// own native listener). The parts it wires together (docs/broker.md "Layout"):
+//   cluster-node.ts     the controller quorum, peer links and the replicas the metadata names
+//   replica-manager.ts  the partitions this broker holds, as requests see them: lookup, parking
+//   admin-queue.ts      reactions to applied metadata and repairs, one at a time
 //   handlers/           the request handlers by API family, dispatched from one table
 //
-// Startup: the data directory, then the topic registry (metadata.json, orphan topic
-// directories removed, every partition opened: storage recovery runs here), then listen. A
-// partition that cannot be opened (damage, EMFILE) is kept offline and the broker starts anyway
-// (partition.ts, offline-log.ts); RepairPartition brings it back. Shutdown (`close`): stop
-// accepting, answer or time out in-flight requests, wake parked fetches, close the logs
-// (flush + producer-state snapshot), close the ports.
+// Startup: the data directory, then the cluster node (the metadata log opens), then listen, then
+// the node starts (registration; every held replica opens: storage recovery runs here). A cluster
+// of one answers `start` once registered and its replicas are open. A replica that cannot be
+// opened (damage, EMFILE) is kept offline and the broker starts anyway (replicated-partition.ts);
+// RepairPartition brings it back. Shutdown (`close`): stop accepting, answer or time out
+// in-flight requests, wake parked fetches, close the replicas and the metadata log, close the
+// ports.
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -21,7 +23,7 @@ import pino, { type Logger } from 'pino';
 import { AdminQueue } from './admin-queue.js';
 import { type BrokerBudgets, brokerBudgets, registerBudgetGauges } from './byte-budget.js';
 import { isPeerPreamble } from './cluster/peer-links.js';
-import { ClusterNode, checkDataDirKind } from './cluster-node.js';
+import { ClusterNode } from './cluster-node.js';
 import { type BrokerConfig, checkRelations, type HostPort } from './config.js';
 import { Connection } from './connection.js';
 import { prepareDataDir } from './data-dir.js';
@@ -30,10 +32,9 @@ import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
 import { BrokerMetrics } from './metrics.js';
-import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
 import { ReplicaManager } from './replica-manager.js';
-import { brokerFileSystem, openPartitionLogOn, repairPartitionLogOn } from './storage-log.js';
-import { TopicRegistry } from './topic-registry.js';
+import type { RepairPartitionLog } from './served-partition.js';
+import { brokerFileSystem, repairPartitionLogOn } from './storage-log.js';
 
 export { BROKER_VERSION } from './version.js';
 
@@ -42,21 +43,13 @@ const SWEEP_INTERVAL_MS_MAX = 1000;
 
 export interface BrokerOptions {
   logger?: Logger;
-  /** Replaces the storage package's PartitionLog (tests, and later the Raft-backed log). */
-  openLog?: OpenPartitionLog;
-  /** Replaces the storage package's repairPartitionLog (with `openLog`). */
+  /** Replaces the storage package's repairPartitionLog (tests). */
   repairLog?: RepairPartitionLog;
   /**
    * The file system under every file the broker writes (tests: a MemoryFileSystem or a
    * FaultyFileSystem). Default: the real one. Either way it is wrapped in the descriptor bound.
    */
   fileSystem?: FileSystem;
-  /**
-   * Run as a member of a replicated cluster (controller quorum, Raft-replicated partitions) even
-   * without `peers`: a cluster of one on the cluster path. Default: the cluster path exactly when
-   * `config.peers` is not empty (see docs/broker.md "Cluster mode").
-   */
-  cluster?: boolean;
 }
 
 /** Offline partitions listed by /ready at most (the count is always complete). */
@@ -69,21 +62,25 @@ export class Broker {
   private readonly connections = new Set<Connection>();
   /** Broker-wide inbound-frame and outbound-response byte budgets (connection.ts). */
   private readonly budgets: BrokerBudgets;
-  /** The broker's one FileSystem (storage-log.ts): logs, metadata.json, snapshots, topic dirs. */
+  /** The broker's one FileSystem (storage-log.ts): replica logs, Raft files, the metadata log. */
   private readonly fs: FileSystem;
   /** Whether `fs` is the real disk (the data directory is then checked with node:fs first). */
   private readonly realDisk: boolean;
   private readonly replicas: ReplicaManager;
   private readonly admin = new AdminQueue();
-  private topics: TopicRegistry | null = null;
   private cluster: ClusterNode | null = null;
-  private readonly clusterMode: boolean;
   private router: FirstBytesRouter | null = null;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private ready = false;
+  /**
+   * Client sockets accepted before the broker is ready (a cluster of one still registering and
+   * opening its replicas): served once it is, so no client reads an empty metadata state (and,
+   * say, gives up on a topic as missing). Bounded by `limits.connectionsMax` (the listener's).
+   */
+  private early: Array<{ socket: Socket; context: BrokerContext }> | null = [];
   private closing: Promise<void> | null = null;
   private _address: HostPort = { host: '', port: 0 };
   private _httpAddress: HostPort | null = null;
@@ -102,15 +99,9 @@ export class Broker {
       ...(options.fileSystem ? { fileSystem: options.fileSystem } : {}),
     });
     this.realDisk = options.fileSystem === undefined;
-    this.clusterMode = options.cluster ?? config.peers.length > 0;
     this.replicas = new ReplicaManager({
-      config,
       logger: this.logger,
       metrics: this.metrics,
-      fs: this.fs,
-      openLog:
-        options.openLog ??
-        openPartitionLogOn(this.fs, { unsyncedBytesMax: config.limits.unsyncedBytesMax }),
       repairLog: options.repairLog ?? repairPartitionLogOn(this.fs),
     });
   }
@@ -148,38 +139,26 @@ export class Broker {
     const started = Date.now();
     if (this.realDisk) await prepareDataDir(this.config.dataDir);
     else await this.fs.mkdir(join(this.config.dataDir, 'topics'));
-    let topics: TopicRegistry | null = null;
-    let cluster: ClusterNode | null = null;
-    if (this.clusterMode) {
-      cluster = await ClusterNode.open({
-        config: this.config,
-        logger: this.logger,
-        fs: this.fs,
-        replicas: this.replicas,
-        admin: this.admin,
-      });
-      this.cluster = cluster;
-    } else {
-      await checkDataDirKind(this.fs, this.config.dataDir, false);
-      topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);
-      this.topics = topics;
-    }
-    const context = this.handlerContext(topics, cluster);
-    const links = cluster?.links ?? null;
-    const router =
-      links === null
-        ? null
-        : new FirstBytesRouter({
-            isPeer: isPeerPreamble,
-            onPeer: (socket, first) => links.adopt(socket, first),
-            onClient: (socket) => this.accept(socket, context),
-            timeoutMs: this.config.limits.idleTimeoutMs,
-          });
+    const cluster = await ClusterNode.open({
+      config: this.config,
+      logger: this.logger,
+      fs: this.fs,
+      replicas: this.replicas,
+      admin: this.admin,
+    });
+    this.cluster = cluster;
+    const context = this.handlerContext(cluster);
+    const links = cluster.links;
+    const router = new FirstBytesRouter({
+      isPeer: isPeerPreamble,
+      onPeer: (socket, first) => links.adopt(socket, first),
+      onClient: (socket) => this.accept(socket, context),
+      timeoutMs: this.config.limits.idleTimeoutMs,
+    });
     this.router = router;
     this.server = createServer({ noDelay: true }, (socket) => {
       if (this.closing !== null) socket.destroy();
-      else if (router !== null) router.accept(socket);
-      else this.accept(socket, context);
+      else router.accept(socket);
     });
     this.server.maxConnections = this.config.limits.connectionsMax;
     this.server.on('drop', () => this.metrics.connectionsRejected.inc());
@@ -204,14 +183,31 @@ export class Broker {
       this.config.retentionCheckIntervalMs,
     );
     this.retentionTimer.unref();
-    if (cluster !== null) await cluster.start(context.advertised());
+    await cluster.start(context.advertised());
+    // A cluster of one is its own majority: it answers once it is registered (a few ms) and
+    // has opened the replicas its metadata names, so a topic created right after start has a
+    // live broker to be placed on and a request right after a restart finds its partition.
+    // Brokers of a larger cluster register once a majority of voters is up, which a start must
+    // not wait for.
+    if (cluster.voters.length === 1) {
+      if (!(await cluster.waitRegistered(this.config.limits.requestTimeoutMs))) {
+        throw new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `this broker (a cluster of one) did not register with its own controller within ${this.config.limits.requestTimeoutMs} ms`,
+        );
+      }
+      await this.admin.idle();
+    }
     this.ready = true;
+    const early = this.early ?? [];
+    this.early = null;
+    for (const e of early) this.accept(e.socket, e.context);
     this.logger.info(
       {
         port: this._address.port,
         httpPort: this._httpAddress?.port ?? null,
-        topics: topics?.size ?? cluster?.state.topics.size ?? 0,
-        cluster: cluster === null ? null : { voters: cluster.voters },
+        topics: cluster.state.topics.size,
+        cluster: { voters: cluster.voters },
         offlinePartitions: this.readiness().offlinePartitionCount,
         startupMs: Date.now() - started,
       },
@@ -220,12 +216,11 @@ export class Broker {
   }
 
   /** What the request handlers see of this broker. */
-  private handlerContext(topics: TopicRegistry | null, cluster: ClusterNode | null): BrokerContext {
+  private handlerContext(cluster: ClusterNode): BrokerContext {
     return {
       config: this.config,
       logger: this.logger,
       metrics: this.metrics,
-      topics,
       cluster,
       replicas: this.replicas,
       admin: this.admin,
@@ -240,6 +235,10 @@ export class Broker {
   private accept(socket: Socket, context: BrokerContext): void {
     if (this.closing !== null) {
       socket.destroy();
+      return;
+    }
+    if (this.early !== null) {
+      this.early.push({ socket, context });
       return;
     }
     this.metrics.connectionsTotal.inc();
@@ -284,12 +283,13 @@ export class Broker {
     );
     for (const c of this.connections) c.destroy();
     this.router?.destroyAll();
+    for (const e of this.early ?? []) e.socket.destroy();
+    this.early = null;
     // Before the listener can finish closing: the peer links hold sockets it accepted.
     await this.cluster?.close();
     await serverClosed;
     await this.admin.idle();
     await this.replicas.closeAll();
-    this.topics?.clear();
     if (this.httpServer) await closeServer(this.httpServer, true);
     this.logger.info('broker stopped');
   }

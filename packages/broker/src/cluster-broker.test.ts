@@ -1,7 +1,7 @@
 // Brokers on the cluster path, in process, over real TCP on 127.0.0.1 and the real disk: a
 // cluster of one (the same code as N brokers), and three brokers with RF 3 where the leader's
 // broker stops and a new leader takes over without losing an acknowledged record.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,7 +130,7 @@ describe('the cluster path', () => {
   it('a cluster of one elects itself, creates a topic and serves acks=all produce and fetch', async () => {
     const dir = tempDir();
     const [port] = await freePorts(1);
-    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent, cluster: true });
+    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent });
     cleanups.push(() => broker.close());
     const c = await client(broker);
     const created = await until('topic creation', async () => {
@@ -192,6 +192,85 @@ describe('the cluster path', () => {
     const d = await c.request(ApiKey.DESCRIBE_CLUSTER, {});
     expect(d.controllerId).toBe(1);
     expect(d.brokers.map((b) => [b.nodeId, b.isVoter, b.replicaCount])).toEqual([[1, true, 1]]);
+  }, 30_000);
+
+  it('a cluster of one answers ListOffsets by timestamp and takes config changes without a restart', async () => {
+    const dir = tempDir();
+    const [port] = await freePorts(1);
+    const broker = await Broker.start(config(dir, 1, port!, []), { logger: silent });
+    cleanups.push(() => broker.close());
+    const c = await client(broker);
+    const created = await c.request(ApiKey.CREATE_TOPICS, {
+      topics: [{ name: 'ts', partitions: 1, replicationFactor: 1, configs: {} }],
+      timeoutMs: 5000,
+    });
+    expect(created.topics[0]!.errorCode).toBe(0);
+    const at = async (timestamp: number) => {
+      const r = await c.request(ApiKey.LIST_OFFSETS, {
+        topics: [{ name: 'ts', partitions: [{ partition: 0, timestamp }] }],
+      });
+      return r.topics[0]!.partitions[0]!;
+    };
+    const stamped = (t: number, v: string) =>
+      c.request(ApiKey.PRODUCE, {
+        acks: -1,
+        timeoutMs: 5000,
+        topics: [
+          {
+            name: 'ts',
+            partitions: [
+              {
+                partition: 0,
+                records: encodeRecordBatch([{ value: Buffer.from(v), timestamp: t }]),
+              },
+            ],
+          },
+        ],
+      });
+    const a = (await stamped(1000, 'a')).topics[0]!.partitions[0]!;
+    const b = (await stamped(2000, 'b')).topics[0]!.partitions[0]!;
+    expect([a.errorCode, b.errorCode]).toEqual([0, 0]);
+    // The first offset whose timestamp is >= T, with that timestamp; none past the last one.
+    expect(await at(500)).toMatchObject({ errorCode: 0, offset: a.baseOffset, timestamp: 1000 });
+    expect(await at(1000)).toMatchObject({ errorCode: 0, offset: a.baseOffset, timestamp: 1000 });
+    expect(await at(1500)).toMatchObject({ errorCode: 0, offset: b.baseOffset, timestamp: 2000 });
+    expect(await at(2001)).toMatchObject({ errorCode: 0, offset: -1, timestamp: -1 });
+
+    // max.message.bytes applies at once; segment.bytes (a log-level key) reopens the replica,
+    // which elects itself again and keeps every record.
+    const alter = async (configs: Record<string, string>) => {
+      const r = await c.request(ApiKey.ALTER_CONFIGS, { topics: [{ name: 'ts', configs }] });
+      expect(r.topics[0]!.errorCode).toBe(0);
+    };
+    await alter({ 'max.message.bytes': '200' });
+    const big = (await stamped(3000, 'x'.repeat(300))).topics[0]!.partitions[0]!;
+    expect(big.errorCode).toBe(ErrorCode.MESSAGE_TOO_LARGE);
+    await alter({ 'segment.bytes': '1024' });
+    const p = broker as unknown as {
+      replicas: {
+        find(
+          t: string,
+          i: number,
+        ): { replica: { partitionLog: { config: { segmentBytesMax: number } } } | null };
+      };
+    };
+    await until('the reopened replica', async () =>
+      p.replicas.find('ts', 0)?.replica?.partitionLog.config.segmentBytesMax === 1024
+        ? true
+        : undefined,
+    );
+    const after = await until('produce after the reopen', async () => {
+      const r = (await stamped(4000, 'c')).topics[0]!.partitions[0]!;
+      return r.errorCode === 0 ? r : undefined;
+    });
+    expect(after.baseOffset).toBeGreaterThan(b.baseOffset);
+    expect(await readAll(c, 'ts')).toEqual(['a', 'b', 'c']);
+    // Many small segments now: the log rolls at 1024 B.
+    for (let i = 0; i < 20; i++) {
+      expect((await stamped(5000 + i, 'y'.repeat(90))).topics[0]!.partitions[0]!.errorCode).toBe(0);
+    }
+    const segments = readdirSync(join(dir, 'topics', '1', '0')).filter((n) => n.endsWith('.log'));
+    expect(segments.length).toBeGreaterThan(1);
   }, 30_000);
 
   it('three brokers, RF 3: acks=all records survive the leader broker stopping', async () => {
@@ -259,36 +338,25 @@ describe('the cluster path', () => {
     expect(await readAll(clients[newLeader - 1]!, 'r3')).toEqual(acked);
   }, 60_000);
 
-  it('refuses a data directory of the other kind, naming what to do', async () => {
+  it('refuses a single-node data directory and one of another node id, naming what to do', async () => {
+    // A directory the single-node broker wrote before the one code path: its store file.
     const single = tempDir();
+    writeFileSync(join(single, 'metadata.json'), '{"version":1,"clusterId":"x","topics":[]}\n');
     const [port] = await freePorts(1);
-    const one = await Broker.start(config(single, 1, port!, []), { logger: silent });
-    await one.close();
     // A multi-voter cluster refuses it, naming the way out (a cluster of one imports it:
     // replication/single-node-import.test.ts).
     const peers = [1, 2, 3].map((id) => ({ id, host: '127.0.0.1', port: port! + id - 1 }));
-    await expect(
-      Broker.start(config(single, 1, port!, peers), { logger: silent, cluster: true }),
-    ).rejects.toThrow(
+    await expect(Broker.start(config(single, 1, port!, peers), { logger: silent })).rejects.toThrow(
       /single-node StreamBus store \(metadata.json\)\. It is imported in place when this broker starts alone/,
     );
     const clustered = tempDir();
-    const c = await Broker.start(config(clustered, 1, port!, []), {
-      logger: silent,
-      cluster: true,
-    });
+    const c = await Broker.start(config(clustered, 1, port!, []), { logger: silent });
     await c.close();
-    await expect(Broker.start(config(clustered, 1, port!, []), { logger: silent })).rejects.toThrow(
-      /belongs to a replicated cluster/,
-    );
     // The same node id again opens it; another node id is refused, naming both.
-    const again = await Broker.start(config(clustered, 1, port!, []), {
-      logger: silent,
-      cluster: true,
-    });
+    const again = await Broker.start(config(clustered, 1, port!, []), { logger: silent });
     await again.close();
-    await expect(
-      Broker.start(config(clustered, 2, port!, []), { logger: silent, cluster: true }),
-    ).rejects.toThrow(/node 1, not 2/);
+    await expect(Broker.start(config(clustered, 2, port!, []), { logger: silent })).rejects.toThrow(
+      /node 1, not 2/,
+    );
   }, 30_000);
 });

@@ -25,7 +25,8 @@
 // (which cluster and node the directory belongs to: checked before anything opens, recorded once
 // the cluster id is known). A directory holding the single-node store (`metadata.json`) is
 // imported in place first when this broker is a cluster of one, refused otherwise
-// (replication/single-node-import.ts).
+// (replication/single-node-import.ts). A broker without --peers runs this same code as a cluster
+// of one: it is the only voter, and its replicas have one voter each.
 import { randomInt, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -65,7 +66,11 @@ import {
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
 import type { ReplicaManager } from './replica-manager.js';
-import { ReplicatedPartition } from './replicated-partition.js';
+import {
+  logConfigChanged,
+  type ReplicaSource,
+  ReplicatedPartition,
+} from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
 import { importSingleNodeStore } from './replication/single-node-import.js';
 import { partitionLogConfig } from './storage-log.js';
@@ -98,12 +103,12 @@ export function votersOf(config: BrokerConfig): number[] {
 }
 
 /**
- * Which store a data directory holds decides which path may open it. A single-node directory
- * (metadata.json, written by brokers before replication or without --peers) reaches the cluster
- * path only imported (`importSingleNodeStore` runs first and renames metadata.json), so here it
- * is refused. A cluster directory
- * (the metadata log) is not opened by the single-node path, which would ignore its topics. Either
- * way the broker refuses to start, naming the way out (INVALID_CONFIG).
+ * Which store a data directory holds decides whether this broker may open it. A single-node
+ * directory (metadata.json, written by brokers before the single code path) reaches here only
+ * when it was not imported (`importSingleNodeStore` runs first for a cluster of one and renames
+ * metadata.json), so here it is refused, naming the way out (INVALID_CONFIG). Every broker opens
+ * with `clusterMode` true (there is one code path); the other branch refuses a cluster directory
+ * to a caller that cannot serve it.
  */
 export async function checkDataDirKind(
   fs: FileSystem,
@@ -284,14 +289,24 @@ export class ClusterNode {
   ): Promise<void> {
     await this.client.createTopic({ name, partitions, replicationFactor, configs });
     await this.waitApplied((s) => topicByName(s, name) !== undefined);
+    // This broker's reaction (opening the replicas it holds) runs in the admin queue: once it
+    // is done, a request here right after the create finds its partitions.
+    await this.o.admin.idle();
     // Answer once every partition's Raft group has elected a leader and reported it (its epoch
     // leaves the creation's 0), so a describe or produce right after the create finds leaders
     // instead of a second of NOT_LEADER_OR_FOLLOWER. Bounded: the topic exists either way, and
     // a group without a live majority elects nobody (its clients then retry as usual).
-    await this.waitApplied(
-      (s) => topicByName(s, name)?.partitions.every((p) => p.leaderEpoch > 0) !== false,
-      ELECTED_WAIT_MS_MAX,
-    ).catch(() => undefined);
+    // A partition whose replica here is offline elects nobody: not waited for.
+    await this.waitApplied((s) => {
+      const t = topicByName(s, name);
+      return (
+        t?.partitions.every(
+          (p, i) =>
+            p.leaderEpoch > 0 ||
+            this.held.get(this.keyOf({ topicId: t.id, partition: i }))?.offline != null,
+        ) !== false
+      );
+    }, ELECTED_WAIT_MS_MAX).catch(() => undefined);
   }
 
   async deleteTopic(name: string): Promise<void> {
@@ -412,7 +427,12 @@ export class ClusterNode {
     }
     for (const r of plan.reconfigure) {
       const config = this.topicConfig(r.configs);
-      for (const p of this.held.values()) if (p.topic === r.topic) p.setConfig(config);
+      for (const p of this.held.values()) {
+        if (p.topic !== r.topic) continue;
+        // Log-level fields are taken by the segment log only when it opens (replicated-partition.ts).
+        if (logConfigChanged(p.topicConfig, config)) await this.reopenReplica(p, config);
+        else p.setConfig(config);
+      }
     }
   }
 
@@ -427,36 +447,94 @@ export class ClusterNode {
   private async openReplica(h: HeldReplica): Promise<void> {
     const k = this.keyOf(h);
     if (this.held.has(k)) return;
-    const { config, fs, logger, replicas } = this.o;
-    const topicConfig = this.topicConfig(h.configs);
+    const { config, fs, replicas } = this.o;
     const key: GroupKey = { topicId: h.topicId, partition: h.partition };
-    await fs.mkdir(this.dirOf(h));
+    const dir = this.dirOf(h);
+    await fs.mkdir(dir);
+    let served: ReplicatedPartition | null = null;
+    const source: ReplicaSource = {
+      dir,
+      open: (topicConfig) => this.openPartitionReplica(h, key, dir, topicConfig, () => served),
+      remove: () => this.host.remove(key),
+    };
+    served = await ReplicatedPartition.open(
+      h.topic,
+      h.partition,
+      this.topicConfig(h.configs),
+      source,
+      config.limits.fetchWaitersMax,
+      {
+        onReplica: (replica) => {
+          replica.onChange((e) => {
+            if (e.kind === 'role' && served !== null) this.maybeReportIsr(k, served);
+          });
+        },
+        onOffline: (p, state) => replicas.reportOffline(p, state),
+        onStorageFailure: (p, err) => replicas.reportStorageFailure(p, err),
+        onCloseFailed: (p, err) =>
+          this.o.logger.error(
+            { err, topic: p.topic, partition: p.index },
+            'closing a replica failed',
+          ),
+      },
+    );
+    this.held.set(k, served);
+    replicas.attachOne(served);
+  }
+
+  /** Opens one replica of `h` under `topicConfig` and hosts it (ReplicaSource.open). */
+  private async openPartitionReplica(
+    h: HeldReplica,
+    key: GroupKey,
+    dir: string,
+    topicConfig: TopicConfig,
+    served: () => ReplicatedPartition | null,
+  ): Promise<PartitionReplica> {
+    const { config, fs, logger, replicas } = this.o;
     const replica = await PartitionReplica.open({
       key,
       self: this.self as NodeId,
-      dir: this.dirOf(h),
+      dir,
       fs,
       logConfig: partitionLogConfig(topicConfig),
+      logOptions: {
+        unsyncedBytesMax: config.limits.unsyncedBytesMax,
+        onEvent: (e) =>
+          replicas.reportLogEvent(
+            {
+              topic: h.topic,
+              index: h.partition,
+              topicConfig: served()?.topicConfig ?? topicConfig,
+            },
+            e,
+          ),
+      },
       initialVoters: h.replicas as NodeId[],
       transport: this.links,
       host: this.host,
       random: this.random,
       logger,
     });
-    const served = new ReplicatedPartition(
-      h.topic,
-      h.partition,
-      topicConfig,
-      replica,
-      config.limits.fetchWaitersMax,
-      () => this.host.remove(key),
-    );
-    replica.onChange((e) => {
-      if (e.kind === 'role') this.maybeReportIsr(k, served);
-    });
-    this.held.set(k, served);
-    this.host.add(replica);
-    replicas.attachOne(served);
+    try {
+      this.host.add(replica);
+    } catch (err) {
+      await replica.close().catch(() => undefined);
+      throw err;
+    }
+    replica.campaignIfSoleVoter();
+    return replica;
+  }
+
+  /** A changed log-level config: the replica reopens under it (a failure leaves it offline). */
+  private async reopenReplica(p: ReplicatedPartition, config: TopicConfig): Promise<void> {
+    await p
+      .reopen(config)
+      .catch((err: unknown) =>
+        this.o.logger.error(
+          { err, topic: p.topic, partition: p.index },
+          'reopening a replica for a config change failed',
+        ),
+      );
   }
 
   private async closeReplica(h: HeldReplica, removeData: boolean): Promise<void> {
@@ -481,7 +559,7 @@ export class ClusterNode {
   /** The leader tells the controller who leads and who is in sync, when that changed. */
   private maybeReportIsr(k: string, p: ReplicatedPartition): void {
     const r = p.replica;
-    if (r.role !== 'leader' || this.reporting.has(k) || this.closed) return;
+    if (r === null || r.role !== 'leader' || this.reporting.has(k) || this.closed) return;
     const t = topicByName(this.state, p.topic);
     const ps = t?.partitions[p.index];
     if (t === undefined || ps === undefined) return;

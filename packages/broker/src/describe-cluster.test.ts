@@ -4,11 +4,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiKey } from '@streambus/protocol';
+import { MemoryFileSystem } from '@streambus/storage';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { defaultConfig } from './config.js';
-import { memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 import { testResources } from './testing/test-resources.js';
 
@@ -27,7 +27,7 @@ describe('DescribeCluster (cluster of one)', () => {
         http: null,
         logLevel: 'silent',
       },
-      { logger: pino({ level: 'silent' }), openLog: memoryLogs().open },
+      { logger: pino({ level: 'silent' }), fileSystem: new MemoryFileSystem() },
     );
     res.open.push(broker);
     const c = await RawClient.connect(broker.address.port);

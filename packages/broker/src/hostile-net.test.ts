@@ -16,11 +16,11 @@ import {
   type FetchRequest,
   isStreamBusError,
 } from '@streambus/protocol';
+import { MemoryFileSystem } from '@streambus/storage';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
-import { memoryLogs } from './testing/memory-log.js';
 import { RawClient } from './testing/raw-client.js';
 
 const KiB = 1024;
@@ -69,7 +69,7 @@ async function startBroker(
     config.defaults.maxMessageBytes,
     (limits.frameBytesMax ?? MiB) - KiB,
   );
-  const broker = await Broker.start(config, { logger, openLog: memoryLogs().open });
+  const broker = await Broker.start(config, { logger, fileSystem: new MemoryFileSystem() });
   brokers.push(broker);
   return broker;
 }
@@ -104,6 +104,9 @@ async function produce(c: RawClient, topic: string, partition: number, records: 
   expect(res.topics[0]!.partitions[0]!.errorCode).toBe(0);
 }
 
+/** The first data record's offset: each partition's first Raft term's no-op is at 0. */
+const FIRST = 1;
+
 function fetchBody(topic: string, partitions: number[], maxBytes: number): FetchRequest {
   return {
     maxWaitMs: 0,
@@ -114,7 +117,7 @@ function fetchBody(topic: string, partitions: number[], maxBytes: number): Fetch
         name: topic,
         partitions: partitions.map((partition) => ({
           partition,
-          fetchOffset: 0,
+          fetchOffset: FIRST,
           partitionMaxBytes: maxBytes,
         })),
       },

@@ -1,4 +1,5 @@
-// @streambus/broker: public entry. The single-node broker daemon (see docs/broker.md).
+// @streambus/broker: public entry. The broker daemon: a cluster of one without --peers (see
+// docs/broker.md).
 export { BROKER_VERSION, Broker, type BrokerOptions } from './broker.js';
 export * as cluster from './cluster/index.js';
 export {
@@ -17,7 +18,6 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export * as groups from './groups/index.js';
-export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
 export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
 export { runBroker } from './run.js';

@@ -1,12 +1,10 @@
-// The log an offline partition holds in place of its real one: a partition whose log failed to
-// open (damage found by recovery, EMFILE, an I/O error) or whose log met damage while serving.
-// Every operation fails with KAFKA_STORAGE_ERROR (56, what Kafka answers for a partition on an
-// offline log directory; retriable, since a repair brings it back) naming the reason and the
-// repair command; offsets are the last ones known (0 when the log never opened). Closing it is a
-// no-op. It holds no file and no timer, so any number of offline partitions cost nothing.
+// Offline partitions: a replica whose log failed to open (damage found by recovery, EMFILE, an
+// I/O error) or met damage while serving (replicated-partition.ts). Every request to it fails
+// with KAFKA_STORAGE_ERROR (56, what Kafka answers for a partition on an offline log directory;
+// retriable, since a repair brings it back) naming the reason and the repair command. An offline
+// partition holds no file and no timer, so any number of them cost nothing.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { LogDamage } from '@streambus/storage';
-import type { PartitionLogLike } from './partition.js';
 
 /** Why a partition is offline, as metadata, /ready and logs report it. */
 export interface OfflineState {
@@ -29,52 +27,6 @@ export function offlineError(topic: string, index: number, state: OfflineState):
   return new StreamBusError(
     ErrorCode.KAFKA_STORAGE_ERROR,
     `partition ${topic}-${index} is offline: ${state.reason}; repair it with ` +
-      `'streambus partition repair ${topic} ${index} --truncate' (or --skip, see --dry-run first)`,
+      `'streambus partition repair ${topic} ${index} --truncate' (see --dry-run first)`,
   );
-}
-
-export class OfflineLog implements PartitionLogLike {
-  readonly writtenEndOffset: number;
-  readonly durableEndOffset: number;
-  readonly sizeBytes = 0;
-
-  constructor(
-    private readonly error: () => StreamBusError,
-    readonly logStartOffset: number,
-    readonly logEndOffset: number,
-  ) {
-    this.writtenEndOffset = logEndOffset;
-    this.durableEndOffset = logEndOffset;
-  }
-
-  private fail<T>(): Promise<T> {
-    return Promise.reject(this.error());
-  }
-  append(): Promise<{ baseOffset: number; lastOffset: number; appendTimeMs: number }> {
-    return this.fail();
-  }
-  waitDurable(): Promise<void> {
-    return this.fail();
-  }
-  read(): Promise<{ data: Buffer; nextOffset: number }> {
-    return this.fail();
-  }
-  offsetForTimestamp(): Promise<number | null> {
-    return this.fail();
-  }
-  findOffsetByTimestamp(): Promise<{ offset: number; timestamp: number } | null> {
-    return this.fail();
-  }
-  deleteRecordsBefore(): Promise<number> {
-    return this.fail();
-  }
-  enforceRetention(): Promise<void> {
-    return Promise.resolve();
-  }
-  flush(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
 }

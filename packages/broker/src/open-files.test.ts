@@ -2,13 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeRecordBatch } from '@streambus/protocol';
+import { PartitionLog } from '@streambus/storage';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, loadConfig } from './config.js';
 import { BrokerMetrics } from './metrics.js';
 import { processOpenFilesLimit, storageOpenFilesMax } from './open-files.js';
-import { openStoragePartitionLog } from './storage-log.js';
-import { resolveTopicConfig } from './topic-config.js';
+import { brokerFileSystem, partitionLogConfig } from './storage-log.js';
+import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             63704                63704                processes
@@ -53,11 +54,13 @@ describe('storage open-files bound', () => {
     const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
     const metrics = new BrokerMetrics(() => []);
     try {
-      const openLog = openStoragePartitionLog(metrics, {
+      const fs = brokerFileSystem(metrics, {
         openFilesMax: 1024,
         processOpenFilesLimit: 6,
         logger,
       });
+      const openLog = (d: string, t: TopicConfig) =>
+        PartitionLog.open(fs, d, partitionLogConfig(t));
       const warning = JSON.parse(lines.join('')) as Record<string, unknown>;
       expect(warning).toMatchObject({ level: 40, openFilesMax: 3, processOpenFilesLimit: 6 });
       expect(warning.msg).toMatch(/limits.openFilesMax lowered/);

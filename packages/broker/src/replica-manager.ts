@@ -1,27 +1,16 @@
-// The replica manager: owns this broker's partitions (today each is the partition's only copy;
-// with issue 9 each becomes a `PartitionReplica` of the partition's Raft group). It opens and
-// closes them, finds the one a request names, parks long-polling fetches on them, runs their
-// periodic maintenance, and turns their storage events into log lines and counters.
+// The replica manager: the partition replicas this broker holds, as requests see them
+// (served-partition.ts). It finds the one a request names, parks long-polling fetches on them,
+// runs their periodic maintenance, and turns their storage events into log lines and counters.
 //
-// It knows nothing about topic records beyond what opening a partition needs: the topic
-// registry (topic-registry.ts) decides which partitions exist, this file keeps them running.
-// Partitions of a topic become visible to requests only once `attach`ed (after the registry has
-// made the topic durable), and stop being visible at `detach`, before they are closed.
-import { join } from 'node:path';
+// Which replicas exist is the cluster node's to decide (cluster-node.ts: it opens and closes them
+// as the applied metadata says); a replica is visible to requests once `attachOne`d and stops
+// being visible at `detachOne`, before it is closed.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import { type FileSystem, type LogEvent, removeTree } from '@streambus/storage';
+import type { LogEvent } from '@streambus/storage';
 import type { Logger } from 'pino';
-import type { BrokerConfig } from './config.js';
-import type { TopicRecord } from './metadata-store.js';
 import type { BrokerMetrics } from './metrics.js';
 import { type OfflineState, REPAIRING_REASON } from './offline-log.js';
-import {
-  type OpenPartitionLog,
-  Partition,
-  type PartitionHooks,
-  type RepairPartitionLog,
-} from './partition.js';
-import type { ServedPartition } from './served-partition.js';
+import type { RepairPartitionLog, ServedPartition } from './served-partition.js';
 import { settleBounded } from './settle-bounded.js';
 import { isDiskFull } from './storage-errors.js';
 import type { TopicConfig } from './topic-config.js';
@@ -36,122 +25,35 @@ export interface OfflinePartition {
   sinceMs: number;
 }
 
+/** Which partition a report is about. */
+export interface PartitionName {
+  readonly topic: string;
+  readonly index: number;
+}
+
 export interface ReplicaManagerOptions {
-  config: BrokerConfig;
   logger: Logger;
   metrics: BrokerMetrics;
-  /** The broker's one FileSystem (storage-log.ts). */
-  fs: FileSystem;
-  openLog: OpenPartitionLog;
   repairLog: RepairPartitionLog;
 }
 
 export class ReplicaManager {
-  readonly openLog: OpenPartitionLog;
   readonly repairLog: RepairPartitionLog;
-  private readonly config: BrokerConfig;
   private readonly logger: Logger;
   private readonly metrics: BrokerMetrics;
-  private readonly fs: FileSystem;
   /**
-   * Attached partitions by topic name, indexed by partition number (sparse on a cluster broker:
-   * it holds only the partitions assigned to it).
+   * Attached partitions by topic name, indexed by partition number (sparse: a broker holds only
+   * the partitions assigned to it).
    */
   private readonly byTopic = new Map<string, Array<ServedPartition | undefined>>();
-  private readonly hooks: PartitionHooks;
 
   constructor(options: ReplicaManagerOptions) {
-    this.config = options.config;
     this.logger = options.logger;
     this.metrics = options.metrics;
-    this.fs = options.fs;
-    this.openLog = options.openLog;
     this.repairLog = options.repairLog;
-    this.hooks = {
-      // Storage failures of partitions: one log line per change of state, a count per failure.
-      onStorageError: (p, err, bytes, first) => {
-        const reason = isDiskFull(err) ? 'disk_full' : 'storage_error';
-        this.metrics.appendStorageErrors.inc({ reason });
-        if (first) {
-          this.logger.error(
-            { topic: p.topic, partition: p.index, bytes, reason, error: err.message },
-            reason === 'disk_full'
-              ? 'disk full: appends to this partition are refused (retriable) until space is freed'
-              : 'storage error: appends to this partition are refused (retriable)',
-          );
-        }
-      },
-      onStorageRecovered: (p, downMs) => {
-        this.logger.info(
-          { topic: p.topic, partition: p.index, downMs },
-          'storage recovered: appends to this partition land again',
-        );
-      },
-      onLogRecovered: (p, cutTo) => {
-        this.metrics.logsRecovered.inc();
-        this.logger.warn(
-          { topic: p.topic, partition: p.index, cutTo },
-          'partition log reopened from disk after a storage failure (cut back to its durable end)',
-        );
-      },
-      onLogEvent: (p, e) => this.onLogEvent(p, e),
-      onOffline: (p, state) => this.onPartitionOffline(p, state),
-    };
   }
 
-  topicDir(id: number): string {
-    return join(this.config.dataDir, 'topics', String(id));
-  }
-
-  /**
-   * Opens every partition of `record` (not yet visible to requests: `attach` them).
-   * `tolerant` (startup): a partition that cannot be opened is kept offline, not fatal; otherwise
-   * the first failure closes what was opened and throws.
-   */
-  async open(record: TopicRecord, config: TopicConfig, tolerant = false): Promise<Partition[]> {
-    const dir = this.topicDir(record.id);
-    const partitions: Partition[] = [];
-    try {
-      // At startup a topic directory that cannot be made leaves its partitions offline (each
-      // open fails on its own), not the broker down.
-      await this.fs.mkdir(dir).catch((err: unknown) => {
-        if (!tolerant) throw err;
-      });
-      for (let i = 0; i < record.partitions; i++) {
-        partitions.push(
-          await Partition.open(
-            record.name,
-            i,
-            join(dir, String(i)),
-            config,
-            this.openLog,
-            this.config.limits.fetchWaitersMax,
-            this.hooks,
-            tolerant ? 'offline' : 'throw',
-            this.fs,
-          ),
-        );
-      }
-    } catch (err) {
-      await Promise.allSettled(partitions.map((p) => p.close()));
-      throw err;
-    }
-    return partitions;
-  }
-
-  /** Makes a topic's opened partitions visible to requests. */
-  attach(topic: string, partitions: ServedPartition[]): void {
-    this.byTopic.set(topic, partitions);
-  }
-
-  /** Hides a topic's partitions from requests and returns them (still open). */
-  detach(topic: string): ServedPartition[] {
-    const partitions = this.byTopic.get(topic) ?? [];
-    this.byTopic.delete(topic);
-    return partitions.filter((p) => p !== undefined);
-  }
-
-  /** Makes one opened partition visible (a cluster broker holds some partitions of a topic). */
+  /** Makes one opened partition visible (a broker holds some partitions of a topic). */
   attachOne(p: ServedPartition): void {
     let list = this.byTopic.get(p.topic);
     if (list === undefined) {
@@ -174,16 +76,6 @@ export class ReplicaManager {
   /** Closes `partitions` (bounded concurrency); one result per partition. */
   close(partitions: ServedPartition[]): Promise<PromiseSettledResult<void>[]> {
     return settleBounded(partitions, (p) => p.close(), PARTITION_CLOSES_MAX);
-  }
-
-  /** Removes a topic's data directory (after its partitions are closed). */
-  removeData(topicId: number): Promise<void> {
-    return removeTree(this.fs, this.topicDir(topicId));
-  }
-
-  /** Closes and reopens a topic's logs with a changed log-level config. */
-  async reopen(topic: string, config: TopicConfig): Promise<void> {
-    for (const p of this.ofTopic(topic)) await p.reopen(config, this.openLog);
   }
 
   /** The attached partition, or undefined. */
@@ -306,7 +198,7 @@ export class ReplicaManager {
   }
 
   /** Every cut and every damaged batch a log reports: a warn line and the damage counters. */
-  private onLogEvent(p: Partition, e: LogEvent): void {
+  reportLogEvent(p: PartitionName & { readonly topicConfig: TopicConfig }, e: LogEvent): void {
     this.metrics.logDamageEvents.inc({ kind: e.kind });
     this.metrics.logDamageBytes.inc({ kind: e.kind }, e.bytes);
     const where = { topic: p.topic, partition: p.index, segment: e.segment, position: e.position };
@@ -333,7 +225,20 @@ export class ReplicaManager {
     }
   }
 
-  private onPartitionOffline(p: Partition, state: OfflineState): void {
+  /** A replica's storage failed while it served: a count and one error line. */
+  reportStorageFailure(p: PartitionName, err: StreamBusError): void {
+    const reason = isDiskFull(err) || isDiskFull(err.cause) ? 'disk_full' : 'storage_error';
+    this.metrics.appendStorageErrors.inc({ reason });
+    this.logger.error(
+      { topic: p.topic, partition: p.index, reason, error: err.message },
+      reason === 'disk_full'
+        ? 'disk full: this partition answers a retriable storage error and reopens from disk by itself'
+        : 'storage error: this partition answers a retriable storage error and reopens from disk by itself',
+    );
+  }
+
+  /** A partition went offline: one error line (not while it is being repaired). */
+  reportOffline(p: PartitionName, state: OfflineState): void {
     if (state.reason === REPAIRING_REASON) return;
     this.logger.error(
       { topic: p.topic, partition: p.index, reason: state.reason, damage: state.damage },

@@ -1,13 +1,23 @@
-// What the request handlers and the replica manager need of a partition on this broker. Two
-// kinds implement it: `Partition` (partition.ts: a log of its own, the single-node path with
-// repair, offline handling and local idempotence) and `ReplicatedPartition`
-// (replicated-partition.ts: one replica of the partition's Raft group).
+// What the request handlers and the replica manager need of a partition on this broker: one
+// replica of the partition's Raft group (replicated-partition.ts). A broker started without
+// --peers is a cluster of one and serves its partitions through the same class.
 import type { RepairOptions, RepairReport } from '@streambus/storage';
 import type { Waiter, WaiterSet } from './long-poll.js';
 import type { OfflineState } from './offline-log.js';
-import type { Acks, OpenPartitionLog, ProduceOutcome, RepairPartitionLog } from './partition.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import type { TopicConfig } from './topic-config.js';
+
+export type Acks = -1 | 0 | 1;
+
+export interface ProduceOutcome {
+  baseOffset: number;
+  /** -1 for a duplicate (the original append time is not kept). */
+  appendTimeMs: number;
+  duplicate: boolean;
+}
+
+/** Repairs the closed log in `dir` (the storage package's repairPartitionLog). */
+export type RepairPartitionLog = (dir: string, options: RepairOptions) => Promise<RepairReport>;
 
 export interface ServedPartition {
   readonly topic: string;
@@ -33,10 +43,6 @@ export interface ServedPartition {
   saveProducerState(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
-  reopen(config: TopicConfig, openLog: OpenPartitionLog): Promise<void>;
-  repair(
-    options: RepairOptions,
-    repairLog: RepairPartitionLog,
-    openLog: OpenPartitionLog,
-  ): Promise<RepairReport>;
+  reopen(config: TopicConfig): Promise<void>;
+  repair(options: RepairOptions, repairLog: RepairPartitionLog): Promise<RepairReport>;
 }

@@ -10,14 +10,13 @@ import {
   ForwardingFileSystem,
   NodeFileSystem,
   type OpenMode,
-  PartitionLog,
   type PartitionLogConfig,
   repairPartitionLog,
 } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { BrokerMetrics } from './metrics.js';
 import { processOpenFilesLimit, storageOpenFilesMax } from './open-files.js';
-import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
+import type { RepairPartitionLog } from './served-partition.js';
 import type { TopicConfig } from './topic-config.js';
 
 /** Sparse offset-index entry every this many bytes of batches. */
@@ -84,16 +83,9 @@ export interface StorageOptions {
   fileSystem?: FileSystem;
 }
 
-export function openStoragePartitionLog(
-  metrics: BrokerMetrics,
-  options: StorageOptions = {},
-): OpenPartitionLog {
-  return openPartitionLogOn(brokerFileSystem(metrics, options));
-}
-
 /**
  * The broker's one FileSystem: fsyncs timed, descriptors bounded by `limits.openFilesMax`. The
- * partition logs, metadata.json and the producer-state snapshots all go through it.
+ * replicas' segment logs and Raft files and the metadata log all go through it.
  */
 export function brokerFileSystem(metrics: BrokerMetrics, options: StorageOptions = {}): FileSystem {
   const processLimit =
@@ -117,26 +109,6 @@ export function brokerFileSystem(metrics: BrokerMetrics, options: StorageOptions
   });
   metrics.registerStorageFiles(() => fs.stats, openFilesMax);
   return fs;
-}
-
-/** Broker limits every partition log is opened with. */
-export interface PartitionLogLimits {
-  /** limits.unsyncedBytesMax (default: the storage package's). */
-  unsyncedBytesMax?: number;
-}
-
-/** The storage package's PartitionLog over `fs`. */
-export function openPartitionLogOn(
-  fs: FileSystem,
-  limits: PartitionLogLimits = {},
-): OpenPartitionLog {
-  return (dir, config, openOptions) =>
-    PartitionLog.open(fs, dir, partitionLogConfig(config), {
-      ...(limits.unsyncedBytesMax !== undefined
-        ? { unsyncedBytesMax: limits.unsyncedBytesMax }
-        : {}),
-      ...(openOptions?.onEvent ? { onEvent: openOptions.onEvent } : {}),
-    });
 }
 
 /** The storage package's repair over `fs`, the broker's own (the partition's log is closed). */

@@ -10,10 +10,12 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import type { ClusterNode } from '../cluster-node.js';
+import { heldReplicas } from '../cluster-view.js';
 import { topicByName } from '../controller/metadata-state.js';
+import { checkPartitionLimits } from '../partition-limits.js';
 import { checkTopicName, mergeOverrides, resolveTopicConfig } from '../topic-config.js';
 import type { BrokerContext } from './context.js';
-import { partitionError } from './errors.js';
+import { ERROR_MESSAGE_LENGTH_MAX, partitionError } from './errors.js';
 import type { TopicAdmin } from './topics.js';
 
 function overridesOf(c: ClusterNode, name: string): Record<string, string> | undefined {
@@ -26,8 +28,14 @@ export function clusterTopicAdmin(b: BrokerContext, c: ClusterNode): TopicAdmin 
   const resolve = (overrides: Record<string, string>) =>
     resolveTopicConfig(b.config.defaults, overrides, b.config.limits.frameBytesMax);
   return {
-    // The replication factor and the spread are the controller's to check.
-    checkNew: (_name, _partitions, _rf, configs) => void resolve(configs),
+    // The replication factor and the spread are the controller's to check. The partition limits
+    // are checked here, on the receiving broker, against the replicas this broker holds, as if
+    // every new partition were placed on it (exact for a cluster of one, an upper bound else).
+    checkNew: (name, partitions, _rf, configs) => {
+      resolve(configs);
+      const held = heldReplicas(c.state, b.config.nodeId).length;
+      checkPartitionLimits(b.config.limits, name, partitions, held);
+    },
     exists: (name) => topicByName(c.state, name) !== undefined,
     create: (name, partitions, rf, configs) => c.createTopic(name, partitions, rf, configs),
     delete: (name) => c.deleteTopic(name),
@@ -67,7 +75,32 @@ export async function clusterMetadata(
       }
     }
   }
-  const answer = c.metadata(req.topics);
+  const answer = withLocalOffline(b, c.metadata(req.topics));
   if (failed.size === 0) return answer;
   return { ...answer, topics: answer.topics.map((t) => failed.get(t.name) ?? t) };
+}
+
+/**
+ * A partition this broker leads (by the state) whose replica here is offline answers
+ * KAFKA_STORAGE_ERROR with the reason, as its produce and fetch do: the state cannot know of a
+ * local log failure, and a client routed here would otherwise retry a broken log forever.
+ */
+function withLocalOffline(b: BrokerContext, answer: MetadataResponse): MetadataResponse {
+  const self = b.config.nodeId;
+  let changed = false;
+  const topics = answer.topics.map((t) => {
+    if (t.errorCode !== 0) return t;
+    const partitions = t.partitions.map((p) => {
+      const offline = p.leaderId === self ? b.replicas.find(t.name, p.partition)?.offline : null;
+      if (offline === null || offline === undefined) return p;
+      changed = true;
+      return {
+        ...p,
+        errorCode: ErrorCode.KAFKA_STORAGE_ERROR,
+        errorMessage: `offline: ${offline.reason}`.slice(0, ERROR_MESSAGE_LENGTH_MAX),
+      };
+    });
+    return { ...t, partitions };
+  });
+  return changed ? { ...answer, topics } : answer;
 }

@@ -6,9 +6,9 @@ import type {
   ProduceRequest,
   ProduceResponse,
 } from '@streambus/protocol';
-import type { Acks } from '../partition.js';
 import { validateProduceRecords } from '../produce-validation.js';
-import { type BrokerContext, localTopics } from './context.js';
+import type { Acks } from '../served-partition.js';
+import type { BrokerContext } from './context.js';
 import { countPartitionError, partitionError } from './errors.js';
 
 const PRODUCER_EPOCH_MAX = 32767;
@@ -65,6 +65,6 @@ export async function initProducerId(
       return { errorCode: 0, producerId: req.producerId, producerEpoch: epoch + 1 };
     }
   }
-  const producerId = await (b.cluster ?? localTopics(b)).allocateProducerId();
+  const producerId = await b.cluster.allocateProducerId();
   return { errorCode: 0, producerId, producerEpoch: 0 };
 }

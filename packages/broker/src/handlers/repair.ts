@@ -1,6 +1,7 @@
-// RepairPartition: repairs one partition while the broker runs (partition.ts `repair`): the
-// partition stops serving, its log directory is repaired (truncate at the damage, or skip the
-// damaged ranges), and it opens again. The answer states the offsets lost and whether it serves.
+// RepairPartition: repairs one partition's replica on this broker while it runs
+// (replicated-partition.ts `repair`): the replica stops serving, its log directory is repaired
+// (truncate at the damage; skip only as a dry run), and it opens again. The answer states the
+// offsets lost and whether it serves.
 import {
   REPAIR_ITEMS_MAX,
   type RepairPartitionRequest,
@@ -29,7 +30,7 @@ export async function repairPartition(
   try {
     const p = b.replicas.knownPartition(req.topic, req.partition);
     const r = await b.admin.run(() =>
-      p.repair({ mode: req.mode, dryRun: req.dryRun }, b.replicas.repairLog, b.replicas.openLog),
+      p.repair({ mode: req.mode, dryRun: req.dryRun }, b.replicas.repairLog),
     );
     const offline = p.offline;
     b.logger.warn(

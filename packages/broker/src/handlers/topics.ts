@@ -1,7 +1,6 @@
 // The topic admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs, answered per
-// topic. The work is a `TopicAdmin`'s: on a single-node broker the topic registry's, run in the
-// admin queue (`localTopicAdmin`); on a cluster broker the controller's, forwarded to its
-// leader (`clusterTopicAdmin`, cluster-admin.ts).
+// topic. The work is a `TopicAdmin`'s: the controller's, forwarded to its leader
+// (`clusterTopicAdmin`, cluster-admin.ts), also on a cluster of one.
 import {
   type AlterConfigsRequest,
   type AlterConfigsResponse,
@@ -20,9 +19,8 @@ import {
   type TopicConfig,
   type TopicOverrides,
 } from '../topic-config.js';
-import type { TopicRegistry } from '../topic-registry.js';
 import { clusterTopicAdmin } from './cluster-admin.js';
-import { type BrokerContext, localTopics } from './context.js';
+import type { BrokerContext } from './context.js';
 import { partitionError } from './errors.js';
 
 export interface TopicAdmin {
@@ -51,34 +49,8 @@ export interface TopicAdmin {
   ): Promise<void>;
 }
 
-function localTopicAdmin(b: BrokerContext, registry: TopicRegistry): TopicAdmin {
-  return {
-    checkNew: (name, partitions, replicationFactor, configs) => {
-      if (replicationFactor !== -1 && replicationFactor !== 1) {
-        throw new StreamBusError(
-          ErrorCode.INVALID_REPLICATION_FACTOR,
-          `replication factor ${replicationFactor} needs more brokers: this cluster has 1 (use 1 or -1)`,
-        );
-      }
-      registry.checkNew(name, partitions, configs);
-    },
-    exists: (name) => registry.has(name),
-    create: (name, partitions, _rf, configs) =>
-      b.admin.run(() => registry.create(name, partitions, configs)),
-    delete: (name) => b.admin.run(() => registry.delete(name)),
-    describe: (name) => {
-      const t = registry.get(name);
-      return (
-        t && { partitions: t.record.partitions, config: t.config, overrides: t.record.overrides }
-      );
-    },
-    alter: (name, changes, validateOnly) =>
-      b.admin.run(() => registry.alterConfigs(name, changes, validateOnly)),
-  };
-}
-
 function topicAdmin(b: BrokerContext): TopicAdmin {
-  return b.cluster !== null ? clusterTopicAdmin(b, b.cluster) : localTopicAdmin(b, localTopics(b));
+  return clusterTopicAdmin(b, b.cluster);
 }
 
 export async function createTopics(

@@ -13,7 +13,7 @@
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
 //   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
-//   transferLeadership(to: NodeId): void
+//   transferLeadership(to: NodeId): void; campaignIfSoleVoter(): void   (a cluster of one)
 //   changeMembership(change: ConfChange): Promise<void>; configuration: ConfState   (leader)
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
@@ -520,6 +520,19 @@ export class PartitionReplica implements HostedGroup {
   /** The voters and learners in force (the latest configuration entry, committed or not). */
   get configuration(): ConfState {
     return this.node.status().conf;
+  }
+
+  /**
+   * Campaigns at once when this replica is its group's only voter (a cluster of one; a replica
+   * reopened after a repair or a config change): there is nobody to wait an election timeout
+   * for. A no-op otherwise. (Hook for cluster-node.ts.)
+   */
+  campaignIfSoleVoter(): void {
+    if (this.closed || this.offline || this.node.currentRole === StateRole.Leader) return;
+    const { voters } = this.node.status().conf;
+    if (voters.length !== 1 || voters[0] !== this.self) return;
+    this.node.campaign();
+    this.host.notify(this.key);
   }
 
   transferLeadership(to: NodeId): void {

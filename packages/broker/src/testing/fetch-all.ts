@@ -1,9 +1,12 @@
 // Test helper: every record of one partition from `from` to the high watermark, fetched in as
-// many rounds as it takes (a fetch may stop at a segment boundary or at maxBytes).
+// many rounds as it takes (a fetch may stop at a segment boundary or at maxBytes); control
+// batches skipped.
 import { ApiKey, batchSpans, decodeRecordBatch, OffsetSpec } from '@streambus/protocol';
 import type { RawClient } from './raw-client.js';
 
 const FETCH_BYTES_MAX = 1 << 20;
+/** RecordBatch attributes bit 5: a control batch. */
+const CONTROL_BATCH_ATTRIBUTE = 0x20;
 
 export async function fetchAll(
   c: RawClient,
@@ -36,8 +39,11 @@ export async function fetchAll(
       throw new Error(`fetch of ${topic}-${partition} at ${offset} got nothing below ${end}`);
     for (const { position } of batchSpans(p.records)) {
       const { header, records } = decodeRecordBatch(p.records, position);
-      for (const r of records)
-        out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
+      // Control batches (a Raft term's no-op, configuration entries) are skipped, as consumers do.
+      if ((header.attributes & CONTROL_BATCH_ATTRIBUTE) === 0) {
+        for (const r of records)
+          out.push({ offset: r.offset, value: Buffer.from(r.value!).toString() });
+      }
       offset = header.baseOffset + header.lastOffsetDelta + 1;
     }
   }
