@@ -47,6 +47,10 @@ function answer<K extends ApiKeyValue>(
   };
 }
 
+function groupsNotBuilt(): never {
+  throw new StreamBusError(ErrorCode.COORDINATOR_NOT_AVAILABLE, 'group coordinator not wired yet');
+}
+
 const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.API_VERSIONS]: answer(ApiKey.API_VERSIONS, (b) => apiVersions(b)),
   [ApiKey.METADATA]: answer(ApiKey.METADATA, metadata),
@@ -77,6 +81,18 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
   [ApiKey.REPAIR_PARTITION]: answer(ApiKey.REPAIR_PARTITION, repairPartition),
   [ApiKey.DESCRIBE_CLUSTER]: answer(ApiKey.DESCRIBE_CLUSTER, (b) => describeCluster(b)),
+  // CONTRACT STAGE (branch coord only, replaced by handlers/groups.ts before it reaches main).
+  [ApiKey.FIND_COORDINATOR]: groupsNotBuilt,
+  [ApiKey.JOIN_GROUP]: groupsNotBuilt,
+  [ApiKey.SYNC_GROUP]: groupsNotBuilt,
+  [ApiKey.HEARTBEAT]: groupsNotBuilt,
+  [ApiKey.LEAVE_GROUP]: groupsNotBuilt,
+  [ApiKey.OFFSET_COMMIT]: groupsNotBuilt,
+  [ApiKey.OFFSET_FETCH]: groupsNotBuilt,
+  [ApiKey.LIST_GROUPS]: groupsNotBuilt,
+  [ApiKey.DESCRIBE_GROUPS]: groupsNotBuilt,
+  [ApiKey.DELETE_GROUPS]: groupsNotBuilt,
+  [ApiKey.OFFSET_DELETE]: groupsNotBuilt,
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */
