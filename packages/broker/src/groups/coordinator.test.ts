@@ -418,6 +418,15 @@ describe('the group coordinator on a cluster of one', () => {
       timeoutMs: 5000,
     });
     expect(created.topics[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
+    const trimmed = await c.request(ApiKey.DELETE_RECORDS, {
+      topics: [{ name: OFFSETS_TOPIC, partitions: [{ partition: 0, offset: -1 }] }],
+      timeoutMs: 5000,
+    });
+    expect(trimmed.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: OFFSETS_TOPIC, configs: { 'retention.ms': '1000' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
     const configs = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: [OFFSETS_TOPIC] });
     expect(configs.topics[0]!.configs).toContainEqual(
       expect.objectContaining({ name: 'retention.ms', value: '-1' }),
