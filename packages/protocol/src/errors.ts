@@ -111,6 +111,8 @@ export const ErrorCode = {
   // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
   LOG_CLEAN_CONFLICT: 1200,
   LOG_CLEANER_BUSY: 1201,
+  // 1280-1289: compacted topics, the broker's cleaner scheduler (packages/broker/src/log-compaction.ts).
+  LOG_CLEAN_ABORTED: 1280,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -376,6 +378,12 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEANER_BUSY',
     true,
     'a clean of this partition log is already running',
+  ),
+  info(
+    C.LOG_CLEAN_ABORTED,
+    'LOG_CLEAN_ABORTED',
+    true,
+    'the clean was stopped because its partition is closing; the next scheduled clean goes on',
   ),
 ];
 
