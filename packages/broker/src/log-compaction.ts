@@ -44,8 +44,23 @@ import { compactionApplies, type TopicConfig } from './topic-config.js';
 export const LOG_CLEANER_INDEX_DIR = 'log-cleaner-index';
 /** Passes a partition waits after a failed or partial clean: 1, 2, 4, ... up to this. */
 const BACKOFF_PASSES_MAX = 64;
-/** Bytes the cleaner reads per slice. */
-const READ_BYTES_MAX = 1024 * 1024;
+/**
+ * Bytes the cleaner reads per slice. Small, because the cleaner runs on the broker's event loop:
+ * a slice's records are judged in one stretch of microtasks (an index lookup each), so the slice
+ * bounds how long produce and fetch callbacks wait for it.
+ */
+const READ_BYTES_MAX = 64 * 1024;
+
+/**
+ * The shared budget, which also hands the event loop back after every slice read or written
+ * (a macrotask turn): appends, fsync completions and fetches run between the cleaner's slices.
+ */
+class YieldingBudget extends IoBudget {
+  override async spend(bytes: number): Promise<void> {
+    await super.spend(bytes);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
 
 /** One partition log the scheduler may clean (a replica of a partition on this broker). */
 export interface CompactionTarget {
@@ -77,7 +92,11 @@ export interface LogCompactionOptions {
   /** The budget's sleep (tests). */
   readonly sleep?: (ms: number) => Promise<void>;
   readonly readBytesMax?: number;
-  /** The LSM store's durability (default: fsync every write, the store default). */
+  /**
+   * Whether the key index fsyncs its WAL on every write (default false: the index is derived from
+   * the logs, and each WriteBatch is atomic, so a crash loses a suffix of it that the next
+   * catch-up reads again; its fsyncs would compete with the logs' on the same disk).
+   */
   readonly indexSyncWrites?: boolean;
 }
 
@@ -194,7 +213,7 @@ export class LogCompaction {
   constructor(o: LogCompactionOptions) {
     this.o = o;
     this.nowMs = o.nowMs ?? Date.now;
-    this.budget = new IoBudget({
+    this.budget = new YieldingBudget({
       bytesPerSecond: o.bytesPerSecond,
       nowMs: this.nowMs,
       ...(o.sleep ? { sleep: o.sleep } : {}),
@@ -414,7 +433,7 @@ export class LogCompaction {
   private openStore(): Promise<LsmStore> {
     if (this.store !== null) return Promise.resolve(this.store);
     this.storeOpening ??= LsmStore.open(this.o.fs, join(this.o.dataDir, LOG_CLEANER_INDEX_DIR), {
-      ...(this.o.indexSyncWrites === undefined ? {} : { syncWrites: this.o.indexSyncWrites }),
+      syncWrites: this.o.indexSyncWrites ?? false,
     }).then(
       (s) => {
         this.store = s;
