@@ -429,7 +429,7 @@ describe('the group coordinator on a cluster of one', () => {
     expect(altered.topics[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
     const configs = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: [OFFSETS_TOPIC] });
     expect(configs.topics[0]!.configs).toContainEqual(
-      expect.objectContaining({ name: 'retention.ms', value: '-1' }),
+      expect.objectContaining({ name: 'cleanup.policy', value: 'compact' }),
     );
   });
 
