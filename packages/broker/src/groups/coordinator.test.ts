@@ -13,22 +13,20 @@ import {
   splitBatches,
 } from '@streambus/protocol';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../broker.js';
 import { type BrokerConfig, defaultConfig } from '../config.js';
 import { RawClient } from '../testing/raw-client.js';
+import { testResources } from '../testing/test-resources.js';
 import { GROUP_STATE_DIR } from './coordinator.js';
 import { groupPartition, OFFSETS_TOPIC } from './offsets-topic.js';
 
 const silent = pino({ level: process.env.SB_TEST_LOG ?? 'silent' });
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const res = testResources({ afterEach, afterAll });
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'sb-groups-'));
-  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  res.dirs.push(d);
   return d;
 }
 
@@ -58,8 +56,7 @@ async function start(
     cluster: true,
   });
   const c = await RawClient.connect(broker.address.port);
-  cleanups.push(() => broker.close());
-  cleanups.push(() => c.close());
+  res.open.push(broker, c);
   return { broker, c };
 }
 
@@ -285,7 +282,7 @@ describe('the group coordinator on a cluster of one', () => {
     const { broker, c } = await start(tempDir());
     // Responses leave a connection in request order: each member has its own, as clients do.
     const b = await RawClient.connect(broker.address.port);
-    cleanups.push(() => b.close());
+    res.open.push(b);
     await createTopic(c, 't', 2);
     const a = await joinAndSync(c, 'g6');
     // A second member joins: its join is parked until the first member rejoins (it learns of
