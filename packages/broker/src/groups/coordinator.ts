@@ -125,8 +125,15 @@ export class GroupCoordinator implements GroupCoordinatorService {
     await p?.close();
   }
 
+  /** The broker's housekeeping tick: a partition that throws is logged, never the timer's. */
   tick(): void {
-    for (const p of this.partitions.values()) p.tick();
+    for (const p of this.partitions.values()) {
+      try {
+        p.tick();
+      } catch (err) {
+        this.o.logger.error({ err, partition: p.index }, 'group coordinator tick failed');
+      }
+    }
   }
 
   /** Partition counts of the applied topics (one map per metadata change). */
