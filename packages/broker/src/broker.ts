@@ -31,6 +31,7 @@ import { FirstBytesRouter } from './first-bytes.js';
 import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
+import { LogCompaction } from './log-compaction.js';
 import { BrokerMetrics } from './metrics.js';
 import { ReplicaManager } from './replica-manager.js';
 import type { RepairPartitionLog } from './served-partition.js';
@@ -69,6 +70,8 @@ export class Broker {
   private readonly replicas: ReplicaManager;
   private readonly admin = new AdminQueue();
   private cluster: ClusterNode | null = null;
+  /** The log cleaner's scheduler for compacted topics (log-compaction.ts). */
+  private compaction: LogCompaction | null = null;
   private router: FirstBytesRouter | null = null;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
@@ -139,12 +142,21 @@ export class Broker {
     const started = Date.now();
     if (this.realDisk) await prepareDataDir(this.config.dataDir);
     else await this.fs.mkdir(join(this.config.dataDir, 'topics'));
+    this.compaction = new LogCompaction({
+      fs: this.fs,
+      dataDir: this.config.dataDir,
+      bytesPerSecond: this.config.logCleanerBytesPerSecond,
+      intervalMs: this.config.logCleanerIntervalMs,
+      logger: this.logger,
+      registry: this.metrics.registry,
+    });
     const cluster = await ClusterNode.open({
       config: this.config,
       logger: this.logger,
       fs: this.fs,
       replicas: this.replicas,
       admin: this.admin,
+      compaction: this.compaction,
     });
     this.cluster = cluster;
     const context = this.handlerContext(cluster);
@@ -198,6 +210,7 @@ export class Broker {
       }
       await this.admin.idle();
     }
+    this.compaction?.start();
     this.ready = true;
     const early = this.early ?? [];
     this.early = null;
@@ -285,6 +298,8 @@ export class Broker {
     this.router?.destroyAll();
     for (const e of this.early ?? []) e.socket.destroy();
     this.early = null;
+    // A running clean stops before the replicas close.
+    await this.compaction?.close();
     // Before the listener can finish closing: the peer links hold sockets it accepted.
     await this.cluster?.close();
     await serverClosed;

@@ -65,6 +65,9 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import { GroupCoordinator } from './groups/coordinator.js';
+import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
+import type { LogCompaction } from './log-compaction.js';
 import type { ReplicaManager } from './replica-manager.js';
 import {
   logConfigChanged,
@@ -95,6 +98,8 @@ export interface ClusterNodeOptions {
   readonly replicas: ReplicaManager;
   readonly admin: AdminQueue;
   readonly tickMs?: number;
+  /** The log cleaner's scheduler: every held replica is registered with it (log-compaction.ts). */
+  readonly compaction?: LogCompaction | null;
 }
 
 /** The voter ids: `--peers`, or this broker alone. */
@@ -144,6 +149,8 @@ export class ClusterNode {
   private readonly self: number;
   readonly links: PeerLinks;
   readonly host: RaftGroupHost;
+  /** The group coordinator on the `__consumer_offsets` partitions this broker leads. */
+  readonly groups: GroupCoordinator;
   private controller!: ControllerNode;
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
@@ -182,6 +189,18 @@ export class ClusterNode {
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
+      logger: o.logger,
+    });
+    this.groups = new GroupCoordinator({
+      host: {
+        nodeId: this.self,
+        metadata: () => this.state,
+        createTopic: (name, partitions, rf, configs) =>
+          this.createTopic(name, partitions, rf, configs),
+      },
+      config: o.config.groups,
+      dataDir: o.config.dataDir,
+      fs: o.fs,
       logger: o.logger,
     });
   }
@@ -277,6 +296,7 @@ export class ClusterNode {
     this.houseTicks++;
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    this.groups.tick();
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -348,7 +368,14 @@ export class ClusterNode {
   }
 
   metadata(names: readonly string[] | null): MetadataResponse {
-    return metadataFromState(this.state, names, this.controllerId > 0 ? this.controllerId : -1);
+    const answer = metadataFromState(
+      this.state,
+      names,
+      this.controllerId > 0 ? this.controllerId : -1,
+    );
+    // Internal topics (the group coordinator's) are listed only when asked for by name.
+    if (names !== null) return answer;
+    return { ...answer, topics: answer.topics.filter((t) => !isInternalTopic(t.name)) };
   }
 
   describeCluster(): DescribeClusterResponse {
@@ -468,6 +495,9 @@ export class ClusterNode {
           replica.onChange((e) => {
             if (e.kind === 'role' && served !== null) this.maybeReportIsr(k, served);
           });
+          // Each open (first, or again after a repair or a config reopen) hands the
+          // coordinator the replica that now serves the partition.
+          if (h.topic === OFFSETS_TOPIC) this.attachCoordinator(h, replica, () => served);
         },
         onOffline: (p, state) => replicas.reportOffline(p, state),
         onStorageFailure: (p, err) => replicas.reportStorageFailure(p, err),
@@ -480,6 +510,44 @@ export class ClusterNode {
     );
     this.held.set(k, served);
     replicas.attachOne(served);
+    const current = served;
+    this.o.compaction?.add({
+      name: k,
+      topic: h.topic,
+      partition: h.partition,
+      dir,
+      indexIntervalBytes: partitionLogConfig(current.topicConfig).indexIntervalBytes,
+      log: () => {
+        const r = current.replica;
+        return r !== null && r.offlineError === null ? r.partitionLog : null;
+      },
+      commitPoint: () => current.highWatermark,
+      config: () => current.topicConfig,
+    });
+  }
+
+  /** Hosts the group coordinator of a `__consumer_offsets` replica (again, after a reopen). */
+  private attachCoordinator(
+    h: HeldReplica,
+    replica: PartitionReplica,
+    served: () => ReplicatedPartition | null,
+  ): void {
+    const { logger } = this.o;
+    this.groups
+      .detach(h.partition)
+      .then(() =>
+        this.groups.attach({
+          partition: h.partition,
+          topicId: h.topicId,
+          replica,
+          deleteRetentionMs: () =>
+            served()?.topicConfig.deleteRetentionMs ??
+            this.topicConfig(h.configs).deleteRetentionMs,
+        }),
+      )
+      .catch((err: unknown) =>
+        logger.error({ err, partition: h.partition }, 'the group coordinator cannot host it'),
+      );
   }
 
   /** Opens one replica of `h` under `topicConfig` and hosts it (ReplicaSource.open). */
@@ -542,6 +610,9 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reported.delete(k);
+    if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
+    // A running clean of this replica stops before its directory is closed or removed.
+    await this.o.compaction?.remove(k, removeData);
     if (p !== undefined) {
       this.o.replicas.detachOne(h.topic, h.partition);
       await p
@@ -620,6 +691,7 @@ export class ClusterNode {
     await this.lifecycle?.stop();
     this.client.close();
     await this.o.admin.idle();
+    await this.groups.close();
     for (const p of [...this.held.values()]) {
       this.o.replicas.detachOne(p.topic, p.index);
       await p.close().catch(() => undefined);

@@ -32,7 +32,12 @@
 //     read per request (max.message.bytes, ...) take effect at once (`setConfig`).
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { NONE } from '@streambus/raft';
-import { isLogCorruptionError, type RepairOptions, type RepairReport } from '@streambus/storage';
+import {
+  checkKeyedRecords,
+  isLogCorruptionError,
+  type RepairOptions,
+  type RepairReport,
+} from '@streambus/storage';
 import { type Waiter, WaiterSet } from './long-poll.js';
 import { type OfflineState, offlineError, REPAIRING_REASON } from './offline-log.js';
 import type { ValidatedRecords } from './produce-validation.js';
@@ -43,7 +48,7 @@ import type {
   RepairPartitionLog,
   ServedPartition,
 } from './served-partition.js';
-import type { TopicConfig } from './topic-config.js';
+import { compactionApplies, type TopicConfig } from './topic-config.js';
 
 /** How this broker opens and unregisters one partition's replica (cluster-node.ts). */
 export interface ReplicaSource {
@@ -187,6 +192,8 @@ export class ReplicatedPartition implements ServedPartition {
 
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     void validated;
+    // A compacted topic keeps the latest record per key: one without a key is refused, as in Kafka.
+    if (compactionApplies(this.topicConfig.cleanupPolicy)) checkKeyedRecords(records);
     await this.untilReopened();
     const r = await this.serving().propose(records, acks);
     return { baseOffset: r.baseOffset, appendTimeMs: r.logAppendTimeMs, duplicate: false };

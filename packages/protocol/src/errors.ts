@@ -113,6 +113,10 @@ export const ErrorCode = {
   LOG_CLEANER_BUSY: 1201,
   // 1220-1229: importing a single-node data directory (packages/broker/src/replication/single-node-import.ts).
   SINGLE_NODE_IMPORT_FAILED: 1220,
+  // 1260-1269: the group coordinator's shell (packages/broker/src/groups/coordinator*.ts).
+  COORDINATOR_REQUESTS_FULL: 1260,
+  // 1280-1289: compacted topics, the broker's cleaner scheduler (packages/broker/src/log-compaction.ts).
+  LOG_CLEAN_ABORTED: 1280,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -384,6 +388,18 @@ const TABLE: readonly ErrorInfo[] = [
     'SINGLE_NODE_IMPORT_FAILED',
     false,
     'the single-node data directory cannot be imported into a cluster as it is',
+  ),
+  info(
+    C.COORDINATOR_REQUESTS_FULL,
+    'COORDINATOR_REQUESTS_FULL',
+    true,
+    'the group coordinator holds its maximum number of pending group requests; retry',
+  ),
+  info(
+    C.LOG_CLEAN_ABORTED,
+    'LOG_CLEAN_ABORTED',
+    true,
+    'the clean was stopped because its partition is closing; the next scheduled clean goes on',
   ),
 ];
 

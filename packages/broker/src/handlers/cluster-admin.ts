@@ -12,6 +12,7 @@ import {
 import type { ClusterNode } from '../cluster-node.js';
 import { heldReplicas } from '../cluster-view.js';
 import { topicByName } from '../controller/metadata-state.js';
+import { isInternalTopic } from '../groups/offsets-topic.js';
 import { checkPartitionLimits } from '../partition-limits.js';
 import { checkTopicName, mergeOverrides, resolveTopicConfig } from '../topic-config.js';
 import type { BrokerContext } from './context.js';
@@ -64,7 +65,7 @@ export async function clusterMetadata(
   const failed = new Map<string, MetadataResponse['topics'][number]>();
   if (req.topics !== null && b.config.autoCreateTopics && req.allowAutoTopicCreation !== false) {
     for (const name of req.topics) {
-      if (topicByName(c.state, name) !== undefined) continue;
+      if (topicByName(c.state, name) !== undefined || isInternalTopic(name)) continue;
       try {
         checkTopicName(name);
         await c.createTopic(name, b.config.defaults.partitions, -1, {});
