@@ -101,6 +101,23 @@ export interface TopicDefaults {
   timestampSkewMsMax: number;
 }
 
+/**
+ * The Kafka wire-protocol listener (packages/broker/src/kafka/, docs/kafka-listener.md). Off
+ * unless `listen` is set.
+ */
+export interface KafkaListenerConfig {
+  /** Where Kafka clients connect; null: no Kafka listener. */
+  listen: HostPort | null;
+  /** The address Metadata gives clients for this broker; null: `listen` (0.0.0.0 as 127.0.0.1). */
+  advertised: HostPort | null;
+  /**
+   * The advertised Kafka addresses of the other brokers, by node id (`ID@HOST:PORT,...`): what
+   * Metadata lists for them. A broker missing here is left out of Metadata, and partitions it
+   * leads answer LEADER_NOT_AVAILABLE (clients retry).
+   */
+  brokers: Peer[];
+}
+
 export interface BrokerConfig {
   /** This broker's node id, >= 1, unique in the cluster. */
   nodeId: number;
@@ -118,6 +135,7 @@ export interface BrokerConfig {
   autoCreateTopics: boolean;
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
+  kafka: KafkaListenerConfig;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -165,6 +183,7 @@ export function defaultConfig(): BrokerConfig {
     },
     autoCreateTopics: false,
     retentionCheckIntervalMs: 30_000,
+    kafka: { listen: null, advertised: null, brokers: [] },
   };
 }
 
@@ -299,10 +318,23 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'defaults.retentionMs': intParser(-1, Number.MAX_SAFE_INTEGER),
   'defaults.maxMessageBytes': intParser(64, 1024 * MB),
   'defaults.timestampSkewMsMax': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'kafka.listen': httpParser,
+  'kafka.advertised': httpParser,
+  'kafka.brokers': (key, raw) =>
+    parsePeers(key, raw, (k, message) => {
+      throw new ConfigError(k, message);
+    }),
 };
-const SECTIONS = ['limits', 'defaults'] as const;
+const SECTIONS = ['limits', 'defaults', 'kafka'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
-const OBJECT_LEAVES = new Set(['listen', 'http', 'peers']);
+const OBJECT_LEAVES = new Set([
+  'listen',
+  'http',
+  'peers',
+  'kafka.listen',
+  'kafka.advertised',
+  'kafka.brokers',
+]);
 
 function camelToSnake(s: string): string {
   return s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
@@ -378,6 +410,9 @@ const FLAG_ALIASES: Readonly<Record<string, string>> = {
   'node-id': 'nodeId',
   'log-level': 'logLevel',
   'auto-create-topics': 'autoCreateTopics',
+  'kafka-listen': 'kafka.listen',
+  'kafka-advertised': 'kafka.advertised',
+  'kafka-brokers': 'kafka.brokers',
 };
 
 function readFileSource(file: string): Map<string, unknown> {
@@ -528,5 +563,12 @@ export function checkRelations(c: BrokerConfig): void {
     c.http.host === c.listen.host
   ) {
     throw new ConfigError('http', `must differ from listen (${c.listen.host}:${c.listen.port})`);
+  }
+  const k = c.kafka?.listen;
+  if (k && k.port !== 0 && k.port === c.listen.port && k.host === c.listen.host) {
+    throw new ConfigError(
+      'kafka.listen',
+      `must differ from listen (${c.listen.host}:${c.listen.port})`,
+    );
   }
 }

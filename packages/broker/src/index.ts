@@ -17,6 +17,7 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export * as groups from './groups/index.js';
+export * as kafkaListener from './kafka/index.js';
 export type { OpenPartitionLog, PartitionLogLike } from './partition.js';
 export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
