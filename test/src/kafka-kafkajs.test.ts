@@ -93,11 +93,15 @@ describe('kafkajs against the Kafka listener', () => {
     return out;
   }
 
-  async function createTopic(topic: string, numPartitions: number) {
+  async function createTopic(topic: string | string[], numPartitions: number) {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+      const names = typeof topic === 'string' ? [topic] : topic;
+      await admin.createTopics({
+        topics: names.map((t) => ({ topic: t, numPartitions })),
+        waitForLeaders: true,
+      });
     } finally {
       await admin.disconnect();
     }
@@ -107,10 +111,13 @@ describe('kafkajs against the Kafka listener', () => {
     const codecs = kafkajsCodecs();
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
+    await createTopic(
+      codecs.map((c) => `kjs-codec-${c}`),
+      2,
+    );
     try {
       for (const compression of codecs) {
         const topic = `kjs-codec-${compression}`;
-        await createTopic(topic, 2);
         const messages = Array.from({ length: 300 }, (_, i) => ({
           key: i % 4 === 0 ? null : `k-${i % 13}`,
           value: `codec-${compression}-${i}-${'v'.repeat(i % 40)}`,
@@ -218,6 +225,47 @@ describe('kafkajs against the Kafka listener', () => {
       });
       expect(cfg.resources[0]!.errorCode).toBe(0);
       expect(cfg.resources[0]!.configEntries.map((c) => c.configName)).toContain('retention.ms');
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it('admin: alterConfigs, deleteTopicRecords, describeCluster, createPartitions refused as a policy', async () => {
+    const topic = 'kjs-admin';
+    await createTopic(topic, 1);
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: [{ value: 'a' }, { value: 'b' }] });
+    const second = await producer.send({ topic, acks: -1, messages: [{ value: 'c' }] });
+    await producer.disconnect();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: [
+          { type: 2, name: topic, configEntries: [{ name: 'retention.ms', value: '120000' }] },
+        ],
+      });
+      const cfg = await admin.describeConfigs({
+        resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }],
+        includeSynonyms: false,
+      });
+      expect(cfg.resources[0]!.configEntries).toMatchObject([
+        { configName: 'retention.ms', configValue: '120000', isDefault: false },
+      ]);
+      const at = Number(second[0]!.baseOffset);
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: String(at) }] });
+      const offsets = await admin.fetchTopicOffsets(topic);
+      expect(offsets[0]!.low).toBe(String(at));
+      const cluster = await admin.describeCluster();
+      expect(cluster.brokers).toEqual([
+        { nodeId: 1, host: '127.0.0.1', port: broker.kafkaAddress!.port },
+      ]);
+      expect(cluster.controller).toBe(1);
+      await expect(
+        admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] }),
+      ).rejects.toMatchObject({ type: 'POLICY_VIOLATION' });
     } finally {
       await admin.disconnect();
     }

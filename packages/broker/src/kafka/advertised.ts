@@ -2,10 +2,11 @@
 // ranges kafka-protocol.md §1.2 chooses (the codec's KAFKA_API_RANGES and OPTIONAL_API_RANGES),
 // the same on every node (kafkajs reuses the seed broker's answer for every broker, §1.1).
 //
+// CreatePartitions is advertised although the native path cannot add partitions: a Kafka
+// client then gets a per-topic POLICY_VIOLATION saying so, clearer than an unsupported API.
 // Left out until they are implemented: SaslHandshake and SaslAuthenticate (no security yet),
-// CreatePartitions (the native path cannot add partitions), and the group APIs (JoinGroup,
-// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
-// DeleteGroups) until the group coordinator lands. FindCoordinator IS advertised, because
+// and the group APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+// DescribeGroups, ListGroups, DeleteGroups) until the group coordinator lands. FindCoordinator IS advertised, because
 // librdkafka 2.0.2 enables lz4 only when FindCoordinator v0 is (§1.3); it answers
 // COORDINATOR_NOT_AVAILABLE (a retriable error) until the coordinator exists.
 import { kafka } from '@streambus/protocol';
@@ -29,6 +30,7 @@ const IMPLEMENTED: ReadonlySet<number> = new Set([
   K.AlterConfigs,
   K.IncrementalAlterConfigs,
   K.DescribeCluster,
+  K.CreatePartitions,
 ]);
 
 /** The advertised set, sorted by key. */

@@ -98,6 +98,8 @@ export async function handleKafkaRequest(
       return out('IncrementalAlterConfigs', await kafkaAlterConfigs(k.b, req.body, false));
     case 'DescribeCluster':
       return out('DescribeCluster', kafkaDescribeCluster(k));
+    case 'CreatePartitions':
+      return out('CreatePartitions', kafkaCreatePartitions(k.b, req.body));
     default:
       // Admission lets only advertised APIs through; reaching here is a table mismatch.
       throw new StreamBusError(
@@ -529,6 +531,45 @@ async function kafkaAlterConfigs(
         errorMessage: x?.errorMessage ?? null,
         resourceType: r.resourceType,
         resourceName: r.resourceName,
+      };
+    }),
+  };
+}
+
+/**
+ * CreatePartitions: the native path cannot add partitions to a topic, so a real increase is
+ * refused per topic with POLICY_VIOLATION (kafkajs: "Request parameters do not satisfy the
+ * configured policy") and a message saying so; the checks Kafka makes first
+ * (unknown topic, a count that is not an increase) answer as Kafka does.
+ */
+function kafkaCreatePartitions(
+  b: BrokerContext,
+  req: Req<'CreatePartitions'>,
+): Res<'CreatePartitions'> {
+  const current = describeConfigs(b, { topics: req.topics.map((t) => t.name) });
+  return {
+    throttleTimeMs: 0,
+    results: req.topics.map((t) => {
+      const d = current.topics.find((x) => x.name === t.name);
+      const count = Number(d?.configs.find((c) => c.name === 'partitions')?.value ?? Number.NaN);
+      if (d === undefined || d.errorCode !== 0 || !Number.isInteger(count)) {
+        return {
+          name: t.name,
+          errorCode: wire(d?.errorCode || ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+          errorMessage: d?.errorMessage ?? `unknown topic ${t.name}`,
+        };
+      }
+      if (t.count <= count) {
+        return {
+          name: t.name,
+          errorCode: ErrorCode.INVALID_PARTITIONS,
+          errorMessage: `topic ${t.name} already has ${count} partitions; the count can only grow`,
+        };
+      }
+      return {
+        name: t.name,
+        errorCode: ErrorCode.POLICY_VIOLATION,
+        errorMessage: `adding partitions to an existing topic is not supported (topic ${t.name} keeps ${count})`,
       };
     }),
   };

@@ -116,11 +116,12 @@ describe('the Kafka listener', () => {
       maxVersion: 7,
     });
     expect(keys).toContain(kafka.ApiKey.FindCoordinator);
-    // Not implemented, so not advertised: SASL, CreatePartitions, group membership.
+    // Not implemented, so not advertised: SASL, group membership.
     for (const k of [
       kafka.ApiKey.SaslHandshake,
-      kafka.ApiKey.CreatePartitions,
+      kafka.ApiKey.SaslAuthenticate,
       kafka.ApiKey.JoinGroup,
+      kafka.ApiKey.OffsetCommit,
     ]) {
       expect(keys).not.toContain(k);
     }
@@ -262,6 +263,133 @@ describe('the Kafka listener', () => {
     // Out of range is the Kafka code, for that partition.
     const far = (await c.request('Fetch', 4, fetchReq(base + 1000))).responses[0]!.partitions[0]!;
     expect(far.errorCode).toBe(ErrorCode.OFFSET_OUT_OF_RANGE);
+  });
+
+  it('admin APIs: configs (replace-all and incremental), DeleteRecords, DescribeCluster, CreatePartitions', async () => {
+    const c = await client();
+    await until('topic cfg', async () => {
+      const r = await c.request('CreateTopics', 4, {
+        topics: [
+          {
+            name: 'cfg',
+            numPartitions: 1,
+            replicationFactor: -1,
+            assignments: [],
+            configs: [{ name: 'retention.ms', value: '60000' }],
+          },
+        ],
+        timeoutMs: 5000,
+        validateOnly: false,
+      });
+      const code = r.topics[0]!.errorCode;
+      return code === 0 || code === ErrorCode.TOPIC_ALREADY_EXISTS ? true : undefined;
+    });
+    const describe = async () => {
+      const r = await c.request('DescribeConfigs', 2, {
+        resources: [{ resourceType: 2, resourceName: 'cfg', configurationKeys: null }],
+        includeSynonyms: false,
+      });
+      expect(r.results[0]!.errorCode).toBe(0);
+      return new Map(r.results[0]!.configs.map((e) => [e.name, e]));
+    };
+    let cfg = await describe();
+    expect(cfg.get('retention.ms')).toMatchObject({ value: '60000', configSource: 1 });
+    expect(cfg.get('segment.bytes')!.configSource).toBe(5); // a default
+    // Incremental: SET one key, the other override stays.
+    const inc = await c.request('IncrementalAlterConfigs', 0, {
+      resources: [
+        {
+          resourceType: 2,
+          resourceName: 'cfg',
+          configs: [{ name: 'retention.bytes', configOperation: 0, value: '1048576' }],
+        },
+      ],
+      validateOnly: false,
+    });
+    expect(inc.responses[0]!.errorCode).toBe(0);
+    cfg = await describe();
+    expect(cfg.get('retention.ms')!.value).toBe('60000');
+    expect(cfg.get('retention.bytes')!.value).toBe('1048576');
+    // AlterConfigs replaces the whole set: retention.ms goes back to its default.
+    const alt = await c.request('AlterConfigs', 1, {
+      resources: [
+        {
+          resourceType: 2,
+          resourceName: 'cfg',
+          configs: [{ name: 'retention.bytes', value: '2097152' }],
+        },
+      ],
+      validateOnly: false,
+    });
+    expect(alt.responses[0]!.errorCode).toBe(0);
+    cfg = await describe();
+    expect(cfg.get('retention.bytes')!.value).toBe('2097152');
+    expect(cfg.get('retention.ms')!.configSource).toBe(5);
+    const badKey = await c.request('AlterConfigs', 0, {
+      resources: [
+        { resourceType: 2, resourceName: 'cfg', configs: [{ name: 'no.such', value: '1' }] },
+      ],
+      validateOnly: false,
+    });
+    expect(badKey.responses[0]!.errorCode).toBe(ErrorCode.INVALID_CONFIG);
+    const broker4 = await c.request('DescribeConfigs', 0, {
+      resources: [{ resourceType: 4, resourceName: '1', configurationKeys: null }],
+      includeSynonyms: false,
+    });
+    expect(broker4.results[0]!.errorCode).toBe(ErrorCode.INVALID_REQUEST);
+    // DeleteRecords moves the log start (at a batch boundary here: the native path's unit);
+    // ListOffsets earliest then answers it.
+    const produce = (v: string[]) =>
+      c.request('Produce', 7, {
+        transactionalId: null,
+        acks: -1,
+        timeoutMs: 5000,
+        topics: [{ name: 'cfg', partitions: [{ index: 0, records: batch(v) }] }],
+      });
+    await produce(['a', 'b']);
+    const second = (await produce(['c', 'd'])).responses[0]!.partitions[0]!.baseOffset;
+    const del = await c.request('DeleteRecords', 1, {
+      topics: [{ name: 'cfg', partitions: [{ partitionIndex: 0, offset: second }] }],
+      timeoutMs: 5000,
+    });
+    expect(del.topics[0]!.partitions[0]).toEqual({
+      partitionIndex: 0,
+      lowWatermark: second,
+      errorCode: 0,
+    });
+    const earliest = await c.request('ListOffsets', 1, {
+      replicaId: -1,
+      isolationLevel: 0,
+      topics: [{ name: 'cfg', partitions: [{ partitionIndex: 0, timestamp: -2 }] }],
+    });
+    expect(earliest.topics[0]!.partitions[0]!.offset).toBe(second);
+    // DescribeCluster: the Kafka addresses, this node as controller.
+    const dc = await c.request('DescribeCluster', 0, { includeClusterAuthorizedOperations: false });
+    expect(dc.errorCode).toBe(0);
+    expect(dc.brokers).toEqual([{ brokerId: 1, host: 'kafka-1.example', port: 19092, rack: null }]);
+    expect(dc.controllerId).toBe(1);
+    // CreatePartitions: Kafka's own checks first, then a clear refusal of a real increase.
+    const cp = await c.request('CreatePartitions', 1, {
+      topics: [
+        { name: 'cfg', count: 1, assignments: null },
+        { name: 'cfg2', count: 3, assignments: null },
+        { name: 't', count: 4, assignments: null },
+      ],
+      timeoutMs: 5000,
+      validateOnly: false,
+    });
+    expect(cp.results.map((r) => r.errorCode)).toEqual([
+      ErrorCode.INVALID_PARTITIONS,
+      ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+      ErrorCode.POLICY_VIOLATION,
+    ]);
+    expect(cp.results[2]!.errorMessage).toContain('not supported');
+    // DeleteTopics
+    const dt = await c.request('DeleteTopics', 1, {
+      topicNames: ['cfg', 'cfg-none'],
+      timeoutMs: 5000,
+    });
+    expect(dt.responses.map((r) => r.errorCode)).toEqual([0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
   });
 
   it('FindCoordinator answers COORDINATOR_NOT_AVAILABLE until groups land', async () => {
