@@ -86,32 +86,8 @@ describe('librdkafka clients against the Kafka listener', () => {
   async function storedCodecs(topic: string): Promise<Set<number>> {
     const c = await kafkaListener.KafkaRawClient.connect(broker.kafkaAddress!.port);
     try {
-      const r = await c.request('Fetch', 11, {
-        replicaId: -1,
-        maxWaitMs: 0,
-        minBytes: 1,
-        maxBytes: 50 << 20,
-        isolationLevel: 0,
-        sessionId: 0,
-        sessionEpoch: -1,
-        topics: [
-          {
-            topic,
-            partitions: [
-              {
-                partition: 0,
-                currentLeaderEpoch: -1,
-                fetchOffset: 0,
-                logStartOffset: -1,
-                partitionMaxBytes: 50 << 20,
-              },
-            ],
-          },
-        ],
-        forgottenTopicsData: [],
-        rackId: '',
-      });
-      const bytes = Buffer.from(r.responses[0]!.partitions[0]!.records!);
+      const p = await c.fetchPartition(topic, 0, 0, { partitionMaxBytes: 50 << 20 });
+      const bytes = Buffer.from(p.records!);
       const codecs = new Set<number>();
       for (let pos = 0; pos + 61 <= bytes.length; ) {
         const h = readBatchHeader(bytes.subarray(pos));

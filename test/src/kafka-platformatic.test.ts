@@ -6,23 +6,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Broker } from '@streambus/broker';
+import { type Broker, kafkaListener } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKafkaBroker } from './kafka-testing.js';
 
-const P = Promise as unknown as { withResolvers?: () => unknown };
-if (P.withResolvers === undefined) {
-  P.withResolvers = () => {
-    let resolve!: (v: unknown) => void;
-    let reject!: (e: unknown) => void;
-    const promise = new Promise((a, b) => {
-      resolve = a;
-      reject = b;
-    });
-    return { promise, resolve, reject };
-  };
-}
+kafkaListener.providePromiseWithResolvers();
 const { Admin, Producer, stringSerializers } = await import('@platformatic/kafka');
 
 const text = (u: Uint8Array | null) => (u === null ? null : Buffer.from(u).toString());

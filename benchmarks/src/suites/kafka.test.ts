@@ -46,9 +46,10 @@ describe('kafka suite building blocks', () => {
     expect(r.answered).toBe(40);
     // acks=1 answers on append; the high watermark follows the flush.
     const deadline = Date.now() + 10_000;
-    let stored = 0;
-    while ((stored = await endOffsetSum(client, 'kb')) < 40 * 50 && Date.now() < deadline) {
+    let stored = await endOffsetSum(client, 'kb');
+    while (stored < 40 * 50 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
+      stored = await endOffsetSum(client, 'kb');
     }
     expect(stored).toBe(40 * 50);
   });

@@ -105,9 +105,10 @@ async function freshTopic(ctx: Ctx, tag: string, partitions = PARTITIONS): Promi
 async function checkAndDelete(ctx: Ctx, topic: string, expected: number): Promise<void> {
   // acks=1 answers on append; the high watermark follows the flush.
   const deadline = Date.now() + 10_000;
-  let stored = 0;
-  while ((stored = await endOffsetSum(ctx.client, topic)) < expected && Date.now() < deadline) {
+  let stored = await endOffsetSum(ctx.client, topic);
+  while (stored < expected && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20));
+    stored = await endOffsetSum(ctx.client, topic);
   }
   if (stored < expected) throw new Error(`broker stored ${stored} of ${expected} records`);
   await ctx.client.admin().deleteTopic(topic);
@@ -204,19 +205,7 @@ async function kafkajsRun(ctx: Ctx, total: number): Promise<number> {
 }
 
 async function platformaticRun(ctx: Ctx, total: number): Promise<number> {
-  const P = Promise as unknown as { withResolvers?: () => unknown };
-  if (P.withResolvers === undefined) {
-    // The library declares Node >= 22; this is the one built-in it needs from 22.
-    P.withResolvers = () => {
-      let resolve!: (v: unknown) => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise((a, b) => {
-        resolve = a;
-        reject = b;
-      });
-      return { promise, resolve, reject };
-    };
-  }
+  kafkaListener.providePromiseWithResolvers();
   const { Producer } = await import('@platformatic/kafka');
   const topic = await freshTopic(ctx, 'platformatic-prod');
   const producer = new Producer({
@@ -290,32 +279,7 @@ async function fetchRow(ctx: Ctx): Promise<ResultRow> {
       let offset = 0;
       let got = 0;
       while (offset < end) {
-        const r = await c.request('Fetch', 11, {
-          replicaId: -1,
-          maxWaitMs: 100,
-          minBytes: 1,
-          maxBytes: 50 << 20,
-          isolationLevel: 0,
-          sessionId: 0,
-          sessionEpoch: -1,
-          topics: [
-            {
-              topic,
-              partitions: [
-                {
-                  partition: 0,
-                  currentLeaderEpoch: -1,
-                  fetchOffset: offset,
-                  logStartOffset: -1,
-                  partitionMaxBytes: 1 << 20,
-                },
-              ],
-            },
-          ],
-          forgottenTopicsData: [],
-          rackId: '',
-        });
-        const p = r.responses[0]!.partitions[0]!;
+        const p = await c.fetchPartition(topic, 0, offset, { maxWaitMs: 100 });
         if (p.errorCode !== 0) throw new Error(`Kafka fetch answered error ${p.errorCode}`);
         const bytes = Buffer.from(p.records!);
         // Walk the batch headers (a Kafka client does at least this much before decoding).

@@ -41,6 +41,14 @@ const AUTHORIZED_OPERATIONS_NONE = -2147483648;
 
 const wire = kafka.kafkaErrorCode;
 
+/** Maps the partitions of a per-topic list (the shape of every partition-level API). */
+function perTopic<P, Q>(
+  topics: readonly { readonly name: string; readonly partitions: readonly P[] }[],
+  f: (p: P) => Q,
+): { name: string; partitions: Q[] }[] {
+  return topics.map((t) => ({ name: t.name, partitions: t.partitions.map(f) }));
+}
+
 /** The Kafka request's handler: decoded at admission (kafka-wire.ts), answered or not here. */
 export async function handleKafkaRequest(
   k: KafkaContext,
@@ -181,18 +189,15 @@ function kafkaDescribeCluster(k: KafkaContext): Res<'DescribeCluster'> {
 
 // ---- Produce, InitProducerId ----------------------------------------------------------------
 
+type ProducePartition = Res<'Produce'>['responses'][number]['partitions'][number];
+
+function produceFailed(index: number, errorCode: number): ProducePartition {
+  return { index, errorCode, baseOffset: -1, logAppendTimeMs: -1, logStartOffset: -1 };
+}
+
 async function kafkaProduce(b: BrokerContext, req: Req<'Produce'>): Promise<Res<'Produce'>> {
   const refuse = (code: number) => ({
-    responses: req.topics.map((t) => ({
-      name: t.name,
-      partitions: t.partitions.map((p) => ({
-        index: p.index,
-        errorCode: code,
-        baseOffset: -1,
-        logAppendTimeMs: -1,
-        logStartOffset: -1,
-      })),
-    })),
+    responses: perTopic(req.topics, (p) => produceFailed(p.index, code)),
     throttleTimeMs: 0,
   });
   if (req.acks !== 0 && req.acks !== 1 && req.acks !== -1) {
@@ -201,22 +206,19 @@ async function kafkaProduce(b: BrokerContext, req: Req<'Produce'>): Promise<Res<
   // Transactions are not supported (docs/kafka-listener.md): a transactional producer gets
   // INVALID_REQUEST, not a silent non-transactional write.
   if (req.transactionalId !== null) return refuse(ErrorCode.INVALID_REQUEST);
-  const nullRecords = new Set<string>();
+  const hasRecords = (p: { records: Uint8Array | null }) =>
+    p.records !== null && p.records.length > 0;
   const native = await produce(b, {
     acks: req.acks,
     timeoutMs: req.timeoutMs,
     topics: req.topics.map((t) => ({
       name: t.name,
       partitions: t.partitions
-        .filter((p) => {
-          if (p.records !== null && p.records.length > 0) return true;
-          nullRecords.add(`${t.name}\0${p.index}`);
-          return false;
-        })
+        .filter(hasRecords)
         .map((p) => ({ partition: p.index, records: p.records as Buffer })),
     })),
   });
-  const results = new Map<string, Res<'Produce'>['responses'][number]['partitions'][number]>();
+  const results = new Map<string, ProducePartition>();
   for (const t of native.topics) {
     for (const p of t.partitions) {
       results.set(`${t.name}\0${p.partition}`, {
@@ -233,15 +235,11 @@ async function kafkaProduce(b: BrokerContext, req: Req<'Produce'>): Promise<Res<
       name: t.name,
       partitions: t.partitions.map(
         (p) =>
-          results.get(`${t.name}\0${p.index}`) ?? {
-            index: p.index,
-            errorCode: nullRecords.has(`${t.name}\0${p.index}`)
-              ? ErrorCode.INVALID_RECORD
-              : ErrorCode.UNKNOWN_SERVER_ERROR,
-            baseOffset: -1,
-            logAppendTimeMs: -1,
-            logStartOffset: -1,
-          },
+          results.get(`${t.name}\0${p.index}`) ??
+          produceFailed(
+            p.index,
+            hasRecords(p) ? ErrorCode.UNKNOWN_SERVER_ERROR : ErrorCode.INVALID_RECORD,
+          ),
       ),
     })),
     throttleTimeMs: 0,
@@ -321,24 +319,15 @@ async function kafkaListOffsets(
   req: Req<'ListOffsets'>,
 ): Promise<Res<'ListOffsets'>> {
   const native = await listOffsets(b, {
-    topics: req.topics.map((t) => ({
-      name: t.name,
-      partitions: t.partitions.map((p) => ({
-        partition: p.partitionIndex,
-        timestamp: p.timestamp,
-      })),
-    })),
+    topics: perTopic(req.topics, (p) => ({ partition: p.partitionIndex, timestamp: p.timestamp })),
   });
   return {
     throttleTimeMs: 0,
-    topics: native.topics.map((t) => ({
-      name: t.name,
-      partitions: t.partitions.map((p) => ({
-        partitionIndex: p.partition,
-        errorCode: wire(p.errorCode),
-        timestamp: p.timestamp,
-        offset: p.offset,
-      })),
+    topics: perTopic(native.topics, (p) => ({
+      partitionIndex: p.partition,
+      errorCode: wire(p.errorCode),
+      timestamp: p.timestamp,
+      offset: p.offset,
     })),
   };
 }
@@ -348,21 +337,15 @@ async function kafkaDeleteRecords(
   req: Req<'DeleteRecords'>,
 ): Promise<Res<'DeleteRecords'>> {
   const native = await deleteRecords(b, {
-    topics: req.topics.map((t) => ({
-      name: t.name,
-      partitions: t.partitions.map((p) => ({ partition: p.partitionIndex, offset: p.offset })),
-    })),
+    topics: perTopic(req.topics, (p) => ({ partition: p.partitionIndex, offset: p.offset })),
     timeoutMs: req.timeoutMs,
   });
   return {
     throttleTimeMs: 0,
-    topics: native.topics.map((t) => ({
-      name: t.name,
-      partitions: t.partitions.map((p) => ({
-        partitionIndex: p.partition,
-        lowWatermark: p.lowWatermark,
-        errorCode: wire(p.errorCode),
-      })),
+    topics: perTopic(native.topics, (p) => ({
+      partitionIndex: p.partition,
+      lowWatermark: p.lowWatermark,
+      errorCode: wire(p.errorCode),
     })),
   };
 }

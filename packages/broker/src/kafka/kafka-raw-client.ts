@@ -85,6 +85,42 @@ export class KafkaRawClient {
     return kafka.decodeResponse(name, version, answer).body;
   }
 
+  /** Fetch v11 of one partition from `offset` (no session, read_uncommitted unless asked). */
+  async fetchPartition(
+    topic: string,
+    partition: number,
+    offset: number,
+    options: { maxWaitMs?: number; partitionMaxBytes?: number; isolationLevel?: number } = {},
+  ): Promise<kafka.ResponseOf<'Fetch'>['responses'][number]['partitions'][number]> {
+    const partitionMaxBytes = options.partitionMaxBytes ?? 1 << 20;
+    const r = await this.request('Fetch', 11, {
+      replicaId: -1,
+      maxWaitMs: options.maxWaitMs ?? 0,
+      minBytes: 1,
+      maxBytes: Math.max(partitionMaxBytes, 1 << 20),
+      isolationLevel: options.isolationLevel ?? 0,
+      sessionId: 0,
+      sessionEpoch: -1,
+      topics: [
+        {
+          topic,
+          partitions: [
+            {
+              partition,
+              currentLeaderEpoch: -1,
+              fetchOffset: offset,
+              logStartOffset: -1,
+              partitionMaxBytes,
+            },
+          ],
+        },
+      ],
+      forgottenTopicsData: [],
+      rackId: '',
+    });
+    return r.responses[0]!.partitions[0]!;
+  }
+
   /** Writes a request that gets no answer (Produce acks=0). */
   send<N extends Name>(name: N, version: number, body: kafka.RequestOf<N>): void {
     this.socket.write(this.encode(name, version, body).frame);
@@ -95,4 +131,23 @@ export class KafkaRawClient {
     setTimeout(() => this.socket.destroy(), 1000).unref();
     return this.closed;
   }
+}
+
+/**
+ * @platformatic/kafka declares Node >= 22 and needs one built-in from it, Promise.withResolvers;
+ * on an older Node its tests and bench rows provide it with this (a shim of the standard
+ * function, not a change to the library's protocol code).
+ */
+export function providePromiseWithResolvers(): void {
+  const P = Promise as unknown as { withResolvers?: () => unknown };
+  if (P.withResolvers !== undefined) return;
+  P.withResolvers = () => {
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise((a, b) => {
+      resolve = a;
+      reject = b;
+    });
+    return { promise, resolve, reject };
+  };
 }
