@@ -392,6 +392,59 @@ describe('the Kafka listener', () => {
     expect(dt.responses.map((r) => r.errorCode)).toEqual([0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
   });
 
+  it('an idempotent batch resent on a new connection after the first dropped is stored once', async () => {
+    const c1 = await client('idem');
+    const pid = await c1.request('InitProducerId', 1, {
+      transactionalId: null,
+      transactionTimeoutMs: 60_000,
+    });
+    expect(pid.errorCode).toBe(0);
+    const records = encodeRecordBatch(
+      ['i1', 'i2'].map((v) => ({ value: Buffer.from(v) })),
+      { producerId: pid.producerId, producerEpoch: pid.producerEpoch, baseSequence: 0 },
+    );
+    const body = {
+      transactionalId: null,
+      acks: -1,
+      timeoutMs: 5000,
+      topics: [{ name: 't', partitions: [{ index: 0, records }] }],
+    };
+    // The first attempt is written and the connection dropped before its answer is read.
+    c1.socket.write(c1.encode('Produce', 7, body).frame);
+    c1.socket.destroy();
+    const c2 = await client('idem');
+    const retry = await until('the retry', async () => {
+      const r = (await c2.request('Produce', 7, body)).responses[0]!.partitions[0]!;
+      return r.errorCode === 0 ? r : undefined;
+    });
+    const again = (await c2.request('Produce', 7, body)).responses[0]!.partitions[0]!;
+    expect(again).toMatchObject({ errorCode: 0, baseOffset: retry.baseOffset });
+    const p = await c2.fetchPartition('t', 0, retry.baseOffset);
+    let stored = 0;
+    for (let pos = 0; pos + 61 <= p.records!.length; ) {
+      const view = Buffer.from(p.records!.buffer, p.records!.byteOffset + pos);
+      stored += view.readInt32BE(57);
+      pos += 12 + view.readInt32BE(8);
+    }
+    expect(stored).toBe(2);
+  });
+
+  it('a frame over limits.frameBytesMax closes that connection, before it is buffered', async () => {
+    const c = await client('big');
+    const huge = Buffer.alloc(12);
+    huge.writeInt32BE(200 * 1024 * 1024, 0); // 200 MiB declared; frameBytesMax is 16 MiB
+    huge.writeInt16BE(kafka.ApiKey.Metadata, 4);
+    huge.writeInt16BE(4, 6);
+    huge.writeInt32BE(9, 8);
+    await expect(c.sendFrame(huge, 9)).rejects.toThrow('connection closed');
+    const other = await client();
+    const v = await other.request('ApiVersions', 1, {
+      clientSoftwareName: '',
+      clientSoftwareVersion: '',
+    });
+    expect(v.errorCode).toBe(0);
+  });
+
   it('FindCoordinator answers COORDINATOR_NOT_AVAILABLE until groups land', async () => {
     const c = await client();
     const r = await c.request('FindCoordinator', 2, { key: 'g', keyType: 0 });
