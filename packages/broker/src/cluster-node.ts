@@ -63,6 +63,9 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import { GroupCoordinator } from './groups/coordinator.js';
+import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
+import type { LogCompaction } from './log-compaction.js';
 import type { ReplicaManager } from './replica-manager.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
@@ -88,6 +91,8 @@ export interface ClusterNodeOptions {
   readonly replicas: ReplicaManager;
   readonly admin: AdminQueue;
   readonly tickMs?: number;
+  /** The log cleaner's scheduler: every held replica is registered with it (log-compaction.ts). */
+  readonly compaction?: LogCompaction | null;
 }
 
 /** The voter ids: `--peers`, or this broker alone. */
@@ -138,6 +143,8 @@ export class ClusterNode {
   private readonly self: number;
   readonly links: PeerLinks;
   readonly host: RaftGroupHost;
+  /** The group coordinator on the `__consumer_offsets` partitions this broker leads. */
+  readonly groups: GroupCoordinator;
   private controller!: ControllerNode;
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
@@ -176,6 +183,18 @@ export class ClusterNode {
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
+      logger: o.logger,
+    });
+    this.groups = new GroupCoordinator({
+      host: {
+        nodeId: this.self,
+        metadata: () => this.state,
+        createTopic: (name, partitions, rf, configs) =>
+          this.createTopic(name, partitions, rf, configs),
+      },
+      config: o.config.groups,
+      dataDir: o.config.dataDir,
+      fs: o.fs,
       logger: o.logger,
     });
   }
@@ -270,6 +289,7 @@ export class ClusterNode {
     this.houseTicks++;
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    this.groups.tick();
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -331,7 +351,14 @@ export class ClusterNode {
   }
 
   metadata(names: readonly string[] | null): MetadataResponse {
-    return metadataFromState(this.state, names, this.controllerId > 0 ? this.controllerId : -1);
+    const answer = metadataFromState(
+      this.state,
+      names,
+      this.controllerId > 0 ? this.controllerId : -1,
+    );
+    // Internal topics (the group coordinator's) are listed only when asked for by name.
+    if (names !== null) return answer;
+    return { ...answer, topics: answer.topics.filter((t) => !isInternalTopic(t.name)) };
   }
 
   describeCluster(): DescribeClusterResponse {
@@ -429,12 +456,13 @@ export class ClusterNode {
     const topicConfig = this.topicConfig(h.configs);
     const key: GroupKey = { topicId: h.topicId, partition: h.partition };
     await fs.mkdir(this.dirOf(h));
+    const logConfig = partitionLogConfig(topicConfig);
     const replica = await PartitionReplica.open({
       key,
       self: this.self as NodeId,
       dir: this.dirOf(h),
       fs,
-      logConfig: partitionLogConfig(topicConfig),
+      logConfig,
       initialVoters: h.replicas as NodeId[],
       transport: this.links,
       host: this.host,
@@ -455,6 +483,28 @@ export class ClusterNode {
     this.held.set(k, served);
     this.host.add(replica);
     replicas.attachOne(served);
+    if (h.topic === OFFSETS_TOPIC) {
+      this.groups
+        .attach({
+          partition: h.partition,
+          topicId: h.topicId,
+          replica,
+          deleteRetentionMs: () => served.topicConfig.deleteRetentionMs,
+        })
+        .catch((err: unknown) =>
+          logger.error({ err, partition: h.partition }, 'the group coordinator cannot host it'),
+        );
+    }
+    this.o.compaction?.add({
+      name: k,
+      topic: h.topic,
+      partition: h.partition,
+      dir: this.dirOf(h),
+      indexIntervalBytes: logConfig.indexIntervalBytes,
+      log: () => (replica.offlineError === null ? replica.partitionLog : null),
+      commitPoint: () => replica.highWatermark,
+      config: () => served.topicConfig,
+    });
   }
 
   private async closeReplica(h: HeldReplica, removeData: boolean): Promise<void> {
@@ -462,6 +512,9 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reported.delete(k);
+    if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
+    // A running clean of this replica stops before its directory is closed or removed.
+    await this.o.compaction?.remove(k, removeData);
     if (p !== undefined) {
       this.o.replicas.detachOne(h.topic, h.partition);
       await p
@@ -540,6 +593,7 @@ export class ClusterNode {
     await this.lifecycle?.stop();
     this.client.close();
     await this.o.admin.idle();
+    await this.groups.close();
     for (const p of [...this.held.values()]) {
       this.o.replicas.detachOne(p.topic, p.index);
       await p.close().catch(() => undefined);

@@ -118,6 +118,21 @@ export interface KafkaListenerConfig {
   brokers: Peer[];
 }
 
+/** The group coordinator on `__consumer_offsets` (docs/groups.md "The coordinator"). */
+export interface GroupsConfig {
+  /** Partitions of `__consumer_offsets`, fixed when it is created (on first use). */
+  offsetsTopicPartitions: number;
+  /** Its replication factor: at most the live brokers when it is created. */
+  offsetsTopicReplicationFactor: number;
+  /** The committed offsets of an Empty group expire this long after it emptied or committed. */
+  offsetsRetentionMs: number;
+  /** A new group's first rebalance waits this long for more members (Kafka's 3 s). */
+  initialRebalanceDelayMs: number;
+  /** The session timeouts members may ask for (INVALID_SESSION_TIMEOUT outside). */
+  sessionTimeoutMsMin: number;
+  sessionTimeoutMsMax: number;
+}
+
 export interface BrokerConfig {
   /** This broker's node id, >= 1, unique in the cluster. */
   nodeId: number;
@@ -136,6 +151,11 @@ export interface BrokerConfig {
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
   kafka: KafkaListenerConfig;
+  groups: GroupsConfig;
+  /** Broker-wide I/O budget of the log cleaner of compacted topics (bytes read + written). */
+  logCleanerBytesPerSecond: number;
+  /** How often the log cleaner looks for a compacted partition to clean (log-compaction.ts). */
+  logCleanerIntervalMs: number;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -184,6 +204,16 @@ export function defaultConfig(): BrokerConfig {
     autoCreateTopics: false,
     retentionCheckIntervalMs: 30_000,
     kafka: { listen: null, advertised: null, brokers: [] },
+    groups: {
+      offsetsTopicPartitions: 50,
+      offsetsTopicReplicationFactor: 3,
+      offsetsRetentionMs: 7 * 24 * 3600_000,
+      initialRebalanceDelayMs: 3000,
+      sessionTimeoutMsMin: 6000,
+      sessionTimeoutMsMax: 1_800_000,
+    },
+    logCleanerBytesPerSecond: 16 * 1024 * 1024,
+    logCleanerIntervalMs: 15_000,
   };
 }
 
@@ -290,6 +320,8 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   logLevel: enumParser(LOG_LEVELS),
   autoCreateTopics: boolParser,
   retentionCheckIntervalMs: intParser(100, DAY_MS),
+  logCleanerBytesPerSecond: intParser(64 * 1024, 1024 * 1024 * MB),
+  logCleanerIntervalMs: intParser(10, DAY_MS),
   'limits.frameBytesMax': intParser(1024, 1024 * MB),
   'limits.inflightRequestsMax': intParser(1, 100_000),
   'limits.inflightBytesMax': intParser(1024, 4096 * MB),
@@ -324,8 +356,14 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
     parsePeers(key, raw, (k, message) => {
       throw new ConfigError(k, message);
     }),
+  'groups.offsetsTopicPartitions': intParser(1, 10_000),
+  'groups.offsetsTopicReplicationFactor': intParser(1, 100),
+  'groups.offsetsRetentionMs': intParser(1000, 3650 * DAY_MS),
+  'groups.initialRebalanceDelayMs': intParser(0, 300_000),
+  'groups.sessionTimeoutMsMin': intParser(100, 3600_000),
+  'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
 };
-const SECTIONS = ['limits', 'defaults', 'kafka'] as const;
+const SECTIONS = ['limits', 'defaults', 'kafka', 'groups'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
 const OBJECT_LEAVES = new Set([
   'listen',
@@ -569,6 +607,12 @@ export function checkRelations(c: BrokerConfig): void {
     throw new ConfigError(
       'kafka.listen',
       `must differ from listen (${c.listen.host}:${c.listen.port})`,
+    );
+  }
+  if (c.groups.sessionTimeoutMsMin > c.groups.sessionTimeoutMsMax) {
+    throw new ConfigError(
+      'groups.sessionTimeoutMsMin',
+      `must not exceed groups.sessionTimeoutMsMax (${c.groups.sessionTimeoutMsMax})`,
     );
   }
 }

@@ -111,6 +111,10 @@ export const ErrorCode = {
   // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
   LOG_CLEAN_CONFLICT: 1200,
   LOG_CLEANER_BUSY: 1201,
+  // 1260-1269: the group coordinator's shell (packages/broker/src/groups/coordinator*.ts).
+  COORDINATOR_REQUESTS_FULL: 1260,
+  // 1280-1289: compacted topics, the broker's cleaner scheduler (packages/broker/src/log-compaction.ts).
+  LOG_CLEAN_ABORTED: 1280,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -376,6 +380,18 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEANER_BUSY',
     true,
     'a clean of this partition log is already running',
+  ),
+  info(
+    C.COORDINATOR_REQUESTS_FULL,
+    'COORDINATOR_REQUESTS_FULL',
+    true,
+    'the group coordinator holds its maximum number of pending group requests; retry',
+  ),
+  info(
+    C.LOG_CLEAN_ABORTED,
+    'LOG_CLEAN_ABORTED',
+    true,
+    'the clean was stopped because its partition is closing; the next scheduled clean goes on',
   ),
 ];
 

@@ -41,6 +41,17 @@ export const ApiKey = {
   INIT_PRODUCER_ID: 10,
   REPAIR_PARTITION: 11,
   DESCRIBE_CLUSTER: 12,
+  FIND_COORDINATOR: 13,
+  JOIN_GROUP: 14,
+  SYNC_GROUP: 15,
+  HEARTBEAT: 16,
+  LEAVE_GROUP: 17,
+  OFFSET_COMMIT: 18,
+  OFFSET_FETCH: 19,
+  LIST_GROUPS: 20,
+  DESCRIBE_GROUPS: 21,
+  DELETE_GROUPS: 22,
+  OFFSET_DELETE: 23,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -66,6 +77,17 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.INIT_PRODUCER_ID]: { min: 0, max: 0 },
   [ApiKey.REPAIR_PARTITION]: { min: 0, max: 0 },
   [ApiKey.DESCRIBE_CLUSTER]: { min: 0, max: 0 },
+  [ApiKey.FIND_COORDINATOR]: { min: 0, max: 0 },
+  [ApiKey.JOIN_GROUP]: { min: 0, max: 0 },
+  [ApiKey.SYNC_GROUP]: { min: 0, max: 0 },
+  [ApiKey.HEARTBEAT]: { min: 0, max: 0 },
+  [ApiKey.LEAVE_GROUP]: { min: 0, max: 0 },
+  [ApiKey.OFFSET_COMMIT]: { min: 0, max: 0 },
+  [ApiKey.OFFSET_FETCH]: { min: 0, max: 0 },
+  [ApiKey.LIST_GROUPS]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_GROUPS]: { min: 0, max: 0 },
+  [ApiKey.DELETE_GROUPS]: { min: 0, max: 0 },
+  [ApiKey.OFFSET_DELETE]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -340,6 +362,190 @@ export const DescribeClusterResponseSchema = object({
   brokers: array(DescribeClusterBrokerSchema, 10_000),
 });
 
+// --- Consumer groups (issue 10; docs/groups.md) --------------------------------------------------
+// The classic group protocol as Kafka has it (JoinGroup/SyncGroup/Heartbeat/LeaveGroup and the
+// offset APIs), so that both front ends map onto one coordinator state machine: protocol
+// metadata and assignments are opaque bytes here (for protocolType "consumer" they are Kafka's
+// ConsumerProtocolSubscription / ConsumerProtocolAssignment encodings, so native and Kafka
+// members can share a group); the assignor runs in the members' leader. Requests go to the
+// group's coordinator (FindCoordinator); any other broker answers NOT_COORDINATOR, and
+// COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS while the group's partition of
+// `__consumer_offsets` has no leader or is loading. Timeouts travel in milliseconds.
+export const GROUP_ID_LENGTH_MAX = 255;
+const GROUPS_PER_REQUEST_MAX = 1000;
+const GROUP_METADATA_BYTES_MAX = 1024 * 1024;
+const groupId = string(GROUP_ID_LENGTH_MAX);
+const memberId = string(1024);
+const instanceId = nullable(string(GROUP_ID_LENGTH_MAX));
+
+export const FindCoordinatorRequestSchema = object({
+  groupIds: array(groupId, GROUPS_PER_REQUEST_MAX),
+});
+export const FindCoordinatorResponseSchema = object({
+  coordinators: array(
+    object({
+      ...errorFields,
+      groupId,
+      /** -1 with an error. */
+      nodeId: int32(),
+      host: string(1024),
+      port: int(0, 65535),
+    }),
+    GROUPS_PER_REQUEST_MAX,
+  ),
+});
+
+export const JoinGroupRequestSchema = object({
+  groupId,
+  /**
+   * '' for a member joining for the first time: a dynamic member is answered
+   * MEMBER_ID_REQUIRED with its id in `memberId` and joins again with it (KIP-394, always on
+   * for the native protocol); a static member (groupInstanceId set) gets its id at once.
+   */
+  memberId,
+  groupInstanceId: instanceId,
+  protocolType: string(256),
+  protocols: array(object({ name: string(256), metadata: bytes(GROUP_METADATA_BYTES_MAX) }), 64),
+  sessionTimeoutMs: int32(),
+  rebalanceTimeoutMs: int32(),
+  reason: optional(string(4096)),
+  /** The member id's prefix (Kafka's client.id); 'streambus' when absent. */
+  clientId: optional(string(255)),
+});
+export const JoinGroupResponseSchema = object({
+  ...errorFields,
+  generation: int32(),
+  protocolType: string(256),
+  protocolName: string(256),
+  leaderId: memberId,
+  memberId,
+  /** KIP-814: a static leader rejoined a Stable group and must not compute new assignments. */
+  skipAssignment: bool(),
+  /** Every member with its metadata for the chosen protocol: for the leader only. */
+  members: array(
+    object({
+      memberId,
+      groupInstanceId: instanceId,
+      metadata: bytes(GROUP_METADATA_BYTES_MAX),
+    }),
+    10_000,
+  ),
+});
+
+export const SyncGroupRequestSchema = object({
+  groupId,
+  generation: int32(),
+  memberId,
+  groupInstanceId: instanceId,
+  protocolType: optional(string(256)),
+  protocolName: optional(string(256)),
+  /** The leader's assignments; empty from the other members. */
+  assignments: array(object({ memberId, assignment: bytes(GROUP_METADATA_BYTES_MAX) }), 10_000),
+});
+export const SyncGroupResponseSchema = object({
+  ...errorFields,
+  protocolType: string(256),
+  protocolName: string(256),
+  assignment: bytes(GROUP_METADATA_BYTES_MAX),
+});
+
+export const HeartbeatRequestSchema = object({
+  groupId,
+  generation: int32(),
+  memberId,
+  groupInstanceId: instanceId,
+});
+export const HeartbeatResponseSchema = object({ ...errorFields });
+
+export const LeaveGroupRequestSchema = object({
+  groupId,
+  /** memberId '' with a groupInstanceId removes that static member (admin removal, KIP-345). */
+  members: array(
+    object({ memberId, groupInstanceId: instanceId, reason: optional(string(4096)) }),
+    10_000,
+  ),
+});
+export const LeaveGroupResponseSchema = object({
+  ...errorFields,
+  members: array(object({ ...errorFields, memberId, groupInstanceId: instanceId }), 10_000),
+});
+
+export const OffsetCommitRequestSchema = object({
+  groupId,
+  /** -1 with memberId '': a commit from outside the group (admin reset; Empty groups only). */
+  generation: int32(),
+  memberId,
+  groupInstanceId: instanceId,
+  topics: perPartition({ offset: int64(), metadata: nullable(string(4096)) }),
+});
+export const OffsetCommitResponseSchema = object({ topics: perPartitionResult({}) });
+
+export const OffsetFetchRequestSchema = object({
+  groupId,
+  /** null: every committed offset of the group. */
+  topics: nullable(perPartition({})),
+});
+export const OffsetFetchResponseSchema = object({
+  ...errorFields,
+  /** offset -1 and metadata null where nothing is committed. */
+  topics: perPartitionResult({ offset: int64(), metadata: nullable(string(4096)) }),
+});
+
+/**
+ * The groups this broker coordinates (as Kafka's ListGroups: a client lists a cluster's groups
+ * by asking every broker).
+ */
+export const ListGroupsRequestSchema = object({
+  /** Only groups in these states (Empty, PreparingRebalance, CompletingRebalance, Stable). */
+  statesFilter: optional(array(string(64), 16)),
+});
+export const ListGroupsResponseSchema = object({
+  ...errorFields,
+  groups: array(object({ groupId, state: string(64), protocolType: string(256) }), 100_000),
+});
+
+export const DescribeGroupsRequestSchema = object({
+  groupIds: array(groupId, GROUPS_PER_REQUEST_MAX),
+});
+export const DescribeGroupsResponseSchema = object({
+  groups: array(
+    object({
+      ...errorFields,
+      groupId,
+      /** Dead for a group that does not exist (as Kafka answers). */
+      state: string(64),
+      protocolType: string(256),
+      protocolName: string(256),
+      generation: int32(),
+      leaderId: memberId,
+      members: array(
+        object({
+          memberId,
+          groupInstanceId: instanceId,
+          clientId: string(256),
+          metadata: bytes(GROUP_METADATA_BYTES_MAX),
+          assignment: bytes(GROUP_METADATA_BYTES_MAX),
+        }),
+        10_000,
+      ),
+    }),
+    GROUPS_PER_REQUEST_MAX,
+  ),
+});
+
+export const DeleteGroupsRequestSchema = object({
+  groupIds: array(groupId, GROUPS_PER_REQUEST_MAX),
+});
+export const DeleteGroupsResponseSchema = object({
+  groups: array(object({ ...errorFields, groupId }), GROUPS_PER_REQUEST_MAX),
+});
+
+export const OffsetDeleteRequestSchema = object({ groupId, topics: perPartition({}) });
+export const OffsetDeleteResponseSchema = object({
+  ...errorFields,
+  topics: perPartitionResult({}),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -379,6 +585,50 @@ export const MESSAGE_SCHEMAS = {
     request: DescribeClusterRequestSchema,
     response: DescribeClusterResponseSchema,
   },
+  [ApiKey.FIND_COORDINATOR]: {
+    request: FindCoordinatorRequestSchema,
+    response: FindCoordinatorResponseSchema,
+  },
+  [ApiKey.JOIN_GROUP]: {
+    request: JoinGroupRequestSchema,
+    response: JoinGroupResponseSchema,
+  },
+  [ApiKey.SYNC_GROUP]: {
+    request: SyncGroupRequestSchema,
+    response: SyncGroupResponseSchema,
+  },
+  [ApiKey.HEARTBEAT]: {
+    request: HeartbeatRequestSchema,
+    response: HeartbeatResponseSchema,
+  },
+  [ApiKey.LEAVE_GROUP]: {
+    request: LeaveGroupRequestSchema,
+    response: LeaveGroupResponseSchema,
+  },
+  [ApiKey.OFFSET_COMMIT]: {
+    request: OffsetCommitRequestSchema,
+    response: OffsetCommitResponseSchema,
+  },
+  [ApiKey.OFFSET_FETCH]: {
+    request: OffsetFetchRequestSchema,
+    response: OffsetFetchResponseSchema,
+  },
+  [ApiKey.LIST_GROUPS]: {
+    request: ListGroupsRequestSchema,
+    response: ListGroupsResponseSchema,
+  },
+  [ApiKey.DESCRIBE_GROUPS]: {
+    request: DescribeGroupsRequestSchema,
+    response: DescribeGroupsResponseSchema,
+  },
+  [ApiKey.DELETE_GROUPS]: {
+    request: DeleteGroupsRequestSchema,
+    response: DeleteGroupsResponseSchema,
+  },
+  [ApiKey.OFFSET_DELETE]: {
+    request: OffsetDeleteRequestSchema,
+    response: OffsetDeleteResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -412,6 +662,28 @@ export type RepairPartitionRequest = RequestOf<typeof ApiKey.REPAIR_PARTITION>;
 export type RepairPartitionResponse = ResponseOf<typeof ApiKey.REPAIR_PARTITION>;
 export type DescribeClusterRequest = RequestOf<typeof ApiKey.DESCRIBE_CLUSTER>;
 export type DescribeClusterResponse = ResponseOf<typeof ApiKey.DESCRIBE_CLUSTER>;
+export type FindCoordinatorRequest = RequestOf<typeof ApiKey.FIND_COORDINATOR>;
+export type FindCoordinatorResponse = ResponseOf<typeof ApiKey.FIND_COORDINATOR>;
+export type JoinGroupRequest = RequestOf<typeof ApiKey.JOIN_GROUP>;
+export type JoinGroupResponse = ResponseOf<typeof ApiKey.JOIN_GROUP>;
+export type SyncGroupRequest = RequestOf<typeof ApiKey.SYNC_GROUP>;
+export type SyncGroupResponse = ResponseOf<typeof ApiKey.SYNC_GROUP>;
+export type HeartbeatRequest = RequestOf<typeof ApiKey.HEARTBEAT>;
+export type HeartbeatResponse = ResponseOf<typeof ApiKey.HEARTBEAT>;
+export type LeaveGroupRequest = RequestOf<typeof ApiKey.LEAVE_GROUP>;
+export type LeaveGroupResponse = ResponseOf<typeof ApiKey.LEAVE_GROUP>;
+export type OffsetCommitRequest = RequestOf<typeof ApiKey.OFFSET_COMMIT>;
+export type OffsetCommitResponse = ResponseOf<typeof ApiKey.OFFSET_COMMIT>;
+export type OffsetFetchRequest = RequestOf<typeof ApiKey.OFFSET_FETCH>;
+export type OffsetFetchResponse = ResponseOf<typeof ApiKey.OFFSET_FETCH>;
+export type ListGroupsRequest = RequestOf<typeof ApiKey.LIST_GROUPS>;
+export type ListGroupsResponse = ResponseOf<typeof ApiKey.LIST_GROUPS>;
+export type DescribeGroupsRequest = RequestOf<typeof ApiKey.DESCRIBE_GROUPS>;
+export type DescribeGroupsResponse = ResponseOf<typeof ApiKey.DESCRIBE_GROUPS>;
+export type DeleteGroupsRequest = RequestOf<typeof ApiKey.DELETE_GROUPS>;
+export type DeleteGroupsResponse = ResponseOf<typeof ApiKey.DELETE_GROUPS>;
+export type OffsetDeleteRequest = RequestOf<typeof ApiKey.OFFSET_DELETE>;
+export type OffsetDeleteResponse = ResponseOf<typeof ApiKey.OFFSET_DELETE>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
