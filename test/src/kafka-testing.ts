@@ -42,6 +42,13 @@ export async function startKafkaBroker(dataDir: string): Promise<Broker> {
       http: null,
       logLevel: (process.env.SB_TEST_LOG as 'info' | undefined) ?? 'silent',
       kafka: { listen: { host: '127.0.0.1', port: 0 }, advertised: null, brokers: [] },
+      // Small and quick for tests: few __consumer_offsets partitions, a short first rebalance.
+      groups: {
+        ...defaultConfig().groups,
+        offsetsTopicPartitions: 2,
+        offsetsTopicReplicationFactor: 1,
+        initialRebalanceDelayMs: 100,
+      },
     },
     { cluster: true },
   );

@@ -4,11 +4,8 @@
 //
 // CreatePartitions is advertised although the native path cannot add partitions: a Kafka
 // client then gets a per-topic POLICY_VIOLATION saying so, clearer than an unsupported API.
-// Left out until they are implemented: SaslHandshake and SaslAuthenticate (no security yet),
-// and the group APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-// DescribeGroups, ListGroups, DeleteGroups) until the group coordinator lands. FindCoordinator IS advertised, because
-// librdkafka 2.0.2 enables lz4 only when FindCoordinator v0 is (§1.3); it answers
-// COORDINATOR_NOT_AVAILABLE (a retriable error) until the coordinator exists.
+// The group APIs run on the group coordinator (group-handlers.ts). Left out until they are
+// implemented: SaslHandshake and SaslAuthenticate (no security yet) and transactions.
 import { kafka } from '@streambus/protocol';
 
 export type ApiRange = kafka.ApiRange;
@@ -31,6 +28,15 @@ const IMPLEMENTED: ReadonlySet<number> = new Set([
   K.IncrementalAlterConfigs,
   K.DescribeCluster,
   K.CreatePartitions,
+  K.OffsetCommit,
+  K.OffsetFetch,
+  K.JoinGroup,
+  K.Heartbeat,
+  K.LeaveGroup,
+  K.SyncGroup,
+  K.DescribeGroups,
+  K.ListGroups,
+  K.DeleteGroups,
 ]);
 
 /** The advertised set, sorted by key. */

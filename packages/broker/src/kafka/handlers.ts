@@ -1,8 +1,8 @@
 // The Kafka APIs, each translated into the request of the native handler family that does the
 // same work (handlers/*.ts) and its answer translated back: produce, fetch, offsets, topics and
 // configs run through the very functions the native listener calls, so both protocols share
-// storage, idempotence, acks, long-polling, the controller and every bound. What is Kafka's
-// alone lives here: field names and versions, the error map (kafkaErrorCode, one table), the
+// storage, idempotence, acks, long-polling, the controller and every bound (the group APIs:
+// group-handlers.ts, onto the group coordinator). What is Kafka's alone lives here: field names and versions, the error map (kafkaErrorCode, one table), the
 // advertised Kafka addresses in Metadata, AlterConfigs' replace-all meaning.
 import { ErrorCode, kafka, StreamBusError } from '@streambus/protocol';
 import type { HostPort } from '../config.js';
@@ -14,6 +14,18 @@ import { deleteRecords, listOffsets } from '../handlers/offsets.js';
 import { initProducerId, produce } from '../handlers/produce.js';
 import { alterConfigs, createTopics, deleteTopics, describeConfigs } from '../handlers/topics.js';
 import type { ApiRange } from './advertised.js';
+import {
+  kafkaDeleteGroups,
+  kafkaDescribeGroups,
+  kafkaFindCoordinator,
+  kafkaHeartbeat,
+  kafkaJoinGroup,
+  kafkaLeaveGroup,
+  kafkaListGroups,
+  kafkaOffsetCommit,
+  kafkaOffsetFetch,
+  kafkaSyncGroup,
+} from './group-handlers.js';
 import type { KafkaFrame } from './kafka-wire.js';
 
 /** What the Kafka handlers see: the native handlers' context plus the Kafka addresses. */
@@ -84,14 +96,25 @@ export async function handleKafkaRequest(
     case 'InitProducerId':
       return out('InitProducerId', await kafkaInitProducerId(k.b, req.body));
     case 'FindCoordinator':
-      return out('FindCoordinator', {
-        throttleTimeMs: 0,
-        errorCode: ErrorCode.COORDINATOR_NOT_AVAILABLE,
-        errorMessage: 'consumer groups are not available on the Kafka listener yet',
-        nodeId: -1,
-        host: '',
-        port: -1,
-      });
+      return out('FindCoordinator', await kafkaFindCoordinator(k, req.body));
+    case 'JoinGroup':
+      return out('JoinGroup', await kafkaJoinGroup(k, req.body, v, req.header.clientId));
+    case 'SyncGroup':
+      return out('SyncGroup', await kafkaSyncGroup(k, req.body));
+    case 'Heartbeat':
+      return out('Heartbeat', await kafkaHeartbeat(k, req.body));
+    case 'LeaveGroup':
+      return out('LeaveGroup', await kafkaLeaveGroup(k, req.body));
+    case 'OffsetCommit':
+      return out('OffsetCommit', await kafkaOffsetCommit(k, req.body));
+    case 'OffsetFetch':
+      return out('OffsetFetch', await kafkaOffsetFetch(k, req.body));
+    case 'ListGroups':
+      return out('ListGroups', await kafkaListGroups(k));
+    case 'DescribeGroups':
+      return out('DescribeGroups', await kafkaDescribeGroups(k, req.body));
+    case 'DeleteGroups':
+      return out('DeleteGroups', await kafkaDeleteGroups(k, req.body));
     case 'CreateTopics':
       return out('CreateTopics', await kafkaCreateTopics(k.b, req.body));
     case 'DeleteTopics':

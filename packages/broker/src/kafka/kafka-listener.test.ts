@@ -71,6 +71,12 @@ describe('the Kafka listener', () => {
           advertised: { host: 'kafka-1.example', port: 19092 },
           brokers: [{ id: 2, host: 'kafka-2.example', port: 19093 }],
         },
+        groups: {
+          ...defaultConfig().groups,
+          offsetsTopicPartitions: 2,
+          offsetsTopicReplicationFactor: 1,
+          initialRebalanceDelayMs: 100,
+        },
       },
       { logger, cluster: true },
     );
@@ -116,15 +122,16 @@ describe('the Kafka listener', () => {
       maxVersion: 7,
     });
     expect(keys).toContain(kafka.ApiKey.FindCoordinator);
-    // Not implemented, so not advertised: SASL, group membership.
-    for (const k of [
-      kafka.ApiKey.SaslHandshake,
-      kafka.ApiKey.SaslAuthenticate,
-      kafka.ApiKey.JoinGroup,
-      kafka.ApiKey.OffsetCommit,
-    ]) {
+    // Not implemented, so not advertised: SASL (no security yet).
+    for (const k of [kafka.ApiKey.SaslHandshake, kafka.ApiKey.SaslAuthenticate]) {
       expect(keys).not.toContain(k);
     }
+    // The group APIs, on the group coordinator, at the §1.2 ranges.
+    expect(r.apiKeys.find((a) => a.apiKey === kafka.ApiKey.JoinGroup)).toMatchObject({
+      minVersion: 0,
+      maxVersion: 5,
+    });
+    expect(keys).toContain(kafka.ApiKey.OffsetCommit);
     const v2 = await c.request('ApiVersions', 2, {
       clientSoftwareName: '',
       clientSoftwareVersion: '',
@@ -445,10 +452,59 @@ describe('the Kafka listener', () => {
     expect(v.errorCode).toBe(0);
   });
 
-  it('FindCoordinator answers COORDINATOR_NOT_AVAILABLE until groups land', async () => {
+  it("FindCoordinator answers the coordinator's advertised Kafka address", async () => {
     const c = await client();
-    const r = await c.request('FindCoordinator', 2, { key: 'g', keyType: 0 });
-    expect(r.errorCode).toBe(ErrorCode.COORDINATOR_NOT_AVAILABLE);
+    const r = await until('a coordinator', async () => {
+      const x = await c.request('FindCoordinator', 2, { key: 'g', keyType: 0 });
+      return x.errorCode === 0 ? x : undefined;
+    });
+    expect(r).toMatchObject({ nodeId: 1, host: 'kafka-1.example', port: 19092 });
+    const v0 = await c.request('FindCoordinator', 0, { key: 'g', keyType: 0 });
+    expect(v0).toMatchObject({ errorCode: 0, nodeId: 1, port: 19092 });
+    // Transactions are not supported: no transaction coordinator.
+    const txn = await c.request('FindCoordinator', 1, { key: 'tx', keyType: 1 });
+    expect(txn.errorCode).toBe(ErrorCode.COORDINATOR_NOT_AVAILABLE);
+  });
+
+  it('JoinGroup below v4 gets a member id at once (no MEMBER_ID_REQUIRED round trip); v5 gets 79 first', async () => {
+    const c = await client('old-joiner');
+    const join = (version: number, memberId: string) =>
+      c.request('JoinGroup', version, {
+        groupId: `old-${version}`,
+        sessionTimeoutMs: 10_000,
+        rebalanceTimeoutMs: 10_000,
+        memberId,
+        groupInstanceId: null,
+        protocolType: 'consumer',
+        protocols: [{ name: 'range', metadata: Buffer.from([0, 1]) }],
+      });
+    const v3 = await until('a coordinator for v3', async () => {
+      const r = await join(3, '');
+      // Retriable while __consumer_offsets is created and its partitions get leaders.
+      const retriable: number[] = [
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+      ];
+      return retriable.includes(r.errorCode) ? undefined : r;
+    });
+    expect(v3.errorCode).toBe(0);
+    expect(v3.memberId).toMatch(/^old-joiner-/);
+    expect(v3.leader).toBe(v3.memberId);
+    const first = await join(5, '');
+    expect(first.errorCode).toBe(ErrorCode.MEMBER_ID_REQUIRED);
+    const second = await join(5, first.memberId);
+    expect(second).toMatchObject({ errorCode: 0, memberId: first.memberId });
+    const hb = await c.request('Heartbeat', 3, {
+      groupId: 'old-5',
+      generationId: second.generationId,
+      memberId: second.memberId,
+      groupInstanceId: null,
+    });
+    // The leader has not synced yet: Kafka answers REBALANCE_IN_PROGRESS (or 0 once stable).
+    expect([0, ErrorCode.REBALANCE_IN_PROGRESS]).toContain(hb.errorCode);
+    const leave = await c.request('LeaveGroup', 1, { groupId: 'old-5', memberId: second.memberId });
+    expect(leave.errorCode).toBe(0);
   });
 
   it('a refused request closes its own connection only, logged with the client id', async () => {
@@ -468,20 +524,12 @@ describe('the Kafka listener', () => {
         },
       },
       {
-        name: 'an API that is not advertised (JoinGroup)',
+        name: 'an API that is not advertised (SaslHandshake)',
         frame: () =>
           kafka.encodeRequest(
-            'JoinGroup',
-            { apiVersion: 5, correlationId: 5, clientId: 'bad' },
-            {
-              groupId: 'g',
-              sessionTimeoutMs: 10_000,
-              rebalanceTimeoutMs: 10_000,
-              memberId: '',
-              groupInstanceId: null,
-              protocolType: 'consumer',
-              protocols: [],
-            },
+            'SaslHandshake',
+            { apiVersion: 1, correlationId: 5, clientId: 'bad' },
+            { mechanism: 'PLAIN' },
           ),
       },
       {
