@@ -101,15 +101,27 @@ export async function kafkaJoinGroup(
   };
 }
 
+/** The member a SyncGroup or Heartbeat speaks for, in the native requests' terms. */
+function memberOf(req: {
+  groupId: string;
+  generationId: number;
+  memberId: string;
+  groupInstanceId: string | null;
+}) {
+  return {
+    groupId: req.groupId,
+    generation: req.generationId,
+    memberId: req.memberId,
+    groupInstanceId: req.groupInstanceId,
+  };
+}
+
 export async function kafkaSyncGroup(
   k: KafkaContext,
   req: Req<'SyncGroup'>,
 ): Promise<Res<'SyncGroup'>> {
   const r = await syncGroup(k.b, {
-    groupId: req.groupId,
-    generation: req.generationId,
-    memberId: req.memberId,
-    groupInstanceId: req.groupInstanceId,
+    ...memberOf(req),
     assignments: req.assignments.map((a) => ({
       memberId: a.memberId,
       assignment: Buffer.from(a.assignment),
@@ -122,12 +134,7 @@ export async function kafkaHeartbeat(
   k: KafkaContext,
   req: Req<'Heartbeat'>,
 ): Promise<Res<'Heartbeat'>> {
-  const r = await heartbeat(k.b, {
-    groupId: req.groupId,
-    generation: req.generationId,
-    memberId: req.memberId,
-    groupInstanceId: req.groupInstanceId,
-  });
+  const r = await heartbeat(k.b, memberOf(req));
   return { throttleTimeMs: 0, errorCode: wire(r.errorCode) };
 }
 
