@@ -28,9 +28,15 @@ export async function driveFrames(
   frames: readonly Buffer[],
   count: number,
   inflightMax: number,
-  options: { recordLatency?: boolean; onAnswer?: (body: Buffer) => void } = {},
+  options: {
+    recordLatency?: boolean;
+    onAnswer?: (body: Buffer) => void;
+    /** Splits the answer stream into answer frames (default: native frames, their bodies). */
+    answers?: (chunk: Buffer) => Buffer[];
+  } = {},
 ): Promise<DriveResult> {
   const parser = new FrameParser({ frameBytesMax: 256 * 1024 * 1024 });
+  const split = options.answers ?? ((chunk: Buffer) => parser.push(chunk).map((f) => f.body));
   const sentAt: number[] = [];
   const latenciesMs: number[] = [];
   let sent = 0;
@@ -55,10 +61,10 @@ export async function driveFrames(
       if (corked) socket.uncork();
     };
     socket.on('data', (chunk: Buffer) => {
-      let got: ReturnType<FrameParser['push']>;
+      let got: Buffer[];
       try {
-        got = parser.push(chunk);
-        for (const f of got) options.onAnswer?.(f.body);
+        got = split(chunk);
+        for (const body of got) options.onAnswer?.(body);
       } catch (err) {
         fail(err);
         return;

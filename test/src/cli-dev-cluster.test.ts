@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { kafkaListener } from '@streambus/broker';
 import {
   ApiKey,
   type ApiVersionsResponse,
@@ -57,7 +58,19 @@ async function startDev(n: number): Promise<Dev> {
   const dir = tempDir('streambus-dev-cluster-');
   const child = spawn(
     process.execPath,
-    [CLI_BIN, 'dev', '--nodes', String(n), '--data-dir', dir, '--log-level', 'warn'],
+    // Kafka ports chosen free (--kafka-port 0): 9092.. may be taken on a shared machine.
+    [
+      CLI_BIN,
+      'dev',
+      '--nodes',
+      String(n),
+      '--data-dir',
+      dir,
+      '--log-level',
+      'warn',
+      '--kafka-port',
+      '0',
+    ],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -139,6 +152,28 @@ describe('streambus dev --nodes', () => {
     expect(dev.stdout()).toContain(
       `--bootstrap ${dev.nodes.map((x) => `127.0.0.1:${x.port}`).join(',')}`,
     );
+    // Each broker's Kafka listener, printed; any of them lists all three at those addresses.
+    const kafka = /^Kafka listeners \(kafkajs, kcat, confluent-kafka\): (\S+)$/m
+      .exec(dev.stdout())?.[1]
+      ?.split(',');
+    expect(kafka).toHaveLength(3);
+    const kafkaPorts = kafka!.map((a) => Number(a.split(':')[1]));
+    const c = await kafkaListener.KafkaRawClient.connect(kafkaPorts[0]!);
+    try {
+      const deadline = Date.now() + 20_000;
+      let brokers: Array<{ nodeId: number; port: number }> = [];
+      while (brokers.length < 3 && Date.now() < deadline) {
+        const md = await c.request('Metadata', 4, { topics: [], allowAutoTopicCreation: false });
+        brokers = md.brokers.map((x) => ({ nodeId: x.nodeId, port: x.port }));
+        if (brokers.length < 3) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(brokers.sort((x, y) => x.nodeId - y.nodeId)).toEqual(
+        kafkaPorts.map((port, i) => ({ nodeId: i + 1, port })),
+      );
+    } finally {
+      await c.close();
+    }
+    expect(dev.stdout()).toContain(`kcat -b ${kafka!.join(',')} -L`);
     dev.child.kill('SIGINT');
     expect(await within(dev.exit, 20_000, 'stopping')).toBe(0);
     expect(dev.stdout()).toMatch(/stopping\.\.\.\nstopped\n$/);
@@ -163,6 +198,11 @@ describe('streambus dev --nodes', () => {
       [['--nodes', '10'], /^streambus: --nodes: expected an integer in 1\.\.9, got '10'$/],
       [['--nodes', '2', '--listen', '127.0.0.1:7070'], /^streambus: --listen sets one broker's/],
       [['--port', '9000'], /^streambus: --port needs --nodes/],
+      [['--kafka-port', '9000'], /^streambus: --kafka-port needs --nodes/],
+      [
+        ['--nodes', '2', '--kafka-listen', '127.0.0.1:9092'],
+        /^streambus: --kafka-listen sets one broker's/,
+      ],
     ];
     const dir = tempDir('streambus-dev-cluster-');
     const runs = await Promise.all(cases.map(([a]) => runCli(['dev', ...a, '--data-dir', dir])));

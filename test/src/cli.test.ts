@@ -141,7 +141,18 @@ describe('streambus dev', () => {
     const dir = tempDir();
     const child = spawn(
       process.execPath,
-      [CLI_BIN, 'dev', '--data-dir', dir, '--listen', '127.0.0.1:0', '--http', 'off'],
+      [
+        CLI_BIN,
+        'dev',
+        '--data-dir',
+        dir,
+        '--listen',
+        '127.0.0.1:0',
+        '--http',
+        'off',
+        '--kafka-listen',
+        '127.0.0.1:0',
+      ],
       {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -165,6 +176,10 @@ describe('streambus dev', () => {
         `streambus topic create demo --partitions 3 --bootstrap 127.0.0.1:${port}`,
       );
       expect(out).toContain('consume demo --from-beginning');
+      // The Kafka listener, on the port it was given (0: a free one), printed with a kcat line.
+      const kafka = /Kafka listener on (127\.0\.0\.1:\d+) /.exec(out)?.[1];
+      expect(kafka, out).toBeDefined();
+      expect(out).toContain(`kcat -b ${kafka} -L`);
       const r = await runCli(['topic', 'create', 'dev-topic', '--bootstrap', `127.0.0.1:${port}`]);
       expect(r.code).toBe(0);
       // The banner's commands run from here without pnpm: the repository's ./streambus launcher.

@@ -54,6 +54,8 @@ export interface TestClusterOptions {
   readonly network?: ClusterNetwork;
   /** Extra `broker start` flags for every broker. */
   readonly brokerArgs?: readonly string[];
+  /** Extra `broker start` flags for broker `id` alone (after brokerArgs). */
+  readonly nodeArgs?: (id: number) => readonly string[];
   /** Extra environment (STREAMBUS_* settings) for every broker. */
   readonly env?: Readonly<Record<string, string>>;
   /** Node flags before the script (e.g. --cpu-prof). */
@@ -385,6 +387,7 @@ export class TestCluster {
           '--log-level',
           options.logLevel ?? 'warn',
           ...(options.brokerArgs ?? []),
+          ...(options.nodeArgs?.(id) ?? []),
         ];
         const runner: [string, string[]] = netns
           ? (netns.command(id, process.execPath, []) as [string, string[]])

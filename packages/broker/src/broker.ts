@@ -31,6 +31,7 @@ import { FirstBytesRouter } from './first-bytes.js';
 import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
+import { KafkaListener } from './kafka/listener.js';
 import { LogCompaction } from './log-compaction.js';
 import { BrokerMetrics } from './metrics.js';
 import { ReplicaManager } from './replica-manager.js';
@@ -60,7 +61,8 @@ export class Broker {
   readonly config: BrokerConfig;
   readonly logger: Logger;
   readonly metrics: BrokerMetrics;
-  private readonly connections = new Set<Connection>();
+  // biome-ignore lint/suspicious/noExplicitAny: native and Kafka connections (connection.ts rule 10)
+  private readonly connections = new Set<Connection<any>>();
   /** Broker-wide inbound-frame and outbound-response byte budgets (connection.ts). */
   private readonly budgets: BrokerBudgets;
   /** The broker's one FileSystem (storage-log.ts): replica logs, Raft files, the metadata log. */
@@ -75,6 +77,7 @@ export class Broker {
   private router: FirstBytesRouter | null = null;
   private server: Server | null = null;
   private httpServer: ReturnType<typeof createAdminServer> | null = null;
+  private kafka: KafkaListener | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private ready = false;
@@ -138,6 +141,11 @@ export class Broker {
     return this._httpAddress;
   }
 
+  /** The Kafka listener's bound address; null when `kafka.listen` is not configured. */
+  get kafkaAddress(): HostPort | null {
+    return this.kafka?.address ?? null;
+  }
+
   private async startUp(): Promise<void> {
     const started = Date.now();
     if (this.realDisk) await prepareDataDir(this.config.dataDir);
@@ -175,6 +183,16 @@ export class Broker {
     this.server.maxConnections = this.config.limits.connectionsMax;
     this.server.on('drop', () => this.metrics.connectionsRejected.inc());
     this._address = await listen(this.server, this.config.listen, LISTENER_NAMES.native);
+    const kafkaListen = this.config.kafka?.listen ?? null;
+    if (kafkaListen !== null) {
+      const options = {
+        b: context,
+        budgets: this.budgets,
+        connections: this.connections,
+        accepting: () => this.closing === null,
+      };
+      this.kafka = await KafkaListener.start(options, kafkaListen);
+    }
     if (this.config.http !== null) {
       this.httpServer = createAdminServer(this.metrics.registry, () => this.readiness());
       this._httpAddress = await listen(this.httpServer, this.config.http, LISTENER_NAMES.http);
@@ -219,6 +237,7 @@ export class Broker {
       {
         port: this._address.port,
         httpPort: this._httpAddress?.port ?? null,
+        kafkaPort: this.kafka?.address.port ?? null,
         topics: cluster.state.topics.size,
         cluster: { voters: cluster.voters },
         offlinePartitions: this.readiness().offlinePartitionCount,
@@ -287,7 +306,10 @@ export class Broker {
     this.ready = false;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
-    const serverClosed = this.server ? closeServer(this.server) : Promise.resolve();
+    const serverClosed = Promise.all([
+      this.server ? closeServer(this.server) : Promise.resolve(),
+      this.kafka?.close(),
+    ]);
     // Parked fetches answer now with what they have; acks=all produces waiting for a flush get it.
     this.replicas.wakeAll();
     await this.replicas.flushAll();

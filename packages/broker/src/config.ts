@@ -101,6 +101,23 @@ export interface TopicDefaults {
   timestampSkewMsMax: number;
 }
 
+/**
+ * The Kafka wire-protocol listener (packages/broker/src/kafka/, docs/kafka-listener.md). Off
+ * unless `listen` is set.
+ */
+export interface KafkaListenerConfig {
+  /** Where Kafka clients connect; null: no Kafka listener. */
+  listen: HostPort | null;
+  /** The address Metadata gives clients for this broker; null: `listen` (0.0.0.0 as 127.0.0.1). */
+  advertised: HostPort | null;
+  /**
+   * The advertised Kafka addresses of the other brokers, by node id (`ID@HOST:PORT,...`): what
+   * Metadata lists for them. A broker missing here is left out of Metadata, and partitions it
+   * leads answer LEADER_NOT_AVAILABLE (clients retry).
+   */
+  brokers: Peer[];
+}
+
 /** The group coordinator on `__consumer_offsets` (docs/groups.md "The coordinator"). */
 export interface GroupsConfig {
   /** Partitions of `__consumer_offsets`, fixed when it is created (on first use). */
@@ -133,6 +150,7 @@ export interface BrokerConfig {
   autoCreateTopics: boolean;
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
+  kafka: KafkaListenerConfig;
   groups: GroupsConfig;
   /** Broker-wide I/O budget of the log cleaner of compacted topics (bytes read + written). */
   logCleanerBytesPerSecond: number;
@@ -185,6 +203,7 @@ export function defaultConfig(): BrokerConfig {
     },
     autoCreateTopics: false,
     retentionCheckIntervalMs: 30_000,
+    kafka: { listen: null, advertised: null, brokers: [] },
     groups: {
       offsetsTopicPartitions: 50,
       offsetsTopicReplicationFactor: 3,
@@ -331,6 +350,12 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'defaults.retentionMs': intParser(-1, Number.MAX_SAFE_INTEGER),
   'defaults.maxMessageBytes': intParser(64, 1024 * MB),
   'defaults.timestampSkewMsMax': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'kafka.listen': httpParser,
+  'kafka.advertised': httpParser,
+  'kafka.brokers': (key, raw) =>
+    parsePeers(key, raw, (k, message) => {
+      throw new ConfigError(k, message);
+    }),
   'groups.offsetsTopicPartitions': intParser(1, 10_000),
   'groups.offsetsTopicReplicationFactor': intParser(1, 100),
   'groups.offsetsRetentionMs': intParser(1000, 3650 * DAY_MS),
@@ -338,9 +363,16 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'groups.sessionTimeoutMsMin': intParser(100, 3600_000),
   'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
 };
-const SECTIONS = ['limits', 'defaults', 'groups'] as const;
+const SECTIONS = ['limits', 'defaults', 'kafka', 'groups'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
-const OBJECT_LEAVES = new Set(['listen', 'http', 'peers']);
+const OBJECT_LEAVES = new Set([
+  'listen',
+  'http',
+  'peers',
+  'kafka.listen',
+  'kafka.advertised',
+  'kafka.brokers',
+]);
 
 function camelToSnake(s: string): string {
   return s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
@@ -416,6 +448,9 @@ const FLAG_ALIASES: Readonly<Record<string, string>> = {
   'node-id': 'nodeId',
   'log-level': 'logLevel',
   'auto-create-topics': 'autoCreateTopics',
+  'kafka-listen': 'kafka.listen',
+  'kafka-advertised': 'kafka.advertised',
+  'kafka-brokers': 'kafka.brokers',
 };
 
 function readFileSource(file: string): Map<string, unknown> {
@@ -566,6 +601,13 @@ export function checkRelations(c: BrokerConfig): void {
     c.http.host === c.listen.host
   ) {
     throw new ConfigError('http', `must differ from listen (${c.listen.host}:${c.listen.port})`);
+  }
+  const k = c.kafka?.listen;
+  if (k && k.port !== 0 && k.port === c.listen.port && k.host === c.listen.host) {
+    throw new ConfigError(
+      'kafka.listen',
+      `must differ from listen (${c.listen.host}:${c.listen.port})`,
+    );
   }
   if (c.groups.sessionTimeoutMsMin > c.groups.sessionTimeoutMsMax) {
     throw new ConfigError(

@@ -32,6 +32,9 @@
 //      At `outboundBytesMax` the connection stops reading; a fetch reserves its reads in
 //      advance (`reserveResponseBytes`) and reads less, or nothing, when either bound is spent.
 //      A peer that takes none of its responses for `frameStallTimeoutMs` is closed.
+//  10. The wire format is a `Wire` (framing, the checks before dispatch, how a failed request
+//      and a refused stream are answered): the native one (NATIVE_WIRE, below) by default, the
+//      Kafka listener's (kafka/kafka-wire.ts) for Kafka clients. Rules 1-9 hold for both.
 import type { Socket } from 'node:net';
 import {
   API_NAMES,
@@ -74,13 +77,41 @@ export interface RequestContext {
 export type Response = Buffer | readonly Buffer[];
 
 /** Returns the encoded response frame, or null for a request that is not answered. */
-export type RequestHandler = (
-  frame: Frame,
+export type RequestHandler<F = Frame> = (
+  frame: F,
   ctx: RequestContext,
 ) => Response | null | Promise<Response | null>;
 
-interface Slot {
-  readonly header: FrameHeader;
+/** Splits a connection's byte stream into frames (bounded; throws a typed error when refused). */
+export interface WireParser<F> {
+  push(chunk: Buffer): F[];
+  /** Bytes held for the incomplete frame (0 between frames). */
+  readonly pendingBytes: number;
+  /** The incomplete frame's declared size (0 between frames). */
+  readonly pendingFrameBytes: number;
+}
+
+/** One connection's wire format: everything connection.ts needs to know of what a frame is. */
+export interface WireCodec<F> {
+  readonly parser: WireParser<F>;
+  /** Checks a frame before its handler runs (throws a typed error); returns the bytes to charge. */
+  admit(frame: F): number;
+  /** The answer to a request that failed as a whole; `close`: close the connection after it. */
+  failure(frame: F, err: StreamBusError): { response: Response | null; close: boolean };
+  /** What to send before closing a stream the parser refused (`unparsed`: its unread bytes). */
+  refused(unparsed: Buffer, err: StreamBusError): Response | null;
+  /** False for a request that never gets an answer (native NO_RESPONSE, Kafka acks=0). */
+  expectsResponse(frame: F): boolean;
+  /** The metrics label of the frame's API. */
+  apiName(frame: F): string;
+  /** Fields for a log line about the frame (the API, and the client id where the wire has one). */
+  logFields(frame: F): Record<string, unknown>;
+}
+
+export type Wire<F> = (limits: BrokerLimits) => WireCodec<F>;
+
+interface Slot<F = unknown> {
+  readonly header: F;
   readonly startNs: bigint;
   readonly startMs: number;
   /** Charged to inflightBytes: the frame and its body's estimated decoded size. */
@@ -98,7 +129,8 @@ interface Slot {
 /** The handler's view of one request: the connection's signal plus the slot's reservations. */
 class SlotContext implements RequestContext {
   constructor(
-    private readonly conn: Connection,
+    // biome-ignore lint/suspicious/noExplicitAny: any wire's connection
+    private readonly conn: Connection<any>,
     private readonly slot: Slot,
   ) {}
   get signal(): AbortSignal {
@@ -129,13 +161,65 @@ const CLOSE_LINGER_MS = 2000;
 /** Request bodies nest at most 5 deep (messages.ts); deeper is hostile. */
 const REQUEST_DEPTH_MAX = 16;
 
-export class Connection {
+/** The native protocol's wire: frames of wire/frame.ts, msgpack bodies pre-scanned (rule 7). */
+export const NATIVE_WIRE: Wire<Frame> = (limits) => {
+  const scanLimits: MsgpackLimits = {
+    ...MSGPACK_LIMITS_DEFAULT,
+    depthMax: REQUEST_DEPTH_MAX,
+    decodedBytesMax: Math.min(limits.requestDecodedBytesMax, limits.inflightBytesMax),
+  };
+  return {
+    parser: new FrameParser({ frameBytesMax: limits.frameBytesMax }),
+    admit(frame) {
+      // Rule 7: refuse a hostile body before anything decodes it; charge its decoded size.
+      checkApiVersion(frame.apiKey, frame.apiVersion);
+      const shape = scanMsgpack(frame.body, scanLimits, API_NAMES[frame.apiKey]);
+      return FRAME_HEADER_BYTES + frame.body.length + shape.decodedBytes;
+    },
+    failure(frame, err) {
+      if ((frame.flags & FrameFlag.NO_RESPONSE) !== 0) return { response: null, close: false };
+      return { response: encodeErrorResponse(frame, err), close: false };
+    },
+    refused(unparsed, err) {
+      const header = findRefusedHeader(unparsed, limits.frameBytesMax);
+      return header === null ? null : encodeErrorResponse(header, err);
+    },
+    expectsResponse: (frame) => (frame.flags & FrameFlag.NO_RESPONSE) === 0,
+    apiName: (frame) => API_NAMES[frame.apiKey] ?? 'unknown',
+    logFields: (frame) => ({ apiKey: frame.apiKey }),
+  };
+};
+
+/** Walks frame boundaries to the first header the parser would refuse (flags masked to valid bits). */
+function findRefusedHeader(buf: Buffer, frameBytesMax: number): FrameHeader | null {
+  let pos = 0;
+  while (pos + FRAME_HEADER_BYTES <= buf.length) {
+    const length = buf.readUInt32BE(pos);
+    const flags = buf.readUInt16BE(pos + 12);
+    if (
+      length < FRAME_HEADER_BYTES - 4 ||
+      4 + length > frameBytesMax ||
+      (flags & ~KNOWN_FLAGS) !== 0
+    ) {
+      return {
+        apiKey: buf.readUInt16BE(pos + 4),
+        apiVersion: buf.readUInt16BE(pos + 6),
+        correlationId: buf.readUInt32BE(pos + 8),
+        flags: 0,
+      };
+    }
+    pos += 4 + length;
+  }
+  return null;
+}
+
+export class Connection<F = Frame> {
   readonly remote: string;
-  private readonly parser: FrameParser;
+  private readonly codec: WireCodec<F>;
+  private readonly parser: WireParser<F>;
   private readonly abort = new AbortController();
-  private readonly slots: Slot[] = [];
+  private readonly slots: Slot<F>[] = [];
   private readonly budgets: BrokerBudgets;
-  private readonly scanLimits: MsgpackLimits;
   /** Inbound budget reserved for the incomplete frame in the parser. */
   private inboundReservedBytes = 0;
   /** Set while waiting for inbound budget (cancels the wait). */
@@ -150,7 +234,7 @@ export class Connection {
   private writeProgressMs = Date.now();
   private writableSeenBytes = 0;
   /** Frames read (one socket chunk's worth at most) but not dispatched: over a bound. */
-  private backlog: Frame[] = [];
+  private backlog: F[] = [];
   private pumping = false;
   private flushScheduled = false;
   /** Chunks holding the bytes of the frame the parser has not completed yet (for error headers). */
@@ -166,21 +250,19 @@ export class Connection {
   constructor(
     private readonly socket: Socket,
     private readonly limits: BrokerLimits,
-    private readonly handler: RequestHandler,
+    private readonly handler: RequestHandler<F>,
     private readonly metrics: BrokerMetrics,
     private readonly logger: Logger,
-    private readonly onClosed: (conn: Connection) => void,
+    private readonly onClosed: (conn: Connection<F>) => void,
     /** Shared by every connection of a broker; a private set when not given (tests). */
     budgets?: BrokerBudgets,
+    /** The wire format (rule 10); the native protocol when not given. */
+    wire?: Wire<F>,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    this.parser = new FrameParser({ frameBytesMax: limits.frameBytesMax });
+    this.codec = (wire ?? (NATIVE_WIRE as unknown as Wire<F>))(limits);
+    this.parser = this.codec.parser;
     this.budgets = budgets ?? brokerBudgets(limits);
-    this.scanLimits = {
-      ...MSGPACK_LIMITS_DEFAULT,
-      depthMax: REQUEST_DEPTH_MAX,
-      decodedBytesMax: Math.min(limits.requestDecodedBytesMax, limits.inflightBytesMax),
-    };
     this.lastActivityMs = Date.now();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -214,7 +296,7 @@ export class Connection {
   }
 
   /** @internal SlotContext.reserveResponseBytes. */
-  reserveFor(slot: Slot, bytes: number): boolean {
+  reserveFor(slot: Slot<F>, bytes: number): boolean {
     if (slot.done || this.closed) return false;
     if (this.outboundBytes + bytes > this.limits.outboundBytesMax) return false;
     if (!this.budgets.outbound.tryReserve(bytes)) return false;
@@ -225,7 +307,7 @@ export class Connection {
   }
 
   /** @internal SlotContext.releaseResponseBytes. */
-  releaseFor(slot: Slot, bytes: number): void {
+  releaseFor(slot: Slot<F>, bytes: number): void {
     if (slot.done) return; // everything it held was released when it completed
     const n = Math.min(bytes, slot.reservedBytes);
     slot.reservedBytes -= n;
@@ -246,7 +328,7 @@ export class Connection {
     if (this.readingStopped) return;
     this.lastActivityMs = Date.now();
     this.metrics.bytesIn.inc(chunk.length);
-    let frames: Frame[];
+    let frames: F[];
     try {
       frames = this.parser.push(chunk);
     } catch (err) {
@@ -356,12 +438,12 @@ export class Connection {
     this.socket.resume();
   }
 
-  private dispatch(frame: Frame): void {
-    const slot: Slot = {
+  private dispatch(frame: F): void {
+    const slot: Slot<F> = {
       header: frame,
       startNs: process.hrtime.bigint(),
       startMs: Date.now(),
-      frameBytes: FRAME_HEADER_BYTES + frame.body.length,
+      frameBytes: 0,
       done: false,
       response: null,
       closeAfter: false,
@@ -370,48 +452,51 @@ export class Connection {
     };
     this.slots.push(slot);
     this.inflightRequests++;
-    this.inflightBytes += slot.frameBytes;
     let result: Response | null | Promise<Response | null>;
     try {
-      // Rule 7: refuse a hostile body before anything decodes it; charge its decoded size.
-      checkApiVersion(frame.apiKey, frame.apiVersion);
-      const shape = scanMsgpack(frame.body, this.scanLimits, API_NAMES[frame.apiKey]);
-      slot.frameBytes += shape.decodedBytes;
-      this.inflightBytes += shape.decodedBytes;
-      result = this.handler(frame, new SlotContext(this, slot));
+      const bytes = this.codec.admit(frame);
+      slot.frameBytes = bytes;
+      this.inflightBytes += bytes;
+      result = this.handler(frame, new SlotContext(this, slot as Slot));
     } catch (err) {
-      this.complete(slot, this.errorFrame(frame, err));
+      this.fail(slot, err);
       return;
     }
     if (result instanceof Promise) {
       result.then(
         (buf) => this.complete(slot, buf),
-        (err: unknown) => this.complete(slot, this.errorFrame(frame, err)),
+        (err: unknown) => this.fail(slot, err),
       );
     } else {
       this.complete(slot, result);
     }
   }
 
-  private errorFrame(header: FrameHeader, err: unknown): Buffer | null {
+  /** A request failed as a whole: the wire's answer, and maybe the end of the connection. */
+  private fail(slot: Slot<F>, err: unknown): void {
+    if (slot.done) return;
     const error = isStreamBusError(err)
       ? err
       : new StreamBusError(ErrorCode.UNKNOWN_SERVER_ERROR, 'internal error', { cause: err });
-    if (!isStreamBusError(err)) {
-      this.logger.error({ err, remote: this.remote, apiKey: header.apiKey }, 'request failed');
+    const fields = { remote: this.remote, ...this.codec.logFields(slot.header) };
+    if (!isStreamBusError(err)) this.logger.error({ err, ...fields }, 'request failed');
+    this.metrics.requestErrors.inc({ api: this.codec.apiName(slot.header), code: error.code });
+    const { response, close } = this.codec.failure(slot.header, error);
+    if (close) {
+      this.logger.warn(
+        { ...fields, code: error.code, reason: error.message },
+        'closing connection: request refused',
+      );
+      slot.closeAfter = true;
+      this.stopReading();
     }
-    this.metrics.requestErrors.inc({
-      api: API_NAMES[header.apiKey] ?? 'unknown',
-      code: error.code,
-    });
-    if ((header.flags & FrameFlag.NO_RESPONSE) !== 0) return null;
-    return encodeErrorResponse(header, error);
+    this.complete(slot, response);
   }
 
-  private complete(slot: Slot, response: Response | null): void {
+  private complete(slot: Slot<F>, response: Response | null): void {
     if (slot.done) return; // already answered (timed out), or the connection is gone
     slot.done = true;
-    slot.response = (slot.header.flags & FrameFlag.NO_RESPONSE) !== 0 ? null : response;
+    slot.response = this.codec.expectsResponse(slot.header) ? response : null;
     this.inflightRequests--;
     this.inflightBytes -= slot.frameBytes;
     // The reservation becomes the response itself, counted until written.
@@ -445,7 +530,8 @@ export class Connection {
       const slot = this.slots.shift()!;
       this.responsePendingBytes -= slot.responseBytes;
       slot.responseBytes = 0;
-      const api = API_NAMES[slot.header.apiKey] ?? 'unknown';
+      // A refused stream's closing slot has no request of its own.
+      const api = slot.header === null ? 'unknown' : this.codec.apiName(slot.header);
       this.metrics.requests.inc({ api });
       this.metrics.requestSeconds.observe(
         { api },
@@ -494,15 +580,15 @@ export class Connection {
       'closing connection: bad frame',
     );
     this.stopReading();
-    const header = this.findRefusedHeader(Buffer.concat([...this.tail, chunk]));
+    const response = this.codec.refused(Buffer.concat([...this.tail, chunk]), error);
     this.tail = [];
-    const slot: Slot = {
-      header: header ?? { apiKey: 0, apiVersion: 0, correlationId: 0, flags: 0 },
+    const slot: Slot<F> = {
+      header: null as F,
       startNs: process.hrtime.bigint(),
       startMs: Date.now(),
       frameBytes: 0,
       done: true,
-      response: header === null ? null : encodeErrorResponse(header, error),
+      response,
       closeAfter: true,
       reservedBytes: 0,
       responseBytes: 0,
@@ -511,29 +597,6 @@ export class Connection {
     this.responsePendingBytes += slot.responseBytes;
     this.slots.push(slot);
     this.flush();
-  }
-
-  /** Walks frame boundaries to the first header the parser would refuse (flags masked to valid bits). */
-  private findRefusedHeader(buf: Buffer): FrameHeader | null {
-    let pos = 0;
-    while (pos + FRAME_HEADER_BYTES <= buf.length) {
-      const length = buf.readUInt32BE(pos);
-      const flags = buf.readUInt16BE(pos + 12);
-      if (
-        length < FRAME_HEADER_BYTES - 4 ||
-        4 + length > this.limits.frameBytesMax ||
-        (flags & ~KNOWN_FLAGS) !== 0
-      ) {
-        return {
-          apiKey: buf.readUInt16BE(pos + 4),
-          apiVersion: buf.readUInt16BE(pos + 6),
-          correlationId: buf.readUInt32BE(pos + 8),
-          flags: 0,
-        };
-      }
-      pos += 4 + length;
-    }
-    return null;
   }
 
   private stopReading(): void {
@@ -559,7 +622,7 @@ export class Connection {
           ErrorCode.REQUEST_TIMED_OUT,
           `request not answered within ${this.limits.requestTimeoutMs} ms`,
         );
-        this.complete(slot, this.errorFrame(slot.header, err));
+        this.fail(slot, err);
       }
     }
     if (this.slots.length === 0 && nowMs - this.lastActivityMs > this.limits.idleTimeoutMs) {

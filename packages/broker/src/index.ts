@@ -18,6 +18,7 @@ export {
 } from './config.js';
 export * as controller from './controller/index.js';
 export * as groups from './groups/index.js';
+export * as kafkaListener from './kafka/index.js';
 export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
 export { runBroker } from './run.js';

@@ -55,6 +55,7 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
       {
         port: broker.address.port,
         httpPort: broker.httpAddress?.port ?? null,
+        kafkaPort: broker.kafkaAddress?.port ?? null,
         host: broker.address.host,
         dataDir: config.dataDir,
         nodeId: config.nodeId,

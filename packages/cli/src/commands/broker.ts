@@ -42,6 +42,9 @@ interface BrokerFlags {
   logLevel?: string;
   nodeId?: string;
   peers?: string;
+  kafkaListen?: string;
+  kafkaAdvertised?: string;
+  kafkaBrokers?: string;
 }
 
 export function brokerCommand(): Command {
@@ -59,6 +62,15 @@ export function brokerCommand(): Command {
       '--peers <list>',
       'the controller voters as ID@HOST:PORT,... (this broker included when a voter; default none: a cluster of one)',
     )
+    .option('--kafka-listen <host:port>', 'Kafka wire protocol address (default: off)')
+    .option(
+      '--kafka-advertised <host:port>',
+      'the Kafka address Metadata gives clients for this broker (default: --kafka-listen)',
+    )
+    .option(
+      '--kafka-brokers <list>',
+      "the other brokers' advertised Kafka addresses as ID@HOST:PORT,...",
+    )
     .action(async (opts: BrokerFlags) => {
       const config = loadConfig({
         env: process.env,
@@ -70,6 +82,9 @@ export function brokerCommand(): Command {
           'log-level': opts.logLevel,
           'node-id': opts.nodeId,
           peers: opts.peers,
+          'kafka-listen': opts.kafkaListen,
+          'kafka-advertised': opts.kafkaAdvertised,
+          'kafka-brokers': opts.kafkaBrokers,
         }),
       });
       await runBroker(config);
@@ -77,10 +92,16 @@ export function brokerCommand(): Command {
   return broker;
 }
 
+/** `streambus dev`'s Kafka listener, and the first Kafka port with --nodes. */
+export const DEV_KAFKA_LISTEN = '127.0.0.1:9092';
+const DEV_KAFKA_PORT = 9092;
+
 interface DevFlags {
   dataDir: string;
   listen: string;
   http: string;
+  kafkaListen: string;
+  kafkaPort?: number;
   logLevel: string;
   autoCreateTopics: boolean;
   nodes?: number;
@@ -93,6 +114,11 @@ export function devCommand(): Command {
     .option('--data-dir <dir>', 'data directory', './.streambus/data')
     .option('--listen <host:port>', 'native protocol address', '127.0.0.1:7070')
     .option('--http <host:port>', 'HTTP address, or off', '127.0.0.1:7071')
+    .option(
+      '--kafka-listen <host:port>',
+      'Kafka wire protocol address (port 0: any free one), or off',
+      DEV_KAFKA_LISTEN,
+    )
     .option('--log-level <level>', LOG_LEVEL_HELP, 'warn')
     .option(
       '--no-auto-create-topics',
@@ -107,12 +133,25 @@ export function devCommand(): Command {
       '--port <port>',
       'with --nodes: native ports from this one upward (default: any free ones)',
       parseIntArg('--port', 1, 65535),
+    )
+    .option(
+      '--kafka-port <port>',
+      `with --nodes: Kafka listener ports from this one upward (default ${DEV_KAFKA_PORT}; 0: any free ones)`,
+      parseIntArg('--kafka-port', 0, 65535),
     );
   return dev.action(async (opts: DevFlags) => {
+    const kafkaOff = opts.kafkaListen === 'off';
     if (opts.nodes === undefined) {
       if (opts.port !== undefined)
         throw new UsageError('--port needs --nodes (one broker takes --listen)');
+      if (opts.kafkaPort !== undefined)
+        throw new UsageError('--kafka-port needs --nodes (one broker takes --kafka-listen)');
     } else {
+      if (dev.getOptionValueSource('kafkaListen') === 'cli' && !kafkaOff) {
+        throw new UsageError(
+          "--kafka-listen sets one broker's address; with --nodes use --kafka-port (or --kafka-listen off)",
+        );
+      }
       for (const flag of ['listen', 'http'] as const) {
         if (dev.getOptionValueSource(flag) === 'cli') {
           throw new UsageError(
@@ -124,6 +163,9 @@ export function devCommand(): Command {
         nodes: opts.nodes,
         dataDir: opts.dataDir,
         port: opts.port ?? null,
+        kafka: kafkaOff
+          ? null
+          : { port: opts.kafkaPort === 0 ? null : (opts.kafkaPort ?? DEV_KAFKA_PORT) },
         logLevel: opts.logLevel,
         autoCreateTopics: opts.autoCreateTopics,
         cli: cliInvocation(),
@@ -136,6 +178,7 @@ export function devCommand(): Command {
         'data-dir': opts.dataDir,
         listen: opts.listen,
         http: opts.http,
+        'kafka-listen': opts.kafkaListen,
         'log-level': opts.logLevel,
         'auto-create-topics': opts.autoCreateTopics,
       },
@@ -145,11 +188,18 @@ export function devCommand(): Command {
     const addr = `${host}:${port}`;
     const b = addr === '127.0.0.1:7070' ? '' : ` --bootstrap ${addr}`;
     const http = broker.httpAddress;
+    const k = broker.kafkaAddress;
+    const kafka = k === null ? null : `${k.host}:${k.port}`;
     const cli = cliInvocation();
     process.stdout.write(
       [
         `StreamBus dev broker listening on ${addr}${http ? ` (HTTP ${http.host}:${http.port}: /live /ready /metrics)` : ''}`,
         `data: ${config.dataDir}`,
+        ...(kafka === null
+          ? []
+          : [
+              `Kafka listener on ${kafka} (kafkajs, kcat, confluent-kafka; --kafka-listen off to disable)`,
+            ]),
         config.autoCreateTopics
           ? `topics are created on first use (${config.defaults.partitions} partition${config.defaults.partitions === 1 ? '' : 's'}; --no-auto-create-topics to refuse)`
           : 'unknown topics are refused (create them with topic create)',
@@ -158,6 +208,7 @@ export function devCommand(): Command {
         `  ${cli} topic create demo --partitions 3${b}`,
         `  echo hello | ${cli} produce demo${b}`,
         `  ${cli} consume demo --from-beginning${b}`,
+        ...(kafka === null ? [] : [`  kcat -b ${kafka} -L`]),
         '',
         'Press Ctrl-C to stop.',
         '',

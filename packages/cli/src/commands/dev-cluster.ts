@@ -1,7 +1,8 @@
 // `streambus dev --nodes N`: a local cluster of N broker processes (node ids 1..N, each started
 // as `streambus broker start --node-id I --peers <all of them>`), data under one directory
 // (`<dir>/node-<id>`), native listeners on 127.0.0.1 ports chosen free (or the first free ones
-// from --port upward), HTTP on ports the brokers pick. It prints every broker's address and
+// from --port upward), HTTP on ports the brokers pick, Kafka listeners from --kafka-port upward
+// (9092, 9093, ... by default; 0: any free ones; off: none). It prints every broker's address and
 // stays in the foreground, forwarding the brokers' log lines prefixed with their node.
 //
 // The brokers run in process groups of their own, so only this command gets a terminal's
@@ -35,6 +36,8 @@ export interface DevClusterOptions {
   readonly dataDir: string;
   /** First port to try for the native listeners; null: any free ones. */
   readonly port: number | null;
+  /** The Kafka listeners: the first port to try (null: any free ones), or null for none. */
+  readonly kafka: { readonly port: number | null } | null;
   readonly logLevel: string;
   readonly autoCreateTopics: boolean;
   /** How to run the CLI in the printed commands. */
@@ -101,11 +104,24 @@ async function freePorts(count: number, from: number | null): Promise<number[]> 
   return ports;
 }
 
+/** The Kafka flags of one broker: its listener, and every other broker's Kafka address. */
+function kafkaArgs(peer: Peer, kafka: readonly Peer[]): string[] {
+  const own = kafka.find((k) => k.id === peer.id);
+  if (own === undefined) return [];
+  const others = kafka.filter((k) => k.id !== peer.id);
+  return [
+    '--kafka-listen',
+    `${own.host}:${own.port}`,
+    ...(others.length > 0 ? ['--kafka-brokers', formatPeers(others)] : []),
+  ];
+}
+
 function spawnNode(
   peer: Peer,
   peers: string,
   opts: DevClusterOptions,
   out: NodeJS.WritableStream,
+  kafka: readonly Peer[],
 ): Node {
   const dataDir = join(opts.dataDir, `node-${peer.id}`);
   const child = spawn(
@@ -126,6 +142,7 @@ function spawnNode(
       dataDir,
       '--log-level',
       opts.logLevel,
+      ...kafkaArgs(peer, kafka),
     ],
     {
       // A process group of its own: a terminal's Ctrl-C reaches only this command, which sends
@@ -218,15 +235,33 @@ async function stopAll(nodes: readonly Node[]): Promise<void> {
   clearTimeout(timer);
 }
 
+function kafkaBootstrap(kafka: readonly Peer[]): string {
+  return kafka.map((k) => `${k.host}:${k.port}`).join(',');
+}
+
 /** Runs the cluster until a signal or a broker's exit; throws when it did not end cleanly. */
 export async function runDevCluster(
   opts: DevClusterOptions,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
-  const ports = await freePorts(opts.nodes, opts.port);
+  // Chosen together when both are "any free": ports released by one call could come back.
+  const both = opts.port === null && opts.kafka !== null && opts.kafka.port === null;
+  const all = await freePorts(both ? 2 * opts.nodes : opts.nodes, opts.port);
+  const ports = all.slice(0, opts.nodes);
+  let kafkaPorts: number[] = [];
+  if (opts.kafka !== null) {
+    kafkaPorts = both ? all.slice(opts.nodes) : await freePorts(opts.nodes, opts.kafka.port);
+    const clash = kafkaPorts.find((p) => ports.includes(p));
+    if (clash !== undefined) {
+      throw new Error(
+        `--kafka-port: port ${clash} is also a native listener's; choose ports apart (--port, --kafka-port)`,
+      );
+    }
+  }
   const peers: Peer[] = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
+  const kafka: Peer[] = kafkaPorts.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
   const peerList = formatPeers(peers);
-  const nodes = peers.map((p) => spawnNode(p, peerList, opts, out));
+  const nodes = peers.map((p) => spawnNode(p, peerList, opts, out, kafka));
   // Until the cluster runs, a signal stops what has started.
   let signalled: NodeJS.Signals | null = null;
   let onSignal: (s: NodeJS.Signals) => void = (s) => {
@@ -258,6 +293,9 @@ export async function runDevCluster(
           (n) =>
             `  node ${n.peer.id}  ${n.peer.host}:${n.peer.port}  HTTP 127.0.0.1:${n.httpPort}  pid ${n.child.pid}  data ${n.dataDir}`,
         ),
+        ...(kafka.length > 0
+          ? [`Kafka listeners (kafkajs, kcat, confluent-kafka): ${kafkaBootstrap(kafka)}`]
+          : []),
         opts.autoCreateTopics
           ? 'topics are created on first use (--no-auto-create-topics to refuse)'
           : 'unknown topics are refused (create them with topic create)',
@@ -267,6 +305,7 @@ export async function runDevCluster(
         `  ${opts.cli} topic create demo --partitions 3${b}`,
         `  echo hello | ${opts.cli} produce demo${b}`,
         `  ${opts.cli} consume demo --from-beginning${b}`,
+        ...(kafka.length > 0 ? [`  kcat -b ${kafkaBootstrap(kafka)} -L`] : []),
         '',
         'Press Ctrl-C to stop.',
         '',

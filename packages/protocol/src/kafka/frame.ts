@@ -259,6 +259,11 @@ export class KafkaFrameParser {
     return this.prefixBytes + this.frameFilled;
   }
 
+  /** The declared size of the frame being buffered (0 between frames and inside a size prefix). */
+  get pendingFrameBytes(): number {
+    return this.frame?.length ?? 0;
+  }
+
   /** True between frames: nothing partial is buffered. */
   get idle(): boolean {
     return this.prefixBytes === 0 && this.frame === null;
