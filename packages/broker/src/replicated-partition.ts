@@ -72,7 +72,7 @@ export interface ReplicatedPartitionHooks {
 }
 
 /** The reason a partition has while its replica reopens for a config change. */
-const REOPENING_REASON = 'being reopened for a config change';
+export const REOPENING_REASON = 'being reopened for a config change';
 /** A replica whose storage failed (not damage) is reopened from disk at most this often. */
 export const RECOVERY_INTERVAL_MS = 1000;
 /** How long a produce waits for a reopened sole-voter replica to lead again. */

@@ -14,6 +14,7 @@ import { heldReplicas } from '../cluster-view.js';
 import { topicByName } from '../controller/metadata-state.js';
 import { isInternalTopic } from '../groups/offsets-topic.js';
 import { checkPartitionLimits } from '../partition-limits.js';
+import { REOPENING_REASON } from '../replicated-partition.js';
 import { checkTopicName, mergeOverrides, resolveTopicConfig } from '../topic-config.js';
 import type { BrokerContext } from './context.js';
 import { ERROR_MESSAGE_LENGTH_MAX, partitionError } from './errors.js';
@@ -84,7 +85,10 @@ export async function clusterMetadata(
 /**
  * A partition this broker leads (by the state) whose replica here is offline answers
  * KAFKA_STORAGE_ERROR with the reason, as its produce and fetch do: the state cannot know of a
- * local log failure, and a client routed here would otherwise retry a broken log forever.
+ * local log failure, and a client routed here would otherwise retry a broken log forever. A
+ * replica reopening for a config change is not reported: it is back in moments, produce waits
+ * for it and fetch answers a retriable NOT_LEADER_OR_FOLLOWER meanwhile (Kafka clients such as
+ * kafkajs fail a whole metadata refresh on KAFKA_STORAGE_ERROR).
  */
 function withLocalOffline(b: BrokerContext, answer: MetadataResponse): MetadataResponse {
   const self = b.config.nodeId;
@@ -93,7 +97,9 @@ function withLocalOffline(b: BrokerContext, answer: MetadataResponse): MetadataR
     if (t.errorCode !== 0) return t;
     const partitions = t.partitions.map((p) => {
       const offline = p.leaderId === self ? b.replicas.find(t.name, p.partition)?.offline : null;
-      if (offline === null || offline === undefined) return p;
+      if (offline === null || offline === undefined || offline.reason === REOPENING_REASON) {
+        return p;
+      }
       changed = true;
       return {
         ...p,
