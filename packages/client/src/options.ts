@@ -12,6 +12,7 @@ import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NewTopic } from './admin.js';
 import type { ClientOptions } from './client.js';
 import type { AssignOptions, ConsumerOptions } from './consumer.js';
+import type { CommitOffset, GroupConsumerOptions } from './group-consumer.js';
 import type { ProducerOptions } from './producer.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -60,6 +61,28 @@ export const OptionNames = {
     autoOffsetReset: true,
     maxPollRecords: true,
   }),
+  /** client.consumer({ groupId, ... }): the consumer's options and the group's. */
+  groupConsumer: names<GroupConsumerOptions>({
+    maxWaitMs: true,
+    minBytes: true,
+    maxBytes: true,
+    partitionMaxBytes: true,
+    autoOffsetReset: true,
+    maxPollRecords: true,
+    groupId: true,
+    groupInstanceId: true,
+    autoCommit: true,
+    autoCommitIntervalMs: true,
+    sessionTimeoutMs: true,
+    heartbeatIntervalMs: true,
+    maxPollIntervalMs: true,
+    assignor: true,
+    metadataRefreshMs: true,
+    onAssigned: true,
+    onRevoked: true,
+  }),
+  subscribe: names<{ topics: string[]; pattern: RegExp }>({ topics: true, pattern: true }),
+  commitOffset: names<CommitOffset>({ topic: true, partition: true, offset: true }),
   assign: names<AssignOptions>({ topic: true, partitions: true, from: true }),
   /** `{ offset }` or `{ timestamp }` of assign({ from }) and seek(). */
   start: names<{ offset: number; timestamp: number }>({ offset: true, timestamp: true }),
@@ -88,6 +111,17 @@ const ALIASES: Readonly<Record<string, string>> = {
   'linger.ms': 'lingerMs',
   'batch.size': 'batchBytesMax',
   maxWaitTimeInMs: 'maxWaitMs',
+  'group.id': 'groupId',
+  'group.instance.id': 'groupInstanceId',
+  'enable.auto.commit': 'autoCommit',
+  'auto.commit.interval.ms': 'autoCommitIntervalMs',
+  'session.timeout.ms': 'sessionTimeoutMs',
+  sessionTimeout: 'sessionTimeoutMs',
+  heartbeatInterval: 'heartbeatIntervalMs',
+  'heartbeat.interval.ms': 'heartbeatIntervalMs',
+  'max.poll.interval.ms': 'maxPollIntervalMs',
+  rebalanceTimeout: 'maxPollIntervalMs',
+  'auto.offset.reset': 'autoOffsetReset',
 };
 
 /** Options of other clients that have no counterpart here, with what to do instead. */
@@ -96,7 +130,14 @@ const HINTS = new Map<ReadonlySet<string>, Readonly<Record<string, string>>>([
     OptionNames.consumer,
     {
       fromBeginning: "assign({ topic, from: 'earliest' }) (the start is chosen per assign())",
-      groupId: 'assign() (consumer groups are not supported yet)',
+    },
+  ],
+  [
+    OptionNames.groupConsumer,
+    {
+      fromBeginning:
+        "autoOffsetReset: 'earliest' (where a partition without a committed offset starts)",
+      enableAutoCommit: "'autoCommit'",
     },
   ],
   [OptionNames.assign, { fromBeginning: "from: 'earliest'" }],

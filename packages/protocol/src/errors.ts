@@ -111,6 +111,8 @@ export const ErrorCode = {
   // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
   LOG_CLEAN_CONFLICT: 1200,
   LOG_CLEANER_BUSY: 1201,
+  // 1270-1279: the SDK's group consumer (packages/client/src/group-consumer.ts).
+  NO_COMMITTED_OFFSET: 1270,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -376,6 +378,12 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEANER_BUSY',
     true,
     'a clean of this partition log is already running',
+  ),
+  info(
+    C.NO_COMMITTED_OFFSET,
+    'NO_COMMITTED_OFFSET',
+    false,
+    "the group has no committed offset for an assigned partition and autoOffsetReset is 'none'",
   ),
 ];
 

@@ -101,14 +101,14 @@ function readVersion(r: KafkaReader): number {
   return v;
 }
 
-export function encodeSubscription(s: Subscription): Uint8Array {
+export function encodeSubscription(s: Subscription): Buffer {
   const w = new KafkaWriter(256);
   w.int16(SUBSCRIPTION_VERSION);
   w.int32(s.topics.length);
   for (const t of s.topics) w.nullableString(t);
   w.nullableBytes(s.userData);
   writePartitions(w, s.ownedPartitions);
-  return new Uint8Array(w.toBuffer());
+  return w.toBuffer();
 }
 
 export function decodeSubscription(bytes: Uint8Array): Subscription {
@@ -129,12 +129,12 @@ export function decodeSubscription(bytes: Uint8Array): Subscription {
   });
 }
 
-export function encodeAssignment(a: MemberAssignment): Uint8Array {
+export function encodeAssignment(a: MemberAssignment): Buffer {
   const w = new KafkaWriter(256);
   w.int16(ASSIGNMENT_VERSION);
   writePartitions(w, a.partitions);
   w.nullableBytes(a.userData);
-  return new Uint8Array(w.toBuffer());
+  return w.toBuffer();
 }
 
 export function decodeAssignment(bytes: Uint8Array): MemberAssignment {
