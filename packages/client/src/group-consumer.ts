@@ -44,6 +44,7 @@ import { Admin } from './admin.js';
 import type { BrokerConnection } from './connection.js';
 import { Consumer, type ConsumerOptions, type ConsumerRecord, type StartFrom } from './consumer.js';
 import type { ClientContext } from './context.js';
+import { coordinatorRequest } from './coordinator.js';
 import { GroupDefaults } from './limits.js';
 import { checkOptionNames, OptionNames } from './options.js';
 
@@ -124,23 +125,11 @@ const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const tpKey = (tp: TopicPartition) => key(tp.topic, tp.partition);
 const EMPTY = new Uint8Array(0);
 const PROTOCOL_TYPE = 'consumer';
-/** Coordinator answers that mean "ask again, maybe elsewhere": retried by the retry layer. */
-const COORDINATOR_ERRORS: ReadonlySet<number> = new Set([
-  ErrorCode.NOT_COORDINATOR,
-  ErrorCode.COORDINATOR_NOT_AVAILABLE,
-  ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
-]);
 /** Answers that end this member's generation: its partitions are lost, it joins again. */
 const MEMBERSHIP_ERRORS: ReadonlySet<number> = new Set([
   ErrorCode.UNKNOWN_MEMBER_ID,
   ErrorCode.ILLEGAL_GENERATION,
 ]);
-
-function coordinatorCheck(errorCode: number, errorMessage: string | undefined, what: string) {
-  if (COORDINATOR_ERRORS.has(errorCode)) {
-    throw new StreamBusError(errorCode, errorMessage ?? what);
-  }
-}
 
 function intOption(name: string, v: number, min: number): number {
   if (!Number.isSafeInteger(v) || v < min || v > 0x7fffffff) {
@@ -836,7 +825,6 @@ export class GroupConsumer {
           partitions: list.map((tp) => ({ partition: tp.partition })),
         })),
       });
-      coordinatorCheck(r.errorCode, r.errorMessage, `offsets of group '${this.groupId}'`);
       return r;
     });
     if (res.errorCode !== 0) {
@@ -931,9 +919,6 @@ export class GroupConsumer {
           })),
         })),
       });
-      for (const t of r.topics) {
-        for (const p of t.partitions) coordinatorCheck(p.errorCode, p.errorMessage, 'commit');
-      }
       return r;
     });
     let failed: StreamBusError | null = null;
@@ -978,27 +963,15 @@ export class GroupConsumer {
     await this.leaveGroup(`no poll within maxPollIntervalMs (${this.maxPollIntervalMs} ms)`);
   }
 
-  /** One coordinator request under the retry layer, until `budgetMs` (default: the policy's). */
   private coordinatorRequest<T>(
     send: (conn: BrokerConnection) => Promise<T>,
     budgetMs?: number,
-    lane = '',
+    lane?: string,
   ): Promise<T> {
-    const attempt = async () => {
-      const res = await send(await this.ctx.cluster.coordinatorFor(this.groupId, lane));
-      // A response-level coordinator error: thrown here, so the retry layer finds the new one.
-      const r = res as { errorCode?: unknown; errorMessage?: string };
-      if (typeof r.errorCode === 'number') {
-        coordinatorCheck(r.errorCode, r.errorMessage, `group '${this.groupId}'`);
-      }
-      return res;
-    };
-    return budgetMs === undefined
-      ? this.ctx.run(attempt)
-      : this.ctx.runUntil(
-          attempt,
-          Date.now() + Math.max(budgetMs, this.ctx.retryPolicy.totalTimeoutMs),
-        );
+    return coordinatorRequest(this.ctx, this.groupId, send, {
+      ...(budgetMs === undefined ? {} : { budgetMs }),
+      ...(lane === undefined ? {} : { lane }),
+    });
   }
 
   /** The request's answer, or null when close() came first (the request is abandoned). */

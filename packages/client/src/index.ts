@@ -20,6 +20,15 @@ export type {
   RepairResult,
   TopicDescription,
 } from './admin.js';
+export type {
+  GroupDescription,
+  GroupListing,
+  GroupMemberDescription,
+  GroupOffsetDescription,
+  OffsetReset,
+  ResetOffsetsOptions,
+  ResetTarget,
+} from './admin-groups.js';
 export type { Bytes, HeaderInput } from './batch-builder.js';
 export { type ClientOptions, StreamBusClient } from './client.js';
 export { type BrokerAddress, type PartitionInfo, parseAddress } from './cluster.js';

@@ -10,6 +10,7 @@
 // lacks is one too), keeping the lists and the types from drifting apart.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NewTopic } from './admin.js';
+import type { ResetOffsetsOptions } from './admin-groups.js';
 import type { ClientOptions } from './client.js';
 import type { AssignOptions, ConsumerOptions } from './consumer.js';
 import type { CommitOffset, GroupConsumerOptions } from './group-consumer.js';
@@ -95,6 +96,12 @@ export const OptionNames = {
     configs: true,
   }),
   createTopics: names<{ timeoutMs?: number }>({ timeoutMs: true }),
+  resetOffsets: names<ResetOffsetsOptions>({
+    topic: true,
+    partitions: true,
+    to: true,
+    dryRun: true,
+  }),
 } as const;
 
 /**
