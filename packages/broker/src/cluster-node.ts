@@ -63,6 +63,8 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import { GroupCoordinator } from './groups/coordinator.js';
+import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
 import type { ReplicaManager } from './replica-manager.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
@@ -138,6 +140,8 @@ export class ClusterNode {
   private readonly self: number;
   readonly links: PeerLinks;
   readonly host: RaftGroupHost;
+  /** The group coordinator on the `__consumer_offsets` partitions this broker leads. */
+  readonly groups: GroupCoordinator;
   private controller!: ControllerNode;
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
@@ -176,6 +180,18 @@ export class ClusterNode {
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
+      logger: o.logger,
+    });
+    this.groups = new GroupCoordinator({
+      host: {
+        nodeId: this.self,
+        metadata: () => this.state,
+        createTopic: (name, partitions, rf, configs) =>
+          this.createTopic(name, partitions, rf, configs),
+      },
+      config: o.config.groups,
+      dataDir: o.config.dataDir,
+      fs: o.fs,
       logger: o.logger,
     });
   }
@@ -270,6 +286,7 @@ export class ClusterNode {
     this.houseTicks++;
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    this.groups.tick();
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -331,7 +348,14 @@ export class ClusterNode {
   }
 
   metadata(names: readonly string[] | null): MetadataResponse {
-    return metadataFromState(this.state, names, this.controllerId > 0 ? this.controllerId : -1);
+    const answer = metadataFromState(
+      this.state,
+      names,
+      this.controllerId > 0 ? this.controllerId : -1,
+    );
+    // Internal topics (the group coordinator's) are listed only when asked for by name.
+    if (names !== null) return answer;
+    return { ...answer, topics: answer.topics.filter((t) => !isInternalTopic(t.name)) };
   }
 
   describeCluster(): DescribeClusterResponse {
@@ -455,6 +479,18 @@ export class ClusterNode {
     this.held.set(k, served);
     this.host.add(replica);
     replicas.attachOne(served);
+    if (h.topic === OFFSETS_TOPIC) {
+      this.groups
+        .attach({
+          partition: h.partition,
+          topicId: h.topicId,
+          replica,
+          deleteRetentionMs: () => served.topicConfig.deleteRetentionMs,
+        })
+        .catch((err: unknown) =>
+          logger.error({ err, partition: h.partition }, 'the group coordinator cannot host it'),
+        );
+    }
   }
 
   private async closeReplica(h: HeldReplica, removeData: boolean): Promise<void> {
@@ -462,6 +498,7 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reported.delete(k);
+    if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
     if (p !== undefined) {
       this.o.replicas.detachOne(h.topic, h.partition);
       await p
@@ -540,6 +577,7 @@ export class ClusterNode {
     await this.lifecycle?.stop();
     this.client.close();
     await this.o.admin.idle();
+    await this.groups.close();
     for (const p of [...this.held.values()]) {
       this.o.replicas.detachOne(p.topic, p.index);
       await p.close().catch(() => undefined);

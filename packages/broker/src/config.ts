@@ -101,6 +101,21 @@ export interface TopicDefaults {
   timestampSkewMsMax: number;
 }
 
+/** The group coordinator on `__consumer_offsets` (docs/groups.md "The coordinator"). */
+export interface GroupsConfig {
+  /** Partitions of `__consumer_offsets`, fixed when it is created (on first use). */
+  offsetsTopicPartitions: number;
+  /** Its replication factor: at most the live brokers when it is created. */
+  offsetsTopicReplicationFactor: number;
+  /** The committed offsets of an Empty group expire this long after it emptied or committed. */
+  offsetsRetentionMs: number;
+  /** A new group's first rebalance waits this long for more members (Kafka's 3 s). */
+  initialRebalanceDelayMs: number;
+  /** The session timeouts members may ask for (INVALID_SESSION_TIMEOUT outside). */
+  sessionTimeoutMsMin: number;
+  sessionTimeoutMsMax: number;
+}
+
 export interface BrokerConfig {
   /** This broker's node id, >= 1, unique in the cluster. */
   nodeId: number;
@@ -118,6 +133,7 @@ export interface BrokerConfig {
   autoCreateTopics: boolean;
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
+  groups: GroupsConfig;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -165,6 +181,14 @@ export function defaultConfig(): BrokerConfig {
     },
     autoCreateTopics: false,
     retentionCheckIntervalMs: 30_000,
+    groups: {
+      offsetsTopicPartitions: 50,
+      offsetsTopicReplicationFactor: 3,
+      offsetsRetentionMs: 7 * 24 * 3600_000,
+      initialRebalanceDelayMs: 3000,
+      sessionTimeoutMsMin: 6000,
+      sessionTimeoutMsMax: 1_800_000,
+    },
   };
 }
 
@@ -299,8 +323,14 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'defaults.retentionMs': intParser(-1, Number.MAX_SAFE_INTEGER),
   'defaults.maxMessageBytes': intParser(64, 1024 * MB),
   'defaults.timestampSkewMsMax': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'groups.offsetsTopicPartitions': intParser(1, 10_000),
+  'groups.offsetsTopicReplicationFactor': intParser(1, 100),
+  'groups.offsetsRetentionMs': intParser(1000, 3650 * DAY_MS),
+  'groups.initialRebalanceDelayMs': intParser(0, 300_000),
+  'groups.sessionTimeoutMsMin': intParser(100, 3600_000),
+  'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
 };
-const SECTIONS = ['limits', 'defaults'] as const;
+const SECTIONS = ['limits', 'defaults', 'groups'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
 const OBJECT_LEAVES = new Set(['listen', 'http', 'peers']);
 
@@ -528,5 +558,11 @@ export function checkRelations(c: BrokerConfig): void {
     c.http.host === c.listen.host
   ) {
     throw new ConfigError('http', `must differ from listen (${c.listen.host}:${c.listen.port})`);
+  }
+  if (c.groups.sessionTimeoutMsMin > c.groups.sessionTimeoutMsMax) {
+    throw new ConfigError(
+      'groups.sessionTimeoutMsMin',
+      `must not exceed groups.sessionTimeoutMsMax (${c.groups.sessionTimeoutMsMax})`,
+    );
   }
 }

@@ -111,6 +111,8 @@ export const ErrorCode = {
   // 1200-1209: the log cleaner of compacted topics (packages/storage/src/log/log-cleaner.ts).
   LOG_CLEAN_CONFLICT: 1200,
   LOG_CLEANER_BUSY: 1201,
+  // 1260-1269: the group coordinator's shell (packages/broker/src/groups/coordinator*.ts).
+  COORDINATOR_REQUESTS_FULL: 1260,
   // 1270-1279: the SDK's group consumer (packages/client/src/group-consumer.ts).
   NO_COMMITTED_OFFSET: 1270,
 } as const;
@@ -378,6 +380,12 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEANER_BUSY',
     true,
     'a clean of this partition log is already running',
+  ),
+  info(
+    C.COORDINATOR_REQUESTS_FULL,
+    'COORDINATOR_REQUESTS_FULL',
+    true,
+    'the group coordinator holds its maximum number of pending group requests; retry',
   ),
   info(
     C.NO_COMMITTED_OFFSET,

@@ -1,7 +1,7 @@
 // The consumer-group coordinator's pure core (issue 10; docs/groups.md): the group state machine,
 // its records and replay, the consumer protocol bytes and the assignors. Exported from the broker
-// package as the `groups` namespace. The coordinator's shell (the `__consumer_offsets`
-// partition, the LSM materialization, the wire handlers) is not built yet.
+// package as the `groups` namespace; and the coordinator's shell over `__consumer_offsets`
+// (coordinator.ts, coordinator-partition.ts, group-store.ts, offsets-topic.ts).
 
 export {
   ASSIGNORS,
@@ -23,9 +23,34 @@ export {
   type MemberAssignment,
   type Subscription,
 } from './consumer-protocol.js';
+export {
+  type AttachedPartition,
+  type CoordinatorHost,
+  GROUP_STATE_DIR,
+  GroupCoordinator,
+  type GroupCoordinatorOptions,
+} from './coordinator.js';
+export {
+  type CoordinatorLocation,
+  GROUP_TICK_MS,
+  type GroupCoordinatorService,
+  type GroupRequest,
+  type GroupRequestType,
+  type GroupResponseFor,
+  groupTicks,
+} from './coordinator-service.js';
 export { GroupErrorCode, groupErrorName } from './group-errors.js';
 export { GroupScenario, runGroupScenario } from './group-scenario.js';
 export { emptyGroup, groupRecord, initialCoordinatorState, step } from './group-state.js';
+export { type GroupCheckpoint, GroupStateStore } from './group-store.js';
+export {
+  checkClientTopic,
+  groupPartition,
+  isInternalTopic,
+  javaStringHashCode,
+  OFFSETS_TOPIC,
+  OFFSETS_TOPIC_CONFIGS,
+} from './offsets-topic.js';
 export {
   decodeGroupRecord,
   durableView,

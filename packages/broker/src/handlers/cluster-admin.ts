@@ -11,6 +11,7 @@ import {
 } from '@streambus/protocol';
 import type { ClusterNode } from '../cluster-node.js';
 import { topicByName } from '../controller/metadata-state.js';
+import { isInternalTopic } from '../groups/offsets-topic.js';
 import { checkTopicName, mergeOverrides, resolveTopicConfig } from '../topic-config.js';
 import type { BrokerContext } from './context.js';
 import { partitionError } from './errors.js';
@@ -56,7 +57,7 @@ export async function clusterMetadata(
   const failed = new Map<string, MetadataResponse['topics'][number]>();
   if (req.topics !== null && b.config.autoCreateTopics && req.allowAutoTopicCreation !== false) {
     for (const name of req.topics) {
-      if (topicByName(c.state, name) !== undefined) continue;
+      if (topicByName(c.state, name) !== undefined || isInternalTopic(name)) continue;
       try {
         checkTopicName(name);
         await c.createTopic(name, b.config.defaults.partitions, -1, {});

@@ -18,6 +18,19 @@ import {
 import type { RequestContext, Response } from '../connection.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
+import {
+  deleteGroups,
+  describeGroups,
+  findCoordinator,
+  heartbeat,
+  joinGroup,
+  leaveGroup,
+  listGroups,
+  offsetCommit,
+  offsetDelete,
+  offsetFetch,
+  syncGroup,
+} from './groups.js';
 import { apiVersions, describeCluster, metadata } from './metadata.js';
 import { deleteRecords, listOffsets } from './offsets.js';
 import { initProducerId, produce } from './produce.js';
@@ -45,10 +58,6 @@ function answer<K extends ApiKeyValue>(
       ? out.then((body) => encodeResponse({ ...frame, apiKey: key }, body))
       : encodeResponse({ ...frame, apiKey: key }, out);
   };
-}
-
-function groupsNotBuilt(): never {
-  throw new StreamBusError(ErrorCode.COORDINATOR_NOT_AVAILABLE, 'group coordinator not wired yet');
 }
 
 const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
@@ -81,18 +90,17 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
   [ApiKey.REPAIR_PARTITION]: answer(ApiKey.REPAIR_PARTITION, repairPartition),
   [ApiKey.DESCRIBE_CLUSTER]: answer(ApiKey.DESCRIBE_CLUSTER, (b) => describeCluster(b)),
-  // CONTRACT STAGE (branch coord only, replaced by handlers/groups.ts before it reaches main).
-  [ApiKey.FIND_COORDINATOR]: groupsNotBuilt,
-  [ApiKey.JOIN_GROUP]: groupsNotBuilt,
-  [ApiKey.SYNC_GROUP]: groupsNotBuilt,
-  [ApiKey.HEARTBEAT]: groupsNotBuilt,
-  [ApiKey.LEAVE_GROUP]: groupsNotBuilt,
-  [ApiKey.OFFSET_COMMIT]: groupsNotBuilt,
-  [ApiKey.OFFSET_FETCH]: groupsNotBuilt,
-  [ApiKey.LIST_GROUPS]: groupsNotBuilt,
-  [ApiKey.DESCRIBE_GROUPS]: groupsNotBuilt,
-  [ApiKey.DELETE_GROUPS]: groupsNotBuilt,
-  [ApiKey.OFFSET_DELETE]: groupsNotBuilt,
+  [ApiKey.FIND_COORDINATOR]: answer(ApiKey.FIND_COORDINATOR, findCoordinator),
+  [ApiKey.JOIN_GROUP]: answer(ApiKey.JOIN_GROUP, joinGroup),
+  [ApiKey.SYNC_GROUP]: answer(ApiKey.SYNC_GROUP, syncGroup),
+  [ApiKey.HEARTBEAT]: answer(ApiKey.HEARTBEAT, heartbeat),
+  [ApiKey.LEAVE_GROUP]: answer(ApiKey.LEAVE_GROUP, leaveGroup),
+  [ApiKey.OFFSET_COMMIT]: answer(ApiKey.OFFSET_COMMIT, offsetCommit),
+  [ApiKey.OFFSET_FETCH]: answer(ApiKey.OFFSET_FETCH, offsetFetch),
+  [ApiKey.LIST_GROUPS]: answer(ApiKey.LIST_GROUPS, listGroups),
+  [ApiKey.DESCRIBE_GROUPS]: answer(ApiKey.DESCRIBE_GROUPS, describeGroups),
+  [ApiKey.DELETE_GROUPS]: answer(ApiKey.DELETE_GROUPS, deleteGroups),
+  [ApiKey.OFFSET_DELETE]: answer(ApiKey.OFFSET_DELETE, offsetDelete),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

@@ -6,6 +6,7 @@ import type {
   ProduceRequest,
   ProduceResponse,
 } from '@streambus/protocol';
+import { checkClientTopic } from '../groups/offsets-topic.js';
 import type { Acks } from '../partition.js';
 import { validateProduceRecords } from '../produce-validation.js';
 import { type BrokerContext, localTopics } from './context.js';
@@ -22,6 +23,7 @@ export async function produce(b: BrokerContext, req: ProduceRequest): Promise<Pr
       partitions: await Promise.all(
         t.partitions.map(async ({ partition, records }) => {
           try {
+            checkClientTopic(t.name, 'produce to');
             const p = b.replicas.partition(t.name, partition);
             const validated = validateProduceRecords(
               records,

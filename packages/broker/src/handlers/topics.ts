@@ -14,6 +14,7 @@ import {
   ErrorCode,
   StreamBusError,
 } from '@streambus/protocol';
+import { checkClientTopic } from '../groups/offsets-topic.js';
 import {
   checkTopicName,
   describeTopicConfig,
@@ -90,6 +91,7 @@ export async function createTopics(
   for (const t of req.topics) {
     try {
       checkTopicName(t.name);
+      checkClientTopic(t.name, 'create');
       const partitions = t.partitions === -1 ? b.config.defaults.partitions : t.partitions;
       if (partitions < 1) {
         throw new StreamBusError(
@@ -124,6 +126,7 @@ export async function deleteTopics(
   const topics: DeleteTopicsResponse['topics'] = [];
   for (const name of req.topics) {
     try {
+      checkClientTopic(name, 'delete');
       await admin.delete(name);
       topics.push({ errorCode: 0, name });
     } catch (err) {

@@ -409,6 +409,8 @@ export const JoinGroupRequestSchema = object({
   sessionTimeoutMs: int32(),
   rebalanceTimeoutMs: int32(),
   reason: optional(string(4096)),
+  /** The member id's prefix (Kafka's client.id); 'streambus' when absent. */
+  clientId: optional(string(255)),
 });
 export const JoinGroupResponseSchema = object({
   ...errorFields,
