@@ -140,6 +140,20 @@ export class GroupAdmin {
     if (g === undefined) {
       throw new StreamBusError(ErrorCode.UNKNOWN_SERVER_ERROR, `no description of '${groupId}'`);
     }
+    // A group that does not exist is described as Dead (as Kafka's admin does), whether the
+    // coordinator says so with the state or with GROUP_ID_NOT_FOUND.
+    if (g.errorCode === ErrorCode.GROUP_ID_NOT_FOUND) {
+      return {
+        groupId,
+        state: 'Dead',
+        protocolType: '',
+        protocol: '',
+        generation: -1,
+        leaderId: '',
+        members: [],
+        offsets: [],
+      };
+    }
     check(g.errorCode, g.errorMessage, `describe group '${groupId}'`);
     const members = g.members.map((m) => {
       let assignment: readonly TopicPartition[] = [];

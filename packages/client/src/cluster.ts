@@ -92,6 +92,11 @@ export class Cluster {
     return this.closed;
   }
 
+  /** The client id connections announce (also a group member id's prefix). */
+  get clientId(): string {
+    return this.options.clientId;
+  }
+
   /**
    * A connection to any broker on the default lane: an open one, else the first that answers of
    * the bootstrap addresses (from the one that answered last) and then the brokers metadata

@@ -661,6 +661,7 @@ export class GroupConsumer {
                 protocols: [{ name: this.assignor, metadata }],
                 sessionTimeoutMs: this.sessionTimeoutMs,
                 rebalanceTimeoutMs: this.maxPollIntervalMs,
+                clientId: this.ctx.cluster.clientId,
               },
               this.maxPollIntervalMs,
             ),

@@ -5,7 +5,13 @@
 // member of consumer group G instead: it joins, gets its share of the partitions, starts at the
 // group's committed offsets (--from-end: at the end where nothing is committed), commits what it
 // printed (every 5 s and on exit) and leaves the group when it stops.
-import type { ConsumerRecord, StartFrom, StreamBusClient } from '@streambus/client';
+import {
+  type ConsumerRecord,
+  ErrorCode,
+  type StartFrom,
+  type StreamBusClient,
+  StreamBusError,
+} from '@streambus/client';
 import { Command } from 'commander';
 import { type Output, UsageError } from '../output.js';
 import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
@@ -147,13 +153,21 @@ async function consumeInGroup(
   groupId: string,
   opts: ConsumeFlags,
 ): Promise<void> {
+  // --timeout-ms counts from the first assignment: joining (the coordinator's topic is created
+  // on first use) is not "no record". Joining itself is bounded by JOIN_TIMEOUT_MS.
+  let lastRecordMs = Date.now();
+  let assigned = false;
+  let joinFailed: StreamBusError | null = null;
   const consumer = client.consumer({
     groupId,
     maxWaitMs: Math.min(500, opts.timeoutMs ?? 500),
     autoOffsetReset: opts.fromEnd ? 'latest' : 'earliest',
+    onAssigned: () => {
+      if (!assigned) lastRecordMs = Date.now();
+      assigned = true;
+    },
   });
   await consumer.subscribe({ topics: [topic] });
-  let lastRecordMs = Date.now();
   const stop = (): void => {
     void consumer.close();
   };
@@ -164,7 +178,16 @@ async function consumeInGroup(
       ? null
       : setInterval(
           () => {
-            if (Date.now() - lastRecordMs >= opts.timeoutMs!) stop();
+            const waited = Date.now() - lastRecordMs;
+            if (assigned ? waited >= opts.timeoutMs! : waited >= JOIN_TIMEOUT_MS) {
+              if (!assigned) {
+                joinFailed = new StreamBusError(
+                  ErrorCode.REQUEST_TIMED_OUT,
+                  `no partitions of ${topic} assigned in group ${groupId} within ${JOIN_TIMEOUT_MS / 1000} s`,
+                );
+              }
+              stop();
+            }
           },
           Math.min(100, opts.timeoutMs),
         );
@@ -184,4 +207,8 @@ async function consumeInGroup(
     process.off('SIGTERM', stop);
     await consumer.close();
   }
+  if (joinFailed !== null) throw joinFailed;
 }
+
+/** How long `consume --group --timeout-ms T` waits for its first assignment. */
+const JOIN_TIMEOUT_MS = 30_000;
