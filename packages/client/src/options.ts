@@ -24,6 +24,15 @@ function names<T, Extra extends string = never>(
   return new Set(Object.keys(all));
 }
 
+const CONSUMER_NAMES: Readonly<Record<keyof ConsumerOptions, true>> = {
+  maxWaitMs: true,
+  minBytes: true,
+  maxBytes: true,
+  partitionMaxBytes: true,
+  autoOffsetReset: true,
+  maxPollRecords: true,
+};
+
 export const OptionNames = {
   client: names<ClientOptions>({
     bootstrap: true,
@@ -54,22 +63,10 @@ export const OptionNames = {
     ackTimeoutMs: true,
     deliveryTimeoutMs: true,
   }),
-  consumer: names<ConsumerOptions>({
-    maxWaitMs: true,
-    minBytes: true,
-    maxBytes: true,
-    partitionMaxBytes: true,
-    autoOffsetReset: true,
-    maxPollRecords: true,
-  }),
+  consumer: names<ConsumerOptions>(CONSUMER_NAMES),
   /** client.consumer({ groupId, ... }): the consumer's options and the group's. */
   groupConsumer: names<GroupConsumerOptions>({
-    maxWaitMs: true,
-    minBytes: true,
-    maxBytes: true,
-    partitionMaxBytes: true,
-    autoOffsetReset: true,
-    maxPollRecords: true,
+    ...CONSUMER_NAMES,
     groupId: true,
     groupInstanceId: true,
     autoCommit: true,
