@@ -179,6 +179,61 @@ describe('consumer groups against a real broker (cluster of one)', () => {
     for (const o of after.offsets) expect(o.committedOffset).toBe(o.logEnd);
   }, 90_000);
 
+  it('a static member that restarts within its session gets its partitions back, no rebalance', async () => {
+    const dir = tempDir();
+    cleanups.push(() => removeDir(dir));
+    const broker = await start(dir);
+    cleanups.push(() => broker.close());
+    const bootstrap = `127.0.0.1:${broker.address.port}`;
+    const admin = client(bootstrap).admin();
+    await createTopic(admin, 'static', 4);
+    const staticMember = (instance: string, sink: AssignmentEvent[]) =>
+      client(bootstrap).consumer({
+        groupId: 'static-group',
+        groupInstanceId: instance,
+        ...memberOptions,
+        onAssigned: (e) => {
+          sink.push(e);
+        },
+      });
+    const aEvents: AssignmentEvent[] = [];
+    const bEvents: AssignmentEvent[] = [];
+    const a = staticMember('a', aEvents);
+    const b = staticMember('b', bEvents);
+    await a.subscribe({ topics: ['static'] });
+    await b.subscribe({ topics: ['static'] });
+    const iterate = (m: GroupConsumer) =>
+      (async () => {
+        for await (const _ of m) {
+          // Nothing is produced; the loop keeps the member polling.
+        }
+      })();
+    const da = iterate(a);
+    const db = iterate(b);
+    await until(
+      'two members with two partitions each',
+      () => a.assignment().length === 2 && b.assignment().length === 2,
+    );
+    const generation = a.generation;
+    const before = b.assignment();
+    // b's process "restarts": a static member's close does not leave the group.
+    await b.close();
+    await db;
+    const restartedEvents: AssignmentEvent[] = [];
+    const b2 = staticMember('b', restartedEvents);
+    await b2.subscribe({ topics: ['static'] });
+    const db2 = iterate(b2);
+    await until('b back', () => restartedEvents.length > 0);
+    expect(b2.assignment()).toEqual(before);
+    expect(b2.generation).toBe(generation);
+    // a saw no rebalance: one assignment, its partitions never revoked.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(aEvents).toHaveLength(1);
+    expect(a.generation).toBe(generation);
+    await Promise.all([a.close(), b2.close()]);
+    await Promise.all([da, db2]);
+  }, 90_000);
+
   it('admin and CLI: describe, reset, consume --group, delete; offsets survive a restart', async () => {
     const dir = tempDir();
     cleanups.push(() => removeDir(dir));
