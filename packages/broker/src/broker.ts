@@ -29,6 +29,7 @@ import { FirstBytesRouter } from './first-bytes.js';
 import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
+import { LogCompaction } from './log-compaction.js';
 import { BrokerMetrics } from './metrics.js';
 import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
 import { ReplicaManager } from './replica-manager.js';
@@ -77,6 +78,8 @@ export class Broker {
   private readonly admin = new AdminQueue();
   private topics: TopicRegistry | null = null;
   private cluster: ClusterNode | null = null;
+  /** The log cleaner's scheduler for compacted topics (cluster path; log-compaction.ts). */
+  private compaction: LogCompaction | null = null;
   private readonly clusterMode: boolean;
   private router: FirstBytesRouter | null = null;
   private server: Server | null = null;
@@ -151,12 +154,21 @@ export class Broker {
     let topics: TopicRegistry | null = null;
     let cluster: ClusterNode | null = null;
     if (this.clusterMode) {
+      this.compaction = new LogCompaction({
+        fs: this.fs,
+        dataDir: this.config.dataDir,
+        bytesPerSecond: this.config.logCleanerBytesPerSecond,
+        intervalMs: this.config.logCleanerIntervalMs,
+        logger: this.logger,
+        registry: this.metrics.registry,
+      });
       cluster = await ClusterNode.open({
         config: this.config,
         logger: this.logger,
         fs: this.fs,
         replicas: this.replicas,
         admin: this.admin,
+        compaction: this.compaction,
       });
       this.cluster = cluster;
     } else {
@@ -205,6 +217,7 @@ export class Broker {
     );
     this.retentionTimer.unref();
     if (cluster !== null) await cluster.start(context.advertised());
+    this.compaction?.start();
     this.ready = true;
     this.logger.info(
       {
@@ -284,6 +297,8 @@ export class Broker {
     );
     for (const c of this.connections) c.destroy();
     this.router?.destroyAll();
+    // A running clean stops before the replicas close.
+    await this.compaction?.close();
     // Before the listener can finish closing: the peer links hold sockets it accepted.
     await this.cluster?.close();
     await serverClosed;

@@ -65,6 +65,7 @@ import {
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
+import type { LogCompaction } from './log-compaction.js';
 import type { ReplicaManager } from './replica-manager.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
@@ -90,6 +91,8 @@ export interface ClusterNodeOptions {
   readonly replicas: ReplicaManager;
   readonly admin: AdminQueue;
   readonly tickMs?: number;
+  /** The log cleaner's scheduler: every held replica is registered with it (log-compaction.ts). */
+  readonly compaction?: LogCompaction | null;
 }
 
 /** The voter ids: `--peers`, or this broker alone. */
@@ -453,12 +456,13 @@ export class ClusterNode {
     const topicConfig = this.topicConfig(h.configs);
     const key: GroupKey = { topicId: h.topicId, partition: h.partition };
     await fs.mkdir(this.dirOf(h));
+    const logConfig = partitionLogConfig(topicConfig);
     const replica = await PartitionReplica.open({
       key,
       self: this.self as NodeId,
       dir: this.dirOf(h),
       fs,
-      logConfig: partitionLogConfig(topicConfig),
+      logConfig,
       initialVoters: h.replicas as NodeId[],
       transport: this.links,
       host: this.host,
@@ -491,6 +495,16 @@ export class ClusterNode {
           logger.error({ err, partition: h.partition }, 'the group coordinator cannot host it'),
         );
     }
+    this.o.compaction?.add({
+      name: k,
+      topic: h.topic,
+      partition: h.partition,
+      dir: this.dirOf(h),
+      indexIntervalBytes: logConfig.indexIntervalBytes,
+      log: () => (replica.offlineError === null ? replica.partitionLog : null),
+      commitPoint: () => replica.highWatermark,
+      config: () => served.topicConfig,
+    });
   }
 
   private async closeReplica(h: HeldReplica, removeData: boolean): Promise<void> {
@@ -499,6 +513,8 @@ export class ClusterNode {
     this.held.delete(k);
     this.reported.delete(k);
     if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
+    // A running clean of this replica stops before its directory is closed or removed.
+    await this.o.compaction?.remove(k, removeData);
     if (p !== undefined) {
       this.o.replicas.detachOne(h.topic, h.partition);
       await p

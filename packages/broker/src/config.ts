@@ -134,6 +134,10 @@ export interface BrokerConfig {
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
   groups: GroupsConfig;
+  /** Broker-wide I/O budget of the log cleaner of compacted topics (bytes read + written). */
+  logCleanerBytesPerSecond: number;
+  /** How often the log cleaner looks for a compacted partition to clean (log-compaction.ts). */
+  logCleanerIntervalMs: number;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -189,6 +193,8 @@ export function defaultConfig(): BrokerConfig {
       sessionTimeoutMsMin: 6000,
       sessionTimeoutMsMax: 1_800_000,
     },
+    logCleanerBytesPerSecond: 16 * 1024 * 1024,
+    logCleanerIntervalMs: 15_000,
   };
 }
 
@@ -295,6 +301,8 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   logLevel: enumParser(LOG_LEVELS),
   autoCreateTopics: boolParser,
   retentionCheckIntervalMs: intParser(100, DAY_MS),
+  logCleanerBytesPerSecond: intParser(64 * 1024, 1024 * 1024 * MB),
+  logCleanerIntervalMs: intParser(10, DAY_MS),
   'limits.frameBytesMax': intParser(1024, 1024 * MB),
   'limits.inflightRequestsMax': intParser(1, 100_000),
   'limits.inflightBytesMax': intParser(1024, 4096 * MB),

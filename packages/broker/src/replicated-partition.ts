@@ -12,14 +12,14 @@
 // file keeps no second producer table. Not on this path yet (typed errors, never silent):
 // timestamp lookups, repair, and reopening the log for a changed log-level config.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import type { RepairReport } from '@streambus/storage';
+import { checkKeyedRecords, type RepairReport } from '@streambus/storage';
 import { type Waiter, WaiterSet } from './long-poll.js';
 import type { OfflineState } from './offline-log.js';
 import type { Acks, ProduceOutcome } from './partition.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import { NotLeaderError, type PartitionReplica } from './replication/partition-replica.js';
 import type { ServedPartition } from './served-partition.js';
-import type { TopicConfig } from './topic-config.js';
+import { compactionApplies, type TopicConfig } from './topic-config.js';
 
 export class ReplicatedPartition implements ServedPartition {
   readonly waiters: WaiterSet;
@@ -93,6 +93,8 @@ export class ReplicatedPartition implements ServedPartition {
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     this.checkServing();
     void validated;
+    // A compacted topic keeps the latest record per key: one without a key is refused, as in Kafka.
+    if (compactionApplies(this.config.cleanupPolicy)) checkKeyedRecords(records);
     const r = await this.replica.propose(records, acks);
     return { baseOffset: r.baseOffset, appendTimeMs: r.logAppendTimeMs, duplicate: false };
   }

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import type { BrokerMetrics } from './metrics.js';
 import { processOpenFilesLimit, storageOpenFilesMax } from './open-files.js';
 import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
-import type { TopicConfig } from './topic-config.js';
+import { retentionApplies, type TopicConfig } from './topic-config.js';
 
 /** Sparse offset-index entry every this many bytes of batches. */
 export const INDEX_INTERVAL_BYTES = 4096;
@@ -28,8 +28,9 @@ export function partitionLogConfig(config: TopicConfig): PartitionLogConfig {
     segmentBytesMax: config.segmentBytes,
     segmentAgeMsMax: config.segmentMs,
     indexIntervalBytes: INDEX_INTERVAL_BYTES,
-    retentionBytesMax: config.retentionBytes,
-    retentionMs: config.retentionMs,
+    // cleanup.policy=compact: the cleaner alone removes records (no retention by time or size).
+    retentionBytesMax: retentionApplies(config.cleanupPolicy) ? config.retentionBytes : -1,
+    retentionMs: retentionApplies(config.cleanupPolicy) ? config.retentionMs : -1,
     durability: config.durability,
     flushIntervalMs: config.flushIntervalMs,
   };

@@ -14,6 +14,8 @@
 //   cleanup.policy         delete | compact | compact,delete   retention, log cleaner or both
 //   delete.retention.ms    >= 0           how long the cleaner keeps a key's last tombstone
 //   min.cleanable.dirty.ratio  0..1       clean when this share of cleanable bytes is new
+// A policy with compact is served on the cluster path: log-compaction.ts schedules the cleaner
+// for every replica of such a topic, and a record without a key is refused at produce.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import {
   DURABILITY_POLICIES,
@@ -183,14 +185,6 @@ export function resolveTopicConfig(
     const parsed = spec.parse(value);
     if (parsed === null) throw invalidConfig(`${key}: expected ${spec.allowed}, got '${value}'`);
     target[spec.field] = parsed;
-  }
-  if (compactionApplies(config.cleanupPolicy)) {
-    // Refused rather than accepted and ignored: the log cleaner exists in storage
-    // (docs/storage.md "Compaction") but the broker does not schedule it yet, and a topic that
-    // claims to be compacted while keeping every record would mislead its users.
-    throw invalidConfig(
-      `cleanup.policy: '${config.cleanupPolicy}' is not served by this broker yet (the log cleaner is not scheduled); use delete`,
-    );
   }
   if (config.maxMessageBytes > config.segmentBytes) {
     throw invalidConfig(

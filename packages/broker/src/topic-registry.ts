@@ -23,6 +23,7 @@ import type { Partition } from './partition.js';
 import { checkPartitionLimits } from './partition-limits.js';
 import type { ReplicaManager } from './replica-manager.js';
 import {
+  compactionApplies,
   mergeOverrides,
   resolveTopicConfig,
   type TopicConfig,
@@ -104,7 +105,21 @@ export class TopicRegistry {
 
   /** The topic config `overrides` give over the broker's defaults (throws INVALID_CONFIG). */
   resolve(overrides: TopicOverrides): TopicConfig {
-    return resolveTopicConfig(this.config.defaults, overrides, this.config.limits.frameBytesMax);
+    const config = resolveTopicConfig(
+      this.config.defaults,
+      overrides,
+      this.config.limits.frameBytesMax,
+    );
+    // Refused rather than accepted and ignored: the cleaner is scheduled on the cluster path
+    // only (log-compaction.ts), and a topic that claims to be compacted while keeping every
+    // record would mislead its users.
+    if (compactionApplies(config.cleanupPolicy)) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_CONFIG,
+        `cleanup.policy: '${config.cleanupPolicy}' is served on the cluster path only (start the broker with --peers, or as a cluster of one); use delete here`,
+      );
+    }
+    return config;
   }
 
   /** The config and limit checks of a creation (INVALID_CONFIG, INVALID_PARTITIONS, ...). */

@@ -113,6 +113,8 @@ export const ErrorCode = {
   LOG_CLEANER_BUSY: 1201,
   // 1260-1269: the group coordinator's shell (packages/broker/src/groups/coordinator*.ts).
   COORDINATOR_REQUESTS_FULL: 1260,
+  // 1280-1289: compacted topics, the broker's cleaner scheduler (packages/broker/src/log-compaction.ts).
+  LOG_CLEAN_ABORTED: 1280,
   // 1270-1279: the SDK's group consumer (packages/client/src/group-consumer.ts).
   NO_COMMITTED_OFFSET: 1270,
 } as const;
@@ -386,6 +388,12 @@ const TABLE: readonly ErrorInfo[] = [
     'COORDINATOR_REQUESTS_FULL',
     true,
     'the group coordinator holds its maximum number of pending group requests; retry',
+  ),
+  info(
+    C.LOG_CLEAN_ABORTED,
+    'LOG_CLEAN_ABORTED',
+    true,
+    'the clean was stopped because its partition is closing; the next scheduled clean goes on',
   ),
   info(
     C.NO_COMMITTED_OFFSET,

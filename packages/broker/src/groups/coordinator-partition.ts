@@ -115,6 +115,8 @@ export class OffsetsPartition {
   /** The store writes, in proposal order (never rejects). */
   private storeChain: Promise<void> = Promise.resolve();
   private storeBroken = false;
+  /** The incarnation whose writes stopped reaching the store at a failed proposal. */
+  private storeGapAt = -1;
   private topicsSeen: ReadonlyMap<string, number> | null = null;
   private loadNotBeforeMs = 0;
   private closed = false;
@@ -251,9 +253,12 @@ export class OffsetsPartition {
       );
       this.reconcile();
     });
+    // A committed write is saved even after an unload (the load waits for the chain); after a
+    // failed one, nothing more of its incarnation is (the store must not skip over its records).
     this.storeChain = this.storeChain.then(async () => {
       const res = await write.catch(() => null);
-      if (res === null || inc !== this.incarnation || this.storeBroken) return;
+      if (res === null) this.storeGapAt = inc;
+      if (res === null || this.storeGapAt === inc || this.storeBroken) return;
       await this.save(encoded, res.lastOffset + 1);
     });
     return write;

@@ -5,24 +5,28 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiKey, ErrorCode, encodeRecordBatch } from '@streambus/protocol';
+import {
+  ApiKey,
+  decodeRecordBatch,
+  ErrorCode,
+  encodeRecordBatch,
+  splitBatches,
+} from '@streambus/protocol';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../broker.js';
 import { type BrokerConfig, defaultConfig } from '../config.js';
 import { RawClient } from '../testing/raw-client.js';
+import { testResources } from '../testing/test-resources.js';
 import { GROUP_STATE_DIR } from './coordinator.js';
 import { groupPartition, OFFSETS_TOPIC } from './offsets-topic.js';
 
 const silent = pino({ level: process.env.SB_TEST_LOG ?? 'silent' });
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const res = testResources({ afterEach, afterAll });
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'sb-groups-'));
-  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  res.dirs.push(d);
   return d;
 }
 
@@ -43,11 +47,16 @@ export function groupsTestConfig(dataDir: string): BrokerConfig {
   };
 }
 
-async function start(dataDir: string): Promise<{ broker: Broker; c: RawClient }> {
-  const broker = await Broker.start(groupsTestConfig(dataDir), { logger: silent, cluster: true });
+async function start(
+  dataDir: string,
+  tune: (c: BrokerConfig) => BrokerConfig = (c) => c,
+): Promise<{ broker: Broker; c: RawClient }> {
+  const broker = await Broker.start(tune(groupsTestConfig(dataDir)), {
+    logger: silent,
+    cluster: true,
+  });
   const c = await RawClient.connect(broker.address.port);
-  cleanups.push(() => broker.close());
-  cleanups.push(() => c.close());
+  res.open.push(broker, c);
   return { broker, c };
 }
 
@@ -273,7 +282,7 @@ describe('the group coordinator on a cluster of one', () => {
     const { broker, c } = await start(tempDir());
     // Responses leave a connection in request order: each member has its own, as clients do.
     const b = await RawClient.connect(broker.address.port);
-    cleanups.push(() => b.close());
+    res.open.push(b);
     await createTopic(c, 't', 2);
     const a = await joinAndSync(c, 'g6');
     // A second member joins: its join is parked until the first member rejoins (it learns of
@@ -418,9 +427,18 @@ describe('the group coordinator on a cluster of one', () => {
       timeoutMs: 5000,
     });
     expect(created.topics[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
+    const trimmed = await c.request(ApiKey.DELETE_RECORDS, {
+      topics: [{ name: OFFSETS_TOPIC, partitions: [{ partition: 0, offset: -1 }] }],
+      timeoutMs: 5000,
+    });
+    expect(trimmed.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
+    const altered = await c.request(ApiKey.ALTER_CONFIGS, {
+      topics: [{ name: OFFSETS_TOPIC, configs: { 'retention.ms': '1000' } }],
+    });
+    expect(altered.topics[0]!.errorCode).toBe(ErrorCode.INVALID_TOPIC_EXCEPTION);
     const configs = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: [OFFSETS_TOPIC] });
     expect(configs.topics[0]!.configs).toContainEqual(
-      expect.objectContaining({ name: 'retention.ms', value: '-1' }),
+      expect.objectContaining({ name: 'cleanup.policy', value: 'compact' }),
     );
   });
 
@@ -460,5 +478,53 @@ describe('the group coordinator on a cluster of one', () => {
     expect(await fetchOffsets(third.c, 'g5')).toEqual(before);
     const d = await third.c.request(ApiKey.DESCRIBE_GROUPS, { groupIds: ['g5'] });
     expect(d.groups[0]).toMatchObject({ state: 'Stable', generation, leaderId: memberId });
+  });
+
+  it('loads the right state from a log the cleaner compacted', async () => {
+    const dir = tempDir();
+    // Small segments so that the cleaner (run often) has closed segments to compact.
+    const tune = (c: BrokerConfig): BrokerConfig => ({
+      ...c,
+      defaults: { ...c.defaults, segmentBytes: 1024, maxMessageBytes: 1024 },
+      logCleanerIntervalMs: 50,
+    });
+    const first = await start(dir, tune);
+    await createTopic(first.c, 't', 1);
+    await findCoordinator(first.c, 'gc');
+    for (let i = 1; i <= 60; i++) {
+      const r = await commit(first.c, 'gc', -1, '', [{ partition: 0, offset: i, metadata: null }]);
+      expect(r.topics[0]!.partitions[0]!.errorCode).toBe(0);
+    }
+    const partition = groupPartition('gc', 3);
+    const recordsInLog = async () => {
+      const f = await first.c.request(ApiKey.FETCH, {
+        maxWaitMs: 0,
+        minBytes: 0,
+        maxBytes: 1 << 20,
+        topics: [
+          {
+            name: OFFSETS_TOPIC,
+            partitions: [{ partition, fetchOffset: 0, partitionMaxBytes: 1 << 20 }],
+          },
+        ],
+      });
+      const data = f.topics[0]!.partitions[0]!.records;
+      let n = 0;
+      for (const { position } of splitBatches(data)) {
+        n += decodeRecordBatch(data, position).records.length;
+      }
+      return n;
+    };
+    const deadline = Date.now() + 20_000;
+    while ((await recordsInLog()) >= 30 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await recordsInLog()).toBeLessThan(30);
+    await first.broker.close();
+    rmSync(join(dir, GROUP_STATE_DIR), { recursive: true, force: true });
+    const second = await start(dir, tune);
+    expect(
+      (await fetchOffsets(second.c, 'gc')).map((p) => [p.topic, p.partition, p.offset]),
+    ).toEqual([['t', 0, 60]]);
   });
 });

@@ -64,6 +64,8 @@ export interface AttachedPartition {
 
 export class GroupCoordinator implements GroupCoordinatorService {
   private readonly partitions = new Map<number, OffsetsPartition>();
+  /** Partitions attached and not detached since (an attach waits for the store to open). */
+  private readonly attached = new Map<number, AttachedPartition>();
   private readonly limits: GroupLimits;
   private readonly nowMs: () => number;
   private store: Promise<GroupStateStore> | null = null;
@@ -93,8 +95,12 @@ export class GroupCoordinator implements GroupCoordinatorService {
   /** A `__consumer_offsets` replica opened on this broker: it coordinates while it leads. */
   async attach(a: AttachedPartition): Promise<void> {
     if (this.closed) return;
+    this.attached.set(a.partition, a);
     const store = await this.openStore();
-    if (this.closed || this.partitions.has(a.partition)) return;
+    // Detached while the store opened: the replica is gone.
+    if (this.closed || this.attached.get(a.partition) !== a || this.partitions.has(a.partition)) {
+      return;
+    }
     const p = new OffsetsPartition({
       index: a.partition,
       topicId: a.topicId,
@@ -113,6 +119,7 @@ export class GroupCoordinator implements GroupCoordinatorService {
 
   /** The replica closes here (moved away, or the broker stops). */
   async detach(partition: number): Promise<void> {
+    this.attached.delete(partition);
     const p = this.partitions.get(partition);
     this.partitions.delete(partition);
     await p?.close();

@@ -857,24 +857,24 @@ function expireOffsets(s: Step, g: MutableGroup): void {
 // ---------------------------------------------------------------------------------------------
 // Admin: describe, list, delete
 
+/** How a group that does not exist is described (as Kafka answers: Dead, no members). */
+export function deadGroupDescription(groupId: string): GroupDescription {
+  return {
+    groupId,
+    state: 'Dead',
+    protocolType: '',
+    protocolName: '',
+    generation: -1,
+    leaderId: '',
+    members: [],
+  };
+}
+
 function describeGroup(
   g: Group | undefined,
   groupId: string,
 ): { error: number; group: GroupDescription } {
-  if (g === undefined) {
-    return {
-      error: E.GROUP_ID_NOT_FOUND,
-      group: {
-        groupId,
-        state: 'Dead',
-        protocolType: '',
-        protocolName: '',
-        generation: -1,
-        leaderId: '',
-        members: [],
-      },
-    };
-  }
+  if (g === undefined) return { error: E.GROUP_ID_NOT_FOUND, group: deadGroupDescription(groupId) };
   return {
     error: E.NONE,
     group: {

@@ -6,16 +6,12 @@ import { ErrorCode, StreamBusError } from '@streambus/protocol';
 export const OFFSETS_TOPIC = '__consumer_offsets';
 
 /**
- * The topic configs `__consumer_offsets` is created with. Meant: cleanup.policy=compact (the
- * latest record per key is the state). Until the broker schedules the log cleaner on replicated
- * partitions it refuses compact topics, so the topic keeps every record instead (delete policy
- * with no time or size retention: nothing a group still needs is ever removed; the log grows
- * with every commit, and loading replays from the LSM checkpoint, not from the start).
+ * The topic configs `__consumer_offsets` is created with: compacted (the latest record of each
+ * key is the state; no time or size retention). Tombstones go after delete.retention.ms (the
+ * store's checkpoint is not trusted past that age, group-store.ts).
  */
 export const OFFSETS_TOPIC_CONFIGS: Readonly<Record<string, string>> = {
-  'cleanup.policy': 'delete',
-  'retention.ms': '-1',
-  'retention.bytes': '-1',
+  'cleanup.policy': 'compact',
 };
 
 /** Topics only the broker writes (one today). */

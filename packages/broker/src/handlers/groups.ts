@@ -34,6 +34,7 @@ import {
 import type { ClusterNode } from '../cluster-node.js';
 import type { GroupCoordinator } from '../groups/coordinator.js';
 import { groupTicks } from '../groups/coordinator-service.js';
+import { deadGroupDescription } from '../groups/group-state.js';
 import type { TopicPartition } from '../groups/types.js';
 import type { BrokerContext } from './context.js';
 import { type PartitionError, partitionError } from './errors.js';
@@ -60,8 +61,41 @@ function buf(u: Uint8Array): Buffer {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
+/** The fields naming a member of a generation, as sync, heartbeat and commit carry them. */
+function memberOf(req: {
+  groupId: string;
+  generation: number;
+  memberId: string;
+  groupInstanceId: string | null;
+}) {
+  return {
+    groupId: req.groupId,
+    generation: req.generation,
+    memberId: req.memberId,
+    groupInstanceId: req.groupInstanceId,
+  };
+}
+
 function errorOf(code: number): PartitionError {
   return { errorCode: code };
+}
+
+/** One answer per group id, in order; a rejection becomes that group's error entry. */
+function perGroup<T>(
+  b: BrokerContext,
+  groupIds: readonly string[],
+  answer: (groupId: string) => Promise<T>,
+  failed: (groupId: string, e: PartitionError) => T,
+): Promise<T[]> {
+  return Promise.all(
+    groupIds.map(async (groupId) => {
+      try {
+        return await answer(groupId);
+      } catch (err) {
+        return failed(groupId, partitionError(b, err, { groupId }));
+      }
+    }),
+  );
 }
 
 /** `[{ name, partitions }]` -> flat topic-partitions, in request order. */
@@ -93,22 +127,21 @@ export async function findCoordinator(
   req: FindCoordinatorRequest,
 ): Promise<FindCoordinatorResponse> {
   const c = clusterOf(b);
-  const coordinators = await Promise.all(
-    req.groupIds.map(async (groupId) => {
-      try {
-        const at = await c.groups.locate(groupId);
-        const broker = c.state.brokers.get(at.nodeId);
-        if (broker === undefined) {
-          throw new StreamBusError(
-            ErrorCode.COORDINATOR_NOT_AVAILABLE,
-            `the coordinator of group ${groupId} (broker ${at.nodeId}) is not registered yet`,
-          );
-        }
-        return { errorCode: 0, groupId, nodeId: at.nodeId, host: broker.host, port: broker.port };
-      } catch (err) {
-        return { ...partitionError(b, err, { groupId }), groupId, nodeId: -1, host: '', port: 0 };
+  const coordinators = await perGroup(
+    b,
+    req.groupIds,
+    async (groupId) => {
+      const at = await c.groups.locate(groupId);
+      const broker = c.state.brokers.get(at.nodeId);
+      if (broker === undefined) {
+        throw new StreamBusError(
+          ErrorCode.COORDINATOR_NOT_AVAILABLE,
+          `the coordinator of group ${groupId} (broker ${at.nodeId}) is not registered yet`,
+        );
       }
-    }),
+      return { errorCode: 0, groupId, nodeId: at.nodeId, host: broker.host, port: broker.port };
+    },
+    (groupId, e) => ({ ...e, groupId, nodeId: -1, host: '', port: 0 }),
   );
   return { coordinators };
 }
@@ -165,10 +198,7 @@ export async function syncGroup(
   try {
     const r = await groupsOf(b).request({
       type: 'sync',
-      groupId: req.groupId,
-      generation: req.generation,
-      memberId: req.memberId,
-      groupInstanceId: req.groupInstanceId,
+      ...memberOf(req),
       assignments: req.assignments,
     });
     // Kafka's check (SyncGroup v5): a member that names the protocol must name the group's.
@@ -199,10 +229,7 @@ export async function heartbeat(
   try {
     const r = await groupsOf(b).request({
       type: 'heartbeat',
-      groupId: req.groupId,
-      generation: req.generation,
-      memberId: req.memberId,
-      groupInstanceId: req.groupInstanceId,
+      ...memberOf(req),
     });
     return errorOf(r.error);
   } catch (err) {
@@ -245,10 +272,7 @@ export async function offsetCommit(
   try {
     const r = await groupsOf(b).request({
       type: 'commit',
-      groupId: req.groupId,
-      generation: req.generation,
-      memberId: req.memberId,
-      groupInstanceId: req.groupInstanceId,
+      ...memberOf(req),
       offsets: wanted.map((p) => ({
         topic: p.topic,
         partition: p.partition,
@@ -319,32 +343,22 @@ export async function describeGroups(
 ): Promise<DescribeGroupsResponse> {
   const groups = groupsOf(b);
   return {
-    groups: await Promise.all(
-      req.groupIds.map(async (groupId) => {
-        try {
-          const r = await groups.request({ type: 'describe', groupId });
-          return {
-            ...errorOf(r.error),
-            ...r.group,
-            members: r.group.members.map((m) => ({
-              ...m,
-              metadata: buf(m.metadata),
-              assignment: buf(m.assignment),
-            })),
-          };
-        } catch (err) {
-          return {
-            ...partitionError(b, err, { groupId }),
-            groupId,
-            state: 'Dead',
-            protocolType: '',
-            protocolName: '',
-            generation: -1,
-            leaderId: '',
-            members: [],
-          };
-        }
-      }),
+    groups: await perGroup(
+      b,
+      req.groupIds,
+      async (groupId) => {
+        const r = await groups.request({ type: 'describe', groupId });
+        return {
+          ...errorOf(r.error),
+          ...r.group,
+          members: r.group.members.map((m) => ({
+            ...m,
+            metadata: buf(m.metadata),
+            assignment: buf(m.assignment),
+          })),
+        };
+      },
+      (groupId, e) => ({ ...e, ...deadGroupDescription(groupId), members: [] }),
     ),
   };
 }
@@ -355,15 +369,14 @@ export async function deleteGroups(
 ): Promise<DeleteGroupsResponse> {
   const groups = groupsOf(b);
   return {
-    groups: await Promise.all(
-      req.groupIds.map(async (groupId) => {
-        try {
-          const r = await groups.request({ type: 'delete-group', groupId });
-          return { ...errorOf(r.error), groupId };
-        } catch (err) {
-          return { ...partitionError(b, err, { groupId }), groupId };
-        }
-      }),
+    groups: await perGroup(
+      b,
+      req.groupIds,
+      async (groupId) => {
+        const r = await groups.request({ type: 'delete-group', groupId });
+        return { ...errorOf(r.error), groupId };
+      },
+      (groupId, e) => ({ ...e, groupId }),
     ),
   };
 }

@@ -8,6 +8,7 @@ import {
   OffsetSpec,
   StreamBusError,
 } from '@streambus/protocol';
+import { checkClientTopic } from '../groups/offsets-topic.js';
 import type { BrokerContext } from './context.js';
 import { partitionError } from './errors.js';
 
@@ -61,6 +62,7 @@ export async function deleteRecords(
     const partitions: DeleteRecordsResponse['topics'][number]['partitions'] = [];
     for (const { partition, offset } of t.partitions) {
       try {
+        checkClientTopic(t.name, 'delete records of');
         const p = b.replicas.partition(t.name, partition);
         const target = offset === -1 ? p.highWatermark : offset;
         const lowWatermark = await p.deleteRecordsBefore(target);

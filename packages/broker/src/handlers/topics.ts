@@ -169,6 +169,7 @@ export async function alterConfigs(
   const topics: AlterConfigsResponse['topics'] = [];
   for (const change of req.topics) {
     try {
+      checkClientTopic(change.name, 'alter the configs of');
       await admin.alter(change.name, change.configs, req.validateOnly ?? false);
       topics.push({ errorCode: 0, name: change.name });
     } catch (err) {

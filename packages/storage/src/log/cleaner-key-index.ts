@@ -22,6 +22,7 @@ import {
 import { encodeKey } from '../lsm/keys.js';
 import { type LsmStore, WriteBatch } from '../lsm/lsm-store.js';
 import type { IoBudget } from './io-budget.js';
+import { throwIfCleanAborted } from './log-cleaner.js';
 import { batchBaseOffset, batchLastOffsetDelta } from './log-segment.js';
 import type { PartitionLog } from './partition-log.js';
 
@@ -108,6 +109,7 @@ export class CleanerKeyIndex {
     bound: number,
     readBytesMax: number,
     budget: IoBudget | null,
+    signal?: AbortSignal,
   ): Promise<number> {
     let state = await this.state();
     if (state.indexedUpTo > log.logEndOffset) {
@@ -116,6 +118,7 @@ export class CleanerKeyIndex {
     }
     let offset = Math.max(state.indexedUpTo, log.logStartOffset);
     while (offset < bound) {
+      throwIfCleanAborted(signal, this.partition);
       // Retention or delete-records may move the log start past us meanwhile: go on from there.
       offset = Math.max(offset, log.logStartOffset);
       let r: Awaited<ReturnType<PartitionLog['read']>>;

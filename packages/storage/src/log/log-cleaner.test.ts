@@ -623,6 +623,101 @@ describe('log cleaner', () => {
   });
 });
 
+describe('log cleaner for a replicated log', () => {
+  /** Every batch header of the log: base offset, last offset delta, epoch, control flag. */
+  async function headers(log: PartitionLog): Promise<string[]> {
+    const out: string[] = [];
+    for (let offset = log.logStartOffset; offset < log.logEndOffset; ) {
+      const r = await log.read(offset, 4096);
+      for (const { position } of splitBatches(r.data)) {
+        const h = validateBatch(r.data, position);
+        out.push(`${h.baseOffset}+${h.lastOffsetDelta}@${h.partitionLeaderEpoch}/${h.attributes}`);
+      }
+      offset = r.nextOffset;
+    }
+    return out;
+  }
+
+  it('keepEveryBatch: every batch keeps its header (emptied ones too), never merged into gap batches', async () => {
+    const mem = new MemoryFileSystem({ seed: 11 });
+    const env = await openEnv(mem);
+    const model = new Model();
+    // Batches without a producer id, most of them superseded entirely.
+    await putKeys(env, model, 80, (i) => i % 3);
+    const before = await headers(env.log);
+    const bound = env.log.logEndOffset;
+    const report = await env.cleaner.clean({
+      bound,
+      deleteRetentionMs: RETENTION_MS,
+      nowMs: 2000,
+      keepEveryBatch: true,
+    });
+    expect(report.cleanedSegments.length).toBeGreaterThan(0);
+    expect(report.recordsRemoved).toBeGreaterThan(50);
+    expect(await headers(env.log)).toEqual(before);
+    checkView(await readLog(env.log), model);
+    await closeEnv(env);
+    // Without the option the emptied batches become gap batches: fewer headers.
+    const env2 = await openEnv(new MemoryFileSystem({ seed: 12 }));
+    await putKeys(env2, new Model(), 80, (i) => i % 3);
+    await env2.cleaner.clean({ bound, deleteRetentionMs: RETENTION_MS, nowMs: 2000 });
+    expect((await headers(env2.log)).length).toBeLessThan(before.length);
+    await closeEnv(env2);
+  });
+
+  it('an aborted clean stops with LOG_CLEAN_ABORTED and leaves the log readable and whole', async () => {
+    const mem = new MemoryFileSystem({ seed: 13 });
+    const env = await openEnv(mem);
+    const model = new Model();
+    await putKeys(env, model, 90, (i) => i % 4);
+    const abort = new AbortController();
+    abort.abort();
+    const err = await env.cleaner
+      .clean({
+        bound: env.log.logEndOffset,
+        deleteRetentionMs: RETENTION_MS,
+        nowMs: 2000,
+        signal: abort.signal,
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StreamBusError);
+    expect((err as StreamBusError).code).toBe(ErrorCode.LOG_CLEAN_ABORTED);
+    checkView(await readLog(env.log), model);
+    expect((await mem.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+    // Aborted in the middle (after the first swap): what was swapped stays, the rest as it was.
+    const mid = new AbortController();
+    let spent = 0;
+    const budget = new IoBudget({ bytesPerSecond: 1e12 });
+    const spend = budget.spend.bind(budget);
+    budget.spend = async (bytes: number) => {
+      spent += bytes;
+      if (spent > 3000) mid.abort();
+      await spend(bytes);
+    };
+    const err2 = await env.cleaner
+      .clean({
+        bound: env.log.logEndOffset,
+        deleteRetentionMs: RETENTION_MS,
+        nowMs: 2000,
+        budget,
+        readBytesMax: 256,
+        signal: mid.signal,
+      })
+      .catch((e: unknown) => e);
+    expect((err2 as StreamBusError).code).toBe(ErrorCode.LOG_CLEAN_ABORTED);
+    checkView(await readLog(env.log), model);
+    expect((await mem.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+    const done = await env.cleaner.clean({
+      bound: env.log.logEndOffset,
+      deleteRetentionMs: RETENTION_MS,
+      nowMs: 2000,
+    });
+    expect(done.damage).toEqual([]);
+    checkView(await readLog(env.log), model);
+    await closeEnv(env);
+  });
+});
+
 describe('batch rewrite (pure core)', () => {
   const records = Array.from({ length: 5 }, (_, i) => ({
     key: Buffer.from(`k${i}`),

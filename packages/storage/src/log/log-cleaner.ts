@@ -22,6 +22,9 @@
 //     (log-repair.ts `encodeGapBatches`) spanning their offsets;
 //   - an empty batch with its header (recordCount 0) when it has a producer id (idempotent or
 //     transactional), so the producer's last sequence and epoch stay in the log;
+//   - always that empty batch with `keepEveryBatch` (a replicated log: each batch is one Raft
+//     entry, and the replica's offset translator, term runs and recovery scan count batches, so
+//     the cleaned log keeps exactly the batches, offsets and epochs it had).
 // Control batches (transaction markers) are kept as they are. Records without a key are kept (a
 // compacted topic should refuse them at produce: `checkKeyedRecords`). A batch whose records do
 // not decode is kept as it is: the cleaner never turns what it cannot read into a loss.
@@ -205,6 +208,16 @@ export interface CleanOptions {
   readBytesMax?: number;
   /** Every byte read or written goes through it (none: unthrottled). */
   budget?: IoBudget | null;
+  /**
+   * Keep one batch per batch: an emptied batch stays as its header (recordCount 0) instead of
+   * joining a gap batch. For a replicated log, where every batch is a Raft entry.
+   */
+  keepEveryBatch?: boolean;
+  /**
+   * Stops the clean at its next read, write or swap (LOG_CLEAN_ABORTED); what was swapped in
+   * stays, the segment in progress is left as it was. For closing the partition.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CleanReport {
@@ -283,6 +296,8 @@ export class LogCleaner {
   private async run(options: CleanOptions): Promise<CleanReport> {
     const budget = options.budget ?? null;
     const readBytesMax = options.readBytesMax ?? DEFAULT_READ_BYTES_MAX;
+    const signal = options.signal;
+    const keepEveryBatch = options.keepEveryBatch === true;
     const deleteBeforeMs = (options.nowMs ?? Date.now()) - options.deleteRetentionMs;
     const bound = Math.min(options.bound, this.log.logEndOffset);
     const report: CleanReport = {
@@ -299,7 +314,7 @@ export class LogCleaner {
       indexedUpTo: 0,
     };
     try {
-      report.indexedUpTo = await this.index.catchUp(this.log, bound, readBytesMax, budget);
+      report.indexedUpTo = await this.index.catchUp(this.log, bound, readBytesMax, budget, signal);
     } catch (err) {
       if (!isLogCorruptionError(err)) throw err;
       report.damage.push(err.damage);
@@ -327,6 +342,8 @@ export class LogCleaner {
         readBytesMax,
         budget,
         report,
+        keepEveryBatch,
+        signal,
       );
       if (outcome !== 'ok') tombstonesMayGo = false;
     }
@@ -341,7 +358,10 @@ export class LogCleaner {
     readBytesMax: number,
     budget: IoBudget | null,
     report: CleanReport,
+    keepEveryBatch: boolean,
+    signal: AbortSignal | undefined,
   ): Promise<'ok' | 'skipped'> {
+    throwIfCleanAborted(signal, this.dir);
     const tempPath = joinPath(this.dir, segmentFileName(seg.baseOffset, '.log') + CLEANED_SUFFIX);
     const handle = await this.fs.open(tempPath, 'create');
     let installed = false;
@@ -363,6 +383,7 @@ export class LogCleaner {
       // One slice of the segment from `at`; null (recorded as skipped) on damage, or when the
       // segment went away under us.
       const readAt = async (at: number): Promise<Buffer | null> => {
+        throwIfCleanAborted(signal, this.dir);
         let data: Buffer;
         try {
           data = (await this.log.read(at, readBytesMax)).data;
@@ -445,7 +466,11 @@ export class LogCleaner {
             changed = true;
             if (!(await copyUnchanged(base))) return 'skipped';
           }
-          if (rewritten === null && batch.readBigInt64BE(BatchField.PRODUCER_ID) < 0n) {
+          if (
+            rewritten === null &&
+            !keepEveryBatch &&
+            batch.readBigInt64BE(BatchField.PRODUCER_ID) < 0n
+          ) {
             if (gapFrom < 0) gapFrom = base;
             gapTo = next - 1;
             continue;
@@ -488,6 +513,7 @@ export class LogCleaner {
         );
       }
       cleaned.markVerified(cleaned.sizeBytes, cleaned.nextOffset);
+      throwIfCleanAborted(signal, this.dir);
       try {
         await this.log.replaceCleanedSegment(cleaned, tempPath);
       } catch (err) {
@@ -513,6 +539,13 @@ export class LogCleaner {
         await this.fs.unlink(tempPath).catch(() => undefined);
       }
     }
+  }
+}
+
+/** LOG_CLEAN_ABORTED when `signal` is aborted (the partition is closing). */
+export function throwIfCleanAborted(signal: AbortSignal | undefined, dir: string): void {
+  if (signal?.aborted === true) {
+    throw new StreamBusError(ErrorCode.LOG_CLEAN_ABORTED, `the clean of ${dir} was stopped`);
   }
 }
 
