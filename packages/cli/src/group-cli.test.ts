@@ -111,7 +111,7 @@ describe('streambus group (against the fake broker)', () => {
       (await run(['group', 'describe', 'g', '--output', 'json', ...b])).stdout,
     );
     expect(gone.state).toBe('Dead');
-  });
+  }, 90_000);
 
   it('answers bad invocations with exit 2 and failed requests with exit 1', async () => {
     const none = await run(['group', 'reset-offsets', 'g', '--topic', 'events', ...b]);
@@ -137,5 +137,5 @@ describe('streambus group (against the fake broker)', () => {
     const missing = await run(['group', 'delete', 'nobody', ...b]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^streambus: .*\n$/);
-  });
+  }, 60_000);
 });
