@@ -79,6 +79,16 @@ async function createTopic(
   });
 }
 
+/** A cluster of one in a temp dir (both removed after the test), its address and an admin. */
+async function oneBroker() {
+  const dir = tempDir();
+  cleanups.push(() => removeDir(dir));
+  const broker = await start(dir);
+  cleanups.push(() => broker.close());
+  const bootstrap = `127.0.0.1:${broker.address.port}`;
+  return { bootstrap, admin: client(bootstrap).admin() };
+}
+
 interface Member {
   readonly consumer: GroupConsumer;
   readonly values: string[];
@@ -129,12 +139,7 @@ function checkSingleOwners(members: readonly Member[]): void {
 
 describe('consumer groups against a real broker (cluster of one)', () => {
   it('two cooperative members share a topic while it is produced; committed == log end', async () => {
-    const dir = tempDir();
-    cleanups.push(() => removeDir(dir));
-    const broker = await start(dir);
-    cleanups.push(() => broker.close());
-    const bootstrap = `127.0.0.1:${broker.address.port}`;
-    const admin = client(bootstrap).admin();
+    const { bootstrap, admin } = await oneBroker();
     await createTopic(admin, 'orders', 6);
     const producer = client(bootstrap).producer();
     let sent = 0;
@@ -180,12 +185,7 @@ describe('consumer groups against a real broker (cluster of one)', () => {
   }, 90_000);
 
   it('a static member that restarts within its session gets its partitions back, no rebalance', async () => {
-    const dir = tempDir();
-    cleanups.push(() => removeDir(dir));
-    const broker = await start(dir);
-    cleanups.push(() => broker.close());
-    const bootstrap = `127.0.0.1:${broker.address.port}`;
-    const admin = client(bootstrap).admin();
+    const { bootstrap, admin } = await oneBroker();
     await createTopic(admin, 'static', 4);
     const staticMember = (instance: string, sink: AssignmentEvent[]) =>
       client(bootstrap).consumer({
