@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { brokerCommand, devCommand } from './commands/broker.js';
 import { clusterCommand } from './commands/cluster.js';
 import { consumeCommand } from './commands/consume.js';
+import { groupCommand } from './commands/group.js';
 import { partitionCommand } from './commands/partition.js';
 import { produceCommand } from './commands/produce.js';
 import { topicCommand } from './commands/topic.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   program.addCommand(partitionCommand());
   program.addCommand(produceCommand());
   program.addCommand(consumeCommand());
+  program.addCommand(groupCommand());
   conventions(program);
   return program;
 }

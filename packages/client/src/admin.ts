@@ -12,6 +12,13 @@ import {
   type RepairPartitionResponse,
   StreamBusError,
 } from '@streambus/protocol';
+import {
+  GroupAdmin,
+  type GroupDescription,
+  type GroupListing,
+  type OffsetReset,
+  type ResetOffsetsOptions,
+} from './admin-groups.js';
 import { type PartitionInfo, topicNotFound } from './cluster.js';
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
@@ -138,7 +145,39 @@ async function settle<T>(ctx: ClientContext, fn: () => Promise<T>, topic?: strin
 }
 
 export class Admin {
-  constructor(private readonly ctx: ClientContext) {}
+  /** The consumer-group calls (admin-groups.ts). */
+  private readonly groups: GroupAdmin;
+
+  constructor(private readonly ctx: ClientContext) {
+    this.groups = new GroupAdmin(ctx, (topic, query, partitions) =>
+      this.listOffsets(topic, query, partitions),
+    );
+  }
+
+  /** Every consumer group of the cluster (each broker lists the groups it coordinates). */
+  listGroups(): Promise<GroupListing[]> {
+    return this.groups.listGroups();
+  }
+
+  /** State, protocol, members with their assignments, and committed offset, log end and lag per partition. */
+  describeGroup(groupId: string): Promise<GroupDescription> {
+    return this.groups.describeGroup(groupId);
+  }
+
+  /** Resets a group's committed offsets of a topic (the group must have no members); `dryRun` only reports. */
+  resetOffsets(groupId: string, options: ResetOffsetsOptions): Promise<OffsetReset[]> {
+    return this.groups.resetOffsets(groupId, options);
+  }
+
+  /** Deletes a group without members, with its committed offsets. */
+  deleteGroup(groupId: string): Promise<void> {
+    return this.groups.deleteGroup(groupId);
+  }
+
+  /** Deletes a group's committed offsets of a topic (all its partitions by default). */
+  deleteOffsets(groupId: string, topic: string, partitions?: readonly number[]): Promise<void> {
+    return this.groups.deleteOffsets(groupId, topic, partitions);
+  }
 
   async createTopics(
     topics: readonly NewTopic[],

@@ -6,6 +6,7 @@ import { Admin } from './admin.js';
 import { Cluster, parseAddress } from './cluster.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { ClientContext } from './context.js';
+import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { ClientDefaults, DEFAULT_BOOTSTRAP } from './limits.js';
 import { checkOptionNames, OptionNames } from './options.js';
 import { Producer, type ProducerOptions } from './producer.js';
@@ -28,7 +29,7 @@ export class StreamBusClient {
   private readonly ctx: ClientContext;
   private readonly abort = new AbortController();
   private readonly producers = new Set<Producer>();
-  private readonly consumers = new Set<Consumer>();
+  private readonly consumers = new Set<Consumer | GroupConsumer>();
   private closed = false;
 
   /**
@@ -80,8 +81,20 @@ export class StreamBusClient {
     return p;
   }
 
-  consumer(options: ConsumerOptions = {}): Consumer {
+  /**
+   * An assign-mode consumer, or with `groupId` a member of that consumer group (subscribe(),
+   * committed offsets, rebalancing: group-consumer.ts).
+   */
+  consumer(options: GroupConsumerOptions): GroupConsumer;
+  consumer(options?: ConsumerOptions): Consumer;
+  consumer(options: ConsumerOptions | GroupConsumerOptions = {}): Consumer | GroupConsumer {
     this.checkOpen();
+    if (typeof options === 'object' && options !== null && 'groupId' in options) {
+      checkOptionNames('consumer', options, OptionNames.groupConsumer);
+      const g = new GroupConsumer(this.ctx, options as GroupConsumerOptions);
+      this.consumers.add(g);
+      return g;
+    }
     checkOptionNames('consumer', options, OptionNames.consumer);
     const c = new Consumer(this.ctx, options);
     this.consumers.add(c);

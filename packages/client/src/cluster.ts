@@ -61,10 +61,21 @@ export function topicNotFound(topic: string): StreamBusError {
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
 
+/** Groups whose coordinator is remembered; beyond it the cache starts over. */
+const COORDINATORS_CACHED_MAX = 1000;
+/** Errors after which a group's coordinator is looked up again. */
+const COORDINATOR_MOVED: ReadonlySet<number> = new Set([
+  ErrorCode.NOT_COORDINATOR,
+  ErrorCode.COORDINATOR_NOT_AVAILABLE,
+  ErrorCode.NETWORK_EXCEPTION,
+]);
+
 export class Cluster {
   private readonly connections = new Map<string, Promise<BrokerConnection>>();
   private readonly brokers = new Map<number, BrokerAddress>();
   private readonly topics = new Map<string, TopicInfo>();
+  /** Group id -> its coordinator's address (FindCoordinator), until an error says it moved. */
+  private readonly coordinators = new Map<string, BrokerAddress>();
   private clusterId = '';
   private controllerId = -1;
   /** The bootstrap address that answered last: the first one tried next time. */
@@ -79,6 +90,11 @@ export class Cluster {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** The client id connections announce (also a group member id's prefix). */
+  get clientId(): string {
+    return this.options.clientId;
   }
 
   /**
@@ -250,8 +266,40 @@ export class Cluster {
     return res;
   }
 
+  /**
+   * The connection to a consumer group's coordinator (FindCoordinator, cached). One attempt:
+   * callers run it through the retry layer, whose hook (handleRetriableError) forgets the
+   * coordinator on NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or a network error, so the retry
+   * finds the current one.
+   */
+  async coordinatorFor(groupId: string, lane = ''): Promise<BrokerConnection> {
+    let addr = this.coordinators.get(groupId);
+    if (addr === undefined) {
+      const conn = await this.anyConnection();
+      const res = await conn.request(ApiKey.FIND_COORDINATOR, { groupIds: [groupId] });
+      const c = res.coordinators.find((x) => x.groupId === groupId);
+      if (c === undefined) {
+        throw new StreamBusError(
+          ErrorCode.COORDINATOR_NOT_AVAILABLE,
+          `no coordinator named for group '${groupId}'`,
+        );
+      }
+      if (c.errorCode !== 0) {
+        throw new StreamBusError(
+          c.errorCode,
+          c.errorMessage ?? `coordinator of group '${groupId}'`,
+        );
+      }
+      addr = { host: WILDCARD_HOSTS.has(c.host) ? conn.host : c.host, port: c.port };
+      if (this.coordinators.size >= COORDINATORS_CACHED_MAX) this.coordinators.clear();
+      this.coordinators.set(groupId, addr);
+    }
+    return this.connectionTo(addr, lane);
+  }
+
   /** The retry hook: drops what an error says is stale. */
   handleRetriableError(err: StreamBusError, topic?: string): void {
+    if (COORDINATOR_MOVED.has(err.code)) this.coordinators.clear();
     switch (err.code) {
       case ErrorCode.NOT_LEADER_OR_FOLLOWER:
       case ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:

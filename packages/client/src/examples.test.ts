@@ -64,6 +64,30 @@ describe('docs/client.md examples', () => {
     expect(total).toBe(1000);
   });
 
+  it('consumer group', async () => {
+    const seen: string[] = [];
+    // example: consumer-group
+    const client = new StreamBusClient({ bootstrap });
+    await client.admin().createTopic({ name: 'payments', partitions: 2 });
+    await client.producer().sendBatch([
+      { topic: 'payments', key: 'a', value: 'paid 10' },
+      { topic: 'payments', key: 'b', value: 'paid 20' },
+    ]);
+
+    const member = client.consumer({ groupId: 'billing' }); // cooperative-sticky, auto-commit
+    await member.subscribe({ topics: ['payments'] });
+    for await (const record of member) {
+      seen.push(Buffer.from(record.value ?? []).toString());
+      if (seen.length === 2) break; // this record counts as processed too
+    }
+    await member.close(); // commits what was processed, leaves the group
+    const group = await client.admin().describeGroup('billing');
+    console.assert(group.offsets.every((o) => o.lag === 0));
+    await client.close();
+    // end
+    expect(seen.sort()).toEqual(['paid 10', 'paid 20']);
+  });
+
   it('errors', async () => {
     let code = 0;
     // example: errors
@@ -90,7 +114,12 @@ describe('docs/client.md examples', () => {
       'utf8',
     );
     const examples = [...self.matchAll(/\/\/ example: ([\w-]+)\n([\s\S]*?)\n\s*\/\/ end/g)];
-    expect(examples.map((m) => m[1])).toEqual(['quick-start', 'fast-paths', 'errors']);
+    expect(examples.map((m) => m[1])).toEqual([
+      'quick-start',
+      'fast-paths',
+      'consumer-group',
+      'errors',
+    ]);
     const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
     for (const [, name, body] of examples) {
       expect(squash(doc), `example ${name}`).toContain(squash(body!));

@@ -3,7 +3,12 @@
 // (one socket, framing, correlation, in-flight bound) -> cluster.ts (pool, metadata) ->
 // producer.ts / consumer.ts / admin.ts; retry.ts is the one retry function.
 
-export { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
+export {
+  ErrorCode,
+  isStreamBusError,
+  StreamBusError,
+  type TopicPartition,
+} from '@streambus/protocol';
 export type {
   Admin,
   BrokerDescription,
@@ -15,6 +20,15 @@ export type {
   RepairResult,
   TopicDescription,
 } from './admin.js';
+export type {
+  GroupDescription,
+  GroupListing,
+  GroupMemberDescription,
+  GroupOffsetDescription,
+  OffsetReset,
+  ResetOffsetsOptions,
+  ResetTarget,
+} from './admin-groups.js';
 export type { Bytes, HeaderInput } from './batch-builder.js';
 export { type ClientOptions, StreamBusClient } from './client.js';
 export { type BrokerAddress, type PartitionInfo, parseAddress } from './cluster.js';
@@ -27,7 +41,23 @@ export type {
   OffsetResetPolicy,
   StartFrom,
 } from './consumer.js';
-export { ClientDefaults, ConsumerDefaults, DEFAULT_BOOTSTRAP, ProducerDefaults } from './limits.js';
+export type {
+  AssignmentEvent,
+  AssignorName,
+  CommitOffset,
+  GroupConsumer,
+  GroupConsumerOptions,
+  PartitionLag,
+  RevocationEvent,
+  SubscribeOptions,
+} from './group-consumer.js';
+export {
+  ClientDefaults,
+  ConsumerDefaults,
+  DEFAULT_BOOTSTRAP,
+  GroupDefaults,
+  ProducerDefaults,
+} from './limits.js';
 export { UnknownOptionError } from './options.js';
 export type {
   Acks,

@@ -61,6 +61,18 @@ export const ConsumerDefaults = {
   maxPollRecords: 2048,
 } as const;
 
+/** The group consumer's (group-consumer.ts): Kafka's defaults. */
+export const GroupDefaults = {
+  assignor: 'cooperative-sticky',
+  autoCommitIntervalMs: 5_000,
+  sessionTimeoutMs: 45_000,
+  /** At most this, and at most a third of the session timeout. */
+  heartbeatIntervalMs: 3_000,
+  maxPollIntervalMs: 300_000,
+  /** How often a member checks its subscribed topics (pattern matches, partition counts). */
+  metadataRefreshMs: 30_000,
+} as const;
+
 assert.ok(ProducerDefaults.batchBytesMax <= ProducerDefaults.bufferBytesMax);
 assert.ok(ProducerDefaults.recordBytesMax < ClientDefaults.frameBytesMax);
 assert.ok(ConsumerDefaults.maxBytes < ClientDefaults.frameBytesMax);

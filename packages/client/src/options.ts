@@ -10,8 +10,10 @@
 // lacks is one too), keeping the lists and the types from drifting apart.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NewTopic } from './admin.js';
+import type { ResetOffsetsOptions } from './admin-groups.js';
 import type { ClientOptions } from './client.js';
 import type { AssignOptions, ConsumerOptions } from './consumer.js';
+import type { CommitOffset, GroupConsumerOptions } from './group-consumer.js';
 import type { ProducerOptions } from './producer.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -21,6 +23,15 @@ function names<T, Extra extends string = never>(
 ): ReadonlySet<string> {
   return new Set(Object.keys(all));
 }
+
+const CONSUMER_NAMES: Readonly<Record<keyof ConsumerOptions, true>> = {
+  maxWaitMs: true,
+  minBytes: true,
+  maxBytes: true,
+  partitionMaxBytes: true,
+  autoOffsetReset: true,
+  maxPollRecords: true,
+};
 
 export const OptionNames = {
   client: names<ClientOptions>({
@@ -52,14 +63,24 @@ export const OptionNames = {
     ackTimeoutMs: true,
     deliveryTimeoutMs: true,
   }),
-  consumer: names<ConsumerOptions>({
-    maxWaitMs: true,
-    minBytes: true,
-    maxBytes: true,
-    partitionMaxBytes: true,
-    autoOffsetReset: true,
-    maxPollRecords: true,
+  consumer: names<ConsumerOptions>(CONSUMER_NAMES),
+  /** client.consumer({ groupId, ... }): the consumer's options and the group's. */
+  groupConsumer: names<GroupConsumerOptions>({
+    ...CONSUMER_NAMES,
+    groupId: true,
+    groupInstanceId: true,
+    autoCommit: true,
+    autoCommitIntervalMs: true,
+    sessionTimeoutMs: true,
+    heartbeatIntervalMs: true,
+    maxPollIntervalMs: true,
+    assignor: true,
+    metadataRefreshMs: true,
+    onAssigned: true,
+    onRevoked: true,
   }),
+  subscribe: names<{ topics: string[]; pattern: RegExp }>({ topics: true, pattern: true }),
+  commitOffset: names<CommitOffset>({ topic: true, partition: true, offset: true }),
   assign: names<AssignOptions>({ topic: true, partitions: true, from: true }),
   /** `{ offset }` or `{ timestamp }` of assign({ from }) and seek(). */
   start: names<{ offset: number; timestamp: number }>({ offset: true, timestamp: true }),
@@ -72,6 +93,12 @@ export const OptionNames = {
     configs: true,
   }),
   createTopics: names<{ timeoutMs?: number }>({ timeoutMs: true }),
+  resetOffsets: names<ResetOffsetsOptions>({
+    topic: true,
+    partitions: true,
+    to: true,
+    dryRun: true,
+  }),
 } as const;
 
 /**
@@ -88,6 +115,17 @@ const ALIASES: Readonly<Record<string, string>> = {
   'linger.ms': 'lingerMs',
   'batch.size': 'batchBytesMax',
   maxWaitTimeInMs: 'maxWaitMs',
+  'group.id': 'groupId',
+  'group.instance.id': 'groupInstanceId',
+  'enable.auto.commit': 'autoCommit',
+  'auto.commit.interval.ms': 'autoCommitIntervalMs',
+  'session.timeout.ms': 'sessionTimeoutMs',
+  sessionTimeout: 'sessionTimeoutMs',
+  heartbeatInterval: 'heartbeatIntervalMs',
+  'heartbeat.interval.ms': 'heartbeatIntervalMs',
+  'max.poll.interval.ms': 'maxPollIntervalMs',
+  rebalanceTimeout: 'maxPollIntervalMs',
+  'auto.offset.reset': 'autoOffsetReset',
 };
 
 /** Options of other clients that have no counterpart here, with what to do instead. */
@@ -96,7 +134,14 @@ const HINTS = new Map<ReadonlySet<string>, Readonly<Record<string, string>>>([
     OptionNames.consumer,
     {
       fromBeginning: "assign({ topic, from: 'earliest' }) (the start is chosen per assign())",
-      groupId: 'assign() (consumer groups are not supported yet)',
+    },
+  ],
+  [
+    OptionNames.groupConsumer,
+    {
+      fromBeginning:
+        "autoOffsetReset: 'earliest' (where a partition without a committed offset starts)",
+      enableAutoCommit: "'autoCommit'",
     },
   ],
   [OptionNames.assign, { fromBeginning: "from: 'earliest'" }],

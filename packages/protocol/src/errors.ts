@@ -117,6 +117,8 @@ export const ErrorCode = {
   COORDINATOR_REQUESTS_FULL: 1260,
   // 1280-1289: compacted topics, the broker's cleaner scheduler (packages/broker/src/log-compaction.ts).
   LOG_CLEAN_ABORTED: 1280,
+  // 1270-1279: the SDK's group consumer (packages/client/src/group-consumer.ts).
+  NO_COMMITTED_OFFSET: 1270,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -400,6 +402,12 @@ const TABLE: readonly ErrorInfo[] = [
     'LOG_CLEAN_ABORTED',
     true,
     'the clean was stopped because its partition is closing; the next scheduled clean goes on',
+  ),
+  info(
+    C.NO_COMMITTED_OFFSET,
+    'NO_COMMITTED_OFFSET',
+    false,
+    "the group has no committed offset for an assigned partition and autoOffsetReset is 'none'",
   ),
 ];
 

@@ -19,6 +19,7 @@ export {
 } from './control-record.js';
 export { crc32c, crc32cImplementation, crc32cPortable } from './crc32c.js';
 export * from './errors.js';
+export * from './groups/index.js';
 export * as kafka from './kafka/index.js';
 export { murmur2, partitionForKey } from './murmur2.js';
 export {

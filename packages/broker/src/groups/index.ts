@@ -3,26 +3,9 @@
 // package as the `groups` namespace; and the coordinator's shell over `__consumer_offsets`
 // (coordinator.ts, coordinator-partition.ts, group-store.ts, offsets-topic.ts).
 
-export {
-  ASSIGNORS,
-  type Assignor,
-  type AssignorMember,
-  compareTopicPartitions,
-  cooperativeStickyAssignor,
-  type GroupAssignment,
-  rangeAssignor,
-  revokedPartitions,
-  roundRobinAssignor,
-  stickyTarget,
-} from './assignors.js';
-export {
-  decodeAssignment,
-  decodeSubscription,
-  encodeAssignment,
-  encodeSubscription,
-  type MemberAssignment,
-  type Subscription,
-} from './consumer-protocol.js';
+// The assignors and the consumer-protocol bytes live in @streambus/protocol (shared with the SDK).
+export * from './assignors.js';
+export * from './consumer-protocol.js';
 export {
   type AttachedPartition,
   type CoordinatorHost,

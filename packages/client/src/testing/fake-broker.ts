@@ -29,6 +29,7 @@ import {
   splitBatches,
   validateBatch,
 } from '@streambus/protocol';
+import { FakeGroupCoordinator, GROUP_API_KEYS, type GroupApiKey } from './fake-groups.js';
 
 interface StoredBatch {
   readonly baseOffset: number;
@@ -59,6 +60,9 @@ interface FakeClusterState {
   readonly brokers: FakeBroker[];
   /** `topic/partition` -> leader node id and epoch; absent: the first broker, epoch 0. */
   readonly leaders: Map<string, { nodeId: number; epoch: number }>;
+  readonly groups: FakeGroupCoordinator;
+  /** The broker that coordinates every group (FindCoordinator); the others answer NOT_COORDINATOR. */
+  coordinatorId: number;
 }
 
 export interface FakeBrokerOptions {
@@ -89,6 +93,8 @@ export class FakeBroker {
   private nextProducerId = 1000;
   port = 0;
   private readonly shared: FakeClusterState | null;
+  /** The consumer-group coordinator (shared by a FakeCluster's brokers; see fake-groups.ts). */
+  readonly groups: FakeGroupCoordinator;
 
   constructor(
     private readonly options: FakeBrokerOptions = {},
@@ -97,6 +103,13 @@ export class FakeBroker {
     this.nodeId = options.nodeId ?? 0;
     this.shared = shared ?? null;
     this.topics = shared?.topics ?? new Map();
+    this.groups =
+      shared?.groups ?? new FakeGroupCoordinator((t) => this.topics.get(t)?.partitions.length ?? 0);
+  }
+
+  /** The node id of the broker coordinating groups (this one outside a FakeCluster). */
+  private coordinatorId(): number {
+    return this.shared?.coordinatorId ?? this.nodeId;
   }
 
   /** Listening (not closed). */
@@ -194,6 +207,7 @@ export class FakeBroker {
   }
 
   async close(): Promise<void> {
+    if (this.shared === null) this.groups.close();
     this.releaseProduce();
     for (const s of this.sockets) s.destroy();
     for (const w of this.waiters) w();
@@ -261,7 +275,34 @@ export class FakeBroker {
     }
     const reply = <K extends ApiKeyValue>(k: K, body: ResponseOf<K>): Buffer =>
       encodeResponse({ ...frame, apiKey: k }, body);
+    if (GROUP_API_KEYS.has(key)) {
+      if (this.coordinatorId() !== this.nodeId) {
+        throw new StreamBusError(
+          ErrorCode.NOT_COORDINATOR,
+          `broker ${this.nodeId} is not the group coordinator (broker ${this.coordinatorId()} is)`,
+        );
+      }
+      const k = key as GroupApiKey;
+      return reply(k, await this.groups.handle(k, decodeRequest(k, frame)));
+    }
     switch (key) {
+      case ApiKey.FIND_COORDINATOR: {
+        const req = decodeRequest(ApiKey.FIND_COORDINATOR, frame);
+        const c = this.brokersInCluster().find((b) => b.nodeId === this.coordinatorId());
+        return reply(ApiKey.FIND_COORDINATOR, {
+          coordinators: req.groupIds.map((groupId) =>
+            c === undefined || !c.isLive
+              ? {
+                  groupId,
+                  errorCode: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                  nodeId: -1,
+                  host: '',
+                  port: 0,
+                }
+              : { groupId, errorCode: 0, nodeId: c.nodeId, host: '127.0.0.1', port: c.port },
+          ),
+        });
+      }
       case ApiKey.API_VERSIONS:
         decodeRequest(ApiKey.API_VERSIONS, frame);
         return reply(ApiKey.API_VERSIONS, {
@@ -636,11 +677,14 @@ export class FakeCluster {
     if (!Number.isInteger(count) || count < 1) {
       throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `count: expected >= 1, got ${count}`);
     }
+    const topics = new Map<string, FakeTopic>();
     const state: FakeClusterState = {
       id: 'fake-cluster',
-      topics: new Map(),
+      topics,
       brokers: [],
       leaders: new Map(),
+      groups: new FakeGroupCoordinator((t) => topics.get(t)?.partitions.length ?? 0),
+      coordinatorId: 1,
     };
     for (let i = 1; i <= count; i++) {
       state.brokers.push(new FakeBroker({ ...options, nodeId: i }, state));
@@ -683,7 +727,19 @@ export class FakeCluster {
     this.state.leaders.set(`${topic}/${partition}`, { nodeId, epoch });
   }
 
+  /** The shared group coordinator. */
+  get groups(): FakeGroupCoordinator {
+    return this.state.groups;
+  }
+
+  /** Makes `nodeId` the group coordinator (groups keep their state, as after a failover). */
+  moveCoordinator(nodeId: number): void {
+    this.broker(nodeId);
+    this.state.coordinatorId = nodeId;
+  }
+
   async close(): Promise<void> {
+    this.state.groups.close();
     for (const b of this.brokers) await b.close();
   }
 }

@@ -13,7 +13,7 @@ import {
   roundRobinAssignor,
   stickyTarget,
 } from './assignors.js';
-import type { TopicPartition } from './types.js';
+import type { TopicPartition } from './topic-partition.js';
 
 const TOPICS = ['a', 'b', 'c'];
 

@@ -1,0 +1,330 @@
+// The group consumer against the fake broker's coordinator (testing/fake-groups.ts): join and
+// sync (MEMBER_ID_REQUIRED first), consumption from committed offsets, commits (auto, explicit,
+// on revoke, on close), cooperative revocation of only the moving partitions, the eager
+// assignors giving up everything, maxPollIntervalMs, a moved coordinator, lag, and bad options.
+import { ApiKey, ErrorCode, type TopicPartition } from '@streambus/protocol';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StreamBusClient } from './client.js';
+import type { GroupConsumer, GroupConsumerOptions, RevocationEvent } from './group-consumer.js';
+import { FakeBroker, FakeCluster } from './testing/fake-broker.js';
+import type { FakeGroupCoordinator } from './testing/fake-groups.js';
+
+const fastRetry = { retriesMax: 5, backoffInitialMs: 5, backoffMaxMs: 50, totalTimeoutMs: 3_000 };
+/** Fast heartbeats, polls and commits for the fake coordinator. */
+const fast = {
+  // Long enough that a loaded machine's pauses never expire a session (a spurious rebalance).
+  sessionTimeoutMs: 6_000,
+  heartbeatIntervalMs: 50,
+  maxWaitMs: 50,
+  autoCommitIntervalMs: 100,
+} as const;
+
+let broker: FakeBroker;
+const clients: StreamBusClient[] = [];
+
+function newClient(bootstrap = broker.bootstrap): StreamBusClient {
+  const c = new StreamBusClient({ bootstrap, retry: fastRetry });
+  clients.push(c);
+  return c;
+}
+
+beforeEach(async () => {
+  broker = await FakeBroker.start({ defaultPartitions: 1 });
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await broker.close();
+});
+
+/** Records `${topic}-${first + i}`, round-robin over the partitions. */
+async function produce(
+  client: StreamBusClient,
+  topic: string,
+  partitions: number,
+  n: number,
+  first = 0,
+) {
+  const producer = client.producer({ lingerMs: 0 });
+  await producer.sendBatch(
+    Array.from({ length: n }, (_, i) => ({
+      topic,
+      partition: (first + i) % partitions,
+      value: `${topic}-${first + i}`,
+    })),
+  );
+}
+
+/** Iterates in the background, collecting values, until stopped. */
+function drain(consumer: GroupConsumer): { values: string[]; done: Promise<void> } {
+  const values: string[] = [];
+  const done = (async () => {
+    for await (const r of consumer) values.push(Buffer.from(r.value ?? []).toString());
+  })();
+  return { values, done };
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** No partition owned by two members in one generation, over every recorded generation. */
+function checkSingleOwners(groups: FakeGroupCoordinator): void {
+  for (const g of groups.history) {
+    const seen = new Map<string, string>();
+    for (const [member, tps] of g.assignments) {
+      for (const tp of tps) {
+        const k = `${tp.topic}/${tp.partition}`;
+        expect(seen.get(k), `generation ${g.generation}: ${k}`).toBeUndefined();
+        seen.set(k, member);
+      }
+    }
+  }
+}
+
+const tps = (list: readonly TopicPartition[]) => list.map((tp) => `${tp.topic}/${tp.partition}`);
+
+describe('group consumer (fake coordinator)', () => {
+  it('joins (member id first), consumes every record, and commits the log ends on close', async () => {
+    broker.createTopic('orders', 3);
+    const client = newClient();
+    await produce(client, 'orders', 3, 30);
+    const assigned: string[][] = [];
+    const consumer = client.consumer({
+      groupId: 'g1',
+      ...fast,
+      onAssigned: (e) => {
+        assigned.push(tps(e.assignment));
+      },
+    });
+    await consumer.subscribe({ topics: ['orders'] });
+    const { values, done } = drain(consumer);
+    await until('30 records', () => values.length === 30);
+    expect(consumer.generation).toBe(1);
+    expect(consumer.memberId).toMatch(/^member-\d+$/);
+    expect(assigned).toEqual([['orders/0', 'orders/1', 'orders/2']]);
+    // KIP-394: the first join is answered MEMBER_ID_REQUIRED, the second joins.
+    expect(broker.groups.count(ApiKey.JOIN_GROUP)).toBe(2);
+    await consumer.close();
+    await done;
+    for (let p = 0; p < 3; p++) expect(broker.groups.committed('g1', 'orders', p)).toBe(10);
+    // It left the group: the group is empty.
+    expect(broker.groups.groups.get('g1')?.members.size).toBe(0);
+  });
+
+  it('starts at the committed offsets, and at autoOffsetReset where there are none', async () => {
+    broker.createTopic('t', 2);
+    const client = newClient();
+    await produce(client, 't', 2, 10);
+    const first = client.consumer({ groupId: 'g', ...fast, autoCommit: false });
+    await first.subscribe({ topics: ['t'] });
+    const a = drain(first);
+    await until('10 records', () => a.values.length === 10);
+    await first.commit([{ topic: 't', partition: 0, offset: 3 }]);
+    await first.close();
+    await a.done;
+    expect(broker.groups.committed('g', 't', 0)).toBe(3);
+    // Nothing was committed for partition 1 (autoCommit off): it starts at 'latest' there.
+    await produce(client, 't', 2, 4);
+    const second = client.consumer({ groupId: 'g', ...fast, autoOffsetReset: 'latest' });
+    await second.subscribe({ topics: ['t'] });
+    const b = drain(second);
+    // Partition 0 from offset 3: its records 6, 8 (offsets 3, 4) and the new 0, 2 (5, 6).
+    await until('partition 0 from 3', () => b.values.length >= 4);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(b.values.sort()).toEqual(['t-0', 't-2', 't-6', 't-8']);
+    await second.close();
+    await b.done;
+  });
+
+  it("fails the iteration with NO_COMMITTED_OFFSET under autoOffsetReset 'none'", async () => {
+    broker.createTopic('t', 1);
+    const consumer = newClient().consumer({ groupId: 'g', ...fast, autoOffsetReset: 'none' });
+    await consumer.subscribe({ topics: ['t'] });
+    await expect(
+      (async () => {
+        for await (const _ of consumer) break;
+      })(),
+    ).rejects.toMatchObject({ code: ErrorCode.NO_COMMITTED_OFFSET });
+  });
+
+  it('cooperative-sticky: a second member takes half, and only those are revoked from the first', async () => {
+    broker.createTopic('t', 6);
+    const client = newClient();
+    await produce(client, 't', 6, 60);
+    const revokedA: RevocationEvent[] = [];
+    const a = client.consumer({
+      groupId: 'coop',
+      ...fast,
+      onRevoked: (e) => {
+        revokedA.push(e);
+      },
+    });
+    await a.subscribe({ topics: ['t'] });
+    const da = drain(a);
+    await until('a consumes', () => da.values.length === 60);
+    const b = newClient().consumer({ groupId: 'coop', ...fast });
+    await b.subscribe({ topics: ['t'] });
+    const db = drain(b);
+    await until('b owns three', () => b.assignment().length === 3 && a.assignment().length === 3);
+    // Records produced now are consumed by whichever member owns their partition, once each.
+    await produce(client, 't', 6, 60, 60);
+    await until('all 120', () => da.values.length + db.values.length === 120);
+    expect(new Set([...da.values, ...db.values]).size).toBe(120);
+    // a gave up exactly b's partitions, once, and kept consuming the rest throughout.
+    expect(revokedA).toHaveLength(1);
+    expect(tps(revokedA[0]!.partitions)).toEqual(tps(b.assignment()));
+    expect(revokedA[0]!.lost).toBe(false);
+    // The revoked partitions were committed before b started on them: b read only new records,
+    // and a read the new records of the partitions it kept.
+    expect(db.values.every((v) => Number(v.split('-')[1]) >= 60)).toBe(true);
+    expect(db.values).toHaveLength(30);
+    expect(da.values).toHaveLength(90);
+    checkSingleOwners(broker.groups);
+    // Two rebalances: the revocation, then the hand-over (generations 2 and 3).
+    expect(b.generation).toBe(3);
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all([da.done, db.done]);
+    for (let p = 0; p < 6; p++) expect(broker.groups.committed('coop', 't', p)).toBe(20);
+  });
+
+  it('range (eager): every member gives up everything before a rebalance', async () => {
+    broker.createTopic('t', 4);
+    const revoked: string[][] = [];
+    const options: GroupConsumerOptions = {
+      groupId: 'eager',
+      ...fast,
+      assignor: 'range',
+      onRevoked: (e) => {
+        revoked.push(tps(e.partitions));
+      },
+    };
+    const a = newClient().consumer(options);
+    await a.subscribe({ topics: ['t'] });
+    const da = drain(a);
+    await until('a owns all', () => a.assignment().length === 4);
+    const { onRevoked: _, ...withoutCallback } = options;
+    const b = newClient().consumer({ ...withoutCallback, groupId: 'eager' });
+    await b.subscribe({ topics: ['t'] });
+    const db = drain(b);
+    await until('split', () => a.assignment().length === 2 && b.assignment().length === 2);
+    expect(revoked[0]).toEqual(['t/0', 't/1', 't/2', 't/3']);
+    checkSingleOwners(broker.groups);
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all([da.done, db.done]);
+  });
+
+  it('leaves the group after maxPollIntervalMs without a poll, and rejoins at the next', async () => {
+    broker.createTopic('t', 2);
+    const client = newClient();
+    await produce(client, 't', 2, 4);
+    const revoked: RevocationEvent[] = [];
+    const consumer = client.consumer({
+      groupId: 'slow',
+      ...fast,
+      maxPollIntervalMs: 300,
+      onRevoked: (e) => {
+        revoked.push(e);
+      },
+    });
+    await consumer.subscribe({ topics: ['t'] });
+    const it = consumer[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    // The application stops asking for records: the member leaves, giving its partitions back.
+    await until('left', () => broker.groups.groups.get('slow')?.members.size === 0);
+    expect(revoked).toHaveLength(1);
+    expect(consumer.assignment()).toEqual([]);
+    // The first record was not processed (no next() after it): the commit on revoke is its
+    // offset, the next to process, not the one after it.
+    expect([0, 1].map((p) => broker.groups.committed('slow', 't', p))).toContain(0);
+    expect([0, 1].map((p) => broker.groups.committed('slow', 't', p))).not.toContain(1);
+    // Asking again rejoins; the record is handed out again (at-least-once).
+    const values: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await it.next();
+      values.push(Buffer.from(r.value?.value ?? []).toString());
+    }
+    expect(values.sort()).toEqual(['t-0', 't-1', 't-2', 't-3']);
+    expect(broker.groups.groups.get('slow')?.members.size).toBe(1);
+    await it.return?.();
+    await consumer.close();
+  });
+
+  it('reports lag and commits on demand', async () => {
+    broker.createTopic('t', 2);
+    const client = newClient();
+    await produce(client, 't', 2, 10);
+    const consumer = client.consumer({ groupId: 'lag', ...fast, autoCommit: false });
+    await consumer.subscribe({ topics: ['t'] });
+    await expect(consumer.commit([{ topic: 't', partition: 0, offset: 1 }])).rejects.toMatchObject({
+      code: ErrorCode.UNKNOWN_MEMBER_ID,
+    });
+    let n = 0;
+    for await (const _ of consumer) {
+      if (++n === 4) break;
+    }
+    const lag = await consumer.lag();
+    expect(lag.map((l) => l.logEnd)).toEqual([5, 5]);
+    expect(lag.reduce((s, l) => s + (l.lag ?? 0), 0)).toBe(6);
+    await consumer.commit();
+    const committed = [0, 1].map((p) => broker.groups.committed('lag', 't', p));
+    expect(committed.reduce((s, o) => s + Math.max(0, o), 0)).toBe(4);
+    await consumer.close();
+  });
+
+  it('follows the coordinator when it moves (NOT_COORDINATOR, then FindCoordinator again)', async () => {
+    const cluster = await FakeCluster.start(2);
+    try {
+      cluster.createTopic('t', 2);
+      const client = newClient(cluster.bootstrap);
+      await produce(client, 't', 2, 10);
+      const consumer = client.consumer({ groupId: 'moving', ...fast });
+      await consumer.subscribe({ topics: ['t'] });
+      const d = drain(consumer);
+      await until('10', () => d.values.length === 10);
+      cluster.moveCoordinator(2);
+      await produce(client, 't', 2, 10);
+      await until('20', () => d.values.length === 20);
+      // Heartbeats and commits reach broker 2 now.
+      const heartbeats = cluster.groups.count(ApiKey.HEARTBEAT);
+      await until('heartbeats', () => cluster.groups.count(ApiKey.HEARTBEAT) > heartbeats + 2);
+      await consumer.close();
+      await d.done;
+      expect(cluster.groups.committed('moving', 't', 0)).toBe(10);
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.close()));
+      await cluster.close();
+    }
+  });
+
+  it('subscribes by pattern; a matching topic created later joins at the next check', async () => {
+    broker.createTopic('logs-a', 1);
+    broker.createTopic('other', 1);
+    const consumer = newClient().consumer({ groupId: 'pat', ...fast, metadataRefreshMs: 100 });
+    await consumer.subscribe({ pattern: /^logs-/g });
+    const d = drain(consumer);
+    await until('logs-a', () => consumer.assignment().length === 1);
+    broker.createTopic('logs-b', 2);
+    await until('logs-b', () => consumer.assignment().length === 3);
+    expect(tps(consumer.assignment())).toEqual(['logs-a/0', 'logs-b/0', 'logs-b/1']);
+    await consumer.close();
+    await d.done;
+  });
+
+  it('refuses unknown and bad options with the nearest name', async () => {
+    const client = newClient();
+    const bad = (o: object) => () => client.consumer(o as GroupConsumerOptions);
+    expect(bad({ groupId: 'g', sessionTimeout: 10 })).toThrow(/did you mean 'sessionTimeoutMs'/);
+    expect(bad({ groupId: 'g', autocommit: true })).toThrow(/did you mean 'autoCommit'/);
+    expect(bad({ groupId: 'g', 'enable.auto.commit': true })).toThrow(/'autoCommit'/);
+    expect(bad({ groupId: 'g', assignor: 'sticky' })).toThrow(/assignor: expected one of/);
+    expect(bad({ groupId: '' })).toThrow(/groupId/);
+    const c = client.consumer({ groupId: 'g' });
+    await expect(c.subscribe({ topic: 'x' } as never)).rejects.toThrow(/did you mean 'topics'/);
+  });
+});
