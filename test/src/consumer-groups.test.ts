@@ -34,7 +34,7 @@ function config(dataDir: string, port = 0): BrokerConfig {
 }
 
 async function start(dataDir: string, port = 0): Promise<Broker> {
-  const broker = await Broker.start(config(dataDir, port), { cluster: true });
+  const broker = await Broker.start(config(dataDir, port));
   return broker;
 }
 
