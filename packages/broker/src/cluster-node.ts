@@ -63,6 +63,13 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import {
+  BALANCE_LEADERS_KIND,
+  type HandOffResult,
+  type HeldLeadership,
+  LeadershipOps,
+} from './ops/leadership.js';
+import { type ClusterReadiness, clusterReadiness } from './ops/readiness.js';
 import type { ReplicaManager } from './replica-manager.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
@@ -79,6 +86,8 @@ const PRODUCER_ID_BLOCK = 1000;
 const APPLY_WAIT_MS_MAX = 10_000;
 /** How long a topic create waits for its partitions' first elected leaders. */
 const ELECTED_WAIT_MS_MAX = 5_000;
+/** How long one broker may take to answer a balance-leaders request. */
+const BALANCE_CALL_MS_MAX = 5_000;
 export const METADATA_DIR = '__cluster_metadata';
 
 export interface ClusterNodeOptions {
@@ -153,12 +162,16 @@ export class ClusterNode {
    */
   private readonly reported = new Map<string, { sig: string; tick: number }>();
   private houseTicks = 0;
+  /** A controlled shutdown began: no balancing, /ready false. */
+  private draining = false;
   private producerIds = { next: 0, end: 0 };
   private producerIdsRefill: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
   private identity: Promise<unknown> | null = null;
   private closed = false;
   private readonly random = seededRandom(randomInt(2 ** 31));
+  /** Leadership hand-over (controlled shutdown) and preferred-leader balancing (ops/). */
+  private readonly leadership: LeadershipOps;
 
   private constructor(o: ClusterNodeOptions) {
     this.o = o;
@@ -177,6 +190,22 @@ export class ClusterNode {
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
       logger: o.logger,
+    });
+    this.leadership = new LeadershipOps({
+      self: this.self,
+      state: () => this.state,
+      held: () => this.heldLeaderships(),
+      controller: () => ({
+        isLeader: this.controller.isLeader,
+        voters: this.controller.conf.voters,
+        transferLeadership: (to) => this.controller.transferLeadership(to),
+      }),
+      balanceOn: (id) =>
+        this.links
+          .request(id as NodeId, BALANCE_LEADERS_KIND, new Uint8Array(0), BALANCE_CALL_MS_MAX)
+          .then((b) => (b.length === 4 ? Buffer.from(b).readUInt32BE(0) : 0)),
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      now: () => Date.now(),
     });
   }
 
@@ -209,8 +238,15 @@ export class ClusterNode {
       transport: node.links,
       local: node.server,
       random: node.random,
+      // Learners promoted to voters (controller-node.ts rule 5) are asked too.
+      votersNow: () => node.controller.conf.voters,
     });
     node.links.setRequestHandler((from, kind, body) => {
+      if (kind === BALANCE_LEADERS_KIND) {
+        const out = Buffer.alloc(4);
+        out.writeUInt32BE(node.closed ? 0 : node.leadership.balance());
+        return Promise.resolve(new Uint8Array(out));
+      }
       if (!isControllerRpcKind(kind)) {
         return Promise.reject(
           new StreamBusError(ErrorCode.INVALID_REQUEST, `unknown peer request kind ${kind}`),
@@ -270,6 +306,86 @@ export class ClusterNode {
     this.houseTicks++;
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
+    const balanceTicks = Math.ceil(
+      this.o.config.leaderBalance.intervalMs / (this.o.tickMs ?? CLUSTER_TICK_MS),
+    );
+    if (balanceTicks > 0 && !this.draining && this.houseTicks % balanceTicks === 0) {
+      const n = this.leadership.balance();
+      if (n > 0) this.o.logger.info({ transfers: n }, 'preferred-leader balancing');
+    }
+  }
+
+  // ---- operations: controlled shutdown, leader balancing, readiness (ops/) --------------------
+
+  private heldLeaderships(): HeldLeadership[] {
+    return [...this.held.values()].map((p) => ({
+      topic: p.topic,
+      partition: p.index,
+      isLeader: p.replica.role === 'leader',
+      inSync: p.replica.role === 'leader' ? p.replica.inSyncReplicas() : [],
+      transferLeadership: (to) => p.replica.transferLeadership(to),
+    }));
+  }
+
+  /**
+   * A controlled shutdown's cluster part (SIGTERM): no more balancing; every partition this
+   * broker leads, and the controller role, handed to in-sync replicas (at most until
+   * `deadlineMs`, Date.now clock); heartbeats stopped; the controller told, so it fences this
+   * broker now rather than after its session. A broker with no live peer (a cluster of one)
+   * skips the last step. Never rejects: what could not be done is in the result.
+   */
+  async prepareShutdown(
+    deadlineMs: number,
+  ): Promise<HandOffResult & { readonly deregistered: boolean }> {
+    this.draining = true;
+    const handed = await this.leadership.handOff(deadlineMs);
+    await this.lifecycle?.stop();
+    const epoch = this.lifecycle?.brokerEpoch ?? null;
+    const others = [...this.state.brokers.values()].some((b) => b.id !== this.self && !b.fenced);
+    let deregistered = false;
+    if (epoch !== null && others && !this.closed) {
+      const left = Math.max(0, deadlineMs - Date.now());
+      let timer: NodeJS.Timeout | undefined;
+      deregistered = await Promise.race([
+        this.client.controlledShutdown({ brokerId: this.self, brokerEpoch: epoch }).then(
+          () => true,
+          (err: unknown) => {
+            this.o.logger.warn({ err }, 'controlled shutdown: the controller was not told');
+            return false;
+          },
+        ),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), left);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return { ...handed, deregistered };
+  }
+
+  /** `topic/partition` of every partition this broker's replica leads now. */
+  ledPartitions(): string[] {
+    return this.heldLeaderships()
+      .filter((h) => h.isLeader)
+      .map((h) => `${h.topic}/${h.partition}`);
+  }
+
+  /** On demand (RebalanceLeaders): a balance round on every live broker, then the outcome. */
+  rebalanceLeaders(waitMs: number): Promise<{ transfersStarted: number; remaining: number }> {
+    return this.leadership.balanceCluster(waitMs);
+  }
+
+  /** The conditions of /ready on the cluster path (ops/readiness.ts). */
+  readiness(): ClusterReadiness {
+    return clusterReadiness({
+      self: this.self,
+      state: this.state,
+      registered: this.lifecycle !== null && !this.lifecycle.fenced,
+      metadataCaughtUp: this.controller.caughtUp,
+      reconciled: this.reconciled === this.state && !this.reconcileQueued,
+      held: [...this.held.values()].map((p) => ({ role: p.replica.role })),
+      draining: this.draining,
+    });
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -338,7 +454,7 @@ export class ClusterNode {
     return describeClusterFromState(
       this.state,
       this.controllerId > 0 ? this.controllerId : -1,
-      this.voters,
+      this.controller.conf.voters,
     );
   }
 
@@ -490,12 +606,17 @@ export class ClusterNode {
       ps.leaderEpoch === leaderEpoch &&
       ps.isr.length === isr.length &&
       [...ps.isr].sort((a, b) => a - b).every((id, i) => id === isr[i]);
-    const sig = `${leaderEpoch}:${isr.join(',')}`;
+    // What the report is about and what it answers: a change of the partition in the state
+    // (its partition epoch) or of this broker's liveness (a report is refused while this broker
+    // is fenced, as after a restart until its first heartbeat) sends it again at once.
+    const live = this.state.brokers.get(this.self)?.fenced === false;
+    const sig = `${leaderEpoch}:${isr.join(',')}:${ps.partitionEpoch}:${live}`;
     if (same) return;
-    // The state can disagree again after a report was accepted (the controller moved the
-    // leadership when it fenced or re-registered a broker, as every broker does after a full
-    // restart), or a report can have been refused (this broker not live yet): so a report is
-    // repeated while the state disagrees, at most every REPORT_RETRY_TICKS for the same one.
+    // The state can disagree again after a report was accepted (the controller took this
+    // broker's leaderships away when it fenced or re-registered it, as every broker is after a
+    // full restart), or a report can have been refused (this broker not live yet): so a report
+    // is repeated while the state disagrees: at once when the state or this broker's liveness
+    // changed, else at most every REPORT_RETRY_TICKS for the same one.
     const last = this.reported.get(k);
     if (
       last !== undefined &&

@@ -118,6 +118,10 @@ export interface BrokerConfig {
   autoCreateTopics: boolean;
   /** How often retention (bytes and time) is enforced on every partition. */
   retentionCheckIntervalMs: number;
+  /** Controlled shutdown (SIGTERM/SIGINT): past `timeoutMs` the broker exits anyway. */
+  shutdown: { timeoutMs: number };
+  /** Preferred-leader balancing every `intervalMs` (0 = off; on demand still works). */
+  leaderBalance: { intervalMs: number };
 }
 
 export const DEFAULT_PORT = 7070;
@@ -165,6 +169,8 @@ export function defaultConfig(): BrokerConfig {
     },
     autoCreateTopics: false,
     retentionCheckIntervalMs: 30_000,
+    shutdown: { timeoutMs: 30_000 },
+    leaderBalance: { intervalMs: 30_000 },
   };
 }
 
@@ -299,8 +305,10 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'defaults.retentionMs': intParser(-1, Number.MAX_SAFE_INTEGER),
   'defaults.maxMessageBytes': intParser(64, 1024 * MB),
   'defaults.timestampSkewMsMax': intParser(-1, Number.MAX_SAFE_INTEGER),
+  'shutdown.timeoutMs': intParser(0, 3600_000),
+  'leaderBalance.intervalMs': intParser(0, DAY_MS),
 };
-const SECTIONS = ['limits', 'defaults'] as const;
+const SECTIONS = ['limits', 'defaults', 'shutdown', 'leaderBalance'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
 const OBJECT_LEAVES = new Set(['listen', 'http', 'peers']);
 
