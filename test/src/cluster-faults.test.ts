@@ -9,13 +9,35 @@
 //   - a partition isolating the leader (network namespaces as root, else a proxy per link): the
 //     isolated leader acknowledges no acks=all produce, the majority elects a new leader and
 //     serves, and after healing every replica holds the same batches.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { peekBatchSize } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clusterNetworkFor, TestCluster, waitUntil } from './cluster-harness.js';
+import { CLUSTER_CLI_BIN, clusterNetworkFor, TestCluster, waitUntil } from './cluster-harness.js';
+
+/** GET /ready of a broker's HTTP port: status and JSON body. */
+async function readyOf(
+  port: number,
+): Promise<{ status: number; body: Record<string, unknown> & { cluster?: unknown } }> {
+  const res = await fetch(`http://127.0.0.1:${port}/ready`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Runs the CLI (`streambus ARGS`) as a process; bounded. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLUSTER_CLI_BIN, ...args],
+      { timeout: 30_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -326,6 +348,63 @@ describe('a 3-broker cluster under faults', () => {
     const read = await readAll(sdk, topic, acked.size);
     expectExactlyAcked(read, acked);
   }, 90_000);
+
+  // Issue 12: with automatic balancing off, a broker restarted after kill -9 catches up but
+  // leads nothing; `streambus cluster rebalance-leaders` (RebalanceLeaders, to any broker) hands
+  // its preferred partitions back. /ready says which condition it waits for and is true after.
+  it('cluster rebalance-leaders hands restarted brokers their preferred leaderships back', async () => {
+    const c = await cluster({ env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '0' } });
+    const sdk = client(c.bootstrap);
+    const topic = 'rebalance';
+    await sdk.admin().createTopic({ name: topic, partitions: 3 });
+    const leaders = async () => {
+      const d = await sdk.admin().describeTopic(topic);
+      return d.partitions.map((p) => ({
+        leader: p.leaderId,
+        preferred: p.replicas[0],
+        isr: p.isr,
+      }));
+    };
+    const rebalance = async () => {
+      const bootstrap = c.bootstrap.join(',');
+      const out = await cli([
+        'cluster',
+        'rebalance-leaders',
+        '--output',
+        'json',
+        '--bootstrap',
+        bootstrap,
+      ]);
+      expect(out.code, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as { transfersStarted: number; remainingCount: number };
+    };
+    // Right after creation each group elected whoever timed out first; with balancing off
+    // they stay so until asked.
+    await waitUntil('every partition led, full ISRs', 15_000, async () =>
+      (await leaders()).every((p) => p.leader > 0 && p.isr.length === 3) ? true : undefined,
+    );
+    expect((await rebalance()).remainingCount).toBe(0);
+    expect((await leaders()).every((p) => p.leader === p.preferred)).toBe(true);
+    await c.kill9(1);
+    await c.restart(1);
+    await c.waitReady();
+    await waitUntil('broker 1 back in every ISR, leading nothing', 20_000, async () => {
+      const l = await leaders();
+      return l.every((p) => p.isr.length === 3 && p.leader > 0 && p.leader !== 1)
+        ? true
+        : undefined;
+    });
+    const ready = await readyOf(c.broker(1).httpPort);
+    expect(ready.status).toBe(200);
+    expect(ready.body.cluster).toMatchObject({ ready: true, missing: [], registered: true });
+    const answer = await rebalance();
+    expect(answer.transfersStarted).toBeGreaterThanOrEqual(1);
+    expect(answer.remainingCount).toBe(0);
+    const after = await leaders();
+    expect(after.filter((p) => p.preferred === 1).every((p) => p.leader === 1)).toBe(true);
+    // Nothing left to move: a second call starts no transfer.
+    expect(await rebalance()).toEqual({ transfersStarted: 0, remainingCount: 0, remaining: [] });
+  }, 60_000);
 
   const { network, why } = clusterNetworkFor();
   it(`a partition isolating the leader: it acknowledges nothing, the majority serves, replicas converge (${why})`, async () => {

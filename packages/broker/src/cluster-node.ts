@@ -51,6 +51,7 @@ import {
 import type { BrokerConfig, HostPort } from './config.js';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
 import { ControllerNode } from './controller/controller-node.js';
+import type { PreferredLeaderMove } from './controller/controller-planner.js';
 import {
   ControllerClient,
   ControllerRpcServer,
@@ -371,7 +372,9 @@ export class ClusterNode {
   }
 
   /** On demand (RebalanceLeaders): a balance round on every live broker, then the outcome. */
-  rebalanceLeaders(waitMs: number): Promise<{ transfersStarted: number; remaining: number }> {
+  rebalanceLeaders(
+    waitMs: number,
+  ): Promise<{ transfersStarted: number; remaining: PreferredLeaderMove[] }> {
     return this.leadership.balanceCluster(waitMs);
   }
 

@@ -12,6 +12,7 @@ export type {
   NewTopic,
   OffsetQuery,
   PartitionDescription,
+  RebalanceLeadersResult,
   RepairResult,
   TopicDescription,
 } from './admin.js';

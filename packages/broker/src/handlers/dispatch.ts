@@ -16,6 +16,7 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import type { RequestContext, Response } from '../connection.js';
+import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
 import { apiVersions, describeCluster, metadata } from './metadata.js';
@@ -77,6 +78,7 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
   [ApiKey.REPAIR_PARTITION]: answer(ApiKey.REPAIR_PARTITION, repairPartition),
   [ApiKey.DESCRIBE_CLUSTER]: answer(ApiKey.DESCRIBE_CLUSTER, (b) => describeCluster(b)),
+  [ApiKey.REBALANCE_LEADERS]: answer(ApiKey.REBALANCE_LEADERS, rebalanceLeaders),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

@@ -24,7 +24,10 @@
 //      replica that is live in the state AND in sync by this leader's Raft progress (a restarted
 //      broker takes its leaderships back only once it caught up).
 import type { NodeId } from '@streambus/raft';
-import { preferredLeaderMoves } from '../controller/controller-planner.js';
+import {
+  type PreferredLeaderMove,
+  preferredLeaderMoves,
+} from '../controller/controller-planner.js';
 import { isLive, type MetadataState, topicByName } from '../controller/metadata-state.js';
 
 /** What a hand-over or balance round needs to know of one partition this broker holds. */
@@ -120,6 +123,9 @@ export interface LeadershipLimits {
   readonly movesPerRoundMax: number;
 }
 
+/** Moves still wanted that an on-demand rebalance lists at most. */
+const REMAINING_LISTED_MAX = 1000;
+
 export const LEADERSHIP_DEFAULTS: LeadershipLimits = {
   retryMs: 1000,
   pollMs: 50,
@@ -204,7 +210,9 @@ export class LeadershipOps {
    * peer link), then waits up to `waitMs` for the state to show the preferred leaders. Returns
    * the transfers started and the moves still wanted.
    */
-  async balanceCluster(waitMs: number): Promise<{ transfersStarted: number; remaining: number }> {
+  async balanceCluster(
+    waitMs: number,
+  ): Promise<{ transfersStarted: number; remaining: PreferredLeaderMove[] }> {
     const h = this.host;
     const state = h.state();
     const ids = [...state.brokers.values()].filter((b) => !b.fenced).map((b) => b.id);
@@ -215,10 +223,10 @@ export class LeadershipOps {
     );
     const transfersStarted = counts.reduce((a, b) => a + b, 0);
     const deadline = h.now() + waitMs;
-    let remaining = preferredLeaderMoves(h.state()).length;
-    while (transfersStarted > 0 && remaining > 0 && h.now() < deadline) {
+    let remaining = preferredLeaderMoves(h.state(), REMAINING_LISTED_MAX);
+    while (transfersStarted > 0 && remaining.length > 0 && h.now() < deadline) {
       await h.sleep(this.o.pollMs ?? LEADERSHIP_DEFAULTS.pollMs);
-      remaining = preferredLeaderMoves(h.state()).length;
+      remaining = preferredLeaderMoves(h.state(), REMAINING_LISTED_MAX);
     }
     return { transfersStarted, remaining };
   }

@@ -41,6 +41,7 @@ export const ApiKey = {
   INIT_PRODUCER_ID: 10,
   REPAIR_PARTITION: 11,
   DESCRIBE_CLUSTER: 12,
+  REBALANCE_LEADERS: 30,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -66,6 +67,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.INIT_PRODUCER_ID]: { min: 0, max: 0 },
   [ApiKey.REPAIR_PARTITION]: { min: 0, max: 0 },
   [ApiKey.DESCRIBE_CLUSTER]: { min: 0, max: 0 },
+  [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -340,6 +342,30 @@ export const DescribeClusterResponseSchema = object({
   brokers: array(DescribeClusterBrokerSchema, 10_000),
 });
 
+// --- RebalanceLeaders (StreamBus admin) ----------------------------------------------------------
+// Preferred-leader balancing on demand (`streambus cluster rebalance-leaders`): every live broker
+// hands the partitions it leads back to their preferred replica (the first of the assignment)
+// where that one is live and in sync; the answer comes once the metadata shows the moves or
+// after `timeoutMs`. `remaining` lists the partitions whose preferred replica is live and in
+// the ISR but does not lead yet (at most 1000; `remainingCount` has them all).
+export const RebalanceLeadersRequestSchema = object({
+  timeoutMs: int(0, 600_000),
+});
+export const RebalanceLeadersResponseSchema = object({
+  ...errorFields,
+  transfersStarted: int(0, INT32_MAX),
+  remainingCount: int(0, INT32_MAX),
+  remaining: array(
+    object({
+      topic: topicName,
+      partition: partitionIndex,
+      leaderId: int32(),
+      preferredId: int32(),
+    }),
+    1000,
+  ),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -379,6 +405,10 @@ export const MESSAGE_SCHEMAS = {
     request: DescribeClusterRequestSchema,
     response: DescribeClusterResponseSchema,
   },
+  [ApiKey.REBALANCE_LEADERS]: {
+    request: RebalanceLeadersRequestSchema,
+    response: RebalanceLeadersResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -412,6 +442,8 @@ export type RepairPartitionRequest = RequestOf<typeof ApiKey.REPAIR_PARTITION>;
 export type RepairPartitionResponse = ResponseOf<typeof ApiKey.REPAIR_PARTITION>;
 export type DescribeClusterRequest = RequestOf<typeof ApiKey.DESCRIBE_CLUSTER>;
 export type DescribeClusterResponse = ResponseOf<typeof ApiKey.DESCRIBE_CLUSTER>;
+export type RebalanceLeadersRequest = RequestOf<typeof ApiKey.REBALANCE_LEADERS>;
+export type RebalanceLeadersResponse = ResponseOf<typeof ApiKey.REBALANCE_LEADERS>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
