@@ -29,7 +29,7 @@ import { FirstBytesRouter } from './first-bytes.js';
 import type { BrokerContext } from './handlers/context.js';
 import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
-import { BrokerMetrics } from './metrics.js';
+import { BrokerMetrics, registerClusterMetrics } from './metrics.js';
 import type { OpenPartitionLog, RepairPartitionLog } from './partition.js';
 import { ReplicaManager } from './replica-manager.js';
 import { brokerFileSystem, openPartitionLogOn, repairPartitionLogOn } from './storage-log.js';
@@ -194,6 +194,7 @@ export class Broker {
         admin: this.admin,
       });
       this.cluster = cluster;
+      registerClusterMetrics(this.metrics.registry, () => cluster!.metricsView());
     } else {
       await checkDataDirKind(this.fs, this.config.dataDir, false);
       topics = await TopicRegistry.open(this.config, this.logger, this.fs, this.replicas);

@@ -64,6 +64,7 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import type { ClusterMetricsView } from './metrics.js';
 import {
   BALANCE_LEADERS_KIND,
   type HandOffResult,
@@ -163,6 +164,8 @@ export class ClusterNode {
    */
   private readonly reported = new Map<string, { sig: string; tick: number }>();
   private houseTicks = 0;
+  /** Times a replica here became leader (metrics). */
+  private leaderElections = 0;
   /** A controlled shutdown began: no balancing, /ready false. */
   private draining = false;
   private producerIds = { next: 0, end: 0 };
@@ -378,6 +381,45 @@ export class ClusterNode {
     return this.leadership.balanceCluster(waitMs);
   }
 
+  /** What the cluster metrics read at scrape time (metrics.ts registerClusterMetrics). */
+  metricsView(): ClusterMetricsView {
+    const tickSeconds = (this.o.tickMs ?? CLUSTER_TICK_MS) / 1000;
+    const state = this.state;
+    let leaderless = 0;
+    for (const t of state.topics.values())
+      for (const p of t.partitions) if (p.leader === -1) leaderless++;
+    let fenced = 0;
+    for (const b of state.brokers.values()) if (b.fenced) fenced++;
+    return {
+      replicas: [...this.held.values()].map((p) => {
+        const r = p.replica;
+        const leading = r.role === 'leader';
+        return {
+          topic: p.topic,
+          partition: p.index,
+          role: r.role,
+          uncommittedRecords: Math.max(0, r.logEndOffset - r.highWatermark),
+          isrSize: leading ? r.inSyncReplicas().length : 0,
+          replicaCount: topicByName(state, p.topic)?.partitions[p.index]?.replicas.length ?? 0,
+          lag: r.replicaLag().map((l) => ({
+            id: l.id,
+            entries: l.entriesBehind,
+            seconds: l.ticksBehind * tickSeconds,
+          })),
+        };
+      }),
+      leaderElections: this.leaderElections,
+      leaderlessPartitions: leaderless,
+      controllerId: this.controllerId > 0 ? this.controllerId : -1,
+      isController: this.controller.isLeader,
+      metadataAppliedIndex: this.controller.applied,
+      metadataCaughtUp: this.controller.caughtUp,
+      brokersLive: state.brokers.size - fenced,
+      brokersFenced: fenced,
+      peers: [...this.links.peerTraffic()].map(([peer, t]) => ({ peer, ...t })),
+    };
+  }
+
   /** The conditions of /ready on the cluster path (ops/readiness.ts). */
   readiness(): ClusterReadiness {
     return clusterReadiness({
@@ -569,7 +611,9 @@ export class ClusterNode {
       () => this.host.remove(key),
     );
     replica.onChange((e) => {
-      if (e.kind === 'role') this.maybeReportIsr(k, served);
+      if (e.kind !== 'role') return;
+      if (replica.role === 'leader') this.leaderElections++;
+      this.maybeReportIsr(k, served);
     });
     this.held.set(k, served);
     this.host.add(replica);
