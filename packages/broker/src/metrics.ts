@@ -324,25 +324,25 @@ export function registerClusterMetrics(registry: Registry, view: () => ClusterMe
         g.set({ topic: r.topic, partition: r.partition }, r.uncommittedRecords);
     },
   );
-  gauge(
+  const lagGauge = (
+    name: string,
+    help: string,
+    pick: (l: { entries: number; seconds: number }) => number,
+  ) =>
+    gauge(name, help, ['topic', 'partition', 'replica'], (g, x) => {
+      for (const r of x.replicas)
+        for (const l of r.lag)
+          g.set({ topic: r.topic, partition: r.partition, replica: l.id }, pick(l));
+    });
+  lagGauge(
     'streambus_replica_lag_entries',
     'On the leader: Raft entries each follower is behind the leader',
-    ['topic', 'partition', 'replica'],
-    (g, x) => {
-      for (const r of x.replicas)
-        for (const l of r.lag)
-          g.set({ topic: r.topic, partition: r.partition, replica: l.id }, l.entries);
-    },
+    (l) => l.entries,
   );
-  gauge(
+  lagGauge(
     'streambus_replica_lag_seconds',
     'On the leader: seconds since each follower last matched the commit index (0 while it does)',
-    ['topic', 'partition', 'replica'],
-    (g, x) => {
-      for (const r of x.replicas)
-        for (const l of r.lag)
-          g.set({ topic: r.topic, partition: r.partition, replica: l.id }, l.seconds);
-    },
+    (l) => l.seconds,
   );
   gauge(
     'streambus_partitions_under_replicated',

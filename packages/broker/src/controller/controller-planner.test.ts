@@ -204,6 +204,9 @@ describe('controller planner', () => {
     checkInvariants(s);
     const t = topicByName(s, 't')!;
     const led = t.partitions.findIndex((p) => p.replicas[0] === 1);
+    /** The partition's Raft leader `leader` reports in term `epoch`. */
+    const elected = (leader: number, epoch: number, isr: number[]) =>
+      planIsrChange(s, { topicId: t.id, partition: led, leader, leaderEpoch: epoch, isr });
     for (const p of t.partitions) {
       expect(p.isr).not.toContain(1);
       // The controller picks no leader and invents no epoch: Raft terms only.
@@ -213,47 +216,20 @@ describe('controller planner', () => {
     expect(t.partitions[led]!.leader).toBe(-1);
     // The partition's Raft group elected the other replica (term 1): recorded at once.
     const other = t.partitions[led]!.replicas[1]!;
-    s = run(
-      s,
-      planIsrChange(s, {
-        topicId: t.id,
-        partition: led,
-        leader: other,
-        leaderEpoch: 1,
-        isr: [other],
-      }),
-    );
+    s = run(s, elected(other, 1, [other]));
     expect(topicByName(s, 't')!.partitions[led]).toMatchObject({ leader: other, leaderEpoch: 1 });
     // Broker 1 comes back: unfenced, leading nothing until its group elects it.
     s = run(s, planHeartbeat(s, { brokerId: 1, brokerEpoch: 1 }, 12));
     expect(isLive(s, 1)).toBe(true);
     expect(leaderCounts(s).get(1)).toBe(0);
     // Once a leader reports it in sync, it is the preferred leader to move back to.
-    s = run(
-      s,
-      planIsrChange(s, {
-        topicId: t.id,
-        partition: led,
-        leader: other,
-        leaderEpoch: 1,
-        isr: [1, other],
-      }),
-    );
+    s = run(s, elected(other, 1, [1, other]));
     expect(preferredLeaderMoves(s)).toEqual([
       { topicId: t.id, topic: 't', partition: led, from: other, to: 1 },
     ]);
     expect(preferredLeaderMoves(s, 0)).toEqual([]);
     // The hand-over is a Raft transfer: the preferred replica reports its new term.
-    s = run(
-      s,
-      planIsrChange(s, {
-        topicId: t.id,
-        partition: led,
-        leader: 1,
-        leaderEpoch: 2,
-        isr: [1, other],
-      }),
-    );
+    s = run(s, elected(1, 2, [1, other]));
     checkInvariants(s);
     expect(preferredLeaderMoves(s)).toEqual([]);
     expect(spread(s)).toBe(0);

@@ -207,24 +207,18 @@ function oneTopicState(): MetadataState {
 
 describe('metadata state machine', () => {
   it('a leader moves between brokers only in a new epoch; a lost leader keeps its epoch', () => {
+    const register = (id: number): MetadataRecord => ({
+      type: 'register-broker',
+      brokerId: id,
+      host: 'h',
+      port: id,
+      incarnation: `i${id}`,
+      brokerEpoch: id,
+    });
     const base = applyAll(EMPTY_METADATA_STATE, [
       { type: 'cluster-bootstrap', clusterId: 'c1' },
-      {
-        type: 'register-broker',
-        brokerId: 1,
-        host: 'h',
-        port: 1,
-        incarnation: 'i',
-        brokerEpoch: 1,
-      },
-      {
-        type: 'register-broker',
-        brokerId: 2,
-        host: 'h',
-        port: 2,
-        incarnation: 'j',
-        brokerEpoch: 2,
-      },
+      register(1),
+      register(2),
       {
         type: 'create-topic',
         topicId: 1,
