@@ -394,8 +394,15 @@ describe('a 3-broker cluster under faults', () => {
         ? true
         : undefined;
     });
-    const ready = await readyOf(c.broker(1).httpPort);
-    expect(ready.status).toBe(200);
+    let ready = await readyOf(c.broker(1).httpPort);
+    await waitUntil(
+      `/ready of broker 1 (last: ${JSON.stringify(ready.body)})`,
+      10_000,
+      async () => {
+        ready = await readyOf(c.broker(1).httpPort);
+        return ready.status === 200 ? true : undefined;
+      },
+    );
     expect(ready.body.cluster).toMatchObject({ ready: true, missing: [], registered: true });
     const answer = await rebalance();
     expect(answer.transfersStarted).toBeGreaterThanOrEqual(1);

@@ -12,8 +12,14 @@ import {
 } from './cluster-harness.js';
 import { testNamespaces } from './netns.js';
 
+// This process's only (other test files run alongside in their own processes, with their own
+// clusters, dirs and namespaces coming and going meanwhile).
 function clusterDirs(): string[] {
-  return readdirSync(tmpdir()).filter((d) => d.startsWith('streambus-cluster-'));
+  return readdirSync(tmpdir()).filter((d) => d.startsWith(`streambus-cluster-${process.pid}-`));
+}
+
+function ownNamespaces(): string[] {
+  return testNamespaces().filter((n) => n.startsWith(`sbtest-${process.pid}-`));
 }
 
 describe('cluster harness', () => {
@@ -28,7 +34,7 @@ describe('cluster harness', () => {
   for (const network of networks) {
     it(`a broker that cannot start fails start() and leaves nothing behind (${network})`, async () => {
       const before = clusterDirs();
-      const namespacesBefore = testNamespaces();
+      const namespacesBefore = ownNamespaces();
       let error: Error | null = null;
       try {
         await TestCluster.start({
@@ -44,7 +50,7 @@ describe('cluster harness', () => {
       // The brokers' own words are in the message (the CLI names the unknown option).
       expect(error?.message).toMatch(/unknown option '--/);
       expect(clusterDirs()).toEqual(before);
-      expect(testNamespaces()).toEqual(namespacesBefore);
+      expect(ownNamespaces()).toEqual(namespacesBefore);
     }, 30_000);
   }
 });

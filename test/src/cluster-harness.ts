@@ -343,7 +343,9 @@ export class TestCluster {
     const count = options.nodes ?? 3;
     if (!(count >= 1 && count <= 32)) throw new RangeError(`nodes ${count} is not in 1..32`);
     const network = options.network ?? 'direct';
-    const dir = mkdtempSync(join(tmpdir(), 'streambus-cluster-'));
+    // The test process's pid in the name: a test can tell its clusters' dirs from those of test
+    // files running alongside it (cluster-harness.test.ts).
+    const dir = mkdtempSync(join(tmpdir(), `streambus-cluster-${process.pid}-`));
     let netns: NetnsNetwork | null = null;
     let proxies: LinkProxyMesh | null = null;
     let cluster: TestCluster | null = null;

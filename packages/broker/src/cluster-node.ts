@@ -61,6 +61,7 @@ import type { ConfigEntry } from './controller/metadata-records.js';
 import {
   EMPTY_METADATA_STATE,
   type MetadataState,
+  partitionsOfBroker,
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
@@ -328,7 +329,18 @@ export class ClusterNode {
       partition: p.index,
       isLeader: p.replica.role === 'leader',
       inSync: p.replica.role === 'leader' ? p.replica.inSyncReplicas() : [],
-      transferLeadership: (to) => p.replica.transferLeadership(to),
+      // A replica that stopped leading, closed or went offline meanwhile refuses: skipped (the
+      // hand-over and the balancer look again on their next round).
+      transferLeadership: (to) => {
+        try {
+          p.replica.transferLeadership(to);
+        } catch (err) {
+          this.o.logger.debug(
+            { err, topic: p.topic, partition: p.index, to },
+            'leader transfer refused',
+          );
+        }
+      },
     }));
   }
 
@@ -427,7 +439,9 @@ export class ClusterNode {
       state: this.state,
       registered: this.lifecycle !== null && !this.lifecycle.fenced,
       metadataCaughtUp: this.controller.caughtUp,
-      reconciled: this.reconciled === this.state && !this.reconcileQueued,
+      assignedOpen: partitionsOfBroker(this.state, this.self).filter((b) =>
+        this.held.has(this.keyOf({ topicId: b.topicId, partition: b.partition })),
+      ).length,
       held: [...this.held.values()].map((p) => ({ role: p.replica.role })),
       draining: this.draining,
     });

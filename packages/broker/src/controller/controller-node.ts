@@ -222,6 +222,7 @@ export class ControllerNode implements HostedGroup {
   private clock = 0;
   private ticks = 0;
   private fencePending = false;
+  private caughtUpOnce = false;
   private bootstrapPending = false;
   private failure: Error | null = null;
   private closed = false;
@@ -292,12 +293,18 @@ export class ControllerNode implements HostedGroup {
   }
 
   /**
-   * A leader is known and this node applied everything it knows committed (/ready: caught up
-   * with the metadata log; a follower learns the commit index from the leader's messages).
+   * This node has caught up with the metadata log since it opened: at some point a leader was
+   * known and everything this node knew committed was applied (a follower learns the commit
+   * index from the leader's messages). It stays true afterwards, as the log keeps growing (every
+   * heartbeat is a record) and a follower is always a moment behind; false again only when the
+   * group went offline. For /ready.
    */
   get caughtUp(): boolean {
-    if (this.failure !== null || this.raft.currentLead === 0) return false;
-    return this.appliedIndex >= this.raft.commitIndex;
+    if (this.failure !== null) return false;
+    if (!this.caughtUpOnce && this.raft.currentLead !== 0) {
+      this.caughtUpOnce = this.appliedIndex >= this.raft.commitIndex;
+    }
+    return this.caughtUpOnce;
   }
 
   /** The index of the last applied entry. */

@@ -136,4 +136,66 @@ describe('leadership hand-over and balancing', () => {
     expect(late).toEqual({ partitionsLeft: ['t/0'], controllerLeft: false, transfers: 0 });
     expect(log.length).toBe(tried);
   });
+
+  it('balanceCluster repeats rounds on every live broker until the state shows the moves, bounded', async () => {
+    let s = cluster(3, 1);
+    const t = topicByName(s, 't')!;
+    // Partition 0 (preferred 1) led by 2 in term 1, 1 in the ISR.
+    s = run(
+      s,
+      planIsrChange(s, { topicId: t.id, partition: 0, leader: 2, leaderEpoch: 1, isr: [1, 2, 3] }),
+    );
+    let now = 0;
+    const asked: number[] = [];
+    const host: LeadershipHost = {
+      self: 3,
+      state: () => s,
+      held: () => [],
+      controller: () => ({ isLeader: false, voters: [1, 2, 3], transferLeadership: () => false }),
+      // Broker 2 moves nothing on its first round (1 a moment behind by its progress), then
+      // hands over; the state shows it a little later.
+      balanceOn: async (id) => {
+        asked.push(id);
+        if (id !== 2 || asked.filter((x) => x === 2).length < 2) return 0;
+        return 1;
+      },
+      sleep: async (ms) => {
+        now += ms;
+        if (asked.filter((x) => x === 2).length >= 2 && now > 1500) {
+          s = run(
+            s,
+            planIsrChange(s, {
+              topicId: t.id,
+              partition: 0,
+              leader: 1,
+              leaderEpoch: 2,
+              isr: [1, 2, 3],
+            }),
+          );
+        }
+      },
+      now: () => now,
+    };
+    const ops = new LeadershipOps(host, { retryMs: 1000, pollMs: 100 });
+    expect(await ops.balanceCluster(10_000)).toEqual({ transfersStarted: 1, remaining: [] });
+    expect(asked).toEqual([1, 2, 1, 2]);
+    // Nothing wanted now: no round at all.
+    expect(await ops.balanceCluster(10_000)).toEqual({ transfersStarted: 0, remaining: [] });
+    expect(asked).toHaveLength(4);
+    // Wanted but never moving: gives up at the deadline, listing it.
+    s = run(
+      s,
+      planIsrChange(s, { topicId: t.id, partition: 0, leader: 2, leaderEpoch: 3, isr: [1, 2, 3] }),
+    );
+    const stuck = new LeadershipOps(
+      { ...host, balanceOn: async () => 0, sleep: async (ms) => void (now += ms) },
+      { retryMs: 1000, pollMs: 100 },
+    );
+    const start = now;
+    const r = await stuck.balanceCluster(3000);
+    expect(r.transfersStarted).toBe(0);
+    expect(r.remaining).toHaveLength(1);
+    expect(now - start).toBeGreaterThanOrEqual(3000);
+    expect(now - start).toBeLessThan(3200);
+  });
 });

@@ -207,26 +207,34 @@ export class LeadershipOps {
 
   /**
    * On demand: a balance round on every live broker (this one directly, the others over their
-   * peer link), then waits up to `waitMs` for the state to show the preferred leaders. Returns
-   * the transfers started and the moves still wanted.
+   * peer link), repeated every `retryMs` while moves are still wanted (a follower that was a
+   * moment behind by its leader's Raft progress, a transfer Raft abandoned), until the state
+   * shows none or `waitMs` passed. Returns the transfers started and the moves still wanted.
+   * Nothing wanted to begin with: no round, nothing started.
    */
   async balanceCluster(
     waitMs: number,
   ): Promise<{ transfersStarted: number; remaining: PreferredLeaderMove[] }> {
     const h = this.host;
-    const state = h.state();
-    const ids = [...state.brokers.values()].filter((b) => !b.fenced).map((b) => b.id);
-    const counts = await Promise.all(
-      ids.map((id) =>
-        id === h.self ? Promise.resolve(this.balance()) : h.balanceOn(id).catch(() => 0),
-      ),
-    );
-    const transfersStarted = counts.reduce((a, b) => a + b, 0);
     const deadline = h.now() + waitMs;
-    let remaining = preferredLeaderMoves(h.state(), REMAINING_LISTED_MAX);
-    while (transfersStarted > 0 && remaining.length > 0 && h.now() < deadline) {
-      await h.sleep(this.o.pollMs ?? LEADERSHIP_DEFAULTS.pollMs);
-      remaining = preferredLeaderMoves(h.state(), REMAINING_LISTED_MAX);
+    const wanted = () => preferredLeaderMoves(h.state(), REMAINING_LISTED_MAX);
+    let transfersStarted = 0;
+    let remaining = wanted();
+    while (remaining.length > 0) {
+      const state = h.state();
+      const ids = [...state.brokers.values()].filter((b) => !b.fenced).map((b) => b.id);
+      const counts = await Promise.all(
+        ids.map((id) =>
+          id === h.self ? Promise.resolve(this.balance()) : h.balanceOn(id).catch(() => 0),
+        ),
+      );
+      transfersStarted += counts.reduce((a, b) => a + b, 0);
+      const roundEnd = Math.min(deadline, h.now() + this.retryMs);
+      do {
+        await h.sleep(this.o.pollMs ?? LEADERSHIP_DEFAULTS.pollMs);
+        remaining = wanted();
+      } while (remaining.length > 0 && h.now() < roundEnd);
+      if (h.now() >= deadline) break;
     }
     return { transfersStarted, remaining };
   }

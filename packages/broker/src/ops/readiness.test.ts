@@ -26,7 +26,7 @@ describe('/ready conditions on the cluster path', () => {
     state: state(),
     registered: true,
     metadataCaughtUp: true,
-    reconciled: true,
+    assignedOpen: 2,
     held: [{ role: 'leader' as const }, { role: 'follower' as const }],
     draining: false,
   };
@@ -49,15 +49,15 @@ describe('/ready conditions on the cluster path', () => {
     expect(clusterReadiness({ ...base, metadataCaughtUp: false }).missing).toEqual([
       'metadata-caught-up',
     ]);
-    expect(clusterReadiness({ ...base, held: [{ role: 'candidate' }] }).missing).toEqual([
-      'replicas-open',
-    ]);
-    expect(clusterReadiness({ ...base, reconciled: false }).ready).toBe(false);
+    expect(
+      clusterReadiness({ ...base, assignedOpen: 1, held: [{ role: 'candidate' }] }).missing,
+    ).toEqual(['replicas-open']);
     const all = clusterReadiness({
       ...base,
       draining: true,
       registered: false,
       metadataCaughtUp: false,
+      assignedOpen: 0,
       held: [],
     });
     expect(all.missing).toEqual([

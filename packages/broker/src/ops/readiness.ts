@@ -1,6 +1,7 @@
 // The conditions of `/ready` on the cluster path (issue 12), pure: the broker is ready once it
 // is registered (and unfenced) with the controller, has caught up with the metadata log (a
-// controller leader is known and everything it committed that this broker knows of is applied),
+// controller leader was known and everything committed that this broker knew of was applied, at
+// least once since it started),
 // and holds open every replica the applied state assigns to it, each caught up or catching up
 // (leading, following, or in an election). `missing` names the conditions not met, in a fixed
 // order, so a probe's JSON says why it is 503. A controlled shutdown makes it unready at once.
@@ -14,8 +15,8 @@ export interface ClusterReadinessInput {
   readonly state: MetadataState;
   readonly registered: boolean;
   readonly metadataCaughtUp: boolean;
-  /** The last applied state has been reconciled into open/closed replicas. */
-  readonly reconciled: boolean;
+  /** Replicas the applied state assigns to this broker that are open here. */
+  readonly assignedOpen: number;
   readonly held: ReadonlyArray<{ readonly role: ReplicaRole }>;
   readonly draining: boolean;
 }
@@ -46,14 +47,14 @@ export function clusterReadiness(i: ClusterReadinessInput): ClusterReadiness {
   if (i.draining) missing.push('shutting-down');
   if (!i.registered) missing.push('registered');
   if (!i.metadataCaughtUp) missing.push('metadata-caught-up');
-  if (!i.reconciled || i.held.length < assigned) missing.push('replicas-open');
+  if (i.assignedOpen < assigned) missing.push('replicas-open');
   return {
     ready: missing.length === 0,
     missing,
     registered: i.registered,
     metadataCaughtUp: i.metadataCaughtUp,
     replicasAssigned: assigned,
-    replicasOpen: i.held.length,
+    replicasOpen: i.assignedOpen,
     replicaRoles: roles,
   };
 }
