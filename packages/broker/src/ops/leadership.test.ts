@@ -188,7 +188,13 @@ describe('leadership hand-over and balancing', () => {
       planIsrChange(s, { topicId: t.id, partition: 0, leader: 2, leaderEpoch: 3, isr: [1, 2, 3] }),
     );
     const stuck = new LeadershipOps(
-      { ...host, balanceOn: async () => 0, sleep: async (ms) => void (now += ms) },
+      {
+        ...host,
+        balanceOn: async () => 0,
+        sleep: async (ms) => {
+          now += ms;
+        },
+      },
       { retryMs: 1000, pollMs: 100 },
     );
     const start = now;
