@@ -249,7 +249,8 @@ export class ClusterNode {
     node.links.setRequestHandler((from, kind, body) => {
       if (kind === BALANCE_LEADERS_KIND) {
         const out = Buffer.alloc(4);
-        out.writeUInt32BE(node.closed ? 0 : node.leadership.balance());
+        // A broker shutting down hands leaderships away, never takes part in balancing.
+        out.writeUInt32BE(node.closed || node.draining ? 0 : node.leadership.balance());
         return Promise.resolve(new Uint8Array(out));
       }
       if (!isControllerRpcKind(kind)) {
