@@ -4,16 +4,40 @@
 //     send resolves (the SDK continues on the new leader), nothing acknowledged is lost, nothing
 //     is written twice, offsets follow send order;
 //   - every broker killed and restarted: everything acknowledged is back;
+//   - a rolling restart with SIGTERM under load (issue 12): no failed send, nothing lost or
+//     duplicated, leaderships handed over and taken back;
 //   - a partition isolating the leader (network namespaces as root, else a proxy per link): the
 //     isolated leader acknowledges no acks=all produce, the majority elects a new leader and
 //     serves, and after healing every replica holds the same batches.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { peekBatchSize } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clusterNetworkFor, TestCluster, waitUntil } from './cluster-harness.js';
+import { CLUSTER_CLI_BIN, clusterNetworkFor, TestCluster, waitUntil } from './cluster-harness.js';
+
+/** GET /ready of a broker's HTTP port: status and JSON body. */
+async function readyOf(
+  port: number,
+): Promise<{ status: number; body: Record<string, unknown> & { cluster?: unknown } }> {
+  const res = await fetch(`http://127.0.0.1:${port}/ready`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Runs the CLI (`streambus ARGS`) as a process; bounded. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLUSTER_CLI_BIN, ...args],
+      { timeout: 30_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -45,13 +69,16 @@ async function produceTracked(
   tag: string,
   count: number,
   during: (acked: ReadonlyMap<string, unknown>) => Promise<void> = async () => {},
+  /** Steady load: stop sending once this says so (paced at about one send per ms). */
+  stopped: (() => boolean) | null = null,
 ) {
   const producer = c.producer({ acks: 'all', lingerMs: 1, deliveryTimeoutMs: 30_000 });
   const acked = new Map<string, { partition: number; offset: number }>();
   const failures: string[] = [];
   const fault = during(acked);
   const inflight = new Set<Promise<void>>();
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count && !(stopped?.() ?? false); i++) {
+    if (stopped !== null) await new Promise((r) => setTimeout(r, 1));
     const value = `${tag}-${i}`;
     const p = producer.send({ topic, value }).then(
       (m) => void acked.set(value, { partition: m.partition, offset: m.offset }),
@@ -238,8 +265,12 @@ describe('a 3-broker cluster under faults', () => {
     expectExactlyAcked(read, acked);
   }, 90_000);
 
-  // After a full restart the controller moves leaderships when it sees the brokers' new
-  // incarnations; the Raft leaders repeat their reports until Metadata names them again.
+  // After a full restart every broker re-registers (a new incarnation), which leaves the
+  // partitions it led leaderless at the same epoch; each partition's Raft leader reports at once
+  // (on election, and again as soon as the state or its own liveness changes), and the
+  // controller records it (no invented epochs to overtake), so Metadata names the leaders that
+  // serve within about a second of the cluster answering again (0.9-1.1 s measured on a loaded
+  // shared machine, the 500 ms stability window included; it took up to 20-40 s before).
   it('after every broker restarts, Metadata names the leaders that serve', async () => {
     const c = await cluster();
     const sdk = client(c.bootstrap);
@@ -251,12 +282,136 @@ describe('a 3-broker cluster under faults', () => {
     await Promise.all(c.running().map((id) => c.kill9(id)));
     await Promise.all([1, 2, 3].map((id) => c.restart(id)));
     await c.waitReady();
-    // Reports repeat once a second while the state disagrees; a clean-clone run once needed
-    // more than 20 s for one partition after the restart, so the bound is 40 s.
-    await Promise.all([0, 1, 2].map((p) => c.leaderOf(topic, p, { timeoutMs: 40_000 })));
+    await Promise.all([0, 1, 2].map((p) => c.leaderOf(topic, p, { timeoutMs: 10_000 })));
     const more = await produceTracked(client(c.bootstrap), topic, 'b', 100);
     expect(more.failures).toEqual([]);
   }, 90_000);
+
+  // Issue 12: a rolling restart under steady acks=all load from an idempotent producer, each
+  // broker stopped with SIGTERM (a controlled shutdown: /ready false, its leaderships and the
+  // controller role handed to in-sync replicas, the controller told) and started again. The
+  // application sees no failed send, nothing is lost or written twice, and each restarted
+  // broker, once caught up, takes its preferred leaderships back (balancing every second here).
+  it('rolling restart with SIGTERM under acks=all load: no failed send, nothing lost or duplicated', async () => {
+    const c = await cluster({ env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '1000' } });
+    const sdk = client(c.bootstrap);
+    const topic = 'rolling';
+    await sdk
+      .admin()
+      .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
+    const preferred = async () => {
+      const d = await sdk.admin().describeTopic(topic);
+      return d.partitions.every((p) => p.leaderId === p.replicas[0] && p.isr.length === 3);
+    };
+    await waitUntil('preferred leaders, full ISRs', 15_000, async () =>
+      (await preferred()) ? true : undefined,
+    );
+    let stop = false;
+    const steps: string[] = [];
+    const load = produceTracked(
+      sdk,
+      topic,
+      'r',
+      1_000_000,
+      async () => {
+        try {
+          await restartEach();
+        } finally {
+          stop = true;
+        }
+      },
+      () => stop,
+    );
+    async function restartEach() {
+      for (const id of [1, 2, 3]) {
+        const t0 = Date.now();
+        const code = await c.stop(id, 20_000);
+        steps.push(`broker ${id} exited ${code} after ${Date.now() - t0} ms`);
+        expect(code, `broker ${id} exit code`).toBe(0);
+        // Deregistered: the others see it fenced at once, not after its 9 s session.
+        const other = id === 1 ? 2 : 1;
+        const fenced = (await c.metadata(other, [])).brokers.every((b) => b.nodeId !== id);
+        steps.push(`broker ${id} absent from Metadata right after exit: ${fenced}`);
+        expect(fenced, `broker ${id} still routable after its controlled shutdown`).toBe(true);
+        await c.restart(id);
+        await c.waitReady();
+        // Caught up and balanced back before the next broker goes.
+        await waitUntil(`broker ${id} back as preferred leader`, 20_000, async () =>
+          (await preferred()) ? true : undefined,
+        );
+        steps.push(`broker ${id} leads its preferred partitions again after ${Date.now() - t0} ms`);
+      }
+    }
+    const { acked, failures } = await load;
+    expect(failures.slice(0, 5), steps.join('; ')).toEqual([]);
+    expect(acked.size).toBeGreaterThan(100);
+    const read = await readAll(sdk, topic, acked.size);
+    expectExactlyAcked(read, acked);
+  }, 90_000);
+
+  // Issue 12: with automatic balancing off, a broker restarted after kill -9 catches up but
+  // leads nothing; `streambus cluster rebalance-leaders` (RebalanceLeaders, to any broker) hands
+  // its preferred partitions back. /ready says which condition it waits for and is true after.
+  it('cluster rebalance-leaders hands restarted brokers their preferred leaderships back', async () => {
+    const c = await cluster({ env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '0' } });
+    const sdk = client(c.bootstrap);
+    const topic = 'rebalance';
+    await sdk.admin().createTopic({ name: topic, partitions: 3 });
+    const leaders = async () => {
+      const d = await sdk.admin().describeTopic(topic);
+      return d.partitions.map((p) => ({
+        leader: p.leaderId,
+        preferred: p.replicas[0],
+        isr: p.isr,
+      }));
+    };
+    const rebalance = async () => {
+      const bootstrap = c.bootstrap.join(',');
+      const out = await cli([
+        'cluster',
+        'rebalance-leaders',
+        '--output',
+        'json',
+        '--bootstrap',
+        bootstrap,
+      ]);
+      expect(out.code, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as { transfersStarted: number; remainingCount: number };
+    };
+    // Right after creation each group elected whoever timed out first; with balancing off
+    // they stay so until asked.
+    await waitUntil('every partition led, full ISRs', 15_000, async () =>
+      (await leaders()).every((p) => p.leader > 0 && p.isr.length === 3) ? true : undefined,
+    );
+    expect((await rebalance()).remainingCount).toBe(0);
+    expect((await leaders()).every((p) => p.leader === p.preferred)).toBe(true);
+    await c.kill9(1);
+    await c.restart(1);
+    await c.waitReady();
+    await waitUntil('broker 1 back in every ISR, leading nothing', 20_000, async () => {
+      const l = await leaders();
+      return l.every((p) => p.isr.length === 3 && p.leader > 0 && p.leader !== 1)
+        ? true
+        : undefined;
+    });
+    let ready = await readyOf(c.broker(1).httpPort);
+    await waitUntil(
+      `/ready of broker 1 (last: ${JSON.stringify(ready.body)})`,
+      10_000,
+      async () => {
+        ready = await readyOf(c.broker(1).httpPort);
+        return ready.status === 200 ? true : undefined;
+      },
+    );
+    expect(ready.body.cluster).toMatchObject({ ready: true, missing: [], registered: true });
+    const answer = await rebalance();
+    expect(answer.transfersStarted).toBeGreaterThanOrEqual(1);
+    expect(answer.remainingCount).toBe(0);
+    const after = await leaders();
+    expect(after.filter((p) => p.preferred === 1).every((p) => p.leader === 1)).toBe(true);
+    // Nothing left to move: a second call starts no transfer.
+    expect(await rebalance()).toEqual({ transfersStarted: 0, remainingCount: 0, remaining: [] });
+  }, 60_000);
 
   const { network, why } = clusterNetworkFor();
   it(`a partition isolating the leader: it acknowledges nothing, the majority serves, replicas converge (${why})`, async () => {

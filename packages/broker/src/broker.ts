@@ -33,7 +33,7 @@ import { handleRequest } from './handlers/dispatch.js';
 import { createAdminServer, type Readiness } from './http-server.js';
 import { KafkaListener } from './kafka/listener.js';
 import { LogCompaction } from './log-compaction.js';
-import { BrokerMetrics } from './metrics.js';
+import { BrokerMetrics, registerClusterMetrics } from './metrics.js';
 import { ReplicaManager } from './replica-manager.js';
 import type { RepairPartitionLog } from './served-partition.js';
 import { brokerFileSystem, repairPartitionLogOn } from './storage-log.js';
@@ -87,6 +87,9 @@ export class Broker {
    * say, gives up on a topic as missing). Bounded by `limits.connectionsMax` (the listener's).
    */
   private early: Array<{ socket: Socket; context: BrokerContext }> | null = [];
+  /** A controlled shutdown began (shutdownControlled): not ready from then on. */
+  private draining = false;
+  private shutdownPhase = 'not started';
   private closing: Promise<void> | null = null;
   private _address: HostPort = { host: '', port: 0 };
   private _httpAddress: HostPort | null = null;
@@ -114,10 +117,42 @@ export class Broker {
 
   private readiness(): Readiness {
     const offline = this.replicas.offline(READY_OFFLINE_LISTED_MAX);
+    // The cluster path's conditions (registered, metadata caught up, replicas open; ops/readiness.ts).
+    const cluster = this.cluster?.readiness();
     return {
-      ready: this.ready && this.closing === null,
+      ready: this.ready && !this.draining && this.closing === null && cluster?.ready !== false,
       offlinePartitionCount: offline.count,
       offlinePartitions: offline.listed,
+      ...(cluster === undefined ? {} : { cluster }),
+    };
+  }
+
+  /**
+   * A controlled shutdown (SIGTERM, SIGINT; run.ts): /ready turns false at once; on the cluster
+   * path every leadership this broker holds (and the controller role) is handed to an in-sync
+   * replica and the controller is told, within half of `shutdown.timeoutMs`; then `close()`
+   * finishes in-flight requests, flushes and closes. Resolves with what the hand-over left.
+   */
+  async shutdownControlled(): Promise<{ partitionsLeft: string[]; controllerLeft: boolean }> {
+    this.draining = true;
+    let left = { partitionsLeft: [] as string[], controllerLeft: false };
+    if (this.cluster !== null && this.closing === null) {
+      this.shutdownPhase = 'handing over leaderships';
+      const r = await this.cluster.prepareShutdown(Date.now() + this.config.shutdown.timeoutMs / 2);
+      this.logger.info(r, 'controlled shutdown: leaderships handed over');
+      left = { partitionsLeft: r.partitionsLeft, controllerLeft: r.controllerLeft };
+    }
+    this.shutdownPhase = 'finishing in-flight requests, flushing, closing';
+    await this.close();
+    return left;
+  }
+
+  /** What a controlled shutdown has not finished yet (logged when it overruns its timeout). */
+  shutdownLeft(): { phase: string; partitionsLed: string[]; connections: number } {
+    return {
+      phase: this.shutdownPhase,
+      partitionsLed: this.cluster?.ledPartitions() ?? [],
+      connections: this.connections.size,
     };
   }
 
@@ -167,6 +202,7 @@ export class Broker {
       compaction: this.compaction,
     });
     this.cluster = cluster;
+    registerClusterMetrics(this.metrics.registry, () => cluster.metricsView());
     const context = this.handlerContext(cluster);
     const links = cluster.links;
     const router = new FirstBytesRouter({

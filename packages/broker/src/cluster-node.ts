@@ -53,6 +53,7 @@ import {
 import type { BrokerConfig, HostPort } from './config.js';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
 import { ControllerNode } from './controller/controller-node.js';
+import type { PreferredLeaderMove } from './controller/controller-planner.js';
 import {
   ControllerClient,
   ControllerRpcServer,
@@ -62,12 +63,21 @@ import type { ConfigEntry } from './controller/metadata-records.js';
 import {
   EMPTY_METADATA_STATE,
   type MetadataState,
+  partitionsOfBroker,
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
 import type { LogCompaction } from './log-compaction.js';
+import type { ClusterMetricsView } from './metrics.js';
+import {
+  BALANCE_LEADERS_KIND,
+  type HandOffResult,
+  type HeldLeadership,
+  LeadershipOps,
+} from './ops/leadership.js';
+import { type ClusterReadiness, clusterReadiness } from './ops/readiness.js';
 import type { ReplicaManager } from './replica-manager.js';
 import {
   logConfigChanged,
@@ -89,6 +99,8 @@ const PRODUCER_ID_BLOCK = 1000;
 const APPLY_WAIT_MS_MAX = 10_000;
 /** How long a topic create waits for its partitions' first elected leaders. */
 const ELECTED_WAIT_MS_MAX = 5_000;
+/** How long one broker may take to answer a balance-leaders request. */
+const BALANCE_CALL_MS_MAX = 5_000;
 export const METADATA_DIR = '__cluster_metadata';
 
 export interface ClusterNodeOptions {
@@ -166,12 +178,18 @@ export class ClusterNode {
    */
   private readonly reported = new Map<string, { sig: string; tick: number }>();
   private houseTicks = 0;
+  /** Times a replica here became leader (metrics). */
+  private leaderElections = 0;
+  /** A controlled shutdown began: no balancing, /ready false. */
+  private draining = false;
   private producerIds = { next: 0, end: 0 };
   private producerIdsRefill: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
   private identity: Promise<unknown> | null = null;
   private closed = false;
   private readonly random = seededRandom(randomInt(2 ** 31));
+  /** Leadership hand-over (controlled shutdown) and preferred-leader balancing (ops/). */
+  private readonly leadership: LeadershipOps;
 
   private constructor(o: ClusterNodeOptions) {
     this.o = o;
@@ -202,6 +220,22 @@ export class ClusterNode {
       dataDir: o.config.dataDir,
       fs: o.fs,
       logger: o.logger,
+    });
+    this.leadership = new LeadershipOps({
+      self: this.self,
+      state: () => this.state,
+      held: () => this.heldLeaderships(),
+      controller: () => ({
+        isLeader: this.controller.isLeader,
+        voters: this.controller.conf.voters,
+        transferLeadership: (to) => this.controller.transferLeadership(to),
+      }),
+      balanceOn: (id) =>
+        this.links
+          .request(id as NodeId, BALANCE_LEADERS_KIND, new Uint8Array(0), BALANCE_CALL_MS_MAX)
+          .then((b) => (b.length === 4 ? Buffer.from(b).readUInt32BE(0) : 0)),
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      now: () => Date.now(),
     });
   }
 
@@ -235,8 +269,16 @@ export class ClusterNode {
       transport: node.links,
       local: node.server,
       random: node.random,
+      // Learners promoted to voters (controller-node.ts rule 5) are asked too.
+      votersNow: () => node.controller.conf.voters,
     });
     node.links.setRequestHandler((from, kind, body) => {
+      if (kind === BALANCE_LEADERS_KIND) {
+        const out = Buffer.alloc(4);
+        // A broker shutting down hands leaderships away, never takes part in balancing.
+        out.writeUInt32BE(node.closed || node.draining ? 0 : node.leadership.balance());
+        return Promise.resolve(new Uint8Array(out));
+      }
       if (!isControllerRpcKind(kind)) {
         return Promise.reject(
           new StreamBusError(ErrorCode.INVALID_REQUEST, `unknown peer request kind ${kind}`),
@@ -297,6 +339,151 @@ export class ClusterNode {
     this.lifecycle?.tick();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
     this.groups.tick();
+    // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
+    const balanceTicks = Math.ceil(
+      this.o.config.leaderBalance.intervalMs / (this.o.tickMs ?? CLUSTER_TICK_MS),
+    );
+    if (balanceTicks > 0 && !this.draining && this.houseTicks % balanceTicks === 0) {
+      const n = this.leadership.balance();
+      if (n > 0) this.o.logger.info({ transfers: n }, 'preferred-leader balancing');
+    }
+  }
+
+  // ---- operations: controlled shutdown, leader balancing, readiness (ops/) --------------------
+
+  private heldLeaderships(): HeldLeadership[] {
+    // A partition offline for want of a replica (or reopening) leads nothing: not listed.
+    return [...this.held.values()]
+      .flatMap((p) => {
+        const r = p.replica;
+        return r === null ? [] : [{ p, r }];
+      })
+      .map(({ p, r }) => ({
+        topic: p.topic,
+        partition: p.index,
+        isLeader: r.role === 'leader',
+        inSync: r.role === 'leader' ? r.inSyncReplicas() : [],
+        // A replica that stopped leading, closed or went offline meanwhile refuses: skipped (the
+        // hand-over and the balancer look again on their next round).
+        transferLeadership: (to) => {
+          try {
+            r.transferLeadership(to);
+          } catch (err) {
+            this.o.logger.debug(
+              { err, topic: p.topic, partition: p.index, to },
+              'leader transfer refused',
+            );
+          }
+        },
+      }));
+  }
+
+  /**
+   * A controlled shutdown's cluster part (SIGTERM): no more balancing; every partition this
+   * broker leads, and the controller role, handed to in-sync replicas (at most until
+   * `deadlineMs`, Date.now clock); heartbeats stopped; the controller told, so it fences this
+   * broker now rather than after its session. A broker with no live peer (a cluster of one)
+   * skips the last step. Never rejects: what could not be done is in the result.
+   */
+  async prepareShutdown(
+    deadlineMs: number,
+  ): Promise<HandOffResult & { readonly deregistered: boolean }> {
+    this.draining = true;
+    const handed = await this.leadership.handOff(deadlineMs);
+    await this.lifecycle?.stop();
+    const epoch = this.lifecycle?.brokerEpoch ?? null;
+    const others = [...this.state.brokers.values()].some((b) => b.id !== this.self && !b.fenced);
+    let deregistered = false;
+    if (epoch !== null && others && !this.closed) {
+      const left = Math.max(0, deadlineMs - Date.now());
+      let timer: NodeJS.Timeout | undefined;
+      deregistered = await Promise.race([
+        this.client.controlledShutdown({ brokerId: this.self, brokerEpoch: epoch }).then(
+          () => true,
+          (err: unknown) => {
+            this.o.logger.warn({ err }, 'controlled shutdown: the controller was not told');
+            return false;
+          },
+        ),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), left);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return { ...handed, deregistered };
+  }
+
+  /** `topic/partition` of every partition this broker's replica leads now. */
+  ledPartitions(): string[] {
+    return this.heldLeaderships()
+      .filter((h) => h.isLeader)
+      .map((h) => `${h.topic}/${h.partition}`);
+  }
+
+  /** On demand (RebalanceLeaders): a balance round on every live broker, then the outcome. */
+  rebalanceLeaders(
+    waitMs: number,
+  ): Promise<{ transfersStarted: number; remaining: PreferredLeaderMove[] }> {
+    return this.leadership.balanceCluster(waitMs);
+  }
+
+  /** What the cluster metrics read at scrape time (metrics.ts registerClusterMetrics). */
+  metricsView(): ClusterMetricsView {
+    const tickSeconds = (this.o.tickMs ?? CLUSTER_TICK_MS) / 1000;
+    const state = this.state;
+    let leaderless = 0;
+    for (const t of state.topics.values())
+      for (const p of t.partitions) if (p.leader === -1) leaderless++;
+    let fenced = 0;
+    for (const b of state.brokers.values()) if (b.fenced) fenced++;
+    return {
+      replicas: [...this.held.values()].flatMap((p) => {
+        const r = p.replica;
+        if (r === null) return [];
+        const leading = r.role === 'leader';
+        return [
+          {
+            topic: p.topic,
+            partition: p.index,
+            role: r.role,
+            uncommittedRecords: Math.max(0, r.logEndOffset - r.highWatermark),
+            isrSize: leading ? r.inSyncReplicas().length : 0,
+            replicaCount: topicByName(state, p.topic)?.partitions[p.index]?.replicas.length ?? 0,
+            lag: r.replicaLag().map((l) => ({
+              id: l.id,
+              entries: l.entriesBehind,
+              seconds: l.ticksBehind * tickSeconds,
+            })),
+          },
+        ];
+      }),
+      leaderElections: this.leaderElections,
+      leaderlessPartitions: leaderless,
+      controllerId: this.controllerId > 0 ? this.controllerId : -1,
+      isController: this.controller.isLeader,
+      metadataAppliedIndex: this.controller.applied,
+      metadataCaughtUp: this.controller.caughtUp,
+      brokersLive: state.brokers.size - fenced,
+      brokersFenced: fenced,
+      peers: [...this.links.peerTraffic()].map(([peer, t]) => ({ peer, ...t })),
+    };
+  }
+
+  /** The conditions of /ready on the cluster path (ops/readiness.ts). */
+  readiness(): ClusterReadiness {
+    return clusterReadiness({
+      self: this.self,
+      state: this.state,
+      registered: this.lifecycle !== null && !this.lifecycle.fenced,
+      metadataCaughtUp: this.controller.caughtUp,
+      assignedOpen: partitionsOfBroker(this.state, this.self).filter((b) =>
+        this.held.has(this.keyOf({ topicId: b.topicId, partition: b.partition })),
+      ).length,
+      held: [...this.held.values()].flatMap((p) =>
+        p.replica === null ? [] : [{ role: p.replica.role }],
+      ),
+      draining: this.draining,
+    });
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -382,7 +569,7 @@ export class ClusterNode {
     return describeClusterFromState(
       this.state,
       this.controllerId > 0 ? this.controllerId : -1,
-      this.voters,
+      this.controller.conf.voters,
     );
   }
 
@@ -493,7 +680,9 @@ export class ClusterNode {
       {
         onReplica: (replica) => {
           replica.onChange((e) => {
-            if (e.kind === 'role' && served !== null) this.maybeReportIsr(k, served);
+            if (e.kind !== 'role') return;
+            if (replica.role === 'leader') this.leaderElections++;
+            if (served !== null) this.maybeReportIsr(k, served);
           });
           // Each open (first, or again after a repair or a config reopen) hands the
           // coordinator the replica that now serves the partition.
@@ -641,12 +830,17 @@ export class ClusterNode {
       ps.leaderEpoch === leaderEpoch &&
       ps.isr.length === isr.length &&
       [...ps.isr].sort((a, b) => a - b).every((id, i) => id === isr[i]);
-    const sig = `${leaderEpoch}:${isr.join(',')}`;
+    // What the report is about and what it answers: a change of the partition in the state
+    // (its partition epoch) or of this broker's liveness (a report is refused while this broker
+    // is fenced, as after a restart until its first heartbeat) sends it again at once.
+    const live = this.state.brokers.get(this.self)?.fenced === false;
+    const sig = `${leaderEpoch}:${isr.join(',')}:${ps.partitionEpoch}:${live}`;
     if (same) return;
-    // The state can disagree again after a report was accepted (the controller moved the
-    // leadership when it fenced or re-registered a broker, as every broker does after a full
-    // restart), or a report can have been refused (this broker not live yet): so a report is
-    // repeated while the state disagrees, at most every REPORT_RETRY_TICKS for the same one.
+    // The state can disagree again after a report was accepted (the controller took this
+    // broker's leaderships away when it fenced or re-registered it, as every broker is after a
+    // full restart), or a report can have been refused (this broker not live yet): so a report
+    // is repeated while the state disagrees: at once when the state or this broker's liveness
+    // changed, else at most every REPORT_RETRY_TICKS for the same one.
     const last = this.reported.get(k);
     if (
       last !== undefined &&

@@ -35,6 +35,20 @@ describe('loadConfig', () => {
     expect(c.autoCreateTopics).toBe(false);
   });
 
+  it('reads the controlled-shutdown and leader-balance keys from a file and the environment', () => {
+    expect(defaultConfig().shutdown.timeoutMs).toBe(30_000);
+    expect(defaultConfig().leaderBalance.intervalMs).toBe(30_000);
+    const c = loadConfig({
+      file: file('ops.yaml', 'shutdown:\n  timeoutMs: 5000\n'),
+      env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '0' },
+    });
+    expect(c.shutdown.timeoutMs).toBe(5000);
+    expect(c.leaderBalance.intervalMs).toBe(0);
+    expect(
+      configError(() => loadConfig({ env: { STREAMBUS_SHUTDOWN_TIMEOUT_MS: '-1' } })).message,
+    ).toMatch(/^shutdown\.timeoutMs: /);
+  });
+
   it('applies flags > env > file > defaults', () => {
     const yaml = file(
       'a.yaml',

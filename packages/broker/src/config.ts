@@ -156,6 +156,10 @@ export interface BrokerConfig {
   logCleanerBytesPerSecond: number;
   /** How often the log cleaner looks for a compacted partition to clean (log-compaction.ts). */
   logCleanerIntervalMs: number;
+  /** Controlled shutdown (SIGTERM/SIGINT): past `timeoutMs` the broker exits anyway. */
+  shutdown: { timeoutMs: number };
+  /** Preferred-leader balancing every `intervalMs` (0 = off; on demand still works). */
+  leaderBalance: { intervalMs: number };
 }
 
 export const DEFAULT_PORT = 7070;
@@ -214,6 +218,8 @@ export function defaultConfig(): BrokerConfig {
     },
     logCleanerBytesPerSecond: 16 * 1024 * 1024,
     logCleanerIntervalMs: 15_000,
+    shutdown: { timeoutMs: 30_000 },
+    leaderBalance: { intervalMs: 30_000 },
   };
 }
 
@@ -362,8 +368,10 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'groups.initialRebalanceDelayMs': intParser(0, 300_000),
   'groups.sessionTimeoutMsMin': intParser(100, 3600_000),
   'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
+  'shutdown.timeoutMs': intParser(0, 3600_000),
+  'leaderBalance.intervalMs': intParser(0, DAY_MS),
 };
-const SECTIONS = ['limits', 'defaults', 'kafka', 'groups'] as const;
+const SECTIONS = ['limits', 'defaults', 'kafka', 'groups', 'shutdown', 'leaderBalance'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
 const OBJECT_LEAVES = new Set([
   'listen',

@@ -3,11 +3,16 @@
 // anything else is 404/405. No request body is read.
 //
 // `/ready` answers 200 when ready and 503 when not, with a JSON body giving the detail:
-//   { "ready": true, "offlinePartitionCount": N, "offlinePartitions": [{ "topic", "partition", "reason", "sinceMs" }] }
+//   { "ready": true, "offlinePartitionCount": N, "offlinePartitions": [{ "topic", "partition", "reason", "sinceMs" }],
+//     "cluster": { "ready", "missing": ["registered" | "metadata-caught-up" | "replicas-open" | "shutting-down"],
+//                  "registered", "metadataCaughtUp", "replicasAssigned", "replicasOpen", "replicaRoles" } }
+// (`cluster` on the cluster path only; not ready while any of its conditions is missing, and
+// from the start of a controlled shutdown.)
 // Offline partitions do not make the broker unready (every other partition serves); they are
 // listed so an operator or a probe can see them.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { ClusterReadiness } from './ops/readiness.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -19,6 +24,11 @@ export interface Readiness {
     reason: string;
     sinceMs: number;
   }>;
+  /**
+   * On the cluster path: the conditions (registered, metadata caught up, replicas open) and
+   * `missing`, the ones not met (ops/readiness.ts).
+   */
+  readonly cluster?: ClusterReadiness;
 }
 
 export function createAdminServer(registry: Registry, readiness: () => Readiness): Server {

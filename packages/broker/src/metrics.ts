@@ -225,3 +225,202 @@ export class BrokerMetrics {
     });
   }
 }
+
+/** What the cluster path reports at scrape time (cluster-node.ts `metricsView`, issue 12). */
+export interface ClusterMetricsView {
+  readonly replicas: ReadonlyArray<{
+    readonly topic: string;
+    readonly partition: number;
+    readonly role: string;
+    /** Records appended here and not yet committed (log end - high watermark). */
+    readonly uncommittedRecords: number;
+    /** On the leader: in-sync replicas and replicas of the partition. */
+    readonly isrSize: number;
+    readonly replicaCount: number;
+    /** On the leader, per follower. */
+    readonly lag: ReadonlyArray<{ readonly id: number; entries: number; seconds: number }>;
+  }>;
+  /** Times a replica on this broker became its group's leader. */
+  readonly leaderElections: number;
+  /** Partitions of the applied state with no leader recorded (cluster-wide). */
+  readonly leaderlessPartitions: number;
+  readonly controllerId: number;
+  readonly isController: boolean;
+  readonly metadataAppliedIndex: number;
+  readonly metadataCaughtUp: boolean;
+  readonly brokersLive: number;
+  readonly brokersFenced: number;
+  readonly peers: ReadonlyArray<{
+    readonly peer: number;
+    readonly messagesSent: number;
+    readonly messagesReceived: number;
+    readonly bytesSent: number;
+    readonly bytesReceived: number;
+  }>;
+}
+
+/**
+ * Registers the cluster path's gauges and counters on `registry`, read from `view()` at scrape
+ * time (so the hot path pays nothing). Counters are kept by their owners and copied in.
+ */
+export function registerClusterMetrics(registry: Registry, view: () => ClusterMetricsView): void {
+  const registers = [registry];
+  let cached: { at: number; v: ClusterMetricsView } | null = null;
+  // One view per scrape (every collect() below runs in the same scrape).
+  const v = (): ClusterMetricsView => {
+    const now = Date.now();
+    if (cached === null || now - cached.at > 100) cached = { at: now, v: view() };
+    return cached.v;
+  };
+  const gauge = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (g: Gauge<string>, view: ClusterMetricsView) => void,
+  ) => {
+    const g: Gauge<string> = new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        g.reset();
+        fill(g, v());
+      },
+    });
+  };
+  const counter = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (c: Counter<string>, view: ClusterMetricsView) => void,
+  ) => {
+    const c: Counter<string> = new Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        c.reset();
+        fill(c, v());
+      },
+    });
+  };
+  gauge(
+    'streambus_replica_role',
+    'Role of each partition replica on this broker (1 for its current role)',
+    ['topic', 'partition', 'role'],
+    (g, x) => {
+      for (const r of x.replicas)
+        g.set({ topic: r.topic, partition: r.partition, role: r.role }, 1);
+    },
+  );
+  gauge(
+    'streambus_partition_uncommitted_records',
+    'Records appended to this replica and not yet committed (log end - high watermark)',
+    ['topic', 'partition'],
+    (g, x) => {
+      for (const r of x.replicas)
+        g.set({ topic: r.topic, partition: r.partition }, r.uncommittedRecords);
+    },
+  );
+  const lagGauge = (
+    name: string,
+    help: string,
+    pick: (l: { entries: number; seconds: number }) => number,
+  ) =>
+    gauge(name, help, ['topic', 'partition', 'replica'], (g, x) => {
+      for (const r of x.replicas)
+        for (const l of r.lag)
+          g.set({ topic: r.topic, partition: r.partition, replica: l.id }, pick(l));
+    });
+  lagGauge(
+    'streambus_replica_lag_entries',
+    'On the leader: Raft entries each follower is behind the leader',
+    (l) => l.entries,
+  );
+  lagGauge(
+    'streambus_replica_lag_seconds',
+    'On the leader: seconds since each follower last matched the commit index (0 while it does)',
+    (l) => l.seconds,
+  );
+  gauge(
+    'streambus_partitions_under_replicated',
+    'Partitions led here whose in-sync replicas are fewer than their replicas',
+    [],
+    (g, x) => {
+      g.set(x.replicas.filter((r) => r.role === 'leader' && r.isrSize < r.replicaCount).length);
+    },
+  );
+  gauge(
+    'streambus_partitions_leaderless',
+    'Partitions the applied metadata records without a leader (cluster-wide view)',
+    [],
+    (g, x) => g.set(x.leaderlessPartitions),
+  );
+  gauge('streambus_partitions_led', 'Partitions this broker leads', [], (g, x) => {
+    g.set(x.replicas.filter((r) => r.role === 'leader').length);
+  });
+  counter(
+    'streambus_leader_elections_total',
+    'Times a partition replica on this broker became its Raft group leader',
+    [],
+    (c, x) => c.inc(x.leaderElections),
+  );
+  gauge(
+    'streambus_controller_is_leader',
+    '1 when this broker is the controller (the metadata Raft group leader)',
+    [],
+    (g, x) => g.set(x.isController ? 1 : 0),
+  );
+  gauge(
+    'streambus_controller_id',
+    'The controller leader this broker knows of (-1: none)',
+    [],
+    (g, x) => g.set(x.controllerId),
+  );
+  gauge(
+    'streambus_metadata_applied_index',
+    'Index of the last metadata log entry applied here',
+    [],
+    (g, x) => g.set(x.metadataAppliedIndex),
+  );
+  gauge(
+    'streambus_metadata_caught_up',
+    '1 when this broker applied everything of the metadata log it knows committed',
+    [],
+    (g, x) => g.set(x.metadataCaughtUp ? 1 : 0),
+  );
+  gauge('streambus_cluster_brokers', 'Registered brokers by state', ['state'], (g, x) => {
+    g.set({ state: 'live' }, x.brokersLive);
+    g.set({ state: 'fenced' }, x.brokersFenced);
+  });
+  const peerCounter = (
+    name: string,
+    help: string,
+    pick: (p: ClusterMetricsView['peers'][number]) => number,
+  ) =>
+    counter(name, help, ['peer'], (c, x) => {
+      for (const p of x.peers) c.inc({ peer: p.peer }, pick(p));
+    });
+  peerCounter(
+    'streambus_peer_messages_sent_total',
+    'Raft messages sent, per peer',
+    (p) => p.messagesSent,
+  );
+  peerCounter(
+    'streambus_peer_messages_received_total',
+    'Raft messages received, per peer',
+    (p) => p.messagesReceived,
+  );
+  peerCounter(
+    'streambus_peer_bytes_sent_total',
+    'Bytes sent on the peer link, per peer',
+    (p) => p.bytesSent,
+  );
+  peerCounter(
+    'streambus_peer_bytes_received_total',
+    'Bytes received on the peer link, per peer',
+    (p) => p.bytesReceived,
+  );
+}

@@ -1,7 +1,9 @@
 // `runBroker`: the broker as a process's main program. Logs JSON lines to stdout (pino), prints
-// `{"msg":"broker started","port":N,"httpPort":M,...}` once listening, and shuts down gracefully on
-// SIGTERM or SIGINT, resolving when the broker is closed (the caller exits 0). A second signal
-// during shutdown exits at once with code 1. A promise rejection nothing handled (a bug: every
+// `{"msg":"broker started","port":N,"httpPort":M,...}` once listening, and shuts down in a
+// controlled way on SIGTERM or SIGINT (Broker.shutdownControlled: /ready false, leaderships
+// handed over, deregistered, in-flight requests finished, flushed), resolving when the broker is
+// closed (the caller exits 0). Past `shutdown.timeoutMs` it exits anyway with code 1, logging
+// what was left. A second signal during shutdown exits at once with code 1. A promise rejection nothing handled (a bug: every
 // request's failure is answered where it happens) is logged and counted, and the broker keeps
 // serving: it must not take down every partition for one request's failure.
 import pino from 'pino';
@@ -34,8 +36,21 @@ export async function runBroker(config: BrokerConfig): Promise<void> {
       }
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      broker.close().then(
-        () => {
+      // Past shutdown.timeoutMs the process exits anyway (code 1), saying what was left.
+      const forced = setTimeout(() => {
+        logger.error(
+          { signal, timeoutMs: config.shutdown.timeoutMs, left: broker.shutdownLeft() },
+          'controlled shutdown did not finish within shutdown.timeoutMs: exiting anyway',
+        );
+        process.exit(1);
+      }, config.shutdown.timeoutMs);
+      forced.unref();
+      broker.shutdownControlled().then(
+        (left) => {
+          clearTimeout(forced);
+          if (left.partitionsLeft.length > 0 || left.controllerLeft) {
+            logger.warn(left, 'shutdown: some leaderships could not be handed over');
+          }
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);
           process.off('unhandledRejection', onUnhandledRejection);

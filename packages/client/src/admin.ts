@@ -78,6 +78,18 @@ export interface BrokerDescription {
   readonly leaderCount: number;
 }
 
+export interface RebalanceLeadersResult {
+  readonly transfersStarted: number;
+  /** Partitions whose live, in-sync preferred replica does not lead yet (at most 1000 listed). */
+  readonly remainingCount: number;
+  readonly remaining: ReadonlyArray<{
+    readonly topic: string;
+    readonly partition: number;
+    readonly leaderId: number;
+    readonly preferredId: number;
+  }>;
+}
+
 export interface ClusterDescription {
   readonly clusterId: string;
   /** -1 while no controller is known. */
@@ -397,6 +409,31 @@ export class Admin {
       brokers: d.brokers
         .map((b) => ({ ...b, isController: b.nodeId === d.controllerId }))
         .sort((a, b) => a.nodeId - b.nodeId),
+    };
+  }
+
+  /**
+   * Preferred-leader balancing now (RebalanceLeaders): every live broker hands the partitions
+   * it leads back to their preferred replica (the first of the assignment) where that one is
+   * live and in sync; resolves once the metadata shows it or after `timeoutMs` (default 10 s),
+   * with the transfers started and the moves still wanted. Not retried (a repeat is harmless
+   * but would only start the same transfers again).
+   */
+  async rebalanceLeaders(options: { timeoutMs?: number } = {}): Promise<RebalanceLeadersResult> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.REBALANCE_LEADERS)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support RebalanceLeaders (older than this API)',
+      );
+    }
+    const res = await conn.request(ApiKey.REBALANCE_LEADERS, { timeoutMs });
+    check(res.errorCode, res.errorMessage, 'rebalance leaders');
+    return {
+      transfersStarted: res.transfersStarted,
+      remainingCount: res.remainingCount,
+      remaining: res.remaining,
     };
   }
 

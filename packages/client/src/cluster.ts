@@ -203,7 +203,16 @@ export class Cluster {
     if (t.errorCode !== 0) {
       throw new StreamBusError(t.errorCode, t.errorMessage ?? `topic '${topic}'`);
     }
-    return this.topics.get(topic)!;
+    // The cache can be dropped meanwhile (a connection error elsewhere invalidates it while this
+    // refresh is answered): then the answer itself is used, never `undefined` (a TypeError that
+    // reached the application as a failed send during a rolling restart).
+    return (
+      this.topics.get(topic) ?? {
+        name: t.name,
+        partitions: [...t.partitions].sort((a, b) => a.partition - b.partition),
+        fetchedAtMs: Date.now(),
+      }
+    );
   }
 
   /** The connection to the leader of a partition. */

@@ -17,6 +17,7 @@ export type {
   NewTopic,
   OffsetQuery,
   PartitionDescription,
+  RebalanceLeadersResult,
   RepairResult,
   TopicDescription,
 } from './admin.js';

@@ -143,6 +143,14 @@ export interface PeerLinkStats {
   linksUp: number;
 }
 
+/** Per peer (ops metrics, issue 12): Raft messages and bytes each way. */
+export interface PeerTraffic {
+  messagesSent: number;
+  messagesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 /** One socket, from its first byte to its close. */
 class Link {
   /** The node at the other end; 0 until an inbound HELLO names it. */
@@ -190,7 +198,7 @@ class Link {
 
   onData(chunk: Buffer): void {
     if (this.closed) return;
-    this.owner.countReceived(chunk.length);
+    this.owner.countReceived(chunk.length, this.peer);
     let rest = chunk;
     if (this.preamble !== null) {
       const need = PEER_PREAMBLE.length - this.preamble.length;
@@ -303,6 +311,7 @@ export class PeerLinks implements RaftTransport {
   private flushScheduled = false;
   private readonly toFlush = new Set<Peer>();
   private closed = false;
+  private readonly traffic = new Map<NodeId, PeerTraffic>();
   private readonly counters: PeerLinkStats = {
     framesSent: 0,
     framesReceived: 0,
@@ -516,6 +525,24 @@ export class PeerLinks implements RaftTransport {
     if (alreadyRead.length > 0) link.onData(Buffer.from(alreadyRead));
   }
 
+  /** Traffic per peer since start (peers this broker exchanged frames with; bounded by them). */
+  peerTraffic(): ReadonlyMap<NodeId, Readonly<PeerTraffic>> {
+    return this.traffic;
+  }
+
+  private trafficOf(peer: NodeId): PeerTraffic {
+    let t = this.traffic.get(peer);
+    if (t === undefined) {
+      // Only known peers get an entry (the map stays bounded by them).
+      if (!this.peers.has(peer)) {
+        return { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+      }
+      t = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+      this.traffic.set(peer, t);
+    }
+    return t;
+  }
+
   stats(): Readonly<PeerLinkStats> {
     let up = 0;
     for (const p of this.peers.values()) if (p.link) up++;
@@ -571,8 +598,9 @@ export class PeerLinks implements RaftTransport {
   // --- Link events (called by Link) ------------------------------------------------------------
 
   /** @internal */
-  countReceived(bytes: number): void {
+  countReceived(bytes: number, peer: NodeId = 0 as NodeId): void {
     this.counters.bytesReceived += bytes;
+    if (peer !== 0) this.trafficOf(peer).bytesReceived += bytes;
   }
 
   /** @internal */
@@ -756,6 +784,7 @@ export class PeerLinks implements RaftTransport {
           }
         }
         this.counters.messagesReceived += items.length;
+        this.trafficOf(link.peer).messagesReceived += items.length;
         for (const { group, message } of items) {
           try {
             this.onMessage(group, message);
@@ -842,6 +871,7 @@ export class PeerLinks implements RaftTransport {
     if (n > 0) {
       this.counters.framesSent++;
       this.counters.bytesSent += n;
+      if (link.peer !== 0) this.trafficOf(link.peer).bytesSent += n;
     }
   }
 
@@ -909,6 +939,7 @@ export class PeerLinks implements RaftTransport {
       const body = encodeRaftBatch(slice);
       this.writeFrame(link, framePartsOf(PeerFrameKind.Raft, body.parts, body.bytes));
       this.counters.messagesSent += slice.length;
+      this.trafficOf(peer.id).messagesSent += slice.length;
     };
     for (let i = 0; i < queue.length; i++) {
       const m = sizes[i]!;

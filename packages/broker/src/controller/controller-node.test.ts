@@ -190,7 +190,10 @@ describe('ControllerNode', () => {
     expect(state.brokers.get(3)?.fenced).toBe(true);
     expect(state.brokers.get(1)?.fenced).toBe(false);
     const parts = state.topics.get(topic.id)!.partitions;
-    expect(parts.every((p) => !p.isr.includes(3) && p.leader !== 3 && p.leader !== -1)).toBe(true);
+    // Where 3 led, nobody is recorded (at the same epoch) until that partition's group reports.
+    expect(parts.every((p) => !p.isr.includes(3) && p.leader !== 3)).toBe(true);
+    expect(parts.every((p) => (p.leader === -1) === (p.replicas[0] === 3))).toBe(true);
+    expect(parts.every((p) => p.leaderEpoch === 0)).toBe(true);
     // Every node applied the same fence.
     for (const n of cluster.running()) expect(n.state.brokers.get(3)?.fenced).toBe(true);
   });
@@ -218,6 +221,45 @@ describe('ControllerNode', () => {
     expect(learner.isLeader).toBe(false);
     const err = await rejection(learner.deleteTopic('x'));
     expect((err as NotControllerError).leaderId).toBe(leader.nodeId);
+  });
+
+  it('promotes live caught-up learners to voters up to votersTarget; the quorum then survives its first voter', async () => {
+    cluster = new ControllerTestCluster([1], { sessionTicks: 1000 });
+    await cluster.startAll();
+    await cluster.start(2);
+    await cluster.start(3);
+    await cluster.start(4);
+    const epochs = await registerAll(cluster, [1, 2, 3, 4]);
+    const first = cluster.node(1);
+    await cluster.tickUntil(() => first.conf.voters.length === 3);
+    // Lowest ids first; the fourth broker stays a learner (votersTarget 3).
+    expect([...first.conf.voters].sort()).toEqual([1, 2, 3]);
+    expect(first.conf.learners).toEqual([4]);
+    await cluster.tick(20);
+    expect(first.conf.voters.length).toBe(3);
+    // The first voter goes away: 2 and 3 elect a controller that serves, 4 follows it.
+    await cluster.crash(1);
+    const next = await cluster.leader();
+    expect([2, 3]).toContain(next.nodeId);
+    await cluster.run(next.createTopic({ name: 'after', partitions: 1, replicationFactor: 2 }));
+    await heartbeat(cluster, epochs, [2, 3, 4]);
+    const learner = cluster.node(4);
+    await cluster.tickUntil(() => learner.applied === next.applied);
+    expect(hex(learner.state)).toBe(hex(next.state));
+  });
+
+  it('does not promote a fenced learner', async () => {
+    cluster = new ControllerTestCluster([1]);
+    await cluster.startAll();
+    await cluster.start(2);
+    const leader = await cluster.leader();
+    // Registered (fenced until its first heartbeat), never heartbeating: a learner only.
+    await cluster.run(
+      leader.registerBroker({ brokerId: 2, host: '127.0.0.1', port: 9002, incarnation: 'x' }),
+    );
+    await cluster.tickUntil(() => leader.conf.learners.includes(2 as never));
+    await cluster.tick(30);
+    expect(leader.conf.voters).toEqual([1]);
   });
 
   it('binds the data directory to the cluster id once known, and refuses another cluster', async () => {

@@ -16,6 +16,8 @@
 //   await node.deleteTopic(name); await node.alterTopicConfig(name, { key: value | null })
 //   await node.allocateProducerIds(brokerId, count)   -> { firstProducerId, count }
 //   await node.changeIsr({ topicId, partition, leader, leaderEpoch, isr }) -> PartitionState
+//   await node.controlledShutdown({ brokerId, brokerEpoch })   fenced now (SIGTERM)
+//   node.transferLeadership(voterId) -> boolean          hands the controller role over
 //   await node.close()
 //
 // Requests are served by the leader only; anywhere else they reject with `NotControllerError`
@@ -44,7 +46,11 @@
 //      most one fence plan in flight.
 //   5. A registered broker that is neither voter nor learner is added as a learner
 //      (proposeConfChange), one change at a time, retried on later ticks while Raft says a change
-//      is in progress.
+//      is in progress. While the group has fewer than `votersTarget` voters (default 3), a
+//      learner that is live (registered, unfenced) and caught up (its match reached the commit
+//      index) is promoted to voter, one at a time, lowest id first: a controller quorum started
+//      with one or two `--peers` becomes fault tolerant as brokers join. Voters are never removed
+//      here.
 //   6. The log is bounded: after applying, once `snapshotEveryEntries` entries or
 //      `snapshotEveryBytes` bytes follow the latest snapshot, the state is snapshotted
 //      (`encodeSnapshot`) and the log compacted. A follower behind the compaction point gets the
@@ -55,6 +61,7 @@
 
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import {
+  type ConfChange,
   type ConfState,
   type Entry,
   EntryType,
@@ -85,6 +92,7 @@ import {
   planAllocateProducerIds,
   planAlterTopicConfig,
   planBootstrap,
+  planControlledShutdown,
   planCreateTopic,
   planDeleteTopic,
   planFenceExpired,
@@ -121,6 +129,8 @@ export interface ControllerLimits extends MetadataLogLimits {
   readonly requestTimeoutTicks: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  /** Learners are promoted to voters while there are fewer voters than this (rule 5). */
+  readonly votersTarget: number;
 }
 
 export const DEFAULT_CONTROLLER_LIMITS: ControllerLimits = {
@@ -130,6 +140,7 @@ export const DEFAULT_CONTROLLER_LIMITS: ControllerLimits = {
   requestTimeoutTicks: 300,
   electionTicks: 10,
   heartbeatTicks: 1,
+  votersTarget: 3,
 };
 
 export interface ControllerNodeOptions {
@@ -211,6 +222,7 @@ export class ControllerNode implements HostedGroup {
   private clock = 0;
   private ticks = 0;
   private fencePending = false;
+  private caughtUpOnce = false;
   private bootstrapPending = false;
   private failure: Error | null = null;
   private closed = false;
@@ -278,6 +290,21 @@ export class ControllerNode implements HostedGroup {
   /** True on a leader that has loaded the log and may serve requests (rule 2). */
   get ready(): boolean {
     return this.servingTerm() !== 0 && this.planState !== null;
+  }
+
+  /**
+   * This node has caught up with the metadata log since it opened: at some point a leader was
+   * known and everything this node knew committed was applied (a follower learns the commit
+   * index from the leader's messages). It stays true afterwards, as the log keeps growing (every
+   * heartbeat is a record) and a follower is always a moment behind; false again only when the
+   * group went offline. For /ready.
+   */
+  get caughtUp(): boolean {
+    if (this.failure !== null) return false;
+    if (!this.caughtUpOnce && this.raft.currentLead !== 0) {
+      this.caughtUpOnce = this.appliedIndex >= this.raft.commitIndex;
+    }
+    return this.caughtUpOnce;
   }
 
   /** The index of the last applied entry. */
@@ -365,6 +392,11 @@ export class ControllerNode implements HostedGroup {
       return records;
     });
     return { firstProducerId: first, count };
+  }
+
+  /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */
+  async controlledShutdown(req: HeartbeatRequest): Promise<void> {
+    await this.submit((s) => planControlledShutdown(s, req));
   }
 
   async changeIsr(report: IsrReport): Promise<PartitionState> {
@@ -697,20 +729,53 @@ export class ControllerNode implements HostedGroup {
     );
   }
 
-  /** Rule 5: one registered broker outside the group's configuration becomes a learner. */
+  /**
+   * Rule 5: one registered broker outside the group's configuration becomes a learner; else,
+   * below `votersTarget` voters, one live caught-up learner becomes a voter.
+   */
   private maybeAddLearner(): void {
-    const conf = this.conf;
+    const status = this.raft.status();
+    const conf = status.conf;
     for (const id of this.appliedState.brokers.keys()) {
       if (conf.voters.includes(id as NodeId) || conf.learners.includes(id as NodeId)) continue;
-      try {
-        this.raft.proposeConfChange({ type: 'add-learner', node: id as NodeId });
-        this.options.logger?.info({ node: id }, 'adding broker to the metadata group as a learner');
-        this.options.notify?.();
-      } catch (err) {
-        if (!(err instanceof RaftError)) throw err;
-      }
+      this.proposeMembership({ type: 'add-learner', node: id as NodeId }, 'as a learner');
       return;
     }
+    if (conf.voters.length >= this.limits.votersTarget) return;
+    for (const id of [...conf.learners].sort((a, b) => a - b)) {
+      const broker = this.appliedState.brokers.get(id);
+      const match = status.progress.get(id)?.match ?? 0;
+      if (broker === undefined || broker.fenced || match < status.commit) continue;
+      this.proposeMembership({ type: 'add-voter', node: id }, 'as a voter (a caught-up learner)');
+      return;
+    }
+  }
+
+  private proposeMembership(change: ConfChange, what: string): void {
+    try {
+      this.raft.proposeConfChange(change);
+      this.options.logger?.info(
+        { node: change.node },
+        `adding broker to the metadata group ${what}`,
+      );
+      this.options.notify?.();
+    } catch (err) {
+      // A change in progress (or leadership lost): a later tick tries again.
+      if (!(err instanceof RaftError)) throw err;
+    }
+  }
+
+  /** Hands the controller role to voter `to` (a Raft leader transfer); false when not leader. */
+  transferLeadership(to: number): boolean {
+    if (this.failure !== null || this.closed || !this.isLeader) return false;
+    try {
+      this.raft.transferLeadership(to as NodeId);
+    } catch (err) {
+      if (!(err instanceof RaftError)) throw err;
+      return false;
+    }
+    this.options.notify?.();
+    return true;
   }
 
   private expireWaiters(): void {

@@ -6,13 +6,14 @@ import {
   planAllocateProducerIds,
   planAlterTopicConfig,
   planBootstrap,
+  planControlledShutdown,
   planCreateTopic,
   planDeleteTopic,
   planFenceExpired,
   planHeartbeat,
   planIsrChange,
-  planPreferredLeaders,
   planRegisterBroker,
+  preferredLeaderMoves,
 } from './controller-planner.js';
 import type { MetadataRecord } from './metadata-records.js';
 import {
@@ -191,7 +192,7 @@ describe('controller planner', () => {
     );
   });
 
-  it('fences a silent broker, moves its leaderships to in-sync replicas, and takes them back after it returns', () => {
+  it('fences a silent broker: out of every ISR, its partitions leaderless at the same epoch until their groups report', () => {
     let s = cluster(3);
     s = run(s, planCreateTopic(s, { name: 't', partitions: 3, replicationFactor: 2 }));
     // Brokers 2 and 3 heartbeat at tick 10; broker 1 stays silent.
@@ -201,48 +202,53 @@ describe('controller planner', () => {
     expect(fencing[0]).toEqual({ type: 'fence-broker', brokerId: 1, brokerEpoch: 1 });
     s = run(s, fencing);
     checkInvariants(s);
-    for (const p of topicByName(s, 't')!.partitions) {
+    const t = topicByName(s, 't')!;
+    const led = t.partitions.findIndex((p) => p.replicas[0] === 1);
+    /** The partition's Raft leader `leader` reports in term `epoch`. */
+    const elected = (leader: number, epoch: number, isr: number[]) =>
+      planIsrChange(s, { topicId: t.id, partition: led, leader, leaderEpoch: epoch, isr });
+    for (const p of t.partitions) {
       expect(p.isr).not.toContain(1);
+      // The controller picks no leader and invents no epoch: Raft terms only.
+      expect(p.leaderEpoch).toBe(0);
       expect(p.leader).not.toBe(1);
     }
-    // Broker 1 comes back: unfenced, but it rejoins ISRs only when a leader reports it caught up.
+    expect(t.partitions[led]!.leader).toBe(-1);
+    // The partition's Raft group elected the other replica (term 1): recorded at once.
+    const other = t.partitions[led]!.replicas[1]!;
+    s = run(s, elected(other, 1, [other]));
+    expect(topicByName(s, 't')!.partitions[led]).toMatchObject({ leader: other, leaderEpoch: 1 });
+    // Broker 1 comes back: unfenced, leading nothing until its group elects it.
     s = run(s, planHeartbeat(s, { brokerId: 1, brokerEpoch: 1 }, 12));
     expect(isLive(s, 1)).toBe(true);
-    const t = topicByName(s, 't')!;
-    t.partitions.forEach((p, i) => {
-      if (!p.replicas.includes(1)) return;
-      s = run(
-        s,
-        planIsrChange(s, {
-          topicId: t.id,
-          partition: i,
-          leader: p.leader,
-          leaderEpoch: p.leaderEpoch,
-          isr: p.replicas,
-        }),
-      );
-    });
-    s = run(s, planPreferredLeaders(s));
+    expect(leaderCounts(s).get(1)).toBe(0);
+    // Once a leader reports it in sync, it is the preferred leader to move back to.
+    s = run(s, elected(other, 1, [1, other]));
+    expect(preferredLeaderMoves(s)).toEqual([
+      { topicId: t.id, topic: 't', partition: led, from: other, to: 1 },
+    ]);
+    expect(preferredLeaderMoves(s, 0)).toEqual([]);
+    // The hand-over is a Raft transfer: the preferred replica reports its new term.
+    s = run(s, elected(1, 2, [1, other]));
     checkInvariants(s);
+    expect(preferredLeaderMoves(s)).toEqual([]);
     expect(spread(s)).toBe(0);
-    expect(planPreferredLeaders(s)).toEqual([]);
   });
 
-  it('elects no out-of-sync replica: a partition whose last in-sync replica is fenced waits for it', () => {
+  it('the same Raft leader reporting again after it was fenced and returned is recorded in its own term', () => {
     let s = cluster(2);
     s = run(s, planCreateTopic(s, { name: 't', partitions: 1, replicationFactor: 2 }));
     const t = topicByName(s, 't')!;
-    const p = t.partitions[0]!;
-    const follower = p.replicas[1]!;
-    // The leader reports the follower out of sync, then goes silent.
+    const leader = t.partitions[0]!.leader;
+    const follower = t.partitions[0]!.replicas[1]!;
     s = run(
       s,
       planIsrChange(s, {
         topicId: t.id,
         partition: 0,
-        leader: p.leader,
-        leaderEpoch: 0,
-        isr: [p.leader],
+        leader,
+        leaderEpoch: 3,
+        isr: [leader, follower],
       }),
     );
     s = run(
@@ -254,32 +260,54 @@ describe('controller planner', () => {
       ),
     );
     s = run(s, planFenceExpired(s, 20, 5));
-    const after = topicByName(s, 't')!.partitions[0]!;
-    expect(after.leader).toBe(-1);
-    expect(after.isr).toEqual([p.leader]);
-    expect(after.leaderEpoch).toBe(1);
-    // The old leader returns and takes the partition back; nobody else could.
+    expect(topicByName(s, 't')!.partitions[0]).toMatchObject({ leader: -1, leaderEpoch: 3 });
+    // A fenced broker's report is not admitted.
+    expectCode(
+      () =>
+        planIsrChange(s, { topicId: t.id, partition: 0, leader, leaderEpoch: 3, isr: [leader] }),
+      ErrorCode.LEADER_NOT_AVAILABLE,
+    );
     s = run(
       s,
-      planHeartbeat(
-        s,
-        { brokerId: p.leader, brokerEpoch: s.brokers.get(p.leader)!.brokerEpoch },
-        21,
-      ),
+      planHeartbeat(s, { brokerId: leader, brokerEpoch: s.brokers.get(leader)!.brokerEpoch }, 21),
     );
-    expect(topicByName(s, 't')!.partitions[0]!.leader).toBe(p.leader);
-    expect(topicByName(s, 't')!.partitions[0]!.leaderEpoch).toBe(2);
+    // Still the Raft leader of term 3 (it never lost it): the same epoch ends the -1.
+    s = run(
+      s,
+      planIsrChange(s, { topicId: t.id, partition: 0, leader, leaderEpoch: 3, isr: [leader] }),
+    );
+    expect(topicByName(s, 't')!.partitions[0]).toMatchObject({ leader, leaderEpoch: 3 });
+    // A stale term is refused.
     expectCode(
       () =>
         planIsrChange(s, {
           topicId: t.id,
           partition: 0,
-          leader: p.leader,
-          leaderEpoch: 1,
-          isr: [p.leader],
+          leader: follower,
+          leaderEpoch: 2,
+          isr: [follower],
         }),
       ErrorCode.NOT_LEADER_OR_FOLLOWER,
     );
+  });
+
+  it('a controlled shutdown fences the broker at once and takes it out of every ISR; a retry plans nothing', () => {
+    let s = cluster(3);
+    s = run(s, planCreateTopic(s, { name: 't', partitions: 3, replicationFactor: 3 }));
+    const records = planControlledShutdown(s, { brokerId: 2, brokerEpoch: 2 });
+    expect(records[0]).toEqual({ type: 'fence-broker', brokerId: 2, brokerEpoch: 2 });
+    s = run(s, records);
+    expect(isLive(s, 2)).toBe(false);
+    for (const p of topicByName(s, 't')!.partitions) {
+      expect(p.isr).not.toContain(2);
+      expect(p.leader).not.toBe(2);
+    }
+    expect(planControlledShutdown(s, { brokerId: 2, brokerEpoch: 2 })).toEqual([]);
+    expectCode(
+      () => planControlledShutdown(s, { brokerId: 2, brokerEpoch: 1 }),
+      ErrorCode.STALE_BROKER_EPOCH,
+    );
+    checkInvariants(s);
   });
 
   it('a restarted broker (new incarnation) leaves every ISR; a duplicate registration plans nothing', () => {
@@ -292,13 +320,15 @@ describe('controller planner', () => {
     expect(s.brokers.get(1)!.fenced).toBe(true);
     for (const p of topicByName(s, 't')!.partitions) {
       expect(p.isr).toEqual([2]);
-      expect(p.leader).toBe(2);
+      // Where broker 1 led, nobody is recorded until the partition's group reports.
+      expect(p.leader).toBe(p.replicas[0] === 1 ? -1 : 2);
+      expect(p.leaderEpoch).toBe(0);
     }
     checkInvariants(s);
   });
 
   it('random operations keep the invariants; producer-id blocks never overlap, across snapshots', () => {
-    const op = fc.tuple(fc.integer({ min: 0, max: 7 }), fc.nat(), fc.integer({ min: 1, max: 5 }));
+    const op = fc.tuple(fc.integer({ min: 0, max: 8 }), fc.nat(), fc.integer({ min: 1, max: 5 }));
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 5 }),
@@ -353,8 +383,28 @@ describe('controller planner', () => {
                   }
                   break;
                 }
-                case 6:
-                  records = planPreferredLeaders(s, small);
+                case 6: {
+                  // A replica's Raft group elected it (a report at a later or the same term).
+                  const topics = topicsInOrder(s);
+                  const t = topics[pick % Math.max(1, topics.length)];
+                  const p = t?.partitions[pick % t.partitions.length];
+                  if (t && p) {
+                    const leader = p.replicas[small % p.replicas.length]!;
+                    records = planIsrChange(s, {
+                      topicId: t.id,
+                      partition: pick % t.partitions.length,
+                      leader,
+                      leaderEpoch: p.leaderEpoch + (pick % 2),
+                      isr: p.replicas,
+                    });
+                  }
+                  break;
+                }
+                case 8:
+                  records = planControlledShutdown(s, {
+                    brokerId: id,
+                    brokerEpoch: s.brokers.get(id)!.brokerEpoch,
+                  });
                   break;
                 case 7:
                   records = planRegisterBroker(s, {

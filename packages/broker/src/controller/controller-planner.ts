@@ -20,16 +20,23 @@
 //      the cluster-wide total above partitionsTotalMax: POLICY_VIOLATION (44). Config keys and
 //      values are checked one by one (INVALID_CONFIG, 40); checks that need the broker defaults
 //      (max.message.bytes against segment.bytes) stay with the broker's resolveTopicConfig.
-//   3. A broker whose last heartbeat is more than `sessionTicks` ticks old is fenced. A fenced or
-//      re-registered broker leaves every ISR; where it led, the first replica (in assignment order)
-//      still in the ISR and live becomes leader with the leader epoch + 1, else the leader is -1
-//      and the ISR keeps that last member, so no out-of-sync replica is ever elected (no unclean
-//      election). A fenced broker that heartbeats again is unfenced and takes back leaderless
-//      partitions whose ISR it is in.
+//   3. A broker whose last heartbeat is more than `sessionTicks` ticks old is fenced; a broker
+//      that shuts down in a controlled way is fenced at once (planControlledShutdown). A fenced or
+//      re-registered broker leaves every ISR (the last member stays listed); where it led, the
+//      leader becomes -1 at the SAME leader epoch. The controller never picks a partition leader
+//      itself: each partition's Raft group elects one, and the recorded leader epoch is always a
+//      Raft term some replica really led in, so the group's next leader (a later term) or the
+//      same one reporting again (the same term, the partition leaderless) is recorded at once
+//      (planIsrChange). Picking leaders here, with invented epochs, put the state ahead of the
+//      groups' terms, and a real leader's reports were refused until its term overtook them
+//      (seconds to tens of seconds after a full restart). A fenced broker that heartbeats again
+//      is unfenced; it leads again only when its group elects it.
 //   4. Producer-id blocks start at the state's producerIdNext: contiguous, never overlapping, and
 //      they survive a snapshot because producerIdNext is in it.
-//   5. Preferred-leader rebalancing moves leadership back to replicas[0] where it is live and in
-//      the ISR, at most `changesMax` partitions per plan.
+//   5. Preferred-leader balancing (`preferredLeaderMoves`, a query): the partitions whose leader
+//      is not replicas[0] although replicas[0] is live and in the ISR. The brokers leading them
+//      hand the Raft leadership over (TimeoutNow); the state follows from the new leader's
+//      report, as for any election.
 import assert from 'node:assert/strict';
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { checkTopicName, TOPIC_CONFIG_KEYS } from '../topic-config.js';
@@ -180,12 +187,24 @@ export function planHeartbeat(
   });
   if (broker.fenced) {
     plan.add({ type: 'unfence-broker', brokerId: broker.id, brokerEpoch: broker.brokerEpoch });
-    forEachPartition(plan.state, (topicId, partition, p) => {
-      if (p.leader === -1 && p.isr.includes(broker.id)) {
-        plan.add(change(topicId, partition, p, { leader: broker.id, isr: p.isr }));
-      }
-    });
   }
+  return plan.records;
+}
+
+/**
+ * A broker that shuts down in a controlled way (SIGTERM) is fenced now, not after its session
+ * runs out, and leaves every ISR (rule 3); its leaderships were handed over before it asked.
+ * A broker already fenced plans nothing (a retried request).
+ */
+export function planControlledShutdown(
+  state: MetadataState,
+  req: HeartbeatRequest,
+): MetadataRecord[] {
+  const broker = registeredBroker(state, req.brokerId, req.brokerEpoch);
+  if (broker.fenced) return [];
+  const plan = new Plan(state);
+  plan.add({ type: 'fence-broker', brokerId: broker.id, brokerEpoch: broker.brokerEpoch });
+  planBrokerLoss(plan, broker.id);
   return plan.records;
 }
 
@@ -217,13 +236,10 @@ function planBrokerLoss(plan: Plan, brokerId: number): void {
       if (p.leader !== -1) plan.add(change(topicId, partition, p, { leader: -1, isr: p.isr }));
       return;
     }
-    if (p.leader !== brokerId) {
-      // The leader (another ISR member, or none) stays; only the ISR shrinks.
-      plan.add(change(topicId, partition, p, { leader: p.leader, isr: rest }));
-      return;
-    }
-    const next = p.replicas.find((id) => rest.includes(id) && isLive(plan.state, id));
-    plan.add(change(topicId, partition, p, { leader: next ?? -1, isr: rest }));
+    // The leader (another ISR member, or none) stays; where the lost broker led, the partition
+    // is leaderless at the same epoch until its Raft group's leader reports (rule 3).
+    const leader = p.leader === brokerId ? -1 : p.leader;
+    plan.add(change(topicId, partition, p, { leader, isr: rest }));
   });
 }
 
@@ -236,7 +252,7 @@ function forEachPartition(
   }
 }
 
-/** A partition change with the leader epoch bumped when the leader moves. */
+/** A partition change; the leader epoch stays (only Raft terms are recorded, rule 3). */
 function change(
   topicId: number,
   partition: number,
@@ -248,7 +264,7 @@ function change(
     topicId,
     partition,
     leader: next.leader,
-    leaderEpoch: next.leader === p.leader ? p.leaderEpoch : p.leaderEpoch + 1,
+    leaderEpoch: p.leaderEpoch,
     replicas: p.replicas,
     isr: next.isr,
   };
@@ -450,12 +466,12 @@ export function planIsrChange(state: MetadataState, report: IsrReport): Metadata
   }
   // A partition's replicas form a Raft group that elects its own leader; the leader epoch it
   // reports is its Raft term, of which there is one leader at most. So a report from a live
-  // replica with an epoch above the state's is that group's new leader (the state observes it).
-  if (
-    report.leaderEpoch > p.leaderEpoch &&
-    p.replicas.includes(report.leader) &&
-    isLive(state, report.leader)
-  ) {
+  // replica with an epoch above the state's is that group's new leader (the state observes it),
+  // and so is one at the state's epoch while the partition is leaderless: the leader recorded in
+  // that term was lost (fenced, restarted) and the one reporting is the only one that term has.
+  const newLeader =
+    report.leaderEpoch > p.leaderEpoch || (report.leaderEpoch === p.leaderEpoch && p.leader === -1);
+  if (newLeader && p.replicas.includes(report.leader) && isLive(state, report.leader)) {
     for (const id of report.isr) {
       if (!p.replicas.includes(id)) {
         fail(ErrorCode.INVALID_REQUEST, `isr member ${id} is not a replica of the partition`);
@@ -503,16 +519,29 @@ export function planIsrChange(state: MetadataState, report: IsrReport): Metadata
   return plan.records;
 }
 
-/** Moves leadership back to each partition's first replica where it can lead (rule 5). */
-export function planPreferredLeaders(state: MetadataState, changesMax = 1000): MetadataRecord[] {
-  const plan = new Plan(state);
-  forEachPartition(state, (topicId, partition, p) => {
-    const preferred = p.replicas[0]!;
-    if (plan.records.length >= changesMax || p.leader === preferred) return;
-    if (!p.isr.includes(preferred) || !isLive(state, preferred)) return;
-    plan.add(change(topicId, partition, p, { leader: preferred, isr: p.isr }));
-  });
-  return plan.records;
+export interface PreferredLeaderMove {
+  readonly topicId: number;
+  readonly topic: string;
+  readonly partition: number;
+  /** The current leader, who hands over. */
+  readonly from: number;
+  /** The preferred leader (replicas[0]), live and in the ISR. */
+  readonly to: number;
+}
+
+/** Partitions whose preferred leader is live and in sync but does not lead (rule 5). */
+export function preferredLeaderMoves(state: MetadataState, movesMax = 1000): PreferredLeaderMove[] {
+  const moves: PreferredLeaderMove[] = [];
+  for (const t of topicsInOrder(state)) {
+    for (let i = 0; i < t.partitions.length && moves.length < movesMax; i++) {
+      const p = t.partitions[i]!;
+      const preferred = p.replicas[0]!;
+      if (p.leader === preferred || p.leader === -1) continue;
+      if (!p.isr.includes(preferred) || !isLive(state, preferred)) continue;
+      moves.push({ topicId: t.id, topic: t.name, partition: i, from: p.leader, to: preferred });
+    }
+  }
+  return moves;
 }
 
 // ---- producer ids ----

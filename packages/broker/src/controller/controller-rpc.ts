@@ -14,6 +14,8 @@
 //   kind "controller.allocate-pids"  req: brokerId count                     resp: first count
 //   kind "controller.isr-change"     req: topicId partition leader:svarint leaderEpoch isr:uvarint[]
 //                                    resp: partition
+//   kind "controller.shutdown"       req: brokerId brokerEpoch               resp: (empty)
+//                                    (a controlled shutdown: fenced at once, out of every ISR)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -60,6 +62,7 @@ export const ControllerRpcKind = {
   AlterConfig: 'controller.alter-config',
   AllocateProducerIds: 'controller.allocate-pids',
   IsrChange: 'controller.isr-change',
+  Shutdown: 'controller.shutdown',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -322,6 +325,15 @@ export class ControllerRpcServer {
         const p = await this.node.changeIsr(q);
         return encodeOk((w) => writePartition(w, p));
       }
+      case ControllerRpcKind.Shutdown: {
+        const q = decode(() => ({
+          brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          brokerEpoch: r.uvarint('broker epoch'),
+        }));
+        self(q.brokerId, 'shut down');
+        await this.node.controlledShutdown(q);
+        return encodeOk();
+      }
       default:
         throw badRequest(`unknown controller request kind '${kind}'`);
     }
@@ -334,6 +346,11 @@ export interface ControllerClientOptions {
   readonly self: number;
   /** The controller voters (the `--peers` ids; [self] for a cluster of one). */
   readonly voters: readonly number[];
+  /**
+   * The voters now, when they can change (a learner promoted): tried in turn when no
+   * controller is known. Default: `voters`.
+   */
+  readonly votersNow?: () => readonly number[];
   readonly transport: Pick<RaftTransport, 'request'>;
   /** This broker's own server: requests to itself skip the transport (rule 3). */
   readonly local?: ControllerRpcServer;
@@ -356,8 +373,8 @@ export const CONTROLLER_CLIENT_DEFAULTS = {
 } as const;
 
 export class ControllerClient {
-  private readonly o: Required<Omit<ControllerClientOptions, 'local'>> &
-    Pick<ControllerClientOptions, 'local'>;
+  private readonly o: Required<Omit<ControllerClientOptions, 'local' | 'votersNow'>> &
+    Pick<ControllerClientOptions, 'local' | 'votersNow'>;
   private readonly voters: readonly number[];
   /** The controller leader as last learned (0: unknown). */
   private leader = 0;
@@ -421,6 +438,11 @@ export class ControllerClient {
     return readPartition(await this.call(ControllerRpcKind.IsrChange, encodeRequest.isrChange(q)));
   }
 
+  /** A controlled shutdown: the controller fences this broker now (no session wait). */
+  async controlledShutdown(q: HeartbeatRequest): Promise<void> {
+    await this.call(ControllerRpcKind.Shutdown, encodeRequest.heartbeat(q));
+  }
+
   /** One controller call with rules 1-2; returns the result reader of the OK response. */
   async call(kind: ControllerRpcKind, body: Uint8Array): Promise<ByteReader> {
     let lastError: unknown = null;
@@ -452,7 +474,9 @@ export class ControllerClient {
   }
 
   private nextVoter(): number {
-    const id = this.voters[this.next % this.voters.length]!;
+    const now = this.o.votersNow?.();
+    const voters = now !== undefined && now.length > 0 ? now : this.voters;
+    const id = voters[this.next % voters.length]!;
     this.next++;
     return id;
   }

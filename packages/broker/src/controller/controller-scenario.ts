@@ -13,7 +13,8 @@
 //   bootstrap CLUSTER | register ID HOST:PORT INCARNATION | heartbeat ID TICK [epoch=E]
 //   fence-expired TICK SESSION_TICKS | create-topic NAME PARTITIONS [rf=R] [key=value...]
 //   delete-topic NAME | alter-config NAME key=value|key=... | isr NAME/PARTITION ID,ID...
-//   preferred-leaders | allocate-pids BROKER COUNT
+//   elected NAME/PARTITION ID TERM [isr=ID,ID...]   the partition's Raft group elected ID in TERM
+//   preferred-leaders (prints the leader moves, proposes nothing) | shutdown ID | allocate-pids BROKER COUNT
 //   replay N        re-applies the last N proposed records (committed twice: each a no-op)
 //   snapshot        encodes, decodes and re-encodes the state; continues from the decoded one
 //   state | describe NAME | brokers
@@ -23,13 +24,14 @@ import {
   planAllocateProducerIds,
   planAlterTopicConfig,
   planBootstrap,
+  planControlledShutdown,
   planCreateTopic,
   planDeleteTopic,
   planFenceExpired,
   planHeartbeat,
   planIsrChange,
-  planPreferredLeaders,
   planRegisterBroker,
+  preferredLeaderMoves,
 } from './controller-planner.js';
 import { formatRecord, type MetadataRecord } from './metadata-records.js';
 import {
@@ -150,8 +152,33 @@ export class ControllerScenario {
           isr,
         });
       }
-      case 'preferred-leaders':
-        return planPreferredLeaders(s);
+      case 'elected': {
+        const [name, p] = (args[0] ?? '').split('/');
+        const t = this.topic(name);
+        const part = t.partitions[Number(p)];
+        if (part === undefined) throw new Error(`scenario: no partition ${args[0]}`);
+        const isrArg = args.find((a) => a.startsWith('isr='));
+        return planIsrChange(s, {
+          topicId: t.id,
+          partition: Number(p),
+          leader: Number(args[1]),
+          leaderEpoch: Number(args[2]),
+          isr: isrArg ? isrArg.slice(4).split(',').filter(Boolean).map(Number) : part.isr,
+        });
+      }
+      case 'preferred-leaders': {
+        const moves = preferredLeaderMoves(s);
+        if (moves.length === 0) this.out.push('(no moves)');
+        for (const m of moves) this.out.push(`move ${m.topic}/${m.partition} ${m.from} -> ${m.to}`);
+        return null;
+      }
+      case 'shutdown': {
+        const id = Number(args[0]);
+        return planControlledShutdown(s, {
+          brokerId: id,
+          brokerEpoch: s.brokers.get(id)?.brokerEpoch ?? 0,
+        });
+      }
       case 'allocate-pids':
         return planAllocateProducerIds(s, Number(args[0]), Number(args[1]));
       case 'replay': {

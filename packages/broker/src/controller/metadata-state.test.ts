@@ -121,7 +121,13 @@ function modelApply(m: Model, r: MetadataRecord): boolean {
       if (!p) return false;
       if (r.replicas.some((id) => !m.brokers.has(id))) return false;
       if (r.leaderEpoch < p.leaderEpoch) return false;
-      if (r.leader !== p.leader && r.leaderEpoch === p.leaderEpoch) return false;
+      if (
+        r.leader !== p.leader &&
+        r.leader !== -1 &&
+        p.leader !== -1 &&
+        r.leaderEpoch === p.leaderEpoch
+      )
+        return false;
       Object.assign(p, {
         leader: r.leader,
         leaderEpoch: r.leaderEpoch,
@@ -200,6 +206,44 @@ function oneTopicState(): MetadataState {
 }
 
 describe('metadata state machine', () => {
+  it('a leader moves between brokers only in a new epoch; a lost leader keeps its epoch', () => {
+    const register = (id: number): MetadataRecord => ({
+      type: 'register-broker',
+      brokerId: id,
+      host: 'h',
+      port: id,
+      incarnation: `i${id}`,
+      brokerEpoch: id,
+    });
+    const base = applyAll(EMPTY_METADATA_STATE, [
+      { type: 'cluster-bootstrap', clusterId: 'c1' },
+      register(1),
+      register(2),
+      {
+        type: 'create-topic',
+        topicId: 1,
+        name: 't',
+        partitions: [{ replicas: [1, 2] }],
+        configs: [],
+      },
+    ]);
+    const to = (leader: number, leaderEpoch: number): MetadataRecord => ({
+      type: 'partition-change',
+      topicId: 1,
+      partition: 0,
+      leader,
+      leaderEpoch,
+      replicas: [1, 2],
+      isr: [1, 2],
+    });
+    expect(applyRecord(base, to(2, 0)).noop).toMatch(/without a new leader epoch/);
+    const lost = applyRecord(base, to(-1, 0));
+    expect(lost.noop).toBeNull();
+    const back = applyRecord(lost.state, to(2, 0));
+    expect(back.noop).toBeNull();
+    expect(back.state.topics.get(1)!.partitions[0]).toMatchObject({ leader: 2, leaderEpoch: 0 });
+  });
+
   it('apply over a random record sequence matches the model, record by record', () => {
     let applied = 0;
     let rejected = 0;
@@ -367,18 +411,6 @@ describe('metadata state machine', () => {
           isr: [1],
         },
         /has no partition 1/,
-      ],
-      [
-        {
-          type: 'partition-change',
-          topicId: 1,
-          partition: 0,
-          leader: -1,
-          leaderEpoch: 0,
-          replicas: [1],
-          isr: [1],
-        },
-        /without a new leader epoch/,
       ],
       [
         { type: 'allocate-producer-ids', brokerId: 1, firstProducerId: 5, count: 5 },

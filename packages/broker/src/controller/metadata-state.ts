@@ -16,8 +16,9 @@
 //   4. `create-topic` needs an unused name, topicId >= topicIdNext (ids are never reused) and
 //      registered replicas; partition p starts with leader replicas[0], ISR = replicas, epoch 0.
 //   5. `partition-change` needs the partition to exist, registered replicas, a leader epoch not
-//      below the current one and, when the leader changes, above it. Every applied change bumps
-//      the partition epoch.
+//      below the current one and, when the leader changes from one broker to another, above it
+//      (a leader lost keeps its epoch, -1; the next one recorded in that epoch ends the -1).
+//      Every applied change bumps the partition epoch.
 //   6. `allocate-producer-ids` needs a registered broker and firstProducerId == producerIdNext:
 //      blocks are contiguous and never overlap.
 //   7. Any record that breaks a field rule of metadata-records.ts is a no-op.
@@ -248,7 +249,12 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
           `leader epoch ${record.leaderEpoch} is below the current ${current.leaderEpoch}`,
         );
       }
-      if (record.leader !== current.leader && record.leaderEpoch === current.leaderEpoch) {
+      if (
+        record.leader !== current.leader &&
+        record.leader !== -1 &&
+        current.leader !== -1 &&
+        record.leaderEpoch === current.leaderEpoch
+      ) {
         return noop(state, `leader changes to ${record.leader} without a new leader epoch`);
       }
       const partitions = topic.partitions.slice();

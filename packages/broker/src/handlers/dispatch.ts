@@ -16,6 +16,7 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import type { RequestContext, Response } from '../connection.js';
+import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
 import {
@@ -101,6 +102,7 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.DESCRIBE_GROUPS]: answer(ApiKey.DESCRIBE_GROUPS, describeGroups),
   [ApiKey.DELETE_GROUPS]: answer(ApiKey.DELETE_GROUPS, deleteGroups),
   [ApiKey.OFFSET_DELETE]: answer(ApiKey.OFFSET_DELETE, offsetDelete),
+  [ApiKey.REBALANCE_LEADERS]: answer(ApiKey.REBALANCE_LEADERS, rebalanceLeaders),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

@@ -10,6 +10,7 @@
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
+//   replicaLag(): per follower { id, entriesBehind, ticksBehind } on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
 //   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
@@ -369,6 +370,26 @@ export class PartitionReplica implements HostedGroup {
       if (at !== undefined && this.ticks - at <= this.isrLagTicksMax) out.push(id);
     }
     return out.sort((a, b) => a - b);
+  }
+
+  /**
+   * On the leader, per follower (learners included): Raft entries behind the leader's last
+   * index, and ticks since its match last reached the commit index (0 while it does); [] when
+   * not leader. For the ops metrics (replica lag).
+   */
+  replicaLag(): Array<{ id: NodeId; entriesBehind: number; ticksBehind: number }> {
+    if (this.node.currentRole !== StateRole.Leader) return [];
+    const st = this.node.status();
+    const out: Array<{ id: NodeId; entriesBehind: number; ticksBehind: number }> = [];
+    for (const [id, pr] of st.progress) {
+      const at = pr.match >= st.commit ? this.ticks : (this.caughtUpAt.get(id) ?? 0);
+      out.push({
+        id,
+        entriesBehind: Math.max(0, st.lastIndex - pr.match),
+        ticksBehind: this.ticks - at,
+      });
+    }
+    return out;
   }
 
   /** Counters and bounds for metrics and tests. */

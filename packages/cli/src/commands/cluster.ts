@@ -1,9 +1,10 @@
 // `streambus cluster describe`: the brokers of the cluster (id, address, live or not, controller
 // role, replica and leader counts) as the controller's metadata has them.
+// `streambus cluster rebalance-leaders`: preferred-leader balancing now (the RebalanceLeaders API).
 import type { BrokerDescription } from '@streambus/client';
 import { Command } from 'commander';
 import { table } from '../output.js';
-import { type ClientFlags, withClient, withClientOptions } from './common.js';
+import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
 
 /** "controller" (the quorum's leader), "voter" (a standby controller), or "-" (broker only). */
 function controllerRole(b: BrokerDescription): string {
@@ -17,7 +18,7 @@ function state(b: BrokerDescription): string {
 }
 
 export function clusterCommand(): Command {
-  const cluster = new Command('cluster').description('describe the cluster');
+  const cluster = new Command('cluster').description('describe the cluster, balance its leaders');
   withClientOptions(
     cluster
       .command('describe')
@@ -56,6 +57,39 @@ export function clusterCommand(): Command {
       )) {
         out.human(line);
       }
+    });
+  });
+  withClientOptions(
+    cluster
+      .command('rebalance-leaders')
+      .description(
+        'hand each partition back to its preferred leader (the first replica) where it is live and in sync',
+      )
+      .option(
+        '--timeout-ms <ms>',
+        'wait this long for the moves to show',
+        parseIntArg('--timeout-ms', 0, 600_000),
+        10_000,
+      ),
+  ).action(async (opts: ClientFlags & { timeoutMs: number }) => {
+    const timeoutMs = opts.timeoutMs;
+    await withClient(opts, async (client, out) => {
+      const r = await client.admin().rebalanceLeaders({ timeoutMs });
+      out.json(r);
+      if (out.isJson) return;
+      out.human(
+        `${r.transfersStarted} leadership transfer${r.transfersStarted === 1 ? '' : 's'} started; ` +
+          (r.remainingCount === 0
+            ? 'every partition is led by its preferred replica where it can be'
+            : `${r.remainingCount} partition${r.remainingCount === 1 ? '' : 's'} not yet led by the preferred replica`),
+      );
+      const rows = r.remaining.map((m) => [
+        `${m.topic}/${m.partition}`,
+        String(m.leaderId),
+        String(m.preferredId),
+      ]);
+      if (rows.length > 0)
+        for (const line of table(['partition', 'leader', 'preferred'], rows)) out.human(line);
     });
   });
   return cluster;

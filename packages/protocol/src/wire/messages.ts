@@ -52,6 +52,7 @@ export const ApiKey = {
   DESCRIBE_GROUPS: 21,
   DELETE_GROUPS: 22,
   OFFSET_DELETE: 23,
+  REBALANCE_LEADERS: 30,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -88,6 +89,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.DESCRIBE_GROUPS]: { min: 0, max: 0 },
   [ApiKey.DELETE_GROUPS]: { min: 0, max: 0 },
   [ApiKey.OFFSET_DELETE]: { min: 0, max: 0 },
+  [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -546,6 +548,30 @@ export const OffsetDeleteResponseSchema = object({
   topics: perPartitionResult({}),
 });
 
+// --- RebalanceLeaders (StreamBus admin) ----------------------------------------------------------
+// Preferred-leader balancing on demand (`streambus cluster rebalance-leaders`): every live broker
+// hands the partitions it leads back to their preferred replica (the first of the assignment)
+// where that one is live and in sync; the answer comes once the metadata shows the moves or
+// after `timeoutMs`. `remaining` lists the partitions whose preferred replica is live and in
+// the ISR but does not lead yet (at most 1000; `remainingCount` has them all).
+export const RebalanceLeadersRequestSchema = object({
+  timeoutMs: int(0, 600_000),
+});
+export const RebalanceLeadersResponseSchema = object({
+  ...errorFields,
+  transfersStarted: int(0, INT32_MAX),
+  remainingCount: int(0, INT32_MAX),
+  remaining: array(
+    object({
+      topic: topicName,
+      partition: partitionIndex,
+      leaderId: int32(),
+      preferredId: int32(),
+    }),
+    1000,
+  ),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -629,6 +655,10 @@ export const MESSAGE_SCHEMAS = {
     request: OffsetDeleteRequestSchema,
     response: OffsetDeleteResponseSchema,
   },
+  [ApiKey.REBALANCE_LEADERS]: {
+    request: RebalanceLeadersRequestSchema,
+    response: RebalanceLeadersResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -684,6 +714,8 @@ export type DeleteGroupsRequest = RequestOf<typeof ApiKey.DELETE_GROUPS>;
 export type DeleteGroupsResponse = ResponseOf<typeof ApiKey.DELETE_GROUPS>;
 export type OffsetDeleteRequest = RequestOf<typeof ApiKey.OFFSET_DELETE>;
 export type OffsetDeleteResponse = ResponseOf<typeof ApiKey.OFFSET_DELETE>;
+export type RebalanceLeadersRequest = RequestOf<typeof ApiKey.REBALANCE_LEADERS>;
+export type RebalanceLeadersResponse = ResponseOf<typeof ApiKey.REBALANCE_LEADERS>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
