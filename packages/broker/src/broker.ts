@@ -263,6 +263,8 @@ export class Broker {
         );
       }
       await this.admin.idle();
+      // Its replicas elect themselves at once; their reports reach the metadata a moment later.
+      await cluster.waitLeading(LEADING_WAIT_MS_MAX);
     }
     this.compaction?.start();
     this.ready = true;
@@ -367,6 +369,9 @@ export class Broker {
     this.logger.info('broker stopped');
   }
 }
+
+/** A cluster of one's start waits at most this long for its leaders to be named (then serves). */
+const LEADING_WAIT_MS_MAX = 5000;
 
 /** Which port a listen error is about, as the message names it. */
 const LISTENER_NAMES = {

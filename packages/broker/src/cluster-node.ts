@@ -334,6 +334,26 @@ export class ClusterNode {
     return false;
   }
 
+  /**
+   * A cluster of one at start: waits (bounded) until the metadata names this broker leader of
+   * every partition whose replica here is open, so Metadata right after a start or restart
+   * routes clients to it rather than answering LEADER_NOT_AVAILABLE for a second. False on
+   * timeout (the partitions then serve once their reports apply, as on a larger cluster).
+   */
+  async waitLeading(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !this.closed) {
+      const pending = [...this.held.values()].some((p) => {
+        if (p.replica === null || p.offline !== null) return false;
+        const t = topicByName(this.state, p.topic);
+        return t !== undefined && t.partitions[p.index]?.leader !== this.self;
+      });
+      if (!pending) return true;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return false;
+  }
+
   private houseTick(): void {
     this.houseTicks++;
     this.lifecycle?.tick();

@@ -376,7 +376,7 @@ export class Admin {
     const res = await settle(
       this.ctx,
       async () => {
-        const conn = await this.ctx.cluster.leaderFor(topic, partition);
+        const conn = await this.ctx.cluster.replicaHolderFor(topic, partition);
         return conn.request(ApiKey.REPAIR_PARTITION, {
           topic,
           partition,

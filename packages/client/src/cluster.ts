@@ -235,6 +235,20 @@ export class Cluster {
   }
 
   /**
+   * The connection to the broker holding a partition's replica for a local operation (repair):
+   * its leader, or, when it has none, its only replica. A damaged sole replica (a cluster of one,
+   * or RF 1) never reports itself leader, yet it is the one to repair.
+   */
+  async replicaHolderFor(topic: string, partition: number): Promise<BrokerConnection> {
+    const t = await this.topic(topic);
+    const p = t.partitions[partition];
+    if (p !== undefined && p.partition === partition && p.leaderId < 0 && p.replicas.length === 1) {
+      return this.connectionToNode(p.replicas[0]!);
+    }
+    return this.leaderFor(topic, partition);
+  }
+
+  /**
    * Sends partitions of `topic` to their leaders (as the cached metadata names them), one
    * request per leader at once, and returns the answers flattened. One attempt: callers run it
    * through the retry layer, which drops the metadata when a leader moved.

@@ -96,7 +96,12 @@ function withLocalOffline(b: BrokerContext, answer: MetadataResponse): MetadataR
   const topics = answer.topics.map((t) => {
     if (t.errorCode !== 0) return t;
     const partitions = t.partitions.map((p) => {
-      const offline = p.leaderId === self ? b.replicas.find(t.name, p.partition)?.offline : null;
+      // Led here, or leaderless with this broker its only replica (a cluster of one after a
+      // restart: an offline replica never reports itself leader).
+      const local =
+        p.leaderId === self ||
+        (p.leaderId === -1 && p.replicas.length === 1 && p.replicas[0] === self);
+      const offline = local ? b.replicas.find(t.name, p.partition)?.offline : null;
       if (offline === null || offline === undefined || offline.reason === REOPENING_REASON) {
         return p;
       }
