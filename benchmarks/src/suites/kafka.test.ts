@@ -9,7 +9,7 @@ import { StreamBusClient } from '@streambus/client';
 import { kafka } from '@streambus/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driveFrames, openSocket } from '../frame-driver.js';
-import { type ChildHandle, endOffsetSum, makeBatches, spawnBroker } from './broker.js';
+import { type ChildHandle, makeBatches, recordsStored, spawnBroker } from './broker.js';
 import { kafkaProduceAnswers, kafkaProduceFrames } from './kafka.js';
 
 describe('kafka suite building blocks', () => {
@@ -46,10 +46,10 @@ describe('kafka suite building blocks', () => {
     expect(r.answered).toBe(40);
     // acks=1 answers on append; the high watermark follows the flush.
     const deadline = Date.now() + 10_000;
-    let stored = await endOffsetSum(client, 'kb');
+    let stored = await recordsStored(client, 'kb');
     while (stored < 40 * 50 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
-      stored = await endOffsetSum(client, 'kb');
+      stored = await recordsStored(client, 'kb');
     }
     expect(stored).toBe(40 * 50);
   });

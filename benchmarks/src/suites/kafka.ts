@@ -31,6 +31,7 @@ import {
   endOffsetSum,
   makeBatches,
   produceFrames,
+  recordsStored,
   spawnBroker,
 } from './broker.js';
 
@@ -105,10 +106,10 @@ async function freshTopic(ctx: Ctx, tag: string, partitions = PARTITIONS): Promi
 async function checkAndDelete(ctx: Ctx, topic: string, expected: number): Promise<void> {
   // acks=1 answers on append; the high watermark follows the flush.
   const deadline = Date.now() + 10_000;
-  let stored = await endOffsetSum(ctx.client, topic);
+  let stored = await recordsStored(ctx.client, topic);
   while (stored < expected && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20));
-    stored = await endOffsetSum(ctx.client, topic);
+    stored = await recordsStored(ctx.client, topic);
   }
   if (stored < expected) throw new Error(`broker stored ${stored} of ${expected} records`);
   await ctx.client.admin().deleteTopic(topic);
