@@ -97,6 +97,20 @@ async function produce(c: RawClient, topic: string, records: Buffer, acks: -1 | 
   }
 }
 
+/**
+ * `bytes` (acks=all) sent again every 50 ms until accepted or for the bounded recovery delay of
+ * a failed replica (RECOVERY_INTERVAL_MS x 5); the last answer.
+ */
+async function produceUntilAccepted(c: RawClient, topic: string, bytes: Buffer) {
+  const deadline = Date.now() + RECOVERY_INTERVAL_MS * 5;
+  let last = await produce(c, topic, Buffer.from(bytes), -1);
+  while (last.errorCode !== 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    last = await produce(c, topic, Buffer.from(bytes), -1);
+  }
+  return last;
+}
+
 async function readValues(c: RawClient, topic: string): Promise<string[]> {
   return (await fetchAll(c, topic)).map((r) => r.value);
 }
@@ -183,13 +197,7 @@ describe('broker when partition storage fails', () => {
           // Under 'interval' the replica's periodic fsync failing is not seen by producers (see
           // above): they were answered; nothing acknowledged is lost without a crash.
           fs.inject = null;
-          const until = Date.now() + RECOVERY_INTERVAL_MS * 5;
-          let last = await produce(c, 't', Buffer.from(b.bytes), -1);
-          while (last.errorCode !== 0 && Date.now() < until) {
-            await new Promise((resolve) => setTimeout(resolve, 50));
-            last = await produce(c, 't', Buffer.from(b.bytes), -1);
-          }
-          expect(last.errorCode).toBe(0);
+          expect((await produceUntilAccepted(c, 't', b.bytes)).errorCode).toBe(0);
           acked.push(b.value);
           expect(await readValuesEventually(c, 't')).toEqual(acked);
           return;
@@ -246,13 +254,7 @@ describe('broker when partition storage fails', () => {
     expect(refused.errorCode).toBe(ErrorCode.KAFKA_STORAGE_ERROR);
     expect(refused.errorMessage).toMatch(/ENOSPC/);
     fs.inject = null;
-    const deadline = Date.now() + RECOVERY_INTERVAL_MS * 5;
-    let last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
-    while (last.errorCode !== 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      last = await produce(c, 'ro', Buffer.from(b.bytes), -1);
-    }
-    expect(last.errorCode).toBe(0);
+    expect((await produceUntilAccepted(c, 'ro', b.bytes)).errorCode).toBe(0);
     acked.push(b.value);
     expect(await readValues(c, 'ro')).toEqual(acked);
     const described = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: ['ro'] });
