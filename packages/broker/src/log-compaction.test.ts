@@ -32,6 +32,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type GroupHost, MemoryTransportHub } from './cluster/contract.js';
 import { defaultConfig } from './config.js';
 import { type CompactionTarget, cleanBound, LogCompaction } from './log-compaction.js';
+import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
 import { KEY, ReplicaCluster } from './replication/replica-test-cluster.js';
 import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
@@ -354,6 +355,31 @@ describe('log compaction on partition replicas', () => {
     expect(await running).toBeNull();
     expect(parked.runsTotal).toBe(1);
     expect((await c.node(1).fs.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+  });
+
+  it('retention stops for a topic switched to compact live; compact,delete keeps it', async () => {
+    const c = new ReplicaCluster({
+      ids: [1],
+      seed: 6,
+      logConfig: { ...LOG_CONFIG, retentionMs: 1 },
+    });
+    cluster = c;
+    await c.startAll();
+    await c.waitLeader();
+    await produceKeyed(c, new Model(), 0, 40);
+    const r = c.replica(1);
+    const served = new ReplicatedPartition('t', 0, topicConfig(), r, 10, () => undefined);
+    const retain = async () => {
+      const done = served.enforceRetention();
+      await c.tick(3);
+      await done;
+      await c.tick(3);
+    };
+    await retain();
+    expect(r.logStartOffset).toBe(0);
+    served.setConfig(topicConfig({ 'cleanup.policy': 'compact,delete' }));
+    await retain();
+    expect(r.logStartOffset).toBeGreaterThan(0);
   });
 
   it('cleanBound is min(commit point, active segment base); cleanable only with a sealed segment below it', () => {

@@ -19,7 +19,7 @@ import type { Acks, ProduceOutcome } from './partition.js';
 import type { ValidatedRecords } from './produce-validation.js';
 import { NotLeaderError, type PartitionReplica } from './replication/partition-replica.js';
 import type { ServedPartition } from './served-partition.js';
-import { compactionApplies, type TopicConfig } from './topic-config.js';
+import { compactionApplies, retentionApplies, type TopicConfig } from './topic-config.js';
 
 export class ReplicatedPartition implements ServedPartition {
   readonly waiters: WaiterSet;
@@ -121,6 +121,9 @@ export class ReplicatedPartition implements ServedPartition {
 
   /** Retention through the group, proposed by the leader only (followers follow its entry). */
   async enforceRetention(): Promise<void> {
+    // cleanup.policy=compact set by a live config change: the open log still has the retention
+    // it was opened with, and only the cleaner may remove records now.
+    if (!retentionApplies(this.config.cleanupPolicy)) return;
     if (!this.closed && this.replica.role === 'leader') await this.replica.enforceRetention();
   }
 
