@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { Broker, defaultConfig } from '@streambus/broker';
 import { type Producer, StreamBusClient } from '@streambus/client';
 import { quantile, type ResultRow, row, type Suite, type SuiteOptions } from '../harness.js';
+import { pacedSendLatencies } from '../paced-send.js';
 
 const KEYS = 1000;
 const VALUE = Buffer.alloc(200, 'v');
@@ -35,32 +36,13 @@ async function metric(broker: Broker, name: string): Promise<number> {
 }
 
 /** Paced keyed sends for `ms`; the send-to-ack latencies (ms). */
-async function paced(producer: Producer, topic: string, ms: number): Promise<number[]> {
-  const latencies: number[] = [];
-  const pending: Promise<unknown>[] = [];
-  const t0 = performance.now();
-  let sent = 0;
-  await new Promise<void>((done) => {
-    const tick = (): void => {
-      const now = performance.now();
-      const due = Math.floor(((now - t0) / 1000) * RATE);
-      while (sent < due) {
-        const at = performance.now();
-        const key = `k${sent % KEYS}`;
-        pending.push(
-          producer.send({ topic, key, value: VALUE }).then(() => {
-            latencies.push(performance.now() - at);
-          }),
-        );
-        sent++;
-      }
-      if (now - t0 >= ms) done();
-      else setTimeout(tick, 1);
-    };
-    tick();
+function paced(producer: Producer, topic: string, ms: number): Promise<number[]> {
+  return pacedSendLatencies(producer, topic, VALUE, {
+    rate: RATE,
+    total: Math.round((RATE * ms) / 1000),
+    dropMs: 0,
+    key: (i) => `k${i % KEYS}`,
   });
-  await Promise.all(pending);
-  return latencies;
 }
 
 async function run(options: SuiteOptions): Promise<ResultRow[]> {
