@@ -20,8 +20,8 @@
 // clean failed or skipped segments (damage, a conflict) waits a growing number of passes before
 // it is tried again. Closing a partition aborts its clean (LOG_CLEAN_ABORTED) and waits for it.
 //
-// Appends never wait for the cleaner's reads, writes or budget; only the segment swap runs under
-// the log's writer (an index unlink, a rename and two directory fsyncs, like a segment roll).
+// Appends never wait for the cleaner's reads, writes, budget or segment swaps (PartitionLog runs
+// a swap's file operations beside its writer).
 //
 // The key index (key -> latest offset) is one LSM store for all partitions of this broker, in
 // `<dataDir>/log-cleaner-index`, opened at the first clean; each partition's keys carry its name
