@@ -31,7 +31,7 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type GroupHost, MemoryTransportHub } from './cluster/contract.js';
 import { defaultConfig } from './config.js';
-import { type CompactionTarget, cleanBound, LogCompaction } from './log-compaction.js';
+import { type CompactionTarget, cleanBound, LogCompaction, loopPauseMs } from './log-compaction.js';
 import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
 import { KEY, ReplicaCluster } from './replication/replica-test-cluster.js';
@@ -74,6 +74,7 @@ function compactionOn(fs: FileSystem, registry: Registry | null = null): LogComp
     registry,
     nowMs: () => NOW,
     readBytesMax: 512,
+    loopShareMax: 1,
   });
 }
 
@@ -357,6 +358,33 @@ describe('log compaction on partition replicas', () => {
     expect((await c.node(1).fs.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
   });
 
+  it('close ends a clean that sleeps on its budget at once (its sleeps are woken, not sat out)', async () => {
+    const c = new ReplicaCluster({ ids: [1], seed: 7, logConfig: LOG_CONFIG });
+    cluster = c;
+    await c.startAll();
+    await c.waitLeader();
+    await produceKeyed(c, new Model(), 0, 60);
+    // 1 KiB/s with a 1 KiB burst: the first 4 KiB slice waits about 3 s, and so on.
+    const comp = new LogCompaction({
+      fs: c.node(1).fs,
+      dataDir: DATA,
+      bytesPerSecond: 1024,
+      intervalMs: 60_000,
+      logger: silent,
+      readBytesMax: 4096,
+    });
+    comp.add(targetOf(c.replica(1)));
+    const running = comp.runOnce();
+    for (let i = 0; i < 200 && comp.ioBudget.waitedMs === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(comp.ioBudget.waitedMs).toBeGreaterThan(0);
+    const started = Date.now();
+    await comp.close();
+    expect(await running).toBeNull();
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+
   it('retention stops for a topic switched to compact live; compact,delete keeps it', async () => {
     const c = new ReplicaCluster({
       ids: [1],
@@ -380,6 +408,15 @@ describe('log compaction on partition replicas', () => {
     served.setConfig(topicConfig({ 'cleanup.policy': 'compact,delete' }));
     await retain();
     expect(r.logStartOffset).toBeGreaterThan(0);
+  });
+
+  it('loopPauseMs keeps the cleaner within its share of the event loop', () => {
+    expect(loopPauseMs(10, 0.5)).toBe(10);
+    expect(loopPauseMs(10, 0.25)).toBe(30);
+    expect(loopPauseMs(10, 1)).toBe(0);
+    expect(loopPauseMs(0, 0.5)).toBe(0);
+    // ran / (ran + pause) is the share
+    expect(6 / (6 + loopPauseMs(6, 0.2))).toBeCloseTo(0.2);
   });
 
   it('cleanBound is min(commit point, active segment base); cleanable only with a sealed segment below it', () => {
