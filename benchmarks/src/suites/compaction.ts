@@ -9,8 +9,9 @@
 //   produce p50 / p99 during a clean   send() per keyed record at a paced 2,000 records/s,
 //                      lingerMs 0, acks=all, while the cleaner runs (the row's settings give the
 //                      cleaner bytes read and written inside the window: it did overlap).
-//                      Reference: the same paced load on the same broker once the cleaner is idle;
-//                      ratio = during / idle (lower is better; 1 = no effect).
+//                      Reference: the same paced load on the same broker right after the same
+//                      fill into a topic that is not compacted (nothing to clean); ratio =
+//                      during / reference (lower is better; 1 = no effect).
 //   cleaner throughput  MB/s of cleaner reads + writes over the filled topic's first clean (its
 //                      budget is the ceiling).
 import { rmSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { join } from 'node:path';
 import { Broker, defaultConfig } from '@streambus/broker';
 import { type Producer, StreamBusClient } from '@streambus/client';
 import { quantile, type ResultRow, row, type Suite, type SuiteOptions } from '../harness.js';
+import { pacedSendLatencies } from '../paced-send.js';
 
 const KEYS = 1000;
 const VALUE = Buffer.alloc(200, 'v');
@@ -35,32 +37,13 @@ async function metric(broker: Broker, name: string): Promise<number> {
 }
 
 /** Paced keyed sends for `ms`; the send-to-ack latencies (ms). */
-async function paced(producer: Producer, topic: string, ms: number): Promise<number[]> {
-  const latencies: number[] = [];
-  const pending: Promise<unknown>[] = [];
-  const t0 = performance.now();
-  let sent = 0;
-  await new Promise<void>((done) => {
-    const tick = (): void => {
-      const now = performance.now();
-      const due = Math.floor(((now - t0) / 1000) * RATE);
-      while (sent < due) {
-        const at = performance.now();
-        const key = `k${sent % KEYS}`;
-        pending.push(
-          producer.send({ topic, key, value: VALUE }).then(() => {
-            latencies.push(performance.now() - at);
-          }),
-        );
-        sent++;
-      }
-      if (now - t0 >= ms) done();
-      else setTimeout(tick, 1);
-    };
-    tick();
+function paced(producer: Producer, topic: string, ms: number): Promise<number[]> {
+  return pacedSendLatencies(producer, topic, VALUE, {
+    rate: RATE,
+    total: Math.round((RATE * ms) / 1000),
+    dropMs: 0,
+    key: (i) => `k${i % KEYS}`,
   });
-  await Promise.all(pending);
-  return latencies;
 }
 
 async function run(options: SuiteOptions): Promise<ResultRow[]> {
@@ -90,23 +73,36 @@ async function run(options: SuiteOptions): Promise<ResultRow[]> {
       'max.message.bytes': String(1024 * 1024),
       'min.cleanable.dirty.ratio': '0.01',
     };
+    await admin.createTopic({
+      name: 'plain',
+      partitions: 1,
+      configs: { ...compacted, 'cleanup.policy': 'delete' },
+    });
     await admin.createTopic({ name: 'filled', partitions: 1, configs: compacted });
     await admin.createTopic({ name: 'paced', partitions: 1, configs: compacted });
     const producer = client.producer({ acks: 'all', lingerMs: 0 });
     const bulk = client.producer({ acks: 'all', lingerMs: 5 });
-    // Fill: the cleaner starts on the sealed segments as they appear.
+    const fill = async (topic: string): Promise<void> => {
+      for (let i = 0; i < fillRecords; i += 10_000) {
+        await bulk.sendBatch(
+          Array.from({ length: 10_000 }, (_, j) => ({
+            topic,
+            key: `k${(i + j) % KEYS}`,
+            value: VALUE,
+          })),
+        );
+      }
+    };
+    // Reference: the same fill into a topic that is not compacted, then the paced load (the
+    // broker in the same state after a fill, with no clean to run).
+    await fill('plain');
+    const idle = await paced(producer, 'paced', windowMs);
+    // Measured: fill the compacted topic (the cleaner starts on its sealed segments as they
+    // appear), then the paced load while the cleaner works through it.
     const readBefore = await metric(broker, 'streambus_log_cleaner_bytes_read_total');
+    const writtenBefore = await metric(broker, 'streambus_log_cleaner_bytes_written_total');
     const fillStart = performance.now();
-    for (let i = 0; i < fillRecords; i += 10_000) {
-      await bulk.sendBatch(
-        Array.from({ length: 10_000 }, (_, j) => ({
-          topic: 'filled',
-          key: `k${(i + j) % KEYS}`,
-          value: VALUE,
-        })),
-      );
-    }
-    // During: the cleaner is busy with the filled topic (its budget keeps it going for seconds).
+    await fill('filled');
     const at0 = {
       read: await metric(broker, 'streambus_log_cleaner_bytes_read_total'),
       written: await metric(broker, 'streambus_log_cleaner_bytes_written_total'),
@@ -116,7 +112,7 @@ async function run(options: SuiteOptions): Promise<ResultRow[]> {
       read: await metric(broker, 'streambus_log_cleaner_bytes_read_total'),
       written: await metric(broker, 'streambus_log_cleaner_bytes_written_total'),
     };
-    // Idle: wait until a pass finds nothing to do (bytes stop moving), then the same load.
+    // Until a pass finds nothing to do (bytes stop moving): the cleaner's throughput.
     let last = -1;
     for (let i = 0; i < 600; i++) {
       const now = await metric(broker, 'streambus_log_cleaner_bytes_read_total');
@@ -128,8 +124,8 @@ async function run(options: SuiteOptions): Promise<ResultRow[]> {
     const cleanerBytes =
       (await metric(broker, 'streambus_log_cleaner_bytes_read_total')) -
       readBefore +
-      (await metric(broker, 'streambus_log_cleaner_bytes_written_total'));
-    const idle = await paced(producer, 'paced', windowMs);
+      (await metric(broker, 'streambus_log_cleaner_bytes_written_total')) -
+      writtenBefore;
     const settings = {
       rate: RATE,
       windowMs,
@@ -168,6 +164,6 @@ async function run(options: SuiteOptions): Promise<ResultRow[]> {
 export const suite: Suite = {
   name: 'compaction',
   description:
-    'Produce latency (paced 2,000 keyed records/s, acks=all) while the log cleaner compacts a filled topic, against the same load with the cleaner idle; and the cleaner throughput within its budget. Read the p99 ratio first (1 = no effect).',
+    'Produce latency (paced 2,000 keyed records/s, acks=all) while the log cleaner compacts a filled topic, against the same load after the same fill into a topic that is not compacted; and the cleaner throughput within its budget. Read the p99 ratio first (1 = no effect).',
   run,
 };

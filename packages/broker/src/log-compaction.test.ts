@@ -31,7 +31,14 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type GroupHost, MemoryTransportHub } from './cluster/contract.js';
 import { defaultConfig } from './config.js';
-import { type CompactionTarget, cleanBound, LogCompaction } from './log-compaction.js';
+import {
+  type CompactionTarget,
+  cleanBound,
+  LogCompaction,
+  type LogCompactionOptions,
+  loopPauseMs,
+} from './log-compaction.js';
+import { ReplicatedPartition } from './replicated-partition.js';
 import { PartitionReplica } from './replication/partition-replica.js';
 import { KEY, ReplicaCluster } from './replication/replica-test-cluster.js';
 import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
@@ -63,7 +70,11 @@ function topicConfig(overrides: Record<string, string> = {}): TopicConfig {
   );
 }
 
-function compactionOn(fs: FileSystem, registry: Registry | null = null): LogCompaction {
+function compactionOn(
+  fs: FileSystem,
+  registry: Registry | null = null,
+  overrides: Partial<LogCompactionOptions> = {},
+): LogCompaction {
   return new LogCompaction({
     fs,
     dataDir: DATA,
@@ -73,6 +84,8 @@ function compactionOn(fs: FileSystem, registry: Registry | null = null): LogComp
     registry,
     nowMs: () => NOW,
     readBytesMax: 512,
+    loopShareMax: 1,
+    ...overrides,
   });
 }
 
@@ -219,6 +232,16 @@ async function produceKeyed(
   await Promise.all(acks);
 }
 
+/** A cluster of one (LOG_CONFIG) holding `count` keyed batches, as the test's cluster. */
+async function oneReplica(seed: number, count: number): Promise<ReplicaCluster> {
+  const c = new ReplicaCluster({ ids: [1], seed, logConfig: LOG_CONFIG });
+  cluster = c;
+  await c.startAll();
+  await c.waitLeader();
+  await produceKeyed(c, new Model(), 0, count);
+  return c;
+}
+
 describe('log compaction on partition replicas', () => {
   it('a new follower catches up from a compacted leader; reads match; the compacted replica restarts and leads', async () => {
     const c = new ReplicaCluster({
@@ -279,11 +302,7 @@ describe('log compaction on partition replicas', () => {
   }, 60_000);
 
   it('without keepEveryBatch a cleaned replica log no longer matches its Raft entries (recovery refuses it)', async () => {
-    const c = new ReplicaCluster({ ids: [1], seed: 4, logConfig: LOG_CONFIG });
-    cluster = c;
-    await c.startAll();
-    await c.waitLeader();
-    await produceKeyed(c, new Model(), 0, 80);
+    const c = await oneReplica(4, 80);
     const r = c.replica(1);
     const store = await LsmStore.open(c.node(1).fs, '/lsm');
     const cleaner = new LogCleaner(
@@ -307,11 +326,7 @@ describe('log compaction on partition replicas', () => {
   });
 
   it('schedules only compacted partitions, the dirtiest first, and aborts a clean whose partition closes', async () => {
-    const c = new ReplicaCluster({ ids: [1], seed: 5, logConfig: LOG_CONFIG });
-    cluster = c;
-    await c.startAll();
-    await c.waitLeader();
-    await produceKeyed(c, new Model(), 0, 60);
+    const c = await oneReplica(5, 60);
     const r = c.replica(1);
     const registry = new Registry();
     const comp = compactionOn(c.node(1).fs, registry);
@@ -332,13 +347,9 @@ describe('log compaction on partition replicas', () => {
     // A clean parked on its budget stops when its partition is removed.
     await produceKeyed(c, new Model(), 60, 60);
     let release: () => void = () => {};
-    const parked = new LogCompaction({
-      fs: c.node(1).fs,
-      dataDir: DATA,
+    const parked = compactionOn(c.node(1).fs, null, {
       bytesPerSecond: 1,
-      intervalMs: 60_000,
-      logger: silent,
-      nowMs: () => NOW,
+      readBytesMax: 64 * 1024,
       sleep: () =>
         new Promise<void>((resolve) => {
           release = resolve;
@@ -354,6 +365,56 @@ describe('log compaction on partition replicas', () => {
     expect(await running).toBeNull();
     expect(parked.runsTotal).toBe(1);
     expect((await c.node(1).fs.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+  });
+
+  it('close ends a clean that sleeps on its budget at once (its sleeps are woken, not sat out)', async () => {
+    const c = await oneReplica(7, 60);
+    // 1 KiB/s with a 1 KiB burst: the first 4 KiB slice waits about 3 s, and so on.
+    const comp = compactionOn(c.node(1).fs, null, { bytesPerSecond: 1024, readBytesMax: 4096 });
+    comp.add(targetOf(c.replica(1)));
+    const running = comp.runOnce();
+    for (let i = 0; i < 200 && comp.ioBudget.waitedMs === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(comp.ioBudget.waitedMs).toBeGreaterThan(0);
+    const started = Date.now();
+    await comp.close();
+    expect(await running).toBeNull();
+    expect(Date.now() - started).toBeLessThan(500);
+  });
+
+  it('retention stops for a topic switched to compact live; compact,delete keeps it', async () => {
+    const c = new ReplicaCluster({
+      ids: [1],
+      seed: 6,
+      logConfig: { ...LOG_CONFIG, retentionMs: 1 },
+    });
+    cluster = c;
+    await c.startAll();
+    await c.waitLeader();
+    await produceKeyed(c, new Model(), 0, 40);
+    const r = c.replica(1);
+    const served = new ReplicatedPartition('t', 0, topicConfig(), r, 10, () => undefined);
+    const retain = async () => {
+      const done = served.enforceRetention();
+      await c.tick(3);
+      await done;
+      await c.tick(3);
+    };
+    await retain();
+    expect(r.logStartOffset).toBe(0);
+    served.setConfig(topicConfig({ 'cleanup.policy': 'compact,delete' }));
+    await retain();
+    expect(r.logStartOffset).toBeGreaterThan(0);
+  });
+
+  it('loopPauseMs keeps the cleaner within its share of the event loop', () => {
+    expect(loopPauseMs(10, 0.5)).toBe(10);
+    expect(loopPauseMs(10, 0.25)).toBe(30);
+    expect(loopPauseMs(10, 1)).toBe(0);
+    expect(loopPauseMs(0, 0.5)).toBe(0);
+    // ran / (ran + pause) is the share
+    expect(6 / (6 + loopPauseMs(6, 0.2))).toBeCloseTo(0.2);
   });
 
   it('cleanBound is min(commit point, active segment base); cleanable only with a sealed segment below it', () => {

@@ -16,12 +16,13 @@
 // Scheduling: a timer every `intervalMs`; one partition at a time, one pass at a time. Each pass
 // takes the compacted partition with the highest dirty ratio (cleaner.dirtyRatio at
 // bound = min(commit point, active segment base)) that reached its min.cleanable.dirty.ratio, and
-// cleans it within the broker-wide IoBudget (bytes read + written per second). A partition whose
-// clean failed or skipped segments (damage, a conflict) waits a growing number of passes before
-// it is tried again. Closing a partition aborts its clean (LOG_CLEAN_ABORTED) and waits for it.
+// cleans it within the broker-wide IoBudget (bytes read + written per second), in 64 KiB slices,
+// yielding the event loop after each and pausing to stay within half of its time. A partition
+// whose clean failed or skipped segments (damage, a conflict) waits a growing number of passes
+// before it is tried again. Closing a partition aborts its clean (LOG_CLEAN_ABORTED) and waits for it.
 //
-// Appends never wait for the cleaner's reads, writes or budget; only the segment swap runs under
-// the log's writer (an index unlink, a rename and two directory fsyncs, like a segment roll).
+// Appends never wait for the cleaner's reads, writes, budget or segment swaps (PartitionLog runs
+// a swap's file operations beside its writer).
 //
 // The key index (key -> latest offset) is one LSM store for all partitions of this broker, in
 // `<dataDir>/log-cleaner-index`, opened at the first clean; each partition's keys carry its name
@@ -50,15 +51,72 @@ const BACKOFF_PASSES_MAX = 64;
  * bounds how long produce and fetch callbacks wait for it.
  */
 const READ_BYTES_MAX = 64 * 1024;
+/** The cleaner shares the broker's event loop: at most this share of its time by default. */
+const DEFAULT_LOOP_SHARE_MAX = 0.5;
 
 /**
- * The shared budget, which also hands the event loop back after every slice read or written
- * (a macrotask turn): appends, fsync completions and fetches run between the cleaner's slices.
+ * Pure: how long the cleaner pauses after running `ranMs` so that its share of the loop's time
+ * stays at most `loopShareMax` (0 when the share is 1 or more: no pause).
+ */
+export function loopPauseMs(ranMs: number, loopShareMax: number): number {
+  if (loopShareMax >= 1 || ranMs <= 0) return 0;
+  return (ranMs * (1 - loopShareMax)) / Math.max(loopShareMax, 0.01);
+}
+
+/**
+ * The shared budget, which also hands the event loop back after every slice read or written:
+ * a macrotask turn (appends, fsync completions and fetches run between the cleaner's slices),
+ * and a pause that keeps the cleaner's share of the loop's time at most `loopShareMax` (the time
+ * since the cleaner last gave the loop back counts as its own, I/O waits included).
  */
 class YieldingBudget extends IoBudget {
+  private ranSinceMs = performance.now();
+  constructor(
+    options: ConstructorParameters<typeof IoBudget>[0],
+    private readonly loopShareMax: number,
+    private readonly pause: (ms: number) => Promise<void>,
+  ) {
+    super(options);
+  }
+
   override async spend(bytes: number): Promise<void> {
     await super.spend(bytes);
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    const pauseMs = loopPauseMs(performance.now() - this.ranSinceMs, this.loopShareMax);
+    if (pauseMs >= 1) await this.pause(pauseMs);
+    else await new Promise<void>((resolve) => setImmediate(resolve));
+    this.ranSinceMs = performance.now();
+  }
+}
+
+/**
+ * Sleeps that end early when `wakeAll` is called (a clean being aborted must not sit out its
+ * budget wait or its pause: closing the broker waits for it). Unref'd: a sleeping cleaner does
+ * not keep the process alive.
+ */
+class Sleeps {
+  private readonly waiting = new Set<() => void>();
+
+  /** `skip`: true while sleeping is pointless (the clean is being stopped): no wait at all. */
+  constructor(private readonly skip: () => boolean) {}
+
+  sleep = (ms: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (this.skip()) {
+        resolve();
+        return;
+      }
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiting.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.ceil(ms));
+      timer.unref();
+      this.waiting.add(done);
+    });
+
+  wakeAll(): void {
+    for (const done of [...this.waiting]) done();
   }
 }
 
@@ -92,6 +150,8 @@ export interface LogCompactionOptions {
   /** The budget's sleep (tests). */
   readonly sleep?: (ms: number) => Promise<void>;
   readonly readBytesMax?: number;
+  /** The cleaner's largest share of the event loop's time, 0..1 (default 0.5; 1: no pauses). */
+  readonly loopShareMax?: number;
   /**
    * Whether the key index fsyncs its WAL on every write (default false: the index is derived from
    * the logs, and each WriteBatch is atomic, so a crash loses a suffix of it that the next
@@ -197,6 +257,10 @@ class CompactionMetrics {
 export class LogCompaction {
   private readonly o: LogCompactionOptions;
   private readonly budget: IoBudget;
+  /** The budget's waits and the loop-share pauses: woken when a clean is aborted. */
+  private readonly sleeps = new Sleeps(
+    () => this.closed || this.running?.abort.signal.aborted === true,
+  );
   private readonly nowMs: () => number;
   private readonly entries = new Map<string, Entry>();
   private readonly metrics: CompactionMetrics | null;
@@ -213,11 +277,11 @@ export class LogCompaction {
   constructor(o: LogCompactionOptions) {
     this.o = o;
     this.nowMs = o.nowMs ?? Date.now;
-    this.budget = new YieldingBudget({
-      bytesPerSecond: o.bytesPerSecond,
-      nowMs: this.nowMs,
-      ...(o.sleep ? { sleep: o.sleep } : {}),
-    });
+    this.budget = new YieldingBudget(
+      { bytesPerSecond: o.bytesPerSecond, nowMs: this.nowMs, sleep: o.sleep ?? this.sleeps.sleep },
+      o.loopShareMax ?? DEFAULT_LOOP_SHARE_MAX,
+      this.sleeps.sleep,
+    );
     this.metrics =
       o.registry == null
         ? null
@@ -244,6 +308,7 @@ export class LogCompaction {
     const r = this.running;
     if (r !== null && r.name === name) {
       r.abort.abort();
+      this.sleeps.wakeAll();
       await r.done;
     }
     if (clearIndex && !this.closed) {
@@ -454,6 +519,7 @@ export class LogCompaction {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.running?.abort.abort();
+    this.sleeps.wakeAll();
     await this.pass;
     this.entries.clear();
     const store = this.store ?? (await this.storeOpening?.catch(() => null)) ?? null;

@@ -48,7 +48,7 @@ import type {
   RepairPartitionLog,
   ServedPartition,
 } from './served-partition.js';
-import { compactionApplies, type TopicConfig } from './topic-config.js';
+import { compactionApplies, retentionApplies, type TopicConfig } from './topic-config.js';
 
 /** How this broker opens and unregisters one partition's replica (cluster-node.ts). */
 export interface ReplicaSource {
@@ -240,6 +240,9 @@ export class ReplicatedPartition implements ServedPartition {
 
   /** Retention through the group, proposed by the leader only (followers follow its entry). */
   async enforceRetention(): Promise<void> {
+    // cleanup.policy=compact set by a live config change: only the cleaner may remove records
+    // now, whatever retention the open log was opened with.
+    if (!retentionApplies(this.topicConfig.cleanupPolicy)) return;
     const r = this.current;
     if (!this.closed && r !== null && r.offlineError === null && r.role === 'leader') {
       await r.enforceRetention();

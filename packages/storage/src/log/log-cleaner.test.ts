@@ -14,6 +14,7 @@ import {
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FaultyFileSystem } from '../faulty-fs.js';
+import { ForwardingFileSystem } from '../forwarding-fs.js';
 import type { FileSystem } from '../fs.js';
 import { LsmStore } from '../lsm/lsm-store.js';
 import { type CrashMode, MemoryFileSystem } from '../memory-fs.js';
@@ -600,6 +601,51 @@ describe('log cleaner', () => {
     expect((await clean.finish()).cleanedSegments.length).toBeGreaterThan(0);
     checkView(await readLog(env.log), model, bound);
     await closeEnv(env);
+  });
+
+  it('appends (acknowledged durably) complete while a segment swap waits on its directory fsync', async () => {
+    const mem = new MemoryFileSystem({ seed: 14 });
+    // The swap's directory fsyncs wait at this gate; the appends' own fsyncs do not use it.
+    let gated = 0;
+    let open: () => void = () => {};
+    const gate = { on: false, released: new Promise<void>((r) => (open = r)) };
+    const fs = new (class extends ForwardingFileSystem {
+      override async syncDir(dir: string): Promise<void> {
+        if (gate.on) {
+          gated++;
+          await gate.released;
+        }
+        return super.syncDir(dir);
+      }
+    })(mem);
+    const env = await openEnv(fs);
+    const model = new Model();
+    await putKeys(env, model, 60, (i) => i % 3);
+    const bound = env.log.logEndOffset;
+    gate.on = true;
+    const cleaning = env.cleaner.clean({ bound, deleteRetentionMs: RETENTION_MS, nowMs: 2000 });
+    for (let i = 0; i < 1000 && gated === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(gated).toBe(1);
+    // Fits the active segment (no roll, which would fsync the directory too).
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<string>((r) => {
+      timer = setTimeout(() => r('the append waited for the swap'), 5000);
+    });
+    try {
+      const appended = putKeys(env, model, 2, () => 8, 3000).then(() => 'appended');
+      expect(await Promise.race([appended, waited])).toBe('appended');
+    } finally {
+      clearTimeout(timer);
+      gate.on = false;
+      open();
+    }
+    expect(gated).toBe(1);
+    expect((await cleaning).cleanedSegments.length).toBeGreaterThan(0);
+    checkView(await readLog(env.log), model, bound);
+    await closeEnv(env);
+    const again = await openEnv(mem, 'all');
+    checkView(await readLog(again.log), model, bound);
+    await closeEnv(again);
   });
 
   it('skips segments that delete-records takes away while it runs; the rest is cleaned', async () => {

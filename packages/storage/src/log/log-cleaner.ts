@@ -1,15 +1,15 @@
 // The log cleaner of compacted topics (cleanup.policy=compact): keeps the latest record per key in
 // the sealed segments of a partition log below a caller-given bound, drops tombstones (null
 // value) once older than delete.retention.ms, keeps offsets (a cleaned segment has gaps), and
-// swaps each cleaned segment in atomically under the log's single writer. See docs/storage.md
-// "Compaction".
+// swaps each cleaned segment in atomically (checked at its turn in the log's op queue). See
+// docs/storage.md "Compaction".
 //
 // Pure core: `rewriteBatch`, `emptyBatchLike`, `recordVerdict` (bytes and decisions in, bytes
 // out). Async shell: `LogCleaner.clean`, which reads through `PartitionLog.read` (so damage is
 // found by the log's own verification), writes `<base>.log.cleaned.tmp`, fsyncs it, verifies it
 // by a full scan, and hands it to `PartitionLog.replaceCleanedSegment`. All its I/O goes through
 // an optional IoBudget, in slices of `readBytesMax`, so appends (and their writer) never wait
-// for it except for the swap itself.
+// for it, not even for the swap (its file operations run beside the writer).
 //
 // Batches. A batch keeps its baseOffset, lastOffsetDelta, timestamps, producer fields and
 // partitionLeaderEpoch; only the surviving records stay (their bytes as they were: their

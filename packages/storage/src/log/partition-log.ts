@@ -263,6 +263,8 @@ export class PartitionLog {
   private closing: Promise<void> | null = null;
   /** A segment file was created without fsyncing the directory ('none' rolls). */
   private dirDirty = false;
+  /** A cleaned segment's swap in progress (startReplace): structural ops wait for it. */
+  private replacing: Promise<void> | null = null;
   private failure: unknown = null;
   /** The last append write the disk refused (cleared by the next write that lands). */
   private refused: StreamBusError | null = null;
@@ -558,6 +560,11 @@ export class PartitionLog {
           await this.runAppends();
           continue;
         }
+        // Structural ops (and a second swap) wait for a cleaned segment's swap; appends do not.
+        if (this.replacing !== null) {
+          await this.replacing;
+          continue;
+        }
         this.ops.shift();
         try {
           if (this.failure) this.checkOpen();
@@ -582,8 +589,7 @@ export class PartitionLog {
               op.resolve();
               break;
             case 'replace':
-              await this.doReplace(op.cleaned, op.tempPath);
-              op.resolve();
+              this.startReplace(op.cleaned, op.tempPath, op.resolve, op.reject);
               break;
           }
         } catch (err) {
@@ -1237,7 +1243,8 @@ export class PartitionLog {
   /**
    * + For the log cleaner (log-cleaner.ts): replaces the sealed segment with `cleaned.baseOffset`
    * by `cleaned`, a segment over the fsynced file `tempPath` in this directory that covers the
-   * same offsets (its batches accounted and verified). Runs under the writer, between appends.
+   * same offsets (its batches accounted and verified). Checked at its turn in the op queue; its
+   * file operations then run beside the writer (appends go on; structural ops wait for them).
    * The old index files are unlinked durably before the rename, so a crash at any step leaves
    * either the old `.log` or the new one, with matching indexes or none (rebuilt at open).
    * LOG_CLEAN_CONFLICT when that segment is gone, active, or covers other offsets now.
@@ -1252,7 +1259,17 @@ export class PartitionLog {
     }));
   }
 
-  private async doReplace(cleaned: LogSegment, tempPath: string): Promise<void> {
+  /**
+   * Checks the swap at its turn in the op queue (synchronously), then runs its file operations
+   * beside the writer: appends go on into the active segment meanwhile (a swap touches only a
+   * sealed one), and every other structural op waits for `replacing` (runOps, doClose).
+   */
+  private startReplace(
+    cleaned: LogSegment,
+    tempPath: string,
+    resolve: () => void,
+    reject: (err: unknown) => void,
+  ): void {
     const i = this.segments.findIndex((s) => s.baseOffset === cleaned.baseOffset);
     const old = i >= 0 ? this.segments[i] : undefined;
     if (
@@ -1261,16 +1278,29 @@ export class PartitionLog {
       old.nextOffset !== cleaned.nextOffset ||
       old.nextOffset <= this._logStartOffset
     ) {
-      throw new StreamBusError(
-        ErrorCode.LOG_CLEAN_CONFLICT,
-        `segment ${cleaned.baseOffset} of ${this.dir} is no longer the sealed segment that was cleaned`,
+      reject(
+        new StreamBusError(
+          ErrorCode.LOG_CLEAN_CONFLICT,
+          `segment ${cleaned.baseOffset} of ${this.dir} is no longer the sealed segment that was cleaned`,
+        ),
       );
+      return;
     }
+    this.replacing = this.doReplace(old, cleaned, tempPath)
+      .then(resolve, reject)
+      .finally(() => {
+        this.replacing = null;
+        this.kick();
+      });
+  }
+
+  private async doReplace(old: LogSegment, cleaned: LogSegment, tempPath: string): Promise<void> {
     await old.deleteIndexFiles();
     await this.fs.syncDir(this.dir);
     await this.fs.rename(tempPath, old.logPath);
     // From here the name holds the cleaned file; readers of the old one finish on its handle.
-    this.segments[i] = cleaned;
+    // Only appends ran meanwhile (they add segments at the end), so `old` is still in place.
+    this.segments[this.segments.indexOf(old)] = cleaned;
     old.deleted = true;
     if (old.readers === 0) await old.handle.close().catch(() => undefined);
     await this.fs.syncDir(this.dir);
@@ -1394,7 +1424,7 @@ export class PartitionLog {
   private async doClose(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    while (this.writing || this.ops.length > 0) {
+    while (this.writing || this.ops.length > 0 || this.replacing !== null) {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     let error: unknown = null;
