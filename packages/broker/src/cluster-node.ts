@@ -7,7 +7,7 @@
 //   ControllerNode    the metadata Raft group: voters = the `--peers` ids, or [self] (a cluster
 //                     of one runs this same code); every broker applies the log
 //   ControllerClient  admin requests from any broker go to the controller leader (forwarded)
-//   BrokerLifecycle   registration and heartbeats (a housekeeping timer, ticks of its own)
+//   BrokerLifecycle   registration and heartbeats, on the host's tick (one timer per broker)
 //
 // Reactions to applied records (never inline in an admin request): each applied step of the
 // metadata log schedules one reconciliation in the admin queue, which diffs the last reconciled
@@ -142,7 +142,10 @@ export class ClusterNode {
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
   private lifecycle: BrokerLifecycle | null = null;
-  private housekeeping: NodeJS.Timeout | null = null;
+  private housekeeping: (() => void) | null = null;
+  /** Brokers seen fenced (and this broker's own view) at the last house tick: see `wakeOnFence`. */
+  private fencedSeen = new Set<number>();
+  private selfFencedSeen = true;
   private reconciled: MetadataState = EMPTY_METADATA_STATE;
   private reconcileQueued = false;
   private readonly held = new Map<string, ReplicatedPartition>();
@@ -251,8 +254,7 @@ export class ClusterNode {
       client: this.client,
       onError: (err) => logger.debug({ err }, 'broker registration or heartbeat failed'),
     });
-    this.housekeeping = setInterval(() => this.houseTick(), this.o.tickMs ?? CLUSTER_TICK_MS);
-    this.housekeeping.unref();
+    this.housekeeping = this.host.onTick(() => this.houseTick());
     void this.lifecycle.start();
   }
 
@@ -269,7 +271,30 @@ export class ClusterNode {
   private houseTick(): void {
     this.houseTicks++;
     this.lifecycle?.tick();
+    this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+  }
+
+  /**
+   * Quiesced groups (docs/raft.md) wake when a peer's broker loses its liveness: a broker the
+   * controller fenced is reported unreachable to every group (a quiesced follower whose leader
+   * it was then campaigns), and when this broker counts itself fenced every peer is (its
+   * leaders resume heartbeats, so check-quorum steps down a leader cut off from its majority).
+   */
+  private wakeOnFence(): void {
+    const fenced = new Set<number>();
+    for (const b of this.state.brokers.values()) if (b.fenced) fenced.add(b.id);
+    for (const id of fenced) {
+      if (!this.fencedSeen.has(id) && id !== this.self) this.host.reportUnreachable(id as NodeId);
+    }
+    this.fencedSeen = fenced;
+    const selfFenced = this.lifecycle?.fenced ?? true;
+    if (selfFenced && !this.selfFencedSeen) {
+      for (const b of this.state.brokers.values()) {
+        if (b.id !== this.self) this.host.reportUnreachable(b.id as NodeId);
+      }
+    }
+    this.selfFencedSeen = selfFenced;
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -535,7 +560,7 @@ export class ClusterNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.housekeeping !== null) clearInterval(this.housekeeping);
+    this.housekeeping?.();
     this.unsubscribe?.();
     await this.lifecycle?.stop();
     this.client.close();

@@ -310,6 +310,46 @@ function countOf(values: string[], v: string): number {
   return values.filter((x) => x === v).length;
 }
 
+describe('PartitionReplica: quiescence', () => {
+  it('an idle group quiesces on every replica; a produce wakes it, is acknowledged, and it quiesces again', async () => {
+    const c = open({ seed: 11 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    expect(l.inSyncReplicas()).toEqual([1, 2, 3]);
+    const p = l.propose(batch(1), -1);
+    await c.tick(2);
+    await p;
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
+  });
+
+  it('the leader crashes while quiesced: the others, told of the lost link, elect a new leader; nothing acknowledged is lost', async () => {
+    const c = open({ seed: 12 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const acked = l.propose(batch(1), -1);
+    await c.tick(2);
+    await acked;
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    const old = l.self;
+    await c.crash(old);
+    const rest = [1, 2, 3].filter((id) => id !== old);
+    const l2 = await c.waitLeader(100, rest);
+    expect(l2.leaderEpoch).toBeGreaterThan(l.leaderEpoch);
+    const p = l2.propose(batch(2), -1);
+    await c.tick(2);
+    await p;
+    await c.start(old);
+    await catchUp(c, 300);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.values).toEqual([...valuesOf(1), ...valuesOf(2)]);
+  });
+});
+
 describe('PartitionReplica: idempotent producers and the log start', () => {
   it('does not duplicate an idempotent retry across a leader change', async () => {
     const c = open({ seed: 13 });

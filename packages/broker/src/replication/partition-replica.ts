@@ -9,6 +9,7 @@
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   quiesced: boolean (idle group, no ticks or heartbeats; default on, raft.quiesce: false off)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
@@ -306,7 +307,10 @@ export class PartitionReplica implements HostedGroup {
       onRecovery: (message) => logger.warn({ dir: o.dir }, message),
     });
     try {
-      const node = new RaftNode({ ...o.raft, id: o.self, random: o.random }, store.tail);
+      const node = new RaftNode(
+        { quiesce: true, ...o.raft, id: o.self, random: o.random },
+        store.tail,
+      );
       return new PartitionReplica(o, store, node);
     } catch (err) {
       await store.close().catch(() => undefined);
@@ -354,6 +358,10 @@ export class PartitionReplica implements HostedGroup {
   get commitIndex(): LogIndex {
     return this.node.commitIndex;
   }
+  /** The group is idle and quiesced here (docs/raft.md "Quiescence"): ticks cost nothing. */
+  get quiesced(): boolean {
+    return this.node.isQuiesced;
+  }
 
   /**
    * On the leader: itself and every voter whose match reached the commit index now or within
@@ -361,13 +369,13 @@ export class PartitionReplica implements HostedGroup {
    */
   inSyncReplicas(): NodeId[] {
     if (this.node.currentRole !== StateRole.Leader) return [];
-    const st = this.node.status();
+    const commit = this.node.commitIndex;
     const out: NodeId[] = [this.self];
-    for (const [id, pr] of st.progress) {
-      if (pr.isLearner) continue;
-      const at = pr.match >= st.commit ? this.ticks : this.caughtUpAt.get(id);
+    this.node.forEachMatch((id, match, isLearner) => {
+      if (isLearner) return;
+      const at = match >= commit ? this.ticks : this.caughtUpAt.get(id);
       if (at !== undefined && this.ticks - at <= this.isrLagTicksMax) out.push(id);
-    }
+    });
     return out.sort((a, b) => a - b);
   }
 
@@ -537,12 +545,15 @@ export class PartitionReplica implements HostedGroup {
   tick(): void {
     if (this.closed || this.offline) return;
     this.ticks++;
+    // Quiesced (docs/raft.md): the core ignores ticks and every member holds the commit index,
+    // so in-sync needs no bookkeeping either (inSyncReplicas counts match >= commit as now).
+    if (this.node.isQuiesced) return;
     this.node.tick();
     if (this.node.currentRole === StateRole.Leader) {
-      const st = this.node.status();
-      for (const [id, pr] of st.progress) {
-        if (pr.match >= st.commit) this.caughtUpAt.set(id, this.ticks);
-      }
+      const commit = this.node.commitIndex;
+      this.node.forEachMatch((id, match) => {
+        if (match >= commit) this.caughtUpAt.set(id, this.ticks);
+      });
     }
     this.observe();
   }

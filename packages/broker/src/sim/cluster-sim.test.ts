@@ -41,6 +41,9 @@ describe('cluster simulation', () => {
       'message-lost',
       'message-duplicated',
       'idempotent-retry',
+      // Quiescence (real replicas; idle spells on odd seeds): quiet groups, quiesced leaders crashed.
+      'quiesced-leader-tick',
+      'crash-quiesced-leader',
     ]) {
       expect(s.faults[kind] ?? 0, kind).toBeGreaterThan(0);
     }

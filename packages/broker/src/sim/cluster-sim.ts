@@ -13,6 +13,12 @@
 // every replica's high watermark must reach it, within LIVENESS_TICKS_MAX ticks. Finally every
 // replica's committed log is read back and checked (partition-checker.ts).
 //
+// Quiescence: real replicas quiesce idle groups (docs/raft.md). Odd seeds have idle spells (no
+// produce or consume for 100-500 ms) so groups go quiet during the faults; ticks with a quiesced
+// leader and crashes of a broker holding one are counted (`quiesced-leader-tick`,
+// `crash-quiesced-leader`). A crash is reported to the other brokers as closed links
+// (sim-network.ts), which is what wakes a quiesced group whose leader died.
+//
 // The broken variant (`unsafeAckOnLeaderWrite`) answers acks=all producers at the leader's own
 // write instead of at commit, in this harness, to show the checkers catch a lost
 // acknowledgement. It does not model clock drift, disk corruption or byzantine peers.
@@ -131,6 +137,8 @@ export class ClusterSimulation {
   private readonly violations: Violation[] = [];
   private readonly faultPhaseMs: number;
   private healed = false;
+  /** Idle spell (odd seeds): no produce or consume before this time. */
+  private idleUntil = 0;
   private healedAtTick = 0;
   private ticks = 0;
   private livenessTicks: number | null = null;
@@ -281,6 +289,8 @@ export class ClusterSimulation {
   }
 
   private crash(b: Broker): void {
+    if ([...b.replicas.values()].some((r) => r.role().leader && r.role().quiesced === true))
+      this.fault('crash-quiesced-leader');
     const mode = this.rng.chance(0.5) ? 'keep-prefix' : 'drop-unsynced';
     if (b.disk.syncsStarted > b.disk.syncsCompleted + b.disk.syncsLostInCrash)
       this.fault('crash-during-fsync');
@@ -349,7 +359,13 @@ export class ClusterSimulation {
 
   private onTick(): void {
     this.ticks++;
-    for (const b of this.brokers) b.host?.tick();
+    for (const b of this.brokers) {
+      for (const r of b.replicas.values()) {
+        const role = r.role();
+        if (role.leader && role.quiesced === true) this.fault('quiesced-leader-tick');
+      }
+      b.host?.tick();
+    }
     this.ctl?.tick();
     for (const obs of this.observations) {
       for (const v of obs.violations.splice(0)) this.violations.push(v);
@@ -405,6 +421,11 @@ export class ClusterSimulation {
   private onProduce(): void {
     if (this.healed) return;
     this.loop.at(2 + this.rng.int(15), () => this.onProduce());
+    if ((this.options.seed & 1) === 1 && this.rng.chance(0.02)) {
+      this.idleUntil = this.loop.now + 100 + this.rng.int(400);
+      this.fault('idle-spell');
+    }
+    if (this.loop.now < this.idleUntil) return;
     const p = this.pick(this.producers.filter((x) => !x.inflight));
     if (!p) return;
     const t = this.target(p.partition);
@@ -474,6 +495,7 @@ export class ClusterSimulation {
 
   private onConsume(): void {
     if (!this.healed) this.loop.at(5 + this.rng.int(30), () => this.onConsume());
+    if (this.loop.now < this.idleUntil) return;
     const c = this.pick(this.consumers);
     if (!c) return;
     const b = this.pick(this.brokers.filter((x) => x.alive && x.replicas.has(c.partition)));

@@ -37,6 +37,7 @@ class RealReplica implements SimReplica {
       leader: this.replica.role === 'leader',
       term: this.replica.leaderEpoch,
       lead: this.replica.leaderId,
+      quiesced: this.replica.quiesced,
     };
   }
 

@@ -34,6 +34,8 @@ export interface ReplicaRole {
   readonly term: number;
   /** The leader this replica knows of (0 = none). */
   readonly lead: number;
+  /** The group is quiesced here (idle; replicas that do not quiesce say false). */
+  readonly quiesced?: boolean;
 }
 
 export interface SimReplica {
