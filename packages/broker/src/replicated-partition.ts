@@ -90,6 +90,10 @@ export class ReplicatedPartition implements ServedPartition {
     }
   }
 
+  checkReadable(): void {
+    this.replica.checkReadable();
+  }
+
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     this.checkServing();
     void validated;

@@ -350,6 +350,75 @@ describe('PartitionReplica: quiescence', () => {
   });
 });
 
+describe('PartitionReplica: leader read-gating', () => {
+  /**
+   * The followers get the entries but not the commit (the leader's commit broadcast is dropped),
+   * then the leader crashes: the new leader's high watermark starts below the acknowledged end.
+   * Returns what the new leader answered at the moment it took over, and the acknowledged end.
+   */
+  async function takeOverBelowAcked(unsafe: boolean) {
+    const c = open({
+      seed: 21,
+      ...(unsafe ? { replica: { unsafe: { ungatedLeaderReads: true } } } : {}),
+    });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const others = [1, 2, 3].filter((id) => id !== l.self);
+    for (const f of others) c.setLink(l.self, f, 'hold');
+    const acked = l.propose(batch(1), -1);
+    await c.settle();
+    c.release();
+    for (const f of others) c.setLink(l.self, f, 'drop');
+    await c.settle();
+    const end = (await acked).lastOffset + 1;
+    expect(l.highWatermark).toBe(end);
+    const seen: Array<{ hw: number; code: number | null; readCode: number | null }> = [];
+    for (const f of others) {
+      const r = c.replica(f);
+      expect(r.highWatermark).toBeLessThan(end);
+      r.onChange((e) => {
+        if (e.kind !== 'role' || r.role !== 'leader' || seen.length > 0) return;
+        let code: number | null = null;
+        try {
+          r.checkReadable();
+        } catch (err) {
+          code = (err as { code: number }).code;
+        }
+        const entry = { hw: r.highWatermark, code, readCode: null as number | null };
+        seen.push(entry);
+        r.read(0, 1 << 20).then(
+          () => undefined,
+          (err: { code: number }) => {
+            entry.readCode = err.code;
+          },
+        );
+      });
+    }
+    await c.crash(l.self);
+    const l2 = await c.waitLeader(200, others);
+    return { c, l2, end, seen };
+  }
+
+  it('a new leader refuses reads (LEADER_NOT_AVAILABLE) until its term commits; then its high watermark covers every acknowledgement', async () => {
+    const { l2, end, seen } = await takeOverBelowAcked(false);
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.hw).toBeLessThan(end);
+    expect(seen[0]!.code).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
+    expect(seen[0]!.readCode).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
+    expect(l2.highWatermark).toBeGreaterThanOrEqual(end);
+    expect(() => l2.checkReadable()).not.toThrow();
+    const { data } = await l2.read(0, 1 << 20);
+    expect(walk(data, 0).values).toEqual(valuesOf(1));
+  });
+
+  it('without the gate (test-only switch) the new leader would serve a high watermark below an acknowledged offset', async () => {
+    const { seen, end } = await takeOverBelowAcked(true);
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.hw).toBeLessThan(end);
+    expect(seen[0]!.code).toBe(null);
+  });
+});
+
 describe('PartitionReplica: idempotent producers and the log start', () => {
   it('does not duplicate an idempotent retry across a leader change', async () => {
     const c = open({ seed: 13 });

@@ -7,6 +7,7 @@
 //   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
 //   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
+//   checkReadable(): void   LEADER_NOT_AVAILABLE on a leader whose term has not committed yet
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
 //   quiesced: boolean (idle group, no ticks or heartbeats; default on, raft.quiesce: false off)
@@ -64,6 +65,17 @@
 // batches in one request is OUT_OF_ORDER_SEQUENCE_NUMBER, as on a single node.
 //
 // Retention and delete-records: through the group, by a log-start entry (see `compactTo`).
+//
+// Leader read-gating (Raft §8, as Redpanda does). A new leader's high watermark is what it held
+// durably as committed when elected, which can be below what the previous leader had already
+// acknowledged (a follower learns the commit index only with the next message). Serving it
+// would move the high watermark backwards for consumers (a ListOffsets "latest" below an
+// acknowledged offset; a Fetch at a consumer's position answered OFFSET_OUT_OF_RANGE). So a
+// leader answers reads (`read`, `checkReadable`, used by Fetch and ListOffsets) with
+// LEADER_NOT_AVAILABLE (retriable) until the last committed entry it holds durably is of its own
+// term, i.e. its first entry (the no-op) has committed and applied: from then on its high
+// watermark covers everything any earlier leader acknowledged (§5.4: every committed entry is in
+// the log of each later leader). Produce is not gated: proposals queue until the log is placed.
 import {
   BatchField,
   batchSizeAt,
@@ -173,6 +185,8 @@ export interface PartitionReplicaOptions {
   readonly unsafe?: {
     /** Answer acks=all once the leader's own copy is written (no quorum). */
     readonly ackAllOnLocalWrite?: boolean;
+    /** Serve a new leader's reads before its term committed (no read-gating). */
+    readonly ungatedLeaderReads?: boolean;
   };
 }
 
@@ -236,6 +250,9 @@ export class PartitionReplica implements HostedGroup {
   private readonly isrLagTicksMax: number;
   private readonly listeners = new Set<(e: ReplicaChange) => void>();
   private readonly ackAllOnLocalWrite: boolean;
+  private readonly unsafeUngatedReads: boolean;
+  /** The term whose reads are open (read-gating, top); 0 until one is. */
+  private readableTerm = 0;
   private prefetchCount = 0;
 
   private pending: Pending[] = [];
@@ -282,6 +299,7 @@ export class PartitionReplica implements HostedGroup {
     this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
     this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    this.unsafeUngatedReads = o.unsafe?.ungatedLeaderReads === true;
     // At open the log holds no entry the core does not (no unstable suffix), and the saved
     // commit only ever covers entries that were durable when it was saved (see `persist`).
     this.committedDurable = Math.min(
@@ -450,14 +468,37 @@ export class PartitionReplica implements HostedGroup {
     });
   }
 
-  /** Whole batches from the one holding `offset`, never at or past the high watermark. */
+  /**
+   * Whole batches from the one holding `offset`, never at or past the high watermark. On a
+   * leader, refused until its term committed (`checkReadable`, read-gating at the top).
+   */
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     try {
       this.checkUsable();
+      this.checkReadable();
     } catch (err) {
       return Promise.reject(err);
     }
     return this.store.readCommitted(offset, maxBytes, this.hw);
+  }
+
+  /**
+   * Read-gating (top): throws LEADER_NOT_AVAILABLE (retriable) on a leader that has not yet
+   * committed and applied an entry of its own term. Followers (whose high watermark never
+   * passes the commit point either) and ready leaders pass.
+   */
+  checkReadable(): void {
+    if (this.node.currentRole !== StateRole.Leader || this.unsafeUngatedReads) return;
+    const term = this.node.currentTerm;
+    if (this.readableTerm === term) return;
+    if (this.store.tail.term(this.committedDurable) === term) {
+      this.readableTerm = term;
+      return;
+    }
+    throw new StreamBusError(
+      ErrorCode.LEADER_NOT_AVAILABLE,
+      `partition ${this.keyString()}: node ${this.self} leads term ${term} but has not committed an entry of it yet (its high watermark ${this.hw} may be behind what was acknowledged)`,
+    );
   }
 
   /**

@@ -21,7 +21,13 @@
 //
 // The broken variant (`unsafeAckOnLeaderWrite`) answers acks=all producers at the leader's own
 // write instead of at commit, in this harness, to show the checkers catch a lost
-// acknowledgement. It does not model clock drift, disk corruption or byzantine peers.
+// acknowledgement.
+//
+// Leader reads: a read answered by a leader of term T must see a high watermark at or above
+// every acks=all acknowledgement given (before the read) by a leader of a term <= T
+// (`leader-read-below-acked`); that is what read-gating guarantees (partition-replica.ts). A
+// deposed leader that does not know it yet (a lower term) may serve an older high watermark,
+// which is not checked. `unsafeUngatedLeaderReads` turns the gate off to show the check bites. It does not model clock drift, disk corruption or byzantine peers.
 
 import { batchSizeAt, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { asNodeId, type NodeId, type SeededRandom, seededRandom } from '@streambus/raft';
@@ -65,6 +71,8 @@ export interface ClusterSimOptions {
   readonly strictTopicExists?: boolean;
   /** Test-only: answer acks=all at the leader's own write (the checkers must catch it). */
   readonly unsafeAckOnLeaderWrite?: boolean;
+  /** Test-only: no leader read-gating in the replicas (the read checker must catch it). */
+  readonly unsafeUngatedLeaderReads?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -149,6 +157,8 @@ export class ClusterSimulation {
   private consumed = 0;
   private committedRecords = 0;
   private readonly probes: Probe[] = [];
+  /** Per partition: the highest acks=all end offset acknowledged by a leader of each term. */
+  private readonly ackedEndByTerm: Map<number, number>[] = [];
   private readonly fsyncFastMaxMs: number;
   private readonly fsyncSlowMaxMs: number;
   private readonly ctl: ControllerSim | null;
@@ -179,6 +189,7 @@ export class ClusterSimulation {
     }
     for (let p = 0; p < this.partitions; p++) {
       this.observations.push(new PartitionObservations(`partition ${p}`));
+      this.ackedEndByTerm.push(new Map());
       this.probes.push({ ids: [], inflight: false, ackedAt: null, endOffset: -1 });
     }
     this.ctl =
@@ -274,6 +285,7 @@ export class ClusterSimulation {
           electionTicks: ELECTION_TICKS,
           heartbeatTicks: HEARTBEAT_TICKS,
           nowMs: () => EPOCH_MS + this.loop.now,
+          ...(this.options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
         })
         .then(
           (replica) => {
@@ -468,6 +480,9 @@ export class ClusterSimulation {
       if (acks === 'all') {
         this.ackedAll++;
         obs.observeAck({ baseOffset, ids, atMs: this.loop.now });
+        const term = replica.role().term;
+        const byTerm = this.ackedEndByTerm[partition]!;
+        byTerm.set(term, Math.max(byTerm.get(term) ?? 0, baseOffset + ids.length));
       } else this.ackedLeader++;
       finish(true, baseOffset);
     };
@@ -504,10 +519,24 @@ export class ClusterSimulation {
     const generation = b.generation;
     const hw = replica.highWatermark();
     const from = c.nextOffset;
+    const role = replica.role();
+    let ackedBelow = 0;
+    if (role.leader) {
+      for (const [term, end] of this.ackedEndByTerm[c.partition]!) {
+        if (term <= role.term) ackedBelow = Math.max(ackedBelow, end);
+      }
+    }
     replica.read(from, READ_BYTES_MAX).then(
       (bytes) => {
         if (b.generation !== generation) return;
         const obs = this.observations[c.partition]!;
+        if (role.leader && hw < ackedBelow) {
+          obs.violations.push({
+            kind: 'leader-read-below-acked',
+            detail: `partition ${c.partition}: node ${b.id}, leader of term ${role.term}, served a read at high watermark ${hw} below offset ${ackedBelow} acknowledged (acks=all) by a leader of a term <= ${role.term}`,
+          });
+          return;
+        }
         const v: Violation[] = [];
         const batches = decodeLog(bytes, v, `read from node ${b.id}`);
         for (const x of v) obs.violations.push(x);

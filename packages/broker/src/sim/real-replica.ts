@@ -89,6 +89,7 @@ export const realReplicaFactory: SimReplicaFactory = {
       nowMs: ctx.nowMs,
       raft: { electionTicks: ctx.electionTicks, heartbeatTicks: ctx.heartbeatTicks },
       ...(small ? { tailLimits: { tailEntriesMax: 4 + ctx.random.int(60) } } : {}),
+      ...(ctx.unsafeUngatedLeaderReads ? { unsafe: { ungatedLeaderReads: true } } : {}),
     });
     ctx.host.add(replica);
     return new RealReplica(replica);

@@ -27,6 +27,8 @@ export interface ReplicaContext {
   readonly heartbeatTicks: number;
   /** The simulated clock (append timestamps). */
   readonly nowMs: () => number;
+  /** Test-only: a new leader serves reads before its term committed (no read-gating). */
+  readonly unsafeUngatedLeaderReads?: boolean;
 }
 
 export interface ReplicaRole {
