@@ -38,6 +38,7 @@ import { type NodeId, seededRandom } from '@streambus/raft';
 import { type FileSystem, removeTree } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { AdminQueue } from './admin-queue.js';
+import { ByteBudget } from './byte-budget.js';
 import { type GroupKey, METADATA_GROUP } from './cluster/contract.js';
 import { RaftGroupHost } from './cluster/group-host.js';
 import { type PeerAddress, PeerLinks } from './cluster/peer-links.js';
@@ -138,6 +139,8 @@ export class ClusterNode {
   private readonly self: number;
   readonly links: PeerLinks;
   readonly host: RaftGroupHost;
+  /** Bytes proposed on this broker's leaders and not yet committed (partition-replica.ts). */
+  readonly uncommittedBudget: ByteBudget;
   private controller!: ControllerNode;
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
@@ -176,6 +179,10 @@ export class ClusterNode {
       // A broker that is not a voter joins by registering: its link must be accepted first.
       admitUnknownPeer: () => true,
     });
+    this.uncommittedBudget = new ByteBudget(
+      'uncommitted replication',
+      o.config.limits.replicationUncommittedBytesMax,
+    );
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
@@ -464,6 +471,7 @@ export class ClusterNode {
       transport: this.links,
       host: this.host,
       random: this.random,
+      uncommittedBudget: this.uncommittedBudget,
       logger,
     });
     const served = new ReplicatedPartition(

@@ -14,6 +14,7 @@ import {
   type Term,
 } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ByteBudget } from '../byte-budget.js';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
 
@@ -662,6 +663,64 @@ describe('PartitionReplica: acks=1 and the pending bound', () => {
     await c.tick(2);
     await all;
     expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
+  });
+});
+
+describe('PartitionReplica: the broker-wide uncommitted budget', () => {
+  it('refuses produce (REPLICA_PROPOSALS_FULL, retriable) across partitions once the broker holds its budget uncommitted, and frees it at commit', async () => {
+    const budget = new ByteBudget('uncommitted replication', 3 * batch(0).length);
+    const a = open({ seed: 31, replica: { uncommittedBudget: budget } });
+    await a.startAll();
+    const la = await a.waitLeader();
+    // A second partition whose leader shares the broker's budget.
+    const b = new ReplicaCluster({ seed: 32, replica: { uncommittedBudget: budget } });
+    try {
+      await b.startAll();
+      const lb = await b.waitLeader();
+      // Nothing commits on partition a while its leader's appends are held.
+      for (const f of [1, 2, 3]) if (f !== la.self) a.setLink(la.self, f, 'hold');
+      const first = [la.propose(batch(0), -1), la.propose(batch(0), 1)];
+      await a.settle();
+      expect(budget.used).toBe(2 * batch(0).length);
+      // acks=1 was answered at the leader's write, yet its bytes stay reserved until commit.
+      await first[1];
+      expect(budget.used).toBe(2 * batch(0).length);
+      const third = lb.propose(batch(0), -1);
+      let refused: unknown = null;
+      await lb.propose(batch(0), -1).catch((err: unknown) => {
+        refused = err;
+      });
+      expect((refused as { code: number }).code).toBe(ErrorCode.REPLICA_PROPOSALS_FULL);
+      expect((refused as { retriable: boolean }).retriable).toBe(true);
+      expect(budget.used).toBe(3 * batch(0).length);
+      await b.tick(2);
+      await third;
+      expect(budget.used).toBe(2 * batch(0).length);
+      a.release();
+      await a.tick(2);
+      await Promise.all(first);
+      expect(budget.used).toBe(0);
+      const again = lb.propose(batch(0), -1);
+      await b.tick(2);
+      await again;
+      expect(budget.used).toBe(0);
+    } finally {
+      await b.closeAll();
+    }
+  });
+
+  it('gives the reservations back when the leader loses its role or closes', async () => {
+    const budget = new ByteBudget('uncommitted replication', 1 << 20);
+    const c = open({ seed: 33, replica: { uncommittedBudget: budget } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    c.isolate(l.self);
+    const p = l.propose(batch(0), -1).catch((err: unknown) => err);
+    await c.settle();
+    expect(budget.used).toBe(batch(0).length);
+    await c.stop(l.self);
+    expect(((await p) as { code: number }).code).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    expect(budget.used).toBe(0);
   });
 });
 

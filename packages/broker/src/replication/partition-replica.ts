@@ -21,8 +21,16 @@
 //   close(): Promise<void>
 //   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
 //   Errors: NotLeaderError (NOT_LEADER_OR_FOLLOWER 6, `leaderHint`), REPLICA_PROPOSALS_FULL
-//   (1110, retriable) beyond `pendingBytesMax`, SHUTTING_DOWN after close, the storage error
-//   that took the replica offline (`offlineError`).
+//   (1110, retriable) beyond `pendingBytesMax` or the broker-wide `uncommittedBudget`,
+//   SHUTTING_DOWN after close, the storage error that took the replica offline (`offlineError`).
+//
+// The broker-wide budget (`uncommittedBudget`, one ByteBudget shared by every replica of the
+// broker): a produce reserves its bytes when it is accepted and releases them once its entries
+// are committed (the high watermark passed them), or when it fails or the replica stops
+// leading. So the bytes proposed and not yet committed on this broker's leaders (which are also
+// what is in flight to their followers) stay within it whatever the partition count; a produce
+// that would pass it is refused at once, before anything is queued. One request larger than the
+// whole budget is let through when nothing is reserved (as `pendingBytesMax` does).
 //
 // Offsets. The leader stamps each batch's baseOffset (the next offset of its Raft log,
 // unstable entries included) and partitionLeaderEpoch (= the term) when it proposes; one entry
@@ -115,6 +123,7 @@ import type {
   PartitionLogConfig,
   PartitionLogOptions,
 } from '@streambus/storage';
+import type { ByteBudget } from '../byte-budget.js';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
 import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
@@ -175,6 +184,8 @@ export interface PartitionReplicaOptions {
   readonly translatorLimits?: OffsetTranslatorLimits;
   /** Bytes proposed (or queued) and not yet answered, at most (default 64 MiB). */
   readonly pendingBytesMax?: number;
+  /** The broker-wide budget of uncommitted bytes, shared by every replica (see top). */
+  readonly uncommittedBudget?: ByteBudget;
   /** A follower whose match reached the commit index within this many ticks is in sync. */
   readonly isrLagTicksMax?: number;
   readonly logger?: ReplicaLogger;
@@ -217,6 +228,8 @@ interface Pending {
 
 interface Queued {
   readonly batches: Buffer;
+  /** Bytes reserved in the broker-wide budget for this request (0: none). */
+  readonly budgetBytes: number;
   readonly acks: 0 | 1 | -1;
   /** A log-start entry (deleteRecordsBefore): no producer checks. */
   readonly control?: boolean;
@@ -257,6 +270,10 @@ export class PartitionReplica implements HostedGroup {
 
   private pending: Pending[] = [];
   private queued: Queued[] = [];
+  private readonly uncommittedBudget: ByteBudget | null;
+  /** Budget reservations of proposed requests, by end offset: released as the HW passes them. */
+  private reserved: Array<{ end: number; bytes: number }> = [];
+  private reservedBytes = 0;
   private pendingBytes = 0;
   /** Where the leader's next proposal goes; null until its log is all placed (see top). */
   private leaderNext: { index: LogIndex; offset: number } | null = null;
@@ -299,6 +316,7 @@ export class PartitionReplica implements HostedGroup {
     this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
     this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    this.uncommittedBudget = o.uncommittedBudget ?? null;
     this.unsafeUngatedReads = o.unsafe?.ungatedLeaderReads === true;
     // At open the log holds no entry the core does not (no unstable suffix), and the saved
     // commit only ever covers entries that were durable when it was saved (see `persist`).
@@ -447,6 +465,7 @@ export class PartitionReplica implements HostedGroup {
     acks: 0 | 1 | -1,
     options?: { readonly crcVerified?: boolean },
   ): Promise<ProduceResult> {
+    let budgetBytes = 0;
     try {
       this.checkUsable();
       this.checkLeader();
@@ -457,12 +476,13 @@ export class PartitionReplica implements HostedGroup {
           `partition ${this.keyString()}: ${this.pendingBytes} B pending (pendingBytesMax ${this.pendingBytesMax})`,
         );
       }
+      budgetBytes = this.reserveBudget(batches.length);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<ProduceResult>((resolve, reject) => {
       this.pendingBytes += batches.length;
-      this.queued.push({ batches, acks, resolve, reject });
+      this.queued.push({ batches, budgetBytes, acks, resolve, reject });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     });
@@ -523,7 +543,7 @@ export class PartitionReplica implements HostedGroup {
     await new Promise<ProduceResult>((resolve, reject) => {
       this.checkLeader();
       this.pendingBytes += batches.length;
-      this.queued.push({ batches, acks: -1, control: true, resolve, reject });
+      this.queued.push({ batches, budgetBytes: 0, acks: -1, control: true, resolve, reject });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     });
@@ -560,7 +580,14 @@ export class PartitionReplica implements HostedGroup {
       return Promise.reject(err);
     }
     return new Promise<ProduceResult>((resolve, reject) => {
-      this.queued.push({ batches: EMPTY_BUFFER, acks: -1, conf: change, resolve, reject });
+      this.queued.push({
+        batches: EMPTY_BUFFER,
+        budgetBytes: 0,
+        acks: -1,
+        conf: change,
+        resolve,
+        reject,
+      });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     }).then(() => undefined);
@@ -821,6 +848,7 @@ export class PartitionReplica implements HostedGroup {
     const hw = this.commitOffset();
     const hwMoved = hw > this.hw;
     if (hwMoved) this.hw = hw;
+    if (this.reserved.length > 0) this.releaseCommitted();
     this.resolvePending();
     this.drainQueued();
     const role = this.currentRole();
@@ -911,6 +939,7 @@ export class PartitionReplica implements HostedGroup {
         producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
       }
       this.pendingBytes -= q.batches.length;
+      this.releaseBudget(q.budgetBytes);
       q.reject(err);
       return;
     }
@@ -947,6 +976,7 @@ export class PartitionReplica implements HostedGroup {
         }
       }
       this.pendingBytes -= q.batches.length;
+      this.releaseBudget(q.budgetBytes);
       q.reject(this.mapRaftError(err));
       return;
     }
@@ -979,6 +1009,12 @@ export class PartitionReplica implements HostedGroup {
 
   /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
   private answerAt(q: Queued, result: ProduceResult, lastOffset: number): void {
+    if (q.budgetBytes > 0) {
+      // Held until the entries commit, whatever the acks (see top).
+      this.reserved.push({ end: lastOffset + 1, bytes: q.budgetBytes });
+      this.reservedBytes += q.budgetBytes;
+      if (this.hw > lastOffset) this.releaseCommitted();
+    }
     if (q.acks === 0) {
       this.pendingBytes -= q.batches.length;
       q.resolve(result);
@@ -1018,8 +1054,53 @@ export class PartitionReplica implements HostedGroup {
     this.pending = [];
     this.queued = [];
     for (const p of pending) p.reject(err);
-    for (const q of queued) q.reject(err);
+    for (const q of queued) {
+      this.releaseBudget(q.budgetBytes);
+      q.reject(err);
+    }
     this.pendingBytes = 0;
+    // Not leading any more: what this replica proposed is no longer its to bound.
+    this.releaseBudget(this.reservedBytes);
+    this.reserved = [];
+    this.reservedBytes = 0;
+  }
+
+  /** Reserves `bytes` in the broker-wide budget, or throws REPLICA_PROPOSALS_FULL (see top). */
+  private reserveBudget(bytes: number): number {
+    const b = this.uncommittedBudget;
+    if (b === null) return 0;
+    if (b.tryReserve(bytes)) return bytes;
+    if (b.used === 0) {
+      b.charge(bytes);
+      return bytes;
+    }
+    throw new StreamBusError(
+      ErrorCode.REPLICA_PROPOSALS_FULL,
+      `partition ${this.keyString()}: the broker holds ${b.used} B proposed and not yet committed (limits.replicationUncommittedBytesMax ${b.capacityBytes}); retry after a backoff`,
+    );
+  }
+
+  private releaseBudget(bytes: number): void {
+    if (bytes > 0) this.uncommittedBudget?.release(bytes);
+  }
+
+  /** Releases the reservations of every request whose entries the high watermark passed. */
+  private releaseCommitted(): void {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.reserved.length && this.reserved[n]!.end <= this.hw) {
+      bytes += this.reserved[n]!.bytes;
+      n++;
+    }
+    if (n === 0) return;
+    this.reserved = n === this.reserved.length ? [] : this.reserved.slice(n);
+    this.reservedBytes -= bytes;
+    this.releaseBudget(bytes);
+  }
+
+  /** Bytes this replica holds in the broker-wide budget (tests, metrics). */
+  get uncommittedBudgetBytes(): number {
+    return this.reservedBytes + this.queued.reduce((s, q) => s + q.budgetBytes, 0);
   }
 
   private emit(kind: ReplicaChange['kind']): void {
