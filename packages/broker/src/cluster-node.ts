@@ -278,6 +278,7 @@ export class ClusterNode {
   private houseTick(): void {
     this.houseTicks++;
     this.lifecycle?.tick();
+    this.links.keepalive();
     this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
   }
@@ -483,7 +484,9 @@ export class ClusterNode {
       () => this.host.remove(key),
     );
     replica.onChange((e) => {
-      if (e.kind === 'role') this.maybeReportIsr(k, served);
+      // A leader reports once its term committed (it serves reads from then on: read-gating in
+      // partition-replica.ts), so Metadata never names a leader that answers LEADER_NOT_AVAILABLE.
+      if (e.kind === 'role' || !this.reported.has(k)) this.maybeReportIsr(k, served);
     });
     this.held.set(k, served);
     this.host.add(replica);
@@ -512,7 +515,7 @@ export class ClusterNode {
   /** The leader tells the controller who leads and who is in sync, when that changed. */
   private maybeReportIsr(k: string, p: ReplicatedPartition): void {
     const r = p.replica;
-    if (r.role !== 'leader' || this.reporting.has(k) || this.closed) return;
+    if (!r.termCommitted || this.reporting.has(k) || this.closed) return;
     const t = topicByName(this.state, p.topic);
     const ps = t?.partitions[p.index];
     if (t === undefined || ps === undefined) return;

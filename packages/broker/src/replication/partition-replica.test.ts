@@ -13,6 +13,7 @@ import {
   message,
   type Term,
 } from '@streambus/raft';
+import type { FileHandle, MemoryFileSystem, OpenMode } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ByteBudget } from '../byte-budget.js';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
@@ -310,6 +311,84 @@ async function transfer(
 function countOf(values: string[], v: string): number {
   return values.filter((x) => x === v).length;
 }
+
+/** `fs` whose fsyncs wait while `gate.held` (the rest passes through). */
+function gatedSyncs(fs: MemoryFileSystem): {
+  fs: MemoryFileSystem;
+  gate: { held: boolean; open(): void };
+} {
+  const waiting: Array<() => void> = [];
+  const gate = {
+    held: false,
+    open() {
+      gate.held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+  const wrapHandle = (h: FileHandle): FileHandle =>
+    new Proxy(h, {
+      get(target, key) {
+        if (key === 'sync') {
+          return async () => {
+            if (gate.held) await new Promise<void>((r) => waiting.push(r));
+            return target.sync();
+          };
+        }
+        const v = Reflect.get(target, key);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  const wrapped = new Proxy(fs, {
+    get(target, key) {
+      if (key === 'open') {
+        return async (path: string, mode: OpenMode) => wrapHandle(await target.open(path, mode));
+      }
+      const v = Reflect.get(target, key);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { fs: wrapped, gate };
+}
+
+describe('PartitionReplica: acknowledgement latency', () => {
+  it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
+    const c = open({ seed: 41 });
+    const gates = new Map<number, { held: boolean; open(): void }>();
+    for (const id of [1, 2, 3]) {
+      const g = gatedSyncs(c.node(id).fs);
+      c.node(id).fs = g.fs;
+      gates.set(id, g.gate);
+    }
+    await c.startAll();
+    const l = await c.waitLeader();
+    const others = [1, 2, 3].filter((id) => id !== l.self);
+    // B reaches every disk; the followers' acknowledgements are held back.
+    for (const f of others) c.setLink(f, l.self, 'hold');
+    let bAcked = false;
+    const b = l.propose(batch(1), -1).then((r) => {
+      bAcked = true;
+      return r;
+    });
+    await c.settle();
+    expect(bAcked).toBe(false);
+    // C is proposed and its fsync on the leader hangs; then B's acknowledgements arrive.
+    gates.get(l.self)!.held = true;
+    const cAck = l.propose(batch(2), -1);
+    c.release();
+    await new Promise((r) => setImmediate(r));
+    expect(l.hasWork()).toBe(true);
+    const round = l.process();
+    for (let i = 0; i < 5 && !bAcked; i++) await new Promise((r) => setImmediate(r));
+    expect(bAcked).toBe(true);
+    expect((await b).lastOffset).toBeLessThan(l.highWatermark);
+    gates.get(l.self)!.open();
+    await round;
+    await c.tick(2);
+    await cAck;
+    await c.tick(1);
+    expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
+  });
+});
 
 describe('PartitionReplica: quiescence', () => {
   it('an idle group quiesces on every replica; a produce wakes it, is acknowledged, and it quiesces again', async () => {

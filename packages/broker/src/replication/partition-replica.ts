@@ -503,18 +503,27 @@ export class PartitionReplica implements HostedGroup {
   }
 
   /**
+   * On the leader: it has committed and applied an entry of its own term (read-gating, top), so
+   * its high watermark covers every earlier acknowledgement. False elsewhere.
+   */
+  get termCommitted(): boolean {
+    if (this.node.currentRole !== StateRole.Leader) return false;
+    const term = this.node.currentTerm;
+    if (this.readableTerm === term) return true;
+    if (this.store.tail.term(this.committedDurable) !== term) return false;
+    this.readableTerm = term;
+    return true;
+  }
+
+  /**
    * Read-gating (top): throws LEADER_NOT_AVAILABLE (retriable) on a leader that has not yet
    * committed and applied an entry of its own term. Followers (whose high watermark never
    * passes the commit point either) and ready leaders pass.
    */
   checkReadable(): void {
     if (this.node.currentRole !== StateRole.Leader || this.unsafeUngatedReads) return;
+    if (this.termCommitted) return;
     const term = this.node.currentTerm;
-    if (this.readableTerm === term) return;
-    if (this.store.tail.term(this.committedDurable) === term) {
-      this.readableTerm = term;
-      return;
-    }
     throw new StreamBusError(
       ErrorCode.LEADER_NOT_AVAILABLE,
       `partition ${this.keyString()}: node ${this.self} leads term ${term} but has not committed an entry of it yet (its high watermark ${this.hw} may be behind what was acknowledged)`,
@@ -682,6 +691,7 @@ export class PartitionReplica implements HostedGroup {
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
     if (early) this.send(rd.messages);
+    this.commitHeldEntries(rd);
     await this.persist(rd);
     if (this.closed) return;
     if (!early) this.send(rd.messages);
@@ -693,6 +703,26 @@ export class PartitionReplica implements HostedGroup {
     }
     this.node.advance();
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
+    this.observe();
+  }
+
+  /**
+   * Committed entries this replica already holds durably (written by an earlier Ready, below
+   * this Ready's new entries) need not wait for this Ready's persist: the high watermark moves,
+   * and acks=all answers go out, now. Otherwise, at a steady produce rate, every
+   * acknowledgement would wait for the fsync of the next entries in the same Ready (one fsync
+   * more than a quorum round; the paced-latency profile, docs/replication.md). Not when the
+   * Ready installs a snapshot, or a committed entry needs applying (a log-start entry).
+   */
+  private commitHeldEntries(rd: Ready): void {
+    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    if (last === undefined || last.index <= this.committedDurable || rd.snapshot !== null) return;
+    const firstNew = rd.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    if (last.index >= firstNew || last.index > this.store.tail.lastIndex()) return;
+    for (const e of rd.committedEntries) {
+      if (e.type === EntryType.Normal && e.data.byteLength > 0 && isControlBatch(e.data)) return;
+    }
+    this.committedDurable = last.index;
     this.observe();
   }
 
