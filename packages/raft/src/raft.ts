@@ -700,22 +700,12 @@ export class RaftNode {
     return true;
   }
 
-  /** Tells every member the commit index (= their match) and to quiesce; then goes quiet. */
+  /**
+   * Tells every member the commit index (= their match: `canQuiesce` held) and to quiesce; then
+   * goes quiet.
+   */
   private quiesce(): void {
-    for (const id of this.progress.keys()) {
-      if (id === this.id) continue;
-      this.send(
-        message({
-          type: MessageType.Heartbeat,
-          from: this.id,
-          to: id,
-          term: this.term,
-          commit: this.log.committed,
-          readSeq: this.readSeq,
-          context: HEARTBEAT_QUIESCE,
-        }),
-      );
-    }
+    this.bcastHeartbeat(HEARTBEAT_QUIESCE);
     this.quiesced = true;
   }
 
@@ -1119,7 +1109,8 @@ export class RaftNode {
     this.send(message({ type: MessageType.TimeoutNow, from: this.id, to: id, term: this.term }));
   }
 
-  private bcastHeartbeat(): void {
+  /** `context` HEARTBEAT_QUIESCE makes it the quiesce round (see `quiesce`). */
+  private bcastHeartbeat(context = ''): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       this.send(
@@ -1131,6 +1122,7 @@ export class RaftNode {
           // Never tell a follower to commit beyond what it is known to hold.
           commit: Math.min(pr.match, this.log.committed) as LogIndex,
           readSeq: this.readSeq,
+          context,
         }),
       );
     }
