@@ -119,7 +119,10 @@ describe('PeerLinks', () => {
     // b keeps hearing from a, so it keeps the link; a pretends b has been silent too long.
     b!.links.keepalive();
     expect(b!.links.stats().idleTimeouts).toBe(0);
+    // A call long after the previous one (this process stalled) decides nothing yet.
     a!.links.keepalive(Date.now() + 1_000);
+    expect(a!.links.stats().idleTimeouts).toBe(0);
+    a!.links.keepalive(Date.now() + 1_050);
     expect(a!.links.stats().idleTimeouts).toBe(1);
     expect(a!.unreachable).toContain(b!.id);
     await waitFor('redialed', () => allConnected([a!, b!]));

@@ -38,7 +38,9 @@
 //   7. Link liveness (`keepalive()`, called on the broker's tick): a link that sent nothing for
 //      `keepaliveMs` sends an empty RAFT frame (no messages); a link that received nothing for
 //      `idleTimeoutMs` is closed as dead (`idleTimeouts`), which reports the peer unreachable
-//      (rule 3) and redials. TCP alone notices a silently cut path only after minutes, and
+//      (rule 3) and redials; not on a call that comes more than idleTimeoutMs / 2 after the
+//      previous one (this process was stalled: what arrived meanwhile is not read yet, so the
+//      next call decides). TCP alone notices a silently cut path only after minutes, and
 //      quiesced Raft groups send nothing: this is what wakes them when their leader's broker is
 //      cut off (docs/raft.md "Quiescence").
 import { connect, type Socket } from 'node:net';
@@ -320,6 +322,8 @@ export class PeerLinks implements RaftTransport {
   private onRequest: RequestHandler | null = null;
   private onUnreachable: (peer: NodeId) => void = () => {};
   private flushScheduled = false;
+  /** When `keepalive` last ran (rule 7: a late call means this process was stalled). */
+  private keepaliveLastMs = 0;
   private readonly toFlush = new Set<Peer>();
   private closed = false;
   private readonly counters: PeerLinkStats = {
@@ -910,10 +914,13 @@ export class PeerLinks implements RaftTransport {
    */
   keepalive(nowMs: number = Date.now()): void {
     if (this.closed) return;
+    const stalled =
+      this.keepaliveLastMs > 0 && nowMs - this.keepaliveLastMs > this.limits.idleTimeoutMs / 2;
+    this.keepaliveLastMs = nowMs;
     for (const peer of this.peers.values()) {
       const link = peer.link;
       if (!link || link.closed) continue;
-      if (nowMs - link.lastReceivedMs >= this.limits.idleTimeoutMs) {
+      if (!stalled && nowMs - link.lastReceivedMs >= this.limits.idleTimeoutMs) {
         this.counters.idleTimeouts++;
         link.close(`nothing received from node ${peer.id} for ${nowMs - link.lastReceivedMs} ms`);
         continue;
