@@ -7,7 +7,7 @@
 //   ControllerNode    the metadata Raft group: voters = the `--peers` ids, or [self] (a cluster
 //                     of one runs this same code); every broker applies the log
 //   ControllerClient  admin requests from any broker go to the controller leader (forwarded)
-//   BrokerLifecycle   registration and heartbeats (a housekeeping timer, ticks of its own)
+//   BrokerLifecycle   registration and heartbeats, on the host's tick (one timer per broker)
 //
 // Reactions to applied records (never inline in an admin request): each applied step of the
 // metadata log schedules one reconciliation in the admin queue, which diffs the last reconciled
@@ -40,6 +40,7 @@ import { type NodeId, seededRandom } from '@streambus/raft';
 import { type FileSystem, removeTree } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { AdminQueue } from './admin-queue.js';
+import { ByteBudget } from './byte-budget.js';
 import { type GroupKey, METADATA_GROUP } from './cluster/contract.js';
 import { RaftGroupHost } from './cluster/group-host.js';
 import { type PeerAddress, PeerLinks } from './cluster/peer-links.js';
@@ -163,11 +164,16 @@ export class ClusterNode {
   readonly host: RaftGroupHost;
   /** The group coordinator on the `__consumer_offsets` partitions this broker leads. */
   readonly groups: GroupCoordinator;
+  /** Bytes proposed on this broker's leaders and not yet committed (partition-replica.ts). */
+  readonly uncommittedBudget: ByteBudget;
   private controller!: ControllerNode;
   private server!: ControllerRpcServer;
   private client!: ControllerClient;
   private lifecycle: BrokerLifecycle | null = null;
-  private housekeeping: NodeJS.Timeout | null = null;
+  private housekeeping: (() => void) | null = null;
+  /** Brokers seen fenced (and this broker's own view) at the last house tick: see `wakeOnFence`. */
+  private fencedSeen = new Set<number>();
+  private selfFencedSeen = true;
   private reconciled: MetadataState = EMPTY_METADATA_STATE;
   private reconcileQueued = false;
   private readonly held = new Map<string, ReplicatedPartition>();
@@ -204,6 +210,10 @@ export class ClusterNode {
       // A broker that is not a voter joins by registering: its link must be accepted first.
       admitUnknownPeer: () => true,
     });
+    this.uncommittedBudget = new ByteBudget(
+      'uncommitted replication',
+      o.config.limits.replicationUncommittedBytesMax,
+    );
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
@@ -319,8 +329,7 @@ export class ClusterNode {
       client: this.client,
       onError: (err) => logger.debug({ err }, 'broker registration or heartbeat failed'),
     });
-    this.housekeeping = setInterval(() => this.houseTick(), this.o.tickMs ?? CLUSTER_TICK_MS);
-    this.housekeeping.unref();
+    this.housekeeping = this.host.onTick(() => this.houseTick());
     void this.lifecycle.start();
   }
 
@@ -357,6 +366,8 @@ export class ClusterNode {
   private houseTick(): void {
     this.houseTicks++;
     this.lifecycle?.tick();
+    this.links.keepalive();
+    this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
     this.groups.tick();
     // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
@@ -504,6 +515,28 @@ export class ClusterNode {
       ),
       draining: this.draining,
     });
+  }
+
+  /**
+   * Quiesced groups (docs/raft.md) wake when a peer's broker loses its liveness: a broker the
+   * controller fenced is reported unreachable to every group (a quiesced follower whose leader
+   * it was then campaigns), and when this broker counts itself fenced every peer is (its
+   * leaders resume heartbeats, so check-quorum steps down a leader cut off from its majority).
+   */
+  private wakeOnFence(): void {
+    const fenced = new Set<number>();
+    for (const b of this.state.brokers.values()) if (b.fenced) fenced.add(b.id);
+    for (const id of fenced) {
+      if (!this.fencedSeen.has(id) && id !== this.self) this.host.reportUnreachable(id as NodeId);
+    }
+    this.fencedSeen = fenced;
+    const selfFenced = this.lifecycle?.fenced ?? true;
+    if (selfFenced && !this.selfFencedSeen) {
+      for (const b of this.state.brokers.values()) {
+        if (b.id !== this.self) this.host.reportUnreachable(b.id as NodeId);
+      }
+    }
+    this.selfFencedSeen = selfFenced;
   }
 
   // ---- admin, forwarded to the controller leader ----------------------------------------------
@@ -700,9 +733,13 @@ export class ClusterNode {
       {
         onReplica: (replica) => {
           replica.onChange((e) => {
-            if (e.kind !== 'role') return;
-            if (replica.role === 'leader') this.leaderElections++;
-            if (served !== null) this.maybeReportIsr(k, served);
+            if (e.kind === 'role' && replica.role === 'leader') this.leaderElections++;
+            // A leader reports once its term committed (it serves reads from then on:
+            // read-gating in partition-replica.ts), so Metadata never names a leader that
+            // answers LEADER_NOT_AVAILABLE.
+            if ((e.kind === 'role' || !this.reported.has(k)) && served !== null) {
+              this.maybeReportIsr(k, served);
+            }
           });
           // Each open (first, or again after a repair or a config reopen) hands the
           // coordinator the replica that now serves the partition.
@@ -790,6 +827,7 @@ export class ClusterNode {
       transport: this.links,
       host: this.host,
       random: this.random,
+      uncommittedBudget: this.uncommittedBudget,
       logger,
     });
     try {
@@ -839,7 +877,15 @@ export class ClusterNode {
   /** The leader tells the controller who leads and who is in sync, when that changed. */
   private maybeReportIsr(k: string, p: ReplicatedPartition): void {
     const r = p.replica;
-    if (r === null || r.role !== 'leader' || this.reporting.has(k) || this.closed) return;
+    if (
+      r === null ||
+      r.role !== 'leader' ||
+      !r.termCommitted ||
+      this.reporting.has(k) ||
+      this.closed
+    ) {
+      return;
+    }
     const t = topicByName(this.state, p.topic);
     const ps = t?.partitions[p.index];
     if (t === undefined || ps === undefined) return;
@@ -900,7 +946,7 @@ export class ClusterNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.housekeeping !== null) clearInterval(this.housekeeping);
+    this.housekeeping?.();
     this.unsubscribe?.();
     await this.lifecycle?.stop();
     this.client.close();

@@ -82,6 +82,12 @@ export interface BrokerLimits {
    * (PartitionLog's unsyncedBytesMax, DEFAULT_UNSYNCED_BYTES_MAX argues the default).
    */
   unsyncedBytesMax: number;
+  /**
+   * Bytes proposed on this broker's partition leaders and not yet committed (so also what is
+   * in flight to followers), over every partition; produces beyond it answer
+   * REPLICA_PROPOSALS_FULL (retriable). At least defaults.maxMessageBytes.
+   */
+  replicationUncommittedBytesMax: number;
 }
 
 /** Defaults applied to topics that do not set a config of their own. */
@@ -193,6 +199,7 @@ export function defaultConfig(): BrokerConfig {
       frameStallTimeoutMs: 15_000,
       requestDecodedBytesMax: 16 * 1024 * 1024,
       unsyncedBytesMax: 32 * 1024 * 1024,
+      replicationUncommittedBytesMax: 256 * 1024 * 1024,
     },
     defaults: {
       partitions: 1,
@@ -347,6 +354,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'limits.frameStallTimeoutMs': intParser(100, 3600_000),
   'limits.requestDecodedBytesMax': intParser(64 * 1024, 4096 * MB),
   'limits.unsyncedBytesMax': intParser(64 * 1024, 4096 * MB),
+  'limits.replicationUncommittedBytesMax': intParser(64 * 1024, 65536 * MB),
   'defaults.partitions': intParser(1, 100_000),
   'defaults.durability': enumParser(DURABILITY_POLICIES),
   'defaults.flushIntervalMs': intParser(1, DAY_MS),
@@ -587,6 +595,12 @@ export function checkRelations(c: BrokerConfig): void {
   if (c.limits.unsyncedBytesMax < c.defaults.maxMessageBytes) {
     throw new ConfigError(
       'limits.unsyncedBytesMax',
+      `must be at least defaults.maxMessageBytes (${c.defaults.maxMessageBytes})`,
+    );
+  }
+  if (c.limits.replicationUncommittedBytesMax < c.defaults.maxMessageBytes) {
+    throw new ConfigError(
+      'limits.replicationUncommittedBytesMax',
       `must be at least defaults.maxMessageBytes (${c.defaults.maxMessageBytes})`,
     );
   }

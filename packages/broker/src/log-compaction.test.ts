@@ -394,7 +394,13 @@ describe('log compaction on partition replicas', () => {
     await c.waitLeader();
     await produceKeyed(c, new Model(), 0, 40);
     const r = c.replica(1);
-    const served = new ReplicatedPartition('t', 0, topicConfig(), r, 10, () => undefined);
+    const served = await ReplicatedPartition.open(
+      't',
+      0,
+      topicConfig(),
+      { dir: '', open: async () => r, remove: () => undefined },
+      10,
+    );
     const retain = async () => {
       const done = served.enforceRetention();
       await c.tick(3);

@@ -95,6 +95,13 @@ export class ReplicaManager {
     return p;
   }
 
+  /** `partition`, for a read: also LEADER_NOT_AVAILABLE while a new leader's term commits. */
+  readablePartition(topic: string, index: number): ServedPartition {
+    const p = this.partition(topic, index);
+    p.checkReadable?.();
+    return p;
+  }
+
   knownPartition(topic: string, index: number): ServedPartition {
     const p = this.find(topic, index);
     if (p === undefined) {

@@ -190,6 +190,10 @@ export class ReplicatedPartition implements ServedPartition {
     this.serving();
   }
 
+  checkReadable(): void {
+    this.usable().checkReadable();
+  }
+
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
     void validated;
     // A compacted topic keeps the latest record per key: one without a key is refused, as in Kafka.

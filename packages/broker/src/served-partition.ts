@@ -33,6 +33,11 @@ export interface ServedPartition {
   readonly waiters: WaiterSet;
   /** Throws the partition's error when it cannot serve (closed, offline, not the leader). */
   checkServing(): void;
+  /**
+   * Throws when reads (Fetch, ListOffsets) must wait although the partition serves: a new
+   * replicated leader whose term has not committed yet (partition-replica.ts read-gating).
+   */
+  checkReadable?(): void;
   produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome>;
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
   findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;

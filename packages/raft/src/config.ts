@@ -37,6 +37,14 @@ export interface RaftConfig {
   /** A snapshot send not acknowledged within this many ticks is retried. */
   readonly snapshotTimeoutTicks: number;
   /**
+   * Quiescence (CockroachDB's idea, docs/raft.md "Quiescence"): a leader whose log is committed
+   * and held by every member that answered its last heartbeat round, with nothing proposed or
+   * being read, tells its followers to quiesce and stops heartbeating; quiesced nodes do nothing
+   * on `tick()`. Any proposal, read, transfer, campaign, message that needs an answer, or a
+   * `reportUnreachable` of the leader (or, on the leader, of any member) wakes the node.
+   */
+  readonly quiesce: boolean;
+  /**
    * Test-only switches that break safety on purpose, so the simulator's checkers can be shown
    * to fail. Never set them outside tests.
    */
@@ -62,6 +70,7 @@ export const RAFT_DEFAULTS = {
   uncommittedBytesMax: 256 * 1024 * 1024,
   readsPendingMax: 4096,
   snapshotTimeoutTicks: 50,
+  quiesce: false,
 } as const;
 
 function invalid(message: string): RaftError {

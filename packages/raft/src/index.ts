@@ -29,6 +29,7 @@ export {
   type EntryRange,
   EntryType,
   type HardState,
+  HEARTBEAT_QUIESCE,
   type LogIndex,
   type Message,
   MessageType,

@@ -32,6 +32,7 @@ import {
   type EntryRange,
   EntryType,
   type HardState,
+  HEARTBEAT_QUIESCE,
   type LogIndex,
   type Message,
   MessageType,
@@ -85,6 +86,8 @@ export interface Status {
   readonly lastIndex: LogIndex;
   readonly conf: ConfState;
   readonly leadTransferee: NodeId;
+  /** Quiesced (config `quiesce`): ticks do nothing until something wakes the node. */
+  readonly quiesced: boolean;
   /** Only on the leader: one entry per member other than itself. */
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
 }
@@ -118,6 +121,8 @@ export class RaftNode {
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
   private leadTransferee: NodeId = NONE;
+  /** See RaftConfig.quiesce: while true, `tick()` does nothing. */
+  private quiesced = false;
   /** Leader: sizes of uncommitted entries, by index from `uncommittedFrom`, and their sum. */
   private uncommittedSizes: number[] = [];
   private uncommittedHead = 0;
@@ -169,6 +174,7 @@ export class RaftNode {
 
   /** Advances logical time by one tick. */
   tick(): void {
+    if (this.quiesced) return;
     this.ticks++;
     if (this.role === StateRole.Leader) this.tickLeader();
     else this.tickElection();
@@ -176,6 +182,7 @@ export class RaftNode {
 
   /** Starts an election now (pre-vote first when enabled), if this node may campaign. */
   campaign(): void {
+    this.wake();
     this.hup(false);
   }
 
@@ -207,6 +214,7 @@ export class RaftNode {
    * `ReadState` with this `context` in `Ready.readStates`; serve the read once applied >= index.
    */
   readIndex(context: string): void {
+    this.wake();
     if (this.role === StateRole.Leader) {
       this.handleReadRequest(this.id, context);
       return;
@@ -240,6 +248,7 @@ export class RaftNode {
       throw new RaftError(RaftErrorCode.INVALID_ARGUMENT, `transfer target ${to} is not a voter`);
     }
     if (to === this.id || to === this.leadTransferee) return;
+    this.wake();
     this.leadTransferee = to;
     this.electionElapsed = 0; // the transfer must finish within one election timeout
     const pr = this.progress.get(to)!;
@@ -249,6 +258,16 @@ export class RaftNode {
 
   /** The transport could not reach `id`: stop pipelining to it until it answers again. */
   reportUnreachable(id: NodeId): void {
+    if (this.quiesced) {
+      // The leader wakes for any member (its next rounds find out who answers); a follower only
+      // for its leader, and then as if its lease had run out, so that it campaigns within one
+      // election timeout unless the leader is heard from again.
+      if (this.role === StateRole.Leader) this.wake();
+      else if (id === this.lead) {
+        this.wake();
+        this.electionElapsed = this.cfg.electionTicks;
+      }
+    }
     const pr = this.progress.get(id);
     if (this.role === StateRole.Leader && pr && pr.state === ProgressState.Replicate)
       pr.becomeProbe();
@@ -266,6 +285,7 @@ export class RaftNode {
   /** Handles a message from another node. Malformed messages get a RaftError, state untouched. */
   step(m: Message): void {
     this.validate(m);
+    if (this.quiesced && !this.keepsQuiet(m)) this.wake();
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.context === CAMPAIGN_TRANSFER;
@@ -455,6 +475,18 @@ export class RaftNode {
   get commitIndex(): LogIndex {
     return this.log.committed;
   }
+  get isQuiesced(): boolean {
+    return this.quiesced;
+  }
+
+  /**
+   * On the leader: calls `fn` for every member other than itself with its match index, without
+   * building a Status (cheap enough to run every tick). Elsewhere: nothing.
+   */
+  forEachMatch(fn: (id: NodeId, match: LogIndex, isLearner: boolean) => void): void {
+    if (this.role !== StateRole.Leader) return;
+    for (const [id, pr] of this.progress) if (id !== this.id) fn(id, pr.match, pr.isLearner);
+  }
 
   status(): Status {
     const progress = new Map<NodeId, ProgressStatus>();
@@ -483,6 +515,7 @@ export class RaftNode {
       lastIndex: this.log.lastIndex(),
       conf: this.conf,
       leadTransferee: this.leadTransferee,
+      quiesced: this.quiesced,
       progress,
     };
   }
@@ -510,6 +543,7 @@ export class RaftNode {
   private becomePreCandidate(): void {
     assert(this.role !== StateRole.Leader, 'leader cannot become pre-candidate');
     // Thesis §9.6: neither the term nor the vote changes; only the role.
+    this.quiesced = false;
     this.votes.clear();
     this.lead = NONE;
     this.role = StateRole.PreCandidate;
@@ -557,6 +591,7 @@ export class RaftNode {
     this.randomizedElectionTimeout =
       this.cfg.electionTicks + this.cfg.random.int(this.cfg.electionTicks);
     this.leadTransferee = NONE;
+    this.quiesced = false;
     this.votes.clear();
     this.progress.clear();
     this.appendsWaiting.clear();
@@ -626,8 +661,79 @@ export class RaftNode {
     }
     if (this.heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.bcastHeartbeat();
+      if (this.cfg.quiesce && this.canQuiesce()) this.quiesce();
+      else this.bcastHeartbeat();
     }
+  }
+
+  // ---------------------------------------------------------------- quiescence
+
+  /**
+   * The leader may quiesce when nothing can happen without an input: its whole log is committed
+   * in its own term and durable here, every member holds all of it and answered since the last
+   * check-quorum window began (so each is known to be up), and no proposal, read, transfer or
+   * load is in progress.
+   */
+  private canQuiesce(): boolean {
+    const last = this.log.lastIndex();
+    if (
+      this.leadTransferee !== NONE ||
+      this.broadcastPending ||
+      this.pendingReads.length > 0 ||
+      this.readsWaitingCommit.length > 0 ||
+      this.appendsWaiting.size > 0 ||
+      this.log.committed !== last ||
+      this.log.term(last) !== this.term ||
+      this.log.unstable.length > 0 ||
+      this.log.unstableSnapshot !== null ||
+      !this.conf.voters.includes(this.id)
+    ) {
+      return false;
+    }
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) {
+        if (pr.match !== last) return false;
+      } else if (pr.match !== last || !pr.recentActive || pr.state === ProgressState.Snapshot) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Tells every member the commit index (= their match: `canQuiesce` held) and to quiesce; then
+   * goes quiet.
+   */
+  private quiesce(): void {
+    this.bcastHeartbeat(HEARTBEAT_QUIESCE);
+    this.quiesced = true;
+  }
+
+  /**
+   * Messages a quiesced node takes without waking: on the leader, acknowledgements of what every
+   * member already holds (late answers to the rounds before it quiesced); on a follower, its
+   * leader's quiesce heartbeat (sent again).
+   */
+  private keepsQuiet(m: Message): boolean {
+    if (m.term !== this.term) return false;
+    if (this.role === StateRole.Leader) {
+      if (m.type === MessageType.HeartbeatResp) return m.readSeq <= this.readSeq;
+      return m.type === MessageType.AppendResp && !m.reject && m.index <= this.log.lastIndex();
+    }
+    return (
+      m.type === MessageType.Heartbeat && m.context === HEARTBEAT_QUIESCE && m.from === this.lead
+    );
+  }
+
+  /** Leaves quiescence: timers restart; a leader must hear from every member before quiescing again. */
+  private wake(): void {
+    if (!this.quiesced) return;
+    this.quiesced = false;
+    this.electionElapsed = 0;
+    if (this.role !== StateRole.Leader) return;
+    // Heartbeat at the next tick, and count as active only who answers from now on.
+    this.heartbeatElapsed = this.cfg.heartbeatTicks;
+    for (const [id, pr] of this.progress) pr.recentActive = id === this.id;
   }
 
   private quorumActive(): boolean {
@@ -808,6 +914,7 @@ export class RaftNode {
   }
 
   private appendProposal(type: EntryType, data: Uint8Array): Proposed {
+    this.wake();
     const index = (this.log.lastIndex() + 1) as LogIndex;
     this.appendEntries([{ term: this.term, index, type, data }]);
     this.broadcastPending = true;
@@ -1002,7 +1109,8 @@ export class RaftNode {
     this.send(message({ type: MessageType.TimeoutNow, from: this.id, to: id, term: this.term }));
   }
 
-  private bcastHeartbeat(): void {
+  /** `context` HEARTBEAT_QUIESCE makes it the quiesce round (see `quiesce`). */
+  private bcastHeartbeat(context = ''): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       this.send(
@@ -1014,6 +1122,7 @@ export class RaftNode {
           // Never tell a follower to commit beyond what it is known to hold.
           commit: Math.min(pr.match, this.log.committed) as LogIndex,
           readSeq: this.readSeq,
+          context,
         }),
       );
     }
@@ -1074,6 +1183,11 @@ export class RaftNode {
 
   private handleHeartbeat(m: Message): void {
     this.log.commitTo(m.commit);
+    if (m.context === HEARTBEAT_QUIESCE) {
+      // The leader is idle and we hold its whole log: stop the election timer, answer nothing.
+      this.quiesced = true;
+      return;
+    }
     this.send(
       message({
         type: MessageType.HeartbeatResp,

@@ -86,6 +86,12 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 export const CAMPAIGN_TRANSFER = 'transfer';
 
 /**
+ * The `context` of a leader's heartbeat that tells the follower to quiesce (stop its election
+ * timer) because the group is idle and fully replicated; see `RaftConfig.quiesce`.
+ */
+export const HEARTBEAT_QUIESCE = 'quiesce';
+
+/**
  * One message between nodes. All fields are always present (defaults from `message()`), so a
  * transport can encode them with a fixed schema. Field meaning by type:
  *   - prevote/vote: `index`/`logTerm` are the candidate's last entry; `context` may be
@@ -95,7 +101,8 @@ export const CAMPAIGN_TRANSFER = 'transfer';
  *   - append-resp: `index` is the follower's last matching index, or on `reject` the rejected
  *     `index`, with `rejectHint`/`logTerm` pointing at where the follower's log may match.
  *   - heartbeat: `commit` is min(leader commit, follower match); `readSeq` is the latest
- *     ReadIndex round. heartbeat-resp echoes `readSeq`.
+ *     ReadIndex round. heartbeat-resp echoes `readSeq`. `context` HEARTBEAT_QUIESCE: the group
+ *     is idle and the follower holds everything; it quiesces and does not answer.
  *   - read-index / read-index-resp: `context` names the read; the response's `index` is the read
  *     index.
  */

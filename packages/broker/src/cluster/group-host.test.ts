@@ -236,4 +236,21 @@ describe('RaftGroupHost', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(gs[0]!.ticks).toBe(after);
   });
+
+  it('runs tick listeners after the groups in the same tick; a throwing one does not stop the rest', () => {
+    const h = host();
+    const [g] = groups(h, 1);
+    const seen: number[] = [];
+    h.onTick(() => {
+      throw new Error('broken listener');
+    });
+    const off = h.onTick(() => seen.push(g!.ticks));
+    h.tickOnce();
+    h.tickOnce();
+    expect(seen).toEqual([1, 2]);
+    off();
+    h.tickOnce();
+    expect(seen).toEqual([1, 2]);
+    expect(h.stats().ticks).toBe(3);
+  });
 });

@@ -17,15 +17,18 @@
 //      finishes in the same turn and its messages leave as one frame per peer); beyond, the
 //      host yields to I/O with setImmediate.
 //   3. One timer: every `tickIntervalMs` every hosted group is ticked, synchronously, in one
-//      turn (so the heartbeats they emit leave as one frame per peer). In manual mode there is
-//      no timer and no automatic scheduling: `tickOnce()` ticks, `runPending()` processes until
-//      no work is left (deterministic tests and the simulator).
+//      turn (so the heartbeats they emit leave as one frame per peer), then every `onTick`
+//      listener runs (the broker's own per-tick work: registration heartbeats, ISR reports), so
+//      a broker has one tick timer in all. In manual mode there is no timer and no automatic
+//      scheduling: `tickOnce()` ticks, `runPending()` processes until no work is left
+//      (deterministic tests and the simulator).
 //   4. A message for a group not hosted here is dropped and counted, not an error (the group
 //      may not be open yet). A group whose `step`/`tick` throws is logged and counted; the others
 //      carry on. A `process()` that rejects breaks rule 3 of the contract: logged as a bug.
 //   5. Idle cost: ticking is one call per group per interval plus one `hasWork()`; a group whose
-//      tick made no work costs nothing more. Quiescing (not ticking idle groups at all) needs
-//      the Raft core's help and is left to the groups: a group may make `tick()` a no-op.
+//      tick made no work costs nothing more. Quiescing is the groups' (the Raft core's
+//      `quiesce`, docs/raft.md): a quiesced group's `tick()` returns at once and it sends
+//      nothing; `reportUnreachable` (a lost link, or a peer the controller fenced) wakes it.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { Message, NodeId } from '@streambus/raft';
 import pino, { type Logger } from 'pino';
@@ -84,6 +87,7 @@ export class RaftGroupHost implements GroupHost {
   private readonly pending = new Set<HostedGroup>();
   private readonly running = new Set<HostedGroup>();
   private readonly idleWaiters: (() => void)[] = [];
+  private readonly tickListeners = new Set<() => void>();
   private timer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
   /** `process()` rounds started since the last scheduled pump (rule 2's per-turn budget). */
@@ -184,6 +188,22 @@ export class RaftGroupHost implements GroupHost {
     for (const g of this.groups.values()) {
       if (this.guard(g, 'tick', () => g.tick())) this.maybePend(g);
     }
+    for (const l of this.tickListeners) {
+      try {
+        l();
+      } catch (err) {
+        this.logger.error({ err }, 'tick listener threw');
+      }
+    }
+  }
+
+  /**
+   * Runs `listener` once per tick, after the groups were ticked (rule 3: the broker's one
+   * timer). Returns the function that removes it.
+   */
+  onTick(listener: () => void): () => void {
+    this.tickListeners.add(listener);
+    return () => this.tickListeners.delete(listener);
   }
 
   /**
@@ -209,6 +229,7 @@ export class RaftGroupHost implements GroupHost {
   /** Stops the timer and waits for the `process()` rounds in progress. */
   async close(): Promise<void> {
     this.closed = true;
+    this.tickListeners.clear();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.pending.clear();

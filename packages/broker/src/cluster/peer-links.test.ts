@@ -108,6 +108,26 @@ function heartbeat(from: NodeId, to: NodeId, seq: number): Message {
 }
 
 describe('PeerLinks', () => {
+  it('keepalive: an idle link sends an empty frame (nothing delivered); a silent one is closed, reported and redialed', async () => {
+    const [a, b] = await cluster(2, { limits: { keepaliveMs: 50, idleTimeoutMs: 400 } });
+    await waitFor('link up', () => allConnected([a!, b!]));
+    const before = b!.links.stats().framesReceived;
+    await new Promise((r) => setTimeout(r, 60));
+    a!.links.keepalive();
+    await waitFor('keepalive frame', () => b!.links.stats().framesReceived > before);
+    expect(b!.inbox).toEqual([]);
+    // b keeps hearing from a, so it keeps the link; a pretends b has been silent too long.
+    b!.links.keepalive();
+    expect(b!.links.stats().idleTimeouts).toBe(0);
+    // A call long after the previous one (this process stalled) decides nothing yet.
+    a!.links.keepalive(Date.now() + 1_000);
+    expect(a!.links.stats().idleTimeouts).toBe(0);
+    a!.links.keepalive(Date.now() + 1_050);
+    expect(a!.links.stats().idleTimeouts).toBe(1);
+    expect(a!.unreachable).toContain(b!.id);
+    await waitFor('redialed', () => allConnected([a!, b!]));
+  });
+
   it('carries 1,000 groups between 3 nodes, in order per peer, one frame per peer per turn', async () => {
     const nodes = await cluster(3);
     await waitFor('links up', () => allConnected(nodes));

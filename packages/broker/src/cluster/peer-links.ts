@@ -35,6 +35,14 @@
 //   6. A malformed inbound frame (bad framing, a body that does not decode, a message whose
 //      from/to is not this link's pair) counts as malformed and closes that link only; nothing
 //      of the frame is delivered.
+//   7. Link liveness (`keepalive()`, called on the broker's tick): a link that sent nothing for
+//      `keepaliveMs` sends an empty RAFT frame (no messages); a link that received nothing for
+//      `idleTimeoutMs` is closed as dead (`idleTimeouts`), which reports the peer unreachable
+//      (rule 3) and redials; not on a call that comes more than idleTimeoutMs / 2 after the
+//      previous one (this process was stalled: what arrived meanwhile is not read yet, so the
+//      next call decides). TCP alone notices a silently cut path only after minutes, and
+//      quiesced Raft groups send nothing: this is what wakes them when their leader's broker is
+//      cut off (docs/raft.md "Quiescence").
 import { connect, type Socket } from 'node:net';
 import { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
 import type { Message, NodeId } from '@streambus/raft';
@@ -103,6 +111,10 @@ export interface PeerLinkLimits {
   readonly reconnectBackoffMsMax: number;
   /** How long a broker waits before dialing a lower id (which dials it too), rule 1. */
   readonly yieldToLowerDialMs: number;
+  /** Rule 7: an idle link sends an empty frame after this long without sending. */
+  readonly keepaliveMs: number;
+  /** Rule 7: a link that received nothing for this long is closed (above keepaliveMs). */
+  readonly idleTimeoutMs: number;
 }
 
 export const PEER_LINK_LIMITS_DEFAULT: PeerLinkLimits = Object.freeze({
@@ -115,6 +127,8 @@ export const PEER_LINK_LIMITS_DEFAULT: PeerLinkLimits = Object.freeze({
   reconnectBackoffMsMin: 50,
   reconnectBackoffMsMax: 2_000,
   yieldToLowerDialMs: 300,
+  keepaliveMs: 500,
+  idleTimeoutMs: 3_000,
 });
 
 /** Plain counters for the broker's metrics. */
@@ -133,6 +147,8 @@ export interface PeerLinkStats {
   messagesDroppedQueueFull: number;
   /** Dials started after a failed dial or a lost link. */
   reconnects: number;
+  /** Links closed because nothing arrived for idleTimeoutMs (rule 7). */
+  idleTimeouts: number;
   /** Links closed for a malformed inbound frame. */
   malformed: number;
   /** Handshakes refused, by either side. */
@@ -158,6 +174,9 @@ class Link {
   established = false;
   closed = false;
   inboundRequests = 0;
+  /** Rule 7: when bytes last arrived and when this end last wrote (Date.now()). */
+  lastReceivedMs = Date.now();
+  lastSentMs = Date.now();
   private readonly parser: PeerFrameParser;
   private preamble: Buffer | null;
   private handshakeTimer: NodeJS.Timeout | null = null;
@@ -198,6 +217,7 @@ class Link {
 
   onData(chunk: Buffer): void {
     if (this.closed) return;
+    this.lastReceivedMs = Date.now();
     this.owner.countReceived(chunk.length, this.peer);
     let rest = chunk;
     if (this.preamble !== null) {
@@ -229,6 +249,7 @@ class Link {
 
   write(parts: readonly Buffer[]): number {
     if (this.closed) return 0;
+    this.lastSentMs = Date.now();
     let n = 0;
     this.socket.cork();
     for (const p of parts) {
@@ -309,6 +330,8 @@ export class PeerLinks implements RaftTransport {
   private onRequest: RequestHandler | null = null;
   private onUnreachable: (peer: NodeId) => void = () => {};
   private flushScheduled = false;
+  /** When `keepalive` last ran (rule 7: a late call means this process was stalled). */
+  private keepaliveLastMs = 0;
   private readonly toFlush = new Set<Peer>();
   private closed = false;
   private readonly traffic = new Map<NodeId, PeerTraffic>();
@@ -323,6 +346,7 @@ export class PeerLinks implements RaftTransport {
     messagesDroppedNoLink: 0,
     messagesDroppedQueueFull: 0,
     reconnects: 0,
+    idleTimeouts: 0,
     malformed: 0,
     refused: 0,
     requestsTimedOut: 0,
@@ -338,7 +362,11 @@ export class PeerLinks implements RaftTransport {
     this.clusterId = options.clusterId ?? '';
     this.limits = { ...PEER_LINK_LIMITS_DEFAULT, ...options.limits };
     const l = this.limits;
-    if (l.frameBytesMax < 1024 || l.reconnectBackoffMsMin > l.reconnectBackoffMsMax) {
+    if (
+      l.frameBytesMax < 1024 ||
+      l.reconnectBackoffMsMin > l.reconnectBackoffMsMax ||
+      !(l.keepaliveMs > 0 && l.idleTimeoutMs > l.keepaliveMs)
+    ) {
       throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `inconsistent peer link limits`);
     }
     this.logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'peer-links' });
@@ -907,6 +935,30 @@ export class PeerLinks implements RaftTransport {
       this.onUnreachable(peer);
     } catch (err) {
       this.logger.error({ err, peer }, 'unreachable handler threw (a bug)');
+    }
+  }
+
+  /**
+   * Rule 7, on the broker's tick: empty frames on links idle for keepaliveMs, and links that
+   * received nothing for idleTimeoutMs closed (reported unreachable, redialed).
+   */
+  keepalive(nowMs: number = Date.now()): void {
+    if (this.closed) return;
+    const stalled =
+      this.keepaliveLastMs > 0 && nowMs - this.keepaliveLastMs > this.limits.idleTimeoutMs / 2;
+    this.keepaliveLastMs = nowMs;
+    for (const peer of this.peers.values()) {
+      const link = peer.link;
+      if (!link || link.closed) continue;
+      if (!stalled && nowMs - link.lastReceivedMs >= this.limits.idleTimeoutMs) {
+        this.counters.idleTimeouts++;
+        link.close(`nothing received from node ${peer.id} for ${nowMs - link.lastReceivedMs} ms`);
+        continue;
+      }
+      if (nowMs - link.lastSentMs >= this.limits.keepaliveMs && !this.toFlush.has(peer)) {
+        const body = encodeRaftBatch([]);
+        this.writeFrame(link, framePartsOf(PeerFrameKind.Raft, body.parts, body.bytes));
+      }
     }
   }
 

@@ -155,9 +155,11 @@ describe('ControllerNode', () => {
     await cluster.run(leader.alterTopicConfig('a', { 'retention.ms': '1000' }));
     // Let the controller clock run well past what a restarted node has ticked.
     await cluster.tick(150);
+    // Heartbeats of live brokers are the leader's memory (rule 4a): no log entry.
+    const appliedBefore = leader.applied;
     await heartbeat(cluster, epochs, [1, 2, 3]);
-    expect(leader.state.tickLast).toBeGreaterThanOrEqual(150);
     await cluster.tick(3);
+    expect(leader.applied).toBe(appliedBefore);
     const expected = hex(leader.state);
     for (const id of [1, 2, 3]) await cluster.crash(id);
     for (const id of [1, 2, 3]) await cluster.start(id);
@@ -196,6 +198,34 @@ describe('ControllerNode', () => {
     expect(parts.every((p) => p.leaderEpoch === 0)).toBe(true);
     // Every node applied the same fence.
     for (const n of cluster.running()) expect(n.state.brokers.get(3)?.fenced).toBe(true);
+  });
+
+  it('heartbeats are leader memory: no entries, and a controller failover fences only the silent broker', async () => {
+    cluster = new ControllerTestCluster([1, 2, 3], { sessionTicks: 20 });
+    await cluster.startAll();
+    const epochs = await registerAll(cluster, [1, 2, 3]);
+    const first = await cluster.leader();
+    const applied = first.applied;
+    for (let i = 0; i < 6; i++) {
+      await heartbeat(cluster, epochs, [1, 2, 3]);
+      await cluster.tick(5);
+    }
+    // Thirty ticks, past the session, every broker live, and not one heartbeat entry.
+    expect(first.applied).toBe(applied);
+    expect([...first.state.brokers.values()].every((b) => !b.fenced)).toBe(true);
+    await cluster.crash(first.nodeId);
+    const next = await cluster.leader();
+    expect(next.nodeId).not.toBe(first.nodeId);
+    const live = [1, 2, 3].filter((id) => id !== first.nodeId);
+    const silent = live[1]!;
+    const talking = [first.nodeId, live[0]!];
+    for (let i = 0; i < 8; i++) {
+      await heartbeat(cluster, epochs, talking);
+      await cluster.tick(5);
+    }
+    const state = (await cluster.leader()).state;
+    expect(state.brokers.get(silent)?.fenced).toBe(true);
+    for (const id of talking) expect(state.brokers.get(id)?.fenced).toBe(false);
   });
 
   it('a learner broker joins and catches up through a snapshot after compaction', async () => {

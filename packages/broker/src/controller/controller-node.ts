@@ -44,6 +44,12 @@
 //      (a new leader's clock never starts ahead of what the log recorded). Each tick the leader
 //      fences brokers whose last heartbeat is more than `sessionTicks` old (planFenceExpired), at
 //      most one fence plan in flight.
+//   4a. Liveness is the leader's memory (as in KRaft): a heartbeat from a registered, unfenced
+//      broker with its current epoch is answered from `heardAt` without a log entry; only
+//      registration, unfence (the heartbeat of a fenced broker) and fence are records. A leader
+//      that starts serving counts every broker as heard at its first tick, so a failover gives
+//      each a full session instead of fencing them all. (A heartbeat entry per broker per second
+//      cost a commit, and its fsyncs, on every voter.)
 //   5. A registered broker that is neither voter nor learner is added as a learner
 //      (proposeConfChange), one change at a time, retried on later ticks while Raft says a change
 //      is in progress. While the group has fewer than `votersTarget` voters (default 3), a
@@ -111,6 +117,7 @@ import {
 import type { MetadataRecord } from './metadata-records.js';
 import {
   applyRecord,
+  type BrokerState,
   decodeSnapshot,
   EMPTY_METADATA_STATE,
   encodeSnapshot,
@@ -223,6 +230,8 @@ export class ControllerNode implements HostedGroup {
   private ticks = 0;
   private fencePending = false;
   private caughtUpOnce = false;
+  /** Rule 4a: the controller clock at each broker's last heartbeat (serving leader only). */
+  private readonly heardAt = new Map<number, number>();
   private bootstrapPending = false;
   private failure: Error | null = null;
   private closed = false;
@@ -352,7 +361,15 @@ export class ControllerNode implements HostedGroup {
   }
 
   async heartbeat(req: HeartbeatRequest): Promise<{ fenced: boolean }> {
+    // Rule 4a: a live broker's heartbeat is answered from memory (planState includes every
+    // plan in flight, so a fence being committed sends this heartbeat down the logged path).
+    const known = this.servingTerm() !== 0 ? this.planState?.brokers.get(req.brokerId) : undefined;
+    if (known !== undefined && known.brokerEpoch === req.brokerEpoch && !known.fenced) {
+      this.heardAt.set(req.brokerId, this.clock);
+      return { fenced: false };
+    }
     const state = await this.submit((s, now) => planHeartbeat(s, req, now));
+    this.heardAt.set(req.brokerId, this.clock);
     const broker = state.brokers.get(req.brokerId);
     if (broker === undefined || broker.brokerEpoch !== req.brokerEpoch) {
       throw new StreamBusError(
@@ -689,6 +706,9 @@ export class ControllerNode implements HostedGroup {
         return;
       }
       this.planState = this.appliedState;
+      // Rule 4a: every broker gets a full session from this leader's start.
+      this.heardAt.clear();
+      for (const id of this.appliedState.brokers.keys()) this.heardAt.set(id, this.clock);
       for (const w of this.loadWaiters.splice(0)) w.resolve();
     }
   }
@@ -710,7 +730,11 @@ export class ControllerNode implements HostedGroup {
 
   private maybeFence(): void {
     if (this.fencePending || this.planState === null) return;
-    const records = planFenceExpired(this.planState, this.clock, this.limits.sessionTicks);
+    const records = planFenceExpired(
+      this.withHeartbeatsHeard(this.planState),
+      this.clock,
+      this.limits.sessionTicks,
+    );
     if (records.length === 0) return;
     let proposed: { index: number; term: number };
     try {
@@ -727,6 +751,18 @@ export class ControllerNode implements HostedGroup {
         this.fencePending = false;
       },
     );
+  }
+
+  /** `state` with each broker's last heartbeat as this leader heard it (rule 4a). */
+  private withHeartbeatsHeard(state: MetadataState): MetadataState {
+    let brokers: Map<number, BrokerState> | null = null;
+    for (const b of state.brokers.values()) {
+      const heard = this.heardAt.get(b.id);
+      if (heard === undefined || heard <= b.lastHeartbeatTick) continue;
+      brokers ??= new Map(state.brokers);
+      brokers.set(b.id, { ...b, lastHeartbeatTick: heard });
+    }
+    return brokers === null ? state : { ...state, brokers };
   }
 
   /**

@@ -42,6 +42,8 @@ function hs(term: number, vote: number, commit: number): HardState {
 /** One step of a workload, applied to the store and to the reference MemoryStorage. */
 interface Op {
   readonly name: string;
+  /** A Ready whose hard state changes only the commit: not written, so a crash keeps this one. */
+  readonly commitAfterCrash?: number;
   run(store: MetadataLogStore): Promise<unknown>;
   model(m: MemoryStorage): void;
 }
@@ -100,6 +102,8 @@ const WORKLOAD: readonly Op[] = [
       m.append(ents(21, 23, 4));
       m.setHardState(hs(4, 0, 22));
     },
+    // The same term and vote: the commit is kept in memory only, a power cut leaves 20.
+    commitAfterCrash: 20,
   },
 ];
 
@@ -194,11 +198,33 @@ describe('metadata log store', () => {
       const store = await MetadataLogStore.open(fs, dir, conf);
       for (const op of WORKLOAD.slice(0, n)) await op.run(store);
       expect(view(store)).toEqual(views[n]);
-      // Acknowledged writes survive a power cut that drops everything unsynced.
+      // Acknowledged writes survive a power cut that drops everything unsynced (a commit-only
+      // hard state is volatile by design).
       const reopened = await MetadataLogStore.open(fs.crash('drop-unsynced'), dir, conf);
-      expect(view(reopened), `after ${WORKLOAD[n - 1]!.name}`).toEqual(views[n]);
+      const op = WORKLOAD[n - 1]!;
+      const want = views[n]!;
+      expect(view(reopened), `after ${op.name}`).toEqual(
+        op.commitAfterCrash === undefined
+          ? want
+          : { ...want, hard: { ...want.hard, commit: op.commitAfterCrash } },
+      );
       await reopened.close();
     }
+  });
+
+  it('writes a hard state only when term or vote change; a commit-only one is saved at close', async () => {
+    const fs = new MemoryFileSystem();
+    const store = await MetadataLogStore.open(fs, dir, conf);
+    await store.write({ snapshot: null, entries: ents(1, 3, 1), hardState: hs(1, 1, 0) });
+    const file = `${dir}/meta.hardstate`;
+    const saved = Buffer.from(await fs.readFile(file));
+    await store.write({ snapshot: null, entries: [], hardState: hs(1, 1, 3) });
+    expect(store.hardState().commit).toBe(3);
+    expect(Buffer.from(await fs.readFile(file))).toEqual(saved);
+    await store.close();
+    const reopened = await MetadataLogStore.open(fs.crash('drop-unsynced'), dir, conf);
+    expect(reopened.hardState()).toEqual(hs(1, 1, 3));
+    await reopened.close();
   });
 
   it('a fresh directory records the initial voters durably', async () => {

@@ -19,6 +19,11 @@
 //                   so the initial voters are durable) and empty data.
 // The hard state and the snapshot are replaced atomically (temporary file, fsync, rename,
 // directory fsync: `writeFileAtomic`). Compaction rewrites meta.log the same way.
+// A Ready's hard state is written only when its term or vote differs from the saved one (what
+// a vote promises); a commit-only change stays in memory and reaches the file with the next
+// term/vote change, an explicit `setHardState`, or `close` (Raft's commit index is volatile: a
+// restart from an older saved commit re-learns it from the leader, or as leader by committing
+// its first entry). That keeps a heartbeat's commit from costing three fsyncs per broker.
 //
 // Recovery (`open`), the only place that reads the files:
 //   1. snapshot and hard state: a bad magic, version or checksum is CORRUPT_DATA naming the file
@@ -252,6 +257,9 @@ export class MetadataLogStore implements LogStorage {
   private fileBytes: number;
   private dataBytes: number;
   private closed = false;
+  /** The hard state in the file; `dirtyCommit` when memory holds a newer commit (see top). */
+  private savedHard: HardState;
+  private dirtyCommit = false;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -270,6 +278,7 @@ export class MetadataLogStore implements LogStorage {
     this.mem.applySnapshot(state.snap);
     this.mem.append(state.ents);
     this.mem.setHardState(state.hard);
+    this.savedHard = state.hard;
     this.offsets = state.offsets;
     this.fileBytes = state.fileBytes;
     this.dataBytes = sumBytes(state.ents);
@@ -383,12 +392,22 @@ export class MetadataLogStore implements LogStorage {
 
   // ---------------------------------------------------------------- writes
 
-  /** Persists one Ready's snapshot, entries and hard state, durably, in that order. */
+  /**
+   * Persists one Ready's snapshot, entries and hard state, durably, in that order; a hard state
+   * that changes only the commit is kept in memory (see top).
+   */
   async write(rd: ReadyWrites): Promise<void> {
     this.checkOpen();
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0) await this.append(rd.entries);
-    if (rd.hardState) await this.setHardState(rd.hardState);
+    const hs = rd.hardState;
+    if (hs === null) return;
+    if (hs.term === this.savedHard.term && hs.vote === this.savedHard.vote) {
+      this.mem.setHardState(hs);
+      this.dirtyCommit = hs.commit !== this.savedHard.commit;
+      return;
+    }
+    await this.setHardState(hs);
   }
 
   async append(entries: readonly Entry[]): Promise<void> {
@@ -445,6 +464,8 @@ export class MetadataLogStore implements LogStorage {
       encodeHardState(hs),
     );
     this.mem.setHardState(hs);
+    this.savedHard = hs;
+    this.dirtyCommit = false;
   }
 
   /** A leader's snapshot replaces the whole log: snapshot file first, then an empty log. */
@@ -485,8 +506,10 @@ export class MetadataLogStore implements LogStorage {
     return snap;
   }
 
+  /** Saves a commit kept in memory (best effort: the commit is volatile), then closes. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.dirtyCommit) await this.setHardState(this.mem.hardState()).catch(() => undefined);
     this.closed = true;
     await this.handle.close();
   }

@@ -76,7 +76,7 @@ async function fetchOnce(
     const partitions: FetchResponse['topics'][number]['partitions'] = [];
     for (const { partition, fetchOffset, partitionMaxBytes } of t.partitions) {
       try {
-        const p = b.replicas.partition(t.name, partition);
+        const p = b.replicas.readablePartition(t.name, partition);
         const limit = Math.min(partitionMaxBytes, budget);
         const hw = p.highWatermark;
         let data: Buffer = EMPTY;

@@ -21,7 +21,7 @@ export async function listOffsets(
     const partitions: ListOffsetsResponse['topics'][number]['partitions'] = [];
     for (const { partition, timestamp } of t.partitions) {
       try {
-        const p = b.replicas.partition(t.name, partition);
+        const p = b.replicas.readablePartition(t.name, partition);
         let offset: number;
         let found = -1;
         if (timestamp === OffsetSpec.LATEST) offset = p.highWatermark;

@@ -13,7 +13,9 @@ import {
   message,
   type Term,
 } from '@streambus/raft';
+import type { FileHandle, MemoryFileSystem, OpenMode } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ByteBudget } from '../byte-budget.js';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
 
@@ -310,6 +312,193 @@ function countOf(values: string[], v: string): number {
   return values.filter((x) => x === v).length;
 }
 
+/** `fs` whose fsyncs wait while `gate.held` (the rest passes through). */
+function gatedSyncs(fs: MemoryFileSystem): {
+  fs: MemoryFileSystem;
+  gate: { held: boolean; open(): void };
+} {
+  const waiting: Array<() => void> = [];
+  const gate = {
+    held: false,
+    open() {
+      gate.held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+  const wrapHandle = (h: FileHandle): FileHandle =>
+    new Proxy(h, {
+      get(target, key) {
+        if (key === 'sync') {
+          return async () => {
+            if (gate.held) await new Promise<void>((r) => waiting.push(r));
+            return target.sync();
+          };
+        }
+        const v = Reflect.get(target, key);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  const wrapped = new Proxy(fs, {
+    get(target, key) {
+      if (key === 'open') {
+        return async (path: string, mode: OpenMode) => wrapHandle(await target.open(path, mode));
+      }
+      const v = Reflect.get(target, key);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { fs: wrapped, gate };
+}
+
+describe('PartitionReplica: acknowledgement latency', () => {
+  it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
+    const c = open({ seed: 41 });
+    const gates = new Map<number, { held: boolean; open(): void }>();
+    for (const id of [1, 2, 3]) {
+      const g = gatedSyncs(c.node(id).fs);
+      c.node(id).fs = g.fs;
+      gates.set(id, g.gate);
+    }
+    await c.startAll();
+    const l = await c.waitLeader();
+    const others = [1, 2, 3].filter((id) => id !== l.self);
+    // B reaches every disk; the followers' acknowledgements are held back.
+    for (const f of others) c.setLink(f, l.self, 'hold');
+    let bAcked = false;
+    const b = l.propose(batch(1), -1).then((r) => {
+      bAcked = true;
+      return r;
+    });
+    await c.settle();
+    expect(bAcked).toBe(false);
+    // C is proposed and its fsync on the leader hangs; then B's acknowledgements arrive.
+    gates.get(l.self)!.held = true;
+    const cAck = l.propose(batch(2), -1);
+    c.release();
+    await new Promise((r) => setImmediate(r));
+    expect(l.hasWork()).toBe(true);
+    const round = l.process();
+    for (let i = 0; i < 5 && !bAcked; i++) await new Promise((r) => setImmediate(r));
+    expect(bAcked).toBe(true);
+    expect((await b).lastOffset).toBeLessThan(l.highWatermark);
+    gates.get(l.self)!.open();
+    await round;
+    await c.tick(2);
+    await cAck;
+    await c.tick(1);
+    expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
+  });
+});
+
+describe('PartitionReplica: quiescence', () => {
+  it('an idle group quiesces on every replica; a produce wakes it, is acknowledged, and it quiesces again', async () => {
+    const c = open({ seed: 11 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    expect(l.inSyncReplicas()).toEqual([1, 2, 3]);
+    const p = l.propose(batch(1), -1);
+    await c.tick(2);
+    await p;
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
+  });
+
+  it('the leader crashes while quiesced: the others, told of the lost link, elect a new leader; nothing acknowledged is lost', async () => {
+    const c = open({ seed: 12 });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const acked = l.propose(batch(1), -1);
+    await c.tick(2);
+    await acked;
+    await c.tick(10);
+    expect(c.live().every((r) => r.quiesced)).toBe(true);
+    const old = l.self;
+    await c.crash(old);
+    const rest = [1, 2, 3].filter((id) => id !== old);
+    const l2 = await c.waitLeader(100, rest);
+    expect(l2.leaderEpoch).toBeGreaterThan(l.leaderEpoch);
+    const p = l2.propose(batch(2), -1);
+    await c.tick(2);
+    await p;
+    await c.start(old);
+    await catchUp(c, 300);
+    const w = walk(await expectIdenticalCommitted(c), 0);
+    expect(w.values).toEqual([...valuesOf(1), ...valuesOf(2)]);
+  });
+});
+
+describe('PartitionReplica: leader read-gating', () => {
+  /**
+   * The followers get the entries but not the commit (the leader's commit broadcast is dropped),
+   * then the leader crashes: the new leader's high watermark starts below the acknowledged end.
+   * Returns what the new leader answered at the moment it took over, and the acknowledged end.
+   */
+  async function takeOverBelowAcked(unsafe: boolean) {
+    const c = open({
+      seed: 21,
+      ...(unsafe ? { replica: { unsafe: { ungatedLeaderReads: true } } } : {}),
+    });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const others = [1, 2, 3].filter((id) => id !== l.self);
+    for (const f of others) c.setLink(l.self, f, 'hold');
+    const acked = l.propose(batch(1), -1);
+    await c.settle();
+    c.release();
+    for (const f of others) c.setLink(l.self, f, 'drop');
+    await c.settle();
+    const end = (await acked).lastOffset + 1;
+    expect(l.highWatermark).toBe(end);
+    const seen: Array<{ hw: number; code: number | null; readCode: number | null }> = [];
+    for (const f of others) {
+      const r = c.replica(f);
+      expect(r.highWatermark).toBeLessThan(end);
+      r.onChange((e) => {
+        if (e.kind !== 'role' || r.role !== 'leader' || seen.length > 0) return;
+        let code: number | null = null;
+        try {
+          r.checkReadable();
+        } catch (err) {
+          code = (err as { code: number }).code;
+        }
+        const entry = { hw: r.highWatermark, code, readCode: null as number | null };
+        seen.push(entry);
+        r.read(0, 1 << 20).then(
+          () => undefined,
+          (err: { code: number }) => {
+            entry.readCode = err.code;
+          },
+        );
+      });
+    }
+    await c.crash(l.self);
+    const l2 = await c.waitLeader(200, others);
+    return { c, l2, end, seen };
+  }
+
+  it('a new leader refuses reads (LEADER_NOT_AVAILABLE) until its term commits; then its high watermark covers every acknowledgement', async () => {
+    const { l2, end, seen } = await takeOverBelowAcked(false);
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.hw).toBeLessThan(end);
+    expect(seen[0]!.code).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
+    expect(seen[0]!.readCode).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
+    expect(l2.highWatermark).toBeGreaterThanOrEqual(end);
+    expect(() => l2.checkReadable()).not.toThrow();
+    const { data } = await l2.read(0, 1 << 20);
+    expect(walk(data, 0).values).toEqual(valuesOf(1));
+  });
+
+  it('without the gate (test-only switch) the new leader would serve a high watermark below an acknowledged offset', async () => {
+    const { seen, end } = await takeOverBelowAcked(true);
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.hw).toBeLessThan(end);
+    expect(seen[0]!.code).toBe(null);
+  });
+});
+
 describe('PartitionReplica: idempotent producers and the log start', () => {
   it('does not duplicate an idempotent retry across a leader change', async () => {
     const c = open({ seed: 13 });
@@ -553,6 +742,64 @@ describe('PartitionReplica: acks=1 and the pending bound', () => {
     await c.tick(2);
     await all;
     expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
+  });
+});
+
+describe('PartitionReplica: the broker-wide uncommitted budget', () => {
+  it('refuses produce (REPLICA_PROPOSALS_FULL, retriable) across partitions once the broker holds its budget uncommitted, and frees it at commit', async () => {
+    const budget = new ByteBudget('uncommitted replication', 3 * batch(0).length);
+    const a = open({ seed: 31, replica: { uncommittedBudget: budget } });
+    await a.startAll();
+    const la = await a.waitLeader();
+    // A second partition whose leader shares the broker's budget.
+    const b = new ReplicaCluster({ seed: 32, replica: { uncommittedBudget: budget } });
+    try {
+      await b.startAll();
+      const lb = await b.waitLeader();
+      // Nothing commits on partition a while its leader's appends are held.
+      for (const f of [1, 2, 3]) if (f !== la.self) a.setLink(la.self, f, 'hold');
+      const first = [la.propose(batch(0), -1), la.propose(batch(0), 1)];
+      await a.settle();
+      expect(budget.used).toBe(2 * batch(0).length);
+      // acks=1 was answered at the leader's write, yet its bytes stay reserved until commit.
+      await first[1];
+      expect(budget.used).toBe(2 * batch(0).length);
+      const third = lb.propose(batch(0), -1);
+      let refused: unknown = null;
+      await lb.propose(batch(0), -1).catch((err: unknown) => {
+        refused = err;
+      });
+      expect((refused as { code: number }).code).toBe(ErrorCode.REPLICA_PROPOSALS_FULL);
+      expect((refused as { retriable: boolean }).retriable).toBe(true);
+      expect(budget.used).toBe(3 * batch(0).length);
+      await b.tick(2);
+      await third;
+      expect(budget.used).toBe(2 * batch(0).length);
+      a.release();
+      await a.tick(2);
+      await Promise.all(first);
+      expect(budget.used).toBe(0);
+      const again = lb.propose(batch(0), -1);
+      await b.tick(2);
+      await again;
+      expect(budget.used).toBe(0);
+    } finally {
+      await b.closeAll();
+    }
+  });
+
+  it('gives the reservations back when the leader loses its role or closes', async () => {
+    const budget = new ByteBudget('uncommitted replication', 1 << 20);
+    const c = open({ seed: 33, replica: { uncommittedBudget: budget } });
+    await c.startAll();
+    const l = await c.waitLeader();
+    c.isolate(l.self);
+    const p = l.propose(batch(0), -1).catch((err: unknown) => err);
+    await c.settle();
+    expect(budget.used).toBe(batch(0).length);
+    await c.stop(l.self);
+    expect(((await p) as { code: number }).code).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    expect(budget.used).toBe(0);
   });
 });
 

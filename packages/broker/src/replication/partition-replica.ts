@@ -7,8 +7,10 @@
 //   static open(options: PartitionReplicaOptions): Promise<PartitionReplica>
 //   propose(batches: Buffer, acks: 0 | 1 | -1, options?: { crcVerified? }): Promise<ProduceResult>
 //   read(offset, maxBytes): Promise<{ data: Buffer; nextOffset: number }> capped at the HW
+//   checkReadable(): void   LEADER_NOT_AVAILABLE on a leader whose term has not committed yet
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   quiesced: boolean (idle group, no ticks or heartbeats; default on, raft.quiesce: false off)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   replicaLag(): per follower { id, entriesBehind, ticksBehind } on the leader; [] elsewhere
 //   onChange(listener: (e: ReplicaChange) => void): () => void   HW advances, role changes
@@ -20,8 +22,16 @@
 //   close(): Promise<void>
 //   HostedGroup: key, tick(), step(m), reportUnreachable(peer), hasWork(), process()
 //   Errors: NotLeaderError (NOT_LEADER_OR_FOLLOWER 6, `leaderHint`), REPLICA_PROPOSALS_FULL
-//   (1110, retriable) beyond `pendingBytesMax`, SHUTTING_DOWN after close, the storage error
-//   that took the replica offline (`offlineError`).
+//   (1110, retriable) beyond `pendingBytesMax` or the broker-wide `uncommittedBudget`,
+//   SHUTTING_DOWN after close, the storage error that took the replica offline (`offlineError`).
+//
+// The broker-wide budget (`uncommittedBudget`, one ByteBudget shared by every replica of the
+// broker): a produce reserves its bytes when it is accepted and releases them once its entries
+// are committed (the high watermark passed them), or when it fails or the replica stops
+// leading. So the bytes proposed and not yet committed on this broker's leaders (which are also
+// what is in flight to their followers) stay within it whatever the partition count; a produce
+// that would pass it is refused at once, before anything is queued. One request larger than the
+// whole budget is let through when nothing is reserved (as `pendingBytesMax` does).
 //
 // Offsets. The leader stamps each batch's baseOffset (the next offset of its Raft log,
 // unstable entries included) and partitionLeaderEpoch (= the term) when it proposes; one entry
@@ -64,6 +74,17 @@
 // batches in one request is OUT_OF_ORDER_SEQUENCE_NUMBER, as on a single node.
 //
 // Retention and delete-records: through the group, by a log-start entry (see `compactTo`).
+//
+// Leader read-gating (Raft §8, as Redpanda does). A new leader's high watermark is what it held
+// durably as committed when elected, which can be below what the previous leader had already
+// acknowledged (a follower learns the commit index only with the next message). Serving it
+// would move the high watermark backwards for consumers (a ListOffsets "latest" below an
+// acknowledged offset; a Fetch at a consumer's position answered OFFSET_OUT_OF_RANGE). So a
+// leader answers reads (`read`, `checkReadable`, used by Fetch and ListOffsets) with
+// LEADER_NOT_AVAILABLE (retriable) until the last committed entry it holds durably is of its own
+// term, i.e. its first entry (the no-op) has committed and applied: from then on its high
+// watermark covers everything any earlier leader acknowledged (§5.4: every committed entry is in
+// the log of each later leader). Produce is not gated: proposals queue until the log is placed.
 import {
   BatchField,
   batchSizeAt,
@@ -103,6 +124,7 @@ import type {
   PartitionLogConfig,
   PartitionLogOptions,
 } from '@streambus/storage';
+import type { ByteBudget } from '../byte-budget.js';
 import type { GroupHost, GroupKey, HostedGroup, RaftTransport } from '../cluster/contract.js';
 import type { BatchEntry, ProducerStateTable } from '../idempotence.js';
 import { encodeLogStartBatch, isControlBatch, logStartOf } from './control-entry.js';
@@ -163,6 +185,8 @@ export interface PartitionReplicaOptions {
   readonly translatorLimits?: OffsetTranslatorLimits;
   /** Bytes proposed (or queued) and not yet answered, at most (default 64 MiB). */
   readonly pendingBytesMax?: number;
+  /** The broker-wide budget of uncommitted bytes, shared by every replica (see top). */
+  readonly uncommittedBudget?: ByteBudget;
   /** A follower whose match reached the commit index within this many ticks is in sync. */
   readonly isrLagTicksMax?: number;
   readonly logger?: ReplicaLogger;
@@ -173,6 +197,8 @@ export interface PartitionReplicaOptions {
   readonly unsafe?: {
     /** Answer acks=all once the leader's own copy is written (no quorum). */
     readonly ackAllOnLocalWrite?: boolean;
+    /** Serve a new leader's reads before its term committed (no read-gating). */
+    readonly ungatedLeaderReads?: boolean;
   };
 }
 
@@ -203,6 +229,8 @@ interface Pending {
 
 interface Queued {
   readonly batches: Buffer;
+  /** Bytes reserved in the broker-wide budget for this request (0: none). */
+  readonly budgetBytes: number;
   readonly acks: 0 | 1 | -1;
   /** A log-start entry (deleteRecordsBefore): no producer checks. */
   readonly control?: boolean;
@@ -236,10 +264,17 @@ export class PartitionReplica implements HostedGroup {
   private readonly isrLagTicksMax: number;
   private readonly listeners = new Set<(e: ReplicaChange) => void>();
   private readonly ackAllOnLocalWrite: boolean;
+  private readonly unsafeUngatedReads: boolean;
+  /** The term whose reads are open (read-gating, top); 0 until one is. */
+  private readableTerm = 0;
   private prefetchCount = 0;
 
   private pending: Pending[] = [];
   private queued: Queued[] = [];
+  private readonly uncommittedBudget: ByteBudget | null;
+  /** Budget reservations of proposed requests, by end offset: released as the HW passes them. */
+  private reserved: Array<{ end: number; bytes: number }> = [];
+  private reservedBytes = 0;
   private pendingBytes = 0;
   /** Where the leader's next proposal goes; null until its log is all placed (see top). */
   private leaderNext: { index: LogIndex; offset: number } | null = null;
@@ -282,6 +317,8 @@ export class PartitionReplica implements HostedGroup {
     this.pendingBytesMax = o.pendingBytesMax ?? PARTITION_REPLICA_DEFAULTS.pendingBytesMax;
     this.isrLagTicksMax = o.isrLagTicksMax ?? PARTITION_REPLICA_DEFAULTS.isrLagTicksMax;
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
+    this.uncommittedBudget = o.uncommittedBudget ?? null;
+    this.unsafeUngatedReads = o.unsafe?.ungatedLeaderReads === true;
     // At open the log holds no entry the core does not (no unstable suffix), and the saved
     // commit only ever covers entries that were durable when it was saved (see `persist`).
     this.committedDurable = Math.min(
@@ -307,7 +344,10 @@ export class PartitionReplica implements HostedGroup {
       onRecovery: (message) => logger.warn({ dir: o.dir }, message),
     });
     try {
-      const node = new RaftNode({ ...o.raft, id: o.self, random: o.random }, store.tail);
+      const node = new RaftNode(
+        { quiesce: true, ...o.raft, id: o.self, random: o.random },
+        store.tail,
+      );
       return new PartitionReplica(o, store, node);
     } catch (err) {
       await store.close().catch(() => undefined);
@@ -355,6 +395,10 @@ export class PartitionReplica implements HostedGroup {
   get commitIndex(): LogIndex {
     return this.node.commitIndex;
   }
+  /** The group is idle and quiesced here (docs/raft.md "Quiescence"): ticks cost nothing. */
+  get quiesced(): boolean {
+    return this.node.isQuiesced;
+  }
 
   /**
    * On the leader: itself and every voter whose match reached the commit index now or within
@@ -362,13 +406,13 @@ export class PartitionReplica implements HostedGroup {
    */
   inSyncReplicas(): NodeId[] {
     if (this.node.currentRole !== StateRole.Leader) return [];
-    const st = this.node.status();
+    const commit = this.node.commitIndex;
     const out: NodeId[] = [this.self];
-    for (const [id, pr] of st.progress) {
-      if (pr.isLearner) continue;
-      const at = pr.match >= st.commit ? this.ticks : this.caughtUpAt.get(id);
+    this.node.forEachMatch((id, match, isLearner) => {
+      if (isLearner) return;
+      const at = match >= commit ? this.ticks : this.caughtUpAt.get(id);
       if (at !== undefined && this.ticks - at <= this.isrLagTicksMax) out.push(id);
-    }
+    });
     return out.sort((a, b) => a - b);
   }
 
@@ -442,6 +486,7 @@ export class PartitionReplica implements HostedGroup {
     acks: 0 | 1 | -1,
     options?: { readonly crcVerified?: boolean },
   ): Promise<ProduceResult> {
+    let budgetBytes = 0;
     try {
       this.checkUsable();
       this.checkLeader();
@@ -452,25 +497,58 @@ export class PartitionReplica implements HostedGroup {
           `partition ${this.keyString()}: ${this.pendingBytes} B pending (pendingBytesMax ${this.pendingBytesMax})`,
         );
       }
+      budgetBytes = this.reserveBudget(batches.length);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<ProduceResult>((resolve, reject) => {
       this.pendingBytes += batches.length;
-      this.queued.push({ batches, acks, resolve, reject });
+      this.queued.push({ batches, budgetBytes, acks, resolve, reject });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     });
   }
 
-  /** Whole batches from the one holding `offset`, never at or past the high watermark. */
+  /**
+   * Whole batches from the one holding `offset`, never at or past the high watermark. On a
+   * leader, refused until its term committed (`checkReadable`, read-gating at the top).
+   */
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }> {
     try {
       this.checkUsable();
+      this.checkReadable();
     } catch (err) {
       return Promise.reject(err);
     }
     return this.store.readCommitted(offset, maxBytes, this.hw);
+  }
+
+  /**
+   * On the leader: it has committed and applied an entry of its own term (read-gating, top), so
+   * its high watermark covers every earlier acknowledgement. False elsewhere.
+   */
+  get termCommitted(): boolean {
+    if (this.node.currentRole !== StateRole.Leader) return false;
+    const term = this.node.currentTerm;
+    if (this.readableTerm === term) return true;
+    if (this.store.tail.term(this.committedDurable) !== term) return false;
+    this.readableTerm = term;
+    return true;
+  }
+
+  /**
+   * Read-gating (top): throws LEADER_NOT_AVAILABLE (retriable) on a leader that has not yet
+   * committed and applied an entry of its own term. Followers (whose high watermark never
+   * passes the commit point either) and ready leaders pass.
+   */
+  checkReadable(): void {
+    if (this.node.currentRole !== StateRole.Leader || this.unsafeUngatedReads) return;
+    if (this.termCommitted) return;
+    const term = this.node.currentTerm;
+    throw new StreamBusError(
+      ErrorCode.LEADER_NOT_AVAILABLE,
+      `partition ${this.keyString()}: node ${this.self} leads term ${term} but has not committed an entry of it yet (its high watermark ${this.hw} may be behind what was acknowledged)`,
+    );
   }
 
   /**
@@ -495,7 +573,7 @@ export class PartitionReplica implements HostedGroup {
     await new Promise<ProduceResult>((resolve, reject) => {
       this.checkLeader();
       this.pendingBytes += batches.length;
-      this.queued.push({ batches, acks: -1, control: true, resolve, reject });
+      this.queued.push({ batches, budgetBytes: 0, acks: -1, control: true, resolve, reject });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     });
@@ -532,7 +610,14 @@ export class PartitionReplica implements HostedGroup {
       return Promise.reject(err);
     }
     return new Promise<ProduceResult>((resolve, reject) => {
-      this.queued.push({ batches: EMPTY_BUFFER, acks: -1, conf: change, resolve, reject });
+      this.queued.push({
+        batches: EMPTY_BUFFER,
+        budgetBytes: 0,
+        acks: -1,
+        conf: change,
+        resolve,
+        reject,
+      });
       this.drainQueued();
       if (this.queued.length > 0) this.host.notify(this.key);
     }).then(() => undefined);
@@ -571,12 +656,15 @@ export class PartitionReplica implements HostedGroup {
   tick(): void {
     if (this.closed || this.offline) return;
     this.ticks++;
+    // Quiesced (docs/raft.md): the core ignores ticks and every member holds the commit index,
+    // so in-sync needs no bookkeeping either (inSyncReplicas counts match >= commit as now).
+    if (this.node.isQuiesced) return;
     this.node.tick();
     if (this.node.currentRole === StateRole.Leader) {
-      const st = this.node.status();
-      for (const [id, pr] of st.progress) {
-        if (pr.match >= st.commit) this.caughtUpAt.set(id, this.ticks);
-      }
+      const commit = this.node.commitIndex;
+      this.node.forEachMatch((id, match) => {
+        if (match >= commit) this.caughtUpAt.set(id, this.ticks);
+      });
     }
     this.observe();
   }
@@ -637,6 +725,7 @@ export class PartitionReplica implements HostedGroup {
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
     if (early) this.send(rd.messages);
+    this.commitHeldEntries(rd);
     await this.persist(rd);
     if (this.closed) return;
     if (!early) this.send(rd.messages);
@@ -648,6 +737,26 @@ export class PartitionReplica implements HostedGroup {
     }
     this.node.advance();
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
+    this.observe();
+  }
+
+  /**
+   * Committed entries this replica already holds durably (written by an earlier Ready, below
+   * this Ready's new entries) need not wait for this Ready's persist: the high watermark moves,
+   * and acks=all answers go out, now. Otherwise, at a steady produce rate, every
+   * acknowledgement would wait for the fsync of the next entries in the same Ready (one fsync
+   * more than a quorum round; the paced-latency profile, docs/replication.md). Not when the
+   * Ready installs a snapshot, or a committed entry needs applying (a log-start entry).
+   */
+  private commitHeldEntries(rd: Ready): void {
+    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    if (last === undefined || last.index <= this.committedDurable || rd.snapshot !== null) return;
+    const firstNew = rd.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    if (last.index >= firstNew || last.index > this.store.tail.lastIndex()) return;
+    for (const e of rd.committedEntries) {
+      if (e.type === EntryType.Normal && e.data.byteLength > 0 && isControlBatch(e.data)) return;
+    }
+    this.committedDurable = last.index;
     this.observe();
   }
 
@@ -803,6 +912,7 @@ export class PartitionReplica implements HostedGroup {
     const hw = this.commitOffset();
     const hwMoved = hw > this.hw;
     if (hwMoved) this.hw = hw;
+    if (this.reserved.length > 0) this.releaseCommitted();
     this.resolvePending();
     this.drainQueued();
     const role = this.currentRole();
@@ -893,6 +1003,7 @@ export class PartitionReplica implements HostedGroup {
         producers.forget(recorded[i]!.producerId, recorded[i]!.entry);
       }
       this.pendingBytes -= q.batches.length;
+      this.releaseBudget(q.budgetBytes);
       q.reject(err);
       return;
     }
@@ -929,6 +1040,7 @@ export class PartitionReplica implements HostedGroup {
         }
       }
       this.pendingBytes -= q.batches.length;
+      this.releaseBudget(q.budgetBytes);
       q.reject(this.mapRaftError(err));
       return;
     }
@@ -961,6 +1073,12 @@ export class PartitionReplica implements HostedGroup {
 
   /** Answers `q` with `result` once `lastOffset` satisfies its acks (acks=0: now). */
   private answerAt(q: Queued, result: ProduceResult, lastOffset: number): void {
+    if (q.budgetBytes > 0) {
+      // Held until the entries commit, whatever the acks (see top).
+      this.reserved.push({ end: lastOffset + 1, bytes: q.budgetBytes });
+      this.reservedBytes += q.budgetBytes;
+      if (this.hw > lastOffset) this.releaseCommitted();
+    }
     if (q.acks === 0) {
       this.pendingBytes -= q.batches.length;
       q.resolve(result);
@@ -1000,8 +1118,53 @@ export class PartitionReplica implements HostedGroup {
     this.pending = [];
     this.queued = [];
     for (const p of pending) p.reject(err);
-    for (const q of queued) q.reject(err);
+    for (const q of queued) {
+      this.releaseBudget(q.budgetBytes);
+      q.reject(err);
+    }
     this.pendingBytes = 0;
+    // Not leading any more: what this replica proposed is no longer its to bound.
+    this.releaseBudget(this.reservedBytes);
+    this.reserved = [];
+    this.reservedBytes = 0;
+  }
+
+  /** Reserves `bytes` in the broker-wide budget, or throws REPLICA_PROPOSALS_FULL (see top). */
+  private reserveBudget(bytes: number): number {
+    const b = this.uncommittedBudget;
+    if (b === null) return 0;
+    if (b.tryReserve(bytes)) return bytes;
+    if (b.used === 0) {
+      b.charge(bytes);
+      return bytes;
+    }
+    throw new StreamBusError(
+      ErrorCode.REPLICA_PROPOSALS_FULL,
+      `partition ${this.keyString()}: the broker holds ${b.used} B proposed and not yet committed (limits.replicationUncommittedBytesMax ${b.capacityBytes}); retry after a backoff`,
+    );
+  }
+
+  private releaseBudget(bytes: number): void {
+    if (bytes > 0) this.uncommittedBudget?.release(bytes);
+  }
+
+  /** Releases the reservations of every request whose entries the high watermark passed. */
+  private releaseCommitted(): void {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.reserved.length && this.reserved[n]!.end <= this.hw) {
+      bytes += this.reserved[n]!.bytes;
+      n++;
+    }
+    if (n === 0) return;
+    this.reserved = n === this.reserved.length ? [] : this.reserved.slice(n);
+    this.reservedBytes -= bytes;
+    this.releaseBudget(bytes);
+  }
+
+  /** Bytes this replica holds in the broker-wide budget (tests, metrics). */
+  get uncommittedBudgetBytes(): number {
+    return this.reservedBytes + this.queued.reduce((s, q) => s + q.budgetBytes, 0);
   }
 
   private emit(kind: ReplicaChange['kind']): void {

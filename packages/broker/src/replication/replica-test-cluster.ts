@@ -212,16 +212,21 @@ export class ReplicaCluster {
     for (const id of this.nodes.keys()) await this.start(id);
   }
 
-  /** Power loss: unsynced writes are lost; the replica object is abandoned (never closed). */
+  /**
+   * Power loss: unsynced writes are lost; the replica object is abandoned (never closed). The
+   * others are told the node is unreachable, as their closed TCP links would tell them (that
+   * wakes a quiesced group).
+   */
   async crash(id: number, mode: CrashMode = 'drop-unsynced'): Promise<void> {
     const n = this.node(id);
     n.replica = null;
     await n.transport?.close();
     n.transport = null;
     n.fs = n.fs.crash(mode);
+    this.reportDown(id);
   }
 
-  /** A clean stop. */
+  /** A clean stop (the others are told, as for a crash). */
   async stop(id: number): Promise<void> {
     const n = this.node(id);
     const r = n.replica;
@@ -229,6 +234,11 @@ export class ReplicaCluster {
     await n.transport?.close();
     n.transport = null;
     await r?.close();
+    this.reportDown(id);
+  }
+
+  private reportDown(id: number): void {
+    for (const r of this.live()) r.reportUnreachable(id as NodeId);
   }
 
   async closeAll(): Promise<void> {

@@ -13,9 +13,21 @@
 // every replica's high watermark must reach it, within LIVENESS_TICKS_MAX ticks. Finally every
 // replica's committed log is read back and checked (partition-checker.ts).
 //
+// Quiescence: real replicas quiesce idle groups (docs/raft.md). Odd seeds have idle spells (no
+// produce or consume for 100-500 ms) so groups go quiet during the faults; ticks with a quiesced
+// leader and crashes of a broker holding one are counted (`quiesced-leader-tick`,
+// `crash-quiesced-leader`). A crash is reported to the other brokers as closed links
+// (sim-network.ts), which is what wakes a quiesced group whose leader died.
+//
 // The broken variant (`unsafeAckOnLeaderWrite`) answers acks=all producers at the leader's own
 // write instead of at commit, in this harness, to show the checkers catch a lost
-// acknowledgement. It does not model clock drift, disk corruption or byzantine peers.
+// acknowledgement.
+//
+// Leader reads: a read answered by a leader of term T must see a high watermark at or above
+// every acks=all acknowledgement given (before the read) by a leader of a term <= T
+// (`leader-read-below-acked`); that is what read-gating guarantees (partition-replica.ts). A
+// deposed leader that does not know it yet (a lower term) may serve an older high watermark,
+// which is not checked. `unsafeUngatedLeaderReads` turns the gate off to show the check bites. It does not model clock drift, disk corruption or byzantine peers.
 
 import { batchSizeAt, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { asNodeId, type NodeId, type SeededRandom, seededRandom } from '@streambus/raft';
@@ -59,6 +71,8 @@ export interface ClusterSimOptions {
   readonly strictTopicExists?: boolean;
   /** Test-only: answer acks=all at the leader's own write (the checkers must catch it). */
   readonly unsafeAckOnLeaderWrite?: boolean;
+  /** Test-only: no leader read-gating in the replicas (the read checker must catch it). */
+  readonly unsafeUngatedLeaderReads?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -131,6 +145,8 @@ export class ClusterSimulation {
   private readonly violations: Violation[] = [];
   private readonly faultPhaseMs: number;
   private healed = false;
+  /** Idle spell (odd seeds): no produce or consume before this time. */
+  private idleUntil = 0;
   private healedAtTick = 0;
   private ticks = 0;
   private livenessTicks: number | null = null;
@@ -141,6 +157,8 @@ export class ClusterSimulation {
   private consumed = 0;
   private committedRecords = 0;
   private readonly probes: Probe[] = [];
+  /** Per partition: the highest acks=all end offset acknowledged by a leader of each term. */
+  private readonly ackedEndByTerm: Map<number, number>[] = [];
   private readonly fsyncFastMaxMs: number;
   private readonly fsyncSlowMaxMs: number;
   private readonly ctl: ControllerSim | null;
@@ -171,6 +189,7 @@ export class ClusterSimulation {
     }
     for (let p = 0; p < this.partitions; p++) {
       this.observations.push(new PartitionObservations(`partition ${p}`));
+      this.ackedEndByTerm.push(new Map());
       this.probes.push({ ids: [], inflight: false, ackedAt: null, endOffset: -1 });
     }
     this.ctl =
@@ -266,6 +285,7 @@ export class ClusterSimulation {
           electionTicks: ELECTION_TICKS,
           heartbeatTicks: HEARTBEAT_TICKS,
           nowMs: () => EPOCH_MS + this.loop.now,
+          ...(this.options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
         })
         .then(
           (replica) => {
@@ -281,6 +301,8 @@ export class ClusterSimulation {
   }
 
   private crash(b: Broker): void {
+    if ([...b.replicas.values()].some((r) => r.role().leader && r.role().quiesced === true))
+      this.fault('crash-quiesced-leader');
     const mode = this.rng.chance(0.5) ? 'keep-prefix' : 'drop-unsynced';
     if (b.disk.syncsStarted > b.disk.syncsCompleted + b.disk.syncsLostInCrash)
       this.fault('crash-during-fsync');
@@ -349,7 +371,13 @@ export class ClusterSimulation {
 
   private onTick(): void {
     this.ticks++;
-    for (const b of this.brokers) b.host?.tick();
+    for (const b of this.brokers) {
+      for (const r of b.replicas.values()) {
+        const role = r.role();
+        if (role.leader && role.quiesced === true) this.fault('quiesced-leader-tick');
+      }
+      b.host?.tick();
+    }
     this.ctl?.tick();
     for (const obs of this.observations) {
       for (const v of obs.violations.splice(0)) this.violations.push(v);
@@ -405,6 +433,11 @@ export class ClusterSimulation {
   private onProduce(): void {
     if (this.healed) return;
     this.loop.at(2 + this.rng.int(15), () => this.onProduce());
+    if ((this.options.seed & 1) === 1 && this.rng.chance(0.02)) {
+      this.idleUntil = this.loop.now + 100 + this.rng.int(400);
+      this.fault('idle-spell');
+    }
+    if (this.loop.now < this.idleUntil) return;
     const p = this.pick(this.producers.filter((x) => !x.inflight));
     if (!p) return;
     const t = this.target(p.partition);
@@ -447,6 +480,9 @@ export class ClusterSimulation {
       if (acks === 'all') {
         this.ackedAll++;
         obs.observeAck({ baseOffset, ids, atMs: this.loop.now });
+        const term = replica.role().term;
+        const byTerm = this.ackedEndByTerm[partition]!;
+        byTerm.set(term, Math.max(byTerm.get(term) ?? 0, baseOffset + ids.length));
       } else this.ackedLeader++;
       finish(true, baseOffset);
     };
@@ -474,6 +510,7 @@ export class ClusterSimulation {
 
   private onConsume(): void {
     if (!this.healed) this.loop.at(5 + this.rng.int(30), () => this.onConsume());
+    if (this.loop.now < this.idleUntil) return;
     const c = this.pick(this.consumers);
     if (!c) return;
     const b = this.pick(this.brokers.filter((x) => x.alive && x.replicas.has(c.partition)));
@@ -482,10 +519,24 @@ export class ClusterSimulation {
     const generation = b.generation;
     const hw = replica.highWatermark();
     const from = c.nextOffset;
+    const role = replica.role();
+    let ackedBelow = 0;
+    if (role.leader) {
+      for (const [term, end] of this.ackedEndByTerm[c.partition]!) {
+        if (term <= role.term) ackedBelow = Math.max(ackedBelow, end);
+      }
+    }
     replica.read(from, READ_BYTES_MAX).then(
       (bytes) => {
         if (b.generation !== generation) return;
         const obs = this.observations[c.partition]!;
+        if (role.leader && hw < ackedBelow) {
+          obs.violations.push({
+            kind: 'leader-read-below-acked',
+            detail: `partition ${c.partition}: node ${b.id}, leader of term ${role.term}, served a read at high watermark ${hw} below offset ${ackedBelow} acknowledged (acks=all) by a leader of a term <= ${role.term}`,
+          });
+          return;
+        }
         const v: Violation[] = [];
         const batches = decodeLog(bytes, v, `read from node ${b.id}`);
         for (const x of v) obs.violations.push(x);

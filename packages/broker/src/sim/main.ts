@@ -1,12 +1,14 @@
 // `pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in]
-//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--lenient-topic-exists]`
+//   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads]
+//   [--lenient-topic-exists]`
 // (also `npm run sim -- cluster ...`; scripts/sim.mjs sends `cluster` here and everything else to
 // the Raft core's simulator). Runs N cluster-simulation seeds from S and prints a summary:
 // seeds, steps, faults injected by kind, records produced, acknowledged and consumed, the worst
 // liveness after healing, violations. Exits 1 on any violation, printing the seed and the
 // command that replays it (with --trace: the event log of that seed). Exits 2 on bad arguments.
 // --unsafe-ack-on-leader-write answers acks=all at the leader's own write: the checkers must
-// then fail. --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
+// then fail; --unsafe-ungated-leader-reads turns off leader read-gating (the leader-read checker
+// must then fail). --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
 // came to exist instead of failing the seed (see controller-sim.ts).
 
 import { LIVENESS_TICKS_MAX, runClusterSeed } from './cluster-sim.js';
@@ -14,7 +16,7 @@ import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 
 const USAGE =
-  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--lenient-topic-exists]';
+  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads] [--lenient-topic-exists]';
 
 function intFlag(argv: readonly string[], name: string, fallback: number): number {
   const i = argv.indexOf(name);
@@ -44,6 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     '--replica',
     '--fault-phase-ms',
     '--unsafe-ack-on-leader-write',
+    '--unsafe-ungated-leader-reads',
     '--lenient-topic-exists',
   ]);
   try {
@@ -62,12 +65,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const replica = replicaFactory(replicaName);
   const unsafeAckOnLeaderWrite = argv.includes('--unsafe-ack-on-leader-write');
+  const unsafeUngatedLeaderReads = argv.includes('--unsafe-ungated-leader-reads');
   const strictTopicExists = !argv.includes('--lenient-topic-exists');
   const common = {
     replica,
     ...(strictTopicExists ? {} : { strictTopicExists }),
     ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}),
     ...(unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite } : {}),
+    ...(unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads } : {}),
   };
   if (argv.includes('--trace')) {
     for (let seed = seedStart; seed < seedStart + seeds; seed++) {
@@ -109,7 +114,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (first) {
     console.log(`failing seed: ${first.seed}`);
     console.log(
-      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
+      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, unsafeUngatedLeaderReads, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
     );
     return 1;
   }

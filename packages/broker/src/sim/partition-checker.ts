@@ -29,6 +29,7 @@ export interface Violation {
   readonly kind:
     | 'acked-record-lost'
     | 'consumed-record-lost'
+    | 'leader-read-below-acked'
     | 'replicas-diverge'
     | 'offsets-not-contiguous'
     | 'idempotent-duplicate'

@@ -37,6 +37,7 @@ class RealReplica implements SimReplica {
       leader: this.replica.role === 'leader',
       term: this.replica.leaderEpoch,
       lead: this.replica.leaderId,
+      quiesced: this.replica.quiesced,
     };
   }
 
@@ -88,6 +89,7 @@ export const realReplicaFactory: SimReplicaFactory = {
       nowMs: ctx.nowMs,
       raft: { electionTicks: ctx.electionTicks, heartbeatTicks: ctx.heartbeatTicks },
       ...(small ? { tailLimits: { tailEntriesMax: 4 + ctx.random.int(60) } } : {}),
+      ...(ctx.unsafeUngatedLeaderReads ? { unsafe: { ungatedLeaderReads: true } } : {}),
     });
     ctx.host.add(replica);
     return new RealReplica(replica);

@@ -11,6 +11,7 @@ export interface ClusterSeedsOptions {
   readonly replica: SimReplicaFactory;
   readonly faultPhaseMs?: number;
   readonly unsafeAckOnLeaderWrite?: boolean;
+  readonly unsafeUngatedLeaderReads?: boolean;
   /** Run the controller quorum too (default true). */
   readonly controller?: boolean;
   readonly strictTopicExists?: boolean;
@@ -61,6 +62,7 @@ export async function runClusterSeeds(
         replica: options.replica,
         ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
         ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
+        ...(options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
         ...(options.controller === false ? { controller: false } : {}),
         ...(options.strictTopicExists === false ? { strictTopicExists: false } : {}),
       });
@@ -104,6 +106,7 @@ export function clusterReplayCommand(
   options: {
     replica: string;
     unsafeAckOnLeaderWrite?: boolean;
+    unsafeUngatedLeaderReads?: boolean;
     faultPhaseMs?: number;
     strictTopicExists?: boolean;
   },
@@ -112,6 +115,7 @@ export function clusterReplayCommand(
   if (options.faultPhaseMs !== undefined)
     flags.push('--fault-phase-ms', String(options.faultPhaseMs));
   if (options.unsafeAckOnLeaderWrite) flags.push('--unsafe-ack-on-leader-write');
+  if (options.unsafeUngatedLeaderReads) flags.push('--unsafe-ungated-leader-reads');
   if (options.strictTopicExists === false) flags.push('--lenient-topic-exists');
   return ['pnpm sim cluster --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');
 }

@@ -9,7 +9,9 @@
 // links with the same delay; a request or a response that is lost or blocked ends in the
 // caller's timeout (REQUEST_TIMED_OUT), a peer that is down answers NETWORK_EXCEPTION, both
 // retriable. A drop for a down peer or a cut link is reported to the sender's unreachable
-// handler (at most once per peer per `unreachableEveryMs`).
+// handler (at most once per peer per `unreachableEveryMs`). A crash (`down`) is reported to every
+// other running process after one link delay, as its TCP links closing would be (this is what
+// wakes quiesced groups whose leader died); partitions and cuts stay silent.
 //
 // Not modelled: bandwidth, partial messages (the codec is not in the loop; cluster/ tests it),
 // a process that is alive but too slow to read.
@@ -93,6 +95,11 @@ export class SimNetwork {
   down(node: NodeId): void {
     this.nodes.get(node)?.markClosed();
     this.nodes.delete(node);
+    for (const peer of this.nodes.values()) {
+      this.loop.at(this.weather.delayMinMs, () => {
+        if (this.nodes.get(peer.self) === peer) peer.unreachable(node);
+      });
+    }
   }
 
   isBlocked(from: number, to: number): boolean {

@@ -27,6 +27,8 @@ export interface ReplicaContext {
   readonly heartbeatTicks: number;
   /** The simulated clock (append timestamps). */
   readonly nowMs: () => number;
+  /** Test-only: a new leader serves reads before its term committed (no read-gating). */
+  readonly unsafeUngatedLeaderReads?: boolean;
 }
 
 export interface ReplicaRole {
@@ -34,6 +36,8 @@ export interface ReplicaRole {
   readonly term: number;
   /** The leader this replica knows of (0 = none). */
   readonly lead: number;
+  /** The group is quiesced here (idle; replicas that do not quiesce say false). */
+  readonly quiesced?: boolean;
 }
 
 export interface SimReplica {

@@ -10,6 +10,12 @@
 // phase ends the network heals, crashed nodes restart, and liveness is checked: a leader must
 // emerge and commit a new proposal within LIVENESS_TICKS_MAX ticks.
 //
+// Quiescence (RaftConfig.quiesce) is on for odd seeds: idle groups go silent, and a crashed
+// node's peers are told at once (as a transport's closed link would tell them); partitions and
+// cuts stay silent, so only messages, proposals and reads wake the nodes they reach. Those
+// seeds also have idle spells (no proposals or reads for 100-500 ms) so that groups do quiesce,
+// and crashes of quiesced leaders happen (counted as `crash-quiesced-leader`).
+//
 // It does not model clock drift between nodes (every node ticks on the same simulated clock),
 // disk corruption (the storage layer's CRCs own that), or byzantine messages.
 
@@ -137,11 +143,15 @@ export class Simulation {
   private readonly fsyncMaxMs: number;
   private readonly compactEvery: number;
   private readonly faultPhaseMs: number;
+  private readonly quiesce: boolean;
+  /** Idle spell (quiescing seeds): no proposals or reads before this time. */
+  private idleUntil = 0;
 
   constructor(private readonly options: SimOptions) {
     this.rng = seededRandom(options.seed);
     const r = this.rng;
     this.faultPhaseMs = options.faultPhaseMs ?? 3000;
+    this.quiesce = (options.seed & 1) === 1;
     this.delayMinMs = 1 + r.int(5);
     this.delayMaxMs = this.delayMinMs + r.int(40);
     this.lossRate = r.chance(0.3) ? 0 : r.float() * 0.1;
@@ -187,6 +197,7 @@ export class Simulation {
         appendBytesMax: 64 + this.rng.int(512),
         committedBytesMax: 256,
         snapshotTimeoutTicks: 3 * ELECTION_TICKS,
+        quiesce: this.quiesce,
         ...(this.options.unsafe ? { unsafe: this.options.unsafe } : {}),
       },
       node.storage,
@@ -241,6 +252,8 @@ export class Simulation {
         this.ticks++;
         for (const node of this.nodes.values()) {
           if (!node.raft) continue;
+          if (node.raft.isQuiesced && node.raft.currentRole === StateRole.Leader)
+            this.fault('quiesced-leader-tick');
           node.raft.tick();
           this.pump(node);
         }
@@ -272,11 +285,15 @@ export class Simulation {
         this.queue.push(this.now + 20 + this.rng.int(80), { kind: 'chaos' });
         return;
       case 'propose':
-        if (!this.healed) this.proposeSomewhere();
+        if (this.quiesce && !this.healed && this.rng.chance(0.03)) {
+          this.idleUntil = this.now + 100 + this.rng.int(400);
+          this.fault('idle-spell');
+        }
+        if (!this.healed && this.now >= this.idleUntil) this.proposeSomewhere();
         this.queue.push(this.now + 3 + this.rng.int(20), { kind: 'propose' });
         return;
       case 'read':
-        if (!this.healed) this.readSomewhere();
+        if (!this.healed && this.now >= this.idleUntil) this.readSomewhere();
         this.queue.push(this.now + 10 + this.rng.int(60), { kind: 'read' });
         return;
       case 'heal':
@@ -520,6 +537,8 @@ export class Simulation {
   }
 
   private crash(node: SimNode): void {
+    if (node.raft?.isQuiesced && node.raft.currentRole === StateRole.Leader)
+      this.fault('crash-quiesced-leader');
     const pending = node.pending;
     if (
       pending &&
@@ -543,6 +562,12 @@ export class Simulation {
     node.generation++;
     this.fault('crash');
     this.trace(`crash ${node.id}`);
+    // Its links close: every peer's transport reports it unreachable (what wakes quiesced ones).
+    for (const peer of this.nodes.values()) {
+      if (!peer.raft) continue;
+      peer.raft.reportUnreachable(node.id);
+      this.pump(peer);
+    }
   }
 
   private changeMembership(): void {

@@ -20,6 +20,9 @@ describe('deterministic simulator', () => {
       'compaction',
       'message-lost',
       'message-duplicated',
+      // Quiescence (odd seeds): groups went quiet, and quiesced leaders crashed.
+      'quiesced-leader-tick',
+      'crash-quiesced-leader',
     ]) {
       expect(s.faults[kind] ?? 0, kind).toBeGreaterThan(0);
     }
