@@ -246,7 +246,7 @@ describe('broker when partition storage fails', () => {
     fs.inject = (op, path) =>
       op === 'open' && path.includes('/topics/') ? { code: 'ENOSPC' } : null;
     const altered = await c.request(ApiKey.ALTER_CONFIGS, {
-      topics: [{ name: 'ro', configs: { 'retention.ms': '7200000' } }],
+      topics: [{ name: 'ro', configs: { 'segment.ms': '7200000' } }],
     });
     expect(altered.topics[0]!.errorCode).toBe(0);
     const b = producer.batch();
@@ -258,7 +258,7 @@ describe('broker when partition storage fails', () => {
     acked.push(b.value);
     expect(await readValues(c, 'ro')).toEqual(acked);
     const described = await c.request(ApiKey.DESCRIBE_CONFIGS, { topics: ['ro'] });
-    expect(described.topics[0]!.configs.find((e) => e.name === 'retention.ms')?.value).toBe(
+    expect(described.topics[0]!.configs.find((e) => e.name === 'segment.ms')?.value).toBe(
       '7200000',
     );
   });
@@ -289,7 +289,7 @@ describe('broker when partition storage fails', () => {
     });
     for (let k = 0; k < 20; k++) {
       const r = await admin.request(ApiKey.ALTER_CONFIGS, {
-        topics: [{ name: 'cfg', configs: { 'retention.ms': String(3_600_000 + k) } }],
+        topics: [{ name: 'cfg', configs: { 'segment.ms': String(3_600_000 + k) } }],
       });
       expect(r.topics[0]!.errorCode).toBe(0);
       await new Promise((resolve) => setTimeout(resolve, 2));

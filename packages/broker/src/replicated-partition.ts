@@ -26,10 +26,11 @@
 //     an empty gap batch, which a Raft log (one entry = one batch of >= 1 record stamped with its
 //     term) cannot hold, so it is refused unless it is a dry run. With RF > 1 the truncated
 //     replica catches up from the leader like any lagging follower (docs/replication.md);
-//   - log-level config changes (`reopen`): segment size and age, retention, durability and flush
-//     interval are taken by the segment log only when it opens, so a change reopens the replica
-//     (a sole voter elects itself at once; with RF > 1 leadership moves while it reopens). Limits
-//     read per request (max.message.bytes, ...) take effect at once (`setConfig`).
+//   - log-level config changes (`reopen`): segment size and age, durability and flush interval
+//     are taken by the segment log only when it opens, so a change reopens the replica (a sole
+//     voter elects itself at once; with RF > 1 leadership moves while it reopens). Retention and
+//     the limits read per request (max.message.bytes, ...) take effect at once (`setConfig`:
+//     retention is passed to each check).
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { NONE } from '@streambus/raft';
 import {
@@ -89,8 +90,6 @@ function describeFailure(err: unknown): string {
 
 /** Config fields a partition's segment log takes only when it opens. */
 const LOG_FIELDS: ReadonlyArray<keyof TopicConfig> = [
-  'retentionBytes',
-  'retentionMs',
   'segmentBytes',
   'segmentMs',
   'durability',
@@ -249,7 +248,9 @@ export class ReplicatedPartition implements ServedPartition {
     if (!retentionApplies(this.topicConfig.cleanupPolicy)) return;
     const r = this.current;
     if (!this.closed && r !== null && r.offlineError === null && r.role === 'leader') {
-      await r.enforceRetention();
+      // The topic's current retention: a change applies here without reopening the log.
+      const c = this.topicConfig;
+      await r.enforceRetention({ retentionBytesMax: c.retentionBytes, retentionMs: c.retentionMs });
     }
   }
 

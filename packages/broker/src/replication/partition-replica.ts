@@ -586,14 +586,17 @@ export class PartitionReplica implements HostedGroup {
    * past the high watermark. Resolves with the log start. (Never call the PartitionLog's own
    * enforceRetention on a replica: its replicas would diverge.)
    */
-  enforceRetention(): Promise<number> {
+  enforceRetention(limits?: {
+    readonly retentionBytesMax: number;
+    readonly retentionMs: number;
+  }): Promise<number> {
     try {
       this.checkUsable();
       this.checkLeader();
     } catch (err) {
       return Promise.reject(err);
     }
-    const target = Math.min(this.store.log.retentionStartOffset(), this.hw);
+    const target = Math.min(this.store.log.retentionStartOffset(limits), this.hw);
     return this.deleteRecordsBefore(target);
   }
 

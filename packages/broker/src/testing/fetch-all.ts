@@ -17,7 +17,14 @@ export async function fetchAll(
   const lo = await c.request(ApiKey.LIST_OFFSETS, {
     topics: [{ name: topic, partitions: [{ partition, timestamp: OffsetSpec.LATEST }] }],
   });
-  const end = lo.topics[0]!.partitions[0]!.offset;
+  const at = lo.topics[0]!.partitions[0]!;
+  // A refusal (a new leader not readable yet, a partition reopening) is an error, never "empty".
+  if (at.errorCode !== 0) {
+    throw new Error(
+      `list offsets of ${topic}-${partition}: ${at.errorCode} ${at.errorMessage ?? ''}`,
+    );
+  }
+  const end = at.offset;
   const out: Array<{ offset: number; value: string }> = [];
   let offset = from;
   while (offset < end) {

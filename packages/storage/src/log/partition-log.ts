@@ -1386,8 +1386,15 @@ export class PartitionLog {
    * The log start `enforceRetention` would move to now (a segment boundary; logStartOffset when
    * nothing is due). A replicated partition asks this and moves the start through its group.
    */
-  retentionStartOffset(): number {
-    const { retentionBytesMax, retentionMs } = this.config;
+  /**
+   * Where retention would move the log start. `limits` overrides the config the log was opened
+   * with (a replicated partition takes its topic's current retention at each check, so a
+   * change needs no reopen).
+   */
+  retentionStartOffset(
+    limits: { readonly retentionBytesMax: number; readonly retentionMs: number } = this.config,
+  ): number {
+    const { retentionBytesMax, retentionMs } = limits;
     const now = this.nowMs();
     let total = this.sizeBytes;
     let newStart = this._logStartOffset;
