@@ -90,6 +90,20 @@ export interface ConsumerBatch {
   readonly highWatermark: number;
   /** At least one record, in offset order. */
   readonly records: readonly DecodedRecord[];
+  /**
+   * The partition's position once this batch is consumed: past its last record and past any
+   * control batch (a leader's no-op or a transaction marker) that follows it in the same fetch.
+   * This, not the last record's offset + 1, is the offset to commit.
+   */
+  readonly nextOffset: number;
+}
+
+/**
+ * For the group consumer only: deliver a partition's control-only data as a batch without
+ * records, so its commits move past control batches too (poll() users never see one).
+ */
+export interface ConsumerInternals {
+  readonly emptyBatches?: boolean;
 }
 
 interface Assigned {
@@ -148,11 +162,14 @@ export class Consumer {
    * polls: at most one round, so the consumer's bound stays two rounds per broker.
    */
   private undelivered: Fetched[] = [];
+  private readonly emptyBatches: boolean;
 
   constructor(
     private readonly ctx: ClientContext,
     options: ConsumerOptions = {},
+    internals: ConsumerInternals = {},
   ) {
+    this.emptyBatches = internals.emptyBatches === true;
     this.maxWaitMs = options.maxWaitMs ?? ConsumerDefaults.maxWaitMs;
     this.minBytes = options.minBytes ?? ConsumerDefaults.minBytes;
     this.maxBytes = options.maxBytes ?? ConsumerDefaults.maxBytes;
@@ -414,12 +431,13 @@ export class Consumer {
       f.a.position = to;
       const records = decodeFrom(f.from, f.records.subarray(0, bytes));
       budget -= Math.max(1, records.length);
-      if (records.length > 0) {
+      if (records.length > 0 || this.emptyBatches) {
         out.push({
           topic: f.a.topic,
           partition: f.a.partition,
           highWatermark: f.highWatermark,
           records,
+          nextOffset: to,
         });
       }
     }

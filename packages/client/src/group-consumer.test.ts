@@ -116,6 +116,33 @@ describe('group consumer (fake coordinator)', () => {
     expect(broker.groups.groups.get('g1')?.members.size).toBe(0);
   });
 
+  it('commits past control batches (a new leader no-op), fetched with records or alone', async () => {
+    broker.createTopic('noop', 2);
+    const client = newClient();
+    await produce(client, 'noop', 2, 20);
+    // Partition 0: records, then a leader's no-op, fetched together.
+    broker.appendControlBatch('noop', 0);
+    const consumer = client.consumer({ groupId: 'g-noop', ...fast });
+    await consumer.subscribe({ topics: ['noop'] });
+    const { values, done } = drain(consumer);
+    await until('20 records', () => values.length === 20);
+    await until(
+      'partition 0 committed past its no-op',
+      () => broker.groups.committed('g-noop', 'noop', 0) === 11,
+    );
+    // Partition 1: a no-op alone after every record was consumed (a failover at an idle log).
+    broker.appendControlBatch('noop', 1);
+    await until(
+      'partition 1 committed past its no-op',
+      () => broker.groups.committed('g-noop', 'noop', 1) === 11,
+    );
+    await consumer.close();
+    await done;
+    expect(values).toHaveLength(20);
+    expect(broker.groups.committed('g-noop', 'noop', 0)).toBe(11);
+    expect(broker.groups.committed('g-noop', 'noop', 1)).toBe(11);
+  });
+
   it('starts at the committed offsets, and at autoOffsetReset where there are none', async () => {
     broker.createTopic('t', 2);
     const client = newClient();

@@ -294,7 +294,7 @@ export class GroupConsumer {
     this.assignor = name;
     this.onAssigned = onAssigned;
     this.onRevoked = onRevoked;
-    this.inner = new Consumer(ctx, consumerOptions);
+    this.inner = new Consumer(ctx, consumerOptions, { emptyBatches: true });
     this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'earliest';
     this.admin = new Admin(ctx);
     this.closed = new Promise((resolve) => {
@@ -395,6 +395,13 @@ export class GroupConsumer {
         const k = key(b.topic, b.partition);
         const owner = this.owned.get(k);
         if (owner === undefined) continue;
+        if (b.records.length === 0) {
+          // Only control batches (a new leader's no-op): nothing to hand out, but the position,
+          // and so the next commit, moves past them.
+          if (!this.closing) this.processed.set(k, b.nextOffset);
+          continue;
+        }
+        const last = b.records[b.records.length - 1]!;
         for (const r of b.records) {
           // Revoked (or revoked and given back) since the poll: the rest is not ours to hand out.
           if (this.owned.get(k) !== owner || this.closing) break;
@@ -412,7 +419,8 @@ export class GroupConsumer {
             // Runs when the application asks for the next record or leaves the loop.
             this.lastPollMs = Date.now();
             if (this.owned.get(k) === owner || this.revoking.get(k) === owner) {
-              this.processed.set(k, r.offset + 1);
+              // After a batch's last record: past the control batches that follow it too.
+              this.processed.set(k, r === last ? b.nextOffset : r.offset + 1);
             }
           }
         }

@@ -16,6 +16,7 @@ import {
   checkApiVersion,
   decodeRequest,
   ErrorCode,
+  encodeControlBatch,
   encodeErrorResponse,
   encodeResponse,
   type Frame,
@@ -199,6 +200,36 @@ export class FakeBroker {
       });
     }
     this.topics.set(name, { partitions: parts, configs: new Map(Object.entries(configs)) });
+  }
+
+  /**
+   * Appends a control batch (as a new Raft leader's no-op takes an offset) and wakes fetches
+   * waiting at the log end.
+   */
+  appendControlBatch(topic: string, partition: number): void {
+    const part = this.topics.get(topic)?.partitions[partition];
+    if (part === undefined) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `no fake partition ${topic}/${partition}`,
+      );
+    }
+    const bytes = encodeControlBatch({
+      type: 1,
+      producerId: -1,
+      producerEpoch: -1,
+      coordinatorEpoch: 0,
+      baseOffset: part.nextOffset,
+    });
+    const h = readBatchHeader(bytes);
+    part.batches.push({
+      baseOffset: part.nextOffset,
+      lastOffset: part.nextOffset,
+      maxTimestamp: h.maxTimestamp,
+      bytes,
+    });
+    part.nextOffset += 1;
+    for (const w of [...this.waiters]) w();
   }
 
   /** Disconnects every client (the server keeps listening). */
