@@ -5,6 +5,7 @@
 // Offsets: a fresh partition's first data record is at FIRST, since the leader's no-op entry of
 // its first Raft term is a control batch at offset 0 (docs/replication.md); consumers skip it.
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -751,6 +752,87 @@ describe('restart and shutdown', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(res.topics[0]!.partitions[0]!.records.length).toBe(0);
     await c.closed;
+  });
+});
+
+/**
+ * A file system whose every operation waits while `holding` (a start-up the test stretches).
+ */
+class GatedFileSystem extends ForwardingFileSystem {
+  holding = false;
+  private held: Array<() => void> = [];
+  private gate(): Promise<void> | undefined {
+    return this.holding ? new Promise<void>((resolve) => this.held.push(resolve)) : undefined;
+  }
+  release(): void {
+    this.holding = false;
+    for (const resolve of this.held.splice(0)) resolve();
+  }
+  override async open(path: string, mode: OpenMode): Promise<FileHandle> {
+    await this.gate();
+    const handle = await this.inner.open(path, mode);
+    const sync = handle.sync.bind(handle);
+    return Object.assign(Object.create(handle) as FileHandle, {
+      sync: async (): Promise<void> => {
+        await this.gate();
+        await sync();
+      },
+    });
+  }
+  override async mkdir(dir: string): Promise<void> {
+    await this.gate();
+    return this.inner.mkdir(dir);
+  }
+  override async syncDir(dir: string): Promise<void> {
+    await this.gate();
+    return this.inner.syncDir(dir);
+  }
+  override async rename(from: string, to: string): Promise<void> {
+    await this.gate();
+    return this.inner.rename(from, to);
+  }
+}
+
+describe('a client connecting while the broker starts', () => {
+  it('is held until the broker is ready, and its first request is answered, not lost', async () => {
+    // A free port, so the client can dial it before start() resolves.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const fs = new GatedFileSystem(new MemoryFileSystem());
+    let ready = false;
+    const starting = startBroker(testConfig({ listen: { host: '127.0.0.1', port } }), fs).then(
+      (b) => {
+        ready = true;
+        return b;
+      },
+    );
+    starting.catch(() => undefined);
+    let c: RawClient | null = null;
+    const deadline = Date.now() + 10_000;
+    while (c === null && Date.now() < deadline) {
+      c = await RawClient.connect(port).catch(() => null);
+      if (c === null) await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(c).not.toBeNull();
+    clients.push(c!);
+    // The listener is up; hold the rest of the start-up so the request meets a held socket.
+    fs.holding = true;
+    const answer = c!.request(ApiKey.API_VERSIONS, {
+      clientSoftwareName: 'test',
+      clientSoftwareVersion: '0',
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ready).toBe(false);
+    fs.release();
+    await starting;
+    const res = await Promise.race([
+      answer,
+      new Promise<null>((r) => setTimeout(() => r(null), 5_000)),
+    ]);
+    expect(res).not.toBeNull();
+    expect(res!.errorCode).toBe(0);
   });
 });
 

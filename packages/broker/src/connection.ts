@@ -266,6 +266,8 @@ export class Connection<F = Frame> {
     this.lastActivityMs = Date.now();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A socket may come paused (FirstBytesRouter, a start-up hold): it flows from here.
+    socket.resume();
     socket.on('drain', () => {
       this.writeBlocked = false;
       this.writeProgressMs = Date.now();

@@ -44,10 +44,14 @@ describe('FirstBytesRouter', () => {
       },
       onClient: (s) => {
         sockets.push(s);
-        s.on('data', (c: Buffer) => {
-          clientBytes.push(c);
-          if (Buffer.concat(clientBytes).length >= 6) clientSeen();
-        });
+        // Held a while (as a starting broker holds early sockets): nothing may be lost.
+        setTimeout(() => {
+          s.on('data', (c: Buffer) => {
+            clientBytes.push(c);
+            if (Buffer.concat(clientBytes).length >= 6) clientSeen();
+          });
+          s.resume();
+        }, 50);
       },
       timeoutMs: 5_000,
     });

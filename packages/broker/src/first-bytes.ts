@@ -2,7 +2,9 @@
 // A socket whose first chunk starts with the peer preamble (cluster/peer-frame.ts: its first
 // byte can never start a client frame) goes to the peer links with the bytes already read;
 // anything else is put back into the socket (`unshift`) and served as a client connection, which
-// then reads exactly what it would have read without the look.
+// then reads exactly what it would have read without the look. A client socket is handed over
+// paused: its reader resumes it once it listens (a socket held while the broker starts must
+// not flow with nobody listening, which would drop its first request).
 //
 // A socket that sends nothing is closed after `timeoutMs` (the client idle timeout, which the
 // connection sweep would have applied anyway); one that closes or fails first is just dropped.
@@ -13,6 +15,7 @@ import type { Socket } from 'node:net';
 export interface FirstBytesRoute {
   isPeer(firstBytes: Uint8Array): boolean;
   onPeer(socket: Socket, firstBytes: Buffer): void;
+  /** Takes a paused socket; resumes it once it has a 'data' listener. */
   onClient(socket: Socket): void;
   timeoutMs: number;
 }
@@ -44,7 +47,6 @@ export class FirstBytesRouter {
       socket.pause();
       socket.unshift(chunk);
       this.route.onClient(socket);
-      socket.resume();
     };
     const onError = (): void => {
       finish();
