@@ -4,7 +4,7 @@
 // including a kill -9 of the broker coordinating the group (restarted later). Checkers: no
 // partition owned by two members in one generation (from the members' assignment reports);
 // every acknowledged record processed at least once; after the last members close, every
-// committed offset equals its partition's log end.
+// committed offset is past its partition's last record.
 //
 // Scale: RECORDS (default 20,000; the issue asks 200,000) keeps the test within about a minute
 // of suite time on a shared 2-core machine; CHURN_RECORDS=200000 runs the issue's size.
@@ -89,6 +89,8 @@ describe('consumer-group churn (3 brokers, member processes)', () => {
         STREAMBUS_GROUPS_OFFSETS_TOPIC_PARTITIONS: '3',
         STREAMBUS_GROUPS_INITIAL_REBALANCE_DELAY_MS: '0',
         STREAMBUS_GROUPS_SESSION_TIMEOUT_MS_MIN: '1000',
+        // No leader moves of its own after the restart (each would append a no-op).
+        STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '0',
       },
     });
     const bootstrap = cluster.bootstrap.join(',');
@@ -184,12 +186,20 @@ describe('consumer-group churn (3 brokers, member processes)', () => {
         new Set(members.flatMap((m) => m.assignments.map((a) => a.generation))).size,
       ).toBeGreaterThan(4);
 
-      // After the last members' close: committed offsets == log ends.
+      // After the last members' close: every partition committed past its last record. The log
+      // end may lie beyond by control batches only (a leader elected after the members closed
+      // appends its term's no-op, which no member was left to read); no record is produced
+      // after `acked`'s, so the committed offset must be past the last acknowledged record.
+      const lastAcked = new Map<number, number>();
+      for (const a of acked)
+        lastAcked.set(a.partition, Math.max(lastAcked.get(a.partition) ?? -1, a.offset));
       const d = await admin.describeGroup(GROUP);
       expect(d.state).toBe('Empty');
       expect(d.offsets).toHaveLength(PARTITIONS);
       for (const o of d.offsets) {
-        expect(o.committedOffset, `${o.topic}/${o.partition}`).toBe(o.logEnd);
+        const where = `${o.topic}/${o.partition}`;
+        expect(o.committedOffset, where).toBeGreaterThan(lastAcked.get(o.partition)!);
+        expect(o.committedOffset, where).toBeLessThanOrEqual(o.logEnd);
       }
     } finally {
       await client.close();
