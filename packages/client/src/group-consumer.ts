@@ -141,6 +141,15 @@ function intOption(name: string, v: number, min: number): number {
   return v;
 }
 
+function checkTopicPartition(what: string, tp: unknown): TopicPartition {
+  const o = tp as { topic?: unknown; partition?: unknown } | null;
+  if (typeof o !== 'object' || o === null || typeof o.topic !== 'string' || o.topic === '') {
+    throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `${what}.topic: expected a name`);
+  }
+  intOption(`${what}.partition`, o.partition as number, 0);
+  return { topic: o.topic, partition: o.partition as number };
+}
+
 function byTopic<T extends TopicPartition>(tps: Iterable<T>): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const tp of tps) {
@@ -205,6 +214,11 @@ export class GroupConsumer {
   private leftForPoll = false;
   private nextAutoCommitMs = 0;
   private nextMetadataMs = 0;
+  /** unsubscribe(): the membership loop stops at its next step (a join or sync is abandoned). */
+  private stopRequested = false;
+  private stopped: Promise<void> = new Promise(() => undefined);
+  private signalStopped: () => void = () => undefined;
+  private unsubscribing: Promise<void> | null = null;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -356,12 +370,131 @@ export class GroupConsumer {
         pattern: new RegExp(o.pattern.source, o.pattern.flags.replace(/[gy]/g, '')),
       };
     }
+    // An unsubscribe in progress finishes (commits, leaves) before the member joins again.
+    if (this.unsubscribing !== null) await this.unsubscribing;
+    this.checkOpen();
     this.rejoinNeeded = true;
     this.lastPollMs = Date.now();
     if (this.loop === null) {
+      this.stopRequested = false;
+      this.stopped = new Promise((resolve) => {
+        this.signalStopped = resolve;
+      });
       this.loop = this.run().catch((err: unknown) => this.setFatal(err));
     }
     this.wake();
+  }
+
+  /**
+   * Gives up every partition (committing their processed offsets first, with auto-commit, then
+   * onRevoked) and leaves the group, static members too: the subscription is empty until the
+   * next subscribe(), which joins again. The iterators stay open (they wait for records). A
+   * no-op when not subscribed.
+   */
+  unsubscribe(): Promise<void> {
+    this.checkOpen();
+    if (this.loop === null) return this.unsubscribing ?? Promise.resolve();
+    this.unsubscribing ??= this.unsubscribeOnce().finally(() => {
+      this.unsubscribing = null;
+    });
+    return this.unsubscribing;
+  }
+
+  private async unsubscribeOnce(): Promise<void> {
+    this.stopRequested = true;
+    this.signalStopped();
+    this.wake();
+    await this.loop;
+    try {
+      if (this.owned.size > 0 && !this.ctx.signal.aborted) {
+        await this.revoke([...this.owned.values()], false);
+      }
+      if (this.memberIdValue !== '' && !this.ctx.signal.aborted) {
+        await this.leaveGroup('the consumer unsubscribed');
+      }
+    } finally {
+      this.loop = null;
+      this.subscription = null;
+      this.topics = [];
+      this.partitionCounts = new Map();
+      this.memberIdValue = '';
+      this.generationValue = -1;
+      this.leftForPoll = false;
+      this.rejoinNeeded = true;
+    }
+  }
+
+  /**
+   * Moves an owned partition's position: the next record handed out of it is at `offset` (or
+   * the first one after it, in a compacted log), and the next commit without arguments commits
+   * `offset` even before that record (as Kafka commits the position). Records of it already
+   * polled are dropped. PARTITION_NOT_OWNED for a partition this member does not own.
+   */
+  seek(target: CommitOffset): void {
+    this.checkOpen();
+    checkOptionNames('seek', target, OptionNames.commitOffset);
+    const tp = checkTopicPartition('seek', target);
+    if (!Number.isSafeInteger(target.offset) || target.offset < 0) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `seek.offset: expected a non-negative integer, got ${target.offset}`,
+      );
+    }
+    const k = tpKey(tp);
+    this.ownedOrThrow('seek', tp);
+    // A new owner object: records polled before the seek no longer match it (records()).
+    this.owned.set(k, { topic: tp.topic, partition: tp.partition });
+    this.processed.set(k, target.offset);
+    this.inner.seek(tp.topic, tp.partition, target.offset);
+  }
+
+  /**
+   * Stops fetching owned partitions: records of them not yet polled are not handed out until
+   * resume() (those of the poll in hand, at most maxPollRecords, still are). The membership goes
+   * on (heartbeats, commits); an application that keeps iterating while everything is paused
+   * is polling, so maxPollIntervalMs is not tripped. A partition revoked and assigned again
+   * starts unpaused; one kept across a rebalance stays paused. PARTITION_NOT_OWNED for a
+   * partition this member does not own (nothing is paused then).
+   */
+  pause(partitions: readonly TopicPartition[]): void {
+    this.setPaused('pause', partitions, true);
+  }
+
+  /** Fetches paused partitions again, from where they stopped. PARTITION_NOT_OWNED as pause. */
+  resume(partitions: readonly TopicPartition[]): void {
+    this.setPaused('resume', partitions, false);
+  }
+
+  /** The owned partitions that are paused now, sorted. */
+  paused(): TopicPartition[] {
+    return sortTps(this.inner.assignment().filter((a) => a.paused && this.owned.has(tpKey(a))));
+  }
+
+  private setPaused(what: string, partitions: readonly TopicPartition[], paused: boolean): void {
+    this.checkOpen();
+    if (!Array.isArray(partitions)) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${what}: expected a list of { topic, partition }`,
+      );
+    }
+    const list = partitions.map((p, i) => checkTopicPartition(`${what}[${i}]`, p));
+    // All or nothing: every partition is checked before any changes.
+    for (const tp of list) this.ownedOrThrow(what, tp);
+    for (const [topic, tps] of byTopic(list)) {
+      const ps = tps.map((tp) => tp.partition);
+      if (paused) this.inner.pause(topic, ps);
+      else this.inner.resume(topic, ps);
+    }
+  }
+
+  private ownedOrThrow(what: string, tp: TopicPartition): void {
+    if (!this.owned.has(tpKey(tp))) {
+      throw new StreamBusError(
+        ErrorCode.PARTITION_NOT_OWNED,
+        `${what}: ${tp.topic}/${tp.partition} is not assigned to this member of group '${this.groupId}' (it owns ${this.owned.size} partitions)`,
+      );
+    }
   }
 
   /** The partitions owned now, sorted. */
@@ -384,6 +517,9 @@ export class GroupConsumer {
     this.checkOpen();
     while (!this.closing && !this.ctx.signal.aborted) {
       const batches = await this.pollBatches();
+      // Who owned each batch's partition when it was polled: a seek or a revocation since then
+      // replaces the owner object, and the batch is not handed out.
+      const owners = batches.map((b) => this.owned.get(key(b.topic, b.partition)));
       for (const b of batches) {
         // The position before the first record handed out (lag() and commits start from it).
         const k = key(b.topic, b.partition);
@@ -391,10 +527,10 @@ export class GroupConsumer {
           this.processed.set(k, b.records[0]!.offset);
         }
       }
-      for (const b of batches) {
+      for (const [i, b] of batches.entries()) {
         const k = key(b.topic, b.partition);
-        const owner = this.owned.get(k);
-        if (owner === undefined) continue;
+        const owner = owners[i];
+        if (owner === undefined || this.owned.get(k) !== owner) continue;
         if (b.records.length === 0) {
           // Only control batches (a new leader's no-op): nothing to hand out, but the position,
           // and so the next commit, moves past them.
@@ -515,6 +651,7 @@ export class GroupConsumer {
     this.closing = true;
     this.signalClosed();
     this.wake();
+    await this.unsubscribing?.catch(() => undefined);
     // The loop ends at its next step; a join or sync it waits on is abandoned (raced with close).
     await this.loop;
     try {
@@ -533,7 +670,7 @@ export class GroupConsumer {
 
   private async run(): Promise<void> {
     let failures = 0;
-    while (!this.closing && !this.ctx.signal.aborted) {
+    while (!this.closing && !this.stopRequested && !this.ctx.signal.aborted) {
       try {
         if (this.leftForPoll) {
           await this.sleep(this.heartbeatIntervalMs);
@@ -545,7 +682,7 @@ export class GroupConsumer {
         }
         failures = 0;
       } catch (err) {
-        if (this.closing || this.ctx.signal.aborted) return;
+        if (this.closing || this.stopRequested || this.ctx.signal.aborted) return;
         if (!(err instanceof StreamBusError) || !err.retriable) throw err;
         // The coordinator stayed away longer than the retry policy: the member keeps trying.
         failures++;
@@ -986,7 +1123,7 @@ export class GroupConsumer {
   /** The request's answer, or null when close() came first (the request is abandoned). */
   private async raceClose<T>(p: Promise<T>): Promise<T | null> {
     p.catch(() => undefined);
-    return Promise.race([p, this.closed.then(() => null)]);
+    return Promise.race([p, this.closed.then(() => null), this.stopped.then(() => null)]);
   }
 
   private async pollBatches() {
@@ -1019,7 +1156,7 @@ export class GroupConsumer {
 
   /** Sleeps up to `ms`; a wake() since the last sleep (or during it) ends it at once. */
   private sleep(ms: number): Promise<void> {
-    if (this.wakePending || this.closing) {
+    if (this.wakePending || this.closing || this.stopRequested) {
       this.wakePending = false;
       return Promise.resolve();
     }
