@@ -332,6 +332,50 @@ describe('the group coordinator on a cluster of one', () => {
     expect(zombie.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ILLEGAL_GENERATION);
   });
 
+  it('answers a join and a sync parked longer than requestTimeoutMs (the rebalance bounds them)', async () => {
+    const requestTimeoutMs = 400;
+    const { broker, c } = await start(tempDir(), (cfg) => ({
+      ...cfg,
+      limits: { ...cfg.limits, requestTimeoutMs },
+    }));
+    const b = await RawClient.connect(broker.address.port);
+    res.open.push(b);
+    await createTopic(c, 't', 2);
+    const a = await joinAndSync(c, 'g7');
+    const bId = (await join1(b, 'g7', '')).memberId;
+    // b's join waits for a to rejoin (rebalance timeout 5 s), three request timeouts long.
+    const started = Date.now();
+    const bJoin = join1(b, 'g7', bId);
+    await new Promise((r) => setTimeout(r, 3 * requestTimeoutMs));
+    const [aJoined, bJoined] = await Promise.all([join1(c, 'g7', a.memberId), bJoin]);
+    expect(Date.now() - started).toBeGreaterThan(3 * requestTimeoutMs);
+    expect([aJoined.errorCode, bJoined.errorCode]).toEqual([0, 0]);
+    expect(bJoined.generation).toBe(a.generation + 1);
+    // b's sync waits for the leader's assignments, as long again.
+    const bSync = b.request(ApiKey.SYNC_GROUP, {
+      groupId: 'g7',
+      generation: bJoined.generation,
+      memberId: bId,
+      groupInstanceId: null,
+      assignments: [],
+    });
+    await new Promise((r) => setTimeout(r, 3 * requestTimeoutMs));
+    const aSync = await c.request(ApiKey.SYNC_GROUP, {
+      groupId: 'g7',
+      generation: aJoined.generation,
+      memberId: a.memberId,
+      groupInstanceId: null,
+      assignments: [
+        { memberId: a.memberId, assignment: meta('t-0') },
+        { memberId: bId, assignment: meta('t-1') },
+      ],
+    });
+    expect(aSync.errorCode).toBe(0);
+    const synced = await bSync;
+    expect(synced.errorCode).toBe(0);
+    expect(Buffer.from(synced.assignment).toString()).toBe('t-1');
+  });
+
   it('answers bad input with typed errors', async () => {
     const { c } = await start(tempDir());
     await createTopic(c, 't', 2);
