@@ -383,6 +383,32 @@ describe('log compaction on partition replicas', () => {
     expect(Date.now() - started).toBeLessThan(500);
   });
 
+  it('a live change to cleanup.policy delete stops a clean in progress', async () => {
+    const c = await oneReplica(8, 60);
+    const registry = new Registry();
+    // 1 KiB/s with a 1 KiB burst: the clean sleeps on its budget for seconds.
+    const comp = compactionOn(c.node(1).fs, registry, { bytesPerSecond: 1024, readBytesMax: 4096 });
+    compactions.push(comp);
+    let policy = 'compact';
+    comp.add(targetOf(c.replica(1), () => topicConfig({ 'cleanup.policy': policy })));
+    const running = comp.runOnce();
+    for (let i = 0; i < 200 && comp.ioBudget.waitedMs === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(comp.ioBudget.waitedMs).toBeGreaterThan(0);
+    const started = Date.now();
+    policy = 'delete';
+    expect(await running).toBeNull();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await registry.metrics()).toMatch(
+      /streambus_log_cleaner_runs_total\{result="aborted"\} 1/,
+    );
+    expect((await c.node(1).fs.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+    // Not scheduled again while the policy lacks compact.
+    expect(await comp.runOnce()).toBeNull();
+    expect(comp.runsTotal).toBe(1);
+  });
+
   it('retention stops for a topic switched to compact live; compact,delete keeps it', async () => {
     const c = new ReplicaCluster({
       ids: [1],

@@ -46,6 +46,11 @@ export const LOG_CLEANER_INDEX_DIR = 'log-cleaner-index';
 /** Passes a partition waits after a failed or partial clean: 1, 2, 4, ... up to this. */
 const BACKOFF_PASSES_MAX = 64;
 /**
+ * How often a running clean checks its topic's cleanup.policy: a live change to one without
+ * compact stops it (the passes skip the partition from then on).
+ */
+const POLICY_CHECK_MS = 100;
+/**
  * Bytes the cleaner reads per slice. Small, because the cleaner runs on the broker's event loop:
  * a slice's records are judged in one stretch of microtasks (an index lookup each), so the slice
  * bounds how long produce and fetch callbacks wait for it.
@@ -414,6 +419,13 @@ export class LogCompaction {
       () => undefined,
     );
     this.running = { name: t.name, abort, done };
+    const policyWatch = setInterval(() => {
+      if (!compactionApplies(t.config().cleanupPolicy)) {
+        abort.abort();
+        this.sleeps.wakeAll();
+      }
+    }, POLICY_CHECK_MS);
+    policyWatch.unref();
     const where = { topic: t.topic, partition: t.partition, bound };
     try {
       const report = await work;
@@ -457,13 +469,17 @@ export class LogCompaction {
       const aborted = isStreamBusError(err, ErrorCode.LOG_CLEAN_ABORTED);
       this.count(aborted ? 'aborted' : 'failed', null, this.nowMs() - started, waitedBefore, 0);
       if (aborted) {
-        this.o.logger.debug(where, 'log clean stopped: the partition is closing');
+        this.o.logger.debug(
+          where,
+          'log clean stopped: the partition is closing, or its cleanup.policy no longer compacts',
+        );
       } else {
         this.backOff(entry);
         this.o.logger.warn({ ...where, err }, 'log clean failed; it tries again later');
       }
       return null;
     } finally {
+      clearInterval(policyWatch);
       this.running = null;
       this.lastRunEndMs = this.nowMs();
       this.runsTotal++;
