@@ -468,6 +468,28 @@ describe('group consumer (fake coordinator)', () => {
     await d.done;
   });
 
+  it('keeps no reaction per poll or heartbeat behind while waiting for close', async () => {
+    broker.createTopic('idle', 1);
+    const consumer = newClient().consumer({ groupId: 'idle', ...fast, maxWaitMs: 5 });
+    await consumer.subscribe({ topics: ['idle'] });
+    const d = drain(consumer);
+    await until('assigned', () => consumer.assignment().length === 1);
+    // maxWaitMs 5: about a hundred empty polls, and heartbeats every 50 ms.
+    const heartbeats = broker.groups.count(ApiKey.HEARTBEAT);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(broker.groups.count(ApiKey.HEARTBEAT)).toBeGreaterThan(heartbeats + 3);
+    const races = consumer as unknown as {
+      closeRaces: { size: number };
+      stopRaces: { size: number };
+    };
+    // At most the iterator's one poll and the loop's one request wait, however many went before.
+    expect(races.closeRaces.size).toBeLessThanOrEqual(1);
+    expect(races.stopRaces.size).toBeLessThanOrEqual(1);
+    await consumer.close();
+    await d.done;
+    expect(races.closeRaces.size).toBe(0);
+  });
+
   it('refuses unknown and bad options with the nearest name', async () => {
     const client = newClient();
     const bad = (o: object) => () => client.consumer(o as GroupConsumerOptions);

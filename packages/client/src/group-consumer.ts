@@ -141,6 +141,54 @@ function intOption(name: string, v: number, min: number): number {
   return v;
 }
 
+/**
+ * Races promises against an event (close, unsubscribe) that may never come. Unlike
+ * Promise.race with a pending promise, which adds a reaction to it per race that stays until it
+ * settles (one per poll, forever, on a consumer that is never closed), each race here is
+ * forgotten as soon as its promise settles. After fire(), races resolve null at once until
+ * reset().
+ */
+class Interrupts {
+  private readonly waiting = new Set<() => void>();
+  private fired = false;
+
+  race<T>(p: Promise<T>): Promise<T | null> {
+    if (this.fired) {
+      p.catch(() => undefined);
+      return Promise.resolve(null);
+    }
+    return new Promise<T | null>((resolve, reject) => {
+      const cancel = () => resolve(null);
+      this.waiting.add(cancel);
+      p.then(
+        (v) => {
+          this.waiting.delete(cancel);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.waiting.delete(cancel);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  fire(): void {
+    this.fired = true;
+    for (const cancel of this.waiting) cancel();
+    this.waiting.clear();
+  }
+
+  reset(): void {
+    this.fired = false;
+  }
+
+  /** Races waiting now (bounded by the callers: one poll per iterator, one loop request). */
+  get size(): number {
+    return this.waiting.size;
+  }
+}
+
 function checkTopicPartition(what: string, tp: unknown): TopicPartition {
   const o = tp as { topic?: unknown; partition?: unknown } | null;
   if (typeof o !== 'object' || o === null || typeof o.topic !== 'string' || o.topic === '') {
@@ -205,8 +253,8 @@ export class GroupConsumer {
   private closeDone: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
   private wakePending = false;
-  private readonly closed: Promise<void>;
-  private signalClosed!: () => void;
+  /** Ends what waits on close(): the iterators' polls, the loop's joins, syncs and heartbeats. */
+  private readonly closeRaces = new Interrupts();
   /** Last time the application asked for a record, and whether it is waiting for one now. */
   private lastPollMs = Date.now();
   private pollPending = false;
@@ -216,8 +264,8 @@ export class GroupConsumer {
   private nextMetadataMs = 0;
   /** unsubscribe(): the membership loop stops at its next step (a join or sync is abandoned). */
   private stopRequested = false;
-  private stopped: Promise<void> = new Promise(() => undefined);
-  private signalStopped: () => void = () => undefined;
+  /** Ends the loop's joins, syncs and heartbeats at unsubscribe() (and close()). */
+  private readonly stopRaces = new Interrupts();
   private unsubscribing: Promise<void> | null = null;
 
   constructor(
@@ -311,9 +359,6 @@ export class GroupConsumer {
     this.inner = new Consumer(ctx, consumerOptions, { emptyBatches: true });
     this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'earliest';
     this.admin = new Admin(ctx);
-    this.closed = new Promise((resolve) => {
-      this.signalClosed = resolve;
-    });
   }
 
   /** The member id the coordinator gave ('' before the first join). */
@@ -377,9 +422,7 @@ export class GroupConsumer {
     this.lastPollMs = Date.now();
     if (this.loop === null) {
       this.stopRequested = false;
-      this.stopped = new Promise((resolve) => {
-        this.signalStopped = resolve;
-      });
+      this.stopRaces.reset();
       this.loop = this.run().catch((err: unknown) => this.setFatal(err));
     }
     this.wake();
@@ -402,7 +445,7 @@ export class GroupConsumer {
 
   private async unsubscribeOnce(): Promise<void> {
     this.stopRequested = true;
-    this.signalStopped();
+    this.stopRaces.fire();
     this.wake();
     await this.loop;
     try {
@@ -649,7 +692,8 @@ export class GroupConsumer {
 
   private async closeOnce(): Promise<void> {
     this.closing = true;
-    this.signalClosed();
+    this.closeRaces.fire();
+    this.stopRaces.fire();
     this.wake();
     await this.unsubscribing?.catch(() => undefined);
     // The loop ends at its next step; a join or sync it waits on is abandoned (raced with close).
@@ -1122,8 +1166,7 @@ export class GroupConsumer {
 
   /** The request's answer, or null when close() came first (the request is abandoned). */
   private async raceClose<T>(p: Promise<T>): Promise<T | null> {
-    p.catch(() => undefined);
-    return Promise.race([p, this.closed.then(() => null), this.stopped.then(() => null)]);
+    return this.stopRaces.race(p);
   }
 
   private async pollBatches() {
@@ -1136,7 +1179,7 @@ export class GroupConsumer {
     }
     this.pollPending = true;
     try {
-      const batches = await Promise.race([this.inner.poll(), this.closed.then(() => [])]);
+      const batches = (await this.closeRaces.race(this.inner.poll())) ?? [];
       if (this.fatal !== null) throw this.fatal;
       return batches;
     } catch (err) {
