@@ -178,6 +178,12 @@ interface Entry {
   /** Passes left before this partition is tried again. */
   waitPasses: number;
   failures: number;
+  /**
+   * When the oldest tombstone the last clean had to keep (not old enough) becomes old enough to
+   * go (its timestamp + delete.retention.ms); null: none known. At or after it, the partition is
+   * cleaned whatever its dirty ratio, so expired tombstones do not wait for new writes.
+   */
+  tombstonesDueMs: number | null;
 }
 
 /**
@@ -301,7 +307,7 @@ export class LogCompaction {
   /** Registers a partition log (any policy: a config change to compact takes effect at once). */
   add(target: CompactionTarget): void {
     if (this.closed) return;
-    this.entries.set(target.name, { target, waitPasses: 0, failures: 0 });
+    this.entries.set(target.name, { target, waitPasses: 0, failures: 0, tombstonesDueMs: null });
   }
 
   /**
@@ -374,14 +380,23 @@ export class LogCompaction {
     }
     const store = await this.openStore();
     let best: { entry: Entry; log: PartitionLog; bound: number; ratio: number } | null = null;
+    let bestScore = 0;
     let ratioMax = 0;
+    const now = this.nowMs();
     for (const c of candidates) {
       if (this.closed || !this.entries.has(c.entry.target.name)) continue;
       const cleaner = this.cleanerFor(c.entry.target, c.log, store);
       const ratio = await cleaner.dirtyRatio(c.bound);
       ratioMax = Math.max(ratioMax, ratio);
-      if (ratio < c.entry.target.config().minCleanableDirtyRatio || ratio === 0) continue;
-      if (best === null || ratio > best.ratio) best = { ...c, ratio };
+      const due = c.entry.tombstonesDueMs !== null && now >= c.entry.tombstonesDueMs;
+      const dirty = ratio >= c.entry.target.config().minCleanableDirtyRatio && ratio > 0;
+      if (!dirty && !due) continue;
+      // Tombstones coming due rank after any partition that is dirty enough.
+      const score = dirty ? 1 + ratio : ratio;
+      if (best === null || score > bestScore) {
+        best = { ...c, ratio };
+        bestScore = score;
+      }
     }
     this.metrics?.dirtyRatioMax.set(ratioMax);
     if (best === null || this.closed || !this.entries.has(best.entry.target.name)) return null;
@@ -449,6 +464,9 @@ export class LogCompaction {
       } else {
         entry.failures = 0;
       }
+      // A partial clean kept tombstones for other reasons: wait for the next dirty pass then.
+      const kept = partial ? null : report.tombstoneKeptMinTimestamp;
+      entry.tombstonesDueMs = kept === null ? null : kept + t.config().deleteRetentionMs + 1;
       this.o.logger.info(
         {
           ...where,
