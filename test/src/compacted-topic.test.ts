@@ -4,7 +4,7 @@
 // sealed segments below the high watermark, a fetch at a compacted-away offset gets the next
 // batch, and the SDK consumer and `streambus consume` read over the gaps: the latest value of
 // every live key, each record at the offset it was written.
-import { Broker, defaultConfig } from '@streambus/broker';
+import { Broker, type BrokerConfig, defaultConfig } from '@streambus/broker';
 import { ErrorCode, StreamBusClient } from '@streambus/client';
 import { ApiKey, decodeRecordBatch, splitBatches } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -40,21 +40,27 @@ async function metric(broker: Broker, name: string): Promise<number> {
   return sum;
 }
 
+/** A broker in a temp dir (both removed after the test) whose cleaner runs every 50 ms. */
+async function startBroker(prefix: string, extra: Partial<BrokerConfig> = {}): Promise<Broker> {
+  const dir = tempDir(prefix);
+  open.push(async () => removeDir(dir));
+  const broker = await Broker.start({
+    ...defaultConfig(),
+    dataDir: dir,
+    listen: { host: '127.0.0.1', port: 0 },
+    http: null,
+    logLevel: 'silent',
+    logCleanerIntervalMs: 50,
+    logCleanerBytesPerSecond: 64 * 1024 * 1024,
+    ...extra,
+  });
+  open.push(() => broker.close());
+  return broker;
+}
+
 describe('a compacted topic on a cluster of one', () => {
   it('is compacted in the background; the SDK, a raw fetch and the CLI read over the gaps', async () => {
-    const dir = tempDir('streambus-compact-');
-    open.push(async () => removeDir(dir));
-    const config = defaultConfig();
-    const broker = await Broker.start({
-      ...config,
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      http: null,
-      logLevel: 'silent',
-      logCleanerIntervalMs: 50,
-      logCleanerBytesPerSecond: 64 * 1024 * 1024,
-    });
-    open.push(() => broker.close());
+    const broker = await startBroker('streambus-compact-');
     const bootstrap = `127.0.0.1:${broker.address.port}`;
     const client = new StreamBusClient({ bootstrap });
     open.push(() => client.close());
@@ -169,19 +175,7 @@ describe('a compacted topic on a cluster of one', () => {
   }, 60_000);
 
   it('turning compact,delete (or compact) into delete takes effect at once: no cleaner, keyless records, retention', async () => {
-    const dir = tempDir('streambus-uncompact-');
-    open.push(async () => removeDir(dir));
-    const broker = await Broker.start({
-      ...defaultConfig(),
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      http: null,
-      logLevel: 'silent',
-      logCleanerIntervalMs: 50,
-      logCleanerBytesPerSecond: 64 * 1024 * 1024,
-      retentionCheckIntervalMs: 100,
-    });
-    open.push(() => broker.close());
+    const broker = await startBroker('streambus-uncompact-', { retentionCheckIntervalMs: 100 });
     const client = new StreamBusClient({ bootstrap: `127.0.0.1:${broker.address.port}` });
     open.push(() => client.close());
     const admin = client.admin();

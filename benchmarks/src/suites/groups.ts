@@ -30,7 +30,7 @@ import {
   type Producer,
   StreamBusClient,
 } from '@streambus/client';
-import { TestCluster } from '../../../test/dist/cluster-harness.js';
+import type { TestCluster } from '../../../test/dist/cluster-harness.js';
 import {
   median,
   medianOfRuns,
@@ -39,7 +39,7 @@ import {
   type Suite,
   type SuiteOptions,
 } from '../harness.js';
-import { createReplicated } from './cluster.js';
+import { createReplicated, withCluster } from './cluster.js';
 
 const HEARTBEAT_MS = 100;
 const SESSION_MS = 10_000;
@@ -458,27 +458,13 @@ export const suite: Suite = {
     'consumer, and commits per second (sequential and 16 in flight).',
   async run(options: SuiteOptions): Promise<ResultRow[]> {
     const brokers = options.quick ? 1 : 3;
-    let cluster: TestCluster | null = null;
-    let client: StreamBusClient | null = null;
-    try {
-      try {
-        cluster = await TestCluster.start({ nodes: brokers, network: 'direct' });
-      } catch (err) {
-        throw new Error(
-          `groups bench: a cluster of ${brokers} broker(s) did not start, so nothing was measured: ${(err as Error).message}`,
-          { cause: err },
-        );
-      }
-      client = new StreamBusClient({ bootstrap: cluster.bootstrap });
+    return withCluster(brokers, async (cluster, client) => {
       const ctx: Ctx = { options, brokers, rf: Math.min(3, brokers), cluster, client, seq: 0 };
       const rows: ResultRow[] = [];
       rows.push(...(await rebalanceRows(ctx)));
       rows.push(await consumeRow(ctx));
       rows.push(...(await commitRows(ctx)));
       return rows;
-    } finally {
-      await client?.close().catch(() => undefined);
-      await cluster?.close();
-    }
+    });
   },
 };
