@@ -464,6 +464,15 @@ describe('group consumer (fake coordinator)', () => {
     await until('14', () => d.values.length === 14);
     expect(d.values.slice(10).sort()).toEqual(['u-10', 'u-11', 'u-12', 'u-13']);
     expect(broker.groups.groups.get('unsub')?.members.size).toBe(1);
+    // A subscribe while an unsubscribe runs waits for it, then joins with its own subscription.
+    broker.createTopic('u2', 1);
+    await produce(client, 'u2', 1, 3);
+    const leaving = consumer.unsubscribe();
+    await consumer.subscribe({ topics: ['u2'] });
+    await leaving;
+    await until('u2', () => d.values.length === 17);
+    expect(d.values.slice(14)).toEqual(['u2-0', 'u2-1', 'u2-2']);
+    expect(consumer.assignment()).toEqual([{ topic: 'u2', partition: 0 }]);
     await consumer.close();
     await d.done;
   });

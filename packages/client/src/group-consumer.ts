@@ -391,6 +391,7 @@ export class GroupConsumer {
         'subscribe: expected { topics: [...] } or { pattern: /.../ }',
       );
     }
+    let subscription: SubscribeOptions;
     if (o.topics !== undefined) {
       if (
         !Array.isArray(o.topics) ||
@@ -402,7 +403,7 @@ export class GroupConsumer {
           'subscribe.topics: expected a non-empty list of topic names',
         );
       }
-      this.subscription = { topics: [...new Set(o.topics as string[])].sort() };
+      subscription = { topics: [...new Set(o.topics as string[])].sort() };
     } else {
       if (!(o.pattern instanceof RegExp)) {
         throw new StreamBusError(
@@ -411,13 +412,16 @@ export class GroupConsumer {
         );
       }
       // Without g/y, test() keeps no state between topics.
-      this.subscription = {
+      subscription = {
         pattern: new RegExp(o.pattern.source, o.pattern.flags.replace(/[gy]/g, '')),
       };
     }
     // An unsubscribe in progress finishes (commits, leaves) before the member joins again.
-    if (this.unsubscribing !== null) await this.unsubscribing;
-    this.checkOpen();
+    if (this.unsubscribing !== null) {
+      await this.unsubscribing;
+      this.checkOpen();
+    }
+    this.subscription = subscription;
     this.rejoinNeeded = true;
     this.lastPollMs = Date.now();
     if (this.loop === null) {

@@ -338,7 +338,9 @@ describe('the group coordinator on a cluster of one', () => {
   });
 
   it('answers a join and a sync parked longer than requestTimeoutMs (the rebalance bounds them)', async () => {
-    const requestTimeoutMs = 400;
+    // Long enough for start-up (a cluster of one registers within requestTimeoutMs) and the
+    // setup requests on a loaded machine.
+    const requestTimeoutMs = 2500;
     const { broker, c } = await start(tempDir(), (cfg) => ({
       ...cfg,
       limits: { ...cfg.limits, requestTimeoutMs },
@@ -348,17 +350,17 @@ describe('the group coordinator on a cluster of one', () => {
     await createTopic(c, 't', 2);
     const a = await joinAndSync(c, 'g7');
     const bId = (await join1(b, 'g7', '')).memberId;
-    // b's join waits for a to rejoin (rebalance timeout 5 s), three request timeouts long.
+    // b's join waits for a to rejoin (rebalance timeout 5 s), longer than a request timeout.
     const started = Date.now();
     const bJoin = join1(b, 'g7', bId);
-    await new Promise((r) => setTimeout(r, 3 * requestTimeoutMs));
+    await new Promise((r) => setTimeout(r, requestTimeoutMs + 700));
     const [aJoined, bJoined] = await Promise.all([join1(c, 'g7', a.memberId), bJoin]);
-    expect(Date.now() - started).toBeGreaterThan(3 * requestTimeoutMs);
+    expect(Date.now() - started).toBeGreaterThan(requestTimeoutMs + 700);
     expect([aJoined.errorCode, bJoined.errorCode]).toEqual([0, 0]);
     expect(bJoined.generation).toBe(a.generation + 1);
     // b's sync waits for the leader's assignments, as long again.
     const bSync = sync1(b, 'g7', bJoined.generation, bId);
-    await new Promise((r) => setTimeout(r, 3 * requestTimeoutMs));
+    await new Promise((r) => setTimeout(r, requestTimeoutMs + 700));
     const aSync = await sync1(c, 'g7', aJoined.generation, a.memberId, [
       { memberId: a.memberId, assignment: meta('t-0') },
       { memberId: bId, assignment: meta('t-1') },
