@@ -4,7 +4,7 @@
 // sealed segments below the high watermark, a fetch at a compacted-away offset gets the next
 // batch, and the SDK consumer and `streambus consume` read over the gaps: the latest value of
 // every live key, each record at the offset it was written.
-import { Broker, defaultConfig } from '@streambus/broker';
+import { Broker, type BrokerConfig, defaultConfig } from '@streambus/broker';
 import { ErrorCode, StreamBusClient } from '@streambus/client';
 import { ApiKey, decodeRecordBatch, splitBatches } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ afterEach(async () => {
 });
 
 const TOPIC = 'kv';
+const CLEANED = 'streambus_log_cleaner_runs_total{result="cleaned"}';
 const KEYS = 20;
 const RECORDS = 800;
 
@@ -39,21 +40,27 @@ async function metric(broker: Broker, name: string): Promise<number> {
   return sum;
 }
 
+/** A broker in a temp dir (both removed after the test) whose cleaner runs every 50 ms. */
+async function startBroker(prefix: string, extra: Partial<BrokerConfig> = {}): Promise<Broker> {
+  const dir = tempDir(prefix);
+  open.push(async () => removeDir(dir));
+  const broker = await Broker.start({
+    ...defaultConfig(),
+    dataDir: dir,
+    listen: { host: '127.0.0.1', port: 0 },
+    http: null,
+    logLevel: 'silent',
+    logCleanerIntervalMs: 50,
+    logCleanerBytesPerSecond: 64 * 1024 * 1024,
+    ...extra,
+  });
+  open.push(() => broker.close());
+  return broker;
+}
+
 describe('a compacted topic on a cluster of one', () => {
   it('is compacted in the background; the SDK, a raw fetch and the CLI read over the gaps', async () => {
-    const dir = tempDir('streambus-compact-');
-    open.push(async () => removeDir(dir));
-    const config = defaultConfig();
-    const broker = await Broker.start({
-      ...config,
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      http: null,
-      logLevel: 'silent',
-      logCleanerIntervalMs: 50,
-      logCleanerBytesPerSecond: 64 * 1024 * 1024,
-    });
-    open.push(() => broker.close());
+    const broker = await startBroker('streambus-compact-');
     const bootstrap = `127.0.0.1:${broker.address.port}`;
     const client = new StreamBusClient({ bootstrap });
     open.push(() => client.close());
@@ -165,6 +172,68 @@ describe('a compacted topic on a cluster of one', () => {
     // The cleaner may have gone further meanwhile (a later bound): the same model holds.
     checkView(printed, byOffset, latest);
     expect(printed.length).toBeLessThanOrEqual(read.length);
+  }, 60_000);
+
+  it('turning compact,delete (or compact) into delete takes effect at once: no cleaner, keyless records, retention', async () => {
+    const broker = await startBroker('streambus-uncompact-', { retentionCheckIntervalMs: 100 });
+    const client = new StreamBusClient({ bootstrap: `127.0.0.1:${broker.address.port}` });
+    open.push(() => client.close());
+    const admin = client.admin();
+    await until('the broker registered', async () =>
+      (await admin.describeCluster()).brokers.some((b) => !b.fenced) ? true : undefined,
+    );
+    const producer = client.producer({ acks: 'all', lingerMs: 0 });
+    open.push(() => producer.close());
+    const keyed = async (topic: string, n: number) => {
+      for (let i = 0; i < n; i += 10) {
+        await producer.sendBatch(
+          Array.from({ length: 10 }, (_, j) => ({
+            topic,
+            key: `k-${(i + j) % 5}`,
+            value: `v-${i + j}-${'x'.repeat(100)}`,
+          })),
+        );
+      }
+    };
+    const earliest = async (topic: string) =>
+      (await admin.listOffsets(topic, 'earliest'))[0]!.offset;
+    const configs = {
+      'segment.bytes': '4096',
+      'max.message.bytes': '4096',
+      'delete.retention.ms': '0',
+      'min.cleanable.dirty.ratio': '0.01',
+      'retention.ms': '300000',
+    };
+    for (const from of ['compact,delete', 'compact']) {
+      const topic = `t-${from.replace(',', '-')}`;
+      await admin.createTopic({
+        name: topic,
+        partitions: 1,
+        configs: { ...configs, 'cleanup.policy': from },
+      });
+      const cleaned = await metric(broker, CLEANED);
+      await keyed(topic, 200);
+      await until('a clean of the topic', async () =>
+        (await metric(broker, CLEANED)) > cleaned ? true : undefined,
+      );
+      const start = await earliest(topic);
+      // retention.ms 1: every sealed segment is expired, but not while the policy lacks delete.
+      await admin.alterConfigs(topic, { 'retention.ms': '1' });
+      if (from === 'compact') {
+        await new Promise((r) => setTimeout(r, 500));
+        expect(await earliest(topic)).toBe(start);
+      }
+      await admin.alterConfigs(topic, { 'cleanup.policy': 'delete' });
+      // Keyless records are taken at once, no restart.
+      await producer.send({ topic, value: 'no key' });
+      // Retention removes the sealed segments.
+      await until('retention', async () => ((await earliest(topic)) > start ? true : undefined));
+      // The cleaner leaves the topic alone: new dirty segments are not cleaned.
+      const before = await metric(broker, CLEANED);
+      await keyed(topic, 200);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await metric(broker, CLEANED)).toBe(before);
+    }
   }, 60_000);
 });
 

@@ -3,7 +3,7 @@
 // two cooperative members sharing a topic while records are produced (each record processed,
 // no partition with two owners in one generation, only moving partitions revoked), committed
 // offsets equal to the log ends after close, the admin's describe/reset/delete, the CLI, and
-// committed offsets surviving a broker restart.
+// committed offsets surviving a broker restart, and pause/seek/resume/unsubscribe.
 import { Broker, type BrokerConfig, defaultConfig } from '@streambus/broker';
 import {
   type AssignmentEvent,
@@ -183,6 +183,53 @@ describe('consumer groups against a real broker (cluster of one)', () => {
     expect(after.offsets).toHaveLength(6);
     for (const o of after.offsets) expect(o.committedOffset).toBe(o.logEnd);
   }, 90_000);
+
+  it('pause, seek, resume and unsubscribe on a real coordinator', async () => {
+    const { bootstrap, admin } = await oneBroker();
+    await createTopic(admin, 'sp', 2);
+    const c = client(bootstrap);
+    const producer = c.producer();
+    await producer.sendBatch(
+      Array.from({ length: 20 }, (_, i) => ({ topic: 'sp', partition: i % 2, value: `v${i}` })),
+    );
+    const consumer = c.consumer({ groupId: 'controls', ...memberOptions });
+    await consumer.subscribe({ topics: ['sp'] });
+    await until('assigned', () => consumer.assignment().length === 2);
+    consumer.pause([{ topic: 'sp', partition: 1 }]);
+    const got: Array<{ partition: number; offset: number }> = [];
+    const done = (async () => {
+      for await (const r of consumer) got.push({ partition: r.partition, offset: r.offset });
+    })();
+    done.catch(() => undefined);
+    await until('partition 0', () => got.length === 10);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.every((r) => r.partition === 0)).toBe(true);
+    // Back to partition 0's first record: its ten again.
+    const first = got[0]!.offset;
+    consumer.seek({ topic: 'sp', partition: 0, offset: first });
+    await until('partition 0 again', () => got.length === 20);
+    expect(got.slice(10).map((r) => r.offset)).toEqual(got.slice(0, 10).map((r) => r.offset));
+    consumer.resume([{ topic: 'sp', partition: 1 }]);
+    await until('partition 1', () => got.length === 30);
+    expect(got.slice(20).every((r) => r.partition === 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    await consumer.unsubscribe();
+    expect(consumer.assignment()).toEqual([]);
+    const left = await admin.describeGroup('controls');
+    expect(left.state).toBe('Empty');
+    for (const o of left.offsets) expect(o.committedOffset).toBe(o.logEnd);
+    // Subscribing again starts at the commits: only new records.
+    await consumer.subscribe({ topics: ['sp'] });
+    await producer.sendBatch([
+      { topic: 'sp', partition: 0, value: 'new0' },
+      { topic: 'sp', partition: 1, value: 'new1' },
+    ]);
+    await until('the new records', () => got.length === 32);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toHaveLength(32);
+    await consumer.close();
+    await done;
+  }, 60_000);
 
   it('a static member that restarts within its session gets its partitions back, no rebalance', async () => {
     const { bootstrap, admin } = await oneBroker();

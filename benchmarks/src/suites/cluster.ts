@@ -140,7 +140,7 @@ async function producerRun(
   }
 }
 
-async function withCluster<T>(
+export async function withCluster<T>(
   nodes: number,
   body: (c: TestCluster, client: StreamBusClient) => Promise<T>,
 ): Promise<T> {

@@ -13,7 +13,9 @@
 //      readable), then the connection is closed. Other connections are not touched.
 //   4. A request with NO_RESPONSE (produce acks=0) holds a slot until handled but writes nothing.
 //   5. A request unanswered after `requestTimeoutMs` is answered REQUEST_TIMED_OUT (its late
-//      result is dropped); a connection with nothing in flight and no bytes read for
+//      result is dropped); a handler that parks a request by design (a JoinGroup or SyncGroup
+//      waits out a rebalance) extends that request's bound with `ctx.parkFor(ms)`, never past
+//      `PARKED_REQUEST_TIMEOUT_MS_MAX`; a connection with nothing in flight and no bytes read for
 //      `idleTimeoutMs` is closed. Both are checked by the broker's periodic `sweep`.
 //   6. Closing aborts `signal`, which cancels the connection's parked long-polls.
 //   7. Request bodies are pre-scanned (msgpack-scan.ts) before any handler decodes them: one
@@ -68,7 +70,16 @@ export interface RequestContext {
    */
   reserveResponseBytes(bytes: number): boolean;
   releaseResponseBytes(bytes: number): void;
+  /**
+   * This request may be held up to `ms` by design (a parked JoinGroup or SyncGroup): it is
+   * answered REQUEST_TIMED_OUT only after max(requestTimeoutMs, min(ms,
+   * PARKED_REQUEST_TIMEOUT_MS_MAX)) instead of requestTimeoutMs. Never shortens the bound.
+   */
+  parkFor(ms: number): void;
 }
+
+/** The longest any request may be held (`parkFor`): the bound stays finite whatever is asked. */
+export const PARKED_REQUEST_TIMEOUT_MS_MAX = 3_600_000;
 
 /**
  * An encoded response frame: one buffer, or its consecutive parts (header, body) written back to
@@ -114,6 +125,8 @@ interface Slot<F = unknown> {
   readonly header: F;
   readonly startNs: bigint;
   readonly startMs: number;
+  /** Answered REQUEST_TIMED_OUT once unanswered this long (requestTimeoutMs, or `parkFor`). */
+  timeoutMs: number;
   /** Charged to inflightBytes: the frame and its body's estimated decoded size. */
   frameBytes: number;
   done: boolean;
@@ -144,6 +157,13 @@ class SlotContext implements RequestContext {
   }
   releaseResponseBytes(bytes: number): void {
     this.conn.releaseFor(this.slot, bytes);
+  }
+  parkFor(ms: number): void {
+    if (!Number.isFinite(ms)) return;
+    this.slot.timeoutMs = Math.max(
+      this.slot.timeoutMs,
+      Math.min(ms, PARKED_REQUEST_TIMEOUT_MS_MAX),
+    );
   }
 }
 
@@ -445,6 +465,7 @@ export class Connection<F = Frame> {
       header: frame,
       startNs: process.hrtime.bigint(),
       startMs: Date.now(),
+      timeoutMs: this.limits.requestTimeoutMs,
       frameBytes: 0,
       done: false,
       response: null,
@@ -588,6 +609,7 @@ export class Connection<F = Frame> {
       header: null as F,
       startNs: process.hrtime.bigint(),
       startMs: Date.now(),
+      timeoutMs: this.limits.requestTimeoutMs,
       frameBytes: 0,
       done: true,
       response,
@@ -619,10 +641,10 @@ export class Connection<F = Frame> {
   sweep(nowMs: number): void {
     if (this.closed) return;
     for (const slot of this.slots) {
-      if (!slot.done && nowMs - slot.startMs > this.limits.requestTimeoutMs) {
+      if (!slot.done && nowMs - slot.startMs > slot.timeoutMs) {
         const err = new StreamBusError(
           ErrorCode.REQUEST_TIMED_OUT,
-          `request not answered within ${this.limits.requestTimeoutMs} ms`,
+          `request not answered within ${slot.timeoutMs} ms`,
         );
         this.fail(slot, err);
       }

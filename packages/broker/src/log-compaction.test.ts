@@ -383,6 +383,75 @@ describe('log compaction on partition replicas', () => {
     expect(Date.now() - started).toBeLessThan(500);
   });
 
+  it('cleans again when kept tombstones come due, without new writes', async () => {
+    const c = await oneReplica(9, 40);
+    const l = c.leader()!;
+    // The last records of k0 and k1 are tombstones (timestamp 1000), then other keys roll
+    // segments so they sit in sealed segments below the high watermark.
+    const acks = [
+      l.propose(
+        keyed([
+          ['k0', null],
+          ['k1', null],
+        ]),
+        -1,
+      ),
+    ];
+    for (let i = 0; i < 30; i++)
+      acks.push(l.propose(keyed([[`z${i % 3}`, `z${i}-${'y'.repeat(40)}`]]), -1));
+    await c.tick(3);
+    await Promise.all(acks);
+    let now = 1050;
+    const comp = compactionOn(c.node(1).fs, null, { nowMs: () => now });
+    compactions.push(comp);
+    comp.add(targetOf(c.replica(1)));
+    // delete.retention.ms 100: at 1050 the tombstones are kept.
+    const first = await comp.runOnce();
+    expect(first?.report.tombstonesRemoved).toBe(0);
+    expect(first?.report.tombstoneKeptMinTimestamp).toBe(1000);
+    // Nothing dirty and nothing due: no clean.
+    now = 1100;
+    expect(await comp.runOnce()).toBeNull();
+    // Due (1000 + 100 < now): cleaned although the dirty ratio is 0.
+    now = 1101;
+    const due = await comp.runOnce();
+    expect(due?.dirtyRatio).toBe(0);
+    // k0, k1, and k3 (the fill's last tombstone, batch 39).
+    expect(due?.report.tombstonesRemoved).toBe(3);
+    expect(due?.report.tombstoneKeptMinTimestamp).toBeNull();
+    const { records } = await readAll(c.replica(1));
+    expect(records.filter((r) => ['k0', 'k1', 'k3'].includes(r.key))).toEqual([]);
+    // And not again.
+    now = 5000;
+    expect(await comp.runOnce()).toBeNull();
+  });
+
+  it('a live change to cleanup.policy delete stops a clean in progress', async () => {
+    const c = await oneReplica(8, 60);
+    const registry = new Registry();
+    // 1 KiB/s with a 1 KiB burst: the clean sleeps on its budget for seconds.
+    const comp = compactionOn(c.node(1).fs, registry, { bytesPerSecond: 1024, readBytesMax: 4096 });
+    compactions.push(comp);
+    let policy = 'compact';
+    comp.add(targetOf(c.replica(1), () => topicConfig({ 'cleanup.policy': policy })));
+    const running = comp.runOnce();
+    for (let i = 0; i < 200 && comp.ioBudget.waitedMs === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(comp.ioBudget.waitedMs).toBeGreaterThan(0);
+    const started = Date.now();
+    policy = 'delete';
+    expect(await running).toBeNull();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await registry.metrics()).toMatch(
+      /streambus_log_cleaner_runs_total\{result="aborted"\} 1/,
+    );
+    expect((await c.node(1).fs.readdir(DIR)).some((n) => n.endsWith('.tmp'))).toBe(false);
+    // Not scheduled again while the policy lacks compact.
+    expect(await comp.runOnce()).toBeNull();
+    expect(comp.runsTotal).toBe(1);
+  });
+
   it('retention stops for a topic switched to compact live; compact,delete keeps it', async () => {
     const c = new ReplicaCluster({
       ids: [1],

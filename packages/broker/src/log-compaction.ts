@@ -46,6 +46,11 @@ export const LOG_CLEANER_INDEX_DIR = 'log-cleaner-index';
 /** Passes a partition waits after a failed or partial clean: 1, 2, 4, ... up to this. */
 const BACKOFF_PASSES_MAX = 64;
 /**
+ * How often a running clean checks its topic's cleanup.policy: a live change to one without
+ * compact stops it (the passes skip the partition from then on).
+ */
+const POLICY_CHECK_MS = 100;
+/**
  * Bytes the cleaner reads per slice. Small, because the cleaner runs on the broker's event loop:
  * a slice's records are judged in one stretch of microtasks (an index lookup each), so the slice
  * bounds how long produce and fetch callbacks wait for it.
@@ -173,6 +178,12 @@ interface Entry {
   /** Passes left before this partition is tried again. */
   waitPasses: number;
   failures: number;
+  /**
+   * When the oldest tombstone the last clean had to keep (not old enough) becomes old enough to
+   * go (its timestamp + delete.retention.ms); null: none known. At or after it, the partition is
+   * cleaned whatever its dirty ratio, so expired tombstones do not wait for new writes.
+   */
+  tombstonesDueMs: number | null;
 }
 
 /**
@@ -296,7 +307,7 @@ export class LogCompaction {
   /** Registers a partition log (any policy: a config change to compact takes effect at once). */
   add(target: CompactionTarget): void {
     if (this.closed) return;
-    this.entries.set(target.name, { target, waitPasses: 0, failures: 0 });
+    this.entries.set(target.name, { target, waitPasses: 0, failures: 0, tombstonesDueMs: null });
   }
 
   /**
@@ -369,14 +380,23 @@ export class LogCompaction {
     }
     const store = await this.openStore();
     let best: { entry: Entry; log: PartitionLog; bound: number; ratio: number } | null = null;
+    let bestScore = 0;
     let ratioMax = 0;
+    const now = this.nowMs();
     for (const c of candidates) {
       if (this.closed || !this.entries.has(c.entry.target.name)) continue;
       const cleaner = this.cleanerFor(c.entry.target, c.log, store);
       const ratio = await cleaner.dirtyRatio(c.bound);
       ratioMax = Math.max(ratioMax, ratio);
-      if (ratio < c.entry.target.config().minCleanableDirtyRatio || ratio === 0) continue;
-      if (best === null || ratio > best.ratio) best = { ...c, ratio };
+      const due = c.entry.tombstonesDueMs !== null && now >= c.entry.tombstonesDueMs;
+      const dirty = ratio >= c.entry.target.config().minCleanableDirtyRatio && ratio > 0;
+      if (!dirty && !due) continue;
+      // Tombstones coming due rank after any partition that is dirty enough.
+      const score = dirty ? 1 + ratio : ratio;
+      if (best === null || score > bestScore) {
+        best = { ...c, ratio };
+        bestScore = score;
+      }
     }
     this.metrics?.dirtyRatioMax.set(ratioMax);
     if (best === null || this.closed || !this.entries.has(best.entry.target.name)) return null;
@@ -414,6 +434,13 @@ export class LogCompaction {
       () => undefined,
     );
     this.running = { name: t.name, abort, done };
+    const policyWatch = setInterval(() => {
+      if (!compactionApplies(t.config().cleanupPolicy)) {
+        abort.abort();
+        this.sleeps.wakeAll();
+      }
+    }, POLICY_CHECK_MS);
+    policyWatch.unref();
     const where = { topic: t.topic, partition: t.partition, bound };
     try {
       const report = await work;
@@ -437,6 +464,9 @@ export class LogCompaction {
       } else {
         entry.failures = 0;
       }
+      // A partial clean kept tombstones for other reasons: wait for the next dirty pass then.
+      const kept = partial ? null : report.tombstoneKeptMinTimestamp;
+      entry.tombstonesDueMs = kept === null ? null : kept + t.config().deleteRetentionMs + 1;
       this.o.logger.info(
         {
           ...where,
@@ -457,13 +487,17 @@ export class LogCompaction {
       const aborted = isStreamBusError(err, ErrorCode.LOG_CLEAN_ABORTED);
       this.count(aborted ? 'aborted' : 'failed', null, this.nowMs() - started, waitedBefore, 0);
       if (aborted) {
-        this.o.logger.debug(where, 'log clean stopped: the partition is closing');
+        this.o.logger.debug(
+          where,
+          'log clean stopped: the partition is closing, or its cleanup.policy no longer compacts',
+        );
       } else {
         this.backOff(entry);
         this.o.logger.warn({ ...where, err }, 'log clean failed; it tries again later');
       }
       return null;
     } finally {
+      clearInterval(policyWatch);
       this.running = null;
       this.lastRunEndMs = this.nowMs();
       this.runsTotal++;

@@ -343,6 +343,162 @@ describe('group consumer (fake coordinator)', () => {
     await d.done;
   });
 
+  it('seek: the next record handed out and the next commit follow it; a stranger is refused', async () => {
+    broker.createTopic('s', 1);
+    const client = newClient();
+    await produce(client, 's', 1, 10);
+    const consumer = client.consumer({ groupId: 'seek', ...fast, autoCommit: false });
+    await consumer.subscribe({ topics: ['s'] });
+    const it = consumer[Symbol.asyncIterator]();
+    const offsets: number[] = [];
+    const next = async () => {
+      const r = await it.next();
+      offsets.push(r.value!.offset);
+      return r.value!;
+    };
+    await next();
+    await next();
+    // Forward past records already polled (the whole partition is in hand by now).
+    consumer.seek({ topic: 's', partition: 0, offset: 7 });
+    // The commit follows the position before any record of it is handed out.
+    await consumer.commit();
+    expect(broker.groups.committed('seek', 's', 0)).toBe(7);
+    expect((await next()).value?.toString()).toBe('s-7');
+    await next();
+    // Backward: records are handed out again from there.
+    consumer.seek({ topic: 's', partition: 0, offset: 1 });
+    await next();
+    // Record 1 is in hand, not processed yet (at-least-once): the commit is its offset.
+    await consumer.commit();
+    expect(broker.groups.committed('seek', 's', 0)).toBe(1);
+    await next();
+    await consumer.commit();
+    expect(broker.groups.committed('seek', 's', 0)).toBe(2);
+    expect(offsets).toEqual([0, 1, 7, 8, 1, 2]);
+    expect(() => consumer.seek({ topic: 's', partition: 1, offset: 0 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.PARTITION_NOT_OWNED }),
+    );
+    expect(() => consumer.seek({ topic: 'other', partition: 0, offset: 0 })).toThrow(
+      /other\/0 is not assigned to this member of group 'seek'/,
+    );
+    expect(() => consumer.seek({ topic: 's', partition: 0, offset: -1 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
+    expect(() => consumer.seek({ topic: 's', partition: 0, ofset: 1 } as never)).toThrow(
+      /did you mean 'offset'/,
+    );
+    await it.return?.();
+    await consumer.close();
+  });
+
+  it('pause stops fetching while the membership goes on (no max-poll leave); resume goes on from there', async () => {
+    broker.createTopic('p', 2);
+    const client = newClient();
+    await produce(client, 'p', 2, 10);
+    const consumer = client.consumer({ groupId: 'pause', ...fast, maxPollIntervalMs: 300 });
+    await consumer.subscribe({ topics: ['p'] });
+    await until('assigned', () => consumer.assignment().length === 2);
+    const both = [
+      { topic: 'p', partition: 0 },
+      { topic: 'p', partition: 1 },
+    ];
+    // All or nothing: a stranger in the list pauses nothing.
+    expect(() => consumer.pause([...both, { topic: 'p', partition: 2 }])).toThrow(
+      expect.objectContaining({ code: ErrorCode.PARTITION_NOT_OWNED }),
+    );
+    expect(consumer.paused()).toEqual([]);
+    consumer.pause(both);
+    expect(consumer.paused()).toEqual(both);
+    const d = drain(consumer);
+    const heartbeats = broker.groups.count(ApiKey.HEARTBEAT);
+    // Well past maxPollIntervalMs with nothing to hand out: still a member, heartbeating.
+    await new Promise((r) => setTimeout(r, 900));
+    expect(d.values).toEqual([]);
+    expect(broker.groups.count(ApiKey.LEAVE_GROUP)).toBe(0);
+    expect(broker.groups.groups.get('pause')?.members.size).toBe(1);
+    expect(broker.groups.count(ApiKey.HEARTBEAT)).toBeGreaterThan(heartbeats + 3);
+    expect(consumer.generation).toBe(1);
+    consumer.resume([{ topic: 'p', partition: 0 }]);
+    await until('partition 0', () => d.values.length === 5);
+    expect(d.values.sort()).toEqual(['p-0', 'p-2', 'p-4', 'p-6', 'p-8']);
+    expect(consumer.paused()).toEqual([{ topic: 'p', partition: 1 }]);
+    consumer.resume([{ topic: 'p', partition: 1 }]);
+    await until('all 10', () => d.values.length === 10);
+    expect(new Set(d.values).size).toBe(10);
+    await consumer.close();
+    await d.done;
+    for (let p = 0; p < 2; p++) expect(broker.groups.committed('pause', 'p', p)).toBe(5);
+  });
+
+  it('unsubscribe commits, gives everything up and leaves; subscribe joins again from the commits', async () => {
+    broker.createTopic('u', 2);
+    const client = newClient();
+    await produce(client, 'u', 2, 10);
+    const revoked: RevocationEvent[] = [];
+    const consumer = client.consumer({
+      groupId: 'unsub',
+      ...fast,
+      autoCommitIntervalMs: 60_000,
+      onRevoked: (e) => {
+        revoked.push(e);
+      },
+    });
+    // Not subscribed: nothing to do.
+    await consumer.unsubscribe();
+    await consumer.subscribe({ topics: ['u'] });
+    const d = drain(consumer);
+    await until('10', () => d.values.length === 10);
+    // The last record counts as processed once the iterator asks for the next one.
+    await new Promise((r) => setTimeout(r, 50));
+    await consumer.unsubscribe();
+    expect(consumer.assignment()).toEqual([]);
+    expect(consumer.generation).toBe(-1);
+    expect(revoked.map((e) => [tps(e.partitions), e.lost])).toEqual([[['u/0', 'u/1'], false]]);
+    for (let p = 0; p < 2; p++) expect(broker.groups.committed('unsub', 'u', p)).toBe(5);
+    expect(broker.groups.groups.get('unsub')?.members.size).toBe(0);
+    // Nothing more is consumed while unsubscribed.
+    await produce(client, 'u', 2, 4, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(d.values).toHaveLength(10);
+    await consumer.subscribe({ topics: ['u'] });
+    await until('14', () => d.values.length === 14);
+    expect(d.values.slice(10).sort()).toEqual(['u-10', 'u-11', 'u-12', 'u-13']);
+    expect(broker.groups.groups.get('unsub')?.members.size).toBe(1);
+    // A subscribe while an unsubscribe runs waits for it, then joins with its own subscription.
+    broker.createTopic('u2', 1);
+    await produce(client, 'u2', 1, 3);
+    const leaving = consumer.unsubscribe();
+    await consumer.subscribe({ topics: ['u2'] });
+    await leaving;
+    await until('u2', () => d.values.length === 17);
+    expect(d.values.slice(14)).toEqual(['u2-0', 'u2-1', 'u2-2']);
+    expect(consumer.assignment()).toEqual([{ topic: 'u2', partition: 0 }]);
+    await consumer.close();
+    await d.done;
+  });
+
+  it('keeps no reaction per poll or heartbeat behind while waiting for close', async () => {
+    broker.createTopic('idle', 1);
+    const consumer = newClient().consumer({ groupId: 'idle', ...fast, maxWaitMs: 5 });
+    await consumer.subscribe({ topics: ['idle'] });
+    const d = drain(consumer);
+    await until('assigned', () => consumer.assignment().length === 1);
+    // maxWaitMs 5: about a hundred empty polls, and heartbeats every 50 ms.
+    const heartbeats = broker.groups.count(ApiKey.HEARTBEAT);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(broker.groups.count(ApiKey.HEARTBEAT)).toBeGreaterThan(heartbeats + 3);
+    const races = consumer as unknown as {
+      closeRaces: { size: number };
+      stopRaces: { size: number };
+    };
+    // At most the iterator's one poll and the loop's one request wait, however many went before.
+    expect(races.closeRaces.size).toBeLessThanOrEqual(1);
+    expect(races.stopRaces.size).toBeLessThanOrEqual(1);
+    await consumer.close();
+    await d.done;
+    expect(races.closeRaces.size).toBe(0);
+  });
+
   it('refuses unknown and bad options with the nearest name', async () => {
     const client = newClient();
     const bad = (o: object) => () => client.consumer(o as GroupConsumerOptions);

@@ -141,6 +141,63 @@ function intOption(name: string, v: number, min: number): number {
   return v;
 }
 
+/**
+ * Races promises against an event (close, unsubscribe) that may never come. Unlike
+ * Promise.race with a pending promise, which adds a reaction to it per race that stays until it
+ * settles (one per poll, forever, on a consumer that is never closed), each race here is
+ * forgotten as soon as its promise settles. After fire(), races resolve null at once until
+ * reset().
+ */
+class Interrupts {
+  private readonly waiting = new Set<() => void>();
+  private fired = false;
+
+  race<T>(p: Promise<T>): Promise<T | null> {
+    if (this.fired) {
+      p.catch(() => undefined);
+      return Promise.resolve(null);
+    }
+    return new Promise<T | null>((resolve, reject) => {
+      const cancel = () => resolve(null);
+      this.waiting.add(cancel);
+      p.then(
+        (v) => {
+          this.waiting.delete(cancel);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.waiting.delete(cancel);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  fire(): void {
+    this.fired = true;
+    for (const cancel of this.waiting) cancel();
+    this.waiting.clear();
+  }
+
+  reset(): void {
+    this.fired = false;
+  }
+
+  /** Races waiting now (bounded by the callers: one poll per iterator, one loop request). */
+  get size(): number {
+    return this.waiting.size;
+  }
+}
+
+function checkTopicPartition(what: string, tp: unknown): TopicPartition {
+  const o = tp as { topic?: unknown; partition?: unknown } | null;
+  if (typeof o !== 'object' || o === null || typeof o.topic !== 'string' || o.topic === '') {
+    throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `${what}.topic: expected a name`);
+  }
+  intOption(`${what}.partition`, o.partition as number, 0);
+  return { topic: o.topic, partition: o.partition as number };
+}
+
 function byTopic<T extends TopicPartition>(tps: Iterable<T>): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const tp of tps) {
@@ -196,8 +253,8 @@ export class GroupConsumer {
   private closeDone: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
   private wakePending = false;
-  private readonly closed: Promise<void>;
-  private signalClosed!: () => void;
+  /** Ends what waits on close(): the iterators' polls, the loop's joins, syncs and heartbeats. */
+  private readonly closeRaces = new Interrupts();
   /** Last time the application asked for a record, and whether it is waiting for one now. */
   private lastPollMs = Date.now();
   private pollPending = false;
@@ -205,6 +262,11 @@ export class GroupConsumer {
   private leftForPoll = false;
   private nextAutoCommitMs = 0;
   private nextMetadataMs = 0;
+  /** unsubscribe(): the membership loop stops at its next step (a join or sync is abandoned). */
+  private stopRequested = false;
+  /** Ends the loop's joins, syncs and heartbeats at unsubscribe() (and close()). */
+  private readonly stopRaces = new Interrupts();
+  private unsubscribing: Promise<void> | null = null;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -297,9 +359,6 @@ export class GroupConsumer {
     this.inner = new Consumer(ctx, consumerOptions, { emptyBatches: true });
     this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'earliest';
     this.admin = new Admin(ctx);
-    this.closed = new Promise((resolve) => {
-      this.signalClosed = resolve;
-    });
   }
 
   /** The member id the coordinator gave ('' before the first join). */
@@ -332,6 +391,7 @@ export class GroupConsumer {
         'subscribe: expected { topics: [...] } or { pattern: /.../ }',
       );
     }
+    let subscription: SubscribeOptions;
     if (o.topics !== undefined) {
       if (
         !Array.isArray(o.topics) ||
@@ -343,7 +403,7 @@ export class GroupConsumer {
           'subscribe.topics: expected a non-empty list of topic names',
         );
       }
-      this.subscription = { topics: [...new Set(o.topics as string[])].sort() };
+      subscription = { topics: [...new Set(o.topics as string[])].sort() };
     } else {
       if (!(o.pattern instanceof RegExp)) {
         throw new StreamBusError(
@@ -352,16 +412,136 @@ export class GroupConsumer {
         );
       }
       // Without g/y, test() keeps no state between topics.
-      this.subscription = {
+      subscription = {
         pattern: new RegExp(o.pattern.source, o.pattern.flags.replace(/[gy]/g, '')),
       };
     }
+    // An unsubscribe in progress finishes (commits, leaves) before the member joins again.
+    if (this.unsubscribing !== null) {
+      await this.unsubscribing;
+      this.checkOpen();
+    }
+    this.subscription = subscription;
     this.rejoinNeeded = true;
     this.lastPollMs = Date.now();
     if (this.loop === null) {
+      this.stopRequested = false;
+      this.stopRaces.reset();
       this.loop = this.run().catch((err: unknown) => this.setFatal(err));
     }
     this.wake();
+  }
+
+  /**
+   * Gives up every partition (committing their processed offsets first, with auto-commit, then
+   * onRevoked) and leaves the group, static members too: the subscription is empty until the
+   * next subscribe(), which joins again. The iterators stay open (they wait for records). A
+   * no-op when not subscribed.
+   */
+  unsubscribe(): Promise<void> {
+    this.checkOpen();
+    if (this.loop === null) return this.unsubscribing ?? Promise.resolve();
+    this.unsubscribing ??= this.unsubscribeOnce().finally(() => {
+      this.unsubscribing = null;
+    });
+    return this.unsubscribing;
+  }
+
+  private async unsubscribeOnce(): Promise<void> {
+    this.stopRequested = true;
+    this.stopRaces.fire();
+    this.wake();
+    await this.loop;
+    try {
+      if (this.owned.size > 0 && !this.ctx.signal.aborted) {
+        await this.revoke([...this.owned.values()], false);
+      }
+      if (this.memberIdValue !== '' && !this.ctx.signal.aborted) {
+        await this.leaveGroup('the consumer unsubscribed');
+      }
+    } finally {
+      this.loop = null;
+      this.subscription = null;
+      this.topics = [];
+      this.partitionCounts = new Map();
+      this.memberIdValue = '';
+      this.generationValue = -1;
+      this.leftForPoll = false;
+      this.rejoinNeeded = true;
+    }
+  }
+
+  /**
+   * Moves an owned partition's position: the next record handed out of it is at `offset` (or
+   * the first one after it, in a compacted log), and the next commit without arguments commits
+   * `offset` even before that record (as Kafka commits the position). Records of it already
+   * polled are dropped. PARTITION_NOT_OWNED for a partition this member does not own.
+   */
+  seek(target: CommitOffset): void {
+    this.checkOpen();
+    checkOptionNames('seek', target, OptionNames.commitOffset);
+    const tp = checkTopicPartition('seek', target);
+    if (!Number.isSafeInteger(target.offset) || target.offset < 0) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `seek.offset: expected a non-negative integer, got ${target.offset}`,
+      );
+    }
+    const k = tpKey(tp);
+    this.ownedOrThrow('seek', tp);
+    // A new owner object: records polled before the seek no longer match it (records()).
+    this.owned.set(k, { topic: tp.topic, partition: tp.partition });
+    this.processed.set(k, target.offset);
+    this.inner.seek(tp.topic, tp.partition, target.offset);
+  }
+
+  /**
+   * Stops fetching owned partitions: records of them not yet polled are not handed out until
+   * resume() (those of the poll in hand, at most maxPollRecords, still are). The membership goes
+   * on (heartbeats, commits); an application that keeps iterating while everything is paused
+   * is polling, so maxPollIntervalMs is not tripped. A partition revoked and assigned again
+   * starts unpaused; one kept across a rebalance stays paused. PARTITION_NOT_OWNED for a
+   * partition this member does not own (nothing is paused then).
+   */
+  pause(partitions: readonly TopicPartition[]): void {
+    this.setPaused('pause', partitions, true);
+  }
+
+  /** Fetches paused partitions again, from where they stopped. PARTITION_NOT_OWNED as pause. */
+  resume(partitions: readonly TopicPartition[]): void {
+    this.setPaused('resume', partitions, false);
+  }
+
+  /** The owned partitions that are paused now, sorted. */
+  paused(): TopicPartition[] {
+    return sortTps(this.inner.assignment().filter((a) => a.paused && this.owned.has(tpKey(a))));
+  }
+
+  private setPaused(what: string, partitions: readonly TopicPartition[], paused: boolean): void {
+    this.checkOpen();
+    if (!Array.isArray(partitions)) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${what}: expected a list of { topic, partition }`,
+      );
+    }
+    const list = partitions.map((p, i) => checkTopicPartition(`${what}[${i}]`, p));
+    // All or nothing: every partition is checked before any changes.
+    for (const tp of list) this.ownedOrThrow(what, tp);
+    for (const [topic, tps] of byTopic(list)) {
+      const ps = tps.map((tp) => tp.partition);
+      if (paused) this.inner.pause(topic, ps);
+      else this.inner.resume(topic, ps);
+    }
+  }
+
+  private ownedOrThrow(what: string, tp: TopicPartition): void {
+    if (!this.owned.has(tpKey(tp))) {
+      throw new StreamBusError(
+        ErrorCode.PARTITION_NOT_OWNED,
+        `${what}: ${tp.topic}/${tp.partition} is not assigned to this member of group '${this.groupId}' (it owns ${this.owned.size} partitions)`,
+      );
+    }
   }
 
   /** The partitions owned now, sorted. */
@@ -384,6 +564,9 @@ export class GroupConsumer {
     this.checkOpen();
     while (!this.closing && !this.ctx.signal.aborted) {
       const batches = await this.pollBatches();
+      // Who owned each batch's partition when it was polled: a seek or a revocation since then
+      // replaces the owner object, and the batch is not handed out.
+      const owners = batches.map((b) => this.owned.get(key(b.topic, b.partition)));
       for (const b of batches) {
         // The position before the first record handed out (lag() and commits start from it).
         const k = key(b.topic, b.partition);
@@ -391,10 +574,10 @@ export class GroupConsumer {
           this.processed.set(k, b.records[0]!.offset);
         }
       }
-      for (const b of batches) {
+      for (const [i, b] of batches.entries()) {
         const k = key(b.topic, b.partition);
-        const owner = this.owned.get(k);
-        if (owner === undefined) continue;
+        const owner = owners[i];
+        if (owner === undefined || this.owned.get(k) !== owner) continue;
         if (b.records.length === 0) {
           // Only control batches (a new leader's no-op): nothing to hand out, but the position,
           // and so the next commit, moves past them.
@@ -513,8 +696,10 @@ export class GroupConsumer {
 
   private async closeOnce(): Promise<void> {
     this.closing = true;
-    this.signalClosed();
+    this.closeRaces.fire();
+    this.stopRaces.fire();
     this.wake();
+    await this.unsubscribing?.catch(() => undefined);
     // The loop ends at its next step; a join or sync it waits on is abandoned (raced with close).
     await this.loop;
     try {
@@ -533,7 +718,7 @@ export class GroupConsumer {
 
   private async run(): Promise<void> {
     let failures = 0;
-    while (!this.closing && !this.ctx.signal.aborted) {
+    while (!this.closing && !this.stopRequested && !this.ctx.signal.aborted) {
       try {
         if (this.leftForPoll) {
           await this.sleep(this.heartbeatIntervalMs);
@@ -545,7 +730,7 @@ export class GroupConsumer {
         }
         failures = 0;
       } catch (err) {
-        if (this.closing || this.ctx.signal.aborted) return;
+        if (this.closing || this.stopRequested || this.ctx.signal.aborted) return;
         if (!(err instanceof StreamBusError) || !err.retriable) throw err;
         // The coordinator stayed away longer than the retry policy: the member keeps trying.
         failures++;
@@ -985,8 +1170,7 @@ export class GroupConsumer {
 
   /** The request's answer, or null when close() came first (the request is abandoned). */
   private async raceClose<T>(p: Promise<T>): Promise<T | null> {
-    p.catch(() => undefined);
-    return Promise.race([p, this.closed.then(() => null)]);
+    return this.stopRaces.race(p);
   }
 
   private async pollBatches() {
@@ -999,7 +1183,7 @@ export class GroupConsumer {
     }
     this.pollPending = true;
     try {
-      const batches = await Promise.race([this.inner.poll(), this.closed.then(() => [])]);
+      const batches = (await this.closeRaces.race(this.inner.poll())) ?? [];
       if (this.fatal !== null) throw this.fatal;
       return batches;
     } catch (err) {
@@ -1019,7 +1203,7 @@ export class GroupConsumer {
 
   /** Sleeps up to `ms`; a wake() since the last sleep (or during it) ends it at once. */
   private sleep(ms: number): Promise<void> {
-    if (this.wakePending || this.closing) {
+    if (this.wakePending || this.closing || this.stopRequested) {
       this.wakePending = false;
       return Promise.resolve();
     }

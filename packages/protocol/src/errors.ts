@@ -119,6 +119,8 @@ export const ErrorCode = {
   LOG_CLEAN_ABORTED: 1280,
   // 1270-1279: the SDK's group consumer (packages/client/src/group-consumer.ts).
   NO_COMMITTED_OFFSET: 1270,
+  // 1320-1329: the SDK's group consumer, seek/pause/resume (packages/client/src/group-consumer.ts).
+  PARTITION_NOT_OWNED: 1320,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -408,6 +410,12 @@ const TABLE: readonly ErrorInfo[] = [
     'NO_COMMITTED_OFFSET',
     false,
     "the group has no committed offset for an assigned partition and autoOffsetReset is 'none'",
+  ),
+  info(
+    C.PARTITION_NOT_OWNED,
+    'PARTITION_NOT_OWNED',
+    false,
+    'the partition is not assigned to this group member (seek, pause and resume take owned partitions only)',
   ),
 ];
 

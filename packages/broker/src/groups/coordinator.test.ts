@@ -95,6 +95,23 @@ function join1(c: RawClient, groupId: string, memberId: string, metadata = meta(
   );
 }
 
+/** SyncGroup of a member: the leader passes the assignments, a follower none. */
+function sync1(
+  c: RawClient,
+  groupId: string,
+  generation: number,
+  memberId: string,
+  assignments: Array<{ memberId: string; assignment: Buffer }> = [],
+) {
+  return c.request(ApiKey.SYNC_GROUP, {
+    groupId,
+    generation,
+    memberId,
+    groupInstanceId: null,
+    assignments,
+  });
+}
+
 /** FindCoordinator until it names one (the first call creates __consumer_offsets). */
 async function findCoordinator(c: RawClient, groupId: string) {
   const found = await retrying(
@@ -306,23 +323,11 @@ describe('the group coordinator on a cluster of one', () => {
     expect(aJoined.members.map((m) => m.memberId).sort()).toEqual([a.memberId, bId].sort());
     expect(bJoined.members).toEqual([]);
     // The follower's sync waits for the leader's assignments.
-    const bSync = b.request(ApiKey.SYNC_GROUP, {
-      groupId: 'g6',
-      generation: bJoined.generation,
-      memberId: bId,
-      groupInstanceId: null,
-      assignments: [],
-    });
-    const aSync = await c.request(ApiKey.SYNC_GROUP, {
-      groupId: 'g6',
-      generation: aJoined.generation,
-      memberId: a.memberId,
-      groupInstanceId: null,
-      assignments: [
-        { memberId: a.memberId, assignment: meta('t-0') },
-        { memberId: bId, assignment: meta('t-1') },
-      ],
-    });
+    const bSync = sync1(b, 'g6', bJoined.generation, bId);
+    const aSync = await sync1(c, 'g6', aJoined.generation, a.memberId, [
+      { memberId: a.memberId, assignment: meta('t-0') },
+      { memberId: bId, assignment: meta('t-1') },
+    ]);
     expect(Buffer.from(aSync.assignment).toString()).toBe('t-0');
     expect(Buffer.from((await bSync).assignment).toString()).toBe('t-1');
     // The old generation is fenced.
@@ -330,6 +335,40 @@ describe('the group coordinator on a cluster of one', () => {
       { partition: 0, offset: 1, metadata: null },
     ]);
     expect(zombie.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ILLEGAL_GENERATION);
+  });
+
+  it('answers a join and a sync parked longer than requestTimeoutMs (the rebalance bounds them)', async () => {
+    // Long enough for start-up (a cluster of one registers within requestTimeoutMs) and the
+    // setup requests on a loaded machine.
+    const requestTimeoutMs = 2500;
+    const { broker, c } = await start(tempDir(), (cfg) => ({
+      ...cfg,
+      limits: { ...cfg.limits, requestTimeoutMs },
+    }));
+    const b = await RawClient.connect(broker.address.port);
+    res.open.push(b);
+    await createTopic(c, 't', 2);
+    const a = await joinAndSync(c, 'g7');
+    const bId = (await join1(b, 'g7', '')).memberId;
+    // b's join waits for a to rejoin (rebalance timeout 5 s), longer than a request timeout.
+    const started = Date.now();
+    const bJoin = join1(b, 'g7', bId);
+    await new Promise((r) => setTimeout(r, requestTimeoutMs + 700));
+    const [aJoined, bJoined] = await Promise.all([join1(c, 'g7', a.memberId), bJoin]);
+    expect(Date.now() - started).toBeGreaterThan(requestTimeoutMs + 700);
+    expect([aJoined.errorCode, bJoined.errorCode]).toEqual([0, 0]);
+    expect(bJoined.generation).toBe(a.generation + 1);
+    // b's sync waits for the leader's assignments, as long again.
+    const bSync = sync1(b, 'g7', bJoined.generation, bId);
+    await new Promise((r) => setTimeout(r, requestTimeoutMs + 700));
+    const aSync = await sync1(c, 'g7', aJoined.generation, a.memberId, [
+      { memberId: a.memberId, assignment: meta('t-0') },
+      { memberId: bId, assignment: meta('t-1') },
+    ]);
+    expect(aSync.errorCode).toBe(0);
+    const synced = await bSync;
+    expect(synced.errorCode).toBe(0);
+    expect(Buffer.from(synced.assignment).toString()).toBe('t-1');
   });
 
   it('answers bad input with typed errors', async () => {

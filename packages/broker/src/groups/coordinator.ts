@@ -14,6 +14,7 @@ import type { PartitionReplica } from '../replication/partition-replica.js';
 import { OffsetsPartition } from './coordinator-partition.js';
 import {
   type CoordinatorLocation,
+  GROUP_TICK_MS,
   type GroupCoordinatorService,
   type GroupRequest,
   type GroupResponseFor,
@@ -90,6 +91,18 @@ export class GroupCoordinator implements GroupCoordinatorService {
   private openStore(): Promise<GroupStateStore> {
     this.store ??= GroupStateStore.open(this.o.fs, join(this.o.dataDir, GROUP_STATE_DIR));
     return this.store;
+  }
+
+  /**
+   * The longest the state machine may park a JoinGroup or SyncGroup: the initial rebalance delay
+   * plus the largest rebalance timeout a member may ask for (a group's join and sync phases last
+   * at most the largest of its members' rebalance timeouts). Finite.
+   */
+  get parkedRequestMsMax(): number {
+    return (
+      (this.limits.initialRebalanceDelayTicks + this.limits.rebalanceTimeoutTicksMax) *
+      GROUP_TICK_MS
+    );
   }
 
   /** A `__consumer_offsets` replica opened on this broker: it coordinates while it leads. */

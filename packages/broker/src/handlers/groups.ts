@@ -32,6 +32,7 @@ import {
   type SyncGroupResponse,
 } from '@streambus/protocol';
 import type { ClusterNode } from '../cluster-node.js';
+import type { RequestContext } from '../connection.js';
 import type { GroupCoordinator } from '../groups/coordinator.js';
 import { groupTicks } from '../groups/coordinator-service.js';
 import { deadGroupDescription } from '../groups/group-state.js';
@@ -74,6 +75,15 @@ function memberOf(req: {
     memberId: req.memberId,
     groupInstanceId: req.groupInstanceId,
   };
+}
+
+/**
+ * A JoinGroup or SyncGroup is parked until its rebalance phase ends, which may take longer than
+ * requestTimeoutMs: its connection bound becomes the longest the coordinator may park it, plus
+ * requestTimeoutMs for the commit of the group's records after the phase (finite either way).
+ */
+function parkForRebalance(b: BrokerContext, groups: GroupCoordinator, ctx?: RequestContext): void {
+  ctx?.parkFor(groups.parkedRequestMsMax + b.config.limits.requestTimeoutMs);
 }
 
 function errorOf(code: number): PartitionError {
@@ -149,9 +159,12 @@ export async function findCoordinator(
 export async function joinGroup(
   b: BrokerContext,
   req: JoinGroupRequest,
+  ctx?: RequestContext,
 ): Promise<JoinGroupResponse> {
   try {
-    const r = await groupsOf(b).request({
+    const groups = groupsOf(b);
+    parkForRebalance(b, groups, ctx);
+    const r = await groups.request({
       type: 'join',
       groupId: req.groupId,
       memberId: req.memberId === '' ? null : req.memberId,
@@ -194,9 +207,12 @@ export async function joinGroup(
 export async function syncGroup(
   b: BrokerContext,
   req: SyncGroupRequest,
+  ctx?: RequestContext,
 ): Promise<SyncGroupResponse> {
   try {
-    const r = await groupsOf(b).request({
+    const groups = groupsOf(b);
+    parkForRebalance(b, groups, ctx);
+    const r = await groups.request({
       type: 'sync',
       ...memberOf(req),
       assignments: req.assignments,

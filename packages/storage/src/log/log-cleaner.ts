@@ -238,6 +238,12 @@ export interface CleanReport {
   bytesAfter: number;
   /** Every record below this offset is in the key index. */
   indexedUpTo: number;
+  /**
+   * The oldest timestamp among tombstones kept only because they are not old enough yet (the
+   * latest record of their key, in a segment this run read); null when there is none. Such a
+   * tombstone can go once `deleteRetentionMs` has passed since it: a scheduler can clean then.
+   */
+  tombstoneKeptMinTimestamp: number | null;
 }
 
 export interface LogCleanerOptions {
@@ -312,6 +318,7 @@ export class LogCleaner {
       bytesBefore: 0,
       bytesAfter: 0,
       indexedUpTo: 0,
+      tombstoneKeptMinTimestamp: null,
     };
     try {
       report.indexedUpTo = await this.index.catchUp(this.log, bound, readBytesMax, budget, signal);
@@ -453,6 +460,16 @@ export class LogCleaner {
                 const verdict = recordVerdict(rec, latest, deleteBeforeMs, tombstonesMayGo);
                 keep.push(verdict === 'keep');
                 if (verdict !== 'keep') removed++;
+                else if (
+                  rec.value === null &&
+                  latest === rec.offset &&
+                  rec.timestamp >= deleteBeforeMs
+                ) {
+                  report.tombstoneKeptMinTimestamp = Math.min(
+                    report.tombstoneKeptMinTimestamp ?? rec.timestamp,
+                    rec.timestamp,
+                  );
+                }
                 if (verdict === 'tombstone-expired' && rec.key !== null) {
                   tombstones++;
                   forgotten.push(rec.key);
