@@ -1,6 +1,7 @@
 // @platformatic/kafka against the Kafka listener of an in-process cluster-path broker: admin
 // creates a topic, the producer sends (plain, idempotent, compressed) with acks=-1, and the
-// native SDK reads the records unchanged. @platformatic/kafka declares Node >= 22; on an older
+// native SDK reads the records unchanged; then every codec, group consumers from earliest,
+// latest, a timestamp and the committed (reset) offsets, the group admin calls and topic delete. @platformatic/kafka declares Node >= 22; on an older
 // Node the one built-in it needs from 22, Promise.withResolvers, is provided here (a test shim,
 // not a library change), so the client's own protocol code is what runs.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,11 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Broker, kafkaListener } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
+import { zstdCanCompress } from '@streambus/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKafkaBroker } from './kafka-testing.js';
 
 kafkaListener.providePromiseWithResolvers();
-const { Admin, Producer, stringSerializers } = await import('@platformatic/kafka');
+const { Admin, Consumer, Producer, stringDeserializers, stringSerializers } = await import(
+  '@platformatic/kafka'
+);
 
 const text = (u: Uint8Array | null) => (u === null ? null : Buffer.from(u).toString());
 
@@ -78,4 +82,157 @@ describe('@platformatic/kafka against the Kafka listener', () => {
     await consumer.close();
     expect(got).toEqual(sent);
   });
+
+  type Mode = 'earliest' | 'latest' | 'committed' | 'manual';
+
+  /** A group consumer reading `topic` until `n` messages arrived (then it leaves the group). */
+  async function groupConsume(
+    groupId: string,
+    topic: string,
+    n: number,
+    mode: Mode,
+    extra: {
+      offsets?: Array<{ topic: string; partition: number; offset: bigint }>;
+      /** Called once consume() answered, with the count received so far (to produce then). */
+      joined?: (received: () => number) => Promise<void>;
+    } = {},
+  ): Promise<string[]> {
+    const consumer = new Consumer({
+      groupId,
+      clientId: `plt-${groupId}`,
+      bootstrapBrokers: bootstrap,
+      deserializers: stringDeserializers,
+      maxWaitTime: 100,
+    });
+    const got: string[] = [];
+    try {
+      const stream = await consumer.consume({
+        topics: [topic],
+        mode,
+        autocommit: 100,
+        ...(extra.offsets ? { offsets: extra.offsets } : {}),
+      });
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => {
+        resolve = r;
+      });
+      stream.on('data', (m: { value: string }) => {
+        got.push(m.value);
+        if (got.length >= n) resolve();
+      });
+      if (n === 0) resolve();
+      await extra.joined?.(() => got.length);
+      await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
+      // Let the autocommit interval commit what was read.
+      await new Promise((r) => setTimeout(r, 300));
+      await stream.close();
+    } finally {
+      await consumer.close(true);
+    }
+    return got;
+  }
+
+  async function send(topic: string, values: string[], compression?: 'snappy' | 'lz4' | 'zstd') {
+    const producer = new Producer({
+      clientId: `plt-send-${compression ?? 'none'}`,
+      bootstrapBrokers: bootstrap,
+      serializers: stringSerializers,
+      acks: -1,
+      ...(compression ? { compression } : {}),
+    });
+    try {
+      await producer.send({ messages: values.map((value) => ({ topic, value })) });
+    } finally {
+      await producer.close();
+    }
+  }
+
+  it('every codec; group consumers from earliest, latest, a timestamp and reset offsets; group admin; topic delete', async () => {
+    const admin = new Admin({ clientId: 'plt-admin', bootstrapBrokers: bootstrap });
+    try {
+      await admin.createTopics({ topics: ['pltg'], partitions: 1, replicas: 1 });
+      // snappy and lz4 (the client's wasm codecs), zstd where this Node has it.
+      const codecs = ['snappy', 'lz4', ...(zstdCanCompress ? ['zstd' as const] : [])] as const;
+      const sent: string[] = [];
+      for (const codec of codecs) {
+        const values = Array.from({ length: 20 }, (_, i) => `${codec} ${i}`);
+        await send('pltg', values, codec);
+        sent.push(...values);
+      }
+      const before = BigInt(Date.now());
+      await new Promise((r) => setTimeout(r, 20));
+      const late = Array.from({ length: 10 }, (_, i) => `late ${i}`);
+      await send('pltg', late);
+      sent.push(...late);
+
+      // From earliest: everything, byte-identical, in order.
+      expect(await groupConsume('plt-g1', 'pltg', sent.length, 'earliest')).toEqual(sent);
+
+      // From latest: nothing produced before it; a record produced now and then (until one
+      // arrives, however long the consumer takes to start) is what it reads.
+      const fresh: string[] = [];
+      const latest = await groupConsume('plt-g2', 'pltg', 1, 'latest', {
+        joined: async (received) => {
+          for (let i = 0; received() === 0 && i < 50; i++) {
+            fresh.push(`fresh ${i}`);
+            await send('pltg', [fresh.at(-1)!]);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        },
+      });
+      expect(latest.length).toBeGreaterThan(0);
+      expect(fresh).toEqual(expect.arrayContaining(latest));
+      expect(latest).toEqual(
+        fresh.slice(fresh.indexOf(latest[0]!), fresh.indexOf(latest[0]!) + latest.length),
+      );
+      sent.push(...fresh);
+
+      // From a timestamp: ListOffsets by time, then a manual start there.
+      const probe = new Consumer({
+        groupId: 'plt-probe',
+        clientId: 'plt-probe',
+        bootstrapBrokers: bootstrap,
+      });
+      let at: bigint;
+      try {
+        const offsets = await probe.listOffsets({ topics: ['pltg'], timestamp: before });
+        at = offsets.get('pltg')![0]!;
+      } finally {
+        await probe.close(true);
+      }
+      const fromTime = await groupConsume('plt-g3', 'pltg', late.length + fresh.length, 'manual', {
+        offsets: [{ topic: 'pltg', partition: 0, offset: at }],
+      });
+      expect(fromTime).toEqual([...late, ...fresh]);
+
+      // The group admin calls see plt-g1 with its committed offset at the end.
+      const groups = await admin.listGroups();
+      expect([...groups.keys()]).toEqual(expect.arrayContaining(['plt-g1', 'plt-g2', 'plt-g3']));
+      const described = await admin.describeGroups({ groups: ['plt-g1'] });
+      expect(described.get('plt-g1')).toMatchObject({ id: 'plt-g1', state: 'Empty' });
+      const committed = async () =>
+        (await admin.listConsumerGroupOffsets({ groups: ['plt-g1'] }))[0]!.topics.find(
+          (t) => t.name === 'pltg',
+        )!.partitions[0]!.committedOffset;
+      const end = await committed();
+      expect(end).toBeGreaterThan(0n);
+
+      // Reset plt-g1 to the first late record: a committed-mode consumer resumes there.
+      await admin.alterConsumerGroupOffsets({
+        groupId: 'plt-g1',
+        topics: [{ name: 'pltg', partitionOffsets: [{ partition: 0, offset: at }] }],
+      });
+      expect(await committed()).toBe(at);
+      expect(await groupConsume('plt-g1', 'pltg', late.length + fresh.length, 'committed')).toEqual(
+        [...late, ...fresh],
+      );
+
+      await admin.deleteGroups({ groups: ['plt-g2'] });
+      expect([...(await admin.listGroups()).keys()]).not.toContain('plt-g2');
+      await admin.deleteTopics({ topics: ['pltg'] });
+      expect(await admin.listTopics()).not.toContain('pltg');
+    } finally {
+      await admin.close();
+    }
+  }, 90_000);
 });
