@@ -11,7 +11,7 @@ import type { Broker } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kafkajsCodecs, startKafkaBroker } from './kafka-testing.js';
+import { DroppingKafkaProxy, kafkajsCodecs, startKafkaBroker } from './kafka-testing.js';
 
 describe('kafkajs against the Kafka listener', () => {
   let broker: Broker;
@@ -166,6 +166,57 @@ describe('kafkajs against the Kafka listener', () => {
     // with the leader's term-start control batch, so the first record's offset can be above 0.)
     const base = got[0]!.offset;
     expect(got.map((r) => r.offset)).toEqual(Array.from({ length: 100 }, (_, n) => base + n));
+  });
+
+  it('an idempotent producer retries across a dropped connection; each record is stored once', async () => {
+    // A broker of its own that advertises a proxy, so kafkajs's produce connection runs through
+    // it; the proxy forwards a Produce, lets the broker write it, and drops the answer.
+    const proxy = await DroppingKafkaProxy.start();
+    const pdir = mkdtempSync(join(tmpdir(), 'sb-kafkajs-drop-'));
+    let pbroker: Broker | null = null;
+    let pnative: StreamBusClient | null = null;
+    try {
+      pbroker = await startKafkaBroker(pdir, { host: '127.0.0.1', port: proxy.port });
+      proxy.forwardTo(pbroker.kafkaAddress!);
+      pnative = new StreamBusClient({ bootstrap: `127.0.0.1:${pbroker.address.port}` });
+      await pnative.admin().createTopic({ name: 'kjs-drop', partitions: 1 });
+      const k = new Kafka({
+        clientId: 'kafkajs-drop',
+        brokers: [`127.0.0.1:${proxy.port}`],
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 8, initialRetryTime: 50, maxRetryTime: 500 },
+      });
+      const producer = k.producer({ idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      const values = Array.from({ length: 4 }, (_, i) => `drop-${i}`);
+      try {
+        await producer.send({ topic: 'kjs-drop', acks: -1, messages: [{ value: values[0]! }] });
+        proxy.dropNextProduce();
+        await producer.send({ topic: 'kjs-drop', acks: -1, messages: [{ value: values[1]! }] });
+        for (const value of values.slice(2)) {
+          await producer.send({ topic: 'kjs-drop', acks: -1, messages: [{ value }] });
+        }
+      } finally {
+        await producer.disconnect();
+      }
+      expect(proxy.dropped).toBe(1);
+      const consumer = pnative.consumer({ maxWaitMs: 100 });
+      await consumer.assign({ topic: 'kjs-drop', from: 'earliest' });
+      const got: Array<string | null> = [];
+      const deadline = Date.now() + 10_000;
+      while (got.length < values.length && Date.now() < deadline) {
+        for (const b of await consumer.poll()) for (const r of b.records) got.push(text(r.value));
+      }
+      // Nothing more follows (a duplicate would come after the last one).
+      for (const b of await consumer.poll()) for (const r of b.records) got.push(text(r.value));
+      await consumer.close();
+      expect(got).toEqual(values);
+    } finally {
+      await pnative?.close();
+      await pbroker?.close();
+      await proxy.close();
+      rmSync(pdir, { recursive: true, force: true });
+    }
   });
 
   it('lists offsets: earliest, latest and by timestamp', async () => {
