@@ -1,7 +1,8 @@
 // @platformatic/kafka against the Kafka listener of an in-process cluster-path broker: admin
 // creates a topic, the producer sends (plain, idempotent, compressed) with acks=-1, and the
 // native SDK reads the records unchanged; then every codec, group consumers from earliest,
-// latest, a timestamp and the committed (reset) offsets, the group admin calls and topic delete. @platformatic/kafka declares Node >= 22; on an older
+// latest, a timestamp and the committed (reset) offsets, the group admin calls and topic delete;
+// an idempotent retry across a dropped connection; a group of 3 with a member leaving. @platformatic/kafka declares Node >= 22; on an older
 // Node the one built-in it needs from 22, Promise.withResolvers, is provided here (a test shim,
 // not a library change), so the client's own protocol code is what runs.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -282,6 +283,101 @@ describe('@platformatic/kafka against the Kafka listener', () => {
       expect(await admin.listTopics()).not.toContain('pltg');
     } finally {
       await admin.close();
+    }
+  }, 90_000);
+
+  it('a group of 3 members, one leaves: no record lost, a new member resumes from the committed offsets', async () => {
+    const topic = 'plt3';
+    const admin = new Admin({ clientId: 'plt3-admin', bootstrapBrokers: bootstrap });
+    try {
+      await admin.createTopics({ topics: [topic], partitions: 3, replicas: 1 });
+    } finally {
+      await admin.close();
+    }
+    const producer = new Producer({
+      clientId: 'plt3',
+      bootstrapBrokers: bootstrap,
+      serializers: stringSerializers,
+      acks: -1,
+    });
+    const produce = (from: number, count: number) =>
+      producer.send({
+        messages: Array.from({ length: count }, (_, i) => ({
+          topic,
+          partition: (from + i) % 3,
+          value: `v${from + i}`,
+        })),
+      });
+    const members: Array<{ close: () => Promise<void>; seen: string[] }> = [];
+    const join = async (name: string) => {
+      const consumer = new Consumer({
+        groupId: 'plt3-group',
+        clientId: name,
+        bootstrapBrokers: bootstrap,
+        deserializers: stringDeserializers,
+        maxWaitTime: 100,
+        sessionTimeout: 10_000,
+        rebalanceTimeout: 10_000,
+        heartbeatInterval: 300,
+      });
+      const seen: string[] = [];
+      const stream = await consumer.consume({
+        topics: [topic],
+        mode: 'committed',
+        fallbackMode: 'earliest',
+        autocommit: 100,
+      });
+      stream.on('data', (m: { value: string }) => seen.push(m.value));
+      let closed = false;
+      const member = {
+        seen,
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          await new Promise((r) => setTimeout(r, 300)); // one autocommit interval and more
+          await stream.close();
+          await consumer.close(true);
+        },
+      };
+      members.push(member);
+      return member;
+    };
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 30_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const all = () => new Set(members.flatMap((m) => m.seen));
+    const has = (from: number, to: number) => {
+      const got = all();
+      for (let i = from; i < to; i++) if (!got.has(`v${i}`)) return false;
+      return true;
+    };
+    try {
+      const [a, b, c] = [await join('m1'), await join('m2'), await join('m3')];
+      await produce(0, 60);
+      await until('the first 60 records', () => has(0, 60));
+      await until('each member reading', () => [a, b, c].every((m) => m!.seen.length > 0));
+      // m3 leaves: the other two take its partition and read what follows.
+      await c!.close();
+      await produce(60, 30);
+      await until('records 60..90 after m3 left', () => has(60, 90));
+      expect(c!.seen.every((v) => Number(v.slice(1)) < 60)).toBe(true);
+      await a!.close();
+      await b!.close();
+      // A new member resumes from the committed offsets: only what is produced now.
+      const d = await join('m4');
+      await produce(90, 9);
+      await until('records 90..99 by the new member', () =>
+        [...Array(9).keys()].every((i) => d.seen.includes(`v${90 + i}`)),
+      );
+      expect(d.seen.filter((v) => Number(v.slice(1)) < 90)).toEqual([]);
+      await d.close();
+    } finally {
+      await producer.close();
+      for (const m of members) await m.close().catch(() => undefined);
     }
   }, 90_000);
 });
