@@ -2,9 +2,10 @@
 // creates a topic, the producer sends (plain, idempotent, compressed) with acks=-1, and the
 // native SDK reads the records unchanged; then every codec, group consumers from earliest,
 // latest, a timestamp and the committed (reset) offsets, the group admin calls and topic delete;
-// an idempotent retry across a dropped connection; a group of 3 with a member leaving. @platformatic/kafka declares Node >= 22; on an older
-// Node the one built-in it needs from 22, Promise.withResolvers, is provided here (a test shim,
-// not a library change), so the client's own protocol code is what runs.
+// an idempotent retry across a dropped connection; a group of 3 with a member leaving.
+// @platformatic/kafka declares Node >= 22; on an older Node the one built-in it needs from 22,
+// Promise.withResolvers, is provided here (a test shim, not a library change), so the client's
+// own protocol code is what runs.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
