@@ -13,14 +13,12 @@ import { type Broker, kafkaListener } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { zstdCanCompress } from '@streambus/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DroppingKafkaProxy, startKafkaBroker } from './kafka-testing.js';
+import { nativeValues, startKafkaBroker, withDroppingProxy } from './kafka-testing.js';
 
 kafkaListener.providePromiseWithResolvers();
 const { Admin, Consumer, Producer, stringDeserializers, stringSerializers } = await import(
   '@platformatic/kafka'
 );
-
-const text = (u: Uint8Array | null) => (u === null ? null : Buffer.from(u).toString());
 
 describe('@platformatic/kafka against the Kafka listener', () => {
   let broker: Broker;
@@ -74,28 +72,13 @@ describe('@platformatic/kafka against the Kafka listener', () => {
         await producer.close();
       }
     }
-    const consumer = native.consumer({ maxWaitMs: 100 });
-    await consumer.assign({ topic: 'plt', from: 'earliest' });
-    const got: Array<string | null> = [];
-    const deadline = Date.now() + 15_000;
-    while (got.length < sent.length && Date.now() < deadline) {
-      for (const b of await consumer.poll()) for (const r of b.records) got.push(text(r.value));
-    }
-    await consumer.close();
-    expect(got).toEqual(sent);
+    expect(await nativeValues(native, 'plt', sent.length, 15_000)).toEqual(sent);
   });
 
   it('an idempotent producer retries across a dropped connection; each record is stored once', async () => {
     // A broker of its own advertising a proxy that drops one Produce answer after the broker
     // wrote the batch (kafka-testing.ts).
-    const proxy = await DroppingKafkaProxy.start();
-    const pdir = mkdtempSync(join(tmpdir(), 'sb-platformatic-drop-'));
-    let pbroker: Broker | null = null;
-    let pnative: StreamBusClient | null = null;
-    try {
-      pbroker = await startKafkaBroker(pdir, { host: '127.0.0.1', port: proxy.port });
-      proxy.forwardTo(pbroker.kafkaAddress!);
-      pnative = new StreamBusClient({ bootstrap: `127.0.0.1:${pbroker.address.port}` });
+    await withDroppingProxy(async ({ proxy, native: pnative }) => {
       await pnative.admin().createTopic({ name: 'plt-drop', partitions: 1 });
       const producer = new Producer({
         clientId: 'plt-drop',
@@ -116,22 +99,8 @@ describe('@platformatic/kafka against the Kafka listener', () => {
         await producer.close();
       }
       expect(proxy.dropped).toBe(1);
-      const consumer = pnative.consumer({ maxWaitMs: 100 });
-      await consumer.assign({ topic: 'plt-drop', from: 'earliest' });
-      const got: Array<string | null> = [];
-      const deadline = Date.now() + 10_000;
-      while (got.length < values.length && Date.now() < deadline) {
-        for (const b of await consumer.poll()) for (const r of b.records) got.push(text(r.value));
-      }
-      for (const b of await consumer.poll()) for (const r of b.records) got.push(text(r.value));
-      await consumer.close();
-      expect(got).toEqual(values);
-    } finally {
-      await pnative?.close();
-      await pbroker?.close();
-      await proxy.close();
-      rmSync(pdir, { recursive: true, force: true });
-    }
+      expect(await nativeValues(pnative, 'plt-drop', values.length)).toEqual(values);
+    });
   });
 
   type Mode = 'earliest' | 'latest' | 'committed' | 'manual';

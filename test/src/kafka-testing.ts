@@ -1,7 +1,11 @@
 // Shared by the Kafka-client tests: an in-process cluster-path broker with the Kafka listener
 // on an ephemeral port, and kafkajs compression codecs for snappy, lz4 and zstd built on the
 // protocol package's own compressors (kafkajs 2.2.4 ships gzip only, kafka-protocol.md §8.8).
+
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Broker, defaultConfig, type HostPort } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { Compression, compress, decompress, zstdCanCompress } from '@streambus/protocol';
@@ -178,4 +182,61 @@ export class DroppingKafkaProxy {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/**
+ * Runs `body` against a broker of its own that advertises a DroppingKafkaProxy (so every Kafka
+ * client connection runs through it), with a native client; cleans up all of it afterwards.
+ */
+export async function withDroppingProxy(
+  body: (o: {
+    proxy: DroppingKafkaProxy;
+    broker: Broker;
+    native: StreamBusClient;
+  }) => Promise<void>,
+): Promise<void> {
+  const proxy = await DroppingKafkaProxy.start();
+  const dir = mkdtempSync(join(tmpdir(), 'sb-kafka-drop-'));
+  let broker: Broker | null = null;
+  let native: StreamBusClient | null = null;
+  try {
+    broker = await startKafkaBroker(dir, { host: '127.0.0.1', port: proxy.port });
+    proxy.forwardTo(broker.kafkaAddress!);
+    native = new StreamBusClient({ bootstrap: `127.0.0.1:${broker.address.port}` });
+    await body({ proxy, broker, native });
+  } finally {
+    await native?.close();
+    await broker?.close();
+    await proxy.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The values of a topic read from earliest with the native SDK: until `count` arrived (or
+ * `timeoutMs`), then one more poll, so a duplicate after the last one would show.
+ */
+export async function nativeValues(
+  native: StreamBusClient,
+  topic: string,
+  count: number,
+  timeoutMs = 10_000,
+): Promise<Array<string | null>> {
+  const consumer = native.consumer({ maxWaitMs: 100 });
+  const got: Array<string | null> = [];
+  const take = async () => {
+    for (const b of await consumer.poll()) {
+      for (const r of b.records)
+        got.push(r.value === null ? null : Buffer.from(r.value).toString());
+    }
+  };
+  try {
+    await consumer.assign({ topic, from: 'earliest' });
+    const deadline = Date.now() + timeoutMs;
+    while (got.length < count && Date.now() < deadline) await take();
+    await take();
+  } finally {
+    await consumer.close();
+  }
+  return got;
 }

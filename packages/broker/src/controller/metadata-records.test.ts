@@ -12,6 +12,16 @@ import { expectCanonicalOrCorrupt, metadataRecord } from './testing-arbitraries.
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
+/** A registration without a Kafka address (version 1). */
+const REGISTER_V1: MetadataRecord = {
+  type: 'register-broker',
+  brokerId: 300,
+  host: 'h',
+  port: 9092,
+  incarnation: 'i',
+  brokerEpoch: 7,
+};
+
 function expectCorrupt(bytes: Uint8Array, message?: RegExp): void {
   let thrown: unknown;
   try {
@@ -40,29 +50,11 @@ describe('metadata record codec', () => {
         }),
       ),
     ).toBe('0109030101020201020102');
-    expect(
-      hex(
-        encodeRecord({
-          type: 'register-broker',
-          brokerId: 300,
-          host: 'h',
-          port: 9092,
-          incarnation: 'i',
-          brokerEpoch: 7,
-        }),
-      ),
-    ).toBe('0102ac0201688447016907');
+    expect(hex(encodeRecord(REGISTER_V1))).toBe('0102ac0201688447016907');
   });
 
   it('a registration with a Kafka address is version 2; one without stays version 1', () => {
-    const v1: MetadataRecord = {
-      type: 'register-broker',
-      brokerId: 300,
-      host: 'h',
-      port: 9092,
-      incarnation: 'i',
-      brokerEpoch: 7,
-    };
+    const v1 = REGISTER_V1;
     // null and absent both mean "no Kafka listener": the version-1 bytes pinned above.
     expect(hex(encodeRecord({ ...v1, kafka: null }))).toBe('0102ac0201688447016907');
     const v2: MetadataRecord = { ...v1, kafka: { host: 'k', port: 19092 } };
