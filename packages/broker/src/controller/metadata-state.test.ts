@@ -400,10 +400,29 @@ describe('metadata state machine', () => {
     const s = decodeSnapshot(v1);
     expect(s.brokers.get(1)).toMatchObject({ host: 'h', port: 9092, fenced: true, kafka: null });
     expect(topicByName(s, 't')?.partitions[0]?.leader).toBe(1);
-    // Written again, it is version 2 and reads back the same.
-    const v2 = encodeSnapshot(s);
+    // Without a Kafka address anywhere it is written at version 1 again, byte for byte; with
+    // one, at version 2, and it reads back the same.
+    expect(hex(encodeSnapshot(s))).toBe(v1.toString('hex'));
+    const withKafka = apply(s, {
+      type: 'register-broker',
+      brokerId: 1,
+      host: 'h',
+      port: 9092,
+      incarnation: 'j',
+      brokerEpoch: s.brokerEpochNext,
+      kafka: { host: 'k', port: 19092 },
+    });
+    const v2 = encodeSnapshot(withKafka);
     expect(v2[4]).toBe(2);
-    expect(formatState(decodeSnapshot(v2))).toEqual(formatState(s));
+    expect(formatState(decodeSnapshot(v2))).toEqual(formatState(withKafka));
+    // Version 2 is only for a state with a Kafka address: the same body at 2 is not canonical.
+    // (The version-1 body with broker 1's hasKafka = false after its heartbeat tick, byte 19.)
+    const body = Buffer.concat([v1.subarray(9, 9 + 19), Buffer.from([0]), v1.subarray(9 + 19)]);
+    const header = Buffer.from([0x53, 0x42, 0x4d, 0x53, 2, 0, 0, 0, 0]);
+    header.writeUInt32BE(crc32c(body), 5);
+    expect(() => decodeSnapshot(Buffer.concat([header, body]))).toThrow(
+      /version 2 is not its canonical version/,
+    );
     expect(() =>
       decodeSnapshot(Uint8Array.from([...v1.subarray(0, 4), 3, ...v1.subarray(5)])),
     ).toThrow(/snapshot version 3 is not supported/);

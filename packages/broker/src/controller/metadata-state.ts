@@ -27,12 +27,15 @@
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
 //
-// Snapshot (version 2; version 1 still decodes), all integers as in metadata-records.ts:
-//   snapshot  := "SBMS" version:u8 (=2) crc32c:u32 (big-endian, of body) body
+// Snapshot (version 1 or 2), all integers as in metadata-records.ts:
+//   snapshot  := "SBMS" version:u8 crc32c:u32 (big-endian, of body) body
 //   body      := hasCluster:bool [clusterId:string] topicIdNext brokerEpochNext producerIdNext
 //                tickLast brokers:broker[] topics:topic[]          (ids strictly ascending)
 //   broker    := id host:string port incarnation:string brokerEpoch fenced:bool lastHeartbeatTick
 //                hasKafka:bool [kafkaHost:string kafkaPort]        (version 1: neither field)
+// A snapshot is written at version 2 only when some broker has a Kafka address (as records are,
+// metadata-records.ts), so a cluster without Kafka listeners writes what older code reads; a
+// version-2 snapshot without any Kafka address is refused as non-canonical.
 //   topic     := id name:string partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
@@ -391,8 +394,15 @@ export function partitionCount(state: MetadataState): number {
 
 const SNAPSHOT_MAGIC = [0x53, 0x42, 0x4d, 0x53]; // "SBMS"
 export const METADATA_SNAPSHOT_VERSION = 2;
-/** The oldest snapshot version still decoded (no Kafka addresses). */
+/** The oldest snapshot version still decoded and written (no Kafka addresses). */
 const METADATA_SNAPSHOT_VERSION_MIN = 1;
+
+/** The lowest snapshot version that holds `brokers`. */
+function snapshotVersion(brokers: readonly BrokerState[]): number {
+  return brokers.some((b) => b.kafka !== null)
+    ? METADATA_SNAPSHOT_VERSION
+    : METADATA_SNAPSHOT_VERSION_MIN;
+}
 const SNAPSHOT_HEADER_BYTES = 9;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
@@ -407,6 +417,7 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
   w.uvarint(state.tickLast);
   const brokers = brokersInOrder(state);
   w.uvarint(brokers.length);
+  const version = snapshotVersion(brokers);
   for (const b of brokers) {
     w.uvarint(b.id);
     w.string(b.host);
@@ -415,10 +426,12 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
     w.uvarint(b.brokerEpoch);
     w.bool(b.fenced);
     w.uvarint(b.lastHeartbeatTick);
-    w.bool(b.kafka !== null);
-    if (b.kafka !== null) {
-      w.string(b.kafka.host);
-      w.uvarint(b.kafka.port);
+    if (version >= 2) {
+      w.bool(b.kafka !== null);
+      if (b.kafka !== null) {
+        w.string(b.kafka.host);
+        w.uvarint(b.kafka.port);
+      }
     }
   }
   const topics = topicsInOrder(state);
@@ -439,7 +452,7 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
   out.set(SNAPSHOT_MAGIC, 0);
-  out[4] = METADATA_SNAPSHOT_VERSION;
+  out[4] = version;
   new DataView(out.buffer).setUint32(5, crc32c(body), false);
   out.set(body, SNAPSHOT_HEADER_BYTES);
   return out;
@@ -546,6 +559,9 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     lastId = id;
   }
   r.expectEnd('metadata snapshot');
+  if (snapshotVersion([...brokers.values()]) !== version) {
+    throw corruptData(`metadata snapshot version ${version} is not its canonical version`);
+  }
   if (clusterId === null && (brokers.size > 0 || topics.size > 0)) {
     throw corruptData('snapshot has brokers or topics but no cluster id');
   }
