@@ -179,7 +179,7 @@ describe('streambus dev --nodes', () => {
     expect(dev.stdout()).toMatch(/stopping\.\.\.\nstopped\n$/);
     expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
     expect(dev.stderr()).toBe('');
-  });
+  }, 60_000);
 
   it('reports a broker that dies, stops the others and fails', async () => {
     const dev = await startDev(2);
@@ -190,7 +190,7 @@ describe('streambus dev --nodes', () => {
       `streambus: node 2 (pid ${victim.pid}) was killed by SIGKILL; the other brokers were stopped\n`,
     );
     expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
-  });
+  }, 60_000);
 
   it('refuses a bad node count and flags that do not fit it', async () => {
     const cases: Array<[string[], RegExp]> = [
