@@ -11,7 +11,12 @@ import type { Broker } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kafkajsCodecs, startKafkaBroker } from './kafka-testing.js';
+import {
+  kafkajsCodecs,
+  nativeValues,
+  startKafkaBroker,
+  withDroppingProxy,
+} from './kafka-testing.js';
 
 describe('kafkajs against the Kafka listener', () => {
   let broker: Broker;
@@ -168,6 +173,33 @@ describe('kafkajs against the Kafka listener', () => {
     expect(got.map((r) => r.offset)).toEqual(Array.from({ length: 100 }, (_, n) => base + n));
   });
 
+  it('an idempotent producer retries across a dropped connection; each record is stored once', async () => {
+    // A broker of its own that advertises a proxy, so kafkajs's produce connection runs through
+    // it; the proxy forwards a Produce, lets the broker write it, and drops the answer.
+    await withDroppingProxy(async ({ proxy, native: pnative }) => {
+      await pnative.admin().createTopic({ name: 'kjs-drop', partitions: 1 });
+      const k = new Kafka({
+        clientId: 'kafkajs-drop',
+        brokers: [`127.0.0.1:${proxy.port}`],
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 8, initialRetryTime: 50, maxRetryTime: 500 },
+      });
+      const producer = k.producer({ idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      const values = Array.from({ length: 4 }, (_, i) => `drop-${i}`);
+      try {
+        for (const [i, value] of values.entries()) {
+          if (i === 1) proxy.dropNextProduce();
+          await producer.send({ topic: 'kjs-drop', acks: -1, messages: [{ value }] });
+        }
+      } finally {
+        await producer.disconnect();
+      }
+      expect(proxy.dropped).toBe(1);
+      expect(await nativeValues(pnative, 'kjs-drop', values.length)).toEqual(values);
+    });
+  });
+
   it('lists offsets: earliest, latest and by timestamp', async () => {
     const topic = 'kjs-offsets';
     await createTopic(topic, 1);
@@ -190,18 +222,83 @@ describe('kafkajs against the Kafka listener', () => {
       expect(latest).toEqual([
         { partition: 0, offset: String(base + 10), high: String(base + 10), low: '0' },
       ]);
-      // The first record at or after the time: the sixth. Until timestamp lookups land on the
-      // cluster path (helper ONE, issue 9) a replicated partition refuses them; the Kafka client
-      // then sees a plain Kafka error for that partition, not a hang or a dropped connection.
-      const byTime = await admin
-        .fetchTopicOffsetsByTimestamp(topic, 1_800_000_000_000 + 4500)
-        .catch((err: { type?: string }) => err);
-      if (Array.isArray(byTime))
-        expect(byTime).toEqual([{ partition: 0, offset: String(base + 5) }]);
-      else expect(byTime.type).toBe('INVALID_REQUEST');
+      // The first record at or after the time: the sixth.
+      const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, 1_800_000_000_000 + 4500);
+      expect(byTime).toEqual([{ partition: 0, offset: String(base + 5) }]);
       expect(await admin.fetchTopicOffsets(topic)).toHaveLength(1); // the connection still works
     } finally {
       await admin.disconnect();
+    }
+  });
+
+  it('consumes from earliest, latest and a timestamp', async () => {
+    const topic = 'kjs-consume';
+    await createTopic(topic, 1);
+    const producer = kafka.producer();
+    await producer.connect();
+    const sendValues = (values: string[], timestamp?: number) =>
+      producer.send({
+        topic,
+        acks: -1,
+        messages: values.map((value, i) => ({
+          value,
+          ...(timestamp === undefined ? {} : { timestamp: String(timestamp + i) }),
+        })),
+      });
+    const early = Array.from({ length: 10 }, (_, i) => `early-${i}`);
+    await sendValues(early, 1_700_000_000_000);
+    const late = Array.from({ length: 5 }, (_, i) => `late-${i}`);
+    await sendValues(late, 1_700_000_100_000);
+    /** A consumer in its own group; `start` runs once it is running, until `want` arrived. */
+    const consume = async (
+      groupId: string,
+      fromBeginning: boolean,
+      want: number,
+      start: (c: ReturnType<Kafka['consumer']>, got: string[]) => Promise<void> = async () => {},
+    ) => {
+      const c = kafka.consumer({ groupId, maxWaitTimeInMs: 100, heartbeatInterval: 300 });
+      const got: string[] = [];
+      await c.connect();
+      try {
+        await c.subscribe({ topic, fromBeginning });
+        await c.run({
+          eachMessage: async ({ message }) => void got.push(message.value!.toString()),
+        });
+        await start(c, got);
+        const deadline = Date.now() + 20_000;
+        while (got.length < want && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      } finally {
+        await c.disconnect();
+      }
+      return got;
+    };
+    try {
+      expect(await consume('kjs-earliest', true, 15)).toEqual([...early, ...late]);
+      // Latest: none of the records above; records produced after the start (one now and then,
+      // until the first arrives however long the join takes) are read.
+      const fresh: string[] = [];
+      const latest = await consume('kjs-latest', false, 1, async (_, got) => {
+        for (let i = 0; got.length === 0 && i < 60; i++) {
+          fresh.push(`fresh-${i}`);
+          await sendValues([fresh.at(-1)!]);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      });
+      expect(latest.length).toBeGreaterThan(0);
+      expect(latest.every((v) => fresh.includes(v))).toBe(true);
+      // A timestamp: the offset ListOffsets gives for it, then a seek there.
+      const admin = kafka.admin();
+      await admin.connect();
+      const [at] = await admin.fetchTopicOffsetsByTimestamp(topic, 1_700_000_050_000);
+      await admin.disconnect();
+      const fromTime = await consume('kjs-time', false, late.length + fresh.length, async (c) => {
+        c.seek({ topic, partition: 0, offset: at!.offset });
+      });
+      expect(fromTime).toEqual([...late, ...fresh]);
+    } finally {
+      await producer.disconnect();
     }
   });
 

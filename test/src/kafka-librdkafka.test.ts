@@ -4,7 +4,8 @@
 // that each codec was really used (librdkafka's feature probes turn compression off silently
 // when the advertised minima are wrong, kafka-protocol.md §1.3); idempotent produce; records
 // produced with the native SDK read back byte-identical by kcat; confluent-kafka produce and
-// consume. Without the packages these tests are skipped with a warning naming the package.
+// consume, and a confluent-kafka consumer group (two members, commits, a new member resuming).
+// Without the packages these tests are skipped with a warning naming the package.
 // The clients run as child processes (asynchronously: the broker is in this process).
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -217,5 +218,59 @@ print('ok', len(got))
       expect(stdout.trim()).toBe('ok 2000');
       expect([...(await storedCodecs(topic))]).toEqual([3]);
     },
+  );
+
+  it.skipIf(!CONFLUENT)(
+    'a confluent-kafka consumer group: two members split the partitions, commit, and a new member resumes after the commits',
+    async () => {
+      const topic = 'confluent-group';
+      await native.admin().createTopic({ name: topic, partitions: 2 });
+      const script = `
+import sys, time
+from confluent_kafka import Producer, Consumer
+bs, topic = sys.argv[1], sys.argv[2]
+p = Producer({'bootstrap.servers': bs, 'linger.ms': 5})
+def produce(lo, hi):
+    for i in range(lo, hi):
+        p.produce(topic, value=('g %d' % i).encode(), partition=i % 2)
+    assert p.flush(20) == 0
+def member():
+    return Consumer({'bootstrap.servers': bs, 'group.id': 'py-group', 'auto.offset.reset': 'earliest',
+                     'enable.auto.commit': False, 'session.timeout.ms': 10000,
+                     'heartbeat.interval.ms': 300})
+produce(0, 400)
+a, b = member(), member()
+a.subscribe([topic]); b.subscribe([topic])
+seen = {id(a): [], id(b): []}
+deadline = time.time() + 40
+num = lambda v: int(v.split()[1])
+# At least once: a rebalance may hand a record to both members, never to neither.
+while len(set(seen[id(a)] + seen[id(b)])) < 400 and time.time() < deadline:
+    for c in (a, b):
+        m = c.poll(0.1)
+        if m is not None and not m.error():
+            seen[id(c)].append(m.value().decode())
+got = sorted(set(seen[id(a)] + seen[id(b)]), key=num)
+assert got == ['g %d' % i for i in range(400)], 'group read %d records' % len(got)
+assert seen[id(a)] and seen[id(b)], 'one member read everything: %d / %d' % (len(seen[id(a)]), len(seen[id(b)]))
+a.commit(asynchronous=False); b.commit(asynchronous=False)
+a.close(); b.close()
+produce(400, 450)
+c = member()
+c.subscribe([topic])
+later = []
+deadline = time.time() + 40
+while len(set(later)) < 50 and time.time() < deadline:
+    m = c.poll(0.2)
+    if m is not None and not m.error():
+        later.append(m.value().decode())
+c.close()
+assert sorted(set(later), key=num) == ['g %d' % i for i in range(400, 450)], 'resumed with %r' % later[:5]
+print('ok', len(got), len(set(later)))
+`;
+      const { stdout } = await run(PYTHON, ['-c', script, bootstrap, topic], { timeout: 90_000 });
+      expect(stdout.trim()).toBe('ok 400 50');
+    },
+    120_000,
   );
 });

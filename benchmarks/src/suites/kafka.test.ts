@@ -10,7 +10,7 @@ import { kafka } from '@streambus/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import { type ChildHandle, makeBatches, recordsStored, spawnBroker } from './broker.js';
-import { kafkaProduceAnswers, kafkaProduceFrames } from './kafka.js';
+import { ConsumeMeter, kafkaProduceAnswers, kafkaProduceFrames } from './kafka.js';
 
 describe('kafka suite building blocks', () => {
   let dir: string;
@@ -67,5 +67,22 @@ describe('kafka suite building blocks', () => {
       throttleTimeMs: 0,
     });
     expect(() => kafkaProduceAnswers()(answer)).toThrow(/error 3/);
+  });
+
+  it('the consume meter leaves the first delivery out and refuses an unfinished run', async () => {
+    const m = new ConsumeMeter(30);
+    expect(m.add(0)).toBe(false);
+    expect(m.add(10)).toBe(false);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(() => m.rate(10)).toThrow(/consumed 10 of 30/);
+    expect(m.add(10)).toBe(false);
+    expect(m.add(15)).toBe(true);
+    // 25 records after the first delivery, in ~20 ms or more: at most ~1,250 records/s.
+    const rate = m.rate(10);
+    expect(rate).toBeGreaterThan(0);
+    expect(rate).toBeLessThan(25 / 0.019);
+    const once = new ConsumeMeter(5);
+    expect(once.add(5)).toBe(true);
+    expect(() => once.rate(5)).toThrow(/one delivery held every record/);
   });
 });

@@ -14,8 +14,15 @@
 //                     listener; reference: the native SDK Producer sending the same records.
 //   Kafka Fetch (raw client)   records/s reading a pre-filled topic from offset 0 with Kafka Fetch
 //                     v11 requests (one in flight); reference: the native SDK Consumer reading
-//                     it. kafkajs and @platformatic/kafka consume only in consumer groups, which
-//                     the listener does not serve yet: their consume rows come with groups.
+//                     it.
+//   kafkajs consumer / @platformatic/kafka consumer (group, earliest)   records/s and MB/s
+//                     (record values) of each client, in a fresh consumer group, reading a
+//                     pre-filled 4-partition topic of 100 B values from the earliest offset:
+//                     kafkajs through eachBatch (records decoded, not processed), @platformatic
+//                     through its stream's 'data' events (one decoded message each). Timed from
+//                     the first delivery to the last record (the group join before it is not),
+//                     the first delivery's records not counted. Reference: the native SDK
+//                     Consumer (assign, earliest) over the same topic, timed the same way.
 // Leaves out: replication, compression, acks=all, many clients. Read first: the prebuilt ratio.
 import { promises as fsp } from 'node:fs';
 import { createServer } from 'node:net';
@@ -328,12 +335,218 @@ async function fetchRow(ctx: Ctx): Promise<ResultRow> {
   );
 }
 
+const CONSUME_VALUE_BYTES = 100;
+const CONSUME_TIMEOUT_MS = 120_000;
+
+/**
+ * Times a consumer from its first delivery: the records of that delivery are not counted, so
+ * the rate is records after the first delivery over the time since it (no group join, no
+ * connection set-up).
+ */
+export class ConsumeMeter {
+  private seen = 0;
+  private startNs = 0n;
+  private endNs = 0n;
+
+  constructor(readonly total: number) {}
+
+  /** `n` records arrived; true once all `total` have. */
+  add(n: number): boolean {
+    if (n === 0) return this.done;
+    const now = process.hrtime.bigint();
+    if (this.seen === 0) this.startNs = now;
+    this.seen += n;
+    if (this.seen >= this.total && this.endNs === 0n) this.endNs = now;
+    return this.seen >= this.total;
+  }
+
+  get done(): boolean {
+    return this.endNs !== 0n;
+  }
+
+  /** Records/s after the first delivery; throws when not done or nothing followed it. */
+  rate(first: number): number {
+    if (!this.done) throw new Error(`consumed ${this.seen} of ${this.total} records`);
+    const secs = Number(this.endNs - this.startNs) / 1e9;
+    if (secs <= 0 || this.seen <= first) throw new Error('one delivery held every record');
+    return (this.seen - first) / secs;
+  }
+}
+
+/** Resolves when `done` is called, rejects on `fail` or after CONSUME_TIMEOUT_MS. */
+function completion(what: string): {
+  promise: Promise<void>;
+  done: () => void;
+  fail: (err: unknown) => void;
+} {
+  let done!: () => void;
+  let fail!: (err: unknown) => void;
+  const promise = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: not done within ${CONSUME_TIMEOUT_MS} ms`)),
+      CONSUME_TIMEOUT_MS,
+    );
+    done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    fail = (err) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+  });
+  return { promise, done, fail };
+}
+
+async function kafkajsConsumeRun(ctx: Ctx, topic: string, total: number): Promise<number> {
+  const { Kafka, logLevel } = await import('kafkajs');
+  const k = new Kafka({
+    clientId: 'bench',
+    brokers: [`127.0.0.1:${ctx.kafkaPort}`],
+    logLevel: logLevel.NOTHING,
+  });
+  const consumer = k.consumer({
+    groupId: `bench-kafkajs-${++ctx.topicSeq}`,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 1 << 20,
+  });
+  const meter = new ConsumeMeter(total);
+  const c = completion('kafkajs consumer');
+  let first = 0;
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    consumer
+      .run({
+        eachBatch: async ({ batch }) => {
+          if (first === 0) first = batch.messages.length;
+          if (meter.add(batch.messages.length)) c.done();
+        },
+      })
+      .catch(c.fail);
+    await c.promise;
+  } finally {
+    await consumer.disconnect();
+  }
+  return meter.rate(first);
+}
+
+async function platformaticConsumeRun(ctx: Ctx, topic: string, total: number): Promise<number> {
+  kafkaListener.providePromiseWithResolvers();
+  const { Consumer } = await import('@platformatic/kafka');
+  const consumer = new Consumer({
+    groupId: `bench-platformatic-${++ctx.topicSeq}`,
+    clientId: 'bench',
+    bootstrapBrokers: [`127.0.0.1:${ctx.kafkaPort}`],
+    maxWaitTime: 100,
+    maxBytesPerPartition: 1 << 20,
+  });
+  const meter = new ConsumeMeter(total);
+  const c = completion('@platformatic/kafka consumer');
+  try {
+    const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: true });
+    stream.on('data', () => {
+      if (meter.add(1)) c.done();
+    });
+    stream.on('error', c.fail);
+    await c.promise;
+    await stream.close();
+  } finally {
+    await consumer.close(true);
+  }
+  return meter.rate(1);
+}
+
+async function nativeConsumeRun(ctx: Ctx, topic: string, total: number): Promise<number> {
+  const consumer = ctx.client.consumer({ maxWaitMs: 100 });
+  const meter = new ConsumeMeter(total);
+  let first = 0;
+  try {
+    await consumer.assign({ topic, from: 'earliest' });
+    const deadline = Date.now() + CONSUME_TIMEOUT_MS;
+    while (!meter.done) {
+      if (Date.now() > deadline) throw new Error('native consumer: not done in time');
+      for (const b of await consumer.poll()) {
+        if (first === 0) first = b.records.length;
+        meter.add(b.records.length);
+      }
+    }
+  } finally {
+    await consumer.close();
+  }
+  return meter.rate(first);
+}
+
+async function consumeRows(ctx: Ctx): Promise<ResultRow[]> {
+  const frames = ctx.options.quick ? 100 : 1000;
+  const total = frames * RECORDS_PER_BATCH;
+  const topic = await freshTopic(ctx, 'consume');
+  const socket = await openSocket(ctx.broker.port);
+  await driveFrames(
+    socket,
+    produceFrames(topic, ctx.batches, PARTITIONS, 1),
+    frames,
+    FRAME_INFLIGHT,
+  );
+  socket.destroy();
+  const deadline = Date.now() + 10_000;
+  while ((await recordsStored(ctx.client, topic)) < total && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const rows: ResultRow[] = [];
+  try {
+    for (const [name, body] of [
+      ['kafkajs consumer (group, earliest)', kafkajsConsumeRun],
+      ['@platformatic/kafka consumer (group, earliest)', platformaticConsumeRun],
+    ] as const) {
+      const m = await medianOfRuns(
+        ctx.runs,
+        () => body(ctx, topic, total),
+        () => nativeConsumeRun(ctx, topic, total),
+      );
+      const settings = {
+        durability: 'none',
+        recordValueBytes: CONSUME_VALUE_BYTES,
+        records: total,
+        recordsPerBatch: RECORDS_PER_BATCH,
+        partitions: PARTITIONS,
+        runs: ctx.runs,
+        inflight: 'the client default (one fetch per broker), partition max bytes 1 MiB',
+        timed: 'from the first delivery (not counted) to the last record',
+        values: m.values.map(Math.round),
+        references: m.references.map(Math.round),
+        reference: 'the native SDK Consumer (assign, earliest), the same topic, timed the same way',
+      };
+      rows.push(row(name, m.value, 'records/s', settings, m.reference));
+      const mb = (r: number) => (r * CONSUME_VALUE_BYTES) / 1e6;
+      rows.push(
+        row(
+          `${name} MB/s`,
+          mb(m.value),
+          'MB/s',
+          {
+            ...settings,
+            values: m.values.map((v) => Math.round(mb(v))),
+            references: m.references.map((v) => Math.round(mb(v))),
+            bytes: 'record values',
+          },
+          mb(m.reference!),
+        ),
+      );
+    }
+  } finally {
+    await ctx.client.admin().deleteTopic(topic);
+  }
+  return rows;
+}
+
 export const suite: Suite = {
   name: 'kafka',
   description:
     'One broker process with its Kafka listener over loopback: prebuilt Kafka Produce frames vs ' +
     'the native listener fed the same batches (read first: target ratio >= 0.8); kafkajs and ' +
-    '@platformatic/kafka producers vs the native SDK Producer; Kafka Fetch vs the native Consumer.',
+    '@platformatic/kafka producers vs the native SDK Producer; Kafka Fetch vs the native Consumer; ' +
+    'kafkajs and @platformatic/kafka group consumers vs the native Consumer (records/s, MB/s).',
   async run(options: SuiteOptions): Promise<ResultRow[]> {
     const tmp = await fsp.mkdtemp(join(tmpdir(), 'streambus-bench-kafka-'));
     const dataDir = join(tmp, 'data');
@@ -344,6 +557,9 @@ export const suite: Suite = {
       const kafkaPort = await freePort();
       broker = await spawnBroker(dataDir, [], {
         STREAMBUS_KAFKA_LISTEN: `127.0.0.1:${kafkaPort}`,
+        // A new group's first rebalance would wait 3 s for more members; the consume rows are
+        // timed from the first delivery anyway, this only shortens the suite.
+        STREAMBUS_GROUPS_INITIAL_REBALANCE_DELAY_MS: '0',
       });
       client = new StreamBusClient({ bootstrap: `127.0.0.1:${broker.port}` });
       const ctx: Ctx = {
@@ -355,7 +571,12 @@ export const suite: Suite = {
         runs: options.quick ? 3 : 5,
         topicSeq: 0,
       };
-      return [await prebuiltRow(ctx), ...(await clientRows(ctx)), await fetchRow(ctx)];
+      return [
+        await prebuiltRow(ctx),
+        ...(await clientRows(ctx)),
+        await fetchRow(ctx),
+        ...(await consumeRows(ctx)),
+      ];
     } finally {
       await client?.close();
       await broker?.stop();

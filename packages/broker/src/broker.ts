@@ -249,7 +249,7 @@ export class Broker {
       this.config.retentionCheckIntervalMs,
     );
     this.retentionTimer.unref();
-    await cluster.start(context.advertised());
+    await cluster.start(context.advertised(), this.kafka?.advertised ?? null);
     // A cluster of one is its own majority: it answers once it is registered (a few ms) and
     // has opened the replicas its metadata names, so a topic created right after start has a
     // live broker to be placed on and a request right after a restart finds its partition.

@@ -10,6 +10,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
+import { KafkaRawClient } from './kafka/kafka-raw-client.js';
 import { RawClient } from './testing/raw-client.js';
 
 const silent = pino({ level: process.env.SB_TEST_LOG ?? 'silent' });
@@ -277,8 +278,13 @@ describe('the cluster path', () => {
     const ports = await freePorts(3);
     const peers = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
     const dirs = ports.map(() => tempDir());
+    // Brokers 1 and 2 have a Kafka listener (any port), broker 3 none; no kafka.brokers.
+    const withKafka = (c: BrokerConfig, id: number): BrokerConfig =>
+      id === 3 ? c : { ...c, kafka: { ...c.kafka, listen: { host: '127.0.0.1', port: 0 } } };
     const brokers = await Promise.all(
-      peers.map((p, i) => Broker.start(config(dirs[i]!, p.id, p.port, peers), { logger: silent })),
+      peers.map((p, i) =>
+        Broker.start(withKafka(config(dirs[i]!, p.id, p.port, peers), p.id), { logger: silent }),
+      ),
     );
     const alive = new Set(brokers);
     cleanups.push(async () => {
@@ -295,6 +301,22 @@ describe('the cluster path', () => {
       return e.errorCode === 0 || e.errorCode === ErrorCode.TOPIC_ALREADY_EXISTS ? e : undefined;
     });
     await until('a partition leader', () => leaderOf(clients[0]!, 'r3'));
+    // Each broker's Kafka address reaches the others through its registration (issue 11): Kafka
+    // Metadata on broker 2 lists broker 1 at its real Kafka port, and leaves out broker 3.
+    const k2 = await KafkaRawClient.connect(brokers[1]!.kafkaAddress!.port, 'registration');
+    cleanups.push(() => k2.close());
+    const kafkaBrokers = await until('Kafka addresses from the registrations', async () => {
+      const md = await k2.request('Metadata', 4, { topics: null, allowAutoTopicCreation: false });
+      return md.brokers.length === 2 ? md.brokers : undefined;
+    });
+    expect(kafkaBrokers.sort((a, b) => a.nodeId - b.nodeId)).toEqual(
+      [1, 2].map((id) => ({
+        nodeId: id,
+        host: '127.0.0.1',
+        port: brokers[id - 1]!.kafkaAddress!.port,
+        rack: null,
+      })),
+    );
     const acked: string[] = [];
     /** The broker that answered the last produce: the partition's leader. */
     let leader = 0;

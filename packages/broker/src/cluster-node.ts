@@ -307,8 +307,11 @@ export class ClusterNode {
     return this.controller.leaderId;
   }
 
-  /** Serving: the native listener is up at `address`. Registers, opens held replicas. */
-  async start(address: HostPort): Promise<void> {
+  /**
+   * Serving: the native listener is up at `address` (and the Kafka one advertises `kafka`, null
+   * for none). Registers both addresses, opens held replicas.
+   */
+  async start(address: HostPort, kafka: HostPort | null = null): Promise<void> {
     const { config, logger } = this.o;
     this.identity = bindNodeIdentity(this.controller, this.o.fs, config.dataDir, this.self).then(
       (id) => this.links.setClusterId(id.clusterId),
@@ -325,6 +328,7 @@ export class ClusterNode {
       brokerId: this.self,
       host: address.host,
       port: address.port,
+      kafka,
       incarnation: randomUUID(),
       client: this.client,
       onError: (err) => logger.debug({ err }, 'broker registration or heartbeat failed'),

@@ -117,9 +117,10 @@ export interface KafkaListenerConfig {
   /** The address Metadata gives clients for this broker; null: `listen` (0.0.0.0 as 127.0.0.1). */
   advertised: HostPort | null;
   /**
-   * The advertised Kafka addresses of the other brokers, by node id (`ID@HOST:PORT,...`): what
-   * Metadata lists for them. A broker missing here is left out of Metadata, and partitions it
-   * leads answer LEADER_NOT_AVAILABLE (clients retry).
+   * Optional overrides (`ID@HOST:PORT,...`) of the Kafka addresses Metadata lists for other
+   * brokers. Not needed: each broker registers its advertised address in the metadata log. A
+   * broker without a Kafka listener is left out of Metadata, and partitions it leads answer
+   * LEADER_NOT_AVAILABLE (clients retry).
    */
   brokers: Peer[];
 }

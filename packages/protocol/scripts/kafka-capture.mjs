@@ -13,7 +13,8 @@
 //   KAFKAJS_DIR=/tmp/kjs/node_modules/kafkajs node packages/protocol/scripts/kafka-capture.mjs
 //   apt-get install -y python3-confluent-kafka                                  # optional
 // Options: OUT_DIR (default packages/protocol/testdata/kafka), SKIP_KCAT=1, SKIP_KAFKAJS=1,
-// SKIP_CONFLUENT=1, PYTHON (default /usr/bin/python3).
+// SKIP_CONFLUENT=1, PYTHON (default /usr/bin/python3), SKIP_PLATFORMATIC=1, PLATFORMATIC_DIR
+// (default test/node_modules/@platformatic/kafka, the test package's dev dependency).
 // Every client step has a time limit; the server and child processes are closed at the end.
 
 import { spawn } from 'node:child_process';
@@ -575,6 +576,100 @@ if (process.env.SKIP_CONFLUENT !== '1') {
         });
       }),
   );
+}
+
+// ---- @platformatic/kafka 2.12.1 (the test package's dev dependency) -------------------------
+if (process.env.SKIP_PLATFORMATIC !== '1') {
+  // It declares Node >= 22; the one newer built-in it needs on Node 20 is provided here.
+  if (typeof Promise.withResolvers !== 'function') {
+    Promise.withResolvers = () => {
+      let resolve;
+      let reject;
+      const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      return { promise, resolve, reject };
+    };
+  }
+  const dir =
+    process.env.PLATFORMATIC_DIR ??
+    path.join(here, '..', '..', '..', 'test', 'node_modules', '@platformatic', 'kafka');
+  const plt = await import(path.join(dir, 'dist', 'index.js'));
+  const options = { clientId: 'platformatic', bootstrapBrokers: [broker] };
+  await run('platformatic', 'admin', async () => {
+    const admin = new plt.Admin(options);
+    await admin.createTopics({ topics: ['plt-golden'], partitions: 1, replicas: 1 });
+    await admin.createTopics({ topics: ['plt-doomed'], partitions: 1, replicas: 1 });
+    await admin.metadata({ topics: ['plt-golden'] });
+    await admin.deleteTopics({ topics: ['plt-doomed'] });
+    await admin.close();
+  });
+  for (const codec of ['none', 'gzip', 'snappy', 'lz4']) {
+    await run('platformatic', `produce-${codec}`, async () => {
+      const producer = new plt.Producer({
+        ...options,
+        serializers: plt.stringSerializers,
+        ...(codec === 'none' ? {} : { compression: codec }),
+      });
+      await producer.send({
+        messages: Array.from({ length: 20 }, (_, i) => ({
+          topic: 'plt-golden',
+          key: `k${i % 4}`,
+          value: `${codec} the same compressible line, again and again`,
+          timestamp: 1700000000000n + BigInt(i),
+        })),
+      });
+      await producer.close();
+    });
+  }
+  await run('platformatic', 'produce-idempotent', async () => {
+    const producer = new plt.Producer({
+      ...options,
+      serializers: plt.stringSerializers,
+      idempotent: true,
+    });
+    await producer.send({ messages: [{ topic: 'plt-golden', key: 'idem', value: 'once' }] });
+    await producer.close();
+  });
+  await run('platformatic', 'consume', async () => {
+    const consumer = new plt.Consumer({
+      ...options,
+      groupId: 'plt-golden-group',
+      deserializers: plt.stringDeserializers,
+      maxWaitTime: 200,
+    });
+    const stream = await consumer.consume({
+      topics: ['plt-golden'],
+      mode: 'earliest',
+      autocommit: false,
+    });
+    await new Promise((resolve, reject) => {
+      let count = 0;
+      stream.on('error', reject);
+      stream.on('data', () => {
+        count += 1;
+        if (count === 5) resolve();
+      });
+    });
+    await consumer.commit({
+      offsets: [{ topic: 'plt-golden', partition: 0, offset: 5n, leaderEpoch: 0 }],
+    });
+    await stream.close();
+    await consumer.close(true);
+  });
+  await run('platformatic', 'groups', async () => {
+    const admin = new plt.Admin(options);
+    await admin.listGroups();
+    await admin.describeGroups({ groups: ['plt-golden-group'] });
+    await admin.listConsumerGroupOffsets({ groups: ['plt-golden-group'] });
+    await admin.alterConsumerGroupOffsets({
+      groupId: 'plt-golden-group',
+      topics: [{ name: 'plt-golden', partitionOffsets: [{ partition: 0, offset: 1n }] }],
+    });
+    await admin.deleteGroups({ groups: ['plt-golden-group'] });
+    await admin.close();
+  });
 }
 
 for (const s of sockets) s.destroy();

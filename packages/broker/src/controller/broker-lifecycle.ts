@@ -1,6 +1,6 @@
 // A broker's registration with the controller and its heartbeats (issue 9), driven by the
-// broker's tick (no timers of its own). It registers this broker (native address, incarnation:
-// chosen once per process), then heartbeats every `heartbeatIntervalTicks`; the answers say
+// broker's tick (no timers of its own). It registers this broker (native address, advertised
+// Kafka address if any, incarnation: chosen once per process), then heartbeats every `heartbeatIntervalTicks`; the answers say
 // whether the controller holds the broker fenced. Registration is what makes a non-voter broker a
 // learner of the metadata group, so it starts receiving the log.
 //
@@ -15,11 +15,14 @@
 //      (the client already retried within the call).
 import { ErrorCode, isStreamBusError } from '@streambus/protocol';
 import type { ControllerClient } from './controller-rpc.js';
+import type { KafkaAddress } from './metadata-records.js';
 
 export interface BrokerLifecycleOptions {
   readonly brokerId: number;
   readonly host: string;
   readonly port: number;
+  /** The advertised Kafka listener address; null: none. A restart may change it. */
+  readonly kafka?: KafkaAddress | null;
   /** Unique per process start (a restart is a new incarnation). */
   readonly incarnation: string;
   readonly client: Pick<ControllerClient, 'registerBroker' | 'heartbeat'>;
@@ -107,6 +110,7 @@ export class BrokerLifecycle {
       host: this.o.host,
       port: this.o.port,
       incarnation: this.o.incarnation,
+      kafka: this.o.kafka ?? null,
     });
     this.epoch = brokerEpoch;
     this.fencedByController = true;

@@ -114,7 +114,7 @@ import {
   type MetadataLogLimits,
   MetadataLogStore,
 } from './metadata-log.js';
-import type { MetadataRecord } from './metadata-records.js';
+import type { KafkaAddress, MetadataRecord } from './metadata-records.js';
 import {
   applyRecord,
   type BrokerState,
@@ -207,6 +207,12 @@ export function newClusterId(random: RandomSource): string {
   let id = '';
   for (let i = 0; i < 22; i++) id += CLUSTER_ID_ALPHABET[random.int(64)];
   return id;
+}
+
+/** A broker's registration: its native address and incarnation, and its Kafka address. */
+export interface BrokerRegistration extends RegisterBrokerRequest {
+  /** The advertised Kafka listener address; null (or absent, an older broker): none. */
+  readonly kafka?: KafkaAddress | null;
 }
 
 export class ControllerNode implements HostedGroup {
@@ -348,7 +354,8 @@ export class ControllerNode implements HostedGroup {
 
   // ------------------------------------------------------------------ requests (leader only)
 
-  async registerBroker(req: RegisterBrokerRequest): Promise<{ brokerEpoch: number }> {
+  async registerBroker(req: BrokerRegistration): Promise<{ brokerEpoch: number }> {
+    // The planner copies every field of the request into the record: the Kafka address too.
     const state = await this.submit((s) => planRegisterBroker(s, req));
     const broker = state.brokers.get(req.brokerId);
     if (broker === undefined || broker.incarnation !== req.incarnation) {

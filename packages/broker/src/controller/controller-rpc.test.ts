@@ -85,6 +85,19 @@ describe('controller RPCs', () => {
     expect(topicByName(c.node(1).state, 't')).toBeUndefined();
     const err = await rejection(c.run(client.deleteTopic('t')));
     expect(isStreamBusError(err, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)).toBe(true);
+    // The Kafka address travels in the registration (issue 11): none above (an older broker's
+    // body), then a restart advertising one, then another.
+    expect(c.node(1).state.brokers.get(1)!.kafka).toBeNull();
+    const kafka = { host: 'k1', port: 19092 };
+    await c.run(
+      client.registerBroker({ brokerId: 1, host: 'h', port: 1, incarnation: 'b', kafka }),
+    );
+    expect(c.node(1).state.brokers.get(1)!.kafka).toEqual(kafka);
+    const moved = { host: 'k1b', port: 29092 };
+    await c.run(
+      client.registerBroker({ brokerId: 1, host: 'h', port: 1, incarnation: 'c', kafka: moved }),
+    );
+    expect(c.node(1).state.brokers.get(1)!.kafka).toEqual(moved);
   });
 
   it('bad bodies, unknown kinds and requests for another broker are INVALID_REQUEST', async () => {

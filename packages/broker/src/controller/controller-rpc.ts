@@ -6,6 +6,7 @@
 //
 // Wire (uvarint, svarint, string, bool, id lists and config entries as in metadata-records.ts):
 //   kind "controller.register"       req: brokerId host port incarnation      resp: brokerEpoch
+//                                    [kafkaHost kafkaPort] (issue 11; absent: no Kafka listener)
 //   kind "controller.heartbeat"      req: brokerId brokerEpoch               resp: fenced:bool
 //   kind "controller.create-topic"   req: name partitions replicationFactor:svarint configs:entry[]
 //                                    resp: topic
@@ -37,13 +38,12 @@ import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NodeId, RandomSource } from '@streambus/raft';
 import type { RaftTransport } from '../cluster/contract.js';
 import { ByteReader, ByteWriter } from './byte-codec.js';
-import { type ControllerNode, NotControllerError } from './controller-node.js';
-import type {
-  CreateTopicRequest,
-  HeartbeatRequest,
-  IsrReport,
-  RegisterBrokerRequest,
-} from './controller-planner.js';
+import {
+  type BrokerRegistration,
+  type ControllerNode,
+  NotControllerError,
+} from './controller-node.js';
+import type { CreateTopicRequest, HeartbeatRequest, IsrReport } from './controller-planner.js';
 import {
   BROKER_ID_MAX,
   PARTITIONS_MAX,
@@ -119,12 +119,16 @@ function readPartition(r: ByteReader): PartitionState {
 }
 
 export const encodeRequest = {
-  register: (q: RegisterBrokerRequest) =>
+  register: (q: BrokerRegistration) =>
     bodyOf((w) => {
       w.uvarint(q.brokerId);
       w.string(q.host);
       w.uvarint(q.port);
       w.string(q.incarnation);
+      if (q.kafka != null) {
+        w.string(q.kafka.host);
+        w.uvarint(q.kafka.port);
+      }
     }),
   heartbeat: (q: HeartbeatRequest) =>
     bodyOf((w) => {
@@ -256,6 +260,10 @@ export class ControllerRpcServer {
           host: r.string('host'),
           port: r.uvarint('port', 65535),
           incarnation: r.string('incarnation'),
+          kafka:
+            r.remaining > 0
+              ? { host: r.string('Kafka host'), port: r.uvarint('Kafka port', 65535) }
+              : null,
         }));
         self(q.brokerId, 'register');
         const { brokerEpoch } = await this.node.registerBroker(q);
@@ -399,7 +407,7 @@ export class ControllerClient {
     this.closed = true;
   }
 
-  async registerBroker(q: RegisterBrokerRequest): Promise<{ brokerEpoch: number }> {
+  async registerBroker(q: BrokerRegistration): Promise<{ brokerEpoch: number }> {
     const r = await this.call(ControllerRpcKind.Register, encodeRequest.register(q));
     return { brokerEpoch: r.uvarint('broker epoch') };
   }

@@ -11,6 +11,7 @@ export {
 } from './broker-lifecycle.js';
 export {
   type AppliedListener,
+  type BrokerRegistration,
   type ControllerLimits,
   ControllerNode,
   type ControllerNodeOptions,
@@ -72,6 +73,7 @@ export {
   decodeRecord,
   encodeRecord,
   formatRecord,
+  type KafkaAddress,
   METADATA_RECORD_VERSION,
   type MetadataRecord,
   MetadataRecordType,

@@ -12,6 +12,16 @@ import { expectCanonicalOrCorrupt, metadataRecord } from './testing-arbitraries.
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
+/** A registration without a Kafka address (version 1). */
+const REGISTER_V1: MetadataRecord = {
+  type: 'register-broker',
+  brokerId: 300,
+  host: 'h',
+  port: 9092,
+  incarnation: 'i',
+  brokerEpoch: 7,
+};
+
 function expectCorrupt(bytes: Uint8Array, message?: RegExp): void {
   let thrown: unknown;
   try {
@@ -40,18 +50,25 @@ describe('metadata record codec', () => {
         }),
       ),
     ).toBe('0109030101020201020102');
-    expect(
-      hex(
-        encodeRecord({
-          type: 'register-broker',
-          brokerId: 300,
-          host: 'h',
-          port: 9092,
-          incarnation: 'i',
-          brokerEpoch: 7,
-        }),
-      ),
-    ).toBe('0102ac0201688447016907');
+    expect(hex(encodeRecord(REGISTER_V1))).toBe('0102ac0201688447016907');
+  });
+
+  it('a registration with a Kafka address is version 2; one without stays version 1', () => {
+    const v1 = REGISTER_V1;
+    // null and absent both mean "no Kafka listener": the version-1 bytes pinned above.
+    expect(hex(encodeRecord({ ...v1, kafka: null }))).toBe('0102ac0201688447016907');
+    const v2: MetadataRecord = { ...v1, kafka: { host: 'k', port: 19092 } };
+    expect(hex(encodeRecord(v2))).toBe('0202ac0201688447016907016b949501');
+    expect(decodeRecord(encodeRecord(v2))).toEqual(v2);
+    // A version-1 record (written before issue 11) decodes without a Kafka address.
+    expect(decodeRecord(Buffer.from('0102ac0201688447016907', 'hex'))).toEqual(v1);
+    expect(formatRecord(v2)).toBe(
+      'register-broker broker=300 addr=h:9092 incarnation=i epoch=7 kafka=k:19092',
+    );
+    expect(recordProblem({ ...v1, kafka: { host: '', port: 1 } })).toMatch(/Kafka host is empty/);
+    expect(recordProblem({ ...v1, kafka: { host: 'k', port: 0 } })).toMatch(/Kafka port 0/);
+    // Version 2 without the address (cut short) is truncated, not a registration without one.
+    expectCorrupt(Buffer.from('0202ac0201688447016907', 'hex'), /Kafka host length: truncated/);
   });
 
   it('round-trips every record type', () => {
@@ -139,7 +156,10 @@ describe('metadata record codec', () => {
 
   it('names what is wrong with specific garbage', () => {
     expectCorrupt(new Uint8Array([]), /record version: truncated/);
-    expectCorrupt(new Uint8Array([2, 1]), /version 2 is not supported/);
+    expectCorrupt(new Uint8Array([3, 1]), /version 3 is not supported/);
+    // Version 2 differs only for a register-broker with a Kafka address: anything else is
+    // written at version 1, and the same record at version 2 is not canonical.
+    expectCorrupt(new Uint8Array([2, 1, 2, 0x63, 0x31]), /not in its canonical version/);
     expectCorrupt(new Uint8Array([1, 99]), /unknown metadata record tag 99/);
     expectCorrupt(new Uint8Array([1, 1, 2, 0x63, 0x31, 0]), /trailing bytes/);
     expectCorrupt(new Uint8Array([1, 7, 0x80, 0x00]), /non-minimal varint/);
@@ -156,6 +176,7 @@ describe('metadata record codec', () => {
           tail,
           Uint8Array.from([1, ...tail]),
           Uint8Array.from([1, 6, ...tail]),
+          Uint8Array.from([2, 2, ...tail]),
         ]) {
           checkDecodeTotal(bytes);
         }

@@ -27,8 +27,13 @@
 //                             leaderEpoch:uvarint replicas:uvarint[] isr:uvarint[]
 //   tag 10 allocate-producer-ids  brokerId:uvarint firstProducerId:uvarint count:uvarint
 //
+// Version 2 (issue 11) differs in one place: a register-broker record ends with the broker's
+// advertised Kafka address, `kafkaHost:string kafkaPort:uvarint`. A record is encoded at the
+// lowest version that can hold it (a broker without a Kafka listener registers at version 1, as
+// before), so every version-1 record still decodes and encodes to the same bytes.
+//
 // Field rules (checked on encode and on decode, so a record that passes one passes the other):
-//   1. broker ids are 0..2^31-1; ports 1..65535; host and incarnation non-empty; a cluster id is
+//   1. broker ids are 0..2^31-1; ports 1..65535; hosts and incarnation non-empty; a cluster id is
 //      1..64 of [A-Za-z0-9_-] (a UUID fits).
 //   2. a topic name is legal (Kafka's rules, topic-config.ts checkTopicName); 1..PARTITIONS_MAX
 //      partitions; each replica list has 1..REPLICAS_MAX distinct ids.
@@ -44,6 +49,8 @@ import { checkTopicName } from '../topic-config.js';
 import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
 
 export const METADATA_RECORD_VERSION = 1;
+/** The newest record grammar this code reads (see "Version 2" above). */
+export const METADATA_RECORD_VERSION_MAX = 2;
 
 /** Bounds every record obeys; the planner refuses requests beyond them. */
 export const BROKER_ID_MAX = 2 ** 31 - 1;
@@ -100,6 +107,12 @@ export interface ClusterBootstrapRecord {
   readonly clusterId: string;
 }
 
+/** A broker's advertised Kafka listener address (what Kafka Metadata gives clients). */
+export interface KafkaAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
 export interface RegisterBrokerRecord {
   readonly type: typeof MetadataRecordType.RegisterBroker;
   readonly brokerId: number;
@@ -110,6 +123,8 @@ export interface RegisterBrokerRecord {
   readonly incarnation: string;
   /** Chosen by the controller, increasing over the whole cluster; fences older incarnations. */
   readonly brokerEpoch: number;
+  /** Its advertised Kafka address (version 2); absent or null: no Kafka listener. */
+  readonly kafka?: KafkaAddress | null;
 }
 
 export interface BrokerHeartbeatRecord {
@@ -244,6 +259,12 @@ export function recordProblem(r: MetadataRecord): string | null {
       if (r.host.length === 0) return 'host is empty';
       if (!isUint(r.port, 65535) || r.port === 0) return `port ${r.port} is out of range`;
       if (r.incarnation.length === 0) return 'incarnation is empty';
+      if (r.kafka != null) {
+        if (r.kafka.host.length === 0) return 'Kafka host is empty';
+        if (!isUint(r.kafka.port, 65535) || r.kafka.port === 0) {
+          return `Kafka port ${r.kafka.port} is out of range`;
+        }
+      }
       return isUint(r.brokerEpoch) ? null : `broker epoch ${r.brokerEpoch} is out of range`;
     case 'broker-heartbeat':
       if (!isUint(r.tick)) return `tick ${r.tick} is out of range`;
@@ -344,7 +365,7 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
     throw new StreamBusError(ErrorCode.INVALID_ARGUMENT, `${record.type} record: ${problem}`);
   }
   const w = new ByteWriter();
-  w.u8(METADATA_RECORD_VERSION);
+  w.u8(recordVersion(record));
   w.u8(TAG[record.type]);
   switch (record.type) {
     case 'cluster-bootstrap':
@@ -356,6 +377,10 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.port);
       w.string(record.incarnation);
       w.uvarint(record.brokerEpoch);
+      if (record.kafka != null) {
+        w.string(record.kafka.host);
+        w.uvarint(record.kafka.port);
+      }
       break;
     case 'broker-heartbeat':
       w.uvarint(record.brokerId);
@@ -407,25 +432,35 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
 export function decodeRecord(bytes: Uint8Array): MetadataRecord {
   const r = new ByteReader(bytes);
   const version = r.u8('record version');
-  if (version !== METADATA_RECORD_VERSION) {
-    throw corruptData(`metadata record version ${version} is not supported (expected 1)`);
+  if (version < METADATA_RECORD_VERSION || version > METADATA_RECORD_VERSION_MAX) {
+    throw corruptData(
+      `metadata record version ${version} is not supported (expected ${METADATA_RECORD_VERSION}..${METADATA_RECORD_VERSION_MAX})`,
+    );
   }
   const tag = r.u8('record tag');
   const type = TYPE_BY_TAG.get(tag);
   if (type === undefined) throw corruptData(`unknown metadata record tag ${tag}`);
-  const record = readBody(r, type);
+  const record = readBody(r, type, version);
   r.expectEnd(`${type} record`);
   const problem = recordProblem(record);
   if (problem !== null) throw corruptData(`${type} record: ${problem}`);
+  if (recordVersion(record) !== version) {
+    throw corruptData(`${type} record at version ${version} is not in its canonical version`);
+  }
   return record;
 }
 
-function readBody(r: ByteReader, type: MetadataRecordTypeValue): MetadataRecord {
+/** The lowest grammar version that holds `record` (canonical: one encoding per record). */
+function recordVersion(record: MetadataRecord): number {
+  return record.type === 'register-broker' && record.kafka != null ? 2 : METADATA_RECORD_VERSION;
+}
+
+function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number): MetadataRecord {
   switch (type) {
     case 'cluster-bootstrap':
       return { type, clusterId: r.string('cluster id') };
-    case 'register-broker':
-      return {
+    case 'register-broker': {
+      const registration = {
         type,
         brokerId: r.uvarint('broker id', BROKER_ID_MAX),
         host: r.string('host'),
@@ -433,6 +468,10 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue): MetadataRecord 
         incarnation: r.string('incarnation'),
         brokerEpoch: r.uvarint('broker epoch'),
       };
+      if (version < 2) return registration;
+      const kafka = { host: r.string('Kafka host'), port: r.uvarint('Kafka port', 65535) };
+      return { ...registration, kafka };
+    }
     case 'broker-heartbeat':
       return {
         type,
@@ -497,7 +536,7 @@ export function formatRecord(r: MetadataRecord): string {
     case 'cluster-bootstrap':
       return `${r.type} cluster=${r.clusterId}`;
     case 'register-broker':
-      return `${r.type} broker=${r.brokerId} addr=${r.host}:${r.port} incarnation=${r.incarnation} epoch=${r.brokerEpoch}`;
+      return `${r.type} broker=${r.brokerId} addr=${r.host}:${r.port} incarnation=${r.incarnation} epoch=${r.brokerEpoch}${r.kafka != null ? ` kafka=${r.kafka.host}:${r.kafka.port}` : ''}`;
     case 'broker-heartbeat':
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch} tick=${r.tick}`;
     case 'fence-broker':

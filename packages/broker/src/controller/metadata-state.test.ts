@@ -8,6 +8,7 @@ import {
   decodeSnapshot,
   EMPTY_METADATA_STATE,
   encodeSnapshot,
+  formatState,
   leaderCounts,
   liveBrokers,
   type MetadataState,
@@ -30,7 +31,15 @@ interface Model {
   clusterId: string | null;
   brokers: Map<
     number,
-    { host: string; port: number; inc: string; epoch: number; fenced: boolean; hb: number }
+    {
+      host: string;
+      port: number;
+      inc: string;
+      epoch: number;
+      fenced: boolean;
+      hb: number;
+      kafka: string | null;
+    }
   >;
   topics: Map<number, { name: string; parts: ModelPartition[]; configs: Map<string, string> }>;
   topicIdNext: number;
@@ -69,6 +78,7 @@ function modelApply(m: Model, r: MetadataRecord): boolean {
         epoch: r.brokerEpoch,
         fenced: true,
         hb: m.tickLast,
+        kafka: r.kafka != null ? `${r.kafka.host}:${r.kafka.port}` : null,
       });
       m.brokerEpochNext = r.brokerEpoch + 1;
       return true;
@@ -150,7 +160,7 @@ function projectModel(m: Model) {
     counters: [m.topicIdNext, m.brokerEpochNext, m.pidNext, m.tickLast],
     brokers: [...m.brokers.entries()]
       .sort(([a], [b]) => a - b)
-      .map(([id, b]) => [id, b.host, b.port, b.inc, b.epoch, b.fenced, b.hb]),
+      .map(([id, b]) => [id, b.host, b.port, b.inc, b.epoch, b.fenced, b.hb, b.kafka]),
     topics: [...m.topics.entries()]
       .sort(([a], [b]) => a - b)
       .map(([id, t]) => [
@@ -178,6 +188,7 @@ function projectState(s: MetadataState) {
         b.brokerEpoch,
         b.fenced,
         b.lastHeartbeatTick,
+        b.kafka !== null ? `${b.kafka.host}:${b.kafka.port}` : null,
       ]),
     topics: [...s.topics.values()]
       .sort((a, b) => a.id - b.id)
@@ -343,6 +354,78 @@ describe('metadata state machine', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it("carries each broker's Kafka address from its registration; a restart replaces it", () => {
+    const reg = (incarnation: string, kafka?: { host: string; port: number } | null) =>
+      ({
+        type: 'register-broker',
+        brokerId: 2,
+        host: 'h2',
+        port: 2,
+        incarnation,
+        brokerEpoch: 0,
+        ...(kafka === undefined ? {} : { kafka }),
+      }) as const;
+    const at = (s: MetadataState, r: ReturnType<typeof reg>) =>
+      apply(s, { ...r, brokerEpoch: s.brokerEpochNext });
+    const base = oneTopicState();
+    expect(base.brokers.get(1)!.kafka).toBeNull();
+    const s1 = at(base, reg('a', { host: 'k2', port: 19092 }));
+    expect(s1.brokers.get(2)!.kafka).toEqual({ host: 'k2', port: 19092 });
+    expect(formatState(s1)).toContain(
+      'broker 2 h2:2 epoch=2 fenced heartbeat=0 leaders=0 replicas=0 kafka=k2:19092',
+    );
+    // Restarted advertising another address: the new registration's address replaces it.
+    const s2 = at(s1, reg('b', { host: 'k2b', port: 29092 }));
+    expect(s2.brokers.get(2)!.kafka).toEqual({ host: 'k2b', port: 29092 });
+    // Restarted without a Kafka listener (or by an older broker): no address any more.
+    const s3 = at(s2, reg('c'));
+    expect(s3.brokers.get(2)!.kafka).toBeNull();
+    expect(at(s2, reg('c', null)).brokers.get(2)!.kafka).toBeNull();
+    // The address survives a snapshot.
+    expect(decodeSnapshot(encodeSnapshot(s2)).brokers.get(2)!.kafka).toEqual({
+      host: 'k2b',
+      port: 29092,
+    });
+  });
+
+  it('decodes a version-1 snapshot (before Kafka addresses): its brokers have none', () => {
+    // Written by the version-1 encoder: cluster c1, broker 1 at h:9092 (incarnation i, epoch
+    // 1, fenced), topic t on broker 1.
+    const v1 = Buffer.from(
+      '53424d5301e2484ce70102633102020000010101688447016901010001010174010200000101010100',
+      'hex',
+    );
+    const s = decodeSnapshot(v1);
+    expect(s.brokers.get(1)).toMatchObject({ host: 'h', port: 9092, fenced: true, kafka: null });
+    expect(topicByName(s, 't')?.partitions[0]?.leader).toBe(1);
+    // Without a Kafka address anywhere it is written at version 1 again, byte for byte; with
+    // one, at version 2, and it reads back the same.
+    expect(hex(encodeSnapshot(s))).toBe(v1.toString('hex'));
+    const withKafka = apply(s, {
+      type: 'register-broker',
+      brokerId: 1,
+      host: 'h',
+      port: 9092,
+      incarnation: 'j',
+      brokerEpoch: s.brokerEpochNext,
+      kafka: { host: 'k', port: 19092 },
+    });
+    const v2 = encodeSnapshot(withKafka);
+    expect(v2[4]).toBe(2);
+    expect(formatState(decodeSnapshot(v2))).toEqual(formatState(withKafka));
+    // Version 2 is only for a state with a Kafka address: the same body at 2 is not canonical.
+    // (The version-1 body with broker 1's hasKafka = false after its heartbeat tick, byte 19.)
+    const body = Buffer.concat([v1.subarray(9, 9 + 19), Buffer.from([0]), v1.subarray(9 + 19)]);
+    const header = Buffer.from([0x53, 0x42, 0x4d, 0x53, 2, 0, 0, 0, 0]);
+    header.writeUInt32BE(crc32c(body), 5);
+    expect(() => decodeSnapshot(Buffer.concat([header, body]))).toThrow(
+      /version 2 is not its canonical version/,
+    );
+    expect(() =>
+      decodeSnapshot(Uint8Array.from([...v1.subarray(0, 4), 3, ...v1.subarray(5)])),
+    ).toThrow(/snapshot version 3 is not supported/);
   });
 
   it('re-checks invariants behind a valid checksum', () => {

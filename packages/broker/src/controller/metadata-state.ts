@@ -10,7 +10,8 @@
 // topic) leaves the state unchanged and returns the reason as `noop`. The rules, numbered:
 //   1. Before `cluster-bootstrap`, every other record is a no-op; a second bootstrap is a no-op.
 //   2. `register-broker` needs brokerEpoch >= brokerEpochNext (epochs only grow, cluster-wide);
-//      it (re)places the broker, fenced, with its last heartbeat at tickLast.
+//      it (re)places the broker, fenced, with its last heartbeat at tickLast and the Kafka
+//      address it carries (none when it carries none: a restart without a Kafka listener).
 //   3. heartbeat, fence and unfence need the broker's current epoch; a heartbeat's tick must not
 //      go below the broker's last one; fence needs an unfenced broker, unfence a fenced one.
 //   4. `create-topic` needs an unused name, topicId >= topicIdNext (ids are never reused) and
@@ -26,11 +27,15 @@
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
 //
-// Snapshot (version 1), all integers as in metadata-records.ts:
-//   snapshot  := "SBMS" version:u8 (=1) crc32c:u32 (big-endian, of body) body
+// Snapshot (version 1 or 2), all integers as in metadata-records.ts:
+//   snapshot  := "SBMS" version:u8 crc32c:u32 (big-endian, of body) body
 //   body      := hasCluster:bool [clusterId:string] topicIdNext brokerEpochNext producerIdNext
 //                tickLast brokers:broker[] topics:topic[]          (ids strictly ascending)
 //   broker    := id host:string port incarnation:string brokerEpoch fenced:bool lastHeartbeatTick
+//                hasKafka:bool [kafkaHost:string kafkaPort]        (version 1: neither field)
+// A snapshot is written at version 2 only when some broker has a Kafka address (as records are,
+// metadata-records.ts), so a cluster without Kafka listeners writes what older code reads; a
+// version-2 snapshot without any Kafka address is refused as non-canonical.
 //   topic     := id name:string partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
@@ -42,6 +47,7 @@ import {
   type ConfigEntry,
   isLegalTopicName,
   isValidClusterId,
+  type KafkaAddress,
   type MetadataRecord,
   PARTITIONS_MAX,
   readConfigEntries,
@@ -61,6 +67,8 @@ export interface BrokerState {
   /** A fenced broker leads nothing and is not offered to clients. */
   readonly fenced: boolean;
   readonly lastHeartbeatTick: number;
+  /** Its advertised Kafka address, from its registration; null: no Kafka listener. */
+  readonly kafka: KafkaAddress | null;
 }
 
 export interface PartitionState {
@@ -138,6 +146,7 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
         brokerEpoch: record.brokerEpoch,
         fenced: true,
         lastHeartbeatTick: state.tickLast,
+        kafka: record.kafka ?? null,
       };
       return ok({
         ...state,
@@ -384,7 +393,16 @@ export function partitionCount(state: MetadataState): number {
 // ---- snapshot ----
 
 const SNAPSHOT_MAGIC = [0x53, 0x42, 0x4d, 0x53]; // "SBMS"
-export const METADATA_SNAPSHOT_VERSION = 1;
+export const METADATA_SNAPSHOT_VERSION = 2;
+/** The oldest snapshot version still decoded and written (no Kafka addresses). */
+const METADATA_SNAPSHOT_VERSION_MIN = 1;
+
+/** The lowest snapshot version that holds `brokers`. */
+function snapshotVersion(brokers: readonly BrokerState[]): number {
+  return brokers.some((b) => b.kafka !== null)
+    ? METADATA_SNAPSHOT_VERSION
+    : METADATA_SNAPSHOT_VERSION_MIN;
+}
 const SNAPSHOT_HEADER_BYTES = 9;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
@@ -399,6 +417,7 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
   w.uvarint(state.tickLast);
   const brokers = brokersInOrder(state);
   w.uvarint(brokers.length);
+  const version = snapshotVersion(brokers);
   for (const b of brokers) {
     w.uvarint(b.id);
     w.string(b.host);
@@ -407,6 +426,13 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
     w.uvarint(b.brokerEpoch);
     w.bool(b.fenced);
     w.uvarint(b.lastHeartbeatTick);
+    if (version >= 2) {
+      w.bool(b.kafka !== null);
+      if (b.kafka !== null) {
+        w.string(b.kafka.host);
+        w.uvarint(b.kafka.port);
+      }
+    }
   }
   const topics = topicsInOrder(state);
   w.uvarint(topics.length);
@@ -426,7 +452,7 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
   out.set(SNAPSHOT_MAGIC, 0);
-  out[4] = METADATA_SNAPSHOT_VERSION;
+  out[4] = version;
   new DataView(out.buffer).setUint32(5, crc32c(body), false);
   out.set(body, SNAPSHOT_HEADER_BYTES);
   return out;
@@ -440,8 +466,11 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
   for (let i = 0; i < 4; i++) {
     if (bytes[i] !== SNAPSHOT_MAGIC[i]) throw corruptData('not a metadata snapshot (bad magic)');
   }
-  if (bytes[4] !== METADATA_SNAPSHOT_VERSION) {
-    throw corruptData(`metadata snapshot version ${bytes[4]} is not supported (expected 1)`);
+  const version = bytes[4]!;
+  if (version < METADATA_SNAPSHOT_VERSION_MIN || version > METADATA_SNAPSHOT_VERSION) {
+    throw corruptData(
+      `metadata snapshot version ${version} is not supported (expected ${METADATA_SNAPSHOT_VERSION_MIN}..${METADATA_SNAPSHOT_VERSION})`,
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const stored = view.getUint32(5, false);
@@ -472,10 +501,17 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
       brokerEpoch: r.uvarint('broker epoch'),
       fenced: r.bool('fenced'),
       lastHeartbeatTick: r.uvarint('last heartbeat tick'),
+      kafka:
+        version >= 2 && r.bool('has Kafka address')
+          ? { host: r.string('Kafka host'), port: r.uvarint('Kafka port', 65535) }
+          : null,
     };
     if (b.id <= lastId) throw corruptData(`snapshot broker ${b.id} is out of order`);
     if (b.host === '' || b.incarnation === '' || b.port === 0) {
       throw corruptData(`snapshot broker ${b.id} has an empty address or incarnation`);
+    }
+    if (b.kafka !== null && (b.kafka.host === '' || b.kafka.port === 0)) {
+      throw corruptData(`snapshot broker ${b.id} has an empty Kafka address`);
     }
     if (b.brokerEpoch >= brokerEpochNext) {
       throw corruptData(`snapshot broker ${b.id} epoch ${b.brokerEpoch} is not below the next`);
@@ -523,6 +559,9 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     lastId = id;
   }
   r.expectEnd('metadata snapshot');
+  if (snapshotVersion([...brokers.values()]) !== version) {
+    throw corruptData(`metadata snapshot version ${version} is not its canonical version`);
+  }
   if (clusterId === null && (brokers.size > 0 || topics.size > 0)) {
     throw corruptData('snapshot has brokers or topics but no cluster id');
   }
@@ -560,7 +599,7 @@ export function formatState(state: MetadataState): string[] {
   const replicas = replicaCounts(state);
   for (const b of brokersInOrder(state)) {
     lines.push(
-      `broker ${b.id} ${b.host}:${b.port} epoch=${b.brokerEpoch} ${b.fenced ? 'fenced' : 'live'} heartbeat=${b.lastHeartbeatTick} leaders=${leaders.get(b.id)} replicas=${replicas.get(b.id)}`,
+      `broker ${b.id} ${b.host}:${b.port} epoch=${b.brokerEpoch} ${b.fenced ? 'fenced' : 'live'} heartbeat=${b.lastHeartbeatTick} leaders=${leaders.get(b.id)} replicas=${replicas.get(b.id)}${b.kafka !== null ? ` kafka=${b.kafka.host}:${b.kafka.port}` : ''}`,
     );
   }
   for (const t of topicsInOrder(state)) {

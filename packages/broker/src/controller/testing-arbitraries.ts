@@ -42,14 +42,22 @@ export const metadataRecord: fc.Arbitrary<MetadataRecord> = fc.oneof(
     type: fc.constant('cluster-bootstrap' as const),
     clusterId: fc.constantFrom('c1', 'c2'),
   }),
-  fc.record({
-    type: fc.constant('register-broker' as const),
-    brokerId,
-    host: fc.constantFrom('h1', 'h2'),
-    port: fc.integer({ min: 1, max: 65535 }),
-    incarnation: fc.constantFrom('i1', 'i2', 'i3'),
-    brokerEpoch: epoch,
-  }),
+  fc.record(
+    {
+      type: fc.constant('register-broker' as const),
+      brokerId,
+      host: fc.constantFrom('h1', 'h2'),
+      port: fc.integer({ min: 1, max: 65535 }),
+      incarnation: fc.constantFrom('i1', 'i2', 'i3'),
+      brokerEpoch: epoch,
+      // Version 2: a broker with a Kafka listener (the key absent: one without, version 1).
+      kafka: fc.record({
+        host: fc.constantFrom('k1', 'k2'),
+        port: fc.integer({ min: 1, max: 65535 }),
+      }),
+    },
+    { requiredKeys: ['type', 'brokerId', 'host', 'port', 'incarnation', 'brokerEpoch'] },
+  ),
   fc.record({
     type: fc.constant('broker-heartbeat' as const),
     brokerId,

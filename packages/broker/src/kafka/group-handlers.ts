@@ -50,7 +50,7 @@ export async function kafkaFindCoordinator(
   if (at === undefined) {
     return none(
       ErrorCode.COORDINATOR_NOT_AVAILABLE,
-      `the coordinator (broker ${r.nodeId}) has no known Kafka address (kafka.brokers)`,
+      `the coordinator (broker ${r.nodeId}) has no Kafka listener (kafka.listen) or has not registered it yet`,
     );
   }
   return {

@@ -41,10 +41,14 @@ export class KafkaListener {
     const context: KafkaContext = {
       b: o.b,
       ranges: KAFKA_LISTENER_RANGES,
+      // Each broker's advertised address comes from its registration in the applied metadata;
+      // `kafka.brokers` (optional) overrides it, for a network where this broker must dial
+      // another under a different name.
       addressOf: (nodeId) => {
         if (nodeId === config.nodeId) return this.advertised;
         const peer = config.kafka.brokers.find((p) => p.id === nodeId);
-        return peer === undefined ? undefined : { host: peer.host, port: peer.port };
+        if (peer !== undefined) return { host: peer.host, port: peer.port };
+        return o.b.cluster.state.brokers.get(nodeId)?.kafka ?? undefined;
       },
     };
     const wire = kafkaWire(KAFKA_LISTENER_RANGES);

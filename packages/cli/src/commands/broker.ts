@@ -69,7 +69,7 @@ export function brokerCommand(): Command {
     )
     .option(
       '--kafka-brokers <list>',
-      "the other brokers' advertised Kafka addresses as ID@HOST:PORT,...",
+      "overrides of other brokers' Kafka addresses as ID@HOST:PORT,... (default: the addresses they registered)",
     )
     .action(async (opts: BrokerFlags) => {
       const config = loadConfig({

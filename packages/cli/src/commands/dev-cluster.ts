@@ -104,16 +104,13 @@ async function freePorts(count: number, from: number | null): Promise<number[]> 
   return ports;
 }
 
-/** The Kafka flags of one broker: its listener, and every other broker's Kafka address. */
+/**
+ * The Kafka flag of one broker: its listener. The others learn its Kafka address from its
+ * registration in the metadata log.
+ */
 function kafkaArgs(peer: Peer, kafka: readonly Peer[]): string[] {
   const own = kafka.find((k) => k.id === peer.id);
-  if (own === undefined) return [];
-  const others = kafka.filter((k) => k.id !== peer.id);
-  return [
-    '--kafka-listen',
-    `${own.host}:${own.port}`,
-    ...(others.length > 0 ? ['--kafka-brokers', formatPeers(others)] : []),
-  ];
+  return own === undefined ? [] : ['--kafka-listen', `${own.host}:${own.port}`];
 }
 
 function spawnNode(

@@ -1,7 +1,8 @@
 // Golden frames captured from kafkajs 2.2.4, kcat 1.7.1 and confluent-kafka 1.7.0 (both on
-// librdkafka 2.0.2) by scripts/kafka-capture.mjs (testdata/kafka/README.md): every request frame
-// decodes and re-encodes to identical bytes, every response the clients accepted likewise, and a
-// few facts from kafka-protocol.md are checked on the real bytes.
+// librdkafka 2.0.2) and @platformatic/kafka 2.12.1 by scripts/kafka-capture.mjs
+// (testdata/kafka/README.md): every request frame decodes and re-encodes to identical bytes,
+// every response the clients accepted likewise, and a few facts from kafka-protocol.md are
+// checked on the real bytes.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,7 @@ import { type ApiKeyName, Apis } from './apis.js';
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from './frame.js';
 
 const DIR = fileURLToPath(new URL('../../testdata/kafka/', import.meta.url));
-const FILE = /^(kafkajs|kcat|confluent)-(.+)-([A-Za-z]+)-v(\d+)\.bin$/;
+const FILE = /^(kafkajs|kcat|confluent|platformatic)-(.+)-([A-Za-z]+)-v(\d+)\.bin$/;
 
 interface Golden {
   file: string;
@@ -142,6 +143,10 @@ describe('kafka golden frames', () => {
     ['kcat', 'snappy'],
     ['kcat', 'lz4'],
     ['kcat', 'zstd'],
+    ['platformatic', 'none'],
+    ['platformatic', 'gzip'],
+    ['platformatic', 'snappy'],
+    ['platformatic', 'lz4'],
   ] as const) {
     it(`${client} Produce v7 (${codec}) carries one raw magic-2 batch, as a view of the frame`, () => {
       const g = find(client, `produce-${codec}`, 'Produce');
@@ -149,7 +154,8 @@ describe('kafka golden frames', () => {
       const req = decodeRequest(frame);
       if (req.name !== 'Produce') throw new Error(req.name);
       expect(req.header.apiVersion).toBe(7);
-      expect(req.body.acks).toBe(-1);
+      // @platformatic/kafka's default is acks=1 (leader only); the others default to all.
+      expect(req.body.acks).toBe(client === 'platformatic' ? 1 : -1);
       const records = req.body.topics[0]!.partitions[0]!.records!;
       expect(records.buffer).toBe(frame.buffer);
       const h = readBatchHeader(records);
@@ -160,7 +166,7 @@ describe('kafka golden frames', () => {
   }
 
   it('idempotent producers get a producer id and send batches carrying it', () => {
-    for (const client of ['kafkajs', 'kcat'] as const) {
+    for (const client of ['kafkajs', 'kcat', 'platformatic'] as const) {
       const res = decodeResponse(
         'InitProducerId',
         1,
