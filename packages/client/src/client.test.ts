@@ -318,6 +318,53 @@ describe('producer and consumer', () => {
     expect(sizes).toEqual([1, 3, 30]);
   });
 
+  it('a per-record send() loop with 1,000 outstanding sends few large requests, not tiny ones', async () => {
+    broker.createTopic('win', 4);
+    const producer = client.producer(); // defaults: adaptive batching, idempotent, acks=all
+    await producer.send({ topic: 'win', value: 'warm' });
+    const before = broker.produceRequests;
+    const total = 20_000;
+    const window: Array<Promise<{ partition: number; offset: number }>> = [];
+    const results: Array<{ partition: number; offset: number }> = [];
+    for (let i = 0; i < total; i++) {
+      if (window.length === 1000) results.push(await window.shift()!);
+      window.push(producer.send({ topic: 'win', value: `v${i}` }));
+    }
+    results.push(...(await Promise.all(window)));
+    const requests = broker.produceRequests - before;
+    // One request per window round (the round's records share a batch); tiny requests would
+    // be hundreds or thousands.
+    expect(total / requests).toBeGreaterThanOrEqual(500);
+    // Every record got its own offset: per partition, offsets are distinct and contiguous.
+    const byPartition = new Map<number, number[]>();
+    for (const r of results)
+      byPartition.set(r.partition, [...(byPartition.get(r.partition) ?? []), r.offset]);
+    let counted = 0;
+    for (const offsets of byPartition.values()) {
+      const sorted = [...offsets].sort((a, b) => a - b);
+      expect(new Set(sorted).size).toBe(sorted.length);
+      expect(sorted[sorted.length - 1]! - sorted[0]!).toBe(sorted.length - 1);
+      counted += sorted.length;
+    }
+    expect(counted).toBe(total);
+    await producer.close();
+  });
+
+  it('send() resolves each record of a batch with its own offset, slow and fast path alike', async () => {
+    broker.createTopic('mix', 1);
+    const producer = client.producer({ lingerMs: 200 });
+    // No metadata yet: these three take the slow path; the next three the fast one, into the
+    // same open batch (the linger keeps it open).
+    const slow = [0, 1, 2].map((i) => producer.send({ topic: 'mix', value: `s${i}` }));
+    await producer.connect(['mix']);
+    await new Promise((r) => setTimeout(r, 20));
+    const fast = [0, 1, 2].map((i) => producer.send({ topic: 'mix', value: `f${i}` }));
+    const res = await Promise.all([...slow, ...fast]);
+    expect(res.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(broker.produceRequests).toBe(1);
+    await producer.close();
+  });
+
   it('retries retriable partition errors and fails fast on others', async () => {
     broker.createTopic('r', 1);
     const producer = client.producer({ lingerMs: 0 });

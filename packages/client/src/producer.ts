@@ -104,8 +104,8 @@ const PRODUCER_FATAL_CODES: ReadonlySet<number> = new Set([
   ErrorCode.INVALID_PRODUCER_EPOCH,
 ]);
 
-/** A batch from first append to acknowledgement. */
-class PendingBatch {
+/** A batch from first append to acknowledgement (exported for its unit test only). */
+export class PendingBatch {
   readonly builder: BatchBuilder;
   /** When its first record was appended plus deliveryTimeoutMs: no retry starts after it. */
   readonly deadlineMs: number;
@@ -117,8 +117,18 @@ class PendingBatch {
   readonly promise: Promise<number>;
   resolve!: (baseOffset: number) => void;
   reject!: (err: unknown) => void;
+  /** metadataOf(): the first index mapped by `toMetadata`, how many were, how many it mapped. */
+  private mappedFirst = 0;
+  private mappedCount = 0;
+  private mappedDone = 0;
+  private toMetadata: ((base: number) => RecordMetadata) | null = null;
 
-  constructor(builder: BatchBuilder, deadlineMs: number) {
+  constructor(
+    builder: BatchBuilder,
+    deadlineMs: number,
+    readonly topic: string,
+    readonly partition: number,
+  ) {
     this.builder = builder;
     this.deadlineMs = deadlineMs;
     this.promise = new Promise<number>((resolve, reject) => {
@@ -127,6 +137,31 @@ class PendingBatch {
     });
     // A batch nobody awaits (sendBatch callers who stopped listening) must not crash the process.
     this.promise.catch(() => undefined);
+  }
+
+  /**
+   * The metadata promise of the batch's record at `index` (send()). Reactions to one promise run
+   * in the order they were registered, so records asking in index order (send() asks right after
+   * appending) share one function that counts the calls, instead of a closure per record; a
+   * record asking out of that order gets its own closure.
+   */
+  metadataOf(index: number): Promise<RecordMetadata> {
+    if (this.mappedCount === 0) {
+      this.mappedFirst = index;
+      this.toMetadata = (base) => {
+        const i = this.mappedFirst + this.mappedDone++;
+        return { topic: this.topic, partition: this.partition, offset: base < 0 ? -1 : base + i };
+      };
+    }
+    if (index === this.mappedFirst + this.mappedCount) {
+      this.mappedCount++;
+      return this.promise.then(this.toMetadata);
+    }
+    return this.promise.then((base) => ({
+      topic: this.topic,
+      partition: this.partition,
+      offset: base < 0 ? -1 : base + index,
+    }));
   }
 }
 
@@ -163,6 +198,16 @@ class PartitionState {
   ) {}
 }
 
+/** A loaded topic: its partitions (their number is fixed once loaded) and the sticky partition. */
+class TopicState {
+  /** Where keyless records go until that partition's batch closes; -1 until the first. */
+  sticky = -1;
+  constructor(
+    readonly name: string,
+    readonly partitions: readonly PartitionState[],
+  ) {}
+}
+
 interface SpaceWaiter {
   readonly resume: () => void;
   readonly timer: NodeJS.Timeout;
@@ -190,10 +235,10 @@ export class Producer {
   private readonly ackTimeoutMs: number;
   private readonly deliveryTimeoutMs: number;
   private readonly pool: BufferPool;
-  private readonly partitions = new Map<string, PartitionState[]>();
-  private readonly partitionCounts = new Map<string, number>();
+  private readonly topics = new Map<string, TopicState>();
+  /** The topic of the last append: a publish loop sends to one topic, so most skip the map. */
+  private lastTopic: TopicState | null = null;
   private readonly topicLoads = new Map<string, Promise<void>>();
-  private readonly sticky = new Map<string, number>();
   private readonly spaceWaiters: SpaceWaiter[] = [];
   private bufferedBytes = 0;
   private producerId = -1;
@@ -297,23 +342,8 @@ export class Producer {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch === null) {
-      return this.appendSlow(record).then((a) =>
-        a.batch.promise.then((base) => ({
-          topic: record.topic,
-          partition: a.partition,
-          offset: base < 0 ? -1 : base + a.index,
-        })),
-      );
-    }
-    const topic = record.topic;
-    const partition = this.lastPartition;
-    const index = this.lastIndex;
-    return batch.promise.then((base) => ({
-      topic,
-      partition,
-      offset: base < 0 ? -1 : base + index,
-    }));
+    if (batch === null) return this.appendSlow(record).then((a) => a.batch.metadataOf(a.index));
+    return batch.metadataOf(this.lastIndex);
   }
 
   /**
@@ -358,8 +388,8 @@ export class Producer {
     // Records still on the slow path (metadata, buffer space) belong to this flush too.
     while (this.slowAppends.size > 0) await Promise.allSettled([...this.slowAppends]);
     const pending: Promise<number>[] = [];
-    for (const states of this.partitions.values()) {
-      for (const ps of states) {
+    for (const t of this.topics.values()) {
+      for (const ps of t.partitions) {
         if (ps.open) this.closeBatch(ps);
         for (const b of ps.queue) pending.push(b.promise);
       }
@@ -391,8 +421,13 @@ export class Producer {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
     }
     const topic = record.topic;
-    const count = this.partitionCounts.get(topic);
-    if (count === undefined) return null;
+    let ts = this.lastTopic;
+    if (ts === null || ts.name !== topic) {
+      ts = this.topics.get(topic) ?? null;
+      if (ts === null) return null;
+      this.lastTopic = ts;
+    }
+    const count = ts.partitions.length;
     if (this.idempotent && this.producerId < 0) return null;
     if (this.bufferedBytes >= this.bufferBytesMax) return null;
     if (!resumed && this.spaceWaiters.length > 0) return null;
@@ -411,9 +446,10 @@ export class Producer {
     } else if (key !== null) {
       partition = partitionForKey(key, count);
     } else {
-      partition = this.stickyPartition(topic, count);
+      if (ts.sticky < 0) ts.sticky = Math.floor(Math.random() * count);
+      partition = ts.sticky;
     }
-    const ps = this.partitions.get(topic)![partition]!;
+    const ps = ts.partitions[partition]!;
     let batch = ps.open;
     if (batch === null) {
       batch = this.openBatch(ps);
@@ -488,17 +524,15 @@ export class Producer {
 
   /** Loads a topic's partition count (once; concurrent callers share the load). */
   private async loadTopic(topic: string): Promise<void> {
-    if (this.partitionCounts.has(topic)) return;
+    if (this.topics.has(topic)) return;
     let load = this.topicLoads.get(topic);
     if (load === undefined) {
       load = this.ctx
         .run(() => this.ctx.cluster.topic(topic), topic)
         .then((t) => {
-          const n = t.partitions.length;
-          this.partitionCounts.set(topic, n);
           const states: PartitionState[] = [];
-          for (let p = 0; p < n; p++) states.push(new PartitionState(topic, p));
-          this.partitions.set(topic, states);
+          for (let p = 0; p < t.partitions.length; p++) states.push(new PartitionState(topic, p));
+          this.topics.set(topic, new TopicState(topic, states));
         })
         .finally(() => this.topicLoads.delete(topic));
       this.topicLoads.set(topic, load);
@@ -571,8 +605,8 @@ export class Producer {
       this.spaceWaiters.push(waiter);
       queueMicrotask(() => this.wakeWaiters());
       // Nothing may be left open while records wait: the open batches are what must drain.
-      for (const states of this.partitions.values()) {
-        for (const ps of states) if (ps.open) this.closeBatch(ps);
+      for (const t of this.topics.values()) {
+        for (const ps of t.partitions) if (ps.open) this.closeBatch(ps);
       }
     });
   }
@@ -589,19 +623,12 @@ export class Producer {
     }
   }
 
-  private stickyPartition(topic: string, count: number): number {
-    let p = this.sticky.get(topic);
-    if (p === undefined) {
-      p = Math.floor(Math.random() * count);
-      this.sticky.set(topic, p);
-    }
-    return p;
-  }
-
   private openBatch(ps: PartitionState): PendingBatch {
     const b = new PendingBatch(
       new BatchBuilder(this.pool, this.batchBytesMax, this.recordBytesMax),
       Date.now() + this.deliveryTimeoutMs,
+      ps.topic,
+      ps.partition,
     );
     ps.open = b;
     this.bufferedBytes += b.builder.sizeBytes;
@@ -645,13 +672,11 @@ export class Producer {
       else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
       ps.lingerTimer = null;
     }
-    if (this.sticky.get(ps.topic) === ps.partition) {
-      const n = this.partitionCounts.get(ps.topic)!;
+    const ts = this.topics.get(ps.topic)!;
+    if (ts.sticky === ps.partition) {
+      const n = ts.partitions.length;
       // Move on to another partition for the next keyless record.
-      this.sticky.set(
-        ps.topic,
-        n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0,
-      );
+      ts.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
     }
     if (b.builder.recordCount === 0) {
       // Its only record was refused (too large): nothing to send.
@@ -660,7 +685,8 @@ export class Producer {
       b.resolve(-1);
       return;
     }
-    const { batch, poolBuffer } = b.builder.build(this.compression);
+    // An idempotent producer stamps (and checksums) the batch at its first send.
+    const { batch, poolBuffer } = b.builder.build(this.compression, !this.idempotent);
     this.bufferedBytes += batch.length - b.builder.sizeBytes;
     b.bytes = batch;
     b.poolBuffer = poolBuffer;
