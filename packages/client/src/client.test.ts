@@ -318,6 +318,34 @@ describe('producer and consumer', () => {
     expect(sizes).toEqual([1, 3, 30]);
   });
 
+  it('lingerMs: a batch that cannot go when its linger ends keeps filling until it can', async () => {
+    broker.createTopic('lg', 1);
+    const producer = client.producer({ lingerMs: 0 }); // idempotent: 5 requests in flight
+    await producer.send({ topic: 'lg', value: 'warm' });
+    const tick = () => new Promise((r) => setImmediate(r));
+    broker.holdProduce();
+    const before = broker.produceFramesReceived;
+    const sends: Promise<unknown>[] = [];
+    for (let n = 0; n < 8; n++) {
+      for (let i = 0; i < 3; i++) sends.push(producer.send({ topic: 'lg', value: `t${n}-${i}` }));
+      await tick();
+    }
+    for (let i = 0; i < 500 && broker.produceFramesReceived - before < 5; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    // Five turns went (the in-flight bound); the last three turns wait in one batch.
+    expect(broker.produceFramesReceived - before).toBe(5);
+    broker.releaseProduce();
+    const res = (await Promise.all(sends)) as Array<{ offset: number }>;
+    expect(res.map((r) => r.offset)).toEqual(sends.map((_, i) => i + 1));
+    const sizes = broker.topics
+      .get('lg')!
+      .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
+    expect(sizes).toEqual([1, 3, 3, 3, 3, 3, 9]);
+    await producer.close();
+  });
+
   it('a per-record send() loop with 1,000 outstanding sends few large requests, not tiny ones', async () => {
     broker.createTopic('win', 4);
     const producer = client.producer(); // defaults: adaptive batching, idempotent, acks=all

@@ -5,7 +5,8 @@
 // Data path: send() picks a partition and encodes the record straight into that partition's
 // open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
 // (adaptive) at the end of the event-loop turn when the partition has nothing in flight, else
-// once its requests are answered; with an explicit lingerMs, after lingerMs. It then joins the
+// once its requests are answered; with an explicit lingerMs, after lingerMs (or, if the
+// partition cannot send it then, once it can: it keeps filling meanwhile). It then joins the
 // partition's queue. Each partition has one sender loop that sends its queued
 // batches one produce request at a time, in order; different partitions send concurrently, and
 // the connection bounds requests in flight (inflightRequestsMax). One request in flight per
@@ -192,6 +193,11 @@ class PartitionState {
    */
   lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   lingerImmediate = false;
+  /**
+   * With lingerMs: the open batch's linger passed while the partition could not send it (at its
+   * in-flight bound, or earlier batches still unsent), so it keeps filling until it can go.
+   */
+  lingerDone = false;
   constructor(
     readonly topic: string,
     readonly partition: number,
@@ -234,6 +240,8 @@ export class Producer {
   private readonly recordBytesMax: number;
   private readonly ackTimeoutMs: number;
   private readonly deliveryTimeoutMs: number;
+  /** First attempts in flight per partition: 1 without idempotence, so order never depends on a retry. */
+  private readonly inflightMax: number;
   private readonly pool: BufferPool;
   private readonly topics = new Map<string, TopicState>();
   /** The topic of the last append: a publish loop sends to one topic, so most skip the map. */
@@ -300,6 +308,7 @@ export class Producer {
       'deliveryTimeoutMs',
       options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
     );
+    this.inflightMax = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
@@ -634,7 +643,12 @@ export class Producer {
     this.bufferedBytes += b.builder.sizeBytes;
     const expire = (): void => {
       ps.lingerTimer = null;
-      if (ps.open === b) this.closeBatch(ps);
+      if (ps.open !== b) return;
+      // lingerMs is the time before a batch is ready, as Kafka's linger.ms: a partition that
+      // cannot send it now keeps adding records to it until it can (closeIfDue), instead of
+      // queueing a string of small batches behind the requests in flight.
+      if (this.lingerMs !== null && !this.canSendNow(ps)) ps.lingerDone = true;
+      else this.closeBatch(ps);
     };
     if (this.lingerMs === null) {
       // Adaptive: a partition with nothing in flight sends at the end of this turn of the event
@@ -656,9 +670,20 @@ export class Producer {
     return ps.queue.length === 0 && !ps.failed && !ps.recovering;
   }
 
-  /** Adaptive batching: the batch that accumulated while requests were in flight goes now. */
-  private closeIfIdle(ps: PartitionState): void {
-    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.isIdle(ps)) {
+  /** A batch closed now would be sent at once: nothing queued unsent, room in flight. */
+  private canSendNow(ps: PartitionState): boolean {
+    return (
+      !ps.failed && !ps.recovering && ps.inflight < this.inflightMax && ps.sent === ps.queue.length
+    );
+  }
+
+  /**
+   * The batch that accumulated while the partition could not send goes now if it can: adaptive
+   * batching once the partition is idle, a batch past its lingerMs once it can be sent at once.
+   */
+  private closeIfDue(ps: PartitionState): void {
+    if (ps.open === null || ps.lingerTimer !== null) return;
+    if (this.lingerMs === null ? this.isIdle(ps) : ps.lingerDone && this.canSendNow(ps)) {
       this.closeBatch(ps);
     }
   }
@@ -667,6 +692,7 @@ export class Producer {
     const b = ps.open;
     if (b === null) return;
     ps.open = null;
+    ps.lingerDone = false;
     if (ps.lingerTimer !== null) {
       if (ps.lingerImmediate) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
       else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
@@ -705,9 +731,8 @@ export class Producer {
   }
 
   private async pumpLoop(ps: PartitionState): Promise<void> {
-    const max = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     const canSend = (): boolean =>
-      !ps.failed && !ps.recovering && ps.inflight < max && ps.sent < ps.queue.length;
+      !ps.failed && !ps.recovering && ps.inflight < this.inflightMax && ps.sent < ps.queue.length;
     ps.pumping = true;
     try {
       while (canSend()) {
@@ -754,6 +779,8 @@ export class Producer {
     } finally {
       ps.pumping = false;
     }
+    // Everything queued went: a batch that passed its linger meanwhile can follow.
+    this.closeIfDue(ps);
   }
 
   private afterAttempt(ps: PartitionState): void {
@@ -771,7 +798,7 @@ export class Producer {
       }
       this.finish(ps, head.outcome.base, null);
     }
-    this.closeIfIdle(ps);
+    this.closeIfDue(ps);
     if (!ps.failed) this.pump(ps);
     else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
   }
@@ -833,7 +860,7 @@ export class Producer {
     } finally {
       ps.failed = false;
       ps.recovering = false;
-      this.closeIfIdle(ps);
+      this.closeIfDue(ps);
       this.pump(ps);
     }
   }
