@@ -162,6 +162,38 @@ describe('producer and consumer', () => {
     expect(res.map((r) => r.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
 
+  it('sticks to a partition until a full batch went there: no tiny request per idle partition', async () => {
+    broker.createTopic('st', 4);
+    const producer = client.producer(); // adaptive batching
+    await producer.connect(['st']);
+    const tick = () => new Promise((r) => setImmediate(r));
+    broker.holdProduce();
+    const sends: Array<Promise<{ partition: number }>> = [];
+    // One record per turn, as an application sending per event does.
+    sends.push(producer.send({ topic: 'st', value: 'first' }));
+    await tick();
+    for (let i = 0; i < 10; i++) {
+      sends.push(producer.send({ topic: 'st', value: `r${i}` }));
+      await tick();
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    // The first record went alone (its partition was idle); the next ten wait behind it on the
+    // same partition instead of going to the three idle ones, one request each.
+    expect(broker.produceFramesReceived).toBe(1);
+    broker.releaseProduce();
+    const res = await Promise.all(sends);
+    expect(new Set(res.map((r) => r.partition)).size).toBe(1);
+    expect(broker.produceRequests).toBe(2);
+    // Past a full batch's worth the records move on: 40 records of ~100 B, 1,000-byte batches.
+    const spread = client.producer({ batchBytesMax: 1_000 });
+    const many = await spread.sendBatch(
+      Array.from({ length: 40 }, () => ({ topic: 'st', value: 'v'.repeat(100) })),
+    );
+    expect(new Set(many.map((r) => r.partition)).size).toBeGreaterThan(1);
+    await producer.close();
+    await spread.close();
+  });
+
   it('resends the same batch after a dropped connection and gets the original offsets (idempotence)', async () => {
     broker.createTopic('i', 1);
     const producer = client.producer({ lingerMs: 0 });

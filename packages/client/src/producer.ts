@@ -206,8 +206,13 @@ class PartitionState {
 
 /** A loaded topic: its partitions (their number is fixed once loaded) and the sticky partition. */
 class TopicState {
-  /** Where keyless records go until that partition's batch closes; -1 until the first. */
+  /**
+   * Where keyless records go until a full batch's worth of them (batchBytesMax) went there; -1
+   * until the first.
+   */
   sticky = -1;
+  /** Batch bytes closed on the sticky partition since it was chosen. */
+  stickyBytes = 0;
   constructor(
     readonly name: string,
     readonly partitions: readonly PartitionState[],
@@ -700,9 +705,16 @@ export class Producer {
     }
     const ts = this.topics.get(ps.topic)!;
     if (ts.sticky === ps.partition) {
-      const n = ts.partitions.length;
-      // Move on to another partition for the next keyless record.
-      ts.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
+      // Move on to another partition once this one took a full batch's worth (Kafka's KIP-794),
+      // not at every close: a batch closed small because its partition was idle would otherwise
+      // send the next keyless records to another idle partition, one tiny request each, and at
+      // high rates most requests carried one record.
+      ts.stickyBytes += b.builder.sizeBytes;
+      if (ts.stickyBytes >= this.batchBytesMax) {
+        const n = ts.partitions.length;
+        ts.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
+        ts.stickyBytes = 0;
+      }
     }
     if (b.builder.recordCount === 0) {
       // Its only record was refused (too large): nothing to send.
