@@ -103,4 +103,24 @@ describe('BatchBuilder', () => {
     expect(validateBatch(batch).producerId).toBe(1);
     expect(batch.subarray(61)).toEqual(before);
   });
+
+  it('build without the checksum leaves the CRC to the stamp, which makes the batch valid', () => {
+    const pool = new BufferPool(2, 64);
+    const plain = new BatchBuilder(pool, 1000, 1000);
+    const bare = new BatchBuilder(pool, 1000, 1000);
+    for (const builder of [plain, bare]) {
+      builder.tryAppend('k', 'v', null, 5);
+      builder.tryAppend(null, 'w', [{ key: 'h', value: 'x' }], 7);
+    }
+    const withCrc = plain.build(Compression.NONE).batch;
+    const { batch } = bare.build(Compression.NONE, false);
+    batch.writeUInt32BE(0, 17); // whatever the pooled buffer held there
+    expect(() => validateBatch(batch)).toThrow();
+    stampBatch(batch, { producerId: 4, producerEpoch: 1, baseSequence: 0 });
+    expect(validateBatch(batch).producerId).toBe(4);
+    expect(decodeRecordBatch(batch).records.length).toBe(2);
+    // The same bytes as a batch built with its checksum and stamped alike.
+    stampBatch(withCrc, { producerId: 4, producerEpoch: 1, baseSequence: 0 });
+    expect(batch).toEqual(withCrc);
+  });
 });

@@ -59,6 +59,20 @@ function zigzag64(v: number): number {
 }
 
 function writeUvarint(buf: Buffer, pos: number, u: number): number {
+  if (u < 0x80) {
+    buf[pos] = u;
+    return pos + 1;
+  }
+  if (u <= 0xffffffff) {
+    // 32-bit integer arithmetic (every length, delta and count fits; the loop below is for
+    // timestamp deltas past 2^32).
+    do {
+      buf[pos++] = (u & 0x7f) | 0x80;
+      u >>>= 7;
+    } while (u >= 0x80);
+    buf[pos++] = u;
+    return pos;
+  }
   while (u >= 0x80) {
     buf[pos++] = (u % 128) | 0x80;
     u = Math.floor(u / 128);
@@ -145,7 +159,7 @@ export class BatchBuilder {
    * record would take it past batchBytesMax. MESSAGE_TOO_LARGE for a record over recordBytesMax.
    */
   tryAppend(key: Bytes, value: Bytes, headers: readonly HeaderInput[] | null, timestamp: number) {
-    assert.ok(!this.built, 'append after build');
+    if (this.built) assert.fail('append after build');
     if (this.count === 0) {
       this.baseTimestamp = timestamp;
       this.maxTimestamp = timestamp;
@@ -201,7 +215,7 @@ export class BatchBuilder {
         p = writeField(buf, p, h.value, headerLens[2 * i + 1]!);
       }
     }
-    assert.equal(p, end, 'record size computed and written differ');
+    if (p !== end) assert.fail(`record size computed (${end - this.pos}) and written differ`);
     this.pos = end;
     if (timestamp > this.maxTimestamp) this.maxTimestamp = timestamp;
     this.count++;
@@ -226,11 +240,16 @@ export class BatchBuilder {
 
   /**
    * Finishes the batch: compresses the records section if asked and writes the header, with
-   * producer id -1, epoch -1, sequence -1 and no CRC yet: `stampBatch` sets those when the batch
-   * is first sent. Returns the batch bytes and the buffer to give back to the pool once the batch
-   * is no longer needed (null when the batch lives in its own allocation).
+   * producer id -1, epoch -1, sequence -1 and the CRC (an idempotent producer's `stampBatch`
+   * rewrites those at the batch's first send). Returns the batch bytes and the buffer to give
+   * back to the pool once the batch is no longer needed (null when the batch lives in its own
+   * allocation). With `checksum` false the CRC is left unwritten, for a caller that stamps the
+   * batch before sending it: the CRC is a pass over the whole batch, so it is done once.
    */
-  build(compression: CompressionCodec): { batch: Buffer; poolBuffer: Buffer | null } {
+  build(
+    compression: CompressionCodec,
+    checksum = true,
+  ): { batch: Buffer; poolBuffer: Buffer | null } {
     assert.ok(!this.built && this.count > 0, 'build of an empty or built batch');
     this.built = true;
     let batch: Buffer;
@@ -254,7 +273,7 @@ export class BatchBuilder {
     batch.writeBigInt64BE(BigInt(this.baseTimestamp), BatchField.BASE_TIMESTAMP);
     batch.writeBigInt64BE(BigInt(this.maxTimestamp), BatchField.MAX_TIMESTAMP);
     batch.writeInt32BE(this.count, BatchField.RECORD_COUNT);
-    stampBatch(batch, NO_PRODUCER);
+    if (checksum) stampBatch(batch, NO_PRODUCER);
     return { batch, poolBuffer };
   }
 }

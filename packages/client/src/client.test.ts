@@ -162,6 +162,38 @@ describe('producer and consumer', () => {
     expect(res.map((r) => r.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
 
+  it('sticks to a partition until a full batch went there: no tiny request per idle partition', async () => {
+    broker.createTopic('st', 4);
+    const producer = client.producer(); // adaptive batching
+    await producer.connect(['st']);
+    const tick = () => new Promise((r) => setImmediate(r));
+    broker.holdProduce();
+    const sends: Array<Promise<{ partition: number }>> = [];
+    // One record per turn, as an application sending per event does.
+    sends.push(producer.send({ topic: 'st', value: 'first' }));
+    await tick();
+    for (let i = 0; i < 10; i++) {
+      sends.push(producer.send({ topic: 'st', value: `r${i}` }));
+      await tick();
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    // The first record went alone (its partition was idle); the next ten wait behind it on the
+    // same partition instead of going to the three idle ones, one request each.
+    expect(broker.produceFramesReceived).toBe(1);
+    broker.releaseProduce();
+    const res = await Promise.all(sends);
+    expect(new Set(res.map((r) => r.partition)).size).toBe(1);
+    expect(broker.produceRequests).toBe(2);
+    // Past a full batch's worth the records move on: 40 records of ~100 B, 1,000-byte batches.
+    const spread = client.producer({ batchBytesMax: 1_000 });
+    const many = await spread.sendBatch(
+      Array.from({ length: 40 }, () => ({ topic: 'st', value: 'v'.repeat(100) })),
+    );
+    expect(new Set(many.map((r) => r.partition)).size).toBeGreaterThan(1);
+    await producer.close();
+    await spread.close();
+  });
+
   it('resends the same batch after a dropped connection and gets the original offsets (idempotence)', async () => {
     broker.createTopic('i', 1);
     const producer = client.producer({ lingerMs: 0 });
@@ -316,6 +348,81 @@ describe('producer and consumer', () => {
       .get('ad')!
       .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
     expect(sizes).toEqual([1, 3, 30]);
+  });
+
+  it('lingerMs: a batch that cannot go when its linger ends keeps filling until it can', async () => {
+    broker.createTopic('lg', 1);
+    const producer = client.producer({ lingerMs: 0 }); // idempotent: 5 requests in flight
+    await producer.send({ topic: 'lg', value: 'warm' });
+    const tick = () => new Promise((r) => setImmediate(r));
+    broker.holdProduce();
+    const before = broker.produceFramesReceived;
+    const sends: Promise<unknown>[] = [];
+    for (let n = 0; n < 8; n++) {
+      for (let i = 0; i < 3; i++) sends.push(producer.send({ topic: 'lg', value: `t${n}-${i}` }));
+      await tick();
+    }
+    for (let i = 0; i < 500 && broker.produceFramesReceived - before < 5; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    // Five turns went (the in-flight bound); the last three turns wait in one batch.
+    expect(broker.produceFramesReceived - before).toBe(5);
+    broker.releaseProduce();
+    const res = (await Promise.all(sends)) as Array<{ offset: number }>;
+    expect(res.map((r) => r.offset)).toEqual(sends.map((_, i) => i + 1));
+    const sizes = broker.topics
+      .get('lg')!
+      .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
+    expect(sizes).toEqual([1, 3, 3, 3, 3, 3, 9]);
+    await producer.close();
+  });
+
+  it('a per-record send() loop with 1,000 outstanding sends few large requests, not tiny ones', async () => {
+    broker.createTopic('win', 4);
+    const producer = client.producer(); // defaults: adaptive batching, idempotent, acks=all
+    await producer.send({ topic: 'win', value: 'warm' });
+    const before = broker.produceRequests;
+    const total = 20_000;
+    const window: Array<Promise<{ partition: number; offset: number }>> = [];
+    const results: Array<{ partition: number; offset: number }> = [];
+    for (let i = 0; i < total; i++) {
+      if (window.length === 1000) results.push(await window.shift()!);
+      window.push(producer.send({ topic: 'win', value: `v${i}` }));
+    }
+    results.push(...(await Promise.all(window)));
+    const requests = broker.produceRequests - before;
+    // One request per window round (the round's records share a batch); tiny requests would
+    // be hundreds or thousands.
+    expect(total / requests).toBeGreaterThanOrEqual(500);
+    // Every record got its own offset: per partition, offsets are distinct and contiguous.
+    const byPartition = new Map<number, number[]>();
+    for (const r of results)
+      byPartition.set(r.partition, [...(byPartition.get(r.partition) ?? []), r.offset]);
+    let counted = 0;
+    for (const offsets of byPartition.values()) {
+      const sorted = [...offsets].sort((a, b) => a - b);
+      expect(new Set(sorted).size).toBe(sorted.length);
+      expect(sorted[sorted.length - 1]! - sorted[0]!).toBe(sorted.length - 1);
+      counted += sorted.length;
+    }
+    expect(counted).toBe(total);
+    await producer.close();
+  });
+
+  it('send() resolves each record of a batch with its own offset, slow and fast path alike', async () => {
+    broker.createTopic('mix', 1);
+    const producer = client.producer({ lingerMs: 200 });
+    // No metadata yet: these three take the slow path; the next three the fast one, into the
+    // same open batch (the linger keeps it open).
+    const slow = [0, 1, 2].map((i) => producer.send({ topic: 'mix', value: `s${i}` }));
+    await producer.connect(['mix']);
+    await new Promise((r) => setTimeout(r, 20));
+    const fast = [0, 1, 2].map((i) => producer.send({ topic: 'mix', value: `f${i}` }));
+    const res = await Promise.all([...slow, ...fast]);
+    expect(res.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(broker.produceRequests).toBe(1);
+    await producer.close();
   });
 
   it('retries retriable partition errors and fails fast on others', async () => {

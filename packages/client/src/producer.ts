@@ -5,7 +5,8 @@
 // Data path: send() picks a partition and encodes the record straight into that partition's
 // open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
 // (adaptive) at the end of the event-loop turn when the partition has nothing in flight, else
-// once its requests are answered; with an explicit lingerMs, after lingerMs. It then joins the
+// once its requests are answered; with an explicit lingerMs, after lingerMs (or, if the
+// partition cannot send it then, once it can: it keeps filling meanwhile). It then joins the
 // partition's queue. Each partition has one sender loop that sends its queued
 // batches one produce request at a time, in order; different partitions send concurrently, and
 // the connection bounds requests in flight (inflightRequestsMax). One request in flight per
@@ -104,8 +105,8 @@ const PRODUCER_FATAL_CODES: ReadonlySet<number> = new Set([
   ErrorCode.INVALID_PRODUCER_EPOCH,
 ]);
 
-/** A batch from first append to acknowledgement. */
-class PendingBatch {
+/** A batch from first append to acknowledgement (exported for its unit test only). */
+export class PendingBatch {
   readonly builder: BatchBuilder;
   /** When its first record was appended plus deliveryTimeoutMs: no retry starts after it. */
   readonly deadlineMs: number;
@@ -117,8 +118,18 @@ class PendingBatch {
   readonly promise: Promise<number>;
   resolve!: (baseOffset: number) => void;
   reject!: (err: unknown) => void;
+  /** metadataOf(): the first index mapped by `toMetadata`, how many were, how many it mapped. */
+  private mappedFirst = 0;
+  private mappedCount = 0;
+  private mappedDone = 0;
+  private toMetadata: ((base: number) => RecordMetadata) | null = null;
 
-  constructor(builder: BatchBuilder, deadlineMs: number) {
+  constructor(
+    builder: BatchBuilder,
+    deadlineMs: number,
+    readonly topic: string,
+    readonly partition: number,
+  ) {
     this.builder = builder;
     this.deadlineMs = deadlineMs;
     this.promise = new Promise<number>((resolve, reject) => {
@@ -127,6 +138,31 @@ class PendingBatch {
     });
     // A batch nobody awaits (sendBatch callers who stopped listening) must not crash the process.
     this.promise.catch(() => undefined);
+  }
+
+  /**
+   * The metadata promise of the batch's record at `index` (send()). Reactions to one promise run
+   * in the order they were registered, so records asking in index order (send() asks right after
+   * appending) share one function that counts the calls, instead of a closure per record; a
+   * record asking out of that order gets its own closure.
+   */
+  metadataOf(index: number): Promise<RecordMetadata> {
+    if (this.mappedCount === 0) {
+      this.mappedFirst = index;
+      this.toMetadata = (base) => {
+        const i = this.mappedFirst + this.mappedDone++;
+        return { topic: this.topic, partition: this.partition, offset: base < 0 ? -1 : base + i };
+      };
+    }
+    if (index === this.mappedFirst + this.mappedCount) {
+      this.mappedCount++;
+      return this.promise.then(this.toMetadata);
+    }
+    return this.promise.then((base) => ({
+      topic: this.topic,
+      partition: this.partition,
+      offset: base < 0 ? -1 : base + index,
+    }));
   }
 }
 
@@ -157,9 +193,29 @@ class PartitionState {
    */
   lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   lingerImmediate = false;
+  /**
+   * With lingerMs: the open batch's linger passed while the partition could not send it (at its
+   * in-flight bound, or earlier batches still unsent), so it keeps filling until it can go.
+   */
+  lingerDone = false;
   constructor(
     readonly topic: string,
     readonly partition: number,
+  ) {}
+}
+
+/** A loaded topic: its partitions (their number is fixed once loaded) and the sticky partition. */
+class TopicState {
+  /**
+   * Where keyless records go until a full batch's worth of them (batchBytesMax) went there; -1
+   * until the first.
+   */
+  sticky = -1;
+  /** Batch bytes closed on the sticky partition since it was chosen. */
+  stickyBytes = 0;
+  constructor(
+    readonly name: string,
+    readonly partitions: readonly PartitionState[],
   ) {}
 }
 
@@ -189,11 +245,13 @@ export class Producer {
   private readonly recordBytesMax: number;
   private readonly ackTimeoutMs: number;
   private readonly deliveryTimeoutMs: number;
+  /** First attempts in flight per partition: 1 without idempotence, so order never depends on a retry. */
+  private readonly inflightMax: number;
   private readonly pool: BufferPool;
-  private readonly partitions = new Map<string, PartitionState[]>();
-  private readonly partitionCounts = new Map<string, number>();
+  private readonly topics = new Map<string, TopicState>();
+  /** The topic of the last append: a publish loop sends to one topic, so most skip the map. */
+  private lastTopic: TopicState | null = null;
   private readonly topicLoads = new Map<string, Promise<void>>();
-  private readonly sticky = new Map<string, number>();
   private readonly spaceWaiters: SpaceWaiter[] = [];
   private bufferedBytes = 0;
   private producerId = -1;
@@ -255,6 +313,7 @@ export class Producer {
       'deliveryTimeoutMs',
       options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
     );
+    this.inflightMax = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
@@ -297,23 +356,8 @@ export class Producer {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch === null) {
-      return this.appendSlow(record).then((a) =>
-        a.batch.promise.then((base) => ({
-          topic: record.topic,
-          partition: a.partition,
-          offset: base < 0 ? -1 : base + a.index,
-        })),
-      );
-    }
-    const topic = record.topic;
-    const partition = this.lastPartition;
-    const index = this.lastIndex;
-    return batch.promise.then((base) => ({
-      topic,
-      partition,
-      offset: base < 0 ? -1 : base + index,
-    }));
+    if (batch === null) return this.appendSlow(record).then((a) => a.batch.metadataOf(a.index));
+    return batch.metadataOf(this.lastIndex);
   }
 
   /**
@@ -358,8 +402,8 @@ export class Producer {
     // Records still on the slow path (metadata, buffer space) belong to this flush too.
     while (this.slowAppends.size > 0) await Promise.allSettled([...this.slowAppends]);
     const pending: Promise<number>[] = [];
-    for (const states of this.partitions.values()) {
-      for (const ps of states) {
+    for (const t of this.topics.values()) {
+      for (const ps of t.partitions) {
         if (ps.open) this.closeBatch(ps);
         for (const b of ps.queue) pending.push(b.promise);
       }
@@ -391,8 +435,13 @@ export class Producer {
       throw new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed');
     }
     const topic = record.topic;
-    const count = this.partitionCounts.get(topic);
-    if (count === undefined) return null;
+    let ts = this.lastTopic;
+    if (ts === null || ts.name !== topic) {
+      ts = this.topics.get(topic) ?? null;
+      if (ts === null) return null;
+      this.lastTopic = ts;
+    }
+    const count = ts.partitions.length;
     if (this.idempotent && this.producerId < 0) return null;
     if (this.bufferedBytes >= this.bufferBytesMax) return null;
     if (!resumed && this.spaceWaiters.length > 0) return null;
@@ -411,9 +460,10 @@ export class Producer {
     } else if (key !== null) {
       partition = partitionForKey(key, count);
     } else {
-      partition = this.stickyPartition(topic, count);
+      if (ts.sticky < 0) ts.sticky = Math.floor(Math.random() * count);
+      partition = ts.sticky;
     }
-    const ps = this.partitions.get(topic)![partition]!;
+    const ps = ts.partitions[partition]!;
     let batch = ps.open;
     if (batch === null) {
       batch = this.openBatch(ps);
@@ -488,17 +538,15 @@ export class Producer {
 
   /** Loads a topic's partition count (once; concurrent callers share the load). */
   private async loadTopic(topic: string): Promise<void> {
-    if (this.partitionCounts.has(topic)) return;
+    if (this.topics.has(topic)) return;
     let load = this.topicLoads.get(topic);
     if (load === undefined) {
       load = this.ctx
         .run(() => this.ctx.cluster.topic(topic), topic)
         .then((t) => {
-          const n = t.partitions.length;
-          this.partitionCounts.set(topic, n);
           const states: PartitionState[] = [];
-          for (let p = 0; p < n; p++) states.push(new PartitionState(topic, p));
-          this.partitions.set(topic, states);
+          for (let p = 0; p < t.partitions.length; p++) states.push(new PartitionState(topic, p));
+          this.topics.set(topic, new TopicState(topic, states));
         })
         .finally(() => this.topicLoads.delete(topic));
       this.topicLoads.set(topic, load);
@@ -571,8 +619,8 @@ export class Producer {
       this.spaceWaiters.push(waiter);
       queueMicrotask(() => this.wakeWaiters());
       // Nothing may be left open while records wait: the open batches are what must drain.
-      for (const states of this.partitions.values()) {
-        for (const ps of states) if (ps.open) this.closeBatch(ps);
+      for (const t of this.topics.values()) {
+        for (const ps of t.partitions) if (ps.open) this.closeBatch(ps);
       }
     });
   }
@@ -589,25 +637,23 @@ export class Producer {
     }
   }
 
-  private stickyPartition(topic: string, count: number): number {
-    let p = this.sticky.get(topic);
-    if (p === undefined) {
-      p = Math.floor(Math.random() * count);
-      this.sticky.set(topic, p);
-    }
-    return p;
-  }
-
   private openBatch(ps: PartitionState): PendingBatch {
     const b = new PendingBatch(
       new BatchBuilder(this.pool, this.batchBytesMax, this.recordBytesMax),
       Date.now() + this.deliveryTimeoutMs,
+      ps.topic,
+      ps.partition,
     );
     ps.open = b;
     this.bufferedBytes += b.builder.sizeBytes;
     const expire = (): void => {
       ps.lingerTimer = null;
-      if (ps.open === b) this.closeBatch(ps);
+      if (ps.open !== b) return;
+      // lingerMs is the time before a batch is ready, as Kafka's linger.ms: a partition that
+      // cannot send it now keeps adding records to it until it can (closeIfDue), instead of
+      // queueing a string of small batches behind the requests in flight.
+      if (this.lingerMs !== null && !this.canSendNow(ps)) ps.lingerDone = true;
+      else this.closeBatch(ps);
     };
     if (this.lingerMs === null) {
       // Adaptive: a partition with nothing in flight sends at the end of this turn of the event
@@ -629,9 +675,20 @@ export class Producer {
     return ps.queue.length === 0 && !ps.failed && !ps.recovering;
   }
 
-  /** Adaptive batching: the batch that accumulated while requests were in flight goes now. */
-  private closeIfIdle(ps: PartitionState): void {
-    if (this.lingerMs === null && ps.open !== null && ps.lingerTimer === null && this.isIdle(ps)) {
+  /** A batch closed now would be sent at once: nothing queued unsent, room in flight. */
+  private canSendNow(ps: PartitionState): boolean {
+    return (
+      !ps.failed && !ps.recovering && ps.inflight < this.inflightMax && ps.sent === ps.queue.length
+    );
+  }
+
+  /**
+   * The batch that accumulated while the partition could not send goes now if it can: adaptive
+   * batching once the partition is idle, a batch past its lingerMs once it can be sent at once.
+   */
+  private closeIfDue(ps: PartitionState): void {
+    if (ps.open === null || ps.lingerTimer !== null) return;
+    if (this.lingerMs === null ? this.isIdle(ps) : ps.lingerDone && this.canSendNow(ps)) {
       this.closeBatch(ps);
     }
   }
@@ -640,18 +697,24 @@ export class Producer {
     const b = ps.open;
     if (b === null) return;
     ps.open = null;
+    ps.lingerDone = false;
     if (ps.lingerTimer !== null) {
       if (ps.lingerImmediate) clearImmediate(ps.lingerTimer as NodeJS.Immediate);
       else clearTimeout(ps.lingerTimer as NodeJS.Timeout);
       ps.lingerTimer = null;
     }
-    if (this.sticky.get(ps.topic) === ps.partition) {
-      const n = this.partitionCounts.get(ps.topic)!;
-      // Move on to another partition for the next keyless record.
-      this.sticky.set(
-        ps.topic,
-        n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0,
-      );
+    const ts = this.topics.get(ps.topic)!;
+    if (ts.sticky === ps.partition) {
+      // Move on to another partition once this one took a full batch's worth (Kafka's KIP-794),
+      // not at every close: a batch closed small because its partition was idle would otherwise
+      // send the next keyless records to another idle partition, one tiny request each, and at
+      // high rates most requests carried one record.
+      ts.stickyBytes += b.builder.sizeBytes;
+      if (ts.stickyBytes >= this.batchBytesMax) {
+        const n = ts.partitions.length;
+        ts.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
+        ts.stickyBytes = 0;
+      }
     }
     if (b.builder.recordCount === 0) {
       // Its only record was refused (too large): nothing to send.
@@ -660,7 +723,8 @@ export class Producer {
       b.resolve(-1);
       return;
     }
-    const { batch, poolBuffer } = b.builder.build(this.compression);
+    // An idempotent producer stamps (and checksums) the batch at its first send.
+    const { batch, poolBuffer } = b.builder.build(this.compression, !this.idempotent);
     this.bufferedBytes += batch.length - b.builder.sizeBytes;
     b.bytes = batch;
     b.poolBuffer = poolBuffer;
@@ -679,9 +743,8 @@ export class Producer {
   }
 
   private async pumpLoop(ps: PartitionState): Promise<void> {
-    const max = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
     const canSend = (): boolean =>
-      !ps.failed && !ps.recovering && ps.inflight < max && ps.sent < ps.queue.length;
+      !ps.failed && !ps.recovering && ps.inflight < this.inflightMax && ps.sent < ps.queue.length;
     ps.pumping = true;
     try {
       while (canSend()) {
@@ -728,6 +791,8 @@ export class Producer {
     } finally {
       ps.pumping = false;
     }
+    // Everything queued went: a batch that passed its linger meanwhile can follow.
+    this.closeIfDue(ps);
   }
 
   private afterAttempt(ps: PartitionState): void {
@@ -745,7 +810,7 @@ export class Producer {
       }
       this.finish(ps, head.outcome.base, null);
     }
-    this.closeIfIdle(ps);
+    this.closeIfDue(ps);
     if (!ps.failed) this.pump(ps);
     else if (ps.inflight === 0 && !ps.recovering) void this.recover(ps);
   }
@@ -807,7 +872,7 @@ export class Producer {
     } finally {
       ps.failed = false;
       ps.recovering = false;
-      this.closeIfIdle(ps);
+      this.closeIfDue(ps);
       this.pump(ps);
     }
   }
