@@ -44,6 +44,9 @@ describe('cluster simulation', () => {
       // Quiescence (real replicas; idle spells on odd seeds): quiet groups, quiesced leaders crashed.
       'quiesced-leader-tick',
       'crash-quiesced-leader',
+      // Pipelined persistence: crashes with entries written and their fsync not landed.
+      'crash-write-unsynced',
+      'crash-all',
     ]) {
       expect(s.faults[kind] ?? 0, kind).toBeGreaterThan(0);
     }
@@ -95,6 +98,18 @@ describe('cluster simulation', () => {
     expect(s.failures.length).toBeGreaterThan(0);
     // Caught as a lost acknowledgement at the end, or earlier by the leader-read checker (a
     // leader's high watermark below an "acknowledged" offset stops the seed first).
+    expect(kinds.has('acked-record-lost') || kinds.has('leader-read-below-acked')).toBe(true);
+  });
+
+  it('the broken variant counting entries durable at write (no fsync report) is caught', async () => {
+    const s = await runClusterSeeds(1, 60, {
+      replica,
+      faultPhaseMs: FAULT_PHASE_MS,
+      unsafeDurableAtWrite: true,
+      controller: false,
+    });
+    const kinds = new Set(s.failures.flatMap((f) => f.violations.map((v) => v.kind)));
+    expect(s.failures.length).toBeGreaterThan(0);
     expect(kinds.has('acked-record-lost') || kinds.has('leader-read-below-acked')).toBe(true);
   });
 
