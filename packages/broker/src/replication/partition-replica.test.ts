@@ -350,15 +350,21 @@ function gatedSyncs(fs: MemoryFileSystem): {
   return { fs: wrapped, gate };
 }
 
+/** Every node's fsyncs behind a gate (closed only when a test sets `held`). */
+function gateEveryNode(c: ReplicaCluster): Map<number, { held: boolean; open(): void }> {
+  const gates = new Map<number, { held: boolean; open(): void }>();
+  for (const id of c.nodes.keys()) {
+    const g = gatedSyncs(c.node(id).fs);
+    c.node(id).fs = g.fs;
+    gates.set(id, g.gate);
+  }
+  return gates;
+}
+
 describe('PartitionReplica: acknowledgement latency', () => {
   it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
     const c = open({ seed: 41 });
-    const gates = new Map<number, { held: boolean; open(): void }>();
-    for (const id of [1, 2, 3]) {
-      const g = gatedSyncs(c.node(id).fs);
-      c.node(id).fs = g.fs;
-      gates.set(id, g.gate);
-    }
+    const gates = gateEveryNode(c);
     await c.startAll();
     const l = await c.waitLeader();
     const others = [1, 2, 3].filter((id) => id !== l.self);
@@ -459,12 +465,7 @@ describe('PartitionReplica: pipelined persistence', () => {
 
   it('a follower acknowledges entries only once its fsync covers them, not at its write', async () => {
     const c = open({ seed: 47 });
-    const gates = new Map<number, { held: boolean; open(): void }>();
-    for (const id of [1, 2, 3]) {
-      const g = gatedSyncs(c.node(id).fs);
-      c.node(id).fs = g.fs;
-      gates.set(id, g.gate);
-    }
+    const gates = gateEveryNode(c);
     await c.startAll();
     const l = await c.waitLeader();
     const [f1, f2] = [1, 2, 3].filter((id) => id !== l.self) as [number, number];
