@@ -320,12 +320,18 @@ export class PartitionReplica implements HostedGroup {
    */
   private committedSeen: LogIndex;
   /**
-   * Messages of Readies that wait for their entries' durability before they leave (a
-   * follower's append responses promise what they acknowledge), in Ready order: an entry is
-   * sent once it and every entry before it are ready. At most one per Ready written and not yet
-   * durable, plus those that arrived behind them (bounded by the fsync in flight).
+   * Messages of Readies that wait for durability before they leave (a follower's append
+   * responses promise what they acknowledge), in Ready order: each waits until every write
+   * issued up to its Ready (`need`, a count of Readies with entries) is durable, whichever Ready
+   * wrote it (a deposed leader's own unsynced entries included). At most one per Ready taken
+   * while an fsync is in flight (bounded by it and by unsyncedBytesMax).
    */
-  private held: Array<{ ready: boolean; messages: readonly Message[] }> = [];
+  private held: Array<{ need: number; messages: readonly Message[] }> = [];
+  /** Readies with entries written, and how many of the first of them are durable (in order). */
+  private writesIssued = 0;
+  private writesDurable = 0;
+  /** Durable writes past a gap (a later one reported before an earlier one; not expected). */
+  private readonly writesDurableAhead = new Set<number>();
   private roleSeen: ReplicaRole;
   private leadSeen: NodeId;
   private ticks = 0;
@@ -766,7 +772,14 @@ export class PartitionReplica implements HostedGroup {
     if (lastCommitted && !applyFirst) this.seeCommitted(lastCommitted.index);
     const { durable } = await this.persist(rd);
     if (this.closed) return;
-    if (!early) this.hold(rd.messages, durable);
+    if (durable !== null) {
+      const seq = ++this.writesIssued;
+      durable.then(
+        () => this.writeDurable(seq),
+        () => undefined, // the replica goes offline (below); nothing held is sent
+      );
+    }
+    if (!early) this.hold(rd.messages);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
     if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
@@ -856,27 +869,30 @@ export class PartitionReplica implements HostedGroup {
   }
 
   /**
-   * A Ready's messages (not sent early): they leave once `durable` (its entries) resolved and
-   * every earlier held Ready's messages left, so no acknowledgement leaves before what it
-   * acknowledges is durable. A vote's hard state was saved before (persist).
+   * A Ready's messages (not sent early): they leave once every write issued so far (this
+   * Ready's included) is durable, after every earlier held Ready's messages, so no
+   * acknowledgement leaves before what it acknowledges is durable. A vote's hard state was saved
+   * durably before (persist).
    */
-  private hold(messages: readonly Message[], durable: Promise<void> | null): void {
-    if (durable === null && this.held.length === 0) {
+  private hold(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const need = this.writesIssued;
+    if (this.held.length === 0 && need <= this.writesDurable) {
       this.send(messages);
       return;
     }
-    if (messages.length === 0) return;
-    const h = { ready: durable === null, messages };
-    this.held.push(h);
-    if (durable !== null) {
-      durable.then(
-        () => {
-          h.ready = true;
-          this.sendHeld();
-        },
-        () => undefined, // the replica goes offline (processOnce); nothing is sent
-      );
+    this.held.push({ need, messages });
+  }
+
+  /** The `seq`-th Ready's writes are durable. */
+  private writeDurable(seq: number): void {
+    if (seq === this.writesDurable + 1) {
+      this.writesDurable = seq;
+      while (this.writesDurableAhead.delete(this.writesDurable + 1)) this.writesDurable++;
+    } else if (seq > this.writesDurable) {
+      this.writesDurableAhead.add(seq);
     }
+    this.sendHeld();
   }
 
   private sendHeld(): void {
@@ -885,7 +901,7 @@ export class PartitionReplica implements HostedGroup {
       return;
     }
     let n = 0;
-    while (n < this.held.length && this.held[n]!.ready) {
+    while (n < this.held.length && this.held[n]!.need <= this.writesDurable) {
       this.send(this.held[n]!.messages);
       n++;
     }
