@@ -3,10 +3,9 @@
 // MemoryFileSystem with a small `limits.unsyncedBytesMax`: the file system itself measures that
 // unsynced bytes pile up while fsyncs are slow, nothing is counted as a storage failure, and
 // the producer's one retry layer rides through it: every record is acknowledged and read back
-// exactly once, in order. Known gap on the replicated path (one code path since the cluster of
-// one): a replica writes a whole Raft Ready at once, so `limits.unsyncedBytesMax` does not bound
-// its segment's unsynced bytes (the single-node path refused the excess with LOG_BACKPRESSURE);
-// the broker-wide byte budget for uncommitted bytes (issue 9) is what will bound it.
+// exactly once, in order. On the replicated path a replica's writes beyond
+// `limits.unsyncedBytesMax` wait for the fsync in flight (replica-store.ts, `writeEntries`), so
+// the file system never holds more unsynced bytes than the bound.
 import { Broker, defaultConfig } from '@streambus/broker';
 import { ErrorCode, StreamBusClient } from '@streambus/client';
 import { MemoryFileSystem, SlowSyncFileSystem } from '@streambus/storage';
@@ -78,6 +77,7 @@ describe('producer through a slow fsync', () => {
     const storageErrors = await broker.metrics.appendStorageErrors.get();
     expect(storageErrors.values.reduce((n, v) => n + v.value, 0)).toBe(0);
     expect(fs.unsyncedBytesPeak).toBeGreaterThan(0);
+    expect(fs.unsyncedBytesPeak).toBeLessThanOrEqual(BOUND);
 
     fs.syncDelayMs = 0;
     const consumer = admin.consumer({ maxWaitMs: 50 });

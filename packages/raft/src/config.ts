@@ -45,6 +45,14 @@ export interface RaftConfig {
    */
   readonly quiesce: boolean;
   /**
+   * Asynchronous storage writes (etcd-raft's idea, Raft thesis §10.2.1; docs/raft.md): `advance()`
+   * then means the Ready's entries are WRITTEN (placed; the next Ready may follow), not durable,
+   * and the caller reports durability separately with `durableTo(index, term)`. Only durable
+   * entries count toward the leader's own match. The caller must also hold a Ready's messages
+   * that acknowledge entries (a follower's append responses) until `durableIndex` covers them.
+   */
+  readonly asyncStorageWrites: boolean;
+  /**
    * Test-only switches that break safety on purpose, so the simulator's checkers can be shown
    * to fail. Never set them outside tests.
    */
@@ -71,6 +79,7 @@ export const RAFT_DEFAULTS = {
   readsPendingMax: 4096,
   snapshotTimeoutTicks: 50,
   quiesce: false,
+  asyncStorageWrites: false,
 } as const;
 
 function invalid(message: string): RaftError {

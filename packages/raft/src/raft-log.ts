@@ -25,6 +25,12 @@ export class RaftLog {
    * `entriesFetched()`.
    */
   applyBlockedAt: LogIndex = 0 as LogIndex;
+  /**
+   * Asynchronous storage writes (RaftConfig.asyncStorageWrites): the last index the caller
+   * reported durable (`durableTo`), lowered when a truncation or a snapshot replaces entries at
+   * or below it. Null when stable (advanced) entries are durable by the Ready contract.
+   */
+  reportedDurable: LogIndex | null = null;
 
   constructor(readonly storage: LogStorage) {
     this.offset = (storage.lastIndex() + 1) as LogIndex;
@@ -45,9 +51,31 @@ export class RaftLog {
 
   /** The last index that is durable and agrees with this log. */
   durableLastIndex(): LogIndex {
+    const placed = this.placedLastIndex();
+    const r = this.reportedDurable;
+    return r === null || r >= placed ? placed : r;
+  }
+
+  /** The last index written to storage (advanced) that agrees with this log. */
+  private placedLastIndex(): LogIndex {
     if (this.unstableSnapshot) return this.storage.snapshotMeta().index;
     if (this.unstable.length > 0) return (this.offset - 1) as LogIndex;
     return this.lastIndex();
+  }
+
+  /**
+   * Asynchronous storage writes: entries up to (index, term) are durable. Ignored (false) when
+   * not in that mode, when they are not placed yet, or when the entry at `index` is no longer
+   * of `term` (replaced since: the report is about entries this log no longer holds). Log
+   * Matching makes the term check enough: an entry of the same index and term has the same
+   * prefix, and a replacement of a prefix entry would have lowered the report (`append`).
+   */
+  durableTo(index: LogIndex, term: Term): boolean {
+    const r = this.reportedDurable;
+    if (r === null || index <= r || index > this.placedLastIndex()) return false;
+    if (this.term(index) !== term) return false;
+    this.reportedDurable = index;
+    return true;
   }
 
   /** The term at `index`, or undefined when compacted away or beyond the end. */
@@ -104,6 +132,9 @@ export class RaftLog {
     if (entries.length === 0) return;
     const after = entries[0]!.index;
     assert(after > this.committed, `truncation at ${after} below commit ${this.committed}`);
+    if (this.reportedDurable !== null && this.reportedDurable >= after) {
+      this.reportedDurable = (after - 1) as LogIndex;
+    }
     const end = this.offset + this.unstable.length;
     if (after === end) {
       for (const e of entries) this.unstable.push(e);
@@ -198,6 +229,10 @@ export class RaftLog {
   stableSnapshotTo(index: LogIndex): void {
     if (this.unstableSnapshot && this.unstableSnapshot.meta.index === index) {
       this.unstableSnapshot = null;
+      // The caller installs a snapshot durably before it advances (the Ready contract).
+      if (this.reportedDurable !== null && this.reportedDurable < index) {
+        this.reportedDurable = index;
+      }
     }
   }
 
@@ -205,6 +240,11 @@ export class RaftLog {
   restore(snapshot: Snapshot): void {
     assert(snapshot.meta.index > this.committed, 'a restored snapshot is ahead of commit');
     this.committed = snapshot.meta.index;
+    if (this.reportedDurable !== null) {
+      // The old entries are replaced: only the old snapshot's prefix is still known durable.
+      const before = this.storage.snapshotMeta().index;
+      if (this.reportedDurable > before) this.reportedDurable = before;
+    }
     this.unstableSnapshot = snapshot;
     this.unstable = [];
     this.offset = (snapshot.meta.index + 1) as LogIndex;

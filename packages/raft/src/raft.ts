@@ -151,6 +151,8 @@ export class RaftNode {
     this.cfg = resolveConfig(input);
     this.id = this.cfg.id;
     this.log = new RaftLog(storage);
+    // Asynchronous storage writes: what storage holds at start is durable (it was recovered).
+    if (this.cfg.asyncStorageWrites) this.log.reportedDurable = storage.lastIndex();
     const hard = storage.hardState();
     const meta = storage.snapshotMeta();
     checkConf(meta.conf);
@@ -439,6 +441,29 @@ export class RaftNode {
         this.broadcastPending = true;
       }
     }
+  }
+
+  /**
+   * Asynchronous storage writes (`asyncStorageWrites`): entries up to (index, term), written by
+   * an advanced Ready, are now durable. On the leader its own match moves (and may commit).
+   * Ignored when not in that mode or when the entry at `index` was replaced since.
+   */
+  durableTo(index: LogIndex, term: Term): void {
+    if (!this.log.durableTo(index, term)) return;
+    if (this.role === StateRole.Leader) {
+      const self = this.progress.get(this.id);
+      if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
+        this.broadcastPending = true;
+      }
+    }
+  }
+
+  /**
+   * The last index durable here that agrees with this log (entries of an unadvanced Ready, and
+   * with `asyncStorageWrites` written entries not yet reported by `durableTo`, are not).
+   */
+  get durableIndex(): LogIndex {
+    return this.log.durableLastIndex();
   }
 
   /**

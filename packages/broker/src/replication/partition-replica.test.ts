@@ -350,15 +350,21 @@ function gatedSyncs(fs: MemoryFileSystem): {
   return { fs: wrapped, gate };
 }
 
+/** Every node's fsyncs behind a gate (closed only when a test sets `held`). */
+function gateEveryNode(c: ReplicaCluster): Map<number, { held: boolean; open(): void }> {
+  const gates = new Map<number, { held: boolean; open(): void }>();
+  for (const id of c.nodes.keys()) {
+    const g = gatedSyncs(c.node(id).fs);
+    c.node(id).fs = g.fs;
+    gates.set(id, g.gate);
+  }
+  return gates;
+}
+
 describe('PartitionReplica: acknowledgement latency', () => {
   it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
     const c = open({ seed: 41 });
-    const gates = new Map<number, { held: boolean; open(): void }>();
-    for (const id of [1, 2, 3]) {
-      const g = gatedSyncs(c.node(id).fs);
-      c.node(id).fs = g.fs;
-      gates.set(id, g.gate);
-    }
+    const gates = gateEveryNode(c);
     await c.startAll();
     const l = await c.waitLeader();
     const others = [1, 2, 3].filter((id) => id !== l.self);
@@ -387,6 +393,100 @@ describe('PartitionReplica: acknowledgement latency', () => {
     await cAck;
     await c.tick(1);
     expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
+  });
+});
+
+describe('PartitionReplica: pipelined persistence', () => {
+  it('a cluster of one writes the next Ready while an fsync runs; only durable entries commit; a power cut loses only unacknowledged ones', async () => {
+    const c = open({ ids: [1], seed: 43 });
+    const g = gatedSyncs(c.node(1).fs);
+    c.node(1).fs = g.fs;
+    await c.startAll();
+    c.replica(1).campaignIfSoleVoter();
+    await c.settle();
+    const l = await c.waitLeader();
+    const hw = l.highWatermark;
+    expect(hw).toBe(1); // the term's no-op
+    g.gate.held = true;
+    let aAcked = false;
+    const a = l.propose(batch(1), -1).then((r) => {
+      aAcked = true;
+      return r;
+    });
+    await c.settle();
+    // A is written (readable by the log) but its fsync hangs: not committed, not answered.
+    expect(l.partitionLog.writtenEndOffset).toBe(l.logEndOffset);
+    expect(l.logEndOffset).toBeGreaterThan(hw);
+    expect(l.highWatermark).toBe(hw);
+    expect(aAcked).toBe(false);
+    // B (acks=1) is written while A's fsync still runs, and answered at its write.
+    const bAck = l.propose(batch(2), 1);
+    await c.settle();
+    const b = await bAck;
+    expect(l.partitionLog.writtenEndOffset).toBeGreaterThan(b.lastOffset);
+    expect(l.durableEndOffset).toBeLessThanOrEqual(hw);
+    expect(l.highWatermark).toBe(hw);
+    expect(aAcked).toBe(false);
+    const cAck = l.propose(batch(3), -1);
+    await c.settle();
+    g.gate.open();
+    await c.settle();
+    const [ra, rc] = await Promise.all([a, cAck]);
+    await c.settle();
+    expect(l.highWatermark).toBe(rc.lastOffset + 1);
+    expect(l.durableEndOffset).toBeGreaterThanOrEqual(l.highWatermark);
+    expect(ra.lastOffset).toBeLessThan(b.baseOffset);
+
+    // Again with the fsync held, then a power cut: the written, unsynced entries are gone, and
+    // nothing acknowledged as acks=all is.
+    const acked = l.highWatermark;
+    g.gate.held = true;
+    let lostAcked = false;
+    void l.propose(batch(4), -1).then(
+      () => {
+        lostAcked = true;
+      },
+      () => undefined,
+    );
+    await c.settle();
+    expect(l.partitionLog.writtenEndOffset).toBeGreaterThan(acked);
+    await c.crash(1);
+    expect(lostAcked).toBe(false);
+    const again = await c.start(1);
+    expect(again.logEndOffset).toBe(acked);
+    again.campaignIfSoleVoter();
+    await c.settle();
+    const l2 = await c.waitLeader();
+    const dAck = l2.propose(batch(5), -1);
+    await c.settle();
+    const d = await dAck;
+    expect(d.baseOffset).toBe(acked + 1); // after the new term's no-op
+  });
+
+  it('a follower acknowledges entries only once its fsync covers them, not at its write', async () => {
+    const c = open({ seed: 47 });
+    const gates = gateEveryNode(c);
+    await c.startAll();
+    const l = await c.waitLeader();
+    const [f1, f2] = [1, 2, 3].filter((id) => id !== l.self) as [number, number];
+    // f2's answers never reach the leader; f1's disk holds its fsyncs.
+    c.setLink(f2, l.self, 'drop');
+    gates.get(f1)!.held = true;
+    let acked = false;
+    const p = l.propose(batch(1), -1).then((r) => {
+      acked = true;
+      return r;
+    });
+    await c.tick(3);
+    const follower = c.replica(f1);
+    expect(follower.partitionLog.writtenEndOffset).toBe(l.logEndOffset);
+    expect(follower.durableEndOffset).toBeLessThan(l.logEndOffset);
+    expect(acked).toBe(false);
+    gates.get(f1)!.open();
+    await c.tick(3);
+    const r = await p;
+    expect(acked).toBe(true);
+    expect(l.highWatermark).toBeGreaterThan(r.lastOffset);
   });
 });
 

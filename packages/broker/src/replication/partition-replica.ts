@@ -56,14 +56,29 @@
 //     acknowledgement of entries (append-resp). A leader whose term and vote are unchanged
 //     makes neither: its messages are appends, heartbeats, snapshots, timeout-now and
 //     rejections, none of which claims anything about its own disk.
-//   - The leader counts its own copy toward the commit index only in `advance()`, after the
-//     persist (RaftNode.advance: `self.maybeUpdate(durableLastIndex)`), so an entry is
-//     committed only when a quorum (with or without the leader) has it durably.
+//   - The leader counts its own copy toward the commit index only once it is durable (the
+//     core's durable index, reported by `durableTo`, below), so an entry is committed only when
+//     a quorum (with or without the leader) has it durably.
 //   - If the leader crashes before its write, followers may hold entries the leader lost; that
 //     is an ordinary Raft log divergence, resolved by the next leader (the entries were never
 //     committed through the lost copy).
 // A Ready that changes term or vote (an election) is persisted first, as the contract says.
 // So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
+//
+// Pipelined persistence (the core's `asyncStorageWrites`, docs/raft.md; issue 9). A Ready's
+// entries are WRITTEN (handed to the OS, in the tail) before `advance()`, and the next Ready is
+// taken while their fsync runs: the segment log's group commit then covers everything written
+// meanwhile with its next fsync, so a produce that arrives during an fsync is written (and
+// acks=1 answered) at once, not one fsync later. Durability is tracked apart:
+//   - each Ready's appends resolve once durable ('always': fsynced); then the core is told
+//     `durableTo(last index, term)` (ignored if those entries were replaced meanwhile), which on
+//     a leader moves its own match and may commit;
+//   - a Ready's messages, unless sent early by a leader (above), are held until that Ready's
+//     appends are durable, in Ready order (`hold`): a follower's append response never
+//     acknowledges an entry that is only written;
+//   - `committedDurable` (the HW) = min(committed entries handed out, the core's durable index).
+// `limits.unsyncedBytesMax` bounds the written-not-fsynced bytes: a batch beyond it waits for
+// the oldest write in flight (ReplicaStore.writeEntries).
 //
 // Idempotent producers (replica-producers.ts). Every replica keeps the producer state of its
 // log as batches are appended (ReplicaStore). The leader checks each idempotent batch before
@@ -117,6 +132,7 @@ import {
   type Ready,
   type Snapshot,
   StateRole,
+  type Term,
 } from '@streambus/raft';
 import type {
   FileSystem,
@@ -199,6 +215,8 @@ export interface PartitionReplicaOptions {
     readonly ackAllOnLocalWrite?: boolean;
     /** Serve a new leader's reads before its term committed (no read-gating). */
     readonly ungatedLeaderReads?: boolean;
+    /** Count entries durable once written: acknowledge and commit before their fsync. */
+    readonly durableAtWrite?: boolean;
   };
 }
 
@@ -265,6 +283,7 @@ export class PartitionReplica implements HostedGroup {
   private readonly listeners = new Set<(e: ReplicaChange) => void>();
   private readonly ackAllOnLocalWrite: boolean;
   private readonly unsafeUngatedReads: boolean;
+  private readonly unsafeDurableAtWrite: boolean;
   /** The term whose reads are open (read-gating, top); 0 until one is. */
   private readableTerm = 0;
   private prefetchCount = 0;
@@ -288,13 +307,31 @@ export class PartitionReplica implements HostedGroup {
   private hw: number;
   /**
    * The last committed entry this replica holds durably: the last of the committed entries a
-   * Ready handed out (durable here once that Ready was persisted, by the Ready contract), or a
+   * Ready handed out, at most the core's durable index (pipelined persistence, top), or a
    * snapshot's index. Not `min(commitIndex, lastIndex())`: a follower's commit index can cover
    * entries it holds only in the core's memory while its segment log still has the deposed
    * leader's entries at those indexes, and those must never count as committed (found by the
    * cluster simulator, seeds 2255 and 3070).
    */
   private committedDurable: LogIndex;
+  /**
+   * The last committed entry a Ready handed out (and, for a log-start entry, applied): with the
+   * core's durable index it bounds `committedDurable` (pipelined persistence, top).
+   */
+  private committedSeen: LogIndex;
+  /**
+   * Messages of Readies that wait for durability before they leave (a follower's append
+   * responses promise what they acknowledge), in Ready order: each waits until every write
+   * issued up to its Ready (`need`, a count of Readies with entries) is durable, whichever Ready
+   * wrote it (a deposed leader's own unsynced entries included). At most one per Ready taken
+   * while an fsync is in flight (bounded by it and by unsyncedBytesMax).
+   */
+  private held: Array<{ need: number; messages: readonly Message[] }> = [];
+  /** Readies with entries written, and how many of the first of them are durable (in order). */
+  private writesIssued = 0;
+  private writesDurable = 0;
+  /** Durable writes past a gap (a later one reported before an earlier one; not expected). */
+  private readonly writesDurableAhead = new Set<number>();
   private roleSeen: ReplicaRole;
   private leadSeen: NodeId;
   private ticks = 0;
@@ -319,12 +356,14 @@ export class PartitionReplica implements HostedGroup {
     this.ackAllOnLocalWrite = o.unsafe?.ackAllOnLocalWrite === true;
     this.uncommittedBudget = o.uncommittedBudget ?? null;
     this.unsafeUngatedReads = o.unsafe?.ungatedLeaderReads === true;
+    this.unsafeDurableAtWrite = o.unsafe?.durableAtWrite === true;
     // At open the log holds no entry the core does not (no unstable suffix), and the saved
     // commit only ever covers entries that were durable when it was saved (see `persist`).
     this.committedDurable = Math.min(
       store.tail.hardState().commit,
       store.tail.lastIndex(),
     ) as LogIndex;
+    this.committedSeen = this.committedDurable;
     this.hw = this.commitOffset();
     this.roleSeen = this.currentRole();
     this.leadSeen = node.currentLead;
@@ -345,7 +384,7 @@ export class PartitionReplica implements HostedGroup {
     });
     try {
       const node = new RaftNode(
-        { quiesce: true, ...o.raft, id: o.self, random: o.random },
+        { quiesce: true, ...o.raft, asyncStorageWrites: true, id: o.self, random: o.random },
         store.tail,
       );
       return new PartitionReplica(o, store, node);
@@ -728,42 +767,68 @@ export class PartitionReplica implements HostedGroup {
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
     if (early) this.send(rd.messages);
-    this.commitHeldEntries(rd);
-    await this.persist(rd);
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    const applyFirst = rd.committedEntries.some(isLogStartEntry);
+    if (lastCommitted && !applyFirst) this.seeCommitted(lastCommitted.index);
+    const { durable } = await this.persist(rd);
     if (this.closed) return;
-    if (!early) this.send(rd.messages);
+    if (durable !== null) {
+      const seq = ++this.writesIssued;
+      durable.then(
+        () => this.writeDurable(seq),
+        () => undefined, // the replica goes offline (below); nothing held is sent
+      );
+    }
+    if (!early) this.hold(rd.messages);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
-    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
-    if (lastCommitted && lastCommitted.index > this.committedDurable) {
-      this.committedDurable = lastCommitted.index;
-    }
+    if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
     this.node.advance();
+    const last = rd.entries[rd.entries.length - 1];
+    if (durable !== null && last !== undefined) {
+      // Registered after advance(): the core takes reports only about entries it placed.
+      durable.then(
+        () => this.entriesDurable(last.index, last.term),
+        (err: unknown) => this.goOffline(err),
+      );
+    }
     for (const r of rd.entriesWanted) this.startPrefetch(r.lo, r.hi);
     this.observe();
   }
 
-  /**
-   * Committed entries this replica already holds durably (written by an earlier Ready, below
-   * this Ready's new entries) need not wait for this Ready's persist: the high watermark moves,
-   * and acks=all answers go out, now. Otherwise, at a steady produce rate, every
-   * acknowledgement would wait for the fsync of the next entries in the same Ready (one fsync
-   * more than a quorum round; the paced-latency profile, docs/replication.md). Not when the
-   * Ready installs a snapshot, or a committed entry needs applying (a log-start entry).
-   */
-  private commitHeldEntries(rd: Ready): void {
-    const last = rd.committedEntries[rd.committedEntries.length - 1];
-    if (last === undefined || last.index <= this.committedDurable || rd.snapshot !== null) return;
-    const firstNew = rd.entries[0]?.index ?? Number.POSITIVE_INFINITY;
-    if (last.index >= firstNew || last.index > this.store.tail.lastIndex()) return;
-    for (const e of rd.committedEntries) {
-      if (e.type === EntryType.Normal && e.data.byteLength > 0 && isControlBatch(e.data)) return;
-    }
-    this.committedDurable = last.index;
-    this.observe();
+  /** Committed entries up to `index` were handed out (and applied where that matters). */
+  private seeCommitted(index: LogIndex): void {
+    if (index > this.committedSeen) this.committedSeen = index;
+    this.updateCommittedDurable();
   }
 
-  private async persist(rd: Ready): Promise<void> {
+  /**
+   * `committedDurable` = what is both committed (handed out) and durable here per the core (its
+   * durable index only covers entries of its own log that an fsync reported, see top).
+   */
+  private updateCommittedDurable(): void {
+    const c = Math.min(this.committedSeen, this.node.durableIndex) as LogIndex;
+    if (c > this.committedDurable) {
+      this.committedDurable = c;
+      this.observe();
+    }
+  }
+
+  /** An fsync (or the policy's equivalent) covered entries up to (index, term). */
+  private entriesDurable(index: LogIndex, term: Term): void {
+    if (this.closed || this.offline) return;
+    this.node.durableTo(index, term);
+    this.updateCommittedDurable();
+    this.observe();
+    this.host.notify(this.key);
+  }
+
+  /**
+   * Writes a Ready (see top): the hard state first when term or vote changed (saved durably
+   * before anything that depends on it), a snapshot (durably), then the entries: resolves once
+   * they are WRITTEN; `durable` (null without entries) resolves once they are durable.
+   */
+  private async persist(rd: Ready): Promise<{ durable: Promise<void> | null }> {
     const hard: HardState | null = rd.hardState;
     // The hard state goes first when term or vote changed (entries of term T are never on disk
     // under a saved term below T), so its commit must not name this Ready's entries: a crash
@@ -781,20 +846,66 @@ export class PartitionReplica implements HostedGroup {
       if (rd.snapshot.meta.index > this.committedDurable) {
         this.committedDurable = rd.snapshot.meta.index;
       }
+      if (rd.snapshot.meta.index > this.committedSeen) this.committedSeen = rd.snapshot.meta.index;
     }
+    let durable: Promise<void> | null = null;
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
       // Every data batch's CRC was checked once already: by the broker's produce validation
       // (the leader's own, see `propose`) or by `checkAppendEntries` (a follower's).
-      await this.store.persistEntries(rd.entries, () => this.resolvePending(), true);
+      const w = await this.store.writeEntries(rd.entries, () => this.resolvePending(), true);
+      // Handled here too, so a failure before the caller attaches its handler is never unhandled.
+      w.durable.catch(() => undefined);
+      durable = this.unsafeDurableAtWrite ? Promise.resolve() : w.durable;
     }
     if (hard !== null) {
-      // The in-memory copy (saved whole at close) gets the same bound: what this Ready's
-      // committed entries reach, all durable now.
-      const last = rd.committedEntries[rd.committedEntries.length - 1];
-      const held = Math.max(this.committedDurable, last ? last.index : 0);
-      await this.store.saveHardState({ ...hard, commit: Math.min(hard.commit, held) as LogIndex });
+      // The in-memory copy (saved whole at close) gets the same bound: committed and durable.
+      await this.store.saveHardState({
+        ...hard,
+        commit: Math.min(hard.commit, this.committedDurable) as LogIndex,
+      });
     }
+    return { durable };
+  }
+
+  /**
+   * A Ready's messages (not sent early): they leave once every write issued so far (this
+   * Ready's included) is durable, after every earlier held Ready's messages, so no
+   * acknowledgement leaves before what it acknowledges is durable. A vote's hard state was saved
+   * durably before (persist).
+   */
+  private hold(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const need = this.writesIssued;
+    if (this.held.length === 0 && need <= this.writesDurable) {
+      this.send(messages);
+      return;
+    }
+    this.held.push({ need, messages });
+  }
+
+  /** The `seq`-th Ready's writes are durable. */
+  private writeDurable(seq: number): void {
+    if (seq === this.writesDurable + 1) {
+      this.writesDurable = seq;
+      while (this.writesDurableAhead.delete(this.writesDurable + 1)) this.writesDurable++;
+    } else if (seq > this.writesDurable) {
+      this.writesDurableAhead.add(seq);
+    }
+    this.sendHeld();
+  }
+
+  private sendHeld(): void {
+    if (this.closed || this.offline) {
+      this.held = [];
+      return;
+    }
+    let n = 0;
+    while (n < this.held.length && this.held[n]!.need <= this.writesDurable) {
+      this.send(this.held[n]!.messages);
+      n++;
+    }
+    if (n > 0) this.held = this.held.slice(n);
   }
 
   private send(messages: readonly Message[]): void {
@@ -1239,6 +1350,11 @@ export class PartitionReplica implements HostedGroup {
     if (this.processing) await this.processing;
     await this.store.close();
   }
+}
+
+/** A log-start entry (retention, delete-records): applied before the HW may pass it. */
+function isLogStartEntry(e: Entry): boolean {
+  return e.type === EntryType.Normal && e.data.byteLength > 0 && isControlBatch(e.data);
 }
 
 /**

@@ -17,8 +17,10 @@
 //      replace a suffix, truncate the segment log first; then save the planned term-run table
 //      (R1/R2 of term-runs.ts; after the truncation, so a crash between leaves a file that is a
 //      prefix of the log, which recovery clips); then append the bytes unchanged
-//      (`assignedOffsets`) and wait for the durability policy ('always': fsynced); then
-//      `tail.append`.
+//      (`assignedOffsets`), wait until they are written to the OS, then `tail.append`. Their
+//      durability ('always': fsynced) is reported separately (`writeEntries`' `durable`), so the
+//      next Ready is written while this one's fsync runs (partition-replica.ts, "Pipelined
+//      persistence").
 //
 // Recovery (`open`), after PartitionLog.open recovered the segments (an unsynced tail is gone):
 //   a. snapshot file, or a fresh one from the initial voters (saved at once); finish the cut it
@@ -52,6 +54,7 @@ import {
   type Term,
 } from '@streambus/raft';
 import {
+  DEFAULT_UNSYNCED_BYTES_MAX,
   type FileSystem,
   joinPath,
   PartitionLog,
@@ -130,6 +133,7 @@ function asBuffer(data: Uint8Array): Buffer {
 export class ReplicaStore implements ReplicaLogSource {
   private savedHard: HardState;
   private closed = false;
+  private readonly unsyncedMax: number;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -139,8 +143,10 @@ export class ReplicaStore implements ReplicaLogSource {
     hard: HardState,
     /** The idempotent-producer state of this log (replica-producers.ts). */
     private producerTable: ProducerStateTable,
+    unsyncedBytesMax: number,
   ) {
     this.savedHard = hard;
+    this.unsyncedMax = unsyncedBytesMax;
   }
 
   /** The idempotent-producer state of what this replica's log holds (read it; do not change). */
@@ -262,7 +268,8 @@ export class ReplicaStore implements ReplicaLogSource {
       ...(o.tailLimits ? { limits: o.tailLimits } : {}),
       translatorLimits,
     });
-    return new ReplicaStore(fs, dir, log, tail, hard, producers);
+    const unsynced = o.logOptions?.unsyncedBytesMax ?? DEFAULT_UNSYNCED_BYTES_MAX;
+    return new ReplicaStore(fs, dir, log, tail, hard, producers, unsynced);
   }
 
   get hardState(): HardState {
@@ -345,23 +352,32 @@ export class ReplicaStore implements ReplicaLogSource {
   }
 
   /**
-   * Writes `entries` (a Ready's, in order) to the segment log as described at the top; resolves
-   * once they are durable under the log's policy and recorded in the tail. `onWritten(index)`
-   * is called as each entry's batch reaches the OS (acks=1). `crcVerified`: every data batch's
-   * CRC was checked already (the broker's produce validation, a follower's inbound check), so
-   * the segment log does not check it again. Returns the placements.
+   * Writes `entries` (a Ready's, in order) to the segment log as described at the top and
+   * records them in the tail; resolves once every batch reached the OS (written: the next Ready
+   * may follow, reads see them). `durable` resolves once they are durable under the log's policy
+   * ('always': an fsync covers them; the log's group commit lets later writes proceed while it
+   * runs) and rejects with the log's failure. `onWritten(index)` is called as each entry's batch
+   * reaches the OS (acks=1). `crcVerified`: every data batch's CRC was checked already (the
+   * broker's produce validation, a follower's inbound check), so the segment log does not check
+   * it again.
+   *
+   * `unsyncedBytesMax` (the log option; not under 'none'): a batch that would take the bytes
+   * appended and not yet fsynced past it waits, before it is appended, for the oldest write in
+   * flight to become durable (one batch alone is let through when nothing is unsynced). So a
+   * slow fsync holds this replica's writes back instead of letting them pile up in the OS.
    */
-  async persistEntries(
+  async writeEntries(
     all: readonly Entry[],
     onWritten?: (index: LogIndex) => void,
     crcVerified = false,
-  ): Promise<BatchPlacement[]> {
+  ): Promise<{ placements: BatchPlacement[]; durable: Promise<void> }> {
     const tail = this.tail;
     const entries = all.filter((e) => e.index >= tail.firstIndex());
-    if (entries.length === 0) return [];
+    if (entries.length === 0) return { placements: [], durable: Promise.resolve() };
     const { placements, bufs } = this.plan(entries);
     const plan = tail.planTermRuns(entries, placements);
     if (entries[0]!.index <= tail.lastIndex()) {
+      // (The log lets every earlier append become durable before it truncates.)
       await this.log.truncateTo(placements[0]!.baseOffset);
       // The producer state goes back with the log: the snapshot's table plus what is left.
       const start = tail.translator.startPosition;
@@ -370,26 +386,87 @@ export class ReplicaStore implements ReplicaLogSource {
       this.producerTable = table;
     }
     if (plan !== null) await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), plan);
-    await Promise.all(
-      bufs.map((buf, k) =>
-        this.log.append(buf, {
-          assignedOffsets: true,
-          crcVerified,
-          // Entries a Ready hands over were already accepted by Raft (its flow control and the
-          // replica's pendingBytesMax bound them); a LOG_BACKPRESSURE refusal here would take the
-          // replica offline, so the log's own bounds do not apply.
-          backpressure: false,
-          ...(onWritten ? { onWritten: () => onWritten(entries[k]!.index) } : {}),
-        }),
-      ),
-    );
+    const durables: Array<Promise<unknown>> = [];
+    const written: Array<Promise<void>> = [];
+    for (let k = 0; k < bufs.length; k++) {
+      const buf = bufs[k]!;
+      await this.waitUnsynced(buf.length);
+      let wrote!: () => void;
+      const w = new Promise<void>((resolve) => {
+        wrote = resolve;
+      });
+      const d = this.log.append(buf, {
+        assignedOffsets: true,
+        crcVerified,
+        // Entries a Ready hands over were already accepted by Raft (its flow control and the
+        // replica's pendingBytesMax bound them; unsyncedBytesMax is waited for above); a
+        // LOG_BACKPRESSURE refusal here would take the replica offline.
+        backpressure: false,
+        onWritten: () => {
+          wrote();
+          onWritten?.(entries[k]!.index);
+        },
+      });
+      this.track(d);
+      durables.push(d);
+      // Written, or failed (then the write never lands).
+      written.push(Promise.race([w, d.then(() => undefined)]));
+    }
+    await Promise.all(written);
     tail.append(entries, placements);
     for (let k = 0; k < bufs.length; k++) {
       if (!placements[k]!.isControl) {
         observeBatch(this.producerTable, batchProducer(bufs[k]!), placements[k]!.baseOffset);
       }
     }
+    return { placements, durable: Promise.all(durables).then(() => undefined) };
+  }
+
+  /** `writeEntries`, then waits for their durability (tests, tools). */
+  async persistEntries(
+    all: readonly Entry[],
+    onWritten?: (index: LogIndex) => void,
+    crcVerified = false,
+  ): Promise<BatchPlacement[]> {
+    const { placements, durable } = await this.writeEntries(all, onWritten, crcVerified);
+    await durable;
     return placements;
+  }
+
+  /** Appends whose durability is still awaited, oldest first (`waitUnsynced`). */
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  private track(d: Promise<unknown>): void {
+    this.inflight.add(d);
+    const done = () => {
+      this.inflight.delete(d);
+    };
+    d.then(done, done);
+  }
+
+  /** Waits while appending `bytes` more would pass unsyncedBytesMax (see `writeEntries`). */
+  private async waitUnsynced(bytes: number): Promise<void> {
+    if (this.log.config.durability === 'none') return;
+    while (this.log.unsyncedBytes > 0 && this.log.unsyncedBytes + bytes > this.unsyncedBytesMax) {
+      const oldest = this.inflight.values().next();
+      if (!oldest.done) {
+        await oldest.value.then(
+          () => undefined,
+          () => undefined,
+        );
+      } else if (this.log.writtenEndOffset > this.log.durableEndOffset) {
+        // 'interval': appends resolved once written; the next fsync frees the bytes.
+        await this.log.waitDurable(this.log.writtenEndOffset);
+      } else {
+        return;
+      }
+      if (this.log.failed || this.closed) return;
+    }
+  }
+
+  /** Bytes this replica may have appended and not fsynced before a write waits. */
+  get unsyncedBytesMax(): number {
+    return this.unsyncedMax;
   }
 
   /**

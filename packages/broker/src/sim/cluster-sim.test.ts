@@ -44,6 +44,9 @@ describe('cluster simulation', () => {
       // Quiescence (real replicas; idle spells on odd seeds): quiet groups, quiesced leaders crashed.
       'quiesced-leader-tick',
       'crash-quiesced-leader',
+      // Pipelined persistence: crashes with entries written and their fsync not landed.
+      'crash-write-unsynced',
+      'crash-all',
     ]) {
       expect(s.faults[kind] ?? 0, kind).toBeGreaterThan(0);
     }
@@ -84,11 +87,15 @@ describe('cluster simulation', () => {
     expect(b.r).toEqual(a.r);
   });
 
-  it('the broken variant (acks=all answered at the leader write) is caught', async () => {
-    const s = await runClusterSeeds(1, 30, {
+  /** Runs a broken variant; it must be caught as a lost acknowledgement (or a read below one). */
+  async function expectAckLossCaught(
+    seeds: number,
+    unsafe: { unsafeAckOnLeaderWrite?: boolean; unsafeDurableAtWrite?: boolean },
+  ): Promise<void> {
+    const s = await runClusterSeeds(1, seeds, {
       replica,
       faultPhaseMs: FAULT_PHASE_MS,
-      unsafeAckOnLeaderWrite: true,
+      ...unsafe,
       controller: false,
     });
     const kinds = new Set(s.failures.flatMap((f) => f.violations.map((v) => v.kind)));
@@ -96,6 +103,14 @@ describe('cluster simulation', () => {
     // Caught as a lost acknowledgement at the end, or earlier by the leader-read checker (a
     // leader's high watermark below an "acknowledged" offset stops the seed first).
     expect(kinds.has('acked-record-lost') || kinds.has('leader-read-below-acked')).toBe(true);
+  }
+
+  it('the broken variant (acks=all answered at the leader write) is caught', async () => {
+    await expectAckLossCaught(30, { unsafeAckOnLeaderWrite: true });
+  });
+
+  it('the broken variant counting entries durable at write (no fsync report) is caught', async () => {
+    await expectAckLossCaught(60, { unsafeDurableAtWrite: true });
   });
 
   it('the broken variant without leader read-gating is caught (a new leader served below an acknowledged offset)', async () => {

@@ -27,7 +27,12 @@
 // every acks=all acknowledgement given (before the read) by a leader of a term <= T
 // (`leader-read-below-acked`); that is what read-gating guarantees (partition-replica.ts). A
 // deposed leader that does not know it yet (a lower term) may serve an older high watermark,
-// which is not checked. `unsafeUngatedLeaderReads` turns the gate off to show the check bites. It does not model clock drift, disk corruption or byzantine peers.
+// which is not checked. `unsafeUngatedLeaderReads` turns the gate off to show the check bites.
+//
+// Pipelined persistence (partition-replica.ts): a replica writes the next Ready while the last
+// one's fsync runs; crashes with entries written and not durable are counted
+// (`crash-write-unsynced`; some replicas get a small unsyncedBytesMax so writes also wait).
+// `unsafeDurableAtWrite` counts entries durable once written, to show the checkers catch it. It does not model clock drift, disk corruption or byzantine peers.
 
 import { batchSizeAt, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { asNodeId, type NodeId, type SeededRandom, seededRandom } from '@streambus/raft';
@@ -73,6 +78,8 @@ export interface ClusterSimOptions {
   readonly unsafeAckOnLeaderWrite?: boolean;
   /** Test-only: no leader read-gating in the replicas (the read checker must catch it). */
   readonly unsafeUngatedLeaderReads?: boolean;
+  /** Broken on purpose: replicas count entries durable once written (pipelined persistence). */
+  readonly unsafeDurableAtWrite?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -286,6 +293,7 @@ export class ClusterSimulation {
           heartbeatTicks: HEARTBEAT_TICKS,
           nowMs: () => EPOCH_MS + this.loop.now,
           ...(this.options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
+          ...(this.options.unsafeDurableAtWrite ? { unsafeDurableAtWrite: true } : {}),
         })
         .then(
           (replica) => {
@@ -306,6 +314,9 @@ export class ClusterSimulation {
     const mode = this.rng.chance(0.5) ? 'keep-prefix' : 'drop-unsynced';
     if (b.disk.syncsStarted > b.disk.syncsCompleted + b.disk.syncsLostInCrash)
       this.fault('crash-during-fsync');
+    // Pipelined persistence: a replica wrote entries whose fsync has not landed (lost or kept).
+    if ([...b.replicas.values()].some((r) => r.writtenNotDurable?.() === true))
+      this.fault('crash-write-unsynced');
     this.network.down(b.id);
     this.ctl?.crash(b.id);
     b.host?.close();
@@ -626,6 +637,13 @@ export class ClusterSimulation {
       b.slowDisk = !b.slowDisk;
       this.fault(b.slowDisk ? 'slow-disk' : 'disk-recovered');
       this.trace(`disk of ${b.id} ${b.slowDisk ? 'slow' : 'fast'}`);
+    } else if (roll < 0.83) {
+      // A power cut of every live broker at once: only what a quorum fsynced may survive it.
+      const live = this.brokers.filter((x) => x.alive);
+      if (live.length > 1) {
+        for (const b of live) this.crash(b);
+        this.fault('crash-all');
+      }
     }
   }
 

@@ -1,6 +1,6 @@
 // `pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in]
 //   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads]
-//   [--lenient-topic-exists]`
+//   [--unsafe-durable-at-write] [--lenient-topic-exists]`
 // (also `npm run sim -- cluster ...`; scripts/sim.mjs sends `cluster` here and everything else to
 // the Raft core's simulator). Runs N cluster-simulation seeds from S and prints a summary:
 // seeds, steps, faults injected by kind, records produced, acknowledged and consumed, the worst
@@ -8,7 +8,8 @@
 // command that replays it (with --trace: the event log of that seed). Exits 2 on bad arguments.
 // --unsafe-ack-on-leader-write answers acks=all at the leader's own write: the checkers must
 // then fail; --unsafe-ungated-leader-reads turns off leader read-gating (the leader-read checker
-// must then fail). --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
+// must then fail); --unsafe-durable-at-write counts a replica's entries durable once written
+// (pipelined persistence without the fsync report: the checkers must then fail). --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
 // came to exist instead of failing the seed (see controller-sim.ts).
 
 import { LIVENESS_TICKS_MAX, runClusterSeed } from './cluster-sim.js';
@@ -16,7 +17,7 @@ import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 
 const USAGE =
-  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads] [--lenient-topic-exists]';
+  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads] [--unsafe-durable-at-write] [--lenient-topic-exists]';
 
 function intFlag(argv: readonly string[], name: string, fallback: number): number {
   const i = argv.indexOf(name);
@@ -47,6 +48,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     '--fault-phase-ms',
     '--unsafe-ack-on-leader-write',
     '--unsafe-ungated-leader-reads',
+    '--unsafe-durable-at-write',
     '--lenient-topic-exists',
   ]);
   try {
@@ -66,6 +68,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const replica = replicaFactory(replicaName);
   const unsafeAckOnLeaderWrite = argv.includes('--unsafe-ack-on-leader-write');
   const unsafeUngatedLeaderReads = argv.includes('--unsafe-ungated-leader-reads');
+  const unsafeDurableAtWrite = argv.includes('--unsafe-durable-at-write');
   const strictTopicExists = !argv.includes('--lenient-topic-exists');
   const common = {
     replica,
@@ -73,6 +76,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}),
     ...(unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite } : {}),
     ...(unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads } : {}),
+    ...(unsafeDurableAtWrite ? { unsafeDurableAtWrite } : {}),
   };
   if (argv.includes('--trace')) {
     for (let seed = seedStart; seed < seedStart + seeds; seed++) {
@@ -114,7 +118,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (first) {
     console.log(`failing seed: ${first.seed}`);
     console.log(
-      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, unsafeUngatedLeaderReads, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
+      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, unsafeUngatedLeaderReads, unsafeDurableAtWrite, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
     );
     return 1;
   }

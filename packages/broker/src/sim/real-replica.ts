@@ -61,6 +61,10 @@ class RealReplica implements SimReplica {
     return `${r.role} term ${r.leaderEpoch} lead ${r.leaderId} commit ${r.commitIndex} hw ${r.highWatermark} end ${r.logEndOffset} durable ${r.durableEndOffset} pending ${st.pendingRequests}${off}`;
   }
 
+  writtenNotDurable(): boolean {
+    return this.replica.partitionLog.writtenEndOffset > this.replica.durableEndOffset;
+  }
+
   transferLeadership(to: NodeId): void {
     try {
       this.replica.transferLeadership(to);
@@ -81,7 +85,14 @@ export const realReplicaFactory: SimReplicaFactory = {
       dir: ctx.dir,
       fs: ctx.fs,
       logConfig: SIM_LOG_CONFIG,
-      logOptions: { nowMs: ctx.nowMs },
+      // Some replicas get a small unsynced bound, so writes wait for the fsync in flight.
+      logOptions: {
+        nowMs: ctx.nowMs,
+        // (From the key and node, not `ctx.random`, so the seeds' other draws stay as they were.)
+        ...((ctx.key.partition + ctx.nodeId) % 3 === 0
+          ? { unsyncedBytesMax: 1024 + ((ctx.key.topicId * 7919) % 8192) }
+          : {}),
+      },
       initialVoters: ctx.voters,
       transport: ctx.transport,
       host: ctx.host,
@@ -89,7 +100,14 @@ export const realReplicaFactory: SimReplicaFactory = {
       nowMs: ctx.nowMs,
       raft: { electionTicks: ctx.electionTicks, heartbeatTicks: ctx.heartbeatTicks },
       ...(small ? { tailLimits: { tailEntriesMax: 4 + ctx.random.int(60) } } : {}),
-      ...(ctx.unsafeUngatedLeaderReads ? { unsafe: { ungatedLeaderReads: true } } : {}),
+      ...(ctx.unsafeUngatedLeaderReads || ctx.unsafeDurableAtWrite
+        ? {
+            unsafe: {
+              ...(ctx.unsafeUngatedLeaderReads ? { ungatedLeaderReads: true } : {}),
+              ...(ctx.unsafeDurableAtWrite ? { durableAtWrite: true } : {}),
+            },
+          }
+        : {}),
     });
     ctx.host.add(replica);
     return new RealReplica(replica);

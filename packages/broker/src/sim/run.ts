@@ -12,6 +12,7 @@ export interface ClusterSeedsOptions {
   readonly faultPhaseMs?: number;
   readonly unsafeAckOnLeaderWrite?: boolean;
   readonly unsafeUngatedLeaderReads?: boolean;
+  readonly unsafeDurableAtWrite?: boolean;
   /** Run the controller quorum too (default true). */
   readonly controller?: boolean;
   readonly strictTopicExists?: boolean;
@@ -63,6 +64,7 @@ export async function runClusterSeeds(
         ...(options.faultPhaseMs !== undefined ? { faultPhaseMs: options.faultPhaseMs } : {}),
         ...(options.unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite: true } : {}),
         ...(options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
+        ...(options.unsafeDurableAtWrite ? { unsafeDurableAtWrite: true } : {}),
         ...(options.controller === false ? { controller: false } : {}),
         ...(options.strictTopicExists === false ? { strictTopicExists: false } : {}),
       });
@@ -107,6 +109,7 @@ export function clusterReplayCommand(
     replica: string;
     unsafeAckOnLeaderWrite?: boolean;
     unsafeUngatedLeaderReads?: boolean;
+    unsafeDurableAtWrite?: boolean;
     faultPhaseMs?: number;
     strictTopicExists?: boolean;
   },
@@ -116,6 +119,7 @@ export function clusterReplayCommand(
     flags.push('--fault-phase-ms', String(options.faultPhaseMs));
   if (options.unsafeAckOnLeaderWrite) flags.push('--unsafe-ack-on-leader-write');
   if (options.unsafeUngatedLeaderReads) flags.push('--unsafe-ungated-leader-reads');
+  if (options.unsafeDurableAtWrite) flags.push('--unsafe-durable-at-write');
   if (options.strictTopicExists === false) flags.push('--lenient-topic-exists');
   return ['pnpm sim cluster --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');
 }

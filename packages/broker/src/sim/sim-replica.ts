@@ -29,6 +29,8 @@ export interface ReplicaContext {
   readonly nowMs: () => number;
   /** Test-only: a new leader serves reads before its term committed (no read-gating). */
   readonly unsafeUngatedLeaderReads?: boolean;
+  /** Test-only: entries count as durable once written (no wait for the fsync). */
+  readonly unsafeDurableAtWrite?: boolean;
 }
 
 export interface ReplicaRole {
@@ -54,6 +56,8 @@ export interface SimReplica {
   /** Whole batches from the one holding `offset`, none at or past the high watermark. */
   read(offset: number, bytesMax: number): Promise<Buffer>;
   transferLeadership(to: NodeId): void;
+  /** Entries are written here and not yet durable (a pipelined fsync in flight). */
+  writtenNotDurable?(): boolean;
   /** One line of state for a liveness report (role, term, offsets, why offline). */
   describe(): string;
 }
