@@ -507,6 +507,7 @@ export class ClusterNode {
       state: this.state,
       registered: this.lifecycle !== null && !this.lifecycle.fenced,
       metadataCaughtUp: this.controller.caughtUp,
+      metadataLogOffline: this.controller.offline?.message ?? null,
       assignedOpen: partitionsOfBroker(this.state, this.self).filter((b) =>
         this.held.has(this.keyOf({ topicId: b.topicId, partition: b.partition })),
       ).length,
