@@ -239,20 +239,21 @@ export function encodeRaftBatch(items: readonly GroupMessage[]): EncodedBody {
     w.u32(group.topicId, 'topicId');
     w.u32(group.partition, 'partition');
     w.u8(type as number);
-    if (inHeartbeatForm(m)) {
-      w.u8(FLAG_HEARTBEAT_FORM);
-      w.u32(m.from, 'from');
-      w.u32(m.to, 'to');
-      w.u64(m.term, 'term');
+    const heartbeatForm = inHeartbeatForm(m);
+    w.u8(
+      heartbeatForm
+        ? FLAG_HEARTBEAT_FORM
+        : (m.reject ? FLAG_REJECT : 0) | (m.snapshot ? FLAG_SNAPSHOT : 0),
+    );
+    w.u32(m.from, 'from');
+    w.u32(m.to, 'to');
+    w.u64(m.term, 'term');
+    if (heartbeatForm) {
       w.u64(m.commit, 'commit');
       w.u64(m.readSeq, 'readSeq');
       writeContext(w, m);
       continue;
     }
-    w.u8((m.reject ? FLAG_REJECT : 0) | (m.snapshot ? FLAG_SNAPSHOT : 0));
-    w.u32(m.from, 'from');
-    w.u32(m.to, 'to');
-    w.u64(m.term, 'term');
     w.u64(m.logTerm, 'logTerm');
     w.u64(m.index, 'index');
     w.u64(m.commit, 'commit');

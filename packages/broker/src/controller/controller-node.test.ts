@@ -18,6 +18,23 @@ function hex(state: Parameters<typeof encodeSnapshot>[0]): string {
 }
 
 /** Registers and heartbeats brokers `ids` through the current leader; returns their epochs. */
+/** A cluster of one over `fs` (its metadata log in /data/m), sending nowhere. */
+function openSole(
+  fs: FaultyFileSystem,
+  seed: number,
+  limits?: { recoveryTicks: number },
+): Promise<ControllerNode> {
+  return ControllerNode.open({
+    nodeId: 1,
+    voters: [1],
+    fs,
+    dir: '/data/m',
+    transport: { send: () => {} },
+    random: seededRandom(seed),
+    ...(limits ? { limits } : {}),
+  });
+}
+
 async function registerAll(
   c: ControllerTestCluster,
   ids: readonly number[],
@@ -351,14 +368,7 @@ describe('ControllerNode', () => {
 
   it('a disk error takes the metadata group offline: pending requests fail typed, nothing hangs', async () => {
     const faulty = new FaultyFileSystem(new MemoryFileSystem());
-    const node = await ControllerNode.open({
-      nodeId: 1,
-      voters: [1],
-      fs: faulty,
-      dir: '/data/m',
-      transport: { send: () => {} },
-      random: seededRandom(5),
-    });
+    const node = await openSole(faulty, 5);
     const settle = async () => {
       for (let i = 0; i < 50 && node.hasWork(); i++) await node.process();
     };
@@ -379,15 +389,7 @@ describe('ControllerNode', () => {
 
   it('an offline metadata log reopens by itself once the disk works again, keeping its state', async () => {
     const faulty = new FaultyFileSystem(new MemoryFileSystem());
-    const node = await ControllerNode.open({
-      nodeId: 1,
-      voters: [1],
-      fs: faulty,
-      dir: '/data/m',
-      transport: { send: () => {} },
-      random: seededRandom(6),
-      limits: { recoveryTicks: 5 },
-    });
+    const node = await openSole(faulty, 6, { recoveryTicks: 5 });
     const applied: unknown[] = [];
     node.onApplied((_s, records) => {
       for (const r of records) applied.push(r.type);
@@ -450,14 +452,7 @@ describe('ControllerNode', () => {
     expect((await again).name).toBe('after');
     await node.close();
     // A restart finds what the recovered log wrote.
-    const restarted = await ControllerNode.open({
-      nodeId: 1,
-      voters: [1],
-      fs: faulty,
-      dir: '/data/m',
-      transport: { send: () => {} },
-      random: seededRandom(7),
-    });
+    const restarted = await openSole(faulty, 7);
     for (let i = 0; i < 50 && restarted.hasWork(); i++) await restarted.process();
     expect(topicByName(restarted.state, 'kept')).toBeDefined();
     expect(topicByName(restarted.state, 'after')).toBeDefined();
