@@ -145,7 +145,7 @@ describe('append faults, real broker processes', () => {
       expect((err as Error).message).toMatch(/disk full \(ENOSPC\)/);
       await refused.close().catch(() => undefined);
       // Creating a topic on the full disk: either a typed error naming the full disk (never -1;
-      // the metadata log that failed its write stays offline until the broker restarts: below),
+      // the metadata log that failed its write reopens by itself once space is freed: below),
       // or, when the metadata record still fits in the log file's last block (a commit writes
       // no hard-state file any more), a topic that exists.
       const created = await quick
@@ -201,6 +201,10 @@ describe('append faults, real broker processes', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(await metric(broker, 'streambus_partitions_storage_error')).toBe(0);
+      // The metadata log reopened by itself too: a topic can be created without a restart (the
+      // patient client retries CONTROLLER_OFFLINE, retriable, until the reopen).
+      await patient.admin().createTopic({ name: 'unrestarted', partitions: 1 });
+      expect(await patient.admin().listTopics()).toContain('unrestarted');
       await during.close();
       await before.close();
       // Exactly what was acknowledged, once each, in order.

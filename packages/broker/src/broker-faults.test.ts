@@ -310,7 +310,7 @@ describe('broker when partition storage fails', () => {
     // A fetch right after the last reopen may meet the replica before it leads again
     // (NOT_LEADER_OR_FOLLOWER, retriable): retried as a consumer would.
     const got = await readValuesEventually(c, 'cfg');
-    const total = acked.reduce((n, a) => n + a.length, 0);
+    const total = ackedCount();
     expect(total).toBeGreaterThan(10);
     expect(got).toHaveLength(total);
     for (let k = 0; k < producers.length; k++) {

@@ -70,6 +70,7 @@ import {
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
+import { removeDeletedTopicDirs } from './leftover-replica-dirs.js';
 import type { LogCompaction } from './log-compaction.js';
 import type { ClusterMetricsView } from './metrics.js';
 import {
@@ -175,6 +176,8 @@ export class ClusterNode {
   private fencedSeen = new Set<number>();
   private selfFencedSeen = true;
   private reconciled: MetadataState = EMPTY_METADATA_STATE;
+  /** The topic ids and count of the last sweep of deleted topics' directories (null: none). */
+  private leftoversSwept: { topicIdNext: number; topics: number } | null = null;
   private reconcileQueued = false;
   private readonly held = new Map<string, ReplicatedPartition>();
   private readonly reporting = new Set<string>();
@@ -511,6 +514,7 @@ export class ClusterNode {
       state: this.state,
       registered: this.lifecycle !== null && !this.lifecycle.fenced,
       metadataCaughtUp: this.controller.caughtUp,
+      metadataLogOffline: this.controller.offline?.message ?? null,
       assignedOpen: partitionsOfBroker(this.state, this.self).filter((b) =>
         this.held.has(this.keyOf({ topicId: b.topicId, partition: b.partition })),
       ).length,
@@ -686,6 +690,13 @@ export class ClusterNode {
       }
     }
     for (const h of plan.close) await this.closeReplica(h, true);
+    // The directories of deleted topics, also those a crash left (leftover-replica-dirs.ts):
+    // at start and whenever a topic came or went (a restarted broker's state may lag at first).
+    const swept = this.leftoversSwept;
+    if (swept?.topicIdNext !== next.topicIdNext || swept.topics !== next.topics.size) {
+      this.leftoversSwept = { topicIdNext: next.topicIdNext, topics: next.topics.size };
+      await this.sweepDeletedTopicDirs(next);
+    }
     for (const h of plan.open) {
       try {
         await this.openReplica(h);
@@ -705,6 +716,20 @@ export class ClusterNode {
         else p.setConfig(config);
       }
     }
+  }
+
+  private async sweepDeletedTopicDirs(state: MetadataState): Promise<void> {
+    const held = new Set<number>();
+    for (const k of this.held.keys()) held.add(Number(k.split('/')[0]));
+    await removeDeletedTopicDirs(
+      this.o.fs,
+      join(this.o.config.dataDir, 'topics'),
+      state,
+      (id) => held.has(id),
+      this.o.logger,
+    ).catch((err: unknown) =>
+      this.o.logger.warn({ err }, 'removing directories of deleted topics failed'),
+    );
   }
 
   private keyOf(h: { topicId: number; partition: number }): string {

@@ -4,7 +4,7 @@
 //
 // `/ready` answers 200 when ready and 503 when not, with a JSON body giving the detail:
 //   { "ready": true, "offlinePartitionCount": N, "offlinePartitions": [{ "topic", "partition", "reason", "sinceMs" }],
-//     "cluster": { "ready", "missing": ["registered" | "metadata-caught-up" | "replicas-open" | "shutting-down"],
+//     "cluster": { "ready", "missing": ["registered" | "metadata-caught-up" | "metadata-log-offline" | "replicas-open" | "shutting-down"],
 //                  "registered", "metadataCaughtUp", "replicasAssigned", "replicasOpen", "replicaRoles" } }
 // (`cluster` on the cluster path only; not ready while any of its conditions is missing, and
 // from the start of a controlled shutdown.)

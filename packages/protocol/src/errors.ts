@@ -310,8 +310,8 @@ const TABLE: readonly ErrorInfo[] = [
   info(
     C.CONTROLLER_OFFLINE,
     'CONTROLLER_OFFLINE',
-    false,
-    'the metadata log on this broker failed (disk error) and its controller role is offline',
+    true,
+    'the metadata log on this broker failed (disk error); it reopens by itself once the disk is usable again, retry later',
   ),
   info(
     C.PEER_LINK_REFUSED,

@@ -93,6 +93,15 @@ describe('PeerLinks + RaftGroupHost with real Raft groups', () => {
     const s = brokers[0]!.links.stats();
     expect(s.messagesSent).toBeGreaterThan(5 * s.framesSent);
     expect(s.malformed + s.refused).toBe(0);
+    // Leaders stay stable on the coalesced heartbeats (raft-batch-codec.ts rule 4): over 60
+    // ticks of heartbeat rounds no group changes term or leader.
+    const terms = brokers.map((b) => b.groups.map((g) => g.node.currentTerm));
+    const leaders = [...Array(groupCount).keys()].map((p) => leaderOf(brokers, p)?.id);
+    const sentBefore = s.messagesSent;
+    await new Promise((r) => setTimeout(r, 600));
+    expect(brokers.map((b) => b.groups.map((g) => g.node.currentTerm))).toEqual(terms);
+    expect([...Array(groupCount).keys()].map((p) => leaderOf(brokers, p)?.id)).toEqual(leaders);
+    expect(brokers[0]!.links.stats().messagesSent).toBeGreaterThan(sentBefore + groupCount);
 
     // Broker 3 goes away; the groups it led elect a leader among the other two and commit.
     const gone = brokers[2]!;

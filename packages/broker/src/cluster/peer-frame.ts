@@ -29,7 +29,7 @@ import type { NodeId } from '@streambus/raft';
 import { BodyReader } from './raft-batch-codec.js';
 
 export const PEER_PREAMBLE: Buffer = Buffer.from([0xf5, 0x53, 0x42, 0x50, 0x45, 0x45, 0x52, 0x0a]);
-export const PEER_PROTOCOL_VERSION = 1;
+export const PEER_PROTOCOL_VERSION = 2;
 
 export const PeerFrameKind = {
   Hello: 1,

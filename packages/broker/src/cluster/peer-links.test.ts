@@ -12,6 +12,7 @@ import {
   encodeHello,
   isPeerPreamble,
   PEER_PREAMBLE,
+  PEER_PROTOCOL_VERSION,
   PeerFrameKind,
   PeerFrameParser,
 } from './peer-frame.js';
@@ -309,7 +310,12 @@ describe('PeerLinks against a broken peer', () => {
     raw.socket.write(
       Buffer.concat([
         PEER_PREAMBLE,
-        encodeHello({ version: 1, from: n2.id, to: n3.id, clusterId: 'cluster-a' }),
+        encodeHello({
+          version: PEER_PROTOCOL_VERSION,
+          from: n2.id,
+          to: n3.id,
+          clusterId: 'cluster-a',
+        }),
       ]),
     );
     await waitFor('welcome', () => raw.frames.some((f) => f.kind === PeerFrameKind.Welcome));
@@ -343,7 +349,7 @@ describe('PeerLinks against a broken peer', () => {
     raw.socket.write(
       Buffer.concat([
         PEER_PREAMBLE,
-        encodeHello({ version: 1, from: n1.id, to: n2.id, clusterId: '' }),
+        encodeHello({ version: PEER_PROTOCOL_VERSION, from: n1.id, to: n2.id, clusterId: '' }),
       ]),
     );
     await waitFor('welcome', () => raw.frames.some((f) => f.kind === PeerFrameKind.Welcome));
@@ -371,7 +377,7 @@ describe('PeerLinks against a broken peer', () => {
         Buffer.concat([
           PEER_PREAMBLE,
           encodeHello({
-            version: 1,
+            version: PEER_PROTOCOL_VERSION,
             from: c.from as NodeId,
             to: c.to as NodeId,
             clusterId: c.clusterId,

@@ -6,6 +6,7 @@ import {
   type Entry,
   type LogIndex,
   type Message,
+  MessageType,
   message,
   type NodeId,
   type Term,
@@ -28,7 +29,9 @@ import {
   encodedMessageBytes,
   encodeRaftBatch,
   type GroupMessage,
+  HEARTBEAT_FORM_BYTES,
   INLINE_DATA_BYTES_MAX,
+  inHeartbeatForm,
   MESSAGE_FIXED_BYTES,
   MESSAGE_TYPES,
 } from './raft-batch-codec.js';
@@ -98,12 +101,25 @@ const arbMessage: fc.Arbitrary<Message> = fc
       rejectHint: f.rejectHint as LogIndex,
     }),
   );
+/** What the Raft core sends as heartbeats and their responses (the heartbeat form, rule 4). */
+const arbHeartbeat: fc.Arbitrary<Message> = fc
+  .record({
+    type: fc.constantFrom(MessageType.Heartbeat, MessageType.HeartbeatResp),
+    from: nodeId,
+    to: nodeId,
+    term: safe,
+    commit: safe,
+    readSeq: safe,
+    context: fc.oneof(fc.constant(''), fc.constant('quiesce'), fc.string({ maxLength: 20 })),
+  })
+  .map((f) => message({ ...f, term: f.term as Term, commit: f.commit as LogIndex }));
+const groupKey = fc.record({
+  topicId: fc.nat({ max: 0xffffffff }),
+  partition: fc.nat({ max: 0xffffffff }),
+});
 const item: fc.Arbitrary<GroupMessage> = fc.record({
-  group: fc.record({
-    topicId: fc.nat({ max: 0xffffffff }),
-    partition: fc.nat({ max: 0xffffffff }),
-  }),
-  message: arbMessage,
+  group: groupKey,
+  message: fc.oneof(arbMessage, arbHeartbeat),
 });
 
 function joined(items: readonly GroupMessage[]): Buffer {
@@ -214,6 +230,49 @@ describe('raft batch codec', () => {
     const buf = joined([{ group: { topicId: 1, partition: 0 }, message: m }]);
     buf.writeUInt32BE(0xffffffff, 4 + MESSAGE_FIXED_BYTES - 4);
     expect(() => decodeRaftBatch(buf)).toThrow(/entry count 4294967295 .* cannot fit/);
+  });
+
+  it('coalesced heartbeats: 1,000 groups of heartbeats and responses in one small body, decoded as sent', () => {
+    const items: GroupMessage[] = [];
+    for (let g = 0; g < 1000; g++) {
+      const type = g % 2 === 0 ? MessageType.Heartbeat : MessageType.HeartbeatResp;
+      const m = message({
+        type,
+        from: 1 as NodeId,
+        to: 2 as NodeId,
+        term: 7 as Term,
+        commit: (g * 3) as LogIndex,
+        readSeq: g,
+      });
+      expect(inHeartbeatForm(m)).toBe(true);
+      items.push({ group: { topicId: 1 + (g >> 4), partition: g & 15 }, message: m });
+    }
+    const buf = joined(items);
+    expect(buf.length).toBe(4 + 1000 * HEARTBEAT_FORM_BYTES);
+    expect(HEARTBEAT_FORM_BYTES).toBeLessThan(MESSAGE_FIXED_BYTES * 0.65);
+    expect(plain(decodeRaftBatch(buf))).toEqual(plain(items));
+    // A heartbeat the form cannot carry (a reject, say) takes the full form, unchanged.
+    const odd = message({
+      type: MessageType.HeartbeatResp,
+      from: 2 as NodeId,
+      to: 1 as NodeId,
+      term: 7 as Term,
+      reject: true,
+    });
+    expect(inHeartbeatForm(odd)).toBe(false);
+    const oddItems = [{ group: { topicId: 1, partition: 0 }, message: odd }];
+    expect(plain(decodeRaftBatch(joined(oddItems)))).toEqual(plain(oddItems));
+  });
+
+  it('the heartbeat form on another type, or mixed with other flags, is refused typed', () => {
+    const hb = message({ type: 'heartbeat', from: 1 as NodeId, to: 2 as NodeId, term: 1 as Term });
+    const buf = joined([{ group: { topicId: 1, partition: 0 }, message: hb }]);
+    const onAppend = Buffer.from(buf);
+    onAppend[4 + 8] = MESSAGE_TYPES.indexOf(MessageType.Append);
+    expect(() => decodeRaftBatch(onAppend)).toThrow(/append message in the heartbeat form/);
+    const mixed = Buffer.from(buf);
+    mixed[4 + 9] = 0x4 | 0x1;
+    expect(() => decodeRaftBatch(mixed)).toThrow(/mix the heartbeat form/);
   });
 
   it('names a node id of 0 and an unknown type as invalid requests', () => {

@@ -9,8 +9,14 @@
 //   count times:
 //     u32  topicId, u32 partition        the group (GroupKey)
 //     u8   type                          index into MESSAGE_TYPES below
-//     u8   flags                         bit 0 reject, bit 1 snapshot present; others zero
+//     u8   flags                         bit 0 reject, bit 1 snapshot present, bit 2 heartbeat
+//                                        form; others zero
 //     u32  from, u32 to                  node ids, >= 1
+//     if heartbeat form (a Heartbeat or HeartbeatResp carrying only what those carry):
+//       u64  term, commit, readSeq
+//       u16  contextBytes, then that many bytes of UTF-8
+//       (logTerm, index and rejectHint are 0, no entries, no snapshot, not a reject)
+//     else:
 //     u64  term, logTerm, index, commit, rejectHint, readSeq
 //     u16  contextBytes, then that many bytes of UTF-8
 //     u32  entryCount
@@ -34,6 +40,12 @@
 //      INVALID_REQUEST. Nothing else escapes `decodeRaftBatch`.
 //   3. Encode takes only messages the Raft core built; a value out of range there is a bug and
 //      fails an assertion.
+//   4. Coalesced heartbeats: every group's heartbeats between two brokers already leave in one
+//      body per tick (peer-links.ts batches a turn's messages per peer; the host ticks every
+//      group in one pass), and their responses likewise per round. Each heartbeat and response
+//      takes the heartbeat form: 44 bytes plus its context instead of 76, the fields neither
+//      carries left out (CockroachDB coalesces its heartbeats to a (range, term, commit) list
+//      per node pair for the same reason). Decoded, it is the same message.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import {
   type ConfState,
@@ -77,10 +89,13 @@ const U64_HIGH_MAX = 0x1fffff;
 
 const FLAG_REJECT = 0x1;
 const FLAG_SNAPSHOT = 0x2;
-const FLAGS_KNOWN = FLAG_REJECT | FLAG_SNAPSHOT;
+const FLAG_HEARTBEAT_FORM = 0x4;
+const FLAGS_KNOWN = FLAG_REJECT | FLAG_SNAPSHOT | FLAG_HEARTBEAT_FORM;
 
 /** Fixed bytes of a message without context, entries or snapshot. */
 export const MESSAGE_FIXED_BYTES = 4 + 4 + 1 + 1 + 4 + 4 + 6 * 8 + 2 + 4;
+/** Fixed bytes of a message in the heartbeat form (rule 4), without context. */
+export const HEARTBEAT_FORM_BYTES = 4 + 4 + 1 + 1 + 4 + 4 + 3 * 8 + 2;
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
 const SNAPSHOT_FIXED_BYTES = 8 + 8 + 2 + 2 + 4;
 const COUNT_BYTES = 4;
@@ -108,8 +123,22 @@ function contextBytes(m: Message): number {
   return m.context.length === 0 ? 0 : Buffer.byteLength(m.context, 'utf8');
 }
 
+/** A Heartbeat or HeartbeatResp with nothing the heartbeat form leaves out (rule 4). */
+export function inHeartbeatForm(m: Message): boolean {
+  return (
+    (m.type === MessageType.Heartbeat || m.type === MessageType.HeartbeatResp) &&
+    m.logTerm === 0 &&
+    m.index === 0 &&
+    m.rejectHint === 0 &&
+    !m.reject &&
+    m.entries.length === 0 &&
+    m.snapshot === null
+  );
+}
+
 /** Encoded size of one message, data included: what it costs in an outbound queue. */
 export function encodedMessageBytes(m: Message): number {
+  if (inHeartbeatForm(m)) return HEARTBEAT_FORM_BYTES + contextBytes(m);
   let n = MESSAGE_FIXED_BYTES + contextBytes(m);
   for (const e of m.entries) n += ENTRY_FIXED_BYTES + e.data.length;
   const s = m.snapshot;
@@ -122,6 +151,7 @@ export function encodedMessageBytes(m: Message): number {
 
 /** Bytes of the body's own buffer: everything but the data blocks that travel as parts. */
 function metaBytes(m: Message): number {
+  if (inHeartbeatForm(m)) return HEARTBEAT_FORM_BYTES + contextBytes(m);
   let n = MESSAGE_FIXED_BYTES + contextBytes(m);
   for (const e of m.entries) {
     n += ENTRY_FIXED_BYTES + (e.data.length < INLINE_DATA_BYTES_MAX ? e.data.length : 0);
@@ -186,6 +216,13 @@ function writeIds(w: BodyWriter, ids: readonly NodeId[], what: string): void {
   for (const id of ids) w.u32(id, what);
 }
 
+function writeContext(w: BodyWriter, m: Message): void {
+  const ctx = contextBytes(m);
+  assertEncodable(ctx <= CONTEXT_BYTES_MAX, `context of ${ctx} bytes`);
+  w.u16(ctx, 'context length');
+  if (ctx > 0) w.utf8(m.context, ctx);
+}
+
 /** Encodes the pairs in order (see rule 1 for the parts). */
 export function encodeRaftBatch(items: readonly GroupMessage[]): EncodedBody {
   let meta = COUNT_BYTES;
@@ -202,19 +239,27 @@ export function encodeRaftBatch(items: readonly GroupMessage[]): EncodedBody {
     w.u32(group.topicId, 'topicId');
     w.u32(group.partition, 'partition');
     w.u8(type as number);
-    w.u8((m.reject ? FLAG_REJECT : 0) | (m.snapshot ? FLAG_SNAPSHOT : 0));
+    const heartbeatForm = inHeartbeatForm(m);
+    w.u8(
+      heartbeatForm
+        ? FLAG_HEARTBEAT_FORM
+        : (m.reject ? FLAG_REJECT : 0) | (m.snapshot ? FLAG_SNAPSHOT : 0),
+    );
     w.u32(m.from, 'from');
     w.u32(m.to, 'to');
     w.u64(m.term, 'term');
+    if (heartbeatForm) {
+      w.u64(m.commit, 'commit');
+      w.u64(m.readSeq, 'readSeq');
+      writeContext(w, m);
+      continue;
+    }
     w.u64(m.logTerm, 'logTerm');
     w.u64(m.index, 'index');
     w.u64(m.commit, 'commit');
     w.u64(m.rejectHint, 'rejectHint');
     w.u64(m.readSeq, 'readSeq');
-    const ctx = contextBytes(m);
-    assertEncodable(ctx <= CONTEXT_BYTES_MAX, `context of ${ctx} bytes`);
-    w.u16(ctx, 'context length');
-    if (ctx > 0) w.utf8(m.context, ctx);
+    writeContext(w, m);
     w.u32(m.entries.length, 'entry count');
     for (const e of m.entries) {
       w.u64(e.term, 'entry term');
@@ -373,6 +418,33 @@ function readMessage(r: BodyReader): GroupMessage {
   const from = readNodeId(r, 'from');
   const to = readNodeId(r, 'to');
   const term = r.u64('term') as Term;
+  if ((flags & FLAG_HEARTBEAT_FORM) !== 0) {
+    if (flags !== FLAG_HEARTBEAT_FORM) {
+      throw corrupt(`flags 0x${flags.toString(16)} mix the heartbeat form with others`);
+    }
+    if (type !== MessageType.Heartbeat && type !== MessageType.HeartbeatResp) {
+      throw invalid(`a ${type} message in the heartbeat form`);
+    }
+    const commit = r.u64('commit') as LogIndex;
+    const readSeq = r.u64('readSeq');
+    const context = r.string(2, CONTEXT_BYTES_MAX, 'context');
+    const message: Message = {
+      type,
+      from,
+      to,
+      term,
+      logTerm: 0 as Term,
+      index: 0 as LogIndex,
+      entries: EMPTY_ENTRIES,
+      commit,
+      reject: false,
+      rejectHint: 0 as LogIndex,
+      snapshot: null,
+      context,
+      readSeq,
+    };
+    return { group: { topicId, partition }, message };
+  }
   const logTerm = r.u64('logTerm') as Term;
   const index = r.u64('index') as LogIndex;
   const commit = r.u64('commit') as LogIndex;
@@ -411,7 +483,7 @@ function readMessage(r: BodyReader): GroupMessage {
  */
 export function decodeRaftBatch(body: Buffer): GroupMessage[] {
   const r = new BodyReader(body);
-  const n = r.count(4, MESSAGE_FIXED_BYTES, 'message count');
+  const n = r.count(4, HEARTBEAT_FORM_BYTES, 'message count');
   const out: GroupMessage[] = new Array(n);
   for (let i = 0; i < n; i++) out[i] = readMessage(r);
   if (r.remaining !== 0) throw corrupt(`${r.remaining} trailing bytes after ${n} messages`);

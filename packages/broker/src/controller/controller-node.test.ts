@@ -18,6 +18,23 @@ function hex(state: Parameters<typeof encodeSnapshot>[0]): string {
 }
 
 /** Registers and heartbeats brokers `ids` through the current leader; returns their epochs. */
+/** A cluster of one over `fs` (its metadata log in /data/m), sending nowhere. */
+function openSole(
+  fs: FaultyFileSystem,
+  seed: number,
+  limits?: { recoveryTicks: number },
+): Promise<ControllerNode> {
+  return ControllerNode.open({
+    nodeId: 1,
+    voters: [1],
+    fs,
+    dir: '/data/m',
+    transport: { send: () => {} },
+    random: seededRandom(seed),
+    ...(limits ? { limits } : {}),
+  });
+}
+
 async function registerAll(
   c: ControllerTestCluster,
   ids: readonly number[],
@@ -351,14 +368,7 @@ describe('ControllerNode', () => {
 
   it('a disk error takes the metadata group offline: pending requests fail typed, nothing hangs', async () => {
     const faulty = new FaultyFileSystem(new MemoryFileSystem());
-    const node = await ControllerNode.open({
-      nodeId: 1,
-      voters: [1],
-      fs: faulty,
-      dir: '/data/m',
-      transport: { send: () => {} },
-      random: seededRandom(5),
-    });
+    const node = await openSole(faulty, 5);
     const settle = async () => {
       for (let i = 0; i < 50 && node.hasWork(); i++) await node.process();
     };
@@ -375,6 +385,78 @@ describe('ControllerNode', () => {
     expect(isStreamBusError(later, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
     node.tick(); // a tick on an offline group does nothing and does not throw
     await node.close();
+  });
+
+  it('an offline metadata log reopens by itself once the disk works again, keeping its state', async () => {
+    const faulty = new FaultyFileSystem(new MemoryFileSystem());
+    const node = await openSole(faulty, 6, { recoveryTicks: 5 });
+    const applied: unknown[] = [];
+    node.onApplied((_s, records) => {
+      for (const r of records) applied.push(r.type);
+    });
+    const settle = async () => {
+      for (let i = 0; i < 50; i++) {
+        if (node.hasWork()) await node.process();
+        else await new Promise((r) => setImmediate(r));
+      }
+    };
+    /** Ticks `n` times, letting a reopen and the rounds after it run. */
+    const ticks = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        node.tick();
+        await settle();
+      }
+    };
+    await settle();
+    const registered = node.registerBroker({ brokerId: 1, host: 'h', port: 1, incarnation: 'a' });
+    await settle();
+    const { brokerEpoch } = await registered;
+    const unfenced = node.heartbeat({ brokerId: 1, brokerEpoch });
+    await settle();
+    await unfenced;
+    const created = node.createTopic({ name: 'kept', partitions: 1, replicationFactor: 1 });
+    await settle();
+    await created;
+    const appliedBefore = [...applied];
+    faulty.inject = (op) => (op === 'sync' || op === 'write' ? { code: 'ENOSPC' } : null);
+    const failed = rejection(
+      node.createTopic({ name: 'lost', partitions: 1, replicationFactor: 1 }),
+    );
+    await settle();
+    const err = await failed;
+    expect(isStreamBusError(err, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    expect((err as { retriable?: boolean }).retriable).toBe(true);
+    expect(node.offline?.message).toMatch(/ENOSPC/);
+    expect(node.isLeader).toBe(false);
+    // Still failing: each reopen runs into the full disk again (its first write), and the group
+    // stays offline, answering the same typed error.
+    await ticks(12);
+    expect(node.offline?.message).toMatch(/ENOSPC/);
+    expect(node.stats.recoveries).toBeGreaterThan(0);
+    const recoveriesWhileFull = node.stats.recoveries;
+    const meanwhile = await rejection(node.deleteTopic('kept'));
+    expect(isStreamBusError(meanwhile, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
+    // The disk has room again: within recoveryTicks the log reopens and the node leads again.
+    faulty.inject = null;
+    await ticks(6);
+    expect(node.offline).toBeNull();
+    expect(node.stats.recoveries).toBe(recoveriesWhileFull + 1);
+    expect(node.ready).toBe(true);
+    // The applied state survived, and the committed entries the new Raft node handed out again
+    // were not applied (nor announced) twice.
+    expect(topicByName(node.state, 'kept')).toBeDefined();
+    expect(appliedBefore.length).toBeGreaterThan(1);
+    expect(applied).toEqual(appliedBefore);
+    const again = node.createTopic({ name: 'after', partitions: 1, replicationFactor: 1 });
+    await settle();
+    expect((await again).name).toBe('after');
+    await node.close();
+    // A restart finds what the recovered log wrote.
+    const restarted = await openSole(faulty, 7);
+    for (let i = 0; i < 50 && restarted.hasWork(); i++) await restarted.process();
+    expect(topicByName(restarted.state, 'kept')).toBeDefined();
+    expect(topicByName(restarted.state, 'after')).toBeDefined();
+    await restarted.close();
   });
 
   for (const seed of [1, 2, 3, 4]) {

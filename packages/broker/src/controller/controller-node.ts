@@ -63,7 +63,13 @@
 //      snapshot through Raft's InstallSnapshot; installing it replaces the state (listeners get
 //      `records = []` and reconcile against the state).
 //   7. A disk error while persisting takes this group offline (`offline` says why): pending
-//      requests fail CONTROLLER_OFFLINE, nothing more is persisted, the broker's other groups go on.
+//      requests fail CONTROLLER_OFFLINE (retriable), nothing more is persisted, the broker's other
+//      groups go on. Every `recoveryTicks` the offline group reopens the log from disk (recovery
+//      cuts what was not durable; nothing was sent or applied for the failed write, since a Ready
+//      is persisted before it is sent or applied) and starts a new Raft node over it, as a
+//      restart would, but keeps its applied state: committed entries the new node hands out
+//      again (at or below the applied index: they were durable here) are skipped. Until a reopen
+//      succeeds (the disk has room again) the group stays offline and tries again.
 
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import {
@@ -138,6 +144,8 @@ export interface ControllerLimits extends MetadataLogLimits {
   readonly heartbeatTicks: number;
   /** Learners are promoted to voters while there are fewer voters than this (rule 5). */
   readonly votersTarget: number;
+  /** An offline metadata log is reopened from disk this many ticks after it failed (rule 7). */
+  readonly recoveryTicks: number;
 }
 
 export const DEFAULT_CONTROLLER_LIMITS: ControllerLimits = {
@@ -148,6 +156,7 @@ export const DEFAULT_CONTROLLER_LIMITS: ControllerLimits = {
   electionTicks: 10,
   heartbeatTicks: 1,
   votersTarget: 3,
+  recoveryTicks: 10,
 };
 
 export interface ControllerNodeOptions {
@@ -218,7 +227,7 @@ export interface BrokerRegistration extends RegisterBrokerRequest {
 export class ControllerNode implements HostedGroup {
   readonly key: GroupKey = METADATA_GROUP;
   readonly nodeId: number;
-  private readonly raft: RaftNode;
+  private raft: RaftNode;
   private readonly limits: ControllerLimits;
   private readonly plannerLimits: PlannerLimits;
   private appliedState: MetadataState;
@@ -240,13 +249,22 @@ export class ControllerNode implements HostedGroup {
   private readonly heardAt = new Map<number, number>();
   private bootstrapPending = false;
   private failure: Error | null = null;
+  /** Rule 7: the tick of the last failure (or failed reopen), and the reopen in flight. */
+  private failedAtTick = 0;
+  private recovering: Promise<void> | null = null;
   private closed = false;
   private processing: Promise<void> | null = null;
-  private readonly counters = { snapshotsInstalled: 0, snapshotsTaken: 0, recordsNoop: 0 };
+  private readonly counters = {
+    snapshotsInstalled: 0,
+    snapshotsTaken: 0,
+    recordsNoop: 0,
+    recoveries: 0,
+  };
 
   private constructor(
     private readonly options: ControllerNodeOptions,
-    private readonly store: MetadataLogStore,
+    private store: MetadataLogStore,
+    private readonly initialConf: ConfState,
   ) {
     this.nodeId = options.nodeId;
     this.limits = { ...DEFAULT_CONTROLLER_LIMITS, ...options.limits };
@@ -255,15 +273,23 @@ export class ControllerNode implements HostedGroup {
     this.appliedState = snap.data.length === 0 ? EMPTY_METADATA_STATE : decodeSnapshot(snap.data);
     this.appliedIndex = snap.meta.index;
     this.clock = this.appliedState.tickLast;
-    this.raft = new RaftNode(
+    this.raft = this.newRaft(store);
+  }
+
+  /** The Raft node over `store`; a sole voter campaigns at once (no election timeout to wait). */
+  private newRaft(store: MetadataLogStore): RaftNode {
+    const raft = new RaftNode(
       {
-        id: options.nodeId as NodeId,
-        random: options.random,
+        id: this.options.nodeId as NodeId,
+        random: this.options.random,
         electionTicks: this.limits.electionTicks,
         heartbeatTicks: this.limits.heartbeatTicks,
       },
       store,
     );
+    const own = raft.status().conf;
+    if (own.voters.length === 1 && own.voters[0] === this.options.nodeId) raft.campaign();
+    return raft;
   }
 
   /** Opens (recovering) the metadata log in `options.dir` and the Raft node over it. */
@@ -275,11 +301,7 @@ export class ControllerNode implements HostedGroup {
     };
     const store = await MetadataLogStore.open(options.fs, options.dir, conf);
     try {
-      const node = new ControllerNode(options, store);
-      // A cluster of one need not wait an election timeout: it is the only voter.
-      const own = node.raft.status().conf;
-      if (own.voters.length === 1 && own.voters[0] === options.nodeId) node.raft.campaign();
-      return node;
+      return new ControllerNode(options, store, conf);
     } catch (err) {
       await store.close();
       throw err;
@@ -294,7 +316,7 @@ export class ControllerNode implements HostedGroup {
   }
 
   get isLeader(): boolean {
-    return this.raft.currentRole === StateRole.Leader;
+    return this.failure === null && this.raft.currentRole === StateRole.Leader;
   }
 
   /** The controller leader's node id, 0 when none is known. */
@@ -332,11 +354,15 @@ export class ControllerNode implements HostedGroup {
     return this.raft.status().conf;
   }
 
-  /** Snapshots installed from a leader and taken here; committed records that were no-ops. */
+  /**
+   * Snapshots installed from a leader and taken here; committed records that were no-ops;
+   * reopens of the log after a failure (rule 7).
+   */
   get stats(): {
     readonly snapshotsInstalled: number;
     readonly snapshotsTaken: number;
     readonly recordsNoop: number;
+    readonly recoveries: number;
   } {
     return { ...this.counters };
   }
@@ -568,7 +594,14 @@ export class ControllerNode implements HostedGroup {
   // ------------------------------------------------------------------ HostedGroup
 
   tick(): void {
-    if (this.failure !== null || this.closed) return;
+    if (this.closed) return;
+    if (this.failure !== null) {
+      this.ticks++;
+      if (this.recovering === null && this.ticks - this.failedAtTick >= this.limits.recoveryTicks) {
+        this.recover();
+      }
+      return;
+    }
     this.ticks++;
     this.raft.tick();
     if (this.servingTerm() !== 0 && this.planState !== null) {
@@ -640,6 +673,8 @@ export class ControllerNode implements HostedGroup {
   }
 
   private applyEntry(e: Entry): void {
+    // Rule 7: after a reopen the new Raft node hands out committed entries applied already.
+    if (e.index <= this.appliedIndex) return;
     this.appliedIndex = e.index;
     const applied: MetadataRecord[] = [];
     if (e.type === EntryType.Normal && e.data.length > 0) {
@@ -849,6 +884,9 @@ export class ControllerNode implements HostedGroup {
     const pendingEntries = this.appliedIndex - this.store.snapshotMeta().index;
     if (pendingEntries <= 0) return;
     if (pendingEntries < snapshotEveryEntries && this.store.entryBytes < snapshotEveryBytes) return;
+    // After a reopen (rule 7), not until the new node is past the entries it hands out again:
+    // compacting them away would leave it asking the store for entries it no longer has.
+    if (this.raft.status().applied < this.appliedIndex) return;
     const index = this.appliedIndex as LogIndex;
     this.counters.snapshotsTaken++;
     await this.store.createSnapshot(
@@ -866,10 +904,54 @@ export class ControllerNode implements HostedGroup {
   private goOffline(err: Error): void {
     if (this.failure !== null) return;
     this.failure = err;
-    this.options.logger?.error({ err }, 'metadata log failed: the controller group is offline');
+    this.failedAtTick = this.ticks;
+    this.options.logger?.error(
+      { err },
+      `metadata log failed: the controller group is offline, reopening it every ${this.limits.recoveryTicks} ticks`,
+    );
     this.planState = null;
     this.leaderTerm = 0;
     this.failAll(this.offlineError());
+  }
+
+  /**
+   * Rule 7: reopens the log from disk and starts a new Raft node over it; on failure the group
+   * stays offline (with the new reason) and a later tick tries again.
+   */
+  private recover(): void {
+    const round = this.reopen().then(
+      () => {},
+      (err: Error) => {
+        this.failure = err;
+        this.failedAtTick = this.ticks;
+        this.options.logger?.warn({ err }, 'metadata log still offline: the reopen failed');
+      },
+    );
+    this.recovering = round.finally(() => {
+      this.recovering = null;
+    });
+  }
+
+  private async reopen(): Promise<void> {
+    // A process() round in flight when the write failed has ended (goOffline ran in it).
+    await this.store.abandon();
+    const store = await MetadataLogStore.open(this.options.fs, this.options.dir, this.initialConf);
+    if (this.closed) {
+      await store.close();
+      return;
+    }
+    this.store = store;
+    this.raft = this.newRaft(store);
+    const snap = store.snapshotMeta();
+    // A leader's snapshot installed durably by the round that then failed was not applied.
+    if (snap.index > this.appliedIndex) this.installSnapshot(store.snapshot().data, snap.index);
+    this.failure = null;
+    this.counters.recoveries++;
+    this.options.logger?.info(
+      { applied: this.appliedIndex, lastIndex: store.lastIndex() },
+      'metadata log reopened after its failure: the controller group is back',
+    );
+    this.options.notify?.();
   }
 
   /** Stops the group: pending requests fail SHUTTING_DOWN; the log is closed. */
@@ -879,7 +961,9 @@ export class ControllerNode implements HostedGroup {
     this.failAll(new StreamBusError(ErrorCode.SHUTTING_DOWN, 'the controller is closing'));
     // A process() in flight finishes its write first (it checks `closed` after it).
     if (this.processing !== null) await this.processing;
-    await this.store.close();
+    if (this.recovering !== null) await this.recovering;
+    if (this.failure !== null) await this.store.abandon();
+    else await this.store.close();
   }
 }
 

@@ -34,6 +34,9 @@
 //      errors (the planner's: TOPIC_ALREADY_EXISTS, INVALID_REPLICATION_FACTOR, ...) are thrown
 //      at once, typed. This is the only retry layer for controller calls.
 //   3. A request to itself goes to the local server directly (no transport round trip).
+//   4. CONTROLLER_OFFLINE (a voter whose metadata log failed; it reopens by itself) moves on to
+//      the next voter at once; once every voter answered it in a row (a cluster of one on a
+//      full disk) it is thrown, so the caller's own retry policy decides, not ~20 backoffs here.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NodeId, RandomSource } from '@streambus/raft';
 import type { RaftTransport } from '../cluster/contract.js';
@@ -455,6 +458,7 @@ export class ControllerClient {
   async call(kind: ControllerRpcKind, body: Uint8Array): Promise<ByteReader> {
     let lastError: unknown = null;
     let redirects = 0;
+    let offline = 0;
     let backoff = this.o.backoffMs;
     for (let attempt = 0; attempt < this.o.attemptsMax; attempt++) {
       if (this.closed)
@@ -468,6 +472,12 @@ export class ControllerClient {
       } catch (err) {
         lastError = err;
         if (!(err instanceof StreamBusError) || !err.retriable) throw err;
+        if (err.code === ErrorCode.CONTROLLER_OFFLINE) {
+          this.leader = 0;
+          if (++offline >= this.voterCount()) throw err;
+          continue;
+        }
+        offline = 0;
         if (err instanceof NotControllerError && err.leaderId > 0 && err.leaderId !== target) {
           this.leader = err.leaderId;
           if (++redirects <= this.o.redirectsMax) continue;
@@ -479,6 +489,11 @@ export class ControllerClient {
       }
     }
     throw lastError;
+  }
+
+  private voterCount(): number {
+    const now = this.o.votersNow?.();
+    return now !== undefined && now.length > 0 ? now.length : this.voters.length;
   }
 
   private nextVoter(): number {

@@ -514,6 +514,16 @@ export class MetadataLogStore implements LogStorage {
     await this.handle.close();
   }
 
+  /**
+   * Closes a store whose write failed, saving nothing (its memory may be ahead of its files; a
+   * reopen recovers what is durable) and ignoring a close error of the failed disk.
+   */
+  async abandon(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close().catch(() => undefined);
+  }
+
   private async writeSnapshotFile(snap: Snapshot): Promise<void> {
     await writeFileAtomic(
       this.fs,

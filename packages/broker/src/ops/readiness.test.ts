@@ -38,6 +38,7 @@ describe('/ready conditions on the cluster path', () => {
       missing: [],
       registered: true,
       metadataCaughtUp: true,
+      metadataLogOffline: null,
       replicasAssigned: 2,
       replicasOpen: 2,
       replicaRoles: { leader: 1, follower: 1, candidate: 0, offline: 0 },
@@ -52,6 +53,9 @@ describe('/ready conditions on the cluster path', () => {
     expect(
       clusterReadiness({ ...base, assignedOpen: 1, held: [{ role: 'candidate' }] }).missing,
     ).toEqual(['replicas-open']);
+    const diskError = clusterReadiness({ ...base, metadataLogOffline: 'EIO: write failed' });
+    expect(diskError.missing).toEqual(['metadata-log-offline']);
+    expect(diskError.metadataLogOffline).toBe('EIO: write failed');
     const all = clusterReadiness({
       ...base,
       draining: true,

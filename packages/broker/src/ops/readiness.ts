@@ -15,6 +15,8 @@ export interface ClusterReadinessInput {
   readonly state: MetadataState;
   readonly registered: boolean;
   readonly metadataCaughtUp: boolean;
+  /** Why this broker's metadata log is offline (a disk error; it reopens by itself), or null. */
+  readonly metadataLogOffline?: string | null;
   /** Replicas the applied state assigns to this broker that are open here. */
   readonly assignedOpen: number;
   readonly held: ReadonlyArray<{ readonly role: ReplicaRole }>;
@@ -25,6 +27,7 @@ export type ReadinessCondition =
   | 'shutting-down'
   | 'registered'
   | 'metadata-caught-up'
+  | 'metadata-log-offline'
   | 'replicas-open';
 
 export interface ClusterReadiness {
@@ -33,6 +36,8 @@ export interface ClusterReadiness {
   readonly missing: ReadinessCondition[];
   readonly registered: boolean;
   readonly metadataCaughtUp: boolean;
+  /** Why the metadata log is offline, or null (condition `metadata-log-offline`). */
+  readonly metadataLogOffline: string | null;
   /** Replicas the applied state assigns to this broker, and how many of them are open here. */
   readonly replicasAssigned: number;
   readonly replicasOpen: number;
@@ -47,12 +52,14 @@ export function clusterReadiness(i: ClusterReadinessInput): ClusterReadiness {
   if (i.draining) missing.push('shutting-down');
   if (!i.registered) missing.push('registered');
   if (!i.metadataCaughtUp) missing.push('metadata-caught-up');
+  if (i.metadataLogOffline) missing.push('metadata-log-offline');
   if (i.assignedOpen < assigned) missing.push('replicas-open');
   return {
     ready: missing.length === 0,
     missing,
     registered: i.registered,
     metadataCaughtUp: i.metadataCaughtUp,
+    metadataLogOffline: i.metadataLogOffline ?? null,
     replicasAssigned: assigned,
     replicasOpen: i.assignedOpen,
     replicaRoles: roles,
