@@ -461,3 +461,104 @@ describe('a 3-broker cluster under faults', () => {
     );
   }, 60_000);
 });
+
+// Issue 12: partition reassignment. Four brokers; every partition of a topic is first moved onto
+// {1,2,3}, then, under acks=all produce load, onto {2,3,4} (one partition through the CLI, the
+// other through the admin API): each new replica joins its Raft group as a learner, catches up,
+// is promoted, and the replicas leaving are removed. The application sees no failed send,
+// nothing is lost or written twice, and broker 4 holds exactly the leader's batches.
+describe('partition reassignment on a 4-broker cluster', () => {
+  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical', async () => {
+    const c = await cluster({ nodes: 4 });
+    const sdk = client(c.bootstrap);
+    const admin = sdk.admin();
+    const topic = 'moving';
+    await admin.createTopic({ name: topic, partitions: 2, replicationFactor: 3 });
+    const moved = async (p: number, target: number[]) => {
+      const d = await admin.describePartition(topic, p);
+      const ids = d.replicas.map((r) => r.nodeId);
+      return d.reassignmentTarget === null &&
+        ids.length === target.length &&
+        ids.every((id, i) => id === target[i])
+        ? d
+        : undefined;
+    };
+    for (const p of [0, 1]) await admin.reassignPartition(topic, p, [1, 2, 3]);
+    for (const p of [0, 1])
+      await waitUntil(`${topic}/${p} on 1,2,3`, 20_000, () => moved(p, [1, 2, 3]));
+    let stop = false;
+    const load = produceTracked(
+      sdk,
+      topic,
+      'm',
+      1_000_000,
+      async () => {
+        try {
+          await new Promise((r) => setTimeout(r, 500));
+          const out = await cli([
+            'partition',
+            'reassign',
+            topic,
+            '0',
+            '--replicas',
+            '2,3,4',
+            '--output',
+            'json',
+            '--bootstrap',
+            c.bootstrap.join(','),
+          ]);
+          expect(out.code, out.stderr).toBe(0);
+          await admin.reassignPartition(topic, 1, [2, 3, 4]);
+          for (const p of [0, 1]) {
+            await waitUntil(`${topic}/${p} on 2,3,4`, 30_000, () => moved(p, [2, 3, 4]));
+          }
+          await new Promise((r) => setTimeout(r, 300));
+        } finally {
+          stop = true;
+        }
+      },
+      () => stop,
+    );
+    const { acked, failures } = await load;
+    expect(failures.slice(0, 5)).toEqual([]);
+    expect(acked.size).toBeGreaterThan(100);
+    expectExactlyAcked(await readAll(sdk, topic, acked.size), acked);
+    // `partition describe --output json`: the roles after the move.
+    const out = await cli([
+      'partition',
+      'describe',
+      topic,
+      '0',
+      '--output',
+      'json',
+      '--bootstrap',
+      c.bootstrap.join(','),
+    ]);
+    expect(out.code, out.stderr).toBe(0);
+    const d = JSON.parse(out.stdout) as {
+      replicas: Array<{ nodeId: number; role: string; commitLag: number }>;
+      reassignmentTarget: number[] | null;
+    };
+    expect(d.reassignmentTarget).toBeNull();
+    expect(d.replicas.map((r) => r.nodeId)).toEqual([2, 3, 4]);
+    expect(d.replicas.filter((r) => r.role === 'leader')).toHaveLength(1);
+    expect(d.replicas.every((r) => r.role === 'leader' || r.role === 'voter')).toBe(true);
+    // Broker 4's log holds the leader's batches byte for byte (once it caught up).
+    for (const p of [0, 1]) {
+      const leader = (await admin.describePartition(topic, p)).leaderId;
+      await waitUntil(
+        `broker 4 identical to leader ${leader} on ${topic}/${p}`,
+        15_000,
+        async () => {
+          const mine = replicaBatches(c.broker(4).dataDir, p);
+          const theirs = replicaBatches(c.broker(leader).dataDir, p);
+          return mine.length > 0 && mine.join() === theirs.join() ? true : undefined;
+        },
+      );
+    }
+    // Broker 1 left both groups: its replicas are closed and their data deleted.
+    await waitUntil('broker 1 holds no replica', 10_000, async () =>
+      [0, 1].every((p) => replicaBatches(c.broker(1).dataDir, p).length === 0) ? true : undefined,
+    );
+  }, 90_000);
+});

@@ -68,6 +68,7 @@ import {
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import { nextReassignmentStep } from './controller/reassignment.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
 import type { LogCompaction } from './log-compaction.js';
@@ -184,6 +185,10 @@ export class ClusterNode {
    */
   private readonly reported = new Map<string, { sig: string; tick: number }>();
   private houseTicks = 0;
+  /** Partitions whose reassignment step is in flight here (at most one each). */
+  private readonly reassignSteps = new Set<string>();
+  /** Partitions whose leader asked for a reassignment hand-over, and the house tick it did. */
+  private readonly reassignTransferTick = new Map<string, number>();
   /** Times a replica here became leader (metrics). */
   private leaderElections = 0;
   /** A controlled shutdown began: no balancing, /ready false. */
@@ -369,6 +374,7 @@ export class ClusterNode {
     this.links.keepalive();
     this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    for (const [k, p] of this.held) this.driveReassignment(k, p);
     this.groups.tick();
     // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
     const balanceTicks = Math.ceil(
@@ -857,6 +863,7 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reported.delete(k);
+    this.reassignTransferTick.delete(k);
     if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
     // A running clean of this replica stops before its directory is closed or removed.
     await this.o.compaction?.remove(k, removeData);
@@ -872,6 +879,111 @@ export class ClusterNode {
         );
     }
     if (removeData) await removeTree(this.o.fs, this.dirOf(h));
+  }
+
+  /**
+   * Partition reassignment on this partition's leader: one step of controller/reassignment.ts
+   * at a time (a configuration change, a hand-over, or the completion report), at most one in
+   * flight per partition; a refused step is tried again on a later house tick.
+   */
+  private driveReassignment(k: string, p: ReplicatedPartition): void {
+    const r = p.replica;
+    if (r === null || r.role !== 'leader' || !r.termCommitted || this.closed) return;
+    if (this.reassignSteps.has(k)) return;
+    const t = topicByName(this.state, p.topic);
+    const ra = t?.partitions[p.index]?.reassignment;
+    if (t === undefined || ra === undefined) return;
+    const last = this.reassignTransferTick.get(k);
+    if (last !== undefined && this.houseTicks - last < REPORT_RETRY_TICKS) return;
+    this.reassignTransferTick.delete(k);
+    const conf = r.configuration;
+    const lag = new Map(r.replicaLag().map((l) => [l.id as number, l]));
+    const step = nextReassignmentStep({
+      self: this.self,
+      target: ra.target,
+      voters: conf.voters,
+      learners: conf.learners,
+      changePending: false,
+      caughtUp: (id) => lag.get(id)?.ticksBehind === 0,
+      inSync: r.inSyncReplicas(),
+    });
+    const log = this.o.logger;
+    let work: Promise<void>;
+    switch (step.kind) {
+      case 'wait':
+        return;
+      case 'transfer':
+        this.reassignTransferTick.set(k, this.houseTicks);
+        try {
+          r.transferLeadership(step.to as NodeId);
+        } catch (err) {
+          log.debug({ err, topic: p.topic, partition: p.index }, 'reassignment hand-over refused');
+        }
+        return;
+      case 'complete':
+        work = this.client.completeReassignment({
+          topicId: t.id,
+          partition: p.index,
+          voters: conf.voters,
+        });
+        break;
+      default: {
+        const type =
+          step.kind === 'promote' ? 'add-voter' : step.kind === 'remove' ? 'remove' : 'add-learner';
+        log.info({ topic: p.topic, partition: p.index, step }, 'reassignment step');
+        work = r.changeMembership({ type, node: step.node as NodeId });
+      }
+    }
+    this.reassignSteps.add(k);
+    work
+      .catch((err: unknown) =>
+        log.debug({ err, topic: p.topic, partition: p.index, step }, 'reassignment step failed'),
+      )
+      .finally(() => this.reassignSteps.delete(k));
+  }
+
+  /** Starts moving `topic`/`partition` to `replicas` (controller/reassignment.ts). */
+  async reassignPartition(
+    topic: string,
+    partition: number,
+    replicas: readonly number[],
+  ): Promise<void> {
+    await this.client.reassignPartition({ topic, partition, replicas });
+    const same = (a: readonly number[]) =>
+      a.length === replicas.length && a.every((id, i) => replicas[i] === id);
+    await this.waitApplied((s) => {
+      const ps = topicByName(s, topic)?.partitions[partition];
+      return ps !== undefined && (ps.reassignment !== undefined || same(ps.replicas));
+    });
+  }
+
+  /** This broker's replica of `topic`/`partition` as it sees it (DescribeReplica), or null. */
+  describeReplica(
+    topic: string,
+    partition: number,
+  ): {
+    role: string;
+    logEndOffset: number;
+    highWatermark: number;
+    leaderId: number;
+    leaderEpoch: number;
+    voters: number[];
+    learners: number[];
+  } | null {
+    const t = topicByName(this.state, topic);
+    if (t === undefined) return null;
+    const r = this.held.get(this.keyOf({ topicId: t.id, partition }))?.replica ?? null;
+    if (r === null) return null;
+    const conf = r.configuration;
+    return {
+      role: r.role,
+      logEndOffset: r.logEndOffset,
+      highWatermark: r.highWatermark,
+      leaderId: r.leaderId,
+      leaderEpoch: r.leaderEpoch,
+      voters: [...conf.voters],
+      learners: [...conf.learners],
+    };
   }
 
   /** The leader tells the controller who leads and who is in sync, when that changed. */

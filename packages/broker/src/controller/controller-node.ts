@@ -126,6 +126,11 @@ import {
   type TopicState,
   topicByName,
 } from './metadata-state.js';
+import {
+  planCompleteReassignment,
+  planReassignPartition,
+  type ReassignRequest,
+} from './reassignment.js';
 
 export interface ControllerLimits extends MetadataLogLimits {
   /** A broker not heard from for more than this many ticks is fenced. */
@@ -409,6 +414,28 @@ export class ControllerNode implements HostedGroup {
       return records;
     });
     return { firstProducerId: first, count };
+  }
+
+  /** Starts a reassignment of one partition (reassignment.ts); the partition state after it. */
+  async reassignPartition(req: ReassignRequest): Promise<PartitionState> {
+    const state = await this.submit((s) => planReassignPartition(s, req));
+    const p = topicByName(state, req.topic)?.partitions[req.partition];
+    if (p === undefined) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `partition ${req.topic}/${req.partition} was deleted meanwhile`,
+      );
+    }
+    return p;
+  }
+
+  /** The partition's leader: its Raft voters are the target now (reassignment.ts). */
+  async completeReassignment(req: {
+    topicId: number;
+    partition: number;
+    voters: readonly number[];
+  }): Promise<void> {
+    await this.submit((s) => planCompleteReassignment(s, req));
   }
 
   /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */

@@ -16,6 +16,9 @@
 //                                    resp: partition
 //   kind "controller.shutdown"       req: brokerId brokerEpoch               resp: (empty)
 //                                    (a controlled shutdown: fenced at once, out of every ISR)
+//   kind "controller.reassign"       req: name partition replicas:uvarint[]  resp: partition
+//   kind "controller.reassign-done"  req: topicId partition voters:uvarint[] resp: (empty)
+//                                    (the partition's leader; reassignment.ts)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -63,6 +66,8 @@ export const ControllerRpcKind = {
   AllocateProducerIds: 'controller.allocate-pids',
   IsrChange: 'controller.isr-change',
   Shutdown: 'controller.shutdown',
+  Reassign: 'controller.reassign',
+  ReassignDone: 'controller.reassign-done',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -334,6 +339,24 @@ export class ControllerRpcServer {
         await this.node.controlledShutdown(q);
         return encodeOk();
       }
+      case ControllerRpcKind.Reassign: {
+        const q = decode(() => ({
+          topic: r.string('name'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+          replicas: readIdList(r, 'replicas'),
+        }));
+        const p = await this.node.reassignPartition(q);
+        return encodeOk((w) => writePartition(w, p));
+      }
+      case ControllerRpcKind.ReassignDone: {
+        const q = decode(() => ({
+          topicId: r.uvarint('topic id'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+          voters: readIdList(r, 'voters'),
+        }));
+        await this.node.completeReassignment(q);
+        return encodeOk();
+      }
       default:
         throw badRequest(`unknown controller request kind '${kind}'`);
     }
@@ -441,6 +464,32 @@ export class ControllerClient {
   /** A controlled shutdown: the controller fences this broker now (no session wait). */
   async controlledShutdown(q: HeartbeatRequest): Promise<void> {
     await this.call(ControllerRpcKind.Shutdown, encodeRequest.heartbeat(q));
+  }
+
+  /** Starts a reassignment of `topic`/`partition` to `replicas` (reassignment.ts). */
+  async reassignPartition(q: {
+    topic: string;
+    partition: number;
+    replicas: readonly number[];
+  }): Promise<PartitionState> {
+    const w = new ByteWriter();
+    w.string(q.topic);
+    w.uvarint(q.partition);
+    writeIdList(w, q.replicas);
+    return readPartition(await this.call(ControllerRpcKind.Reassign, w.finish()));
+  }
+
+  /** From the partition's leader: its Raft voters are the reassignment's target now. */
+  async completeReassignment(q: {
+    topicId: number;
+    partition: number;
+    voters: readonly number[];
+  }): Promise<void> {
+    const w = new ByteWriter();
+    w.uvarint(q.topicId);
+    w.uvarint(q.partition);
+    writeIdList(w, q.voters);
+    await this.call(ControllerRpcKind.ReassignDone, w.finish());
   }
 
   /** One controller call with rules 1-2; returns the result reader of the OK response. */

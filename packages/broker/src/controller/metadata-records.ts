@@ -26,6 +26,12 @@
 //   tag 9 partition-change    topicId:uvarint partition:uvarint leader:svarint (-1 = none)
 //                             leaderEpoch:uvarint replicas:uvarint[] isr:uvarint[]
 //   tag 10 allocate-producer-ids  brokerId:uvarint firstProducerId:uvarint count:uvarint
+//   tag 11 reassign-partition  topicId:uvarint partition:uvarint replicas:uvarint[]
+//                             target:uvarint[] adding:uvarint[]
+//        (a reassignment starts: replicas = target then the replicas leaving; adding = the
+//        target members that were not replicas; both within replicas; issue 12)
+//   tag 12 complete-reassignment  topicId:uvarint partition:uvarint
+//        (the partition's Raft group now has exactly the target as voters: replicas = target)
 //
 // Field rules (checked on encode and on decode, so a record that passes one passes the other):
 //   1. broker ids are 0..2^31-1; ports 1..65535; host and incarnation non-empty; a cluster id is
@@ -63,6 +69,8 @@ export const MetadataRecordType = {
   AlterTopicConfig: 'alter-topic-config',
   PartitionChange: 'partition-change',
   AllocateProducerIds: 'allocate-producer-ids',
+  ReassignPartition: 'reassign-partition',
+  CompleteReassignment: 'complete-reassignment',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -79,6 +87,8 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'alter-topic-config': 8,
   'partition-change': 9,
   'allocate-producer-ids': 10,
+  'reassign-partition': 11,
+  'complete-reassignment': 12,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -176,6 +186,24 @@ export interface AllocateProducerIdsRecord {
   readonly count: number;
 }
 
+/** A reassignment starts (issue 12): see the grammar above. */
+export interface ReassignPartitionRecord {
+  readonly type: typeof MetadataRecordType.ReassignPartition;
+  readonly topicId: number;
+  readonly partition: number;
+  /** The target first (in its order), then the replicas leaving. */
+  readonly replicas: readonly number[];
+  readonly target: readonly number[];
+  /** Target members that were not replicas: they join the partition's Raft group as learners. */
+  readonly adding: readonly number[];
+}
+
+export interface CompleteReassignmentRecord {
+  readonly type: typeof MetadataRecordType.CompleteReassignment;
+  readonly topicId: number;
+  readonly partition: number;
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -186,7 +214,9 @@ export type MetadataRecord =
   | DeleteTopicRecord
   | AlterTopicConfigRecord
   | PartitionChangeRecord
-  | AllocateProducerIdsRecord;
+  | AllocateProducerIdsRecord
+  | ReassignPartitionRecord
+  | CompleteReassignmentRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -301,6 +331,34 @@ export function recordProblem(r: MetadataRecord): string | null {
         return `producer-id block at ${r.firstProducerId} runs past 2^53 - 1`;
       }
       return null;
+    case 'reassign-partition': {
+      if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
+      if (!isUint(r.partition, PARTITIONS_MAX - 1)) return `partition ${r.partition} out of range`;
+      const lists: Array<[readonly number[], string]> = [
+        [r.replicas, 'replicas'],
+        [r.target, 'target'],
+      ];
+      for (const [list, what] of lists) {
+        const problem = replicaListProblem(list, what);
+        if (problem !== null) return problem;
+      }
+      if (r.adding.length > 0) {
+        const problem = replicaListProblem(r.adding, 'adding');
+        if (problem !== null) return problem;
+      }
+      for (let i = 0; i < r.target.length; i++) {
+        if (r.replicas[i] !== r.target[i]) return 'replicas do not start with the target';
+      }
+      for (const id of r.adding) {
+        if (!r.target.includes(id)) return `adding member ${id} is not in the target`;
+      }
+      return null;
+    }
+    case 'complete-reassignment':
+      if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
+      return isUint(r.partition, PARTITIONS_MAX - 1)
+        ? null
+        : `partition ${r.partition} out of range`;
   }
 }
 
@@ -399,6 +457,17 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.firstProducerId);
       w.uvarint(record.count);
       break;
+    case 'reassign-partition':
+      w.uvarint(record.topicId);
+      w.uvarint(record.partition);
+      writeIdList(w, record.replicas);
+      writeIdList(w, record.target);
+      writeIdList(w, record.adding);
+      break;
+    case 'complete-reassignment':
+      w.uvarint(record.topicId);
+      w.uvarint(record.partition);
+      break;
   }
   return w.finish();
 }
@@ -484,6 +553,21 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue): MetadataRecord 
         firstProducerId: r.uvarint('first producer id'),
         count: r.uvarint('producer id count', PRODUCER_ID_BLOCK_MAX),
       };
+    case 'reassign-partition':
+      return {
+        type,
+        topicId: r.uvarint('topic id'),
+        partition: r.uvarint('partition', PARTITIONS_MAX - 1),
+        replicas: readIdList(r, 'replicas'),
+        target: readIdList(r, 'target'),
+        adding: readIdList(r, 'adding'),
+      };
+    case 'complete-reassignment':
+      return {
+        type,
+        topicId: r.uvarint('topic id'),
+        partition: r.uvarint('partition', PARTITIONS_MAX - 1),
+      };
   }
 }
 
@@ -515,5 +599,9 @@ export function formatRecord(r: MetadataRecord): string {
       return `${r.type} ${r.topicId}/${r.partition} leader=${r.leader} epoch=${r.leaderEpoch} replicas=${ids(r.replicas)} isr=${ids(r.isr)}`;
     case 'allocate-producer-ids':
       return `${r.type} broker=${r.brokerId} first=${r.firstProducerId} count=${r.count}`;
+    case 'reassign-partition':
+      return `${r.type} ${r.topicId}/${r.partition} replicas=${ids(r.replicas)} target=${ids(r.target)} adding=${ids(r.adding)}`;
+    case 'complete-reassignment':
+      return `${r.type} ${r.topicId}/${r.partition}`;
   }
 }

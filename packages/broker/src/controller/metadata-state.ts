@@ -22,6 +22,12 @@
 //   6. `allocate-producer-ids` needs a registered broker and firstProducerId == producerIdNext:
 //      blocks are contiguous and never overlap.
 //   7. Any record that breaks a field rule of metadata-records.ts is a no-op.
+//   8. `reassign-partition` (issue 12) needs the partition, no reassignment in progress,
+//      registered replicas, replicas = the target then the current replicas not in it, adding =
+//      the target members not among the current replicas; leader and ISR stay. A
+//      `partition-change` keeps a reassignment in progress. `complete-reassignment` needs one:
+//      replicas become the target, the ISR keeps its target members (a no-op if none would
+//      stay), a leader outside the target is lost at the same epoch.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -33,17 +39,22 @@
 //   broker    := id host:string port incarnation:string brokerEpoch fenced:bool lastHeartbeatTick
 //   topic     := id name:string partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
+//   then, only when some partition is being reassigned (so a state without any encodes as
+//   before): reassignments:reassignment[] (count >= 1, by topic id then partition)
+//   reassignment := topicId partition target:uvarint[] adding:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
 import { crc32c } from '@streambus/protocol';
 import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
 import {
   BROKER_ID_MAX,
   CONFIG_ENTRIES_MAX,
+  type CompleteReassignmentRecord,
   type ConfigEntry,
   isLegalTopicName,
   isValidClusterId,
   type MetadataRecord,
   PARTITIONS_MAX,
+  type ReassignPartitionRecord,
   readConfigEntries,
   readIdList,
   recordProblem,
@@ -71,6 +82,15 @@ export interface PartitionState {
   readonly partitionEpoch: number;
   readonly replicas: readonly number[];
   readonly isr: readonly number[];
+  /** A reassignment in progress (issue 12), absent otherwise. */
+  readonly reassignment?: PartitionReassignment;
+}
+
+export interface PartitionReassignment {
+  /** The replica set wanted, preferred leader first. */
+  readonly target: readonly number[];
+  /** Target members that were not replicas: they join the Raft group as learners first. */
+  readonly adding: readonly number[];
 }
 
 export interface TopicState {
@@ -264,9 +284,13 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
         partitionEpoch: current.partitionEpoch + 1,
         replicas: record.replicas,
         isr: record.isr,
+        ...(current.reassignment !== undefined ? { reassignment: current.reassignment } : {}),
       };
       return ok(withTopic(state, { ...topic, partitions }));
     }
+    case 'reassign-partition':
+    case 'complete-reassignment':
+      return applyReassignment(state, record);
     case 'allocate-producer-ids': {
       if (!state.brokers.has(record.brokerId)) {
         return noop(state, `broker ${record.brokerId} is not registered`);
@@ -280,6 +304,60 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       return ok({ ...state, producerIdNext: record.firstProducerId + record.count });
     }
   }
+}
+
+/** Rule 8. */
+function applyReassignment(
+  state: MetadataState,
+  record: ReassignPartitionRecord | CompleteReassignmentRecord,
+): ApplyResult {
+  const topic = state.topics.get(record.topicId);
+  if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+  const current = topic.partitions[record.partition];
+  if (current === undefined) {
+    return noop(state, `topic ${topic.name} has no partition ${record.partition}`);
+  }
+  const partitions = topic.partitions.slice();
+  if (record.type === 'reassign-partition') {
+    if (current.reassignment !== undefined) {
+      return noop(state, `${topic.name}/${record.partition} is already being reassigned`);
+    }
+    const unknown = unregistered(state, record.replicas);
+    if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
+    const union = [
+      ...record.target,
+      ...current.replicas.filter((id) => !record.target.includes(id)),
+    ];
+    const adding = record.target.filter((id) => !current.replicas.includes(id));
+    if (!sameList(union, record.replicas) || !sameList(adding, record.adding)) {
+      return noop(state, 'replicas or adding do not follow from the target and the replicas');
+    }
+    partitions[record.partition] = {
+      ...current,
+      partitionEpoch: current.partitionEpoch + 1,
+      replicas: record.replicas,
+      reassignment: { target: record.target, adding: record.adding },
+    };
+    return ok(withTopic(state, { ...topic, partitions }));
+  }
+  const ra = current.reassignment;
+  if (ra === undefined) {
+    return noop(state, `${topic.name}/${record.partition} is not being reassigned`);
+  }
+  const isr = current.isr.filter((id) => ra.target.includes(id));
+  if (isr.length === 0) return noop(state, 'no in-sync replica would stay');
+  partitions[record.partition] = {
+    leader: ra.target.includes(current.leader) ? current.leader : -1,
+    leaderEpoch: current.leaderEpoch,
+    partitionEpoch: current.partitionEpoch + 1,
+    replicas: ra.target,
+    isr,
+  };
+  return ok(withTopic(state, { ...topic, partitions }));
+}
+
+function sameList(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => b[i] === id);
 }
 
 /** `applyRecord` without the reason: `apply(state, record) -> state` of issue 9. */
@@ -423,6 +501,20 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
     }
     writeConfigEntries(w, t.configs);
   }
+  const moving = topics.flatMap((t) =>
+    t.partitions.flatMap((p, i) =>
+      p.reassignment === undefined ? [] : [{ topicId: t.id, partition: i, ra: p.reassignment }],
+    ),
+  );
+  if (moving.length > 0) {
+    w.uvarint(moving.length);
+    for (const m of moving) {
+      w.uvarint(m.topicId);
+      w.uvarint(m.partition);
+      writeIdList(w, m.ra.target);
+      writeIdList(w, m.ra.adding);
+    }
+  }
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
   out.set(SNAPSHOT_MAGIC, 0);
@@ -522,6 +614,7 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     byName.set(name, id);
     lastId = id;
   }
+  if (r.remaining > 0) readReassignments(r, topics);
   r.expectEnd('metadata snapshot');
   if (clusterId === null && (brokers.size > 0 || topics.size > 0)) {
     throw corruptData('snapshot has brokers or topics but no cluster id');
@@ -536,6 +629,41 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     producerIdNext,
     tickLast,
   };
+}
+
+/** The snapshot's reassignment section (count >= 1, ascending), into `topics`. */
+function readReassignments(r: ByteReader, topics: Map<number, TopicState>): void {
+  const n = r.count('reassignments', PARTITIONS_MAX);
+  if (n === 0) throw corruptData('snapshot has an empty reassignment section');
+  let last = -1;
+  for (let i = 0; i < n; i++) {
+    const topicId = r.uvarint('topic id');
+    const partition = r.uvarint('partition', PARTITIONS_MAX - 1);
+    const target = readIdList(r, 'target');
+    const adding = readIdList(r, 'adding');
+    const t = topics.get(topicId);
+    const p = t?.partitions[partition];
+    const order = topicId * PARTITIONS_MAX + partition;
+    if (t === undefined || p === undefined || order <= last) {
+      throw corruptData(
+        `snapshot reassignment of ${topicId}/${partition} is unknown or out of order`,
+      );
+    }
+    last = order;
+    const problem = recordProblem({
+      type: 'reassign-partition',
+      topicId,
+      partition,
+      replicas: p.replicas,
+      target,
+      adding,
+    });
+    if (problem !== null)
+      throw corruptData(`snapshot reassignment of ${t.name}/${partition}: ${problem}`);
+    const partitions = t.partitions.slice();
+    partitions[partition] = { ...p, reassignment: { target, adding } };
+    topics.set(topicId, { ...t, partitions });
+  }
 }
 
 function partitionProblem(p: PartitionState, brokers: ReadonlyMap<number, unknown>): string | null {
@@ -568,7 +696,7 @@ export function formatState(state: MetadataState): string[] {
     lines.push(`topic ${t.name} id=${t.id}${configs}`);
     t.partitions.forEach((p, i) => {
       lines.push(
-        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]`,
+        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]${p.reassignment === undefined ? '' : ` target=[${p.reassignment.target.join(',')}] adding=[${p.reassignment.adding.join(',')}]`}`,
       );
     });
   }

@@ -145,6 +145,9 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
     }
     case 'allocate-producer-ids':
       return broker ? { ...r, brokerId: broker.id, firstProducerId: state.producerIdNext } : r;
+    case 'reassign-partition':
+    case 'complete-reassignment':
+      return r;
   }
 }
 

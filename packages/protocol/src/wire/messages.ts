@@ -53,6 +53,8 @@ export const ApiKey = {
   DELETE_GROUPS: 22,
   OFFSET_DELETE: 23,
   REBALANCE_LEADERS: 30,
+  REASSIGN_PARTITION: 31,
+  DESCRIBE_REPLICA: 34,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -90,6 +92,8 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.DELETE_GROUPS]: { min: 0, max: 0 },
   [ApiKey.OFFSET_DELETE]: { min: 0, max: 0 },
   [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
+  [ApiKey.REASSIGN_PARTITION]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -572,6 +576,38 @@ export const RebalanceLeadersResponseSchema = object({
   ),
 });
 
+// --- ReassignPartition, DescribeReplica (StreamBus admin, issue 12) ------------------------------
+// ReassignPartition (`streambus partition reassign T P --replicas 1,2,4`): the controller records
+// the target; the partition's leader moves its Raft group there (learner, catch up, voter, then
+// the leaving replicas removed). Answered once the controller recorded it, not when it is done.
+// DescribeReplica: one broker's own replica of a partition (`streambus partition describe` asks
+// every replica's broker): its role, log end, high watermark, the Raft voters and learners it
+// knows, and the metadata's replicas and reassignment target.
+export const ReassignPartitionRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+  replicas: array(int(0, INT32_MAX), 64),
+});
+export const ReassignPartitionResponseSchema = object({ ...errorFields });
+export const DescribeReplicaRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+});
+export const DescribeReplicaResponseSchema = object({
+  ...errorFields,
+  nodeId: int32(),
+  /** leader, follower, candidate, offline; "none" when this broker holds no open replica. */
+  role: string(32),
+  logEndOffset: int64(),
+  highWatermark: int64(),
+  leaderId: int32(),
+  leaderEpoch: int64(),
+  voters: array(int32(), 64),
+  learners: array(int32(), 64),
+  replicas: array(int32(), 64),
+  target: nullable(array(int32(), 64)),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -659,6 +695,14 @@ export const MESSAGE_SCHEMAS = {
     request: RebalanceLeadersRequestSchema,
     response: RebalanceLeadersResponseSchema,
   },
+  [ApiKey.REASSIGN_PARTITION]: {
+    request: ReassignPartitionRequestSchema,
+    response: ReassignPartitionResponseSchema,
+  },
+  [ApiKey.DESCRIBE_REPLICA]: {
+    request: DescribeReplicaRequestSchema,
+    response: DescribeReplicaResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -716,6 +760,10 @@ export type OffsetDeleteRequest = RequestOf<typeof ApiKey.OFFSET_DELETE>;
 export type OffsetDeleteResponse = ResponseOf<typeof ApiKey.OFFSET_DELETE>;
 export type RebalanceLeadersRequest = RequestOf<typeof ApiKey.REBALANCE_LEADERS>;
 export type RebalanceLeadersResponse = ResponseOf<typeof ApiKey.REBALANCE_LEADERS>;
+export type ReassignPartitionRequest = RequestOf<typeof ApiKey.REASSIGN_PARTITION>;
+export type ReassignPartitionResponse = ResponseOf<typeof ApiKey.REASSIGN_PARTITION>;
+export type DescribeReplicaRequest = RequestOf<typeof ApiKey.DESCRIBE_REPLICA>;
+export type DescribeReplicaResponse = ResponseOf<typeof ApiKey.DESCRIBE_REPLICA>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);

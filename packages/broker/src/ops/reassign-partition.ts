@@ -1,0 +1,40 @@
+// The ReassignPartition and DescribeReplica APIs (issue 12, `streambus partition reassign` and
+// `partition describe`): any broker forwards a reassignment to the controller
+// (controller/reassignment.ts has the flow); DescribeReplica answers for this broker's own replica.
+import type {
+  DescribeReplicaRequest,
+  DescribeReplicaResponse,
+  ReassignPartitionRequest,
+  ReassignPartitionResponse,
+} from '@streambus/protocol';
+import { topicByName } from '../controller/metadata-state.js';
+import type { BrokerContext } from '../handlers/context.js';
+
+export async function reassignPartition(
+  b: BrokerContext,
+  req: ReassignPartitionRequest,
+): Promise<ReassignPartitionResponse> {
+  await b.cluster.reassignPartition(req.topic, req.partition, req.replicas);
+  return { errorCode: 0 };
+}
+
+export async function describeReplica(
+  b: BrokerContext,
+  req: DescribeReplicaRequest,
+): Promise<DescribeReplicaResponse> {
+  const ps = topicByName(b.cluster.state, req.topic)?.partitions[req.partition];
+  const local = b.cluster.describeReplica(req.topic, req.partition);
+  return {
+    errorCode: 0,
+    nodeId: b.config.nodeId,
+    role: local?.role ?? 'none',
+    logEndOffset: local?.logEndOffset ?? 0,
+    highWatermark: local?.highWatermark ?? 0,
+    leaderId: local?.leaderId ?? -1,
+    leaderEpoch: local?.leaderEpoch ?? 0,
+    voters: local?.voters ?? [],
+    learners: local?.learners ?? [],
+    replicas: ps === undefined ? [] : [...ps.replicas],
+    target: ps?.reassignment === undefined ? null : [...ps.reassignment.target],
+  };
+}
