@@ -41,7 +41,7 @@ import { type FileSystem, removeTree } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { AdminQueue } from './admin-queue.js';
 import { ByteBudget } from './byte-budget.js';
-import { type GroupKey, METADATA_GROUP } from './cluster/contract.js';
+import { type GroupKey, METADATA_GROUP, type RaftTransport } from './cluster/contract.js';
 import { RaftGroupHost } from './cluster/group-host.js';
 import { type PeerAddress, PeerLinks } from './cluster/peer-links.js';
 import {
@@ -80,6 +80,7 @@ import {
   LeadershipOps,
 } from './ops/leadership.js';
 import { type ClusterReadiness, clusterReadiness } from './ops/readiness.js';
+import { ReassignmentThrottle, throttledTransport } from './ops/reassignment-throttle.js';
 import type { ReplicaManager } from './replica-manager.js';
 import {
   logConfigChanged,
@@ -201,6 +202,9 @@ export class ClusterNode {
   private readonly random = seededRandom(randomInt(2 ** 31));
   /** Leadership hand-over (controlled shutdown) and preferred-leader balancing (ops/). */
   private readonly leadership: LeadershipOps;
+  /** Catch-up traffic to replicas joining by reassignment, under its bytes/s budget. */
+  readonly reassignmentThrottle: ReassignmentThrottle;
+  private readonly replicaTransport: RaftTransport;
 
   private constructor(o: ClusterNodeOptions) {
     this.o = o;
@@ -219,6 +223,16 @@ export class ClusterNode {
       'uncommitted replication',
       o.config.limits.replicationUncommittedBytesMax,
     );
+    this.reassignmentThrottle = new ReassignmentThrottle({
+      bytesPerSecond: () => this.o.config.reassignmentBytesPerSecond,
+      throttled: (group, to) =>
+        this.state.topics
+          .get(group.topicId)
+          ?.partitions[group.partition]?.reassignment?.adding.includes(to) === true,
+      send: (group, messages) => this.links.send(group, messages),
+      nowMs: () => Date.now(),
+    });
+    this.replicaTransport = throttledTransport(this.links, this.reassignmentThrottle);
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
@@ -375,6 +389,7 @@ export class ClusterNode {
     this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
     for (const [k, p] of this.held) this.driveReassignment(k, p);
+    this.reassignmentThrottle.pump();
     this.groups.tick();
     // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
     const balanceTicks = Math.ceil(
@@ -830,7 +845,7 @@ export class ClusterNode {
           ),
       },
       initialVoters: h.replicas as NodeId[],
-      transport: this.links,
+      transport: this.replicaTransport,
       host: this.host,
       random: this.random,
       uncommittedBudget: this.uncommittedBudget,

@@ -166,6 +166,8 @@ export interface BrokerConfig {
   shutdown: { timeoutMs: number };
   /** Preferred-leader balancing every `intervalMs` (0 = off; on demand still works). */
   leaderBalance: { intervalMs: number };
+  /** Broker-wide budget of catch-up traffic to replicas joining by reassignment (0 = unlimited). */
+  reassignmentBytesPerSecond: number;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -227,6 +229,7 @@ export function defaultConfig(): BrokerConfig {
     logCleanerIntervalMs: 15_000,
     shutdown: { timeoutMs: 30_000 },
     leaderBalance: { intervalMs: 30_000 },
+    reassignmentBytesPerSecond: 0,
   };
 }
 
@@ -378,6 +381,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
   'shutdown.timeoutMs': intParser(0, 3600_000),
   'leaderBalance.intervalMs': intParser(0, DAY_MS),
+  reassignmentBytesPerSecond: intParser(0, 1024 * 1024 * MB),
 };
 const SECTIONS = ['limits', 'defaults', 'kafka', 'groups', 'shutdown', 'leaderBalance'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
