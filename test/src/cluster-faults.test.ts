@@ -466,9 +466,10 @@ describe('a 3-broker cluster under faults', () => {
 // {1,2,3}, then, under acks=all produce load, onto {2,3,4} (one partition through the CLI, the
 // other through the admin API): each new replica joins its Raft group as a learner, catches up,
 // is promoted, and the replicas leaving are removed. The application sees no failed send,
-// nothing is lost or written twice, and broker 4 holds exactly the leader's batches.
+// nothing is lost or written twice, and broker 4 holds exactly the leader's batches. Then
+// `cluster decommission 2` moves broker 2's replicas off and takes it out of the registry.
 describe('partition reassignment on a 4-broker cluster', () => {
-  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical', async () => {
+  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical; then decommission broker 2', async () => {
     const c = await cluster({ nodes: 4 });
     const sdk = client(c.bootstrap);
     const admin = sdk.admin();
@@ -560,5 +561,29 @@ describe('partition reassignment on a 4-broker cluster', () => {
     await waitUntil('broker 1 holds no replica', 10_000, async () =>
       [0, 1].every((p) => replicaBatches(c.broker(1).dataDir, p).length === 0) ? true : undefined,
     );
-  }, 90_000);
+    // `cluster decommission 2`: its replicas (of both topics) move to the others, then it
+    // leaves the registry.
+    await admin.createTopic({ name: 'leaving', partitions: 4, replicationFactor: 3 });
+    const dec = await cli([
+      'cluster',
+      'decommission',
+      '2',
+      '--output',
+      'json',
+      '--bootstrap',
+      c.bootstrap.join(','),
+    ]);
+    expect(dec.code, dec.stderr).toBe(0);
+    expect((JSON.parse(dec.stdout) as { partitionsMoved: number }).partitionsMoved).toBeGreaterThan(
+      2,
+    );
+    const brokers = (await admin.describeCluster()).brokers.map((b) => b.nodeId);
+    expect(brokers).toEqual([1, 3, 4]);
+    for (const name of [topic, 'leaving']) {
+      for (const p of (await admin.describeTopic(name)).partitions) {
+        expect(p.replicas, `${name}/${p.partition}`).not.toContain(2);
+        expect(p.replicas).toHaveLength(3);
+      }
+    }
+  }, 120_000);
 });

@@ -64,6 +64,7 @@ import type { ConfigEntry } from './controller/metadata-records.js';
 import {
   EMPTY_METADATA_STATE,
   type MetadataState,
+  partitionsListing,
   partitionsOfBroker,
   topicByName,
 } from './controller/metadata-state.js';
@@ -337,7 +338,12 @@ export class ClusterNode {
       },
     );
     this.identity.catch(() => undefined);
-    this.unsubscribe = this.controller.onApplied(() => this.scheduleReconcile());
+    this.unsubscribe = this.controller.onApplied((_, records) => {
+      this.scheduleReconcile();
+      if (records.some((r) => r.type === 'unregister-broker' && r.brokerId === this.self)) {
+        this.onDecommissioned();
+      }
+    });
     this.host.add(this.controller);
     this.scheduleReconcile();
     this.lifecycle = new BrokerLifecycle({
@@ -970,6 +976,44 @@ export class ClusterNode {
       const ps = topicByName(s, topic)?.partitions[partition];
       return ps !== undefined && (ps.reassignment !== undefined || same(ps.replicas));
     });
+  }
+
+  /**
+   * `cluster decommission ID`: moves every replica of `brokerId` off it (reassignment rounds,
+   * repeated while some are still moving), then takes it out of the registry (and the
+   * controller quorum, controller-node.ts rule 5). Bounded by `timeoutMs` (REQUEST_TIMED_OUT,
+   * naming what still lists it; the moves started go on).
+   */
+  async decommissionBroker(brokerId: number, timeoutMs: number): Promise<{ moved: number }> {
+    const deadline = Date.now() + timeoutMs;
+    let moved = 0;
+    for (;;) {
+      moved += await this.client.decommissionBroker(brokerId);
+      if (partitionsListing(this.state, brokerId) === null) break;
+      if (Date.now() > deadline) {
+        throw new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `broker ${brokerId} still holds a replica of ${partitionsListing(this.state, brokerId)} after ${timeoutMs} ms; its moves go on, ask again`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await this.client.unregisterBroker(brokerId);
+    await this.waitApplied((s) => !s.brokers.has(brokerId));
+    return { moved };
+  }
+
+  /** This broker, decommissioned: no more heartbeats (they would register it again). */
+  private onDecommissioned(): void {
+    this.o.logger.warn(
+      'this broker was decommissioned: it holds no replica and left the registry; stop the process',
+    );
+    void this.lifecycle?.stop();
+    this.lifecycle = null;
+    if (this.controller.isLeader) {
+      const to = this.controller.conf.voters.find((id) => id !== this.self);
+      if (to !== undefined) this.controller.transferLeadership(to);
+    }
   }
 
   /** This broker's replica of `topic`/`partition` as it sees it (DescribeReplica), or null. */

@@ -461,6 +461,29 @@ export class Admin {
   }
 
   /**
+   * Decommissions broker `brokerId` (DecommissionBroker): its replicas move to other live
+   * brokers (reassignments), then it leaves the registry and the controller quorum; the
+   * process can be stopped after. Resolves with the partitions moved; REQUEST_TIMED_OUT past
+   * `timeoutMs` (default 120 s; the moves go on, call again). Not retried.
+   */
+  async decommissionBroker(
+    brokerId: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ partitionsMoved: number }> {
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.DECOMMISSION_BROKER)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support DecommissionBroker (older than this API)',
+      );
+    }
+    const res = await conn.request(ApiKey.DECOMMISSION_BROKER, { brokerId, timeoutMs }, timeoutMs);
+    check(res.errorCode, res.errorMessage, 'decommission broker');
+    return { partitionsMoved: res.partitionsMoved };
+  }
+
+  /**
    * Every replica of a partition as its own broker reports it (DescribeReplica to each):
    * role, log end and commit lag, and the reassignment in progress. A broker that does not
    * answer is listed as unreachable.

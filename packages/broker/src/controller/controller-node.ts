@@ -128,7 +128,9 @@ import {
 } from './metadata-state.js';
 import {
   planCompleteReassignment,
+  planDecommission,
   planReassignPartition,
+  planUnregisterBroker,
   type ReassignRequest,
 } from './reassignment.js';
 
@@ -237,6 +239,8 @@ export class ControllerNode implements HostedGroup {
   private caughtUpOnce = false;
   /** Rule 4a: the controller clock at each broker's last heartbeat (serving leader only). */
   private readonly heardAt = new Map<number, number>();
+  /** Brokers unregistered by a decommission (rule 5: they leave the metadata group). */
+  private readonly decommissioned = new Set<number>();
   private bootstrapPending = false;
   private failure: Error | null = null;
   private closed = false;
@@ -436,6 +440,22 @@ export class ControllerNode implements HostedGroup {
     voters: readonly number[];
   }): Promise<void> {
     await this.submit((s) => planCompleteReassignment(s, req));
+  }
+
+  /** One decommission round (reassignment.ts `planDecommission`): the partitions moved now. */
+  async decommissionBroker(brokerId: number): Promise<number> {
+    let moved = 0;
+    await this.submit((s) => {
+      const records = planDecommission(s, brokerId);
+      moved = records.length;
+      return records;
+    });
+    return moved;
+  }
+
+  /** A decommissioned broker that no partition lists any more leaves the registry. */
+  async unregisterBroker(brokerId: number): Promise<void> {
+    await this.submit((s) => planUnregisterBroker(s, brokerId));
   }
 
   /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */
@@ -675,6 +695,13 @@ export class ControllerNode implements HostedGroup {
         const result = applyRecord(s, r);
         if (result.noop === null) applied.push(r);
         else this.counters.recordsNoop++;
+        if (result.noop === null && r.type === 'unregister-broker') {
+          // Bounded: one id per decommission; an id registering again is dropped from it.
+          this.decommissioned.add(r.brokerId);
+        }
+        if (result.noop === null && r.type === 'register-broker') {
+          this.decommissioned.delete(r.brokerId);
+        }
         s = result.state;
       }
       this.appliedState = s;
@@ -799,6 +826,18 @@ export class ControllerNode implements HostedGroup {
   private maybeAddLearner(): void {
     const status = this.raft.status();
     const conf = status.conf;
+    // A member decommissioned (an `unregister-broker` applied here) leaves the group: a learner
+    // at once, a voter while the others still make the quorum the group needs now; never this
+    // leader (it hands over first: cluster-node.ts). Only those: a voter of --peers that has
+    // not registered yet is not in the registry either.
+    const quorum = Math.floor(conf.voters.length / 2) + 1;
+    for (const id of [...conf.learners, ...conf.voters]) {
+      if (!this.decommissioned.has(id) || this.appliedState.brokers.has(id)) continue;
+      if (id === this.options.nodeId) continue;
+      if (conf.voters.includes(id) && conf.voters.length - 1 < quorum) continue;
+      this.proposeMembership({ type: 'remove', node: id }, '(removed: it left the registry)');
+      return;
+    }
     for (const id of this.appliedState.brokers.keys()) {
       if (conf.voters.includes(id as NodeId) || conf.learners.includes(id as NodeId)) continue;
       this.proposeMembership({ type: 'add-learner', node: id as NodeId }, 'as a learner');
@@ -819,7 +858,7 @@ export class ControllerNode implements HostedGroup {
       this.raft.proposeConfChange(change);
       this.options.logger?.info(
         { node: change.node },
-        `adding broker to the metadata group ${what}`,
+        `metadata group membership: ${change.type} broker ${what}`,
       );
       this.options.notify?.();
     } catch (err) {

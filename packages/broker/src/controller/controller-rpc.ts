@@ -19,6 +19,8 @@
 //   kind "controller.reassign"       req: name partition replicas:uvarint[]  resp: partition
 //   kind "controller.reassign-done"  req: topicId partition voters:uvarint[] resp: (empty)
 //                                    (the partition's leader; reassignment.ts)
+//   kind "controller.decommission"   req: brokerId                            resp: moved:uvarint
+//   kind "controller.unregister"     req: brokerId                            resp: (empty)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -68,6 +70,8 @@ export const ControllerRpcKind = {
   Shutdown: 'controller.shutdown',
   Reassign: 'controller.reassign',
   ReassignDone: 'controller.reassign-done',
+  Decommission: 'controller.decommission',
+  Unregister: 'controller.unregister',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -357,6 +361,16 @@ export class ControllerRpcServer {
         await this.node.completeReassignment(q);
         return encodeOk();
       }
+      case ControllerRpcKind.Decommission: {
+        const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
+        const moved = await this.node.decommissionBroker(id);
+        return encodeOk((w) => w.uvarint(moved));
+      }
+      case ControllerRpcKind.Unregister: {
+        const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
+        await this.node.unregisterBroker(id);
+        return encodeOk();
+      }
       default:
         throw badRequest(`unknown controller request kind '${kind}'`);
     }
@@ -490,6 +504,20 @@ export class ControllerClient {
     w.uvarint(q.partition);
     writeIdList(w, q.voters);
     await this.call(ControllerRpcKind.ReassignDone, w.finish());
+  }
+
+  /** One decommission round for `brokerId`: the number of partitions it started moving. */
+  async decommissionBroker(brokerId: number): Promise<number> {
+    const w = new ByteWriter();
+    w.uvarint(brokerId);
+    return (await this.call(ControllerRpcKind.Decommission, w.finish())).uvarint('moved');
+  }
+
+  /** `brokerId`, which no partition lists any more, leaves the registry. */
+  async unregisterBroker(brokerId: number): Promise<void> {
+    const w = new ByteWriter();
+    w.uvarint(brokerId);
+    await this.call(ControllerRpcKind.Unregister, w.finish());
   }
 
   /** One controller call with rules 1-2; returns the result reader of the OK response. */

@@ -32,6 +32,8 @@
 //        target members that were not replicas; both within replicas; issue 12)
 //   tag 12 complete-reassignment  topicId:uvarint partition:uvarint
 //        (the partition's Raft group now has exactly the target as voters: replicas = target)
+//   tag 13 unregister-broker  brokerId:uvarint brokerEpoch:uvarint
+//        (a decommissioned broker leaves the registry once no partition lists it)
 //
 // Field rules (checked on encode and on decode, so a record that passes one passes the other):
 //   1. broker ids are 0..2^31-1; ports 1..65535; host and incarnation non-empty; a cluster id is
@@ -71,6 +73,7 @@ export const MetadataRecordType = {
   AllocateProducerIds: 'allocate-producer-ids',
   ReassignPartition: 'reassign-partition',
   CompleteReassignment: 'complete-reassignment',
+  UnregisterBroker: 'unregister-broker',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -89,6 +92,7 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'allocate-producer-ids': 10,
   'reassign-partition': 11,
   'complete-reassignment': 12,
+  'unregister-broker': 13,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -204,6 +208,13 @@ export interface CompleteReassignmentRecord {
   readonly partition: number;
 }
 
+/** A decommissioned broker leaves the registry (issue 12). */
+export interface UnregisterBrokerRecord {
+  readonly type: typeof MetadataRecordType.UnregisterBroker;
+  readonly brokerId: number;
+  readonly brokerEpoch: number;
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -216,7 +227,8 @@ export type MetadataRecord =
   | PartitionChangeRecord
   | AllocateProducerIdsRecord
   | ReassignPartitionRecord
-  | CompleteReassignmentRecord;
+  | CompleteReassignmentRecord
+  | UnregisterBrokerRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -280,6 +292,7 @@ export function recordProblem(r: MetadataRecord): string | null {
       return brokerRefProblem(r.brokerId, r.brokerEpoch);
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return brokerRefProblem(r.brokerId, r.brokerEpoch);
     case 'create-topic': {
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
@@ -422,6 +435,7 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       break;
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       w.uvarint(record.brokerId);
       w.uvarint(record.brokerEpoch);
       break;
@@ -511,6 +525,7 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue): MetadataRecord 
       };
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return {
         type,
         brokerId: r.uvarint('broker id', BROKER_ID_MAX),
@@ -586,6 +601,7 @@ export function formatRecord(r: MetadataRecord): string {
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch} tick=${r.tick}`;
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch}`;
     case 'create-topic': {
       const configs = r.configs.map((e) => ` ${e.key}=${e.value}`).join('');

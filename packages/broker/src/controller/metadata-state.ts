@@ -28,6 +28,8 @@
 //      `partition-change` keeps a reassignment in progress. `complete-reassignment` needs one:
 //      replicas become the target, the ISR keeps its target members (a no-op if none would
 //      stay), a leader outside the target is lost at the same epoch.
+//   9. `unregister-broker` needs the broker's current epoch and no partition listing it (as a
+//      replica or in a reassignment's target): the broker leaves the registry.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -291,6 +293,20 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
     case 'reassign-partition':
     case 'complete-reassignment':
       return applyReassignment(state, record);
+    case 'unregister-broker': {
+      const b = state.brokers.get(record.brokerId);
+      if (b === undefined || b.brokerEpoch !== record.brokerEpoch) {
+        return noop(
+          state,
+          `broker ${record.brokerId} epoch ${record.brokerEpoch} is not registered`,
+        );
+      }
+      const holds = partitionsListing(state, record.brokerId);
+      if (holds !== null) return noop(state, `broker ${record.brokerId} still holds ${holds}`);
+      const brokers = new Map(state.brokers);
+      brokers.delete(record.brokerId);
+      return ok({ ...state, brokers });
+    }
     case 'allocate-producer-ids': {
       if (!state.brokers.has(record.brokerId)) {
         return noop(state, `broker ${record.brokerId} is not registered`);
@@ -354,6 +370,19 @@ function applyReassignment(
     isr,
   };
   return ok(withTopic(state, { ...topic, partitions }));
+}
+
+/** The first partition whose replicas or reassignment target list `brokerId` ("t/p"), or null. */
+export function partitionsListing(state: MetadataState, brokerId: number): string | null {
+  for (const t of topicsInOrder(state)) {
+    for (let i = 0; i < t.partitions.length; i++) {
+      const p = t.partitions[i]!;
+      if (p.replicas.includes(brokerId) || p.reassignment?.target.includes(brokerId) === true) {
+        return `${t.name}/${i}`;
+      }
+    }
+  }
+  return null;
 }
 
 function sameList(a: readonly number[], b: readonly number[]): boolean {

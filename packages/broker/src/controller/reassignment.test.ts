@@ -22,7 +22,9 @@ import {
 import {
   nextReassignmentStep,
   planCompleteReassignment,
+  planDecommission,
   planReassignPartition,
+  planUnregisterBroker,
   type ReassignmentStep,
 } from './reassignment.js';
 
@@ -347,5 +349,80 @@ describe('the leader driving a reassignment', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('decommissioning a broker', () => {
+  /** Brokers 1..n live and topic `d` with `partitions` partitions of RF 3 (planner layout). */
+  function spread(n: number, partitions: number): MetadataState {
+    let s = withTopic(n, [1, 2, 3]);
+    s = run(s, planCreateTopic(s, { name: 'd', partitions, replicationFactor: 3 }));
+    return s;
+  }
+
+  it('moves each of its replicas to the least-loaded live broker outside the partition', () => {
+    const s = spread(4, 4);
+    const records = planDecommission(s, 1);
+    const held = [...s.topics.values()].flatMap((t) =>
+      t.partitions.filter((p) => p.replicas.includes(1)),
+    );
+    expect(records).toHaveLength(held.length);
+    const after = run(s, records);
+    for (const t of after.topics.values()) {
+      for (const p of t.partitions) {
+        if (p.reassignment === undefined) continue;
+        expect(p.reassignment.target).not.toContain(1);
+        expect(p.reassignment.target).toHaveLength(3);
+        expect(new Set(p.reassignment.target).size).toBe(3);
+      }
+    }
+    // Replaced in place, so the others keep their positions (and the preferred leader, unless
+    // it was broker 1).
+    const t = topicByName(s, 't')!;
+    expect(part(after).reassignment?.target).toEqual([4, 2, 3]);
+    expect(t.partitions[0]!.replicas).toEqual([1, 2, 3]);
+    // A second round moves nothing more while those are in progress; unregistering is refused.
+    expect(planDecommission(after, 1)).toEqual([]);
+    expectCode(
+      () => planUnregisterBroker(after, 1),
+      ErrorCode.REASSIGNMENT_IN_PROGRESS,
+      /still holds/,
+    );
+  });
+
+  it('is refused when no live broker can take a replica, or the broker is unknown', () => {
+    expectCode(
+      () => planDecommission(withTopic(3, [1, 2, 3]), 1),
+      ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+      /no live broker outside \[1,2,3\]/,
+    );
+    expectCode(
+      () => planDecommission(withTopic(3, [1, 2, 3]), 7),
+      ErrorCode.BROKER_ID_NOT_REGISTERED,
+    );
+  });
+
+  it('unregisters the broker once no partition lists it; its epoch must match', () => {
+    let s = withTopic(4, [1, 2, 3]);
+    s = run(s, planDecommission(s, 1));
+    s = run(s, planCompleteReassignment(s, { topicId: 1, partition: 0, voters: [2, 3, 4] }));
+    const records = planUnregisterBroker(s, 1);
+    expect(records).toEqual([{ type: 'unregister-broker', brokerId: 1, brokerEpoch: 1 }]);
+    const gone = run(s, records);
+    expect(gone.brokers.has(1)).toBe(false);
+    expect(planUnregisterBroker(gone, 1)).toEqual([]);
+    expect(applyRecord(s, { type: 'unregister-broker', brokerId: 1, brokerEpoch: 9 }).noop).toMatch(
+      /epoch 9 is not registered/,
+    );
+    expect(
+      applyRecord(withTopic(4, [1, 2, 3]), {
+        type: 'unregister-broker',
+        brokerId: 2,
+        brokerEpoch: 2,
+      }).noop,
+    ).toMatch(/still holds t\/0/);
+    // The snapshot of a state without it decodes to the same state.
+    expect(decodeSnapshot(encodeSnapshot(gone)).brokers.has(1)).toBe(false);
+    expect(decodeRecord(encodeRecord(records[0]!))).toEqual(records[0]);
   });
 });

@@ -21,7 +21,15 @@
 // The partition is writable throughout: every step keeps a quorum of caught-up voters.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { type MetadataRecord, replicaListProblem } from './metadata-records.js';
-import { applyRecord, type MetadataState, topicByName } from './metadata-state.js';
+import {
+  applyRecord,
+  liveBrokers,
+  type MetadataState,
+  partitionsListing,
+  replicaCounts,
+  topicByName,
+  topicsInOrder,
+} from './metadata-state.js';
 
 export interface ReassignRequest {
   readonly topic: string;
@@ -111,6 +119,62 @@ export function planCompleteReassignment(
   const applied = applyRecord(state, record);
   if (applied.noop !== null) fail(ErrorCode.NOT_ENOUGH_REPLICAS, applied.noop);
   return [record];
+}
+
+// ---- decommission ----
+
+/**
+ * `cluster decommission ID`, one round: every partition listing `brokerId` as a replica and not
+ * being reassigned is moved off it (the broker replaced in place by the live broker outside the
+ * partition's replicas with the fewest replicas, counting this plan's moves, lowest id on a tie).
+ * [] when nothing can move now (all moved, or the rest are still reassigning: the caller repeats
+ * the round until `partitionsListing` finds nothing, then plans `planUnregisterBroker`).
+ */
+export function planDecommission(state: MetadataState, brokerId: number): MetadataRecord[] {
+  if (!state.brokers.has(brokerId)) {
+    fail(ErrorCode.BROKER_ID_NOT_REGISTERED, `broker ${brokerId} is not registered`);
+  }
+  const counts = replicaCounts(state);
+  const live = liveBrokers(state)
+    .map((b) => b.id)
+    .filter((id) => id !== brokerId);
+  const records: MetadataRecord[] = [];
+  let s = state;
+  for (const t of topicsInOrder(state)) {
+    t.partitions.forEach((p, i) => {
+      if (!p.replicas.includes(brokerId) || p.reassignment !== undefined) return;
+      const free = live
+        .filter((id) => !p.replicas.includes(id))
+        .sort((a, b) => (counts.get(a) ?? 0) - (counts.get(b) ?? 0) || a - b);
+      const to = free[0];
+      if (to === undefined) {
+        fail(
+          ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+          `no live broker outside [${p.replicas.join(',')}] can take broker ${brokerId}'s replica of ${t.name}/${i}`,
+        );
+      }
+      counts.set(to, (counts.get(to) ?? 0) + 1);
+      const replicas = p.replicas.map((id) => (id === brokerId ? to : id));
+      const plan = planReassignPartition(s, { topic: t.name, partition: i, replicas });
+      for (const r of plan) s = applyRecord(s, r).state;
+      records.push(...plan);
+    });
+  }
+  return records;
+}
+
+/** The decommissioned broker leaves the registry: refused while a partition still lists it. */
+export function planUnregisterBroker(state: MetadataState, brokerId: number): MetadataRecord[] {
+  const b = state.brokers.get(brokerId);
+  if (b === undefined) return [];
+  const holds = partitionsListing(state, brokerId);
+  if (holds !== null) {
+    fail(
+      ErrorCode.REASSIGNMENT_IN_PROGRESS,
+      `broker ${brokerId} still holds a replica of ${holds}: its replicas move off first`,
+    );
+  }
+  return [{ type: 'unregister-broker', brokerId, brokerEpoch: b.brokerEpoch }];
 }
 
 // ---- the leader's driver ----

@@ -147,6 +147,7 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
       return broker ? { ...r, brokerId: broker.id, firstProducerId: state.producerIdNext } : r;
     case 'reassign-partition':
     case 'complete-reassignment':
+    case 'unregister-broker':
       return r;
   }
 }

@@ -16,7 +16,11 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import type { RequestContext, Response } from '../connection.js';
-import { describeReplica, reassignPartition } from '../ops/reassign-partition.js';
+import {
+  decommissionBroker,
+  describeReplica,
+  reassignPartition,
+} from '../ops/reassign-partition.js';
 import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
@@ -106,6 +110,7 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.REBALANCE_LEADERS]: answer(ApiKey.REBALANCE_LEADERS, rebalanceLeaders),
   [ApiKey.REASSIGN_PARTITION]: answer(ApiKey.REASSIGN_PARTITION, reassignPartition),
   [ApiKey.DESCRIBE_REPLICA]: answer(ApiKey.DESCRIBE_REPLICA, describeReplica),
+  [ApiKey.DECOMMISSION_BROKER]: answer(ApiKey.DECOMMISSION_BROKER, decommissionBroker),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

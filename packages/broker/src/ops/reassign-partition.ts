@@ -1,7 +1,9 @@
 // The ReassignPartition and DescribeReplica APIs (issue 12, `streambus partition reassign` and
-// `partition describe`): any broker forwards a reassignment to the controller
+// `partition describe`) and DecommissionBroker (`cluster decommission ID`): any broker forwards a reassignment to the controller
 // (controller/reassignment.ts has the flow); DescribeReplica answers for this broker's own replica.
 import type {
+  DecommissionBrokerRequest,
+  DecommissionBrokerResponse,
   DescribeReplicaRequest,
   DescribeReplicaResponse,
   ReassignPartitionRequest,
@@ -37,4 +39,18 @@ export async function describeReplica(
     replicas: ps === undefined ? [] : [...ps.replicas],
     target: ps?.reassignment === undefined ? null : [...ps.reassignment.target],
   };
+}
+
+/** The longest a DecommissionBroker request waits for the moves (its timeoutMs, capped). */
+export const DECOMMISSION_WAIT_MS_MAX = 600_000;
+
+export async function decommissionBroker(
+  b: BrokerContext,
+  req: DecommissionBrokerRequest,
+): Promise<DecommissionBrokerResponse> {
+  const r = await b.cluster.decommissionBroker(
+    req.brokerId,
+    Math.min(req.timeoutMs, DECOMMISSION_WAIT_MS_MAX),
+  );
+  return { errorCode: 0, partitionsMoved: r.moved };
 }

@@ -55,6 +55,7 @@ export const ApiKey = {
   REBALANCE_LEADERS: 30,
   REASSIGN_PARTITION: 31,
   DESCRIBE_REPLICA: 34,
+  DECOMMISSION_BROKER: 35,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -94,6 +95,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
   [ApiKey.REASSIGN_PARTITION]: { min: 0, max: 0 },
   [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
+  [ApiKey.DECOMMISSION_BROKER]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -608,6 +610,18 @@ export const DescribeReplicaResponseSchema = object({
   target: nullable(array(int32(), 64)),
 });
 
+// DecommissionBroker (`streambus cluster decommission ID`): the broker's replicas move off it
+// (reassignments), then it leaves the registry and the controller quorum. Answered when it left,
+// or REQUEST_TIMED_OUT after timeoutMs (the moves go on; ask again).
+export const DecommissionBrokerRequestSchema = object({
+  brokerId: int(0, INT32_MAX),
+  timeoutMs: int(0, 3_600_000),
+});
+export const DecommissionBrokerResponseSchema = object({
+  ...errorFields,
+  partitionsMoved: int(0, INT32_MAX),
+});
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -703,6 +717,10 @@ export const MESSAGE_SCHEMAS = {
     request: DescribeReplicaRequestSchema,
     response: DescribeReplicaResponseSchema,
   },
+  [ApiKey.DECOMMISSION_BROKER]: {
+    request: DecommissionBrokerRequestSchema,
+    response: DecommissionBrokerResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -764,6 +782,8 @@ export type ReassignPartitionRequest = RequestOf<typeof ApiKey.REASSIGN_PARTITIO
 export type ReassignPartitionResponse = ResponseOf<typeof ApiKey.REASSIGN_PARTITION>;
 export type DescribeReplicaRequest = RequestOf<typeof ApiKey.DESCRIBE_REPLICA>;
 export type DescribeReplicaResponse = ResponseOf<typeof ApiKey.DESCRIBE_REPLICA>;
+export type DecommissionBrokerRequest = RequestOf<typeof ApiKey.DECOMMISSION_BROKER>;
+export type DecommissionBrokerResponse = ResponseOf<typeof ApiKey.DECOMMISSION_BROKER>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
