@@ -11,7 +11,8 @@
 //     serves, and after healing every replica holds the same batches.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { peekBatchSize } from '@streambus/protocol';
@@ -469,8 +470,16 @@ describe('a 3-broker cluster under faults', () => {
 // nothing is lost or written twice, and broker 4 holds exactly the leader's batches. Then
 // `cluster decommission 2` moves broker 2's replicas off and takes it out of the registry.
 describe('partition reassignment on a 4-broker cluster', () => {
-  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical; then decommission broker 2', async () => {
-    const c = await cluster({ nodes: 4 });
+  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical; then decommission broker 2; dynamic broker settings by config set and SIGHUP', async () => {
+    // Broker 3 reads a configuration file: SIGHUP re-reads it (dynamic settings, below).
+    const confDir = mkdtempSync(join(tmpdir(), 'streambus-ops-conf-'));
+    cleanup.push(async () => rmSync(confDir, { recursive: true, force: true }));
+    const confFile = join(confDir, 'broker3.yaml');
+    writeFileSync(confFile, 'leaderBalance:\n  intervalMs: 30000\n');
+    const c = await cluster({
+      nodes: 4,
+      nodeArgs: (id) => (id === 3 ? ['--config', confFile] : []),
+    });
     const sdk = client(c.bootstrap);
     const admin = sdk.admin();
     const topic = 'moving';
@@ -585,5 +594,44 @@ describe('partition reassignment on a 4-broker cluster', () => {
         expect(p.replicas).toHaveLength(3);
       }
     }
+    // Dynamic broker settings: `config set` for every broker and for one, recorded by the
+    // controller and in force without a restart; bad changes refused naming the key.
+    const bootstrap = c.bootstrap.filter((_, i) => i !== 1).join(',');
+    const config = (args: string[]) => cli(['config', ...args, '--bootstrap', bootstrap]);
+    const describe3 = async () => {
+      const out = await config(['describe', '--broker', '3', '--output', 'json']);
+      expect(out.code, out.stderr).toBe(0);
+      const entries = (
+        JSON.parse(out.stdout) as { entries: Array<{ key: string; value: string; source: string }> }
+      ).entries;
+      return new Map(entries.map((e) => [e.key, e]));
+    };
+    expect((await config(['set', 'reassignmentBytesPerSecond', '1048576'])).code).toBe(0);
+    // The harness runs brokers at warn: broker 3 logs its info line only at the new level.
+    expect((await config(['set', 'logLevel', 'info', '--broker', '3'])).code).toBe(0);
+    let d3 = await describe3();
+    expect(d3.get('reassignmentBytesPerSecond')).toMatchObject({
+      value: '1048576',
+      source: 'dynamic-cluster',
+    });
+    expect(d3.get('logLevel')).toMatchObject({ value: 'info', source: 'dynamic-broker' });
+    await waitUntil('broker 3 logging at info', 5000, async () =>
+      c.broker(3).output().includes('dynamic broker settings applied') ? true : undefined,
+    );
+    expect(c.broker(4).output()).not.toContain('dynamic broker settings applied');
+    const bad = await config(['set', 'limits.frameBytesMax', '1024']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/limits\.frameBytesMax: not a dynamic setting/);
+    const badValue = await config(['set', 'leaderBalance.intervalMs', 'soon', '--broker', '4']);
+    expect(badValue.code).not.toBe(0);
+    expect(badValue.stderr).toMatch(/leaderBalance\.intervalMs: expected an integer/);
+    // SIGHUP: broker 3 re-reads its file; the changed dynamic setting is recorded for it.
+    writeFileSync(confFile, 'leaderBalance:\n  intervalMs: 5000\n');
+    c.broker(3).process?.kill('SIGHUP');
+    await waitUntil('SIGHUP applied on broker 3', 10_000, async () => {
+      d3 = await describe3();
+      return d3.get('leaderBalance.intervalMs')?.value === '5000' ? true : undefined;
+    });
+    expect(d3.get('leaderBalance.intervalMs')?.source).toBe('dynamic-broker');
   }, 120_000);
 });

@@ -75,11 +75,19 @@ import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
 import type { LogCompaction } from './log-compaction.js';
 import type { ClusterMetricsView } from './metrics.js';
 import {
+  ALL_BROKERS,
+  applyDynamicConfig,
+  type EffectiveEntry,
+  effectiveDynamicConfig,
+  staticDynamicValues,
+} from './ops/dynamic-config.js';
+import {
   BALANCE_LEADERS_KIND,
   type HandOffResult,
   type HeldLeadership,
   LeadershipOps,
 } from './ops/leadership.js';
+import { setProcessLogLevel } from './ops/log-level.js';
 import { type ClusterReadiness, clusterReadiness } from './ops/readiness.js';
 import { ReassignmentThrottle, throttledTransport } from './ops/reassignment-throttle.js';
 import type { ReplicaManager } from './replica-manager.js';
@@ -206,6 +214,8 @@ export class ClusterNode {
   /** Catch-up traffic to replicas joining by reassignment, under its bytes/s budget. */
   readonly reassignmentThrottle: ReassignmentThrottle;
   private readonly replicaTransport: RaftTransport;
+  /** The dynamic settings' values this process started with (ops/dynamic-config.ts). */
+  private readonly staticDynamic: ReadonlyMap<string, unknown>;
 
   private constructor(o: ClusterNodeOptions) {
     this.o = o;
@@ -224,6 +234,7 @@ export class ClusterNode {
       'uncommitted replication',
       o.config.limits.replicationUncommittedBytesMax,
     );
+    this.staticDynamic = staticDynamicValues(o.config);
     this.reassignmentThrottle = new ReassignmentThrottle({
       bytesPerSecond: () => this.o.config.reassignmentBytesPerSecond,
       throttled: (group, to) =>
@@ -338,8 +349,13 @@ export class ClusterNode {
       },
     );
     this.identity.catch(() => undefined);
+    this.applyBrokerConfig();
     this.unsubscribe = this.controller.onApplied((_, records) => {
       this.scheduleReconcile();
+      // records = [] after a snapshot install: anything may have changed.
+      if (records.length === 0 || records.some((r) => r.type === 'alter-broker-config')) {
+        this.applyBrokerConfig();
+      }
       if (records.some((r) => r.type === 'unregister-broker' && r.brokerId === this.self)) {
         this.onDecommissioned();
       }
@@ -1001,6 +1017,48 @@ export class ClusterNode {
     await this.client.unregisterBroker(brokerId);
     await this.waitApplied((s) => !s.brokers.has(brokerId));
     return { moved };
+  }
+
+  // ---- dynamic broker settings (ops/dynamic-config.ts) -----------------------------------------
+
+  /** The dynamic settings in force here and where each comes from. */
+  brokerConfig(): EffectiveEntry[] {
+    const configs = this.state.brokerConfigs;
+    return effectiveDynamicConfig(
+      this.staticDynamic,
+      configs?.get(ALL_BROKERS) ?? [],
+      configs?.get(this.self) ?? [],
+    );
+  }
+
+  /** Applies the recorded dynamic settings onto the live config (on every applied change). */
+  private applyBrokerConfig(): void {
+    const entries = this.brokerConfig();
+    const changed = applyDynamicConfig(this.o.config, entries);
+    if (changed.length === 0) return;
+    if (changed.includes('logLevel')) setProcessLogLevel(this.o.config.logLevel);
+    this.o.logger.info(
+      { changed: entries.filter((e) => changed.includes(e.key)) },
+      'dynamic broker settings applied',
+    );
+  }
+
+  /**
+   * Records dynamic settings for `brokerId` (-1: every broker) in the controller's log and
+   * waits until this broker applied them (INVALID_CONFIG naming a key that is unknown, not
+   * dynamic or given a bad value; BROKER_ID_NOT_REGISTERED).
+   */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    await this.client.alterBrokerConfig(brokerId, changes);
+    await this.waitApplied((s) => {
+      const entries = s.brokerConfigs?.get(brokerId) ?? [];
+      return Object.entries(changes).every(
+        ([key, value]) => (entries.find((e) => e.key === key)?.value ?? null) === value,
+      );
+    });
   }
 
   /** This broker, decommissioned: no more heartbeats (they would register it again). */

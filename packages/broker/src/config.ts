@@ -576,6 +576,18 @@ function buildConfig(values: ReadonlyMap<string, unknown>): BrokerConfig {
   return config;
 }
 
+/** Whether `key` is a configuration key (dotted, as in the file). */
+export function isConfigKey(key: string): boolean {
+  return Object.hasOwn(SCHEMA, key);
+}
+
+/** One value of `key` parsed as the file or environment would be (ConfigError naming the key). */
+export function parseConfigValue(key: string, raw: unknown): unknown {
+  const parser = SCHEMA[checkKnown(key)];
+  if (parser === undefined) throw new ConfigError(key, 'unknown key');
+  return parser(key, raw);
+}
+
 /** Ties related limits together (STYLE: assertions between limits, as typed errors here). */
 export function checkRelations(c: BrokerConfig): void {
   if (c.defaults.maxMessageBytes > c.limits.frameBytesMax - PRODUCE_FRAME_OVERHEAD_BYTES) {

@@ -461,6 +461,38 @@ export class Admin {
   }
 
   /**
+   * The dynamic settings in force on broker `brokerId` (DescribeBrokerConfig, asked of it):
+   * key, value, and source (static = flags, environment, file or default; dynamic-cluster;
+   * dynamic-broker).
+   */
+  async describeBrokerConfig(
+    brokerId: number,
+  ): Promise<Array<{ key: string; value: string; source: string }>> {
+    const conn = await this.ctx.cluster.connectionToNode(brokerId);
+    const res = await conn.request(ApiKey.DESCRIBE_BROKER_CONFIG, {});
+    check(res.errorCode, res.errorMessage, 'describe broker config');
+    return res.entries;
+  }
+
+  /**
+   * Changes dynamic broker settings at runtime (AlterBrokerConfig) for broker `brokerId`, or
+   * every broker with -1: recorded in the controller's log, applied without a restart. A null
+   * value goes back to the broker's own (static or cluster-wide) value. INVALID_CONFIG naming
+   * a key that is unknown, not dynamic, or given a bad value.
+   */
+  async alterBrokerConfig(
+    brokerId: number,
+    configs: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    const conn = await this.ctx.cluster.anyConnection();
+    const res = await conn.request(ApiKey.ALTER_BROKER_CONFIG, {
+      brokerId,
+      configs: { ...configs },
+    });
+    check(res.errorCode, res.errorMessage, 'alter broker config');
+  }
+
+  /**
    * Decommissions broker `brokerId` (DecommissionBroker): its replicas move to other live
    * brokers (reassignments), then it leaves the registry and the controller quorum; the
    * process can be stopped after. Resolves with the partitions moved; REQUEST_TIMED_OUT past

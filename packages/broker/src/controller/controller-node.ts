@@ -89,6 +89,7 @@ import {
   METADATA_GROUP,
   type RaftTransport,
 } from '../cluster/contract.js';
+import { planAlterBrokerConfig } from './broker-config.js';
 import {
   type CreateTopicRequest,
   DEFAULT_PLANNER_LIMITS,
@@ -440,6 +441,14 @@ export class ControllerNode implements HostedGroup {
     voters: readonly number[];
   }): Promise<void> {
     await this.submit((s) => planCompleteReassignment(s, req));
+  }
+
+  /** Dynamic broker settings for `brokerId` (-1: every broker); broker-config.ts. */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    await this.submit((s) => planAlterBrokerConfig(s, brokerId, changes));
   }
 
   /** One decommission round (reassignment.ts `planDecommission`): the partitions moved now. */

@@ -21,6 +21,8 @@
 //                                    (the partition's leader; reassignment.ts)
 //   kind "controller.decommission"   req: brokerId                            resp: moved:uvarint
 //   kind "controller.unregister"     req: brokerId                            resp: (empty)
+//   kind "controller.broker-config"  req: brokerId:svarint changes:(key set:bool [value])[]
+//                                    resp: (empty)   (dynamic broker settings, -1 = every broker)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -72,6 +74,7 @@ export const ControllerRpcKind = {
   ReassignDone: 'controller.reassign-done',
   Decommission: 'controller.decommission',
   Unregister: 'controller.unregister',
+  BrokerConfig: 'controller.broker-config',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -366,6 +369,20 @@ export class ControllerRpcServer {
         const moved = await this.node.decommissionBroker(id);
         return encodeOk((w) => w.uvarint(moved));
       }
+      case ControllerRpcKind.BrokerConfig: {
+        const q = decode(() => {
+          const brokerId = r.svarint('broker id', -1, BROKER_ID_MAX);
+          const n = r.count('config changes', CONFIG_CHANGES_MAX);
+          const changes: Record<string, string | null> = {};
+          for (let i = 0; i < n; i++) {
+            const key = r.string('key');
+            changes[key] = r.bool('set') ? r.string('value') : null;
+          }
+          return { brokerId, changes };
+        });
+        await this.node.alterBrokerConfig(q.brokerId, q.changes);
+        return encodeOk();
+      }
       case ControllerRpcKind.Unregister: {
         const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
         await this.node.unregisterBroker(id);
@@ -511,6 +528,24 @@ export class ControllerClient {
     const w = new ByteWriter();
     w.uvarint(brokerId);
     return (await this.call(ControllerRpcKind.Decommission, w.finish())).uvarint('moved');
+  }
+
+  /** Dynamic broker settings for `brokerId` (-1: every broker). */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    const w = new ByteWriter();
+    w.svarint(brokerId);
+    const keys = Object.keys(changes);
+    w.uvarint(keys.length);
+    for (const key of keys) {
+      const value = changes[key] ?? null;
+      w.string(key);
+      w.bool(value !== null);
+      if (value !== null) w.string(value);
+    }
+    await this.call(ControllerRpcKind.BrokerConfig, w.finish());
   }
 
   /** `brokerId`, which no partition lists any more, leaves the registry. */

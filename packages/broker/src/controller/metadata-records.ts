@@ -34,6 +34,8 @@
 //        (the partition's Raft group now has exactly the target as voters: replicas = target)
 //   tag 13 unregister-broker  brokerId:uvarint brokerEpoch:uvarint
 //        (a decommissioned broker leaves the registry once no partition lists it)
+//   tag 14 alter-broker-config  brokerId:svarint (-1 = every broker) changes:change[]
+//        (dynamic broker settings, ops/dynamic-config.ts; keys ascending)
 //
 // Field rules (checked on encode and on decode, so a record that passes one passes the other):
 //   1. broker ids are 0..2^31-1; ports 1..65535; host and incarnation non-empty; a cluster id is
@@ -74,6 +76,7 @@ export const MetadataRecordType = {
   ReassignPartition: 'reassign-partition',
   CompleteReassignment: 'complete-reassignment',
   UnregisterBroker: 'unregister-broker',
+  AlterBrokerConfig: 'alter-broker-config',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -93,6 +96,7 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'reassign-partition': 11,
   'complete-reassignment': 12,
   'unregister-broker': 13,
+  'alter-broker-config': 14,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -215,6 +219,14 @@ export interface UnregisterBrokerRecord {
   readonly brokerEpoch: number;
 }
 
+/** Dynamic broker settings (issue 12): for broker `brokerId`, or -1 for every broker. */
+export interface AlterBrokerConfigRecord {
+  readonly type: typeof MetadataRecordType.AlterBrokerConfig;
+  readonly brokerId: number;
+  /** Keys ascending; a null value removes the dynamic value. */
+  readonly changes: readonly ConfigChange[];
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -228,7 +240,8 @@ export type MetadataRecord =
   | AllocateProducerIdsRecord
   | ReassignPartitionRecord
   | CompleteReassignmentRecord
-  | UnregisterBrokerRecord;
+  | UnregisterBrokerRecord
+  | AlterBrokerConfigRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -311,6 +324,15 @@ export function recordProblem(r: MetadataRecord): string | null {
     }
     case 'delete-topic':
       return isUint(r.topicId) ? null : `topic id ${r.topicId} is out of range`;
+    case 'alter-broker-config':
+      if (r.brokerId !== -1 && !isUint(r.brokerId, BROKER_ID_MAX)) {
+        return `broker id ${r.brokerId} is out of range`;
+      }
+      if (r.changes.length === 0) return 'no config changes';
+      return keysAscending(
+        r.changes.map((c) => c.key),
+        'changes',
+      );
     case 'alter-topic-config':
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
       if (r.changes.length === 0) return 'no config changes';
@@ -450,7 +472,9 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.topicId);
       break;
     case 'alter-topic-config':
-      w.uvarint(record.topicId);
+    case 'alter-broker-config':
+      if (record.type === 'alter-topic-config') w.uvarint(record.topicId);
+      else w.svarint(record.brokerId);
       w.uvarint(record.changes.length);
       for (const c of record.changes) {
         w.string(c.key);
@@ -541,15 +565,21 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue): MetadataRecord 
     }
     case 'delete-topic':
       return { type, topicId: r.uvarint('topic id') };
-    case 'alter-topic-config': {
-      const topicId = r.uvarint('topic id');
+    case 'alter-topic-config':
+    case 'alter-broker-config': {
+      const id =
+        type === 'alter-topic-config'
+          ? r.uvarint('topic id')
+          : r.svarint('broker id', -1, BROKER_ID_MAX);
       const n = r.count('changes', CONFIG_ENTRIES_MAX);
       const changes: ConfigChange[] = [];
       for (let i = 0; i < n; i++) {
         const key = r.string('config key');
         changes.push({ key, value: r.bool('config set') ? r.string('config value') : null });
       }
-      return { type, topicId, changes };
+      return type === 'alter-topic-config'
+        ? { type, topicId: id, changes }
+        : { type, brokerId: id, changes };
     }
     case 'partition-change':
       return {
@@ -603,6 +633,8 @@ export function formatRecord(r: MetadataRecord): string {
     case 'unfence-broker':
     case 'unregister-broker':
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch}`;
+    case 'alter-broker-config':
+      return `${r.type} broker=${r.brokerId}${r.changes.map((c) => ` ${c.key}=${c.value ?? '(default)'}`).join('')}`;
     case 'create-topic': {
       const configs = r.configs.map((e) => ` ${e.key}=${e.value}`).join('');
       return `${r.type} id=${r.topicId} name=${r.name} replicas=${r.partitions.map((p) => ids(p.replicas)).join('')}${configs}`;

@@ -30,6 +30,8 @@
 //      stay), a leader outside the target is lost at the same epoch.
 //   9. `unregister-broker` needs the broker's current epoch and no partition listing it (as a
 //      replica or in a reassignment's target): the broker leaves the registry.
+//  10. `alter-broker-config` needs broker id -1 (every broker) or a registered broker; changes
+//      merge like a topic's (a null value removes the key), at most CONFIG_ENTRIES_MAX keys.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -41,8 +43,11 @@
 //   broker    := id host:string port incarnation:string brokerEpoch fenced:bool lastHeartbeatTick
 //   topic     := id name:string partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
-//   then, only when some partition is being reassigned (so a state without any encodes as
-//   before): reassignments:reassignment[] (count >= 1, by topic id then partition)
+//   then optional sections, each only when it has something (so a state without any encodes
+//   as before), tags strictly ascending:
+//   section := 0x01 reassignments:reassignment[] (count >= 1, by topic id then partition)
+//            | 0x02 brokerConfigs:(brokerId:svarint entries:entry[])[] (count >= 1, ids
+//              ascending, -1 = every broker, entries non-empty)
 //   reassignment := topicId partition target:uvarint[] adding:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
 import { crc32c } from '@streambus/protocol';
@@ -114,6 +119,8 @@ export interface MetadataState {
   readonly producerIdNext: number;
   /** The highest tick any applied record carried: the controller's clock resumes from here. */
   readonly tickLast: number;
+  /** Dynamic broker settings by broker id (-1: every broker), keys ascending (issue 12). */
+  readonly brokerConfigs?: ReadonlyMap<number, readonly ConfigEntry[]>;
 }
 
 export const EMPTY_METADATA_STATE: MetadataState = {
@@ -293,6 +300,35 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
     case 'reassign-partition':
     case 'complete-reassignment':
       return applyReassignment(state, record);
+    case 'alter-broker-config': {
+      if (record.brokerId !== -1 && !state.brokers.has(record.brokerId)) {
+        return noop(state, `broker ${record.brokerId} is not registered`);
+      }
+      const merged = new Map(
+        (state.brokerConfigs?.get(record.brokerId) ?? []).map((e) => [e.key, e.value]),
+      );
+      for (const c of record.changes) {
+        if (c.value === null) merged.delete(c.key);
+        else merged.set(c.key, c.value);
+      }
+      if (merged.size > CONFIG_ENTRIES_MAX) {
+        return noop(
+          state,
+          `broker ${record.brokerId} would have more than ${CONFIG_ENTRIES_MAX} configs`,
+        );
+      }
+      const configs = new Map(state.brokerConfigs ?? []);
+      if (merged.size === 0) configs.delete(record.brokerId);
+      else {
+        configs.set(
+          record.brokerId,
+          [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! })),
+        );
+      }
+      const next: MetadataState = { ...state, brokerConfigs: configs };
+      if (configs.size === 0) delete (next as { brokerConfigs?: unknown }).brokerConfigs;
+      return ok(next);
+    }
     case 'unregister-broker': {
       const b = state.brokers.get(record.brokerId);
       if (b === undefined || b.brokerEpoch !== record.brokerEpoch) {
@@ -305,7 +341,15 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       if (holds !== null) return noop(state, `broker ${record.brokerId} still holds ${holds}`);
       const brokers = new Map(state.brokers);
       brokers.delete(record.brokerId);
-      return ok({ ...state, brokers });
+      const next: MetadataState = { ...state, brokers };
+      // Its dynamic settings go with it (a snapshot lists only registered brokers' settings).
+      if (state.brokerConfigs?.has(record.brokerId) === true) {
+        const configs = new Map(state.brokerConfigs);
+        configs.delete(record.brokerId);
+        if (configs.size === 0) delete (next as { brokerConfigs?: unknown }).brokerConfigs;
+        else return ok({ ...next, brokerConfigs: configs });
+      }
+      return ok(next);
     }
     case 'allocate-producer-ids': {
       if (!state.brokers.has(record.brokerId)) {
@@ -493,6 +537,8 @@ export function partitionCount(state: MetadataState): number {
 const SNAPSHOT_MAGIC = [0x53, 0x42, 0x4d, 0x53]; // "SBMS"
 export const METADATA_SNAPSHOT_VERSION = 1;
 const SNAPSHOT_HEADER_BYTES = 9;
+const SECTION_REASSIGNMENTS = 1;
+const SECTION_BROKER_CONFIGS = 2;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
 
@@ -536,12 +582,24 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
     ),
   );
   if (moving.length > 0) {
+    w.u8(SECTION_REASSIGNMENTS);
     w.uvarint(moving.length);
     for (const m of moving) {
       w.uvarint(m.topicId);
       w.uvarint(m.partition);
       writeIdList(w, m.ra.target);
       writeIdList(w, m.ra.adding);
+    }
+  }
+  const configs = [...(state.brokerConfigs ?? new Map<number, readonly ConfigEntry[]>())].sort(
+    (a, b) => a[0] - b[0],
+  );
+  if (configs.length > 0) {
+    w.u8(SECTION_BROKER_CONFIGS);
+    w.uvarint(configs.length);
+    for (const [id, entries] of configs) {
+      w.svarint(id);
+      writeConfigEntries(w, entries);
     }
   }
   const body = w.finish();
@@ -643,7 +701,16 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     byName.set(name, id);
     lastId = id;
   }
-  if (r.remaining > 0) readReassignments(r, topics);
+  let brokerConfigs: Map<number, readonly ConfigEntry[]> | null = null;
+  let lastSection = 0;
+  while (r.remaining > 0) {
+    const tag = r.u8('snapshot section');
+    if (tag <= lastSection) throw corruptData(`snapshot section ${tag} out of order`);
+    lastSection = tag;
+    if (tag === SECTION_REASSIGNMENTS) readReassignments(r, topics);
+    else if (tag === SECTION_BROKER_CONFIGS) brokerConfigs = readBrokerConfigs(r, brokers);
+    else throw corruptData(`unknown snapshot section ${tag}`);
+  }
   r.expectEnd('metadata snapshot');
   if (clusterId === null && (brokers.size > 0 || topics.size > 0)) {
     throw corruptData('snapshot has brokers or topics but no cluster id');
@@ -657,7 +724,33 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     brokerEpochNext,
     producerIdNext,
     tickLast,
+    ...(brokerConfigs === null ? {} : { brokerConfigs }),
   };
+}
+
+function readBrokerConfigs(
+  r: ByteReader,
+  brokers: ReadonlyMap<number, BrokerState>,
+): Map<number, readonly ConfigEntry[]> {
+  const n = r.count('broker configs', BROKERS_MAX + 1);
+  if (n === 0) throw corruptData('snapshot has an empty broker config section');
+  const out = new Map<number, readonly ConfigEntry[]>();
+  let last = -2;
+  for (let i = 0; i < n; i++) {
+    const id = r.svarint('broker id', -1, BROKER_ID_MAX);
+    const entries = readConfigEntries(r, 'broker configs');
+    if (id <= last || (id !== -1 && !brokers.has(id)) || entries.length === 0) {
+      throw corruptData(`snapshot broker config of ${id} is out of order, unknown or empty`);
+    }
+    for (let k = 1; k < entries.length; k++) {
+      if (!(entries[k - 1]!.key < entries[k]!.key)) {
+        throw corruptData(`snapshot broker ${id} config keys are not ascending`);
+      }
+    }
+    last = id;
+    out.set(id, entries);
+  }
+  return out;
 }
 
 /** The snapshot's reassignment section (count >= 1, ascending), into `topics`. */

@@ -148,6 +148,7 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
     case 'reassign-partition':
     case 'complete-reassignment':
     case 'unregister-broker':
+    case 'alter-broker-config':
       return r;
   }
 }

@@ -17,7 +17,9 @@ import {
 } from '@streambus/protocol';
 import type { RequestContext, Response } from '../connection.js';
 import {
+  alterBrokerConfig,
   decommissionBroker,
+  describeBrokerConfig,
   describeReplica,
   reassignPartition,
 } from '../ops/reassign-partition.js';
@@ -111,6 +113,10 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.REASSIGN_PARTITION]: answer(ApiKey.REASSIGN_PARTITION, reassignPartition),
   [ApiKey.DESCRIBE_REPLICA]: answer(ApiKey.DESCRIBE_REPLICA, describeReplica),
   [ApiKey.DECOMMISSION_BROKER]: answer(ApiKey.DECOMMISSION_BROKER, decommissionBroker),
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: answer(ApiKey.DESCRIBE_BROKER_CONFIG, (b) =>
+    describeBrokerConfig(b),
+  ),
+  [ApiKey.ALTER_BROKER_CONFIG]: answer(ApiKey.ALTER_BROKER_CONFIG, alterBrokerConfig),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

@@ -1,9 +1,13 @@
 // The ReassignPartition and DescribeReplica APIs (issue 12, `streambus partition reassign` and
-// `partition describe`) and DecommissionBroker (`cluster decommission ID`): any broker forwards a reassignment to the controller
+// `partition describe`), DecommissionBroker (`cluster decommission ID`) and the dynamic broker
+// settings (Describe/AlterBrokerConfig, `config describe|set|unset`): any broker forwards a reassignment to the controller
 // (controller/reassignment.ts has the flow); DescribeReplica answers for this broker's own replica.
 import type {
+  AlterBrokerConfigRequest,
+  AlterBrokerConfigResponse,
   DecommissionBrokerRequest,
   DecommissionBrokerResponse,
+  DescribeBrokerConfigResponse,
   DescribeReplicaRequest,
   DescribeReplicaResponse,
   ReassignPartitionRequest,
@@ -53,4 +57,22 @@ export async function decommissionBroker(
     Math.min(req.timeoutMs, DECOMMISSION_WAIT_MS_MAX),
   );
   return { errorCode: 0, partitionsMoved: r.moved };
+}
+
+export function describeBrokerConfig(b: BrokerContext): DescribeBrokerConfigResponse {
+  return {
+    errorCode: 0,
+    nodeId: b.config.nodeId,
+    entries: b.cluster
+      .brokerConfig()
+      .map((e) => ({ key: e.key, value: String(e.value), source: e.source })),
+  };
+}
+
+export async function alterBrokerConfig(
+  b: BrokerContext,
+  req: AlterBrokerConfigRequest,
+): Promise<AlterBrokerConfigResponse> {
+  await b.cluster.alterBrokerConfig(req.brokerId, req.configs);
+  return { errorCode: 0 };
 }

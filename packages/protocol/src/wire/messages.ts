@@ -54,6 +54,8 @@ export const ApiKey = {
   OFFSET_DELETE: 23,
   REBALANCE_LEADERS: 30,
   REASSIGN_PARTITION: 31,
+  DESCRIBE_BROKER_CONFIG: 32,
+  ALTER_BROKER_CONFIG: 33,
   DESCRIBE_REPLICA: 34,
   DECOMMISSION_BROKER: 35,
 } as const;
@@ -94,6 +96,8 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.OFFSET_DELETE]: { min: 0, max: 0 },
   [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
   [ApiKey.REASSIGN_PARTITION]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: { min: 0, max: 0 },
+  [ApiKey.ALTER_BROKER_CONFIG]: { min: 0, max: 0 },
   [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
   [ApiKey.DECOMMISSION_BROKER]: { min: 0, max: 0 },
 };
@@ -622,6 +626,26 @@ export const DecommissionBrokerResponseSchema = object({
   partitionsMoved: int(0, INT32_MAX),
 });
 
+// DescribeBrokerConfig / AlterBrokerConfig (`streambus config describe|set|unset`, issue 12): the
+// dynamic broker settings. Describe is answered by the broker asked, for itself: each dynamic
+// key's value in force and its source (static = flags, environment, file or default;
+// dynamic-cluster; dynamic-broker). Alter (any broker) records the changes for one broker or,
+// with brokerId -1, for every broker; a null value removes the dynamic value.
+export const DescribeBrokerConfigRequestSchema = object({});
+export const DescribeBrokerConfigResponseSchema = object({
+  ...errorFields,
+  nodeId: int32(),
+  entries: array(
+    object({ key: string(256), value: string(CONFIG_VALUE_LENGTH_MAX), source: string(32) }),
+    64,
+  ),
+});
+export const AlterBrokerConfigRequestSchema = object({
+  brokerId: int(-1, INT32_MAX),
+  configs: dict(nullable(string(CONFIG_VALUE_LENGTH_MAX)), 64),
+});
+export const AlterBrokerConfigResponseSchema = object({ ...errorFields });
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -709,6 +733,14 @@ export const MESSAGE_SCHEMAS = {
     request: RebalanceLeadersRequestSchema,
     response: RebalanceLeadersResponseSchema,
   },
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: {
+    request: DescribeBrokerConfigRequestSchema,
+    response: DescribeBrokerConfigResponseSchema,
+  },
+  [ApiKey.ALTER_BROKER_CONFIG]: {
+    request: AlterBrokerConfigRequestSchema,
+    response: AlterBrokerConfigResponseSchema,
+  },
   [ApiKey.REASSIGN_PARTITION]: {
     request: ReassignPartitionRequestSchema,
     response: ReassignPartitionResponseSchema,
@@ -782,6 +814,10 @@ export type ReassignPartitionRequest = RequestOf<typeof ApiKey.REASSIGN_PARTITIO
 export type ReassignPartitionResponse = ResponseOf<typeof ApiKey.REASSIGN_PARTITION>;
 export type DescribeReplicaRequest = RequestOf<typeof ApiKey.DESCRIBE_REPLICA>;
 export type DescribeReplicaResponse = ResponseOf<typeof ApiKey.DESCRIBE_REPLICA>;
+export type DescribeBrokerConfigRequest = RequestOf<typeof ApiKey.DESCRIBE_BROKER_CONFIG>;
+export type DescribeBrokerConfigResponse = ResponseOf<typeof ApiKey.DESCRIBE_BROKER_CONFIG>;
+export type AlterBrokerConfigRequest = RequestOf<typeof ApiKey.ALTER_BROKER_CONFIG>;
+export type AlterBrokerConfigResponse = ResponseOf<typeof ApiKey.ALTER_BROKER_CONFIG>;
 export type DecommissionBrokerRequest = RequestOf<typeof ApiKey.DECOMMISSION_BROKER>;
 export type DecommissionBrokerResponse = ResponseOf<typeof ApiKey.DECOMMISSION_BROKER>;
 
