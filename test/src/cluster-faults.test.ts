@@ -293,13 +293,36 @@ describe('a 3-broker cluster under faults', () => {
   // controller role handed to in-sync replicas, the controller told) and started again. The
   // application sees no failed send, nothing is lost or written twice, and each restarted
   // broker, once caught up, takes its preferred leaderships back (balancing every second here).
-  it('rolling restart with SIGTERM under acks=all load: no failed send, nothing lost or duplicated', async () => {
-    const c = await cluster({ env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '1000' } });
+  // A group consumer reads the topic throughout: it consumes every record, and once it closes
+  // its committed offsets are the log ends (it commits past control batches since 4a625bd).
+  it('rolling restart with SIGTERM under acks=all load: no failed send, nothing lost or duplicated; a group consumer reads every record', async () => {
+    const c = await cluster({
+      env: {
+        STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '1000',
+        STREAMBUS_GROUPS_OFFSETS_TOPIC_PARTITIONS: '3',
+        STREAMBUS_GROUPS_INITIAL_REBALANCE_DELAY_MS: '0',
+      },
+    });
     const sdk = client(c.bootstrap);
     const topic = 'rolling';
     await sdk
       .admin()
       .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
+    const group = 'rolling-group';
+    const consumer = client(c.bootstrap).consumer({
+      groupId: group,
+      sessionTimeoutMs: 6000,
+      heartbeatIntervalMs: 300,
+      autoCommitIntervalMs: 300,
+      maxWaitMs: 100,
+      autoOffsetReset: 'earliest',
+    });
+    cleanup.push(() => consumer.close());
+    await consumer.subscribe({ topics: [topic] });
+    const consumed = new Set<string>();
+    const reading = (async () => {
+      for await (const r of consumer) consumed.add(Buffer.from(r.value ?? []).toString());
+    })();
     const preferred = async () => {
       const d = await sdk.admin().describeTopic(topic);
       return d.partitions.every((p) => p.leaderId === p.replicas[0] && p.isr.length === 3);
@@ -348,7 +371,17 @@ describe('a 3-broker cluster under faults', () => {
     expect(acked.size).toBeGreaterThan(100);
     const read = await readAll(sdk, topic, acked.size);
     expectExactlyAcked(read, acked);
-  }, 90_000);
+    // The group consumer got every record; closed, it committed up to every log end.
+    await waitUntil('the group consumer read every record', 30_000, async () =>
+      [...acked.keys()].every((v) => consumed.has(v)) ? true : undefined,
+    );
+    await consumer.close();
+    await reading;
+    const d = await sdk.admin().describeGroup(group);
+    expect(d.offsets).toHaveLength(3);
+    for (const o of d.offsets)
+      expect(o.committedOffset, `${o.topic}/${o.partition}`).toBe(o.logEnd);
+  }, 120_000);
 
   // Issue 12: with automatic balancing off, a broker restarted after kill -9 catches up but
   // leads nothing; `streambus cluster rebalance-leaders` (RebalanceLeaders, to any broker) hands
