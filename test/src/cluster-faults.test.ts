@@ -516,6 +516,8 @@ describe('partition reassignment on a 4-broker cluster', () => {
     const sdk = client(c.bootstrap);
     const admin = sdk.admin();
     const topic = 'moving';
+    const jsonCli = (args: string[]) =>
+      cli([...args, '--output', 'json', '--bootstrap', c.bootstrap.join(',')]);
     await admin.createTopic({ name: topic, partitions: 2, replicationFactor: 3 });
     const moved = async (p: number, target: number[]) => {
       const d = await admin.describePartition(topic, p);
@@ -538,18 +540,7 @@ describe('partition reassignment on a 4-broker cluster', () => {
       async () => {
         try {
           await new Promise((r) => setTimeout(r, 500));
-          const out = await cli([
-            'partition',
-            'reassign',
-            topic,
-            '0',
-            '--replicas',
-            '2,3,4',
-            '--output',
-            'json',
-            '--bootstrap',
-            c.bootstrap.join(','),
-          ]);
+          const out = await jsonCli(['partition', 'reassign', topic, '0', '--replicas', '2,3,4']);
           expect(out.code, out.stderr).toBe(0);
           await admin.reassignPartition(topic, 1, [2, 3, 4]);
           for (const p of [0, 1]) {
@@ -567,16 +558,7 @@ describe('partition reassignment on a 4-broker cluster', () => {
     expect(acked.size).toBeGreaterThan(100);
     expectExactlyAcked(await readAll(sdk, topic, acked.size), acked);
     // `partition describe --output json`: the roles after the move.
-    const out = await cli([
-      'partition',
-      'describe',
-      topic,
-      '0',
-      '--output',
-      'json',
-      '--bootstrap',
-      c.bootstrap.join(','),
-    ]);
+    const out = await jsonCli(['partition', 'describe', topic, '0']);
     expect(out.code, out.stderr).toBe(0);
     const d = JSON.parse(out.stdout) as {
       replicas: Array<{ nodeId: number; role: string; commitLag: number }>;
@@ -606,15 +588,7 @@ describe('partition reassignment on a 4-broker cluster', () => {
     // `cluster decommission 2`: its replicas (of both topics) move to the others, then it
     // leaves the registry.
     await admin.createTopic({ name: 'leaving', partitions: 4, replicationFactor: 3 });
-    const dec = await cli([
-      'cluster',
-      'decommission',
-      '2',
-      '--output',
-      'json',
-      '--bootstrap',
-      c.bootstrap.join(','),
-    ]);
+    const dec = await jsonCli(['cluster', 'decommission', '2']);
     expect(dec.code, dec.stderr).toBe(0);
     expect((JSON.parse(dec.stdout) as { partitionsMoved: number }).partitionsMoved).toBeGreaterThan(
       2,

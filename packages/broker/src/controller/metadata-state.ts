@@ -56,6 +56,7 @@ import {
   BROKER_ID_MAX,
   CONFIG_ENTRIES_MAX,
   type CompleteReassignmentRecord,
+  type ConfigChange,
   type ConfigEntry,
   isLegalTopicName,
   isValidClusterId,
@@ -249,18 +250,13 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
     case 'alter-topic-config': {
       const topic = state.topics.get(record.topicId);
       if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
-      const merged = new Map(topic.configs.map((e) => [e.key, e.value]));
-      for (const c of record.changes) {
-        if (c.value === null) merged.delete(c.key);
-        else merged.set(c.key, c.value);
-      }
-      if (merged.size > CONFIG_ENTRIES_MAX) {
+      const configs = mergeConfigs(topic.configs, record.changes);
+      if (configs === null) {
         return noop(
           state,
           `topic ${topic.name} would have more than ${CONFIG_ENTRIES_MAX} configs`,
         );
       }
-      const configs = [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! }));
       return ok(withTopic(state, { ...topic, configs }));
     }
     case 'partition-change': {
@@ -304,27 +300,16 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       if (record.brokerId !== -1 && !state.brokers.has(record.brokerId)) {
         return noop(state, `broker ${record.brokerId} is not registered`);
       }
-      const merged = new Map(
-        (state.brokerConfigs?.get(record.brokerId) ?? []).map((e) => [e.key, e.value]),
-      );
-      for (const c of record.changes) {
-        if (c.value === null) merged.delete(c.key);
-        else merged.set(c.key, c.value);
-      }
-      if (merged.size > CONFIG_ENTRIES_MAX) {
+      const merged = mergeConfigs(state.brokerConfigs?.get(record.brokerId) ?? [], record.changes);
+      if (merged === null) {
         return noop(
           state,
           `broker ${record.brokerId} would have more than ${CONFIG_ENTRIES_MAX} configs`,
         );
       }
       const configs = new Map(state.brokerConfigs ?? []);
-      if (merged.size === 0) configs.delete(record.brokerId);
-      else {
-        configs.set(
-          record.brokerId,
-          [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! })),
-        );
-      }
+      if (merged.length === 0) configs.delete(record.brokerId);
+      else configs.set(record.brokerId, merged);
       const next: MetadataState = { ...state, brokerConfigs: configs };
       if (configs.size === 0) delete (next as { brokerConfigs?: unknown }).brokerConfigs;
       return ok(next);
@@ -364,6 +349,20 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       return ok({ ...state, producerIdNext: record.firstProducerId + record.count });
     }
   }
+}
+
+/** `entries` with `changes` applied (a null value removes), keys ascending; null past the max. */
+function mergeConfigs(
+  entries: readonly ConfigEntry[],
+  changes: readonly ConfigChange[],
+): ConfigEntry[] | null {
+  const merged = new Map(entries.map((e) => [e.key, e.value]));
+  for (const c of changes) {
+    if (c.value === null) merged.delete(c.key);
+    else merged.set(c.key, c.value);
+  }
+  if (merged.size > CONFIG_ENTRIES_MAX) return null;
+  return [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! }));
 }
 
 /** Rule 8. */

@@ -1,20 +1,11 @@
 import { ErrorCode } from '@streambus/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  planBootstrap,
-  planControlledShutdown,
-  planCreateTopic,
-  planHeartbeat,
-  planIsrChange,
-  planRegisterBroker,
-} from './controller-planner.js';
+import { planControlledShutdown, planCreateTopic, planIsrChange } from './controller-planner.js';
 import { decodeRecord, encodeRecord, type MetadataRecord } from './metadata-records.js';
 import {
-  apply,
   applyRecord,
   decodeSnapshot,
-  EMPTY_METADATA_STATE,
   encodeSnapshot,
   type MetadataState,
   topicByName,
@@ -27,19 +18,13 @@ import {
   planUnregisterBroker,
   type ReassignmentStep,
 } from './reassignment.js';
+import { liveCluster, runRecords } from './state-testing.js';
 
-const run = (s: MetadataState, records: readonly MetadataRecord[]) => records.reduce(apply, s);
+const run = runRecords;
 
 /** Brokers 1..n live, topic `t` with one partition on `replicas` (preferred leader first). */
 function withTopic(n: number, replicas: number[]): MetadataState {
-  let s = run(EMPTY_METADATA_STATE, planBootstrap(EMPTY_METADATA_STATE, 'c1'));
-  for (let id = 1; id <= n; id++) {
-    s = run(
-      s,
-      planRegisterBroker(s, { brokerId: id, host: `h${id}`, port: 9000 + id, incarnation: 'a' }),
-    );
-    s = run(s, planHeartbeat(s, { brokerId: id, brokerEpoch: s.brokers.get(id)!.brokerEpoch }, 0));
-  }
+  let s = liveCluster(n);
   s = run(s, planCreateTopic(s, { name: 't', partitions: 1, replicationFactor: replicas.length }));
   const t = topicByName(s, 't')!;
   const p = t.partitions[0]!;

@@ -2,20 +2,8 @@ import { ErrorCode } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../config.js';
 import { planAlterBrokerConfig } from '../controller/broker-config.js';
-import {
-  planBootstrap,
-  planHeartbeat,
-  planRegisterBroker,
-} from '../controller/controller-planner.js';
-import type { MetadataRecord } from '../controller/metadata-records.js';
-import {
-  apply,
-  applyRecord,
-  decodeSnapshot,
-  EMPTY_METADATA_STATE,
-  encodeSnapshot,
-  type MetadataState,
-} from '../controller/metadata-state.js';
+import { applyRecord, decodeSnapshot, encodeSnapshot } from '../controller/metadata-state.js';
+import { liveCluster, runRecords } from '../controller/state-testing.js';
 import {
   applyDynamicConfig,
   checkBrokerConfigChange,
@@ -23,19 +11,8 @@ import {
   staticDynamicValues,
 } from './dynamic-config.js';
 
-const run = (s: MetadataState, records: readonly MetadataRecord[]) => records.reduce(apply, s);
-
-function brokers(n: number): MetadataState {
-  let s = run(EMPTY_METADATA_STATE, planBootstrap(EMPTY_METADATA_STATE, 'c1'));
-  for (let id = 1; id <= n; id++) {
-    s = run(
-      s,
-      planRegisterBroker(s, { brokerId: id, host: `h${id}`, port: 9000 + id, incarnation: 'a' }),
-    );
-    s = run(s, planHeartbeat(s, { brokerId: id, brokerEpoch: s.brokers.get(id)!.brokerEpoch }, 0));
-  }
-  return s;
-}
+const run = runRecords;
+const brokers = liveCluster;
 
 function expectConfigError(fn: () => unknown, message: RegExp): void {
   expect(fn).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_CONFIG }));
