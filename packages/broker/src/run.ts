@@ -129,7 +129,8 @@ export async function runBroker(
         (err: unknown) => logger.error({ err, changes }, 'SIGHUP: recording the settings failed'),
       );
     };
-    process.on('SIGHUP', onHangUp);
+    // Only with a way to re-read: otherwise SIGHUP keeps its default (the process ends).
+    if (options.reload !== undefined) process.on('SIGHUP', onHangUp);
     // Only now, with the handlers in place: a supervisor may signal as soon as it reads this.
     // The started line is printed at any log level: supervisors and the CLI wait for it.
     pino({ level: 'info', base: { pid: process.pid } }).info(
