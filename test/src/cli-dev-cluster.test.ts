@@ -176,11 +176,9 @@ describe('streambus dev --nodes', () => {
     expect(dev.stdout()).toContain(`kcat -b ${kafka!.join(',')} -L`);
     dev.child.kill('SIGINT');
     expect(await within(dev.exit, 20_000, 'stopping')).toBe(0);
-    // All three stop at once: a broker whose controlled shutdown finds no controller left (the
-    // voters went first) warns that the controller was not told, and still stops cleanly.
-    expect(dev.stdout()).toMatch(
-      /stopping\.\.\.\n(\[node-\d\] .*"controlled shutdown: the controller was not told"\}\n)*stopped\n$/,
-    );
+    // Brokers' own log lines ([node-N] ...) may come in between: all three stop at once, so one
+    // can find the controller gone when it reports its shutdown (a warning, under load).
+    expect(dev.stdout().replace(/^\[node-\d+\] .*\n/gm, '')).toMatch(/stopping\.\.\.\nstopped\n$/);
     expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
     expect(dev.stderr()).toBe('');
   }, 60_000);

@@ -11,7 +11,8 @@
 //     serves, and after healing every replica holds the same batches.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { peekBatchSize } from '@streambus/protocol';
@@ -292,13 +293,36 @@ describe('a 3-broker cluster under faults', () => {
   // controller role handed to in-sync replicas, the controller told) and started again. The
   // application sees no failed send, nothing is lost or written twice, and each restarted
   // broker, once caught up, takes its preferred leaderships back (balancing every second here).
-  it('rolling restart with SIGTERM under acks=all load: no failed send, nothing lost or duplicated', async () => {
-    const c = await cluster({ env: { STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '1000' } });
+  // A group consumer reads the topic throughout: it consumes every record, and once it closes
+  // its committed offsets are the log ends (it commits past control batches since 4a625bd).
+  it('rolling restart with SIGTERM under acks=all load: no failed send, nothing lost or duplicated; a group consumer reads every record', async () => {
+    const c = await cluster({
+      env: {
+        STREAMBUS_LEADER_BALANCE_INTERVAL_MS: '1000',
+        STREAMBUS_GROUPS_OFFSETS_TOPIC_PARTITIONS: '3',
+        STREAMBUS_GROUPS_INITIAL_REBALANCE_DELAY_MS: '0',
+      },
+    });
     const sdk = client(c.bootstrap);
     const topic = 'rolling';
     await sdk
       .admin()
       .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
+    const group = 'rolling-group';
+    const consumer = client(c.bootstrap).consumer({
+      groupId: group,
+      sessionTimeoutMs: 6000,
+      heartbeatIntervalMs: 300,
+      autoCommitIntervalMs: 300,
+      maxWaitMs: 100,
+      autoOffsetReset: 'earliest',
+    });
+    cleanup.push(() => consumer.close());
+    await consumer.subscribe({ topics: [topic] });
+    const consumed = new Set<string>();
+    const reading = (async () => {
+      for await (const r of consumer) consumed.add(Buffer.from(r.value ?? []).toString());
+    })();
     const preferred = async () => {
       const d = await sdk.admin().describeTopic(topic);
       return d.partitions.every((p) => p.leaderId === p.replicas[0] && p.isr.length === 3);
@@ -347,7 +371,17 @@ describe('a 3-broker cluster under faults', () => {
     expect(acked.size).toBeGreaterThan(100);
     const read = await readAll(sdk, topic, acked.size);
     expectExactlyAcked(read, acked);
-  }, 90_000);
+    // The group consumer got every record; closed, it committed up to every log end.
+    await waitUntil('the group consumer read every record', 30_000, async () =>
+      [...acked.keys()].every((v) => consumed.has(v)) ? true : undefined,
+    );
+    await consumer.close();
+    await reading;
+    const d = await sdk.admin().describeGroup(group);
+    expect(d.offsets).toHaveLength(3);
+    for (const o of d.offsets)
+      expect(o.committedOffset, `${o.topic}/${o.partition}`).toBe(o.logEnd);
+  }, 120_000);
 
   // Issue 12: with automatic balancing off, a broker restarted after kill -9 catches up but
   // leads nothing; `streambus cluster rebalance-leaders` (RebalanceLeaders, to any broker) hands
@@ -460,4 +494,151 @@ describe('a 3-broker cluster under faults', () => {
       acked,
     );
   }, 60_000);
+});
+
+// Issue 12: partition reassignment. Four brokers; every partition of a topic is first moved onto
+// {1,2,3}, then, under acks=all produce load, onto {2,3,4} (one partition through the CLI, the
+// other through the admin API): each new replica joins its Raft group as a learner, catches up,
+// is promoted, and the replicas leaving are removed. The application sees no failed send,
+// nothing is lost or written twice, and broker 4 holds exactly the leader's batches. Then
+// `cluster decommission 2` moves broker 2's replicas off and takes it out of the registry.
+describe('partition reassignment on a 4-broker cluster', () => {
+  it('reassign {1,2,3} -> {2,3,4} under acks=all load: no failed send, nothing lost, broker 4 byte-identical; then decommission broker 2; dynamic broker settings by config set and SIGHUP', async () => {
+    // Broker 3 reads a configuration file: SIGHUP re-reads it (dynamic settings, below).
+    const confDir = mkdtempSync(join(tmpdir(), 'streambus-ops-conf-'));
+    cleanup.push(async () => rmSync(confDir, { recursive: true, force: true }));
+    const confFile = join(confDir, 'broker3.yaml');
+    writeFileSync(confFile, 'leaderBalance:\n  intervalMs: 30000\n');
+    const c = await cluster({
+      nodes: 4,
+      nodeArgs: (id) => (id === 3 ? ['--config', confFile] : []),
+    });
+    const sdk = client(c.bootstrap);
+    const admin = sdk.admin();
+    const topic = 'moving';
+    const jsonCli = (args: string[]) =>
+      cli([...args, '--output', 'json', '--bootstrap', c.bootstrap.join(',')]);
+    await admin.createTopic({ name: topic, partitions: 2, replicationFactor: 3 });
+    const moved = async (p: number, target: number[]) => {
+      const d = await admin.describePartition(topic, p);
+      const ids = d.replicas.map((r) => r.nodeId);
+      return d.reassignmentTarget === null &&
+        ids.length === target.length &&
+        ids.every((id, i) => id === target[i])
+        ? d
+        : undefined;
+    };
+    for (const p of [0, 1]) await admin.reassignPartition(topic, p, [1, 2, 3]);
+    for (const p of [0, 1])
+      await waitUntil(`${topic}/${p} on 1,2,3`, 20_000, () => moved(p, [1, 2, 3]));
+    let stop = false;
+    const load = produceTracked(
+      sdk,
+      topic,
+      'm',
+      1_000_000,
+      async () => {
+        try {
+          await new Promise((r) => setTimeout(r, 500));
+          const out = await jsonCli(['partition', 'reassign', topic, '0', '--replicas', '2,3,4']);
+          expect(out.code, out.stderr).toBe(0);
+          await admin.reassignPartition(topic, 1, [2, 3, 4]);
+          for (const p of [0, 1]) {
+            await waitUntil(`${topic}/${p} on 2,3,4`, 30_000, () => moved(p, [2, 3, 4]));
+          }
+          await new Promise((r) => setTimeout(r, 300));
+        } finally {
+          stop = true;
+        }
+      },
+      () => stop,
+    );
+    const { acked, failures } = await load;
+    expect(failures.slice(0, 5)).toEqual([]);
+    expect(acked.size).toBeGreaterThan(100);
+    expectExactlyAcked(await readAll(sdk, topic, acked.size), acked);
+    // `partition describe --output json`: the roles after the move.
+    const out = await jsonCli(['partition', 'describe', topic, '0']);
+    expect(out.code, out.stderr).toBe(0);
+    const d = JSON.parse(out.stdout) as {
+      replicas: Array<{ nodeId: number; role: string; commitLag: number }>;
+      reassignmentTarget: number[] | null;
+    };
+    expect(d.reassignmentTarget).toBeNull();
+    expect(d.replicas.map((r) => r.nodeId)).toEqual([2, 3, 4]);
+    expect(d.replicas.filter((r) => r.role === 'leader')).toHaveLength(1);
+    expect(d.replicas.every((r) => r.role === 'leader' || r.role === 'voter')).toBe(true);
+    // Broker 4's log holds the leader's batches byte for byte (once it caught up).
+    for (const p of [0, 1]) {
+      const leader = (await admin.describePartition(topic, p)).leaderId;
+      await waitUntil(
+        `broker 4 identical to leader ${leader} on ${topic}/${p}`,
+        15_000,
+        async () => {
+          const mine = replicaBatches(c.broker(4).dataDir, p);
+          const theirs = replicaBatches(c.broker(leader).dataDir, p);
+          return mine.length > 0 && mine.join() === theirs.join() ? true : undefined;
+        },
+      );
+    }
+    // Broker 1 left both groups: its replicas are closed and their data deleted.
+    await waitUntil('broker 1 holds no replica', 10_000, async () =>
+      [0, 1].every((p) => replicaBatches(c.broker(1).dataDir, p).length === 0) ? true : undefined,
+    );
+    // `cluster decommission 2`: its replicas (of both topics) move to the others, then it
+    // leaves the registry.
+    await admin.createTopic({ name: 'leaving', partitions: 4, replicationFactor: 3 });
+    const dec = await jsonCli(['cluster', 'decommission', '2']);
+    expect(dec.code, dec.stderr).toBe(0);
+    expect((JSON.parse(dec.stdout) as { partitionsMoved: number }).partitionsMoved).toBeGreaterThan(
+      2,
+    );
+    const brokers = (await admin.describeCluster()).brokers.map((b) => b.nodeId);
+    expect(brokers).toEqual([1, 3, 4]);
+    for (const name of [topic, 'leaving']) {
+      for (const p of (await admin.describeTopic(name)).partitions) {
+        expect(p.replicas, `${name}/${p.partition}`).not.toContain(2);
+        expect(p.replicas).toHaveLength(3);
+      }
+    }
+    // Dynamic broker settings: `config set` for every broker and for one, recorded by the
+    // controller and in force without a restart; bad changes refused naming the key.
+    const bootstrap = c.bootstrap.filter((_, i) => i !== 1).join(',');
+    const config = (args: string[]) => cli(['config', ...args, '--bootstrap', bootstrap]);
+    const describe3 = async () => {
+      const out = await config(['describe', '--broker', '3', '--output', 'json']);
+      expect(out.code, out.stderr).toBe(0);
+      const entries = (
+        JSON.parse(out.stdout) as { entries: Array<{ key: string; value: string; source: string }> }
+      ).entries;
+      return new Map(entries.map((e) => [e.key, e]));
+    };
+    expect((await config(['set', 'reassignmentBytesPerSecond', '1048576'])).code).toBe(0);
+    // The harness runs brokers at warn: broker 3 logs its info line only at the new level.
+    expect((await config(['set', 'logLevel', 'info', '--broker', '3'])).code).toBe(0);
+    let d3 = await describe3();
+    expect(d3.get('reassignmentBytesPerSecond')).toMatchObject({
+      value: '1048576',
+      source: 'dynamic-cluster',
+    });
+    expect(d3.get('logLevel')).toMatchObject({ value: 'info', source: 'dynamic-broker' });
+    await waitUntil('broker 3 logging at info', 5000, async () =>
+      c.broker(3).output().includes('dynamic broker settings applied') ? true : undefined,
+    );
+    expect(c.broker(4).output()).not.toContain('dynamic broker settings applied');
+    const bad = await config(['set', 'limits.frameBytesMax', '1024']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/limits\.frameBytesMax: not a dynamic setting/);
+    const badValue = await config(['set', 'leaderBalance.intervalMs', 'soon', '--broker', '4']);
+    expect(badValue.code).not.toBe(0);
+    expect(badValue.stderr).toMatch(/leaderBalance\.intervalMs: expected an integer/);
+    // SIGHUP: broker 3 re-reads its file; the changed dynamic setting is recorded for it.
+    writeFileSync(confFile, 'leaderBalance:\n  intervalMs: 5000\n');
+    c.broker(3).process?.kill('SIGHUP');
+    await waitUntil('SIGHUP applied on broker 3', 10_000, async () => {
+      d3 = await describe3();
+      return d3.get('leaderBalance.intervalMs')?.value === '5000' ? true : undefined;
+    });
+    expect(d3.get('leaderBalance.intervalMs')?.source).toBe('dynamic-broker');
+  }, 120_000);
 });

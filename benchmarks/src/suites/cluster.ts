@@ -18,6 +18,8 @@
 //   cluster idle cpu / rss, 1,000 replicas   with 1,000 partitions of RF 3 (every broker holds a
 //                      replica of each) and no traffic: the highest per-broker CPU share of one
 //                      core over an idle window (/proc/<pid>/stat) and VmRSS.
+//   cluster reassignment MB/s (unthrottled, throttled), cluster rolling restart p50/p99 before,
+//                      during and after, and its failed sends: issue 12 (cluster-ops.ts).
 // Before measuring, the suite checks that the cluster replicates (every partition of an RF 3
 // topic lists 3 replicas with a leader); without a working cluster it fails and says why.
 import { readFileSync } from 'node:fs';
@@ -34,6 +36,7 @@ import {
 } from '../harness.js';
 import { pacedSendLatencies } from '../paced-send.js';
 import { endOffsetSum, procStatusKiB, sendChunks } from './broker.js';
+import { reassignmentRows, rollingRestartRows } from './cluster-ops.js';
 
 const RF = 3;
 const PARTITIONS = 4;
@@ -408,7 +411,9 @@ export const suite: Suite = {
     'Three broker processes on this machine, replication factor 3, 100 B records, our producer: ' +
     'acks=all (durability always) and acks=1 vs a same-run cluster of one (read first: those ' +
     'ratios), consume from a replicated topic, p99 produce->ack at a paced 10,000 records/s, ' +
-    'failover after kill -9 of a leader (median of 5), idle CPU and RSS with 1,000 replicas.',
+    'failover after kill -9 of a leader (median of 5), reassignment MB/s with and without the ' +
+    'throttle, produce latency and failed sends around a rolling restart, idle CPU and RSS with ' +
+    '1,000 replicas.',
   async run(options: SuiteOptions): Promise<ResultRow[]> {
     return withCluster(1, (singleCluster, singleClient) =>
       withCluster(3, async (cluster, client) => {
@@ -421,6 +426,8 @@ export const suite: Suite = {
         rows.push(await consumeRow(ctx));
         rows.push(...(await latencyRows(ctx)));
         rows.push(await failoverRow(ctx));
+        rows.push(...(await reassignmentRows(cluster, client, options.quick)));
+        rows.push(...(await rollingRestartRows(cluster, client, options.quick)));
         rows.push(...(await idleRows(ctx)));
         return rows;
       }),

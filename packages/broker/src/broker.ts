@@ -148,6 +148,14 @@ export class Broker {
   }
 
   /** What a controlled shutdown has not finished yet (logged when it overruns its timeout). */
+  /** Records dynamic settings for this broker (SIGHUP, run.ts; ops/dynamic-config.ts). */
+  async alterOwnConfig(changes: Readonly<Record<string, string>>): Promise<void> {
+    if (this.cluster === null) {
+      throw new StreamBusError(ErrorCode.REQUEST_TIMED_OUT, 'the broker is not serving yet');
+    }
+    await this.cluster.alterBrokerConfig(this.config.nodeId, changes);
+  }
+
   shutdownLeft(): { phase: string; partitionsLed: string[]; connections: number } {
     return {
       phase: this.shutdownPhase,
@@ -244,11 +252,17 @@ export class Broker {
     );
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
-    this.retentionTimer = setInterval(
-      () => void this.replicas.maintain(),
-      this.config.retentionCheckIntervalMs,
-    );
-    this.retentionTimer.unref();
+    // Re-armed after each check with the interval then in force: retentionCheckIntervalMs is a
+    // dynamic setting (ops/dynamic-config.ts).
+    const armRetention = (): void => {
+      this.retentionTimer = setTimeout(() => {
+        if (this.closing !== null) return;
+        void this.replicas.maintain();
+        armRetention();
+      }, this.config.retentionCheckIntervalMs);
+      this.retentionTimer.unref();
+    };
+    armRetention();
     await cluster.start(context.advertised(), this.kafka?.advertised ?? null);
     // A cluster of one is its own majority: it answers once it is registered (a few ms) and
     // has opened the replicas its metadata names, so a topic created right after start has a
@@ -343,7 +357,7 @@ export class Broker {
   private async shutDown(): Promise<void> {
     this.ready = false;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    if (this.retentionTimer) clearTimeout(this.retentionTimer);
     const serverClosed = Promise.all([
       this.server ? closeServer(this.server) : Promise.resolve(),
       this.kafka?.close(),

@@ -41,7 +41,7 @@ import { type FileSystem, removeTree } from '@streambus/storage';
 import type { Logger } from 'pino';
 import type { AdminQueue } from './admin-queue.js';
 import { ByteBudget } from './byte-budget.js';
-import { type GroupKey, METADATA_GROUP } from './cluster/contract.js';
+import { type GroupKey, METADATA_GROUP, type RaftTransport } from './cluster/contract.js';
 import { RaftGroupHost } from './cluster/group-host.js';
 import { type PeerAddress, PeerLinks } from './cluster/peer-links.js';
 import {
@@ -64,22 +64,33 @@ import type { ConfigEntry } from './controller/metadata-records.js';
 import {
   EMPTY_METADATA_STATE,
   type MetadataState,
+  partitionsListing,
   partitionsOfBroker,
   topicByName,
 } from './controller/metadata-state.js';
 import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity.js';
+import { nextReassignmentStep } from './controller/reassignment.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
 import { removeDeletedTopicDirs } from './leftover-replica-dirs.js';
 import type { LogCompaction } from './log-compaction.js';
 import type { ClusterMetricsView } from './metrics.js';
 import {
+  ALL_BROKERS,
+  applyDynamicConfig,
+  type EffectiveEntry,
+  effectiveDynamicConfig,
+  staticDynamicValues,
+} from './ops/dynamic-config.js';
+import {
   BALANCE_LEADERS_KIND,
   type HandOffResult,
   type HeldLeadership,
   LeadershipOps,
 } from './ops/leadership.js';
+import { setProcessLogLevel } from './ops/log-level.js';
 import { type ClusterReadiness, clusterReadiness } from './ops/readiness.js';
+import { ReassignmentThrottle, throttledTransport } from './ops/reassignment-throttle.js';
 import type { ReplicaManager } from './replica-manager.js';
 import {
   logConfigChanged,
@@ -187,6 +198,10 @@ export class ClusterNode {
    */
   private readonly reported = new Map<string, { sig: string; tick: number }>();
   private houseTicks = 0;
+  /** Partitions whose reassignment step is in flight here (at most one each). */
+  private readonly reassignSteps = new Set<string>();
+  /** Partitions whose leader asked for a reassignment hand-over, and the house tick it did. */
+  private readonly reassignTransferTick = new Map<string, number>();
   /** Times a replica here became leader (metrics). */
   private leaderElections = 0;
   /** A controlled shutdown began: no balancing, /ready false. */
@@ -199,6 +214,11 @@ export class ClusterNode {
   private readonly random = seededRandom(randomInt(2 ** 31));
   /** Leadership hand-over (controlled shutdown) and preferred-leader balancing (ops/). */
   private readonly leadership: LeadershipOps;
+  /** Catch-up traffic to replicas joining by reassignment, under its bytes/s budget. */
+  readonly reassignmentThrottle: ReassignmentThrottle;
+  private readonly replicaTransport: RaftTransport;
+  /** The dynamic settings' values this process started with (ops/dynamic-config.ts). */
+  private readonly staticDynamic: ReadonlyMap<string, unknown>;
 
   private constructor(o: ClusterNodeOptions) {
     this.o = o;
@@ -217,6 +237,17 @@ export class ClusterNode {
       'uncommitted replication',
       o.config.limits.replicationUncommittedBytesMax,
     );
+    this.staticDynamic = staticDynamicValues(o.config);
+    this.reassignmentThrottle = new ReassignmentThrottle({
+      bytesPerSecond: () => this.o.config.reassignmentBytesPerSecond,
+      throttled: (group, to) =>
+        this.state.topics
+          .get(group.topicId)
+          ?.partitions[group.partition]?.reassignment?.adding.includes(to) === true,
+      send: (group, messages) => this.links.send(group, messages),
+      nowMs: () => Date.now(),
+    });
+    this.replicaTransport = throttledTransport(this.links, this.reassignmentThrottle);
     this.host = new RaftGroupHost({
       transport: this.links,
       tickIntervalMs: o.tickMs ?? CLUSTER_TICK_MS,
@@ -324,7 +355,17 @@ export class ClusterNode {
       },
     );
     this.identity.catch(() => undefined);
-    this.unsubscribe = this.controller.onApplied(() => this.scheduleReconcile());
+    this.applyBrokerConfig();
+    this.unsubscribe = this.controller.onApplied((_, records) => {
+      this.scheduleReconcile();
+      // records = [] after a snapshot install: anything may have changed.
+      if (records.length === 0 || records.some((r) => r.type === 'alter-broker-config')) {
+        this.applyBrokerConfig();
+      }
+      if (records.some((r) => r.type === 'unregister-broker' && r.brokerId === this.self)) {
+        this.onDecommissioned();
+      }
+    });
     this.host.add(this.controller);
     this.scheduleReconcile();
     this.lifecycle = new BrokerLifecycle({
@@ -376,6 +417,8 @@ export class ClusterNode {
     this.links.keepalive();
     this.wakeOnFence();
     for (const [k, p] of this.held) this.maybeReportIsr(k, p);
+    for (const [k, p] of this.held) this.driveReassignment(k, p);
+    this.reassignmentThrottle.pump();
     this.groups.tick();
     // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
     const balanceTicks = Math.ceil(
@@ -853,7 +896,7 @@ export class ClusterNode {
           ),
       },
       initialVoters: h.replicas as NodeId[],
-      transport: this.links,
+      transport: this.replicaTransport,
       host: this.host,
       random: this.random,
       uncommittedBudget: this.uncommittedBudget,
@@ -886,6 +929,7 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reported.delete(k);
+    this.reassignTransferTick.delete(k);
     if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
     // A running clean of this replica stops before its directory is closed or removed.
     await this.o.compaction?.remove(k, removeData);
@@ -901,6 +945,191 @@ export class ClusterNode {
         );
     }
     if (removeData) await removeTree(this.o.fs, this.dirOf(h));
+  }
+
+  /**
+   * Partition reassignment on this partition's leader: one step of controller/reassignment.ts
+   * at a time (a configuration change, a hand-over, or the completion report), at most one in
+   * flight per partition; a refused step is tried again on a later house tick.
+   */
+  private driveReassignment(k: string, p: ReplicatedPartition): void {
+    const r = p.replica;
+    if (r === null || r.role !== 'leader' || !r.termCommitted || this.closed) return;
+    if (this.reassignSteps.has(k)) return;
+    const t = topicByName(this.state, p.topic);
+    const ra = t?.partitions[p.index]?.reassignment;
+    if (t === undefined || ra === undefined) return;
+    const last = this.reassignTransferTick.get(k);
+    if (last !== undefined && this.houseTicks - last < REPORT_RETRY_TICKS) return;
+    this.reassignTransferTick.delete(k);
+    const conf = r.configuration;
+    const lag = new Map(r.replicaLag().map((l) => [l.id as number, l]));
+    const step = nextReassignmentStep({
+      self: this.self,
+      target: ra.target,
+      voters: conf.voters,
+      learners: conf.learners,
+      changePending: false,
+      caughtUp: (id) => lag.get(id)?.ticksBehind === 0,
+      inSync: r.inSyncReplicas(),
+    });
+    const log = this.o.logger;
+    let work: Promise<void>;
+    switch (step.kind) {
+      case 'wait':
+        return;
+      case 'transfer':
+        this.reassignTransferTick.set(k, this.houseTicks);
+        try {
+          r.transferLeadership(step.to as NodeId);
+        } catch (err) {
+          log.debug({ err, topic: p.topic, partition: p.index }, 'reassignment hand-over refused');
+        }
+        return;
+      case 'complete':
+        work = this.client.completeReassignment({
+          topicId: t.id,
+          partition: p.index,
+          voters: conf.voters,
+        });
+        break;
+      default: {
+        const type =
+          step.kind === 'promote' ? 'add-voter' : step.kind === 'remove' ? 'remove' : 'add-learner';
+        log.info({ topic: p.topic, partition: p.index, step }, 'reassignment step');
+        work = r.changeMembership({ type, node: step.node as NodeId });
+      }
+    }
+    this.reassignSteps.add(k);
+    work
+      .catch((err: unknown) =>
+        log.debug({ err, topic: p.topic, partition: p.index, step }, 'reassignment step failed'),
+      )
+      .finally(() => this.reassignSteps.delete(k));
+  }
+
+  /** Starts moving `topic`/`partition` to `replicas` (controller/reassignment.ts). */
+  async reassignPartition(
+    topic: string,
+    partition: number,
+    replicas: readonly number[],
+  ): Promise<void> {
+    await this.client.reassignPartition({ topic, partition, replicas });
+    const same = (a: readonly number[]) =>
+      a.length === replicas.length && a.every((id, i) => replicas[i] === id);
+    await this.waitApplied((s) => {
+      const ps = topicByName(s, topic)?.partitions[partition];
+      return ps !== undefined && (ps.reassignment !== undefined || same(ps.replicas));
+    });
+  }
+
+  /**
+   * `cluster decommission ID`: moves every replica of `brokerId` off it (reassignment rounds,
+   * repeated while some are still moving), then takes it out of the registry (and the
+   * controller quorum, controller-node.ts rule 5). Bounded by `timeoutMs` (REQUEST_TIMED_OUT,
+   * naming what still lists it; the moves started go on).
+   */
+  async decommissionBroker(brokerId: number, timeoutMs: number): Promise<{ moved: number }> {
+    const deadline = Date.now() + timeoutMs;
+    let moved = 0;
+    for (;;) {
+      moved += await this.client.decommissionBroker(brokerId);
+      if (partitionsListing(this.state, brokerId) === null) break;
+      if (Date.now() > deadline) {
+        throw new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `broker ${brokerId} still holds a replica of ${partitionsListing(this.state, brokerId)} after ${timeoutMs} ms; its moves go on, ask again`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await this.client.unregisterBroker(brokerId);
+    await this.waitApplied((s) => !s.brokers.has(brokerId));
+    return { moved };
+  }
+
+  // ---- dynamic broker settings (ops/dynamic-config.ts) -----------------------------------------
+
+  /** The dynamic settings in force here and where each comes from. */
+  brokerConfig(): EffectiveEntry[] {
+    const configs = this.state.brokerConfigs;
+    return effectiveDynamicConfig(
+      this.staticDynamic,
+      configs?.get(ALL_BROKERS) ?? [],
+      configs?.get(this.self) ?? [],
+    );
+  }
+
+  /** Applies the recorded dynamic settings onto the live config (on every applied change). */
+  private applyBrokerConfig(): void {
+    const entries = this.brokerConfig();
+    const changed = applyDynamicConfig(this.o.config, entries);
+    if (changed.length === 0) return;
+    if (changed.includes('logLevel')) setProcessLogLevel(this.o.config.logLevel);
+    this.o.logger.info(
+      { changed: entries.filter((e) => changed.includes(e.key)) },
+      'dynamic broker settings applied',
+    );
+  }
+
+  /**
+   * Records dynamic settings for `brokerId` (-1: every broker) in the controller's log and
+   * waits until this broker applied them (INVALID_CONFIG naming a key that is unknown, not
+   * dynamic or given a bad value; BROKER_ID_NOT_REGISTERED).
+   */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    await this.client.alterBrokerConfig(brokerId, changes);
+    await this.waitApplied((s) => {
+      const entries = s.brokerConfigs?.get(brokerId) ?? [];
+      return Object.entries(changes).every(
+        ([key, value]) => (entries.find((e) => e.key === key)?.value ?? null) === value,
+      );
+    });
+  }
+
+  /** This broker, decommissioned: no more heartbeats (they would register it again). */
+  private onDecommissioned(): void {
+    this.o.logger.warn(
+      'this broker was decommissioned: it holds no replica and left the registry; stop the process',
+    );
+    void this.lifecycle?.stop();
+    this.lifecycle = null;
+    if (this.controller.isLeader) {
+      const to = this.controller.conf.voters.find((id) => id !== this.self);
+      if (to !== undefined) this.controller.transferLeadership(to);
+    }
+  }
+
+  /** This broker's replica of `topic`/`partition` as it sees it (DescribeReplica), or null. */
+  describeReplica(
+    topic: string,
+    partition: number,
+  ): {
+    role: string;
+    logEndOffset: number;
+    highWatermark: number;
+    leaderId: number;
+    leaderEpoch: number;
+    voters: number[];
+    learners: number[];
+  } | null {
+    const t = topicByName(this.state, topic);
+    if (t === undefined) return null;
+    const r = this.held.get(this.keyOf({ topicId: t.id, partition }))?.replica ?? null;
+    if (r === null) return null;
+    const conf = r.configuration;
+    return {
+      role: r.role,
+      logEndOffset: r.logEndOffset,
+      highWatermark: r.highWatermark,
+      leaderId: r.leaderId,
+      leaderEpoch: r.leaderEpoch,
+      voters: [...conf.voters],
+      learners: [...conf.learners],
+    };
   }
 
   /** The leader tells the controller who leads and who is in sync, when that changed. */

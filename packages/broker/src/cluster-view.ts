@@ -47,7 +47,12 @@ function held(t: TopicState, self: number): HeldReplica[] {
         topicId: t.id,
         topic: t.name,
         partition: i,
-        replicas: p.replicas,
+        // A replica joining by reassignment starts as a learner: its initial voters are the
+        // replicas it joins, without the ones being added (controller/reassignment.ts).
+        replicas:
+          p.reassignment === undefined
+            ? p.replicas
+            : p.replicas.filter((id) => !p.reassignment!.adding.includes(id)),
         configs: t.configs,
       });
     }

@@ -167,6 +167,8 @@ export interface BrokerConfig {
   shutdown: { timeoutMs: number };
   /** Preferred-leader balancing every `intervalMs` (0 = off; on demand still works). */
   leaderBalance: { intervalMs: number };
+  /** Broker-wide budget of catch-up traffic to replicas joining by reassignment (0 = unlimited). */
+  reassignmentBytesPerSecond: number;
 }
 
 export const DEFAULT_PORT = 7070;
@@ -228,6 +230,7 @@ export function defaultConfig(): BrokerConfig {
     logCleanerIntervalMs: 15_000,
     shutdown: { timeoutMs: 30_000 },
     leaderBalance: { intervalMs: 30_000 },
+    reassignmentBytesPerSecond: 0,
   };
 }
 
@@ -379,6 +382,7 @@ const SCHEMA: Readonly<Record<string, Parser>> = {
   'groups.sessionTimeoutMsMax': intParser(100, 3600_000),
   'shutdown.timeoutMs': intParser(0, 3600_000),
   'leaderBalance.intervalMs': intParser(0, DAY_MS),
+  reassignmentBytesPerSecond: intParser(0, 1024 * 1024 * MB),
 };
 const SECTIONS = ['limits', 'defaults', 'kafka', 'groups', 'shutdown', 'leaderBalance'] as const;
 /** Keys whose value is an object in a file but a leaf in the schema. */
@@ -571,6 +575,18 @@ function buildConfig(values: ReadonlyMap<string, unknown>): BrokerConfig {
   }
   checkRelations(config);
   return config;
+}
+
+/** Whether `key` is a configuration key (dotted, as in the file). */
+export function isConfigKey(key: string): boolean {
+  return Object.hasOwn(SCHEMA, key);
+}
+
+/** One value of `key` parsed as the file or environment would be (ConfigError naming the key). */
+export function parseConfigValue(key: string, raw: unknown): unknown {
+  const parser = SCHEMA[checkKnown(key)];
+  if (parser === undefined) throw new ConfigError(key, 'unknown key');
+  return parser(key, raw);
 }
 
 /** Ties related limits together (STYLE: assertions between limits, as typed errors here). */

@@ -10,6 +10,7 @@ import { runBroker } from './run.js';
 
 async function main(): Promise<number> {
   let config: ReturnType<typeof loadConfig>;
+  let reload: () => ReturnType<typeof loadConfig>;
   try {
     const { values } = parseArgs({
       args: process.argv.slice(2),
@@ -24,13 +25,14 @@ async function main(): Promise<number> {
       },
       strict: true,
     });
-    config = loadConfig({ env: process.env, flags: values });
+    reload = () => loadConfig({ env: process.env, flags: values });
+    config = reload();
   } catch (err) {
     process.stderr.write(`streambus broker: ${(err as Error).message}\n`);
     return 2;
   }
   try {
-    await runBroker(config);
+    await runBroker(config, { reload });
     return 0;
   } catch (err) {
     process.stderr.write(

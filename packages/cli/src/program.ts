@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { brokerCommand, devCommand } from './commands/broker.js';
 import { clusterCommand } from './commands/cluster.js';
+import { configCommand } from './commands/config.js';
 import { consumeCommand } from './commands/consume.js';
 import { groupCommand } from './commands/group.js';
 import { partitionCommand } from './commands/partition.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   program.addCommand(topicCommand());
   program.addCommand(clusterCommand());
   program.addCommand(partitionCommand());
+  program.addCommand(configCommand());
   program.addCommand(produceCommand());
   program.addCommand(consumeCommand());
   program.addCommand(groupCommand());

@@ -90,6 +90,27 @@ export interface RebalanceLeadersResult {
   }>;
 }
 
+/** One replica of a partition, as its own broker reports it (`describePartition`). */
+export interface ReplicaDescription {
+  readonly nodeId: number;
+  /** leader, voter (a follower that votes), learner (catching up), leaving (out of the Raft group, until the reassignment completes), offline, candidate, unreachable. */
+  readonly role: string;
+  /** -1 when unreachable. */
+  readonly logEndOffset: number;
+  /** The leader's high watermark minus this replica's log end (0 at or above it); -1 unknown. */
+  readonly commitLag: number;
+}
+
+export interface PartitionReplicasDescription {
+  readonly topic: string;
+  readonly partition: number;
+  readonly leaderId: number;
+  readonly highWatermark: number;
+  readonly replicas: readonly ReplicaDescription[];
+  /** The reassignment in progress: its target replica set; null when none. */
+  readonly reassignmentTarget: readonly number[] | null;
+}
+
 export interface ClusterDescription {
   readonly clusterId: string;
   /** -1 while no controller is known. */
@@ -409,6 +430,138 @@ export class Admin {
       brokers: d.brokers
         .map((b) => ({ ...b, isController: b.nodeId === d.controllerId }))
         .sort((a, b) => a.nodeId - b.nodeId),
+    };
+  }
+
+  /**
+   * Starts moving a partition's replicas to `replicas` (ReassignPartition; preferred leader
+   * first): resolves once the controller recorded it. The move itself (learner, catch-up,
+   * promotion, removal) runs in the cluster; `describePartition` shows its progress.
+   * INVALID_REPLICA_ASSIGNMENT for a broker that is not live, REASSIGNMENT_IN_PROGRESS while one
+   * runs. Not retried.
+   */
+  async reassignPartition(
+    topic: string,
+    partition: number,
+    replicas: readonly number[],
+  ): Promise<void> {
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.REASSIGN_PARTITION)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support ReassignPartition (older than this API)',
+      );
+    }
+    const res = await conn.request(ApiKey.REASSIGN_PARTITION, {
+      topic,
+      partition,
+      replicas: [...replicas],
+    });
+    check(res.errorCode, res.errorMessage, 'reassign partition');
+  }
+
+  /**
+   * The dynamic settings in force on broker `brokerId` (DescribeBrokerConfig, asked of it):
+   * key, value, and source (static = flags, environment, file or default; dynamic-cluster;
+   * dynamic-broker).
+   */
+  async describeBrokerConfig(
+    brokerId: number,
+  ): Promise<Array<{ key: string; value: string; source: string }>> {
+    const conn = await this.ctx.cluster.connectionToNode(brokerId);
+    const res = await conn.request(ApiKey.DESCRIBE_BROKER_CONFIG, {});
+    check(res.errorCode, res.errorMessage, 'describe broker config');
+    return res.entries;
+  }
+
+  /**
+   * Changes dynamic broker settings at runtime (AlterBrokerConfig) for broker `brokerId`, or
+   * every broker with -1: recorded in the controller's log, applied without a restart. A null
+   * value goes back to the broker's own (static or cluster-wide) value. INVALID_CONFIG naming
+   * a key that is unknown, not dynamic, or given a bad value.
+   */
+  async alterBrokerConfig(
+    brokerId: number,
+    configs: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    const conn = await this.ctx.cluster.anyConnection();
+    const res = await conn.request(ApiKey.ALTER_BROKER_CONFIG, {
+      brokerId,
+      configs: { ...configs },
+    });
+    check(res.errorCode, res.errorMessage, 'alter broker config');
+  }
+
+  /**
+   * Decommissions broker `brokerId` (DecommissionBroker): its replicas move to other live
+   * brokers (reassignments), then it leaves the registry and the controller quorum; the
+   * process can be stopped after. Resolves with the partitions moved; REQUEST_TIMED_OUT past
+   * `timeoutMs` (default 120 s; the moves go on, call again). Not retried.
+   */
+  async decommissionBroker(
+    brokerId: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ partitionsMoved: number }> {
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.DECOMMISSION_BROKER)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support DecommissionBroker (older than this API)',
+      );
+    }
+    const res = await conn.request(ApiKey.DECOMMISSION_BROKER, { brokerId, timeoutMs }, timeoutMs);
+    check(res.errorCode, res.errorMessage, 'decommission broker');
+    return { partitionsMoved: res.partitionsMoved };
+  }
+
+  /**
+   * Every replica of a partition as its own broker reports it (DescribeReplica to each):
+   * role, log end and commit lag, and the reassignment in progress. A broker that does not
+   * answer is listed as unreachable.
+   */
+  async describePartition(topic: string, partition: number): Promise<PartitionReplicasDescription> {
+    const ask = async (nodeId: number) => {
+      const conn =
+        nodeId < 0
+          ? await this.ctx.cluster.anyConnection()
+          : await this.ctx.cluster.connectionToNode(nodeId);
+      const res = await conn.request(ApiKey.DESCRIBE_REPLICA, { topic, partition });
+      check(res.errorCode, res.errorMessage, 'describe replica');
+      return res;
+    };
+    await this.ctx.cluster.refreshMetadata(null);
+    const first = await ask(-1);
+    if (first.replicas.length === 0) throw topicNotFound(`${topic}/${partition}`);
+    const answers = await Promise.all(
+      first.replicas.map((id) => (id === first.nodeId ? first : ask(id).catch(() => null))),
+    );
+    const leader = answers.find((a) => a !== null && a.role === 'leader') ?? null;
+    const hw = leader?.highWatermark ?? -1;
+    return {
+      topic,
+      partition,
+      leaderId: leader?.nodeId ?? -1,
+      highWatermark: hw,
+      reassignmentTarget: first.target,
+      replicas: first.replicas.map((id, i) => {
+        const a = answers[i] ?? null;
+        if (a === null) return { nodeId: id, role: 'unreachable', logEndOffset: -1, commitLag: -1 };
+        let role = a.role;
+        if (leader !== null && role !== 'leader' && role !== 'offline') {
+          role = leader.learners.includes(id)
+            ? 'learner'
+            : leader.voters.includes(id)
+              ? 'voter'
+              : 'leaving';
+        }
+        return {
+          nodeId: id,
+          role,
+          logEndOffset: a.logEndOffset,
+          commitLag: hw < 0 ? -1 : Math.max(0, hw - a.logEndOffset),
+        };
+      }),
     };
   }
 

@@ -17,8 +17,10 @@ export type {
   NewTopic,
   OffsetQuery,
   PartitionDescription,
+  PartitionReplicasDescription,
   RebalanceLeadersResult,
   RepairResult,
+  ReplicaDescription,
   TopicDescription,
 } from './admin.js';
 export type {

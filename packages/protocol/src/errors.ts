@@ -63,6 +63,9 @@ export const ErrorCode = {
   INVALID_RECORD: 87,
   STALE_BROKER_EPOCH: 77,
   BROKER_ID_NOT_REGISTERED: 102,
+  // Partition reassignment (issue 12): Kafka's codes.
+  INVALID_REPLICA_ASSIGNMENT: 39,
+  REASSIGNMENT_IN_PROGRESS: 60,
   // StreamBus-only codes (no Kafka equivalent).
   MALFORMED_FRAME: 1000,
   FRAME_TOO_LARGE: 1001,
@@ -277,6 +280,18 @@ const TABLE: readonly ErrorInfo[] = [
   ),
   info(C.STALE_BROKER_EPOCH, 'STALE_BROKER_EPOCH', false, 'broker epoch is not the registered one'),
   info(C.BROKER_ID_NOT_REGISTERED, 'BROKER_ID_NOT_REGISTERED', false, 'broker is not registered'),
+  info(
+    C.INVALID_REPLICA_ASSIGNMENT,
+    'INVALID_REPLICA_ASSIGNMENT',
+    false,
+    'invalid replica assignment',
+  ),
+  info(
+    C.REASSIGNMENT_IN_PROGRESS,
+    'REASSIGNMENT_IN_PROGRESS',
+    false,
+    'a reassignment is in progress',
+  ),
   info(
     C.NODE_IDENTITY_MISMATCH,
     'NODE_IDENTITY_MISMATCH',

@@ -95,6 +95,7 @@ import {
   METADATA_GROUP,
   type RaftTransport,
 } from '../cluster/contract.js';
+import { planAlterBrokerConfig } from './broker-config.js';
 import {
   type CreateTopicRequest,
   DEFAULT_PLANNER_LIMITS,
@@ -132,6 +133,13 @@ import {
   type TopicState,
   topicByName,
 } from './metadata-state.js';
+import {
+  planCompleteReassignment,
+  planDecommission,
+  planReassignPartition,
+  planUnregisterBroker,
+  type ReassignRequest,
+} from './reassignment.js';
 
 export interface ControllerLimits extends MetadataLogLimits {
   /** A broker not heard from for more than this many ticks is fenced. */
@@ -247,6 +255,8 @@ export class ControllerNode implements HostedGroup {
   private caughtUpOnce = false;
   /** Rule 4a: the controller clock at each broker's last heartbeat (serving leader only). */
   private readonly heardAt = new Map<number, number>();
+  /** Brokers unregistered by a decommission (rule 5: they leave the metadata group). */
+  private readonly decommissioned = new Set<number>();
   private bootstrapPending = false;
   private failure: Error | null = null;
   /** Rule 7: the tick of the last failure (or failed reopen), and the reopen in flight. */
@@ -442,6 +452,52 @@ export class ControllerNode implements HostedGroup {
       return records;
     });
     return { firstProducerId: first, count };
+  }
+
+  /** Starts a reassignment of one partition (reassignment.ts); the partition state after it. */
+  async reassignPartition(req: ReassignRequest): Promise<PartitionState> {
+    const state = await this.submit((s) => planReassignPartition(s, req));
+    const p = topicByName(state, req.topic)?.partitions[req.partition];
+    if (p === undefined) {
+      throw new StreamBusError(
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        `partition ${req.topic}/${req.partition} was deleted meanwhile`,
+      );
+    }
+    return p;
+  }
+
+  /** The partition's leader: its Raft voters are the target now (reassignment.ts). */
+  async completeReassignment(req: {
+    topicId: number;
+    partition: number;
+    voters: readonly number[];
+  }): Promise<void> {
+    await this.submit((s) => planCompleteReassignment(s, req));
+  }
+
+  /** Dynamic broker settings for `brokerId` (-1: every broker); broker-config.ts. */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    await this.submit((s) => planAlterBrokerConfig(s, brokerId, changes));
+  }
+
+  /** One decommission round (reassignment.ts `planDecommission`): the partitions moved now. */
+  async decommissionBroker(brokerId: number): Promise<number> {
+    let moved = 0;
+    await this.submit((s) => {
+      const records = planDecommission(s, brokerId);
+      moved = records.length;
+      return records;
+    });
+    return moved;
+  }
+
+  /** A decommissioned broker that no partition lists any more leaves the registry. */
+  async unregisterBroker(brokerId: number): Promise<void> {
+    await this.submit((s) => planUnregisterBroker(s, brokerId));
   }
 
   /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */
@@ -690,6 +746,13 @@ export class ControllerNode implements HostedGroup {
         const result = applyRecord(s, r);
         if (result.noop === null) applied.push(r);
         else this.counters.recordsNoop++;
+        if (result.noop === null && r.type === 'unregister-broker') {
+          // Bounded: one id per decommission; an id registering again is dropped from it.
+          this.decommissioned.add(r.brokerId);
+        }
+        if (result.noop === null && r.type === 'register-broker') {
+          this.decommissioned.delete(r.brokerId);
+        }
         s = result.state;
       }
       this.appliedState = s;
@@ -814,6 +877,18 @@ export class ControllerNode implements HostedGroup {
   private maybeAddLearner(): void {
     const status = this.raft.status();
     const conf = status.conf;
+    // A member decommissioned (an `unregister-broker` applied here) leaves the group: a learner
+    // at once, a voter while the others still make the quorum the group needs now; never this
+    // leader (it hands over first: cluster-node.ts). Only those: a voter of --peers that has
+    // not registered yet is not in the registry either.
+    const quorum = Math.floor(conf.voters.length / 2) + 1;
+    for (const id of [...conf.learners, ...conf.voters]) {
+      if (!this.decommissioned.has(id) || this.appliedState.brokers.has(id)) continue;
+      if (id === this.options.nodeId) continue;
+      if (conf.voters.includes(id) && conf.voters.length - 1 < quorum) continue;
+      this.proposeMembership({ type: 'remove', node: id }, '(removed: it left the registry)');
+      return;
+    }
     for (const id of this.appliedState.brokers.keys()) {
       if (conf.voters.includes(id as NodeId) || conf.learners.includes(id as NodeId)) continue;
       this.proposeMembership({ type: 'add-learner', node: id as NodeId }, 'as a learner');
@@ -834,7 +909,7 @@ export class ControllerNode implements HostedGroup {
       this.raft.proposeConfChange(change);
       this.options.logger?.info(
         { node: change.node },
-        `adding broker to the metadata group ${what}`,
+        `metadata group membership: ${change.type} broker ${what}`,
       );
       this.options.notify?.();
     } catch (err) {

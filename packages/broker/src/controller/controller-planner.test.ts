@@ -27,21 +27,12 @@ import {
   topicByName,
   topicsInOrder,
 } from './metadata-state.js';
+import { liveCluster } from './state-testing.js';
 
 const run = (s: MetadataState, records: readonly MetadataRecord[]) => records.reduce(apply, s);
 
 /** A bootstrapped cluster of brokers 1..n, each registered and unfenced by a heartbeat at tick 0. */
-function cluster(n: number): MetadataState {
-  let s = run(EMPTY_METADATA_STATE, planBootstrap(EMPTY_METADATA_STATE, 'c1'));
-  for (let id = 1; id <= n; id++) {
-    s = run(
-      s,
-      planRegisterBroker(s, { brokerId: id, host: `h${id}`, port: 9000 + id, incarnation: 'a' }),
-    );
-    s = run(s, planHeartbeat(s, { brokerId: id, brokerEpoch: s.brokers.get(id)!.brokerEpoch }, 0));
-  }
-  return s;
-}
+const cluster = liveCluster;
 
 function expectCode(fn: () => unknown, code: number, message?: RegExp): void {
   expect(fn).toThrow(expect.objectContaining({ code }));

@@ -17,6 +17,13 @@
 //                                    resp: partition
 //   kind "controller.shutdown"       req: brokerId brokerEpoch               resp: (empty)
 //                                    (a controlled shutdown: fenced at once, out of every ISR)
+//   kind "controller.reassign"       req: name partition replicas:uvarint[]  resp: partition
+//   kind "controller.reassign-done"  req: topicId partition voters:uvarint[] resp: (empty)
+//                                    (the partition's leader; reassignment.ts)
+//   kind "controller.decommission"   req: brokerId                            resp: moved:uvarint
+//   kind "controller.unregister"     req: brokerId                            resp: (empty)
+//   kind "controller.broker-config"  req: brokerId:svarint changes:(key set:bool [value])[]
+//                                    resp: (empty)   (dynamic broker settings, -1 = every broker)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -66,6 +73,11 @@ export const ControllerRpcKind = {
   AllocateProducerIds: 'controller.allocate-pids',
   IsrChange: 'controller.isr-change',
   Shutdown: 'controller.shutdown',
+  Reassign: 'controller.reassign',
+  ReassignDone: 'controller.reassign-done',
+  Decommission: 'controller.decommission',
+  Unregister: 'controller.unregister',
+  BrokerConfig: 'controller.broker-config',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -345,6 +357,48 @@ export class ControllerRpcServer {
         await this.node.controlledShutdown(q);
         return encodeOk();
       }
+      case ControllerRpcKind.Reassign: {
+        const q = decode(() => ({
+          topic: r.string('name'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+          replicas: readIdList(r, 'replicas'),
+        }));
+        const p = await this.node.reassignPartition(q);
+        return encodeOk((w) => writePartition(w, p));
+      }
+      case ControllerRpcKind.ReassignDone: {
+        const q = decode(() => ({
+          topicId: r.uvarint('topic id'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+          voters: readIdList(r, 'voters'),
+        }));
+        await this.node.completeReassignment(q);
+        return encodeOk();
+      }
+      case ControllerRpcKind.Decommission: {
+        const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
+        const moved = await this.node.decommissionBroker(id);
+        return encodeOk((w) => w.uvarint(moved));
+      }
+      case ControllerRpcKind.BrokerConfig: {
+        const q = decode(() => {
+          const brokerId = r.svarint('broker id', -1, BROKER_ID_MAX);
+          const n = r.count('config changes', CONFIG_CHANGES_MAX);
+          const changes: Record<string, string | null> = {};
+          for (let i = 0; i < n; i++) {
+            const key = r.string('key');
+            changes[key] = r.bool('set') ? r.string('value') : null;
+          }
+          return { brokerId, changes };
+        });
+        await this.node.alterBrokerConfig(q.brokerId, q.changes);
+        return encodeOk();
+      }
+      case ControllerRpcKind.Unregister: {
+        const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
+        await this.node.unregisterBroker(id);
+        return encodeOk();
+      }
       default:
         throw badRequest(`unknown controller request kind '${kind}'`);
     }
@@ -452,6 +506,64 @@ export class ControllerClient {
   /** A controlled shutdown: the controller fences this broker now (no session wait). */
   async controlledShutdown(q: HeartbeatRequest): Promise<void> {
     await this.call(ControllerRpcKind.Shutdown, encodeRequest.heartbeat(q));
+  }
+
+  /** Starts a reassignment of `topic`/`partition` to `replicas` (reassignment.ts). */
+  async reassignPartition(q: {
+    topic: string;
+    partition: number;
+    replicas: readonly number[];
+  }): Promise<PartitionState> {
+    const w = new ByteWriter();
+    w.string(q.topic);
+    w.uvarint(q.partition);
+    writeIdList(w, q.replicas);
+    return readPartition(await this.call(ControllerRpcKind.Reassign, w.finish()));
+  }
+
+  /** From the partition's leader: its Raft voters are the reassignment's target now. */
+  async completeReassignment(q: {
+    topicId: number;
+    partition: number;
+    voters: readonly number[];
+  }): Promise<void> {
+    const w = new ByteWriter();
+    w.uvarint(q.topicId);
+    w.uvarint(q.partition);
+    writeIdList(w, q.voters);
+    await this.call(ControllerRpcKind.ReassignDone, w.finish());
+  }
+
+  /** One decommission round for `brokerId`: the number of partitions it started moving. */
+  async decommissionBroker(brokerId: number): Promise<number> {
+    const w = new ByteWriter();
+    w.uvarint(brokerId);
+    return (await this.call(ControllerRpcKind.Decommission, w.finish())).uvarint('moved');
+  }
+
+  /** Dynamic broker settings for `brokerId` (-1: every broker). */
+  async alterBrokerConfig(
+    brokerId: number,
+    changes: Readonly<Record<string, string | null>>,
+  ): Promise<void> {
+    const w = new ByteWriter();
+    w.svarint(brokerId);
+    const keys = Object.keys(changes);
+    w.uvarint(keys.length);
+    for (const key of keys) {
+      const value = changes[key] ?? null;
+      w.string(key);
+      w.bool(value !== null);
+      if (value !== null) w.string(value);
+    }
+    await this.call(ControllerRpcKind.BrokerConfig, w.finish());
+  }
+
+  /** `brokerId`, which no partition lists any more, leaves the registry. */
+  async unregisterBroker(brokerId: number): Promise<void> {
+    const w = new ByteWriter();
+    w.uvarint(brokerId);
+    await this.call(ControllerRpcKind.Unregister, w.finish());
   }
 
   /** One controller call with rules 1-2; returns the result reader of the OK response. */

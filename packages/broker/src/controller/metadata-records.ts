@@ -26,6 +26,16 @@
 //   tag 9 partition-change    topicId:uvarint partition:uvarint leader:svarint (-1 = none)
 //                             leaderEpoch:uvarint replicas:uvarint[] isr:uvarint[]
 //   tag 10 allocate-producer-ids  brokerId:uvarint firstProducerId:uvarint count:uvarint
+//   tag 11 reassign-partition  topicId:uvarint partition:uvarint replicas:uvarint[]
+//                             target:uvarint[] adding:uvarint[]
+//        (a reassignment starts: replicas = target then the replicas leaving; adding = the
+//        target members that were not replicas; both within replicas; issue 12)
+//   tag 12 complete-reassignment  topicId:uvarint partition:uvarint
+//        (the partition's Raft group now has exactly the target as voters: replicas = target)
+//   tag 13 unregister-broker  brokerId:uvarint brokerEpoch:uvarint
+//        (a decommissioned broker leaves the registry once no partition lists it)
+//   tag 14 alter-broker-config  brokerId:svarint (-1 = every broker) changes:change[]
+//        (dynamic broker settings, ops/dynamic-config.ts; keys ascending)
 //
 // Version 2 (issue 11) differs in one place: a register-broker record ends with the broker's
 // advertised Kafka address, `kafkaHost:string kafkaPort:uvarint`. A record is encoded at the
@@ -70,6 +80,10 @@ export const MetadataRecordType = {
   AlterTopicConfig: 'alter-topic-config',
   PartitionChange: 'partition-change',
   AllocateProducerIds: 'allocate-producer-ids',
+  ReassignPartition: 'reassign-partition',
+  CompleteReassignment: 'complete-reassignment',
+  UnregisterBroker: 'unregister-broker',
+  AlterBrokerConfig: 'alter-broker-config',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -86,6 +100,10 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'alter-topic-config': 8,
   'partition-change': 9,
   'allocate-producer-ids': 10,
+  'reassign-partition': 11,
+  'complete-reassignment': 12,
+  'unregister-broker': 13,
+  'alter-broker-config': 14,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -191,6 +209,39 @@ export interface AllocateProducerIdsRecord {
   readonly count: number;
 }
 
+/** A reassignment starts (issue 12): see the grammar above. */
+export interface ReassignPartitionRecord {
+  readonly type: typeof MetadataRecordType.ReassignPartition;
+  readonly topicId: number;
+  readonly partition: number;
+  /** The target first (in its order), then the replicas leaving. */
+  readonly replicas: readonly number[];
+  readonly target: readonly number[];
+  /** Target members that were not replicas: they join the partition's Raft group as learners. */
+  readonly adding: readonly number[];
+}
+
+export interface CompleteReassignmentRecord {
+  readonly type: typeof MetadataRecordType.CompleteReassignment;
+  readonly topicId: number;
+  readonly partition: number;
+}
+
+/** A decommissioned broker leaves the registry (issue 12). */
+export interface UnregisterBrokerRecord {
+  readonly type: typeof MetadataRecordType.UnregisterBroker;
+  readonly brokerId: number;
+  readonly brokerEpoch: number;
+}
+
+/** Dynamic broker settings (issue 12): for broker `brokerId`, or -1 for every broker. */
+export interface AlterBrokerConfigRecord {
+  readonly type: typeof MetadataRecordType.AlterBrokerConfig;
+  readonly brokerId: number;
+  /** Keys ascending; a null value removes the dynamic value. */
+  readonly changes: readonly ConfigChange[];
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -201,7 +252,11 @@ export type MetadataRecord =
   | DeleteTopicRecord
   | AlterTopicConfigRecord
   | PartitionChangeRecord
-  | AllocateProducerIdsRecord;
+  | AllocateProducerIdsRecord
+  | ReassignPartitionRecord
+  | CompleteReassignmentRecord
+  | UnregisterBrokerRecord
+  | AlterBrokerConfigRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -271,6 +326,7 @@ export function recordProblem(r: MetadataRecord): string | null {
       return brokerRefProblem(r.brokerId, r.brokerEpoch);
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return brokerRefProblem(r.brokerId, r.brokerEpoch);
     case 'create-topic': {
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
@@ -289,6 +345,15 @@ export function recordProblem(r: MetadataRecord): string | null {
     }
     case 'delete-topic':
       return isUint(r.topicId) ? null : `topic id ${r.topicId} is out of range`;
+    case 'alter-broker-config':
+      if (r.brokerId !== -1 && !isUint(r.brokerId, BROKER_ID_MAX)) {
+        return `broker id ${r.brokerId} is out of range`;
+      }
+      if (r.changes.length === 0) return 'no config changes';
+      return keysAscending(
+        r.changes.map((c) => c.key),
+        'changes',
+      );
     case 'alter-topic-config':
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
       if (r.changes.length === 0) return 'no config changes';
@@ -322,6 +387,34 @@ export function recordProblem(r: MetadataRecord): string | null {
         return `producer-id block at ${r.firstProducerId} runs past 2^53 - 1`;
       }
       return null;
+    case 'reassign-partition': {
+      if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
+      if (!isUint(r.partition, PARTITIONS_MAX - 1)) return `partition ${r.partition} out of range`;
+      const lists: Array<[readonly number[], string]> = [
+        [r.replicas, 'replicas'],
+        [r.target, 'target'],
+      ];
+      for (const [list, what] of lists) {
+        const problem = replicaListProblem(list, what);
+        if (problem !== null) return problem;
+      }
+      if (r.adding.length > 0) {
+        const problem = replicaListProblem(r.adding, 'adding');
+        if (problem !== null) return problem;
+      }
+      for (let i = 0; i < r.target.length; i++) {
+        if (r.replicas[i] !== r.target[i]) return 'replicas do not start with the target';
+      }
+      for (const id of r.adding) {
+        if (!r.target.includes(id)) return `adding member ${id} is not in the target`;
+      }
+      return null;
+    }
+    case 'complete-reassignment':
+      if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
+      return isUint(r.partition, PARTITIONS_MAX - 1)
+        ? null
+        : `partition ${r.partition} out of range`;
   }
 }
 
@@ -389,6 +482,7 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       break;
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       w.uvarint(record.brokerId);
       w.uvarint(record.brokerEpoch);
       break;
@@ -403,7 +497,9 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.topicId);
       break;
     case 'alter-topic-config':
-      w.uvarint(record.topicId);
+    case 'alter-broker-config':
+      if (record.type === 'alter-topic-config') w.uvarint(record.topicId);
+      else w.svarint(record.brokerId);
       w.uvarint(record.changes.length);
       for (const c of record.changes) {
         w.string(c.key);
@@ -423,6 +519,17 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.brokerId);
       w.uvarint(record.firstProducerId);
       w.uvarint(record.count);
+      break;
+    case 'reassign-partition':
+      w.uvarint(record.topicId);
+      w.uvarint(record.partition);
+      writeIdList(w, record.replicas);
+      writeIdList(w, record.target);
+      writeIdList(w, record.adding);
+      break;
+    case 'complete-reassignment':
+      w.uvarint(record.topicId);
+      w.uvarint(record.partition);
       break;
   }
   return w.finish();
@@ -481,6 +588,7 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
       };
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return {
         type,
         brokerId: r.uvarint('broker id', BROKER_ID_MAX),
@@ -496,15 +604,21 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
     }
     case 'delete-topic':
       return { type, topicId: r.uvarint('topic id') };
-    case 'alter-topic-config': {
-      const topicId = r.uvarint('topic id');
+    case 'alter-topic-config':
+    case 'alter-broker-config': {
+      const id =
+        type === 'alter-topic-config'
+          ? r.uvarint('topic id')
+          : r.svarint('broker id', -1, BROKER_ID_MAX);
       const n = r.count('changes', CONFIG_ENTRIES_MAX);
       const changes: ConfigChange[] = [];
       for (let i = 0; i < n; i++) {
         const key = r.string('config key');
         changes.push({ key, value: r.bool('config set') ? r.string('config value') : null });
       }
-      return { type, topicId, changes };
+      return type === 'alter-topic-config'
+        ? { type, topicId: id, changes }
+        : { type, brokerId: id, changes };
     }
     case 'partition-change':
       return {
@@ -522,6 +636,21 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
         brokerId: r.uvarint('broker id', BROKER_ID_MAX),
         firstProducerId: r.uvarint('first producer id'),
         count: r.uvarint('producer id count', PRODUCER_ID_BLOCK_MAX),
+      };
+    case 'reassign-partition':
+      return {
+        type,
+        topicId: r.uvarint('topic id'),
+        partition: r.uvarint('partition', PARTITIONS_MAX - 1),
+        replicas: readIdList(r, 'replicas'),
+        target: readIdList(r, 'target'),
+        adding: readIdList(r, 'adding'),
+      };
+    case 'complete-reassignment':
+      return {
+        type,
+        topicId: r.uvarint('topic id'),
+        partition: r.uvarint('partition', PARTITIONS_MAX - 1),
       };
   }
 }
@@ -541,7 +670,10 @@ export function formatRecord(r: MetadataRecord): string {
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch} tick=${r.tick}`;
     case 'fence-broker':
     case 'unfence-broker':
+    case 'unregister-broker':
       return `${r.type} broker=${r.brokerId} epoch=${r.brokerEpoch}`;
+    case 'alter-broker-config':
+      return `${r.type} broker=${r.brokerId}${r.changes.map((c) => ` ${c.key}=${c.value ?? '(default)'}`).join('')}`;
     case 'create-topic': {
       const configs = r.configs.map((e) => ` ${e.key}=${e.value}`).join('');
       return `${r.type} id=${r.topicId} name=${r.name} replicas=${r.partitions.map((p) => ids(p.replicas)).join('')}${configs}`;
@@ -554,5 +686,9 @@ export function formatRecord(r: MetadataRecord): string {
       return `${r.type} ${r.topicId}/${r.partition} leader=${r.leader} epoch=${r.leaderEpoch} replicas=${ids(r.replicas)} isr=${ids(r.isr)}`;
     case 'allocate-producer-ids':
       return `${r.type} broker=${r.brokerId} first=${r.firstProducerId} count=${r.count}`;
+    case 'reassign-partition':
+      return `${r.type} ${r.topicId}/${r.partition} replicas=${ids(r.replicas)} target=${ids(r.target)} adding=${ids(r.adding)}`;
+    case 'complete-reassignment':
+      return `${r.type} ${r.topicId}/${r.partition}`;
   }
 }

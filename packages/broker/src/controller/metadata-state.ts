@@ -23,6 +23,16 @@
 //   6. `allocate-producer-ids` needs a registered broker and firstProducerId == producerIdNext:
 //      blocks are contiguous and never overlap.
 //   7. Any record that breaks a field rule of metadata-records.ts is a no-op.
+//   8. `reassign-partition` (issue 12) needs the partition, no reassignment in progress,
+//      registered replicas, replicas = the target then the current replicas not in it, adding =
+//      the target members not among the current replicas; leader and ISR stay. A
+//      `partition-change` keeps a reassignment in progress. `complete-reassignment` needs one:
+//      replicas become the target, the ISR keeps its target members (a no-op if none would
+//      stay), a leader outside the target is lost at the same epoch.
+//   9. `unregister-broker` needs the broker's current epoch and no partition listing it (as a
+//      replica or in a reassignment's target): the broker leaves the registry.
+//  10. `alter-broker-config` needs broker id -1 (every broker) or a registered broker; changes
+//      merge like a topic's (a null value removes the key), at most CONFIG_ENTRIES_MAX keys.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -38,18 +48,27 @@
 // version-2 snapshot without any Kafka address is refused as non-canonical.
 //   topic     := id name:string partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
+//   then optional sections, each only when it has something (so a state without any encodes
+//   as before), tags strictly ascending:
+//   section := 0x01 reassignments:reassignment[] (count >= 1, by topic id then partition)
+//            | 0x02 brokerConfigs:(brokerId:svarint entries:entry[])[] (count >= 1, ids
+//              ascending, -1 = every broker, entries non-empty)
+//   reassignment := topicId partition target:uvarint[] adding:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
 import { crc32c } from '@streambus/protocol';
 import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
 import {
   BROKER_ID_MAX,
   CONFIG_ENTRIES_MAX,
+  type CompleteReassignmentRecord,
+  type ConfigChange,
   type ConfigEntry,
   isLegalTopicName,
   isValidClusterId,
   type KafkaAddress,
   type MetadataRecord,
   PARTITIONS_MAX,
+  type ReassignPartitionRecord,
   readConfigEntries,
   readIdList,
   recordProblem,
@@ -79,6 +98,15 @@ export interface PartitionState {
   readonly partitionEpoch: number;
   readonly replicas: readonly number[];
   readonly isr: readonly number[];
+  /** A reassignment in progress (issue 12), absent otherwise. */
+  readonly reassignment?: PartitionReassignment;
+}
+
+export interface PartitionReassignment {
+  /** The replica set wanted, preferred leader first. */
+  readonly target: readonly number[];
+  /** Target members that were not replicas: they join the Raft group as learners first. */
+  readonly adding: readonly number[];
 }
 
 export interface TopicState {
@@ -100,6 +128,8 @@ export interface MetadataState {
   readonly producerIdNext: number;
   /** The highest tick any applied record carried: the controller's clock resumes from here. */
   readonly tickLast: number;
+  /** Dynamic broker settings by broker id (-1: every broker), keys ascending (issue 12). */
+  readonly brokerConfigs?: ReadonlyMap<number, readonly ConfigEntry[]>;
 }
 
 export const EMPTY_METADATA_STATE: MetadataState = {
@@ -229,18 +259,13 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
     case 'alter-topic-config': {
       const topic = state.topics.get(record.topicId);
       if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
-      const merged = new Map(topic.configs.map((e) => [e.key, e.value]));
-      for (const c of record.changes) {
-        if (c.value === null) merged.delete(c.key);
-        else merged.set(c.key, c.value);
-      }
-      if (merged.size > CONFIG_ENTRIES_MAX) {
+      const configs = mergeConfigs(topic.configs, record.changes);
+      if (configs === null) {
         return noop(
           state,
           `topic ${topic.name} would have more than ${CONFIG_ENTRIES_MAX} configs`,
         );
       }
-      const configs = [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! }));
       return ok(withTopic(state, { ...topic, configs }));
     }
     case 'partition-change': {
@@ -273,8 +298,52 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
         partitionEpoch: current.partitionEpoch + 1,
         replicas: record.replicas,
         isr: record.isr,
+        ...(current.reassignment !== undefined ? { reassignment: current.reassignment } : {}),
       };
       return ok(withTopic(state, { ...topic, partitions }));
+    }
+    case 'reassign-partition':
+    case 'complete-reassignment':
+      return applyReassignment(state, record);
+    case 'alter-broker-config': {
+      if (record.brokerId !== -1 && !state.brokers.has(record.brokerId)) {
+        return noop(state, `broker ${record.brokerId} is not registered`);
+      }
+      const merged = mergeConfigs(state.brokerConfigs?.get(record.brokerId) ?? [], record.changes);
+      if (merged === null) {
+        return noop(
+          state,
+          `broker ${record.brokerId} would have more than ${CONFIG_ENTRIES_MAX} configs`,
+        );
+      }
+      const configs = new Map(state.brokerConfigs ?? []);
+      if (merged.length === 0) configs.delete(record.brokerId);
+      else configs.set(record.brokerId, merged);
+      const next: MetadataState = { ...state, brokerConfigs: configs };
+      if (configs.size === 0) delete (next as { brokerConfigs?: unknown }).brokerConfigs;
+      return ok(next);
+    }
+    case 'unregister-broker': {
+      const b = state.brokers.get(record.brokerId);
+      if (b === undefined || b.brokerEpoch !== record.brokerEpoch) {
+        return noop(
+          state,
+          `broker ${record.brokerId} epoch ${record.brokerEpoch} is not registered`,
+        );
+      }
+      const holds = partitionsListing(state, record.brokerId);
+      if (holds !== null) return noop(state, `broker ${record.brokerId} still holds ${holds}`);
+      const brokers = new Map(state.brokers);
+      brokers.delete(record.brokerId);
+      const next: MetadataState = { ...state, brokers };
+      // Its dynamic settings go with it (a snapshot lists only registered brokers' settings).
+      if (state.brokerConfigs?.has(record.brokerId) === true) {
+        const configs = new Map(state.brokerConfigs);
+        configs.delete(record.brokerId);
+        if (configs.size === 0) delete (next as { brokerConfigs?: unknown }).brokerConfigs;
+        else return ok({ ...next, brokerConfigs: configs });
+      }
+      return ok(next);
     }
     case 'allocate-producer-ids': {
       if (!state.brokers.has(record.brokerId)) {
@@ -289,6 +358,87 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       return ok({ ...state, producerIdNext: record.firstProducerId + record.count });
     }
   }
+}
+
+/** `entries` with `changes` applied (a null value removes), keys ascending; null past the max. */
+function mergeConfigs(
+  entries: readonly ConfigEntry[],
+  changes: readonly ConfigChange[],
+): ConfigEntry[] | null {
+  const merged = new Map(entries.map((e) => [e.key, e.value]));
+  for (const c of changes) {
+    if (c.value === null) merged.delete(c.key);
+    else merged.set(c.key, c.value);
+  }
+  if (merged.size > CONFIG_ENTRIES_MAX) return null;
+  return [...merged.keys()].sort().map((key) => ({ key, value: merged.get(key)! }));
+}
+
+/** Rule 8. */
+function applyReassignment(
+  state: MetadataState,
+  record: ReassignPartitionRecord | CompleteReassignmentRecord,
+): ApplyResult {
+  const topic = state.topics.get(record.topicId);
+  if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+  const current = topic.partitions[record.partition];
+  if (current === undefined) {
+    return noop(state, `topic ${topic.name} has no partition ${record.partition}`);
+  }
+  const partitions = topic.partitions.slice();
+  if (record.type === 'reassign-partition') {
+    if (current.reassignment !== undefined) {
+      return noop(state, `${topic.name}/${record.partition} is already being reassigned`);
+    }
+    const unknown = unregistered(state, record.replicas);
+    if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
+    const union = [
+      ...record.target,
+      ...current.replicas.filter((id) => !record.target.includes(id)),
+    ];
+    const adding = record.target.filter((id) => !current.replicas.includes(id));
+    if (!sameList(union, record.replicas) || !sameList(adding, record.adding)) {
+      return noop(state, 'replicas or adding do not follow from the target and the replicas');
+    }
+    partitions[record.partition] = {
+      ...current,
+      partitionEpoch: current.partitionEpoch + 1,
+      replicas: record.replicas,
+      reassignment: { target: record.target, adding: record.adding },
+    };
+    return ok(withTopic(state, { ...topic, partitions }));
+  }
+  const ra = current.reassignment;
+  if (ra === undefined) {
+    return noop(state, `${topic.name}/${record.partition} is not being reassigned`);
+  }
+  const isr = current.isr.filter((id) => ra.target.includes(id));
+  if (isr.length === 0) return noop(state, 'no in-sync replica would stay');
+  partitions[record.partition] = {
+    leader: ra.target.includes(current.leader) ? current.leader : -1,
+    leaderEpoch: current.leaderEpoch,
+    partitionEpoch: current.partitionEpoch + 1,
+    replicas: ra.target,
+    isr,
+  };
+  return ok(withTopic(state, { ...topic, partitions }));
+}
+
+/** The first partition whose replicas or reassignment target list `brokerId` ("t/p"), or null. */
+export function partitionsListing(state: MetadataState, brokerId: number): string | null {
+  for (const t of topicsInOrder(state)) {
+    for (let i = 0; i < t.partitions.length; i++) {
+      const p = t.partitions[i]!;
+      if (p.replicas.includes(brokerId) || p.reassignment?.target.includes(brokerId) === true) {
+        return `${t.name}/${i}`;
+      }
+    }
+  }
+  return null;
+}
+
+function sameList(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => b[i] === id);
 }
 
 /** `applyRecord` without the reason: `apply(state, record) -> state` of issue 9. */
@@ -404,6 +554,8 @@ function snapshotVersion(brokers: readonly BrokerState[]): number {
     : METADATA_SNAPSHOT_VERSION_MIN;
 }
 const SNAPSHOT_HEADER_BYTES = 9;
+const SECTION_REASSIGNMENTS = 1;
+const SECTION_BROKER_CONFIGS = 2;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
 
@@ -448,6 +600,32 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
       writeIdList(w, p.isr);
     }
     writeConfigEntries(w, t.configs);
+  }
+  const moving = topics.flatMap((t) =>
+    t.partitions.flatMap((p, i) =>
+      p.reassignment === undefined ? [] : [{ topicId: t.id, partition: i, ra: p.reassignment }],
+    ),
+  );
+  if (moving.length > 0) {
+    w.u8(SECTION_REASSIGNMENTS);
+    w.uvarint(moving.length);
+    for (const m of moving) {
+      w.uvarint(m.topicId);
+      w.uvarint(m.partition);
+      writeIdList(w, m.ra.target);
+      writeIdList(w, m.ra.adding);
+    }
+  }
+  const configs = [...(state.brokerConfigs ?? new Map<number, readonly ConfigEntry[]>())].sort(
+    (a, b) => a[0] - b[0],
+  );
+  if (configs.length > 0) {
+    w.u8(SECTION_BROKER_CONFIGS);
+    w.uvarint(configs.length);
+    for (const [id, entries] of configs) {
+      w.svarint(id);
+      writeConfigEntries(w, entries);
+    }
   }
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
@@ -558,6 +736,16 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     byName.set(name, id);
     lastId = id;
   }
+  let brokerConfigs: Map<number, readonly ConfigEntry[]> | null = null;
+  let lastSection = 0;
+  while (r.remaining > 0) {
+    const tag = r.u8('snapshot section');
+    if (tag <= lastSection) throw corruptData(`snapshot section ${tag} out of order`);
+    lastSection = tag;
+    if (tag === SECTION_REASSIGNMENTS) readReassignments(r, topics);
+    else if (tag === SECTION_BROKER_CONFIGS) brokerConfigs = readBrokerConfigs(r, brokers);
+    else throw corruptData(`unknown snapshot section ${tag}`);
+  }
   r.expectEnd('metadata snapshot');
   if (snapshotVersion([...brokers.values()]) !== version) {
     throw corruptData(`metadata snapshot version ${version} is not its canonical version`);
@@ -574,7 +762,68 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     brokerEpochNext,
     producerIdNext,
     tickLast,
+    ...(brokerConfigs === null ? {} : { brokerConfigs }),
   };
+}
+
+function readBrokerConfigs(
+  r: ByteReader,
+  brokers: ReadonlyMap<number, BrokerState>,
+): Map<number, readonly ConfigEntry[]> {
+  const n = r.count('broker configs', BROKERS_MAX + 1);
+  if (n === 0) throw corruptData('snapshot has an empty broker config section');
+  const out = new Map<number, readonly ConfigEntry[]>();
+  let last = -2;
+  for (let i = 0; i < n; i++) {
+    const id = r.svarint('broker id', -1, BROKER_ID_MAX);
+    const entries = readConfigEntries(r, 'broker configs');
+    if (id <= last || (id !== -1 && !brokers.has(id)) || entries.length === 0) {
+      throw corruptData(`snapshot broker config of ${id} is out of order, unknown or empty`);
+    }
+    for (let k = 1; k < entries.length; k++) {
+      if (!(entries[k - 1]!.key < entries[k]!.key)) {
+        throw corruptData(`snapshot broker ${id} config keys are not ascending`);
+      }
+    }
+    last = id;
+    out.set(id, entries);
+  }
+  return out;
+}
+
+/** The snapshot's reassignment section (count >= 1, ascending), into `topics`. */
+function readReassignments(r: ByteReader, topics: Map<number, TopicState>): void {
+  const n = r.count('reassignments', PARTITIONS_MAX);
+  if (n === 0) throw corruptData('snapshot has an empty reassignment section');
+  let last = -1;
+  for (let i = 0; i < n; i++) {
+    const topicId = r.uvarint('topic id');
+    const partition = r.uvarint('partition', PARTITIONS_MAX - 1);
+    const target = readIdList(r, 'target');
+    const adding = readIdList(r, 'adding');
+    const t = topics.get(topicId);
+    const p = t?.partitions[partition];
+    const order = topicId * PARTITIONS_MAX + partition;
+    if (t === undefined || p === undefined || order <= last) {
+      throw corruptData(
+        `snapshot reassignment of ${topicId}/${partition} is unknown or out of order`,
+      );
+    }
+    last = order;
+    const problem = recordProblem({
+      type: 'reassign-partition',
+      topicId,
+      partition,
+      replicas: p.replicas,
+      target,
+      adding,
+    });
+    if (problem !== null)
+      throw corruptData(`snapshot reassignment of ${t.name}/${partition}: ${problem}`);
+    const partitions = t.partitions.slice();
+    partitions[partition] = { ...p, reassignment: { target, adding } };
+    topics.set(topicId, { ...t, partitions });
+  }
 }
 
 function partitionProblem(p: PartitionState, brokers: ReadonlyMap<number, unknown>): string | null {
@@ -607,7 +856,7 @@ export function formatState(state: MetadataState): string[] {
     lines.push(`topic ${t.name} id=${t.id}${configs}`);
     t.partitions.forEach((p, i) => {
       lines.push(
-        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]`,
+        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]${p.reassignment === undefined ? '' : ` target=[${p.reassignment.target.join(',')}] adding=[${p.reassignment.adding.join(',')}]`}`,
       );
     });
   }

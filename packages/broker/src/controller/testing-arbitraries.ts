@@ -153,6 +153,11 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
     }
     case 'allocate-producer-ids':
       return broker ? { ...r, brokerId: broker.id, firstProducerId: state.producerIdNext } : r;
+    case 'reassign-partition':
+    case 'complete-reassignment':
+    case 'unregister-broker':
+    case 'alter-broker-config':
+      return r;
   }
 }
 

@@ -16,6 +16,13 @@ import {
   StreamBusError,
 } from '@streambus/protocol';
 import type { RequestContext, Response } from '../connection.js';
+import {
+  alterBrokerConfig,
+  decommissionBroker,
+  describeBrokerConfig,
+  describeReplica,
+  reassignPartition,
+} from '../ops/reassign-partition.js';
 import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
 import { fetch } from './fetch.js';
@@ -103,6 +110,13 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.DELETE_GROUPS]: answer(ApiKey.DELETE_GROUPS, deleteGroups),
   [ApiKey.OFFSET_DELETE]: answer(ApiKey.OFFSET_DELETE, offsetDelete),
   [ApiKey.REBALANCE_LEADERS]: answer(ApiKey.REBALANCE_LEADERS, rebalanceLeaders),
+  [ApiKey.REASSIGN_PARTITION]: answer(ApiKey.REASSIGN_PARTITION, reassignPartition),
+  [ApiKey.DESCRIBE_REPLICA]: answer(ApiKey.DESCRIBE_REPLICA, describeReplica),
+  [ApiKey.DECOMMISSION_BROKER]: answer(ApiKey.DECOMMISSION_BROKER, decommissionBroker),
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: answer(ApiKey.DESCRIBE_BROKER_CONFIG, (b) =>
+    describeBrokerConfig(b),
+  ),
+  [ApiKey.ALTER_BROKER_CONFIG]: answer(ApiKey.ALTER_BROKER_CONFIG, alterBrokerConfig),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

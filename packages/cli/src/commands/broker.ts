@@ -72,22 +72,24 @@ export function brokerCommand(): Command {
       "overrides of other brokers' Kafka addresses as ID@HOST:PORT,... (default: the addresses they registered)",
     )
     .action(async (opts: BrokerFlags) => {
-      const config = loadConfig({
-        env: process.env,
-        flags: defined({
-          config: opts.config,
-          'data-dir': opts.dataDir,
-          listen: opts.listen,
-          http: opts.http,
-          'log-level': opts.logLevel,
-          'node-id': opts.nodeId,
-          peers: opts.peers,
-          'kafka-listen': opts.kafkaListen,
-          'kafka-advertised': opts.kafkaAdvertised,
-          'kafka-brokers': opts.kafkaBrokers,
-        }),
-      });
-      await runBroker(config);
+      // Read again on SIGHUP (run.ts): the dynamic settings that changed apply at runtime.
+      const load = () =>
+        loadConfig({
+          env: process.env,
+          flags: defined({
+            config: opts.config,
+            'data-dir': opts.dataDir,
+            listen: opts.listen,
+            http: opts.http,
+            'log-level': opts.logLevel,
+            'node-id': opts.nodeId,
+            peers: opts.peers,
+            'kafka-listen': opts.kafkaListen,
+            'kafka-advertised': opts.kafkaAdvertised,
+            'kafka-brokers': opts.kafkaBrokers,
+          }),
+        });
+      await runBroker(load(), { reload: load });
     });
   return broker;
 }

@@ -1,6 +1,7 @@
 // `streambus cluster describe`: the brokers of the cluster (id, address, live or not, controller
 // role, replica and leader counts) as the controller's metadata has them.
 // `streambus cluster rebalance-leaders`: preferred-leader balancing now (the RebalanceLeaders API).
+// `streambus cluster decommission ID`: its replicas move off, then it leaves (DecommissionBroker).
 import type { BrokerDescription } from '@streambus/client';
 import { Command } from 'commander';
 import { table } from '../output.js';
@@ -90,6 +91,28 @@ export function clusterCommand(): Command {
       ]);
       if (rows.length > 0)
         for (const line of table(['partition', 'leader', 'preferred'], rows)) out.human(line);
+    });
+  });
+  withClientOptions(
+    cluster
+      .command('decommission <id>')
+      .description(
+        'move every replica off broker ID, then take it out of the registry and the controller quorum (stop its process after)',
+      )
+      .option(
+        '--timeout-ms <ms>',
+        'wait this long for its replicas to move',
+        parseIntArg('--timeout-ms', 0, 3_600_000),
+        120_000,
+      ),
+  ).action(async (idArg: string, opts: ClientFlags & { timeoutMs: number }) => {
+    const id = parseIntArg('<id>', 0, 2 ** 31 - 1)(idArg);
+    await withClient(opts, async (client, out) => {
+      const r = await client.admin().decommissionBroker(id, { timeoutMs: opts.timeoutMs });
+      out.json({ brokerId: id, ...r });
+      out.human(
+        `broker ${id} decommissioned: ${r.partitionsMoved} partition${r.partitionsMoved === 1 ? '' : 's'} moved off it; it left the registry (stop its process now)`,
+      );
     });
   });
   return cluster;

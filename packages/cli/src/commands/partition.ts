@@ -6,6 +6,7 @@ import { ErrorCode, type RepairResult, StreamBusError } from '@streambus/client'
 import { Command } from 'commander';
 import { UsageError } from '../output.js';
 import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
+import { addReassignCommands } from './partition-reassign.js';
 
 function range(r: { fromOffset: number; toOffset: number | null }): string {
   return r.toOffset === null
@@ -39,7 +40,10 @@ export function describeRepair(topic: string, partition: number, r: RepairResult
 }
 
 export function partitionCommand(): Command {
-  const partition = new Command('partition').description('repair damaged partitions');
+  const partition = new Command('partition').description(
+    'repair damaged partitions, reassign and describe their replicas',
+  );
+  addReassignCommands(partition);
   withClientOptions(
     partition
       .command('repair <topic> <partition>')

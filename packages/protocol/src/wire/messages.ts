@@ -53,6 +53,11 @@ export const ApiKey = {
   DELETE_GROUPS: 22,
   OFFSET_DELETE: 23,
   REBALANCE_LEADERS: 30,
+  REASSIGN_PARTITION: 31,
+  DESCRIBE_BROKER_CONFIG: 32,
+  ALTER_BROKER_CONFIG: 33,
+  DESCRIBE_REPLICA: 34,
+  DECOMMISSION_BROKER: 35,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -90,6 +95,11 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.DELETE_GROUPS]: { min: 0, max: 0 },
   [ApiKey.OFFSET_DELETE]: { min: 0, max: 0 },
   [ApiKey.REBALANCE_LEADERS]: { min: 0, max: 0 },
+  [ApiKey.REASSIGN_PARTITION]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: { min: 0, max: 0 },
+  [ApiKey.ALTER_BROKER_CONFIG]: { min: 0, max: 0 },
+  [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
+  [ApiKey.DECOMMISSION_BROKER]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -572,6 +582,70 @@ export const RebalanceLeadersResponseSchema = object({
   ),
 });
 
+// --- ReassignPartition, DescribeReplica (StreamBus admin, issue 12) ------------------------------
+// ReassignPartition (`streambus partition reassign T P --replicas 1,2,4`): the controller records
+// the target; the partition's leader moves its Raft group there (learner, catch up, voter, then
+// the leaving replicas removed). Answered once the controller recorded it, not when it is done.
+// DescribeReplica: one broker's own replica of a partition (`streambus partition describe` asks
+// every replica's broker): its role, log end, high watermark, the Raft voters and learners it
+// knows, and the metadata's replicas and reassignment target.
+export const ReassignPartitionRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+  replicas: array(int(0, INT32_MAX), 64),
+});
+export const ReassignPartitionResponseSchema = object({ ...errorFields });
+export const DescribeReplicaRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+});
+export const DescribeReplicaResponseSchema = object({
+  ...errorFields,
+  nodeId: int32(),
+  /** leader, follower, candidate, offline; "none" when this broker holds no open replica. */
+  role: string(32),
+  logEndOffset: int64(),
+  highWatermark: int64(),
+  leaderId: int32(),
+  leaderEpoch: int64(),
+  voters: array(int32(), 64),
+  learners: array(int32(), 64),
+  replicas: array(int32(), 64),
+  target: nullable(array(int32(), 64)),
+});
+
+// DecommissionBroker (`streambus cluster decommission ID`): the broker's replicas move off it
+// (reassignments), then it leaves the registry and the controller quorum. Answered when it left,
+// or REQUEST_TIMED_OUT after timeoutMs (the moves go on; ask again).
+export const DecommissionBrokerRequestSchema = object({
+  brokerId: int(0, INT32_MAX),
+  timeoutMs: int(0, 3_600_000),
+});
+export const DecommissionBrokerResponseSchema = object({
+  ...errorFields,
+  partitionsMoved: int(0, INT32_MAX),
+});
+
+// DescribeBrokerConfig / AlterBrokerConfig (`streambus config describe|set|unset`, issue 12): the
+// dynamic broker settings. Describe is answered by the broker asked, for itself: each dynamic
+// key's value in force and its source (static = flags, environment, file or default;
+// dynamic-cluster; dynamic-broker). Alter (any broker) records the changes for one broker or,
+// with brokerId -1, for every broker; a null value removes the dynamic value.
+export const DescribeBrokerConfigRequestSchema = object({});
+export const DescribeBrokerConfigResponseSchema = object({
+  ...errorFields,
+  nodeId: int32(),
+  entries: array(
+    object({ key: string(256), value: string(CONFIG_VALUE_LENGTH_MAX), source: string(32) }),
+    64,
+  ),
+});
+export const AlterBrokerConfigRequestSchema = object({
+  brokerId: int(-1, INT32_MAX),
+  configs: dict(nullable(string(CONFIG_VALUE_LENGTH_MAX)), 64),
+});
+export const AlterBrokerConfigResponseSchema = object({ ...errorFields });
+
 /** Request and response schemas by API key. */
 export const MESSAGE_SCHEMAS = {
   [ApiKey.API_VERSIONS]: { request: ApiVersionsRequestSchema, response: ApiVersionsResponseSchema },
@@ -659,6 +733,26 @@ export const MESSAGE_SCHEMAS = {
     request: RebalanceLeadersRequestSchema,
     response: RebalanceLeadersResponseSchema,
   },
+  [ApiKey.DESCRIBE_BROKER_CONFIG]: {
+    request: DescribeBrokerConfigRequestSchema,
+    response: DescribeBrokerConfigResponseSchema,
+  },
+  [ApiKey.ALTER_BROKER_CONFIG]: {
+    request: AlterBrokerConfigRequestSchema,
+    response: AlterBrokerConfigResponseSchema,
+  },
+  [ApiKey.REASSIGN_PARTITION]: {
+    request: ReassignPartitionRequestSchema,
+    response: ReassignPartitionResponseSchema,
+  },
+  [ApiKey.DESCRIBE_REPLICA]: {
+    request: DescribeReplicaRequestSchema,
+    response: DescribeReplicaResponseSchema,
+  },
+  [ApiKey.DECOMMISSION_BROKER]: {
+    request: DecommissionBrokerRequestSchema,
+    response: DecommissionBrokerResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -716,6 +810,16 @@ export type OffsetDeleteRequest = RequestOf<typeof ApiKey.OFFSET_DELETE>;
 export type OffsetDeleteResponse = ResponseOf<typeof ApiKey.OFFSET_DELETE>;
 export type RebalanceLeadersRequest = RequestOf<typeof ApiKey.REBALANCE_LEADERS>;
 export type RebalanceLeadersResponse = ResponseOf<typeof ApiKey.REBALANCE_LEADERS>;
+export type ReassignPartitionRequest = RequestOf<typeof ApiKey.REASSIGN_PARTITION>;
+export type ReassignPartitionResponse = ResponseOf<typeof ApiKey.REASSIGN_PARTITION>;
+export type DescribeReplicaRequest = RequestOf<typeof ApiKey.DESCRIBE_REPLICA>;
+export type DescribeReplicaResponse = ResponseOf<typeof ApiKey.DESCRIBE_REPLICA>;
+export type DescribeBrokerConfigRequest = RequestOf<typeof ApiKey.DESCRIBE_BROKER_CONFIG>;
+export type DescribeBrokerConfigResponse = ResponseOf<typeof ApiKey.DESCRIBE_BROKER_CONFIG>;
+export type AlterBrokerConfigRequest = RequestOf<typeof ApiKey.ALTER_BROKER_CONFIG>;
+export type AlterBrokerConfigResponse = ResponseOf<typeof ApiKey.ALTER_BROKER_CONFIG>;
+export type DecommissionBrokerRequest = RequestOf<typeof ApiKey.DECOMMISSION_BROKER>;
+export type DecommissionBrokerResponse = ResponseOf<typeof ApiKey.DECOMMISSION_BROKER>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);

@@ -1,0 +1,139 @@
+// The reassignment throttle (issue 12): a broker-wide bytes/s budget for the catch-up traffic a
+// partition leader sends to replicas joining by reassignment (`reassignmentBytesPerSecond`, 0 =
+// unlimited; dynamic). It sits between the partition replicas and the peer links: a Raft
+// message to a throttled (group, peer) pair waits in that pair's queue until the token bucket
+// holds credit for it (the bucket fills at the budget, up to one second's worth); messages of a
+// pair that has a queue wait behind it, so each pair's messages leave in order. Everything else
+// passes straight through. The bytes counted are the entry payloads (and a snapshot's data).
+//
+// Bounds: at most `queuedBytesMax` bytes and `queuedMessagesMax` messages wait in all; past
+// either a message is dropped (counted), which Raft tolerates (the leader resends from the
+// follower's match). A pair no longer throttled (the reassignment completed, or the budget set
+// to 0) is flushed at the next pump.
+import type { Message } from '@streambus/raft';
+import type { GroupKey, RaftTransport } from '../cluster/contract.js';
+
+export interface ReassignmentThrottleOptions {
+  /** The budget now, bytes per second (0 = unlimited). Read on every pump: it may change. */
+  readonly bytesPerSecond: () => number;
+  /** Whether messages of `group` to `to` are reassignment catch-up traffic. */
+  readonly throttled: (group: GroupKey, to: number) => boolean;
+  /** Where messages leave. */
+  readonly send: (group: GroupKey, messages: readonly Message[]) => void;
+  readonly nowMs: () => number;
+  readonly queuedBytesMax?: number;
+  readonly queuedMessagesMax?: number;
+}
+
+interface Pair {
+  readonly group: GroupKey;
+  readonly to: number;
+  readonly queue: Array<{ message: Message; bytes: number }>;
+}
+
+export function messageBytes(m: Message): number {
+  let n = m.snapshot?.data.byteLength ?? 0;
+  for (const e of m.entries) n += e.data.byteLength;
+  return n;
+}
+
+export class ReassignmentThrottle {
+  private readonly o: ReassignmentThrottleOptions;
+  private readonly pairs = new Map<string, Pair>();
+  private tokens = 0;
+  private lastMs: number;
+  private queuedBytes = 0;
+  private queuedMessages = 0;
+  /** Counters for metrics and tests. */
+  readonly stats = { throttledBytes: 0, droppedMessages: 0 };
+  private readonly queuedBytesMax: number;
+  private readonly queuedMessagesMax: number;
+
+  constructor(o: ReassignmentThrottleOptions) {
+    this.o = o;
+    this.lastMs = o.nowMs();
+    this.queuedBytesMax = o.queuedBytesMax ?? 64 * 1024 * 1024;
+    this.queuedMessagesMax = o.queuedMessagesMax ?? 10_000;
+  }
+
+  /** Bytes waiting in all queues. */
+  get waitingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  send(group: GroupKey, messages: readonly Message[]): void {
+    const through: Message[] = [];
+    const unlimited = this.o.bytesPerSecond() <= 0;
+    for (const m of messages) {
+      const k = `${group.topicId}/${group.partition}:${m.to}`;
+      const pair = this.pairs.get(k);
+      if (pair === undefined && (unlimited || !this.o.throttled(group, m.to))) {
+        through.push(m);
+        continue;
+      }
+      const bytes = messageBytes(m);
+      if (
+        this.queuedBytes + bytes > this.queuedBytesMax ||
+        this.queuedMessages + 1 > this.queuedMessagesMax
+      ) {
+        this.stats.droppedMessages++;
+        continue;
+      }
+      const p = pair ?? { group, to: m.to, queue: [] };
+      if (pair === undefined) this.pairs.set(k, p);
+      p.queue.push({ message: m, bytes });
+      this.queuedBytes += bytes;
+      this.queuedMessages++;
+    }
+    if (through.length > 0) this.o.send(group, through);
+    if (this.pairs.size > 0) this.pump();
+  }
+
+  /** Sends what the budget allows now (called on every send and on the house tick). */
+  pump(): void {
+    const now = this.o.nowMs();
+    const rate = this.o.bytesPerSecond();
+    const elapsed = Math.max(0, now - this.lastMs);
+    this.lastMs = now;
+    // One second's worth of burst at most.
+    this.tokens = rate > 0 ? Math.min(rate, this.tokens + (elapsed * rate) / 1000) : 0;
+    for (const [k, p] of this.pairs) {
+      const free = rate <= 0 || !this.o.throttled(p.group, p.to);
+      const out: Message[] = [];
+      while (p.queue.length > 0) {
+        const head = p.queue[0]!;
+        // Credit may go negative by one message: a message larger than the burst still leaves.
+        if (!free && head.bytes > 0 && this.tokens <= 0) break;
+        p.queue.shift();
+        if (!free) {
+          this.tokens -= head.bytes;
+          this.stats.throttledBytes += head.bytes;
+        }
+        this.queuedBytes -= head.bytes;
+        this.queuedMessages--;
+        out.push(head.message);
+      }
+      if (out.length > 0) this.o.send(p.group, out);
+      if (p.queue.length === 0) this.pairs.delete(k);
+    }
+  }
+}
+
+/** `transport` with its `send` going through `throttle` (everything else unchanged). */
+export function throttledTransport(
+  transport: RaftTransport,
+  throttle: ReassignmentThrottle,
+): RaftTransport {
+  return {
+    get self() {
+      return transport.self;
+    },
+    send: (group, messages) => throttle.send(group, messages),
+    setMessageHandler: (h) => transport.setMessageHandler(h),
+    request: (to, kind, body, timeoutMs) => transport.request(to, kind, body, timeoutMs),
+    setRequestHandler: (h) => transport.setRequestHandler(h),
+    setUnreachableHandler: (h) => transport.setUnreachableHandler(h),
+    // The links belong to the cluster node, which closes them.
+    close: () => Promise.resolve(),
+  };
+}
