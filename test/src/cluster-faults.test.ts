@@ -438,9 +438,20 @@ describe('a 3-broker cluster under faults', () => {
       },
     );
     expect(ready.body.cluster).toMatchObject({ ready: true, missing: [], registered: true });
-    const answer = await rebalance();
-    expect(answer.transfersStarted).toBeGreaterThanOrEqual(1);
-    expect(answer.remainingCount).toBe(0);
+    // On a loaded machine broker 1 can win an election of its own while /ready is awaited (its
+    // partitions' leader missed heartbeats), or the controller may not count it caught up yet
+    // for a moment: what is owed is counted just before, and the command is repeated (as an
+    // operator would) until nothing remains.
+    const owed = (await leaders()).filter((p) => p.preferred === 1 && p.leader !== 1).length;
+    let transfers = 0;
+    await waitUntil('rebalance-leaders leaves nothing to move', 15_000, async () => {
+      const answer = await rebalance();
+      transfers += answer.transfersStarted;
+      if (answer.remainingCount !== 0) return undefined;
+      const l = await leaders();
+      return l.filter((p) => p.preferred === 1).every((p) => p.leader === 1) ? true : undefined;
+    });
+    if (owed > 0) expect(transfers).toBeGreaterThanOrEqual(1);
     const after = await leaders();
     expect(after.filter((p) => p.preferred === 1).every((p) => p.leader === 1)).toBe(true);
     // Nothing left to move: a second call starts no transfer.

@@ -143,6 +143,29 @@ describe('group consumer (fake coordinator)', () => {
     expect(broker.groups.committed('g-noop', 'noop', 1)).toBe(11);
   });
 
+  it('rides out a leader that stays away longer than the retry policy: no error reaches the loop', async () => {
+    broker.createTopic('away', 1);
+    const client = newClient();
+    await produce(client, 'away', 1, 10);
+    const consumer = client.consumer({ groupId: 'g-away', ...fast });
+    await consumer.subscribe({ topics: ['away'] });
+    const { values, done } = drain(consumer);
+    let failed: unknown = null;
+    done.catch((err: unknown) => {
+      failed = err;
+    });
+    await until('10 records', () => values.length === 10);
+    // fastRetry gives up after about 0.2 s; the leader answers NOT_LEADER_OR_FOLLOWER for 1 s.
+    broker.failFetchesUntilMs = Date.now() + 1_000;
+    await new Promise((r) => setTimeout(r, 1_200));
+    await produce(client, 'away', 1, 10, 10);
+    await until('20 records', () => values.length === 20 || failed !== null);
+    expect(failed).toBeNull();
+    await consumer.close();
+    await done;
+    expect(values).toHaveLength(20);
+  });
+
   it('starts at the committed offsets, and at autoOffsetReset where there are none', async () => {
     broker.createTopic('t', 2);
     const client = newClient();

@@ -27,7 +27,8 @@
 // MEMBER_ID_REQUIRED) are protocol steps, not retries: the loop rejoins. The loop itself keeps
 // the member in its group until close(): a coordinator that stays away longer than a retry
 // policy is tried again after a backoff, and only a non-retriable error ends it (surfacing at
-// the iterator).
+// the iterator). The same holds for fetching: a retriable fetch failure that outlasts the retry
+// policy is retried at the next poll, never handed to the application.
 import {
   ApiKey,
   ASSIGNORS,
@@ -1188,7 +1189,17 @@ export class GroupConsumer {
       return batches;
     } catch (err) {
       // The membership's error, not the inner consumer's closing because of it.
-      throw this.fatal ?? err;
+      if (this.fatal !== null) throw this.fatal;
+      // A leader that stayed away longer than the retry policy (a leadership move under load):
+      // as the membership loop does for the coordinator, the fetch is tried again at the next
+      // poll, after a backoff; the application never sees a retriable error.
+      if (err instanceof StreamBusError && err.retriable && !this.closing) {
+        await this.closeRaces.race(
+          new Promise<void>((resolve) => setTimeout(resolve, this.ctx.retryPolicy.backoffMaxMs)),
+        );
+        return [];
+      }
+      throw err;
     } finally {
       this.pollPending = false;
       this.lastPollMs = Date.now();

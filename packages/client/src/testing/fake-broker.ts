@@ -91,6 +91,8 @@ export class FakeBroker {
   private readonly waiters = new Set<() => void>();
   private dropAfterNextProduce = 0;
   private failNextProduceCodes: number[] = [];
+  /** Until this time (ms), every fetched partition answers NOT_LEADER_OR_FOLLOWER. */
+  failFetchesUntilMs = 0;
   private nextProducerId = 1000;
   port = 0;
   private readonly shared: FakeClusterState | null;
@@ -636,6 +638,10 @@ export class FakeBroker {
           if (moved !== null) {
             errors++;
             return { ...empty, ...moved };
+          }
+          if (Date.now() < this.failFetchesUntilMs) {
+            errors++;
+            return { ...empty, errorCode: ErrorCode.NOT_LEADER_OR_FOLLOWER };
           }
           const meta = {
             highWatermark: part.nextOffset,
