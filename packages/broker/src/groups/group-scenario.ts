@@ -27,20 +27,18 @@
 //   tick T                              runs the tick event at every tick up to T
 //   replay                              rebuilds from every record written so far and compares
 //   records on|off                      print records as they are written (on by default)
-import { StreamBusError } from '@streambus/protocol';
-import { rerunScenario } from '../testing/scenario-file.js';
 import {
   ASSIGNORS,
   type AssignorMember,
   compareTopicPartitions,
-  revokedPartitions,
-} from './assignors.js';
-import {
   decodeAssignment,
   decodeSubscription,
   encodeAssignment,
   encodeSubscription,
-} from './consumer-protocol.js';
+  revokedPartitions,
+  StreamBusError,
+} from '@streambus/protocol';
+import { rerunScenario } from '../testing/scenario-file.js';
 import { groupErrorName } from './group-errors.js';
 import { initialCoordinatorState, step } from './group-state.js';
 import { decodeGroupRecord, durableView, encodeGroupRecord, replay } from './records.js';

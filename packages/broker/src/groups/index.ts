@@ -3,9 +3,8 @@
 // package as the `groups` namespace; and the coordinator's shell over `__consumer_offsets`
 // (coordinator.ts, coordinator-partition.ts, group-store.ts, offsets-topic.ts).
 
-// The assignors and the consumer-protocol bytes live in @streambus/protocol (shared with the SDK).
-export * from './assignors.js';
-export * from './consumer-protocol.js';
+// The assignors and the consumer-protocol bytes live in @streambus/protocol (shared with the SDK;
+// import them from there).
 export {
   type AttachedPartition,
   type CoordinatorHost,
