@@ -98,9 +98,9 @@ export async function handleKafkaRequest(
     case 'FindCoordinator':
       return out('FindCoordinator', await kafkaFindCoordinator(k, req.body));
     case 'JoinGroup':
-      return out('JoinGroup', await kafkaJoinGroup(k, req.body, v, req.header.clientId));
+      return out('JoinGroup', await kafkaJoinGroup(k, req.body, v, req.header.clientId, ctx));
     case 'SyncGroup':
-      return out('SyncGroup', await kafkaSyncGroup(k, req.body));
+      return out('SyncGroup', await kafkaSyncGroup(k, req.body, ctx));
     case 'Heartbeat':
       return out('Heartbeat', await kafkaHeartbeat(k, req.body));
     case 'LeaveGroup':
