@@ -14,6 +14,7 @@ export type {
   BrokerDescription,
   ClusterDescription,
   ConfigEntry,
+  CreatePartitionsOptions,
   NewTopic,
   OffsetQuery,
   PartitionDescription,
