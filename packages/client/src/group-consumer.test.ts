@@ -414,6 +414,50 @@ describe('group consumer (fake coordinator)', () => {
     await consumer.close();
   });
 
+  it("seek to 'earliest', 'latest' and { timestamp }: resolved as assign's from", async () => {
+    broker.createTopic('st', 1);
+    const client = newClient();
+    await produce(client, 'st', 1, 5);
+    await new Promise((r) => setTimeout(r, 30));
+    const t = Date.now();
+    await new Promise((r) => setTimeout(r, 30));
+    await produce(client, 'st', 1, 5, 5);
+    const consumer = client.consumer({ groupId: 'seek-by', ...fast, autoCommit: false });
+    await consumer.subscribe({ topics: ['st'] });
+    const it = consumer[Symbol.asyncIterator]();
+    const next = async () => (await it.next()).value!;
+    expect((await next()).offset).toBe(0);
+    await next();
+    const tp = { topic: 'st', partition: 0 } as const;
+    // 'latest': only what comes after; a commit before any record of it leaves the partition.
+    consumer.seek({ ...tp, offset: 'latest' });
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(-1);
+    const later = next();
+    await new Promise((r) => setTimeout(r, 100));
+    await produce(client, 'st', 1, 1, 10);
+    expect((await later).value?.toString()).toBe('st-10');
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(10);
+    // { timestamp }: the first record at or after it (the second batch).
+    consumer.seek({ ...tp, offset: { timestamp: t } });
+    expect((await next()).value?.toString()).toBe('st-5');
+    // 'earliest': from the log start again.
+    consumer.seek({ ...tp, offset: 'earliest' });
+    expect((await next()).value?.toString()).toBe('st-0');
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(0);
+    // Bad positions are typed errors; the partition keeps its position.
+    for (const bad of ['middle', { timestamp: -1 }, { at: 1 }]) {
+      expect(() => consumer.seek({ ...tp, offset: bad as never })).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+      );
+    }
+    expect((await next()).value?.toString()).toBe('st-1');
+    await it.return?.();
+    await consumer.close();
+  });
+
   it('pause stops fetching while the membership goes on (no max-poll leave); resume goes on from there', async () => {
     broker.createTopic('p', 2);
     const client = newClient();

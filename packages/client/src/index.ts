@@ -53,6 +53,7 @@ export type {
   GroupConsumerOptions,
   PartitionLag,
   RevocationEvent,
+  SeekTarget,
   SubscribeOptions,
 } from './group-consumer.js';
 export {
