@@ -1,6 +1,7 @@
 // Kafka JoinGroup and SyncGroup parked by a rebalance longer than requestTimeoutMs: like the
 // native handlers, the Kafka ones extend the request's bound (ctx.parkFor), so the rebalance
-// answers them, not the request timeout (which on the Kafka wire closes the connection).
+// answers them, not the request timeout (which on the Kafka wire closes the connection). And the
+// native listener's idle reaping on a Kafka connection (limits.idleTimeoutMs).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('Kafka group requests parked by a rebalance', () => {
   // Long enough for start-up and the setup requests on a loaded machine.
   const requestTimeoutMs = 2500;
+  // Above the longest idle gap of the park test's connections (requestTimeoutMs + 700).
+  const idleTimeoutMs = 5000;
   let broker: Broker;
   let dir: string;
   const open: KafkaRawClient[] = [];
@@ -40,7 +43,7 @@ describe('Kafka group requests parked by a rebalance', () => {
         listen: { host: '127.0.0.1', port: 0 },
         http: null,
         logLevel: 'silent',
-        limits: { ...base.limits, requestTimeoutMs },
+        limits: { ...base.limits, requestTimeoutMs, idleTimeoutMs },
         kafka: { ...base.kafka, listen: { host: '127.0.0.1', port: 0 } },
         groups: {
           ...base.groups,
@@ -124,4 +127,25 @@ describe('Kafka group requests parked by a rebalance', () => {
     expect(synced.errorCode).toBe(0);
     expect(Buffer.from(synced.assignment).toString()).toBe('b-1');
   }, 40_000);
+
+  it('an idle Kafka connection is closed after limits.idleTimeoutMs; a used one is not', async () => {
+    const idle = await client('idle');
+    const busy = await client('busy');
+    const started = Date.now();
+    let idleClosedAt = 0;
+    void idle.closed.then(() => {
+      idleClosedAt = Date.now();
+    });
+    // The busy one asks something every second; the idle one says nothing.
+    while (idleClosedAt === 0 && Date.now() - started < idleTimeoutMs + 4000) {
+      const r = await busy.request('ApiVersions', 3, {
+        clientSoftwareName: 'test',
+        clientSoftwareVersion: '1',
+      });
+      expect(r.errorCode).toBe(0);
+      await sleep(1000);
+    }
+    expect(idleClosedAt - started).toBeGreaterThanOrEqual(idleTimeoutMs);
+    expect(busy.socket.destroyed).toBe(false);
+  }, 20_000);
 });
