@@ -305,7 +305,7 @@ describe('group consumer (fake coordinator)', () => {
     await consumer.close();
   });
 
-  it('reports lag and commits on demand', async () => {
+  it('reports lag and commits on demand, awaited or asynchronously (commitAsync)', async () => {
     broker.createTopic('t', 2);
     const client = newClient();
     await produce(client, 't', 2, 10);
@@ -324,7 +324,17 @@ describe('group consumer (fake coordinator)', () => {
     await consumer.commit();
     const committed = [0, 1].map((p) => broker.groups.committed('lag', 't', p));
     expect(committed.reduce((s, o) => s + Math.max(0, o), 0)).toBe(4);
+    // Asynchronous: not awaited, the outcome goes to the callback, a failure never rejects.
+    const outcome = (offsets?: { topic: string; partition: number; offset: number }[]) =>
+      new Promise<Error | null>((resolve) => consumer.commitAsync(offsets, resolve));
+    expect(await outcome([{ topic: 't', partition: 1, offset: 3 }])).toBeNull();
+    expect(broker.groups.committed('lag', 't', 1)).toBe(3);
+    expect(await outcome([{ topic: 't', partition: 0, offset: -1 }])).toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
+    consumer.commitAsync(); // no callback: fine either way
     await consumer.close();
+    expect(await outcome()).toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
   });
 
   it('follows the coordinator when it moves (NOT_COORDINATOR, then FindCoordinator again)', async () => {

@@ -628,6 +628,26 @@ export class GroupConsumer {
   }
 
   /**
+   * The asynchronous commit (Kafka's commitAsync): `commit(offsets)` started and not awaited.
+   * It never throws nor rejects: `onDone` gets null once committed, or the error (a bad
+   * argument, or any error `commit` would reject with). Commits keep their order on the wire.
+   */
+  commitAsync(offsets?: readonly CommitOffset[], onDone?: (err: Error | null) => void): void {
+    const done = (err: Error | null): void => {
+      try {
+        onDone?.(err);
+      } catch {
+        // The callback's own failure is the application's; it never becomes an unhandled rejection.
+      }
+    };
+    // commit is async: a bad argument or a closed consumer rejects too, it never throws here.
+    this.commit(offsets).then(
+      () => done(null),
+      (err: unknown) => done(err as Error),
+    );
+  }
+
+  /**
    * Commits offsets and waits for the coordinator's answer: without arguments the processed
    * position of every owned partition that moved since its last commit; with a list, exactly
    * those offsets (each the next offset to consume). UNKNOWN_MEMBER_ID before the first
