@@ -1,7 +1,8 @@
 // Kafka JoinGroup and SyncGroup parked by a rebalance longer than requestTimeoutMs: like the
 // native handlers, the Kafka ones extend the request's bound (ctx.parkFor), so the rebalance
-// answers them, not the request timeout (which on the Kafka wire closes the connection). And the
-// native listener's idle reaping on a Kafka connection (limits.idleTimeoutMs).
+// answers them, not the request timeout (which on the Kafka wire closes the connection). And, on
+// the same broker's small limits: idle reaping of a Kafka connection (limits.idleTimeoutMs), and
+// CreatePartitions within limits.partitionsPerTopicMax and limits.partitionsMax.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,7 +44,13 @@ describe('Kafka group requests parked by a rebalance', () => {
         listen: { host: '127.0.0.1', port: 0 },
         http: null,
         logLevel: 'silent',
-        limits: { ...base.limits, requestTimeoutMs, idleTimeoutMs },
+        limits: {
+          ...base.limits,
+          requestTimeoutMs,
+          idleTimeoutMs,
+          partitionsPerTopicMax: 8,
+          partitionsMax: 8,
+        },
         kafka: { ...base.kafka, listen: { host: '127.0.0.1', port: 0 } },
         groups: {
           ...base.groups,
@@ -148,4 +155,32 @@ describe('Kafka group requests parked by a rebalance', () => {
     expect(idleClosedAt - started).toBeGreaterThanOrEqual(idleTimeoutMs);
     expect(busy.socket.destroyed).toBe(false);
   }, 20_000);
+
+  it('CreatePartitions respects limits.partitionsPerTopicMax and limits.partitionsMax', async () => {
+    const c = await client('limits');
+    // __consumer_offsets (1 partition) exists from the first test; 'lim' adds 2: 3 on the broker.
+    const created = await c.request('CreateTopics', 3, {
+      topics: [
+        { name: 'lim', numPartitions: 2, replicationFactor: -1, assignments: [], configs: [] },
+      ],
+      timeoutMs: 5000,
+      validateOnly: false,
+    });
+    expect(created.topics[0]!.errorCode).toBe(0);
+    const grow = async (count: number) =>
+      (
+        await c.request('CreatePartitions', 1, {
+          topics: [{ name: 'lim', count, assignments: null }],
+          timeoutMs: 5000,
+          validateOnly: false,
+        })
+      ).results[0]!;
+    const perTopic = await grow(9);
+    expect(perTopic.errorCode).toBe(ErrorCode.INVALID_PARTITIONS);
+    expect(perTopic.errorMessage).toMatch(/limits\.partitionsPerTopicMax \(8\)/);
+    const onBroker = await grow(8);
+    expect(onBroker.errorCode).toBe(ErrorCode.POLICY_VIOLATION);
+    expect(onBroker.errorMessage).toMatch(/limits\.partitionsMax \(8; 3 exist\)/);
+    expect((await grow(7)).errorCode).toBe(0);
+  });
 });
