@@ -167,7 +167,7 @@ function replicaBatches(dataDir: string, partition: number): string[] {
 }
 
 describe('a 3-broker cluster under faults', () => {
-  it('a created topic has elected leaders when the create answers: describe needs no retry', async () => {
+  it('a created (and a grown) topic has elected leaders when the call answers: describe needs no retry', async () => {
     const c = await cluster();
     const sdk = new StreamBusClient({
       bootstrap: c.bootstrap,
@@ -181,6 +181,17 @@ describe('a 3-broker cluster under faults', () => {
       expect(p.leaderEpoch).toBeGreaterThanOrEqual(1);
       expect(p.replicas).toContain(p.leaderId);
     }
+    // Partitions added (record add-partitions) are placed on all three brokers, opened by each,
+    // and have elected leaders when the call answers: a produce to one needs no retry either.
+    await sdk.admin().createPartitions({ topic: 'fresh', count: 5 });
+    const grown = await sdk.admin().describeTopic('fresh');
+    expect(grown.partitions.map((p) => p.replicas.length)).toEqual([3, 3, 3, 3, 3]);
+    for (const p of grown.partitions.slice(3)) {
+      expect(p.leaderEpoch).toBeGreaterThanOrEqual(1);
+      expect(p.replicas).toContain(p.leaderId);
+    }
+    const sent = await sdk.producer().send({ topic: 'fresh', partition: 4, value: 'p4' });
+    expect(sent.partition).toBe(4);
   }, 60_000);
 
   it('kill -9 of the leader during acks=all produce loses and duplicates nothing', async () => {

@@ -3,7 +3,8 @@
 // two cooperative members sharing a topic while records are produced (each record processed,
 // no partition with two owners in one generation, only moving partitions revoked), committed
 // offsets equal to the log ends after close, the admin's describe/reset/delete, the CLI, and
-// committed offsets surviving a broker restart, and pause/seek/resume/unsubscribe.
+// committed offsets surviving a broker restart, pause/seek/resume/unsubscribe, and a topic
+// grown by admin.createPartitions reaching a producer and a subscribed group.
 import { Broker, type BrokerConfig, defaultConfig } from '@streambus/broker';
 import {
   type AssignmentEvent,
@@ -97,12 +98,18 @@ interface Member {
   readonly done: Promise<void>;
 }
 
-function member(c: StreamBusClient, groupId: string, topic: string): Member {
+function member(
+  c: StreamBusClient,
+  groupId: string,
+  topic: string,
+  extra: { metadataRefreshMs?: number } = {},
+): Member {
   const assigned: AssignmentEvent[] = [];
   const revoked: RevocationEvent[] = [];
   const consumer = c.consumer({
     groupId,
     ...memberOptions,
+    ...extra,
     onAssigned: (e) => {
       assigned.push(e);
     },
@@ -230,6 +237,80 @@ describe('consumer groups against a real broker (cluster of one)', () => {
     await consumer.close();
     await done;
   }, 60_000);
+
+  it('partitions added with admin.createPartitions reach a producer and a subscribed group', async () => {
+    const { bootstrap, admin } = await oneBroker();
+    await createTopic(admin, 'grows', 2);
+    // Another client's producer and member: they see the change on their next metadata refresh.
+    const other = new StreamBusClient({ bootstrap, retry, metadataMaxAgeMs: 200 });
+    cleanups.push(() => other.close());
+    const producer = other.producer();
+    await producer.sendBatch([
+      { topic: 'grows', partition: 0, value: 'a0' },
+      { topic: 'grows', partition: 1, value: 'a1' },
+    ]);
+    const m = member(other, 'growers', 'grows', { metadataRefreshMs: 300 });
+    await until('two partitions', () => m.consumer.assignment().length === 2);
+    await expect(admin.createPartitions({ topic: 'grows', count: 1 })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_PARTITIONS,
+    });
+    await admin.createPartitions({ topic: 'grows', count: 4, validateOnly: true });
+    expect((await admin.describeTopic('grows')).partitions).toHaveLength(2);
+    await admin.createPartitions({ topic: 'grows', count: 4 });
+    const d = await admin.describeTopic('grows');
+    expect(d.partitions.map((p) => p.partition)).toEqual([0, 1, 2, 3]);
+    expect(d.partitions.every((p) => p.leaderId === 1)).toBe(true);
+    // The producer: a send to partition 3 works once its metadata refreshed (any send does it).
+    await until('the producer sees partition 3', async () => {
+      try {
+        await producer.send({ topic: 'grows', partition: 3, value: 'b3' });
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code !== ErrorCode.UNKNOWN_TOPIC_OR_PARTITION) throw err;
+        await producer.send({ topic: 'grows', partition: 0, value: 'tick' });
+        return false;
+      }
+    });
+    await producer.send({ topic: 'grows', partition: 2, value: 'b2' });
+    // The group rebalances onto the new partitions at its next subscription check.
+    await until('four partitions', () => m.consumer.assignment().length === 4, 45_000);
+    await until('the new partitions consumed', () =>
+      ['b2', 'b3'].every((v) => m.values.includes(v)),
+    );
+    await m.consumer.close();
+    await m.done;
+    // The CLI: a dry run changes nothing, then the topic grows to 5; a shrink is refused.
+    const b = ['--bootstrap', bootstrap];
+    const dry = await runCli([
+      'topic',
+      'add-partitions',
+      'grows',
+      '--count',
+      '5',
+      '--dry-run',
+      ...b,
+    ]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/can grow to 5 partitions \(dry run/);
+    const cli = await runCli([
+      'topic',
+      'add-partitions',
+      'grows',
+      '--count',
+      '5',
+      '--replica-assignment',
+      '1',
+      '--output',
+      'json',
+      ...b,
+    ]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toEqual({ topic: 'grows', partitions: 5, dryRun: false });
+    expect((await admin.describeTopic('grows')).partitions).toHaveLength(5);
+    const shrink = await runCli(['topic', 'add-partitions', 'grows', '--count', '3', ...b]);
+    expect(shrink.code).not.toBe(0);
+    expect(shrink.stderr).toMatch(/the count can only grow/);
+  }, 90_000);
 
   it('a static member that restarts within its session gets its partitions back, no rebalance', async () => {
     const { bootstrap, admin } = await oneBroker();

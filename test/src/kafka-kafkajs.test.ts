@@ -327,7 +327,19 @@ describe('kafkajs against the Kafka listener', () => {
     }
   });
 
-  it('admin: alterConfigs, deleteTopicRecords, describeCluster, createPartitions refused as a policy', async () => {
+  /** One record to `partition` of `topic` with a fresh kafkajs producer (its own metadata). */
+  async function kafkaProduceTo(topic: string, partition: number) {
+    const p = kafka.producer();
+    await p.connect();
+    try {
+      const [meta] = await p.send({ topic, acks: -1, messages: [{ value: 'new', partition }] });
+      return meta!;
+    } finally {
+      await p.disconnect();
+    }
+  }
+
+  it('admin: alterConfigs, deleteTopicRecords, describeCluster, createPartitions', async () => {
     const topic = 'kjs-admin';
     await createTopic(topic, 1);
     const producer = kafka.producer();
@@ -360,9 +372,16 @@ describe('kafkajs against the Kafka listener', () => {
         { nodeId: 1, host: '127.0.0.1', port: broker.kafkaAddress!.port },
       ]);
       expect(cluster.controller).toBe(1);
+      // createPartitions adds partitions (the controller's add-partitions record); a count that
+      // does not grow is Kafka's INVALID_PARTITIONS.
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
+      const grown = await admin.fetchTopicMetadata({ topics: [topic] });
+      expect(grown.topics[0]!.partitions.map((p) => p.partitionId).sort()).toEqual([0, 1, 2]);
+      const sent = await kafkaProduceTo(topic, 2);
+      expect(sent.partition).toBe(2);
       await expect(
-        admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] }),
-      ).rejects.toMatchObject({ type: 'POLICY_VIOLATION' });
+        admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] }),
+      ).rejects.toMatchObject({ type: 'INVALID_PARTITIONS' });
     } finally {
       await admin.disconnect();
     }

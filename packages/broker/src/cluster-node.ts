@@ -620,6 +620,35 @@ export class ClusterNode {
     }, ELECTED_WAIT_MS_MAX).catch(() => undefined);
   }
 
+  /**
+   * CreatePartitions (controller/add-partitions.ts): `name` grows to `count` partitions. Answers
+   * as createTopic does: once this broker applied it and opened the replicas it holds, and the
+   * new partitions elected leaders (bounded).
+   */
+  async addPartitions(
+    name: string,
+    count: number,
+    assignments: readonly (readonly number[])[] | null,
+  ): Promise<void> {
+    const topicId = (await this.client.addPartitions({ name, count, assignments })).id;
+    const grown = (s: MetadataState) => {
+      const t = s.topics.get(topicId);
+      return t === undefined || t.partitions.length >= count;
+    };
+    await this.waitApplied(grown);
+    await this.o.admin.idle();
+    await this.waitApplied((s) => {
+      const t = s.topics.get(topicId);
+      return (
+        t?.partitions.every(
+          (p, i) =>
+            p.leaderEpoch > 0 ||
+            this.held.get(this.keyOf({ topicId, partition: i }))?.offline != null,
+        ) !== false
+      );
+    }, ELECTED_WAIT_MS_MAX).catch(() => undefined);
+  }
+
   async deleteTopic(name: string): Promise<void> {
     if (topicByName(this.state, name) === undefined) {
       throw new StreamBusError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown topic ${name}`);

@@ -36,6 +36,17 @@ export interface NewTopic {
   readonly configs?: Readonly<Record<string, string>>;
 }
 
+/** `admin.createPartitions(...)`: grow `topic` to `count` partitions. */
+export interface CreatePartitionsOptions {
+  readonly topic: string;
+  /** The partition count wanted (more than the topic has). */
+  readonly count: number;
+  /** One replica list (broker ids, preferred leader first) per new partition. */
+  readonly assignments?: readonly (readonly number[])[];
+  readonly validateOnly?: boolean;
+  readonly timeoutMs?: number;
+}
+
 export interface ConfigEntry {
   readonly name: string;
   readonly value: string | null;
@@ -261,6 +272,51 @@ export class Admin {
 
   deleteTopic(name: string): Promise<void> {
     return this.deleteTopics([name]);
+  }
+
+  /**
+   * Grows `topic` to `count` partitions (CreatePartitions; the count only grows:
+   * INVALID_PARTITIONS otherwise). `assignments`: one replica list per new partition, preferred
+   * leader first (INVALID_REPLICA_ASSIGNMENT when it does not fit); without it the controller
+   * places them. `validateOnly` checks and changes nothing. Resolves once the new partitions
+   * exist and (bounded) have leaders; producers and group consumers of this client see them at
+   * once, other clients on their next metadata refresh.
+   */
+  async createPartitions(options: CreatePartitionsOptions): Promise<void> {
+    checkOptionNames('createPartitions', options, OptionNames.createPartitions);
+    const { topic, count } = options;
+    if (!Number.isInteger(count) || count < 1) {
+      throw new StreamBusError(
+        ErrorCode.INVALID_ARGUMENT,
+        `count: expected a positive integer, got ${count}`,
+      );
+    }
+    const res = await settle(
+      this.ctx,
+      async () => {
+        const conn = await this.ctx.cluster.anyConnection();
+        if (!conn.supports(ApiKey.CREATE_PARTITIONS)) {
+          throw new StreamBusError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            'the broker does not support CreatePartitions (older than this API)',
+          );
+        }
+        return conn.request(ApiKey.CREATE_PARTITIONS, {
+          topics: [
+            {
+              name: topic,
+              count,
+              assignments: options.assignments?.map((a) => [...a]) ?? null,
+            },
+          ],
+          timeoutMs: options.timeoutMs ?? 30_000,
+          validateOnly: options.validateOnly ?? false,
+        });
+      },
+      topic,
+    );
+    for (const t of res.topics) checkTopic(t, `add partitions to '${t.name}'`);
+    if (options.validateOnly !== true) await this.ctx.cluster.refreshMetadata([topic]);
   }
 
   /** Topic names, sorted. */

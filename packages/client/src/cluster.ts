@@ -74,6 +74,8 @@ export class Cluster {
   private readonly connections = new Map<string, Promise<BrokerConnection>>();
   private readonly brokers = new Map<number, BrokerAddress>();
   private readonly topics = new Map<string, TopicInfo>();
+  /** Told every topic's partition count each metadata answer brings (producers: grown topics). */
+  private readonly partitionCountListeners = new Set<(topic: string, count: number) => void>();
   /** Group id -> its coordinator's address (FindCoordinator), until an error says it moved. */
   private readonly coordinators = new Map<string, BrokerAddress>();
   private clusterId = '';
@@ -372,6 +374,16 @@ export class Cluster {
       }
       const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
       this.topics.set(t.name, { name: t.name, partitions, fetchedAtMs: now });
+      for (const listener of this.partitionCountListeners) listener(t.name, partitions.length);
     }
+  }
+
+  /**
+   * Calls `listener` with each topic's partition count whenever a metadata answer names it (a
+   * topic grown by CreatePartitions shows there); returns the function that stops it.
+   */
+  onPartitionCount(listener: (topic: string, count: number) => void): () => void {
+    this.partitionCountListeners.add(listener);
+    return () => this.partitionCountListeners.delete(listener);
   }
 }

@@ -305,7 +305,7 @@ describe('group consumer (fake coordinator)', () => {
     await consumer.close();
   });
 
-  it('reports lag and commits on demand', async () => {
+  it('reports lag and commits on demand, awaited or asynchronously (commitAsync)', async () => {
     broker.createTopic('t', 2);
     const client = newClient();
     await produce(client, 't', 2, 10);
@@ -324,7 +324,17 @@ describe('group consumer (fake coordinator)', () => {
     await consumer.commit();
     const committed = [0, 1].map((p) => broker.groups.committed('lag', 't', p));
     expect(committed.reduce((s, o) => s + Math.max(0, o), 0)).toBe(4);
+    // Asynchronous: not awaited, the outcome goes to the callback, a failure never rejects.
+    const outcome = (offsets?: { topic: string; partition: number; offset: number }[]) =>
+      new Promise<Error | null>((resolve) => consumer.commitAsync(offsets, resolve));
+    expect(await outcome([{ topic: 't', partition: 1, offset: 3 }])).toBeNull();
+    expect(broker.groups.committed('lag', 't', 1)).toBe(3);
+    expect(await outcome([{ topic: 't', partition: 0, offset: -1 }])).toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
+    consumer.commitAsync(); // no callback: fine either way
     await consumer.close();
+    expect(await outcome()).toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
   });
 
   it('follows the coordinator when it moves (NOT_COORDINATOR, then FindCoordinator again)', async () => {
@@ -410,6 +420,50 @@ describe('group consumer (fake coordinator)', () => {
     expect(() => consumer.seek({ topic: 's', partition: 0, ofset: 1 } as never)).toThrow(
       /did you mean 'offset'/,
     );
+    await it.return?.();
+    await consumer.close();
+  });
+
+  it("seek to 'earliest', 'latest' and { timestamp }: resolved as assign's from", async () => {
+    broker.createTopic('st', 1);
+    const client = newClient();
+    await produce(client, 'st', 1, 5);
+    await new Promise((r) => setTimeout(r, 30));
+    const t = Date.now();
+    await new Promise((r) => setTimeout(r, 30));
+    await produce(client, 'st', 1, 5, 5);
+    const consumer = client.consumer({ groupId: 'seek-by', ...fast, autoCommit: false });
+    await consumer.subscribe({ topics: ['st'] });
+    const it = consumer[Symbol.asyncIterator]();
+    const next = async () => (await it.next()).value!;
+    expect((await next()).offset).toBe(0);
+    await next();
+    const tp = { topic: 'st', partition: 0 } as const;
+    // 'latest': only what comes after; a commit before any record of it leaves the partition.
+    consumer.seek({ ...tp, offset: 'latest' });
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(-1);
+    const later = next();
+    await new Promise((r) => setTimeout(r, 100));
+    await produce(client, 'st', 1, 1, 10);
+    expect((await later).value?.toString()).toBe('st-10');
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(10);
+    // { timestamp }: the first record at or after it (the second batch).
+    consumer.seek({ ...tp, offset: { timestamp: t } });
+    expect((await next()).value?.toString()).toBe('st-5');
+    // 'earliest': from the log start again.
+    consumer.seek({ ...tp, offset: 'earliest' });
+    expect((await next()).value?.toString()).toBe('st-0');
+    await consumer.commit();
+    expect(broker.groups.committed('seek-by', 'st', 0)).toBe(0);
+    // Bad positions are typed errors; the partition keeps its position.
+    for (const bad of ['middle', { timestamp: -1 }, { at: 1 }]) {
+      expect(() => consumer.seek({ ...tp, offset: bad as never })).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+      );
+    }
+    expect((await next()).value?.toString()).toBe('st-1');
     await it.return?.();
     await consumer.close();
   });

@@ -106,6 +106,14 @@ export interface CommitOffset {
   readonly offset: number;
 }
 
+/** `seek()`: an owned partition and where to go (an offset, or a position to look up). */
+export interface SeekTarget {
+  readonly topic: string;
+  readonly partition: number;
+  /** The next offset to hand out, or 'earliest', 'latest', `{ timestamp }` (ms since the epoch). */
+  readonly offset: number | 'earliest' | 'latest' | { readonly timestamp: number };
+}
+
 export interface PartitionLag {
   readonly topic: string;
   readonly partition: number;
@@ -475,25 +483,32 @@ export class GroupConsumer {
   /**
    * Moves an owned partition's position: the next record handed out of it is at `offset` (or
    * the first one after it, in a compacted log), and the next commit without arguments commits
-   * `offset` even before that record (as Kafka commits the position). Records of it already
-   * polled are dropped. PARTITION_NOT_OWNED for a partition this member does not own.
+   * `offset` even before that record (as Kafka commits the position). `offset` may also be
+   * 'earliest', 'latest' or `{ timestamp }` (ms): resolved as the assign-mode consumer's
+   * `from` is (ListOffsets, at the next fetch); the next commit without arguments then covers
+   * the partition from its first record handed out. Records of it already polled are dropped.
+   * PARTITION_NOT_OWNED for a partition this member does not own.
    */
-  seek(target: CommitOffset): void {
+  seek(target: SeekTarget): void {
     this.checkOpen();
     checkOptionNames('seek', target, OptionNames.commitOffset);
     const tp = checkTopicPartition('seek', target);
-    if (!Number.isSafeInteger(target.offset) || target.offset < 0) {
+    const to = target.offset;
+    const numeric = typeof to === 'number';
+    if (numeric && (!Number.isSafeInteger(to) || to < 0)) {
       throw new StreamBusError(
         ErrorCode.INVALID_ARGUMENT,
-        `seek.offset: expected a non-negative integer, got ${target.offset}`,
+        `seek.offset: expected a non-negative integer, 'earliest', 'latest' or { timestamp }, got ${to}`,
       );
     }
     const k = tpKey(tp);
     this.ownedOrThrow('seek', tp);
+    // Checks a start position (the assign-mode consumer's code) before anything changes here.
+    this.inner.seek(tp.topic, tp.partition, to);
     // A new owner object: records polled before the seek no longer match it (records()).
     this.owned.set(k, { topic: tp.topic, partition: tp.partition });
-    this.processed.set(k, target.offset);
-    this.inner.seek(tp.topic, tp.partition, target.offset);
+    if (numeric) this.processed.set(k, to);
+    else this.processed.delete(k);
   }
 
   /**
@@ -610,6 +625,26 @@ export class GroupConsumer {
         }
       }
     }
+  }
+
+  /**
+   * The asynchronous commit (Kafka's commitAsync): `commit(offsets)` started and not awaited.
+   * It never throws nor rejects: `onDone` gets null once committed, or the error (a bad
+   * argument, or any error `commit` would reject with). Commits keep their order on the wire.
+   */
+  commitAsync(offsets?: readonly CommitOffset[], onDone?: (err: Error | null) => void): void {
+    const done = (err: Error | null): void => {
+      try {
+        onDone?.(err);
+      } catch {
+        // The callback's own failure is the application's; it never becomes an unhandled rejection.
+      }
+    };
+    // commit is async: a bad argument or a closed consumer rejects too, it never throws here.
+    this.commit(offsets).then(
+      () => done(null),
+      (err: unknown) => done(err as Error),
+    );
   }
 
   /**

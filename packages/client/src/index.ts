@@ -14,6 +14,7 @@ export type {
   BrokerDescription,
   ClusterDescription,
   ConfigEntry,
+  CreatePartitionsOptions,
   NewTopic,
   OffsetQuery,
   PartitionDescription,
@@ -52,6 +53,7 @@ export type {
   GroupConsumerOptions,
   PartitionLag,
   RevocationEvent,
+  SeekTarget,
   SubscribeOptions,
 } from './group-consumer.js';
 export {

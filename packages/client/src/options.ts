@@ -9,7 +9,7 @@
 // to an interface without its name here is a compile error (and a name here that the interface
 // lacks is one too), keeping the lists and the types from drifting apart.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import type { NewTopic } from './admin.js';
+import type { CreatePartitionsOptions, NewTopic } from './admin.js';
 import type { ResetOffsetsOptions } from './admin-groups.js';
 import type { ClientOptions } from './client.js';
 import type { AssignOptions, ConsumerOptions } from './consumer.js';
@@ -93,6 +93,13 @@ export const OptionNames = {
     configs: true,
   }),
   createTopics: names<{ timeoutMs?: number }>({ timeoutMs: true }),
+  createPartitions: names<CreatePartitionsOptions>({
+    topic: true,
+    count: true,
+    assignments: true,
+    validateOnly: true,
+    timeoutMs: true,
+  }),
   resetOffsets: names<ResetOffsetsOptions>({
     topic: true,
     partitions: true,

@@ -204,7 +204,10 @@ class PartitionState {
   ) {}
 }
 
-/** A loaded topic: its partitions (their number is fixed once loaded) and the sticky partition. */
+/**
+ * A loaded topic: its partitions and the sticky partition. A topic that grows (CreatePartitions)
+ * gets a new TopicState with the same PartitionStates plus the new ones (`growTopic`).
+ */
 class TopicState {
   /**
    * Where keyless records go until a full batch's worth of them (batchBytesMax) went there; -1
@@ -259,6 +262,8 @@ export class Producer {
   private producerGeneration = 0;
   private producerInit: Promise<void> | null = null;
   private closed = false;
+  /** Stops the cluster's partition-count notifications (close). */
+  private readonly stopPartitionCounts: () => void;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -318,6 +323,26 @@ export class Producer {
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
     );
+    this.stopPartitionCounts = ctx.cluster.onPartitionCount((topic, count) =>
+      this.growTopic(topic, count),
+    );
+  }
+
+  /**
+   * A loaded topic whose metadata now shows more partitions (CreatePartitions): the new ones take
+   * records from here on (keyed records may map elsewhere, as in Kafka). Never shrinks.
+   */
+  private growTopic(topic: string, count: number): void {
+    const ts = this.topics.get(topic);
+    if (ts === undefined || count <= ts.partitions.length) return;
+    const partitions = [...ts.partitions];
+    for (let p = ts.partitions.length; p < count; p++)
+      partitions.push(new PartitionState(topic, p));
+    const grown = new TopicState(topic, partitions);
+    grown.sticky = ts.sticky;
+    grown.stickyBytes = ts.stickyBytes;
+    this.topics.set(topic, grown);
+    if (this.lastTopic === ts) this.lastTopic = grown;
   }
 
   /**
@@ -416,6 +441,7 @@ export class Producer {
     if (this.closed) return;
     await this.flush();
     this.closed = true;
+    this.stopPartitionCounts();
     for (const w of this.spaceWaiters.splice(0)) {
       clearTimeout(w.timer);
       w.reject(new StreamBusError(ErrorCode.CLIENT_CLOSED, 'producer closed'));

@@ -95,6 +95,7 @@ import {
   METADATA_GROUP,
   type RaftTransport,
 } from '../cluster/contract.js';
+import { type AddPartitionsRequest, planAddPartitions } from './add-partitions.js';
 import { planAlterBrokerConfig } from './broker-config.js';
 import {
   type CreateTopicRequest,
@@ -430,6 +431,12 @@ export class ControllerNode implements HostedGroup {
 
   async deleteTopic(name: string): Promise<void> {
     await this.submit((s) => planDeleteTopic(s, name));
+  }
+
+  /** CreatePartitions (add-partitions.ts): the topic after it grew. */
+  async addPartitions(req: AddPartitionsRequest): Promise<TopicState> {
+    const state = await this.submit((s) => planAddPartitions(s, req, this.plannerLimits));
+    return requireTopic(state, req.name);
   }
 
   async alterTopicConfig(

@@ -24,6 +24,8 @@
 //   kind "controller.unregister"     req: brokerId                            resp: (empty)
 //   kind "controller.broker-config"  req: brokerId:svarint changes:(key set:bool [value])[]
 //                                    resp: (empty)   (dynamic broker settings, -1 = every broker)
+//   kind "controller.add-partitions" req: name count hasAssignments:bool [assignments:uvarint[][]]
+//                                    resp: topic     (CreatePartitions, add-partitions.ts)
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -47,6 +49,7 @@
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NodeId, RandomSource } from '@streambus/raft';
 import type { RaftTransport } from '../cluster/contract.js';
+import type { AddPartitionsRequest } from './add-partitions.js';
 import { ByteReader, ByteWriter } from './byte-codec.js';
 import {
   type BrokerRegistration,
@@ -78,6 +81,7 @@ export const ControllerRpcKind = {
   Decommission: 'controller.decommission',
   Unregister: 'controller.unregister',
   BrokerConfig: 'controller.broker-config',
+  AddPartitions: 'controller.add-partitions',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -399,6 +403,19 @@ export class ControllerRpcServer {
         await this.node.unregisterBroker(id);
         return encodeOk();
       }
+      case ControllerRpcKind.AddPartitions: {
+        const q = decode((): AddPartitionsRequest => {
+          const name = r.string('name');
+          const count = r.uvarint('count', PARTITIONS_MAX);
+          if (!r.bool('has assignments')) return { name, count, assignments: null };
+          const n = r.count('assignments', PARTITIONS_MAX);
+          const assignments: number[][] = [];
+          for (let i = 0; i < n; i++) assignments.push(readIdList(r, 'assignment'));
+          return { name, count, assignments };
+        });
+        const topic = await this.node.addPartitions(q);
+        return encodeOk((w) => writeTopic(w, topic));
+      }
       default:
         throw badRequest(`unknown controller request kind '${kind}'`);
     }
@@ -564,6 +581,19 @@ export class ControllerClient {
     const w = new ByteWriter();
     w.uvarint(brokerId);
     await this.call(ControllerRpcKind.Unregister, w.finish());
+  }
+
+  /** CreatePartitions: `name` grows to `count` partitions; the topic after it. */
+  async addPartitions(q: AddPartitionsRequest): Promise<TopicState> {
+    const w = new ByteWriter();
+    w.string(q.name);
+    w.uvarint(q.count);
+    w.bool(q.assignments != null);
+    if (q.assignments != null) {
+      w.uvarint(q.assignments.length);
+      for (const a of q.assignments) writeIdList(w, a);
+    }
+    return readTopic(await this.call(ControllerRpcKind.AddPartitions, w.finish()));
   }
 
   /** One controller call with rules 1-2; returns the result reader of the OK response. */

@@ -51,6 +51,15 @@ describe('metadata record codec', () => {
       ),
     ).toBe('0109030101020201020102');
     expect(hex(encodeRecord(REGISTER_V1))).toBe('0102ac0201688447016907');
+    // add-partitions (tag 15): topic 3 grows to 3 partitions, new ones on [1,2] and [2,1].
+    const grow: MetadataRecord = {
+      type: 'add-partitions',
+      topicId: 3,
+      count: 3,
+      partitions: [{ replicas: [1, 2] }, { replicas: [2, 1] }],
+    };
+    expect(hex(encodeRecord(grow))).toBe('010f030302020102020201');
+    expect(formatRecord(grow)).toBe('add-partitions id=3 count=3 replicas=[1,2][2,1]');
   });
 
   it('a registration with a Kafka address is version 2; one without stays version 1', () => {
@@ -145,6 +154,9 @@ describe('metadata record codec', () => {
         count: 2,
       },
       { type: 'alter-topic-config', topicId: 1, changes: [] },
+      { type: 'add-partitions', topicId: 1, count: 2, partitions: [] },
+      { type: 'add-partitions', topicId: 1, count: 1, partitions: [{ replicas: [1] }] },
+      { type: 'add-partitions', topicId: 1, count: 3, partitions: [{ replicas: [1, 1] }] },
     ];
     for (const r of bad) {
       expect(recordProblem(r), formatRecord(r)).not.toBeNull();

@@ -36,6 +36,9 @@
 //        (a decommissioned broker leaves the registry once no partition lists it)
 //   tag 14 alter-broker-config  brokerId:svarint (-1 = every broker) changes:change[]
 //        (dynamic broker settings, ops/dynamic-config.ts; keys ascending)
+//   tag 15 add-partitions     topicId:uvarint count:uvarint partitions:assignment[]
+//        (CreatePartitions, issue 11: the topic grows to `count` partitions; `partitions` are
+//        the new ones, count - their number = the partitions it had, so a replay is a no-op)
 //
 // Version 2 (issue 11) differs in one place: a register-broker record ends with the broker's
 // advertised Kafka address, `kafkaHost:string kafkaPort:uvarint`. A record is encoded at the
@@ -84,6 +87,7 @@ export const MetadataRecordType = {
   CompleteReassignment: 'complete-reassignment',
   UnregisterBroker: 'unregister-broker',
   AlterBrokerConfig: 'alter-broker-config',
+  AddPartitions: 'add-partitions',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -104,6 +108,7 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'complete-reassignment': 12,
   'unregister-broker': 13,
   'alter-broker-config': 14,
+  'add-partitions': 15,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -242,6 +247,14 @@ export interface AlterBrokerConfigRecord {
   readonly changes: readonly ConfigChange[];
 }
 
+/** A topic grows to `count` partitions (issue 11): `partitions` are the new ones, in order. */
+export interface AddPartitionsRecord {
+  readonly type: typeof MetadataRecordType.AddPartitions;
+  readonly topicId: number;
+  readonly count: number;
+  readonly partitions: readonly PartitionAssignment[];
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -256,7 +269,8 @@ export type MetadataRecord =
   | ReassignPartitionRecord
   | CompleteReassignmentRecord
   | UnregisterBrokerRecord
-  | AlterBrokerConfigRecord;
+  | AlterBrokerConfigRecord
+  | AddPartitionsRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -415,6 +429,21 @@ export function recordProblem(r: MetadataRecord): string | null {
       return isUint(r.partition, PARTITIONS_MAX - 1)
         ? null
         : `partition ${r.partition} out of range`;
+    case 'add-partitions': {
+      if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
+      if (!isUint(r.count, PARTITIONS_MAX) || r.count < 2) {
+        return `count ${r.count}, expected 2..${PARTITIONS_MAX}`;
+      }
+      if (r.partitions.length < 1 || r.partitions.length >= r.count) {
+        return `${r.partitions.length} new partitions, expected 1..${r.count - 1}`;
+      }
+      const first = r.count - r.partitions.length;
+      for (let i = 0; i < r.partitions.length; i++) {
+        const problem = replicaListProblem(r.partitions[i]!.replicas, `partition ${first + i}`);
+        if (problem !== null) return problem;
+      }
+      return null;
+    }
   }
 }
 
@@ -530,6 +559,12 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
     case 'complete-reassignment':
       w.uvarint(record.topicId);
       w.uvarint(record.partition);
+      break;
+    case 'add-partitions':
+      w.uvarint(record.topicId);
+      w.uvarint(record.count);
+      w.uvarint(record.partitions.length);
+      for (const p of record.partitions) writeIdList(w, p.replicas);
       break;
   }
   return w.finish();
@@ -652,6 +687,14 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
         topicId: r.uvarint('topic id'),
         partition: r.uvarint('partition', PARTITIONS_MAX - 1),
       };
+    case 'add-partitions': {
+      const topicId = r.uvarint('topic id');
+      const count = r.uvarint('partition count', PARTITIONS_MAX);
+      const n = r.count('new partitions', PARTITIONS_MAX);
+      const partitions: PartitionAssignment[] = [];
+      for (let p = 0; p < n; p++) partitions.push({ replicas: readIdList(r, 'replicas') });
+      return { type, topicId, count, partitions };
+    }
   }
 }
 
@@ -690,5 +733,7 @@ export function formatRecord(r: MetadataRecord): string {
       return `${r.type} ${r.topicId}/${r.partition} replicas=${ids(r.replicas)} target=${ids(r.target)} adding=${ids(r.adding)}`;
     case 'complete-reassignment':
       return `${r.type} ${r.topicId}/${r.partition}`;
+    case 'add-partitions':
+      return `${r.type} id=${r.topicId} count=${r.count} replicas=${r.partitions.map((p) => ids(p.replicas)).join('')}`;
   }
 }

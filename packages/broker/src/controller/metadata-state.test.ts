@@ -151,6 +151,21 @@ function modelApply(m: Model, r: MetadataRecord): boolean {
       if (!m.brokers.has(r.brokerId) || r.firstProducerId !== m.pidNext) return false;
       m.pidNext += r.count;
       return true;
+    case 'add-partitions': {
+      const t = m.topics.get(r.topicId);
+      if (!t || t.parts.length + r.partitions.length !== r.count) return false;
+      if (r.partitions.some((p) => p.replicas.some((id) => !m.brokers.has(id)))) return false;
+      for (const p of r.partitions) {
+        t.parts.push({
+          leader: p.replicas[0]!,
+          leaderEpoch: 0,
+          partitionEpoch: 0,
+          replicas: [...p.replicas],
+          isr: [...p.replicas],
+        });
+      }
+      return true;
+    }
     case 'reassign-partition':
     case 'complete-reassignment':
     case 'unregister-broker':
@@ -447,6 +462,54 @@ describe('metadata state machine', () => {
     }
     expect(isStreamBusError(thrown, ErrorCode.CORRUPT_DATA)).toBe(true);
     expect((thrown as Error).message).toMatch(/replica 1 is not registered/);
+  });
+
+  it('add-partitions grows a topic once (a replay is a no-op) and survives a snapshot', () => {
+    const base = applyAll(oneTopicState(), [
+      {
+        type: 'register-broker',
+        brokerId: 2,
+        host: 'h',
+        port: 2,
+        incarnation: 'i',
+        brokerEpoch: 2,
+      },
+    ]);
+    const grow: MetadataRecord = {
+      type: 'add-partitions',
+      topicId: 1,
+      count: 3,
+      partitions: [{ replicas: [2, 1] }, { replicas: [1, 2] }],
+    };
+    const grown = applyRecord(base, grow);
+    expect(grown.noop).toBeNull();
+    const t = topicByName(grown.state, 't')!;
+    expect(t.partitions).toHaveLength(3);
+    // The old partition is the very same object; the new ones start as created ones do.
+    expect(t.partitions[0]).toBe(topicByName(base, 't')!.partitions[0]);
+    expect(t.partitions[1]).toEqual({
+      leader: 2,
+      leaderEpoch: 0,
+      partitionEpoch: 0,
+      replicas: [2, 1],
+      isr: [2, 1],
+    });
+    expect(partitionsOfBroker(grown.state, 2).map((p) => p.partition)).toEqual([1, 2]);
+    // Replayed (or planned against a stale count): a no-op naming why.
+    const again = applyRecord(grown.state, grow);
+    expect(again.state).toBe(grown.state);
+    expect(again.noop).toMatch(/has 3 partitions: 2 more do not make 3/);
+    expect(applyRecord(base, { ...grow, topicId: 9 }).noop).toMatch(/topic id 9 does not exist/);
+    expect(
+      applyRecord(base, { ...grow, partitions: [{ replicas: [7] }, { replicas: [1] }] }).noop,
+    ).toMatch(/replica broker 7 is not registered/);
+    // The snapshot holds the grown topic; applying the record after it changes nothing.
+    const bytes = encodeSnapshot(grown.state);
+    const back = decodeSnapshot(bytes);
+    expect(projectState(back)).toEqual(projectState(grown.state));
+    expect(hex(encodeSnapshot(back))).toBe(hex(bytes));
+    expect(applyRecord(back, grow).noop).not.toBeNull();
+    expect(formatState(back)).toContain('  2: leader=1 epoch=0/0 replicas=[1,2] isr=[1,2]');
   });
 
   it('turns a record that does not fit the state into a no-op with a reason', () => {

@@ -33,6 +33,10 @@
 //      replica or in a reassignment's target): the broker leaves the registry.
 //  10. `alter-broker-config` needs broker id -1 (every broker) or a registered broker; changes
 //      merge like a topic's (a null value removes the key), at most CONFIG_ENTRIES_MAX keys.
+//  11. `add-partitions` (issue 11) needs the topic, count = its partitions + the new ones (so a
+//      replayed or stale record is a no-op) and registered replicas; each new partition starts
+//      as a created topic's do (leader replicas[0], ISR = replicas, epochs 0). A snapshot holds
+//      the grown topic like any other: no section of its own.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -226,13 +230,7 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       for (const a of record.partitions) {
         const unknown = unregistered(state, a.replicas);
         if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
-        partitions.push({
-          leader: a.replicas[0]!,
-          leaderEpoch: 0,
-          partitionEpoch: 0,
-          replicas: a.replicas,
-          isr: a.replicas,
-        });
+        partitions.push(newPartition(a.replicas));
       }
       const topic: TopicState = {
         id: record.topicId,
@@ -344,6 +342,23 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
         else return ok({ ...next, brokerConfigs: configs });
       }
       return ok(next);
+    }
+    case 'add-partitions': {
+      const topic = state.topics.get(record.topicId);
+      if (topic === undefined) return noop(state, `topic id ${record.topicId} does not exist`);
+      if (topic.partitions.length + record.partitions.length !== record.count) {
+        return noop(
+          state,
+          `topic ${topic.name} has ${topic.partitions.length} partitions: ${record.partitions.length} more do not make ${record.count}`,
+        );
+      }
+      const partitions = topic.partitions.slice();
+      for (const a of record.partitions) {
+        const unknown = unregistered(state, a.replicas);
+        if (unknown !== null) return noop(state, `replica broker ${unknown} is not registered`);
+        partitions.push(newPartition(a.replicas));
+      }
+      return ok(withTopic(state, { ...topic, partitions }));
     }
     case 'allocate-producer-ids': {
       if (!state.brokers.has(record.brokerId)) {
@@ -457,6 +472,11 @@ function noop(state: MetadataState, reason: string): ApplyResult {
 function unregistered(state: MetadataState, ids: readonly number[]): number | null {
   for (const id of ids) if (!state.brokers.has(id)) return id;
   return null;
+}
+
+/** A partition as created: its preferred leader leads, every replica in sync (rules 4, 11). */
+function newPartition(replicas: readonly number[]): PartitionState {
+  return { leader: replicas[0]!, leaderEpoch: 0, partitionEpoch: 0, replicas, isr: replicas };
 }
 
 function withTopic(state: MetadataState, topic: TopicState): MetadataState {

@@ -99,6 +99,21 @@ export const metadataRecord: fc.Arbitrary<MetadataRecord> = fc.oneof(
     firstProducerId: fc.integer({ min: 0, max: 6 }).map((n) => n * 10),
     count: fc.constant(10),
   }),
+  fc
+    .tuple(
+      topicId,
+      fc.integer({ min: 1, max: 3 }),
+      fc.array(
+        replicas.map((r) => ({ replicas: r })),
+        { minLength: 1, maxLength: 2 },
+      ),
+    )
+    .map(([id, had, partitions]) => ({
+      type: 'add-partitions' as const,
+      topicId: id,
+      count: had + partitions.length,
+      partitions,
+    })),
 );
 
 /**
@@ -153,6 +168,14 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
     }
     case 'allocate-producer-ids':
       return broker ? { ...r, brokerId: broker.id, firstProducerId: state.producerIdNext } : r;
+    case 'add-partitions':
+      if (!topic) return r;
+      return {
+        ...r,
+        topicId: topic.id,
+        count: topic.partitions.length + r.partitions.length,
+        partitions: r.partitions.map((p) => ({ replicas: onBrokers(p.replicas) })),
+      };
     case 'reassign-partition':
     case 'complete-reassignment':
     case 'unregister-broker':

@@ -11,6 +11,7 @@ import {
 } from '@streambus/protocol';
 import type { ClusterNode } from '../cluster-node.js';
 import { heldReplicas } from '../cluster-view.js';
+import { planAddPartitions } from '../controller/add-partitions.js';
 import { topicByName } from '../controller/metadata-state.js';
 import { isInternalTopic } from '../groups/offsets-topic.js';
 import { checkPartitionLimits } from '../partition-limits.js';
@@ -54,6 +55,24 @@ export function clusterTopicAdmin(b: BrokerContext, c: ClusterNode): TopicAdmin 
       }
       resolve(mergeOverrides(current, changes));
       if (!validateOnly) await c.alterTopicConfig(name, changes);
+    },
+    // The controller's own checks, made here on the applied state first (so validateOnly answers
+    // what a real request would), then the limits as for a creation: the new count against
+    // partitionsPerTopicMax, the partitions added against partitionsMax (an upper bound, as if
+    // every new one were placed on this broker).
+    addPartitions: async (name, count, assignments, validateOnly) => {
+      planAddPartitions(c.state, { name, count, assignments });
+      const had = topicByName(c.state, name)?.partitions.length ?? 0;
+      const { partitionsPerTopicMax, partitionsMax } = b.config.limits;
+      checkPartitionLimits({ partitionsPerTopicMax, partitionsMax: Infinity }, name, count, 0);
+      const held = heldReplicas(c.state, b.config.nodeId).length;
+      checkPartitionLimits(
+        { partitionsPerTopicMax: Infinity, partitionsMax },
+        name,
+        count - had,
+        held,
+      );
+      if (!validateOnly) await c.addPartitions(name, count, assignments);
     },
   };
 }

@@ -43,7 +43,13 @@ import { apiVersions, describeCluster, metadata } from './metadata.js';
 import { deleteRecords, listOffsets } from './offsets.js';
 import { initProducerId, produce } from './produce.js';
 import { repairPartition } from './repair.js';
-import { alterConfigs, createTopics, deleteTopics, describeConfigs } from './topics.js';
+import {
+  alterConfigs,
+  createPartitions,
+  createTopics,
+  deleteTopics,
+  describeConfigs,
+} from './topics.js';
 
 type Handler = (
   b: BrokerContext,
@@ -117,6 +123,7 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
     describeBrokerConfig(b),
   ),
   [ApiKey.ALTER_BROKER_CONFIG]: answer(ApiKey.ALTER_BROKER_CONFIG, alterBrokerConfig),
+  [ApiKey.CREATE_PARTITIONS]: answer(ApiKey.CREATE_PARTITIONS, createPartitions),
 };
 
 /** The broker's request handler (connection.ts `RequestHandler`), bound to `b`. */

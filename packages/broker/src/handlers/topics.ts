@@ -1,9 +1,11 @@
-// The topic admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs, answered per
-// topic. The work is a `TopicAdmin`'s: the controller's, forwarded to its leader
+// The topic admin APIs: CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs,
+// CreatePartitions, answered per topic. The work is a `TopicAdmin`'s: the controller's, forwarded to its leader
 // (`clusterTopicAdmin`, cluster-admin.ts), also on a cluster of one.
 import {
   type AlterConfigsRequest,
   type AlterConfigsResponse,
+  type CreatePartitionsRequest,
+  type CreatePartitionsResponse,
   type CreateTopicsRequest,
   type CreateTopicsResponse,
   type DeleteTopicsRequest,
@@ -46,6 +48,13 @@ export interface TopicAdmin {
   alter(
     name: string,
     changes: Readonly<Record<string, string | null>>,
+    validateOnly: boolean,
+  ): Promise<void>;
+  /** CreatePartitions: `name` grows to `count` (assignments: one replica list per new one). */
+  addPartitions(
+    name: string,
+    count: number,
+    assignments: readonly (readonly number[])[] | null,
     validateOnly: boolean,
   ): Promise<void>;
 }
@@ -146,6 +155,29 @@ export async function alterConfigs(
       topics.push({ errorCode: 0, name: change.name });
     } catch (err) {
       topics.push({ ...partitionError(b, err, { topic: change.name }), name: change.name });
+    }
+  }
+  return { topics };
+}
+
+/**
+ * CreatePartitions (native key 40, and Kafka's through kafka/handlers.ts): each topic grows to
+ * its count through the controller's `add-partitions` record (controller/add-partitions.ts);
+ * the internal `__consumer_offsets` is refused (its partition count places the groups).
+ */
+export async function createPartitions(
+  b: BrokerContext,
+  req: CreatePartitionsRequest,
+): Promise<CreatePartitionsResponse> {
+  const admin = topicAdmin(b);
+  const topics: CreatePartitionsResponse['topics'] = [];
+  for (const t of req.topics) {
+    try {
+      checkClientTopic(t.name, 'add partitions to');
+      await admin.addPartitions(t.name, t.count, t.assignments, req.validateOnly ?? false);
+      topics.push({ errorCode: 0, name: t.name });
+    } catch (err) {
+      topics.push({ ...partitionError(b, err, { topic: t.name }), name: t.name });
     }
   }
   return { topics };

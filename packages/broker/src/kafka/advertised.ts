@@ -2,8 +2,7 @@
 // ranges kafka-protocol.md §1.2 chooses (the codec's KAFKA_API_RANGES and OPTIONAL_API_RANGES),
 // the same on every node (kafkajs reuses the seed broker's answer for every broker, §1.1).
 //
-// CreatePartitions is advertised although the native path cannot add partitions: a Kafka
-// client then gets a per-topic POLICY_VIOLATION saying so, clearer than an unsupported API.
+// CreatePartitions (v0-3) adds partitions through the controller (controller/add-partitions.ts).
 // The group APIs run on the group coordinator (group-handlers.ts). Left out until they are
 // implemented: SaslHandshake and SaslAuthenticate (no security yet) and transactions.
 import { kafka } from '@streambus/protocol';

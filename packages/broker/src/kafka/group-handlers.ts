@@ -5,6 +5,7 @@
 // MEMBER_ID_REQUIRED round trip in those versions) rejoins at once with the id the coordinator
 // gave; LeaveGroup v0-1 names one member; a committed -1/-2 (latest/earliest) is resolved.
 import { ErrorCode, kafka, OffsetSpec } from '@streambus/protocol';
+import type { RequestContext } from '../connection.js';
 import {
   deleteGroups,
   describeGroups,
@@ -68,20 +69,27 @@ export async function kafkaJoinGroup(
   req: Req<'JoinGroup'>,
   version: number,
   clientId: string | null,
+  ctx: RequestContext,
 ): Promise<Res<'JoinGroup'>> {
+  // The native handler extends the request's bound (ctx.parkFor) while the join waits out
+  // the rebalance, as it does for native clients.
   const join = (memberId: string) =>
-    joinGroup(k.b, {
-      groupId: req.groupId,
-      memberId,
-      groupInstanceId: req.groupInstanceId,
-      protocolType: req.protocolType,
-      protocols: req.protocols.map((p) => ({ name: p.name, metadata: Buffer.from(p.metadata) })),
-      sessionTimeoutMs: req.sessionTimeoutMs,
-      // v0 has no rebalance timeout: Kafka uses the session timeout.
-      rebalanceTimeoutMs:
-        req.rebalanceTimeoutMs >= 0 ? req.rebalanceTimeoutMs : req.sessionTimeoutMs,
-      ...(clientId !== null && clientId !== '' ? { clientId } : {}),
-    });
+    joinGroup(
+      k.b,
+      {
+        groupId: req.groupId,
+        memberId,
+        groupInstanceId: req.groupInstanceId,
+        protocolType: req.protocolType,
+        protocols: req.protocols.map((p) => ({ name: p.name, metadata: Buffer.from(p.metadata) })),
+        sessionTimeoutMs: req.sessionTimeoutMs,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalanceTimeoutMs:
+          req.rebalanceTimeoutMs >= 0 ? req.rebalanceTimeoutMs : req.sessionTimeoutMs,
+        ...(clientId !== null && clientId !== '' ? { clientId } : {}),
+      },
+      ctx,
+    );
   let r = await join(req.memberId);
   if (r.errorCode === ErrorCode.MEMBER_ID_REQUIRED && version < JOIN_MEMBER_ID_REQUIRED_FROM) {
     r = await join(r.memberId);
@@ -119,14 +127,19 @@ function memberOf(req: {
 export async function kafkaSyncGroup(
   k: KafkaContext,
   req: Req<'SyncGroup'>,
+  ctx: RequestContext,
 ): Promise<Res<'SyncGroup'>> {
-  const r = await syncGroup(k.b, {
-    ...memberOf(req),
-    assignments: req.assignments.map((a) => ({
-      memberId: a.memberId,
-      assignment: Buffer.from(a.assignment),
-    })),
-  });
+  const r = await syncGroup(
+    k.b,
+    {
+      ...memberOf(req),
+      assignments: req.assignments.map((a) => ({
+        memberId: a.memberId,
+        assignment: Buffer.from(a.assignment),
+      })),
+    },
+    ctx,
+  );
   return { throttleTimeMs: 0, errorCode: wire(r.errorCode), assignment: r.assignment };
 }
 

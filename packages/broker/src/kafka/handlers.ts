@@ -12,7 +12,13 @@ import { fetch } from '../handlers/fetch.js';
 import { describeCluster, metadata } from '../handlers/metadata.js';
 import { deleteRecords, listOffsets } from '../handlers/offsets.js';
 import { initProducerId, produce } from '../handlers/produce.js';
-import { alterConfigs, createTopics, deleteTopics, describeConfigs } from '../handlers/topics.js';
+import {
+  alterConfigs,
+  createPartitions,
+  createTopics,
+  deleteTopics,
+  describeConfigs,
+} from '../handlers/topics.js';
 import type { ApiRange } from './advertised.js';
 import {
   kafkaDeleteGroups,
@@ -98,9 +104,9 @@ export async function handleKafkaRequest(
     case 'FindCoordinator':
       return out('FindCoordinator', await kafkaFindCoordinator(k, req.body));
     case 'JoinGroup':
-      return out('JoinGroup', await kafkaJoinGroup(k, req.body, v, req.header.clientId));
+      return out('JoinGroup', await kafkaJoinGroup(k, req.body, v, req.header.clientId, ctx));
     case 'SyncGroup':
-      return out('SyncGroup', await kafkaSyncGroup(k, req.body));
+      return out('SyncGroup', await kafkaSyncGroup(k, req.body, ctx));
     case 'Heartbeat':
       return out('Heartbeat', await kafkaHeartbeat(k, req.body));
     case 'LeaveGroup':
@@ -130,7 +136,7 @@ export async function handleKafkaRequest(
     case 'DescribeCluster':
       return out('DescribeCluster', kafkaDescribeCluster(k));
     case 'CreatePartitions':
-      return out('CreatePartitions', kafkaCreatePartitions(k.b, req.body));
+      return out('CreatePartitions', await kafkaCreatePartitions(k.b, req.body));
     default:
       // Admission lets only advertised APIs through; reaching here is a table mismatch.
       throw new StreamBusError(
@@ -543,40 +549,29 @@ async function kafkaAlterConfigs(
 }
 
 /**
- * CreatePartitions: the native path cannot add partitions to a topic, so a real increase is
- * refused per topic with POLICY_VIOLATION (kafkajs: "Request parameters do not satisfy the
- * configured policy") and a message saying so; the checks Kafka makes first
- * (unknown topic, a count that is not an increase) answer as Kafka does.
+ * CreatePartitions v0-3: the native CreatePartitions (handlers/topics.ts), so the controller
+ * adds the partitions (`add-partitions` record); assignments given by the client are one broker
+ * list per new partition, else the controller places them.
  */
-function kafkaCreatePartitions(
+async function kafkaCreatePartitions(
   b: BrokerContext,
   req: Req<'CreatePartitions'>,
-): Res<'CreatePartitions'> {
-  const current = describeConfigs(b, { topics: req.topics.map((t) => t.name) });
+): Promise<Res<'CreatePartitions'>> {
+  const native = await createPartitions(b, {
+    topics: req.topics.map((t) => ({
+      name: t.name,
+      count: t.count,
+      assignments: t.assignments === null ? null : t.assignments.map((a) => a.brokerIds),
+    })),
+    timeoutMs: req.timeoutMs,
+    validateOnly: req.validateOnly,
+  });
   return {
     throttleTimeMs: 0,
-    results: req.topics.map((t) => {
-      const d = current.topics.find((x) => x.name === t.name);
-      const count = Number(d?.configs.find((c) => c.name === 'partitions')?.value ?? Number.NaN);
-      if (d === undefined || d.errorCode !== 0 || !Number.isInteger(count)) {
-        return {
-          name: t.name,
-          errorCode: wire(d?.errorCode || ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-          errorMessage: d?.errorMessage ?? `unknown topic ${t.name}`,
-        };
-      }
-      if (t.count <= count) {
-        return {
-          name: t.name,
-          errorCode: ErrorCode.INVALID_PARTITIONS,
-          errorMessage: `topic ${t.name} already has ${count} partitions; the count can only grow`,
-        };
-      }
-      return {
-        name: t.name,
-        errorCode: ErrorCode.POLICY_VIOLATION,
-        errorMessage: `adding partitions to an existing topic is not supported (topic ${t.name} keeps ${count})`,
-      };
-    }),
+    results: native.topics.map((t) => ({
+      name: t.name,
+      errorCode: wire(t.errorCode),
+      errorMessage: t.errorCode === 0 ? null : (t.errorMessage ?? null),
+    })),
   };
 }

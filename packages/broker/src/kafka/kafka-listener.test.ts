@@ -375,22 +375,57 @@ describe('the Kafka listener', () => {
     expect(dc.errorCode).toBe(0);
     expect(dc.brokers).toEqual([{ brokerId: 1, host: 'kafka-1.example', port: 19092, rack: null }]);
     expect(dc.controllerId).toBe(1);
-    // CreatePartitions: Kafka's own checks first, then a clear refusal of a real increase.
-    const cp = await c.request('CreatePartitions', 1, {
-      topics: [
-        { name: 'cfg', count: 1, assignments: null },
-        { name: 'cfg2', count: 3, assignments: null },
-        { name: 't', count: 4, assignments: null },
-      ],
-      timeoutMs: 5000,
-      validateOnly: false,
-    });
+    // CreatePartitions: Kafka's own checks, validateOnly, then a real increase (v1 and the
+    // flexible v3), with assignments chosen by the controller or given by the client.
+    const grow = (
+      version: number,
+      topics: { name: string; count: number; assignments: { brokerIds: number[] }[] | null }[],
+      validateOnly = false,
+    ) => c.request('CreatePartitions', version, { topics, timeoutMs: 5000, validateOnly });
+    const cp = await grow(1, [
+      { name: 'cfg', count: 1, assignments: null },
+      { name: 'cfg2', count: 3, assignments: null },
+      { name: 'cfg', count: 3, assignments: [{ brokerIds: [7] }, { brokerIds: [1] }] },
+      { name: 'cfg', count: 2, assignments: [{ brokerIds: [1, 1] }] },
+      { name: 'cfg', count: 3, assignments: [{ brokerIds: [1] }] },
+      { name: '__consumer_offsets', count: 60, assignments: null },
+    ]);
     expect(cp.results.map((r) => r.errorCode)).toEqual([
       ErrorCode.INVALID_PARTITIONS,
       ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-      ErrorCode.POLICY_VIOLATION,
+      ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+      ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+      ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+      ErrorCode.INVALID_TOPIC_EXCEPTION,
     ]);
-    expect(cp.results[2]!.errorMessage).toContain('not supported');
+    expect(cp.results[2]!.errorMessage).toMatch(/broker 7 is not registered/);
+    const partitionsOf = async (name: string) =>
+      (await c.request('Metadata', 4, { topics: [{ name }], allowAutoTopicCreation: false }))
+        .topics[0]!.partitions;
+    const dry = await grow(3, [{ name: 'cfg', count: 3, assignments: null }], true);
+    expect(dry.results).toEqual([{ name: 'cfg', errorCode: 0, errorMessage: null }]);
+    expect(await partitionsOf('cfg')).toHaveLength(1);
+    const real = await grow(3, [{ name: 'cfg', count: 3, assignments: null }]);
+    expect(real.results).toEqual([{ name: 'cfg', errorCode: 0, errorMessage: null }]);
+    const given = await grow(1, [{ name: 'cfg', count: 4, assignments: [{ brokerIds: [1] }] }]);
+    expect(given.results[0]!.errorCode).toBe(0);
+    const parts = await partitionsOf('cfg');
+    expect(parts.map((p) => [p.partitionIndex, p.replicaNodes])).toEqual([
+      [0, [1]],
+      [1, [1]],
+      [2, [1]],
+      [3, [1]],
+    ]);
+    // A new partition takes records at once (it elected its leader before the answer).
+    const intoNew = await c.request('Produce', 7, {
+      transactionalId: null,
+      acks: -1,
+      timeoutMs: 5000,
+      topics: [{ name: 'cfg', partitions: [{ index: 3, records: batch(['new']) }] }],
+    });
+    expect(intoNew.responses[0]!.partitions[0]).toMatchObject({ errorCode: 0, baseOffset: 1 });
+    const again = await grow(0, [{ name: 'cfg', count: 4, assignments: null }]);
+    expect(again.results[0]!.errorCode).toBe(ErrorCode.INVALID_PARTITIONS);
     // DeleteTopics
     const dt = await c.request('DeleteTopics', 1, {
       topicNames: ['cfg', 'cfg-none'],

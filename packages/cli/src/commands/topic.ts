@@ -1,4 +1,4 @@
-// `streambus topic create|list|describe|delete`.
+// `streambus topic create|list|describe|delete|add-partitions`.
 import { Command } from 'commander';
 import { table, UsageError } from '../output.js';
 import { type ClientFlags, parseIntArg, withClient, withClientOptions } from './common.js';
@@ -10,7 +10,9 @@ function collectConfig(value: string, previous: Record<string, string>): Record<
 }
 
 export function topicCommand(): Command {
-  const topic = new Command('topic').description('create, list, describe and delete topics');
+  const topic = new Command('topic').description(
+    'create, list, describe and delete topics, and add partitions',
+  );
 
   withClientOptions(
     topic
@@ -128,5 +130,58 @@ export function topicCommand(): Command {
       out.json({ deleted: name });
     });
   });
+  withClientOptions(
+    topic
+      .command('add-partitions <name>')
+      .description('grow a topic to --count partitions (the count only grows)')
+      .requiredOption(
+        '--count <n>',
+        'the partition count wanted',
+        parseIntArg('--count', 1, 100_000),
+      )
+      .option(
+        '--replica-assignment <lists>',
+        "brokers of each new partition, preferred leader first: '1:2,2:3' (default: the controller places them)",
+        parseReplicaAssignment,
+      )
+      .option('--dry-run', 'check the request without changing anything'),
+  ).action(
+    async (
+      name: string,
+      opts: ClientFlags & { count: number; replicaAssignment?: number[][]; dryRun?: boolean },
+    ) => {
+      await withClient(opts, async (client, out) => {
+        const admin = client.admin();
+        await admin.createPartitions({
+          topic: name,
+          count: opts.count,
+          ...(opts.replicaAssignment === undefined ? {} : { assignments: opts.replicaAssignment }),
+          validateOnly: opts.dryRun === true,
+        });
+        const dry = opts.dryRun === true;
+        out.human(
+          dry
+            ? `topic ${name} can grow to ${opts.count} partitions (dry run: nothing changed)`
+            : `topic ${name} now has ${opts.count} partitions`,
+        );
+        out.json({ topic: name, partitions: opts.count, dryRun: dry });
+      });
+    },
+  );
   return topic;
+}
+
+/** `--replica-assignment 1:2,2:3`: one colon-separated broker list per new partition. */
+function parseReplicaAssignment(value: string): number[][] {
+  return value.split(',').map((part) =>
+    part.split(':').map((id) => {
+      const n = Number(id);
+      if (id.trim() === '' || !Number.isInteger(n) || n < 0) {
+        throw new UsageError(
+          `--replica-assignment: expected broker ids like '1:2,2:3', got '${value}'`,
+        );
+      }
+      return n;
+    }),
+  );
 }

@@ -453,7 +453,7 @@ const IncrementalAlterConfigsRequest = struct({
   validateOnly: bool,
 });
 
-// ---- CreatePartitions (37) v0–1, DeleteGroups (42) v0–1 ---------------------------------------
+// ---- CreatePartitions (37) v0–3 (v2+ flexible; v3 = v2), DeleteGroups (42) v0–1 ----------------
 const CreatePartitionsRequest = struct({
   topics: array(
     struct({
@@ -611,8 +611,8 @@ export const Apis = {
   CreatePartitions: api(
     'CreatePartitions',
     0,
-    1,
-    NONE,
+    3,
+    2,
     CreatePartitionsRequest,
     CreatePartitionsResponse,
   ),

@@ -48,7 +48,8 @@ export const KAFKA_API_RANGES: readonly ApiRange[] = [
 
 /**
  * Admin APIs the codec covers beyond §1.2 (kafkajs 2.2.4 admin's versions; all non-flexible
- * except IncrementalAlterConfigs v1 and DescribeCluster v0, which no target client sends).
+ * except IncrementalAlterConfigs v1, CreatePartitions v2-3 and DescribeCluster v0, which no
+ * target client sends: kafkajs 2.2.4 sends CreatePartitions v0-1).
  */
 export const OPTIONAL_API_RANGES: readonly ApiRange[] = [
   r(ApiKey.DescribeGroups, 0, 2),
@@ -56,7 +57,7 @@ export const OPTIONAL_API_RANGES: readonly ApiRange[] = [
   r(ApiKey.DeleteRecords, 0, 1),
   r(ApiKey.DescribeConfigs, 0, 2),
   r(ApiKey.AlterConfigs, 0, 1),
-  r(ApiKey.CreatePartitions, 0, 1),
+  r(ApiKey.CreatePartitions, 0, 3),
   r(ApiKey.DeleteGroups, 0, 1),
   r(ApiKey.IncrementalAlterConfigs, 0, 1),
   r(ApiKey.DescribeCluster, 0, 0),

@@ -58,6 +58,7 @@ export const ApiKey = {
   ALTER_BROKER_CONFIG: 33,
   DESCRIBE_REPLICA: 34,
   DECOMMISSION_BROKER: 35,
+  CREATE_PARTITIONS: 40,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -100,6 +101,7 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.ALTER_BROKER_CONFIG]: { min: 0, max: 0 },
   [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
   [ApiKey.DECOMMISSION_BROKER]: { min: 0, max: 0 },
+  [ApiKey.CREATE_PARTITIONS]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -626,6 +628,25 @@ export const DecommissionBrokerResponseSchema = object({
   partitionsMoved: int(0, INT32_MAX),
 });
 
+// CreatePartitions (`streambus topic add-partitions`, issue 11): each topic grows to `count`
+// partitions; `assignments` (null: the controller places them) has one replica list per new
+// partition, preferred leader first. validateOnly checks everything and changes nothing.
+export const CreatePartitionsRequestSchema = object({
+  topics: array(
+    object({
+      name: topicName,
+      count: int(1, PARTITIONS_MAX),
+      assignments: nullable(array(array(int(0, INT32_MAX), 64), PARTITIONS_MAX)),
+    }),
+    TOPICS_MAX,
+  ),
+  timeoutMs: int32(),
+  validateOnly: optional(bool()),
+});
+export const CreatePartitionsResponseSchema = object({
+  topics: array(TopicResultSchema, TOPICS_MAX),
+});
+
 // DescribeBrokerConfig / AlterBrokerConfig (`streambus config describe|set|unset`, issue 12): the
 // dynamic broker settings. Describe is answered by the broker asked, for itself: each dynamic
 // key's value in force and its source (static = flags, environment, file or default;
@@ -753,6 +774,10 @@ export const MESSAGE_SCHEMAS = {
     request: DecommissionBrokerRequestSchema,
     response: DecommissionBrokerResponseSchema,
   },
+  [ApiKey.CREATE_PARTITIONS]: {
+    request: CreatePartitionsRequestSchema,
+    response: CreatePartitionsResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -820,6 +845,8 @@ export type AlterBrokerConfigRequest = RequestOf<typeof ApiKey.ALTER_BROKER_CONF
 export type AlterBrokerConfigResponse = ResponseOf<typeof ApiKey.ALTER_BROKER_CONFIG>;
 export type DecommissionBrokerRequest = RequestOf<typeof ApiKey.DECOMMISSION_BROKER>;
 export type DecommissionBrokerResponse = ResponseOf<typeof ApiKey.DECOMMISSION_BROKER>;
+export type CreatePartitionsRequest = RequestOf<typeof ApiKey.CREATE_PARTITIONS>;
+export type CreatePartitionsResponse = ResponseOf<typeof ApiKey.CREATE_PARTITIONS>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
