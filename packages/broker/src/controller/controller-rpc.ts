@@ -24,6 +24,9 @@
 //   kind "controller.unregister"     req: brokerId                            resp: (empty)
 //   kind "controller.broker-config"  req: brokerId:svarint changes:(key set:bool [value])[]
 //                                    resp: (empty)   (dynamic broker settings, -1 = every broker)
+//   kind "controller.voters"         req: op:u8 (1 add, 2 remove) brokerId   resp: (empty)
+//                                    (controller-voters.ts: the voter set wanted is recorded)
+//   kind "controller.reassign-cancel"  req: name partition                  resp: partition
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -54,6 +57,7 @@ import {
   NotControllerError,
 } from './controller-node.js';
 import type { CreateTopicRequest, HeartbeatRequest, IsrReport } from './controller-planner.js';
+import type { VoterChange } from './controller-voters.js';
 import {
   BROKER_ID_MAX,
   PARTITIONS_MAX,
@@ -78,6 +82,8 @@ export const ControllerRpcKind = {
   Decommission: 'controller.decommission',
   Unregister: 'controller.unregister',
   BrokerConfig: 'controller.broker-config',
+  Voters: 'controller.voters',
+  ReassignCancel: 'controller.reassign-cancel',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -394,6 +400,26 @@ export class ControllerRpcServer {
         await this.node.alterBrokerConfig(q.brokerId, q.changes);
         return encodeOk();
       }
+      case ControllerRpcKind.Voters: {
+        const q = decode(() => {
+          const op = r.u8('op');
+          if (op !== 1 && op !== 2) throw new Error(`voter change op ${op} is not 1 or 2`);
+          return {
+            op: op === 1 ? ('add' as const) : ('remove' as const),
+            brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          };
+        });
+        await this.node.alterControllerVoters(q);
+        return encodeOk();
+      }
+      case ControllerRpcKind.ReassignCancel: {
+        const q = decode(() => ({
+          topic: r.string('name'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+        }));
+        const p = await this.node.cancelReassignment(q);
+        return encodeOk((w) => writePartition(w, p));
+      }
       case ControllerRpcKind.Unregister: {
         const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
         await this.node.unregisterBroker(id);
@@ -532,6 +558,22 @@ export class ControllerClient {
     w.uvarint(q.partition);
     writeIdList(w, q.voters);
     await this.call(ControllerRpcKind.ReassignDone, w.finish());
+  }
+
+  /** One controller voter more or less: the set wanted is recorded (controller-voters.ts). */
+  async alterControllerVoters(change: VoterChange): Promise<void> {
+    const w = new ByteWriter();
+    w.u8(change.op === 'add' ? 1 : 2);
+    w.uvarint(change.brokerId);
+    await this.call(ControllerRpcKind.Voters, w.finish());
+  }
+
+  /** Cancels the reassignment of `topic`/`partition` (reassignment.ts). */
+  async cancelReassignment(q: { topic: string; partition: number }): Promise<PartitionState> {
+    const w = new ByteWriter();
+    w.string(q.topic);
+    w.uvarint(q.partition);
+    return readPartition(await this.call(ControllerRpcKind.ReassignCancel, w.finish()));
   }
 
   /** One decommission round for `brokerId`: the number of partitions it started moving. */

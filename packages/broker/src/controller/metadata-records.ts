@@ -36,6 +36,11 @@
 //        (a decommissioned broker leaves the registry once no partition lists it)
 //   tag 14 alter-broker-config  brokerId:svarint (-1 = every broker) changes:change[]
 //        (dynamic broker settings, ops/dynamic-config.ts; keys ascending)
+//   tag 16 set-controller-voters  voters:uvarint[]  (ascending, 1..REPLICAS_MAX distinct ids)
+//        (the controller quorum wanted, controller-voters.ts; the leader moves the metadata Raft
+//        group there one voter at a time)
+//   tag 17 cancel-reassignment  topicId:uvarint partition:uvarint
+//        (the replicas being added leave; the target becomes the replicas before the move)
 //
 // Version 2 (issue 11) differs in one place: a register-broker record ends with the broker's
 // advertised Kafka address, `kafkaHost:string kafkaPort:uvarint`. A record is encoded at the
@@ -84,6 +89,8 @@ export const MetadataRecordType = {
   CompleteReassignment: 'complete-reassignment',
   UnregisterBroker: 'unregister-broker',
   AlterBrokerConfig: 'alter-broker-config',
+  SetControllerVoters: 'set-controller-voters',
+  CancelReassignment: 'cancel-reassignment',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -104,6 +111,8 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'complete-reassignment': 12,
   'unregister-broker': 13,
   'alter-broker-config': 14,
+  'set-controller-voters': 16,
+  'cancel-reassignment': 17,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -242,6 +251,19 @@ export interface AlterBrokerConfigRecord {
   readonly changes: readonly ConfigChange[];
 }
 
+/** The controller voters wanted (issue 12), ascending: controller-voters.ts. */
+export interface SetControllerVotersRecord {
+  readonly type: typeof MetadataRecordType.SetControllerVoters;
+  readonly voters: readonly number[];
+}
+
+/** A reassignment in progress is cancelled (issue 12): reassignment.ts. */
+export interface CancelReassignmentRecord {
+  readonly type: typeof MetadataRecordType.CancelReassignment;
+  readonly topicId: number;
+  readonly partition: number;
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -256,7 +278,9 @@ export type MetadataRecord =
   | ReassignPartitionRecord
   | CompleteReassignmentRecord
   | UnregisterBrokerRecord
-  | AlterBrokerConfigRecord;
+  | AlterBrokerConfigRecord
+  | SetControllerVotersRecord
+  | CancelReassignmentRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -411,10 +435,20 @@ export function recordProblem(r: MetadataRecord): string | null {
       return null;
     }
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
       return isUint(r.partition, PARTITIONS_MAX - 1)
         ? null
         : `partition ${r.partition} out of range`;
+    case 'set-controller-voters': {
+      const problem = replicaListProblem(r.voters, 'voters');
+      if (problem !== null) return problem;
+      if (r.voters.includes(0)) return 'voter id 0 is not a node id';
+      for (let i = 1; i < r.voters.length; i++) {
+        if (!(r.voters[i - 1]! < r.voters[i]!)) return 'voters are not ascending';
+      }
+      return null;
+    }
   }
 }
 
@@ -528,8 +562,12 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       writeIdList(w, record.adding);
       break;
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       w.uvarint(record.topicId);
       w.uvarint(record.partition);
+      break;
+    case 'set-controller-voters':
+      writeIdList(w, record.voters);
       break;
   }
   return w.finish();
@@ -647,11 +685,14 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
         adding: readIdList(r, 'adding'),
       };
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       return {
         type,
         topicId: r.uvarint('topic id'),
         partition: r.uvarint('partition', PARTITIONS_MAX - 1),
       };
+    case 'set-controller-voters':
+      return { type, voters: readIdList(r, 'voters') };
   }
 }
 
@@ -689,6 +730,9 @@ export function formatRecord(r: MetadataRecord): string {
     case 'reassign-partition':
       return `${r.type} ${r.topicId}/${r.partition} replicas=${ids(r.replicas)} target=${ids(r.target)} adding=${ids(r.adding)}`;
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       return `${r.type} ${r.topicId}/${r.partition}`;
+    case 'set-controller-voters':
+      return `${r.type} voters=${ids(r.voters)}`;
   }
 }
