@@ -651,6 +651,57 @@ describe('partition reassignment on a 4-broker cluster', () => {
       return d3.get('leaderBalance.intervalMs')?.value === '5000' ? true : undefined;
     });
     expect(d3.get('leaderBalance.intervalMs')?.source).toBe('dynamic-broker');
+    // `partition reassign --cancel`: a target replica that cannot catch up (a 1 byte/s throttle,
+    // 2.5 MB to copy: one 1 MiB append passes on credit, then nothing) would wait forever; the cancel takes it out and restores the replicas before the move.
+    const live = client(bootstrap.split(','));
+    await live.admin().createTopic({ name: 'stuck', partitions: 1, replicationFactor: 2 });
+    const before = (await live.admin().describeTopic('stuck')).partitions[0]!.replicas;
+    const third = [1, 3, 4].find((id) => !before.includes(id))!;
+    const filler = live.producer({ acks: 'all', deliveryTimeoutMs: 20_000 });
+    await Promise.all(
+      Array.from({ length: 2500 }, (_, i) =>
+        filler.send({ topic: 'stuck', value: `${i}`.padEnd(1024, '.') }),
+      ),
+    );
+    expect((await config(['set', 'reassignmentBytesPerSecond', '1'])).code).toBe(0);
+    const start = await cli([
+      'partition',
+      'reassign',
+      'stuck',
+      '0',
+      '--replicas',
+      [...before, third].join(','),
+      '--bootstrap',
+      bootstrap,
+    ]);
+    expect(start.code, start.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    const moving = await live.admin().describePartition('stuck', 0);
+    expect(moving.reassignmentTarget).not.toBeNull();
+    expect(moving.replicas.find((r) => r.nodeId === third)?.role).toBe('learner');
+    const cancel = await cli([
+      'partition',
+      'reassign',
+      'stuck',
+      '0',
+      '--cancel',
+      '--wait',
+      '--output',
+      'json',
+      '--bootstrap',
+      bootstrap,
+    ]);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const cancelled = JSON.parse(cancel.stdout) as {
+      replicas: number[];
+      cancelled: boolean;
+      done: boolean;
+    };
+    expect(cancelled).toMatchObject({ cancelled: true, done: true });
+    expect([...cancelled.replicas].sort()).toEqual([...before].sort());
+    const back = await live.admin().describePartition('stuck', 0);
+    expect(back.replicas.map((r) => r.nodeId).sort()).toEqual([...before].sort());
+    expect((await config(['unset', 'reassignmentBytesPerSecond'])).code).toBe(0);
     // Controller voters: the decommission took 2 out, leaving [1,3,4]. Remove 4 and add it back
     // (it becomes a voter again once caught up), then remove the controller itself and kill it:
     // the other two elect a controller that serves.
