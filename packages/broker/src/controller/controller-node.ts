@@ -465,14 +465,7 @@ export class ControllerNode implements HostedGroup {
   /** Starts a reassignment of one partition (reassignment.ts); the partition state after it. */
   async reassignPartition(req: ReassignRequest): Promise<PartitionState> {
     const state = await this.submit((s) => planReassignPartition(s, req));
-    const p = topicByName(state, req.topic)?.partitions[req.partition];
-    if (p === undefined) {
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `partition ${req.topic}/${req.partition} was deleted meanwhile`,
-      );
-    }
-    return p;
+    return requirePartition(state, req.topic, req.partition);
   }
 
   /** The partition's leader: its Raft voters are the target now (reassignment.ts). */
@@ -519,14 +512,7 @@ export class ControllerNode implements HostedGroup {
   /** Cancels the reassignment of one partition (reassignment.ts); the partition after it. */
   async cancelReassignment(req: { topic: string; partition: number }): Promise<PartitionState> {
     const state = await this.submit((s) => planCancelReassignment(s, req));
-    const p = topicByName(state, req.topic)?.partitions[req.partition];
-    if (p === undefined) {
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `partition ${req.topic}/${req.partition} was deleted meanwhile`,
-      );
-    }
-    return p;
+    return requirePartition(state, req.topic, req.partition);
   }
 
   /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */
@@ -1127,6 +1113,17 @@ export class ControllerNode implements HostedGroup {
     if (this.failure !== null) await this.store.abandon();
     else await this.store.close();
   }
+}
+
+function requirePartition(state: MetadataState, topic: string, partition: number): PartitionState {
+  const p = topicByName(state, topic)?.partitions[partition];
+  if (p === undefined) {
+    throw new StreamBusError(
+      ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+      `partition ${topic}/${partition} was deleted meanwhile`,
+    );
+  }
+  return p;
 }
 
 function requireTopic(state: MetadataState, name: string): TopicState {

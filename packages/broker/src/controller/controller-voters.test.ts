@@ -1,7 +1,7 @@
 import { ErrorCode } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { planControlledShutdown } from './controller-planner.js';
-import { ControllerTestCluster, rejection } from './controller-testing.js';
+import { ControllerTestCluster, registerAll, rejection } from './controller-testing.js';
 import { nextVoterStep, planControllerVoters, type VoterView } from './controller-voters.js';
 import { decodeRecord, encodeRecord } from './metadata-records.js';
 import { applyRecord, decodeSnapshot, encodeSnapshot } from './metadata-state.js';
@@ -138,21 +138,6 @@ describe('changing the voters of a running controller quorum', () => {
     await cluster?.closeAll();
     cluster = null;
   });
-
-  async function registerAll(c: ControllerTestCluster, ids: readonly number[]): Promise<void> {
-    for (const id of ids) {
-      const leader = await c.leader();
-      const { brokerEpoch } = await c.run(
-        leader.registerBroker({
-          brokerId: id,
-          host: '127.0.0.1',
-          port: 9000 + id,
-          incarnation: 'i',
-        }),
-      );
-      await c.run(leader.heartbeat({ brokerId: id, brokerEpoch }));
-    }
-  }
 
   it('adds broker 4, removes the leader 1 (handing over), survives 1 gone and a restart with the old --peers', async () => {
     cluster = new ControllerTestCluster([1, 2, 3], {
