@@ -1066,15 +1066,14 @@ export class ClusterNode {
     if (op === null) return conf();
     await this.client.alterControllerVoters({ op, brokerId });
     const deadline = Date.now() + timeoutMs;
-    const wanted = (s: MetadataState) =>
-      op === 'add'
-        ? s.controllerVoters?.includes(brokerId) === true
-        : s.controllerVoters?.includes(brokerId) !== true;
-    await this.waitApplied(wanted, Math.max(1, timeoutMs));
     for (;;) {
-      const target = this.state.controllerVoters ?? [];
       const now = [...this.controller.conf.voters].sort((a, b) => a - b);
-      if (now.length === target.length && now.every((id, i) => target[i] === id)) return conf();
+      // No set recorded (yet, here, or at all: a no-op change plans nothing): the group's voters.
+      const target = this.state.controllerVoters ?? now;
+      const applied = op === 'add' ? target.includes(brokerId) : !target.includes(brokerId);
+      if (applied && now.length === target.length && now.every((id, i) => target[i] === id)) {
+        return conf();
+      }
       if (Date.now() > deadline) {
         throw new StreamBusError(
           ErrorCode.REQUEST_TIMED_OUT,
