@@ -7,7 +7,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { kafkaListener } from '@streambus/broker';
+import { freePorts, runDevCluster } from '@streambus/cli';
 import {
   ApiKey,
   type ApiVersionsResponse,
@@ -193,6 +195,86 @@ describe('streambus dev --nodes', () => {
     );
     expect(dev.nodes.filter((x) => alive(x.pid))).toEqual([]);
   }, 60_000);
+
+  it('a chosen port taken before its broker binds it: every broker starts again on other ports, and the listing is true', async () => {
+    // The race of a busy machine, made certain: the first choice names a port already held.
+    const held = net.createServer();
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    const heldPort = (held.address() as net.AddressInfo).port;
+    const dir = tempDir('streambus-dev-race-');
+    let calls = 0;
+    const pickPorts = async (count: number, from: number | null, avoid: ReadonlySet<number>) => {
+      calls++;
+      if (calls === 1)
+        return [heldPort, ...(await freePorts(count - 1, from, new Set([heldPort])))];
+      return freePorts(count, from, avoid);
+    };
+    let out = '';
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        out += String(chunk);
+        done();
+      },
+    });
+    const ac = new AbortController();
+    const run = runDevCluster(
+      {
+        nodes: 2,
+        dataDir: dir,
+        port: null,
+        kafka: { port: null },
+        logLevel: 'warn',
+        autoCreateTopics: true,
+        cli: 'streambus',
+        signal: ac.signal,
+        pickPorts,
+      },
+      sink,
+    );
+    const ran = run.then(
+      () => null,
+      (err: Error) => err,
+    );
+    try {
+      const deadline = Date.now() + 45_000;
+      while (!out.includes('Press Ctrl-C to stop.')) {
+        const failed = await Promise.race([
+          ran,
+          new Promise((r) => setTimeout(() => r(undefined), 100)),
+        ]);
+        if (failed !== undefined) throw new Error(`dev cluster ended: ${String(failed)}\n${out}`);
+        if (Date.now() > deadline) throw new Error(`no listing in 45 s:\n${out}`);
+      }
+      expect(out).toContain(`port ${heldPort} was taken before it bound it (EADDRINUSE)`);
+      const listed = [...out.matchAll(/^ {2}node (\d+) {2}127\.0\.0\.1:(\d+) /gm)].map((m) => ({
+        id: Number(m[1]),
+        port: Number(m[2]),
+      }));
+      expect(listed.map((x) => x.id)).toEqual([1, 2]);
+      for (const x of listed) {
+        expect(x.port).not.toBe(heldPort);
+        expect((await apiVersions(x.port)).nodeId).toBe(x.id);
+      }
+      // The Kafka listeners bound port 0 themselves: the printed ports are the ones they got.
+      const kafka = /^Kafka listeners \(kafkajs, kcat, confluent-kafka\): (\S+)$/m
+        .exec(out)?.[1]
+        ?.split(',')
+        .map((a) => Number(a.split(':')[1]));
+      expect(kafka).toHaveLength(2);
+      for (const port of kafka!) {
+        expect(port).toBeGreaterThan(0);
+        const c = await kafkaListener.KafkaRawClient.connect(port);
+        await c.close();
+      }
+    } finally {
+      ac.abort();
+      await within(ran, 30_000, 'stopping');
+      await new Promise((r) => held.close(() => r(null)));
+      removeDir(dir);
+    }
+    expect(await ran).toBeNull();
+    expect(out).toMatch(/stopped\n$/);
+  }, 90_000);
 
   it('refuses a bad node count and flags that do not fit it', async () => {
     const cases: Array<[string[], RegExp]> = [

@@ -662,5 +662,101 @@ describe('partition reassignment on a 4-broker cluster', () => {
       return d3.get('leaderBalance.intervalMs')?.value === '5000' ? true : undefined;
     });
     expect(d3.get('leaderBalance.intervalMs')?.source).toBe('dynamic-broker');
-  }, 120_000);
+    // `partition reassign --cancel`: a target replica that cannot catch up (a 1 byte/s throttle,
+    // 2.5 MB to copy: one 1 MiB append passes on credit, then nothing) would wait forever; the cancel takes it out and restores the replicas before the move.
+    const live = client(bootstrap.split(','));
+    await live.admin().createTopic({ name: 'stuck', partitions: 1, replicationFactor: 2 });
+    const before = (await live.admin().describeTopic('stuck')).partitions[0]!.replicas;
+    const third = [1, 3, 4].find((id) => !before.includes(id))!;
+    const filler = live.producer({ acks: 'all', deliveryTimeoutMs: 20_000 });
+    await Promise.all(
+      Array.from({ length: 2500 }, (_, i) =>
+        filler.send({ topic: 'stuck', value: `${i}`.padEnd(1024, '.') }),
+      ),
+    );
+    expect((await config(['set', 'reassignmentBytesPerSecond', '1'])).code).toBe(0);
+    const start = await cli([
+      'partition',
+      'reassign',
+      'stuck',
+      '0',
+      '--replicas',
+      [...before, third].join(','),
+      '--bootstrap',
+      bootstrap,
+    ]);
+    expect(start.code, start.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    const moving = await live.admin().describePartition('stuck', 0);
+    expect(moving.reassignmentTarget).not.toBeNull();
+    expect(moving.replicas.find((r) => r.nodeId === third)?.role).toBe('learner');
+    const cancel = await cli([
+      'partition',
+      'reassign',
+      'stuck',
+      '0',
+      '--cancel',
+      '--wait',
+      '--output',
+      'json',
+      '--bootstrap',
+      bootstrap,
+    ]);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const cancelled = JSON.parse(cancel.stdout) as {
+      replicas: number[];
+      cancelled: boolean;
+      done: boolean;
+    };
+    expect(cancelled).toMatchObject({ cancelled: true, done: true });
+    expect([...cancelled.replicas].sort()).toEqual([...before].sort());
+    const back = await live.admin().describePartition('stuck', 0);
+    expect(back.replicas.map((r) => r.nodeId).sort()).toEqual([...before].sort());
+    expect((await config(['unset', 'reassignmentBytesPerSecond'])).code).toBe(0);
+    // Controller voters: the decommission took 2 out, leaving [1,3,4]. Remove 4 and add it back
+    // (it becomes a voter again once caught up), then remove the controller itself and kill it:
+    // the other two elect a controller that serves.
+    const voters = async (args: string[]) => {
+      const out = await cli([
+        'cluster',
+        'voters',
+        ...args,
+        '--output',
+        'json',
+        '--bootstrap',
+        bootstrap,
+      ]);
+      expect(out.code, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as { voters: number[]; learners: number[] };
+    };
+    await waitUntil('voters [1,3,4]', 10_000, async () =>
+      (await voters(['list'])).voters.join() === '1,3,4' ? true : undefined,
+    );
+    // Adding a voter again changes nothing and answers at once.
+    expect((await voters(['add', '3'])).voters).toEqual([1, 3, 4]);
+    expect((await voters(['remove', '4'])).voters).toEqual([1, 3]);
+    const added = await voters(['add', '4']);
+    expect(added.voters).toEqual([1, 3, 4]);
+    const refused = await cli(['cluster', 'voters', 'add', '9', '--bootstrap', bootstrap]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/broker 9 is not a registered broker/);
+    const old = (await admin.describeCluster()).controllerId;
+    expect([1, 3, 4]).toContain(old);
+    const rest = [1, 3, 4].filter((id) => id !== old);
+    expect((await voters(['remove', String(old)])).voters).toEqual(rest);
+    await c.kill9(old);
+    const after = client(rest.map((id) => c.bootstrap[id - 1]!));
+    // A controller among the voters left, which fences the killed broker once its session ends
+    // (so the new topic's replicas are on the live two).
+    await waitUntil('a controller among the voters left, the old one fenced', 30_000, async () => {
+      const d = await after.admin().describeCluster();
+      const gone = d.brokers.find((b) => b.nodeId === old);
+      return rest.includes(d.controllerId) && gone?.fenced === true ? true : undefined;
+    });
+    await after.admin().createTopic({ name: 'after-voters', partitions: 1, replicationFactor: 2 });
+    const sent = await after
+      .producer({ acks: 'all', deliveryTimeoutMs: 20_000 })
+      .send({ topic: 'after-voters', value: 'served' });
+    expect(sent.offset).toBeGreaterThan(0);
+  }, 150_000);
 });

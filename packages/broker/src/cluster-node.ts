@@ -1077,6 +1077,54 @@ export class ClusterNode {
     return { moved };
   }
 
+  /**
+   * `cluster voters add|remove ID` (controller/controller-voters.ts): records the new voter set,
+   * then waits until this broker's view of the metadata group has exactly those voters, at most
+   * `timeoutMs` (REQUEST_TIMED_OUT naming both sets; the change goes on). `op` null: no change.
+   * Returns the group's voters and learners as this broker knows them.
+   */
+  async alterControllerVoters(
+    op: 'add' | 'remove' | null,
+    brokerId: number,
+    timeoutMs: number,
+  ): Promise<{ voters: number[]; learners: number[] }> {
+    const conf = () => ({
+      voters: [...this.controller.conf.voters],
+      learners: [...this.controller.conf.learners],
+    });
+    if (op === null) return conf();
+    await this.client.alterControllerVoters({ op, brokerId });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const now = [...this.controller.conf.voters].sort((a, b) => a - b);
+      // No set recorded (yet, here, or at all: a no-op change plans nothing): the group's voters.
+      const target = this.state.controllerVoters ?? now;
+      const applied = op === 'add' ? target.includes(brokerId) : !target.includes(brokerId);
+      if (applied && now.length === target.length && now.every((id, i) => target[i] === id)) {
+        return conf();
+      }
+      if (Date.now() > deadline) {
+        throw new StreamBusError(
+          ErrorCode.REQUEST_TIMED_OUT,
+          `the controller voters are [${now.join(',')}], still moving to [${target.join(',')}] after ${timeoutMs} ms; the change goes on`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** `partition reassign T P --cancel` (controller/reassignment.ts): the replicas restored. */
+  async cancelReassignment(topic: string, partition: number): Promise<number[]> {
+    const p = await this.client.cancelReassignment({ topic, partition });
+    await this.waitApplied((s) => {
+      const ps = topicByName(s, topic)?.partitions[partition];
+      return (
+        ps === undefined || ps.reassignment === undefined || ps.reassignment.adding.length === 0
+      );
+    });
+    return [...p.replicas];
+  }
+
   // ---- dynamic broker settings (ops/dynamic-config.ts) -----------------------------------------
 
   /** The dynamic settings in force here and where each comes from. */

@@ -572,6 +572,68 @@ export class Admin {
   }
 
   /**
+   * The controller quorum's voters and learners as the broker asked knows them
+   * (AlterControllerVoters with no change).
+   */
+  async controllerVoters(): Promise<{ voters: number[]; learners: number[] }> {
+    return this.voterRequest(0, -1, 10_000);
+  }
+
+  /**
+   * One controller voter more (`add`: a registered, live broker; it becomes a voter once caught
+   * up) or less (`remove`; refused when it would leave no voter or no majority of live voters),
+   * a Raft membership change of the metadata group (AlterControllerVoters). Resolves once the
+   * group's voters are the new set, with the voters and learners then; REQUEST_TIMED_OUT past
+   * `timeoutMs` (default 60 s; the change goes on). Not retried.
+   */
+  async alterControllerVoters(
+    op: 'add' | 'remove',
+    brokerId: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ voters: number[]; learners: number[] }> {
+    return this.voterRequest(op === 'add' ? 1 : 2, brokerId, options.timeoutMs ?? 60_000);
+  }
+
+  private async voterRequest(
+    op: number,
+    brokerId: number,
+    timeoutMs: number,
+  ): Promise<{ voters: number[]; learners: number[] }> {
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.ALTER_CONTROLLER_VOTERS)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support AlterControllerVoters (older than this API)',
+      );
+    }
+    const res = await conn.request(
+      ApiKey.ALTER_CONTROLLER_VOTERS,
+      { op, brokerId, timeoutMs },
+      timeoutMs + 5_000,
+    );
+    check(res.errorCode, res.errorMessage, 'alter controller voters');
+    return { voters: res.voters, learners: res.learners };
+  }
+
+  /**
+   * Cancels the reassignment of a partition (CancelReassignment): the replicas being added
+   * leave, the partition goes back to its replicas before the move. Resolves with them once the
+   * controller recorded it (the partition's leader then finishes the move back).
+   */
+  async cancelReassignment(topic: string, partition: number): Promise<{ replicas: number[] }> {
+    const conn = await this.ctx.cluster.anyConnection();
+    if (!conn.supports(ApiKey.CANCEL_REASSIGNMENT)) {
+      throw new StreamBusError(
+        ErrorCode.UNSUPPORTED_VERSION,
+        'the broker does not support CancelReassignment (older than this API)',
+      );
+    }
+    const res = await conn.request(ApiKey.CANCEL_REASSIGNMENT, { topic, partition });
+    check(res.errorCode, res.errorMessage, 'cancel reassignment');
+    return { replicas: res.replicas };
+  }
+
+  /**
    * Every replica of a partition as its own broker reports it (DescribeReplica to each):
    * role, log end and commit lag, and the reassignment in progress. A broker that does not
    * answer is listed as unreachable.

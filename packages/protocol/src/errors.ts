@@ -124,6 +124,9 @@ export const ErrorCode = {
   NO_COMMITTED_OFFSET: 1270,
   // 1320-1329: the SDK's group consumer, seek/pause/resume (packages/client/src/group-consumer.ts).
   PARTITION_NOT_OWNED: 1320,
+  // 1380-1389: controller voter changes (packages/broker/src/controller/controller-voters.ts).
+  CONTROLLER_VOTER_CHANGE_IN_PROGRESS: 1380,
+  INVALID_CONTROLLER_VOTER_CHANGE: 1381,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -431,6 +434,18 @@ const TABLE: readonly ErrorInfo[] = [
     'PARTITION_NOT_OWNED',
     false,
     'the partition is not assigned to this group member (seek, pause and resume take owned partitions only)',
+  ),
+  info(
+    C.CONTROLLER_VOTER_CHANGE_IN_PROGRESS,
+    'CONTROLLER_VOTER_CHANGE_IN_PROGRESS',
+    true,
+    'a change of the controller voters is still in progress',
+  ),
+  info(
+    C.INVALID_CONTROLLER_VOTER_CHANGE,
+    'INVALID_CONTROLLER_VOTER_CHANGE',
+    false,
+    'the controller voter change is refused',
   ),
 ];
 

@@ -3,7 +3,7 @@ import { seededRandom } from '@streambus/raft';
 import { FaultyFileSystem, MemoryFileSystem } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControllerNode, NotControllerError } from './controller-node.js';
-import { ControllerTestCluster, rejection } from './controller-testing.js';
+import { ControllerTestCluster, registerAll, rejection } from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
 import { bindNodeIdentity, readNodeIdentity, writeNodeIdentity } from './node-identity.js';
 
@@ -17,7 +17,6 @@ function hex(state: Parameters<typeof encodeSnapshot>[0]): string {
   return Buffer.from(encodeSnapshot(state)).toString('hex');
 }
 
-/** Registers and heartbeats brokers `ids` through the current leader; returns their epochs. */
 /** A cluster of one over `fs` (its metadata log in /data/m), sending nowhere. */
 function openSole(
   fs: FaultyFileSystem,
@@ -33,27 +32,6 @@ function openSole(
     random: seededRandom(seed),
     ...(limits ? { limits } : {}),
   });
-}
-
-async function registerAll(
-  c: ControllerTestCluster,
-  ids: readonly number[],
-): Promise<Map<number, number>> {
-  const epochs = new Map<number, number>();
-  for (const id of ids) {
-    const leader = await c.leader();
-    const { brokerEpoch } = await c.run(
-      leader.registerBroker({
-        brokerId: id,
-        host: '127.0.0.1',
-        port: 9000 + id,
-        incarnation: `i${id}`,
-      }),
-    );
-    epochs.set(id, brokerEpoch);
-    await c.run(leader.heartbeat({ brokerId: id, brokerEpoch }));
-  }
-  return epochs;
 }
 
 async function heartbeat(

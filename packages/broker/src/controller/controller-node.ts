@@ -17,6 +17,8 @@
 //   await node.allocateProducerIds(brokerId, count)   -> { firstProducerId, count }
 //   await node.changeIsr({ topicId, partition, leader, leaderEpoch, isr }) -> PartitionState
 //   await node.controlledShutdown({ brokerId, brokerEpoch })   fenced now (SIGTERM)
+//   await node.alterControllerVoters({ op: 'add' | 'remove', brokerId })  controller-voters.ts
+//   await node.cancelReassignment({ topic, partition }) -> PartitionState
 //   node.transferLeadership(voterId) -> boolean          hands the controller role over
 //   await node.close()
 //
@@ -55,8 +57,12 @@
 //      is in progress. While the group has fewer than `votersTarget` voters (default 3), a
 //      learner that is live (registered, unfenced) and caught up (its match reached the commit
 //      index) is promoted to voter, one at a time, lowest id first: a controller quorum started
-//      with one or two `--peers` becomes fault tolerant as brokers join. Voters are never removed
-//      here.
+//      with one or two `--peers` becomes fault tolerant as brokers join. Once the state records
+//      a voter set (`cluster voters add|remove`, controller-voters.ts), that replaces the
+//      promotion: the leader adds the set's caught-up live learners as voters, then removes the
+//      voters outside it, itself last after handing the role over, one change at a time.
+//      Brokers that left the registry (the state's `departed`, kept in snapshots) leave the
+//      group: a learner at once, a voter while the others still make the quorum.
 //   6. The log is bounded: after applying, once `snapshotEveryEntries` entries or
 //      `snapshotEveryBytes` bytes follow the latest snapshot, the state is snapshotted
 //      (`encodeSnapshot`) and the log compacted. A follower behind the compaction point gets the
@@ -115,6 +121,7 @@ import {
   planRegisterBroker,
   type RegisterBrokerRequest,
 } from './controller-planner.js';
+import { nextVoterStep, planControllerVoters, type VoterChange } from './controller-voters.js';
 import { decodePlan, encodePlan } from './metadata-entry.js';
 import {
   DEFAULT_METADATA_LOG_LIMITS,
@@ -135,6 +142,7 @@ import {
   topicByName,
 } from './metadata-state.js';
 import {
+  planCancelReassignment,
   planCompleteReassignment,
   planDecommission,
   planReassignPartition,
@@ -256,8 +264,8 @@ export class ControllerNode implements HostedGroup {
   private caughtUpOnce = false;
   /** Rule 4a: the controller clock at each broker's last heartbeat (serving leader only). */
   private readonly heardAt = new Map<number, number>();
-  /** Brokers unregistered by a decommission (rule 5: they leave the metadata group). */
-  private readonly decommissioned = new Set<number>();
+  /** The controller clock of the last controller hand-over for a voter change (rule 5). */
+  private voterTransferAt = -1;
   private bootstrapPending = false;
   private failure: Error | null = null;
   /** Rule 7: the tick of the last failure (or failed reopen), and the reopen in flight. */
@@ -464,14 +472,7 @@ export class ControllerNode implements HostedGroup {
   /** Starts a reassignment of one partition (reassignment.ts); the partition state after it. */
   async reassignPartition(req: ReassignRequest): Promise<PartitionState> {
     const state = await this.submit((s) => planReassignPartition(s, req));
-    const p = topicByName(state, req.topic)?.partitions[req.partition];
-    if (p === undefined) {
-      throw new StreamBusError(
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-        `partition ${req.topic}/${req.partition} was deleted meanwhile`,
-      );
-    }
-    return p;
+    return requirePartition(state, req.topic, req.partition);
   }
 
   /** The partition's leader: its Raft voters are the target now (reassignment.ts). */
@@ -505,6 +506,20 @@ export class ControllerNode implements HostedGroup {
   /** A decommissioned broker that no partition lists any more leaves the registry. */
   async unregisterBroker(brokerId: number): Promise<void> {
     await this.submit((s) => planUnregisterBroker(s, brokerId));
+  }
+
+  /**
+   * One controller voter more or less (controller-voters.ts): resolves once the new set is
+   * recorded; the leader then moves the group there (rule 5). The voters now: `conf`.
+   */
+  async alterControllerVoters(change: VoterChange): Promise<void> {
+    await this.submit((s) => planControllerVoters(s, this.raft.status().conf.voters, change));
+  }
+
+  /** Cancels the reassignment of one partition (reassignment.ts); the partition after it. */
+  async cancelReassignment(req: { topic: string; partition: number }): Promise<PartitionState> {
+    const state = await this.submit((s) => planCancelReassignment(s, req));
+    return requirePartition(state, req.topic, req.partition);
   }
 
   /** A controlled shutdown of `brokerId`: fenced now and out of every ISR (planner rule 3). */
@@ -753,13 +768,6 @@ export class ControllerNode implements HostedGroup {
         const result = applyRecord(s, r);
         if (result.noop === null) applied.push(r);
         else this.counters.recordsNoop++;
-        if (result.noop === null && r.type === 'unregister-broker') {
-          // Bounded: one id per decommission; an id registering again is dropped from it.
-          this.decommissioned.add(r.brokerId);
-        }
-        if (result.noop === null && r.type === 'register-broker') {
-          this.decommissioned.delete(r.brokerId);
-        }
         s = result.state;
       }
       this.appliedState = s;
@@ -888,9 +896,21 @@ export class ControllerNode implements HostedGroup {
     // at once, a voter while the others still make the quorum the group needs now; never this
     // leader (it hands over first: cluster-node.ts). Only those: a voter of --peers that has
     // not registered yet is not in the registry either.
+    // `departed` is in the state (and its snapshots), so a leader that learned the state from a
+    // snapshot removes them too.
     const quorum = Math.floor(conf.voters.length / 2) + 1;
+    const departed = this.appliedState.departed ?? [];
+    if (departed.includes(this.nodeId) && !this.appliedState.brokers.has(this.nodeId)) {
+      // This leader left the registry itself (it may have learned so from a snapshot): it hands
+      // the role to a caught-up voter, which then removes it.
+      const to = conf.voters.find(
+        (id) => id !== this.nodeId && (status.progress.get(id)?.match ?? 0) >= status.commit,
+      );
+      if (to !== undefined) this.handOver(to, 'controller leader left the registry');
+      return;
+    }
     for (const id of [...conf.learners, ...conf.voters]) {
-      if (!this.decommissioned.has(id) || this.appliedState.brokers.has(id)) continue;
+      if (!departed.includes(id) || this.appliedState.brokers.has(id)) continue;
       if (id === this.options.nodeId) continue;
       if (conf.voters.includes(id) && conf.voters.length - 1 < quorum) continue;
       this.proposeMembership({ type: 'remove', node: id }, '(removed: it left the registry)');
@@ -901,6 +921,11 @@ export class ControllerNode implements HostedGroup {
       this.proposeMembership({ type: 'add-learner', node: id as NodeId }, 'as a learner');
       return;
     }
+    const target = this.appliedState.controllerVoters;
+    if (target !== undefined) {
+      this.stepVoters(target, status);
+      return;
+    }
     if (conf.voters.length >= this.limits.votersTarget) return;
     for (const id of [...conf.learners].sort((a, b) => a - b)) {
       const broker = this.appliedState.brokers.get(id);
@@ -909,6 +934,54 @@ export class ControllerNode implements HostedGroup {
       this.proposeMembership({ type: 'add-voter', node: id }, 'as a voter (a caught-up learner)');
       return;
     }
+  }
+
+  /** Rule 5: one step of moving the voters to the set recorded (controller-voters.ts). */
+  private stepVoters(target: readonly number[], status: ReturnType<RaftNode['status']>): void {
+    const step = nextVoterStep({
+      self: this.nodeId,
+      target,
+      voters: status.conf.voters,
+      learners: status.conf.learners,
+      live: (id) => {
+        const b = this.appliedState.brokers.get(id);
+        return b !== undefined && !b.fenced;
+      },
+      caughtUp: (id) => (status.progress.get(id as NodeId)?.match ?? 0) >= status.commit,
+    });
+    switch (step.kind) {
+      case 'none':
+      case 'wait':
+        return;
+      case 'add-voter':
+        this.proposeMembership(
+          { type: 'add-voter', node: step.node as NodeId },
+          'as a voter (the voters set)',
+        );
+        return;
+      case 'remove':
+        this.proposeMembership(
+          { type: 'remove', node: step.node as NodeId },
+          '(not in the voters set)',
+        );
+        return;
+      case 'transfer':
+        this.handOver(step.to, 'controller leader outside the voters set');
+        return;
+    }
+  }
+
+  /** Hands the controller role to `to`, once per election timeout (Raft abandons a stuck one). */
+  private handOver(to: number, why: string): void {
+    if (
+      this.voterTransferAt >= 0 &&
+      this.clock - this.voterTransferAt < this.limits.electionTicks
+    ) {
+      return;
+    }
+    this.voterTransferAt = this.clock;
+    this.options.logger?.info({ to }, `${why}: handing the controller role over`);
+    this.transferLeadership(to);
   }
 
   private proposeMembership(change: ConfChange, what: string): void {
@@ -1047,6 +1120,17 @@ export class ControllerNode implements HostedGroup {
     if (this.failure !== null) await this.store.abandon();
     else await this.store.close();
   }
+}
+
+function requirePartition(state: MetadataState, topic: string, partition: number): PartitionState {
+  const p = topicByName(state, topic)?.partitions[partition];
+  if (p === undefined) {
+    throw new StreamBusError(
+      ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+      `partition ${topic}/${partition} was deleted meanwhile`,
+    );
+  }
+  return p;
 }
 
 function requireTopic(state: MetadataState, name: string): TopicState {

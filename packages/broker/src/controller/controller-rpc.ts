@@ -26,6 +26,9 @@
 //                                    resp: (empty)   (dynamic broker settings, -1 = every broker)
 //   kind "controller.add-partitions" req: name count hasAssignments:bool [assignments:uvarint[][]]
 //                                    resp: topic     (CreatePartitions, add-partitions.ts)
+//   kind "controller.voters"         req: op:u8 (1 add, 2 remove) brokerId   resp: (empty)
+//                                    (controller-voters.ts: the voter set wanted is recorded)
+//   kind "controller.reassign-cancel"  req: name partition                  resp: partition
 //   topic     := id name partitions:partition[] configs:entry[]
 //   partition := leader:svarint leaderEpoch partitionEpoch replicas:uvarint[] isr:uvarint[]
 //   response  := 0x00 result | 0x01 code:svarint leaderId:uvarint message:string
@@ -57,6 +60,7 @@ import {
   NotControllerError,
 } from './controller-node.js';
 import type { CreateTopicRequest, HeartbeatRequest, IsrReport } from './controller-planner.js';
+import type { VoterChange } from './controller-voters.js';
 import {
   BROKER_ID_MAX,
   PARTITIONS_MAX,
@@ -82,6 +86,8 @@ export const ControllerRpcKind = {
   Unregister: 'controller.unregister',
   BrokerConfig: 'controller.broker-config',
   AddPartitions: 'controller.add-partitions',
+  Voters: 'controller.voters',
+  ReassignCancel: 'controller.reassign-cancel',
 } as const;
 export type ControllerRpcKind = (typeof ControllerRpcKind)[keyof typeof ControllerRpcKind];
 
@@ -398,6 +404,26 @@ export class ControllerRpcServer {
         await this.node.alterBrokerConfig(q.brokerId, q.changes);
         return encodeOk();
       }
+      case ControllerRpcKind.Voters: {
+        const q = decode(() => {
+          const op = r.u8('op');
+          if (op !== 1 && op !== 2) throw new Error(`voter change op ${op} is not 1 or 2`);
+          return {
+            op: op === 1 ? ('add' as const) : ('remove' as const),
+            brokerId: r.uvarint('broker id', BROKER_ID_MAX),
+          };
+        });
+        await this.node.alterControllerVoters(q);
+        return encodeOk();
+      }
+      case ControllerRpcKind.ReassignCancel: {
+        const q = decode(() => ({
+          topic: r.string('name'),
+          partition: r.uvarint('partition', PARTITIONS_MAX),
+        }));
+        const p = await this.node.cancelReassignment(q);
+        return encodeOk((w) => writePartition(w, p));
+      }
       case ControllerRpcKind.Unregister: {
         const id = decode(() => r.uvarint('broker id', BROKER_ID_MAX));
         await this.node.unregisterBroker(id);
@@ -549,6 +575,22 @@ export class ControllerClient {
     w.uvarint(q.partition);
     writeIdList(w, q.voters);
     await this.call(ControllerRpcKind.ReassignDone, w.finish());
+  }
+
+  /** One controller voter more or less: the set wanted is recorded (controller-voters.ts). */
+  async alterControllerVoters(change: VoterChange): Promise<void> {
+    const w = new ByteWriter();
+    w.u8(change.op === 'add' ? 1 : 2);
+    w.uvarint(change.brokerId);
+    await this.call(ControllerRpcKind.Voters, w.finish());
+  }
+
+  /** Cancels the reassignment of `topic`/`partition` (reassignment.ts). */
+  async cancelReassignment(q: { topic: string; partition: number }): Promise<PartitionState> {
+    const w = new ByteWriter();
+    w.string(q.topic);
+    w.uvarint(q.partition);
+    return readPartition(await this.call(ControllerRpcKind.ReassignCancel, w.finish()));
   }
 
   /** One decommission round for `brokerId`: the number of partitions it started moving. */

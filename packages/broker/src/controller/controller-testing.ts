@@ -240,3 +240,25 @@ export async function rejection(p: Promise<unknown>): Promise<Error & { code?: n
   }
   throw new Error('expected a rejection');
 }
+
+/** Registers and heartbeats brokers `ids` through the current leader; returns their epochs. */
+export async function registerAll(
+  c: ControllerTestCluster,
+  ids: readonly number[],
+): Promise<Map<number, number>> {
+  const epochs = new Map<number, number>();
+  for (const id of ids) {
+    const leader = await c.leader();
+    const { brokerEpoch } = await c.run(
+      leader.registerBroker({
+        brokerId: id,
+        host: '127.0.0.1',
+        port: 9000 + id,
+        incarnation: `i${id}`,
+      }),
+    );
+    epochs.set(id, brokerEpoch);
+    await c.run(leader.heartbeat({ brokerId: id, brokerEpoch }));
+  }
+  return epochs;
+}

@@ -39,6 +39,11 @@
 //   tag 15 add-partitions     topicId:uvarint count:uvarint partitions:assignment[]
 //        (CreatePartitions, issue 11: the topic grows to `count` partitions; `partitions` are
 //        the new ones, count - their number = the partitions it had, so a replay is a no-op)
+//   tag 16 set-controller-voters  voters:uvarint[]  (ascending, 1..REPLICAS_MAX distinct ids)
+//        (the controller quorum wanted, controller-voters.ts; the leader moves the metadata Raft
+//        group there one voter at a time)
+//   tag 17 cancel-reassignment  topicId:uvarint partition:uvarint
+//        (the replicas being added leave; the target becomes the replicas before the move)
 //
 // Version 2 (issue 11) differs in one place: a register-broker record ends with the broker's
 // advertised Kafka address, `kafkaHost:string kafkaPort:uvarint`. A record is encoded at the
@@ -88,6 +93,8 @@ export const MetadataRecordType = {
   UnregisterBroker: 'unregister-broker',
   AlterBrokerConfig: 'alter-broker-config',
   AddPartitions: 'add-partitions',
+  SetControllerVoters: 'set-controller-voters',
+  CancelReassignment: 'cancel-reassignment',
 } as const;
 
 export type MetadataRecordTypeValue = (typeof MetadataRecordType)[keyof typeof MetadataRecordType];
@@ -109,6 +116,8 @@ const TAG: Readonly<Record<MetadataRecordTypeValue, number>> = {
   'unregister-broker': 13,
   'alter-broker-config': 14,
   'add-partitions': 15,
+  'set-controller-voters': 16,
+  'cancel-reassignment': 17,
 };
 const TYPE_BY_TAG: ReadonlyMap<number, MetadataRecordTypeValue> = new Map(
   Object.entries(TAG).map(([type, tag]) => [tag, type as MetadataRecordTypeValue]),
@@ -255,6 +264,19 @@ export interface AddPartitionsRecord {
   readonly partitions: readonly PartitionAssignment[];
 }
 
+/** The controller voters wanted (issue 12), ascending: controller-voters.ts. */
+export interface SetControllerVotersRecord {
+  readonly type: typeof MetadataRecordType.SetControllerVoters;
+  readonly voters: readonly number[];
+}
+
+/** A reassignment in progress is cancelled (issue 12): reassignment.ts. */
+export interface CancelReassignmentRecord {
+  readonly type: typeof MetadataRecordType.CancelReassignment;
+  readonly topicId: number;
+  readonly partition: number;
+}
+
 export type MetadataRecord =
   | ClusterBootstrapRecord
   | RegisterBrokerRecord
@@ -270,7 +292,9 @@ export type MetadataRecord =
   | CompleteReassignmentRecord
   | UnregisterBrokerRecord
   | AlterBrokerConfigRecord
-  | AddPartitionsRecord;
+  | AddPartitionsRecord
+  | SetControllerVotersRecord
+  | CancelReassignmentRecord;
 
 // ---- validation (rules 1-4 above) ----
 
@@ -425,6 +449,7 @@ export function recordProblem(r: MetadataRecord): string | null {
       return null;
     }
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       if (!isUint(r.topicId)) return `topic id ${r.topicId} is out of range`;
       return isUint(r.partition, PARTITIONS_MAX - 1)
         ? null
@@ -441,6 +466,15 @@ export function recordProblem(r: MetadataRecord): string | null {
       for (let i = 0; i < r.partitions.length; i++) {
         const problem = replicaListProblem(r.partitions[i]!.replicas, `partition ${first + i}`);
         if (problem !== null) return problem;
+      }
+      return null;
+    }
+    case 'set-controller-voters': {
+      const problem = replicaListProblem(r.voters, 'voters');
+      if (problem !== null) return problem;
+      if (r.voters.includes(0)) return 'voter id 0 is not a node id';
+      for (let i = 1; i < r.voters.length; i++) {
+        if (!(r.voters[i - 1]! < r.voters[i]!)) return 'voters are not ascending';
       }
       return null;
     }
@@ -557,6 +591,7 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       writeIdList(w, record.adding);
       break;
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       w.uvarint(record.topicId);
       w.uvarint(record.partition);
       break;
@@ -565,6 +600,9 @@ export function encodeRecord(record: MetadataRecord): Uint8Array {
       w.uvarint(record.count);
       w.uvarint(record.partitions.length);
       for (const p of record.partitions) writeIdList(w, p.replicas);
+      break;
+    case 'set-controller-voters':
+      writeIdList(w, record.voters);
       break;
   }
   return w.finish();
@@ -682,6 +720,7 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
         adding: readIdList(r, 'adding'),
       };
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       return {
         type,
         topicId: r.uvarint('topic id'),
@@ -695,6 +734,8 @@ function readBody(r: ByteReader, type: MetadataRecordTypeValue, version: number)
       for (let p = 0; p < n; p++) partitions.push({ replicas: readIdList(r, 'replicas') });
       return { type, topicId, count, partitions };
     }
+    case 'set-controller-voters':
+      return { type, voters: readIdList(r, 'voters') };
   }
 }
 
@@ -732,8 +773,11 @@ export function formatRecord(r: MetadataRecord): string {
     case 'reassign-partition':
       return `${r.type} ${r.topicId}/${r.partition} replicas=${ids(r.replicas)} target=${ids(r.target)} adding=${ids(r.adding)}`;
     case 'complete-reassignment':
+    case 'cancel-reassignment':
       return `${r.type} ${r.topicId}/${r.partition}`;
     case 'add-partitions':
       return `${r.type} id=${r.topicId} count=${r.count} replicas=${r.partitions.map((p) => ids(p.replicas)).join('')}`;
+    case 'set-controller-voters':
+      return `${r.type} voters=${ids(r.voters)}`;
   }
 }

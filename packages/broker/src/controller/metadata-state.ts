@@ -37,6 +37,15 @@
 //      replayed or stale record is a no-op) and registered replicas; each new partition starts
 //      as a created topic's do (leader replicas[0], ISR = replicas, epochs 0). A snapshot holds
 //      the grown topic like any other: no section of its own.
+//  12. `set-controller-voters` (issue 12) needs every voter registered: `controllerVoters` is the
+//      quorum wanted (controller-voters.ts). `unregister-broker` takes the broker out of it and
+//      adds it to `departed` (ids that left the registry, so a controller that learned the state
+//      from a snapshot still removes them from the metadata group); registering again takes it
+//      out of `departed`.
+//  13. `cancel-reassignment` needs a reassignment adding at least one replica: replicas and the
+//      target become the replicas before the move (the adding ones leave at once), adding = [],
+//      the ISR keeps the staying members (a no-op if none would stay), a leader leaving is lost
+//      at the same epoch. The partition's leader then completes it as any reassignment.
 //
 // Immutability: a state is never mutated; apply copies the maps it changes (copy-on-write, so a
 // topic change costs O(topics) here: fine for a metadata log, revisit past ~100k topics).
@@ -57,12 +66,15 @@
 //   section := 0x01 reassignments:reassignment[] (count >= 1, by topic id then partition)
 //            | 0x02 brokerConfigs:(brokerId:svarint entries:entry[])[] (count >= 1, ids
 //              ascending, -1 = every broker, entries non-empty)
+//            | 0x10 controllerVoters:uvarint[] (ascending, registered brokers)
+//            | 0x11 departed:uvarint[] (ascending, count >= 1, none registered)
 //   reassignment := topicId partition target:uvarint[] adding:uvarint[]
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
 import { crc32c } from '@streambus/protocol';
 import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
 import {
   BROKER_ID_MAX,
+  type CancelReassignmentRecord,
   CONFIG_ENTRIES_MAX,
   type CompleteReassignmentRecord,
   type ConfigChange,
@@ -134,6 +146,10 @@ export interface MetadataState {
   readonly tickLast: number;
   /** Dynamic broker settings by broker id (-1: every broker), keys ascending (issue 12). */
   readonly brokerConfigs?: ReadonlyMap<number, readonly ConfigEntry[]>;
+  /** The controller voters wanted (rule 11), ascending; absent: as the group started. */
+  readonly controllerVoters?: readonly number[];
+  /** Brokers that left the registry (rule 11), ascending; absent when none. */
+  readonly departed?: readonly number[];
 }
 
 export const EMPTY_METADATA_STATE: MetadataState = {
@@ -182,11 +198,16 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
         lastHeartbeatTick: state.tickLast,
         kafka: record.kafka ?? null,
       };
-      return ok({
-        ...state,
-        brokers: new Map(state.brokers).set(broker.id, broker),
-        brokerEpochNext: record.brokerEpoch + 1,
-      });
+      return ok(
+        withDeparted(
+          {
+            ...state,
+            brokers: new Map(state.brokers).set(broker.id, broker),
+            brokerEpochNext: record.brokerEpoch + 1,
+          },
+          (ids) => ids.filter((id) => id !== broker.id),
+        ),
+      );
     }
     case 'broker-heartbeat':
     case 'fence-broker':
@@ -303,6 +324,13 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
     case 'reassign-partition':
     case 'complete-reassignment':
       return applyReassignment(state, record);
+    case 'cancel-reassignment':
+      return applyCancelReassignment(state, record);
+    case 'set-controller-voters': {
+      const unknown = unregistered(state, record.voters);
+      if (unknown !== null) return noop(state, `voter ${unknown} is not a registered broker`);
+      return ok({ ...state, controllerVoters: record.voters });
+    }
     case 'alter-broker-config': {
       if (record.brokerId !== -1 && !state.brokers.has(record.brokerId)) {
         return noop(state, `broker ${record.brokerId} is not registered`);
@@ -333,7 +361,12 @@ export function applyRecord(state: MetadataState, record: MetadataRecord): Apply
       if (holds !== null) return noop(state, `broker ${record.brokerId} still holds ${holds}`);
       const brokers = new Map(state.brokers);
       brokers.delete(record.brokerId);
-      const next: MetadataState = { ...state, brokers };
+      const next: MetadataState = withoutVoter(
+        withDeparted({ ...state, brokers }, (ids) =>
+          [...ids, record.brokerId].sort((a, b) => a - b),
+        ),
+        record.brokerId,
+      );
       // Its dynamic settings go with it (a snapshot lists only registered brokers' settings).
       if (state.brokerConfigs?.has(record.brokerId) === true) {
         const configs = new Map(state.brokerConfigs);
@@ -437,6 +470,64 @@ function applyReassignment(
     isr,
   };
   return ok(withTopic(state, { ...topic, partitions }));
+}
+
+/** Rule 12. */
+function applyCancelReassignment(
+  state: MetadataState,
+  record: CancelReassignmentRecord,
+): ApplyResult {
+  const topic = state.topics.get(record.topicId);
+  const current = topic?.partitions[record.partition];
+  if (topic === undefined || current === undefined) {
+    return noop(state, `partition ${record.topicId}/${record.partition} does not exist`);
+  }
+  const ra = current.reassignment;
+  if (ra === undefined || ra.adding.length === 0) {
+    return noop(state, `${topic.name}/${record.partition} is not adding any replica`);
+  }
+  const restored = current.replicas.filter((id) => !ra.adding.includes(id));
+  const isr = current.isr.filter((id) => restored.includes(id));
+  if (restored.length === 0 || isr.length === 0) {
+    return noop(state, 'no in-sync replica would stay');
+  }
+  const partitions = topic.partitions.slice();
+  partitions[record.partition] = {
+    leader: restored.includes(current.leader) ? current.leader : -1,
+    leaderEpoch: current.leaderEpoch,
+    partitionEpoch: current.partitionEpoch + 1,
+    replicas: restored,
+    isr,
+    reassignment: { target: restored, adding: [] },
+  };
+  return ok(withTopic(state, { ...topic, partitions }));
+}
+
+/** `state` with `departed` changed by `change` (absent when empty: rule 11). */
+function withDeparted(
+  state: MetadataState,
+  change: (ids: readonly number[]) => number[],
+): MetadataState {
+  const ids = change(state.departed ?? []);
+  if (
+    ids.length === (state.departed?.length ?? 0) &&
+    ids.every((id, i) => state.departed?.[i] === id)
+  ) {
+    return state;
+  }
+  const next: MetadataState = { ...state, departed: ids };
+  if (ids.length === 0) delete (next as { departed?: unknown }).departed;
+  return next;
+}
+
+/** `state` without `id` among the controller voters wanted (rule 11). */
+function withoutVoter(state: MetadataState, id: number): MetadataState {
+  const voters = state.controllerVoters;
+  if (voters === undefined || !voters.includes(id)) return state;
+  const rest = voters.filter((v) => v !== id);
+  const next: MetadataState = { ...state, controllerVoters: rest };
+  if (rest.length === 0) delete (next as { controllerVoters?: unknown }).controllerVoters;
+  return next;
 }
 
 /** The first partition whose replicas or reassignment target list `brokerId` ("t/p"), or null. */
@@ -576,6 +667,8 @@ function snapshotVersion(brokers: readonly BrokerState[]): number {
 const SNAPSHOT_HEADER_BYTES = 9;
 const SECTION_REASSIGNMENTS = 1;
 const SECTION_BROKER_CONFIGS = 2;
+const SECTION_CONTROLLER_VOTERS = 0x10;
+const SECTION_DEPARTED = 0x11;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
 
@@ -646,6 +739,15 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
       w.svarint(id);
       writeConfigEntries(w, entries);
     }
+  }
+  if (state.controllerVoters !== undefined) {
+    w.u8(SECTION_CONTROLLER_VOTERS);
+    writeIdList(w, state.controllerVoters);
+  }
+  if (state.departed !== undefined && state.departed.length > 0) {
+    w.u8(SECTION_DEPARTED);
+    w.uvarint(state.departed.length);
+    for (const id of state.departed) w.uvarint(id);
   }
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
@@ -757,6 +859,8 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     lastId = id;
   }
   let brokerConfigs: Map<number, readonly ConfigEntry[]> | null = null;
+  let controllerVoters: number[] | null = null;
+  let departed: number[] | null = null;
   let lastSection = 0;
   while (r.remaining > 0) {
     const tag = r.u8('snapshot section');
@@ -764,6 +868,8 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     lastSection = tag;
     if (tag === SECTION_REASSIGNMENTS) readReassignments(r, topics);
     else if (tag === SECTION_BROKER_CONFIGS) brokerConfigs = readBrokerConfigs(r, brokers);
+    else if (tag === SECTION_CONTROLLER_VOTERS) controllerVoters = readVoters(r, brokers);
+    else if (tag === SECTION_DEPARTED) departed = readDeparted(r, brokers);
     else throw corruptData(`unknown snapshot section ${tag}`);
   }
   r.expectEnd('metadata snapshot');
@@ -783,7 +889,35 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     producerIdNext,
     tickLast,
     ...(brokerConfigs === null ? {} : { brokerConfigs }),
+    ...(controllerVoters === null ? {} : { controllerVoters }),
+    ...(departed === null ? {} : { departed }),
   };
+}
+
+/** The snapshot's controller voters (rule 11): ascending registered brokers. */
+function readVoters(r: ByteReader, brokers: ReadonlyMap<number, BrokerState>): number[] {
+  const voters = readIdList(r, 'controller voters');
+  const problem = recordProblem({ type: 'set-controller-voters', voters });
+  if (problem !== null) throw corruptData(`snapshot controller voters: ${problem}`);
+  const unknown = voters.find((id) => !brokers.has(id));
+  if (unknown !== undefined)
+    throw corruptData(`snapshot controller voter ${unknown} is not registered`);
+  return voters;
+}
+
+/** The snapshot's departed brokers (rule 11): ascending, none registered, count >= 1. */
+function readDeparted(r: ByteReader, brokers: ReadonlyMap<number, BrokerState>): number[] {
+  const n = r.count('departed brokers', BROKERS_MAX);
+  if (n === 0) throw corruptData('snapshot has an empty departed section');
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = r.uvarint('departed broker', BROKER_ID_MAX);
+    if ((i > 0 && id <= ids[i - 1]!) || brokers.has(id)) {
+      throw corruptData(`snapshot departed broker ${id} is out of order or registered`);
+    }
+    ids.push(id);
+  }
+  return ids;
 }
 
 function readBrokerConfigs(

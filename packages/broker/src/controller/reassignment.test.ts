@@ -12,6 +12,7 @@ import {
 } from './metadata-state.js';
 import {
   nextReassignmentStep,
+  planCancelReassignment,
   planCompleteReassignment,
   planDecommission,
   planReassignPartition,
@@ -409,5 +410,82 @@ describe('decommissioning a broker', () => {
     // The snapshot of a state without it decodes to the same state.
     expect(decodeSnapshot(encodeSnapshot(gone)).brokers.has(1)).toBe(false);
     expect(decodeRecord(encodeRecord(records[0]!))).toEqual(records[0]);
+  });
+});
+
+describe('cancelling a reassignment', () => {
+  it('drops the replicas being added and moves back to the replicas before the move', () => {
+    let s = withTopic(4, [1, 2, 3]);
+    s = run(s, planReassignPartition(s, { topic: 't', partition: 0, replicas: [2, 3, 4] }));
+    expect(part(s).replicas).toEqual([2, 3, 4, 1]);
+    const records = planCancelReassignment(s, { topic: 't', partition: 0 });
+    expect(records).toEqual([{ type: 'cancel-reassignment', topicId: 1, partition: 0 }]);
+    expect(decodeRecord(encodeRecord(records[0]!))).toEqual(records[0]);
+    const cancelled = run(s, records);
+    // Broker 4 holds no replica any more (it closes and deletes it); the target is the old set.
+    expect(part(cancelled).replicas).toEqual([2, 3, 1]);
+    expect(part(cancelled).reassignment).toEqual({ target: [2, 3, 1], adding: [] });
+    expect(part(cancelled).isr).toEqual([1, 2, 3]);
+    expect(part(cancelled).leader).toBe(1);
+    expect(decodeSnapshot(encodeSnapshot(cancelled))).toEqual(cancelled);
+    // The leader's driver removes the learner that never caught up, then completes.
+    const step = nextReassignmentStep({
+      self: 1,
+      target: [2, 3, 1],
+      voters: [1, 2, 3],
+      learners: [4],
+      changePending: false,
+      caughtUp: (id) => id !== 4,
+      inSync: [1, 2, 3],
+    });
+    expect(step).toEqual({ kind: 'remove', node: 4 });
+    const done = run(
+      cancelled,
+      planCompleteReassignment(cancelled, { topicId: 1, partition: 0, voters: [1, 2, 3] }),
+    );
+    expect(part(done).replicas).toEqual([2, 3, 1]);
+    expect(part(done).reassignment).toBeUndefined();
+    // A second cancel, or one with nothing moving, is refused with the reason.
+    expectCode(
+      () => planCancelReassignment(cancelled, { topic: 't', partition: 0 }),
+      ErrorCode.INVALID_REQUEST,
+      /without adding a replica/,
+    );
+    expectCode(
+      () => planCancelReassignment(done, { topic: 't', partition: 0 }),
+      ErrorCode.INVALID_REQUEST,
+      /is not being reassigned/,
+    );
+    expectCode(
+      () => planCancelReassignment(done, { topic: 'nope', partition: 0 }),
+      ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    );
+    // A new reassignment may start once it completed.
+    expect(
+      planReassignPartition(done, { topic: 't', partition: 0, replicas: [1, 2, 4] }),
+    ).toHaveLength(1);
+  });
+
+  it('loses a leader that was being added, at the same epoch', () => {
+    let s = withTopic(4, [1, 2, 3]);
+    s = run(s, planReassignPartition(s, { topic: 't', partition: 0, replicas: [4, 2, 3] }));
+    const t = topicByName(s, 't')!;
+    const p = part(s);
+    // Broker 4 caught up and took the leadership (its report) before the cancel.
+    s = run(
+      s,
+      planIsrChange(s, {
+        topicId: t.id,
+        partition: 0,
+        leader: 4,
+        leaderEpoch: p.leaderEpoch + 1,
+        isr: [1, 2, 3, 4],
+      }),
+    );
+    expect(part(s).leader).toBe(4);
+    const cancelled = run(s, planCancelReassignment(s, { topic: 't', partition: 0 }));
+    expect(part(cancelled).leader).toBe(-1);
+    expect(part(cancelled).leaderEpoch).toBe(part(s).leaderEpoch);
+    expect([...part(cancelled).isr].sort()).toEqual([1, 2, 3]);
   });
 });

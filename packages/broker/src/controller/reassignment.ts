@@ -121,6 +121,43 @@ export function planCompleteReassignment(
   return [record];
 }
 
+/**
+ * `partition reassign T P --cancel`: the replicas being added leave at once (their brokers close
+ * and delete them), replicas and the target become the replicas before the move, and the
+ * partition's leader removes the learners (or a member already promoted) from its Raft group and
+ * completes it as any reassignment (metadata-state.ts rule 12). INVALID_REQUEST when nothing is
+ * moving or nothing is being added (a shrink, or a cancel already recorded: both finish by
+ * themselves).
+ */
+export function planCancelReassignment(
+  state: MetadataState,
+  req: { readonly topic: string; readonly partition: number },
+): MetadataRecord[] {
+  const t = topicByName(state, req.topic);
+  const p = t?.partitions[req.partition];
+  if (t === undefined || p === undefined) {
+    fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, `unknown partition ${req.topic}/${req.partition}`);
+  }
+  const ra = p.reassignment;
+  if (ra === undefined) {
+    fail(ErrorCode.INVALID_REQUEST, `${req.topic}/${req.partition} is not being reassigned`);
+  }
+  if (ra.adding.length === 0) {
+    fail(
+      ErrorCode.INVALID_REQUEST,
+      `${req.topic}/${req.partition} is moving to [${ra.target.join(',')}] without adding a replica (or its cancel is recorded): nothing to cancel, it completes by itself`,
+    );
+  }
+  const record: MetadataRecord = {
+    type: 'cancel-reassignment',
+    topicId: t.id,
+    partition: req.partition,
+  };
+  const applied = applyRecord(state, record);
+  if (applied.noop !== null) fail(ErrorCode.NOT_ENOUGH_REPLICAS, applied.noop);
+  return [record];
+}
+
 // ---- decommission ----
 
 /**

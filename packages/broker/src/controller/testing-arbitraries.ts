@@ -180,6 +180,8 @@ export function steerRecord(state: MetadataState, r: MetadataRecord, pick: numbe
     case 'complete-reassignment':
     case 'unregister-broker':
     case 'alter-broker-config':
+    case 'set-controller-voters':
+    case 'cancel-reassignment':
       return r;
   }
 }

@@ -18,6 +18,8 @@ import {
 import type { RequestContext, Response } from '../connection.js';
 import {
   alterBrokerConfig,
+  alterControllerVoters,
+  cancelReassignment,
   decommissionBroker,
   describeBrokerConfig,
   describeReplica,
@@ -119,6 +121,8 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
   [ApiKey.REASSIGN_PARTITION]: answer(ApiKey.REASSIGN_PARTITION, reassignPartition),
   [ApiKey.DESCRIBE_REPLICA]: answer(ApiKey.DESCRIBE_REPLICA, describeReplica),
   [ApiKey.DECOMMISSION_BROKER]: answer(ApiKey.DECOMMISSION_BROKER, decommissionBroker),
+  [ApiKey.ALTER_CONTROLLER_VOTERS]: answer(ApiKey.ALTER_CONTROLLER_VOTERS, alterControllerVoters),
+  [ApiKey.CANCEL_REASSIGNMENT]: answer(ApiKey.CANCEL_REASSIGNMENT, cancelReassignment),
   [ApiKey.DESCRIBE_BROKER_CONFIG]: answer(ApiKey.DESCRIBE_BROKER_CONFIG, (b) =>
     describeBrokerConfig(b),
   ),

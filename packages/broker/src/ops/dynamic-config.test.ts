@@ -24,6 +24,19 @@ describe('dynamic broker settings', () => {
     checkBrokerConfigChange('logLevel', 'debug');
     checkBrokerConfigChange('reassignmentBytesPerSecond', '1048576');
     checkBrokerConfigChange('leaderBalance.intervalMs', null);
+    checkBrokerConfigChange('limits.requestTimeoutMs', '20000');
+    checkBrokerConfigChange('limits.fetchBytesMax', '1048576');
+    for (const key of [
+      'limits.connectionsMax',
+      'limits.inflightBytesMax',
+      'limits.partitionsMax',
+    ]) {
+      expectConfigError(() => checkBrokerConfigChange(key, '100000'), /not a dynamic setting/);
+    }
+    expectConfigError(
+      () => checkBrokerConfigChange('limits.fetchBytesMax', '999999999'),
+      /limits\.fetchBytesMax/,
+    );
     expectConfigError(
       () => checkBrokerConfigChange('limits.frameBytesMax', '1048576'),
       /limits\.frameBytesMax: not a dynamic setting \(restart the broker/,

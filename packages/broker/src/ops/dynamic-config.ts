@@ -17,6 +17,20 @@ export const DYNAMIC_BROKER_KEYS: Readonly<Record<string, string>> = {
   'leaderBalance.intervalMs': 'the next house tick',
   retentionCheckIntervalMs: 'after the retention check running now',
   reassignmentBytesPerSecond: 'the next message to a joining replica',
+  // limits.* (issue 12): only those read where they are used, on the live config, whose change
+  // keeps every invariant: a bound on one request's wait or size, or on how many requests a
+  // connection reads ahead (lowering it below what is in flight only stops reading until those
+  // answer). Static, so `config set` refuses them naming the key: limits that size buffers or
+  // parsers built at start (frameBytesMax, inflightBytesMax, outbound/inbound budgets), that the
+  // controller's planner or a partition captured (partitionsMax, partitionsPerTopicMax,
+  // fetchWaitersMax, unsyncedBytesMax, replicationUncommittedBytesMax), the listener's
+  // connectionsMax, the descriptor cache's openFilesMax, and the idle and stall timeouts that
+  // also pace peer-link keepalives and the sweep.
+  'limits.requestTimeoutMs': 'the next request (the sweep checks at most every second)',
+  'limits.fetchBytesMax': 'the next fetch',
+  'limits.inflightRequestsMax': 'the next request read on every connection, open ones too',
+  'limits.decompressedBytesMax': 'the next produced compressed batch',
+  'limits.shutdownTimeoutMs': 'the connection drain of the next shutdown',
 };
 
 /** Cluster-wide dynamic values are recorded under this broker id. */

@@ -5,6 +5,10 @@
 import type {
   AlterBrokerConfigRequest,
   AlterBrokerConfigResponse,
+  AlterControllerVotersRequest,
+  AlterControllerVotersResponse,
+  CancelReassignmentRequest,
+  CancelReassignmentResponse,
   DecommissionBrokerRequest,
   DecommissionBrokerResponse,
   DescribeBrokerConfigResponse,
@@ -13,6 +17,7 @@ import type {
   ReassignPartitionRequest,
   ReassignPartitionResponse,
 } from '@streambus/protocol';
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import { topicByName } from '../controller/metadata-state.js';
 import type { BrokerContext } from '../handlers/context.js';
 
@@ -75,4 +80,36 @@ export async function alterBrokerConfig(
 ): Promise<AlterBrokerConfigResponse> {
   await b.cluster.alterBrokerConfig(req.brokerId, req.configs);
   return { errorCode: 0 };
+}
+
+/** The longest an AlterControllerVoters request waits for the group's voters (its timeoutMs, capped). */
+export const VOTERS_WAIT_MS_MAX = 600_000;
+
+/** AlterControllerVoters (`cluster voters [add|remove ID]`): op 0 describes, 1 adds, 2 removes. */
+export async function alterControllerVoters(
+  b: BrokerContext,
+  req: AlterControllerVotersRequest,
+): Promise<AlterControllerVotersResponse> {
+  const op = req.op === 1 ? 'add' : req.op === 2 ? 'remove' : null;
+  if (op !== null && req.brokerId < 1) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_REQUEST,
+      `broker id ${req.brokerId} is not a node id (1 or more)`,
+    );
+  }
+  const conf = await b.cluster.alterControllerVoters(
+    op,
+    req.brokerId,
+    Math.min(req.timeoutMs, VOTERS_WAIT_MS_MAX),
+  );
+  return { errorCode: 0, ...conf };
+}
+
+/** CancelReassignment (`partition reassign T P --cancel`). */
+export async function cancelReassignment(
+  b: BrokerContext,
+  req: CancelReassignmentRequest,
+): Promise<CancelReassignmentResponse> {
+  const replicas = await b.cluster.cancelReassignment(req.topic, req.partition);
+  return { errorCode: 0, replicas };
 }

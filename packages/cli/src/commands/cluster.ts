@@ -2,6 +2,7 @@
 // role, replica and leader counts) as the controller's metadata has them.
 // `streambus cluster rebalance-leaders`: preferred-leader balancing now (the RebalanceLeaders API).
 // `streambus cluster decommission ID`: its replicas move off, then it leaves (DecommissionBroker).
+// `streambus cluster voters list | add ID | remove ID`: the controller quorum (AlterControllerVoters).
 import type { BrokerDescription } from '@streambus/client';
 import { Command } from 'commander';
 import { table } from '../output.js';
@@ -115,5 +116,56 @@ export function clusterCommand(): Command {
       );
     });
   });
+  addVotersCommands(cluster);
   return cluster;
+}
+
+/** `cluster voters [add ID | remove ID]` (AlterControllerVoters, controller-voters.ts). */
+function addVotersCommands(cluster: Command): void {
+  const voters = cluster
+    .command('voters')
+    .description('the controller quorum: list its voters, or add or remove one voter at a time');
+  const print = (
+    out: { json(v: unknown): void; human(line: string): void; isJson: boolean },
+    conf: { voters: number[]; learners: number[] },
+    what: string,
+  ) => {
+    out.json(conf);
+    if (out.isJson) return;
+    out.human(
+      `${what}controller voters [${conf.voters.join(',')}], learners [${conf.learners.join(',')}]`,
+    );
+  };
+  withClientOptions(voters.command('list').description('the voters and learners now')).action(
+    async (opts: ClientFlags) => {
+      await withClient(opts, async (client, out) => {
+        print(out, await client.admin().controllerVoters(), '');
+      });
+    },
+  );
+  for (const op of ['add', 'remove'] as const) {
+    withClientOptions(
+      voters
+        .command(`${op} <id>`)
+        .description(
+          op === 'add'
+            ? 'make registered broker ID a controller voter (once it caught up with the metadata log)'
+            : 'take broker ID out of the controller voters (refused when no majority of live voters would stay)',
+        )
+        .option(
+          '--timeout-ms <ms>',
+          'wait this long for the quorum to change',
+          parseIntArg('--timeout-ms', 0, 3_600_000),
+          60_000,
+        ),
+    ).action(async (idArg: string, opts: ClientFlags & { timeoutMs: number }) => {
+      const id = parseIntArg('<id>', 1, 2 ** 31 - 1)(idArg);
+      await withClient(opts, async (client, out) => {
+        const conf = await client
+          .admin()
+          .alterControllerVoters(op, id, { timeoutMs: opts.timeoutMs });
+        print(out, conf, `broker ${id} ${op === 'add' ? 'added' : 'removed'}: `);
+      });
+    });
+  }
 }

@@ -28,6 +28,8 @@ const STOP_TIMEOUT_MS = 20_000;
 const PORT_SCAN_MAX = 1000;
 /** Output lines of a broker kept to explain a failure. */
 const TAIL_LINES_MAX = 20;
+/** Starts of the whole cluster on new ports when a chosen port was taken before a broker bound it. */
+export const DEV_START_ATTEMPTS_MAX = 3;
 
 const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
 
@@ -42,6 +44,14 @@ export interface DevClusterOptions {
   readonly autoCreateTopics: boolean;
   /** How to run the CLI in the printed commands. */
   readonly cli: string;
+  /** Stops the cluster as Ctrl-C does (embedding, tests). */
+  readonly signal?: AbortSignal;
+  /** Chooses `count` free ports (default `freePorts`): tests inject one that gets taken. */
+  readonly pickPorts?: (
+    count: number,
+    from: number | null,
+    avoid: ReadonlySet<number>,
+  ) => Promise<number[]>;
 }
 
 interface Exit {
@@ -59,6 +69,8 @@ interface Node {
   readonly tail: string[];
   exit: Exit | null;
   httpPort: number | null;
+  /** The Kafka listener's port as the broker bound it (its started line), or null. */
+  kafkaPort: number | null;
 }
 
 function describeExit(e: Exit): string {
@@ -73,33 +85,50 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-/** `count` distinct free 127.0.0.1 ports: from `from` upward, or chosen by the OS. */
-async function freePorts(count: number, from: number | null): Promise<number[]> {
+/**
+ * `count` distinct free 127.0.0.1 ports, none in `avoid`: from `from` upward, or chosen by the OS.
+ * Free when checked: another process may take one before a broker binds it (runDevCluster then
+ * starts again on new ones).
+ */
+export async function freePorts(
+  count: number,
+  from: number | null,
+  avoid: ReadonlySet<number> = new Set(),
+): Promise<number[]> {
   const ports: number[] = [];
   if (from === null) {
-    const servers = await Promise.all(
-      Array.from({ length: count }, async () => {
-        const s = net.createServer();
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', resolve);
-        });
-        return s;
-      }),
-    );
-    for (const s of servers) {
-      ports.push((s.address() as net.AddressInfo).port);
-      await new Promise<void>((resolve) => s.close(() => resolve()));
-    }
-    return ports;
+    const chosen = await osPorts(count + avoid.size);
+    const usable = chosen.filter((p) => !avoid.has(p)).slice(0, count);
+    // count + avoid.size distinct ports: at least `count` of them are not avoided.
+    return usable;
   }
   for (let p = from; p <= Math.min(65535, from + PORT_SCAN_MAX) && ports.length < count; p++) {
-    if (await canListen(p)) ports.push(p);
+    if (!avoid.has(p) && (await canListen(p))) ports.push(p);
   }
   if (ports.length < count) {
     throw new Error(
       `--port ${from}: found ${ports.length} free ports of the ${count} needed in ${from}..${Math.min(65535, from + PORT_SCAN_MAX)}`,
     );
+  }
+  return ports;
+}
+
+/** `count` distinct ports the OS picks (bound together, then released). */
+async function osPorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  const servers = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const s = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', resolve);
+      });
+      return s;
+    }),
+  );
+  for (const s of servers) {
+    ports.push((s.address() as net.AddressInfo).port);
+    await new Promise<void>((resolve) => s.close(() => resolve()));
   }
   return ports;
 }
@@ -165,6 +194,7 @@ function spawnNode(
     tail: [],
     exit: null,
     httpPort: null,
+    kafkaPort: null,
     exited: new Promise<Exit>((resolve) => {
       child.once('exit', (code, signal) => {
         node.exit = { code, signal };
@@ -180,7 +210,9 @@ function spawnNode(
       if (node.tail.length > TAIL_LINES_MAX) node.tail.shift();
       if (!isReady && line.includes('"broker started"')) {
         try {
-          node.httpPort = (JSON.parse(line) as { httpPort?: number }).httpPort ?? null;
+          const started = JSON.parse(line) as { httpPort?: number; kafkaPort?: number | null };
+          node.httpPort = started.httpPort ?? null;
+          node.kafkaPort = started.kafkaPort ?? null;
           isReady = true;
           onReady(node.httpPort);
           return;
@@ -232,8 +264,26 @@ async function stopAll(nodes: readonly Node[]): Promise<void> {
   clearTimeout(timer);
 }
 
-function kafkaBootstrap(kafka: readonly Peer[]): string {
-  return kafka.map((k) => `${k.host}:${k.port}`).join(',');
+/** The Kafka addresses as the brokers bound them (port 0 asks each broker to choose). */
+function kafkaBootstrap(nodes: readonly Node[]): string {
+  return nodes
+    .filter((n) => n.kafkaPort !== null)
+    .map((n) => `127.0.0.1:${n.kafkaPort}`)
+    .join(',');
+}
+
+/**
+ * The port a broker found taken, from its output (run.ts: `cannot listen on HOST:PORT for the
+ * ... listener (--flag): address in use`, or a raw EADDRINUSE): -1 when it names none; null when
+ * the broker did not fail that way.
+ */
+export function portInUse(lines: readonly string[]): number | null {
+  for (const line of lines) {
+    if (!/address in use|EADDRINUSE/i.test(line)) continue;
+    const m = /(?:cannot listen on|EADDRINUSE\D*?)\s*(?:[\d.]+|\[[0-9a-f:]+\]):(\d+)/i.exec(line);
+    return m !== null ? Number(m[1]) : -1;
+  }
+  return null;
 }
 
 /** Runs the cluster until a signal or a broker's exit; throws when it did not end cleanly. */
@@ -241,24 +291,12 @@ export async function runDevCluster(
   opts: DevClusterOptions,
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
-  // Chosen together when both are "any free": ports released by one call could come back.
-  const both = opts.port === null && opts.kafka !== null && opts.kafka.port === null;
-  const all = await freePorts(both ? 2 * opts.nodes : opts.nodes, opts.port);
-  const ports = all.slice(0, opts.nodes);
-  let kafkaPorts: number[] = [];
-  if (opts.kafka !== null) {
-    kafkaPorts = both ? all.slice(opts.nodes) : await freePorts(opts.nodes, opts.kafka.port);
-    const clash = kafkaPorts.find((p) => ports.includes(p));
-    if (clash !== undefined) {
-      throw new Error(
-        `--kafka-port: port ${clash} is also a native listener's; choose ports apart (--port, --kafka-port)`,
-      );
-    }
-  }
-  const peers: Peer[] = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
-  const kafka: Peer[] = kafkaPorts.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
-  const peerList = formatPeers(peers);
-  const nodes = peers.map((p) => spawnNode(p, peerList, opts, out, kafka));
+  const pick = opts.pickPorts ?? freePorts;
+  /** Ports a broker found taken: never chosen again by this run. */
+  const taken = new Set<number>();
+  let peers: Peer[] = [];
+  let peerList = '';
+  let nodes: Node[] = [];
   // Until the cluster runs, a signal stops what has started.
   let signalled: NodeJS.Signals | null = null;
   let onSignal: (s: NodeJS.Signals) => void = (s) => {
@@ -269,17 +307,52 @@ export async function runDevCluster(
   const killAll = (): void => {
     for (const n of nodes) if (n.exit === null) n.child.kill('SIGKILL');
   };
+  const onAbort = (): void => onSignal('SIGINT');
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   process.on('SIGHUP', handler); // the terminal closed
   process.on('exit', killAll);
+  opts.signal?.addEventListener('abort', onAbort);
+  if (opts.signal?.aborted === true) signalled = 'SIGINT';
   try {
-    try {
-      await Promise.all(nodes.map(started));
-    } catch (err) {
-      await stopAll(nodes);
-      if (signalled !== null) return;
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      // The native ports go into every broker's --peers, so they are chosen here. A Kafka
+      // listener on "any free" port binds port 0 itself and registers the port it got; with
+      // --kafka-port the ports from there upward are chosen here too.
+      const ports = await pick(opts.nodes, opts.port, taken);
+      let kafkaPorts: number[] = [];
+      if (opts.kafka !== null) {
+        kafkaPorts =
+          opts.kafka.port === null
+            ? ports.map(() => 0)
+            : await pick(opts.nodes, opts.kafka.port, new Set([...taken, ...ports]));
+      }
+      peers = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
+      const kafka: Peer[] = kafkaPorts.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
+      peerList = formatPeers(peers);
+      nodes = peers.map((p) => spawnNode(p, peerList, opts, out, kafka));
+      if (signalled !== null) {
+        await stopAll(nodes);
+        return;
+      }
+      try {
+        await Promise.all(nodes.map(started));
+        break;
+      } catch (err) {
+        await stopAll(nodes);
+        if (signalled !== null) return;
+        // A port free when chosen was taken before the broker bound it (another process on a
+        // busy machine): start every broker again on new ports, a bounded number of times.
+        const clashes = nodes.flatMap((n) => {
+          const port = portInUse(n.tail);
+          return port === null ? [] : [{ n, port: port > 0 ? port : n.peer.port }];
+        });
+        if (clashes.length === 0 || attempt >= DEV_START_ATTEMPTS_MAX) throw err;
+        for (const c of clashes) taken.add(c.port);
+        out.write(
+          `${clashes.map((c) => `node ${c.n.peer.id}: port ${c.port} was taken before it bound it (EADDRINUSE)`).join('; ')}; starting the brokers again on other ports\n`,
+        );
+      }
     }
     const bootstrap = peers.map((p) => `${p.host}:${p.port}`).join(',');
     const b = ` --bootstrap ${bootstrap}`;
@@ -290,8 +363,8 @@ export async function runDevCluster(
           (n) =>
             `  node ${n.peer.id}  ${n.peer.host}:${n.peer.port}  HTTP 127.0.0.1:${n.httpPort}  pid ${n.child.pid}  data ${n.dataDir}`,
         ),
-        ...(kafka.length > 0
-          ? [`Kafka listeners (kafkajs, kcat, confluent-kafka): ${kafkaBootstrap(kafka)}`]
+        ...(opts.kafka !== null
+          ? [`Kafka listeners (kafkajs, kcat, confluent-kafka): ${kafkaBootstrap(nodes)}`]
           : []),
         opts.autoCreateTopics
           ? 'topics are created on first use (--no-auto-create-topics to refuse)'
@@ -302,7 +375,7 @@ export async function runDevCluster(
         `  ${opts.cli} topic create demo --partitions 3${b}`,
         `  echo hello | ${opts.cli} produce demo${b}`,
         `  ${opts.cli} consume demo --from-beginning${b}`,
-        ...(kafka.length > 0 ? [`  kcat -b ${kafkaBootstrap(kafka)} -L`] : []),
+        ...(opts.kafka !== null ? [`  kcat -b ${kafkaBootstrap(nodes)} -L`] : []),
         '',
         'Press Ctrl-C to stop.',
         '',
@@ -335,5 +408,6 @@ export async function runDevCluster(
     process.off('SIGTERM', handler);
     process.off('SIGHUP', handler);
     process.off('exit', killAll);
+    opts.signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -1,6 +1,8 @@
 // `streambus partition reassign TOPIC PARTITION --replicas 1,2,4 [--wait]`: moves a partition's
 // replicas (the ReassignPartition API; the controller records the target, the partition's leader
 // moves its Raft group: learner, catch-up, voter, then the leaving replicas removed).
+// `streambus partition reassign TOPIC PARTITION --cancel [--wait]`: the replicas being added
+// leave and the partition goes back to its replicas before the move (CancelReassignment).
 // `streambus partition describe TOPIC PARTITION`: per replica its role, log end and commit lag,
 // and any reassignment in progress (DescribeReplica to every replica's broker).
 import type { PartitionReplicasDescription } from '@streambus/client';
@@ -38,9 +40,10 @@ export function addReassignCommands(partition: Command): void {
     partition
       .command('reassign <topic> <partition>')
       .description(
-        'move the replicas of a partition to --replicas (preferred leader first) while it stays writable',
+        'move the replicas of a partition to --replicas (preferred leader first) while it stays writable, or --cancel a move',
       )
-      .requiredOption('--replicas <ids>', 'the target broker ids, e.g. 1,2,4', parseReplicaList)
+      .option('--replicas <ids>', 'the target broker ids, e.g. 1,2,4', parseReplicaList)
+      .option('--cancel', 'cancel the move in progress: back to the replicas before it')
       .option('--wait', 'return once the move is complete')
       .option(
         '--timeout-ms <ms>',
@@ -52,13 +55,28 @@ export function addReassignCommands(partition: Command): void {
     async (
       topic: string,
       partitionArg: string,
-      opts: ClientFlags & { replicas: number[]; wait?: boolean; timeoutMs: number },
+      opts: ClientFlags & {
+        replicas?: number[];
+        cancel?: boolean;
+        wait?: boolean;
+        timeoutMs: number;
+      },
     ) => {
       const index = parseIntArg('<partition>', 0, 99_999)(partitionArg);
+      if ((opts.replicas === undefined) === (opts.cancel !== true)) {
+        throw new UsageError('partition reassign: give either --replicas or --cancel');
+      }
       await withClient(opts, async (client, out) => {
         const admin = client.admin();
-        await admin.reassignPartition(topic, index, opts.replicas);
-        out.human(`reassignment of ${topic}/${index} to [${opts.replicas.join(',')}] started`);
+        let replicas: number[];
+        if (opts.replicas !== undefined) {
+          replicas = opts.replicas;
+          await admin.reassignPartition(topic, index, replicas);
+          out.human(`reassignment of ${topic}/${index} to [${replicas.join(',')}] started`);
+        } else {
+          replicas = (await admin.cancelReassignment(topic, index)).replicas;
+          out.human(`reassignment of ${topic}/${index} cancelled: back to [${replicas.join(',')}]`);
+        }
         let d: PartitionReplicasDescription | null = null;
         if (opts.wait === true) {
           const deadline = Date.now() + opts.timeoutMs;
@@ -77,7 +95,8 @@ export function addReassignCommands(partition: Command): void {
         out.json({
           topic,
           partition: index,
-          replicas: opts.replicas,
+          replicas,
+          ...(opts.cancel === true ? { cancelled: true } : {}),
           done: d?.reassignmentTarget === null,
           description: d,
         });

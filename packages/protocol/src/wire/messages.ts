@@ -59,6 +59,8 @@ export const ApiKey = {
   DESCRIBE_REPLICA: 34,
   DECOMMISSION_BROKER: 35,
   CREATE_PARTITIONS: 40,
+  ALTER_CONTROLLER_VOTERS: 36,
+  CANCEL_REASSIGNMENT: 37,
 } as const;
 export type ApiKeyName = keyof typeof ApiKey;
 export type ApiKeyValue = (typeof ApiKey)[ApiKeyName];
@@ -102,6 +104,8 @@ export const API_VERSION_RANGES: Readonly<
   [ApiKey.DESCRIBE_REPLICA]: { min: 0, max: 0 },
   [ApiKey.DECOMMISSION_BROKER]: { min: 0, max: 0 },
   [ApiKey.CREATE_PARTITIONS]: { min: 0, max: 0 },
+  [ApiKey.ALTER_CONTROLLER_VOTERS]: { min: 0, max: 0 },
+  [ApiKey.CANCEL_REASSIGNMENT]: { min: 0, max: 0 },
 };
 
 /** Limits on message shapes (the frame size bounds the bytes). */
@@ -647,6 +651,34 @@ export const CreatePartitionsResponseSchema = object({
   topics: array(TopicResultSchema, TOPICS_MAX),
 });
 
+// AlterControllerVoters (`streambus cluster voters add|remove ID`, issue 12): one voter more or
+// less in the controller quorum (a Raft membership change of the metadata group, one voter at a
+// time; controller/controller-voters.ts). op 0 = describe (no change), 1 = add, 2 = remove.
+// Answered once the group's voters are the new set, or REQUEST_TIMED_OUT after timeoutMs (the
+// change goes on). The response lists the voters and learners in force.
+export const AlterControllerVotersRequestSchema = object({
+  op: int(0, 2),
+  brokerId: int(-1, INT32_MAX),
+  timeoutMs: int(0, 3_600_000),
+});
+export const AlterControllerVotersResponseSchema = object({
+  ...errorFields,
+  voters: array(int32(), 64),
+  learners: array(int32(), 10_000),
+});
+
+// CancelReassignment (`streambus partition reassign T P --cancel`): the replicas being added that
+// are not yet promoted leave, and the partition goes back to its replicas before the move.
+// Answered once the controller recorded the cancel.
+export const CancelReassignmentRequestSchema = object({
+  topic: topicName,
+  partition: partitionIndex,
+});
+export const CancelReassignmentResponseSchema = object({
+  ...errorFields,
+  replicas: array(int32(), 64),
+});
+
 // DescribeBrokerConfig / AlterBrokerConfig (`streambus config describe|set|unset`, issue 12): the
 // dynamic broker settings. Describe is answered by the broker asked, for itself: each dynamic
 // key's value in force and its source (static = flags, environment, file or default;
@@ -778,6 +810,14 @@ export const MESSAGE_SCHEMAS = {
     request: CreatePartitionsRequestSchema,
     response: CreatePartitionsResponseSchema,
   },
+  [ApiKey.ALTER_CONTROLLER_VOTERS]: {
+    request: AlterControllerVotersRequestSchema,
+    response: AlterControllerVotersResponseSchema,
+  },
+  [ApiKey.CANCEL_REASSIGNMENT]: {
+    request: CancelReassignmentRequestSchema,
+    response: CancelReassignmentResponseSchema,
+  },
 } as const;
 
 type Schemas = typeof MESSAGE_SCHEMAS;
@@ -847,6 +887,10 @@ export type DecommissionBrokerRequest = RequestOf<typeof ApiKey.DECOMMISSION_BRO
 export type DecommissionBrokerResponse = ResponseOf<typeof ApiKey.DECOMMISSION_BROKER>;
 export type CreatePartitionsRequest = RequestOf<typeof ApiKey.CREATE_PARTITIONS>;
 export type CreatePartitionsResponse = ResponseOf<typeof ApiKey.CREATE_PARTITIONS>;
+export type AlterControllerVotersRequest = RequestOf<typeof ApiKey.ALTER_CONTROLLER_VOTERS>;
+export type AlterControllerVotersResponse = ResponseOf<typeof ApiKey.ALTER_CONTROLLER_VOTERS>;
+export type CancelReassignmentRequest = RequestOf<typeof ApiKey.CANCEL_REASSIGNMENT>;
+export type CancelReassignmentResponse = ResponseOf<typeof ApiKey.CANCEL_REASSIGNMENT>;
 
 export function isApiKey(key: number): key is ApiKeyValue {
   return Object.hasOwn(MESSAGE_SCHEMAS, key);
