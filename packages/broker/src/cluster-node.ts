@@ -49,6 +49,8 @@ import {
   heldReplicas,
   metadataFromState,
   planReplicas,
+  type RaftLeaderView,
+  withRaftLeaders,
 } from './cluster-view.js';
 import type { BrokerConfig, HostPort } from './config.js';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
@@ -661,14 +663,25 @@ export class ClusterNode {
   }
 
   metadata(names: readonly string[] | null): MetadataResponse {
-    const answer = metadataFromState(
+    const answer = withRaftLeaders(
+      metadataFromState(this.state, names, this.controllerId > 0 ? this.controllerId : -1),
       this.state,
-      names,
-      this.controllerId > 0 ? this.controllerId : -1,
+      (topicId, partition) => this.raftLeaderHere(topicId, partition),
     );
     // Internal topics (the group coordinator's) are listed only when asked for by name.
     if (names !== null) return answer;
     return { ...answer, topics: answer.topics.filter((t) => !isInternalTopic(t.name)) };
+  }
+
+  /** What the replica here knows of a partition's Raft leader (cluster-view.ts withRaftLeaders). */
+  private raftLeaderHere(topicId: number, partition: number): RaftLeaderView | null {
+    const p = this.held.get(this.keyOf({ topicId, partition }));
+    const r = p?.replica ?? null;
+    if (r === null || p?.offline !== null || r.offlineError !== null) return null;
+    if (r.role === 'leader') {
+      return r.termCommitted ? { leaderId: this.self, leaderEpoch: r.leaderEpoch } : null;
+    }
+    return r.leaderId > 0 ? { leaderId: r.leaderId, leaderEpoch: r.leaderEpoch } : null;
   }
 
   describeCluster(): DescribeClusterResponse {
