@@ -198,6 +198,8 @@ export class ClusterNode {
   private readonly reassignSteps = new Set<string>();
   /** Partitions whose leader asked for a reassignment hand-over, and the house tick it did. */
   private readonly reassignTransferTick = new Map<string, number>();
+  /** Per held partition, the term in which its replica here last became leader, and when. */
+  private readonly leaderSince = new Map<string, { term: number; atMs: number }>();
   /** Times a replica here became leader (metrics). */
   private leaderElections = 0;
   /** A controlled shutdown began: no balancing, /ready false. */
@@ -429,25 +431,34 @@ export class ClusterNode {
       this.o.config.leaderBalance.intervalMs / (this.o.tickMs ?? CLUSTER_TICK_MS),
     );
     if (balanceTicks > 0 && !this.draining && this.houseTicks % balanceTicks === 0) {
-      const n = this.leadership.balance();
+      const n = this.leadership.balance(true);
       if (n > 0) this.o.logger.info({ transfers: n }, 'preferred-leader balancing');
     }
   }
 
   // ---- operations: controlled shutdown, leader balancing, readiness (ops/) --------------------
 
+  /** How long the replica of `k` has led in its current term (ms), undefined when unknown. */
+  private ledForMs(k: string, r: PartitionReplica): number | undefined {
+    const since = this.leaderSince.get(k);
+    if (r.role !== 'leader' || since === undefined || since.term !== r.leaderEpoch)
+      return undefined;
+    return Date.now() - since.atMs;
+  }
+
   private heldLeaderships(): HeldLeadership[] {
     // A partition offline for want of a replica (or reopening) leads nothing: not listed.
-    return [...this.held.values()]
-      .flatMap((p) => {
+    return [...this.held]
+      .flatMap(([k, p]) => {
         const r = p.replica;
-        return r === null ? [] : [{ p, r }];
+        return r === null ? [] : [{ k, p, r }];
       })
-      .map(({ p, r }) => ({
+      .map(({ k, p, r }) => ({
         topic: p.topic,
         partition: p.index,
         isLeader: r.role === 'leader',
         inSync: r.role === 'leader' ? r.inSyncReplicas() : [],
+        ledForMs: this.ledForMs(k, r),
         // A replica that stopped leading, closed or went offline meanwhile refuses: skipped (the
         // hand-over and the balancer look again on their next round).
         transferLeadership: (to) => {
@@ -820,7 +831,10 @@ export class ClusterNode {
       {
         onReplica: (replica) => {
           replica.onChange((e) => {
-            if (e.kind === 'role' && replica.role === 'leader') this.leaderElections++;
+            if (e.kind === 'role' && replica.role === 'leader') {
+              this.leaderElections++;
+              this.leaderSince.set(k, { term: replica.leaderEpoch, atMs: Date.now() });
+            }
             // A leader reports once its term committed (it serves reads from then on:
             // read-gating in partition-replica.ts), so Metadata never names a leader that
             // answers LEADER_NOT_AVAILABLE.
@@ -944,6 +958,7 @@ export class ClusterNode {
     const p = this.held.get(k);
     this.held.delete(k);
     this.reports.forget(k);
+    this.leaderSince.delete(k);
     this.reassignTransferTick.delete(k);
     if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
     // A running clean of this replica stops before its directory is closed or removed.
