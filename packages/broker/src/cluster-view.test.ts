@@ -42,6 +42,17 @@ const createT: MetadataRecord = {
   configs: [],
 };
 
+/** Partition 0 of createT leaderless at epoch 1 (its leader fenced), broker 2 in sync. */
+const leaderless0: MetadataRecord = {
+  type: 'partition-change',
+  topicId: 1,
+  partition: 0,
+  leader: -1,
+  leaderEpoch: 1,
+  replicas: [1, 2],
+  isr: [2],
+};
+
 describe('planReplicas', () => {
   it('opens the partitions assigned here when a topic is created, and nothing elsewhere', () => {
     const before = threeBrokers();
@@ -97,15 +108,7 @@ describe('answers from the state', () => {
       [2, 3, [3, 1]],
     ]);
     expect(m.topics[1]?.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
-    const noLeader = apply(s, {
-      type: 'partition-change',
-      topicId: 1,
-      partition: 0,
-      leader: -1,
-      leaderEpoch: 1,
-      replicas: [1, 2],
-      isr: [2],
-    });
+    const noLeader = apply(s, leaderless0);
     const p0 = metadataFromState(noLeader, null, 1).topics[0]?.partitions[0];
     expect(p0?.errorCode).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
     expect(p0?.leaderId).toBe(-1);
@@ -133,15 +136,7 @@ describe('answers from the state', () => {
     ]);
     expect(m.topics[0]?.partitions[0]?.isr).toEqual(base.topics[0]?.partitions[0]?.isr);
     // A leaderless partition (its leader fenced) is served again once the group elected one.
-    const noLeader = apply(s, {
-      type: 'partition-change',
-      topicId: 1,
-      partition: 0,
-      leader: -1,
-      leaderEpoch: 1,
-      replicas: [1, 2],
-      isr: [2],
-    });
+    const noLeader = apply(s, leaderless0);
     const p0 = withRaftLeaders(metadataFromState(noLeader, null, 1), noLeader, local).topics[0]
       ?.partitions[0];
     expect([p0?.errorCode, p0?.leaderId, p0?.leaderEpoch]).toEqual([0, 2, 4]);
