@@ -2,7 +2,7 @@
 // replication factor on create, describeCluster (and its Metadata fallback on a broker older
 // than DescribeCluster), and a partition leader moving between brokers mid-produce and
 // mid-consume: NOT_LEADER_OR_FOLLOWER refreshes metadata in the one retry layer.
-import { ApiKey, ErrorCode } from '@streambus/protocol';
+import { ApiKey, ErrorCode, StreamBusError } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
 import { Cluster, parseAddress } from './cluster.js';
@@ -273,5 +273,13 @@ describe('a leader moving between brokers', () => {
     expect(b1.metadataRequests + b2.metadataRequests - asked).toBe(1);
     await view.refreshMetadata(['m']);
     expect(b1.metadataRequests + b2.metadataRequests - asked).toBe(2);
+    // A leader-moved error right after a refresh keeps that answer (the error may predate it):
+    // at most one refresh per 50 ms however many partitions err; later it is dropped.
+    const notLeader = new StreamBusError(ErrorCode.NOT_LEADER_OR_FOLLOWER, 'moved');
+    view.handleRetriableError(notLeader, 'm');
+    expect(view.cachedTopic('m')).toBeDefined();
+    await new Promise((r) => setTimeout(r, 60));
+    view.handleRetriableError(notLeader, 'm');
+    expect(view.cachedTopic('m')).toBeUndefined();
   });
 });

@@ -61,6 +61,12 @@ export function topicNotFound(topic: string): StreamBusError {
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
 
+/**
+ * A topic's metadata fetched less than this long ago is kept through a leader-moved error: the
+ * error may predate it, and many partitions erring at once then cost one refresh per interval
+ * rather than one each (their retries back off at most 100 ms: context.ts runUntil).
+ */
+const METADATA_REFRESH_MIN_MS = 50;
 /** Distinct metadata refreshes shared while in flight; past it a refresh runs on its own. */
 const REFRESHES_SHARED_MAX = 1000;
 /** Groups whose coordinator is remembered; beyond it the cache starts over. */
@@ -353,11 +359,16 @@ export class Cluster {
       // leader elsewhere, which only fresh metadata names (a Kafka client refreshes too).
       case ErrorCode.NETWORK_EXCEPTION:
         if (topic === undefined) this.topics.clear();
-        else this.topics.delete(topic);
+        else if (!this.fetchedWithin(topic, METADATA_REFRESH_MIN_MS)) this.topics.delete(topic);
         break;
       default:
         break;
     }
+  }
+
+  private fetchedWithin(topic: string, ms: number): boolean {
+    const t = this.topics.get(topic);
+    return t !== undefined && Date.now() - t.fetchedAtMs < ms;
   }
 
   describe(): { clusterId: string; controllerId: number; brokers: Map<number, BrokerAddress> } {
