@@ -32,7 +32,6 @@ import { join } from 'node:path';
 import {
   type DescribeClusterResponse,
   ErrorCode,
-  isStreamBusError,
   type MetadataResponse,
   StreamBusError,
 } from '@streambus/protocol';
@@ -50,6 +49,8 @@ import {
   heldReplicas,
   metadataFromState,
   planReplicas,
+  type RaftLeaderView,
+  withRaftLeaders,
 } from './cluster-view.js';
 import type { BrokerConfig, HostPort } from './config.js';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
@@ -72,6 +73,7 @@ import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity
 import { nextReassignmentStep } from './controller/reassignment.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
+import { LeaderReports, REPORT_RETRY_TICKS } from './leader-reports.js';
 import { removeDeletedTopicDirs } from './leftover-replica-dirs.js';
 import type { LogCompaction } from './log-compaction.js';
 import type { ClusterMetricsView } from './metrics.js';
@@ -104,8 +106,6 @@ import { resolveTopicConfig, type TopicConfig } from './topic-config.js';
 
 /** Milliseconds per Raft tick (election after ~10 ticks, heartbeats every tick). */
 export const CLUSTER_TICK_MS = 100;
-/** House ticks before the same leader/ISR report is sent again while the state disagrees. */
-const REPORT_RETRY_TICKS = 10;
 /** Producer ids taken from the controller at once. */
 const PRODUCER_ID_BLOCK = 1000;
 /** How long an admin request waits for this broker to apply what the controller committed. */
@@ -191,17 +191,15 @@ export class ClusterNode {
   private leftoversSwept: { topicIdNext: number; topics: number } | null = null;
   private reconcileQueued = false;
   private readonly held = new Map<string, ReplicatedPartition>();
-  private readonly reporting = new Set<string>();
-  /**
-   * Per partition, the last report sent (its signature) and the house tick it was sent at: the
-   * same report is sent again only after REPORT_RETRY_TICKS while the state still disagrees.
-   */
-  private readonly reported = new Map<string, { sig: string; tick: number }>();
+  /** The partition leaders' reports to the controller (leader-reports.ts). */
+  private readonly reports: LeaderReports;
   private houseTicks = 0;
   /** Partitions whose reassignment step is in flight here (at most one each). */
   private readonly reassignSteps = new Set<string>();
   /** Partitions whose leader asked for a reassignment hand-over, and the house tick it did. */
   private readonly reassignTransferTick = new Map<string, number>();
+  /** Per held partition, the term in which its replica here last became leader, and when. */
+  private readonly leaderSince = new Map<string, { term: number; atMs: number }>();
   /** Times a replica here became leader (metrics). */
   private leaderElections = 0;
   /** A controlled shutdown began: no balancing, /ready false. */
@@ -264,6 +262,13 @@ export class ClusterNode {
       dataDir: o.config.dataDir,
       fs: o.fs,
       logger: o.logger,
+    });
+    this.reports = new LeaderReports({
+      self: this.self,
+      state: () => this.state,
+      changeIsr: (report) => this.client.changeIsr(report),
+      onFailed: (topic, partition, err) =>
+        o.logger.debug({ err, topic, partition }, 'ISR report failed'),
     });
     this.leadership = new LeadershipOps({
       self: this.self,
@@ -413,6 +418,7 @@ export class ClusterNode {
 
   private houseTick(): void {
     this.houseTicks++;
+    this.reports.tick();
     this.lifecycle?.tick();
     this.links.keepalive();
     this.wakeOnFence();
@@ -425,25 +431,34 @@ export class ClusterNode {
       this.o.config.leaderBalance.intervalMs / (this.o.tickMs ?? CLUSTER_TICK_MS),
     );
     if (balanceTicks > 0 && !this.draining && this.houseTicks % balanceTicks === 0) {
-      const n = this.leadership.balance();
+      const n = this.leadership.balance(true);
       if (n > 0) this.o.logger.info({ transfers: n }, 'preferred-leader balancing');
     }
   }
 
   // ---- operations: controlled shutdown, leader balancing, readiness (ops/) --------------------
 
+  /** How long the replica of `k` has led in its current term (ms), undefined when unknown. */
+  private ledForMs(k: string, r: PartitionReplica): number | undefined {
+    const since = this.leaderSince.get(k);
+    if (r.role !== 'leader' || since === undefined || since.term !== r.leaderEpoch)
+      return undefined;
+    return Date.now() - since.atMs;
+  }
+
   private heldLeaderships(): HeldLeadership[] {
     // A partition offline for want of a replica (or reopening) leads nothing: not listed.
-    return [...this.held.values()]
-      .flatMap((p) => {
+    return [...this.held]
+      .flatMap(([k, p]) => {
         const r = p.replica;
-        return r === null ? [] : [{ p, r }];
+        return r === null ? [] : [{ k, p, r }];
       })
-      .map(({ p, r }) => ({
+      .map(({ k, p, r }) => ({
         topic: p.topic,
         partition: p.index,
         isLeader: r.role === 'leader',
         inSync: r.role === 'leader' ? r.inSyncReplicas() : [],
+        ledForMs: this.ledForMs(k, r),
         // A replica that stopped leading, closed or went offline meanwhile refuses: skipped (the
         // hand-over and the balancer look again on their next round).
         transferLeadership: (to) => {
@@ -688,14 +703,25 @@ export class ClusterNode {
   }
 
   metadata(names: readonly string[] | null): MetadataResponse {
-    const answer = metadataFromState(
+    const answer = withRaftLeaders(
+      metadataFromState(this.state, names, this.controllerId > 0 ? this.controllerId : -1),
       this.state,
-      names,
-      this.controllerId > 0 ? this.controllerId : -1,
+      (topicId, partition) => this.raftLeaderHere(topicId, partition),
     );
     // Internal topics (the group coordinator's) are listed only when asked for by name.
     if (names !== null) return answer;
     return { ...answer, topics: answer.topics.filter((t) => !isInternalTopic(t.name)) };
+  }
+
+  /** What the replica here knows of a partition's Raft leader (cluster-view.ts withRaftLeaders). */
+  private raftLeaderHere(topicId: number, partition: number): RaftLeaderView | null {
+    const p = this.held.get(this.keyOf({ topicId, partition }));
+    const r = p?.replica ?? null;
+    if (r === null || p?.offline !== null || r.offlineError !== null) return null;
+    if (r.role === 'leader') {
+      return r.termCommitted ? { leaderId: this.self, leaderEpoch: r.leaderEpoch } : null;
+    }
+    return r.leaderId > 0 ? { leaderId: r.leaderId, leaderEpoch: r.leaderEpoch } : null;
   }
 
   describeCluster(): DescribeClusterResponse {
@@ -834,11 +860,14 @@ export class ClusterNode {
       {
         onReplica: (replica) => {
           replica.onChange((e) => {
-            if (e.kind === 'role' && replica.role === 'leader') this.leaderElections++;
+            if (e.kind === 'role' && replica.role === 'leader') {
+              this.leaderElections++;
+              this.leaderSince.set(k, { term: replica.leaderEpoch, atMs: Date.now() });
+            }
             // A leader reports once its term committed (it serves reads from then on:
             // read-gating in partition-replica.ts), so Metadata never names a leader that
             // answers LEADER_NOT_AVAILABLE.
-            if ((e.kind === 'role' || !this.reported.has(k)) && served !== null) {
+            if ((e.kind === 'role' || !this.reports.hasReported(k)) && served !== null) {
               this.maybeReportIsr(k, served);
             }
           });
@@ -957,7 +986,8 @@ export class ClusterNode {
     const k = this.keyOf(h);
     const p = this.held.get(k);
     this.held.delete(k);
-    this.reported.delete(k);
+    this.reports.forget(k);
+    this.leaderSince.delete(k);
     this.reassignTransferTick.delete(k);
     if (h.topic === OFFSETS_TOPIC) await this.groups.detach(h.partition);
     // A running clean of this replica stops before its directory is closed or removed.
@@ -1212,75 +1242,13 @@ export class ClusterNode {
   /** The leader tells the controller who leads and who is in sync, when that changed. */
   private maybeReportIsr(k: string, p: ReplicatedPartition): void {
     const r = p.replica;
-    if (
-      r === null ||
-      r.role !== 'leader' ||
-      !r.termCommitted ||
-      this.reporting.has(k) ||
-      this.closed
-    ) {
-      return;
-    }
-    const t = topicByName(this.state, p.topic);
-    const ps = t?.partitions[p.index];
-    if (t === undefined || ps === undefined) return;
-    const isr = [...new Set([this.self, ...r.inSyncReplicas()])].sort((a, b) => a - b);
-    const leaderEpoch = r.leaderEpoch;
-    const same =
-      ps.leader === this.self &&
-      ps.leaderEpoch === leaderEpoch &&
-      ps.isr.length === isr.length &&
-      [...ps.isr].sort((a, b) => a - b).every((id, i) => id === isr[i]);
-    // What the report is about and what it answers: a change of the partition in the state
-    // (its partition epoch) or of this broker's liveness (a report is refused while this broker
-    // is fenced, as after a restart until its first heartbeat) sends it again at once.
-    const live = this.state.brokers.get(this.self)?.fenced === false;
-    const sig = `${leaderEpoch}:${isr.join(',')}:${ps.partitionEpoch}:${live}`;
-    if (same) return;
-    // The state can disagree again after a report was accepted (the controller took this
-    // broker's leaderships away when it fenced or re-registered it, as every broker is after a
-    // full restart), or a report can have been refused (this broker not live yet): so a report
-    // is repeated while the state disagrees: at once when the state or this broker's liveness
-    // changed, else at most every REPORT_RETRY_TICKS for the same one.
-    const last = this.reported.get(k);
-    if (
-      last !== undefined &&
-      last.sig === sig &&
-      this.houseTicks - last.tick < REPORT_RETRY_TICKS
-    ) {
-      return;
-    }
-    this.reported.set(k, { sig, tick: this.houseTicks });
-    this.reporting.add(k);
-    this.client
-      .changeIsr({ topicId: t.id, partition: p.index, leader: this.self, leaderEpoch, isr })
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          this.o.logger.debug({ err, topic: p.topic, partition: p.index }, 'ISR report failed');
-          // The state names another leader at an epoch not below this term (the controller
-          // moved leadership when it fenced a broker): hand the group to that leader, whose
-          // next term the controller then takes, so the state and the group agree again.
-          const now = topicByName(this.state, p.topic)?.partitions[p.index];
-          if (
-            isStreamBusError(err, ErrorCode.NOT_LEADER_OR_FOLLOWER) &&
-            now !== undefined &&
-            now.leader > 0 &&
-            now.leader !== this.self &&
-            now.leaderEpoch >= r.leaderEpoch &&
-            r.role === 'leader' &&
-            r.inSyncReplicas().includes(now.leader as NodeId)
-          ) {
-            r.transferLeadership(now.leader as NodeId);
-          }
-        },
-      )
-      .finally(() => this.reporting.delete(k));
+    if (r !== null) this.reports.report(k, p.topic, p.index, r);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.reports.close();
     this.housekeeping?.();
     this.unsubscribe?.();
     await this.lifecycle?.stop();

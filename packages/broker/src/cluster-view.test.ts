@@ -5,6 +5,8 @@ import {
   heldReplicas,
   metadataFromState,
   planReplicas,
+  type RaftLeaderView,
+  withRaftLeaders,
 } from './cluster-view.js';
 import type { MetadataRecord } from './controller/metadata-records.js';
 import { apply, EMPTY_METADATA_STATE, type MetadataState } from './controller/metadata-state.js';
@@ -38,6 +40,17 @@ const createT: MetadataRecord = {
   name: 't',
   partitions: [{ replicas: [1, 2] }, { replicas: [2, 3] }, { replicas: [3, 1] }],
   configs: [],
+};
+
+/** Partition 0 of createT leaderless at epoch 1 (its leader fenced), broker 2 in sync. */
+const leaderless0: MetadataRecord = {
+  type: 'partition-change',
+  topicId: 1,
+  partition: 0,
+  leader: -1,
+  leaderEpoch: 1,
+  replicas: [1, 2],
+  isr: [2],
 };
 
 describe('planReplicas', () => {
@@ -95,18 +108,41 @@ describe('answers from the state', () => {
       [2, 3, [3, 1]],
     ]);
     expect(m.topics[1]?.errorCode).toBe(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
-    const noLeader = apply(s, {
-      type: 'partition-change',
-      topicId: 1,
-      partition: 0,
-      leader: -1,
-      leaderEpoch: 1,
-      replicas: [1, 2],
-      isr: [2],
-    });
+    const noLeader = apply(s, leaderless0);
     const p0 = metadataFromState(noLeader, null, 1).topics[0]?.partitions[0];
     expect(p0?.errorCode).toBe(ErrorCode.LEADER_NOT_AVAILABLE);
     expect(p0?.leaderId).toBe(-1);
+  });
+
+  it('Metadata corrected by the Raft leader a replica here knows of a later term: live replicas only, never an older term', () => {
+    let s = apply(threeBrokers(), createT);
+    s = apply(s, { type: 'fence-broker', brokerId: 3, brokerEpoch: 3 });
+    const base = metadataFromState(s, null, 1);
+    const views = new Map<number, RaftLeaderView>();
+    const local = (topicId: number, partition: number) =>
+      topicId === 1 ? (views.get(partition) ?? null) : null;
+    // Nothing known here beyond the state: the very same answer.
+    expect(withRaftLeaders(base, s, local)).toBe(base);
+    views.set(0, { leaderId: 2, leaderEpoch: 4 }); // elected, its report not applied yet
+    views.set(1, { leaderId: 3, leaderEpoch: 5 }); // broker 3 is fenced: not offered
+    views.set(2, { leaderId: 1, leaderEpoch: 0 }); // not a later term than the state's
+    const m = withRaftLeaders(base, s, local);
+    expect(
+      m.topics[0]?.partitions.map((p) => [p.partition, p.errorCode, p.leaderId, p.leaderEpoch]),
+    ).toEqual([
+      [0, 0, 2, 4],
+      [1, 0, 2, 0],
+      [2, 0, 3, 0],
+    ]);
+    expect(m.topics[0]?.partitions[0]?.isr).toEqual(base.topics[0]?.partitions[0]?.isr);
+    // A leaderless partition (its leader fenced) is served again once the group elected one.
+    const noLeader = apply(s, leaderless0);
+    const p0 = withRaftLeaders(metadataFromState(noLeader, null, 1), noLeader, local).topics[0]
+      ?.partitions[0];
+    expect([p0?.errorCode, p0?.leaderId, p0?.leaderEpoch]).toEqual([0, 2, 4]);
+    // A leader that is not a replica of the partition (a stale view) is not taken.
+    views.set(0, { leaderId: 3, leaderEpoch: 9 });
+    expect(withRaftLeaders(base, s, local).topics[0]?.partitions[0]?.leaderId).toBe(1);
   });
 
   it('DescribeCluster: every registered broker with its counts and voter role', () => {

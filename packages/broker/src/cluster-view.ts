@@ -5,6 +5,8 @@
 //     records through this plan, never inline in an admin request.
 //   - `metadataFromState` / `describeClusterFromState`: the Metadata and DescribeCluster answers
 //     every broker gives, identical on every broker that applied the same log.
+//   - `withRaftLeaders`: the Metadata answer corrected by what this broker's own replicas know
+//     of a partition's Raft leader in a term the state has not recorded yet.
 // The state is copy-on-write: a topic whose TopicState object did not change is skipped, so a
 // plan costs O(topics) reference checks plus the work of the topics that changed.
 
@@ -13,6 +15,7 @@ import { ErrorCode, type MetadataResponse } from '@streambus/protocol';
 import type { ConfigEntry } from './controller/metadata-records.js';
 import {
   brokersInOrder,
+  isLive,
   leaderCounts,
   liveBrokers,
   type MetadataState,
@@ -147,6 +150,63 @@ export function metadataFromState(
     })),
     topics,
   };
+}
+
+/** What this broker's replica of a partition knows of the partition's Raft leader. */
+export interface RaftLeaderView {
+  readonly leaderId: number;
+  /** The leader's term (the leader epoch it reports). */
+  readonly leaderEpoch: number;
+}
+
+/**
+ * The Metadata answer, with each partition whose replica here knows a Raft leader of a LATER
+ * term than the state's leader epoch naming that leader and term (errorCode 0). The state
+ * learns of a new leader only from its report, applied after a controller commit (and after a
+ * controller election when the controller went down with the leader); meanwhile a client
+ * routed by the state is sent to the old leader, which refuses. A follower knows the new leader
+ * from its first append, so a client refreshing after NOT_LEADER_OR_FOLLOWER is sent to the
+ * real leader within one round, whatever the controller is doing. Only a live broker (in the
+ * answer's broker list, so a client can reach it) that is a replica in the state is named;
+ * `local` answers for its own leadership only once its term committed (rule 1 of
+ * leader-reports.ts). A later term is always the fresher fact: an older one is never taken.
+ */
+export function withRaftLeaders(
+  answer: MetadataResponse,
+  state: MetadataState,
+  local: (topicId: number, partition: number) => RaftLeaderView | null,
+): MetadataResponse {
+  let changed = false;
+  const topics = answer.topics.map((t) => {
+    const ts = t.errorCode === 0 ? topicByName(state, t.name) : undefined;
+    if (ts === undefined) return t;
+    let topicChanged = false;
+    const partitions = t.partitions.map((p) => {
+      const v = local(ts.id, p.partition);
+      if (
+        v === null ||
+        v.leaderId <= 0 ||
+        v.leaderEpoch <= p.leaderEpoch ||
+        !p.replicas.includes(v.leaderId) ||
+        !isLive(state, v.leaderId)
+      ) {
+        return p;
+      }
+      topicChanged = true;
+      return {
+        errorCode: 0,
+        partition: p.partition,
+        leaderId: v.leaderId,
+        leaderEpoch: v.leaderEpoch,
+        replicas: p.replicas,
+        isr: p.isr,
+      };
+    });
+    if (!topicChanged) return t;
+    changed = true;
+    return { ...t, partitions };
+  });
+  return changed ? { ...answer, topics } : answer;
 }
 
 /** The DescribeCluster answer: every registered broker, live or not. */

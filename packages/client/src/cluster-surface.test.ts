@@ -2,9 +2,10 @@
 // replication factor on create, describeCluster (and its Metadata fallback on a broker older
 // than DescribeCluster), and a partition leader moving between brokers mid-produce and
 // mid-consume: NOT_LEADER_OR_FOLLOWER refreshes metadata in the one retry layer.
-import { ApiKey, ErrorCode } from '@streambus/protocol';
+import { ApiKey, ErrorCode, StreamBusError } from '@streambus/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
+import { Cluster, parseAddress } from './cluster.js';
 import { deadAddress, FakeBroker, FakeCluster } from './testing/fake-broker.js';
 
 const open: Array<{ close(): Promise<void> }> = [];
@@ -217,5 +218,68 @@ describe('a leader moving between brokers', () => {
     // One copy of each record (idempotent retries never append twice).
     const part = b1.topics.get('t')!.partitions[0]!;
     expect(part.nextOffset).toBe(15);
+  });
+
+  it('every partition of a moved topic retries through one shared metadata refresh, soon after the move', async () => {
+    const partitions = 16;
+    const cluster = track(await FakeCluster.start(2));
+    cluster.createTopic('m', partitions);
+    // A policy whose backoff alone would wait seconds: deliveries while a leader moves retry
+    // within leaderMovedBackoffMaxMs (100 ms) instead (context.ts runUntil).
+    const slow = {
+      retriesMax: 5,
+      backoffInitialMs: 5_000,
+      backoffMaxMs: 10_000,
+      totalTimeoutMs: 60_000,
+    };
+    const client = track(new StreamBusClient({ bootstrap: cluster.bootstrap, retry: slow }));
+    const producer = client.producer({ lingerMs: 0 });
+    const sendAll = (tag: string) =>
+      Promise.all(
+        Array.from({ length: partitions }, (_, p) =>
+          producer.send({ topic: 'm', partition: p, value: `${tag}${p}` }),
+        ),
+      );
+    await sendAll('a');
+    const [b1, b2] = [cluster.broker(1), cluster.broker(2)];
+    const before = b1.metadataRequests + b2.metadataRequests;
+    for (let p = 0; p < partitions; p++) cluster.moveLeader('m', p, 2);
+    const t0 = Date.now();
+    await sendAll('b');
+    const ms = Date.now() - t0;
+    const refreshes = b1.metadataRequests + b2.metadataRequests - before;
+    expect(b1.notLeaderAnswers).toBeGreaterThanOrEqual(1);
+    expect(refreshes).toBeGreaterThanOrEqual(1);
+    expect(refreshes).toBeLessThan(partitions / 2);
+    expect(ms).toBeLessThan(2_000);
+    // Refreshes asking the same while one is in flight share it: one request answers them all.
+    const view = new Cluster({
+      bootstrap: cluster.bootstrap.split(',').map(parseAddress),
+      clientId: 'shared-refresh',
+      connectTimeoutMs: 5_000,
+      requestTimeoutMs: 5_000,
+      inflightRequestsMax: 5,
+      slotWaitersMax: 100,
+      frameBytesMax: 1 << 20,
+      metadataMaxAgeMs: 60_000,
+    });
+    track(view);
+    await view.anyConnection();
+    const asked = b1.metadataRequests + b2.metadataRequests;
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => view.refreshMetadata(['m'])),
+    );
+    expect(new Set(answers).size).toBe(1);
+    expect(b1.metadataRequests + b2.metadataRequests - asked).toBe(1);
+    await view.refreshMetadata(['m']);
+    expect(b1.metadataRequests + b2.metadataRequests - asked).toBe(2);
+    // A leader-moved error right after a refresh keeps that answer (the error may predate it):
+    // at most one refresh per 50 ms however many partitions err; later it is dropped.
+    const notLeader = new StreamBusError(ErrorCode.NOT_LEADER_OR_FOLLOWER, 'moved');
+    view.handleRetriableError(notLeader, 'm');
+    expect(view.cachedTopic('m')).toBeDefined();
+    await new Promise((r) => setTimeout(r, 60));
+    view.handleRetriableError(notLeader, 'm');
+    expect(view.cachedTopic('m')).toBeUndefined();
   });
 });

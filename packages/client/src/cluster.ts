@@ -61,6 +61,14 @@ export function topicNotFound(topic: string): StreamBusError {
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
 
+/**
+ * A topic's metadata fetched less than this long ago is kept through a leader-moved error: the
+ * error may predate it, and many partitions erring at once then cost one refresh per interval
+ * rather than one each (their retries back off at most 100 ms: context.ts runUntil).
+ */
+const METADATA_REFRESH_MIN_MS = 50;
+/** Distinct metadata refreshes shared while in flight; past it a refresh runs on its own. */
+const REFRESHES_SHARED_MAX = 1000;
 /** Groups whose coordinator is remembered; beyond it the cache starts over. */
 const COORDINATORS_CACHED_MAX = 1000;
 /** Errors after which a group's coordinator is looked up again. */
@@ -78,6 +86,8 @@ export class Cluster {
   private readonly partitionCountListeners = new Set<(topic: string, count: number) => void>();
   /** Group id -> its coordinator's address (FindCoordinator), until an error says it moved. */
   private readonly coordinators = new Map<string, BrokerAddress>();
+  /** Metadata requests in flight by what they ask: concurrent refreshes of it share one. */
+  private readonly refreshing = new Map<string, Promise<MetadataResponse>>();
   private clusterId = '';
   private controllerId = -1;
   /** The bootstrap address that answered last: the first one tried next time. */
@@ -279,11 +289,29 @@ export class Cluster {
 
   /**
    * Fetches metadata (null = all topics) and updates the cache. `allowAutoTopicCreation` false
-   * asks a broker with autoCreateTopics not to create the named topics (admin lookups).
+   * asks a broker with autoCreateTopics not to create the named topics (admin lookups). A
+   * refresh asking what one in flight asks shares its answer: every partition of a topic whose
+   * leader moved retries through here, and one request answers them all.
    */
-  async refreshMetadata(
+  refreshMetadata(
     topics: string[] | null,
     allowAutoTopicCreation = true,
+  ): Promise<MetadataResponse> {
+    const key = `${allowAutoTopicCreation ? 1 : 0}/${topics === null ? '*' : topics.join('\u0000')}`;
+    const running = this.refreshing.get(key);
+    if (running !== undefined) return running;
+    const fetching = this.fetchMetadata(topics, allowAutoTopicCreation);
+    if (this.refreshing.size >= REFRESHES_SHARED_MAX) return fetching;
+    const shared = fetching.finally(() => {
+      if (this.refreshing.get(key) === shared) this.refreshing.delete(key);
+    });
+    this.refreshing.set(key, shared);
+    return shared;
+  }
+
+  private async fetchMetadata(
+    topics: string[] | null,
+    allowAutoTopicCreation: boolean,
   ): Promise<MetadataResponse> {
     const conn = await this.anyConnection();
     const res = await conn.request(ApiKey.METADATA, { topics, allowAutoTopicCreation });
@@ -333,11 +361,16 @@ export class Cluster {
       // leader elsewhere, which only fresh metadata names (a Kafka client refreshes too).
       case ErrorCode.NETWORK_EXCEPTION:
         if (topic === undefined) this.topics.clear();
-        else this.topics.delete(topic);
+        else if (!this.fetchedWithin(topic, METADATA_REFRESH_MIN_MS)) this.topics.delete(topic);
         break;
       default:
         break;
     }
+  }
+
+  private fetchedWithin(topic: string, ms: number): boolean {
+    const t = this.topics.get(topic);
+    return t !== undefined && Date.now() - t.fetchedAtMs < ms;
   }
 
   describe(): { clusterId: string; controllerId: number; brokers: Map<number, BrokerAddress> } {

@@ -1,9 +1,21 @@
 // What the producer, consumer and admin of one client share: the cluster view, the retry policy
 // and the client's abort signal. `run` is the single place where operations enter the retry
 // layer (retry.ts), with the cluster's stale-metadata hook.
-import type { StreamBusError } from '@streambus/protocol';
+import { ErrorCode, type StreamBusError } from '@streambus/protocol';
 import type { Cluster } from './cluster.js';
-import { type RetryPolicy, retry } from './retry.js';
+import { ClientDefaults } from './limits.js';
+import { type RetryHooks, type RetryPolicy, retry } from './retry.js';
+
+/**
+ * Errors that say a partition's leader moved or is being elected: the cluster answers again
+ * within about one election (~1-2 s), and the metadata refresh before each retry is what finds
+ * the new leader.
+ */
+const LEADER_MOVED: ReadonlySet<number> = new Set([
+  ErrorCode.NOT_LEADER_OR_FOLLOWER,
+  ErrorCode.LEADER_NOT_AVAILABLE,
+  ErrorCode.NETWORK_EXCEPTION,
+]);
 
 export class ClientContext {
   constructor(
@@ -13,8 +25,14 @@ export class ClientContext {
   ) {}
 
   /** Runs `fn` under the retry policy; `topic` scopes metadata invalidation. */
-  run<T>(fn: (attempt: number) => Promise<T>, topic?: string, policy?: RetryPolicy): Promise<T> {
+  run<T>(
+    fn: (attempt: number) => Promise<T>,
+    topic?: string,
+    policy?: RetryPolicy,
+    hooks: Pick<RetryHooks, 'backoffMaxMsFor'> = {},
+  ): Promise<T> {
     return retry(fn, policy ?? this.retryPolicy, {
+      ...hooks,
       signal: this.signal,
       beforeRetry: (err: StreamBusError) => this.cluster.handleRetriableError(err, topic),
     });
@@ -22,13 +40,26 @@ export class ClientContext {
 
   /**
    * Runs `fn` under the retry policy's backoff with no cap on the number of retries, until
-   * `deadlineMs` (epoch ms): no retry starts after it (the producer's delivery timeout).
+   * `deadlineMs` (epoch ms): no retry starts after it (the producer's delivery timeout). While
+   * a leader moves (LEADER_MOVED) the backoff stays at most `leaderMovedBackoffMaxMs`: the
+   * bound is the deadline, not a count, so retrying sooner costs no budget, and a send reaches
+   * the new leader within about that much of its election instead of up to `backoffMaxMs`
+   * later (the failover and rolling-restart tails). Metadata refreshes of one topic are shared
+   * (cluster.ts), so many partitions retrying do not multiply them.
    */
   runUntil<T>(fn: (attempt: number) => Promise<T>, deadlineMs: number, topic?: string): Promise<T> {
-    return this.run(fn, topic, {
-      ...this.retryPolicy,
-      retriesMax: Number.MAX_SAFE_INTEGER,
-      totalTimeoutMs: Math.max(0, deadlineMs - Date.now()),
-    });
+    return this.run(
+      fn,
+      topic,
+      {
+        ...this.retryPolicy,
+        retriesMax: Number.MAX_SAFE_INTEGER,
+        totalTimeoutMs: Math.max(0, deadlineMs - Date.now()),
+      },
+      {
+        backoffMaxMsFor: (err) =>
+          LEADER_MOVED.has(err.code) ? ClientDefaults.leaderMovedBackoffMaxMs : undefined,
+      },
+    );
   }
 }

@@ -15,6 +15,11 @@ export const ClientDefaults = {
   slotWaitersMax: 100_000,
   frameBytesMax: 64 * 1024 * 1024,
   metadataMaxAgeMs: 5 * 60_000,
+  /**
+   * The backoff ceiling of a delivery (producer) retry while a leader moves
+   * (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, NETWORK_EXCEPTION): context.ts `runUntil`.
+   */
+  leaderMovedBackoffMaxMs: 100,
   retry: {
     retriesMax: 5,
     totalTimeoutMs: 30_000,

@@ -30,6 +30,48 @@ describe('backoffDelayMs', () => {
 });
 
 describe('retry', () => {
+  it('backoffMaxMsFor lowers the ceiling for the errors it names, and only for them', async () => {
+    const slow: RetryPolicy = {
+      retriesMax: 3,
+      totalTimeoutMs: 60_000,
+      backoffInitialMs: 30_000,
+      backoffMaxMs: 60_000,
+    };
+    const seen: number[] = [];
+    let calls = 0;
+    const t0 = Date.now();
+    const v = await retry(
+      async () => {
+        if (++calls < 4) throw new StreamBusError(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+        return 'ok';
+      },
+      slow,
+      {
+        random: () => 0.999,
+        backoffMaxMsFor: (err) => {
+          seen.push(err.code);
+          return err.code === ErrorCode.NOT_LEADER_OR_FOLLOWER ? 10 : undefined;
+        },
+      },
+    );
+    expect(v).toBe('ok');
+    expect(seen).toEqual([6, 6, 6]);
+    // Three sleeps of at most 10 ms each, not 30 s and more.
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    // Another error keeps the policy's ceiling: the first sleep is cut only by the total bound.
+    const t1 = Date.now();
+    await expect(
+      retry(
+        async () => {
+          throw new StreamBusError(ErrorCode.REQUEST_TIMED_OUT);
+        },
+        { ...slow, totalTimeoutMs: 300 },
+        { random: () => 0.999, backoffMaxMsFor: () => undefined },
+      ),
+    ).rejects.toMatchObject({ code: ErrorCode.REQUEST_TIMED_OUT });
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(290);
+  });
+
   it('retries retriable errors until success, calling beforeRetry each time', async () => {
     const seen: number[] = [];
     let calls = 0;

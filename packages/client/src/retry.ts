@@ -22,6 +22,11 @@ export interface RetryHooks {
   readonly beforeRetry?: (error: StreamBusError, attempt: number) => void | Promise<void>;
   /** Aborts the sleep and the loop (client closed). */
   readonly signal?: AbortSignal;
+  /**
+   * A lower backoff ceiling for this error, if any (the producer's deliveries when a leader
+   * moved: context.ts `runUntil`); undefined keeps the policy's `backoffMaxMs`.
+   */
+  readonly backoffMaxMsFor?: (error: StreamBusError) => number | undefined;
   /** Injected randomness for tests; defaults to Math.random. */
   readonly random?: () => number;
   readonly now?: () => number;
@@ -101,7 +106,12 @@ export async function retry<T>(
       // The last retry starts at the bound at the latest (the sleep is cut to what is left).
       const leftMs = startedMs + policy.totalTimeoutMs - now();
       if (leftMs <= 0) throw err;
-      const delayMs = Math.min(backoffDelayMs(next, policy, random()), leftMs);
+      const ceilingMs = hooks.backoffMaxMsFor?.(err);
+      const backoff =
+        ceilingMs === undefined || ceilingMs >= policy.backoffMaxMs
+          ? policy
+          : { ...policy, backoffMaxMs: ceilingMs };
+      const delayMs = Math.min(backoffDelayMs(next, backoff, random()), leftMs);
       await hooks.beforeRetry?.(err, next);
       await sleep(delayMs, hooks.signal);
     }

@@ -49,6 +49,11 @@
 //   4. CONTROLLER_OFFLINE (a voter whose metadata log failed; it reopens by itself) moves on to
 //      the next voter at once; once every voter answered it in a row (a cluster of one on a
 //      full disk) it is thrown, so the caller's own retry policy decides, not ~20 backoffs here.
+//   5. A call may name refusals that are final for it although retriable in general: an ISR
+//      report refused with NOT_LEADER_OR_FOLLOWER or LEADER_NOT_AVAILABLE (the state moved on)
+//      is thrown at once; retried with the same body for ~17 s it held the reporting slot of a
+//      broker that led again meanwhile (leader-reports.ts rule 4). The reporter sends what is
+//      true on its next tick instead.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { NodeId, RandomSource } from '@streambus/raft';
 import type { RaftTransport } from '../cluster/contract.js';
@@ -480,6 +485,13 @@ export const CONTROLLER_CLIENT_DEFAULTS = {
   timeoutMs: 5000,
 } as const;
 
+const NO_FINAL_CODES: ReadonlySet<number> = new Set();
+/** Refusals of an ISR report that the reporter, not the client, answers (rule 5). */
+const ISR_REFUSALS_FINAL: ReadonlySet<number> = new Set([
+  ErrorCode.NOT_LEADER_OR_FOLLOWER,
+  ErrorCode.LEADER_NOT_AVAILABLE,
+]);
+
 export class ControllerClient {
   private readonly o: Required<Omit<ControllerClientOptions, 'local' | 'votersNow'>> &
     Pick<ControllerClientOptions, 'local' | 'votersNow'>;
@@ -543,7 +555,9 @@ export class ControllerClient {
   }
 
   async changeIsr(q: IsrReport): Promise<PartitionState> {
-    return readPartition(await this.call(ControllerRpcKind.IsrChange, encodeRequest.isrChange(q)));
+    return readPartition(
+      await this.call(ControllerRpcKind.IsrChange, encodeRequest.isrChange(q), ISR_REFUSALS_FINAL),
+    );
   }
 
   /** A controlled shutdown: the controller fences this broker now (no session wait). */
@@ -638,8 +652,15 @@ export class ControllerClient {
     return readTopic(await this.call(ControllerRpcKind.AddPartitions, w.finish()));
   }
 
-  /** One controller call with rules 1-2; returns the result reader of the OK response. */
-  async call(kind: ControllerRpcKind, body: Uint8Array): Promise<ByteReader> {
+  /**
+   * One controller call with rules 1-2; returns the result reader of the OK response. Errors
+   * with a code in `final` are thrown at once (rule 5).
+   */
+  async call(
+    kind: ControllerRpcKind,
+    body: Uint8Array,
+    final: ReadonlySet<number> = NO_FINAL_CODES,
+  ): Promise<ByteReader> {
     let lastError: unknown = null;
     let redirects = 0;
     let offline = 0;
@@ -655,7 +676,7 @@ export class ControllerClient {
         return r;
       } catch (err) {
         lastError = err;
-        if (!(err instanceof StreamBusError) || !err.retriable) throw err;
+        if (!(err instanceof StreamBusError) || !err.retriable || final.has(err.code)) throw err;
         if (err.code === ErrorCode.CONTROLLER_OFFLINE) {
           this.leader = 0;
           if (++offline >= this.voterCount()) throw err;

@@ -94,6 +94,37 @@ describe('leadership hand-over and balancing', () => {
     expect(balanceTargets(fenced, 2, [held(0, true, [1, 2, 3], log)], 10)).toEqual([]);
   });
 
+  it('a periodic round leaves a partition taken over moments ago (a draining broker is still live): on demand it moves', () => {
+    let s = cluster(3, 1);
+    const t = topicByName(s, 't')!;
+    // Broker 1 (preferred) handed partition 0 to broker 2 while shutting down: still live.
+    s = run(
+      s,
+      planIsrChange(s, { topicId: t.id, partition: 0, leader: 2, leaderEpoch: 1, isr: [1, 2, 3] }),
+    );
+    const log: string[] = [];
+    const fresh = { ...held(0, true, [1, 2, 3], log), ledForMs: 300 };
+    expect(balanceTargets(s, 2, [fresh], 10, 5000)).toEqual([]);
+    expect(balanceTargets(s, 2, [{ ...fresh, ledForMs: 6000 }], 10, 5000)).toEqual([
+      { topic: 't', partition: 0, to: 1 },
+    ]);
+    // Unknown age: as before.
+    expect(balanceTargets(s, 2, [held(0, true, [1, 2, 3], log)], 10, 5000)).toHaveLength(1);
+    const ops = new LeadershipOps({
+      self: 2,
+      state: () => s,
+      held: () => [fresh],
+      controller: () => ({ isLeader: false, voters: [1, 2, 3], transferLeadership: () => false }),
+      balanceOn: async () => 0,
+      sleep: async () => {},
+      now: () => 0,
+    });
+    expect(ops.balance(true)).toBe(0);
+    expect(log).toEqual([]);
+    expect(ops.balance()).toBe(1);
+    expect(log).toEqual(['t/0->1']);
+  });
+
   it('handOff retries until nothing is led here, hands the controller role over, and stops at the deadline', async () => {
     const s = cluster(3, 2);
     let now = 0;

@@ -23,6 +23,13 @@
 //   3. Balancing moves at most `movesPerRoundMax` partitions per round, only to a preferred
 //      replica that is live in the state AND in sync by this leader's Raft progress (a restarted
 //      broker takes its leaderships back only once it caught up).
+//   4. A periodic balance round leaves a partition this broker has led for less than
+//      `balanceLedForMsMin`: a broker in a controlled shutdown is live in the state until its
+//      hand-over ends, so the replica it handed a partition to saw it as the preferred, in-sync
+//      leader and handed the partition straight back (a ping-pong of transfers, each a stall for
+//      producers, and reports racing each other). A restarted broker's partitions have been led
+//      elsewhere since its shutdown, so they go back as before. On demand (RebalanceLeaders) the
+//      operator asked: no minimum.
 import type { NodeId } from '@streambus/raft';
 import {
   type PreferredLeaderMove,
@@ -37,6 +44,8 @@ export interface HeldLeadership {
   readonly isLeader: boolean;
   /** The Raft leader's in-sync replicas (this broker included); [] when not leader. */
   readonly inSync: readonly number[];
+  /** How long this broker has led the partition in its current term (ms); undefined: unknown. */
+  readonly ledForMs?: number | undefined;
   transferLeadership(to: NodeId): void;
 }
 
@@ -71,15 +80,23 @@ export function handoffTargets(
   return out;
 }
 
-/** Rule 3: the partitions led here whose preferred replica should take them back. */
+/**
+ * Rules 3 and 4: the partitions led here whose preferred replica should take them back, leaving
+ * those led here for less than `ledForMsMin`.
+ */
 export function balanceTargets(
   state: MetadataState,
   self: number,
   held: readonly HeldLeadership[],
   movesMax: number,
+  ledForMsMin = 0,
 ): Transfer[] {
   const leading = new Map<string, HeldLeadership>();
-  for (const h of held) if (h.isLeader) leading.set(keyOf(h.topic, h.partition), h);
+  for (const h of held) {
+    if (h.isLeader && (h.ledForMs ?? Number.POSITIVE_INFINITY) >= ledForMsMin) {
+      leading.set(keyOf(h.topic, h.partition), h);
+    }
+  }
   const out: Transfer[] = [];
   for (const m of preferredLeaderMoves(state, Number.MAX_SAFE_INTEGER)) {
     if (out.length >= movesMax) break;
@@ -121,6 +138,8 @@ export interface LeadershipLimits {
   readonly pollMs: number;
   /** Partitions one balance round moves at most (rule 3). */
   readonly movesPerRoundMax: number;
+  /** A periodic round leaves partitions led here for less than this (rule 4). */
+  readonly balanceLedForMsMin: number;
 }
 
 /** Moves still wanted that an on-demand rebalance lists at most. */
@@ -130,6 +149,7 @@ export const LEADERSHIP_DEFAULTS: LeadershipLimits = {
   retryMs: 1000,
   pollMs: 50,
   movesPerRoundMax: 100,
+  balanceLedForMsMin: 5000,
 };
 
 export class LeadershipOps {
@@ -189,8 +209,11 @@ export class LeadershipOps {
     }
   }
 
-  /** One balance round on this broker (rule 3); returns the transfers started. */
-  balance(): number {
+  /**
+   * One balance round on this broker (rules 3, 4: `periodic` leaves recently taken
+   * leaderships); returns the transfers started.
+   */
+  balance(periodic = false): number {
     const h = this.host;
     const held = h.held();
     const byKey = new Map(held.map((x) => [keyOf(x.topic, x.partition), x]));
@@ -199,6 +222,7 @@ export class LeadershipOps {
       h.self,
       held,
       this.o.movesPerRoundMax ?? LEADERSHIP_DEFAULTS.movesPerRoundMax,
+      periodic ? (this.o.balanceLedForMsMin ?? LEADERSHIP_DEFAULTS.balanceLedForMsMin) : 0,
     );
     for (const m of moves)
       byKey.get(keyOf(m.topic, m.partition))?.transferLeadership(m.to as NodeId);
