@@ -368,6 +368,32 @@ function gateEveryNode(
 }
 
 describe('PartitionReplica: acknowledgement latency', () => {
+  for (const ids of [[1], [1, 2, 3]]) {
+    it(`answers acks=all as soon as the fsync (and the quorum) covers it, without another process() round (${ids.length} replica${ids.length > 1 ? 's' : ''})`, async () => {
+      const c = open({ ids, seed: 59 });
+      const gates = gateEveryNode(c);
+      await c.startAll();
+      if (ids.length === 1) c.replica(1).campaignIfSoleVoter();
+      await c.settle();
+      const l = await c.waitLeader();
+      await catchUp(c);
+      for (const g of gates.values()) g.held = true;
+      let acked = false;
+      const a = l.propose(batch(1), -1).then((r) => {
+        acked = true;
+        return r;
+      });
+      await c.settle(); // written everywhere, every fsync hangs
+      expect(acked).toBe(false);
+      for (const g of gates.values()) g.open();
+      // No process() from here: the fsyncs end, the followers' acknowledgements arrive (step).
+      for (let i = 0; i < 50 && !acked; i++) await new Promise((r) => setImmediate(r));
+      expect(acked).toBe(true);
+      expect(l.highWatermark).toBe((await a).lastOffset + 1);
+      await c.settle();
+      await expectIdenticalCommitted(c);
+    });
+  }
   it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
     const c = open({ seed: 41 });
     const gates = gateEveryNode(c);
