@@ -367,16 +367,29 @@ function gateEveryNode(
   return gates;
 }
 
+/** A group of `ids` with every fsync behind a gate, its leader elected and every replica caught up. */
+async function gatedGroup(
+  ids: readonly number[],
+  seed: number,
+): Promise<{
+  c: ReplicaCluster;
+  gates: ReturnType<typeof gateEveryNode>;
+  l: PartitionReplica;
+}> {
+  const c = open({ ids, seed });
+  const gates = gateEveryNode(c);
+  await c.startAll();
+  if (ids.length === 1) c.replica(ids[0]!).campaignIfSoleVoter();
+  await c.settle();
+  const l = await c.waitLeader();
+  await catchUp(c);
+  return { c, gates, l };
+}
+
 describe('PartitionReplica: acknowledgement latency', () => {
   for (const ids of [[1], [1, 2, 3]]) {
     it(`answers acks=all as soon as the fsync (and the quorum) covers it, without another process() round (${ids.length} replica${ids.length > 1 ? 's' : ''})`, async () => {
-      const c = open({ ids, seed: 59 });
-      const gates = gateEveryNode(c);
-      await c.startAll();
-      if (ids.length === 1) c.replica(1).campaignIfSoleVoter();
-      await c.settle();
-      const l = await c.waitLeader();
-      await catchUp(c);
+      const { c, gates, l } = await gatedGroup(ids, 59);
       for (const g of gates.values()) g.held = true;
       let acked = false;
       const a = l.propose(batch(1), -1).then((r) => {
@@ -435,13 +448,7 @@ describe('PartitionReplica: group commit', () => {
   const N = 5;
   for (const ids of [[1], [1, 2, 3]]) {
     it(`${N} acks=all produces arriving during one fsync take 2 fsyncs per replica, not ${N} (${ids.length} replica${ids.length > 1 ? 's' : ''})`, async () => {
-      const c = open({ ids, seed: 53 });
-      const gates = gateEveryNode(c);
-      await c.startAll();
-      if (ids.length === 1) c.replica(1).campaignIfSoleVoter();
-      await c.settle();
-      const l = await c.waitLeader();
-      await catchUp(c);
+      const { c, gates, l } = await gatedGroup(ids, 53);
       for (const g of gates.values()) g.logSyncs = 0;
       for (const g of gates.values()) g.held = true;
       const answered: number[] = [];
