@@ -82,6 +82,10 @@ describe('ops/ dashboard and scrape config', () => {
     expect(text).toMatch(/^streambus_partitions_led 2$/m);
     expect(text).toMatch(/^streambus_controller_is_leader 1$/m);
     expect(text).toMatch(/^streambus_replica_role\{topic="dash",partition="0",role="leader"\} 1$/m);
+    // Each replica fsynced at least its term's no-op (durability 'always').
+    expect(text).toMatch(
+      /^streambus_replica_fsyncs_total\{topic="dash",partition="0"\} [1-9]\d*$/m,
+    );
 
     const ready = await fetch(`${base}/ready`);
     expect(ready.status).toBe(200);

@@ -550,6 +550,7 @@ export class ClusterNode {
               entries: l.entriesBehind,
               seconds: l.ticksBehind * tickSeconds,
             })),
+            fsyncs: r.partitionLog.syncCount,
           },
         ];
       }),

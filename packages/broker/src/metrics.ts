@@ -239,6 +239,8 @@ export interface ClusterMetricsView {
     readonly replicaCount: number;
     /** On the leader, per follower. */
     readonly lag: ReadonlyArray<{ readonly id: number; entries: number; seconds: number }>;
+    /** Data fsyncs of this replica's segment log since it opened here (group commit, issue 9). */
+    readonly fsyncs: number;
   }>;
   /** Times a replica on this broker became its group's leader. */
   readonly leaderElections: number;
@@ -322,6 +324,14 @@ export function registerClusterMetrics(registry: Registry, view: () => ClusterMe
     (g, x) => {
       for (const r of x.replicas)
         g.set({ topic: r.topic, partition: r.partition }, r.uncommittedRecords);
+    },
+  );
+  counter(
+    'streambus_replica_fsyncs_total',
+    "Data fsyncs of each replica's segment log since it opened on this broker (one fsync covers every append written while the previous one ran: compare with produce requests)",
+    ['topic', 'partition'],
+    (c, x) => {
+      for (const r of x.replicas) c.inc({ topic: r.topic, partition: r.partition }, r.fsyncs);
     },
   );
   const lagGauge = (

@@ -315,21 +315,24 @@ function countOf(values: string[], v: string): number {
 /** `fs` whose fsyncs wait while `gate.held` (the rest passes through). */
 function gatedSyncs(fs: MemoryFileSystem): {
   fs: MemoryFileSystem;
-  gate: { held: boolean; open(): void };
+  gate: { held: boolean; open(): void; logSyncs: number };
 } {
   const waiting: Array<() => void> = [];
   const gate = {
     held: false,
+    /** fsyncs of segment files started (the group commit test counts them). */
+    logSyncs: 0,
     open() {
       gate.held = false;
       for (const w of waiting.splice(0)) w();
     },
   };
-  const wrapHandle = (h: FileHandle): FileHandle =>
+  const wrapHandle = (h: FileHandle, path: string): FileHandle =>
     new Proxy(h, {
       get(target, key) {
         if (key === 'sync') {
           return async () => {
+            if (path.endsWith('.log')) gate.logSyncs++;
             if (gate.held) await new Promise<void>((r) => waiting.push(r));
             return target.sync();
           };
@@ -341,7 +344,8 @@ function gatedSyncs(fs: MemoryFileSystem): {
   const wrapped = new Proxy(fs, {
     get(target, key) {
       if (key === 'open') {
-        return async (path: string, mode: OpenMode) => wrapHandle(await target.open(path, mode));
+        return async (path: string, mode: OpenMode) =>
+          wrapHandle(await target.open(path, mode), path);
       }
       const v = Reflect.get(target, key);
       return typeof v === 'function' ? v.bind(target) : v;
@@ -351,8 +355,10 @@ function gatedSyncs(fs: MemoryFileSystem): {
 }
 
 /** Every node's fsyncs behind a gate (closed only when a test sets `held`). */
-function gateEveryNode(c: ReplicaCluster): Map<number, { held: boolean; open(): void }> {
-  const gates = new Map<number, { held: boolean; open(): void }>();
+function gateEveryNode(
+  c: ReplicaCluster,
+): Map<number, { held: boolean; open(): void; logSyncs: number }> {
+  const gates = new Map<number, { held: boolean; open(): void; logSyncs: number }>();
   for (const id of c.nodes.keys()) {
     const g = gatedSyncs(c.node(id).fs);
     c.node(id).fs = g.fs;
@@ -361,7 +367,46 @@ function gateEveryNode(c: ReplicaCluster): Map<number, { held: boolean; open(): 
   return gates;
 }
 
+/** A group of `ids` with every fsync behind a gate, its leader elected and every replica caught up. */
+async function gatedGroup(
+  ids: readonly number[],
+  seed: number,
+): Promise<{
+  c: ReplicaCluster;
+  gates: ReturnType<typeof gateEveryNode>;
+  l: PartitionReplica;
+}> {
+  const c = open({ ids, seed });
+  const gates = gateEveryNode(c);
+  await c.startAll();
+  if (ids.length === 1) c.replica(ids[0]!).campaignIfSoleVoter();
+  await c.settle();
+  const l = await c.waitLeader();
+  await catchUp(c);
+  return { c, gates, l };
+}
+
 describe('PartitionReplica: acknowledgement latency', () => {
+  for (const ids of [[1], [1, 2, 3]]) {
+    it(`answers acks=all as soon as the fsync (and the quorum) covers it, without another process() round (${ids.length} replica${ids.length > 1 ? 's' : ''})`, async () => {
+      const { c, gates, l } = await gatedGroup(ids, 59);
+      for (const g of gates.values()) g.held = true;
+      let acked = false;
+      const a = l.propose(batch(1), -1).then((r) => {
+        acked = true;
+        return r;
+      });
+      await c.settle(); // written everywhere, every fsync hangs
+      expect(acked).toBe(false);
+      for (const g of gates.values()) g.open();
+      // No process() from here: the fsyncs end, the followers' acknowledgements arrive (step).
+      for (let i = 0; i < 50 && !acked; i++) await new Promise((r) => setImmediate(r));
+      expect(acked).toBe(true);
+      expect(l.highWatermark).toBe((await a).lastOffset + 1);
+      await c.settle();
+      await expectIdenticalCommitted(c);
+    });
+  }
   it('answers acks=all for entries it already holds without waiting for the fsync of the next ones', async () => {
     const c = open({ seed: 41 });
     const gates = gateEveryNode(c);
@@ -394,6 +439,36 @@ describe('PartitionReplica: acknowledgement latency', () => {
     await c.tick(1);
     expect(c.live().every((r) => r.highWatermark === l.highWatermark)).toBe(true);
   });
+});
+
+describe('PartitionReplica: group commit', () => {
+  // Requests that arrive one by one while an fsync runs are each written at once, and the next
+  // single fsync covers all of them: N acks=all appends to one partition cost 2 fsyncs per
+  // replica here, not N, and all N are answered together when that fsync ends.
+  const N = 5;
+  for (const ids of [[1], [1, 2, 3]]) {
+    it(`${N} acks=all produces arriving during one fsync take 2 fsyncs per replica, not ${N} (${ids.length} replica${ids.length > 1 ? 's' : ''})`, async () => {
+      const { c, gates, l } = await gatedGroup(ids, 53);
+      for (const g of gates.values()) g.logSyncs = 0;
+      for (const g of gates.values()) g.held = true;
+      const answered: number[] = [];
+      const acks: Array<Promise<unknown>> = [];
+      for (let i = 0; i < N; i++) {
+        acks.push(l.propose(batch(10 + i), -1).then(() => answered.push(i)));
+        await c.tick(); // each one alone: replicated and written while the first fsync hangs
+      }
+      expect(answered).toEqual([]);
+      for (const r of c.live()) expect(r.partitionLog.writtenEndOffset).toBe(l.logEndOffset);
+      for (const g of gates.values()) g.open();
+      await c.settle();
+      await c.tick(2);
+      await Promise.all(acks);
+      expect(answered.sort()).toEqual([0, 1, 2, 3, 4]);
+      for (const [id, g] of gates) {
+        expect({ id, syncs: g.logSyncs }).toEqual({ id, syncs: 2 });
+      }
+    });
+  }
 });
 
 describe('PartitionReplica: pipelined persistence', () => {

@@ -320,6 +320,12 @@ export class PartitionReplica implements HostedGroup {
    */
   private committedSeen: LogIndex;
   /**
+   * Leader fast path (`commitEarly`): the last entry of the log when it was placed (everything
+   * after it in this term this class proposed), and the last log-start entry it proposed.
+   */
+  private placedAt: LogIndex = 0 as LogIndex;
+  private logStartProposedAt: LogIndex = 0 as LogIndex;
+  /**
    * Messages of Readies that wait for durability before they leave (a follower's append
    * responses promise what they acknowledge), in Ready order: each waits until every write
    * issued up to its Ready (`need`, a count of Readies with entries) is durable, whichever Ready
@@ -1023,6 +1029,7 @@ export class PartitionReplica implements HostedGroup {
       this.leaderTerm = term;
       this.caughtUpAt.clear();
     }
+    if (isLeader) this.commitEarly();
     const hw = this.commitOffset();
     const hwMoved = hw > this.hw;
     if (hwMoved) this.hw = hw;
@@ -1036,6 +1043,28 @@ export class PartitionReplica implements HostedGroup {
     this.leadSeen = lead;
     if (roleChanged) this.emit('role');
     if (hwMoved) this.emit('high-watermark');
+  }
+
+  /**
+   * Leader fast path (latency, issue 9): the core's commit index moves inside `durableTo` (the
+   * leader's own fsync) or `step` (a follower's append response), and the committed entries
+   * would reach `committedSeen` only with the next Ready, one more `process()` round (a
+   * setImmediate hop behind every other I/O callback of a busy broker) before acks=all is
+   * answered. Those entries need nothing applied unless one is a log-start entry, so a leader
+   * counts them as handed out at once when it knows that: everything up to `placedAt` (the log
+   * before this term's proposals, the no-op included) was handed out by a Ready already, and
+   * every entry after it is one this class proposed in this term, none of them a log-start
+   * entry not handed out yet. Still bounded by the durable index (updateCommittedDurable).
+   */
+  private commitEarly(): void {
+    const next = this.leaderNext;
+    if (next === null || this.node.currentTerm !== this.leaderTerm) return;
+    if (this.committedSeen < this.placedAt || this.logStartProposedAt > this.committedSeen) return;
+    const c = Math.min(this.node.commitIndex, next.index - 1) as LogIndex;
+    if (c <= this.committedSeen) return;
+    this.committedSeen = c;
+    const d = Math.min(this.committedSeen, this.node.durableIndex) as LogIndex;
+    if (d > this.committedDurable) this.committedDurable = d;
   }
 
   /** The end offset of the last committed entry this replica holds durably. */
@@ -1062,6 +1091,8 @@ export class PartitionReplica implements HostedGroup {
         index: (tail.lastIndex() + 1) as LogIndex,
         offset: tail.translator.endPosition.offset,
       };
+      this.placedAt = tail.lastIndex();
+      this.logStartProposedAt = 0 as LogIndex;
       this.leaderProducers = copyProducers(this.store.producers);
     }
     const queued = this.queued;
@@ -1076,6 +1107,7 @@ export class PartitionReplica implements HostedGroup {
       return;
     }
     const next = this.leaderNext!;
+    if (q.control) this.logStartProposedAt = next.index;
     const producers = this.leaderProducers!;
     const term = this.node.currentTerm;
     const now = this.nowMs();

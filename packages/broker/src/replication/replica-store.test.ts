@@ -7,7 +7,7 @@ import {
   type NodeId,
   type Term,
 } from '@streambus/raft';
-import { MemoryFileSystem } from '@streambus/storage';
+import { FaultyFileSystem, type FileSystem, MemoryFileSystem } from '@streambus/storage';
 import { describe, expect, it } from 'vitest';
 import {
   encodeSnapshotData,
@@ -23,7 +23,7 @@ const CONF = { voters: [1, 2, 3] as NodeId[], learners: [] };
 const term = (n: number) => n as Term;
 const idx = (n: number) => n as LogIndex;
 
-function open(fs: MemoryFileSystem, messages: string[] = []): Promise<ReplicaStore> {
+function open(fs: FileSystem, messages: string[] = []): Promise<ReplicaStore> {
   return ReplicaStore.open({
     fs,
     dir: DIR,
@@ -116,5 +116,34 @@ describe('ReplicaStore recovery', () => {
     const again = await open(restarted.crash('drop-unsynced'));
     expect(again.log.logStartOffset).toBe(90);
     await again.close();
+  });
+
+  it('fsyncs the recovered log at open: a tail a killed process left unsynced survives a later power cut', async () => {
+    const fs = new MemoryFileSystem({ seed: 9 });
+    const first = await open(fs);
+    await first.saveHardState({ term: term(1), vote: 1 as NodeId, commit: idx(0) });
+    await first.persistEntries([
+      { index: idx(1), term: term(1), type: EntryType.Normal, data: new Uint8Array(0) },
+      dataEntry(2, 1, 1, 3),
+    ]);
+    await first.close();
+    // The same process writes one more entry whose fsync never happens, then is killed (no
+    // close): the bytes are in the OS (this MemoryFileSystem's unsynced writes), not on disk.
+    const killed = new FaultyFileSystem(fs);
+    const second = await open(killed);
+    killed.inject = (op, path) => (op === 'sync' && path.endsWith('.log') ? { code: 'EIO' } : null);
+    const lost = await second.persistEntries([dataEntry(3, 1, 2, 5)]).catch((e: unknown) => e);
+    expect(isStreamBusError(lost)).toBe(true);
+    expect(killed.injected.get('sync')).toBeGreaterThan(0);
+    // The restarted process reads the page cache back and reports it all durable (PartitionLog's
+    // recovery fsyncs what the recovery point does not cover, log-recovery.ts step 5)...
+    const restarted = await open(fs);
+    expect(restarted.tail.lastIndex()).toBe(3);
+    expect(restarted.log.durableEndOffset).toBe(restarted.log.logEndOffset);
+    // ...which must then hold: a power cut keeps every entry it opened with.
+    const afterCut = await open(fs.crash('drop-unsynced'));
+    expect(afterCut.tail.lastIndex()).toBe(3);
+    expect(afterCut.tail.translator.endPosition.offset).toBe(restarted.log.logEndOffset);
+    await afterCut.close();
   });
 });

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { describe, expect, it } from 'vitest';
+import { ForwardingFileSystem } from '../forwarding-fs.js';
+import type { FileHandle, OpenMode } from '../fs.js';
 import { MemoryFileSystem } from '../memory-fs.js';
 import { NodeFileSystem } from '../node-fs.js';
 import { PartitionLog, type PartitionLogConfig } from './partition-log.js';
@@ -282,6 +284,48 @@ describe('PartitionLog durability', () => {
     await log.close();
   });
 
+  it("'always' lets the next fsync wait for a write in progress, so one fsync covers it and what landed before", async () => {
+    // Segment fsyncs and writes each behind a gate the test opens.
+    const gates = { sync: new Gate(), write: new Gate() };
+    let syncs = 0;
+    const fs = new (class extends ForwardingFileSystem {
+      override async open(path: string, mode: OpenMode): Promise<FileHandle> {
+        const h = await this.inner.open(path, mode);
+        if (!path.endsWith('.log')) return h;
+        return Object.assign(Object.create(h) as FileHandle, {
+          sync: async () => {
+            syncs++;
+            await gates.sync.pass();
+            return h.sync();
+          },
+          writev: async (chunks: readonly Uint8Array[], position: number) => {
+            await gates.write.pass();
+            return h.writev(chunks, position);
+          },
+        });
+      }
+    })(new MemoryFileSystem());
+    const log = await PartitionLog.open(fs, '/p', cfg({ segmentBytesMax: 1 << 20 }));
+    const before = syncs;
+    gates.sync.held = true;
+    const a = log.append(makeBatch(1));
+    await until(() => syncs === before + 1); // A written, its fsync hangs
+    const b = log.append(makeBatch(2));
+    await until(() => log.writtenEndOffset === 6); // B written during A's fsync
+    gates.write.held = true;
+    const c = log.append(makeBatch(3));
+    await until(() => gates.write.waiting > 0); // C's write in progress
+    gates.sync.open(); // A's fsync ends while C is being written
+    await a;
+    await new Promise((r) => setTimeout(r, 5));
+    gates.write.open();
+    await Promise.all([b, c]);
+    expect(log.durableEndOffset).toBe(9);
+    // A's fsync, then one for B and C together (without the wait: B's, then C's).
+    expect(syncs - before).toBe(2);
+    await log.close();
+  });
+
   it("'always' syncs an idle log at once (no timer delay)", async () => {
     const log = await PartitionLog.open(
       new NodeFileSystem(),
@@ -348,3 +392,27 @@ describe('PartitionLog reset', () => {
     await again.close();
   });
 });
+
+/** Holds callers of `pass()` while `held`; `open()` lets them all through. */
+class Gate {
+  held = false;
+  private readonly queue: Array<() => void> = [];
+  get waiting(): number {
+    return this.queue.length;
+  }
+  async pass(): Promise<void> {
+    if (this.held) await new Promise<void>((r) => this.queue.push(r));
+  }
+  open(): void {
+    this.held = false;
+    for (const w of this.queue.splice(0)) w();
+  }
+}
+
+async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}

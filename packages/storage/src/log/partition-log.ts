@@ -14,8 +14,9 @@
 //
 // Durability policies:
 //   'always'   group commit. At most one fsync runs; when it ends, the next one starts at once
-//              if anything was written meanwhile, covering all of it; no timer. An append
-//              resolves only once an fsync covers it.
+//              if anything was written meanwhile, covering all of it (after the write in
+//              progress, if one is, lands: syncLoop); no timer. An append resolves only once an
+//              fsync covers it.
 //   'interval' an fsync every `flushIntervalMs` (when something is unsynced); appends resolve
 //              once written; `waitDurable` resolves when an fsync covers the offset.
 //   'none'     never fsyncs on its own (only `flush()` and `close()`).
@@ -256,6 +257,8 @@ export class PartitionLog {
   private writing = false;
   private kickScheduled = false;
   private syncing: Promise<void> | null = null;
+  /** The segment write (`writev`) in progress, if any (group commit waits for it, syncLoop). */
+  private writeInFlight: Promise<void> | null = null;
   private appendWaiters: Array<Waiter & { result: AppendResult }> = [];
   private durableWaiters: Waiter[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -669,10 +672,16 @@ export class PartitionLog {
         const position = seg.sizeBytes;
         const chunkBase = batchBaseOffset(chunk[0]!.buf, 0);
         try {
-          await seg.handle.writev(
+          const write = seg.handle.writev(
             chunk.map((op) => op.buf),
             position,
           );
+          this.writeInFlight = write;
+          try {
+            await write;
+          } finally {
+            this.writeInFlight = null;
+          }
         } catch (err) {
           throw await this.undoWrite(seg, position, chunkBase, size - position, err);
         }
@@ -822,6 +831,12 @@ export class PartitionLog {
   private async syncLoop(): Promise<void> {
     try {
       while (this.durableEnd < this.writtenEnd && !this.failure) {
+        // Group commit across a write in progress: when an fsync is due while a write is still
+        // being handed to the OS (a slow or busy disk, a loaded thread pool), it waits for that
+        // write, so one fsync covers both, instead of covering only what landed before and
+        // leaving the write a whole fsync round behind (one fsync per request under load).
+        if (this.writeInFlight !== null) await this.writeInFlight.catch(() => undefined);
+        if (this.failure) break;
         const target = this.writtenEnd;
         const targetBytes = this.writtenBytes;
         for (const seg of this.segments) {
