@@ -8,7 +8,7 @@ import {
   decodeRequest,
   ErrorCode,
   encodeResponse,
-  encodeResponseParts,
+  encodeResponsePartsByRef,
   type Frame,
   FrameFlag,
   type RequestOf,
@@ -88,10 +88,11 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
       noResponse ? null : encodeResponse({ ...frame, apiKey: ApiKey.PRODUCE }, body),
     );
   },
-  // Header and body leave as two buffers: the record bytes are copied once (by msgpack).
+  // Leaves as parts of one gathered write: the record bytes go from the read buffers to the
+  // socket uncopied (pack-parts.ts).
   [ApiKey.FETCH]: (b, frame, ctx) =>
     fetch(b, decodeRequest(ApiKey.FETCH, frame), ctx).then((body) =>
-      encodeResponseParts({ ...frame, apiKey: ApiKey.FETCH }, body),
+      encodeResponsePartsByRef({ ...frame, apiKey: ApiKey.FETCH }, body),
     ),
   [ApiKey.LIST_OFFSETS]: answer(ApiKey.LIST_OFFSETS, listOffsets),
   [ApiKey.DELETE_RECORDS]: answer(ApiKey.DELETE_RECORDS, deleteRecords),
