@@ -8,7 +8,6 @@ import {
   decodeRequest,
   ErrorCode,
   encodeResponse,
-  encodeResponsePartsByRef,
   type Frame,
   FrameFlag,
   type RequestOf,
@@ -25,7 +24,7 @@ import {
 } from '../ops/reassign-partition.js';
 import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
-import { fetch } from './fetch.js';
+import { fetchFrame } from './fetch.js';
 import {
   deleteGroups,
   describeGroups,
@@ -88,12 +87,8 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
       noResponse ? null : encodeResponse({ ...frame, apiKey: ApiKey.PRODUCE }, body),
     );
   },
-  // Leaves as parts of one gathered write: the record bytes go from the read buffers to the
-  // socket uncopied (pack-parts.ts).
-  [ApiKey.FETCH]: (b, frame, ctx) =>
-    fetch(b, decodeRequest(ApiKey.FETCH, frame), ctx).then((body) =>
-      encodeResponsePartsByRef({ ...frame, apiKey: ApiKey.FETCH }, body),
-    ),
+  // Parts of one gathered write, the record bytes uncopied (fetch.ts `fetchFrame`).
+  [ApiKey.FETCH]: fetchFrame,
   [ApiKey.LIST_OFFSETS]: answer(ApiKey.LIST_OFFSETS, listOffsets),
   [ApiKey.DELETE_RECORDS]: answer(ApiKey.DELETE_RECORDS, deleteRecords),
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),
