@@ -132,39 +132,14 @@ class PartsWriter {
   private string(s: string): void {
     const len = Buffer.byteLength(s, 'utf8');
     this.room(len + 5);
-    const b = this.buf;
-    if (len < 0x20) b[this.pos++] = 0xa0 | len;
-    else if (len < 0x100) {
-      b[this.pos++] = 0xd9;
-      b[this.pos++] = len;
-    } else if (len < 0x10000) {
-      b[this.pos++] = 0xda;
-      b.writeUInt16BE(len, this.pos);
-      this.pos += 2;
-    } else {
-      b[this.pos++] = 0xdb;
-      b.writeUInt32BE(len, this.pos);
-      this.pos += 4;
-    }
-    this.pos += b.write(s, this.pos, len, 'utf8');
+    this.header(len, 0xa0, 0x20, 0xd9, 0xda);
+    this.pos += this.buf.write(s, this.pos, len, 'utf8');
   }
 
   private bin(v: Uint8Array): void {
     const len = v.length;
     this.room(5);
-    const b = this.buf;
-    if (len < 0x100) {
-      b[this.pos++] = 0xc4;
-      b[this.pos++] = len;
-    } else if (len < 0x10000) {
-      b[this.pos++] = 0xc5;
-      b.writeUInt16BE(len, this.pos);
-      this.pos += 2;
-    } else {
-      b[this.pos++] = 0xc6;
-      b.writeUInt32BE(len, this.pos);
-      this.pos += 4;
-    }
+    this.header(len, 0, 0, 0xc4, 0xc5);
     if (len === 0) return;
     if (len >= this.refBytesMin) {
       this.cut();
@@ -178,7 +153,8 @@ class PartsWriter {
   }
 
   private array(a: readonly unknown[]): void {
-    this.length(a.length, 0x90, 0xdc);
+    this.room(5);
+    this.header(a.length, 0x90, 0x10, -1, 0xdc);
     for (const item of a) this.value(item);
   }
 
@@ -186,7 +162,8 @@ class PartsWriter {
     let n = 0;
     for (const k in o) if (o[k] !== undefined) n++;
     // msgpackr writes every map with a 16-bit (or 32-bit) count, even a small one.
-    this.length(n, -1, 0xde);
+    this.room(5);
+    this.header(n, 0, 0, -1, 0xde);
     for (const k in o) {
       const v = o[k];
       if (v === undefined) continue;
@@ -195,17 +172,22 @@ class PartsWriter {
     }
   }
 
-  /** `fix` | n below 16 (unless `fix` < 0), else the 16- or 32-bit form (`wide`, `wide` + 1). */
-  private length(n: number, fix: number, wide: number): void {
-    this.room(5);
+  /**
+   * A length header (room for 5 bytes made): `fix` | n below `fixBelow`, else the 8-bit form
+   * `c8` (none when negative), the 16-bit form `c16` or the 32-bit form `c16` + 1.
+   */
+  private header(n: number, fix: number, fixBelow: number, c8: number, c16: number): void {
     const b = this.buf;
-    if (n < 0x10 && fix >= 0) b[this.pos++] = fix | n;
-    else if (n < 0x10000) {
-      b[this.pos++] = wide;
+    if (n < fixBelow) b[this.pos++] = fix | n;
+    else if (c8 >= 0 && n < 0x100) {
+      b[this.pos++] = c8;
+      b[this.pos++] = n;
+    } else if (n < 0x10000) {
+      b[this.pos++] = c16;
       b.writeUInt16BE(n, this.pos);
       this.pos += 2;
     } else {
-      b[this.pos++] = wide + 1;
+      b[this.pos++] = c16 + 1;
       b.writeUInt32BE(n, this.pos);
       this.pos += 4;
     }
