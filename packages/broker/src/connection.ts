@@ -87,6 +87,13 @@ export const PARKED_REQUEST_TIMEOUT_MS_MAX = 3_600_000;
  */
 export type Response = Buffer | readonly Buffer[];
 
+/**
+ * Parts with a `written` hook: called once the socket has taken every part (its write callback,
+ * without an error), when their buffers may be reused (a fetch's read buffers). Not called when
+ * the connection ends first.
+ */
+export type WrittenParts = readonly Buffer[] & { readonly written?: () => void };
+
 /** Returns the encoded response frame, or null for a request that is not answered. */
 export type RequestHandler<F = Frame> = (
   frame: F,
@@ -569,9 +576,17 @@ export class Connection<F = Frame> {
           this.metrics.bytesOut.inc(slot.response.length);
           if (!this.socket.write(slot.response)) this.writeBlocked = true;
         } else {
+          const written = (slot.response as WrittenParts).written;
+          let left = slot.response.length;
           for (const part of slot.response) {
             this.metrics.bytesOut.inc(part.length);
-            if (!this.socket.write(part)) this.writeBlocked = true;
+            const done =
+              --left === 0 && written
+                ? (err?: Error | null) => {
+                    if (!err) written();
+                  }
+                : undefined;
+            if (!this.socket.write(part, done)) this.writeBlocked = true;
           }
         }
       }

@@ -92,8 +92,10 @@ export async function readFully(
   handle: FileHandle,
   position: number,
   length: number,
+  /** Read into this buffer of exactly `length` bytes instead of a new one. */
+  into?: Buffer,
 ): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+  const buf = into ?? Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const n = await handle.read(buf, done, length - done, position + done);

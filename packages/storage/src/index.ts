@@ -71,6 +71,12 @@ export {
   type PartitionMeta,
   writePartitionMeta,
 } from './log/partition-meta.js';
+export {
+  ReadBufferPool,
+  type ReadBufferPoolOptions,
+  type ReadBufferPoolStats,
+  readBufferPool,
+} from './log/read-buffers.js';
 export { decodeKey, encodeKey, type KeyPart } from './lsm/keys.js';
 export {
   type KeyValue,

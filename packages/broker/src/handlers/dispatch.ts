@@ -8,7 +8,6 @@ import {
   decodeRequest,
   ErrorCode,
   encodeResponse,
-  encodeResponseParts,
   type Frame,
   FrameFlag,
   type RequestOf,
@@ -27,7 +26,7 @@ import {
 } from '../ops/reassign-partition.js';
 import { rebalanceLeaders } from '../ops/rebalance-leaders.js';
 import type { BrokerContext } from './context.js';
-import { fetch } from './fetch.js';
+import { fetchFrame } from './fetch.js';
 import {
   deleteGroups,
   describeGroups,
@@ -96,11 +95,8 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
       noResponse ? null : encodeResponse({ ...frame, apiKey: ApiKey.PRODUCE }, body),
     );
   },
-  // Header and body leave as two buffers: the record bytes are copied once (by msgpack).
-  [ApiKey.FETCH]: (b, frame, ctx) =>
-    fetch(b, decodeRequest(ApiKey.FETCH, frame), ctx).then((body) =>
-      encodeResponseParts({ ...frame, apiKey: ApiKey.FETCH }, body),
-    ),
+  // Parts of one gathered write, the record bytes uncopied (fetch.ts `fetchFrame`).
+  [ApiKey.FETCH]: fetchFrame,
   [ApiKey.LIST_OFFSETS]: answer(ApiKey.LIST_OFFSETS, listOffsets),
   [ApiKey.DELETE_RECORDS]: answer(ApiKey.DELETE_RECORDS, deleteRecords),
   [ApiKey.INIT_PRODUCER_ID]: answer(ApiKey.INIT_PRODUCER_ID, initProducerId),

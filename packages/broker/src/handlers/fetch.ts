@@ -1,19 +1,46 @@
 // Fetch: reads up to the high watermark, long-polling (parked on the replica manager) until
 // `minBytes` are there, the wait ends, the connection closes or the broker shuts down.
 import {
+  ApiKey,
+  decodeRequest,
   ErrorCode,
+  encodeResponsePartsByRef,
   type FetchRequest,
   type FetchResponse,
+  type Frame,
   isStreamBusError,
   StreamBusError,
 } from '@streambus/protocol';
-import type { RequestContext } from '../connection.js';
+import { readBufferPool } from '@streambus/storage';
+import type { RequestContext, WrittenParts } from '../connection.js';
 import { refuseDuplicatePartitions } from '../fetch-request.js';
 import type { ServedPartition } from '../served-partition.js';
 import type { BrokerContext } from './context.js';
 import { partitionError } from './errors.js';
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The FETCH handler: the response frame as parts of one gathered write (pack-parts.ts), the
+ * record bytes not copied from the buffers they were read into; once the socket has taken them,
+ * those buffers go back to the storage's read buffer pool for the next read (read-buffers.ts).
+ */
+export async function fetchFrame(
+  b: BrokerContext,
+  frame: Frame,
+  ctx: RequestContext,
+): Promise<WrittenParts> {
+  const body = await fetch(b, decodeRequest(ApiKey.FETCH, frame), ctx);
+  const parts = encodeResponsePartsByRef({ ...frame, apiKey: ApiKey.FETCH }, body);
+  return Object.assign(parts, { written: () => releaseRecords(body) });
+}
+
+/** Gives a response's record buffers back to the pool: nothing may read them afterwards. */
+function releaseRecords(response: FetchResponse): void {
+  for (const t of response.topics) {
+    for (const p of t.partitions) if (p.records.length > 0) readBufferPool.give(p.records);
+  }
+}
 
 export async function fetch(
   b: BrokerContext,
@@ -24,11 +51,14 @@ export async function fetch(
   const waitMs = Math.max(0, Math.min(req.maxWaitMs, b.config.limits.requestTimeoutMs - 100));
   const deadline = Date.now() + waitMs;
   let heldBytes = 0;
+  let dropped: FetchResponse | null = null;
   for (;;) {
     const endsBefore = requestedPartitions(b, req).map((p) => p?.highWatermark ?? -1);
     // A round that parks again drops its (too small) data: give its reservation back first.
     ctx.releaseResponseBytes(heldBytes);
     const { response, bytes, failed } = await fetchOnce(b, req, ctx);
+    if (dropped !== null) releaseRecords(dropped);
+    dropped = response;
     heldBytes = bytes;
     const remainingMs = deadline - Date.now();
     if (bytes >= req.minBytes || failed || remainingMs <= 0 || ctx.signal.aborted || b.closing()) {
@@ -90,7 +120,10 @@ async function fetchOnce(
               const result = await p.read(fetchOffset, Math.max(1, limit));
               // Past the cap only as the response's first batch (Kafka KIP-74).
               if (bytes === 0 || bytes + result.data.length <= cap) data = result.data;
-              else budget = 0;
+              else {
+                budget = 0;
+                readBufferPool.give(result.data);
+              }
             } finally {
               ctx.releaseResponseBytes(reserve - data.length);
             }

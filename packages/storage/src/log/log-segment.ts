@@ -23,6 +23,7 @@ import {
 import type { FileHandle, FileSystem } from '../fs.js';
 import { isNotFound, joinPath, readFully } from '../fs.js';
 import { OffsetIndex } from './offset-index.js';
+import { readBufferPool } from './read-buffers.js';
 import { TimeIndex } from './time-index.js';
 
 /** Bytes read per step when scanning a segment. */
@@ -359,6 +360,11 @@ export class LogSegment {
   /** Reads [position, position+length) from the file. */
   read(position: number, length: number): Promise<Buffer> {
     return readFully(this.handle, position, length);
+  }
+
+  /** The same, into a buffer of `readBufferPool` (batches a fetch serves: read-buffers.ts). */
+  readServed(position: number, length: number): Promise<Buffer> {
+    return readFully(this.handle, position, length, readBufferPool.take(length));
   }
 
   storageCorruption(position: number, what: string): StreamBusError {

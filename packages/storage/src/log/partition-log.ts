@@ -1023,7 +1023,7 @@ export class PartitionLog {
           throw seg.storageCorruption(start + at, `bad batch length (${(err as Error).message})`);
         }
       };
-      let buf: Buffer = await seg.read(start, Math.max(0, Math.min(want, end - start)));
+      let buf: Buffer = await seg.readServed(start, Math.max(0, Math.min(want, end - start)));
       await verify(start, buf);
       // Skip batches before `offset`.
       let at = 0;
@@ -1035,7 +1035,7 @@ export class PartitionLog {
         if (at + RECORD_BATCH_HEADER_BYTES > buf.length) {
           start += at;
           at = 0;
-          buf = await seg.read(start, Math.min(end - start, Math.max(maxBytes, 64 * 1024)));
+          buf = await seg.readServed(start, Math.min(end - start, Math.max(maxBytes, 64 * 1024)));
           await verify(start, buf);
           if (buf.length < RECORD_BATCH_HEADER_BYTES) return null; // truncated meanwhile
         }
@@ -1055,7 +1055,7 @@ export class PartitionLog {
         if (endAt + size > buf.length) {
           if (endAt > at) break;
           // The first batch is larger than the window: read exactly it.
-          buf = await seg.read(firstPos, size);
+          buf = await seg.readServed(firstPos, size);
           at = 0;
           endAt = 0;
           if (buf.length < size) return null;
