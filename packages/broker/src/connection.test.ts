@@ -149,6 +149,19 @@ describe('connection response writes', () => {
     expect(r.writes).toEqual({ writev: 0, write: 3 });
   });
 
+  it('writes a lone response in parts (a fetch: header, body) as one gathered write', async () => {
+    const r = await rig((frame) => {
+      const whole = answer(frame, 1000);
+      return Promise.resolve([whole.subarray(0, 14), whole.subarray(14)]);
+    });
+    const received = collect(r.client, 1);
+    r.client.write(request(7));
+    const [f] = await received;
+    expect(f!.correlationId).toBe(7);
+    expect(f!.body.length).toBeGreaterThan(1000);
+    expect(r.writes).toEqual({ writev: 1, write: 0 });
+  });
+
   it('stops reading from a reader that takes nothing once unsent responses pass outboundBytesMax, then answers all in order', async () => {
     const RESPONSE_BYTES = 200 * 1024;
     const OUTBOUND_MAX = 1024 * 1024;

@@ -573,9 +573,12 @@ export class Connection<F = Frame> {
       m.requests.inc();
       m.seconds.observe((performance.now() - slot.startPerfMs) / 1000);
       if (slot.response !== null) {
-        // Cork only when more than one response leaves now (one writev for them all); a single
-        // response is one write either way, without the stream's cork buffering.
-        if (!corked && this.slots.length > 0 && this.slots[0]!.done) {
+        // Cork when more than one buffer leaves now (responses finished in this turn, or one in
+        // parts: one writev for them all); a lone one-buffer response is one plain write.
+        if (
+          !corked &&
+          (!Buffer.isBuffer(slot.response) || (this.slots.length > 0 && this.slots[0]!.done))
+        ) {
           this.socket.cork();
           corked = true;
         }
