@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { StreamBusClient } from '@streambus/client';
 import { ApiKey, decodeResponse, FrameFlag } from '@streambus/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { brokerCpuRows, procCpuMs } from '../broker-cpu.js';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import {
   type ChildHandle,
@@ -83,6 +84,39 @@ describe('broker suite building blocks', () => {
       expect(statSync(file).size).toBe(bytes);
     }
   });
+
+  it('reads a process CPU time that grows while it computes, and -1 for no such process', () => {
+    const before = procCpuMs(process.pid);
+    expect(before).toBeGreaterThanOrEqual(0);
+    const until = Date.now() + 60;
+    let x = 0;
+    while (Date.now() < until) x += Math.sqrt(x + 1);
+    expect(x).toBeGreaterThan(0);
+    expect(procCpuMs(process.pid)).toBeGreaterThan(before);
+    expect(procCpuMs(2 ** 30)).toBe(-1);
+  });
+
+  it('measures µs of broker CPU per produce request for both shapes (broker-cpu.ts)', async () => {
+    const rows = await brokerCpuRows({
+      port: broker.port,
+      pid: broker.pid,
+      client,
+      quick: true,
+      runs: 2,
+      makeBatches,
+      produceFrames,
+      requestsPerRun: { one: 300, thousand: 30 },
+    });
+    expect(rows.map((r) => r.name)).toEqual([
+      'broker cpu per produce request, 1 record',
+      'broker cpu per produce request, 1,000 records',
+    ]);
+    for (const r of rows) {
+      expect(r.unit).toBe('us');
+      expect((r.settings as { values: number[] }).values).toHaveLength(2);
+      expect(r.value).toBeGreaterThanOrEqual(0);
+    }
+  }, 30_000);
 
   it('the serve reference streams a whole file to each connection', async () => {
     const file = join(dir, 'ref-none.log');

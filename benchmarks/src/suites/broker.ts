@@ -24,6 +24,9 @@
 //   validate walk <codec> / produce prebuilt <codec> acks=1   cost of walking every record before
 //                     appending (none, lz4, gzip): the walk alone in this process vs the broker's
 //                     rate on the same batches (validation-cost.ts says how to read the ratios).
+//   broker cpu per produce request, 1 record / 1,000 records   µs of the broker process's CPU
+//                     (user + system) per prebuilt acks=1 request, one in flight; no reference:
+//                     compare it before and after a change (broker-cpu.ts).
 //   fresh ...         the producer, latency and consume 1 KiB rows again with a fresh broker
 //                     and a fresh client process per run, medians of 3, each next to its warmed
 //                     row of this run as the reference (fresh-process.ts).
@@ -43,6 +46,7 @@ import {
   StreamBusClient,
 } from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
+import { brokerCpuRows } from '../broker-cpu.js';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import { freshProcessRows } from '../fresh-process.js';
 import {
@@ -778,6 +782,17 @@ export const suite: Suite = {
           quick: options.quick,
           runs: ctx.runs,
           batches: ctx.batches100,
+          produceFrames,
+        })),
+      );
+      rows.push(
+        ...(await brokerCpuRows({
+          port: broker.port,
+          pid: broker.pid,
+          client,
+          quick: options.quick,
+          runs: ctx.runs,
+          makeBatches,
           produceFrames,
         })),
       );

@@ -342,6 +342,47 @@ describe('broker APIs', () => {
     ]);
   });
 
+  it('answers a produce naming several topics per topic and partition, in request order', async () => {
+    const c = await client(broker);
+    await createTopic(c, 'multi-a', 2);
+    await createTopic(c, 'multi-b', 1);
+    const res = await c.request(ApiKey.PRODUCE, {
+      acks: 1,
+      timeoutMs: 5000,
+      topics: [
+        {
+          name: 'multi-a',
+          partitions: [
+            { partition: 1, records: values(1, 'a1-') },
+            { partition: 0, records: values(2, 'a0-') },
+          ],
+        },
+        { name: 'multi-none', partitions: [] },
+        { name: 'multi-missing', partitions: [{ partition: 0, records: values(1) }] },
+        { name: 'multi-b', partitions: [{ partition: 0, records: values(3, 'b-') }] },
+      ],
+    });
+    expect(
+      res.topics.map((t) => [t.name, t.partitions.map((p) => [p.partition, p.errorCode])]),
+    ).toEqual([
+      [
+        'multi-a',
+        [
+          [1, 0],
+          [0, 0],
+        ],
+      ],
+      ['multi-none', []],
+      ['multi-missing', [[0, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]]],
+      ['multi-b', [[0, 0]]],
+    ]);
+    expect(decodeAll((await fetch(c, 'multi-b', 0)).topics[0]!.partitions[0]!.records)).toEqual([
+      { offset: FIRST, value: 'b-0' },
+      { offset: FIRST + 1, value: 'b-1' },
+      { offset: FIRST + 2, value: 'b-2' },
+    ]);
+  });
+
   it('answers a retried idempotent batch with its original offset and refuses a gap', async () => {
     const c = await client(broker);
     await createTopic(c, 'idem');

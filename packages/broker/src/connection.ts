@@ -128,30 +128,32 @@ export interface WireCodec<F> {
 
 export type Wire<F> = (limits: BrokerLimits) => WireCodec<F>;
 
-interface Slot<F = unknown> {
-  readonly header: F;
-  readonly startNs: bigint;
-  readonly startMs: number;
-  /** Answered REQUEST_TIMED_OUT once unanswered this long (requestTimeoutMs, or `parkFor`). */
-  timeoutMs: number;
+/**
+ * One request from dispatch until its response is written; also the handler's view of it
+ * (RequestContext: the connection's signal plus this slot's reservations), so a request costs
+ * one object here, not two.
+ */
+class Slot<F = unknown> implements RequestContext {
+  /** performance.now() at dispatch (a double: no BigInt per request), for requestSeconds. */
+  readonly startPerfMs = performance.now();
+  readonly startMs = Date.now();
   /** Charged to inflightBytes: the frame and its body's estimated decoded size. */
-  frameBytes: number;
-  done: boolean;
-  response: Response | null;
+  frameBytes = 0;
+  done = false;
+  response: Response | null = null;
   /** Close the connection once this slot's response is written. */
-  closeAfter: boolean;
+  closeAfter = false;
   /** Outbound bytes reserved by the handler (released when the response is queued). */
-  reservedBytes: number;
+  reservedBytes = 0;
   /** Bytes of `response`, counted as outbound until written. */
-  responseBytes: number;
-}
+  responseBytes = 0;
 
-/** The handler's view of one request: the connection's signal plus the slot's reservations. */
-class SlotContext implements RequestContext {
   constructor(
     // biome-ignore lint/suspicious/noExplicitAny: any wire's connection
     private readonly conn: Connection<any>,
-    private readonly slot: Slot,
+    readonly header: F,
+    /** Answered REQUEST_TIMED_OUT once unanswered this long (requestTimeoutMs, or `parkFor`). */
+    public timeoutMs: number,
   ) {}
   get signal(): AbortSignal {
     return this.conn.signal;
@@ -160,17 +162,14 @@ class SlotContext implements RequestContext {
     return this.conn.remote;
   }
   reserveResponseBytes(bytes: number): boolean {
-    return this.conn.reserveFor(this.slot, bytes);
+    return this.conn.reserveFor(this, bytes);
   }
   releaseResponseBytes(bytes: number): void {
-    this.conn.releaseFor(this.slot, bytes);
+    this.conn.releaseFor(this, bytes);
   }
   parkFor(ms: number): void {
     if (!Number.isFinite(ms)) return;
-    this.slot.timeoutMs = Math.max(
-      this.slot.timeoutMs,
-      Math.min(ms, PARKED_REQUEST_TIMEOUT_MS_MAX),
-    );
+    this.timeoutMs = Math.max(this.timeoutMs, Math.min(ms, PARKED_REQUEST_TIMEOUT_MS_MAX));
   }
 }
 
@@ -180,6 +179,32 @@ function responseLength(response: Response | null): number {
   let n = 0;
   for (const part of response) n += part.length;
   return n;
+}
+
+/** One API label's request metrics, resolved once: prom-client hashes the labels on every call. */
+interface ApiRequestMetrics {
+  readonly requests: { inc(): void };
+  readonly seconds: { observe(value: number): void };
+}
+
+/** Per metrics registry, per API label (a fixed set: the wires' API name tables). */
+const apiMetricsCache = new WeakMap<BrokerMetrics, Map<string, ApiRequestMetrics>>();
+
+function apiRequestMetrics(metrics: BrokerMetrics, api: string): ApiRequestMetrics {
+  let byApi = apiMetricsCache.get(metrics);
+  if (byApi === undefined) {
+    byApi = new Map();
+    apiMetricsCache.set(metrics, byApi);
+  }
+  let m = byApi.get(api);
+  if (m === undefined) {
+    m = {
+      requests: metrics.requests.labels({ api }),
+      seconds: metrics.requestSeconds.labels({ api }),
+    };
+    byApi.set(api, m);
+  }
+  return m;
 }
 
 const KNOWN_FLAGS = FrameFlag.RESPONSE | FrameFlag.ERROR | FrameFlag.NO_RESPONSE;
@@ -324,7 +349,7 @@ export class Connection<F = Frame> {
     return this.responseReservedBytes + this.responsePendingBytes + this.socket.writableLength;
   }
 
-  /** @internal SlotContext.reserveResponseBytes. */
+  /** @internal Slot.reserveResponseBytes. */
   reserveFor(slot: Slot<F>, bytes: number): boolean {
     if (slot.done || this.closed) return false;
     if (this.outboundBytes + bytes > this.limits.outboundBytesMax) return false;
@@ -335,7 +360,7 @@ export class Connection<F = Frame> {
     return true;
   }
 
-  /** @internal SlotContext.releaseResponseBytes. */
+  /** @internal Slot.releaseResponseBytes. */
   releaseFor(slot: Slot<F>, bytes: number): void {
     if (slot.done) return; // everything it held was released when it completed
     const n = Math.min(bytes, slot.reservedBytes);
@@ -468,18 +493,7 @@ export class Connection<F = Frame> {
   }
 
   private dispatch(frame: F): void {
-    const slot: Slot<F> = {
-      header: frame,
-      startNs: process.hrtime.bigint(),
-      startMs: Date.now(),
-      timeoutMs: this.limits.requestTimeoutMs,
-      frameBytes: 0,
-      done: false,
-      response: null,
-      closeAfter: false,
-      reservedBytes: 0,
-      responseBytes: 0,
-    };
+    const slot = new Slot<F>(this, frame, this.limits.requestTimeoutMs);
     this.slots.push(slot);
     this.inflightRequests++;
     let result: Response | null | Promise<Response | null>;
@@ -487,7 +501,7 @@ export class Connection<F = Frame> {
       const bytes = this.codec.admit(frame);
       slot.frameBytes = bytes;
       this.inflightBytes += bytes;
-      result = this.handler(frame, new SlotContext(this, slot as Slot));
+      result = this.handler(frame, slot);
     } catch (err) {
       this.fail(slot, err);
       return;
@@ -562,13 +576,16 @@ export class Connection<F = Frame> {
       slot.responseBytes = 0;
       // A refused stream's closing slot has no request of its own.
       const api = slot.header === null ? 'unknown' : this.codec.apiName(slot.header);
-      this.metrics.requests.inc({ api });
-      this.metrics.requestSeconds.observe(
-        { api },
-        Number(process.hrtime.bigint() - slot.startNs) / 1e9,
-      );
+      const m = apiRequestMetrics(this.metrics, api);
+      m.requests.inc();
+      m.seconds.observe((performance.now() - slot.startPerfMs) / 1000);
       if (slot.response !== null) {
-        if (!corked) {
+        // Cork when more than one buffer leaves now (responses finished in this turn, or one in
+        // parts: one writev for them all); a lone one-buffer response is one plain write.
+        if (
+          !corked &&
+          (!Buffer.isBuffer(slot.response) || (this.slots.length > 0 && this.slots[0]!.done))
+        ) {
           this.socket.cork();
           corked = true;
         }
@@ -620,18 +637,10 @@ export class Connection<F = Frame> {
     this.stopReading();
     const response = this.codec.refused(Buffer.concat([...this.tail, chunk]), error);
     this.tail = [];
-    const slot: Slot<F> = {
-      header: null as F,
-      startNs: process.hrtime.bigint(),
-      startMs: Date.now(),
-      timeoutMs: this.limits.requestTimeoutMs,
-      frameBytes: 0,
-      done: true,
-      response,
-      closeAfter: true,
-      reservedBytes: 0,
-      responseBytes: 0,
-    };
+    const slot = new Slot<F>(this, null as F, this.limits.requestTimeoutMs);
+    slot.done = true;
+    slot.response = response;
+    slot.closeAfter = true;
     slot.responseBytes = responseLength(slot.response);
     this.responsePendingBytes += slot.responseBytes;
     this.slots.push(slot);

@@ -69,9 +69,11 @@ function answer<K extends ApiKeyValue>(
 ): Handler {
   return (b, frame, ctx) => {
     const out = run(b, decodeRequest(key, frame), ctx);
+    // The table is indexed by frame.apiKey: the frame is the header (no copy per request).
+    const header = frame as Frame & { apiKey: K };
     return out instanceof Promise
-      ? out.then((body) => encodeResponse({ ...frame, apiKey: key }, body))
-      : encodeResponse({ ...frame, apiKey: key }, out);
+      ? out.then((body) => encodeResponse(header, body))
+      : encodeResponse(header, out);
   };
 }
 
@@ -91,9 +93,8 @@ const HANDLERS: { readonly [K in ApiKeyValue]: Handler } = {
         'produce with acks=0 must set NO_RESPONSE',
       );
     }
-    return produce(b, req).then((body) =>
-      noResponse ? null : encodeResponse({ ...frame, apiKey: ApiKey.PRODUCE }, body),
-    );
+    const header = frame as Frame & { apiKey: typeof ApiKey.PRODUCE };
+    return produce(b, req).then((body) => (noResponse ? null : encodeResponse(header, body)));
   },
   // Parts of one gathered write, the record bytes uncopied (fetch.ts `fetchFrame`).
   [ApiKey.FETCH]: fetchFrame,

@@ -14,47 +14,79 @@ import { countPartitionError, partitionError } from './errors.js';
 
 const PRODUCER_EPOCH_MAX = 32767;
 
-export async function produce(b: BrokerContext, req: ProduceRequest): Promise<ProduceResponse> {
+type ProducePartitionResult = ProduceResponse['topics'][number]['partitions'][number];
+
+/**
+ * Every partition of the request is appended concurrently; the answer lists them in request
+ * order. Per request this allocates one result per partition and one array per topic (no
+ * closure or promise per topic: this runs once per produce request).
+ */
+export function produce(b: BrokerContext, req: ProduceRequest): Promise<ProduceResponse> {
   const acks = req.acks as Acks;
   const now = Date.now();
-  const topics = await Promise.all(
-    req.topics.map(async (t) => ({
-      name: t.name,
-      partitions: await Promise.all(
-        t.partitions.map(async ({ partition, records }) => {
-          try {
-            checkClientTopic(t.name, 'produce to');
-            const p = b.replicas.partition(t.name, partition);
-            const validated = validateProduceRecords(
-              records,
-              p.topicConfig,
-              now,
-              b.config.limits.decompressedBytesMax,
-            );
-            const out = await p.produce(records, validated, acks);
-            if (!out.duplicate) b.metrics.recordsIn.inc(validated.recordCount);
-            return {
-              errorCode: 0,
-              partition,
-              baseOffset: out.baseOffset,
-              logAppendTimeMs: out.appendTimeMs,
-              logStartOffset: p.logStartOffset,
-            };
-          } catch (err) {
-            countPartitionError(b, 'produce', err);
-            return {
-              ...partitionError(b, err, { topic: t.name, partition }),
-              partition,
-              baseOffset: -1,
-              logAppendTimeMs: -1,
-              logStartOffset: -1,
-            };
-          }
-        }),
-      ),
-    })),
-  );
-  return { topics };
+  const pending: Array<Promise<ProducePartitionResult>> = [];
+  const topics: Array<{ name: string; partitions: ProducePartitionResult[] }> = [];
+  for (const t of req.topics) {
+    const partitions: ProducePartitionResult[] = [];
+    topics.push({ name: t.name, partitions });
+    for (const { partition, records } of t.partitions) {
+      pending.push(producePartition(b, t.name, partition, records, acks, now));
+    }
+  }
+  if (pending.length === 1 && topics.length === 1) {
+    return pending[0]!.then((result) => {
+      topics[0]!.partitions.push(result);
+      return { topics };
+    });
+  }
+  return Promise.all(pending).then((results) => {
+    let i = 0;
+    for (let ti = 0; ti < topics.length; ti++) {
+      const out = topics[ti]!.partitions;
+      const n = req.topics[ti]!.partitions.length;
+      for (let j = 0; j < n; j++) out.push(results[i++]!);
+    }
+    return { topics };
+  });
+}
+
+/** One partition's append; every failure becomes its result (never a rejection). */
+async function producePartition(
+  b: BrokerContext,
+  topic: string,
+  partition: number,
+  records: Buffer,
+  acks: Acks,
+  now: number,
+): Promise<ProducePartitionResult> {
+  try {
+    checkClientTopic(topic, 'produce to');
+    const p = b.replicas.partition(topic, partition);
+    const validated = validateProduceRecords(
+      records,
+      p.topicConfig,
+      now,
+      b.config.limits.decompressedBytesMax,
+    );
+    const out = await p.produce(records, validated, acks);
+    if (!out.duplicate) b.metrics.recordsIn.inc(validated.recordCount);
+    return {
+      errorCode: 0,
+      partition,
+      baseOffset: out.baseOffset,
+      logAppendTimeMs: out.appendTimeMs,
+      logStartOffset: p.logStartOffset,
+    };
+  } catch (err) {
+    countPartitionError(b, 'produce', err);
+    return {
+      ...partitionError(b, err, { topic, partition }),
+      partition,
+      baseOffset: -1,
+      logAppendTimeMs: -1,
+      logStartOffset: -1,
+    };
+  }
 }
 
 export async function initProducerId(
