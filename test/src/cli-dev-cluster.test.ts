@@ -197,8 +197,10 @@ describe('streambus dev --nodes', () => {
   }, 60_000);
 
   it('a chosen port taken before its broker binds it: every broker starts again on other ports, and the listing is true', async () => {
-    // The race of a busy machine, made certain: the first choice names a port already held.
-    const held = net.createServer();
+    // The race of a busy machine, made certain: the first choice names a port already held. It
+    // drops whatever connects (a broker of the first start dialling its peer there): a connection
+    // left open would keep held.close() from ever finishing.
+    const held = net.createServer((s) => s.destroy());
     await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
     const heldPort = (held.address() as net.AddressInfo).port;
     const dir = tempDir('streambus-dev-race-');
@@ -231,6 +233,7 @@ describe('streambus dev --nodes', () => {
       },
       sink,
     );
+    let stopFailure: Error | null = null;
     const ran = run.then(
       () => null,
       (err: Error) => err,
@@ -263,18 +266,33 @@ describe('streambus dev --nodes', () => {
       expect(kafka).toHaveLength(2);
       for (const port of kafka!) {
         expect(port).toBeGreaterThan(0);
-        const c = await kafkaListener.KafkaRawClient.connect(port);
-        await c.close();
+        const c = await within(
+          kafkaListener.KafkaRawClient.connect(port),
+          5000,
+          `connecting to Kafka port ${port}`,
+        );
+        await within(c.close(), 5000, `closing the connection to Kafka port ${port}`);
       }
     } finally {
       ac.abort();
-      await within(ran, 30_000, 'stopping');
-      await new Promise((r) => held.close(() => r(null)));
+      // Reported below (a failure above propagates as it is, with this one lost).
+      stopFailure = await within(ran, 30_000, 'stopping')
+        .then(() =>
+          within(new Promise((r) => held.close(() => r(null))), 5000, 'closing the held port'),
+        )
+        .then(
+          () => null,
+          (err: Error) => err,
+        );
       removeDir(dir);
+    }
+    if (stopFailure !== null) {
+      throw new Error(`${stopFailure.message}; the dev cluster printed:\n${out}`);
     }
     expect(await ran).toBeNull();
     expect(out).toMatch(/stopped\n$/);
-  }, 90_000);
+    // Every bound above fires before this one (45 s + 2 x 5 s + 4 x 5 s + 30 s + 5 s).
+  }, 120_000);
 
   it('refuses a bad node count and flags that do not fit it', async () => {
     const cases: Array<[string[], RegExp]> = [

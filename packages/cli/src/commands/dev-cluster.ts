@@ -13,6 +13,7 @@
 // the same way, and the command fails (exit 1). A broker that does not start is reported with
 // its last output line, and the others are stopped.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -28,6 +29,11 @@ const STOP_TIMEOUT_MS = 20_000;
 const PORT_SCAN_MAX = 1000;
 /** Output lines of a broker kept to explain a failure. */
 const TAIL_LINES_MAX = 20;
+/**
+ * A broker of a start that failed (a port was taken) still running this long after SIGTERM is
+ * killed: its cluster never ran, and its graceful stop waits for a peer that never came up.
+ */
+const ABANDON_STOP_TIMEOUT_MS = 3_000;
 /** Starts of the whole cluster on new ports when a chosen port was taken before a broker bound it. */
 export const DEV_START_ATTEMPTS_MAX = 3;
 
@@ -250,12 +256,12 @@ function started(node: Node): Promise<void> {
 }
 
 /** SIGTERM to every running broker, then waits; one still running after the bound is killed. */
-async function stopAll(nodes: readonly Node[]): Promise<void> {
+async function stopAll(nodes: readonly Node[], timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
   for (const n of nodes) if (n.exit === null) n.child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
   const all = Promise.all(nodes.map((n) => n.exited));
   const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS);
+    timer = setTimeout(() => resolve('late'), timeoutMs);
   });
   if ((await Promise.race([all, late])) === 'late') {
     for (const n of nodes) if (n.exit === null) n.child.kill('SIGKILL');
@@ -299,8 +305,11 @@ export async function runDevCluster(
   let nodes: Node[] = [];
   // Until the cluster runs, a signal stops what has started.
   let signalled: NodeJS.Signals | null = null;
+  /** Ends the wait for the brokers' started lines when a signal comes. */
+  let interrupt = (): void => {};
   let onSignal: (s: NodeJS.Signals) => void = (s) => {
     signalled = s;
+    interrupt();
   };
   const handler = (s: NodeJS.Signals): void => onSignal(s);
   // If this process ends anyway (an uncaught error), it takes its brokers with it.
@@ -314,6 +323,12 @@ export async function runDevCluster(
   process.on('exit', killAll);
   opts.signal?.addEventListener('abort', onAbort);
   if (opts.signal?.aborted === true) signalled = 'SIGINT';
+  // A node's data directory that this run creates: a start that fails leaves it behind (a broker
+  // that got that far recorded the --peers of ports now abandoned), so the next start removes it.
+  // One that existed before is the user's cluster and is kept.
+  const fresh = Array.from({ length: opts.nodes }, (_, i) =>
+    join(opts.dataDir, `node-${i + 1}`),
+  ).filter((d) => !existsSync(d));
   try {
     for (let attempt = 1; ; attempt++) {
       // The native ports go into every broker's --peers, so they are chosen here. A Kafka
@@ -336,10 +351,17 @@ export async function runDevCluster(
         return;
       }
       try {
-        await Promise.all(nodes.map(started));
+        const interrupted = new Promise<void>((resolve) => {
+          interrupt = resolve;
+        });
+        await Promise.race([Promise.all(nodes.map(started)), interrupted]);
+        if (signalled !== null) {
+          await stopAll(nodes);
+          return;
+        }
         break;
       } catch (err) {
-        await stopAll(nodes);
+        await stopAll(nodes, ABANDON_STOP_TIMEOUT_MS);
         if (signalled !== null) return;
         // A port free when chosen was taken before the broker bound it (another process on a
         // busy machine): start every broker again on new ports, a bounded number of times.
@@ -349,6 +371,7 @@ export async function runDevCluster(
         });
         if (clashes.length === 0 || attempt >= DEV_START_ATTEMPTS_MAX) throw err;
         for (const c of clashes) taken.add(c.port);
+        for (const d of fresh) rmSync(d, { recursive: true, force: true });
         out.write(
           `${clashes.map((c) => `node ${c.n.peer.id}: port ${c.port} was taken before it bound it (EADDRINUSE)`).join('; ')}; starting the brokers again on other ports\n`,
         );
