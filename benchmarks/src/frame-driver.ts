@@ -43,9 +43,18 @@ export async function driveFrames(
   let answered = 0;
   const start = process.hrtime.bigint();
   return new Promise<DriveResult>((resolve, reject) => {
-    const fail = (err: unknown) => {
+    // The socket is reused across drives: every listener added here is removed when it ends.
+    const detach = () => {
       socket.removeAllListeners('data');
+      socket.removeListener('error', fail);
+      socket.removeListener('close', onClose);
+    };
+    const fail = (err: unknown) => {
+      detach();
       reject(err);
+    };
+    const onClose = () => {
+      if (answered < count) fail(new Error(`connection closed after ${answered}/${count} answers`));
     };
     const pump = () => {
       let corked = false;
@@ -75,7 +84,7 @@ export async function driveFrames(
       }
       answered += got.length;
       if (answered >= count) {
-        socket.removeAllListeners('data');
+        detach();
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
         resolve({ seconds, answered, latenciesMs });
         return;
@@ -83,9 +92,7 @@ export async function driveFrames(
       pump();
     });
     socket.once('error', fail);
-    socket.once('close', () => {
-      if (answered < count) fail(new Error(`connection closed after ${answered}/${count} answers`));
-    });
+    socket.once('close', onClose);
     pump();
   });
 }
