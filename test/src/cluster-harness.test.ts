@@ -2,6 +2,7 @@
 // distinct, and a cluster whose brokers cannot start fails with their output and leaves no
 // process, temp dir, proxy or namespace behind, for each network kind this machine has.
 import { readdirSync } from 'node:fs';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import {
@@ -53,4 +54,34 @@ describe('cluster harness', () => {
       expect(ownNamespaces()).toEqual(namespacesBefore);
     }, 30_000);
   }
+  it('a start whose chosen port was taken first is made again on new ports', async () => {
+    // The busy-machine race made certain: broker 2's first start is given a port already held.
+    const held = net.createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    const heldPort = (held.address() as net.AddressInfo).port;
+    let firstOfTwo = true;
+    const before = clusterDirs();
+    try {
+      const cluster = await TestCluster.start({
+        nodes: 2,
+        startTimeoutMs: 20_000,
+        nodeArgs: (id) => {
+          if (id !== 2 || !firstOfTwo) return [];
+          firstOfTwo = false;
+          return ['--http', `127.0.0.1:${heldPort}`];
+        },
+      });
+      try {
+        expect(firstOfTwo).toBe(false);
+        expect(cluster.size).toBe(2);
+        // The thrown-away start left no dir behind: only the running cluster's own.
+        expect(clusterDirs().filter((d) => !before.includes(d))).toHaveLength(1);
+      } finally {
+        await cluster.close();
+      }
+    } finally {
+      await new Promise((r) => held.close(() => r(null)));
+    }
+    expect(clusterDirs()).toEqual(before);
+  }, 90_000);
 });

@@ -94,6 +94,9 @@ export function clusterNetworkFor(): { network: 'netns' | 'proxy'; why: string }
     : { network: 'proxy', why: `TCP proxies per link (no network namespaces: ${s.reason})` };
 }
 
+/** Cluster starts tried when a chosen port was taken before its broker bound it. */
+const START_ATTEMPTS = 3;
+
 /** `count` distinct free ports on `host`, held open together while chosen. */
 export async function freePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
   const servers: net.Server[] = [];
@@ -340,8 +343,24 @@ export class TestCluster {
     private readonly netns: NetnsNetwork | null,
   ) {}
 
-  /** Starts the brokers and waits until every one answers Metadata listing them all. */
+  /**
+   * Starts the brokers and waits until every one answers Metadata listing them all. The native
+   * ports are chosen before the brokers bind them (every `--peers` names them), so on a busy
+   * machine another process (often a broker binding its HTTP port 0) can take one first: such a
+   * start is thrown away and made again on new ports, at most START_ATTEMPTS times.
+   */
   static async start(options: TestClusterOptions = {}): Promise<TestCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TestCluster.startOnce(options);
+      } catch (err) {
+        const portTaken = /address in use|EADDRINUSE/.test((err as Error).message);
+        if (!portTaken || options.network === 'netns' || attempt >= START_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(options: TestClusterOptions): Promise<TestCluster> {
     const count = options.nodes ?? 3;
     if (!(count >= 1 && count <= 32)) throw new RangeError(`nodes ${count} is not in 1..32`);
     const network = options.network ?? 'direct';
