@@ -9,12 +9,11 @@
 // `frameBytesMax`, shorter than a header, or with unknown flag bits fails the assembler for good.
 import { ErrorCode, StreamBusError } from '../errors.js';
 import {
-  FRAME_BYTES_MAX_CEILING,
-  FRAME_BYTES_MAX_DEFAULT,
   FRAME_HEADER_BYTES,
   type Frame,
   FrameFlag,
   type FrameParserOptions,
+  frameBytesMaxOf,
 } from './frame.js';
 
 const LENGTH_FIELD_BYTES = 4;
@@ -30,14 +29,7 @@ export class FrameAssembler {
   private failure: StreamBusError | null = null;
 
   constructor(options: FrameParserOptions = {}) {
-    const max = options.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
-    if (!Number.isInteger(max) || max < FRAME_HEADER_BYTES || max > FRAME_BYTES_MAX_CEILING) {
-      throw new StreamBusError(
-        ErrorCode.INVALID_ARGUMENT,
-        `frameBytesMax ${max} is not in ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX_CEILING}`,
-      );
-    }
-    this.frameBytesMax = max;
+    this.frameBytesMax = frameBytesMaxOf(options);
   }
 
   /** Bytes received but not yet part of a returned frame. */

@@ -89,6 +89,18 @@ export interface FrameParserOptions {
   readonly frameBytesMax?: number;
 }
 
+/** The frame size bound of a parser's options: INVALID_ARGUMENT outside the sane range. */
+export function frameBytesMaxOf(options: FrameParserOptions): number {
+  const max = options.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
+  if (!Number.isInteger(max) || max < FRAME_HEADER_BYTES || max > FRAME_BYTES_MAX_CEILING) {
+    throw new StreamBusError(
+      ErrorCode.INVALID_ARGUMENT,
+      `frameBytesMax ${max} is not in ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX_CEILING}`,
+    );
+  }
+  return max;
+}
+
 /**
  * Incremental frame parser. `push(chunk)` returns every frame completed by the chunk, in order.
  * On malformed input it throws a StreamBusError (MALFORMED_FRAME or FRAME_TOO_LARGE) and stays
@@ -104,14 +116,7 @@ export class FrameParser {
   private failure: StreamBusError | null = null;
 
   constructor(options: FrameParserOptions = {}) {
-    const max = options.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
-    if (!Number.isInteger(max) || max < FRAME_HEADER_BYTES || max > FRAME_BYTES_MAX_CEILING) {
-      throw new StreamBusError(
-        ErrorCode.INVALID_ARGUMENT,
-        `frameBytesMax ${max} is not in ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX_CEILING}`,
-      );
-    }
-    this.frameBytesMax = max;
+    this.frameBytesMax = frameBytesMaxOf(options);
   }
 
   /** Bytes received but not yet part of a returned frame. */
