@@ -87,8 +87,9 @@ if (mode === 'test') {
   rmSync(reportDir, { recursive: true, force: true });
   process.exit(r.status ?? 1);
 } else if (mode === 'start') {
+  // Through the bin, which sizes the broker's libuv thread pool (bin/streambus.cjs).
   run(process.execPath, [
-    join(root, 'packages/cli/dist/bin.js'),
+    join(root, 'packages/cli/bin/streambus.cjs'),
     ...(rest.length ? rest : ['dev']),
   ]);
 } else {

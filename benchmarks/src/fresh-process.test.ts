@@ -1,9 +1,10 @@
 // Keeps the broker suite's fresh-process and validation-cost rows working: a real broker child,
 // one fresh client process per job kind (tiny jobs), and the validation rows on a few batches,
 // with every count checked.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UV_THREADPOOL_SIZE_DEFAULT } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFreshClient } from './fresh-process.js';
@@ -28,6 +29,12 @@ describe('fresh-process and validation-cost rows', () => {
     await client?.close();
     await broker?.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the bench broker runs with the launchers' libuv pool size", () => {
+    expect(readFileSync(`/proc/${broker.pid}/environ`, 'utf8').split('\0')).toContain(
+      `UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE_DEFAULT}`,
+    );
   });
 
   it('a fresh client process sends, sends paced, and consumes what was sent', async () => {

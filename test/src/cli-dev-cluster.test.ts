@@ -4,11 +4,11 @@
 // are usage errors. Whether the brokers form one cluster is not tested here (that is the
 // integrator's wiring of --peers).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { kafkaListener } from '@streambus/broker';
+import { kafkaListener, UV_THREADPOOL_SIZE_DEFAULT } from '@streambus/broker';
 import { freePorts, runDevCluster } from '@streambus/cli';
 import {
   ApiKey,
@@ -150,6 +150,10 @@ describe('streambus dev --nodes', () => {
       expect((await apiVersions(x.port)).nodeId).toBe(x.id);
       expect(x.dataDir).toMatch(new RegExp(`node-${x.id}$`));
       expect(existsSync(x.dataDir)).toBe(true);
+      // Each broker process was started with the launchers' libuv pool size (thread-pool.ts).
+      expect(readFileSync(`/proc/${x.pid}/environ`, 'utf8').split('\0')).toContain(
+        `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE || UV_THREADPOOL_SIZE_DEFAULT}`,
+      );
     }
     expect(dev.stdout()).toContain(
       `--bootstrap ${dev.nodes.map((x) => `127.0.0.1:${x.port}`).join(',')}`,

@@ -4,6 +4,7 @@
 import { readdirSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
+import { UV_THREADPOOL_SIZE_DEFAULT } from '@streambus/broker';
 import { describe, expect, it } from 'vitest';
 import {
   type ClusterNetwork,
@@ -74,6 +75,12 @@ describe('cluster harness', () => {
       try {
         expect(firstOfTwo).toBe(false);
         expect(cluster.size).toBe(2);
+        // The harness gives its brokers the launchers' libuv pool size (thread-pool.ts).
+        for (const id of [1, 2]) {
+          expect(cluster.broker(id).output()).toContain(
+            `"uvThreadpoolSize":${UV_THREADPOOL_SIZE_DEFAULT}`,
+          );
+        }
         // The thrown-away start left no dir behind: only the running cluster's own.
         expect(clusterDirs().filter((d) => !before.includes(d))).toHaveLength(1);
       } finally {

@@ -23,6 +23,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withThreadPoolSize } from '@streambus/broker';
 import {
   ApiKey,
   type ApiKeyValue,
@@ -660,7 +661,7 @@ export class TestCluster {
     const [cmd, prefix] = n.runner;
     const child = spawn(cmd, [...prefix, ...n.args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...this.options.env },
+      env: withThreadPoolSize({ PATH: process.env.PATH ?? '', ...this.options.env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     n.process = child;

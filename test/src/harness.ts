@@ -8,6 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withThreadPoolSize } from '@streambus/broker';
 import {
   ApiKey,
   decodeResponse,
@@ -62,7 +63,7 @@ export async function spawnBrokerProcess(
 ): Promise<BrokerProcess> {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, STREAMBUS_BOOTSTRAP: undefined, ...env },
+    env: withThreadPoolSize({ ...process.env, STREAMBUS_BOOTSTRAP: undefined, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -70,7 +70,7 @@ describe('a clean install', () => {
     expect(output).not.toMatch(/WARN|Ignored build scripts|Failed to create bin/i);
     // The linked bin points at the committed shim, which exists before any build.
     expect(readFileSync(join(dir, 'test/node_modules/.bin/streambus'), 'utf8')).toContain(
-      'cli/bin/streambus.js',
+      'cli/bin/streambus.cjs',
     );
   }, 180_000);
 });

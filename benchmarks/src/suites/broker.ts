@@ -39,6 +39,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withThreadPoolSize } from '@streambus/broker';
 import {
   type Producer,
   type ProducerOptions,
@@ -178,7 +179,8 @@ export function spawnBroker(
       return (JSON.parse(line) as { port: number }).port;
     },
     'broker',
-    env,
+    // The pool size every launcher gives a broker (thread-pool.ts), unless the caller set one.
+    withThreadPoolSize(env),
   );
 }
 

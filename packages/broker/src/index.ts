@@ -22,4 +22,10 @@ export * as kafkaListener from './kafka/index.js';
 export { formatPeers, PEERS_MAX, type Peer } from './peers-config.js';
 export * as replication from './replication/index.js';
 export { runBroker } from './run.js';
+export {
+  processThreadPoolSize,
+  threadPoolSizeOf,
+  UV_THREADPOOL_SIZE_DEFAULT,
+  withThreadPoolSize,
+} from './thread-pool.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';

@@ -3,6 +3,7 @@
 // computed at scrape time from the live partitions, so the hot path pays nothing for them; the
 // hot path pays one counter increment and one histogram observation per request.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processThreadPoolSize } from './thread-pool.js';
 
 /** What partition storage reports about its file descriptors (BoundedFileSystem stats). */
 export interface StorageFilesView {
@@ -145,6 +146,11 @@ export class BrokerMetrics {
       help: 'Promise rejections nothing handled (a bug; logged, the broker keeps running)',
       registers,
     });
+    new Gauge({
+      name: 'streambus_uv_threadpool_size',
+      help: 'Threads of the libuv pool that runs fs writes and fsyncs (UV_THREADPOOL_SIZE at start)',
+      registers,
+    }).set(processThreadPoolSize());
     const storageErrors = new Gauge({
       name: 'streambus_partitions_storage_error',
       help: 'Partitions whose appends fail on storage right now (until a write lands again)',

@@ -15,6 +15,7 @@ import { Broker } from './broker.js';
 import type { BrokerConfig } from './config.js';
 import { isDynamicBrokerKey, staticDynamicValues } from './ops/dynamic-config.js';
 import { dynamicLevelOptions } from './ops/log-level.js';
+import { processThreadPoolSize } from './thread-pool.js';
 
 export interface RunBrokerOptions {
   /** Reads the configuration again (SIGHUP). */
@@ -141,6 +142,7 @@ export async function runBroker(
         host: broker.address.host,
         dataDir: config.dataDir,
         nodeId: config.nodeId,
+        uvThreadpoolSize: processThreadPoolSize(),
       },
       'broker started',
     );

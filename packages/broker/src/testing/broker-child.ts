@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withThreadPoolSize } from '../thread-pool.js';
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'main.js');
 const START_TIMEOUT_MS = 15_000;
@@ -27,7 +28,10 @@ export function startBrokerChild(
   const child: ChildProcess = spawn(
     process.execPath,
     [MAIN, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', 'off'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', ...env } },
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: withThreadPoolSize({ PATH: process.env.PATH ?? '', ...env }),
+    },
   );
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -18,7 +18,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { formatPeers, type Peer } from '@streambus/broker';
+import { formatPeers, type Peer, withThreadPoolSize } from '@streambus/broker';
 
 export const DEV_NODES_MAX = 9;
 /** A broker must print its started line within this long. */
@@ -182,10 +182,10 @@ function spawnNode(
       // then our SIGTERM: a second signal, which a broker answers by exiting at once.)
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
+      env: withThreadPoolSize({
         ...process.env,
         STREAMBUS_AUTO_CREATE_TOPICS: String(opts.autoCreateTopics),
-      },
+      }),
     },
   );
   let onReady!: (httpPort: number | null) => void;
