@@ -136,6 +136,31 @@ describe('connection response writes', () => {
     expect(r.writes.write - before.write).toBe(0);
   });
 
+  it('writes an answer before the next check phase of the event loop (no setImmediate hop)', async () => {
+    let finish: (response: Buffer) => void = () => {};
+    let parkedFrame: Frame | null = null;
+    let parked: () => void = () => {};
+    const ready = new Promise<void>((res) => {
+      parked = res;
+    });
+    const r = await rig((frame) => {
+      parkedFrame = frame;
+      parked();
+      return new Promise<Buffer>((resolve) => {
+        finish = resolve;
+      });
+    });
+    const received = collect(r.client, 1);
+    r.client.write(request(5));
+    await ready;
+    const before = r.writes.write;
+    finish(answer(parkedFrame!));
+    // Queued now, so it runs in the first check phase after the answer: the write came first.
+    await new Promise((res) => setImmediate(res));
+    expect(r.writes.write - before).toBe(1);
+    expect((await received)[0]!.correlationId).toBe(5);
+  });
+
   it('writes a lone response with one plain write (no cork buffering)', async () => {
     const r = await rig((frame) => Promise.resolve(answer(frame)));
     for (let i = 1; i <= 3; i++) {

@@ -35,6 +35,7 @@ import {
 } from '@streambus/protocol';
 import type { FileSystem } from '../fs.js';
 import { joinPath } from '../fs.js';
+import { stageProbe } from '../stage-probe.js';
 import {
   describeDamage,
   LogCorruptionError,
@@ -51,6 +52,9 @@ import {
 import { PARTITION_META_FILE, writePartitionMeta } from './partition-meta.js';
 import { verifyReadBuffer } from './verify-read.js';
 import { logFailedError, writeRefusedError } from './write-failure.js';
+
+/** Stage timings for benchmarks (stage-probe.ts); null unless SB_STAGE_PROBE_FILE is set. */
+const PROBE = stageProbe();
 
 export type { RecoveryReport } from './log-recovery.js';
 
@@ -170,6 +174,8 @@ type Op =
       leaderEpoch: number | undefined;
       onWritten: ((r: AppendResult) => void) | undefined;
       assigned: boolean;
+      /** performance.now() at append, only with the stage probe on (else 0). */
+      queuedAtMs: number;
       resolve: (r: AppendResult) => void;
       reject: (e: unknown) => void;
     }
@@ -512,6 +518,7 @@ export class PartitionLog {
         leaderEpoch: options?.leaderEpoch,
         onWritten: options?.onWritten,
         assigned: options?.assignedOffsets === true,
+        queuedAtMs: PROBE === null ? 0 : performance.now(),
         resolve,
         reject: (e) => {
           this.uncount(op);
@@ -671,6 +678,10 @@ export class PartitionLog {
         if (chunk.length === 0) throw mismatch;
         const position = seg.sizeBytes;
         const chunkBase = batchBaseOffset(chunk[0]!.buf, 0);
+        const writeStartMs = PROBE === null ? 0 : performance.now();
+        if (PROBE !== null) {
+          for (const op of chunk) PROBE.record('log.queue', writeStartMs - op.queuedAtMs);
+        }
         try {
           const write = seg.handle.writev(
             chunk.map((op) => op.buf),
@@ -688,6 +699,12 @@ export class PartitionLog {
         this.refused = null;
         seg.dirty = true;
         this.writtenBytes += size - position;
+        const writtenAtMs = PROBE === null ? 0 : performance.now();
+        if (PROBE !== null) {
+          PROBE.record('log.write', writtenAtMs - writeStartMs);
+          PROBE.record('log.writeBytes', size - position);
+          PROBE.record('log.writeBuffers', chunk.length);
+        }
         let pos = position;
         for (const op of chunk) {
           this.uncount(op);
@@ -709,7 +726,13 @@ export class PartitionLog {
             op.onWritten?.(result);
             this.appendWaiters.push({
               offset: last + 1,
-              resolve: () => op.resolve(result),
+              resolve:
+                PROBE === null
+                  ? () => op.resolve(result)
+                  : () => {
+                      PROBE!.record('log.durableWait', performance.now() - writtenAtMs);
+                      op.resolve(result);
+                    },
               reject: op.reject,
               result,
             });
@@ -835,14 +858,23 @@ export class PartitionLog {
         // being handed to the OS (a slow or busy disk, a loaded thread pool), it waits for that
         // write, so one fsync covers both, instead of covering only what landed before and
         // leaving the write a whole fsync round behind (one fsync per request under load).
-        if (this.writeInFlight !== null) await this.writeInFlight.catch(() => undefined);
+        if (this.writeInFlight !== null) {
+          const waitStartMs = PROBE === null ? 0 : performance.now();
+          await this.writeInFlight.catch(() => undefined);
+          PROBE?.record('log.fsyncWaitsForWrite', performance.now() - waitStartMs);
+        }
         if (this.failure) break;
         const target = this.writtenEnd;
         const targetBytes = this.writtenBytes;
         for (const seg of this.segments) {
           if (!seg.dirty) continue;
           seg.dirty = false;
+          const syncStartMs = PROBE === null ? 0 : performance.now();
           await seg.handle.sync();
+          if (PROBE !== null) {
+            PROBE.record('log.fsync', performance.now() - syncStartMs);
+            PROBE.record('log.fsyncBytes', this.writtenBytes - this.syncedBytes);
+          }
           this.syncCount++;
         }
         if (this.dirDirty) {
