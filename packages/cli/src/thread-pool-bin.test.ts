@@ -11,6 +11,8 @@ import { UV_THREADPOOL_SIZE_DEFAULT } from '@streambus/broker';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const CJS_BIN = fileURLToPath(new URL('../bin/streambus.cjs', import.meta.url));
+/** `./streambus` at the repository root: an ES module, so it starts the bin in a child. */
+const ROOT_SCRIPT = fileURLToPath(new URL('../../../streambus', import.meta.url));
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
 
@@ -24,15 +26,18 @@ interface Started {
   readonly threads: number;
 }
 
-/** `streambus broker start` through the bin; its started line and thread count, then SIGTERM. */
-async function startThroughBin(pool: string | undefined): Promise<Started> {
+/**
+ * `streambus broker start` through `script`; the broker's started line and thread count, then
+ * SIGTERM to the process started (the root script passes it on to its child).
+ */
+async function startThroughBin(pool: string | undefined, script = CJS_BIN): Promise<Started> {
   const dir = mkdtempSync(join(tmpdir(), 'streambus-uv-'));
   dirs.push(dir);
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '' };
   if (pool !== undefined) env.UV_THREADPOOL_SIZE = pool;
   const child = spawn(
     process.execPath,
-    [CJS_BIN, 'broker', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--http', 'off'],
+    [script, 'broker', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--http', 'off'],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.push(child);
@@ -51,7 +56,8 @@ async function startThroughBin(pool: string | undefined): Promise<Started> {
     });
     void exited.then(() => reject(new Error(`exited before starting: ${err}`)));
   });
-  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const brokerPid = (JSON.parse(line) as { pid: number }).pid;
+  const status = readFileSync(`/proc/${brokerPid}/status`, 'utf8');
   const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1]);
   child.kill('SIGTERM');
   await exited;
@@ -66,5 +72,8 @@ describe('bin/streambus.cjs and the libuv thread pool', () => {
     expect(byDefault.uvThreadpoolSize).toBe(UV_THREADPOOL_SIZE_DEFAULT);
     // The same program either way: the only difference in threads is the pool's.
     expect(byDefault.threads - chosen.threads).toBe(UV_THREADPOOL_SIZE_DEFAULT - 4);
+    // `./streambus` cannot set it in its own process (too late): its child has the pool.
+    const root = await startThroughBin(undefined, ROOT_SCRIPT);
+    expect(root).toEqual(byDefault);
   }, 60_000);
 });
