@@ -15,6 +15,9 @@ const LEADER_MOVED: ReadonlySet<number> = new Set([
   ErrorCode.NOT_LEADER_OR_FOLLOWER,
   ErrorCode.LEADER_NOT_AVAILABLE,
   ErrorCode.NETWORK_EXCEPTION,
+  // The broker closed the connection with requests pending: a controlled shutdown's last step
+  // (its leaderships have moved), or a crash.
+  ErrorCode.CONNECTION_CLOSED,
 ]);
 
 export class ClientContext {
