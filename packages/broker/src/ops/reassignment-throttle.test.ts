@@ -15,23 +15,6 @@ import { ReassignmentThrottle } from './reassignment-throttle.js';
 const G: GroupKey = { topicId: 1, partition: 0 };
 const H: GroupKey = { topicId: 1, partition: 1 };
 
-function append(to: number, bytes: number, seq: number): Message {
-  const e: Entry = {
-    term: 1 as Term,
-    index: seq as LogIndex,
-    type: EntryType.Normal,
-    data: new Uint8Array(bytes),
-  };
-  return message({
-    type: MessageType.Append,
-    from: 1 as NodeId,
-    to: to as NodeId,
-    term: 1 as Term,
-    index: seq as LogIndex,
-    entries: [e],
-  });
-}
-
 /** One append of `count` entries of `bytes` each, after entry `prev` (term 1). */
 function appendMany(to: number, bytes: number, prev: number, count: number): Message {
   const entries: Entry[] = [];
@@ -53,6 +36,11 @@ function appendMany(to: number, bytes: number, prev: number, count: number): Mes
     commit: (prev + count) as LogIndex,
     entries,
   });
+}
+
+/** One append of a single entry, index `seq`. */
+function append(to: number, bytes: number, seq: number): Message {
+  return appendMany(to, bytes, seq - 1, 1);
 }
 
 function setup(
@@ -98,7 +86,7 @@ describe('the reassignment throttle', () => {
     // 3 s at 10 kB/s: about 30 messages of 1 kB (one more may leave on credit).
     expect(to4.length).toBeGreaterThanOrEqual(28);
     expect(to4.length).toBeLessThanOrEqual(32);
-    expect(to4.map((s) => s.m.index)).toEqual(to4.map((_, i) => i + 1));
+    expect(to4.map((s) => s.m.entries[0]!.index)).toEqual(to4.map((_, i) => i + 1));
     const bytesInFirstSecond = to4.filter((s) => s.at <= 1000).length * 1000;
     expect(bytesInFirstSecond).toBeLessThanOrEqual(11_000);
     expect(t.throttle.waitingBytes).toBe((50 - to4.length) * 1000);
