@@ -281,5 +281,11 @@ describe('a leader moving between brokers', () => {
     await new Promise((r) => setTimeout(r, 60));
     view.handleRetriableError(notLeader, 'm');
     expect(view.cachedTopic('m')).toBeUndefined();
+    // A connection the broker closed with requests pending (a controlled shutdown's end) too:
+    // the leaders it had are elsewhere now.
+    await view.refreshMetadata(['m']);
+    await new Promise((r) => setTimeout(r, 60));
+    view.handleRetriableError(new StreamBusError(ErrorCode.CONNECTION_CLOSED, 'closed'), 'm');
+    expect(view.cachedTopic('m')).toBeUndefined();
   });
 });

@@ -360,6 +360,7 @@ export class Cluster {
       // The broker it went to is down or cut off: in a cluster the partition may have a new
       // leader elsewhere, which only fresh metadata names (a Kafka client refreshes too).
       case ErrorCode.NETWORK_EXCEPTION:
+      case ErrorCode.CONNECTION_CLOSED:
         if (topic === undefined) this.topics.clear();
         else if (!this.fetchedWithin(topic, METADATA_REFRESH_MIN_MS)) this.topics.delete(topic);
         break;

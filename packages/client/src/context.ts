@@ -15,6 +15,9 @@ const LEADER_MOVED: ReadonlySet<number> = new Set([
   ErrorCode.NOT_LEADER_OR_FOLLOWER,
   ErrorCode.LEADER_NOT_AVAILABLE,
   ErrorCode.NETWORK_EXCEPTION,
+  // The broker closed the connection with requests pending: a controlled shutdown's last step
+  // (its leaderships have moved), or a crash.
+  ErrorCode.CONNECTION_CLOSED,
 ]);
 
 export class ClientContext {
@@ -29,7 +32,7 @@ export class ClientContext {
     fn: (attempt: number) => Promise<T>,
     topic?: string,
     policy?: RetryPolicy,
-    hooks: Pick<RetryHooks, 'backoffMaxMsFor'> = {},
+    hooks: Pick<RetryHooks, 'backoffMaxMsFor' | 'backoffInitialMsFor'> = {},
   ): Promise<T> {
     return retry(fn, policy ?? this.retryPolicy, {
       ...hooks,
@@ -41,7 +44,8 @@ export class ClientContext {
   /**
    * Runs `fn` under the retry policy's backoff with no cap on the number of retries, until
    * `deadlineMs` (epoch ms): no retry starts after it (the producer's delivery timeout). While
-   * a leader moves (LEADER_MOVED) the backoff stays at most `leaderMovedBackoffMaxMs`: the
+   * a leader moves (LEADER_MOVED) the backoff starts at `leaderMovedBackoffInitialMs` and
+   * stays at most `leaderMovedBackoffMaxMs`: the
    * bound is the deadline, not a count, so retrying sooner costs no budget, and a send reaches
    * the new leader within about that much of its election instead of up to `backoffMaxMs`
    * later (the failover and rolling-restart tails). Metadata refreshes of one topic are shared
@@ -59,6 +63,8 @@ export class ClientContext {
       {
         backoffMaxMsFor: (err) =>
           LEADER_MOVED.has(err.code) ? ClientDefaults.leaderMovedBackoffMaxMs : undefined,
+        backoffInitialMsFor: (err) =>
+          LEADER_MOVED.has(err.code) ? ClientDefaults.leaderMovedBackoffInitialMs : undefined,
       },
     );
   }

@@ -20,6 +20,12 @@ export const ClientDefaults = {
    * (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, NETWORK_EXCEPTION): context.ts `runUntil`.
    */
   leaderMovedBackoffMaxMs: 100,
+  /**
+   * The first backoff of such a retry (then doubling up to the ceiling): a controlled shutdown
+   * moves a leader in about one round trip, and the metadata refresh before the retry is what
+   * finds it; a 100 ms first sleep was most of a rolling restart's tail (issue 12).
+   */
+  leaderMovedBackoffInitialMs: 10,
   retry: {
     retriesMax: 5,
     totalTimeoutMs: 30_000,

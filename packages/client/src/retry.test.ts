@@ -72,6 +72,38 @@ describe('retry', () => {
     expect(Date.now() - t1).toBeGreaterThanOrEqual(290);
   });
 
+  it('backoffInitialMsFor lowers the first backoff for the errors it names; it doubles from there', async () => {
+    const policy: RetryPolicy = {
+      retriesMax: 4,
+      totalTimeoutMs: 60_000,
+      backoffInitialMs: 100,
+      backoffMaxMs: 2_000,
+    };
+    const timed = async (code: number, retries: number): Promise<number> => {
+      let calls = 0;
+      const t0 = performance.now();
+      await retry(
+        async () => {
+          if (++calls <= retries) throw new StreamBusError(code);
+          return calls;
+        },
+        policy,
+        {
+          random: () => 0.999,
+          backoffInitialMsFor: (err) =>
+            err.code === ErrorCode.NOT_LEADER_OR_FOLLOWER ? 10 : undefined,
+        },
+      );
+      return performance.now() - t0;
+    };
+    // Four sleeps of 9 + 19 + 39 + 79 ms (146), not 99 + 199 + 399 + 799 (1496).
+    const named = await timed(ErrorCode.NOT_LEADER_OR_FOLLOWER, 4);
+    expect(named).toBeGreaterThanOrEqual(140);
+    expect(named).toBeLessThan(1_000);
+    // Another error keeps the policy's first backoff (99 ms).
+    expect(await timed(ErrorCode.REQUEST_TIMED_OUT, 1)).toBeGreaterThanOrEqual(95);
+  });
+
   it('retries retriable errors until success, calling beforeRetry each time', async () => {
     const seen: number[] = [];
     let calls = 0;

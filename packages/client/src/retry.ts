@@ -27,6 +27,11 @@ export interface RetryHooks {
    * moved: context.ts `runUntil`); undefined keeps the policy's `backoffMaxMs`.
    */
   readonly backoffMaxMsFor?: (error: StreamBusError) => number | undefined;
+  /**
+   * A lower first backoff for this error, if any (the producer's deliveries when a leader
+   * moved: its first retry goes out within a few ms, the doubling starts from there).
+   */
+  readonly backoffInitialMsFor?: (error: StreamBusError) => number | undefined;
   /** Injected randomness for tests; defaults to Math.random. */
   readonly random?: () => number;
   readonly now?: () => number;
@@ -107,10 +112,12 @@ export async function retry<T>(
       const leftMs = startedMs + policy.totalTimeoutMs - now();
       if (leftMs <= 0) throw err;
       const ceilingMs = hooks.backoffMaxMsFor?.(err);
-      const backoff =
-        ceilingMs === undefined || ceilingMs >= policy.backoffMaxMs
-          ? policy
-          : { ...policy, backoffMaxMs: ceilingMs };
+      const initialMs = hooks.backoffInitialMsFor?.(err);
+      const backoff = {
+        ...policy,
+        backoffMaxMs: Math.min(policy.backoffMaxMs, ceilingMs ?? Number.POSITIVE_INFINITY),
+        backoffInitialMs: Math.min(policy.backoffInitialMs, initialMs ?? Number.POSITIVE_INFINITY),
+      };
       const delayMs = Math.min(backoffDelayMs(next, backoff, random()), leftMs);
       await hooks.beforeRetry?.(err, next);
       await sleep(delayMs, hooks.signal);

@@ -503,6 +503,10 @@ export class RaftNode {
   get isQuiesced(): boolean {
     return this.quiesced;
   }
+  /** A leader handing its leadership over (it refuses proposals until done or abandoned). */
+  get isTransferring(): boolean {
+    return this.leadTransferee !== NONE;
+  }
 
   /**
    * On the leader: calls `fn` for every member other than itself with its match index, without

@@ -43,7 +43,9 @@
 //      from a snapshot still removes them from the metadata group); registering again takes it
 //      out of `departed`.
 //  13. `cancel-reassignment` needs a reassignment adding at least one replica: replicas and the
-//      target become the replicas before the move (the adding ones leave at once), adding = [],
+//      target become the replicas before the move, in their order then (`original`, kept by
+//      `reassign-partition`; a state without it keeps the staying replicas in their present
+//      order), the adding ones leave at once, adding = [],
 //      the ISR keeps the staying members (a no-op if none would stay), a leader leaving is lost
 //      at the same epoch. The partition's leader then completes it as any reassignment.
 //
@@ -68,7 +70,10 @@
 //              ascending, -1 = every broker, entries non-empty)
 //            | 0x10 controllerVoters:uvarint[] (ascending, registered brokers)
 //            | 0x11 departed:uvarint[] (ascending, count >= 1, none registered)
+//            | 0x12 originals:original[] (count >= 1, by topic id then partition)
 //   reassignment := topicId partition target:uvarint[] adding:uvarint[]
+//   original  := topicId partition replicas:uvarint[] (a reassignment's replicas before the move,
+//                in their order: the replicas less the ones being added)
 // Canonical: equal states encode to equal bytes, and decoding re-checks every invariant above.
 import { crc32c } from '@streambus/protocol';
 import { ByteReader, ByteWriter, corruptData } from './byte-codec.js';
@@ -123,6 +128,11 @@ export interface PartitionReassignment {
   readonly target: readonly number[];
   /** Target members that were not replicas: they join the Raft group as learners first. */
   readonly adding: readonly number[];
+  /**
+   * The replicas before the move, in their order then (preferred leader first): what a cancel
+   * restores. Absent once cancelled, and in a state read from a snapshot written without it.
+   */
+  readonly original?: readonly number[];
 }
 
 export interface TopicState {
@@ -452,7 +462,7 @@ function applyReassignment(
       ...current,
       partitionEpoch: current.partitionEpoch + 1,
       replicas: record.replicas,
-      reassignment: { target: record.target, adding: record.adding },
+      reassignment: { target: record.target, adding: record.adding, original: current.replicas },
     };
     return ok(withTopic(state, { ...topic, partitions }));
   }
@@ -486,7 +496,16 @@ function applyCancelReassignment(
   if (ra === undefined || ra.adding.length === 0) {
     return noop(state, `${topic.name}/${record.partition} is not adding any replica`);
   }
-  const restored = current.replicas.filter((id) => !ra.adding.includes(id));
+  const staying = current.replicas.filter((id) => !ra.adding.includes(id));
+  // The order before the move when it still names the staying replicas (it always does unless a
+  // partition change replaced a replica meanwhile).
+  const original = ra.original;
+  const restored =
+    original !== undefined &&
+    original.length === staying.length &&
+    original.every((id) => staying.includes(id))
+      ? original
+      : staying;
   const isr = current.isr.filter((id) => restored.includes(id));
   if (restored.length === 0 || isr.length === 0) {
     return noop(state, 'no in-sync replica would stay');
@@ -669,6 +688,7 @@ const SECTION_REASSIGNMENTS = 1;
 const SECTION_BROKER_CONFIGS = 2;
 const SECTION_CONTROLLER_VOTERS = 0x10;
 const SECTION_DEPARTED = 0x11;
+const SECTION_REASSIGNMENT_ORIGINALS = 0x12;
 export const BROKERS_MAX = 65_536;
 export const TOPICS_MAX = 1_000_000;
 
@@ -748,6 +768,16 @@ export function encodeSnapshot(state: MetadataState): Uint8Array {
     w.u8(SECTION_DEPARTED);
     w.uvarint(state.departed.length);
     for (const id of state.departed) w.uvarint(id);
+  }
+  const originals = moving.filter((m) => m.ra.original !== undefined);
+  if (originals.length > 0) {
+    w.u8(SECTION_REASSIGNMENT_ORIGINALS);
+    w.uvarint(originals.length);
+    for (const m of originals) {
+      w.uvarint(m.topicId);
+      w.uvarint(m.partition);
+      writeIdList(w, m.ra.original!);
+    }
   }
   const body = w.finish();
   const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + body.length);
@@ -870,6 +900,7 @@ export function decodeSnapshot(bytes: Uint8Array): MetadataState {
     else if (tag === SECTION_BROKER_CONFIGS) brokerConfigs = readBrokerConfigs(r, brokers);
     else if (tag === SECTION_CONTROLLER_VOTERS) controllerVoters = readVoters(r, brokers);
     else if (tag === SECTION_DEPARTED) departed = readDeparted(r, brokers);
+    else if (tag === SECTION_REASSIGNMENT_ORIGINALS) readReassignmentOriginals(r, topics);
     else throw corruptData(`unknown snapshot section ${tag}`);
   }
   r.expectEnd('metadata snapshot');
@@ -980,6 +1011,45 @@ function readReassignments(r: ByteReader, topics: Map<number, TopicState>): void
   }
 }
 
+/**
+ * The snapshot's section of original replica orders (count >= 1, ascending), into the
+ * reassignments of `topics`: each names a reassignment read before, and holds exactly its
+ * replicas less the ones being added.
+ */
+function readReassignmentOriginals(r: ByteReader, topics: Map<number, TopicState>): void {
+  const n = r.count('reassignment originals', PARTITIONS_MAX);
+  if (n === 0) throw corruptData('snapshot has an empty reassignment originals section');
+  let last = -1;
+  for (let i = 0; i < n; i++) {
+    const topicId = r.uvarint('topic id');
+    const partition = r.uvarint('partition', PARTITIONS_MAX - 1);
+    const original = readIdList(r, 'original replicas');
+    const t = topics.get(topicId);
+    const p = t?.partitions[partition];
+    const ra = p?.reassignment;
+    const order = topicId * PARTITIONS_MAX + partition;
+    if (t === undefined || p === undefined || ra === undefined || order <= last) {
+      throw corruptData(
+        `snapshot original replicas of ${topicId}/${partition}: no such reassignment, or out of order`,
+      );
+    }
+    last = order;
+    const staying = p.replicas.filter((id) => !ra.adding.includes(id));
+    if (
+      replicaListProblem(original, 'original replicas') !== null ||
+      original.length !== staying.length ||
+      original.some((id) => !staying.includes(id))
+    ) {
+      throw corruptData(
+        `snapshot original replicas [${original.join(',')}] of ${t.name}/${partition} are not its replicas less the ones being added`,
+      );
+    }
+    const partitions = t.partitions.slice();
+    partitions[partition] = { ...p, reassignment: { ...ra, original } };
+    topics.set(topicId, { ...t, partitions });
+  }
+}
+
 function partitionProblem(p: PartitionState, brokers: ReadonlyMap<number, unknown>): string | null {
   const replicas = replicaListProblem(p.replicas, 'replicas');
   if (replicas !== null) return replicas;
@@ -1010,7 +1080,7 @@ export function formatState(state: MetadataState): string[] {
     lines.push(`topic ${t.name} id=${t.id}${configs}`);
     t.partitions.forEach((p, i) => {
       lines.push(
-        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]${p.reassignment === undefined ? '' : ` target=[${p.reassignment.target.join(',')}] adding=[${p.reassignment.adding.join(',')}]`}`,
+        `  ${i}: leader=${p.leader} epoch=${p.leaderEpoch}/${p.partitionEpoch} replicas=[${p.replicas.join(',')}] isr=[${p.isr.join(',')}]${p.reassignment === undefined ? '' : ` target=[${p.reassignment.target.join(',')}] adding=[${p.reassignment.adding.join(',')}]${p.reassignment.original === undefined ? '' : ` original=[${p.reassignment.original.join(',')}]`}`}`,
       );
     });
   }

@@ -66,7 +66,7 @@ describe('planning a reassignment', () => {
     ]);
     const after = part(run(s, records));
     expect(after.replicas).toEqual([2, 3, 4, 1]);
-    expect(after.reassignment).toEqual({ target: [2, 3, 4], adding: [4] });
+    expect(after.reassignment).toEqual({ target: [2, 3, 4], adding: [4], original: [1, 2, 3] });
     expect(after.leader).toBe(1);
     expect(after.isr).toEqual([1, 2, 3]);
     expect(after.partitionEpoch).toBe(part(s).partitionEpoch + 1);
@@ -209,8 +209,44 @@ describe('reassignment records and snapshots', () => {
     const s = run(s0, planReassignPartition(s0, { topic: 't', partition: 0, replicas: [2, 3, 4] }));
     const bytes = encodeSnapshot(s);
     const back = decodeSnapshot(bytes);
-    expect(part(back).reassignment).toEqual({ target: [2, 3, 4], adding: [4] });
+    expect(part(back).reassignment).toEqual({
+      target: [2, 3, 4],
+      adding: [4],
+      original: [1, 2, 3],
+    });
     expect(encodeSnapshot(back)).toEqual(bytes);
+    // A snapshot written without the original order (older code) decodes without it, and a
+    // cancel then keeps the staying replicas in their present order.
+    const t = topicByName(s, 't')!;
+    const withPartition = (p: (typeof t.partitions)[0]): MetadataState => ({
+      ...s,
+      topics: new Map([...s.topics, [t.id, { ...t, partitions: [p] }]]),
+    });
+    const older = withPartition({ ...part(s), reassignment: { target: [2, 3, 4], adding: [4] } });
+    const olderBack = decodeSnapshot(encodeSnapshot(older));
+    expect(part(olderBack).reassignment).toEqual({ target: [2, 3, 4], adding: [4] });
+    expect(encodeSnapshot(older).length).toBeLessThan(bytes.length);
+    const cancelledOlder = run(
+      olderBack,
+      planCancelReassignment(olderBack, { topic: 't', partition: 0 }),
+    );
+    expect(part(cancelledOlder).replicas).toEqual([2, 3, 1]);
+    // An original order that is not the replicas less the added ones is refused.
+    for (const original of [
+      [1, 2],
+      [1, 2, 4],
+      [1, 2, 3, 3],
+    ]) {
+      const bad = withPartition({
+        ...part(s),
+        reassignment: { target: [2, 3, 4], adding: [4], original },
+      });
+      expectCode(
+        () => decodeSnapshot(encodeSnapshot(bad)),
+        ErrorCode.CORRUPT_DATA,
+        /original replicas/,
+      );
+    }
     // No reassignment: no section (the bytes of a snapshot from before reassignments existed).
     const done = run(
       s,
@@ -422,16 +458,17 @@ describe('cancelling a reassignment', () => {
     expect(records).toEqual([{ type: 'cancel-reassignment', topicId: 1, partition: 0 }]);
     expect(decodeRecord(encodeRecord(records[0]!))).toEqual(records[0]);
     const cancelled = run(s, records);
-    // Broker 4 holds no replica any more (it closes and deletes it); the target is the old set.
-    expect(part(cancelled).replicas).toEqual([2, 3, 1]);
-    expect(part(cancelled).reassignment).toEqual({ target: [2, 3, 1], adding: [] });
+    // Broker 4 holds no replica any more (it closes and deletes it); the target is the old set,
+    // in its old order (broker 1 is the preferred leader again).
+    expect(part(cancelled).replicas).toEqual([1, 2, 3]);
+    expect(part(cancelled).reassignment).toEqual({ target: [1, 2, 3], adding: [] });
     expect(part(cancelled).isr).toEqual([1, 2, 3]);
     expect(part(cancelled).leader).toBe(1);
     expect(decodeSnapshot(encodeSnapshot(cancelled))).toEqual(cancelled);
     // The leader's driver removes the learner that never caught up, then completes.
     const step = nextReassignmentStep({
       self: 1,
-      target: [2, 3, 1],
+      target: [1, 2, 3],
       voters: [1, 2, 3],
       learners: [4],
       changePending: false,
@@ -443,7 +480,7 @@ describe('cancelling a reassignment', () => {
       cancelled,
       planCompleteReassignment(cancelled, { topicId: 1, partition: 0, voters: [1, 2, 3] }),
     );
-    expect(part(done).replicas).toEqual([2, 3, 1]);
+    expect(part(done).replicas).toEqual([1, 2, 3]);
     expect(part(done).reassignment).toBeUndefined();
     // A second cancel, or one with nothing moving, is refused with the reason.
     expectCode(
@@ -464,6 +501,39 @@ describe('cancelling a reassignment', () => {
     expect(
       planReassignPartition(done, { topic: 't', partition: 0, replicas: [1, 2, 4] }),
     ).toHaveLength(1);
+  });
+
+  it('restores the order before the move, whatever the target reordered', () => {
+    fc.assert(
+      fc.property(
+        fc.shuffledSubarray([1, 2, 3, 4, 5, 6], { minLength: 3, maxLength: 3 }),
+        fc.shuffledSubarray([1, 2, 3, 4, 5, 6], { minLength: 1, maxLength: 4 }),
+        (before, target) => {
+          const s0 = withTopic(6, before);
+          if (target.every((id) => before.includes(id))) return;
+          if (target.length === before.length && target.every((id, i) => before[i] === id)) return;
+          const s = run(
+            s0,
+            planReassignPartition(s0, { topic: 't', partition: 0, replicas: target }),
+          );
+          // Through a snapshot too: a controller that learned the state from one cancels alike.
+          for (const state of [s, decodeSnapshot(encodeSnapshot(s))]) {
+            const cancelled = run(
+              state,
+              planCancelReassignment(state, { topic: 't', partition: 0 }),
+            );
+            expect(part(cancelled).replicas).toEqual(before);
+            expect(part(cancelled).reassignment).toEqual({ target: before, adding: [] });
+            const done = run(
+              cancelled,
+              planCompleteReassignment(cancelled, { topicId: 1, partition: 0, voters: before }),
+            );
+            expect(part(done).replicas).toEqual(before);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('loses a leader that was being added, at the same epoch', () => {

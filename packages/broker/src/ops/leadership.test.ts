@@ -168,6 +168,53 @@ describe('leadership hand-over and balancing', () => {
     expect(log.length).toBe(tried);
   });
 
+  it('handOff then waits, bounded, until the metadata names the new leaders (clients are sent there)', async () => {
+    const base = cluster(3, 1);
+    const t = topicByName(base, 't')!;
+    const leader = t.partitions[0]!.leader;
+    const other = t.partitions[0]!.replicas.find((id) => id !== leader)!;
+    const moved = run(
+      base,
+      planIsrChange(base, {
+        topicId: t.id,
+        partition: 0,
+        leader: other,
+        leaderEpoch: t.partitions[0]!.leaderEpoch + 1,
+        isr: [1, 2, 3],
+      }),
+    );
+    const handOffAt = async (stateAtMs: number, metadataWaitMs: number) => {
+      let now = 0;
+      const log: string[] = [];
+      const p0 = held(0, true, [1, 2, 3], log);
+      const host: LeadershipHost = {
+        self: leader,
+        // The new leader's report reaches this broker's applied state at `stateAtMs`.
+        state: () => (now >= stateAtMs ? moved : base),
+        held: () => [p0],
+        controller: () => ({ isLeader: false, voters: [1, 2, 3], transferLeadership: () => false }),
+        balanceOn: async () => 0,
+        sleep: async (ms) => {
+          now += ms;
+          // Raft moves the leadership at once.
+          if (log.length > 0) p0.isLeader = false;
+        },
+        now: () => now,
+      };
+      const r = await new LeadershipOps(host, { pollMs: 10, metadataWaitMs }).handOff(10_000);
+      expect(r).toEqual({ partitionsLeft: [], controllerLeft: false, transfers: 1 });
+      return now;
+    };
+    // Raft moved it after one poll; the hand-over returns once the state shows it, not before.
+    const shown = await handOffAt(300, 2000);
+    expect(shown).toBeGreaterThanOrEqual(300);
+    expect(shown).toBeLessThan(320);
+    // The state never shows it (the controller unreachable): it stops waiting at the bound.
+    const bounded = await handOffAt(Number.POSITIVE_INFINITY, 500);
+    expect(bounded).toBeGreaterThanOrEqual(500);
+    expect(bounded).toBeLessThan(530);
+  });
+
   it('balanceCluster repeats rounds on every live broker until the state shows the moves, bounded', async () => {
     let s = cluster(3, 1);
     const t = topicByName(s, 't')!;

@@ -20,6 +20,11 @@
 //   2. Raft abandons a transfer that does not finish within an election timeout; the hand-over
 //      re-issues one per partition every `retryMs` until the partition is led elsewhere or the
 //      deadline passes. The controller role is handed to another live voter the same way.
+//   2b. Once nothing is led here, the hand-over waits (at most `metadataWaitMs`, within the
+//      deadline) until the applied metadata names a live leader other than this broker for every
+//      partition it handed over: until then clients refreshing Metadata are sent here, and this
+//      broker, still listening, answers NOT_LEADER at once instead of refusing connections
+//      (the close that follows stops the listener). Issue 12's rolling-restart tail.
 //   3. Balancing moves at most `movesPerRoundMax` partitions per round, only to a preferred
 //      replica that is live in the state AND in sync by this leader's Raft progress (a restarted
 //      broker takes its leaderships back only once it caught up).
@@ -140,6 +145,8 @@ export interface LeadershipLimits {
   readonly movesPerRoundMax: number;
   /** A periodic round leaves partitions led here for less than this (rule 4). */
   readonly balanceLedForMsMin: number;
+  /** The hand-over's wait for the metadata to name the new leaders, at most (rule 2b). */
+  readonly metadataWaitMs: number;
 }
 
 /** Moves still wanted that an on-demand rebalance lists at most. */
@@ -150,6 +157,7 @@ export const LEADERSHIP_DEFAULTS: LeadershipLimits = {
   pollMs: 50,
   movesPerRoundMax: 100,
   balanceLedForMsMin: 5000,
+  metadataWaitMs: 2000,
 };
 
 export class LeadershipOps {
@@ -184,6 +192,7 @@ export class LeadershipOps {
       const otherVoters = ctl.voters.filter((id) => id !== h.self && isLive(state, id));
       const controllerMovable = ctl.isLeader && otherVoters.length > 0;
       if ((movable.length === 0 && !controllerMovable) || now >= deadlineMs) {
+        if (now < deadlineMs) await this.awaitMetadata(attempts, deadlineMs);
         return {
           partitionsLeft: plan.map((t) => keyOf(t.topic, t.partition)),
           controllerLeft: controllerMovable,
@@ -207,6 +216,25 @@ export class LeadershipOps {
       }
       await h.sleep(this.o.pollMs ?? LEADERSHIP_DEFAULTS.pollMs);
     }
+  }
+
+  /** Rule 2b: until the state names another live leader for every partition in `handed`. */
+  private async awaitMetadata(handed: ReadonlyMap<string, number>, deadlineMs: number) {
+    const h = this.host;
+    const until = Math.min(
+      deadlineMs,
+      h.now() + (this.o.metadataWaitMs ?? LEADERSHIP_DEFAULTS.metadataWaitMs),
+    );
+    const stale = (): boolean => {
+      const state = h.state();
+      for (const key of handed.keys()) {
+        const cut = key.lastIndexOf('/');
+        const p = topicByName(state, key.slice(0, cut))?.partitions[Number(key.slice(cut + 1))];
+        if (p !== undefined && (p.leader === h.self || !isLive(state, p.leader))) return true;
+      }
+      return false;
+    };
+    while (h.now() < until && stale()) await h.sleep(this.o.pollMs ?? LEADERSHIP_DEFAULTS.pollMs);
   }
 
   /**

@@ -15,21 +15,32 @@ import { ReassignmentThrottle } from './reassignment-throttle.js';
 const G: GroupKey = { topicId: 1, partition: 0 };
 const H: GroupKey = { topicId: 1, partition: 1 };
 
-function append(to: number, bytes: number, seq: number): Message {
-  const e: Entry = {
-    term: 1 as Term,
-    index: seq as LogIndex,
-    type: EntryType.Normal,
-    data: new Uint8Array(bytes),
-  };
+/** One append of `count` entries of `bytes` each, after entry `prev` (term 1). */
+function appendMany(to: number, bytes: number, prev: number, count: number): Message {
+  const entries: Entry[] = [];
+  for (let i = 1; i <= count; i++) {
+    entries.push({
+      term: 1 as Term,
+      index: (prev + i) as LogIndex,
+      type: EntryType.Normal,
+      data: new Uint8Array(bytes),
+    });
+  }
   return message({
     type: MessageType.Append,
     from: 1 as NodeId,
     to: to as NodeId,
     term: 1 as Term,
-    index: seq as LogIndex,
-    entries: [e],
+    index: prev as LogIndex,
+    logTerm: 1 as Term,
+    commit: (prev + count) as LogIndex,
+    entries,
   });
+}
+
+/** One append of a single entry, index `seq`. */
+function append(to: number, bytes: number, seq: number): Message {
+  return appendMany(to, bytes, seq - 1, 1);
 }
 
 function setup(
@@ -75,7 +86,7 @@ describe('the reassignment throttle', () => {
     // 3 s at 10 kB/s: about 30 messages of 1 kB (one more may leave on credit).
     expect(to4.length).toBeGreaterThanOrEqual(28);
     expect(to4.length).toBeLessThanOrEqual(32);
-    expect(to4.map((s) => s.m.index)).toEqual(to4.map((_, i) => i + 1));
+    expect(to4.map((s) => s.m.entries[0]!.index)).toEqual(to4.map((_, i) => i + 1));
     const bytesInFirstSecond = to4.filter((s) => s.at <= 1000).length * 1000;
     expect(bytesInFirstSecond).toBeLessThanOrEqual(11_000);
     expect(t.throttle.waitingBytes).toBe((50 - to4.length) * 1000);
@@ -108,5 +119,59 @@ describe('the reassignment throttle', () => {
     for (let i = 1; i <= 5; i++) t.throttle.send(G, [append(4, 1000, i)]);
     expect(t.throttle.waitingBytes).toBeLessThanOrEqual(3000);
     expect(t.throttle.stats.droppedMessages).toBeGreaterThanOrEqual(2);
+  });
+
+  it('splits an append larger than the credit: a burst is at most the budget plus one entry', () => {
+    // 1 MiB appends of 64 KiB entries at 100 kB/s: whole appends would leave 1 MiB at once.
+    const rate = 100_000;
+    const entryBytes = 64 * 1024;
+    const t = setup(rate);
+    for (let a = 0; a < 4; a++) t.throttle.send(G, [appendMany(4, entryBytes, a * 16, 16)]);
+    for (let ms = 0; ms < 60_000 && t.throttle.waitingBytes > 0; ms += 10) t.advance(10);
+    expect(t.throttle.waitingBytes).toBe(0);
+    const to4 = t.sent.filter((s) => s.m.to === 4);
+    expect(to4.length).toBeGreaterThan(4);
+    // No message carries more than the credit a full bucket holds plus one entry.
+    for (const s of to4) {
+      const bytes = s.m.entries.reduce((n, e) => n + e.data.byteLength, 0);
+      expect(bytes).toBeLessThanOrEqual(rate + entryBytes);
+    }
+    // In any window of w ms the bytes sent stay within w's budget plus one second's burst
+    // plus one entry.
+    for (const from of [0, 500, 2000, 5000]) {
+      for (const w of [10, 100, 1000, 3000]) {
+        const bytes = to4
+          .filter((s) => s.at >= from && s.at < from + w)
+          .reduce((n, s) => n + s.m.entries.reduce((k, e) => k + e.data.byteLength, 0), 0);
+        expect(bytes).toBeLessThanOrEqual((w * rate) / 1000 + rate + entryBytes);
+      }
+    }
+    // The parts chain: every entry once, in order, each part after the previous one's last
+    // entry, and none claims a commit past its own last entry's reach (the follower takes
+    // min(commit, last new)).
+    const indexes = to4.flatMap((s) => s.m.entries.map((e) => e.index));
+    expect(indexes).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    let prev = 0;
+    for (const s of to4) {
+      expect(s.m.index).toBe(prev);
+      expect(s.m.logTerm).toBe(1);
+      prev = s.m.entries[s.m.entries.length - 1]!.index;
+    }
+    expect(t.throttle.stats.throttledBytes).toBe(64 * entryBytes);
+  });
+
+  it('an append whose first entry alone exceeds the credit still sends that one entry', () => {
+    const t = setup(1000);
+    t.throttle.send(G, [appendMany(4, 5000, 0, 3)]);
+    t.advance(100);
+    expect(t.sent).toHaveLength(1);
+    expect(t.sent[0]!.m.entries.map((e) => e.index)).toEqual([1]);
+    expect(t.throttle.waitingBytes).toBe(10_000);
+    // The overdraft (5 kB less 100 ms of credit) is paid back before the next entry leaves.
+    for (let i = 0; i < 40; i++) t.advance(100);
+    expect(t.sent).toHaveLength(1);
+    for (let i = 0; i < 20; i++) t.advance(100);
+    expect(t.sent.length).toBeGreaterThanOrEqual(2);
+    expect(t.sent[1]!.m.index).toBe(1);
   });
 });

@@ -5,12 +5,15 @@
 // holds credit for it (the bucket fills at the budget, up to one second's worth); messages of a
 // pair that has a queue wait behind it, so each pair's messages leave in order. Everything else
 // passes straight through. The bytes counted are the entry payloads (and a snapshot's data).
+// An append larger than the credit left is split: the entries that fit leave (at least one),
+// the rest stays at the head of the queue as an append that follows them. So a burst is at most
+// one second of budget plus one entry, not a whole append (up to `appendBytesMax`, 1 MiB).
 //
 // Bounds: at most `queuedBytesMax` bytes and `queuedMessagesMax` messages wait in all; past
 // either a message is dropped (counted), which Raft tolerates (the leader resends from the
 // follower's match). A pair no longer throttled (the reassignment completed, or the budget set
 // to 0) is flushed at the next pump.
-import type { Message } from '@streambus/raft';
+import { type Message, MessageType } from '@streambus/raft';
 import type { GroupKey, RaftTransport } from '../cluster/contract.js';
 
 export interface ReassignmentThrottleOptions {
@@ -35,6 +38,33 @@ export function messageBytes(m: Message): number {
   let n = m.snapshot?.data.byteLength ?? 0;
   for (const e of m.entries) n += e.data.byteLength;
   return n;
+}
+
+/**
+ * Splits append `m` so that its first part carries at most `creditBytes` of entry payload (at
+ * least one entry); the second part follows it (its previous index and term are the first
+ * part's last entry). Null when `m` is not an append of two or more entries or fits whole.
+ */
+export function splitAppend(
+  m: Message,
+  creditBytes: number,
+): { first: Message; rest: Message; firstBytes: number } | null {
+  if (m.type !== MessageType.Append || m.entries.length < 2) return null;
+  let n = 0;
+  let bytes = 0;
+  while (n < m.entries.length) {
+    const b = m.entries[n]!.data.byteLength;
+    if (n > 0 && bytes + b > creditBytes) break;
+    bytes += b;
+    n++;
+  }
+  if (n >= m.entries.length) return null;
+  const last = m.entries[n - 1]!;
+  return {
+    first: { ...m, entries: m.entries.slice(0, n) },
+    rest: { ...m, index: last.index, logTerm: last.term, entries: m.entries.slice(n) },
+    firstBytes: bytes,
+  };
 }
 
 export class ReassignmentThrottle {
@@ -102,16 +132,25 @@ export class ReassignmentThrottle {
       const out: Message[] = [];
       while (p.queue.length > 0) {
         const head = p.queue[0]!;
-        // Credit may go negative by one message: a message larger than the burst still leaves.
         if (!free && head.bytes > 0 && this.tokens <= 0) break;
-        p.queue.shift();
-        if (!free) {
-          this.tokens -= head.bytes;
-          this.stats.throttledBytes += head.bytes;
+        // Credit may go negative by one entry at most: an append larger than the credit left is
+        // split, and only its first entries leave now.
+        const split =
+          !free && head.bytes > this.tokens ? splitAppend(head.message, this.tokens) : null;
+        let leaving = head;
+        if (split !== null) {
+          p.queue[0] = { message: split.rest, bytes: head.bytes - split.firstBytes };
+          leaving = { message: split.first, bytes: split.firstBytes };
+        } else {
+          p.queue.shift();
+          this.queuedMessages--;
         }
-        this.queuedBytes -= head.bytes;
-        this.queuedMessages--;
-        out.push(head.message);
+        if (!free) {
+          this.tokens -= leaving.bytes;
+          this.stats.throttledBytes += leaving.bytes;
+        }
+        this.queuedBytes -= leaving.bytes;
+        out.push(leaving.message);
       }
       if (out.length > 0) this.o.send(p.group, out);
       if (p.queue.length === 0) this.pairs.delete(k);

@@ -891,6 +891,55 @@ describe('PartitionReplica: faults', () => {
   });
 });
 
+describe('PartitionReplica: a leadership transfer', () => {
+  /** A leader whose follower `f` is behind (its appends held) and a transfer to it begun. */
+  async function transferring(seed: number) {
+    const c = open({ seed });
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    c.setLink(l.self, f.self, 'hold');
+    const first = l.propose(batch(1), -1);
+    await c.tick(2);
+    await first; // committed by the leader and the third replica
+    l.transferLeadership(f.self);
+    let settled: 'no' | 'resolved' | number = 'no';
+    const during = l.propose(batch(2), -1).then(
+      () => {
+        settled = 'resolved';
+      },
+      (err: { code: number }) => {
+        settled = err.code;
+      },
+    );
+    await c.tick(1);
+    return { c, l, f, during, settled: () => settled };
+  }
+
+  it('holds a produce that arrives during it, then answers NOT_LEADER once the target leads', async () => {
+    const t = await transferring(41);
+    // Not refused with REPLICA_PROPOSALS_FULL (a client would back off, then find it moved).
+    expect(t.settled()).toBe('no');
+    t.c.release();
+    for (let i = 0; i < 50 && t.c.leader()?.self !== t.f.self; i++) await t.c.tick();
+    expect(t.c.leader()?.self).toBe(t.f.self);
+    await t.during;
+    expect(t.settled()).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+  });
+
+  it('proposes what it held when Raft abandons the transfer', async () => {
+    const t = await transferring(43);
+    expect(t.settled()).toBe('no');
+    // The target never catches up: the transfer is abandoned after an election timeout and the
+    // leader, still leading, proposes the held produce (committed with the third replica).
+    for (let i = 0; i < 100 && t.settled() === 'no'; i++) await t.c.tick();
+    await t.during;
+    expect(t.settled()).toBe('resolved');
+    expect(t.c.leader()?.self).toBe(t.l.self);
+    t.c.release();
+  });
+});
+
 describe('PartitionReplica: acks=1 and the pending bound', () => {
   it('answers acks=1 once the leader wrote the batch, before any follower has it', async () => {
     const c = open({ seed: 31, replica: { pendingBytesMax: 180 } });

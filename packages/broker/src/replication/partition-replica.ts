@@ -1083,6 +1083,11 @@ export class PartitionReplica implements HostedGroup {
       );
       return;
     }
+    // A leader handing its leadership over refuses proposals (Raft): they wait here instead
+    // (bounded by pendingBytesMax), then fail with NOT_LEADER_OR_FOLLOWER once the transfer
+    // completes, or are proposed if Raft abandons it (observe drains again), so a client does
+    // not back off on REPLICA_PROPOSALS_FULL only to find the leader moved (issue 12).
+    if (this.node.isTransferring) return;
     if (this.leaderNext === null) {
       // Place the leader's log first: everything the core holds must be written (see top).
       const tail = this.store.tail;
