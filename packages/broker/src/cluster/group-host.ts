@@ -29,6 +29,9 @@
 //      tick made no work costs nothing more. Quiescing is the groups' (the Raft core's
 //      `quiesce`, docs/raft.md): a quiesced group's `tick()` returns at once and it sends
 //      nothing; `reportUnreachable` (a lost link, or a peer the controller fenced) wakes it.
+//   6. `onActive` listeners hear of every group that becomes pending (it has work: it was
+//      notified, stepped, or its tick made work), so the broker's per-tick work can follow the
+//      groups that are not quiesced instead of scanning every group (leader-reports.ts rule 7).
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 import type { Message, NodeId } from '@streambus/raft';
 import pino, { type Logger } from 'pino';
@@ -88,6 +91,7 @@ export class RaftGroupHost implements GroupHost {
   private readonly running = new Set<HostedGroup>();
   private readonly idleWaiters: (() => void)[] = [];
   private readonly tickListeners = new Set<() => void>();
+  private readonly activeListeners = new Set<(g: HostedGroup) => void>();
   private timer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
   /** `process()` rounds started since the last scheduled pump (rule 2's per-turn budget). */
@@ -206,6 +210,12 @@ export class RaftGroupHost implements GroupHost {
     return () => this.tickListeners.delete(listener);
   }
 
+  /** Rule 6: `listener(g)` runs (synchronously, must not throw) whenever `g` becomes pending. */
+  onActive(listener: (g: HostedGroup) => void): () => void {
+    this.activeListeners.add(listener);
+    return () => this.activeListeners.delete(listener);
+  }
+
   /**
    * Runs pending groups until none is pending or running (also in automatic mode, where it just
    * waits). Resolves at once when idle.
@@ -266,6 +276,7 @@ export class RaftGroupHost implements GroupHost {
   private pend(g: HostedGroup): void {
     if (this.closed) return;
     this.pending.add(g);
+    for (const l of this.activeListeners) l(g);
     if (!this.manual) this.schedulePump();
   }
 
