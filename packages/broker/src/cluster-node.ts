@@ -647,14 +647,21 @@ export class ClusterNode {
 
   /**
    * Per-tick work counters (issue 9: an idle broker's house tick must cost O(changed), not
-   * O(replicas held)): house ticks so far, partitions the leader reports evaluated so far, the
-   * replicas held and how many of their groups are quiesced now.
+   * O(replicas held)): house ticks so far, partitions the leader reports evaluated so far, Raft
+   * group ticks so far (group-host.ts rule 5), the replicas held and how many are quiesced now.
    */
-  idleCost(): { houseTicks: number; reportsEvaluated: number; held: number; quiesced: number } {
+  idleCost(): {
+    houseTicks: number;
+    reportsEvaluated: number;
+    groupTicks: number;
+    held: number;
+    quiesced: number;
+  } {
     let quiesced = 0;
     for (const p of this.held.values()) if (p.replica?.quiesced === true) quiesced++;
     return {
       houseTicks: this.houseTicks,
+      groupTicks: this.host.stats().groupTicks,
       reportsEvaluated: this.reports.evaluated,
       held: this.held.size,
       quiesced,
