@@ -57,6 +57,17 @@ function values100(): Buffer[] {
   return Array.from({ length: 1000 }, (_, i) => Buffer.from(`value ${i} `.padEnd(100, '.')));
 }
 
+/** DescribeTopic, or null on a retriable error ("not yet"). */
+function describeOrNull(client: StreamBusClient, name: string) {
+  return client
+    .admin()
+    .describeTopic(name)
+    .catch((err: unknown) => {
+      if (err instanceof StreamBusError && err.retriable) return null;
+      throw err;
+    });
+}
+
 /**
  * Creates a topic and waits until every partition has a leader and `rf` replicas; throws
  * (naming what the cluster answered) when the cluster does not replicate.
@@ -74,13 +85,7 @@ export async function createReplicated(
   let last = '';
   for (;;) {
     // Right after creation a replica may not be open yet: a retriable error means "not yet".
-    const d = await client
-      .admin()
-      .describeTopic(name)
-      .catch((err: unknown) => {
-        if (err instanceof StreamBusError && err.retriable) return null;
-        throw err;
-      });
+    const d = await describeOrNull(client, name);
     if (d === null) {
       if (Date.now() > deadline) throw new Error(`topic ${name}: not served in ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
@@ -366,13 +371,7 @@ export function cpuSeconds(pid: number): number {
 async function preferredLed(client: StreamBusClient, topics: readonly string[]): Promise<number> {
   let n = 0;
   for (const name of topics) {
-    const d = await client
-      .admin()
-      .describeTopic(name)
-      .catch((err: unknown) => {
-        if (err instanceof StreamBusError && err.retriable) return null;
-        throw err;
-      });
+    const d = await describeOrNull(client, name);
     for (const p of d?.partitions ?? []) if (p.leaderId === p.replicas[0]) n++;
   }
   return n;
