@@ -57,6 +57,17 @@ function values100(): Buffer[] {
   return Array.from({ length: 1000 }, (_, i) => Buffer.from(`value ${i} `.padEnd(100, '.')));
 }
 
+/** DescribeTopic, or null on a retriable error ("not yet"). */
+function describeOrNull(client: StreamBusClient, name: string) {
+  return client
+    .admin()
+    .describeTopic(name)
+    .catch((err: unknown) => {
+      if (err instanceof StreamBusError && err.retriable) return null;
+      throw err;
+    });
+}
+
 /**
  * Creates a topic and waits until every partition has a leader and `rf` replicas; throws
  * (naming what the cluster answered) when the cluster does not replicate.
@@ -74,13 +85,7 @@ export async function createReplicated(
   let last = '';
   for (;;) {
     // Right after creation a replica may not be open yet: a retriable error means "not yet".
-    const d = await client
-      .admin()
-      .describeTopic(name)
-      .catch((err: unknown) => {
-        if (err instanceof StreamBusError && err.retriable) return null;
-        throw err;
-      });
+    const d = await describeOrNull(client, name);
     if (d === null) {
       if (Date.now() > deadline) throw new Error(`topic ${name}: not served in ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
@@ -362,12 +367,31 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** Partitions of `topics` led by their preferred replica (replicas[0]); a retriable error: 0. */
+async function preferredLed(client: StreamBusClient, topics: readonly string[]): Promise<number> {
+  let n = 0;
+  for (const name of topics) {
+    const d = await describeOrNull(client, name);
+    for (const p of d?.partitions ?? []) if (p.leaderId === p.replicas[0]) n++;
+  }
+  return n;
+}
+
 async function idleRows(ctx: Ctx): Promise<ResultRow[]> {
   const topics = IDLE_REPLICAS / 100;
   for (let t = 0; t < topics; t++) {
     await createReplicated(ctx.client, `idle-${t}`, 100, RF, 'none', 120_000);
   }
-  // Let elections, registrations and the first heartbeats settle, then measure a quiet window.
+  // Idle means no leadership still moving: wait (bounded) until preferred-leader balancing has
+  // nothing left to do, so its transfers (each a new Raft term: files written and fsynced)
+  // cannot land in the window; the row says how many partitions were led by their preferred
+  // replica. Then let the first heartbeats settle, and measure a quiet window.
+  const names = Array.from({ length: topics }, (_, t) => `idle-${t}`);
+  let preferred = await preferredLed(ctx.client, names);
+  for (const until = Date.now() + 90_000; preferred < IDLE_REPLICAS && Date.now() < until; ) {
+    await new Promise((r) => setTimeout(r, 1000));
+    preferred = await preferredLed(ctx.client, names);
+  }
   await new Promise((r) => setTimeout(r, ctx.options.quick ? 3000 : 10_000));
   const windowMs = ctx.options.quick ? 5000 : 20_000;
   const pids = ctx.cluster.running().map((id) => ctx.cluster.broker(id).process!.pid!);
@@ -389,6 +413,7 @@ async function idleRows(ctx: Ctx): Promise<ResultRow[]> {
     runs: 1,
     inflight: 0,
     windowSeconds: secs,
+    preferredLeaders: preferred,
   };
   return [
     row('cluster idle cpu, 1,000 replicas per broker', Math.max(...shares), '% of a core', {

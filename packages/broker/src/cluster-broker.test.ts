@@ -9,6 +9,7 @@ import { ApiKey, decodeRecordBatch, ErrorCode, encodeRecordBatch } from '@stream
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from './broker.js';
+import type { ClusterNode } from './cluster-node.js';
 import { type BrokerConfig, defaultConfig } from './config.js';
 import { KafkaRawClient } from './kafka/kafka-raw-client.js';
 import { RawClient } from './testing/raw-client.js';
@@ -125,6 +126,59 @@ async function readAll(c: RawClient, topic: string): Promise<string[]> {
     if (offset >= p.highWatermark) return out;
   }
   throw new Error('readAll did not finish');
+}
+
+/**
+ * Issue 9 (idle CPU with many replicas), counted rather than timed: `n` more partitions of RF 3
+ * (every broker holds all of them); once they are led and quiet, a window of house ticks
+ * evaluates next to no leader report. Before, every house tick evaluated every replica held (n
+ * per tick per broker). Also: a new partition's preferred replica campaigns first, so most start
+ * led there and balancing has little to move (random elections: about a third).
+ */
+async function checkIdleCost(brokers: readonly Broker[], c: RawClient, n: number): Promise<void> {
+  await until('the idle topic', async () => {
+    const r = await c.request(ApiKey.CREATE_TOPICS, {
+      topics: [{ name: 'idle', partitions: n, replicationFactor: 3, configs: {} }],
+      timeoutMs: 5000,
+    });
+    const e = r.topics[0]!;
+    return e.errorCode === 0 || e.errorCode === ErrorCode.TOPIC_ALREADY_EXISTS ? e : undefined;
+  });
+  const partitions = await until(
+    'leaders of every idle partition',
+    async () => {
+      const m = await c.request(ApiKey.METADATA, {
+        topics: ['idle'],
+        allowAutoTopicCreation: false,
+      });
+      const ps = m.topics[0]?.partitions ?? [];
+      return ps.length === n && ps.every((p) => p.errorCode === 0 && p.leaderId > 0)
+        ? ps
+        : undefined;
+    },
+    30_000,
+  );
+  const preferred = partitions.filter((p) => p.leaderId === p.replicas[0]).length;
+  expect(preferred).toBeGreaterThan(n / 2);
+  // The test reaches into each broker's cluster node for its counters (not public API).
+  const nodes = brokers.map((b) => (b as unknown as { cluster: ClusterNode }).cluster);
+  await until(
+    'the idle groups quiesced',
+    async () => (nodes.every((x) => x.idleCost().quiesced >= n) ? true : undefined),
+    30_000,
+  );
+  const before = nodes.map((x) => x.idleCost());
+  await new Promise((r) => setTimeout(r, 1500));
+  const after = nodes.map((x) => x.idleCost());
+  for (let i = 0; i < nodes.length; i++) {
+    const ticks = after[i]!.houseTicks - before[i]!.houseTicks;
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    expect(after[i]!.held).toBeGreaterThanOrEqual(n);
+    // O(changed): a few partitions at most (a metadata change marks all once), not n per tick.
+    expect(after[i]!.reportsEvaluated - before[i]!.reportsEvaluated).toBeLessThan((ticks * n) / 10);
+    // Quiesced groups are not ticked: the metadata group and a few woken ones, not n per tick.
+    expect(after[i]!.groupTicks - before[i]!.groupTicks).toBeLessThan((ticks * n) / 10);
+  }
 }
 
 describe('the cluster path', () => {
@@ -317,6 +371,7 @@ describe('the cluster path', () => {
         rack: null,
       })),
     );
+    await checkIdleCost(brokers, clients[1]!, 100);
     const acked: string[] = [];
     /** The broker that answered the last produce: the partition's leader. */
     let leader = 0;

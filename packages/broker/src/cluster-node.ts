@@ -73,7 +73,7 @@ import { bindNodeIdentity, ensureNodeIdentity } from './controller/node-identity
 import { nextReassignmentStep } from './controller/reassignment.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { isInternalTopic, OFFSETS_TOPIC } from './groups/offsets-topic.js';
-import { LeaderReports, REPORT_RETRY_TICKS } from './leader-reports.js';
+import { LeaderReports, REPORT_RETRY_TICKS, reportKeysTouched } from './leader-reports.js';
 import { removeDeletedTopicDirs } from './leftover-replica-dirs.js';
 import type { LogCompaction } from './log-compaction.js';
 import type { ClusterMetricsView } from './metrics.js';
@@ -112,6 +112,12 @@ const PRODUCER_ID_BLOCK = 1000;
 const APPLY_WAIT_MS_MAX = 10_000;
 /** How long a topic create waits for its partitions' first elected leaders. */
 const ELECTED_WAIT_MS_MAX = 5_000;
+/**
+ * House ticks after a new partition's preferred replica opened before it campaigns: its peers
+ * have opened the group by then (they apply the same metadata record), and the election
+ * timeout (10+ ticks) of the others has not run out.
+ */
+const FRESH_CAMPAIGN_TICKS = 2;
 /** How long one broker may take to answer a balance-leaders request. */
 const BALANCE_CALL_MS_MAX = 5_000;
 export const METADATA_DIR = '__cluster_metadata';
@@ -194,10 +200,21 @@ export class ClusterNode {
   /** The partition leaders' reports to the controller (leader-reports.ts). */
   private readonly reports: LeaderReports;
   private houseTicks = 0;
+  /** The house tick of the next periodic balance round (0: not yet set). */
+  private nextBalanceTick = 0;
   /** Partitions whose reassignment step is in flight here (at most one each). */
   private readonly reassignSteps = new Set<string>();
   /** Partitions whose leader asked for a reassignment hand-over, and the house tick it did. */
   private readonly reassignTransferTick = new Map<string, number>();
+  /** Each open partition replica's key in `held` (the host names groups, not keys: onActive). */
+  private readonly replicaKeys = new WeakMap<object, string>();
+  /** Held partitions the applied state lists a reassignment for; null: recompute (a change). */
+  private reassigning: string[] | null = null;
+  /**
+   * New partitions' preferred replicas (replicas[0]) opened here, and the house tick they opened
+   * at: each campaigns `FRESH_CAMPAIGN_TICKS` later unless an election began meanwhile.
+   */
+  private readonly freshPreferred = new Map<PartitionReplica, number>();
   /** Per held partition, the term in which its replica here last became leader, and when. */
   private readonly leaderSince = new Map<string, { term: number; atMs: number }>();
   /** Times a replica here became leader (metrics). */
@@ -269,6 +286,12 @@ export class ClusterNode {
       changeIsr: (report) => this.client.changeIsr(report),
       onFailed: (topic, partition, err) =>
         o.logger.debug({ err, topic, partition }, 'ISR report failed'),
+    });
+    // Idle cost (leader-reports.ts rule 7): only replicas whose group has work, changed or was
+    // opened are evaluated on a house tick, not every replica held.
+    this.host.onActive((g) => {
+      const k = this.replicaKeys.get(g);
+      if (k !== undefined) this.reports.markDirty(k);
     });
     this.leadership = new LeadershipOps({
       self: this.self,
@@ -363,6 +386,15 @@ export class ClusterNode {
     this.applyBrokerConfig();
     this.unsubscribe = this.controller.onApplied((_, records) => {
       this.scheduleReconcile();
+      // Leader reports look again where the state changed (leader-reports.ts rule 7).
+      const touched = reportKeysTouched(records);
+      if (touched === 'all') {
+        this.reports.markAllDirty();
+        this.reassigning = null;
+      } else {
+        for (const k of touched) this.reports.markDirty(k);
+        if (touched.length > 0) this.reassigning = null;
+      }
       // records = [] after a snapshot install: anything may have changed.
       if (records.length === 0 || records.some((r) => r.type === 'alter-broker-config')) {
         this.applyBrokerConfig();
@@ -422,21 +454,68 @@ export class ClusterNode {
     this.lifecycle?.tick();
     this.links.keepalive();
     this.wakeOnFence();
-    for (const [k, p] of this.held) this.maybeReportIsr(k, p);
-    for (const [k, p] of this.held) this.driveReassignment(k, p);
+    this.reports.reportDirty(
+      (k) => {
+        const p = this.held.get(k);
+        const r = p?.replica;
+        return p === undefined || r === null || r === undefined
+          ? undefined
+          : { topic: p.topic, partition: p.index, replica: r };
+      },
+      () => this.held.keys(),
+    );
+    for (const [r, at] of this.freshPreferred) {
+      if (this.houseTicks - at < FRESH_CAMPAIGN_TICKS) continue;
+      this.freshPreferred.delete(r);
+      r.campaignIfUnelected();
+    }
+    for (const k of this.reassigningHeld()) {
+      const p = this.held.get(k);
+      if (p !== undefined) this.driveReassignment(k, p);
+    }
     this.reassignmentThrottle.pump();
     this.groups.tick();
     // Preferred-leader balancing (leaderBalance.intervalMs, 0 = off), not while shutting down.
     const balanceTicks = Math.ceil(
       this.o.config.leaderBalance.intervalMs / (this.o.tickMs ?? CLUSTER_TICK_MS),
     );
-    if (balanceTicks > 0 && !this.draining && this.houseTicks % balanceTicks === 0) {
+    // A shorter interval set at run time (dynamic config) takes effect at once.
+    if (balanceTicks > 0) {
+      this.nextBalanceTick = Math.min(
+        this.nextBalanceTick === 0 ? balanceTicks : this.nextBalanceTick,
+        this.houseTicks + balanceTicks,
+      );
+    }
+    if (balanceTicks > 0 && !this.draining && this.houseTicks >= this.nextBalanceTick) {
       const n = this.leadership.balance(true);
+      // ops/leadership.ts rule 5: moves left for later get a round soon, not a whole interval on.
+      const soonTicks = Math.ceil(
+        this.leadership.balanceLedForMsMin / (this.o.tickMs ?? CLUSTER_TICK_MS),
+      );
+      this.nextBalanceTick =
+        this.houseTicks +
+        (this.leadership.lastRoundDeferred ? Math.min(balanceTicks, soonTicks) : balanceTicks);
       if (n > 0) this.o.logger.info({ transfers: n }, 'preferred-leader balancing');
     }
   }
 
   // ---- operations: controlled shutdown, leader balancing, readiness (ops/) --------------------
+
+  /**
+   * The held partitions with a reassignment in the applied state, recomputed only after the
+   * state or the held set changed (an idle house tick scans nothing: issue 9).
+   */
+  private reassigningHeld(): readonly string[] {
+    if (this.reassigning !== null) return this.reassigning;
+    const out: string[] = [];
+    for (const [k, p] of this.held) {
+      if (topicByName(this.state, p.topic)?.partitions[p.index]?.reassignment !== undefined) {
+        out.push(k);
+      }
+    }
+    this.reassigning = out;
+    return out;
+  }
 
   /** How long the replica of `k` has led in its current term (ms), undefined when unknown. */
   private ledForMs(k: string, r: PartitionReplica): number | undefined {
@@ -563,6 +642,29 @@ export class ClusterNode {
       brokersLive: state.brokers.size - fenced,
       brokersFenced: fenced,
       peers: [...this.links.peerTraffic()].map(([peer, t]) => ({ peer, ...t })),
+    };
+  }
+
+  /**
+   * Per-tick work counters (issue 9: an idle broker's house tick must cost O(changed), not
+   * O(replicas held)): house ticks so far, partitions the leader reports evaluated so far, Raft
+   * group ticks so far (group-host.ts rule 5), the replicas held and how many are quiesced now.
+   */
+  idleCost(): {
+    houseTicks: number;
+    reportsEvaluated: number;
+    groupTicks: number;
+    held: number;
+    quiesced: number;
+  } {
+    let quiesced = 0;
+    for (const p of this.held.values()) if (p.replica?.quiesced === true) quiesced++;
+    return {
+      houseTicks: this.houseTicks,
+      groupTicks: this.host.stats().groupTicks,
+      reportsEvaluated: this.reports.evaluated,
+      held: this.held.size,
+      quiesced,
     };
   }
 
@@ -860,7 +962,10 @@ export class ClusterNode {
       config.limits.fetchWaitersMax,
       {
         onReplica: (replica) => {
+          this.replicaKeys.set(replica, k);
+          this.reports.markDirty(k);
           replica.onChange((e) => {
+            this.reports.markDirty(k);
             if (e.kind === 'role' && replica.role === 'leader') {
               this.leaderElections++;
               this.leaderSince.set(k, { term: replica.leaderEpoch, atMs: Date.now() });
@@ -886,6 +991,8 @@ export class ClusterNode {
       },
     );
     this.held.set(k, served);
+    this.reassigning = null;
+    this.reports.markDirty(k);
     replicas.attachOne(served);
     const current = served;
     this.o.compaction?.add({
@@ -968,6 +1075,11 @@ export class ClusterNode {
       throw err;
     }
     replica.campaignIfSoleVoter();
+    // A new group's preferred replica campaigns first, a few ticks on (its peers open the
+    // group too by then), so balancing has no leadership to move (issue 9: idle CPU).
+    if (h.replicas.length > 1 && h.replicas[0] === this.self && replica.leaderEpoch === 0) {
+      this.freshPreferred.set(replica, this.houseTicks);
+    }
     return replica;
   }
 
@@ -987,6 +1099,7 @@ export class ClusterNode {
     const k = this.keyOf(h);
     const p = this.held.get(k);
     this.held.delete(k);
+    this.reassigning = null;
     this.reports.forget(k);
     this.leaderSince.delete(k);
     this.reassignTransferTick.delete(k);

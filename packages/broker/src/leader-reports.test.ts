@@ -6,11 +6,24 @@ import { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol
 import { type NodeId, seededRandom } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
-import type { IsrReport } from './controller/controller-planner.js';
+import {
+  type IsrReport,
+  planBootstrap,
+  planCreateTopic,
+  planHeartbeat,
+  planIsrChange,
+  planRegisterBroker,
+} from './controller/controller-planner.js';
 import { ControllerClient, encodeError } from './controller/controller-rpc.js';
 import { ControllerTestCluster, rejection } from './controller/controller-testing.js';
-import { EMPTY_METADATA_STATE, topicByName } from './controller/metadata-state.js';
-import { LeaderReports, type ReportingReplica } from './leader-reports.js';
+import type { MetadataRecord } from './controller/metadata-records.js';
+import {
+  apply,
+  EMPTY_METADATA_STATE,
+  type MetadataState,
+  topicByName,
+} from './controller/metadata-state.js';
+import { LeaderReports, type ReportingReplica, reportKeysTouched } from './leader-reports.js';
 
 let cluster: ControllerTestCluster | null = null;
 afterEach(async () => {
@@ -191,5 +204,97 @@ describe('leader reports', () => {
       expect(isStreamBusError(err, code)).toBe(true);
       expect({ asked: asked.length, slept }).toEqual({ asked: 1, slept: 0 });
     }
+  });
+});
+
+describe('leader reports: idle cost (rule 7)', () => {
+  const run = (s: MetadataState, records: readonly MetadataRecord[]) => records.reduce(apply, s);
+
+  /** Three live brokers, a topic of `n` partitions of RF 3: each led by replicas[0], epoch 0. */
+  function stateOf(n: number): MetadataState {
+    let s = run(EMPTY_METADATA_STATE, planBootstrap(EMPTY_METADATA_STATE, 'c1'));
+    for (let id = 1; id <= 3; id++) {
+      s = run(s, planRegisterBroker(s, { brokerId: id, host: 'h', port: id, incarnation: 'a' }));
+      const brokerEpoch = s.brokers.get(id)!.brokerEpoch;
+      s = run(s, planHeartbeat(s, { brokerId: id, brokerEpoch }, 0));
+    }
+    return run(s, planCreateTopic(s, { name: 't', partitions: n, replicationFactor: 3 }));
+  }
+
+  it('1,000 replicas held: an idle tick evaluates none; a change, a retry or a call ending only its own', async () => {
+    const n = 1000;
+    let state = stateOf(n);
+    const t = topicByName(state, 't')!;
+    const sent: IsrReport[] = [];
+    const reports = new LeaderReports({
+      self: 1,
+      state: () => state,
+      changeIsr: (report) => {
+        sent.push(report);
+        return Promise.resolve();
+      },
+      retryTicks: 5,
+    });
+    // This broker's stand-ins agree with the state: leaders where it is replicas[0].
+    const replicas = new Map<string, StandIn>();
+    for (let i = 0; i < n; i++) {
+      const r = new StandIn();
+      const ps = t.partitions[i]!;
+      if (ps.leader === 1) r.lead(ps.leaderEpoch, [...ps.isr]);
+      replicas.set(`${t.id}/${i}`, r);
+    }
+    const subject = (k: string) => {
+      const r = replicas.get(k);
+      return r === undefined
+        ? undefined
+        : { topic: 't', partition: Number(k.split('/')[1]), replica: r };
+    };
+    const tick = () => {
+      reports.tick();
+      return reports.reportDirty(subject, () => replicas.keys());
+    };
+    reports.markAllDirty();
+    expect(tick()).toBe(n);
+    expect(sent).toEqual([]);
+    // Idle: nothing changed, nothing evaluated, tick after tick.
+    for (let i = 0; i < 20; i++) expect(tick()).toBe(0);
+    // Broker heartbeats (the records an idle cluster applies) touch no partition.
+    expect(
+      reportKeysTouched([{ type: 'broker-heartbeat', brokerId: 2, brokerEpoch: 2, tick: 9 }]),
+    ).toEqual([]);
+    // A leader whose follower fell behind: marked (its group had work), reported once...
+    const k = `${t.id}/0`;
+    replicas.get(k)!.isr = [1, 2] as NodeId[];
+    reports.markDirty(k);
+    expect(tick()).toBe(1);
+    expect(sent.map((r) => r.isr)).toEqual([[1, 2]]);
+    await Promise.resolve();
+    await Promise.resolve();
+    // ...and while the state still disagrees it alone is looked at again, resent after retryTicks.
+    const evaluated: number[] = [];
+    for (let i = 0; i < 6; i++) evaluated.push(tick());
+    // Due again on the 5th tick: resent; the call's end (not yet run) marks it dirty again.
+    expect(evaluated).toEqual([1, 1, 1, 1, 1, 0]);
+    expect(sent).toHaveLength(2);
+    // The state takes the report (a partition-change record marks that partition): settled.
+    const change = planIsrChange(state, {
+      topicId: t.id,
+      partition: 0,
+      leader: 1,
+      leaderEpoch: 0,
+      isr: [1, 2],
+    });
+    state = run(state, change);
+    expect(reportKeysTouched(change)).toEqual([k]);
+    for (const key of reportKeysTouched(change) as string[]) reports.markDirty(key);
+    await Promise.resolve();
+    expect(tick()).toBe(1);
+    expect(tick()).toBe(0);
+    expect(sent).toHaveLength(2);
+    // A record that may touch any partition, or a snapshot install ([]): everything once.
+    expect(reportKeysTouched([])).toBe('all');
+    expect(
+      reportKeysTouched(planCreateTopic(state, { name: 'u', partitions: 1, replicationFactor: 3 })),
+    ).toBe('all');
   });
 });

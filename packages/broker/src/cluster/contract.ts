@@ -76,6 +76,12 @@ export interface HostedGroup {
   reportUnreachable(peer: NodeId): void;
   /** True when a `process()` would do something (the core has a Ready, or I/O finished). */
   hasWork(): boolean;
+  /**
+   * Optional: true while the group is quiesced (docs/raft.md), so its `tick()` would do nothing
+   * that matters; the host then stops ticking it until it is notified, stepped or told of an
+   * unreachable peer (group-host.ts rule 5). Undefined: ticked always.
+   */
+  readonly quiesced?: boolean | undefined;
   /** One round of work: persist, send, apply, advance. Never rejects (rule 3). */
   process(): Promise<void>;
 }

@@ -20,6 +20,8 @@ class FakeGroup implements HostedGroup {
   tickMakesWork = false;
   failProcess = false;
   failStep = false;
+  /** As PartitionReplica.quiesced; undefined: a group that never says (ticked always). */
+  quiesced: boolean | undefined = undefined;
 
   constructor(readonly key: GroupKey) {}
 
@@ -235,6 +237,37 @@ describe('RaftGroupHost', () => {
     const after = gs[0]!.ticks;
     await new Promise((r) => setTimeout(r, 30));
     expect(gs[0]!.ticks).toBe(after);
+  });
+
+  it('stops ticking quiesced groups without work until a message, a notify or an unreachable peer wakes them', async () => {
+    const h = host();
+    const gs = groups(h, 1000);
+    for (const g of gs) g.quiesced = true;
+    const plain = new FakeGroup({ topicId: 99, partition: 0 });
+    h.add(plain);
+    h.tickOnce();
+    expect(h.stats().groupTicks).toBe(1001);
+    // Idle: only the group that never says it is quiesced is ticked.
+    for (let i = 0; i < 10; i++) h.tickOnce();
+    expect(h.stats()).toMatchObject({ groupTicks: 1011, awake: 1 });
+    expect(gs[5]!.ticks).toBe(1);
+    // A message wakes its group: ticked again until it is quiet and without work.
+    h.deliver(gs[5]!.key, hb(2, 1));
+    await h.runPending();
+    h.tickOnce();
+    expect(gs[5]!.ticks).toBe(2);
+    h.tickOnce();
+    expect(gs[5]!.ticks).toBe(2);
+    // A group that stopped being quiesced stays awake (ticked every time) while it says so.
+    gs[6]!.quiesced = false;
+    h.notify(gs[6]!.key);
+    for (let i = 0; i < 3; i++) h.tickOnce();
+    expect(gs[6]!.ticks).toBe(4);
+    // An unreachable peer wakes every group (a quiesced leader must find out who answers).
+    h.reportUnreachable(3 as NodeId);
+    const before = h.stats().groupTicks;
+    h.tickOnce();
+    expect(h.stats().groupTicks - before).toBe(1001);
   });
 
   it('runs tick listeners after the groups in the same tick; a throwing one does not stop the rest', () => {

@@ -16,6 +16,7 @@ import {
   topicByName,
 } from '../controller/metadata-state.js';
 import {
+  balancePlan,
   balanceTargets,
   type HeldLeadership,
   handoffTargets,
@@ -121,8 +122,16 @@ describe('leadership hand-over and balancing', () => {
     });
     expect(ops.balance(true)).toBe(0);
     expect(log).toEqual([]);
+    // Rule 5: the round left a wanted move for later, so the broker runs the next one soon.
+    expect(ops.lastRoundDeferred).toBe(true);
+    expect(balancePlan(s, 2, [fresh], 10, 5000)).toEqual({ moves: [], deferred: 1 });
     expect(ops.balance()).toBe(1);
     expect(log).toEqual(['t/0->1']);
+    // Nothing wanted (or everything moved): a whole interval to the next round.
+    const settled = { ...fresh, ledForMs: 6000 };
+    expect(balancePlan(s, 2, [settled], 10, 5000).deferred).toBe(0);
+    // Past the cap (rule 3) counts as left for later too.
+    expect(balancePlan(s, 2, [settled], 0, 5000)).toEqual({ moves: [], deferred: 1 });
   });
 
   it('handOff retries until nothing is led here, hands the controller role over, and stops at the deadline', async () => {

@@ -35,6 +35,10 @@
 //      producers, and reports racing each other). A restarted broker's partitions have been led
 //      elsewhere since its shutdown, so they go back as before. On demand (RebalanceLeaders) the
 //      operator asked: no minimum.
+//   5. A periodic round that left wanted moves (rule 4's minimum, or rule 3's cap) asks for its
+//      next round after `balanceLedForMsMin` instead of a whole interval (`lastRoundDeferred`):
+//      before, the moves rule 4 put off waited 30 s, and landed in whatever came next (the
+//      cluster bench's idle window: seconds of CPU for the terms they start).
 import type { NodeId } from '@streambus/raft';
 import {
   type PreferredLeaderMove,
@@ -96,21 +100,35 @@ export function balanceTargets(
   movesMax: number,
   ledForMsMin = 0,
 ): Transfer[] {
+  return balancePlan(state, self, held, movesMax, ledForMsMin).moves;
+}
+
+/**
+ * Rules 3 to 5: `balanceTargets`' moves, and how many wanted moves the round left for later
+ * (led here for less than `ledForMsMin`, or past `movesMax`) though their target is in sync.
+ */
+export function balancePlan(
+  state: MetadataState,
+  self: number,
+  held: readonly HeldLeadership[],
+  movesMax: number,
+  ledForMsMin = 0,
+): { moves: Transfer[]; deferred: number } {
   const leading = new Map<string, HeldLeadership>();
-  for (const h of held) {
-    if (h.isLeader && (h.ledForMs ?? Number.POSITIVE_INFINITY) >= ledForMsMin) {
-      leading.set(keyOf(h.topic, h.partition), h);
-    }
-  }
+  for (const h of held) if (h.isLeader) leading.set(keyOf(h.topic, h.partition), h);
   const out: Transfer[] = [];
+  let deferred = 0;
   for (const m of preferredLeaderMoves(state, Number.MAX_SAFE_INTEGER)) {
-    if (out.length >= movesMax) break;
     if (m.from !== self) continue;
     const h = leading.get(keyOf(m.topic, m.partition));
     if (h === undefined || !h.inSync.includes(m.to)) continue;
+    if (out.length >= movesMax || (h.ledForMs ?? Number.POSITIVE_INFINITY) < ledForMsMin) {
+      deferred++;
+      continue;
+    }
     out.push({ topic: m.topic, partition: m.partition, to: m.to });
   }
-  return out;
+  return { moves: out, deferred };
 }
 
 export interface LeadershipHost {
@@ -161,10 +179,18 @@ export const LEADERSHIP_DEFAULTS: LeadershipLimits = {
 };
 
 export class LeadershipOps {
+  /** Rule 5: the last periodic round left wanted moves for later (run the next one soon). */
+  lastRoundDeferred = false;
+
   constructor(
     private readonly host: LeadershipHost,
     private readonly o: Partial<LeadershipLimits> = {},
   ) {}
+
+  /** Rule 4's minimum (ms). */
+  get balanceLedForMsMin(): number {
+    return this.o.balanceLedForMsMin ?? LEADERSHIP_DEFAULTS.balanceLedForMsMin;
+  }
 
   private get retryMs(): number {
     return this.o.retryMs ?? LEADERSHIP_DEFAULTS.retryMs;
@@ -245,13 +271,14 @@ export class LeadershipOps {
     const h = this.host;
     const held = h.held();
     const byKey = new Map(held.map((x) => [keyOf(x.topic, x.partition), x]));
-    const moves = balanceTargets(
+    const { moves, deferred } = balancePlan(
       h.state(),
       h.self,
       held,
       this.o.movesPerRoundMax ?? LEADERSHIP_DEFAULTS.movesPerRoundMax,
-      periodic ? (this.o.balanceLedForMsMin ?? LEADERSHIP_DEFAULTS.balanceLedForMsMin) : 0,
+      periodic ? this.balanceLedForMsMin : 0,
     );
+    if (periodic) this.lastRoundDeferred = deferred > 0;
     for (const m of moves)
       byKey.get(keyOf(m.topic, m.partition))?.transferLeadership(m.to as NodeId);
     return moves.length;

@@ -17,6 +17,7 @@
 //   durableEndOffset: number; stats(): tail, cache, prefetch and pending counters
 //   partitionLog: PartitionLog   read-only use (offset by timestamp, sizes)
 //   transferLeadership(to: NodeId): void; campaignIfSoleVoter(): void   (a cluster of one)
+//   campaignIfUnelected(): void   (a new partition's preferred replica, cluster-node.ts)
 //   changeMembership(change: ConfChange): Promise<void>; configuration: ConfState   (leader)
 //   deleteRecordsBefore(offset): Promise<number>; enforceRetention(): Promise<number>  leader only
 //   close(): Promise<void>
@@ -685,6 +686,18 @@ export class PartitionReplica implements HostedGroup {
     if (this.closed || this.offline || this.node.currentRole === StateRole.Leader) return;
     const { voters } = this.node.status().conf;
     if (voters.length !== 1 || voters[0] !== this.self) return;
+    this.node.campaign();
+    this.host.notify(this.key);
+  }
+
+  /**
+   * Campaigns at once when this replica's group has had no election yet (term 0): cluster-node.ts
+   * calls it on a new partition's preferred replica, so the partition usually starts led there
+   * and preferred-leader balancing has nothing to move (issue 9: those moves cost an idle
+   * broker seconds of CPU). A no-op otherwise.
+   */
+  campaignIfUnelected(): void {
+    if (this.closed || this.offline || this.node.currentTerm !== 0) return;
     this.node.campaign();
     this.host.notify(this.key);
   }
