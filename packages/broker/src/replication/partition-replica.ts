@@ -156,6 +156,7 @@ import {
   producersFrom,
 } from './replica-producers.js';
 import { ReplicaStore } from './replica-store.js';
+import { ReplicaStageProbe, stageTrace } from './stage-trace.js';
 import type { LogPosition } from './term-runs.js';
 
 export type ReplicaRole = 'leader' | 'follower' | 'candidate' | 'offline';
@@ -345,6 +346,8 @@ export class PartitionReplica implements HostedGroup {
   private readonly prefetching = new Set<number>();
   private fetched = false;
   private processing: Promise<void> | null = null;
+  /** Stage timings (SBDIAG_REPLICA_STAGES, stage-trace.ts); null when off. */
+  private readonly probe = stageTrace ? new ReplicaStageProbe(stageTrace) : null;
   private closed = false;
   private offline: StreamBusError | null = null;
 
@@ -720,7 +723,12 @@ export class PartitionReplica implements HostedGroup {
   step(message: Message): void {
     if (this.closed || this.offline) return;
     try {
-      if (message.type === MessageType.Append) checkAppendEntries(message);
+      if (message.type === MessageType.Append) {
+        checkAppendEntries(message);
+        if (message.entries.length > 0) this.probe?.appendStepped();
+      } else if (message.type === MessageType.AppendResp && !message.reject) {
+        this.probe?.acked(message.index);
+      }
       if (message.type === MessageType.Snapshot && message.snapshot) {
         // Readable snapshot data, or the message is dropped (never a failed install later).
         producersFrom(decodeSnapshotData(message.snapshot.data).producers);
@@ -773,11 +781,21 @@ export class PartitionReplica implements HostedGroup {
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
     if (early) this.send(rd.messages);
+    const probeLast = rd.entries[rd.entries.length - 1];
+    const probeAt = this.probe && probeLast ? this.probe.readyTaken(early, probeLast.index) : 0;
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
     const applyFirst = rd.committedEntries.some(isLogStartEntry);
     if (lastCommitted && !applyFirst) this.seeCommitted(lastCommitted.index);
     const { durable } = await this.persist(rd);
     if (this.closed) return;
+    if (this.probe && probeLast && durable !== null) {
+      const probe = this.probe;
+      const writtenAt = probe.written(early, probeAt);
+      durable.then(
+        () => probe.durable(early, writtenAt, probeLast.index),
+        () => undefined,
+      );
+    }
     if (durable !== null) {
       const seq = ++this.writesIssued;
       durable.then(
@@ -1033,6 +1051,7 @@ export class PartitionReplica implements HostedGroup {
     const hw = this.commitOffset();
     const hwMoved = hw > this.hw;
     if (hwMoved) this.hw = hw;
+    if (isLeader) this.probe?.committed(this.committedDurable);
     if (this.reserved.length > 0) this.releaseCommitted();
     this.resolvePending();
     this.drainQueued();
@@ -1102,6 +1121,7 @@ export class PartitionReplica implements HostedGroup {
   }
 
   private proposeNow(q: Queued): void {
+    this.probe?.proposed();
     if (q.conf) {
       this.proposeConf(q, q.conf);
       return;
