@@ -101,8 +101,13 @@ describe('cluster simulation', () => {
     const kinds = new Set(s.failures.flatMap((f) => f.violations.map((v) => v.kind)));
     expect(s.failures.length).toBeGreaterThan(0);
     // Caught as a lost acknowledgement at the end, or earlier by the leader-read checker (a
-    // leader's high watermark below an "acknowledged" offset stops the seed first).
-    expect(kinds.has('acked-record-lost') || kinds.has('leader-read-below-acked')).toBe(true);
+    // leader's high watermark below an "acknowledged" offset stops the seed first), or as a
+    // record a consumer read below that high watermark and the final log lost.
+    expect(
+      kinds.has('acked-record-lost') ||
+        kinds.has('leader-read-below-acked') ||
+        kinds.has('consumed-record-lost'),
+    ).toBe(true);
   }
 
   it('the broken variant (acks=all answered at the leader write) is caught', async () => {
@@ -110,7 +115,10 @@ describe('cluster simulation', () => {
   });
 
   it('the broken variant counting entries durable at write (no fsync report) is caught', async () => {
-    await expectAckLossCaught(60, { unsafeDurableAtWrite: true });
+    // Rarely caught: a loss needs a majority to crash between the write and its fsync (1 to 4
+    // seeds in 200); 100 seeds hold one whether or not the replica places entries before their
+    // write lands (replica-store.ts, fast path).
+    await expectAckLossCaught(100, { unsafeDurableAtWrite: true });
   });
 
   it('the broken variant without leader read-gating is caught (a new leader served below an acknowledged offset)', async () => {
