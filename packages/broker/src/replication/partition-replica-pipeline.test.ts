@@ -4,56 +4,15 @@
 // (no ticks, no clock): with the leader's segment writes hung, a second proposal's appends leave
 // for the followers before the first write returned.
 import { MessageType } from '@streambus/raft';
-import type { FileHandle, MemoryFileSystem, OpenMode } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { batch, ReplicaCluster } from './replica-test-cluster.js';
+import { gatedHandles, type HandleGate } from './replication-test-fs.js';
 
 let cluster: ReplicaCluster | null = null;
 afterEach(async () => {
   await cluster?.closeAll();
   cluster = null;
 });
-
-interface WriteGate {
-  held: boolean;
-  open(): void;
-}
-
-/** A file system whose segment-file writes wait while `gate.held`. */
-function gatedWrites(fs: MemoryFileSystem): { fs: MemoryFileSystem; gate: WriteGate } {
-  const waiting: Array<() => void> = [];
-  const gate: WriteGate = {
-    held: false,
-    open() {
-      gate.held = false;
-      for (const w of waiting.splice(0)) w();
-    },
-  };
-  const wrapHandle = (h: FileHandle, path: string): FileHandle =>
-    new Proxy(h, {
-      get(target, key) {
-        const v = Reflect.get(target, key);
-        if ((key === 'write' || key === 'writev') && path.endsWith('.log')) {
-          return async (...args: unknown[]) => {
-            if (gate.held) await new Promise<void>((r) => waiting.push(r));
-            return (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
-  const wrapped = new Proxy(fs, {
-    get(target, key) {
-      if (key === 'open') {
-        return async (path: string, mode: OpenMode) =>
-          wrapHandle(await target.open(path, mode), path);
-      }
-      const v = Reflect.get(target, key);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-  return { fs: wrapped, gate };
-}
 
 const turns = async (n: number): Promise<void> => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
@@ -63,9 +22,9 @@ describe('PartitionReplica: the next Ready does not wait for the previous write'
   it("a leader's second proposal leaves for the followers while its first write is hung", async () => {
     const c = new ReplicaCluster({ seed: 71 });
     cluster = c;
-    const gates = new Map<number, WriteGate>();
+    const gates = new Map<number, HandleGate>();
     for (const id of c.nodes.keys()) {
-      const g = gatedWrites(c.node(id).fs);
+      const g = gatedHandles(c.node(id).fs, ['write', 'writev'], (p) => p.endsWith('.log'));
       c.node(id).fs = g.fs;
       gates.set(id, g.gate);
     }

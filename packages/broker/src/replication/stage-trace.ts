@@ -119,23 +119,21 @@ export class ReplicaStageProbe {
   durable(leader: boolean, writtenAt: number, lastIndex: number): void {
     const now = performance.now();
     this.trace.record(leader ? 'L.fsync' : 'F.fsync', now - writtenAt);
-    for (const s of this.sent) {
-      if (s.index > lastIndex) break;
-      if (!s.own) {
-        s.own = true;
-        this.trace.record('L.ownDurable', now - s.at);
-      }
-    }
+    this.firstTime(lastIndex, 'own', 'L.ownDurable', now);
   }
 
   /** A follower acknowledged entries up to `index` (leader). */
   acked(index: number): void {
-    const now = performance.now();
+    this.firstTime(index, 'acked', 'L.firstAck', performance.now());
+  }
+
+  /** Records `stage` for every sent Ready up to `index` not marked `flag` yet, and marks it. */
+  private firstTime(index: number, flag: 'own' | 'acked', stage: string, now: number): void {
     for (const s of this.sent) {
       if (s.index > index) break;
-      if (!s.acked) {
-        s.acked = true;
-        this.trace.record('L.firstAck', now - s.at);
+      if (!s[flag]) {
+        s[flag] = true;
+        this.trace.record(stage, now - s.at);
       }
     }
   }
