@@ -148,15 +148,25 @@ async function producerRun(
   }
 }
 
-export async function withCluster<T>(
+export function withCluster<T>(
   nodes: number,
   body: (c: TestCluster, client: StreamBusClient) => Promise<T>,
+): Promise<T> {
+  return withClusterEnv(nodes, {}, body);
+}
+
+/** `withCluster` with extra environment (and node flags, e.g. --cpu-prof) for the brokers. */
+export async function withClusterEnv<T>(
+  nodes: number,
+  env: Readonly<Record<string, string>>,
+  body: (c: TestCluster, client: StreamBusClient) => Promise<T>,
+  nodeFlags: readonly string[] = [],
 ): Promise<T> {
   let cluster: TestCluster | null = null;
   let client: StreamBusClient | null = null;
   try {
     try {
-      cluster = await TestCluster.start({ nodes, network: 'direct' });
+      cluster = await TestCluster.start({ nodes, network: 'direct', env, nodeFlags });
     } catch (err) {
       throw new Error(
         `cluster bench: a cluster of ${nodes} broker(s) did not start, so nothing was measured: ${(err as Error).message}`,

@@ -194,11 +194,14 @@ export class ReplicatedPartition implements ServedPartition {
   }
 
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {
+    // `validated` is produce validation's proof that every batch's framing and CRC were
+    // checked: the replica does not compute the CRC a second time (a tenth of a leader's CPU
+    // under acks=1, issue 9).
     void validated;
     // A compacted topic keeps the latest record per key: one without a key is refused, as in Kafka.
     if (compactionApplies(this.topicConfig.cleanupPolicy)) checkKeyedRecords(records);
     await this.untilReopened();
-    const r = await this.serving().propose(records, acks);
+    const r = await this.serving().propose(records, acks, { crcVerified: true });
     return { baseOffset: r.baseOffset, appendTimeMs: r.logAppendTimeMs, duplicate: false };
   }
 

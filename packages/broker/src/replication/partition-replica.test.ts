@@ -13,11 +13,12 @@ import {
   message,
   type Term,
 } from '@streambus/raft';
-import type { FileHandle, MemoryFileSystem, OpenMode } from '@streambus/storage';
+import type { MemoryFileSystem } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ByteBudget } from '../byte-budget.js';
 import { NotLeaderError, type PartitionReplica, type ProduceResult } from './partition-replica.js';
 import { batch, REPLICA_LOG_CONFIG, ReplicaCluster } from './replica-test-cluster.js';
+import { gatedHandles, type HandleGate } from './replication-test-fs.js';
 
 let cluster: ReplicaCluster | null = null;
 afterEach(async () => {
@@ -313,45 +314,8 @@ function countOf(values: string[], v: string): number {
 }
 
 /** `fs` whose fsyncs wait while `gate.held` (the rest passes through). */
-function gatedSyncs(fs: MemoryFileSystem): {
-  fs: MemoryFileSystem;
-  gate: { held: boolean; open(): void; logSyncs: number };
-} {
-  const waiting: Array<() => void> = [];
-  const gate = {
-    held: false,
-    /** fsyncs of segment files started (the group commit test counts them). */
-    logSyncs: 0,
-    open() {
-      gate.held = false;
-      for (const w of waiting.splice(0)) w();
-    },
-  };
-  const wrapHandle = (h: FileHandle, path: string): FileHandle =>
-    new Proxy(h, {
-      get(target, key) {
-        if (key === 'sync') {
-          return async () => {
-            if (path.endsWith('.log')) gate.logSyncs++;
-            if (gate.held) await new Promise<void>((r) => waiting.push(r));
-            return target.sync();
-          };
-        }
-        const v = Reflect.get(target, key);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
-  const wrapped = new Proxy(fs, {
-    get(target, key) {
-      if (key === 'open') {
-        return async (path: string, mode: OpenMode) =>
-          wrapHandle(await target.open(path, mode), path);
-      }
-      const v = Reflect.get(target, key);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-  return { fs: wrapped, gate };
+function gatedSyncs(fs: MemoryFileSystem): { fs: MemoryFileSystem; gate: HandleGate } {
+  return gatedHandles(fs, ['sync']);
 }
 
 /** Every node's fsyncs behind a gate (closed only when a test sets `held`). */

@@ -6,6 +6,7 @@ import {
   type FileHandle,
   type FileStat,
   ForwardingFileSystem,
+  type MemoryFileSystem,
   type OpenMode,
 } from '@streambus/storage';
 
@@ -77,4 +78,58 @@ export class CrashAtStepFileSystem extends ForwardingFileSystem {
     this.step();
     return super.syncDir(dir);
   }
+}
+
+/** A gate on some file-handle calls: they wait while `held`; `logSyncs` counts segment fsyncs. */
+export interface HandleGate {
+  held: boolean;
+  open(): void;
+  /** fsyncs of segment (`.log`) files started (the group commit test counts them). */
+  logSyncs: number;
+}
+
+/**
+ * `fs` whose handle calls named in `methods` wait while `gate.held`, on the files `gated`
+ * selects (default: every file); everything else passes through.
+ */
+export function gatedHandles(
+  fs: MemoryFileSystem,
+  methods: ReadonlyArray<'sync' | 'write' | 'writev'>,
+  gated: (path: string) => boolean = () => true,
+): { fs: MemoryFileSystem; gate: HandleGate } {
+  const waiting: Array<() => void> = [];
+  const gate: HandleGate = {
+    held: false,
+    logSyncs: 0,
+    open() {
+      gate.held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+  const names: ReadonlySet<string | symbol> = new Set(methods);
+  const wrapHandle = (h: FileHandle, path: string): FileHandle =>
+    new Proxy(h, {
+      get(target, key) {
+        const v = Reflect.get(target, key);
+        if (names.has(key) && gated(path)) {
+          return async (...args: unknown[]) => {
+            if (key === 'sync' && path.endsWith('.log')) gate.logSyncs++;
+            if (gate.held) await new Promise<void>((r) => waiting.push(r));
+            return (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  const wrapped = new Proxy(fs, {
+    get(target, key) {
+      if (key === 'open') {
+        return async (path: string, mode: OpenMode) =>
+          wrapHandle(await target.open(path, mode), path);
+      }
+      const v = Reflect.get(target, key);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { fs: wrapped, gate };
 }
