@@ -167,7 +167,11 @@ function startLimited(
   );
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`no start in 30 s: ${out}`)), 30_000);
+    // Killed when it does not start: the caller never gets it to clean up.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no start in 30 s: ${out}`));
+    }, 30_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n').find((l) => l.includes('"broker started"'));
