@@ -299,7 +299,11 @@ export class ClusterNode {
       held: () => this.heldLeaderships(),
       controller: () => ({
         isLeader: this.controller.isLeader,
-        voters: this.controller.conf.voters,
+        // Only voters a link reaches: one that has stopped is live in the state until its
+        // session ends, and a hand-over to it waits out the whole shutdown deadline.
+        voters: this.controller.conf.voters.filter(
+          (id) => id === this.self || this.links.isConnected(id as NodeId),
+        ),
         transferLeadership: (to) => this.controller.transferLeadership(to),
       }),
       balanceOn: (id) =>
@@ -565,9 +569,15 @@ export class ClusterNode {
   ): Promise<HandOffResult & { readonly deregistered: boolean }> {
     this.draining = true;
     const handed = await this.leadership.handOff(deadlineMs);
-    await this.lifecycle?.stop();
+    // Live: registered, not fenced, and its peer link up. The last broker of a cluster that is
+    // stopping has none: it neither waits for a registration or heartbeat in flight (the
+    // controller client retries one for some 15 s) nor tells a controller quorum that has gone.
+    const others = [...this.state.brokers.values()].some(
+      (b) => b.id !== this.self && !b.fenced && this.links.isConnected(b.id as NodeId),
+    );
+    const stopping = this.lifecycle?.stop();
+    if (others) await stopping;
     const epoch = this.lifecycle?.brokerEpoch ?? null;
-    const others = [...this.state.brokers.values()].some((b) => b.id !== this.self && !b.fenced);
     let deregistered = false;
     if (epoch !== null && others && !this.closed) {
       const left = Math.max(0, deadlineMs - Date.now());
@@ -1365,7 +1375,10 @@ export class ClusterNode {
     this.reports.close();
     this.housekeeping?.();
     this.unsubscribe?.();
-    await this.lifecycle?.stop();
+    // A registration or heartbeat in flight is not waited for: its controller may have gone
+    // (the client retries one for some 15 s). The closed client and links end it; its failure
+    // is only logged (debug), and stop() never rejects.
+    void this.lifecycle?.stop();
     this.client.close();
     await this.o.admin.idle();
     await this.groups.close();

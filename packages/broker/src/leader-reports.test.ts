@@ -3,7 +3,7 @@
 // whose role and term the test sets: the state must name the real Raft leader within a few
 // ticks of its term committing, also after a refused report of an older term.
 import { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
-import { type NodeId, seededRandom } from '@streambus/raft';
+import type { NodeId } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerLifecycle } from './controller/broker-lifecycle.js';
 import {
@@ -14,8 +14,12 @@ import {
   planIsrChange,
   planRegisterBroker,
 } from './controller/controller-planner.js';
-import { ControllerClient, encodeError } from './controller/controller-rpc.js';
-import { ControllerTestCluster, rejection } from './controller/controller-testing.js';
+import { encodeError } from './controller/controller-rpc.js';
+import {
+  ControllerTestCluster,
+  rejection,
+  scriptedControllerClient,
+} from './controller/controller-testing.js';
 import type { MetadataRecord } from './controller/metadata-records.js';
 import {
   apply,
@@ -182,27 +186,14 @@ describe('leader reports', () => {
 
   it('the controller client throws a refusal of an ISR report at once: no backoff, no other voter', async () => {
     for (const code of [ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.LEADER_NOT_AVAILABLE]) {
-      const asked: number[] = [];
-      let slept = 0;
-      const client = new ControllerClient({
-        self: 9,
-        voters: [1, 2, 3],
-        transport: {
-          request: (to) => {
-            asked.push(to);
-            return Promise.resolve(encodeError(new StreamBusError(code, 'the state moved on')));
-          },
-        },
-        random: seededRandom(1),
-        sleep: async () => {
-          slept++;
-        },
-      });
+      const { client, asked, slept } = scriptedControllerClient(() =>
+        Promise.resolve(encodeError(new StreamBusError(code, 'the state moved on'))),
+      );
       const err = await rejection(
         client.changeIsr({ topicId: 1, partition: 0, leader: 9, leaderEpoch: 3, isr: [9] }),
       );
       expect(isStreamBusError(err, code)).toBe(true);
-      expect({ asked: asked.length, slept }).toEqual({ asked: 1, slept: 0 });
+      expect({ asked: asked.length, slept: slept() }).toEqual({ asked: 1, slept: 0 });
     }
   });
 });

@@ -1,16 +1,19 @@
 import { ErrorCode, isStreamBusError, StreamBusError } from '@streambus/protocol';
-import { seededRandom } from '@streambus/raft';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BrokerLifecycle } from './broker-lifecycle.js';
 import { NotControllerError } from './controller-node.js';
 import {
-  ControllerClient,
+  type ControllerClient,
   ControllerRpcKind,
   decodeResponse,
   encodeRequest,
   isControllerRpcKind,
 } from './controller-rpc.js';
-import { ControllerTestCluster, rejection } from './controller-testing.js';
+import {
+  ControllerTestCluster,
+  rejection,
+  scriptedControllerClient,
+} from './controller-testing.js';
 import { encodeSnapshot, topicByName } from './metadata-state.js';
 
 let cluster: ControllerTestCluster | null = null;
@@ -48,36 +51,23 @@ async function threeLive(limits: ConstructorParameters<typeof ControllerTestClus
 
 describe('controller RPCs', () => {
   it('CONTROLLER_OFFLINE moves on to the next voter at once, and is thrown once every voter said it', async () => {
-    const asked: number[] = [];
-    let slept = 0;
     let healthy = 0; // a voter that answers (0: none)
-    const client = new ControllerClient({
-      self: 9,
-      voters: [1, 2, 3],
-      transport: {
-        request: (to) => {
-          asked.push(to);
-          if (to === healthy) return Promise.resolve(new Uint8Array([0]));
-          return Promise.reject(
-            new StreamBusError(ErrorCode.CONTROLLER_OFFLINE, `node ${to}: disk full`),
-          );
-        },
-      },
-      random: seededRandom(1),
-      sleep: async () => {
-        slept++;
-      },
+    const { client, asked, slept } = scriptedControllerClient((to) => {
+      if (to === healthy) return Promise.resolve(new Uint8Array([0]));
+      return Promise.reject(
+        new StreamBusError(ErrorCode.CONTROLLER_OFFLINE, `node ${to}: disk full`),
+      );
     });
     const err = await rejection(client.call(ControllerRpcKind.Heartbeat, new Uint8Array(0)));
     expect(isStreamBusError(err, ErrorCode.CONTROLLER_OFFLINE)).toBe(true);
     expect(asked.sort()).toEqual([1, 2, 3]);
-    expect(slept).toBe(0);
+    expect(slept()).toBe(0);
     // One voter whose log works: it is reached without a backoff.
     asked.length = 0;
     healthy = 3;
     await client.call(ControllerRpcKind.Heartbeat, new Uint8Array(0)).catch(() => undefined);
     expect(asked).toContain(3);
-    expect(slept).toBe(0);
+    expect(slept()).toBe(0);
   });
 
   it('every kind round-trips through the server of a cluster of one', async () => {

@@ -262,3 +262,31 @@ export async function registerAll(
   }
   return epochs;
 }
+
+/**
+ * A ControllerClient of broker 9 in front of voters 1..3 whose transport answers each request
+ * with `answer(to)`: `asked` lists the voters it tried, `slept()` counts its backoffs.
+ */
+export function scriptedControllerClient(answer: (to: number) => Promise<Uint8Array>): {
+  client: ControllerClient;
+  asked: number[];
+  slept: () => number;
+} {
+  const asked: number[] = [];
+  let slept = 0;
+  const client = new ControllerClient({
+    self: 9,
+    voters: [1, 2, 3],
+    transport: {
+      request: (to) => {
+        asked.push(to);
+        return answer(to);
+      },
+    },
+    random: seededRandom(1),
+    sleep: async () => {
+      slept++;
+    },
+  });
+  return { client, asked, slept: () => slept };
+}

@@ -7,9 +7,9 @@
 //
 // The brokers run in process groups of their own, so only this command gets a terminal's
 // Ctrl-C; if it dies of an uncaught error it kills them (a kill -9 of it leaves them running).
-// Stopping: SIGINT (Ctrl-C), SIGTERM or SIGHUP sends SIGTERM to every broker, waits for them (each
-// stops gracefully; one still running after STOP_TIMEOUT_MS is killed) and exits 0 when all
-// exited 0. A broker that exits on its own (crash, kill -9) is reported, the others are stopped
+// Stopping: SIGINT (Ctrl-C), SIGTERM or SIGHUP sends SIGTERM to every broker, one after another
+// from the highest node id, waits for them (each stops gracefully; one still running
+// STOP_TIMEOUT_MS after the stop began is killed) and exits 0 when all exited 0. A broker that exits on its own (crash, kill -9) is reported, the others are stopped
 // the same way, and the command fails (exit 1). A broker that does not start is reported with
 // its last output line, and the others are stopped.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -23,7 +23,7 @@ import { formatPeers, type Peer, withThreadPoolSize } from '@streambus/broker';
 export const DEV_NODES_MAX = 9;
 /** A broker must print its started line within this long. */
 const START_TIMEOUT_MS = 30_000;
-/** A broker still running this long after SIGTERM is killed. */
+/** A broker still running this long after the stop began is killed. */
 const STOP_TIMEOUT_MS = 20_000;
 /** Ports scanned upward from --port for free ones. */
 const PORT_SCAN_MAX = 1000;
@@ -255,15 +255,34 @@ function started(node: Node): Promise<void> {
   });
 }
 
-/** SIGTERM to every running broker, then waits; one still running after the bound is killed. */
-async function stopAll(nodes: readonly Node[], timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
-  for (const n of nodes) if (n.exit === null) n.child.kill('SIGTERM');
+/**
+ * SIGTERM to every running broker, then waits; one still running after the bound is killed.
+ * `oneByOne` (a cluster that ran): the highest node id first, each after the one before exited,
+ * so every broker but the last tells the controller it leaves while a quorum is still up. (All at
+ * once, the last broker's controlled shutdown waited half of its shutdown.timeoutMs, 15 s, for a
+ * controller quorum that had gone.) The last one finds no live peer and skips that step.
+ */
+async function stopAll(
+  nodes: readonly Node[],
+  timeoutMs = STOP_TIMEOUT_MS,
+  oneByOne = false,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const all = Promise.all(nodes.map((n) => n.exited));
   const late = new Promise<'late'>((resolve) => {
     timer = setTimeout(() => resolve('late'), timeoutMs);
   });
-  if ((await Promise.race([all, late])) === 'late') {
+  const all = Promise.all(nodes.map((n) => n.exited));
+  if (!oneByOne) for (const n of nodes) if (n.exit === null) n.child.kill('SIGTERM');
+  const inTurn = async (): Promise<void> => {
+    for (const n of [...nodes].reverse()) {
+      if (n.exit === null) n.child.kill('SIGTERM');
+      if ((await Promise.race([n.exited, late])) === 'late') return;
+    }
+  };
+  if (
+    (await Promise.race([(oneByOne ? inTurn() : Promise.resolve()).then(() => all), late])) ===
+    'late'
+  ) {
     for (const n of nodes) if (n.exit === null) n.child.kill('SIGKILL');
     await all;
   }
@@ -412,7 +431,7 @@ export async function runDevCluster(
     const first = await Promise.race([stop, died]);
     if (typeof first === 'string') {
       out.write('stopping...\n');
-      await stopAll(nodes);
+      await stopAll(nodes, STOP_TIMEOUT_MS, true);
       const failed = nodes.filter((n) => n.exit?.code !== 0);
       if (failed.length > 0) {
         throw new Error(
@@ -424,7 +443,7 @@ export async function runDevCluster(
     }
     const why = `node ${first.peer.id} (pid ${first.child.pid}) ${describeExit(first.exit!)}`;
     out.write(`${why}; stopping the other brokers...\n`);
-    await stopAll(nodes);
+    await stopAll(nodes, STOP_TIMEOUT_MS, true);
     throw new Error(`${why}; the other brokers were stopped`);
   } finally {
     process.off('SIGINT', handler);
