@@ -163,6 +163,14 @@ describe('AdaptiveBatchPolicy', () => {
     );
   });
 
+  it('with one request in flight (no idempotence) a turn is never split: a half could not overlap', () => {
+    const one = new AdaptiveBatchPolicy(1, 64);
+    expect(one.splitRecords(flow({ recentRecords: 1000 }))).toBe(Number.POSITIVE_INFINITY);
+    expect(turn(one, { inflight: [], recent: 1000, open: 0, blocked: false }, 1000)).toEqual([
+      1000,
+    ]);
+  });
+
   it('refuses a bound that is not a positive integer', () => {
     expect(() => new AdaptiveBatchPolicy(0, 64)).toThrow(/inflightMax/);
     expect(() => new AdaptiveBatchPolicy(5, 0.5)).toThrow(/splitRecordsMin/);

@@ -61,10 +61,11 @@ export class AdaptiveBatchPolicy {
   /**
    * How many records the open batch may hold before it closes within the turn (checked after
    * each append): half the recent volume, at least splitRecordsMin; unbounded (Infinity) while
-   * it could not be sent at once, so it accumulates.
+   * it could not be sent at once, so it accumulates, and with an in-flight bound of 1.
    */
   splitRecords(f: PartitionFlow): number {
-    if (!this.canSendNow(f)) return Number.POSITIVE_INFINITY;
+    // With one request in flight (no idempotence) a split half could not overlap: it would wait.
+    if (this.inflightMax < 2 || !this.canSendNow(f)) return Number.POSITIVE_INFINITY;
     return Math.max(this.splitRecordsMin, Math.ceil(f.recentRecords / 2));
   }
 
