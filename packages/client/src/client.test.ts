@@ -177,13 +177,14 @@ describe('producer and consumer', () => {
       await tick();
     }
     await new Promise((r) => setTimeout(r, 30));
-    // The first record went alone (its partition was idle); the next ten wait behind it on the
-    // same partition instead of going to the three idle ones, one request each.
-    expect(broker.produceFramesReceived).toBe(1);
+    // The first record went alone (its partition was idle); the next ones follow it on the same
+    // partition (one request per turn up to the partition's 5 in flight, then the last six
+    // accumulate) instead of going to the three idle ones, one request each.
+    expect(broker.produceFramesReceived).toBe(5);
     broker.releaseProduce();
     const res = await Promise.all(sends);
     expect(new Set(res.map((r) => r.partition)).size).toBe(1);
-    expect(broker.produceRequests).toBe(2);
+    expect(broker.produceRequests).toBe(6);
     // Past a full batch's worth the records move on: 40 records of ~100 B, 1,000-byte batches.
     const spread = client.producer({ batchBytesMax: 1_000 });
     const many = await spread.sendBatch(
@@ -317,7 +318,7 @@ describe('producer and consumer', () => {
     await expect(producer.connect()).rejects.toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
   });
 
-  it('batches adaptively: sends at once when idle, accumulates while a request is in flight', async () => {
+  it('batches adaptively: the records of a turn go at once while fewer than 5 requests are out, then accumulate', async () => {
     broker.createTopic('ad', 1);
     const producer = client.producer(); // default: no lingerMs
     await producer.send({ topic: 'ad', value: 'warm' });
@@ -335,19 +336,47 @@ describe('producer and consumer', () => {
       await new Promise((r) => setTimeout(r, 2));
     }
     expect(broker.produceFramesReceived - before).toBe(1);
-    // While that request is unanswered, ten more turns accumulate into one batch: no request.
+    // While it is unanswered, the next four turns go too (5 in flight), and the six after
+    // them accumulate into one batch.
     for (let n = 1; n <= 10; n++) await turn(n);
     await new Promise((r) => setTimeout(r, 30));
-    expect(broker.produceFramesReceived - before).toBe(1);
+    expect(broker.produceFramesReceived - before).toBe(5);
     broker.releaseProduce();
     const res = (await Promise.all(sends)) as Array<{ offset: number }>;
     expect(res.map((r) => r.offset)).toEqual(sends.map((_, i) => i + 1));
-    // The 30 accumulated records went as one request once the answer left the partition idle.
-    expect(broker.produceFramesReceived - before).toBe(2);
+    // The 18 accumulated records went as one request once a request was answered.
+    expect(broker.produceFramesReceived - before).toBe(6);
     const sizes = broker.topics
       .get('ad')!
       .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
-    expect(sizes).toEqual([1, 3, 30]);
+    expect(sizes).toEqual([1, 3, 3, 3, 3, 3, 18]);
+  });
+
+  it('batches adaptively: a burst of 1,000 in one turn leaves as overlapping requests, not one', async () => {
+    broker.createTopic('burst', 1);
+    const producer = client.producer(); // default: no lingerMs
+    await producer.send({ topic: 'burst', value: 'warm' });
+    broker.holdProduce();
+    const before = broker.produceFramesReceived;
+    // A publish loop's window: 1,000 send() promises appended in one turn.
+    const sends = Array.from({ length: 1000 }, (_, i) =>
+      producer.send({ topic: 'burst', value: `b${i}` }),
+    );
+    for (let i = 0; i < 500 && broker.produceFramesReceived - before < 5; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    // Five requests are out at once before any answer (split at 64, then at half the volume
+    // seen so far), not one request carrying the whole window; the rest waits for an answer.
+    expect(broker.produceFramesReceived - before).toBe(5);
+    broker.releaseProduce();
+    const res = await Promise.all(sends);
+    expect(res.map((r) => r.offset)).toEqual(sends.map((_, i) => i + 1));
+    const sizes = broker.topics
+      .get('burst')!
+      .partitions[0]!.batches.map((b) => decodeRecordBatch(b.bytes).records.length);
+    expect(sizes).toEqual([1, 64, 64, 64, 96, 144, 568]);
+    await producer.close();
   });
 
   it('lingerMs: a batch that cannot go when its linger ends keeps filling until it can', async () => {
@@ -378,6 +407,33 @@ describe('producer and consumer', () => {
     await producer.close();
   });
 
+  it('adaptive batching: a 1,000 window through dropped connections and refused requests keeps order, no duplicates', async () => {
+    broker.createTopic('wr', 1);
+    const producer = client.producer(); // defaults: adaptive batching, idempotent, acks=all
+    await producer.send({ topic: 'wr', value: 'warm' });
+    const total = 6_000;
+    const values = Array.from({ length: total }, (_, i) => `r${i}`);
+    const window: Array<Promise<{ offset: number }>> = [];
+    const offsets: number[] = [];
+    for (let i = 0; i < total; i++) {
+      if (window.length === 1000) offsets.push((await window.shift()!).offset);
+      // Mid-stream, while requests overlap: an appended request whose answer is lost, and a
+      // retriable refusal (the requests pipelined behind each fail out of order and are resent).
+      if (i === 2_000) broker.dropConnectionAfterProduce(1);
+      if (i === 4_000) broker.failNextProduce(ErrorCode.REQUEST_TIMED_OUT);
+      window.push(producer.send({ topic: 'wr', value: values[i]! }));
+    }
+    for (const r of await Promise.all(window)) offsets.push(r.offset);
+    expect(offsets).toEqual(values.map((_, i) => i + 1));
+    const stored = broker.topics
+      .get('wr')!
+      .partitions[0]!.batches.flatMap((b) =>
+        decodeRecordBatch(b.bytes).records.map((r) => text(r.value)),
+      );
+    expect(stored).toEqual(['warm', ...values]);
+    await producer.close();
+  });
+
   it('a per-record send() loop with 1,000 outstanding sends few large requests, not tiny ones', async () => {
     broker.createTopic('win', 4);
     const producer = client.producer(); // defaults: adaptive batching, idempotent, acks=all
@@ -392,9 +448,10 @@ describe('producer and consumer', () => {
     }
     results.push(...(await Promise.all(window)));
     const requests = broker.produceRequests - before;
-    // One request per window round (the round's records share a batch); tiny requests would
-    // be hundreds or thousands.
-    expect(total / requests).toBeGreaterThanOrEqual(500);
+    // A few overlapping requests per window round (adaptive batching splits a round at the
+    // records in flight: 64, 64, 128, 256, ...); tiny requests would be thousands.
+    expect(total / requests).toBeGreaterThanOrEqual(125);
+    expect(total / requests).toBeLessThanOrEqual(500);
     // Every record got its own offset: per partition, offsets are distinct and contiguous.
     const byPartition = new Map<number, number[]>();
     for (const r of results)

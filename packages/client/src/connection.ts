@@ -190,15 +190,30 @@ export class BrokerConnection {
 
   /**
    * Like request(), with the frame written by `encode` as chunks (corked into one write): the
-   * producer builds PRODUCE frames around its batch buffers without copying them.
+   * producer builds PRODUCE frames around its batch buffers without copying them. With a slot
+   * free the frame is written before this returns (the producer's first batch of a burst
+   * reaches the broker while the rest of the burst is still being appended).
    */
-  async requestEncoded<K extends ApiKeyValue>(
+  requestEncoded<K extends ApiKeyValue>(
     apiKey: K,
     encode: (correlationId: number, apiVersion: number) => Buffer[],
     extraTimeoutMs = 0,
   ): Promise<ResponseOf<K>> {
-    await this.acquireSlot();
-    const frame = await new Promise<Frame>((resolve, reject) => {
+    const slot = this.acquireSlot();
+    const frame =
+      slot === undefined
+        ? this.writeRequest(apiKey, encode, extraTimeoutMs)
+        : slot.then(() => this.writeRequest(apiKey, encode, extraTimeoutMs));
+    return frame.then((f) => decodeResponse(apiKey, f));
+  }
+
+  /** Writes one request frame now (its slot taken) and resolves with the response frame. */
+  private writeRequest(
+    apiKey: ApiKeyValue,
+    encode: (correlationId: number, apiVersion: number) => Buffer[],
+    extraTimeoutMs: number,
+  ): Promise<Frame> {
+    return new Promise<Frame>((resolve, reject) => {
       if (this.failure) {
         this.releaseSlot();
         reject(this.failure);
@@ -231,7 +246,6 @@ export class BrokerConnection {
         this.socket.uncork();
       }
     });
-    return decodeResponse(apiKey, frame);
   }
 
   /** Sends a request the broker will not answer (produce acks=0); resolves once written. */

@@ -53,6 +53,12 @@ export const ProducerDefaults = {
    * the last 5 batches per producer and partition for deduplication); 1 without idempotence.
    */
   inflightBatchesPerPartitionMax: 5,
+  /**
+   * Adaptive batching (batch-policy.ts): a turn of the event loop is split into overlapping
+   * requests at half the partition's recent outstanding volume, never below this many records
+   * (a turn with fewer records sends one request).
+   */
+  splitRecordsMin: 64,
   /** Pooled batch buffers kept for reuse. */
   bufferPoolMax: 16,
   /** Initial capacity of a batch buffer; it grows by doubling up to the batch limit. */

@@ -4,16 +4,19 @@
 //
 // Data path: send() picks a partition and encodes the record straight into that partition's
 // open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
-// (adaptive) at the end of the event-loop turn when the partition has nothing in flight, else
-// once its requests are answered; with an explicit lingerMs, after lingerMs (or, if the
-// partition cannot send it then, once it can: it keeps filling meanwhile). It then joins the
-// partition's queue. Each partition has one sender loop that sends its queued
-// batches one produce request at a time, in order; different partitions send concurrently, and
-// the connection bounds requests in flight (inflightRequestsMax). One request in flight per
-// partition is what keeps idempotent ordering simple: a retried batch is always the oldest
-// unacknowledged one, so it is resent byte for byte with its original sequence and the broker
-// answers a duplicate with the original offset (kafka-protocol.md §4.11). While a request is in
-// flight the open batch keeps filling, so batches grow with latency.
+// (adaptive, batch-policy.ts) at the end of an event-loop turn when the partition has nothing
+// in flight, or the batch holds a quarter of the partition's recent outstanding volume (else
+// once a request is answered), and within a turn as soon as it holds half of that volume (at
+// least 64 records), so a publish loop's window leaves as two overlapping requests, the first
+// written while the rest of the window is still being appended; with an explicit lingerMs, after lingerMs (or, if the partition cannot send it
+// then, once it can: it keeps filling meanwhile). It then joins the partition's queue. Each
+// partition has one sender loop that sends its queued batches in order, up to 5 requests in
+// flight (idempotent; 1 without); different partitions send concurrently, and the connection
+// bounds requests in flight (inflightRequestsMax). A failed first attempt stops the pipeline
+// until recover() has resent every unacknowledged batch in order, one at a time, byte for byte
+// with its original sequence, so the broker answers a duplicate with the original offset
+// (kafka-protocol.md §4.11). While the partition cannot send, the open batch keeps filling, so
+// batches grow with latency.
 //
 // Idempotence: the producer id and epoch come from INIT_PRODUCER_ID; a batch gets its base
 // sequence (the partition's next sequence, advanced by its record count) when it is first sent.
@@ -43,6 +46,7 @@ import {
   type HeaderInput,
   stampBatch,
 } from './batch-builder.js';
+import { AdaptiveBatchPolicy, type PartitionFlow } from './batch-policy.js';
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ProducerDefaults } from './limits.js';
@@ -166,13 +170,22 @@ export class PendingBatch {
   }
 }
 
-class PartitionState {
+class PartitionState implements PartitionFlow {
   open: PendingBatch | null = null;
   /** Closed batches in order; the first `sent` have been sent at least once. */
   readonly queue: PendingBatch[] = [];
   sent = 0;
   /** First attempts in flight (at most inflightBatchesPerPartitionMax). */
   inflight = 0;
+  /**
+   * Closed batches whose first attempt has not been answered (in flight, or queued to go as
+   * soon as the sender loop has a connection or a slot), and their records: what adaptive
+   * batching (batch-policy.ts) counts as in flight.
+   */
+  inflightRequests = 0;
+  inflightRecords = 0;
+  /** Adaptive batching's recent outstanding volume (AdaptiveBatchPolicy.observe). */
+  recentRecords = 0;
   /** A first attempt failed: pipelining stops until recover() has resent in order. */
   failed = false;
   /**
@@ -184,6 +197,11 @@ class PartitionState {
   recovering = false;
   /** pumpLoop is running (at most one per partition, so sends start in queue order). */
   pumping = false;
+  /**
+   * The leader connection the last first attempts went to: while it is open and nothing failed,
+   * pumpLoop sends on it synchronously, so a batch closed mid-burst is written at once.
+   */
+  conn: BrokerConnection | null = null;
   nextSequence = 0;
   sequenceGeneration = 0;
   /**
@@ -202,6 +220,15 @@ class PartitionState {
     readonly topic: string,
     readonly partition: number,
   ) {}
+
+  /** PartitionFlow: a batch closed now waits for a recovery to end. */
+  get blocked(): boolean {
+    return this.failed || this.recovering;
+  }
+
+  get openRecords(): number {
+    return this.open === null ? 0 : this.open.builder.recordCount;
+  }
 }
 
 /**
@@ -240,8 +267,9 @@ export class Producer {
   readonly acks: -1 | 0 | 1;
   readonly idempotent: boolean;
   readonly compression: CompressionCodec;
-  /** null: adaptive batching (the default). */
+  /** null: adaptive batching (the default), decided by `policy`. */
   private readonly lingerMs: number | null;
+  private readonly policy: AdaptiveBatchPolicy | null;
   private readonly batchBytesMax: number;
   private readonly bufferBytesMax: number;
   private readonly bufferWaitTimeoutMs: number;
@@ -319,6 +347,10 @@ export class Producer {
       options.deliveryTimeoutMs ?? ProducerDefaults.deliveryTimeoutMs,
     );
     this.inflightMax = this.idempotent ? ProducerDefaults.inflightBatchesPerPartitionMax : 1;
+    this.policy =
+      this.lingerMs === null
+        ? new AdaptiveBatchPolicy(this.inflightMax, ProducerDefaults.splitRecordsMin)
+        : null;
     this.pool = new BufferPool(
       ProducerDefaults.bufferPoolMax,
       ProducerDefaults.batchBufferInitialBytes,
@@ -508,7 +540,14 @@ export class Producer {
     }
     this.lastPartition = partition;
     this.lastIndex = batch.builder.recordCount - 1;
-    if (batch.builder.sizeBytes >= this.batchBytesMax) this.closeBatch(ps);
+    if (this.policy === null) {
+      if (batch.builder.sizeBytes >= this.batchBytesMax) this.closeBatch(ps);
+    } else if (batch.builder.sizeBytes >= this.batchBytesMax || this.policy.closeOnAppend(ps)) {
+      this.closeBatch(ps);
+    } else if (ps.lingerTimer === null) {
+      // The batch waited past its first turn: look at it again at the end of this one.
+      this.atTurnEnd(ps, batch);
+    }
     return batch;
   }
 
@@ -672,33 +711,37 @@ export class Producer {
     );
     ps.open = b;
     this.bufferedBytes += b.builder.sizeBytes;
-    const expire = (): void => {
-      ps.lingerTimer = null;
-      if (ps.open !== b) return;
-      // lingerMs is the time before a batch is ready, as Kafka's linger.ms: a partition that
-      // cannot send it now keeps adding records to it until it can (closeIfDue), instead of
-      // queueing a string of small batches behind the requests in flight.
-      if (this.lingerMs !== null && !this.canSendNow(ps)) ps.lingerDone = true;
-      else this.closeBatch(ps);
-    };
-    if (this.lingerMs === null) {
-      // Adaptive: a partition with nothing in flight sends at the end of this turn of the event
-      // loop (a low rate waits for nothing; the records of one turn share the batch); while a
-      // request is in flight it accumulates until the partition is idle again (closeIfIdle) or
-      // the batch fills (a high rate batches; full batches still pipeline, up to 5).
-      ps.lingerImmediate = this.isIdle(ps);
-      ps.lingerTimer = ps.lingerImmediate ? setImmediate(expire) : null;
-    } else {
-      ps.lingerImmediate = this.lingerMs === 0;
-      ps.lingerTimer =
-        this.lingerMs === 0 ? setImmediate(expire) : setTimeout(expire, this.lingerMs);
+    // Adaptive batching and lingerMs 0 look at the batch at the end of this turn of the event
+    // loop (a 0 ms timer would wait ~1 ms); adaptive batching also splits a turn (closeOnAppend).
+    if (this.lingerMs === null || this.lingerMs === 0) this.atTurnEnd(ps, b);
+    else {
+      ps.lingerImmediate = false;
+      ps.lingerTimer = setTimeout(() => this.lingerExpired(ps, b), this.lingerMs);
     }
     return b;
   }
 
-  /** Nothing of the partition sent, queued or being recovered. */
-  private isIdle(ps: PartitionState): boolean {
-    return ps.queue.length === 0 && !ps.failed && !ps.recovering;
+  private atTurnEnd(ps: PartitionState, b: PendingBatch): void {
+    ps.lingerImmediate = true;
+    ps.lingerTimer = setImmediate(() => this.lingerExpired(ps, b));
+  }
+
+  /**
+   * lingerMs is the time before a batch is ready, as Kafka's linger.ms: a partition that cannot
+   * send it now keeps adding records to it until it can (closeIfDue), instead of queueing a
+   * string of small batches behind the requests in flight. Adaptive batching is the same at the
+   * end of each turn that appended to the batch (batch-policy.ts decides).
+   */
+  private lingerExpired(ps: PartitionState, b: PendingBatch): void {
+    ps.lingerTimer = null;
+    if (ps.open !== b) return;
+    if (this.isDue(ps)) this.closeBatch(ps);
+    else ps.lingerDone = true;
+  }
+
+  /** The open batch, past its linger (or its first turn), may close now. */
+  private isDue(ps: PartitionState): boolean {
+    return this.policy === null ? this.canSendNow(ps) : this.policy.closeWhenDue(ps);
   }
 
   /** A batch closed now would be sent at once: nothing queued unsent, room in flight. */
@@ -709,14 +752,12 @@ export class Producer {
   }
 
   /**
-   * The batch that accumulated while the partition could not send goes now if it can: adaptive
-   * batching once the partition is idle, a batch past its lingerMs once it can be sent at once.
+   * The batch that accumulated while the partition could not send goes now if it can: a batch
+   * past its lingerMs (or, adaptive, its first turn) once it may close (isDue).
    */
   private closeIfDue(ps: PartitionState): void {
     if (ps.open === null || ps.lingerTimer !== null) return;
-    if (this.lingerMs === null ? this.isIdle(ps) : ps.lingerDone && this.canSendNow(ps)) {
-      this.closeBatch(ps);
-    }
+    if (ps.lingerDone && this.isDue(ps)) this.closeBatch(ps);
   }
 
   private closeBatch(ps: PartitionState): void {
@@ -755,6 +796,11 @@ export class Producer {
     b.bytes = batch;
     b.poolBuffer = poolBuffer;
     ps.queue.push(b);
+    ps.inflightRequests++;
+    ps.inflightRecords += b.builder.recordCount;
+    if (this.policy !== null) {
+      ps.recentRecords = this.policy.observe(ps.recentRecords, ps.inflightRecords);
+    }
     this.pump(ps);
   }
 
@@ -779,13 +825,18 @@ export class Producer {
         const head = ps.queue[0]!;
         if (ps.sent === 0 && !head.stamped && Date.now() >= head.deadlineMs) {
           ps.sent++;
+          this.firstAttemptSettled(ps, head);
           this.finish(ps, -1, this.deliveryTimeout(head, null));
           continue;
         }
-        let conn: BrokerConnection;
+        let conn = ps.conn;
         try {
-          if (this.idempotent && this.producerId < 0) await this.initProducerIdOnce();
-          conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
+          if (conn === null || conn.isClosed || (this.idempotent && this.producerId < 0)) {
+            ps.conn = null;
+            if (this.idempotent && this.producerId < 0) await this.initProducerIdOnce();
+            conn = await this.ctx.cluster.leaderFor(ps.topic, ps.partition);
+            ps.conn = conn;
+          }
         } catch (error) {
           // No connection: the next batch's first attempt failed; recover() retries it.
           const b = ps.queue[ps.sent]!;
@@ -793,7 +844,7 @@ export class Producer {
           ps.inflight++;
           b.outcome = { error };
           ps.failed = true;
-          this.afterAttempt(ps);
+          this.afterAttempt(ps, b);
           return;
         }
         // Started synchronously, in queue order, so they are written in that order.
@@ -804,12 +855,14 @@ export class Producer {
           this.attempt(ps, b, conn).then(
             (base) => {
               b.outcome = { base };
-              this.afterAttempt(ps);
+              this.afterAttempt(ps, b);
             },
             (error: unknown) => {
               b.outcome = { error };
               ps.failed = true;
-              this.afterAttempt(ps);
+              // The leader may have moved: the next sends ask the cluster's metadata again.
+              ps.conn = null;
+              this.afterAttempt(ps, b);
             },
           );
         }
@@ -821,8 +874,15 @@ export class Producer {
     this.closeIfDue(ps);
   }
 
-  private afterAttempt(ps: PartitionState): void {
+  /** The batch's first attempt is over (answered, failed, or never sent). */
+  private firstAttemptSettled(ps: PartitionState, b: PendingBatch): void {
+    ps.inflightRequests--;
+    ps.inflightRecords -= b.builder.recordCount;
+  }
+
+  private afterAttempt(ps: PartitionState, b: PendingBatch): void {
     ps.inflight--;
+    this.firstAttemptSettled(ps, b);
     // Settle acknowledged batches at the head, in order; stop at a failed or unanswered one.
     for (;;) {
       const head = ps.queue[0];
