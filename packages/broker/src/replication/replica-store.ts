@@ -486,9 +486,7 @@ export class ReplicaStore implements ReplicaLogSource {
     let bytes = 0;
     for (const b of bufs) bytes += b.length;
     const unsynced = this.log.unsyncedBytes;
-    // One batch alone is let through when nothing is unsynced, as waitUnsynced does; several
-    // go only if all of them fit (else the slow path lets them in one by one as fsyncs end).
-    return unsynced + bytes <= this.unsyncedBytesMax || (unsynced === 0 && bufs.length === 1);
+    return unsynced === 0 || unsynced + bytes <= this.unsyncedBytesMax;
   }
 
   /** `writeEntries`, then waits for their durability (tests, tools). */
