@@ -67,14 +67,10 @@
 // So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
 //
 // Pipelined persistence (the core's `asyncStorageWrites`, docs/raft.md; issue 9). A Ready's
-// entries are PLACED before `advance()`: in the tail, their write queued in order in the segment
-// log (replica-store.ts, "Placed before written"; on its rare path, truncation or a new term-run
-// table, written first), and the next Ready is taken while their write and fsync run: the
-// segment log coalesces the queued writes and its group commit covers everything written
-// meanwhile with its next fsync, so a produce that arrives during a write or an fsync leaves for
-// the followers at once and is written (acks=1 answered: the log's written end) with the next
-// writev, not one round later. A log-start entry waits for its batch to be written before it is
-// applied. Durability is tracked apart:
+// entries are WRITTEN (handed to the OS, in the tail) before `advance()`, and the next Ready is
+// taken while their fsync runs: the segment log's group commit then covers everything written
+// meanwhile with its next fsync, so a produce that arrives during an fsync is written (and
+// acks=1 answered) at once, not one fsync later. Durability is tracked apart:
 //   - each Ready's appends resolve once durable ('always': fsynced); then the core is told
 //     `durableTo(last index, term)` (ignored if those entries were replaced meanwhile), which on
 //     a leader moves its own match and may commit;
@@ -803,18 +799,13 @@ export class PartitionReplica implements HostedGroup {
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
     const applyFirst = rd.committedEntries.some(isLogStartEntry);
     if (lastCommitted && !applyFirst) this.seeCommitted(lastCommitted.index);
-    const { durable, written } = await this.persist(rd);
+    const { durable } = await this.persist(rd);
     if (this.closed) return;
-    if (this.probe && probeLast && durable !== null && written !== null) {
+    if (this.probe && probeLast && durable !== null) {
       const probe = this.probe;
-      written.then(
-        () => {
-          const writtenAt = probe.written(early, probeAt);
-          durable.then(
-            () => probe.durable(early, writtenAt, probeLast.index),
-            () => undefined,
-          );
-        },
+      const writtenAt = probe.written(early, probeAt);
+      durable.then(
+        () => probe.durable(early, writtenAt, probeLast.index),
         () => undefined,
       );
     }
@@ -826,8 +817,6 @@ export class PartitionReplica implements HostedGroup {
       );
     }
     if (!early) this.hold(rd.messages);
-    // A log-start entry cuts the segment log: its own batch (placed, maybe not written yet) first.
-    if (applyFirst && written !== null) await written;
     await this.apply(rd.committedEntries);
     if (this.closed) return;
     if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
@@ -876,9 +865,7 @@ export class PartitionReplica implements HostedGroup {
    * before anything that depends on it), a snapshot (durably), then the entries: resolves once
    * they are WRITTEN; `durable` (null without entries) resolves once they are durable.
    */
-  private async persist(
-    rd: Ready,
-  ): Promise<{ durable: Promise<void> | null; written: Promise<void> | null }> {
+  private async persist(rd: Ready): Promise<{ durable: Promise<void> | null }> {
     const hard: HardState | null = rd.hardState;
     // The hard state goes first when term or vote changed (entries of term T are never on disk
     // under a saved term below T), so its commit must not name this Ready's entries: a crash
@@ -899,7 +886,6 @@ export class PartitionReplica implements HostedGroup {
       if (rd.snapshot.meta.index > this.committedSeen) this.committedSeen = rd.snapshot.meta.index;
     }
     let durable: Promise<void> | null = null;
-    let written: Promise<void> | null = null;
     if (rd.entries.length > 0) {
       // onWritten: a batch reached the OS (acks=1), before its fsync.
       // Every data batch's CRC was checked once already: by the broker's produce validation
@@ -907,8 +893,7 @@ export class PartitionReplica implements HostedGroup {
       const w = await this.store.writeEntries(rd.entries, () => this.resolvePending(), true);
       // Handled here too, so a failure before the caller attaches its handler is never unhandled.
       w.durable.catch(() => undefined);
-      durable = this.unsafeDurableAtWrite ? w.written : w.durable;
-      written = w.written;
+      durable = this.unsafeDurableAtWrite ? Promise.resolve() : w.durable;
     }
     if (hard !== null) {
       // The in-memory copy (saved whole at close) gets the same bound: committed and durable.
@@ -917,7 +902,7 @@ export class PartitionReplica implements HostedGroup {
         commit: Math.min(hard.commit, this.committedDurable) as LogIndex,
       });
     }
-    return { durable, written };
+    return { durable };
   }
 
   /**

@@ -61,25 +61,6 @@ describe('RaftLogTail eviction', () => {
     expect(minAfterFull).toBe(8);
   });
 
-  it('never evicts a pinned entry (placed, its write not landed); unpinning evicts at once', () => {
-    const tail = newTail(8);
-    const one = (i: number) => {
-      tail.append(
-        [{ index: idx(i), term: 1 as Term, type: EntryType.Normal, data: new Uint8Array(10) }],
-        [{ baseOffset: i - 1, recordCount: 1, isControl: false }],
-      );
-    };
-    for (let i = 1; i <= 8; i++) one(i);
-    tail.pinFrom(idx(3));
-    for (let i = 9; i <= 20; i++) one(i);
-    // Entries 3..20 stay although the bound is 8; 1 and 2 went.
-    expect(tail.stats().tailStart).toBe(3);
-    expect(tail.stats().tailEntries).toBe(18);
-    tail.pinFrom(null);
-    expect(tail.stats().tailEntries).toBe(8);
-    expect(tail.stats().tailStart).toBe(13);
-  });
-
   it('still holds the byte bound (at least the newest entry)', () => {
     const tail = newTail(4096, 1000);
     appendOneByOne(tail, 4096, 3000, 100);

@@ -30,9 +30,7 @@
 // Invariants (numbered; asserted where they change):
 //   1. firstIndex = translator.start.index, lastIndex = translator.end.index - 1; the term runs
 //      cover every index in [firstIndex, lastIndex] and agree with the tail's entries.
-//   2. The tail is contiguous and ends at lastIndex (or is empty); tail entries are written to
-//      the segment log or queued there in order (ReplicaStore's fast path): an entry at or
-//      after `pinFrom` may not be written yet and is never evicted.
+//   2. The tail is contiguous and ends at lastIndex (or is empty); tail entries are durable.
 //   3. Tail bytes <= max(tailBytesMax, the newest entry's bytes) and tail entries <=
 //      tailEntriesMax; cache bytes <= max(cacheBytesMax, the newest range's first entry) and
 //      ranges <= cacheRangesMax; prefetches in flight <= prefetchesMax; misses <= missesMax.
@@ -385,19 +383,6 @@ export class RaftLogTail implements LogStorage {
     });
   }
 
-  /**
-   * Entries from `index` on may not be written to the segment log yet (ReplicaStore's fast
-   * path): they stay in the tail until unpinned (null), whatever its bounds say, since a read
-   * from the log would not find them. Bounded by the store's unsynced bytes and Raft's flow
-   * control.
-   */
-  pinFrom(index: LogIndex | null): void {
-    this.pinned = index;
-    if (index === null) this.evictTail();
-  }
-
-  private pinned: LogIndex | null = null;
-
   private evictTail(): void {
     const l = this.limits;
     const over = this.tail.length > l.tailEntriesMax || this.tailBytes > l.tailBytesMax;
@@ -409,11 +394,9 @@ export class RaftLogTail implements LogStorage {
       l.tailEntriesMax >= 64 ? l.tailEntriesMax - (l.tailEntriesMax >> 3) : l.tailEntriesMax;
     let drop = 0;
     let bytes = this.tailBytes;
-    const pin = this.pinned;
     while (
       this.tail.length - drop > 1 &&
-      (this.tail.length - drop > entriesLow || bytes > l.tailBytesMax) &&
-      (pin === null || this.tail[drop]!.index < pin)
+      (this.tail.length - drop > entriesLow || bytes > l.tailBytesMax)
     ) {
       bytes -= this.tail[drop]!.data.byteLength;
       drop++;

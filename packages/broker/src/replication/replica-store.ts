@@ -17,17 +17,10 @@
 //      replace a suffix, truncate the segment log first; then save the planned term-run table
 //      (R1/R2 of term-runs.ts; after the truncation, so a crash between leaves a file that is a
 //      prefix of the log, which recovery clips); then append the bytes unchanged
-//      (`assignedOffsets`), then `tail.append`. Their durability ('always': fsynced) is
-//      reported separately (`writeEntries`' `durable`), so the next Ready is written while this
-//      one's fsync runs (partition-replica.ts, "Pipelined persistence").
-//      Placed before written (`writeEntries`' fast path, issue 9 latency): when the entries
-//      only extend the log (no truncation, no new term-run table) and no unsynced bound makes
-//      them wait, they are queued in the segment log's ordered writer and put in the tail at
-//      once, so the next Ready (a leader's next appends to its followers, a follower's next
-//      write, coalesced by the log's writev) need not wait for this write to return. The tail
-//      never evicts an entry whose write has not landed (`RaftLogTail.pinFrom`), so a lagging
-//      follower's read from the log below the tail finds it; reads for consumers stop at the
-//      high watermark, which is durable. Otherwise (the rare path) the writes land first.
+//      (`assignedOffsets`), wait until they are written to the OS, then `tail.append`. Their
+//      durability ('always': fsynced) is reported separately (`writeEntries`' `durable`), so the
+//      next Ready is written while this one's fsync runs (partition-replica.ts, "Pipelined
+//      persistence").
 //
 // Recovery (`open`), after PartitionLog.open recovered the segments (an unsynced tail is gone):
 //   a. snapshot file, or a fresh one from the initial voters (saved at once); finish the cut it
@@ -377,40 +370,12 @@ export class ReplicaStore implements ReplicaLogSource {
     all: readonly Entry[],
     onWritten?: (index: LogIndex) => void,
     crcVerified = false,
-  ): Promise<{ placements: BatchPlacement[]; written: Promise<void>; durable: Promise<void> }> {
+  ): Promise<{ placements: BatchPlacement[]; durable: Promise<void> }> {
     const tail = this.tail;
     const entries = all.filter((e) => e.index >= tail.firstIndex());
-    if (entries.length === 0) {
-      return { placements: [], written: Promise.resolve(), durable: Promise.resolve() };
-    }
+    if (entries.length === 0) return { placements: [], durable: Promise.resolve() };
     const { placements, bufs } = this.plan(entries);
     const plan = tail.planTermRuns(entries, placements);
-    const extendsOnly = entries[0]!.index === tail.lastIndex() + 1 && plan === null;
-    if (extendsOnly && this.fitsUnsynced(bufs)) {
-      // The fast path (top, "Placed before written"): queued in order, placed at once.
-      const durables: Array<Promise<unknown>> = [];
-      const written: Array<Promise<void>> = [];
-      for (let k = 0; k < bufs.length; k++)
-        this.appendOne(bufs, k, entries, onWritten, crcVerified, durables, written);
-      const first = entries[0]!.index;
-      this.unwritten.push(first);
-      tail.pinFrom(this.unwritten[0]!);
-      tail.append(entries, placements);
-      this.observeProducers(bufs, placements);
-      const landed = Promise.all(written).then(() => undefined);
-      // Landed or failed (a failed log takes the replica offline): unpinned either way.
-      const unpin = (): void => {
-        const i = this.unwritten.indexOf(first);
-        if (i >= 0) this.unwritten.splice(i, 1);
-        tail.pinFrom(this.unwritten[0] ?? null);
-      };
-      landed.then(unpin, unpin);
-      return {
-        placements,
-        written: landed,
-        durable: Promise.all(durables).then(() => undefined),
-      };
-    }
     if (entries[0]!.index <= tail.lastIndex()) {
       // (The log lets every earlier append become durable before it truncates.)
       await this.log.truncateTo(placements[0]!.baseOffset);
@@ -424,69 +389,37 @@ export class ReplicaStore implements ReplicaLogSource {
     const durables: Array<Promise<unknown>> = [];
     const written: Array<Promise<void>> = [];
     for (let k = 0; k < bufs.length; k++) {
-      await this.waitUnsynced(bufs[k]!.length);
-      this.appendOne(bufs, k, entries, onWritten, crcVerified, durables, written);
+      const buf = bufs[k]!;
+      await this.waitUnsynced(buf.length);
+      let wrote!: () => void;
+      const w = new Promise<void>((resolve) => {
+        wrote = resolve;
+      });
+      const d = this.log.append(buf, {
+        assignedOffsets: true,
+        crcVerified,
+        // Entries a Ready hands over were already accepted by Raft (its flow control and the
+        // replica's pendingBytesMax bound them; unsyncedBytesMax is waited for above); a
+        // LOG_BACKPRESSURE refusal here would take the replica offline.
+        backpressure: false,
+        onWritten: () => {
+          wrote();
+          onWritten?.(entries[k]!.index);
+        },
+      });
+      this.track(d);
+      durables.push(d);
+      // Written, or failed (then the write never lands).
+      written.push(Promise.race([w, d.then(() => undefined)]));
     }
     await Promise.all(written);
     tail.append(entries, placements);
-    this.observeProducers(bufs, placements);
-    return {
-      placements,
-      written: Promise.resolve(),
-      durable: Promise.all(durables).then(() => undefined),
-    };
-  }
-
-  /** First index of each fast-path write not landed yet, oldest first (the tail's pin). */
-  private readonly unwritten: LogIndex[] = [];
-
-  /** Queues bufs[k] in the segment log; pushes its durable and its written promise. */
-  private appendOne(
-    bufs: readonly Buffer[],
-    k: number,
-    entries: readonly Entry[],
-    onWritten: ((index: LogIndex) => void) | undefined,
-    crcVerified: boolean,
-    durables: Array<Promise<unknown>>,
-    written: Array<Promise<void>>,
-  ): void {
-    let wrote!: () => void;
-    const w = new Promise<void>((resolve) => {
-      wrote = resolve;
-    });
-    const d = this.log.append(bufs[k]!, {
-      assignedOffsets: true,
-      crcVerified,
-      // Entries a Ready hands over were already accepted by Raft (its flow control and the
-      // replica's pendingBytesMax bound them; unsyncedBytesMax is waited for before); a
-      // LOG_BACKPRESSURE refusal here would take the replica offline.
-      backpressure: false,
-      onWritten: () => {
-        wrote();
-        onWritten?.(entries[k]!.index);
-      },
-    });
-    this.track(d);
-    durables.push(d);
-    // Written, or failed (then the write never lands).
-    written.push(Promise.race([w, d.then(() => undefined)]));
-  }
-
-  private observeProducers(bufs: readonly Buffer[], placements: readonly BatchPlacement[]): void {
     for (let k = 0; k < bufs.length; k++) {
       if (!placements[k]!.isControl) {
         observeBatch(this.producerTable, batchProducer(bufs[k]!), placements[k]!.baseOffset);
       }
     }
-  }
-
-  /** True when appending `bufs` now would not pass unsyncedBytesMax (`waitUnsynced`'s rule). */
-  private fitsUnsynced(bufs: readonly Buffer[]): boolean {
-    if (this.log.config.durability === 'none') return true;
-    let bytes = 0;
-    for (const b of bufs) bytes += b.length;
-    const unsynced = this.log.unsyncedBytes;
-    return unsynced === 0 || unsynced + bytes <= this.unsyncedBytesMax;
+    return { placements, durable: Promise.all(durables).then(() => undefined) };
   }
 
   /** `writeEntries`, then waits for their durability (tests, tools). */
@@ -495,8 +428,7 @@ export class ReplicaStore implements ReplicaLogSource {
     onWritten?: (index: LogIndex) => void,
     crcVerified = false,
   ): Promise<BatchPlacement[]> {
-    const { placements, written, durable } = await this.writeEntries(all, onWritten, crcVerified);
-    await written;
+    const { placements, durable } = await this.writeEntries(all, onWritten, crcVerified);
     await durable;
     return placements;
   }
