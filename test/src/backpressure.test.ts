@@ -6,10 +6,11 @@
 // exactly once, in order. On the replicated path a replica's writes beyond
 // `limits.unsyncedBytesMax` wait for the fsync in flight (replica-store.ts, `writeEntries`), so
 // the file system never holds more unsynced bytes than the bound.
-import { Broker, defaultConfig } from '@streambus/broker';
+
 import { ErrorCode, StreamBusClient } from '@streambus/client';
 import { MemoryFileSystem, SlowSyncFileSystem } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startInProcessBroker } from './harness.js';
 
 const BOUND = 64 * 1024;
 const RECORDS = 600;
@@ -23,19 +24,11 @@ afterEach(async () => {
 describe('producer through a slow fsync', () => {
   it('a slow fsync holds the producer back without a storage failure; every record once, in order', async () => {
     const fs = new SlowSyncFileSystem(new MemoryFileSystem(), { syncDelayMs: 0 });
-    const config = defaultConfig();
-    const broker = await Broker.start(
-      {
-        ...config,
-        dataDir: '/data',
-        listen: { host: '127.0.0.1', port: 0 },
-        http: null,
-        logLevel: 'silent',
-        limits: { ...config.limits, unsyncedBytesMax: BOUND },
-        defaults: { ...config.defaults, maxMessageBytes: BOUND },
-      },
-      { fileSystem: fs },
-    );
+    const broker = await startInProcessBroker(fs, (config) => ({
+      ...config,
+      limits: { ...config.limits, unsyncedBytesMax: BOUND },
+      defaults: { ...config.defaults, maxMessageBytes: BOUND },
+    }));
     open.push(broker);
     const bootstrap = `127.0.0.1:${broker.address.port}`;
     const retry = {

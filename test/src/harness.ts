@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withThreadPoolSize } from '@streambus/broker';
+import { Broker, type BrokerConfig, defaultConfig, withThreadPoolSize } from '@streambus/broker';
 import {
   ApiKey,
   decodeResponse,
@@ -18,6 +18,7 @@ import {
   FrameFlag,
   FrameParser,
 } from '@streambus/protocol';
+import type { FileSystem } from '@streambus/storage';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BROKER_MAIN = join(ROOT, 'packages/broker/dist/main.js');
@@ -253,4 +254,25 @@ export class DroppingProxy {
     }
     return encodeFrame(f, f.body);
   }
+}
+
+/**
+ * An in-process broker over `fileSystem` (data under /data, loopback port 0, no HTTP, silent),
+ * for tests of what a storage seam (a slow fsync, a probe) does to clients; `tune` adjusts the
+ * default configuration.
+ */
+export function startInProcessBroker(
+  fileSystem: FileSystem,
+  tune: (c: BrokerConfig) => BrokerConfig = (c) => c,
+): Promise<Broker> {
+  return Broker.start(
+    tune({
+      ...defaultConfig(),
+      dataDir: '/data',
+      listen: { host: '127.0.0.1', port: 0 },
+      http: null,
+      logLevel: 'silent',
+    }),
+    { fileSystem },
+  );
 }

@@ -5,7 +5,7 @@
 // to the topic's segment file that started while an fsync of that file was running: only a
 // request sent before the previous one was answered can land then. A producer with lingerMs 5
 // (one request per window round) is the control: its count stays 0.
-import { Broker, defaultConfig } from '@streambus/broker';
+
 import { type Producer, StreamBusClient } from '@streambus/client';
 import {
   type FileHandle,
@@ -16,6 +16,7 @@ import {
   SlowSyncFileSystem,
 } from '@streambus/storage';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startInProcessBroker } from './harness.js';
 
 /** Counts writes to watched segment files, and those that start while an fsync of the file runs. */
 class OverlapProbe extends ForwardingFileSystem {
@@ -83,17 +84,7 @@ describe('adaptive batching through a slow fsync', () => {
   it('a window of 1,000 send() promises leaves as overlapping requests; lingerMs 5 does not', async () => {
     const slow = new SlowSyncFileSystem(new MemoryFileSystem(), { syncDelayMs: 0 });
     const probe = new OverlapProbe(slow);
-    const config = defaultConfig();
-    const broker = await Broker.start(
-      {
-        ...config,
-        dataDir: '/data',
-        listen: { host: '127.0.0.1', port: 0 },
-        http: null,
-        logLevel: 'silent',
-      },
-      { fileSystem: probe },
-    );
+    const broker = await startInProcessBroker(probe);
     open.push(broker);
     const client = new StreamBusClient({ bootstrap: `127.0.0.1:${broker.address.port}` });
     open.push(client);
