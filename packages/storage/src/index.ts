@@ -96,4 +96,10 @@ export {
 } from './memory-fs.js';
 export { NodeFileSystem } from './node-fs.js';
 export { SlowSyncFileSystem, type SlowSyncOptions } from './slow-sync-fs.js';
-export { StageProbe, type StageSummary, stageProbe } from './stage-probe.js';
+export {
+  quantileOf,
+  StageProbe,
+  StageSamples,
+  type StageSummary,
+  stageProbe,
+} from './stage-probe.js';

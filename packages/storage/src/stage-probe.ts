@@ -24,8 +24,51 @@ export interface StageSummary {
   readonly max: number;
 }
 
-export class StageProbe {
+/**
+ * Bounded duration samples per stage name, at most `stagesMax` names: the first `perStageMax`
+ * samples of each stage (later ones are only counted), or with `ring` the newest `perStageMax`.
+ * Shared by this probe and the broker's replica stage trace (replication/stage-trace.ts).
+ */
+export class StageSamples {
   private readonly samples = new Map<string, { values: Float64Array; n: number; seen: number }>();
+
+  constructor(
+    private readonly perStageMax: number,
+    private readonly stagesMax: number,
+    private readonly ring = false,
+  ) {}
+
+  /** Records `ms` for `stage`. */
+  record(stage: string, ms: number): void {
+    let s = this.samples.get(stage);
+    if (s === undefined) {
+      if (this.samples.size >= this.stagesMax) return;
+      s = { values: new Float64Array(Math.min(1024, this.perStageMax)), n: 0, seen: 0 };
+      this.samples.set(stage, s);
+    }
+    s.seen++;
+    if (s.n === s.values.length && s.n < this.perStageMax) {
+      const grown = new Float64Array(Math.min(this.perStageMax, s.values.length * 4));
+      grown.set(s.values);
+      s.values = grown;
+    }
+    if (s.n < s.values.length) s.values[s.n++] = ms;
+    else if (this.ring) s.values[(s.seen - 1) % this.perStageMax] = ms;
+  }
+
+  /** Per stage: its name, how many samples were recorded, and the kept ones sorted ascending. */
+  *sorted(): IterableIterator<[name: string, seen: number, kept: Float64Array]> {
+    for (const [name, s] of this.samples) yield [name, s.seen, s.values.slice(0, s.n).sort()];
+  }
+}
+
+/** The `p` quantile (0..1) of ascending `sorted` samples, 0 when there are none. */
+export function quantileOf(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+}
+
+export class StageProbe {
+  private readonly samples = new StageSamples(SAMPLES_PER_STAGE_MAX, STAGES_MAX);
   private readonly gc = new Map<string, { count: number; totalMs: number; maxMs: number }>();
   private readonly loop = monitorEventLoopDelay({ resolution: 1 });
   private readonly observer: PerformanceObserver;
@@ -47,36 +90,21 @@ export class StageProbe {
 
   /** Records `ms` for `stage`. */
   record(stage: string, ms: number): void {
-    let s = this.samples.get(stage);
-    if (s === undefined) {
-      if (this.samples.size >= STAGES_MAX) return;
-      s = { values: new Float64Array(1024), n: 0, seen: 0 };
-      this.samples.set(stage, s);
-    }
-    s.seen++;
-    if (s.n >= SAMPLES_PER_STAGE_MAX) return;
-    if (s.n === s.values.length) {
-      const grown = new Float64Array(Math.min(SAMPLES_PER_STAGE_MAX, s.values.length * 4));
-      grown.set(s.values);
-      s.values = grown;
-    }
-    s.values[s.n++] = ms;
+    this.samples.record(stage, ms);
   }
 
   /** Every stage's quantiles so far. */
   summary(): Record<string, unknown> {
     const stages: Record<string, StageSummary> = {};
-    for (const [name, s] of this.samples) {
-      const v = s.values.slice(0, s.n).sort();
-      const q = (p: number): number => v[Math.min(v.length - 1, Math.floor(p * v.length))] ?? 0;
-      const r = (x: number): number => Math.round(x * 1000) / 1000;
+    const r = (x: number): number => Math.round(x * 1000) / 1000;
+    for (const [name, seen, v] of this.samples.sorted()) {
       stages[name] = {
-        count: s.seen,
-        dropped: s.seen - s.n,
-        p50: r(q(0.5)),
-        p90: r(q(0.9)),
-        p99: r(q(0.99)),
-        p999: r(q(0.999)),
+        count: seen,
+        dropped: seen - v.length,
+        p50: r(quantileOf(v, 0.5)),
+        p90: r(quantileOf(v, 0.9)),
+        p99: r(quantileOf(v, 0.99)),
+        p999: r(quantileOf(v, 0.999)),
         max: r(v[v.length - 1] ?? 0),
       };
     }

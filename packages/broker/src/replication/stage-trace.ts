@@ -17,6 +17,7 @@
 // Bounds: at most SAMPLES_MAX samples per stage (a ring: the newest win), at most STAGES_MAX
 // stage names.
 import { writeFileSync } from 'node:fs';
+import { quantileOf, StageSamples } from '@streambus/storage';
 
 const SAMPLES_MAX = 20_000;
 const STAGES_MAX = 32;
@@ -31,25 +32,17 @@ export interface StageSummary {
 }
 
 export class StageTrace {
-  private readonly samples = new Map<string, { ring: Float64Array; n: number }>();
+  private readonly samples = new StageSamples(SAMPLES_MAX, STAGES_MAX, true);
 
   record(stage: string, ms: number): void {
-    let s = this.samples.get(stage);
-    if (s === undefined) {
-      if (this.samples.size >= STAGES_MAX) return;
-      s = { ring: new Float64Array(SAMPLES_MAX), n: 0 };
-      this.samples.set(stage, s);
-    }
-    s.ring[s.n % SAMPLES_MAX] = ms;
-    s.n++;
+    this.samples.record(stage, ms);
   }
 
   summary(): Record<string, StageSummary> {
     const out: Record<string, StageSummary> = {};
-    for (const [stage, s] of this.samples) {
-      const v = Array.from(s.ring.subarray(0, Math.min(s.n, SAMPLES_MAX))).sort((a, b) => a - b);
-      const q = (p: number): number => v[Math.min(v.length - 1, Math.floor(p * v.length))] ?? 0;
-      out[stage] = { n: s.n, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: v[v.length - 1] ?? 0 };
+    for (const [stage, n, v] of this.samples.sorted()) {
+      const q = (p: number): number => quantileOf(v, p);
+      out[stage] = { n, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: v[v.length - 1] ?? 0 };
     }
     return out;
   }
