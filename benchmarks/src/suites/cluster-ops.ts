@@ -19,9 +19,11 @@ import { sendChunks } from './broker.js';
 const RATE = 10_000;
 const THROTTLE_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
-interface Sample {
+export interface Sample {
+  /** When send() was called (performance.now()). */
   readonly at: number;
   readonly ms: number;
+  readonly partition: number;
 }
 
 /** Paced send() until `stop()`; each acknowledged send's start time and latency, and failures. */
@@ -45,7 +47,7 @@ async function pacedUntil(
         while (sent < due && pending.size < 50_000) {
           const at = performance.now();
           const p = producer.send({ topic, value }).then(
-            () => void samples.push({ at, ms: performance.now() - at }),
+            (m) => void samples.push({ at, ms: performance.now() - at, partition: m.partition }),
             () => void failed++,
           );
           pending.add(p);
@@ -64,51 +66,91 @@ async function pacedUntil(
   return { samples, failed, sent };
 }
 
-export async function rollingRestartRows(
+/** One rolling restart under paced load: every sample, and when each step happened. */
+export interface RollingRestartRun {
+  readonly samples: Sample[];
+  readonly failed: number;
+  readonly sent: number;
+  /** performance.now() at the start of `during` and of `after`. */
+  readonly bounds: { readonly during: number; readonly after: number };
+  /** Each restart's steps (performance.now()): SIGTERM sent, exited, started, cluster ready. */
+  readonly steps: Array<{
+    id: number;
+    term: number;
+    exited: number;
+    started: number;
+    ready: number;
+  }>;
+}
+
+/**
+ * The rolling restart of the rows below: paced load into a fresh 3-partition topic, `steadyMs`
+ * before, each broker in turn stopped (SIGTERM) and started again, `steadyMs` after.
+ */
+export async function rollingRestartRun(
   cluster: TestCluster,
   client: StreamBusClient,
-  quick: boolean,
-): Promise<ResultRow[]> {
-  const topic = 'ops-rolling';
+  steadyMs: number,
+  topic = 'ops-rolling',
+): Promise<RollingRestartRun> {
   await client
     .admin()
     .createTopic({ name: topic, partitions: 3, configs: { durability: 'always' } });
-  const steadyMs = quick ? 2000 : 5000;
   let phase: 'before' | 'during' | 'after' | 'done' = 'before';
-  const bounds: Record<string, number> = {};
   const load = pacedUntil(client, topic, () => phase === 'done');
   await new Promise((r) => setTimeout(r, steadyMs));
-  bounds.during = performance.now();
+  const during = performance.now();
   phase = 'during';
+  const steps: RollingRestartRun['steps'] = [];
   for (const id of [1, 2, 3]) {
+    const term = performance.now();
     const code = await cluster.stop(id, 30_000);
     if (code !== 0) throw new Error(`rolling restart: broker ${id} exited ${code}`);
+    const exited = performance.now();
     await cluster.restart(id);
+    const started = performance.now();
     await cluster.waitReady();
+    steps.push({ id, term, exited, started, ready: performance.now() });
   }
-  bounds.after = performance.now();
+  const after = performance.now();
   phase = 'after';
   await new Promise((r) => setTimeout(r, steadyMs));
   phase = 'done';
   const { samples, failed, sent } = await load;
   await client.admin().deleteTopic(topic);
-  const of = (p: string) =>
-    samples
-      .filter((s) =>
-        p === 'before'
-          ? s.at < bounds.during!
-          : p === 'during'
-            ? s.at >= bounds.during! && s.at < bounds.after!
-            : s.at >= bounds.after!,
-      )
-      .map((s) => s.ms);
+  return { samples, failed, sent, bounds: { during, after }, steps };
+}
+
+/** The latencies (ms) of the samples sent in `phase`. */
+export function phaseLatencies(
+  run: RollingRestartRun,
+  phase: 'before' | 'during' | 'after',
+): number[] {
+  const { during, after } = run.bounds;
+  return run.samples
+    .filter((s) =>
+      phase === 'before'
+        ? s.at < during
+        : phase === 'during'
+          ? s.at >= during && s.at < after
+          : s.at >= after,
+    )
+    .map((s) => s.ms);
+}
+
+export async function rollingRestartRows(
+  cluster: TestCluster,
+  client: StreamBusClient,
+  quick: boolean,
+): Promise<ResultRow[]> {
+  const run = await rollingRestartRun(cluster, client, quick ? 2000 : 5000);
   const settings = {
     brokers: 3,
     replicationFactor: 3,
     durability: 'always',
     acks: 'all',
     recordValueBytes: 100,
-    records: sent,
+    records: run.sent,
     partitions: 3,
     runs: 1,
     rateRecordsPerSec: RATE,
@@ -117,8 +159,8 @@ export async function rollingRestartRows(
     reference: 'none',
   };
   const rows: ResultRow[] = [];
-  for (const p of ['before', 'during', 'after']) {
-    const l = of(p);
+  for (const p of ['before', 'during', 'after'] as const) {
+    const l = phaseLatencies(run, p);
     const extra = { ...settings, phase: p, measured: l.length };
     rows.push(row(`cluster rolling restart p50 ${p}`, quantile(l, 0.5), 'ms', extra));
     rows.push(
@@ -129,7 +171,7 @@ export async function rollingRestartRows(
     );
   }
   rows.push(
-    row('cluster rolling restart failed sends', failed, 'sends', { ...settings, target: '0' }),
+    row('cluster rolling restart failed sends', run.failed, 'sends', { ...settings, target: '0' }),
   );
   return rows;
 }

@@ -1,0 +1,134 @@
+// Diagnostic driver (issue 12): the cluster bench's rolling-restart rows alone, against a fresh
+// 3-broker cluster, with a per-partition trace of the stalls. Not a bench row: its figures
+// explain the row's p99 during the restart, they are not results.
+//
+//   node benchmarks/dist/rolling-restart.js [--steady-ms 2000] [--runs 1] [--slow-ms 30]
+//
+// Prints per run the p50/p99 before, during and after, the failed sends, each restart's steps
+// (ms from the start of `during`), and every stall: a run of sends to one partition slower than
+// --slow-ms (consecutive slow sends less than 50 ms apart), when its first send started, how
+// many sends it delayed and the slowest one. The sum of the stalls' slowest sends is the total.
+// Load-independent counts (the client's requests, patched in on its connection class): requests
+// by API, and the produce partitions refused, by error code and whether a leader hint came.
+import { parseArgs } from 'node:util';
+import { BrokerConnection } from '../../packages/client/dist/connection.js';
+import { quantile } from './harness.js';
+import { withClusterEnv } from './suites/cluster.js';
+import { phaseLatencies, type RollingRestartRun, rollingRestartRun } from './suites/cluster-ops.js';
+
+const { values } = parseArgs({
+  options: {
+    'steady-ms': { type: 'string', default: '2000' },
+    runs: { type: 'string', default: '1' },
+    'slow-ms': { type: 'string', default: '30' },
+  },
+});
+const steadyMs = Number(values['steady-ms']);
+const slowMs = Number(values['slow-ms']);
+const GAP_MS = 50;
+
+interface Stall {
+  readonly partition: number;
+  readonly startMs: number;
+  readonly sends: number;
+  readonly maxMs: number;
+}
+
+/** Runs of slow sends per partition (see the header). */
+export function stallsOf(run: RollingRestartRun, thresholdMs: number): Stall[] {
+  const byPartition = new Map<number, RollingRestartRun['samples']>();
+  for (const s of run.samples) {
+    const list = byPartition.get(s.partition) ?? [];
+    list.push(s);
+    byPartition.set(s.partition, list);
+  }
+  const out: Stall[] = [];
+  for (const [partition, list] of byPartition) {
+    list.sort((a, b) => a.at - b.at);
+    let cur: { start: number; last: number; sends: number; maxMs: number } | null = null;
+    const flush = (): void => {
+      if (cur === null) return;
+      out.push({
+        partition,
+        startMs: cur.start - run.bounds.during,
+        sends: cur.sends,
+        maxMs: cur.maxMs,
+      });
+      cur = null;
+    };
+    for (const s of list) {
+      if (s.ms <= thresholdMs) continue;
+      if (cur !== null && s.at - cur.last > GAP_MS) flush();
+      if (cur === null) cur = { start: s.at, last: s.at, sends: 0, maxMs: 0 };
+      cur.last = s.at;
+      cur.sends++;
+      cur.maxMs = Math.max(cur.maxMs, s.ms);
+    }
+    flush();
+  }
+  return out.sort((a, b) => a.startMs - b.startMs);
+}
+
+const counts = new Map<string, number>();
+const count = (k: string): void => void counts.set(k, (counts.get(k) ?? 0) + 1);
+type Answer = {
+  topics?: Array<{ partitions?: Array<{ errorCode: number; currentLeader?: unknown }> }>;
+};
+const countAnswer = (res: unknown): void => {
+  for (const t of (res as Answer)?.topics ?? [])
+    for (const p of t.partitions ?? [])
+      if (p.errorCode !== 0) count(`refused ${p.errorCode}${p.currentLeader ? ' +hint' : ''}`);
+};
+const proto = BrokerConnection.prototype as unknown as Record<
+  string,
+  (this: unknown, ...args: unknown[]) => Promise<unknown>
+>;
+for (const name of ['request', 'requestEncoded']) {
+  const original = proto[name]!;
+  proto[name] = function (this: unknown, ...args: unknown[]) {
+    count(`api ${args[0]}`);
+    return original.apply(this, args).then((res) => {
+      countAnswer(res);
+      return res;
+    });
+  };
+}
+
+await withClusterEnv(3, {}, async (cluster, client) => {
+  for (let i = 0; i < Number(values.runs); i++) {
+    const run = await rollingRestartRun(cluster, client, steadyMs, `ops-rolling-${i}`);
+    const f = (p: 'before' | 'during' | 'after'): string => {
+      const l = phaseLatencies(run, p);
+      return `${p} n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
+    };
+    console.log(`run ${i}: ${f('before')} | ${f('during')} | ${f('after')} | failed ${run.failed}`);
+    const rel = (t: number): string => (t - run.bounds.during).toFixed(0);
+    for (const s of run.steps) {
+      console.log(
+        `  broker ${s.id}: SIGTERM ${rel(s.term)} exited ${rel(s.exited)} started ${rel(s.started)} ready ${rel(s.ready)}`,
+      );
+    }
+    console.log(`  after starts at ${rel(run.bounds.after)}`);
+    const stalls = stallsOf(run, slowMs);
+    let total = 0;
+    for (const s of stalls) {
+      total += s.maxMs;
+      console.log(
+        `  stall p${s.partition} at ${s.startMs.toFixed(0)} sends ${s.sends} max ${s.maxMs.toFixed(1)} ms`,
+      );
+    }
+    console.log(`  stalls ${stalls.length}, sum of their slowest sends ${total.toFixed(0)} ms`);
+    console.log(
+      `  counts ${[...counts]
+        .sort()
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')}`,
+    );
+    counts.clear();
+    // The next run starts from a balanced cluster (the restarts' take-backs done).
+    await client
+      .admin()
+      .rebalanceLeaders()
+      .catch(() => undefined);
+  }
+});
