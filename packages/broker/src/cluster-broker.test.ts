@@ -387,11 +387,28 @@ describe('the cluster path', () => {
       expect(p.errorCode).toBe(0);
       acked.push(`a${i}`);
     }
-    // A follower answers NOT_LEADER_OR_FOLLOWER.
+    // A follower answers NOT_LEADER_OR_FOLLOWER, naming the Raft leader and its term on the
+    // wire (`currentLeader`, issue 12), for produce and for fetch.
     const follower = [1, 2, 3].find((id) => id !== leader)!;
-    expect((await produce(clients[follower - 1]!, 'r3', 'x')).errorCode).toBe(
-      ErrorCode.NOT_LEADER_OR_FOLLOWER,
-    );
+    const refused = await produce(clients[follower - 1]!, 'r3', 'x');
+    expect(refused.errorCode).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    const m = await clients[leader - 1]!.request(ApiKey.METADATA, { topics: ['r3'] });
+    const epoch = m.topics[0]!.partitions[0]!.leaderEpoch;
+    expect(epoch).toBeGreaterThan(0);
+    expect(refused.currentLeader).toEqual({ leaderId: leader, leaderEpoch: epoch });
+    const f = await clients[follower - 1]!.request(ApiKey.FETCH, {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1 << 20,
+      topics: [
+        { name: 'r3', partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20 }] },
+      ],
+    });
+    expect(f.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    expect(f.topics[0]!.partitions[0]!.currentLeader).toEqual({
+      leaderId: leader,
+      leaderEpoch: epoch,
+    });
     // The leader's broker stops; the other two elect a new leader and keep every record.
     const old = brokers[leader - 1]!;
     alive.delete(old);

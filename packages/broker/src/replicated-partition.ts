@@ -358,6 +358,7 @@ export class ReplicatedPartition implements ServedPartition {
         hint,
         `this broker is not the leader of ${this.topic}-${this.index}` +
           (hint > 0 ? ` (the leader is broker ${hint})` : ' (no leader elected yet)'),
+        replica.leaderEpoch,
       );
     }
     return replica;

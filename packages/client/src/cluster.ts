@@ -61,6 +61,69 @@ export function topicNotFound(topic: string): StreamBusError {
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
 
+/** A partition's leader as a refusing broker named it (`currentLeader` on the wire). */
+export interface LeaderHint {
+  readonly leaderId: number;
+  /** The leader's epoch (its Raft term). */
+  readonly leaderEpoch: number;
+}
+
+/**
+ * A produce or fetch partition refused by a broker (errorCode != 0), with the partition, the
+ * broker that refused and the leader it named, if any: `handleRetriableError` routes the
+ * partition to that leader (leader hints, issue 12).
+ */
+export class PartitionRefusedError extends StreamBusError {
+  constructor(
+    code: number,
+    message: string,
+    readonly topic: string,
+    readonly partition: number,
+    /** "host:port" of the broker that refused. */
+    readonly refusedBy: string,
+    readonly leaderHint: LeaderHint | undefined,
+  ) {
+    super(code, message);
+  }
+}
+
+/** The error of a partition answer with errorCode != 0 from `conn` (produce, fetch). */
+export function partitionRefused(
+  conn: { readonly host: string; readonly port: number },
+  topic: string,
+  p: {
+    readonly partition: number;
+    readonly errorCode: number;
+    readonly errorMessage?: string | undefined;
+    readonly currentLeader?: LeaderHint | undefined;
+  },
+  what: string,
+): PartitionRefusedError {
+  return new PartitionRefusedError(
+    p.errorCode,
+    p.errorMessage ?? `${what} ${topic}/${p.partition}`,
+    topic,
+    p.partition,
+    `${conn.host}:${conn.port}`,
+    p.currentLeader,
+  );
+}
+
+/**
+ * A leader hint the client follows (`applyHint`): the partition's leader by a refusing broker's
+ * word, kept over Metadata answers of an older leader epoch (the controller's state lags the
+ * Raft group) for at most `HINT_TRUSTED_MS`. `refused`: the hinted broker refused too; then only
+ * a hint of a newer epoch is followed for the partition, and the metadata path decides.
+ */
+interface FollowedHint extends LeaderHint {
+  readonly atMs: number;
+  refused: boolean;
+}
+/** How long a followed hint outranks Metadata answers of an older epoch. */
+const HINT_TRUSTED_MS = 10_000;
+/** Partitions with a followed hint remembered; beyond it the map starts over. */
+const HINTS_MAX = 10_000;
+
 /**
  * A topic's metadata fetched less than this long ago is kept through a leader-moved error: the
  * error may predate it, and many partitions erring at once then cost one refresh per interval
@@ -88,6 +151,10 @@ export class Cluster {
   private readonly coordinators = new Map<string, BrokerAddress>();
   /** Metadata requests in flight by what they ask: concurrent refreshes of it share one. */
   private readonly refreshing = new Map<string, Promise<MetadataResponse>>();
+  /** Leader hints followed, by `topic\u0000partition` (FollowedHint). */
+  private readonly hints = new Map<string, FollowedHint>();
+  /** Hints followed so far (tests and diagnostics count them). */
+  hintsFollowed = 0;
   private clusterId = '';
   private controllerId = -1;
   /** The bootstrap address that answered last: the first one tried next time. */
@@ -350,9 +417,14 @@ export class Cluster {
     return this.connectionTo(addr, lane);
   }
 
-  /** The retry hook: drops what an error says is stale. */
-  handleRetriableError(err: StreamBusError, topic?: string): void {
+  /**
+   * The retry hook: drops what an error says is stale. Returns true when the error named the
+   * partition's leader and the cache now routes the partition there (`applyHint`): the retry
+   * goes at once, without a metadata refresh or backoff (retry.ts).
+   */
+  handleRetriableError(err: StreamBusError, topic?: string): boolean {
     if (COORDINATOR_MOVED.has(err.code)) this.coordinators.clear();
+    if (err instanceof PartitionRefusedError && this.applyHint(err)) return true;
     switch (err.code) {
       case ErrorCode.NOT_LEADER_OR_FOLLOWER:
       case ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
@@ -367,6 +439,79 @@ export class Cluster {
       default:
         break;
     }
+    return false;
+  }
+
+  /**
+   * Leader hints (docs/client.md "Leader hints"). A NOT_LEADER_OR_FOLLOWER refusal naming the
+   * partition's leader moves the cached partition to that leader when all of these hold: the
+   * named broker is known (its address is in the metadata) and is not the one that refused; the
+   * topic is cached; the hint's epoch is newer than the cached leader epoch (a hint never beats
+   * a newer epoch the client has), or it is the cached leader itself (the request went to a
+   * broker over a connection held from before). A refusal by a broker the client was sent to by
+   * a hint marks that hint refused: from then on only a newer epoch is followed, so hints never
+   * loop; what is not followed takes the metadata refresh path. Returns whether the retry may go
+   * at once.
+   */
+  private applyHint(err: PartitionRefusedError): boolean {
+    const key = `${err.topic}\u0000${err.partition}`;
+    const followed = this.hints.get(key);
+    if (followed !== undefined && !followed.refused) {
+      const addr = this.brokers.get(followed.leaderId);
+      if (addr !== undefined && `${addr.host}:${addr.port}` === err.refusedBy) {
+        followed.refused = true;
+      }
+    }
+    if (this.followHint(key, err, followed)) return true;
+    // The cached route came from a hint the hinted broker refused: fresh metadata decides,
+    // however recently the topic was fetched (the cache holds the hint, not that answer).
+    if (followed?.refused) this.topics.delete(err.topic);
+    return false;
+  }
+
+  private followHint(
+    key: string,
+    err: PartitionRefusedError,
+    followed: FollowedHint | undefined,
+  ): boolean {
+    const hint = err.leaderHint;
+    if (err.code !== ErrorCode.NOT_LEADER_OR_FOLLOWER || hint === undefined) return false;
+    const addr = this.brokers.get(hint.leaderId);
+    if (addr === undefined || `${addr.host}:${addr.port}` === err.refusedBy) return false;
+    const t = this.topics.get(err.topic);
+    const p = t?.partitions[err.partition];
+    if (t === undefined || p === undefined || p.partition !== err.partition) return false;
+    if (followed?.refused && hint.leaderEpoch <= followed.leaderEpoch) {
+      return false;
+    }
+    if (hint.leaderEpoch === p.leaderEpoch && hint.leaderId === p.leaderId) return true;
+    if (hint.leaderEpoch <= p.leaderEpoch) return false;
+    if (this.hints.size >= HINTS_MAX) this.hints.clear();
+    this.hints.set(key, { ...hint, atMs: Date.now(), refused: false });
+    this.hintsFollowed++;
+    const partitions = [...t.partitions];
+    partitions[err.partition] = {
+      ...p,
+      leaderId: hint.leaderId,
+      leaderEpoch: hint.leaderEpoch,
+      errorCode: 0,
+    };
+    this.topics.set(err.topic, { ...t, partitions });
+    return true;
+  }
+
+  /** A Metadata partition, or the followed hint of a newer epoch in its place (applyHint). */
+  private withHint(topic: string, p: PartitionInfo, now: number): PartitionInfo {
+    const key = `${topic}\u0000${p.partition}`;
+    const h = this.hints.get(key);
+    if (h === undefined) return p;
+    if (h.leaderEpoch <= p.leaderEpoch || now - h.atMs > HINT_TRUSTED_MS) {
+      this.hints.delete(key);
+      return p;
+    }
+    // A refused hint stays (so the same one is not followed again) but routes nothing.
+    if (h.refused) return p;
+    return { ...p, leaderId: h.leaderId, leaderEpoch: h.leaderEpoch, errorCode: 0 };
   }
 
   private fetchedWithin(topic: string, ms: number): boolean {
@@ -406,7 +551,9 @@ export class Cluster {
         this.topics.delete(t.name);
         continue;
       }
-      const partitions = [...t.partitions].sort((a, b) => a.partition - b.partition);
+      const partitions = [...t.partitions]
+        .sort((a, b) => a.partition - b.partition)
+        .map((p) => (this.hints.size === 0 ? p : this.withHint(t.name, p, now)));
       this.topics.set(t.name, { name: t.name, partitions, fetchedAtMs: now });
       for (const listener of this.partitionCountListeners) listener(t.name, partitions.length);
     }

@@ -31,6 +31,7 @@ import {
   StreamBusError,
   validateBatch,
 } from '@streambus/protocol';
+import { partitionRefused } from './cluster.js';
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ConsumerDefaults } from './limits.js';
@@ -517,10 +518,8 @@ export class Consumer {
           continue;
         }
         if (p.errorCode !== 0) {
-          const err = new StreamBusError(
-            p.errorCode,
-            p.errorMessage ?? `fetch ${t.name}/${p.partition}`,
-          );
+          // With the leader the refusing broker named, if any (cluster.ts applyHint).
+          const err = partitionRefused(conn, t.name, p, 'fetch');
           if (p.errorCode === ErrorCode.OFFSET_OUT_OF_RANGE && this.autoOffsetReset !== 'none') {
             // Undelivered data before this offset is dropped with it (position moves).
             a.position = null;

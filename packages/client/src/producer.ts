@@ -47,6 +47,7 @@ import {
   stampBatch,
 } from './batch-builder.js';
 import { AdaptiveBatchPolicy, type PartitionFlow } from './batch-policy.js';
+import { partitionRefused } from './cluster.js';
 import type { BrokerConnection } from './connection.js';
 import type { ClientContext } from './context.js';
 import { ProducerDefaults } from './limits.js';
@@ -929,6 +930,11 @@ export class Producer {
         b.outcome = null;
         try {
           if (first !== null && !isRetriable(first) && !isSequenceError(first)) throw first;
+          // The first attempt's error says what is stale (a moved leader, which a hint may
+          // name): the resend goes by what it says, not to the broker that refused.
+          if (first instanceof StreamBusError && first.retriable) {
+            this.ctx.cluster.handleRetriableError(first, ps.topic);
+          }
           const base = await this.ctx.runUntil(
             () => this.produceOnce(ps, b),
             b.deadlineMs,
@@ -1041,12 +1047,8 @@ export class Producer {
             `produce response lacks ${ps.topic}/${ps.partition}`,
           );
         }
-        if (p.errorCode !== 0) {
-          throw new StreamBusError(
-            p.errorCode,
-            p.errorMessage ?? `produce to ${ps.topic}/${ps.partition}`,
-          );
-        }
+        // With the leader the refusing broker named, if any (cluster.ts applyHint).
+        if (p.errorCode !== 0) throw partitionRefused(conn, ps.topic, p, 'produce to');
         return p.baseOffset;
       });
   }

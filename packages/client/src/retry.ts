@@ -4,7 +4,10 @@
 // of times and within a bounded total time (the producer passes its delivery timeout as that
 // bound, with no cap on the count: context.ts `runUntil`), sleeping with exponential backoff and full jitter
 // (delay = random(0, min(max, initial * 2^attempt))). Before each retry it calls `beforeRetry`,
-// which the cluster uses to drop stale metadata (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_...).
+// which the cluster uses to drop stale metadata (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_...);
+// when the hook says the error itself fixed the route (a refusal naming the partition's leader:
+// cluster.ts `applyHint`), the retry goes at once, without a backoff sleep. The hook bounds that
+// (a hint is followed only for a newer leader epoch), so it cannot spin.
 // It does not decide what is retriable, open connections or log.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
 
@@ -18,8 +21,14 @@ export interface RetryPolicy {
 }
 
 export interface RetryHooks {
-  /** Called before sleeping ahead of retry number `attempt` (1-based). */
-  readonly beforeRetry?: (error: StreamBusError, attempt: number) => void | Promise<void>;
+  /**
+   * Called before sleeping ahead of retry number `attempt` (1-based). Returning true skips the
+   * sleep: the error told where to go (a leader hint), and waiting would only delay the retry.
+   */
+  readonly beforeRetry?: (
+    error: StreamBusError,
+    attempt: number,
+  ) => undefined | boolean | Promise<undefined | boolean>;
   /** Aborts the sleep and the loop (client closed). */
   readonly signal?: AbortSignal;
   /**
@@ -119,8 +128,8 @@ export async function retry<T>(
         backoffInitialMs: Math.min(policy.backoffInitialMs, initialMs ?? Number.POSITIVE_INFINITY),
       };
       const delayMs = Math.min(backoffDelayMs(next, backoff, random()), leftMs);
-      await hooks.beforeRetry?.(err, next);
-      await sleep(delayMs, hooks.signal);
+      const rerouted = await hooks.beforeRetry?.(err, next);
+      if (rerouted !== true) await sleep(delayMs, hooks.signal);
     }
   }
 }

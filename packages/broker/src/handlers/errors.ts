@@ -2,6 +2,7 @@
 // that entry of a response (a request that fails as a whole gets an ERROR frame instead,
 // connection.ts).
 import { ErrorCode, isStreamBusError } from '@streambus/protocol';
+import { NotLeaderError } from '../replication/partition-replica.js';
 import { systemStorageError } from '../storage-errors.js';
 import type { BrokerContext } from './context.js';
 
@@ -29,4 +30,18 @@ export function partitionError(
 export function countPartitionError(b: BrokerContext, api: string, err: unknown): void {
   const code = isStreamBusError(err) ? err.code : ErrorCode.UNKNOWN_SERVER_ERROR;
   b.metrics.requestErrors.inc({ api, code });
+}
+
+/**
+ * The `currentLeader` field of a produce or fetch partition refused with NOT_LEADER_OR_FOLLOWER
+ * (docs/protocol.md "Leader hints"): the Raft leader this broker's replica knows, with its term;
+ * nothing when it knows none (or names this broker itself: no use to a client).
+ */
+export function leaderHintOf(
+  b: BrokerContext,
+  err: unknown,
+): { currentLeader?: { leaderId: number; leaderEpoch: number } } {
+  if (!(err instanceof NotLeaderError) || err.leaderHint <= 0 || err.leaderEpoch <= 0) return {};
+  if (err.leaderHint === b.config.nodeId) return {};
+  return { currentLeader: { leaderId: err.leaderHint, leaderEpoch: err.leaderEpoch } };
 }

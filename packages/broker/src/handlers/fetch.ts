@@ -16,7 +16,7 @@ import type { RequestContext, WrittenParts } from '../connection.js';
 import { refuseDuplicatePartitions } from '../fetch-request.js';
 import type { ServedPartition } from '../served-partition.js';
 import type { BrokerContext } from './context.js';
-import { partitionError } from './errors.js';
+import { leaderHintOf, partitionError } from './errors.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -158,6 +158,7 @@ async function fetchOnce(
           logStartOffset: known?.logStartOffset ?? -1,
           lastStableOffset: known?.highWatermark ?? -1,
           records: EMPTY,
+          ...leaderHintOf(b, err),
         });
       }
     }

@@ -10,7 +10,7 @@ import { checkClientTopic } from '../groups/offsets-topic.js';
 import { validateProduceRecords } from '../produce-validation.js';
 import type { Acks } from '../served-partition.js';
 import type { BrokerContext } from './context.js';
-import { countPartitionError, partitionError } from './errors.js';
+import { countPartitionError, leaderHintOf, partitionError } from './errors.js';
 
 const PRODUCER_EPOCH_MAX = 32767;
 
@@ -85,6 +85,7 @@ async function producePartition(
       baseOffset: -1,
       logAppendTimeMs: -1,
       logStartOffset: -1,
+      ...leaderHintOf(b, err),
     };
   }
 }

@@ -868,16 +868,19 @@ describe('PartitionReplica: a leadership transfer', () => {
     await first; // committed by the leader and the third replica
     l.transferLeadership(f.self);
     let settled: 'no' | 'resolved' | number = 'no';
+    let refusal: NotLeaderError | null = null;
+    const term = l.leaderEpoch;
     const during = l.propose(batch(2), -1).then(
       () => {
         settled = 'resolved';
       },
       (err: { code: number }) => {
         settled = err.code;
+        if (err instanceof NotLeaderError) refusal = err;
       },
     );
     await c.tick(1);
-    return { c, l, f, during, settled: () => settled };
+    return { c, l, f, term, during, settled: () => settled, refusal: () => refusal };
   }
 
   it('holds a produce that arrives during it, then answers NOT_LEADER once the target leads', async () => {
@@ -889,6 +892,12 @@ describe('PartitionReplica: a leadership transfer', () => {
     expect(t.c.leader()?.self).toBe(t.f.self);
     await t.during;
     expect(t.settled()).toBe(ErrorCode.NOT_LEADER_OR_FOLLOWER);
+    // The refusal names the target and its term (the broker puts it on the wire, issue 12),
+    // even when the old leader stepped down on the target's vote request, before any append
+    // of the new term named the leader.
+    const refusal = t.refusal() as NotLeaderError | null;
+    expect(refusal?.leaderHint).toBe(t.f.self);
+    expect(refusal?.leaderEpoch).toBe(t.term + 1);
   });
 
   it('proposes what it held when Raft abandons the transfer', async () => {

@@ -227,11 +227,15 @@ export const PARTITION_REPLICA_DEFAULTS = {
   isrLagTicksMax: 30,
 } as const;
 
-/** NOT_LEADER_OR_FOLLOWER with the leader this replica knows of (NONE when none). */
+/**
+ * NOT_LEADER_OR_FOLLOWER with the leader this replica knows of (NONE when none) and its term
+ * (`leaderEpoch`, 0 when unknown): the broker puts both on the wire (`currentLeader`, issue 12).
+ */
 export class NotLeaderError extends StreamBusError {
   constructor(
     readonly leaderHint: NodeId,
     message: string,
+    readonly leaderEpoch = 0,
   ) {
     super(ErrorCode.NOT_LEADER_OR_FOLLOWER, message);
   }
@@ -301,6 +305,8 @@ export class PartitionReplica implements HostedGroup {
   private leaderNext: { index: LogIndex; offset: number } | null = null;
   /** The term `leaderNext` and `pending` belong to. */
   private leaderTerm = 0;
+  /** The replica this leader last handed its leadership to in `leaderTerm` (successorHint). */
+  private transferTo: NodeId = NONE;
   /**
    * The leader's producer table: a copy of the log's taken when its log was placed, plus its own
    * proposals (replica-producers.ts). Null when not leading.
@@ -712,6 +718,7 @@ export class PartitionReplica implements HostedGroup {
     } catch (err) {
       throw this.mapRaftError(err);
     }
+    this.transferTo = to;
     this.host.notify(this.key);
   }
 
@@ -1040,6 +1047,23 @@ export class PartitionReplica implements HostedGroup {
 
   // ------------------------------------------------------------------ role, HW, pending
 
+  /**
+   * Who leads after this replica stopped leading `leaderTerm`: the leader it heard from, else
+   * the replica it handed the leadership to when the term is the one that replica campaigned
+   * in (a transfer's TimeoutNow: the old leader steps down on the target's vote request, before
+   * the target's first append names it), else none. The produce requests failed at the step-down
+   * carry it, so a client goes straight to the new leader (issue 12).
+   */
+  private successorHint(): { leaderId: NodeId; leaderEpoch: number } {
+    const term = this.node.currentTerm;
+    const lead = this.node.currentLead;
+    if (lead !== NONE) return { leaderId: lead, leaderEpoch: term };
+    if (this.transferTo !== NONE && term === this.leaderTerm + 1) {
+      return { leaderId: this.transferTo, leaderEpoch: term };
+    }
+    return { leaderId: NONE, leaderEpoch: 0 };
+  }
+
   /** After every input: role and HW changes, pending answers, queued proposals. */
   private observe(): void {
     const term = this.node.currentTerm;
@@ -1047,13 +1071,16 @@ export class PartitionReplica implements HostedGroup {
     if (this.leaderTerm !== 0 && (!isLeader || term !== this.leaderTerm)) {
       this.resolvePending();
       this.leaderProducers = null;
+      const next = this.successorHint();
       this.failAll(
         new NotLeaderError(
-          this.node.currentLead,
+          next.leaderId,
           `partition ${this.keyString()}: node ${this.self} is no longer the leader of term ${this.leaderTerm}`,
+          next.leaderEpoch,
         ),
       );
       this.leaderTerm = 0;
+      this.transferTo = NONE;
       this.leaderNext = null;
     }
     if (isLeader && this.leaderTerm === 0) {
@@ -1111,7 +1138,11 @@ export class PartitionReplica implements HostedGroup {
     if (this.queued.length === 0) return;
     if (this.node.currentRole !== StateRole.Leader) {
       this.failAll(
-        new NotLeaderError(this.node.currentLead, `node ${this.self} is not the leader`),
+        new NotLeaderError(
+          this.node.currentLead,
+          `node ${this.self} is not the leader`,
+          this.node.currentTerm,
+        ),
       );
       return;
     }
@@ -1384,6 +1415,7 @@ export class PartitionReplica implements HostedGroup {
       throw new NotLeaderError(
         this.node.currentLead,
         `partition ${this.keyString()}: node ${this.self} is not the leader (leader ${this.node.currentLead || 'unknown'})`,
+        this.node.currentTerm,
       );
     }
   }
@@ -1391,7 +1423,7 @@ export class PartitionReplica implements HostedGroup {
   private mapRaftError(err: unknown): StreamBusError {
     if (err instanceof RaftError) {
       if (err.code === RaftErrorCode.NOT_LEADER_OR_FOLLOWER) {
-        return new NotLeaderError(this.node.currentLead, err.message);
+        return new NotLeaderError(this.node.currentLead, err.message, this.node.currentTerm);
       }
       if (err.code === RaftErrorCode.PROPOSAL_DROPPED) {
         return new StreamBusError(ErrorCode.REPLICA_PROPOSALS_FULL, err.message);

@@ -7,7 +7,9 @@
 // `nodeId` says otherwise). `FakeCluster` runs several that share one set of topics and a
 // leader per partition: the others answer that partition's produce, fetch, list-offsets and
 // delete-records with NOT_LEADER_OR_FOLLOWER, and `moveLeader` hands it over (a new leader
-// epoch), as a replicated cluster's leader change looks to a client.
+// epoch), as a replicated cluster's leader change looks to a client. `leaderHints` makes those
+// refusals of produce and fetch name a leader (`currentLeader`), `freezeMetadata` keeps Metadata
+// naming the leaders of that moment (the lag of a real cluster's controller state).
 import net from 'node:net';
 import {
   API_VERSION_RANGES,
@@ -64,7 +66,18 @@ interface FakeClusterState {
   readonly groups: FakeGroupCoordinator;
   /** The broker that coordinates every group (FindCoordinator); the others answer NOT_COORDINATOR. */
   coordinatorId: number;
+  /** The leader a produce/fetch refusal names (`currentLeader`); null: none (an older broker). */
+  hint: LeaderHintSource | null;
+  /** Leaders Metadata answers with while frozen (`freezeMetadata`); null: the current ones. */
+  metadataLeaders: Map<string, { nodeId: number; epoch: number }> | null;
 }
+
+/** What a refusal of `topic`/`partition` names as its leader (null: nothing). */
+export type LeaderHintSource = (
+  topic: string,
+  partition: number,
+  leader: { readonly nodeId: number; readonly epoch: number },
+) => { leaderId: number; leaderEpoch: number } | null;
 
 export interface FakeBrokerOptions {
   readonly defaultPartitions?: number;
@@ -179,14 +192,22 @@ export class FakeBroker {
   private notLeader(
     topic: string,
     partition: number,
-  ): { errorCode: number; errorMessage: string } | null {
+    withHint = false,
+  ): {
+    errorCode: number;
+    errorMessage: string;
+    currentLeader?: { leaderId: number; leaderEpoch: number };
+  } | null {
     if (!this.topics.get(topic)?.partitions[partition]) return null;
-    const leader = this.leaderOf(topic, partition).nodeId;
+    const current = this.leaderOf(topic, partition);
+    const leader = current.nodeId;
     if (leader === this.nodeId) return null;
     this.notLeaderAnswers++;
+    const hint = withHint ? (this.shared?.hint?.(topic, partition, current) ?? null) : null;
     return {
       errorCode: ErrorCode.NOT_LEADER_OR_FOLLOWER,
       errorMessage: `broker ${this.nodeId} is not the leader of ${topic}/${partition} (broker ${leader} is)`,
+      ...(hint === null ? {} : { currentLeader: hint }),
     };
   }
 
@@ -369,7 +390,9 @@ export class FakeBroker {
               name,
               errorCode: 0,
               partitions: t.partitions.map((_, partition) => {
-                const leader = this.leaderOf(name, partition);
+                const leader =
+                  this.shared?.metadataLeaders?.get(`${name}/${partition}`) ??
+                  this.leaderOf(name, partition);
                 return {
                   partition,
                   errorCode: 0,
@@ -559,7 +582,7 @@ export class FakeBroker {
         const part = this.topics.get(t.name)?.partitions[p.partition];
         if (!part)
           return { ...base, errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, baseOffset: -1 };
-        const moved = this.notLeader(t.name, p.partition);
+        const moved = this.notLeader(t.name, p.partition, true);
         if (moved !== null) return { ...base, ...moved, baseOffset: -1 };
         let first = -1;
         for (const { position, size } of splitBatches(p.records)) {
@@ -634,7 +657,7 @@ export class FakeBroker {
             errors++;
             return { ...empty, errorCode: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION };
           }
-          const moved = this.notLeader(t.name, p.partition);
+          const moved = this.notLeader(t.name, p.partition, true);
           if (moved !== null) {
             errors++;
             return { ...empty, ...moved };
@@ -722,6 +745,8 @@ export class FakeCluster {
       leaders: new Map(),
       groups: new FakeGroupCoordinator((t) => topics.get(t)?.partitions.length ?? 0),
       coordinatorId: 1,
+      hint: null,
+      metadataLeaders: null,
     };
     for (let i = 1; i <= count; i++) {
       state.brokers.push(new FakeBroker({ ...options, nodeId: i }, state));
@@ -762,6 +787,33 @@ export class FakeCluster {
     this.broker(nodeId);
     const epoch = this.brokers[0]!.leaderOf(topic, partition).epoch + 1;
     this.state.leaders.set(`${topic}/${partition}`, { nodeId, epoch });
+  }
+
+  /**
+   * What produce and fetch refusals name as the partition's leader: 'current' (the leader and
+   * epoch), a function of the partition and its leader, or null (no hint, the default).
+   */
+  leaderHints(source: 'current' | LeaderHintSource | null): void {
+    this.state.hint =
+      source === 'current'
+        ? (_t, _p, leader) => ({ leaderId: leader.nodeId, leaderEpoch: leader.epoch })
+        : source;
+  }
+
+  /** Metadata keeps naming the leaders of now (every partition of every topic) until `thaw`. */
+  freezeMetadata(): void {
+    const frozen = new Map<string, { nodeId: number; epoch: number }>();
+    for (const [name, t] of this.state.topics) {
+      for (let p = 0; p < t.partitions.length; p++) {
+        frozen.set(`${name}/${p}`, this.brokers[0]!.leaderOf(name, p));
+      }
+    }
+    this.state.metadataLeaders = frozen;
+  }
+
+  /** Metadata names the current leaders again. */
+  thawMetadata(): void {
+    this.state.metadataLeaders = null;
   }
 
   /** The shared group coordinator. */

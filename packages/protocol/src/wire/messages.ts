@@ -247,6 +247,16 @@ export const AlterConfigsRequestSchema = object({
 });
 export const AlterConfigsResponseSchema = object({ topics: array(TopicResultSchema, TOPICS_MAX) });
 
+/**
+ * Optional on a produce or fetch partition answered NOT_LEADER_OR_FOLLOWER: the partition's Raft
+ * leader as the refusing broker knows it (its node id, and the leader epoch = Raft term), so a
+ * client can go there at once instead of waiting for Metadata to name it (docs/protocol.md
+ * "Leader hints", issue 12). Absent when the broker knows no leader; older clients ignore it.
+ */
+const currentLeaderField = {
+  currentLeader: optional(object({ leaderId: int32(), leaderEpoch: int32() })),
+};
+
 // --- Produce --------------------------------------------------------------------------------------
 export const ProduceRequestSchema = object({
   /** 0: no response (frame flag NO_RESPONSE), 1: leader append, -1: all (durable / committed). */
@@ -259,6 +269,7 @@ export const ProduceResponseSchema = object({
     baseOffset: int64(),
     logAppendTimeMs: int64(),
     logStartOffset: int64(),
+    ...currentLeaderField,
   }),
 });
 
@@ -277,6 +288,7 @@ export const FetchResponseSchema = object({
     lastStableOffset: int64(),
     /** Whole batches; the first one is complete even when larger than partitionMaxBytes. */
     records: bytes(),
+    ...currentLeaderField,
   }),
 });
 
