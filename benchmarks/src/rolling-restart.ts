@@ -72,26 +72,81 @@ export function stallsOf(run: RollingRestartRun, thresholdMs: number): Stall[] {
 const counts = new Map<string, number>();
 const count = (k: string): void => void counts.set(k, (counts.get(k) ?? 0) + 1);
 type Answer = {
-  topics?: Array<{ partitions?: Array<{ errorCode: number; currentLeader?: unknown }> }>;
+  topics?: Array<{
+    partitions?: Array<{ errorCode: number; errorMessage?: string; currentLeader?: unknown }>;
+  }>;
 };
 const countAnswer = (res: unknown): void => {
   for (const t of (res as Answer)?.topics ?? [])
     for (const p of t.partitions ?? [])
-      if (p.errorCode !== 0) count(`refused ${p.errorCode}${p.currentLeader ? ' +hint' : ''}`);
+      if (p.errorCode !== 0) {
+        count(`refused ${p.errorCode}${p.currentLeader ? ' +hint' : ''}`);
+        // Which path refused, without the numbers.
+        if (!p.currentLeader)
+          count(`  unhinted: ${(p.errorMessage ?? '').replace(/[0-9]+/g, 'N').slice(0, 70)}`);
+      }
 };
 const proto = BrokerConnection.prototype as unknown as Record<
   string,
   (this: unknown, ...args: unknown[]) => Promise<unknown>
 >;
+/** Per partition, each produce answer: when, from which broker port, ok or refused. */
+const answers = new Map<number, Array<{ sent: number; at: number; port: number; ok: boolean }>>();
 for (const name of ['request', 'requestEncoded']) {
   const original = proto[name]!;
   proto[name] = function (this: unknown, ...args: unknown[]) {
     count(`api ${args[0]}`);
-    return original.apply(this, args).then((res) => {
-      countAnswer(res);
-      return res;
-    });
+    const port = (this as { port: number }).port;
+    const sent = performance.now();
+    return original.apply(this, args).then(
+      (res) => {
+        countAnswer(res);
+        if (args[0] === 6) {
+          for (const t of (res as Answer)?.topics ?? [])
+            for (const p of (t.partitions ?? []) as Array<{
+              partition: number;
+              errorCode: number;
+            }>) {
+              const list = answers.get(p.partition) ?? [];
+              list.push({ sent, at: performance.now(), port, ok: p.errorCode === 0 });
+              answers.set(p.partition, list);
+            }
+        }
+        return res;
+      },
+      (err: { code?: number }) => {
+        count(`api ${args[0]} rejected ${err?.code}`);
+        throw err;
+      },
+    );
   };
+}
+
+/**
+ * Hand-overs seen by the client: per partition, each change of the broker whose produce answers
+ * succeed; the gap is from the last success on the old broker to the first on the new one.
+ */
+function handOvers(from: number): string[] {
+  const out: Array<{ at: number; text: string }> = [];
+  for (const [partition, list] of answers) {
+    let last: { at: number; port: number } | null = null;
+    let refused = 0;
+    for (const a of list) {
+      if (!a.ok) {
+        refused++;
+        continue;
+      }
+      if (last !== null && a.port !== last.port) {
+        out.push({
+          at: last.at,
+          text: `p${partition} ${last.port}->${a.port} at ${(last.at - from).toFixed(0)} gap ${(a.at - last.at).toFixed(0)} ms refused ${refused} (first ok there sent ${(a.sent - last.at).toFixed(0)} ms into the gap)`,
+        });
+      }
+      refused = 0;
+      last = { at: a.at, port: a.port };
+    }
+  }
+  return out.sort((a, b) => a.at - b.at).map((x) => x.text);
 }
 
 await withClusterEnv(3, {}, async (cluster, client) => {
@@ -124,7 +179,9 @@ await withClusterEnv(3, {}, async (cluster, client) => {
         .map(([k, v]) => `${k}: ${v}`)
         .join(', ')}`,
     );
+    for (const line of handOvers(run.bounds.during)) console.log(`  hand-over ${line}`);
     counts.clear();
+    answers.clear();
     // The next run starts from a balanced cluster (the restarts' take-backs done).
     await client
       .admin()
