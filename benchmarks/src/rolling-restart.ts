@@ -90,12 +90,15 @@ const proto = BrokerConnection.prototype as unknown as Record<
   string,
   (this: unknown, ...args: unknown[]) => Promise<unknown>
 >;
+/** When each Metadata request was sent. */
+const metadataAt: number[] = [];
 /** Per partition, each produce answer: when, from which broker port, ok or refused. */
 const answers = new Map<number, Array<{ sent: number; at: number; port: number; ok: boolean }>>();
 for (const name of ['request', 'requestEncoded']) {
   const original = proto[name]!;
   proto[name] = function (this: unknown, ...args: unknown[]) {
     count(`api ${args[0]}`);
+    if (args[0] === 1) metadataAt.push(performance.now());
     const port = (this as { port: number }).port;
     const sent = performance.now();
     return original.apply(this, args).then(
@@ -139,7 +142,7 @@ function handOvers(from: number): string[] {
       if (last !== null && a.port !== last.port) {
         out.push({
           at: last.at,
-          text: `p${partition} ${last.port}->${a.port} at ${(last.at - from).toFixed(0)} gap ${(a.at - last.at).toFixed(0)} ms refused ${refused} (first ok there sent ${(a.sent - last.at).toFixed(0)} ms into the gap)`,
+          text: `p${partition} ${last.port}->${a.port} at ${(last.at - from).toFixed(0)} gap ${(a.at - last.at).toFixed(0)} ms refused ${refused} metadata ${metadataAt.filter((t) => t > last!.at && t < a.sent).length} (first ok there sent ${(a.sent - last.at).toFixed(0)} ms into the gap)`,
         });
       }
       refused = 0;
@@ -182,6 +185,7 @@ await withClusterEnv(3, {}, async (cluster, client) => {
     for (const line of handOvers(run.bounds.during)) console.log(`  hand-over ${line}`);
     counts.clear();
     answers.clear();
+    metadataAt.length = 0;
     // The next run starts from a balanced cluster (the restarts' take-backs done).
     await client
       .admin()

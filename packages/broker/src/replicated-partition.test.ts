@@ -43,3 +43,53 @@ describe('ReplicatedPartition.produce', () => {
     await served.close();
   });
 });
+
+describe('ReplicatedPartition.electionWait (issue 12)', () => {
+  it('a produce arriving while the replica campaigns waits for the outcome, then is proposed', async () => {
+    const c = new ReplicaCluster({ seed: 5 });
+    cluster = c;
+    await c.startAll();
+    const l = await c.waitLeader();
+    const f = c.live().find((r) => r !== l)!;
+    const served = await ReplicatedPartition.open(
+      't',
+      0,
+      resolveTopicConfig(defaultConfig().defaults, {}, 16 * 1024 * 1024),
+      { dir: '', open: async () => f, remove: () => undefined },
+      10,
+    );
+    // Following a known leader: no wait.
+    for (let i = 0; i < 50 && f.leaderId !== l.self; i++) await c.tick();
+    expect(served.electionWait()).toBeNull();
+    // The target of a transfer, its vote requests held: a candidate.
+    c.setLink(f.self, l.self, 'hold');
+    for (const o of c.live()) if (o !== f && o !== l) c.setLink(f.self, o.self, 'hold');
+    l.transferLeadership(f.self);
+    for (let i = 0; i < 50 && f.role !== 'candidate'; i++) await c.tick();
+    expect(f.role).toBe('candidate');
+    const wait = served.electionWait();
+    expect(wait).not.toBeNull();
+    // Every produce meanwhile shares the one wait.
+    expect(served.electionWait()).toBe(wait);
+    let settled = false;
+    void wait!.then(() => {
+      settled = true;
+    });
+    await c.tick();
+    expect(settled).toBe(false);
+    c.release();
+    for (let i = 0; i < 50 && f.role !== 'leader'; i++) await c.tick();
+    expect(f.role).toBe('leader');
+    await wait;
+    expect(settled).toBe(true);
+    expect(served.electionWait()).toBeNull();
+    const records = encodeRecordBatch([{ value: Buffer.from('v'), timestamp: 1 }], {
+      timestamp: 1,
+    });
+    const limits = { maxMessageBytes: 1 << 20, segmentBytes: 1 << 20, timestampSkewMsMax: -1 };
+    const done = served.produce(records, validateProduceRecords(records, limits, 1), 1);
+    for (let i = 0; i < 20; i++) await c.tick();
+    expect((await done).baseOffset).toBeGreaterThan(0);
+    await served.close();
+  });
+});

@@ -78,6 +78,17 @@ export const REOPENING_REASON = 'being reopened for a config change';
 export const RECOVERY_INTERVAL_MS = 1000;
 /** How long a produce waits for a reopened sole-voter replica to lead again. */
 const REOPEN_WAIT_MS_MAX = 5000;
+/**
+ * How long a produce waits for an election under way on this broker's replica (`electionWait`):
+ * a leadership transfer's target wins within a round trip or two, and a refusal before that
+ * names no leader, so the client would refresh metadata and back off instead.
+ */
+export const ELECTION_WAIT_MS_MAX = 250;
+
+/** An election is under way on `r`: a candidate, or a follower that knows no leader. */
+function electing(r: PartitionReplica): boolean {
+  return r.role === 'candidate' || (r.role === 'follower' && r.leaderId === NONE);
+}
 
 /** Damage (needs a repair), as opposed to a storage failure that may pass (ENOSPC, EIO...). */
 function isDamage(err: unknown): boolean {
@@ -118,6 +129,8 @@ export class ReplicatedPartition implements ServedPartition {
   private recoveryTimer: NodeJS.Timeout | null = null;
   /** The reopen for a config change queued or running, if any. */
   private reopening: Promise<void> | null = null;
+  /** The wait for the election under way on the replica, shared by every produce (electionWait). */
+  private electingWait: Promise<void> | null = null;
 
   private constructor(
     readonly topic: string,
@@ -191,6 +204,33 @@ export class ReplicatedPartition implements ServedPartition {
 
   checkReadable(): void {
     this.usable().checkReadable();
+  }
+
+  /**
+   * ServedPartition.electionWait: one promise for every produce that arrives while an election
+   * is under way here (one listener, one timer), settled when the replica leads or follows a
+   * known leader, or after ELECTION_WAIT_MS_MAX. A leadership transfer's old leader sends the
+   * client here as soon as it steps down, often before the target has counted its votes: the
+   * produce is then proposed (or refused naming the leader) instead of refused naming nobody.
+   */
+  electionWait(): Promise<void> | null {
+    const r = this.current;
+    if (this.closed || this.reopening !== null || r === null || !electing(r)) return null;
+    if (this.electingWait === null) {
+      this.electingWait = new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          off();
+          this.electingWait = null;
+          resolve();
+        };
+        const timer = setTimeout(done, ELECTION_WAIT_MS_MAX);
+        const off = r.onChange(() => {
+          if (!electing(r) || this.current !== r) done();
+        });
+      });
+    }
+    return this.electingWait;
   }
 
   async produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome> {

@@ -38,6 +38,12 @@ export interface ServedPartition {
    * replicated leader whose term has not committed yet (partition-replica.ts read-gating).
    */
   checkReadable?(): void;
+  /**
+   * While an election is under way here (a replicated partition's replica is a candidate, or a
+   * follower that has not heard from a leader), a promise that settles when it ends (bounded);
+   * null otherwise. A produce waits for it before `checkServing` (issue 12).
+   */
+  electionWait?(): Promise<void> | null;
   produce(records: Buffer, validated: ValidatedRecords, acks: Acks): Promise<ProduceOutcome>;
   read(offset: number, maxBytes: number): Promise<{ data: Buffer; nextOffset: number }>;
   findOffsetByTimestamp(timestampMs: number): Promise<{ offset: number; timestamp: number } | null>;

@@ -61,6 +61,10 @@ async function producePartition(
 ): Promise<ProducePartitionResult> {
   try {
     checkClientTopic(topic, 'produce to');
+    // An election under way here: wait for its outcome (bounded) rather than refuse naming
+    // no leader (replicated-partition.ts electionWait).
+    const electing = b.replicas.find(topic, partition)?.electionWait?.() ?? null;
+    if (electing !== null) await electing;
     const p = b.replicas.partition(topic, partition);
     const validated = validateProduceRecords(
       records,
