@@ -16,6 +16,7 @@ import {
   recordsStored,
   spawnBroker,
   spawnReference,
+  topicFsyncs,
 } from './broker.js';
 
 describe('broker suite building blocks', () => {
@@ -42,6 +43,7 @@ describe('broker suite building blocks', () => {
       .createTopic({ name: 't', partitions: 2, configs: { durability: 'always' } });
     const frames = produceFrames('t', batches, 2, -1);
     const socket = await openSocket(broker.port);
+    const fsyncsBefore = await topicFsyncs(broker, 't');
     let errors = 0;
     let parsed = 0;
     const r = await driveFrames(socket, frames, 300, 8, {
@@ -66,6 +68,11 @@ describe('broker suite building blocks', () => {
     expect(errors).toBe(0);
     expect(parsed).toBe(300);
     expect(await recordsStored(client, 't')).toBe(300 * 50);
+    // acks=all under 'always': every answer waited for an fsync; group commit shares them
+    // (the fsyncs-per-request figure of the prebuilt rows).
+    const fsyncs = (await topicFsyncs(broker, 't')) - fsyncsBefore;
+    expect(fsyncs).toBeGreaterThan(0);
+    expect(fsyncs).toBeLessThanOrEqual(300);
     expect(procStatusKiB(broker.pid, 'VmRSS')).toBeGreaterThan(1000);
   });
 

@@ -82,6 +82,8 @@ export type RefMode = 'none' | 'always' | 'serve';
 export interface ChildHandle {
   readonly pid: number;
   readonly port: number;
+  /** The broker's HTTP port (/metrics), when the child is a broker with one. */
+  readonly httpPort?: number;
   stop(): Promise<void>;
 }
 
@@ -157,13 +159,14 @@ function spawnChild(
  * The broker as a child process on an ephemeral port. `nodeFlags` go before the script (e.g.
  * `--cpu-prof --cpu-prof-dir=DIR` to profile it: the profile is written on its graceful exit).
  */
-export function spawnBroker(
+export async function spawnBroker(
   dataDir: string,
   nodeFlags: readonly string[] = [],
   /** STREAMBUS_* variables for the child (its limits, for the fuzz suite). */
   env: Readonly<Record<string, string>> = {},
 ): Promise<ChildHandle> {
-  return spawnChild(
+  let httpPort: number | undefined;
+  const child = await spawnChild(
     [
       ...nodeFlags,
       BROKER_MAIN,
@@ -176,12 +179,31 @@ export function spawnBroker(
     ],
     (line) => {
       if (!line.includes('"broker started"')) return null;
-      return (JSON.parse(line) as { port: number }).port;
+      const started = JSON.parse(line) as { port: number; httpPort?: number | null };
+      httpPort = started.httpPort ?? undefined;
+      return started.port;
     },
     'broker',
     // The pool size every launcher gives a broker (thread-pool.ts), unless the caller set one.
     withThreadPoolSize(env),
   );
+  return httpPort === undefined ? child : { ...child, httpPort };
+}
+
+/**
+ * Data fsyncs of `topic`'s replicas so far (`streambus_replica_fsyncs_total` on the broker's
+ * /metrics, summed over its partitions), or -1 without an HTTP port.
+ */
+export async function topicFsyncs(broker: ChildHandle, topic: string): Promise<number> {
+  if (broker.httpPort === undefined) return -1;
+  const text = await (await fetch(`http://127.0.0.1:${broker.httpPort}/metrics`)).text();
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('streambus_replica_fsyncs_total{') && line.includes(`topic="${topic}"`)) {
+      n += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return n;
 }
 
 /** reference-server.ts as a child process. */
@@ -314,13 +336,17 @@ async function prebuiltRows(ctx: Ctx): Promise<ResultRow[]> {
   const refFrames = produceFrames('ref', ctx.batches100, PARTITIONS, 1);
   for (const acks of [1, -1] as const) {
     const durability = durabilityFor(acks);
+    const fsyncsPerRequest: number[] = [];
     const m = await medianOfRuns(
       ctx.runs,
       async () => {
         const topic = await freshTopic(ctx, `pre${acks === 1 ? '1' : 'all'}`, acks);
         const frames = produceFrames(topic, ctx.batches100, PARTITIONS, acks);
         const socket = await openSocket(ctx.broker.port);
+        const fsyncsBefore = await topicFsyncs(ctx.broker, topic);
         const r = await driveFrames(socket, frames, count, FRAME_INFLIGHT);
+        const fsyncs = (await topicFsyncs(ctx.broker, topic)) - fsyncsBefore;
+        if (fsyncsBefore >= 0) fsyncsPerRequest.push(Math.round((fsyncs / count) * 1000) / 1000);
         socket.destroy();
         const stored = await recordsStored(ctx.client, topic);
         if (stored !== count * RECORDS_PER_BATCH) {
@@ -348,6 +374,8 @@ async function prebuiltRows(ctx: Ctx): Promise<ResultRow[]> {
           connections: 1,
           values: m.values.map(Math.round),
           references: m.references.map(Math.round),
+          // Group commit: the reference fsyncs one file, the broker one per partition.
+          fsyncsPerRequest,
           reference: `reference-server ${durability} (same frames, same in-flight bound)`,
           target: acks === 1 ? 'ratio >= 0.5' : 'ratio >= 0.6',
         },

@@ -532,6 +532,27 @@ class BoundedHandle implements FileHandle {
     this.writes++;
   }
 
+  /**
+   * Inline only while the descriptor is open and not being evicted (no reopen can be awaited
+   * here); false otherwise, and the caller takes `writev`. Counted as a write before the pin is
+   * released, so an eviction right after fsyncs it.
+   */
+  writevNow(chunks: readonly Uint8Array[], position: number): boolean {
+    const real = this.real;
+    if (real === null || this.dropping !== null || this.closed || real.writevNow === undefined) {
+      return false;
+    }
+    this.pins++;
+    this.owner.touch(this);
+    try {
+      if (!real.writevNow(chunks, position)) return false;
+      this.writes++;
+      return true;
+    } finally {
+      this.release();
+    }
+  }
+
   async truncate(size: number): Promise<void> {
     await this.run('truncate', (h) => h.truncate(size));
     this.writes++;

@@ -145,6 +145,18 @@ class FaultyFileHandle implements FileHandle {
     }
     return this.inner.writev(chunks, position);
   }
+  /** Inline when the inner handle can write inline; the same faults as `writev`. */
+  writevNow(chunks: readonly Uint8Array[], position: number): boolean {
+    if (this.inner.writevNow === undefined) return false;
+    const fault = this.fs.check('write', this.path, 'writev');
+    if (fault !== null) {
+      const all = Buffer.concat(chunks as Uint8Array[]);
+      const n = Math.min(fault.partialBytes ?? 0, all.length);
+      this.inner.writevNow([all.subarray(0, n)], position);
+      this.fs.fail(fault, 'writev', this.path);
+    }
+    return this.inner.writevNow(chunks, position);
+  }
   async sync(): Promise<void> {
     this.fs.check('sync', this.path, 'fsync');
     return this.inner.sync();

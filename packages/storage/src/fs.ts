@@ -24,6 +24,15 @@ export interface FileHandle {
   write(data: Uint8Array, position: number): Promise<void>;
   /** Writes every chunk back to back starting at `position` (one system call where possible). */
   writev(chunks: readonly Uint8Array[], position: number): Promise<void>;
+  /**
+   * Optional: `writev` done synchronously on the calling thread, when the handle can do it right
+   * now (a descriptor is open); returns false, having written nothing, when it cannot (the
+   * caller then uses `writev`). Throws the storage error `writev` would reject with (some bytes
+   * may have landed, as with `writev`). The same durability as `writev`: the bytes are in the OS,
+   * durable only after `sync()`. For small appends, where a thread-pool round trip costs more
+   * than the write itself (node-fs.ts, partition-log.ts `inlineWriteBytesMax`).
+   */
+  writevNow?(chunks: readonly Uint8Array[], position: number): boolean;
   /** fsync: the file's contents and length become durable. */
   sync(): Promise<void>;
   truncate(size: number): Promise<void>;

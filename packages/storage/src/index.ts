@@ -56,6 +56,7 @@ export {
 export {
   type AppendOptions,
   type AppendResult,
+  DEFAULT_INLINE_WRITE_BYTES_MAX,
   DEFAULT_UNSYNCED_BYTES_MAX,
   type DurabilityPolicy,
   PartitionLog,

@@ -137,6 +137,16 @@ class MemoryFileHandle implements FileHandle {
     await this.write(Buffer.concat(chunks as Uint8Array[]), position);
   }
 
+  /** Only with `inlineWrites` (else false: the caller takes `writev`); unsynced like `write`. */
+  writevNow(chunks: readonly Uint8Array[], position: number): boolean {
+    if (!this.fs.inlineWrites) return false;
+    this.check('write', true);
+    const op: FileOp = { kind: 'write', position, data: Buffer.concat(chunks as Uint8Array[]) };
+    this.inode.apply(op);
+    this.inode.pending.push(op);
+    return true;
+  }
+
   async sync(): Promise<void> {
     await this.fs.tick();
     this.check('fsync', false);
@@ -166,6 +176,11 @@ class MemoryFileHandle implements FileHandle {
 export interface MemoryFileSystemOptions {
   /** Seed of every random choice (crash prefixes, torn bytes). */
   readonly seed?: number;
+  /**
+   * Handles write inline (`FileHandle.writevNow`, as NodeFileSystem's do) instead of refusing
+   * it; kept by `crash()`'s restarted file system. Default false: every write yields once.
+   */
+  readonly inlineWrites?: boolean;
 }
 
 /** The simulated disk: what survives a crash. Shared by the successive `MemoryFileSystem`s. */
@@ -182,8 +197,11 @@ export class MemoryFileSystem implements FileSystem {
   readonly disk: MemoryDisk;
   private dead = false;
 
+  readonly inlineWrites: boolean;
+
   constructor(options: MemoryFileSystemOptions = {}, disk?: MemoryDisk) {
     this.disk = disk ?? new MemoryDisk(seededRandom(options.seed ?? 1));
+    this.inlineWrites = options.inlineWrites === true;
   }
 
   /** How many file fsyncs ran on this disk (tests check group commit with it). */
@@ -371,7 +389,7 @@ export class MemoryFileSystem implements FileSystem {
       inode.crash(keep, torn);
     }
     disk.files = new Map(disk.durableFiles);
-    return new MemoryFileSystem({}, disk);
+    return new MemoryFileSystem({ inlineWrites: this.inlineWrites }, disk);
   }
 
   // ---- Test helpers: inspection and corruption (they change durable state directly). ----

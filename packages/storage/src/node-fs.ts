@@ -115,6 +115,53 @@ class NodeFileHandle implements FileHandle {
     }
   }
 
+  /**
+   * `writev` with `fs.writevSync`/`fs.writeSync` on the calling thread: no thread-pool round
+   * trip (a profile of the broker's produce path had 19% of its main-thread samples submitting
+   * pool writes and waiting to be scheduled again; a 200 B write costs 4-6 us here, 35-90 us
+   * through the pool on a 2-core VM). Short writes are finished like `writev` does.
+   */
+  writevNow(chunks: readonly Uint8Array[], position: number): boolean {
+    this.check('writev');
+    try {
+      let pos = position;
+      for (let i = 0; i < chunks.length; i += IOV_MAX) {
+        const part = (
+          chunks.length <= IOV_MAX ? chunks : chunks.slice(i, i + IOV_MAX)
+        ) as Uint8Array[];
+        let total = 0;
+        for (const c of part) total += c.length;
+        const n =
+          part.length === 1
+            ? fsc.writeSync(this.fd, part[0]!, 0, total, pos)
+            : fsc.writevSync(this.fd, part, pos);
+        if (n < total) {
+          let skip = n;
+          let at = pos + n;
+          for (const c of part) {
+            if (skip >= c.length) {
+              skip -= c.length;
+              continue;
+            }
+            let done = skip;
+            skip = 0;
+            while (done < c.length) {
+              const m = fsc.writeSync(this.fd, c, done, c.length - done, at);
+              if (m === 0)
+                throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+              done += m;
+              at += m;
+            }
+          }
+        }
+        pos += total;
+      }
+    } catch (err) {
+      throw storageError('writev', this.path, err);
+    }
+    return true;
+  }
+
   sync(): Promise<void> {
     if (this.closed) return Promise.reject(storageError('fsync', this.path, closedError('fsync')));
     return new Promise((resolve, reject) => {

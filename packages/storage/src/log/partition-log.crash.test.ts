@@ -39,7 +39,12 @@ const bodyOf = (b: Buffer) => b.subarray(21).toString('hex');
  * The model: the batches appended so far in offset order (acknowledged or in flight), the
  * log-start offset, and how far the log is known durable.
  */
-async function runScenario(seed: number, openFilesMax?: number): Promise<void> {
+async function runScenario(
+  seed: number,
+  openFilesMax?: number,
+  /** Segment writes inline (FileHandle.writevNow) instead of through `writev`. */
+  inlineWrites = false,
+): Promise<void> {
   // With a descriptor budget, every open goes through a BoundedFileSystem of that size.
   const bound = (m: MemoryFileSystem): FileSystem =>
     openFilesMax === undefined ? m : new BoundedFileSystem(m, { openFilesMax });
@@ -52,7 +57,7 @@ async function runScenario(seed: number, openFilesMax?: number): Promise<void> {
     segmentBytesMax: 1024 + Math.floor(rnd() * 3000),
     indexIntervalBytes: 64 + Math.floor(rnd() * 500),
   };
-  let fs = new MemoryFileSystem({ seed });
+  let fs = new MemoryFileSystem({ seed, inlineWrites });
   let log = await PartitionLog.open(bound(fs), '/p', config);
   let model: StoredBatch[] = [];
   let durableEnd = 0;
@@ -175,6 +180,14 @@ describe('PartitionLog against a model with crashes', () => {
 
   it(`does the same with only 4 file descriptors (${SEEDS.length} seeds)`, async () => {
     for (const seed of SEEDS) await withSeed(seed, () => runScenario(seed, 4));
+  });
+
+  it(`does the same with inline segment writes (writevNow; ${SEEDS.length} seeds)`, async () => {
+    for (const seed of SEEDS) await withSeed(seed, () => runScenario(seed, undefined, true));
+  });
+
+  it(`does the same with inline writes and 4 file descriptors (${SEEDS.length} seeds)`, async () => {
+    for (const seed of SEEDS) await withSeed(seed, () => runScenario(seed, 4, true));
   });
 });
 

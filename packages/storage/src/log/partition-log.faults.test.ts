@@ -96,12 +96,20 @@ const SCENARIOS: Scenario[] = [
 
 describe('PartitionLog when the disk refuses', () => {
   for (const policy of ['always', 'interval', 'none'] as const) {
-    for (const s of SCENARIOS) {
+    for (const [s, inlineWrites] of SCENARIOS.flatMap((s) =>
+      // Write faults again with inline segment writes (FileHandle.writevNow): thrown, not rejected.
+      s.op === 'write'
+        ? ([
+            [s, false],
+            [s, true],
+          ] as const)
+        : ([[s, false]] as const),
+    )) {
       // Under 'none' nothing fsyncs on its own (an fsync fault is only hit by flush()) and a
       // roll writes no checkpoint.
       if (policy === 'none' && ['sync', 'syncDir', 'rename'].includes(s.op)) continue;
-      it(`${policy}: ${s.name}`, async () => {
-        const mem = new MemoryFileSystem({ seed: 7 });
+      it(`${policy}: ${s.name}${inlineWrites ? ' (inline writes)' : ''}`, async () => {
+        const mem = new MemoryFileSystem({ seed: 7, inlineWrites });
         const fs = new FaultyFileSystem(mem);
         const log = await PartitionLog.open(fs, '/p', cfg(policy));
         const acked = new Map<number, number>(); // baseOffset -> tag
