@@ -8,7 +8,8 @@
 // retries), consumers read up to the high watermark, and chaos strikes: symmetric partitions,
 // one-way cuts, healing, message delay/reordering/loss/duplication, crashes (unsynced writes
 // lost, or a random prefix kept; a crash while an fsync is pending loses it), restarts from the
-// durable state, slow disks, leadership transfers. Then everything heals, crashed brokers
+// durable state, slow disks, leadership transfers, rack power cuts (fsyncs slow on every broker,
+// then the power goes right after an acks=all acknowledgement). Then everything heals, crashed brokers
 // restart, and liveness is required: per partition an acks=all probe must be acknowledged, and
 // every replica's high watermark must reach it, within LIVENESS_TICKS_MAX ticks. Finally every
 // replica's committed log is read back and checked (partition-checker.ts).
