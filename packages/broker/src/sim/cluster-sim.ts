@@ -8,7 +8,8 @@
 // retries), consumers read up to the high watermark, and chaos strikes: symmetric partitions,
 // one-way cuts, healing, message delay/reordering/loss/duplication, crashes (unsynced writes
 // lost, or a random prefix kept; a crash while an fsync is pending loses it), restarts from the
-// durable state, slow disks, leadership transfers. Then everything heals, crashed brokers
+// durable state, slow disks, leadership transfers, rack power cuts (fsyncs slow on every broker,
+// then the power goes right after an acks=all acknowledgement). Then everything heals, crashed brokers
 // restart, and liveness is required: per partition an acks=all probe must be acknowledged, and
 // every replica's high watermark must reach it, within LIVENESS_TICKS_MAX ticks. Finally every
 // replica's committed log is read back and checked (partition-checker.ts).
@@ -80,6 +81,11 @@ export interface ClusterSimOptions {
   readonly unsafeUngatedLeaderReads?: boolean;
   /** Broken on purpose: replicas count entries durable once written (pipelined persistence). */
   readonly unsafeDurableAtWrite?: boolean;
+  /**
+   * Rack power cuts (`rack-power-cut`, default true): false replays the chaos of the seeds run
+   * before this fault existed (the regression seeds 2255 and 3070).
+   */
+  readonly rackPowerCuts?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -113,6 +119,8 @@ interface Broker {
   host: SimGroupHost | null;
   readonly replicas: Map<number, SimReplica>;
   slowDisk: boolean;
+  /** Its rack's power is failing: fsyncs take 60-180 ms (rack power cut). */
+  brownout: boolean;
 }
 
 type ProducerMode = 'all' | 'leader' | 'idempotent';
@@ -131,6 +139,28 @@ interface Consumer {
   readonly partition: number;
   nextOffset: number;
 }
+
+/**
+ * A rack's power failing (see `rackBrownout`): its disks are in brownout (slow fsyncs) until the
+ * power goes at the first acks=all acknowledgement after `notBeforeMs`, or the brownout passes.
+ */
+interface RackCut {
+  readonly notBeforeMs: number;
+}
+
+/** Part of the chaos rolls that start a rack brownout (one at a time, a majority running). */
+const RACK_CUT_ROLL = 0.12;
+/** The brownout lasts 10-59 ms before an acknowledgement can trigger the cut... */
+const RACK_BROWNOUT_MIN_MS = 10;
+const RACK_BROWNOUT_SPREAD_MS = 50;
+/** ...and passes (no cut) if none came this long after it began (the cluster was not serving). */
+const RACK_BROWNOUT_MAX_MS = 300;
+/** Fsyncs in a brownout (write-through controllers): 60-180 ms. */
+const RACK_FSYNC_MIN_MS = 60;
+const RACK_FSYNC_SPREAD_MS = 120;
+/** The power comes back 30-79 ms after the cut (every broker of the rack boots). */
+const RACK_OUTAGE_MIN_MS = 30;
+const RACK_OUTAGE_SPREAD_MS = 50;
 
 interface Probe {
   ids: string[];
@@ -169,9 +199,16 @@ export class ClusterSimulation {
   private readonly fsyncFastMaxMs: number;
   private readonly fsyncSlowMaxMs: number;
   private readonly ctl: ControllerSim | null;
+  /**
+   * The rack power cut's own draws (its rack, timing), apart from the main stream, so a seed's
+   * other chaos stays as it was until a rack's power actually goes.
+   */
+  private readonly rackRng: SeededRandom;
+  private rackCut: RackCut | null = null;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.rng = seededRandom(options.seed);
+    this.rackRng = seededRandom((options.seed ^ 0x5ac7c0de) >>> 0);
     const r = this.rng;
     this.faultPhaseMs = options.faultPhaseMs ?? 1500;
     this.network = new SimNetwork(this.loop, r.fork());
@@ -191,6 +228,7 @@ export class ClusterSimulation {
         host: null,
         replicas: new Map(),
         slowDisk: false,
+        brownout: false,
       };
       this.brokers.push(broker);
     }
@@ -245,6 +283,7 @@ export class ClusterSimulation {
   }
 
   private fsyncDelay(b: Broker): number {
+    if (b.brownout) return RACK_FSYNC_MIN_MS + this.rng.int(RACK_FSYNC_SPREAD_MS + 1);
     return this.rng.int((b.slowDisk ? this.fsyncSlowMaxMs : this.fsyncFastMaxMs) + 1);
   }
 
@@ -494,6 +533,7 @@ export class ClusterSimulation {
         const term = replica.role().term;
         const byTerm = this.ackedEndByTerm[partition]!;
         byTerm.set(term, Math.max(byTerm.get(term) ?? 0, baseOffset + ids.length));
+        this.onAckedAll();
       } else this.ackedLeader++;
       finish(true, baseOffset);
     };
@@ -644,11 +684,79 @@ export class ClusterSimulation {
         for (const b of live) this.crash(b);
         this.fault('crash-all');
       }
+    } else if (roll < 0.83 + RACK_CUT_ROLL && this.options.rackPowerCuts !== false) {
+      this.rackBrownout();
+    }
+  }
+
+  /**
+   * A rack's power failing (the brokers share one rack, as a small cluster often does): its UPS
+   * is failing, the storage controllers drop to write-through first (their cache battery is
+   * gone: fsyncs take 60-180 ms), then the power goes, right after an acks=all acknowledgement,
+   * and comes back 30-79 ms later; with no acknowledgement within 300 ms the brownout passes
+   * (a cut of a cluster that is not serving anyway only costs the run availability). The instant a producer was told its
+   * records are on a majority is the instant a lost fsync matters. Why this fault: a crash loses
+   * an acknowledged record only if a majority loses it between its write and its fsync; with
+   * fast disks (0-3 ms) that window is shorter than a network round trip, and the independent
+   * crashes and `crash-all` (at a random instant, often with most brokers already down) almost
+   * never hit it (`unsafeDurableAtWrite` was caught by 12 seeds in 1,000 without this fault).
+   * Its draws come from `rackRng`; the cut itself crashes as any crash does.
+   */
+  private rackBrownout(): void {
+    const majority = Math.floor(this.brokers.length / 2) + 1;
+    if (this.rackCut !== null || this.brokers.filter((b) => b.alive).length < majority) return;
+    const r = this.rackRng;
+    const cut: RackCut = {
+      notBeforeMs: this.loop.now + RACK_BROWNOUT_MIN_MS + r.int(RACK_BROWNOUT_SPREAD_MS),
+    };
+    for (const b of this.brokers) b.brownout = true;
+    this.rackCut = cut;
+    this.fault('rack-brownout');
+    this.trace('rack brownout: power failing, fsyncs slow');
+    this.loop.at(RACK_BROWNOUT_MAX_MS, () => {
+      if (this.rackCut !== cut) return;
+      this.endBrownout();
+      if (!this.healed) this.fault('rack-brownout-passed');
+    });
+  }
+
+  /** An acks=all acknowledgement was given: a rack in brownout loses its power (0-2 ms later). */
+  private onAckedAll(): void {
+    const cut = this.rackCut;
+    if (cut === null || this.loop.now < cut.notBeforeMs) return;
+    this.loop.at(this.rackRng.int(3), () => {
+      if (this.rackCut === cut) this.rackPowerCut();
+    });
+  }
+
+  private endBrownout(): void {
+    this.rackCut = null;
+    for (const b of this.brokers) b.brownout = false;
+  }
+
+  private rackPowerCut(): void {
+    this.endBrownout();
+    const live = this.brokers.filter((b) => b.alive);
+    if (this.healed || live.length === 0) return;
+    this.trace(`rack power cut after an acknowledgement (live ${live.map((b) => b.id).join(',')})`);
+    for (const b of live) this.crash(b);
+    this.fault('rack-power-cut');
+    const outageMs = RACK_OUTAGE_MIN_MS + this.rackRng.int(RACK_OUTAGE_SPREAD_MS);
+    for (const b of live) {
+      const generation = b.generation;
+      this.loop.at(outageMs, () => {
+        // Not if healing restarted it already (or chaos did, and it may have crashed again).
+        if (this.healed || b.alive || b.generation !== generation) return;
+        this.start(b);
+        this.fault('rack-power-restored');
+        this.trace(`restart ${b.id} (rack power back)`);
+      });
     }
   }
 
   private heal(): void {
     this.healed = true;
+    this.endBrownout();
     this.healedAtTick = this.ticks;
     this.network.healLinks();
     this.network.weather = CALM_WEATHER;

@@ -1,6 +1,6 @@
 // `pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in]
 //   [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads]
-//   [--unsafe-durable-at-write] [--lenient-topic-exists]`
+//   [--unsafe-durable-at-write] [--lenient-topic-exists] [--no-rack-power-cuts]`
 // (also `npm run sim -- cluster ...`; scripts/sim.mjs sends `cluster` here and everything else to
 // the Raft core's simulator). Runs N cluster-simulation seeds from S and prints a summary:
 // seeds, steps, faults injected by kind, records produced, acknowledged and consumed, the worst
@@ -10,14 +10,15 @@
 // then fail; --unsafe-ungated-leader-reads turns off leader read-gating (the leader-read checker
 // must then fail); --unsafe-durable-at-write counts a replica's entries durable once written
 // (pipelined persistence without the fsync report: the checkers must then fail). --lenient-topic-exists only counts a TOPIC_ALREADY_EXISTS answer for a topic that never
-// came to exist instead of failing the seed (see controller-sim.ts).
+// came to exist instead of failing the seed (see controller-sim.ts). --no-rack-power-cuts leaves out
+// the rack power cuts (the chaos of the seeds run before that fault existed, cluster-sim.ts).
 
 import { LIVENESS_TICKS_MAX, runClusterSeed } from './cluster-sim.js';
 import { DEFAULT_REPLICA, replicaFactory } from './replicas.js';
 import { clusterReplayCommand, runClusterSeeds } from './run.js';
 
 const USAGE =
-  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads] [--unsafe-durable-at-write] [--lenient-topic-exists]';
+  'usage: pnpm sim cluster --seeds N --seed-start S [--trace] [--replica real|stand-in] [--fault-phase-ms MS] [--unsafe-ack-on-leader-write] [--unsafe-ungated-leader-reads] [--unsafe-durable-at-write] [--lenient-topic-exists] [--no-rack-power-cuts]';
 
 function intFlag(argv: readonly string[], name: string, fallback: number): number {
   const i = argv.indexOf(name);
@@ -50,6 +51,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     '--unsafe-ungated-leader-reads',
     '--unsafe-durable-at-write',
     '--lenient-topic-exists',
+    '--no-rack-power-cuts',
   ]);
   try {
     for (const a of argv)
@@ -70,9 +72,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   const unsafeUngatedLeaderReads = argv.includes('--unsafe-ungated-leader-reads');
   const unsafeDurableAtWrite = argv.includes('--unsafe-durable-at-write');
   const strictTopicExists = !argv.includes('--lenient-topic-exists');
+  const rackPowerCuts = !argv.includes('--no-rack-power-cuts');
   const common = {
     replica,
     ...(strictTopicExists ? {} : { strictTopicExists }),
+    ...(rackPowerCuts ? {} : { rackPowerCuts }),
     ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}),
     ...(unsafeAckOnLeaderWrite ? { unsafeAckOnLeaderWrite } : {}),
     ...(unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads } : {}),
@@ -118,7 +122,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (first) {
     console.log(`failing seed: ${first.seed}`);
     console.log(
-      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, unsafeUngatedLeaderReads, unsafeDurableAtWrite, strictTopicExists, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
+      `replay: ${clusterReplayCommand(first.seed, { replica: replica.name, unsafeAckOnLeaderWrite, unsafeUngatedLeaderReads, unsafeDurableAtWrite, strictTopicExists, rackPowerCuts, ...(faultPhaseMs !== undefined ? { faultPhaseMs } : {}) })}`,
     );
     return 1;
   }

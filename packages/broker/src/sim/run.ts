@@ -13,6 +13,8 @@ export interface ClusterSeedsOptions {
   readonly unsafeAckOnLeaderWrite?: boolean;
   readonly unsafeUngatedLeaderReads?: boolean;
   readonly unsafeDurableAtWrite?: boolean;
+  /** Rack power cuts (default true; see ClusterSimOptions.rackPowerCuts). */
+  readonly rackPowerCuts?: boolean;
   /** Run the controller quorum too (default true). */
   readonly controller?: boolean;
   readonly strictTopicExists?: boolean;
@@ -66,6 +68,7 @@ export async function runClusterSeeds(
         ...(options.unsafeUngatedLeaderReads ? { unsafeUngatedLeaderReads: true } : {}),
         ...(options.unsafeDurableAtWrite ? { unsafeDurableAtWrite: true } : {}),
         ...(options.controller === false ? { controller: false } : {}),
+        ...(options.rackPowerCuts === false ? { rackPowerCuts: false } : {}),
         ...(options.strictTopicExists === false ? { strictTopicExists: false } : {}),
       });
       seedsRun++;
@@ -112,6 +115,7 @@ export function clusterReplayCommand(
     unsafeDurableAtWrite?: boolean;
     faultPhaseMs?: number;
     strictTopicExists?: boolean;
+    rackPowerCuts?: boolean;
   },
 ): string {
   const flags = ['--replica', options.replica];
@@ -121,5 +125,6 @@ export function clusterReplayCommand(
   if (options.unsafeUngatedLeaderReads) flags.push('--unsafe-ungated-leader-reads');
   if (options.unsafeDurableAtWrite) flags.push('--unsafe-durable-at-write');
   if (options.strictTopicExists === false) flags.push('--lenient-topic-exists');
+  if (options.rackPowerCuts === false) flags.push('--no-rack-power-cuts');
   return ['pnpm sim cluster --seeds 1 --seed-start', String(seed), '--trace', ...flags].join(' ');
 }
