@@ -47,7 +47,7 @@ import {
   StreamBusClient,
 } from '@streambus/client';
 import { ApiKey, encodeRecordBatch, encodeRequest } from '@streambus/protocol';
-import { brokerCpuRows } from '../broker-cpu.js';
+import { brokerCpuRows, procCpuMs } from '../broker-cpu.js';
 import { driveFrames, openSocket } from '../frame-driver.js';
 import { freshProcessRows } from '../fresh-process.js';
 import {
@@ -619,15 +619,22 @@ async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
 
 const SEND_WINDOW = 1000;
 
+/** CPU per record of the timed runs: this process (the client) and the broker child, in µs. */
+interface CpuPerRecord {
+  readonly client: number[];
+  readonly broker: number[];
+}
+
 /**
  * One timed run into a fresh acks=all topic (durability always) with default producer options:
  * `load` sends `total` records of 100 B (1000 distinct values, made before timing); returns
- * records/s after checking the broker stored them all.
+ * records/s after checking the broker stored them all, and adds the run's CPU per record to `cpu`.
  */
 async function timedDefaultProducerRun(
   ctx: Ctx,
   tag: string,
   total: number,
+  cpu: CpuPerRecord,
   load: (producer: Producer, topic: string, values: readonly Buffer[]) => Promise<void>,
 ): Promise<number> {
   const values = Array.from({ length: 1000 }, (_, i) =>
@@ -636,9 +643,14 @@ async function timedDefaultProducerRun(
   const topic = await freshTopic(ctx, tag, -1);
   const producer = ctx.client.producer();
   await producer.send({ topic, value: 'warm-up' });
+  const brokerMs = procCpuMs(ctx.broker.pid);
+  const clientCpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   await load(producer, topic, values);
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
+  const used = process.cpuUsage(clientCpu);
+  cpu.client.push((used.user + used.system) / total);
+  if (brokerMs >= 0) cpu.broker.push(((procCpuMs(ctx.broker.pid) - brokerMs) * 1000) / total);
   await closeAndCheck(ctx, producer, topic, total + 1);
   return total / secs;
 }
@@ -679,10 +691,12 @@ async function closeAndCheck(
  */
 async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
   const total = ctx.options.quick ? 200_000 : 2_000_000;
+  const sendCpu: CpuPerRecord = { client: [], broker: [] };
+  const batchCpu: CpuPerRecord = { client: [], broker: [] };
   const m = await medianOfRuns(
     ctx.runs,
     () =>
-      timedDefaultProducerRun(ctx, 'send1', total, async (producer, topic, values) => {
+      timedDefaultProducerRun(ctx, 'send1', total, sendCpu, async (producer, topic, values) => {
         const window: Array<Promise<unknown>> = new Array(SEND_WINDOW);
         let head = 0;
         let size = 0;
@@ -698,7 +712,7 @@ async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
         for (; size > 0; size--, head = (head + 1) % SEND_WINDOW) await window[head];
       }),
     () =>
-      timedDefaultProducerRun(ctx, 'sendb', total, async (producer, topic, values) => {
+      timedDefaultProducerRun(ctx, 'sendb', total, batchCpu, async (producer, topic, values) => {
         const chunk = Array.from({ length: CHUNK_RECORDS }, (_, i) => ({
           topic,
           value: values[i % 1000]!,
@@ -706,6 +720,8 @@ async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
         await sendChunks(producer, chunk, total);
       }),
   );
+  const us = (xs: readonly number[]): number | undefined =>
+    xs.length === 0 ? undefined : Number(median(xs).toFixed(3));
   const rows: ResultRow[] = [
     row(
       'producer send() per record acks=all',
@@ -724,6 +740,12 @@ async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
         values: m.values.map(Math.round),
         references: m.references.map(Math.round),
         reference: `sendBatch() of the same records, ${CHUNKS_OUTSTANDING} chunks of ${CHUNK_RECORDS} outstanding, default options (ratio = send / sendBatch)`,
+        // CPU per record over the timed loop, medians of the runs: this process (the client:
+        // the loop and the SDK) and the broker child (/proc/<pid>/stat, 10 ms ticks).
+        clientCpuUsPerRecord: us(sendCpu.client),
+        brokerCpuUsPerRecord: us(sendCpu.broker),
+        referenceClientCpuUsPerRecord: us(batchCpu.client),
+        referenceBrokerCpuUsPerRecord: us(batchCpu.broker),
         target: '>= 800,000 records/s',
       },
       m.reference,

@@ -104,6 +104,8 @@ const COMPRESSION_BY_NAME: Readonly<Record<CompressionName, CompressionCodec>> =
 };
 
 const SEQUENCE_MODULO = 0x80000000;
+/** Partitions stickyPartition() looks at when the sticky one is busy. */
+const STICKY_SCAN_MAX = 8;
 const PRODUCER_FATAL_CODES: ReadonlySet<number> = new Set([
   ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
   ErrorCode.UNKNOWN_PRODUCER_ID,
@@ -185,8 +187,11 @@ class PartitionState implements PartitionFlow {
    */
   inflightRequests = 0;
   inflightRecords = 0;
-  /** Adaptive batching's recent outstanding volume (AdaptiveBatchPolicy.observe). */
-  recentRecords = 0;
+  /**
+   * Adaptive batching's recent outstanding volume (AdaptiveBatchPolicy.observe) of the batches
+   * it closed while it was not the topic's sticky partition (keyed or explicit records).
+   */
+  ownRecentRecords = 0;
   /** A first attempt failed: pipelining stops until recover() has resent in order. */
   failed = false;
   /**
@@ -220,7 +225,18 @@ class PartitionState implements PartitionFlow {
   constructor(
     readonly topic: string,
     readonly partition: number,
+    /** What the topic's partitions share: the sticky partition, the records in flight. */
+    readonly topicFlow: TopicFlow,
   ) {}
+
+  /**
+   * PartitionFlow: the sticky partition's batches are a share of the topic's keyless volume,
+   * which stickyPartition() spreads over the partitions, so its volume is the topic's.
+   */
+  get recentRecords(): number {
+    const t = this.topicFlow;
+    return t.sticky === this.partition ? t.recentRecords : this.ownRecentRecords;
+  }
 
   /** PartitionFlow: a batch closed now waits for a recovery to end. */
   get blocked(): boolean {
@@ -232,21 +248,30 @@ class PartitionState implements PartitionFlow {
   }
 }
 
-/**
- * A loaded topic: its partitions and the sticky partition. A topic that grows (CreatePartitions)
- * gets a new TopicState with the same PartitionStates plus the new ones (`growTopic`).
- */
-class TopicState {
+/** What a topic's partitions share (kept when the topic grows). */
+class TopicFlow {
   /**
-   * Where keyless records go until a full batch's worth of them (batchBytesMax) went there; -1
-   * until the first.
+   * Where keyless records go (stickyPartition) until a full batch's worth of them
+   * (batchBytesMax) went there, or it is busy; -1 until the first.
    */
   sticky = -1;
   /** Batch bytes closed on the sticky partition since it was chosen. */
   stickyBytes = 0;
+  /** The partitions' inflightRecords, summed. */
+  inflightRecords = 0;
+  /** Adaptive batching's recent outstanding volume of the topic, observed at sticky closes. */
+  recentRecords = 0;
+}
+
+/**
+ * A loaded topic: its partitions and what they share. A topic that grows (CreatePartitions)
+ * gets a new TopicState with the same PartitionStates plus the new ones (`growTopic`).
+ */
+class TopicState {
   constructor(
     readonly name: string,
     readonly partitions: readonly PartitionState[],
+    readonly flow: TopicFlow,
   ) {}
 }
 
@@ -370,10 +395,8 @@ export class Producer {
     if (ts === undefined || count <= ts.partitions.length) return;
     const partitions = [...ts.partitions];
     for (let p = ts.partitions.length; p < count; p++)
-      partitions.push(new PartitionState(topic, p));
-    const grown = new TopicState(topic, partitions);
-    grown.sticky = ts.sticky;
-    grown.stickyBytes = ts.stickyBytes;
+      partitions.push(new PartitionState(topic, p, ts.flow));
+    const grown = new TopicState(topic, partitions, ts.flow);
     this.topics.set(topic, grown);
     if (this.lastTopic === ts) this.lastTopic = grown;
   }
@@ -519,8 +542,7 @@ export class Producer {
     } else if (key !== null) {
       partition = partitionForKey(key, count);
     } else {
-      if (ts.sticky < 0) ts.sticky = Math.floor(Math.random() * count);
-      partition = ts.sticky;
+      partition = this.stickyPartition(ts);
     }
     const ps = ts.partitions[partition]!;
     let batch = ps.open;
@@ -550,6 +572,45 @@ export class Producer {
       this.atTurnEnd(ps, batch);
     }
     return batch;
+  }
+
+  /**
+   * Where a keyless record goes: the topic's sticky partition. When that partition has no open
+   * batch and already carries a batch's worth in flight (splitRecordsMin records), the new
+   * batch opens on the partition with the fewest records in flight instead (Kafka's adaptive
+   * partitioning, KIP-794): a publish loop's window then spreads over the topic's partitions,
+   * whose logs the broker writes and fsyncs in parallel, instead of queueing behind one
+   * partition's fsync. A low rate (a few records in flight) stays on one partition.
+   */
+  private stickyPartition(ts: TopicState): number {
+    const n = ts.partitions.length;
+    const flow = ts.flow;
+    let p = flow.sticky;
+    if (p < 0 || p >= n) {
+      p = Math.floor(Math.random() * n);
+      flow.sticky = p;
+    }
+    const ps = ts.partitions[p]!;
+    if (n === 1 || ps.open !== null || ps.inflightRecords < ProducerDefaults.splitRecordsMin) {
+      return p;
+    }
+    // The next partitions after it, at most STICKY_SCAN_MAX of them (a bound per batch opened).
+    let best = p;
+    let bestRecords = ps.inflightRecords;
+    const scan = Math.min(n - 1, STICKY_SCAN_MAX);
+    for (let i = 1; i <= scan && bestRecords > 0; i++) {
+      const q = (p + i) % n;
+      const records = ts.partitions[q]!.inflightRecords;
+      if (records < bestRecords) {
+        best = q;
+        bestRecords = records;
+      }
+    }
+    if (best !== p) {
+      flow.sticky = best;
+      flow.stickyBytes = 0;
+    }
+    return best;
   }
 
   /** The slow path: loads metadata and the producer id, waits for buffer space, appends. */
@@ -611,8 +672,11 @@ export class Producer {
         .run(() => this.ctx.cluster.topic(topic), topic)
         .then((t) => {
           const states: PartitionState[] = [];
-          for (let p = 0; p < t.partitions.length; p++) states.push(new PartitionState(topic, p));
-          this.topics.set(topic, new TopicState(topic, states));
+          const flow = new TopicFlow();
+          for (let p = 0; p < t.partitions.length; p++) {
+            states.push(new PartitionState(topic, p, flow));
+          }
+          this.topics.set(topic, new TopicState(topic, states, flow));
         })
         .finally(() => this.topicLoads.delete(topic));
       this.topicLoads.set(topic, load);
@@ -772,16 +836,18 @@ export class Producer {
       ps.lingerTimer = null;
     }
     const ts = this.topics.get(ps.topic)!;
-    if (ts.sticky === ps.partition) {
+    const flow = ts.flow;
+    const sticky = flow.sticky === ps.partition;
+    if (sticky) {
       // Move on to another partition once this one took a full batch's worth (Kafka's KIP-794),
       // not at every close: a batch closed small because its partition was idle would otherwise
       // send the next keyless records to another idle partition, one tiny request each, and at
       // high rates most requests carried one record.
-      ts.stickyBytes += b.builder.sizeBytes;
-      if (ts.stickyBytes >= this.batchBytesMax) {
+      flow.stickyBytes += b.builder.sizeBytes;
+      if (flow.stickyBytes >= this.batchBytesMax) {
         const n = ts.partitions.length;
-        ts.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
-        ts.stickyBytes = 0;
+        flow.sticky = n > 1 ? (ps.partition + 1 + Math.floor(Math.random() * (n - 1))) % n : 0;
+        flow.stickyBytes = 0;
       }
     }
     if (b.builder.recordCount === 0) {
@@ -799,8 +865,12 @@ export class Producer {
     ps.queue.push(b);
     ps.inflightRequests++;
     ps.inflightRecords += b.builder.recordCount;
+    flow.inflightRecords += b.builder.recordCount;
     if (this.policy !== null) {
-      ps.recentRecords = this.policy.observe(ps.recentRecords, ps.inflightRecords);
+      // The sticky partition's batches are a share of the topic's keyless volume (recentRecords).
+      if (sticky)
+        flow.recentRecords = this.policy.observe(flow.recentRecords, flow.inflightRecords);
+      else ps.ownRecentRecords = this.policy.observe(ps.ownRecentRecords, ps.inflightRecords);
     }
     this.pump(ps);
   }
@@ -879,6 +949,7 @@ export class Producer {
   private firstAttemptSettled(ps: PartitionState, b: PendingBatch): void {
     ps.inflightRequests--;
     ps.inflightRecords -= b.builder.recordCount;
+    ps.topicFlow.inflightRecords -= b.builder.recordCount;
   }
 
   private afterAttempt(ps: PartitionState, b: PendingBatch): void {

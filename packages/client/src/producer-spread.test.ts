@@ -1,0 +1,156 @@
+// Keyless records and a busy sticky partition (producer.ts stickyPartition, issue 13): a publish
+// loop's window of 1,000 send() promises on a multi-partition topic leaves as halves on two
+// different partitions (the broker writes and fsyncs them in parallel), not as two halves queued
+// on one partition; the halves stay halves (the sticky partition's volume is the topic's), and a
+// partition with a few records in flight is not busy. Counts only, against FakeBroker.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StreamBusClient } from './client.js';
+import { FakeBroker } from './testing/fake-broker.js';
+
+let broker: FakeBroker;
+let client: StreamBusClient;
+
+beforeEach(async () => {
+  broker = await FakeBroker.start({ defaultPartitions: 1 });
+  client = new StreamBusClient({ bootstrap: broker.bootstrap });
+});
+
+afterEach(async () => {
+  await client.close();
+  await broker.close();
+});
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** The record count of every batch the broker stored for `topic`, per partition. */
+function batchSizes(topic: string): number[][] {
+  return broker.topics
+    .get(topic)!
+    .partitions.map((p) => p.batches.map((b) => b.lastOffset - b.baseOffset + 1));
+}
+
+describe('producer: a busy sticky partition', () => {
+  it('sends a window of 1,000 as halves on two partitions, round after round', async () => {
+    broker.createTopic('w', 4);
+    const producer = client.producer(); // adaptive batching
+    await producer.connect(['w']);
+    const rounds: Array<Array<{ partition: number; records: number }>> = [];
+    for (let round = 0; round < 5; round++) {
+      const before = batchSizes('w').map((b) => b.length);
+      // One window appended in one turn, answered only once all of it was sent.
+      broker.holdProduce();
+      const sends = Array.from({ length: 1000 }, (_, i) =>
+        producer.send({ topic: 'w', value: `r${round}-${i}`.padEnd(100, '.') }),
+      );
+      await tick();
+      await tick();
+      broker.releaseProduce();
+      const res = await Promise.all(sends);
+      // Each record once, in send order within its partition.
+      const byPartition = new Map<number, number[]>();
+      for (const r of res) {
+        const offsets = byPartition.get(r.partition) ?? [];
+        offsets.push(r.offset);
+        byPartition.set(r.partition, offsets);
+      }
+      for (const offsets of byPartition.values()) {
+        for (let i = 1; i < offsets.length; i++) expect(offsets[i]).toBe(offsets[i - 1]! + 1);
+      }
+      const sent: Array<{ partition: number; records: number }> = [];
+      batchSizes('w').forEach((sizes, partition) => {
+        for (const records of sizes.slice(before[partition])) sent.push({ partition, records });
+      });
+      expect(sent.reduce((n, s) => n + s.records, 0)).toBe(1000);
+      rounds.push(sent);
+    }
+    // The first window, without history, is cut small (64 records and up, and what a turn
+    // leaves), spread over the partitions; from then on a window appended in one turn leaves as
+    // two halves on two different partitions (and at most one remainder: the topic's volume
+    // decays by a 64th at a close, so a half may be cut a few records short).
+    expect(new Set(rounds[0]!.map((s) => s.partition)).size).toBe(4);
+    for (const sent of rounds.slice(2)) {
+      expect(sent.length).toBeLessThanOrEqual(3);
+      const halves = [...sent].sort((a, b) => b.records - a.records).slice(0, 2);
+      for (const h of halves) expect(h.records).toBeGreaterThanOrEqual(480);
+      expect(halves[0]!.partition).not.toBe(halves[1]!.partition);
+    }
+    await producer.close();
+  });
+
+  it('a sliding window of 1,000 send() promises alternates partitions half by half', async () => {
+    broker.createTopic('sw', 4);
+    const producer = client.producer();
+    await producer.connect(['sw']);
+    const total = 20_000;
+    const window: Array<Promise<{ partition: number }>> = [];
+    const partitions: number[] = [];
+    for (let i = 0; i < total; i++) {
+      if (window.length === 1000) partitions.push((await window.shift()!).partition);
+      window.push(producer.send({ topic: 'sw', value: `r${i}`.padEnd(100, '.') }));
+    }
+    for (const r of await Promise.all(window)) partitions.push(r.partition);
+    const requests = broker.produceRequests;
+    await producer.close();
+    // Runs of consecutive records on one partition, after the first 5,000: each run is a piece
+    // of the window, and the next piece went elsewhere (one partition for the whole window, as
+    // the sticky partition alone did, would be one run per ~9,500 records: 1 MiB of batches).
+    const runs: number[] = [];
+    let run = 0;
+    for (let i = 5_000; i < total; i++) {
+      if (i > 5_000 && partitions[i] !== partitions[i - 1]) {
+        runs.push(run);
+        run = 0;
+      }
+      run++;
+    }
+    runs.push(run);
+    expect(runs.length).toBeGreaterThanOrEqual((total - 5_000) / 1_000);
+    // The pieces stay about half a window: not frayed into small requests.
+    expect(total / requests).toBeGreaterThanOrEqual(250);
+  });
+
+  it('spreads sendBatch() chunks appended while the partition is busy', async () => {
+    broker.createTopic('b', 4);
+    const producer = client.producer();
+    await producer.connect(['b']);
+    broker.holdProduce();
+    const chunk = Array.from({ length: 1000 }, (_, i) => ({
+      topic: 'b',
+      value: `v${i}`.padEnd(100, '.'),
+    }));
+    const pending = [producer.sendBatch(chunk), producer.sendBatch(chunk)];
+    await tick();
+    broker.releaseProduce();
+    const res = (await Promise.all(pending)).flat();
+    const perPartition = [0, 1, 2, 3].map((p) => res.filter((r) => r.partition === p).length);
+    // 2,000 records of ~110 B, far from a full batch's worth (1 MiB) that alone moved the
+    // sticky partition: every partition takes a share, as its batches went while another was busy.
+    for (const n of perPartition) expect(n).toBeGreaterThan(0);
+    await producer.close();
+  });
+
+  it('stays on one partition while it carries fewer than 64 records in flight', async () => {
+    broker.createTopic('s', 4);
+    const producer = client.producer();
+    await producer.connect(['s']);
+    broker.holdProduce();
+    const sends: Array<Promise<{ partition: number }>> = [];
+    // 20 records per turn: a turn's batch goes at once (1st), the next ones follow it on the same
+    // partition while it carries < 64 records in flight (20, 40, 60), then it is busy.
+    for (let turn = 0; turn < 5; turn++) {
+      for (let i = 0; i < 20; i++)
+        sends.push(producer.send({ topic: 's', value: `t${turn}-${i}` }));
+      await tick();
+    }
+    broker.releaseProduce();
+    const res = await Promise.all(sends);
+    const partitionOfTurn = (t: number): number => res[t * 20]!.partition;
+    for (let t = 0; t < 5; t++) {
+      expect(new Set(res.slice(t * 20, t * 20 + 20).map((r) => r.partition)).size).toBe(1);
+    }
+    expect(new Set([0, 1, 2, 3].map(partitionOfTurn)).size).toBe(1);
+    // The fifth turn found 80 records in flight there: it moved on.
+    expect(partitionOfTurn(4)).not.toBe(partitionOfTurn(0));
+    await producer.close();
+  });
+});
