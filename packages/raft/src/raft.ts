@@ -438,7 +438,7 @@ export class RaftNode {
       // The leader counts its own copy only once it is durable.
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
-        this.broadcastPending = true;
+        this.commitAdvanced();
       }
     }
   }
@@ -453,7 +453,7 @@ export class RaftNode {
     if (this.role === StateRole.Leader) {
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
-        this.broadcastPending = true;
+        this.commitAdvanced();
       }
     }
   }
@@ -997,7 +997,7 @@ export class RaftNode {
       this.leadTransferee = NONE;
     }
     // A smaller quorum may already hold more entries.
-    if (this.maybeCommit()) this.broadcastPending = true;
+    if (this.maybeCommit()) this.commitAdvanced();
   }
 
   private pruneConfHistory(): void {
@@ -1007,6 +1007,15 @@ export class RaftNode {
       if (this.confHistory[i]!.index <= applied) keepFrom = i;
     }
     if (keepFrom > 0) this.confHistory = this.confHistory.slice(keepFrom);
+  }
+
+  /**
+   * The commit index moved on the leader: tell the followers at once with an append to each
+   * (etcd-raft's bcastAppend), unless `lazyCommitBroadcast`, where they learn it from the next
+   * append (new entries) or heartbeat (every `heartbeatTicks`; the quiesce round carries it too).
+   */
+  private commitAdvanced(): void {
+    if (!this.cfg.lazyCommitBroadcast) this.broadcastPending = true;
   }
 
   /** §5.3-5.4: advance the commit index to what a majority holds, if it is of this term. */
@@ -1273,7 +1282,7 @@ export class RaftNode {
         pr.becomeReplicate();
       } else if (pr.state === ProgressState.Replicate) pr.inflights.freeLE(m.index);
 
-      if (this.maybeCommit()) {
+      if (this.maybeCommit() && !this.cfg.lazyCommitBroadcast) {
         this.broadcastPending = true;
       } else if (wasPaused) {
         this.sendAppend(m.from, true);
