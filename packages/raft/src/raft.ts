@@ -358,12 +358,15 @@ export class RaftNode {
   hasReady(): boolean {
     if (this.readyMark) return false;
     if (this.broadcastPending) return true;
-    const hard = this.hardState();
-    const soft = this.softState();
+    // Field by field, allocating nothing: the host asks this after every message and round.
+    const hard = this.prevHard;
+    const soft = this.prevSoft;
     return (
-      !hardEquals(hard, this.prevHard) ||
-      soft.lead !== this.prevSoft.lead ||
-      soft.role !== this.prevSoft.role ||
+      this.term !== hard.term ||
+      this.vote !== hard.vote ||
+      this.log.committed !== hard.commit ||
+      this.lead !== soft.lead ||
+      this.role !== soft.role ||
       this.log.unstable.length > 0 ||
       this.log.unstableSnapshot !== null ||
       this.msgs.length > 0 ||
