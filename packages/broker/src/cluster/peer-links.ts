@@ -169,9 +169,6 @@ export interface PeerTraffic {
   bytesReceived: number;
 }
 
-/** A frame up to this many bytes is copied into one buffer and written at once (Link.write). */
-const WRITE_COPY_BYTES_MAX = 64 * 1024;
-
 /** One socket, from its first byte to its close. */
 class Link {
   /** The node at the other end; 0 until an inbound HELLO names it. */
@@ -256,15 +253,11 @@ class Link {
     if (this.closed) return 0;
     this.lastSentMs = Date.now();
     let n = 0;
-    for (const p of parts) n += p.length;
-    if (parts.length === 1 || (parts.length > 1 && n <= WRITE_COPY_BYTES_MAX)) {
-      // One write of one buffer: a small frame's parts copied together cost less than the
-      // stream's corked writev (a buffered write request per part, then the writev).
-      this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, n));
-      return n;
-    }
     this.socket.cork();
-    for (const p of parts) this.socket.write(p);
+    for (const p of parts) {
+      this.socket.write(p);
+      n += p.length;
+    }
     this.socket.uncork();
     return n;
   }
