@@ -262,6 +262,8 @@ export interface ClusterMetricsView {
     readonly peer: number;
     readonly messagesSent: number;
     readonly messagesReceived: number;
+    readonly framesSent: number;
+    readonly framesReceived: number;
     readonly bytesSent: number;
     readonly bytesReceived: number;
   }>;
@@ -428,6 +430,16 @@ export function registerClusterMetrics(registry: Registry, view: () => ClusterMe
     'streambus_peer_messages_received_total',
     'Raft messages received, per peer',
     (p) => p.messagesReceived,
+  );
+  peerCounter(
+    'streambus_peer_frames_sent_total',
+    'Link frames sent, per peer (one carries every Raft message queued for the peer in one turn)',
+    (p) => p.framesSent,
+  );
+  peerCounter(
+    'streambus_peer_frames_received_total',
+    'Link frames received, per peer',
+    (p) => p.framesReceived,
   );
   peerCounter(
     'streambus_peer_bytes_sent_total',

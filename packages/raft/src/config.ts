@@ -53,6 +53,17 @@ export interface RaftConfig {
    */
   readonly asyncStorageWrites: boolean;
   /**
+   * A commit advance on the leader sends nothing by itself: followers learn the commit index
+   * from the next append (which carries it) or heartbeat (every `heartbeatTicks`), instead of
+   * an append to each at once (etcd-raft's behaviour, the default). For groups whose followers
+   * serve nothing from the commit index (partition replicas: reads are the leader's), this
+   * halves the messages of a lone proposal: its entries out and their acknowledgements in, not
+   * also an empty append and its answer per follower. Safety does not depend on when a
+   * follower learns the commit index; a follower's commit index lags by at most
+   * `heartbeatTicks` while the group is active.
+   */
+  readonly lazyCommitBroadcast: boolean;
+  /**
    * Test-only switches that break safety on purpose, so the simulator's checkers can be shown
    * to fail. Never set them outside tests.
    */
@@ -80,6 +91,7 @@ export const RAFT_DEFAULTS = {
   snapshotTimeoutTicks: 50,
   quiesce: false,
   asyncStorageWrites: false,
+  lazyCommitBroadcast: false,
 } as const;
 
 function invalid(message: string): RaftError {

@@ -358,12 +358,15 @@ export class RaftNode {
   hasReady(): boolean {
     if (this.readyMark) return false;
     if (this.broadcastPending) return true;
-    const hard = this.hardState();
-    const soft = this.softState();
+    // Field by field, allocating nothing: the host asks this after every message and round.
+    const hard = this.prevHard;
+    const soft = this.prevSoft;
     return (
-      !hardEquals(hard, this.prevHard) ||
-      soft.lead !== this.prevSoft.lead ||
-      soft.role !== this.prevSoft.role ||
+      this.term !== hard.term ||
+      this.vote !== hard.vote ||
+      this.log.committed !== hard.commit ||
+      this.lead !== soft.lead ||
+      this.role !== soft.role ||
       this.log.unstable.length > 0 ||
       this.log.unstableSnapshot !== null ||
       this.msgs.length > 0 ||
@@ -438,7 +441,7 @@ export class RaftNode {
       // The leader counts its own copy only once it is durable.
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
-        this.broadcastPending = true;
+        this.commitAdvanced();
       }
     }
   }
@@ -453,7 +456,7 @@ export class RaftNode {
     if (this.role === StateRole.Leader) {
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.log.durableLastIndex()) && this.maybeCommit()) {
-        this.broadcastPending = true;
+        this.commitAdvanced();
       }
     }
   }
@@ -997,7 +1000,7 @@ export class RaftNode {
       this.leadTransferee = NONE;
     }
     // A smaller quorum may already hold more entries.
-    if (this.maybeCommit()) this.broadcastPending = true;
+    if (this.maybeCommit()) this.commitAdvanced();
   }
 
   private pruneConfHistory(): void {
@@ -1007,6 +1010,15 @@ export class RaftNode {
       if (this.confHistory[i]!.index <= applied) keepFrom = i;
     }
     if (keepFrom > 0) this.confHistory = this.confHistory.slice(keepFrom);
+  }
+
+  /**
+   * The commit index moved on the leader: tell the followers at once with an append to each
+   * (etcd-raft's bcastAppend), unless `lazyCommitBroadcast`, where they learn it from the next
+   * append (new entries) or heartbeat (every `heartbeatTicks`; the quiesce round carries it too).
+   */
+  private commitAdvanced(): void {
+    if (!this.cfg.lazyCommitBroadcast) this.broadcastPending = true;
   }
 
   /** §5.3-5.4: advance the commit index to what a majority holds, if it is of this term. */
@@ -1273,7 +1285,7 @@ export class RaftNode {
         pr.becomeReplicate();
       } else if (pr.state === ProgressState.Replicate) pr.inflights.freeLE(m.index);
 
-      if (this.maybeCommit()) {
+      if (this.maybeCommit() && !this.cfg.lazyCommitBroadcast) {
         this.broadcastPending = true;
       } else if (wasPaused) {
         this.sendAppend(m.from, true);

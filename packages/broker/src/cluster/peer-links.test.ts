@@ -133,6 +133,12 @@ describe('PeerLinks', () => {
     const nodes = await cluster(3);
     await waitFor('links up', () => allConnected(nodes));
     const before = nodes.map((n) => n.links.stats().framesSent);
+    // Per peer (the ops metrics streambus_peer_frames_{sent,received}_total): frames each way.
+    const peerFrames = (n: Node, peer: NodeId) => {
+      const t = n.links.peerTraffic().get(peer);
+      return { sent: t?.framesSent ?? 0, received: t?.framesReceived ?? 0 };
+    };
+    const perPeerBefore = nodes.map((n) => nodes.map((p) => peerFrames(n, p.id)));
     const groups = 1000;
     // One "tick": every node sends one heartbeat per group to each other node, synchronously.
     for (const n of nodes) {
@@ -147,6 +153,12 @@ describe('PeerLinks', () => {
       expect(n.links.stats().framesSent - before[n.id - 1]!).toBe(2);
       for (const p of nodes) {
         if (p === n) continue;
+        const was = perPeerBefore[n.id - 1]![p.id - 1]!;
+        const now = peerFrames(n, p.id);
+        expect({ sent: now.sent - was.sent, received: now.received - was.received }).toEqual({
+          sent: 1,
+          received: 1,
+        });
         const fromP = n.inbox.filter((x) => x.message.from === p.id);
         expect(fromP.map((x) => x.message.commit)).toEqual([...Array(groups).keys()]);
         expect(fromP.map((x) => x.group.partition)).toEqual([...Array(groups).keys()]);

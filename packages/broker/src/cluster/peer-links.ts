@@ -159,10 +159,12 @@ export interface PeerLinkStats {
   linksUp: number;
 }
 
-/** Per peer (ops metrics, issue 12): Raft messages and bytes each way. */
+/** Per peer (ops metrics, issue 12): Raft messages, link frames and bytes each way. */
 export interface PeerTraffic {
   messagesSent: number;
   messagesReceived: number;
+  framesSent: number;
+  framesReceived: number;
   bytesSent: number;
   bytesReceived: number;
 }
@@ -305,6 +307,17 @@ interface Peer {
   queueBytes: number;
   /** Requests waiting for the first dial's handshake. */
   waiting: Outstanding[];
+}
+
+function newTraffic(): PeerTraffic {
+  return {
+    messagesSent: 0,
+    messagesReceived: 0,
+    framesSent: 0,
+    framesReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+  };
 }
 
 function describe(err: unknown): string {
@@ -563,9 +576,9 @@ export class PeerLinks implements RaftTransport {
     if (t === undefined) {
       // Only known peers get an entry (the map stays bounded by them).
       if (!this.peers.has(peer)) {
-        return { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+        return newTraffic();
       }
-      t = { messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+      t = newTraffic();
       this.traffic.set(peer, t);
     }
     return t;
@@ -676,6 +689,7 @@ export class PeerLinks implements RaftTransport {
   /** @internal */
   onFrame(link: Link, f: PeerFrame): void {
     this.counters.framesReceived++;
+    if (link.peer !== 0) this.trafficOf(link.peer).framesReceived++;
     try {
       if (!link.established) this.onHandshakeFrame(link, f);
       else this.onLinkFrame(link, f);
@@ -899,7 +913,11 @@ export class PeerLinks implements RaftTransport {
     if (n > 0) {
       this.counters.framesSent++;
       this.counters.bytesSent += n;
-      if (link.peer !== 0) this.trafficOf(link.peer).bytesSent += n;
+      if (link.peer !== 0) {
+        const t = this.trafficOf(link.peer);
+        t.framesSent++;
+        t.bytesSent += n;
+      }
     }
   }
 

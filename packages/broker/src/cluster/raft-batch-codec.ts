@@ -116,7 +116,11 @@ const EMPTY_ENTRIES: readonly Entry[] = Object.freeze([]);
 const EMPTY_IDS: readonly NodeId[] = Object.freeze([]);
 
 function assertEncodable(ok: boolean, what: string): void {
-  if (!ok) throw new Error(`raft batch codec: ${what}`);
+  if (!ok) notEncodable(what);
+}
+
+function notEncodable(what: string): never {
+  throw new Error(`raft batch codec: ${what}`);
 }
 
 function contextBytes(m: Message): number {
@@ -173,18 +177,23 @@ class BodyWriter {
   u8(v: number): void {
     this.buf[this.pos++] = v;
   }
+  // The assertion messages are built only on failure: these run for every field of every
+  // message, and a template string per field (a number formatted each time) was a good part of
+  // encoding a message (issue 9, peer codec CPU).
   u16(v: number, what: string): void {
-    assertEncodable(Number.isInteger(v) && v >= 0 && v <= U16_MAX, `${what} ${v} is not a u16`);
+    if (!(Number.isInteger(v) && v >= 0 && v <= U16_MAX)) notEncodable(`${what} ${v} is not a u16`);
     this.buf.writeUInt16BE(v, this.pos);
     this.pos += 2;
   }
   u32(v: number, what: string): void {
-    assertEncodable(Number.isInteger(v) && v >= 0 && v <= U32_MAX, `${what} ${v} is not a u32`);
+    if (!(Number.isInteger(v) && v >= 0 && v <= U32_MAX)) notEncodable(`${what} ${v} is not a u32`);
     this.buf.writeUInt32BE(v, this.pos);
     this.pos += 4;
   }
   u64(v: number, what: string): void {
-    assertEncodable(Number.isSafeInteger(v) && v >= 0, `${what} ${v} is not a safe integer >= 0`);
+    if (!(Number.isSafeInteger(v) && v >= 0)) {
+      notEncodable(`${what} ${v} is not a safe integer >= 0`);
+    }
     this.buf.writeUInt32BE(Math.floor(v / TWO_32), this.pos);
     this.buf.writeUInt32BE(v % TWO_32, this.pos + 4);
     this.pos += 8;
@@ -218,7 +227,7 @@ function writeIds(w: BodyWriter, ids: readonly NodeId[], what: string): void {
 
 function writeContext(w: BodyWriter, m: Message): void {
   const ctx = contextBytes(m);
-  assertEncodable(ctx <= CONTEXT_BYTES_MAX, `context of ${ctx} bytes`);
+  if (ctx > CONTEXT_BYTES_MAX) notEncodable(`context of ${ctx} bytes`);
   w.u16(ctx, 'context length');
   if (ctx > 0) w.utf8(m.context, ctx);
 }
@@ -235,7 +244,7 @@ export function encodeRaftBatch(items: readonly GroupMessage[]): EncodedBody {
   w.u32(items.length, 'message count');
   for (const { group, message: m } of items) {
     const type = TYPE_NUMBER.get(m.type);
-    assertEncodable(type !== undefined, `unknown message type ${m.type}`);
+    if (type === undefined) notEncodable(`unknown message type ${m.type}`);
     w.u32(group.topicId, 'topicId');
     w.u32(group.partition, 'partition');
     w.u8(type as number);
@@ -276,7 +285,7 @@ export function encodeRaftBatch(items: readonly GroupMessage[]): EncodedBody {
       w.data(s.data);
     }
   }
-  assertEncodable(w.pos === meta, `wrote ${w.pos} bytes of a ${meta}-byte body`);
+  if (w.pos !== meta) notEncodable(`wrote ${w.pos} bytes of a ${meta}-byte body`);
   w.finish();
   return { parts: w.parts, bytes: total };
 }

@@ -76,6 +76,13 @@ function valuesOf(tag: number, count = 1 + (tag % 3)): string[] {
 
 async function expectIdenticalCommitted(c: ReplicaCluster): Promise<Buffer> {
   const replicas = c.live();
+  // Followers learn the commit index from the next append or heartbeat (lazyCommitBroadcast),
+  // so give them the heartbeats (a few ticks) to reach the leader's high watermark.
+  const leader = c.leader();
+  for (let i = 0; i < 10 && leader; i++) {
+    if (replicas.every((r) => r.highWatermark === leader.highWatermark)) break;
+    await c.tick();
+  }
   const hw = replicas[0]!.highWatermark;
   for (const r of replicas) expect(r.highWatermark).toBe(hw);
   const leaderBytes = await committedBytes(replicas[0]!);

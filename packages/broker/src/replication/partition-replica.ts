@@ -400,7 +400,14 @@ export class PartitionReplica implements HostedGroup {
     });
     try {
       const node = new RaftNode(
-        { quiesce: true, ...o.raft, asyncStorageWrites: true, id: o.self, random: o.random },
+        {
+          quiesce: true,
+          lazyCommitBroadcast: true,
+          ...o.raft,
+          asyncStorageWrites: true,
+          id: o.self,
+          random: o.random,
+        },
         store.tail,
       );
       return new PartitionReplica(o, store, node);
