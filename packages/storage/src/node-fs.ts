@@ -23,6 +23,43 @@ const FLAGS: Record<OpenMode, number> = {
 /** Linux caps one writev at IOV_MAX (1024) buffers. */
 const IOV_MAX = 1024;
 
+/** `chunks` in runs of at most IOV_MAX buffers, each with its byte count and file position. */
+function* iovParts(
+  chunks: readonly Uint8Array[],
+  position: number,
+): Generator<{ part: Uint8Array[]; total: number; at: number }> {
+  let at = position;
+  for (let i = 0; i < chunks.length; i += IOV_MAX) {
+    const part = (chunks.length <= IOV_MAX ? chunks : chunks.slice(i, i + IOV_MAX)) as Uint8Array[];
+    let total = 0;
+    for (const c of part) total += c.length;
+    yield { part, total, at };
+    at += total;
+  }
+}
+
+/** What a short write of `written` bytes of `part` at `at` left: each rest with its position. */
+function unwritten(
+  part: readonly Uint8Array[],
+  written: number,
+  at: number,
+): [Uint8Array, number][] {
+  const rests: [Uint8Array, number][] = [];
+  let skip = written;
+  let pos = at + written;
+  for (const c of part) {
+    if (skip >= c.length) {
+      skip -= c.length;
+      continue;
+    }
+    const rest = c.subarray(skip);
+    skip = 0;
+    rests.push([rest, pos]);
+    pos += rest.length;
+  }
+  return rests;
+}
+
 function closedError(op: string): Error {
   return Object.assign(new Error(`${op} on a closed file handle`), { code: 'EBADF' });
 }
@@ -85,30 +122,12 @@ class NodeFileHandle implements FileHandle {
     if (chunks.length === 1) return this.write(chunks[0]!, position);
     this.check('writev');
     try {
-      let pos = position;
-      for (let i = 0; i < chunks.length; i += IOV_MAX) {
-        const part = (
-          chunks.length <= IOV_MAX ? chunks : chunks.slice(i, i + IOV_MAX)
-        ) as Uint8Array[];
-        let total = 0;
-        for (const c of part) total += c.length;
-        const bytesWritten = await writevOnce(this.fd, part, pos);
-        if (bytesWritten < total) {
-          // A short writev (rare: signals, quotas): finish the rest chunk by chunk.
-          let skip = bytesWritten;
-          let at = pos + bytesWritten;
-          for (const c of part) {
-            if (skip >= c.length) {
-              skip -= c.length;
-              continue;
-            }
-            const rest = c.subarray(skip);
-            skip = 0;
-            await this.write(rest, at);
-            at += rest.length;
-          }
-        }
-        pos += total;
+      for (const { part, total, at } of iovParts(chunks, position)) {
+        const bytesWritten = await writevOnce(this.fd, part, at);
+        // A short writev (rare: signals, quotas): finish the rest chunk by chunk.
+        if (bytesWritten < total)
+          for (const [rest, restAt] of unwritten(part, bytesWritten, at))
+            await this.write(rest, restAt);
       }
     } catch (err) {
       throw storageError('writev', this.path, err);
@@ -124,37 +143,21 @@ class NodeFileHandle implements FileHandle {
   writevNow(chunks: readonly Uint8Array[], position: number): boolean {
     this.check('writev');
     try {
-      let pos = position;
-      for (let i = 0; i < chunks.length; i += IOV_MAX) {
-        const part = (
-          chunks.length <= IOV_MAX ? chunks : chunks.slice(i, i + IOV_MAX)
-        ) as Uint8Array[];
-        let total = 0;
-        for (const c of part) total += c.length;
+      for (const { part, total, at } of iovParts(chunks, position)) {
         const n =
           part.length === 1
-            ? fsc.writeSync(this.fd, part[0]!, 0, total, pos)
-            : fsc.writevSync(this.fd, part, pos);
-        if (n < total) {
-          let skip = n;
-          let at = pos + n;
-          for (const c of part) {
-            if (skip >= c.length) {
-              skip -= c.length;
-              continue;
-            }
-            let done = skip;
-            skip = 0;
-            while (done < c.length) {
-              const m = fsc.writeSync(this.fd, c, done, c.length - done, at);
+            ? fsc.writeSync(this.fd, part[0]!, 0, total, at)
+            : fsc.writevSync(this.fd, part, at);
+        if (n < total)
+          for (const [rest, restAt] of unwritten(part, n, at)) {
+            let done = 0;
+            while (done < rest.length) {
+              const m = fsc.writeSync(this.fd, rest, done, rest.length - done, restAt + done);
               if (m === 0)
                 throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
               done += m;
-              at += m;
             }
           }
-        }
-        pos += total;
       }
     } catch (err) {
       throw storageError('writev', this.path, err);
