@@ -3,20 +3,13 @@
 // than DescribeCluster), and a partition leader moving between brokers mid-produce and
 // mid-consume: NOT_LEADER_OR_FOLLOWER refreshes metadata in the one retry layer.
 import { ApiKey, ErrorCode, StreamBusError } from '@streambus/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
 import { Cluster, parseAddress } from './cluster.js';
 import { deadAddress, FakeBroker, FakeCluster } from './testing/fake-broker.js';
+import { closeAfterEach } from './testing/per-test.js';
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close();
-});
-
-function track<T extends { close(): Promise<void> }>(o: T): T {
-  open.push(o);
-  return o;
-}
+const track = closeAfterEach();
 
 const noRetry = { retriesMax: 0 };
 const fastRetry = { retriesMax: 20, backoffInitialMs: 5, backoffMaxMs: 20, totalTimeoutMs: 5_000 };

@@ -4,21 +4,14 @@
 // what the client knows falls back to the metadata refresh, and never loops. Counted (requests
 // per broker), not timed; fake brokers on 127.0.0.1.
 import { ErrorCode, StreamBusError } from '@streambus/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StreamBusClient } from './client.js';
 import { Cluster, PartitionRefusedError, parseAddress } from './cluster.js';
 import { retry } from './retry.js';
 import { FakeCluster } from './testing/fake-broker.js';
+import { closeAfterEach } from './testing/per-test.js';
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close();
-});
-
-function track<T extends { close(): Promise<void> }>(o: T): T {
-  open.push(o);
-  return o;
-}
+const track = closeAfterEach();
 
 const policy = { retriesMax: 20, backoffInitialMs: 5, backoffMaxMs: 20, totalTimeoutMs: 10_000 };
 

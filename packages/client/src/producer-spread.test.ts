@@ -3,48 +3,36 @@
 // different partitions (the broker writes and fsyncs them in parallel), not as two halves queued
 // on one partition; the halves stay halves (the sticky partition's volume is the topic's), and a
 // partition with a few records in flight is not busy. Counts only, against FakeBroker.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StreamBusClient } from './client.js';
-import { FakeBroker } from './testing/fake-broker.js';
+import { describe, expect, it } from 'vitest';
+import { fakeBrokerEachTest } from './testing/per-test.js';
 
-let broker: FakeBroker;
-let client: StreamBusClient;
-
-beforeEach(async () => {
-  broker = await FakeBroker.start({ defaultPartitions: 1 });
-  client = new StreamBusClient({ bootstrap: broker.bootstrap });
-});
-
-afterEach(async () => {
-  await client.close();
-  await broker.close();
-});
+const t = fakeBrokerEachTest();
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** The record count of every batch the broker stored for `topic`, per partition. */
 function batchSizes(topic: string): number[][] {
-  return broker.topics
+  return t.broker.topics
     .get(topic)!
     .partitions.map((p) => p.batches.map((b) => b.lastOffset - b.baseOffset + 1));
 }
 
 describe('producer: a busy sticky partition', () => {
   it('sends a window of 1,000 as halves on two partitions, round after round', async () => {
-    broker.createTopic('w', 4);
-    const producer = client.producer(); // adaptive batching
+    t.broker.createTopic('w', 4);
+    const producer = t.client.producer(); // adaptive batching
     await producer.connect(['w']);
     const rounds: Array<Array<{ partition: number; records: number }>> = [];
     for (let round = 0; round < 5; round++) {
       const before = batchSizes('w').map((b) => b.length);
       // One window appended in one turn, answered only once all of it was sent.
-      broker.holdProduce();
+      t.broker.holdProduce();
       const sends = Array.from({ length: 1000 }, (_, i) =>
         producer.send({ topic: 'w', value: `r${round}-${i}`.padEnd(100, '.') }),
       );
       await tick();
       await tick();
-      broker.releaseProduce();
+      t.broker.releaseProduce();
       const res = await Promise.all(sends);
       // Each record once, in send order within its partition.
       const byPartition = new Map<number, number[]>();
@@ -78,8 +66,8 @@ describe('producer: a busy sticky partition', () => {
   });
 
   it('a sliding window of 1,000 send() promises alternates partitions half by half', async () => {
-    broker.createTopic('sw', 4);
-    const producer = client.producer();
+    t.broker.createTopic('sw', 4);
+    const producer = t.client.producer();
     await producer.connect(['sw']);
     const total = 20_000;
     const window: Array<Promise<{ partition: number }>> = [];
@@ -89,7 +77,7 @@ describe('producer: a busy sticky partition', () => {
       window.push(producer.send({ topic: 'sw', value: `r${i}`.padEnd(100, '.') }));
     }
     for (const r of await Promise.all(window)) partitions.push(r.partition);
-    const requests = broker.produceRequests;
+    const requests = t.broker.produceRequests;
     await producer.close();
     // Runs of consecutive records on one partition, after the first 5,000: each run is a piece
     // of the window, and the next piece went elsewhere (one partition for the whole window, as
@@ -110,17 +98,17 @@ describe('producer: a busy sticky partition', () => {
   });
 
   it('spreads sendBatch() chunks appended while the partition is busy', async () => {
-    broker.createTopic('b', 4);
-    const producer = client.producer();
+    t.broker.createTopic('b', 4);
+    const producer = t.client.producer();
     await producer.connect(['b']);
-    broker.holdProduce();
+    t.broker.holdProduce();
     const chunk = Array.from({ length: 1000 }, (_, i) => ({
       topic: 'b',
       value: `v${i}`.padEnd(100, '.'),
     }));
     const pending = [producer.sendBatch(chunk), producer.sendBatch(chunk)];
     await tick();
-    broker.releaseProduce();
+    t.broker.releaseProduce();
     const res = (await Promise.all(pending)).flat();
     const perPartition = [0, 1, 2, 3].map((p) => res.filter((r) => r.partition === p).length);
     // 2,000 records of ~110 B, far from a full batch's worth (1 MiB) that alone moved the
@@ -130,10 +118,10 @@ describe('producer: a busy sticky partition', () => {
   });
 
   it('stays on one partition while it carries fewer than 64 records in flight', async () => {
-    broker.createTopic('s', 4);
-    const producer = client.producer();
+    t.broker.createTopic('s', 4);
+    const producer = t.client.producer();
     await producer.connect(['s']);
-    broker.holdProduce();
+    t.broker.holdProduce();
     const sends: Array<Promise<{ partition: number }>> = [];
     // 20 records per turn: a turn's batch goes at once (1st), the next ones follow it on the same
     // partition while it carries < 64 records in flight (20, 40, 60), then it is busy.
@@ -142,7 +130,7 @@ describe('producer: a busy sticky partition', () => {
         sends.push(producer.send({ topic: 's', value: `t${turn}-${i}` }));
       await tick();
     }
-    broker.releaseProduce();
+    t.broker.releaseProduce();
     const res = await Promise.all(sends);
     const partitionOfTurn = (t: number): number => res[t * 20]!.partition;
     for (let t = 0; t < 5; t++) {

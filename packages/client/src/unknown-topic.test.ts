@@ -5,22 +5,10 @@
 // more metadata requests (and about a second of backoff). Auto-creation on a real broker is in
 // test/src/auto-create.test.ts.
 import { ErrorCode } from '@streambus/protocol';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StreamBusClient } from './client.js';
-import { FakeBroker } from './testing/fake-broker.js';
+import { describe, expect, it } from 'vitest';
+import { fakeBrokerEachTest } from './testing/per-test.js';
 
-let broker: FakeBroker;
-let client: StreamBusClient;
-
-beforeEach(async () => {
-  broker = await FakeBroker.start({ defaultPartitions: 1 });
-  client = new StreamBusClient({ bootstrap: broker.bootstrap });
-});
-
-afterEach(async () => {
-  await client.close();
-  await broker.close();
-});
+const t = fakeBrokerEachTest();
 
 const notFound = (topic: string) => ({
   code: ErrorCode.TOPIC_NOT_FOUND,
@@ -32,34 +20,34 @@ const notFound = (topic: string) => ({
 
 describe('unknown topic', () => {
   it('send() fails after one metadata request, not retriable', async () => {
-    const producer = client.producer({ lingerMs: 0 });
-    const before = broker.metadataRequests;
+    const producer = t.client.producer({ lingerMs: 0 });
+    const before = t.broker.metadataRequests;
     await expect(producer.send({ topic: 'nope', value: 'x' })).rejects.toMatchObject(
       notFound('nope'),
     );
-    expect(broker.metadataRequests - before).toBe(1);
+    expect(t.broker.metadataRequests - before).toBe(1);
     // Absence is not cached: once the topic exists the same producer sends to it.
-    broker.createTopic('nope', 1);
+    t.broker.createTopic('nope', 1);
     expect((await producer.send({ topic: 'nope', value: 'y' })).offset).toBe(0);
   });
 
   it('sendBatch() fails the same way', async () => {
-    const producer = client.producer({ lingerMs: 0 });
+    const producer = t.client.producer({ lingerMs: 0 });
     await expect(producer.sendBatch([{ topic: 'nope', value: 'x' }])).rejects.toMatchObject(
       notFound('nope'),
     );
   });
 
   it('assign() fails after one metadata request, not retriable', async () => {
-    const consumer = client.consumer();
-    const before = broker.metadataRequests;
+    const consumer = t.client.consumer();
+    const before = t.broker.metadataRequests;
     await expect(consumer.assign({ topic: 'missing' })).rejects.toMatchObject(notFound('missing'));
-    expect(broker.metadataRequests - before).toBe(1);
+    expect(t.broker.metadataRequests - before).toBe(1);
     expect(consumer.assignment()).toEqual([]);
   });
 
   it('admin calls on a missing topic say TOPIC_NOT_FOUND too', async () => {
-    const admin = client.admin();
+    const admin = t.client.admin();
     await expect(admin.describeTopic('gone')).rejects.toMatchObject(notFound('gone'));
     await expect(admin.describeConfigs('gone')).rejects.toMatchObject(notFound('gone'));
     await expect(admin.alterConfigs('gone', { 'retention.ms': '1' })).rejects.toMatchObject(
@@ -70,14 +58,14 @@ describe('unknown topic', () => {
   });
 
   it('a produce answered UNKNOWN_TOPIC_OR_PARTITION is retried after a metadata refresh', async () => {
-    broker.createTopic('t', 1);
-    const producer = client.producer({ lingerMs: 0 });
+    t.broker.createTopic('t', 1);
+    const producer = t.client.producer({ lingerMs: 0 });
     expect((await producer.send({ topic: 't', value: 'a' })).offset).toBe(0);
     // The topic still exists: the resend succeeds.
-    broker.failNextProduce(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
+    t.broker.failNextProduce(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
     expect((await producer.send({ topic: 't', value: 'b' })).offset).toBe(1);
     // Deleted under the producer: the refresh confirms it is gone and the send fails at once.
-    broker.topics.delete('t');
+    t.broker.topics.delete('t');
     await expect(producer.send({ topic: 't', value: 'c' })).rejects.toMatchObject(notFound('t'));
   });
 });
