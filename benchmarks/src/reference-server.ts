@@ -9,16 +9,23 @@
 // reads piped to the socket), then closed; the least a Node process must do to hand stored bytes
 // to a reader over loopback.
 //
-// Run as a child process: `node reference-server.js <file> <none|always|serve>`; it prints
+// Modes `none-inline` and `always-inline` are the paced latency rows' reference: the same, but
+// each arrival is written with `writeSync` on the main thread (no thread-pool hop before the
+// fsync), the fewest steps between a frame arriving and its durable answer.
+//
+// Run as a child process: `node reference-server.js <file> <mode>`; it prints
 // `{"port":N}` on stdout once listening and exits on SIGTERM or when stdin closes.
-import { closeSync, createReadStream, fsync, openSync, write } from 'node:fs';
+import { closeSync, createReadStream, fsync, openSync, write, writeSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 
-const [file, mode] = process.argv.slice(2);
-if (!file || (mode !== 'none' && mode !== 'always' && mode !== 'serve')) {
-  console.error('usage: reference-server <file> <none|always|serve>');
+const MODES = ['none', 'always', 'none-inline', 'always-inline', 'serve'];
+const [file, modeArg] = process.argv.slice(2);
+if (!file || !modeArg || !MODES.includes(modeArg)) {
+  console.error(`usage: reference-server <file> <${MODES.join('|')}>`);
   process.exit(2);
 }
+const inline = modeArg.endsWith('-inline');
+const mode = inline ? modeArg.slice(0, -'-inline'.length) : modeArg;
 const fd = openSync(file, mode === 'serve' ? 'r' : 'a');
 
 interface Pending {
@@ -63,6 +70,14 @@ const server = createServer((socket) => {
     return;
   }
   socket.setNoDelay(true);
+  const written = (acks: Buffer[]): void => {
+    if (mode === 'always') {
+      unsynced.push({ socket, acks });
+      maybeSync();
+    } else {
+      socket.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
+    }
+  };
   let buffered: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -78,16 +93,16 @@ const server = createServer((socket) => {
     if (frames.length === 0) return;
     const data = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
     const acks = frames.map(ackFor);
+    if (inline) {
+      writeSync(fd, data);
+      written(acks);
+      return;
+    }
     socket.pause();
     write(fd, data, 0, data.length, null, (err) => {
       socket.resume();
       if (err) throw err;
-      if (mode === 'always') {
-        unsynced.push({ socket, acks });
-        maybeSync();
-      } else {
-        socket.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
-      }
+      written(acks);
     });
   });
   socket.on('error', () => socket.destroy());

@@ -59,6 +59,7 @@ import {
   type Suite,
   type SuiteOptions,
 } from '../harness.js';
+import { pacedReferenceLatencies } from '../paced-reference.js';
 import { pacedSendLatencies } from '../paced-send.js';
 import { validationRows } from '../validation-cost.js';
 
@@ -77,7 +78,7 @@ const CHUNKS_OUTSTANDING = 8;
 const LATENCY_RATE = 10_000;
 const START_TIMEOUT_MS = 15_000;
 
-export type RefMode = 'none' | 'always' | 'serve';
+export type RefMode = 'none' | 'always' | 'none-inline' | 'always-inline' | 'serve';
 
 export interface ChildHandle {
   readonly pid: number;
@@ -575,46 +576,113 @@ async function pacedLatencies(
   return latencies;
 }
 
-/** p50 and p99 per run; the rows report the median of the runs' quantiles. */
-async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
-  const rows: ResultRow[] = [];
+/**
+ * The paced latency rows' same-run reference: the same pacing into reference-server.ts (`mode`
+ * none answers after the write, always after a group-commit fsync), for `seconds` with the same
+ * warm-up dropped (paced-reference.ts). Exported for the cluster suite.
+ */
+export async function referencePacedLatencies(
+  tmp: string,
+  mode: 'none' | 'always',
+  seconds: number,
+  dropMs: number,
+): Promise<number[]> {
+  const file = join(tmp, `ref-paced-${mode}-${process.hrtime.bigint()}.log`);
+  const ref = await spawnReference(file, `${mode}-inline`);
+  try {
+    return await pacedReferenceLatencies(ref.port, {
+      rate: LATENCY_RATE,
+      total: Math.round(seconds * LATENCY_RATE),
+      dropMs,
+    });
+  } finally {
+    await ref.stop();
+    await fsp.rm(file, { force: true });
+  }
+}
+
+/** What the latency rows say of their reference (settings.reference). */
+export const PACED_REFERENCE =
+  'reference-server.ts (inline modes) fed one 180-byte frame per record at the same pacing, ' +
+  'answering after its writeSync (acks=1 rows) or after a group-commit fsync (acks=all rows), ' +
+  'runs alternating with ' +
+  "ours; median of its runs' quantiles; ratio = ours / reference (lower is better)";
+
+/**
+ * The p50 and p99 rows of one paced load (`name` p50 / p99): per run the quantiles of our broker
+ * and, alternating with it, of the reference (referencePacedLatencies); the rows report the
+ * median of the runs' quantiles, ours beside the reference's.
+ */
+async function pacedRows(
+  ctx: Ctx,
+  name: string,
+  acks: 1 | -1,
+  producerOptions: ProducerOptions,
+  inflight: string,
+  target: string,
+): Promise<ResultRow[]> {
   const seconds = ctx.options.quick ? 2 : 4;
   const runs = ctx.options.quick ? 1 : 5;
-  for (const acks of [1, -1] as const) {
-    const p50s: number[] = [];
-    const p99s: number[] = [];
-    let measured = 0;
-    for (let i = 0; i < runs; i++) {
-      const latencies = await pacedLatencies(ctx, acks, seconds);
-      measured += latencies.length;
-      p50s.push(quantile(latencies, 0.5));
-      p99s.push(quantile(latencies, 0.99));
-    }
-    const settings = {
-      durability: durabilityFor(acks),
-      acks: acks === 1 ? 1 : 'all',
-      recordValueBytes: 100,
-      records: Math.round(seconds * LATENCY_RATE) * runs,
-      measured,
-      partitions: 1,
-      runs,
-      secondsPerRun: seconds,
-      inflight: 'client default (producer send() per record, lingerMs 0)',
-      rateRecordsPerSec: LATENCY_RATE,
-      pacing: 'records due are sent every ~1 ms timer tick',
-      reference: 'none',
-    };
-    const name = `latency acks=${acks === 1 ? '1' : 'all'}`;
-    rows.push(row(`${name} p50`, median(p50s), 'ms', { ...settings, values: p50s }));
-    rows.push(
-      row(`${name} p99`, median(p99s), 'ms', {
-        ...settings,
-        values: p99s,
-        target: acks === 1 ? '<= 1 ms' : '<= 2 ms',
-      }),
+  const dropMs = 500;
+  const p50s: number[] = [];
+  const p99s: number[] = [];
+  const refP50s: number[] = [];
+  const refP99s: number[] = [];
+  let measured = 0;
+  for (let i = 0; i < runs; i++) {
+    const latencies = await pacedLatencies(ctx, acks, seconds, producerOptions);
+    measured += latencies.length;
+    p50s.push(quantile(latencies, 0.5));
+    p99s.push(quantile(latencies, 0.99));
+    const ref = await referencePacedLatencies(
+      ctx.tmp,
+      acks === 1 ? 'none' : 'always',
+      seconds,
+      dropMs,
     );
+    refP50s.push(quantile(ref, 0.5));
+    refP99s.push(quantile(ref, 0.99));
   }
-  return rows;
+  const settings = {
+    durability: durabilityFor(acks),
+    acks: acks === 1 ? 1 : 'all',
+    recordValueBytes: 100,
+    records: Math.round(seconds * LATENCY_RATE) * runs,
+    measured,
+    partitions: 1,
+    runs,
+    secondsPerRun: seconds,
+    droppedMs: dropMs,
+    inflight,
+    rateRecordsPerSec: LATENCY_RATE,
+    pacing: 'records due are sent every ~1 ms timer tick',
+    reference: PACED_REFERENCE,
+  };
+  return [
+    row(
+      `${name} p50`,
+      median(p50s),
+      'ms',
+      { ...settings, values: p50s, references: refP50s },
+      median(refP50s),
+    ),
+    row(
+      `${name} p99`,
+      median(p99s),
+      'ms',
+      { ...settings, values: p99s, references: refP99s, target },
+      median(refP99s),
+    ),
+  ];
+}
+
+/** The lingerMs 0 rows: acks=1 on a `none` topic, acks=all on an `always` one. */
+async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
+  const inflight = 'client default (producer send() per record, lingerMs 0)';
+  return [
+    ...(await pacedRows(ctx, 'latency acks=1', 1, { lingerMs: 0 }, inflight, '<= 1 ms')),
+    ...(await pacedRows(ctx, 'latency acks=all', -1, { lingerMs: 0 }, inflight, '<= 2 ms')),
+  ];
 }
 
 const SEND_WINDOW = 1000;
@@ -751,43 +819,15 @@ async function perRecordSendRows(ctx: Ctx): Promise<ResultRow[]> {
       m.reference,
     ),
   ];
-  const seconds = ctx.options.quick ? 2 : 4;
-  const runs = ctx.options.quick ? 1 : 5;
-  const p50s: number[] = [];
-  const p99s: number[] = [];
-  let measured = 0;
-  for (let i = 0; i < runs; i++) {
-    const latencies = await pacedLatencies(ctx, -1, seconds, {});
-    measured += latencies.length;
-    p50s.push(quantile(latencies, 0.5));
-    p99s.push(quantile(latencies, 0.99));
-  }
-  const settings = {
-    durability: 'always',
-    acks: 'all',
-    recordValueBytes: 100,
-    records: Math.round(seconds * LATENCY_RATE) * runs,
-    measured,
-    partitions: 1,
-    runs,
-    secondsPerRun: seconds,
-    inflight: 'client default (producer send() per record, default options: adaptive batching)',
-    rateRecordsPerSec: LATENCY_RATE,
-    pacing: 'records due are sent every ~1 ms timer tick',
-    reference: 'none',
-  };
   rows.push(
-    row('latency send() default options acks=all p50', median(p50s), 'ms', {
-      ...settings,
-      values: p50s,
-    }),
-  );
-  rows.push(
-    row('latency send() default options acks=all p99', median(p99s), 'ms', {
-      ...settings,
-      values: p99s,
-      target: '<= 2 ms',
-    }),
+    ...(await pacedRows(
+      ctx,
+      'latency send() default options acks=all',
+      -1,
+      {},
+      'client default (producer send() per record, default options: adaptive batching)',
+      '<= 2 ms',
+    )),
   );
   return rows;
 }
