@@ -12,22 +12,24 @@ describe('paced reference (the latency rows’ same-run reference)', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  it('times every frame to its fsynced answer and writes every frame to the file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sb-paced-ref-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'ref.log');
-    const ref = await spawnReference(file, 'always');
-    cleanups.push(() => ref.stop());
-    const latencies = await pacedReferenceLatencies(ref.port, {
-      rate: 2000,
-      total: 300,
-      dropMs: 0,
+  for (const mode of ['always-inline', 'none-inline'] as const) {
+    it(`times every frame to its answer and writes every frame first (${mode})`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sb-paced-ref-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const file = join(dir, 'ref.log');
+      const ref = await spawnReference(file, mode);
+      cleanups.push(() => ref.stop());
+      const latencies = await pacedReferenceLatencies(ref.port, {
+        rate: 2000,
+        total: 300,
+        dropMs: 0,
+      });
+      expect(latencies).toHaveLength(300);
+      for (const ms of latencies) expect(ms).toBeGreaterThan(0);
+      // Answered only after the write: every frame is in the file (180 bytes each).
+      expect(statSync(file).size).toBe(300 * 180);
     });
-    expect(latencies).toHaveLength(300);
-    for (const ms of latencies) expect(ms).toBeGreaterThan(0);
-    // Answered only after the write: every frame is in the file (180 bytes each).
-    expect(statSync(file).size).toBe(300 * 180);
-  });
+  }
 
   it('fails, not hangs, when the server goes away', async () => {
     let server: Server | undefined;
