@@ -20,7 +20,8 @@
 //                     outstanding, default options (adaptive batching); reference: sendBatch() of
 //                     the same records, alternating runs; then its latency at a paced 10,000/s.
 //   latency acks=1 / acks=all   median over runs of p50 and p99 ms from Producer.send() to its acknowledgement at a
-//                     paced 10,000 records/s (lingerMs 0); no reference (stated in the row).
+//                     paced 10,000 records/s (lingerMs 0); reference: the same pacing into
+//                     reference-server.ts's inline modes, runs alternating (paced-reference.ts).
 //   validate walk <codec> / produce prebuilt <codec> acks=1   cost of walking every record before
 //                     appending (none, lz4, gzip): the walk alone in this process vs the broker's
 //                     rate on the same batches (validation-cost.ts says how to read the ratios).
@@ -561,7 +562,6 @@ async function pacedLatencies(
   seconds: number,
   producerOptions: ProducerOptions = { lingerMs: 0 },
 ): Promise<number[]> {
-  const warmupMs = 500;
   const value = Buffer.from(''.padEnd(100, 'l'));
   const topic = await freshTopic(ctx, `lat${acks === 1 ? '1' : 'all'}`, acks, 1);
   const producer = ctx.client.producer({ ...producerOptions, acks: acks === 1 ? 1 : 'all' });
@@ -569,7 +569,7 @@ async function pacedLatencies(
   const latencies = await pacedSendLatencies(producer, topic, value, {
     rate: LATENCY_RATE,
     total: Math.round(seconds * LATENCY_RATE),
-    dropMs: warmupMs,
+    dropMs: PACED_DROP_MS,
   });
   await producer.close();
   await ctx.client.admin().deleteTopic(topic);
@@ -601,6 +601,43 @@ export async function referencePacedLatencies(
   }
 }
 
+/** Per-run p50/p99 of ours and of the reference, runs alternating (ours first). */
+export interface PacedQuantiles {
+  readonly p50s: number[];
+  readonly p99s: number[];
+  readonly refP50s: number[];
+  readonly refP99s: number[];
+  /** Latencies of ours measured over all runs. */
+  measured: number;
+}
+
+/**
+ * `runs` runs of `ours` (one paced run returning its latencies), each followed by a reference run
+ * of `seconds` in `mode` (referencePacedLatencies), so both see the same machine weather.
+ */
+export async function alternatePaced(
+  tmp: string,
+  runs: number,
+  seconds: number,
+  mode: 'none' | 'always',
+  ours: () => Promise<number[]>,
+): Promise<PacedQuantiles> {
+  const q: PacedQuantiles = { p50s: [], p99s: [], refP50s: [], refP99s: [], measured: 0 };
+  for (let i = 0; i < runs; i++) {
+    const latencies = await ours();
+    q.measured += latencies.length;
+    q.p50s.push(quantile(latencies, 0.5));
+    q.p99s.push(quantile(latencies, 0.99));
+    const ref = await referencePacedLatencies(tmp, mode, seconds, PACED_DROP_MS);
+    q.refP50s.push(quantile(ref, 0.5));
+    q.refP99s.push(quantile(ref, 0.99));
+  }
+  return q;
+}
+
+/** The warm-up every paced run drops. */
+export const PACED_DROP_MS = 500;
+
 /** What the latency rows say of their reference (settings.reference). */
 export const PACED_REFERENCE =
   'reference-server.ts (inline modes) fed one 180-byte frame per record at the same pacing, ' +
@@ -623,26 +660,13 @@ async function pacedRows(
 ): Promise<ResultRow[]> {
   const seconds = ctx.options.quick ? 2 : 4;
   const runs = ctx.options.quick ? 1 : 5;
-  const dropMs = 500;
-  const p50s: number[] = [];
-  const p99s: number[] = [];
-  const refP50s: number[] = [];
-  const refP99s: number[] = [];
-  let measured = 0;
-  for (let i = 0; i < runs; i++) {
-    const latencies = await pacedLatencies(ctx, acks, seconds, producerOptions);
-    measured += latencies.length;
-    p50s.push(quantile(latencies, 0.5));
-    p99s.push(quantile(latencies, 0.99));
-    const ref = await referencePacedLatencies(
-      ctx.tmp,
-      acks === 1 ? 'none' : 'always',
-      seconds,
-      dropMs,
-    );
-    refP50s.push(quantile(ref, 0.5));
-    refP99s.push(quantile(ref, 0.99));
-  }
+  const { p50s, p99s, refP50s, refP99s, measured } = await alternatePaced(
+    ctx.tmp,
+    runs,
+    seconds,
+    acks === 1 ? 'none' : 'always',
+    () => pacedLatencies(ctx, acks, seconds, producerOptions),
+  );
   const settings = {
     durability: durabilityFor(acks),
     acks: acks === 1 ? 1 : 'all',
@@ -652,7 +676,7 @@ async function pacedRows(
     partitions: 1,
     runs,
     secondsPerRun: seconds,
-    droppedMs: dropMs,
+    droppedMs: PACED_DROP_MS,
     inflight,
     rateRecordsPerSec: LATENCY_RATE,
     pacing: 'records due are sent every ~1 ms timer tick',

@@ -11,7 +11,8 @@
 //   cluster consume 100 B       records/s of one Consumer reading a filled 1-partition RF 3 topic
 //                      from the earliest offset to its end (its leader serves).
 //   cluster latency acks=all p50 / p99   send() per record at a paced 10,000 records/s, lingerMs 0,
-//                      1 partition RF 3, durability always; medians of the runs' quantiles.
+//                      1 partition RF 3, durability always; medians of the runs' quantiles; the
+//                      broker suite's paced reference (same disk) alternating with the runs.
 //   cluster failover           ms from kill -9 of a partition's leader until the first produce
 //                      acknowledged after it (by the new leader), median of 5; the broker is
 //                      restarted and the cluster ready again before the next run.
@@ -29,7 +30,6 @@ import { TestCluster } from '../../../test/dist/cluster-harness.js';
 import {
   median,
   medianOfRuns,
-  quantile,
   type ResultRow,
   row,
   type Suite,
@@ -37,10 +37,11 @@ import {
 } from '../harness.js';
 import { pacedSendLatencies } from '../paced-send.js';
 import {
+  alternatePaced,
   endOffsetSum,
+  PACED_DROP_MS,
   PACED_REFERENCE,
   procStatusKiB,
-  referencePacedLatencies,
   sendChunks,
 } from './broker.js';
 import { reassignmentRows, rollingRestartRows } from './cluster-ops.js';
@@ -278,35 +279,30 @@ async function consumeRow(ctx: Ctx): Promise<ResultRow> {
 async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
   const seconds = ctx.options.quick ? 2 : 4;
   const runs = ctx.options.quick ? 1 : 5;
-  const p50s: number[] = [];
-  const p99s: number[] = [];
-  const refP50s: number[] = [];
-  const refP99s: number[] = [];
-  let measured = 0;
-  for (let i = 0; i < runs; i++) {
-    const topic = `lat-${++ctx.topicSeq}`;
-    await createReplicated(ctx.client, topic, 1, RF, 'always');
-    const producer = ctx.client.producer({ acks: 'all', lingerMs: 0 });
-    try {
-      await producer.send({ topic, value: 'warm-up' });
-      const latencies = await pacedSendLatencies(producer, topic, Buffer.alloc(100, 108), {
-        rate: LATENCY_RATE,
-        total: seconds * LATENCY_RATE,
-        dropMs: 500,
-      });
-      measured += latencies.length;
-      p50s.push(quantile(latencies, 0.5));
-      p99s.push(quantile(latencies, 0.99));
-    } finally {
-      await producer.close();
-    }
-    await ctx.client.admin().deleteTopic(topic);
-    // The disk's share, alternating with ours: one Node process's paced write + group-commit
-    // fdatasync on the same disk (all three brokers' fsyncs stall at the same instants here).
-    const ref = await referencePacedLatencies(tmpdir(), 'always', seconds, 500);
-    refP50s.push(quantile(ref, 0.5));
-    refP99s.push(quantile(ref, 0.99));
-  }
+  // The reference runs on the same disk, where the three brokers' fsyncs stall at the same
+  // instants as its own.
+  const { p50s, p99s, refP50s, refP99s, measured } = await alternatePaced(
+    tmpdir(),
+    runs,
+    seconds,
+    'always',
+    async () => {
+      const topic = `lat-${++ctx.topicSeq}`;
+      await createReplicated(ctx.client, topic, 1, RF, 'always');
+      const producer = ctx.client.producer({ acks: 'all', lingerMs: 0 });
+      try {
+        await producer.send({ topic, value: 'warm-up' });
+        return await pacedSendLatencies(producer, topic, Buffer.alloc(100, 108), {
+          rate: LATENCY_RATE,
+          total: seconds * LATENCY_RATE,
+          dropMs: PACED_DROP_MS,
+        });
+      } finally {
+        await producer.close();
+        await ctx.client.admin().deleteTopic(topic);
+      }
+    },
+  );
   const settings = {
     brokers: 3,
     replicationFactor: RF,
@@ -318,7 +314,7 @@ async function latencyRows(ctx: Ctx): Promise<ResultRow[]> {
     partitions: 1,
     runs,
     secondsPerRun: seconds,
-    droppedMs: 500,
+    droppedMs: PACED_DROP_MS,
     rateRecordsPerSec: LATENCY_RATE,
     inflight: 'client default (producer send() per record, lingerMs 0)',
     reference: PACED_REFERENCE,
