@@ -1073,6 +1073,8 @@ export class ClusterNode {
       },
       initialVoters: h.replicas as NodeId[],
       transport: this.replicaTransport,
+      // Back-pressure from the reassignment throttle: no appends pile up behind its budget.
+      raft: { sendPaused: (to) => this.reassignmentThrottle.backlogged(key, to) },
       host: this.host,
       random: this.random,
       uncommittedBudget: this.uncommittedBudget,

@@ -64,6 +64,15 @@ export interface RaftConfig {
    */
   readonly lazyCommitBroadcast: boolean;
   /**
+   * Flow control from outside the core: while it returns true for a follower, the leader sends
+   * it no appends or snapshots (heartbeats still go, and the in-flight window is kept). The link
+   * to that follower is backed up (a throttled reassignment, for one); sending more would only
+   * queue bytes behind it, and past the queue's bound they would be dropped and resent. A
+   * heartbeat or append response after it turns false resumes sending. It must be a pure read
+   * of state the caller owns (no side effects, no I/O). Default: never paused.
+   */
+  readonly sendPaused?: (to: NodeId) => boolean;
+  /**
    * Test-only switches that break safety on purpose, so the simulator's checkers can be shown
    * to fail. Never set them outside tests.
    */

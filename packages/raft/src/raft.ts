@@ -1092,7 +1092,7 @@ export class RaftNode {
   /** Sends what `id` needs next; returns false if nothing was sent (paused or caught up). */
   private sendAppend(id: NodeId, sendIfEmpty: boolean): boolean {
     const pr = this.progress.get(id);
-    if (!pr || pr.isPaused()) return false;
+    if (!pr || pr.isPaused() || this.cfg.sendPaused?.(id)) return false;
     const prevIndex = (pr.next - 1) as LogIndex;
     const prevTerm = this.log.term(prevIndex);
     if (prevTerm === undefined || pr.next < this.log.firstIndex()) {

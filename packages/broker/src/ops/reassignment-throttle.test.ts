@@ -114,6 +114,29 @@ describe('the reassignment throttle', () => {
     expect(t.throttle.waitingBytes).toBe(0);
   });
 
+  it('is backlogged from a second of budget queued until it drains (back-pressure on Raft)', () => {
+    const t = setup(10_000);
+    expect(t.throttle.backlogged(G, 4)).toBe(false);
+    // The first second's credit starts at zero: 1 kB appends queue.
+    for (let i = 1; i <= 9; i++) t.throttle.send(G, [append(4, 1000, i)]);
+    expect(t.throttle.backlogged(G, 4)).toBe(false);
+    for (let i = 10; i <= 12; i++) t.throttle.send(G, [append(4, 1000, i)]);
+    expect(t.throttle.waitingBytes).toBeGreaterThanOrEqual(10_000);
+    expect(t.throttle.backlogged(G, 4)).toBe(true);
+    // Only that pair: another peer or partition is never backlogged.
+    expect(t.throttle.backlogged(G, 2)).toBe(false);
+    expect(t.throttle.backlogged(H, 4)).toBe(false);
+    // 300 ms at 10 kB/s sends about 3 kB: below a second's worth again.
+    for (let ms = 0; ms < 300; ms += 100) t.advance(100);
+    expect(t.throttle.waitingBytes).toBeLessThan(10_000);
+    expect(t.throttle.backlogged(G, 4)).toBe(false);
+    // A budget of 0 (unlimited) is never backlogged, whatever waits.
+    for (let i = 13; i <= 30; i++) t.throttle.send(G, [append(4, 1000, i)]);
+    expect(t.throttle.backlogged(G, 4)).toBe(true);
+    t.setBudget(0);
+    expect(t.throttle.backlogged(G, 4)).toBe(false);
+  });
+
   it('drops past its bounds (Raft resends) and counts it', () => {
     const t = setup(1, { queuedBytesMax: 3000, queuedMessagesMax: 100 });
     for (let i = 1; i <= 5; i++) t.throttle.send(G, [append(4, 1000, i)]);

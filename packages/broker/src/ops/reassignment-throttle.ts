@@ -9,6 +9,14 @@
 // the rest stays at the head of the queue as an append that follows them. So a burst is at most
 // one second of budget plus one entry, not a whole append (up to `appendBytesMax`, 1 MiB).
 //
+// Back-pressure: a pair holding a second of budget or more is `backlogged`, and the replica's
+// Raft leader sends that follower no more appends until it drains (RaftConfig.sendPaused). So
+// a pair's queue stays near one second of budget plus one append, and every byte of the budget
+// carries new entries. Without it the leader kept sending (a heartbeat response frees one slot
+// of its in-flight window, 64 MiB), the queue grew by an append per heartbeat past its bound,
+// dropped, and the follower's rejects made the leader resend from its match: a 100 MB move
+// under a 4 MiB/s budget sent 194 MB and ran at 2.2 MB/s, stalled for 20 s in the middle.
+//
 // Bounds: at most `queuedBytesMax` bytes and `queuedMessagesMax` messages wait in all; past
 // either a message is dropped (counted), which Raft tolerates (the leader resends from the
 // follower's match). A pair no longer throttled (the reassignment completed, or the budget set
@@ -32,6 +40,12 @@ interface Pair {
   readonly group: GroupKey;
   readonly to: number;
   readonly queue: Array<{ message: Message; bytes: number }>;
+  /** Entry bytes in `queue`. */
+  bytes: number;
+}
+
+function pairKey(group: GroupKey, to: number): string {
+  return `${group.topicId}/${group.partition}:${to}`;
 }
 
 export function messageBytes(m: Message): number {
@@ -95,7 +109,7 @@ export class ReassignmentThrottle {
     const through: Message[] = [];
     const unlimited = this.o.bytesPerSecond() <= 0;
     for (const m of messages) {
-      const k = `${group.topicId}/${group.partition}:${m.to}`;
+      const k = pairKey(group, m.to);
       const pair = this.pairs.get(k);
       if (pair === undefined && (unlimited || !this.o.throttled(group, m.to))) {
         through.push(m);
@@ -109,14 +123,26 @@ export class ReassignmentThrottle {
         this.stats.droppedMessages++;
         continue;
       }
-      const p = pair ?? { group, to: m.to, queue: [] };
+      const p = pair ?? { group, to: m.to, queue: [], bytes: 0 };
       if (pair === undefined) this.pairs.set(k, p);
       p.queue.push({ message: m, bytes });
+      p.bytes += bytes;
       this.queuedBytes += bytes;
       this.queuedMessages++;
     }
     if (through.length > 0) this.o.send(group, through);
     if (this.pairs.size > 0) this.pump();
+  }
+
+  /**
+   * Whether `group`'s traffic to `to` waits behind a second of budget or more (at least one
+   * byte): its leader should send it nothing more for now (RaftConfig.sendPaused). A pure read.
+   */
+  backlogged(group: GroupKey, to: number): boolean {
+    const p = this.pairs.get(pairKey(group, to));
+    if (p === undefined) return false;
+    const rate = this.o.bytesPerSecond();
+    return rate > 0 && p.bytes >= Math.max(1, rate) && this.o.throttled(group, to);
   }
 
   /** Sends what the budget allows now (called on every send and on the house tick). */
@@ -150,6 +176,7 @@ export class ReassignmentThrottle {
           this.stats.throttledBytes += leaving.bytes;
         }
         this.queuedBytes -= leaving.bytes;
+        p.bytes -= leaving.bytes;
         out.push(leaving.message);
       }
       if (out.length > 0) this.o.send(p.group, out);
