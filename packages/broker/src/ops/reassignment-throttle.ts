@@ -139,6 +139,8 @@ export class ReassignmentThrottle {
    * byte): its leader should send it nothing more for now (RaftConfig.sendPaused). A pure read.
    */
   backlogged(group: GroupKey, to: number): boolean {
+    // Asked before every append a leader sends: nothing queued (the usual case) costs no key.
+    if (this.pairs.size === 0) return false;
     const p = this.pairs.get(pairKey(group, to));
     if (p === undefined) return false;
     const rate = this.o.bytesPerSecond();
