@@ -63,7 +63,17 @@
 //   - If the leader crashes before its write, followers may hold entries the leader lost; that
 //     is an ordinary Raft log divergence, resolved by the next leader (the entries were never
 //     committed through the lost copy).
-// A Ready that changes term or vote (an election) is persisted first, as the contract says.
+// A Ready that changes term or vote (an election) is persisted first, as the contract says,
+// with one exception: requests for votes (Vote, PreVote) leave at once, before the candidate's
+// own hard state (term, vote for itself) is saved. A request promises nothing: the voters
+// persist their own vote before answering (below), and what the candidate's term and self-vote
+// protect is its acting as leader, and every message it sends as leader comes from a later
+// Ready, taken only once this one's hard state is saved (`process()` is serialized). A
+// candidate that crashes before the save has sent nothing but the requests; the votes it got
+// are for a term it never led in. (etcd-raft's asynchronous storage writes send MsgVote the
+// same way, only the self-vote waits for the disk.) That takes the candidate's hard-state
+// write (a file replaced with two fsyncs) off a leadership transfer's critical path: it runs
+// in parallel with the voters' (issue 12, the rolling-restart hand-over).
 // So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
 //
 // Pipelined persistence (the core's `asyncStorageWrites`, docs/raft.md; issue 9). A Ready's
@@ -807,7 +817,13 @@ export class PartitionReplica implements HostedGroup {
       this.node.currentRole === StateRole.Leader &&
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
+    let held: readonly Message[] = rd.messages;
     if (early) this.send(rd.messages);
+    else if (rd.messages.some(isVoteRequest)) {
+      // Vote requests leave before the hard state is saved (see top); the rest waits.
+      this.send(rd.messages.filter(isVoteRequest));
+      held = rd.messages.filter((m) => !isVoteRequest(m));
+    }
     const probeLast = rd.entries[rd.entries.length - 1];
     const probeAt = this.probe && probeLast ? this.probe.readyTaken(early, probeLast.index) : 0;
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
@@ -830,7 +846,7 @@ export class PartitionReplica implements HostedGroup {
         () => undefined, // the replica goes offline (below); nothing held is sent
       );
     }
-    if (!early) this.hold(rd.messages);
+    if (!early) this.hold(held);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
     if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
@@ -1521,4 +1537,9 @@ function checkFraming(batches: Buffer, checkCrc: boolean): void {
       );
     }
   }
+}
+
+/** A candidate's (or pre-candidate's) request for a vote: promises nothing (see top). */
+function isVoteRequest(m: Message): boolean {
+  return m.type === MessageType.Vote || m.type === MessageType.PreVote;
 }
