@@ -10,6 +10,8 @@
 //   checkReadable(): void   LEADER_NOT_AVAILABLE on a leader whose term has not committed yet
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   leaderHint: { leaderId, leaderEpoch }   leaderId, or on a leader that handed its leadership
+//                                  over, the target while it campaigns (see `successorHint`)
 //   quiesced: boolean (idle group, no ticks or heartbeats; default on, raft.quiesce: false off)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   replicaLag(): per follower { id, entriesBehind, ticksBehind } on the leader; [] elsewhere
@@ -317,6 +319,8 @@ export class PartitionReplica implements HostedGroup {
   private leaderTerm = 0;
   /** The replica this leader last handed its leadership to in `leaderTerm` (successorHint). */
   private transferTo: NodeId = NONE;
+  /** The transfer target this replica stepped down for, and its term (`leaderHint`). */
+  private successor: { leaderId: NodeId; leaderEpoch: number } | null = null;
   /**
    * The leader's producer table: a copy of the log's taken when its log was placed, plus its own
    * proposals (replica-producers.ts). Null when not leading.
@@ -454,6 +458,24 @@ export class PartitionReplica implements HostedGroup {
   }
   get leaderId(): NodeId {
     return this.node.currentLead;
+  }
+  /**
+   * Whom to send a client refused here: the known leader, else (on a leader that stepped down on
+   * its transfer target's vote request) the target, while the term is the one it campaigns in
+   * and no leader is known: the old leader's broker then refuses a produce naming the target at
+   * once, instead of waiting for the election's outcome (`ELECTION_WAIT_MS_MAX`, 250 ms) and,
+   * when that takes longer under load, refusing naming nobody (a Metadata round and a backoff
+   * for the client: issue 12, seen in rolling restarts at load average 10).
+   */
+  get leaderHint(): { leaderId: NodeId; leaderEpoch: number } {
+    const term = this.node.currentTerm;
+    const lead = this.node.currentLead;
+    if (lead !== NONE) return { leaderId: lead, leaderEpoch: term };
+    const s = this.successor;
+    if (s !== null && s.leaderEpoch === term && this.node.currentRole === StateRole.Follower) {
+      return s;
+    }
+    return { leaderId: NONE, leaderEpoch: term };
   }
   /** The leader epoch: the current Raft term. */
   get leaderEpoch(): number {
@@ -1095,6 +1117,7 @@ export class PartitionReplica implements HostedGroup {
       this.resolvePending();
       this.leaderProducers = null;
       const next = this.successorHint();
+      this.successor = next.leaderId !== NONE && next.leaderId !== this.self ? next : null;
       this.failAll(
         new NotLeaderError(
           next.leaderId,
