@@ -3,6 +3,10 @@
 // explain the row's p99 during the restart, they are not results.
 //
 //   node benchmarks/dist/rolling-restart.js [--steady-ms 2000] [--runs 1] [--slow-ms 30]
+//                                           [--durability always|none]
+//
+// --durability (default `always`, as the bench row): the topic's durability. `none` takes the
+// fsyncs (and so the disk's stalls) out of every ack, leaving the hand-over's own mechanics.
 //
 // Prints per run the p50/p99 before, during and after, the failed sends, each restart's steps
 // (ms from the start of `during`), and every stall: a run of sends to one partition slower than
@@ -21,8 +25,12 @@ const { values } = parseArgs({
     'steady-ms': { type: 'string', default: '2000' },
     runs: { type: 'string', default: '1' },
     'slow-ms': { type: 'string', default: '30' },
+    durability: { type: 'string', default: 'always' },
   },
 });
+const durability = values.durability;
+if (durability !== 'always' && durability !== 'none')
+  throw new Error(`--durability must be always or none, not ${durability}`);
 const steadyMs = Number(values['steady-ms']);
 const slowMs = Number(values['slow-ms']);
 const GAP_MS = 50;
@@ -154,12 +162,14 @@ function handOvers(from: number): string[] {
 
 await withClusterEnv(3, {}, async (cluster, client) => {
   for (let i = 0; i < Number(values.runs); i++) {
-    const run = await rollingRestartRun(cluster, client, steadyMs, `ops-rolling-${i}`);
+    const run = await rollingRestartRun(cluster, client, steadyMs, `ops-rolling-${i}`, durability);
     const f = (p: 'before' | 'during' | 'after'): string => {
       const l = phaseLatencies(run, p);
       return `${p} n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
     };
-    console.log(`run ${i}: ${f('before')} | ${f('during')} | ${f('after')} | failed ${run.failed}`);
+    console.log(
+      `run ${i} (durability ${durability}): ${f('before')} | ${f('during')} | ${f('after')} | failed ${run.failed}`,
+    );
     const rel = (t: number): string => (t - run.bounds.during).toFixed(0);
     for (const s of run.steps) {
       console.log(

@@ -541,6 +541,13 @@ export class ClusterNode {
         partition: p.index,
         isLeader: r.role === 'leader',
         inSync: r.role === 'leader' ? r.inSyncReplicas() : [],
+        // A getter: only a hand-over reads it (replicaLag copies the Raft progress).
+        get caughtUp() {
+          return r
+            .replicaLag()
+            .filter((l) => l.ticksBehind === 0)
+            .map((l) => l.id);
+        },
         ledForMs: this.ledForMs(k, r),
         // A replica that stopped leading, closed or went offline meanwhile refuses: skipped (the
         // hand-over and the balancer look again on their next round).

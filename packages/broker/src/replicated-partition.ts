@@ -85,9 +85,12 @@ const REOPEN_WAIT_MS_MAX = 5000;
  */
 export const ELECTION_WAIT_MS_MAX = 250;
 
-/** An election is under way on `r`: a candidate, or a follower that knows no leader. */
+/**
+ * An election is under way on `r`: a candidate, or a follower that knows no leader and has no
+ * hint either (a leader that handed over names its target at once: `leaderHint`).
+ */
 function electing(r: PartitionReplica): boolean {
-  return r.role === 'candidate' || (r.role === 'follower' && r.leaderId === NONE);
+  return r.role === 'candidate' || (r.role === 'follower' && r.leaderHint.leaderId === NONE);
 }
 
 /** Damage (needs a repair), as opposed to a storage failure that may pass (ENOSPC, EIO...). */
@@ -393,12 +396,12 @@ export class ReplicatedPartition implements ServedPartition {
   private serving(): PartitionReplica {
     const replica = this.usable();
     if (replica.role !== 'leader') {
-      const hint = replica.leaderId;
+      const { leaderId: hint, leaderEpoch } = replica.leaderHint;
       throw new NotLeaderError(
         hint,
         `this broker is not the leader of ${this.topic}-${this.index}` +
           (hint > 0 ? ` (the leader is broker ${hint})` : ' (no leader elected yet)'),
-        replica.leaderEpoch,
+        leaderEpoch,
       );
     }
     return replica;

@@ -74,6 +74,25 @@ describe('leadership hand-over and balancing', () => {
     expect(handoffTargets(s2, 1, [held(0, true, [1, 2, 3], log)], () => 1)[0]!.to).toBe(3);
   });
 
+  it('tries first the in-sync replicas whose match reaches the commit index now (rule 1)', () => {
+    const s = cluster(3, 1);
+    expect(topicByName(s, 't')!.partitions[0]!.replicas).toEqual([1, 2, 3]);
+    const log: string[] = [];
+    // 2 (first in assignment order) is in sync but behind, as a broker restarted a moment ago.
+    const behind2 = { ...held(0, true, [1, 2, 3], log), caughtUp: [3] };
+    expect(handoffTargets(s, 1, [behind2], () => 0)[0]!.to).toBe(3);
+    // The next attempt (3 did not take it) tries 2.
+    expect(handoffTargets(s, 1, [behind2], () => 1)[0]!.to).toBe(2);
+    // Both caught up, or neither: assignment order.
+    for (const caughtUp of [[2, 3], []]) {
+      const h = { ...held(0, true, [1, 2, 3], log), caughtUp };
+      expect(handoffTargets(s, 1, [h], () => 0)[0]!.to).toBe(2);
+    }
+    // A caught-up replica that is not in sync is no candidate.
+    const h = { ...held(0, true, [1, 2], log), caughtUp: [3] };
+    expect(handoffTargets(s, 1, [h], () => 0)[0]!.to).toBe(2);
+  });
+
   it('balances back only to a live preferred replica that is in sync by Raft progress', () => {
     let s = cluster(3, 3);
     const t = topicByName(s, 't')!;

@@ -920,6 +920,69 @@ describe('PartitionReplica: a leadership transfer', () => {
   });
 });
 
+describe('PartitionReplica: an election while the candidate saves its hard state', () => {
+  /**
+   * One round of `process()` on every replica with work, without waiting for `stuck` (its
+   * process is held on a gated fsync; `settle()` would wait for it forever).
+   */
+  async function drive(c: ReplicaCluster, stuck: PartitionReplica): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const r of c.live()) {
+      if (!r.hasWork()) continue;
+      if (r === stuck) void r.process();
+      else await r.process();
+    }
+  }
+
+  it("sends a transfer target's vote requests before its hard state is saved, and nothing of its leadership until it is", async () => {
+    const c = open({ seed: 47 });
+    const gates = new Map<number, HandleGate>();
+    for (const id of c.nodes.keys()) {
+      // Only the hard-state file's fsync (raft-hard-state.tmp, before its rename) is gated.
+      const g = gatedHandles(c.node(id).fs, ['sync'], (path) => path.includes('raft-hard-state'));
+      c.node(id).fs = g.fs;
+      gates.set(id, g.gate);
+    }
+    await c.startAll();
+    const l = await c.waitLeader();
+    await catchUp(c);
+    const f = c.live().find((r) => r !== l)!;
+    const others = [...c.nodes.keys()].filter((id) => id !== f.self).sort();
+    const term = l.leaderEpoch;
+    for (const id of others) c.setLink(f.self, id, 'hold');
+    const fromF = () => c.held.filter((h) => h.m.from === f.self).map((h) => h.m);
+    const gate = gates.get(f.self)!;
+    gate.held = true;
+    try {
+      l.transferLeadership(f.self);
+      for (let i = 0; i < 50 && fromF().length < others.length; i++) await drive(c, f);
+      // The requests left while the target's save of (term + 1, vote for itself) still waits on
+      // its fsync: the voters' saves run in parallel with it, not after it.
+      expect(fromF().map((m) => [m.type, m.to, m.term])).toEqual(
+        others.map((id) => [MessageType.Vote, id, term + 1]),
+      );
+      // The voters answer (their own saves are not gated) and the target's core counts a quorum,
+      // but no append or heartbeat of its term leaves while its own vote is not durable.
+      for (const h of c.held.splice(0)) h.transport.send(h.group, [h.m]);
+      for (let i = 0; i < 20; i++) await drive(c, f);
+      expect(f.role).toBe('leader');
+      expect(fromF().filter((m) => m.type !== MessageType.Vote)).toEqual([]);
+    } finally {
+      // Once saved (also when an expectation failed: the close must not wait on the gate).
+      gate.open();
+    }
+    // Then it leads the new term and commits in it.
+    c.release();
+    for (let i = 0; i < 50 && c.leader()?.self !== f.self; i++) await c.tick();
+    const now = await c.waitLeader();
+    expect(now.self).toBe(f.self);
+    expect(now.leaderEpoch).toBe(term + 1);
+    const acked = now.propose(batch(9), -1);
+    await c.tick(3);
+    await expect(acked).resolves.toMatchObject({ baseOffset: expect.any(Number) });
+  });
+});
+
 describe('PartitionReplica: acks=1 and the pending bound', () => {
   it('answers acks=1 once the leader wrote the batch, before any follower has it', async () => {
     const c = open({ seed: 31, replica: { pendingBytesMax: 180 } });

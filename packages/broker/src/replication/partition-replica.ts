@@ -10,6 +10,8 @@
 //   checkReadable(): void   LEADER_NOT_AVAILABLE on a leader whose term has not committed yet
 //   highWatermark, logStartOffset, logEndOffset: number
 //   role: ReplicaRole; leaderId: NodeId (NONE = 0 when unknown); leaderEpoch: number (term)
+//   leaderHint: { leaderId, leaderEpoch }   leaderId, or on a leader that handed its leadership
+//                                  over, the target while it campaigns (see `successorHint`)
 //   quiesced: boolean (idle group, no ticks or heartbeats; default on, raft.quiesce: false off)
 //   inSyncReplicas(): NodeId[]       on the leader; [] elsewhere
 //   replicaLag(): per follower { id, entriesBehind, ticksBehind } on the leader; [] elsewhere
@@ -63,7 +65,17 @@
 //   - If the leader crashes before its write, followers may hold entries the leader lost; that
 //     is an ordinary Raft log divergence, resolved by the next leader (the entries were never
 //     committed through the lost copy).
-// A Ready that changes term or vote (an election) is persisted first, as the contract says.
+// A Ready that changes term or vote (an election) is persisted first, as the contract says,
+// with one exception: requests for votes (Vote, PreVote) leave at once, before the candidate's
+// own hard state (term, vote for itself) is saved. A request promises nothing: the voters
+// persist their own vote before answering (below), and what the candidate's term and self-vote
+// protect is its acting as leader, and every message it sends as leader comes from a later
+// Ready, taken only once this one's hard state is saved (`process()` is serialized). A
+// candidate that crashes before the save has sent nothing but the requests; the votes it got
+// are for a term it never led in. (etcd-raft's asynchronous storage writes send MsgVote the
+// same way, only the self-vote waits for the disk.) That takes the candidate's hard-state
+// write (a file replaced with two fsyncs) off a leadership transfer's critical path: it runs
+// in parallel with the voters' (issue 12, the rolling-restart hand-over).
 // So acks=all costs about one fsync round (the leader's and the followers' run in parallel).
 //
 // Pipelined persistence (the core's `asyncStorageWrites`, docs/raft.md; issue 9). A Ready's
@@ -307,6 +319,8 @@ export class PartitionReplica implements HostedGroup {
   private leaderTerm = 0;
   /** The replica this leader last handed its leadership to in `leaderTerm` (successorHint). */
   private transferTo: NodeId = NONE;
+  /** The transfer target this replica stepped down for, and its term (`leaderHint`). */
+  private successor: { leaderId: NodeId; leaderEpoch: number } | null = null;
   /**
    * The leader's producer table: a copy of the log's taken when its log was placed, plus its own
    * proposals (replica-producers.ts). Null when not leading.
@@ -444,6 +458,24 @@ export class PartitionReplica implements HostedGroup {
   }
   get leaderId(): NodeId {
     return this.node.currentLead;
+  }
+  /**
+   * Whom to send a client refused here: the known leader, else (on a leader that stepped down on
+   * its transfer target's vote request) the target, while the term is the one it campaigns in
+   * and no leader is known: the old leader's broker then refuses a produce naming the target at
+   * once, instead of waiting for the election's outcome (`ELECTION_WAIT_MS_MAX`, 250 ms) and,
+   * when that takes longer under load, refusing naming nobody (a Metadata round and a backoff
+   * for the client: issue 12, seen in rolling restarts at load average 10).
+   */
+  get leaderHint(): { leaderId: NodeId; leaderEpoch: number } {
+    const term = this.node.currentTerm;
+    const lead = this.node.currentLead;
+    if (lead !== NONE) return { leaderId: lead, leaderEpoch: term };
+    const s = this.successor;
+    if (s !== null && s.leaderEpoch === term && this.node.currentRole === StateRole.Follower) {
+      return s;
+    }
+    return { leaderId: NONE, leaderEpoch: term };
   }
   /** The leader epoch: the current Raft term. */
   get leaderEpoch(): number {
@@ -807,7 +839,13 @@ export class PartitionReplica implements HostedGroup {
       this.node.currentRole === StateRole.Leader &&
       rd.snapshot === null &&
       !this.store.hardStateChanges(rd.hardState);
+    let held: readonly Message[] = rd.messages;
     if (early) this.send(rd.messages);
+    else if (rd.messages.some(isVoteRequest)) {
+      // Vote requests leave before the hard state is saved (see top); the rest waits.
+      this.send(rd.messages.filter(isVoteRequest));
+      held = rd.messages.filter((m) => !isVoteRequest(m));
+    }
     const probeLast = rd.entries[rd.entries.length - 1];
     const probeAt = this.probe && probeLast ? this.probe.readyTaken(early, probeLast.index) : 0;
     const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
@@ -830,7 +868,7 @@ export class PartitionReplica implements HostedGroup {
         () => undefined, // the replica goes offline (below); nothing held is sent
       );
     }
-    if (!early) this.hold(rd.messages);
+    if (!early) this.hold(held);
     await this.apply(rd.committedEntries);
     if (this.closed) return;
     if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
@@ -1079,6 +1117,7 @@ export class PartitionReplica implements HostedGroup {
       this.resolvePending();
       this.leaderProducers = null;
       const next = this.successorHint();
+      this.successor = next.leaderId !== NONE && next.leaderId !== this.self ? next : null;
       this.failAll(
         new NotLeaderError(
           next.leaderId,
@@ -1521,4 +1560,9 @@ function checkFraming(batches: Buffer, checkCrc: boolean): void {
       );
     }
   }
+}
+
+/** A candidate's (or pre-candidate's) request for a vote: promises nothing (see top). */
+function isVoteRequest(m: Message): boolean {
+  return m.type === MessageType.Vote || m.type === MessageType.PreVote;
 }

@@ -150,7 +150,11 @@ describe('cluster simulation', () => {
   });
 
   it('the broken variant without leader read-gating is caught (a new leader served below an acknowledged offset)', async () => {
-    const s = await runClusterSeeds(1, 60, {
+    // Rare: a new leader elected before it heard the commit index and read at once. 2 of seeds
+    // 1-160 catch it (143, 157) since a candidate's vote requests leave before its hard state is
+    // saved (elections end sooner); before that 4 of 1-200 did (8, 134, 143, 147), so 60 seeds
+    // were enough then.
+    const s = await runClusterSeeds(1, 160, {
       replica,
       faultPhaseMs: FAULT_PHASE_MS,
       unsafeUngatedLeaderReads: true,
