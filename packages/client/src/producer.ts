@@ -238,6 +238,12 @@ class PartitionState implements PartitionFlow {
     return t.sticky === this.partition ? t.recentRecords : this.ownRecentRecords;
   }
 
+  /** PartitionFlow: nothing in flight of what recentRecords counts (the topic's, if sticky). */
+  get idle(): boolean {
+    const t = this.topicFlow;
+    return t.sticky === this.partition ? t.inflightRecords === 0 : this.inflightRequests === 0;
+  }
+
   /** PartitionFlow: a batch closed now waits for a recovery to end. */
   get blocked(): boolean {
     return this.failed || this.recovering;
@@ -565,8 +571,10 @@ export class Producer {
     this.lastIndex = batch.builder.recordCount - 1;
     if (this.policy === null) {
       if (batch.builder.sizeBytes >= this.batchBytesMax) this.closeBatch(ps);
-    } else if (batch.builder.sizeBytes >= this.batchBytesMax || this.policy.closeOnAppend(ps)) {
+    } else if (batch.builder.sizeBytes >= this.batchBytesMax) {
       this.closeBatch(ps);
+    } else if (this.policy.closeOnAppend(ps)) {
+      this.closeBatch(ps, true);
     } else if (ps.lingerTimer === null) {
       // The batch waited past its first turn: look at it again at the end of this one.
       this.atTurnEnd(ps, batch);
@@ -800,8 +808,32 @@ export class Producer {
   private lingerExpired(ps: PartitionState, b: PendingBatch): void {
     ps.lingerTimer = null;
     if (ps.open !== b) return;
-    if (this.isDue(ps)) this.closeBatch(ps);
-    else ps.lingerDone = true;
+    if (this.isDue(ps)) {
+      this.closeBatch(ps);
+      return;
+    }
+    ps.lingerDone = true;
+    if (this.policy !== null) {
+      // The turn is over, so what it left open is known: the volume outstanding now is the
+      // records in flight plus this batch (a split within the turn saw only the part appended
+      // by then). Without this, a window of 1,000 that once settled on 486 + 486 kept 28
+      // records riding in the open batch from turn to turn.
+      const flow = ps.topicFlow;
+      const open = b.builder.recordCount;
+      if (flow.sticky === ps.partition) {
+        flow.recentRecords = this.policy.observe(
+          flow.recentRecords,
+          flow.inflightRecords + open,
+          true,
+        );
+      } else {
+        ps.ownRecentRecords = this.policy.observe(
+          ps.ownRecentRecords,
+          ps.inflightRecords + open,
+          true,
+        );
+      }
+    }
   }
 
   /** The open batch, past its linger (or its first turn), may close now. */
@@ -818,14 +850,21 @@ export class Producer {
 
   /**
    * The batch that accumulated while the partition could not send goes now if it can: a batch
-   * past its lingerMs (or, adaptive, its first turn) once it may close (isDue).
+   * past its lingerMs once it may close (isDue). Adaptive batching looks again at the end of
+   * this turn instead: an answer frees records of the application's window, which it sends
+   * again in this same turn (its reactions run before the turn ends), and those join the
+   * waiting batch instead of following it as another request, so a window that frayed into
+   * small pieces merges back into halves.
    */
   private closeIfDue(ps: PartitionState): void {
     if (ps.open === null || ps.lingerTimer !== null) return;
-    if (ps.lingerDone && this.isDue(ps)) this.closeBatch(ps);
+    if (!ps.lingerDone || !this.isDue(ps)) return;
+    if (this.policy === null) this.closeBatch(ps);
+    else this.atTurnEnd(ps, ps.open);
   }
 
-  private closeBatch(ps: PartitionState): void {
+  /** `split`: adaptive batching closes it within a turn (batch-policy.ts closeOnAppend). */
+  private closeBatch(ps: PartitionState, split = false): void {
     const b = ps.open;
     if (b === null) return;
     ps.open = null;
@@ -869,8 +908,9 @@ export class Producer {
     if (this.policy !== null) {
       // The sticky partition's batches are a share of the topic's keyless volume (recentRecords).
       if (sticky)
-        flow.recentRecords = this.policy.observe(flow.recentRecords, flow.inflightRecords);
-      else ps.ownRecentRecords = this.policy.observe(ps.ownRecentRecords, ps.inflightRecords);
+        flow.recentRecords = this.policy.observe(flow.recentRecords, flow.inflightRecords, split);
+      else
+        ps.ownRecentRecords = this.policy.observe(ps.ownRecentRecords, ps.inflightRecords, split);
     }
     this.pump(ps);
   }
@@ -949,7 +989,14 @@ export class Producer {
   private firstAttemptSettled(ps: PartitionState, b: PendingBatch): void {
     ps.inflightRequests--;
     ps.inflightRecords -= b.builder.recordCount;
-    ps.topicFlow.inflightRecords -= b.builder.recordCount;
+    const flow = ps.topicFlow;
+    flow.inflightRecords -= b.builder.recordCount;
+    // Adaptive batching: the topic's sticky partition counts the topic's records in flight, so
+    // its waiting batch may be due now that another partition's request was answered.
+    if (this.policy !== null && flow.sticky >= 0 && flow.sticky !== ps.partition) {
+      const sticky = this.topics.get(ps.topic)?.partitions[flow.sticky];
+      if (sticky !== undefined) this.closeIfDue(sticky);
+    }
   }
 
   private afterAttempt(ps: PartitionState, b: PendingBatch): void {
