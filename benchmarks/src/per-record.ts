@@ -10,16 +10,18 @@
 //   node benchmarks/dist/per-record.js [--durability none|always] [--acks 1|all] [--window N]
 //     [--records N] [--runs N] [--partitions N] [--linger MS] [--client PATH/index.js]
 //     [--clients A.js,B.js (alternate them run by run)] [--mode batch (sendBatch() of 10,000-record
-//     chunks, 8 outstanding: the suite's reference)]
+//     chunks, 8 outstanding: the suite's reference)] [--paced RATE --seconds S (the latency rows'
+//     paced loop instead: p50/p99 of send() to acknowledgement, first 0.5 s dropped)]
 //
 // Run it under `node --cpu-prof` to profile the client side of the loop.
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ProducerOptions, StreamBusClient } from '@streambus/client';
+import type { Producer, ProducerOptions, StreamBusClient } from '@streambus/client';
 import { procCpuMs } from './broker-cpu.js';
-import { median } from './harness.js';
+import { median, quantile } from './harness.js';
+import { pacedSendLatencies } from './paced-send.js';
 import { type ChildHandle, REPO_ROOT, recordsStored, spawnBroker } from './suites/broker.js';
 
 interface Args {
@@ -33,6 +35,9 @@ interface Args {
   clients: string[];
   /** 'send': the window loop; 'batch': sendBatch() of 10,000-record chunks, 8 outstanding. */
   mode: 'send' | 'batch';
+  /** With --paced RATE: Producer.send() at RATE records/s for --seconds instead (latency). */
+  pacedRate: number;
+  seconds: number;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -62,6 +67,8 @@ function parseArgs(argv: readonly string[]): Args {
     lingerMs: get('linger') === undefined ? undefined : num('linger', 0),
     clients: list.split(',').map((p) => resolve(p)),
     mode: get('mode') === 'batch' ? 'batch' : 'send',
+    pacedRate: num('paced', 0),
+    seconds: num('seconds', 4),
   };
 }
 
@@ -98,8 +105,14 @@ async function run(
       a.lingerMs === undefined ? { acks: a.acks } : { acks: a.acks, lingerMs: a.lingerMs };
     const producer = client.producer(options);
     await producer.send({ topic, value: 'warm-up' });
+    if (a.pacedRate > 0) return await pacedRun(producer, broker, a, topic, client);
     const total = a.records;
     const requestsBefore = await metric(broker, 'streambus_requests_total', 'api="produce"');
+    const secondsBefore = await metric(
+      broker,
+      'streambus_request_duration_seconds_sum',
+      'api="produce"',
+    );
     const brokerMs = procCpuMs(broker.pid);
     const cpu = process.cpuUsage();
     const start = process.hrtime.bigint();
@@ -131,6 +144,9 @@ async function run(
     const brokerUsed = procCpuMs(broker.pid) - brokerMs;
     const requests =
       (await metric(broker, 'streambus_requests_total', 'api="produce"')) - requestsBefore;
+    const brokerSeconds =
+      (await metric(broker, 'streambus_request_duration_seconds_sum', 'api="produce"')) -
+      secondsBefore;
     await producer.close();
     const stored = await recordsStored(client, topic);
     if (stored !== total + 1) throw new Error(`broker stored ${stored} of ${total + 1}`);
@@ -142,10 +158,47 @@ async function run(
       produceRequests: requests,
       recordsPerRequest: Number((total / requests).toFixed(1)),
       requestsPerWindow: Number(((requests * a.window) / total).toFixed(2)),
+      // The broker's mean time from a PRODUCE frame read to its response written (the fsync
+      // wait included), against the loop's time per window: how much of a round is the broker's.
+      brokerMsPerRequest: Number(((brokerSeconds * 1000) / requests).toFixed(3)),
+      msPerWindow: Number(((secs * 1000 * a.window) / total).toFixed(3)),
     };
   } finally {
     await client.close();
   }
+}
+
+/** The paced latency loop of the broker suite's latency rows (paced-send.ts), first 0.5 s dropped. */
+async function pacedRun(
+  producer: Producer,
+  broker: ChildHandle,
+  a: Args,
+  topic: string,
+  client: StreamBusClient,
+): Promise<Record<string, number>> {
+  const total = Math.round(a.seconds * a.pacedRate);
+  const requestsBefore = await metric(broker, 'streambus_requests_total', 'api="produce"');
+  const cpu = process.cpuUsage();
+  const latencies = await pacedSendLatencies(producer, topic, Buffer.alloc(100, 'l'), {
+    rate: a.pacedRate,
+    total,
+    dropMs: 500,
+  });
+  const used = process.cpuUsage(cpu);
+  const requests =
+    (await metric(broker, 'streambus_requests_total', 'api="produce"')) - requestsBefore;
+  await producer.close();
+  await client.admin().deleteTopic(topic);
+  const ms = (q: number): number => Number(quantile(latencies, q).toFixed(3));
+  return {
+    p50Ms: ms(0.5),
+    p99Ms: ms(0.99),
+    p999Ms: ms(0.999),
+    maxMs: ms(1),
+    clientCpuUsPerRecord: Number(((used.user + used.system) / total).toFixed(3)),
+    produceRequests: requests,
+    recordsPerRequest: Number((total / requests).toFixed(1)),
+  };
 }
 
 async function main(): Promise<void> {
@@ -185,16 +238,9 @@ async function main(): Promise<void> {
   }
   for (let c = 0; c < ctors.length; c++) {
     const rs = byClient[c]!;
-    const med = (k: string): number => median(rs.map((x) => x[k]!));
-    console.log(
-      JSON.stringify({
-        summary: a.clients[c],
-        recordsPerSec: med('recordsPerSec'),
-        clientCpuUsPerRecord: med('clientCpuUsPerRecord'),
-        brokerCpuUsPerRecord: med('brokerCpuUsPerRecord'),
-        recordsPerRequest: med('recordsPerRequest'),
-      }),
-    );
+    const summary: Record<string, unknown> = { summary: a.clients[c] };
+    for (const k of Object.keys(rs[0] ?? {})) summary[k] = median(rs.map((x) => x[k]!));
+    console.log(JSON.stringify(summary));
   }
 }
 
