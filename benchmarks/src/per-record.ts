@@ -154,6 +154,7 @@ async function run(
     return {
       recordsPerSec: Math.round(total / secs),
       clientCpuUsPerRecord: Number(((used.user + used.system) / total).toFixed(3)),
+      clientSystemCpuUsPerRecord: Number((used.system / total).toFixed(3)),
       brokerCpuUsPerRecord: Number(((brokerUsed * 1000) / total).toFixed(3)),
       produceRequests: requests,
       recordsPerRequest: Number((total / requests).toFixed(1)),
