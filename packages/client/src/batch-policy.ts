@@ -15,9 +15,10 @@
 //     fsyncs the other (group commit) and the client handles one half's answer meanwhile.
 //   - While requests are in flight, a turn's records go at its end once they are a quarter of
 //     `recentRecords` (a paced sender's few records per turn always are); fewer keep filling the
-//     open batch until the end of a turn in which a request was answered (the records that
-//     answer frees are sent again in that turn and join it), so the halves do not fray into small
-//     requests, and a window that frayed merges back into halves.
+//     open batch, which is looked at again (the same rule) at the end of each turn in which a
+//     request was answered, after the records that answer freed were sent again in that turn
+//     and joined it; so the halves do not fray into small requests, and a window that frayed
+//     merges back into halves.
 //   - A partition that cannot send now (inflightMax requests out, or a recovery) keeps filling
 //     its open batch until it can.
 // batchBytesMax still closes any batch that would pass it (producer.ts).

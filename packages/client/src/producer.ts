@@ -6,8 +6,8 @@
 // open batch (batch-builder.ts). A batch closes when full (batchBytesMax); by default
 // (adaptive, batch-policy.ts) at the end of an event-loop turn when nothing is in flight (the
 // partition's; the topic's, for its sticky partition), or the batch holds a quarter of the
-// recent outstanding volume (else at the end of a turn in which a request was answered, with
-// the records that answer freed), and within a turn as soon as it holds half of that volume (at
+// recent outstanding volume (else it keeps filling, looked at again at the end of each turn in
+// which a request was answered, with the records that answer freed), and within a turn as soon as it holds half of that volume (at
 // least 64 records), so a publish loop's window leaves as two overlapping requests, the first
 // written while the rest of the window is still being appended; with an explicit lingerMs, after lingerMs (or, if the partition cannot send it
 // then, once it can: it keeps filling meanwhile). It then joins the partition's queue. Each
