@@ -2,7 +2,8 @@
 // loop's window of 1,000 send() promises on a multi-partition topic leaves as halves on two
 // different partitions (the broker writes and fsyncs them in parallel), not as two halves queued
 // on one partition; the halves stay halves (the sticky partition's volume is the topic's), and a
-// partition with a few records in flight is not busy. Counts only, against FakeBroker.
+// partition with a few records in flight is not busy, and a remainder waiting on the sticky
+// partition for the topic's requests goes once they are answered. Counts only, against FakeBroker.
 import { describe, expect, it } from 'vitest';
 import { fakeBrokerEachTest } from './testing/per-test.js';
 
@@ -105,6 +106,50 @@ describe('producer: a busy sticky partition', () => {
     // topic's sticky partition waits for the topic's requests, not only its own (was 3 pieces,
     // 500 + 280 + 220 or 500 + 486 + 14, each its own request).
     expect(requests - requestsAtHalf).toBeLessThanOrEqual(((total / 2) * 2.2) / 1000);
+  });
+
+  it('a remainder waiting on an idle sticky partition goes once the topic is answered', async () => {
+    t.broker.createTopic('r', 4);
+    const producer = t.client.producer();
+    await producer.connect(['r']);
+    // Rounds of 1,000 so the topic's recent volume is about a window.
+    for (let round = 0; round < 4; round++) {
+      t.broker.holdProduce();
+      const sends = Array.from({ length: 1000 }, (_, i) =>
+        producer.send({ topic: 'r', value: `w${round}-${i}`.padEnd(100, '.') }),
+      );
+      await tick();
+      t.broker.releaseProduce();
+      await Promise.all(sends);
+    }
+    const before = batchSizes('r').map((b) => b.length);
+    // Two halves go to two partitions; the last 10 records open a batch on a third partition,
+    // which has nothing of its own in flight but waits for the topic's requests (10 is under a
+    // quarter of the volume). Only the answers on the other partitions can let it go.
+    t.broker.holdProduce();
+    const sends = Array.from({ length: 1010 }, (_, i) =>
+      producer.send({ topic: 'r', value: `x${i}`.padEnd(100, '.') }),
+    );
+    await tick();
+    await tick();
+    t.broker.releaseProduce();
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<string>((r) => {
+      timer = setTimeout(() => r('stalled'), 3000);
+    });
+    const outcome = await Promise.race([Promise.all(sends).then(() => 'sent'), stalled]);
+    clearTimeout(timer);
+    // Without the topic's answers re-checking the sticky partition, the 10 stayed open for good.
+    expect(outcome).toBe('sent');
+    const perPartition = batchSizes('r').map((b, p) => b.slice(before[p]));
+    const sizes = perPartition.flat().sort((a, b) => a - b);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(1010);
+    // Two halves and the remainder, each on its own partition.
+    expect(sizes).toHaveLength(3);
+    expect(sizes[0]).toBeLessThan(100);
+    expect(sizes[1]).toBeGreaterThanOrEqual(450);
+    expect(perPartition.filter((b) => b.length > 0)).toHaveLength(3);
+    await producer.close();
   });
 
   it('spreads sendBatch() chunks appended while the partition is busy', async () => {
