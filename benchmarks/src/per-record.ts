@@ -24,7 +24,7 @@ import { median, quantile } from './harness.js';
 import { pacedSendLatencies } from './paced-send.js';
 import { type ChildHandle, REPO_ROOT, recordsStored, spawnBroker } from './suites/broker.js';
 
-interface Args {
+export interface PerRecordArgs {
   durability: 'none' | 'always';
   acks: 1 | 'all';
   window: number;
@@ -40,7 +40,7 @@ interface Args {
   seconds: number;
 }
 
-function parseArgs(argv: readonly string[]): Args {
+export function parseArgs(argv: readonly string[]): PerRecordArgs {
   const get = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -83,12 +83,13 @@ async function metric(broker: ChildHandle, name: string, label: string): Promise
   return n;
 }
 
-type ClientCtor = new (options: { bootstrap: string[] }) => StreamBusClient;
+export type ClientCtor = new (options: { bootstrap: string[] }) => StreamBusClient;
 
-async function run(
+/** One run (a fresh topic, deleted after): the window loop, sendBatch() or the paced loop. */
+export async function perRecordRun(
   Client: ClientCtor,
   broker: ChildHandle,
-  a: Args,
+  a: PerRecordArgs,
   topic: string,
 ): Promise<Record<string, number>> {
   const client = new Client({ bootstrap: [`127.0.0.1:${broker.port}`] });
@@ -173,7 +174,7 @@ async function run(
 async function pacedRun(
   producer: Producer,
   broker: ChildHandle,
-  a: Args,
+  a: PerRecordArgs,
   topic: string,
   client: StreamBusClient,
 ): Promise<Record<string, number>> {
@@ -216,7 +217,7 @@ async function main(): Promise<void> {
     let seq = 0;
     for (let r = 0; r < a.runs; r++) {
       for (let c = 0; c < ctors.length; c++) {
-        const out = await run(ctors[c]!, broker, a, `per-record-${++seq}`);
+        const out = await perRecordRun(ctors[c]!, broker, a, `per-record-${++seq}`);
         byClient[c]!.push(out);
         console.log(
           JSON.stringify({
@@ -245,4 +246,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Run as a script only (the test imports the functions).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main();
+}
