@@ -4,17 +4,21 @@
 // producer.ts owns the timers and queues.
 //
 // The rules, as Kafka's and NATS's clients batch under load:
-//   - An idle partition (nothing in flight) sends the records of a turn of the event loop at the
-//     end of that turn: a low rate waits for nothing, and the records of one turn share a request.
+//   - An idle partition (nothing in flight; for the sticky partition of keyless records, nothing
+//     of its topic) sends the records of a turn of the event loop at the end of that turn: a low
+//     rate waits for nothing, and the records of one turn share a request.
 //   - The partition keeps `recentRecords`, the most records it had outstanding (in flight plus
-//     the batch being closed) lately, decaying by a 64th at each close: a publish loop's
-//     window. Within a turn, a batch that can be sent at once closes as soon as it holds half of
+//     the batch being closed) lately, decaying by a 64th at each close other than a split within
+//     a turn (below; the turn's volume is not known until it ends): a publish loop's window. Within a turn, a batch that can be sent at once closes as soon as it holds half of
 //     that (at least splitRecordsMin), and the rest of the turn fills the next batch: a window
 //     leaves as two overlapping requests instead of one, so the broker writes one half while it
 //     fsyncs the other (group commit) and the client handles one half's answer meanwhile.
 //   - While requests are in flight, a turn's records go at its end once they are a quarter of
 //     `recentRecords` (a paced sender's few records per turn always are); fewer keep filling the
-//     open batch until a request is answered, so the halves do not fray into small requests.
+//     open batch, which is looked at again (the same rule) at the end of each turn in which a
+//     request was answered, after the records that answer freed were sent again in that turn
+//     and joined it; so the halves do not fray into small requests, and a window that frayed
+//     merges back into halves.
 //   - A partition that cannot send now (inflightMax requests out, or a recovery) keeps filling
 //     its open batch until it can.
 // batchBytesMax still closes any batch that would pass it (producer.ts).
@@ -31,6 +35,11 @@ export interface PartitionFlow {
   readonly blocked: boolean;
   /** Records in the open batch. */
   readonly openRecords: number;
+  /**
+   * Nothing is in flight of the volume `recentRecords` counts: the partition's own requests, or
+   * for a topic's sticky partition (whose volume is the topic's keyless flow) the topic's.
+   */
+  readonly idle: boolean;
 }
 
 export class AdaptiveBatchPolicy {
@@ -48,9 +57,15 @@ export class AdaptiveBatchPolicy {
     }
   }
 
-  /** The new recentRecords when a batch closes with `outstandingRecords` then outstanding. */
-  observe(recentRecords: number, outstandingRecords: number): number {
-    return Math.max(outstandingRecords, recentRecords - Math.ceil(recentRecords / 64));
+  /**
+   * The new recentRecords when a batch closes with `outstandingRecords` then outstanding. A
+   * batch split off within a turn (`split`, closeOnAppend) does not decay it: the rest of the
+   * turn is still being appended, so the outstanding volume is not known yet, and a decay there
+   * would cut the next half short (a window of 1,000 left as 500 + 492 + a request of 8).
+   */
+  observe(recentRecords: number, outstandingRecords: number, split = false): number {
+    const decayed = split ? recentRecords : recentRecords - Math.ceil(recentRecords / 64);
+    return Math.max(outstandingRecords, decayed);
   }
 
   /** A batch closed now would be sent at once. */
@@ -80,6 +95,6 @@ export class AdaptiveBatchPolicy {
    */
   closeWhenDue(f: PartitionFlow): boolean {
     if (f.openRecords === 0 || !this.canSendNow(f)) return false;
-    return f.inflightRequests === 0 || f.openRecords * 4 >= f.recentRecords;
+    return f.idle || f.openRecords * 4 >= f.recentRecords;
   }
 }
