@@ -92,8 +92,15 @@ export class ReassignmentThrottle {
   }
 
   send(group: GroupKey, messages: readonly Message[]): void {
-    const through: Message[] = [];
+    if (messages.length === 0) return;
     const unlimited = this.o.bytesPerSecond() <= 0;
+    if (this.pairs.size === 0 && this.allFree(group, messages, unlimited)) {
+      // Nothing queued and nothing throttled (every replicated produce, outside reassignments):
+      // straight through, without a pair key or a copy per call (issue 9, garbage per request).
+      this.o.send(group, messages);
+      return;
+    }
+    const through: Message[] = [];
     for (const m of messages) {
       const k = `${group.topicId}/${group.partition}:${m.to}`;
       const pair = this.pairs.get(k);
@@ -117,6 +124,12 @@ export class ReassignmentThrottle {
     }
     if (through.length > 0) this.o.send(group, through);
     if (this.pairs.size > 0) this.pump();
+  }
+
+  private allFree(group: GroupKey, messages: readonly Message[], unlimited: boolean): boolean {
+    if (unlimited) return true;
+    for (const m of messages) if (this.o.throttled(group, m.to)) return false;
+    return true;
   }
 
   /** Sends what the budget allows now (called on every send and on the house tick). */
