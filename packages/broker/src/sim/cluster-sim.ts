@@ -115,6 +115,8 @@ export interface ClusterSimResult {
   readonly violations: readonly Violation[];
   /** Ticks from healing until every partition made progress and converged, or null. */
   readonly livenessTicks: number | null;
+  /** Final-check reads that waited for a fresh leader's read gate (`readAllSettled`). */
+  readonly finalReadWaits: number;
 }
 
 interface Broker {
@@ -194,6 +196,7 @@ export class ClusterSimulation {
   private healedAtTick = 0;
   private ticks = 0;
   private livenessTicks: number | null = null;
+  private finalReadWaits = 0;
   private done = false;
   private produced = 0;
   private ackedAll = 0;
@@ -423,6 +426,7 @@ export class ClusterSimulation {
       existsAnswersLost: this.ctl?.counters.existsAnswerLost ?? 0,
       violations: this.violations,
       livenessTicks: this.livenessTicks,
+      finalReadWaits: this.finalReadWaits,
     };
   }
 
@@ -888,6 +892,7 @@ export class ClusterSimulation {
       } catch (err) {
         const gated = err instanceof StreamBusError && err.code === ErrorCode.LEADER_NOT_AVAILABLE;
         if (!gated || this.loop.now >= deadline) throw err;
+        this.finalReadWaits++;
         let steps = 0;
         const ran = await this.loop.run(
           () => steps++ >= 1,
