@@ -35,7 +35,7 @@
 // (`crash-write-unsynced`; some replicas get a small unsyncedBytesMax so writes also wait).
 // `unsafeDurableAtWrite` counts entries durable once written, to show the checkers catch it. It does not model clock drift, disk corruption or byzantine peers.
 
-import { batchSizeAt, ErrorCode, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
+import { batchSizeAt, encodeRecordBatch, StreamBusError } from '@streambus/protocol';
 import { asNodeId, type NodeId, type SeededRandom, seededRandom } from '@streambus/raft';
 import type { GroupKey } from '../cluster/contract.js';
 import { ControllerSim } from './controller-sim.js';
@@ -59,13 +59,6 @@ export const LIVENESS_TICKS_MAX = 15 * ELECTION_TICKS;
 /** A produce not answered within this is given up by the producer (outcome unknown). */
 export const PRODUCE_TIMEOUT_MS = 300;
 const READ_BYTES_MAX = 64 * 1024;
-/**
- * Simulated time the final check's read of a replica may wait for a leader elected just before
- * liveness was declared: its term's first entry is on every replica and the acknowledgements are
- * in flight, so it refuses reads (LEADER_NOT_AVAILABLE, the read gate) for a moment. The loop
- * delivers what is queued meanwhile; a leader that does not commit in that time is reported.
- */
-const FINAL_READ_WAIT_MS = 2_000;
 const TRACE_BATCHES_MAX = 500;
 const EPOCH_MS = 1_700_000_000_000;
 
@@ -115,8 +108,6 @@ export interface ClusterSimResult {
   readonly violations: readonly Violation[];
   /** Ticks from healing until every partition made progress and converged, or null. */
   readonly livenessTicks: number | null;
-  /** Final-check reads that waited for a fresh leader's read gate (`readAllSettled`). */
-  readonly finalReadWaits: number;
 }
 
 interface Broker {
@@ -196,7 +187,6 @@ export class ClusterSimulation {
   private healedAtTick = 0;
   private ticks = 0;
   private livenessTicks: number | null = null;
-  private finalReadWaits = 0;
   private done = false;
   private produced = 0;
   private ackedAll = 0;
@@ -426,7 +416,6 @@ export class ClusterSimulation {
       existsAnswersLost: this.ctl?.counters.existsAnswerLost ?? 0,
       violations: this.violations,
       livenessTicks: this.livenessTicks,
-      finalReadWaits: this.finalReadWaits,
     };
   }
 
@@ -850,7 +839,7 @@ export class ClusterSimulation {
       for (const b of this.brokers) {
         const replica = b.replicas.get(p);
         if (!replica) continue;
-        const bytes = await this.readAllSettled(replica);
+        const bytes = await this.readAll(replica);
         logs.set(b.id, bytes);
         this.trace(
           `final partition ${p} node ${b.id}: ${bytes.length} bytes read back (${replica.describe()})`,
@@ -879,30 +868,6 @@ export class ClusterSimulation {
         this.trace(
           `  partition ${partition} node ${node} batch ${x.baseOffset}..${x.lastOffset}: ${what}`,
         );
-      }
-    }
-  }
-
-  /** `readAll`, letting the loop run (bounded) while a fresh leader's read gate is closed. */
-  private async readAllSettled(replica: SimReplica): Promise<Buffer> {
-    const deadline = this.loop.now + FINAL_READ_WAIT_MS;
-    for (;;) {
-      try {
-        return await this.readAll(replica);
-      } catch (err) {
-        const gated = err instanceof StreamBusError && err.code === ErrorCode.LEADER_NOT_AVAILABLE;
-        if (!gated || this.loop.now >= deadline) throw err;
-        this.finalReadWaits++;
-        let steps = 0;
-        const ran = await this.loop.run(
-          () => steps++ >= 1,
-          (e) =>
-            this.violations.push({
-              kind: 'exception',
-              detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
-            }),
-        );
-        if (ran === 0) throw err;
       }
     }
   }
