@@ -6,7 +6,7 @@
 //   node benchmarks/dist/cluster-latency.js [--seconds 4] [--rate 10000] [--durability always]
 //        [--acks all|1] [--partitions 1] [--runs 1] [--threadpool N]
 //        [--throughput RECORDS] [--cpu-prof DIR] [--no-stages] [--node-flag F] [--warmup N]
-//        [--frames N [--frame-records R] [--inflight K]]
+//        [--frames N [--frame-records R] [--inflight K]] [--heap-sample DIR]
 //
 // Prints the client's produce-to-ack quantiles per run and what the run cost (below), then every
 // broker's stage quantiles (ms).
@@ -32,9 +32,15 @@
 // `--throughput N`: instead of the paced loop, sendBatch() of N records in 10,000-record chunks
 // (the bench's producer rows) and records/s. `--cpu-prof DIR`: the brokers run with --cpu-prof
 // and write their profiles to DIR when the cluster stops.
+// `--heap-sample DIR`: the brokers preload benchmarks/tools/heap-sampler.cjs, which samples
+// every allocation (V8's sampling heap profiler, objects later collected included) between two
+// SIGUSR2s; the driver sends them around each measured run and prints per broker the JavaScript
+// heap bytes allocated per produce request and the allocation sites that took most (profiles
+// stay in DIR).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { StreamBusClient } from '@streambus/client';
 import type { TestCluster } from '../../test/dist/cluster-harness.js';
@@ -61,6 +67,7 @@ const { values } = parseArgs({
     frames: { type: 'string' },
     'frame-records': { type: 'string', default: '10' },
     inflight: { type: 'string', default: '1' },
+    'heap-sample': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -74,8 +81,12 @@ const env: Record<string, string> = values['no-stages']
   : { SBDIAG_REPLICA_STAGES: join(dir, 'stages') };
 if (values.threadpool) env.UV_THREADPOOL_SIZE = values.threadpool;
 const cpuProf = values['cpu-prof'];
+const heapDir = values['heap-sample'] === undefined ? undefined : resolve(values['heap-sample']);
+if (heapDir !== undefined) env.HEAP_SAMPLE_DIR = heapDir;
+const sampler = join(dirname(fileURLToPath(import.meta.url)), '..', 'tools', 'heap-sampler.cjs');
 const nodeFlags = [
   ...(cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : []),
+  ...(heapDir !== undefined ? ['--require', sampler] : []),
   ...(values['node-flag'] ?? []),
 ];
 
@@ -131,20 +142,25 @@ try {
             try {
               await driveFrames(socket, frames, Math.ceil(count / 5), Number(values.inflight));
               const before = await costSnapshot(cluster, topic);
+              heapSignal(cluster);
               const r = await driveFrames(socket, frames, count, Number(values.inflight), {
                 recordLatency: true,
               });
+              heapSignal(cluster);
               const f = (q: number): string => quantile(r.latenciesMs, q).toFixed(2);
               console.log(
                 `run ${run}: ${count} frames of ${perBatch} records, inflight ${values.inflight}: ${Math.round(count / r.seconds)} requests/s p50 ${f(0.5)} p99 ${f(0.99)} ms`,
               );
-              printCost(before, await costSnapshot(cluster, topic), count * perBatch);
+              const after = await costSnapshot(cluster, topic);
+              printCost(before, after, count * perBatch);
+              await printHeap(cluster, before, after, run);
             } finally {
               socket.destroy();
             }
             continue;
           }
           const before = await costSnapshot(cluster, topic);
+          heapSignal(cluster);
           const lat = await pacedSendLatencies(producer, topic, Buffer.alloc(100, 108), {
             rate,
             total: seconds * rate,
@@ -154,7 +170,10 @@ try {
           console.log(
             `run ${run}: n ${lat.length} p50 ${f(0.5)} p90 ${f(0.9)} p99 ${f(0.99)} max ${f(1)} ms`,
           );
-          printCost(before, await costSnapshot(cluster, topic), seconds * rate);
+          heapSignal(cluster);
+          const after = await costSnapshot(cluster, topic);
+          printCost(before, after, seconds * rate);
+          await printHeap(cluster, before, after, run);
         } finally {
           await producer.close();
         }
@@ -277,4 +296,66 @@ function printCost(a: CostSnapshot, b: CostSnapshot, records: number): void {
       ` per request ${((total * 1000) / Math.max(1, requests)).toFixed(0)} us (brokers ${((brokerMs * 1000) / Math.max(1, requests)).toFixed(0)})`,
   );
   for (const p of parts) console.log(p);
+}
+
+/** `--heap-sample`: starts (first call) or stops (second) every broker's allocation sampling. */
+function heapSignal(cluster: TestCluster): void {
+  if (heapDir === undefined) return;
+  for (let id = 1; id <= cluster.size; id++) cluster.broker(id).process?.kill('SIGUSR2');
+}
+
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children?: HeapNode[];
+}
+
+/** `--heap-sample`: per broker, bytes allocated per produce request and the top sites. */
+async function printHeap(
+  cluster: TestCluster,
+  a: CostSnapshot,
+  b: CostSnapshot,
+  run: number,
+): Promise<void> {
+  if (heapDir === undefined) return;
+  const requests = b.brokers.reduce(
+    (s, x, i) => s + x.produceRequests - a.brokers[i]!.produceRequests,
+    0,
+  );
+  for (let id = 1; id <= cluster.size; id++) {
+    const pid = cluster.broker(id).process?.pid;
+    const file = join(heapDir, `heap.${pid}.${run}.heapprofile`);
+    let text: string | null = null;
+    for (let k = 0; k < 50 && text === null; k++) {
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (text === null) {
+      console.log(`  broker ${id}: no heap profile (${file})`);
+      continue;
+    }
+    const head = (JSON.parse(text) as { head: HeapNode }).head;
+    const sites = new Map<string, number>();
+    let total = 0;
+    const walk = (n: HeapNode): void => {
+      if (n.selfSize > 0) {
+        const f = n.callFrame;
+        const key = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+        sites.set(key, (sites.get(key) ?? 0) + n.selfSize);
+        total += n.selfSize;
+      }
+      for (const c of n.children ?? []) walk(c);
+    };
+    walk(head);
+    const leader = b.brokers[id - 1]!.leader ? ' (leader)' : '';
+    console.log(
+      `  broker ${id}${leader}: heap allocated ${(total / 1024 / 1024).toFixed(1)} MiB, ${(total / Math.max(1, requests) / 1024).toFixed(1)} KiB/request; top sites (KiB/request):`,
+    );
+    for (const [key, bytes] of [...sites].sort((x, y) => y[1] - x[1]).slice(0, 12)) {
+      console.log(`    ${(bytes / Math.max(1, requests) / 1024).toFixed(2).padStart(7)}  ${key}`);
+    }
+  }
 }

@@ -243,7 +243,8 @@ export class ReplicatedPartition implements ServedPartition {
     void validated;
     // A compacted topic keeps the latest record per key: one without a key is refused, as in Kafka.
     if (compactionApplies(this.topicConfig.cleanupPolicy)) checkKeyedRecords(records);
-    await this.untilReopened();
+    // (A serving leader has nothing to wait for: no hop then.)
+    if (this.reopening !== null || this.current?.role !== 'leader') await this.untilReopened();
     const r = await this.serving().propose(records, acks, { crcVerified: true });
     return { baseOffset: r.baseOffset, appendTimeMs: r.logAppendTimeMs, duplicate: false };
   }

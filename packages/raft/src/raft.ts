@@ -146,6 +146,8 @@ export class RaftNode {
   private prevSoft: SoftState;
   private readyMark: ReadyMark | null = null;
   private readonly scratch: number[] = [];
+  /** A voter's match index (one closure for every `maybeCommit`, not one per call). */
+  private readonly matchOf = (id: NodeId): number => this.progress.get(id)?.match ?? 0;
 
   constructor(input: RaftConfigInput, storage: LogStorage) {
     this.cfg = resolveConfig(input);
@@ -1023,11 +1025,7 @@ export class RaftNode {
 
   /** §5.3-5.4: advance the commit index to what a majority holds, if it is of this term. */
   private maybeCommit(): boolean {
-    const mci = quorumCommitIndex(
-      this.conf.voters,
-      (id) => this.progress.get(id)?.match ?? 0,
-      this.scratch,
-    );
+    const mci = quorumCommitIndex(this.conf.voters, this.matchOf, this.scratch);
     if (mci <= this.log.committed) return false;
     // §5.4.2: only entries of the current term are committed by counting replicas.
     if (this.cfg.unsafe?.commitPreviousTerm !== true && this.log.term(mci) !== this.term)

@@ -106,8 +106,15 @@ export class ReassignmentThrottle {
   }
 
   send(group: GroupKey, messages: readonly Message[]): void {
-    const through: Message[] = [];
+    if (messages.length === 0) return;
     const unlimited = this.o.bytesPerSecond() <= 0;
+    if (this.pairs.size === 0 && this.allFree(group, messages, unlimited)) {
+      // Nothing queued and nothing throttled (every replicated produce, outside reassignments):
+      // straight through, without a pair key or a copy per call (issue 9, garbage per request).
+      this.o.send(group, messages);
+      return;
+    }
+    const through: Message[] = [];
     for (const m of messages) {
       const k = pairKey(group, m.to);
       const pair = this.pairs.get(k);
@@ -145,6 +152,12 @@ export class ReassignmentThrottle {
     if (p === undefined) return false;
     const rate = this.o.bytesPerSecond();
     return rate > 0 && p.bytes >= Math.max(1, rate) && this.o.throttled(group, to);
+  }
+
+  private allFree(group: GroupKey, messages: readonly Message[], unlimited: boolean): boolean {
+    if (unlimited) return true;
+    for (const m of messages) if (this.o.throttled(group, m.to)) return false;
+    return true;
   }
 
   /** Sends what the budget allows now (called on every send and on the house tick). */

@@ -869,8 +869,12 @@ export class PartitionReplica implements HostedGroup {
       );
     }
     if (!early) this.hold(held);
-    await this.apply(rd.committedEntries);
-    if (this.closed) return;
+    // Only a log-start entry makes apply() do anything: no await (a hop and a promise per
+    // Ready) otherwise.
+    if (applyFirst) {
+      await this.apply(rd.committedEntries);
+      if (this.closed) return;
+    }
     if (lastCommitted && applyFirst) this.seeCommitted(lastCommitted.index);
     this.node.advance();
     const last = rd.entries[rd.entries.length - 1];
@@ -949,10 +953,10 @@ export class PartitionReplica implements HostedGroup {
     }
     if (hard !== null) {
       // The in-memory copy (saved whole at close) gets the same bound: committed and durable.
-      await this.store.saveHardState({
-        ...hard,
-        commit: Math.min(hard.commit, this.committedDurable) as LogIndex,
-      });
+      const h = { ...hard, commit: Math.min(hard.commit, this.committedDurable) as LogIndex };
+      // A commit-only change writes no file: no await for it (most Readies carry one).
+      if (this.store.hardStateChanges(h)) await this.store.saveHardState(h);
+      else this.store.noteHardState(h);
     }
     return { durable };
   }
@@ -1013,8 +1017,7 @@ export class PartitionReplica implements HostedGroup {
    */
   private async apply(entries: readonly Entry[]): Promise<void> {
     for (const e of entries) {
-      if (e.data.byteLength === 0 || e.type !== EntryType.Normal || !isControlBatch(e.data))
-        continue;
+      if (!isLogStartEntry(e)) continue;
       const start = logStartOf(e.data);
       if (start !== null) await this.compactTo(start, e.index);
     }

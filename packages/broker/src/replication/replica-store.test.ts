@@ -147,3 +147,45 @@ describe('ReplicaStore recovery', () => {
     await afterCut.close();
   });
 });
+
+describe('ReplicaStore writes', () => {
+  it('a segment write that fails rejects writeEntries (never hangs) and its durable, and the tail does not take the entries', async () => {
+    for (const inline of [false, true]) {
+      for (const count of [1, 3]) {
+        const fs = new FaultyFileSystem(new MemoryFileSystem({ seed: 7, inlineWrites: inline }));
+        const store = await open(fs);
+        await store.saveHardState({ term: term(1), vote: 1 as NodeId, commit: idx(0) });
+        await store.persistEntries([dataEntry(1, 1, 0, 3)]); // tag 3: one record
+        fs.inject = (op, path) =>
+          op === 'write' && path.endsWith('.log') ? { code: 'EIO' } : null;
+        const entries = Array.from({ length: count }, (_, k) =>
+          dataEntry(2 + k, 1, 1 + k, 6 + 3 * k),
+        );
+        const failed = await store.writeEntries(entries).catch((e: unknown) => e);
+        expect(isStreamBusError(failed), `inline ${inline}, ${count} batches`).toBe(true);
+        expect(fs.injected.get('write')).toBeGreaterThan(0);
+        expect(store.tail.lastIndex()).toBe(1);
+        fs.inject = null;
+        await store.close().catch(() => undefined);
+      }
+    }
+  });
+
+  it('writeEntries resolves once every batch is written and durable covers all of them', async () => {
+    const fs = new MemoryFileSystem({ seed: 8, inlineWrites: true });
+    const store = await open(fs);
+    await store.saveHardState({ term: term(1), vote: 1 as NodeId, commit: idx(0) });
+    const written: number[] = [];
+    const { placements, durable } = await store.writeEntries(
+      // tags 3, 5, 4: 1, 3 and 2 records
+      [dataEntry(1, 1, 0, 3), dataEntry(2, 1, 1, 5), dataEntry(3, 1, 4, 4)],
+      (i) => written.push(i),
+    );
+    expect(written).toEqual([1, 2, 3]);
+    expect(placements.map((p) => p.baseOffset)).toEqual([0, 1, 4]);
+    expect(store.tail.lastIndex()).toBe(3);
+    await durable;
+    expect(store.log.durableEndOffset).toBe(store.log.logEndOffset);
+    await store.close();
+  });
+});

@@ -126,6 +126,8 @@ function corrupt(dir: string, message: string): StreamBusError {
   return new StreamBusError(ErrorCode.CORRUPT_DATA, `replica ${dir}: ${message}`);
 }
 
+const NOOP = (): void => {};
+
 function asBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
@@ -293,6 +295,11 @@ export class ReplicaStore implements ReplicaLogSource {
     this.tail.setHardState(h);
   }
 
+  /** Records `h` whose term and vote are the saved ones (its commit only): no file write. */
+  noteHardState(h: HardState): void {
+    this.tail.setHardState(h);
+  }
+
   /** True when saving `h` would write the file (term or vote differ from the saved ones). */
   hardStateChanges(h: HardState | null): boolean {
     return h !== null && (h.term !== this.savedHard.term || h.vote !== this.savedHard.vote);
@@ -329,26 +336,29 @@ export class ReplicaStore implements ReplicaLogSource {
         continue;
       }
       const buf = asBuffer(e.data);
-      const fail = (why: string): never => {
-        throw new StreamBusError(
-          ErrorCode.CORRUPT_MESSAGE,
-          `replica ${this.dir}: entry ${e.index} (term ${e.term}) ${why}`,
-        );
-      };
       if (buf.length < BatchField.RECORD_COUNT + 4)
-        fail(`is not a record batch (${buf.length} bytes)`);
-      if (batchSizeAt(buf, 0) !== buf.length) fail('is not exactly one record batch');
+        this.refuseEntry(e, `is not a record batch (${buf.length} bytes)`);
+      if (batchSizeAt(buf, 0) !== buf.length)
+        this.refuseEntry(e, 'is not exactly one record batch');
       const h = readBatchHeader(buf, 0);
-      if (h.baseOffset !== offset) fail(`has baseOffset ${h.baseOffset}, the log is at ${offset}`);
+      if (h.baseOffset !== offset)
+        this.refuseEntry(e, `has baseOffset ${h.baseOffset}, the log is at ${offset}`);
       if (h.partitionLeaderEpoch !== e.term)
-        fail(`has partitionLeaderEpoch ${h.partitionLeaderEpoch}`);
-      if (h.lastOffsetDelta < 0) fail('has no records');
+        this.refuseEntry(e, `has partitionLeaderEpoch ${h.partitionLeaderEpoch}`);
+      if (h.lastOffsetDelta < 0) this.refuseEntry(e, 'has no records');
       const count = h.lastOffsetDelta + 1;
       bufs.push(buf);
       placements.push({ baseOffset: offset, recordCount: count, isControl: isControlBatch(buf) });
       offset += count;
     }
     return { placements, bufs };
+  }
+
+  private refuseEntry(e: Entry, why: string): never {
+    throw new StreamBusError(
+      ErrorCode.CORRUPT_MESSAGE,
+      `replica ${this.dir}: entry ${e.index} (term ${e.term}) ${why}`,
+    );
   }
 
   /**
@@ -372,7 +382,9 @@ export class ReplicaStore implements ReplicaLogSource {
     crcVerified = false,
   ): Promise<{ placements: BatchPlacement[]; durable: Promise<void> }> {
     const tail = this.tail;
-    const entries = all.filter((e) => e.index >= tail.firstIndex());
+    const first = tail.firstIndex();
+    const entries =
+      all.length > 0 && all[0]!.index >= first ? all : all.filter((e) => e.index >= first);
     if (entries.length === 0) return { placements: [], durable: Promise.resolve() };
     const { placements, bufs } = this.plan(entries);
     const plan = tail.planTermRuns(entries, placements);
@@ -386,15 +398,32 @@ export class ReplicaStore implements ReplicaLogSource {
       this.producerTable = table;
     }
     if (plan !== null) await saveTermRuns(this.fs, joinPath(this.dir, TERM_RUNS_FILE), plan);
-    const durables: Array<Promise<unknown>> = [];
-    const written: Array<Promise<void>> = [];
-    for (let k = 0; k < bufs.length; k++) {
+    // One promise for "every batch written" (or the first that failed before it was written)
+    // instead of a promise and a race per batch: the path runs once per Ready on every replica
+    // (issue 9, garbage per request).
+    const n = bufs.length;
+    const durables: Array<Promise<unknown>> = new Array(n);
+    let left = n;
+    let allWritten!: () => void;
+    let writeFailed!: (err: unknown) => void;
+    const written = new Promise<void>((resolve, reject) => {
+      allWritten = resolve;
+      writeFailed = reject;
+    });
+    written.catch(NOOP); // awaited below, possibly after a later batch's waitUnsynced
+    for (let k = 0; k < n; k++) {
       const buf = bufs[k]!;
+      // Awaited even when it returns at once: that one microtask before the append is what lets
+      // a leader's previous fsync start before this Ready's write is queued, so the write runs
+      // during it (pipelined persistence; test/src/producer-pipelining.test.ts counts such
+      // overlapping writes, and skipping the hop took them from 6 to 0 there).
       await this.waitUnsynced(buf.length);
-      let wrote!: () => void;
-      const w = new Promise<void>((resolve) => {
-        wrote = resolve;
-      });
+      let counted = false;
+      const wrote = (): void => {
+        if (counted) return;
+        counted = true;
+        if (--left === 0) allWritten();
+      };
       const d = this.log.append(buf, {
         assignedOffsets: true,
         crcVerified,
@@ -407,19 +436,31 @@ export class ReplicaStore implements ReplicaLogSource {
           onWritten?.(entries[k]!.index);
         },
       });
-      this.track(d);
-      durables.push(d);
-      // Written, or failed (then the write never lands).
-      written.push(Promise.race([w, d.then(() => undefined)]));
+      durables[k] = d;
+      // Tracked until durable (waitUnsynced); a failure before the write landed fails the call.
+      this.inflight.add(d);
+      d.then(
+        () => {
+          this.inflight.delete(d);
+          wrote();
+        },
+        (err: unknown) => {
+          this.inflight.delete(d);
+          if (counted) return;
+          counted = true;
+          writeFailed(err);
+        },
+      );
     }
-    await Promise.all(written);
+    await written;
     tail.append(entries, placements);
     for (let k = 0; k < bufs.length; k++) {
       if (!placements[k]!.isControl) {
         observeBatch(this.producerTable, batchProducer(bufs[k]!), placements[k]!.baseOffset);
       }
     }
-    return { placements, durable: Promise.all(durables).then(() => undefined) };
+    const durable = n === 1 ? durables[0]!.then(NOOP) : Promise.all(durables).then(NOOP);
+    return { placements, durable };
   }
 
   /** `writeEntries`, then waits for their durability (tests, tools). */
@@ -435,14 +476,6 @@ export class ReplicaStore implements ReplicaLogSource {
 
   /** Appends whose durability is still awaited, oldest first (`waitUnsynced`). */
   private readonly inflight = new Set<Promise<unknown>>();
-
-  private track(d: Promise<unknown>): void {
-    this.inflight.add(d);
-    const done = () => {
-      this.inflight.delete(d);
-    };
-    d.then(done, done);
-  }
 
   /** Waits while appending `bytes` more would pass unsyncedBytesMax (see `writeEntries`). */
   private async waitUnsynced(bytes: number): Promise<void> {
