@@ -6,11 +6,22 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { defaultConfig } from './config.js';
 import { validateProduceRecords } from './produce-validation.js';
 import { ReplicatedPartition } from './replicated-partition.js';
-import { NotLeaderError } from './replication/partition-replica.js';
+import { NotLeaderError, type PartitionReplica } from './replication/partition-replica.js';
 import { ReplicaCluster } from './replication/replica-test-cluster.js';
 import { resolveTopicConfig } from './topic-config.js';
 
 let cluster: ReplicaCluster | null = null;
+
+/** Topic t partition 0 served over `replica` (the cluster's replica, opened already). */
+function servedOver(replica: PartitionReplica): Promise<ReplicatedPartition> {
+  return ReplicatedPartition.open(
+    't',
+    0,
+    resolveTopicConfig(defaultConfig().defaults, {}, 16 * 1024 * 1024),
+    { dir: '', open: async () => replica, remove: () => undefined },
+    10,
+  );
+}
 afterEach(async () => {
   await cluster?.closeAll();
   cluster = null;
@@ -23,13 +34,7 @@ describe('ReplicatedPartition.produce', () => {
     await c.startAll();
     c.replica(1).campaignIfSoleVoter();
     const r = await c.waitLeader();
-    const served = await ReplicatedPartition.open(
-      't',
-      0,
-      resolveTopicConfig(defaultConfig().defaults, {}, 16 * 1024 * 1024),
-      { dir: '', open: async () => r, remove: () => undefined },
-      10,
-    );
+    const served = await servedOver(r);
     const propose = vi.spyOn(r, 'propose');
     const records = encodeRecordBatch([{ value: Buffer.from('v'), timestamp: 1 }], {
       timestamp: 1,
@@ -53,13 +58,7 @@ describe('ReplicatedPartition.electionWait (issue 12)', () => {
     await c.startAll();
     const l = await c.waitLeader();
     const f = c.live().find((r) => r !== l)!;
-    const served = await ReplicatedPartition.open(
-      't',
-      0,
-      resolveTopicConfig(defaultConfig().defaults, {}, 16 * 1024 * 1024),
-      { dir: '', open: async () => f, remove: () => undefined },
-      10,
-    );
+    const served = await servedOver(f);
     // Following a known leader: no wait.
     for (let i = 0; i < 50 && f.leaderId !== l.self; i++) await c.tick();
     expect(served.electionWait()).toBeNull();
@@ -101,13 +100,7 @@ describe('ReplicatedPartition.electionWait (issue 12)', () => {
     await c.startAll();
     const l = await c.waitLeader();
     const f = c.live().find((r) => r !== l)!;
-    const served = await ReplicatedPartition.open(
-      't',
-      0,
-      resolveTopicConfig(defaultConfig().defaults, {}, 16 * 1024 * 1024),
-      { dir: '', open: async () => l, remove: () => undefined },
-      10,
-    );
+    const served = await servedOver(l);
     const term = l.leaderEpoch;
     // The old leader gets the target's vote request (it steps down) and nothing after it: the
     // new leader's appends, which would name it, are held.

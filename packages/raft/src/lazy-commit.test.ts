@@ -2,78 +2,19 @@
 // the commit index from the next append or heartbeat. Compared with the default (an append to
 // every follower at once), a lone proposal costs half the messages, and nothing else changes.
 import { describe, expect, it } from 'vitest';
-import { RaftNode } from './raft.js';
-import { seededRandom } from './rng.js';
-import { MemoryStorage } from './storage.js';
-import { type Message, MessageType, type NodeId, StateRole } from './types.js';
+import { syncGroup } from './sync-group.js';
+import { type Message, MessageType, type NodeId } from './types.js';
 
 const voters = [1, 2, 3] as NodeId[];
 
 /** Three nodes delivering messages at once (in order), each Ready persisted synchronously. */
 function group(options: { lazy: boolean; quiesce?: boolean }) {
-  const nodes = new Map<NodeId, RaftNode>();
-  const storages = new Map<NodeId, MemoryStorage>();
-  let sent: Message[] = [];
-  for (const id of voters) {
-    storages.set(id, new MemoryStorage({ voters, learners: [] }));
-    nodes.set(
-      id,
-      new RaftNode(
-        {
-          id,
-          random: seededRandom(id * 7),
-          electionTicks: 10,
-          heartbeatTicks: 2,
-          quiesce: options.quiesce ?? false,
-          lazyCommitBroadcast: options.lazy,
-        },
-        storages.get(id)!,
-      ),
-    );
-  }
-  const settle = (): void => {
-    for (let guard = 0; guard < 10_000; guard++) {
-      let moved = false;
-      for (const [id, n] of nodes) {
-        if (!n.hasReady()) continue;
-        moved = true;
-        const rd = n.ready();
-        const s = storages.get(id)!;
-        s.append(rd.entries);
-        if (rd.hardState) s.setHardState(rd.hardState);
-        n.advance();
-        for (const m of rd.messages) {
-          sent.push(m);
-          nodes.get(m.to)!.step(m);
-        }
-      }
-      if (!moved) return;
-    }
-    throw new Error('group did not settle');
-  };
-  const tick = (times = 1): void => {
-    for (let i = 0; i < times; i++) {
-      for (const n of nodes.values()) n.tick();
-      settle();
-    }
-  };
-  const leader = (): RaftNode => {
-    for (let i = 0; i < 100; i++) {
-      for (const n of nodes.values()) if (n.currentRole === StateRole.Leader) return n;
-      tick();
-    }
-    throw new Error('no leader');
-  };
-  /** The messages one proposal caused, up to quiet (no tick in between). */
-  const propose = (data: string): Message[] => {
-    sent = [];
-    leader().propose(Buffer.from(data));
-    settle();
-    return sent;
-  };
-  const followers = (): RaftNode[] =>
-    [...nodes.values()].filter((n) => n.currentRole !== StateRole.Leader);
-  return { tick, leader, propose, followers, sent: () => sent };
+  return syncGroup(voters, () => ({
+    electionTicks: 10,
+    heartbeatTicks: 2,
+    quiesce: options.quiesce ?? false,
+    lazyCommitBroadcast: options.lazy,
+  }));
 }
 
 const appends = (ms: readonly Message[]) => ms.filter((m) => m.type === MessageType.Append);

@@ -2,74 +2,17 @@
 // backed up, the leader sends that follower no appends (heartbeats still go), so nothing piles up
 // behind a slow link; once it clears, the next heartbeat response resumes the catch-up.
 import { describe, expect, it } from 'vitest';
-import { RaftNode } from './raft.js';
-import { seededRandom } from './rng.js';
-import { MemoryStorage } from './storage.js';
-import { type Message, MessageType, type NodeId, StateRole } from './types.js';
+import { syncGroup } from './sync-group.js';
+import { type Message, MessageType, type NodeId } from './types.js';
 
 const voters = [1, 2, 3] as NodeId[];
 
 function group(paused: Set<NodeId>) {
-  const nodes = new Map<NodeId, RaftNode>();
-  const storages = new Map<NodeId, MemoryStorage>();
-  let sent: Message[] = [];
-  for (const id of voters) {
-    storages.set(id, new MemoryStorage({ voters, learners: [] }));
-    nodes.set(
-      id,
-      new RaftNode(
-        {
-          id,
-          random: seededRandom(id * 11),
-          electionTicks: 10,
-          heartbeatTicks: 1,
-          sendPaused: (to) => paused.has(to),
-        },
-        storages.get(id)!,
-      ),
-    );
-  }
-  const settle = (): void => {
-    for (let guard = 0; guard < 10_000; guard++) {
-      let moved = false;
-      for (const [id, n] of nodes) {
-        if (!n.hasReady()) continue;
-        moved = true;
-        const rd = n.ready();
-        const s = storages.get(id)!;
-        s.append(rd.entries);
-        if (rd.hardState) s.setHardState(rd.hardState);
-        n.advance();
-        for (const m of rd.messages) {
-          sent.push(m);
-          nodes.get(m.to)!.step(m);
-        }
-      }
-      if (!moved) return;
-    }
-    throw new Error('group did not settle');
-  };
-  const tick = (): Message[] => {
-    sent = [];
-    for (const n of nodes.values()) n.tick();
-    settle();
-    return sent;
-  };
-  const leader = (): RaftNode => {
-    for (let i = 0; i < 100; i++) {
-      for (const n of nodes.values()) if (n.currentRole === StateRole.Leader) return n;
-      tick();
-    }
-    throw new Error('no leader');
-  };
-  const propose = (data: string): Message[] => {
-    sent = [];
-    leader().propose(Buffer.from(data));
-    settle();
-    return sent;
-  };
-  const lastIndex = (id: NodeId): number => storages.get(id)!.lastIndex();
-  return { nodes, tick, leader, propose, lastIndex };
+  return syncGroup(voters, () => ({
+    electionTicks: 10,
+    heartbeatTicks: 1,
+    sendPaused: (to) => paused.has(to),
+  }));
 }
 
 const appendsTo = (ms: readonly Message[], to: NodeId) =>
