@@ -9,6 +9,7 @@ import { clusterReplayCommand, runClusterSeeds } from './run.js';
 import { SimDisk } from './sim-disk.js';
 import { SimLoop } from './sim-loop.js';
 import { SimNetwork } from './sim-network.js';
+import type { SimReplicaFactory } from './sim-replica.js';
 import { standInReplicaFactory } from './stand-in-replica.js';
 
 const replica = replicaFactory(DEFAULT_REPLICA);
@@ -16,6 +17,36 @@ const replica = replicaFactory(DEFAULT_REPLICA);
 const FAULT_PHASE_MS = 800;
 
 describe('cluster simulation', () => {
+  it('a final check that throws fails its seed with the seed named, it does not escape the batch', async () => {
+    // The run is deterministic: count the replicas' reads of one seed, then fail the last one
+    // (the final check reads every replica back after the run).
+    let reads = 0;
+    let failAt = -1;
+    const counting = (): SimReplicaFactory => ({
+      name: standInReplicaFactory.name,
+      idempotent: standInReplicaFactory.idempotent,
+      async open(ctx) {
+        const r = await standInReplicaFactory.open(ctx);
+        const read = r.read.bind(r);
+        r.read = (offset, bytesMax) => {
+          if (++reads === failAt) return Promise.reject(new Error('read-back refused'));
+          return read(offset, bytesMax);
+        };
+        return r;
+      },
+    });
+    const options = { faultPhaseMs: 300, controller: false } as const;
+    const clean = await runClusterSeeds(3, 1, { replica: counting(), ...options });
+    expect(clean.failures).toEqual([]);
+    failAt = reads;
+    reads = 0;
+    const s = await runClusterSeeds(3, 1, { replica: counting(), ...options });
+    expect(s.seedsRun).toBe(1);
+    expect(s.failures.map((f) => f.seed)).toEqual([3]);
+    expect(s.failures[0]!.violations[0]).toMatchObject({ kind: 'exception' });
+    expect(s.failures[0]!.violations[0]!.detail).toMatch(/final check: .*read-back refused/s);
+  });
+
   it('200 seeds of faults keep every checker clean and every partition live', async () => {
     const s = await runClusterSeeds(1, 200, { replica, faultPhaseMs: FAULT_PHASE_MS });
     const summary = s.failures.slice(0, 3).map((f) => {

@@ -388,8 +388,18 @@ export class ClusterSimulation {
         }),
     );
     if (this.violations.length === 0 && this.livenessTicks !== null) {
-      await this.finalCheck();
-      if (this.ctl) this.violations.push(...this.ctl.finalCheck());
+      // A throw here (a replica refusing the read-back, a harness bug) is this seed's failure,
+      // reported with its seed and replay command like any violation, not an escape that ends
+      // a batch of seeds without naming one.
+      try {
+        await this.finalCheck();
+        if (this.ctl) this.violations.push(...this.ctl.finalCheck());
+      } catch (err) {
+        this.violations.push({
+          kind: 'exception',
+          detail: `final check: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+        });
+      }
     }
     const c = this.network.counters;
     for (const [kind, n] of [
