@@ -19,6 +19,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 
 const PREFIX = 'sbtest';
+const LINK_UP_WAIT_MS = 5_000;
 
 export interface NetnsNode {
   readonly id: number;
@@ -209,6 +210,40 @@ export class NetnsNetwork {
     ip(['addr', 'add', `${this.hostAddress}/24`, 'dev', this.hostVeth]);
     ip(['link', 'set', this.hostVeth, 'up']);
     inNs(br, ['link', 'set', `${this.tag}bh`, 'master', 'br0', 'up']);
+    this.waitLinksUp(count);
+  }
+
+  /**
+   * Waits (up to LINK_UP_WAIT_MS) until every link of the topology reports operstate UP. The
+   * kernel brings a veth's carrier, and so a bridge port's forwarding state, up asynchronously
+   * (its link-watch events can lag by up to a second): a connection made before that loses its
+   * first ARP request, which is resent only a second later. Seen once as a first probe timing
+   * out under the full suite's load.
+   */
+  private waitLinksUp(count: number): void {
+    const want: Array<[string | null, string]> = [
+      [null, this.hostVeth],
+      [this.bridgeNs, 'br0'],
+      [this.bridgeNs, `${this.tag}bh`],
+    ];
+    for (let id = 1; id <= count; id++) {
+      want.push([this.node(id).ns, `${this.tag}a${id}`], [this.bridgeNs, `${this.tag}b${id}`]);
+    }
+    const deadline = Date.now() + LINK_UP_WAIT_MS;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      const down = want.filter(([ns, dev]) => {
+        const args = ['-o', 'link', 'show', 'dev', dev];
+        return !/\bstate UP\b/.test(ns === null ? ip(args) : inNs(ns, args));
+      });
+      if (down.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `test network links not up after ${LINK_UP_WAIT_MS} ms: ${down.map(([, d]) => d).join(', ')}`,
+        );
+      }
+      Atomics.wait(pause, 0, 0, 20);
+    }
   }
 
   node(id: number): NetnsNode {
