@@ -34,8 +34,14 @@ describe('per-record driver', () => {
       '50',
       '--mode',
       'batch',
+      '--node-flag',
+      '--trace-gc',
+      '--node-flag',
+      '--heap-growing-percent=0',
     ]);
     expect(a).toMatchObject({ durability: 'none', acks: 1, window: 50, mode: 'batch', runs: 3 });
+    expect(a.nodeFlags).toEqual(['--trace-gc', '--heap-growing-percent=0']);
+    expect(parseArgs([]).nodeFlags).toEqual([]);
     expect(() => parseArgs(['--durability', 'sometimes'])).toThrow(/durability/);
     expect(() => parseArgs(['--window', '-3'])).toThrow(/window/);
   });

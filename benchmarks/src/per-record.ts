@@ -12,6 +12,8 @@
 //     [--clients A.js,B.js (alternate them run by run)] [--mode batch (sendBatch() of 10,000-record
 //     chunks, 8 outstanding: the suite's reference)] [--paced RATE --seconds S (the latency rows'
 //     paced loop instead: p50/p99 of send() to acknowledgement, first 0.5 s dropped)]
+//     [--node-flag F (repeatable: node flags for the broker, e.g. --heap-growing-percent=0 for
+//     V8's own heap growth instead of the broker's, v8-heap.ts)]
 //
 // Run it under `node --cpu-prof` to profile the client side of the loop.
 import { promises as fsp } from 'node:fs';
@@ -38,6 +40,8 @@ export interface PerRecordArgs {
   /** With --paced RATE: Producer.send() at RATE records/s for --seconds instead (latency). */
   pacedRate: number;
   seconds: number;
+  /** --node-flag F (repeatable): node flags for the broker child (e.g. --heap-growing-percent=0). */
+  nodeFlags: string[];
 }
 
 export function parseArgs(argv: readonly string[]): PerRecordArgs {
@@ -69,6 +73,7 @@ export function parseArgs(argv: readonly string[]): PerRecordArgs {
     mode: get('mode') === 'batch' ? 'batch' : 'send',
     pacedRate: num('paced', 0),
     seconds: num('seconds', 4),
+    nodeFlags: argv.flatMap((v, i) => (argv[i - 1] === '--node-flag' ? [v] : [])),
   };
 }
 
@@ -211,7 +216,7 @@ async function main(): Promise<void> {
     ctors.push(mod.StreamBusClient);
   }
   const dir = await fsp.mkdtemp(join(tmpdir(), 'sb-per-record-'));
-  const broker = await spawnBroker(dir);
+  const broker = await spawnBroker(dir, a.nodeFlags);
   const byClient: Array<Array<Record<string, number>>> = a.clients.map(() => []);
   try {
     let seq = 0;
