@@ -98,6 +98,8 @@ const proto = BrokerConnection.prototype as unknown as Record<
   string,
   (this: unknown, ...args: unknown[]) => Promise<unknown>
 >;
+/** Produce requests that failed as a whole (connection closed, timed out): no partition known. */
+const rejections: Array<{ sent: number; at: number; port: number; code: number | undefined }> = [];
 /** When each Metadata request was sent. */
 const metadataAt: number[] = [];
 /** Per partition, each produce answer: when, from which broker port, ok or refused. */
@@ -127,6 +129,7 @@ for (const name of ['request', 'requestEncoded']) {
       },
       (err: { code?: number }) => {
         count(`api ${args[0]} rejected ${err?.code}`);
+        if (args[0] === 6) rejections.push({ sent, at: performance.now(), port, code: err?.code });
         throw err;
       },
     );
@@ -142,18 +145,31 @@ function handOvers(from: number): string[] {
   for (const [partition, list] of answers) {
     let last: { at: number; port: number } | null = null;
     let refused = 0;
+    // The refusals since the last success: port, sent and answered (ms after that success).
+    let refusals: string[] = [];
     for (const a of list) {
       if (!a.ok) {
         refused++;
+        if (last !== null && refusals.length < 8) {
+          refusals.push(
+            `${a.port} sent ${(a.sent - last.at).toFixed(0)} answered ${(a.at - last.at).toFixed(0)}`,
+          );
+        }
         continue;
       }
       if (last !== null && a.port !== last.port) {
+        const t0 = last.at;
+        const lost = rejections
+          .filter((r) => r.at > t0 && r.sent < a.sent)
+          .map((r) => `${r.port} sent ${(r.sent - t0).toFixed(0)} failed ${(r.at - t0).toFixed(0)} code ${r.code}`);
+        if (lost.length > 0) refusals.push(`requests failed whole: ${lost.slice(0, 4).join(', ')}`);
         out.push({
           at: last.at,
-          text: `p${partition} ${last.port}->${a.port} at ${(last.at - from).toFixed(0)} gap ${(a.at - last.at).toFixed(0)} ms refused ${refused} metadata ${metadataAt.filter((t) => t > last!.at && t < a.sent).length} (first ok there sent ${(a.sent - last.at).toFixed(0)} ms into the gap)`,
+          text: `p${partition} ${last.port}->${a.port} at ${(last.at - from).toFixed(0)} gap ${(a.at - last.at).toFixed(0)} ms refused ${refused} metadata ${metadataAt.filter((t) => t > last!.at && t < a.sent).length} (first ok there sent ${(a.sent - last.at).toFixed(0)} ms into the gap)${refusals.length > 0 ? `; refusals: ${refusals.join(', ')}` : ''}`,
         });
       }
       refused = 0;
+      refusals = [];
       last = { at: a.at, port: a.port };
     }
   }
@@ -177,6 +193,19 @@ await withClusterEnv(3, {}, async (cluster, client) => {
       );
     }
     console.log(`  after starts at ${rel(run.bounds.after)}`);
+    // Where in each restart the slow sends are: SIGTERM to exit (hand-over, shutdown), exit to
+    // started (two brokers serve while the new process loads), started to ready (catch-up).
+    const within = (a: number, b: number): string => {
+      const l = run.samples.filter((x) => x.at >= a && x.at < b).map((x) => x.ms);
+      return l.length === 0
+        ? 'n 0'
+        : `n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
+    };
+    for (const s of run.steps) {
+      console.log(
+        `  broker ${s.id} stopping ${within(s.term, s.exited)} | down ${within(s.exited, s.started)} | catching up ${within(s.started, s.ready)}`,
+      );
+    }
     const stalls = stallsOf(run, slowMs);
     let total = 0;
     for (const s of stalls) {
