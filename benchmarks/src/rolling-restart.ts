@@ -161,7 +161,10 @@ function handOvers(from: number): string[] {
         const t0 = last.at;
         const lost = rejections
           .filter((r) => r.at > t0 && r.sent < a.sent)
-          .map((r) => `${r.port} sent ${(r.sent - t0).toFixed(0)} failed ${(r.at - t0).toFixed(0)} code ${r.code}`);
+          .map(
+            (r) =>
+              `${r.port} sent ${(r.sent - t0).toFixed(0)} failed ${(r.at - t0).toFixed(0)} code ${r.code}`,
+          );
         if (lost.length > 0) refusals.push(`requests failed whole: ${lost.slice(0, 4).join(', ')}`);
         out.push({
           at: last.at,
@@ -225,6 +228,7 @@ await withClusterEnv(3, {}, async (cluster, client) => {
     counts.clear();
     answers.clear();
     metadataAt.length = 0;
+    rejections.length = 0;
     // The next run starts from a balanced cluster (the restarts' take-backs done).
     await client
       .admin()
