@@ -24,10 +24,12 @@ export interface BrokerChild {
 export function startBrokerChild(
   dataDir: string,
   env: Record<string, string> = {},
+  /** Node flags for the child, before the entry (e.g. a V8 flag). */
+  nodeFlags: readonly string[] = [],
 ): Promise<BrokerChild> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [MAIN, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', 'off'],
+    [...nodeFlags, MAIN, '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', 'off'],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: withThreadPoolSize({ PATH: process.env.PATH ?? '', ...env }),
