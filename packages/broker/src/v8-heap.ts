@@ -6,10 +6,11 @@
 // factor it derives from its GC and mutator speeds; for a small heap that factor leaves a few MB
 // of headroom, so the broker ran a mark-compact about every 100 ms under load (76 in 12 s of the
 // per-record bench, `node --trace-gc`), and the GC took 28% of the broker's CPU samples.
-// `--heap-growing-percent=300` (next limit = 4 x live) cut that to about 20 mark-compacts, broker
-// CPU per record from 1.1 to 0.8 us and the warm per-record send() rate from ~730 k to ~820 k
-// records/s (docs/benchmarks.md), for about 25 MB more resident memory under load (160 -> 185
-// MB); an idle broker is unchanged (no allocation, no growth).
+// `--heap-growing-percent=N` makes V8 use the growth factor 1 + N/100 instead of its own: 200
+// and 400 cut the mark-compacts to 23 and 12; with 300, broker CPU per record went from 1.0-1.1
+// to 0.75-0.8 us and the warm per-record send() rate from ~750 k to ~840 k records/s
+// (docs/benchmarks.md), for about 25 MB more resident memory under load (158 -> 183 MB); an
+// idle broker is unchanged (no allocation, no growth).
 //
 // The flag is one V8 reads each time it recomputes the limit, so setting it once the process is
 // running works (unlike the initial heap sizes, fixed when the heap is made); `runBroker` sets it
