@@ -3,7 +3,9 @@
 // explain the row's p99 during the restart, they are not results.
 //
 //   node benchmarks/dist/rolling-restart.js [--steady-ms 2000] [--runs 1] [--slow-ms 30]
-//                                           [--durability always|none]
+//                                           [--durability always|none] [--node-flag F]
+//
+// --node-flag F (repeatable): a node flag for every broker (e.g. a V8 tiering flag).
 //
 // --durability (default `always`, as the bench row): the topic's durability. `none` takes the
 // fsyncs (and so the disk's stalls) out of every ack, leaving the hand-over's own mechanics.
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     'slow-ms': { type: 'string', default: '30' },
     durability: { type: 'string', default: 'always' },
+    'node-flag': { type: 'string', multiple: true },
   },
 });
 const durability = values.durability;
@@ -179,60 +182,71 @@ function handOvers(from: number): string[] {
   return out.sort((a, b) => a.at - b.at).map((x) => x.text);
 }
 
-await withClusterEnv(3, {}, async (cluster, client) => {
-  for (let i = 0; i < Number(values.runs); i++) {
-    const run = await rollingRestartRun(cluster, client, steadyMs, `ops-rolling-${i}`, durability);
-    const f = (p: 'before' | 'during' | 'after'): string => {
-      const l = phaseLatencies(run, p);
-      return `${p} n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
-    };
-    console.log(
-      `run ${i} (durability ${durability}): ${f('before')} | ${f('during')} | ${f('after')} | failed ${run.failed}`,
-    );
-    const rel = (t: number): string => (t - run.bounds.during).toFixed(0);
-    for (const s of run.steps) {
-      console.log(
-        `  broker ${s.id}: SIGTERM ${rel(s.term)} exited ${rel(s.exited)} started ${rel(s.started)} ready ${rel(s.ready)}`,
+await withClusterEnv(
+  3,
+  {},
+  async (cluster, client) => {
+    for (let i = 0; i < Number(values.runs); i++) {
+      const run = await rollingRestartRun(
+        cluster,
+        client,
+        steadyMs,
+        `ops-rolling-${i}`,
+        durability,
       );
-    }
-    console.log(`  after starts at ${rel(run.bounds.after)}`);
-    // Where in each restart the slow sends are: SIGTERM to exit (hand-over, shutdown), exit to
-    // started (two brokers serve while the new process loads), started to ready (catch-up).
-    const within = (a: number, b: number): string => {
-      const l = run.samples.filter((x) => x.at >= a && x.at < b).map((x) => x.ms);
-      return l.length === 0
-        ? 'n 0'
-        : `n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
-    };
-    for (const s of run.steps) {
+      const f = (p: 'before' | 'during' | 'after'): string => {
+        const l = phaseLatencies(run, p);
+        return `${p} n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
+      };
       console.log(
-        `  broker ${s.id} stopping ${within(s.term, s.exited)} | down ${within(s.exited, s.started)} | catching up ${within(s.started, s.ready)}`,
+        `run ${i} (durability ${durability}): ${f('before')} | ${f('during')} | ${f('after')} | failed ${run.failed}`,
       );
-    }
-    const stalls = stallsOf(run, slowMs);
-    let total = 0;
-    for (const s of stalls) {
-      total += s.maxMs;
+      const rel = (t: number): string => (t - run.bounds.during).toFixed(0);
+      for (const s of run.steps) {
+        console.log(
+          `  broker ${s.id}: SIGTERM ${rel(s.term)} exited ${rel(s.exited)} started ${rel(s.started)} ready ${rel(s.ready)}`,
+        );
+      }
+      console.log(`  after starts at ${rel(run.bounds.after)}`);
+      // Where in each restart the slow sends are: SIGTERM to exit (hand-over, shutdown), exit to
+      // started (two brokers serve while the new process loads), started to ready (catch-up).
+      const within = (a: number, b: number): string => {
+        const l = run.samples.filter((x) => x.at >= a && x.at < b).map((x) => x.ms);
+        return l.length === 0
+          ? 'n 0'
+          : `n ${l.length} p50 ${quantile(l, 0.5).toFixed(1)} p99 ${quantile(l, 0.99).toFixed(1)}`;
+      };
+      for (const s of run.steps) {
+        console.log(
+          `  broker ${s.id} stopping ${within(s.term, s.exited)} | down ${within(s.exited, s.started)} | catching up ${within(s.started, s.ready)}`,
+        );
+      }
+      const stalls = stallsOf(run, slowMs);
+      let total = 0;
+      for (const s of stalls) {
+        total += s.maxMs;
+        console.log(
+          `  stall p${s.partition} at ${s.startMs.toFixed(0)} sends ${s.sends} max ${s.maxMs.toFixed(1)} ms`,
+        );
+      }
+      console.log(`  stalls ${stalls.length}, sum of their slowest sends ${total.toFixed(0)} ms`);
       console.log(
-        `  stall p${s.partition} at ${s.startMs.toFixed(0)} sends ${s.sends} max ${s.maxMs.toFixed(1)} ms`,
+        `  counts ${[...counts]
+          .sort()
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', ')}`,
       );
+      for (const line of handOvers(run.bounds.during)) console.log(`  hand-over ${line}`);
+      counts.clear();
+      answers.clear();
+      metadataAt.length = 0;
+      rejections.length = 0;
+      // The next run starts from a balanced cluster (the restarts' take-backs done).
+      await client
+        .admin()
+        .rebalanceLeaders()
+        .catch(() => undefined);
     }
-    console.log(`  stalls ${stalls.length}, sum of their slowest sends ${total.toFixed(0)} ms`);
-    console.log(
-      `  counts ${[...counts]
-        .sort()
-        .map(([k, v]) => `${k}: ${v}`)
-        .join(', ')}`,
-    );
-    for (const line of handOvers(run.bounds.during)) console.log(`  hand-over ${line}`);
-    counts.clear();
-    answers.clear();
-    metadataAt.length = 0;
-    rejections.length = 0;
-    // The next run starts from a balanced cluster (the restarts' take-backs done).
-    await client
-      .admin()
-      .rebalanceLeaders()
-      .catch(() => undefined);
-  }
-});
+  },
+  values['node-flag'] ?? [],
+);
