@@ -15,9 +15,12 @@
 // block and content checksums (verified), 64 KB–4 MB blocks, stored blocks, several frames and
 // skippable frames back to back. A dictionary id is refused (Kafka never uses one).
 
-import { compressSync, uncompressSync } from 'lz4-napi';
 import { Compression, corruptCompressed } from './compression-errors.js';
+import { lazyModule } from './lazy-module.js';
 import { xxhash32 } from './xxhash32.js';
+
+/** Loaded at the first lz4 batch (lazy-module.ts). */
+const lz4 = lazyModule<typeof import('lz4-napi')>('lz4-napi', Compression.LZ4);
 
 const MAGIC = 0x184d2204;
 const BLOCK_BYTES = 64 * 1024;
@@ -54,7 +57,7 @@ export function lz4CompressFrame(data: Uint8Array): Buffer {
   for (let p = 0; p < src.length; p += BLOCK_BYTES) {
     const chunk = src.subarray(p, Math.min(p + BLOCK_BYTES, src.length));
     // lz4-napi's block API prepends the uncompressed size (u32 LE); the frame wants the bare block.
-    const block = compressSync(chunk).subarray(4);
+    const block = lz4().compressSync(chunk).subarray(4);
     const sizeField = Buffer.allocUnsafe(4);
     if (block.length < chunk.length) {
       putU32le(sizeField, 0, block.length);
@@ -152,9 +155,13 @@ function decodeFrame(
     if (stored) {
       block = Buffer.from(data);
     } else {
+      const codec = lz4(); // outside the try: a binding that cannot load is not corrupt data
       try {
         // The u32 prefix is lz4-napi's output capacity: a block never inflates past blockMax.
-        block = uncompressSync(Buffer.concat([prefix, data]), independent ? undefined : window);
+        block = codec.uncompressSync(
+          Buffer.concat([prefix, data]),
+          independent ? undefined : window,
+        );
       } catch (err) {
         throw bad('corrupt block', err);
       }

@@ -9,8 +9,11 @@
 // the Java client, librdkafka and kafkajs-snappy all read. Before inflating a block the decoder
 // reads its declared length, so the `maxBytes` bound holds before any allocation.
 
-import { compressSync, uncompressSync } from 'snappy';
 import { Compression, corruptCompressed } from './compression-errors.js';
+import { lazyModule } from './lazy-module.js';
+
+/** Loaded at the first snappy batch (lazy-module.ts). */
+const snappy = lazyModule<typeof import('snappy')>('snappy', Compression.SNAPPY);
 
 const XERIAL_MAGIC = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00]);
 const XERIAL_HEADER_BYTES = 16;
@@ -36,7 +39,10 @@ export function snappyCompressXerial(data: Uint8Array): Buffer {
   parts.push(head);
   let total = head.length;
   for (let p = 0; p < data.length; p += CHUNK_BYTES) {
-    const block = compressSync(data.subarray(p, Math.min(p + CHUNK_BYTES, data.length)), COPY);
+    const block = snappy().compressSync(
+      data.subarray(p, Math.min(p + CHUNK_BYTES, data.length)),
+      COPY,
+    );
     const len = Buffer.allocUnsafe(4);
     len.writeInt32BE(block.length, 0);
     parts.push(len, block);
@@ -60,9 +66,10 @@ function rawLength(block: Uint8Array): number {
 function inflateRaw(block: Uint8Array, budget: number): Buffer {
   const declared = rawLength(block);
   if (declared > budget) throw bad(`block declares ${declared} bytes, above the bound`);
+  const codec = snappy(); // outside the try: a binding that cannot load is not corrupt data
   let out: string | Buffer;
   try {
-    out = uncompressSync(block, { asBuffer: true, ...COPY });
+    out = codec.uncompressSync(block, { asBuffer: true, ...COPY });
   } catch (err) {
     throw bad('corrupt block', err);
   }

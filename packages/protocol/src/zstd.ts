@@ -9,9 +9,12 @@
 //           UNSUPPORTED_COMPRESSION_TYPE error (docs/protocol.md explains why).
 
 import * as zlib from 'node:zlib';
-import { Decompress } from 'fzstd';
 import { Compression, corruptCompressed, unsupportedCompression } from './compression-errors.js';
 import { isStreamBusError } from './errors.js';
+import { lazyModule } from './lazy-module.js';
+
+/** The JavaScript decoder, loaded at the first zstd batch on a runtime without zlib's. */
+const fzstd = lazyModule<typeof import('fzstd')>('fzstd', Compression.ZSTD);
 
 type SyncCodec = (data: Uint8Array, options?: { maxOutputLength?: number }) => Buffer;
 const zlibAny = zlib as unknown as Record<string, unknown>;
@@ -111,7 +114,7 @@ export function zstdDecompress(input: Uint8Array, maxBytes: number): Buffer {
   const parts: Uint8Array[] = [];
   let produced = 0;
   let ended = false;
-  const stream = new Decompress((chunk, final) => {
+  const stream = new (fzstd().Decompress)((chunk, final) => {
     produced += chunk.length;
     if (produced > maxBytes) throw bad('decompressed size exceeds the bound');
     // fzstd may reuse its window buffer between callbacks: copy what it hands out.
