@@ -29,4 +29,3 @@ export {
   withThreadPoolSize,
 } from './thread-pool.js';
 export { TOPIC_CONFIG_KEYS, type TopicConfig } from './topic-config.js';
-export { HEAP_GROWING_PERCENT_DEFAULT, heapGrowingPercentOf } from './v8-heap.js';
