@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { UV_THREADPOOL_SIZE_DEFAULT } from '@streambus/broker';
 import { StreamBusClient } from '@streambus/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFreshClient } from './fresh-process.js';
+import { freshStartupRows, processCpuMs, runFreshClient } from './fresh-process.js';
 import { type ChildHandle, makeBatches, produceFrames, spawnBroker } from './suites/broker.js';
 import { validationRows } from './validation-cost.js';
 
@@ -30,6 +30,36 @@ describe('fresh-process and validation-cost rows', () => {
     await broker?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+
+  it('reads a process CPU time from /proc as process.cpuUsage does (10 ms ticks)', () => {
+    const end = performance.now() + 60;
+    while (performance.now() < end) {} // burn some CPU so both readings are well above 0
+    const own = process.cpuUsage();
+    const fromProc = processCpuMs(process.pid);
+    expect(Math.abs(fromProc - (own.user + own.system) / 1000)).toBeLessThan(40);
+    expect(processCpuMs(broker.pid)).toBeGreaterThan(0);
+  });
+
+  it('the start-up rows: five fresh brokers, CPU above the bare node floor', async () => {
+    const rows = await freshStartupRows({
+      quick: true,
+      tmp: dir,
+      warmed: [],
+      spawnBroker,
+      makeBatches,
+      produceFrames,
+    });
+    expect(rows.map((r) => r.name)).toEqual([
+      'fresh broker start-up cpu',
+      'fresh broker start-up wall',
+    ]);
+    const [cpu, wall] = rows as [(typeof rows)[0], (typeof rows)[0]];
+    expect((cpu.settings.values as number[]).length).toBe(5);
+    expect((cpu.settings.references as number[]).length).toBe(5);
+    // A broker loads ~200 modules and opens its controller: well above a bare node process.
+    expect(cpu.value).toBeGreaterThan(cpu.reference ?? Number.POSITIVE_INFINITY);
+    expect(wall.value).toBeGreaterThan(0);
+  }, 60_000);
 
   it("the bench broker runs with the launchers' libuv pool size", () => {
     expect(readFileSync(`/proc/${broker.pid}/environ`, 'utf8').split('\0')).toContain(

@@ -11,11 +11,18 @@
 //   fresh consume 1 KiB MB/s         one Consumer of 1 KiB records from the earliest offset, on a
 //                                    broker restarted over the filled data dir (warmed:
 //                                    `consume 1 KiB MB/s`)
+//   fresh broker start-up cpu        CPU time (ms, user + system, /proc/<pid>/stat) of a broker
+//                                    process from spawn to its "broker started" line, on an
+//                                    empty data dir, median of 5 (reference: a bare `node`
+//                                    process read the same way once it printed a line, the
+//                                    runtime's own floor). A restart's cost to the other brokers
+//                                    on shared cores (issue 12) and the wait of `npm start`.
+//   fresh broker start-up wall       the same starts' wall time from spawn to the line.
 // Each broker gets its own data dir (the consume one is filled once, then the broker restarted
 // for each run). Process start-up and connection set-up are outside the timed part; the JIT,
 // first-fetch sizing and the GC of the first seconds are inside it.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StreamBusClient } from '@streambus/client';
@@ -302,8 +309,97 @@ async function freshConsumeRow(ctx: FreshBenchContext): Promise<ResultRow> {
   );
 }
 
+const STARTS = 5;
+
+/** CPU time (ms) a live process used so far: utime + stime of /proc/<pid>/stat. */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 (state) on.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticksPerSecond = 100; // USER_HZ: 100 on every Linux this runs on
+  return ((Number(f[11]) + Number(f[12])) * 1000) / ticksPerSecond;
+}
+
+/** A bare node process: its CPU time once it printed its first line (the runtime's floor). */
+function bareNodeCpuMs(): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['-e', "console.log('up'); setInterval(() => {}, 1000)"],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
+    const timer = setTimeout(() => child.kill('SIGKILL'), CHILD_TIMEOUT_MS);
+    child.once('error', reject);
+    child.stdout!.once('data', () => {
+      try {
+        resolve(processCpuMs(child.pid!));
+      } catch (e) {
+        reject(e);
+      } finally {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+      }
+    });
+  });
+}
+
+export async function freshStartupRows(ctx: FreshBenchContext): Promise<ResultRow[]> {
+  if (!existsSync('/proc/self/stat')) {
+    console.log('  fresh broker start-up rows skipped: they read /proc/<pid>/stat (Linux only)');
+    return [];
+  }
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  const bare: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    const dir = await fsp.mkdtemp(join(ctx.tmp, 'fresh-start-'));
+    try {
+      const t0 = performance.now();
+      const broker = await ctx.spawnBroker(dir);
+      wall.push(performance.now() - t0);
+      try {
+        cpu.push(processCpuMs(broker.pid));
+      } finally {
+        await broker.stop();
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+    bare.push(await bareNodeCpuMs());
+  }
+  const settings = {
+    durability: 'n/a (start-up)',
+    acks: 'n/a',
+    dataDir: 'empty',
+    runs: STARTS,
+    processes: 'a fresh broker process per run (benchmarks spawnBroker: dist/main.js)',
+  };
+  return [
+    row(
+      'fresh broker start-up cpu',
+      median(cpu),
+      'ms',
+      {
+        ...settings,
+        values: cpu,
+        reference: 'a bare node process, CPU once it printed a line (same run)',
+        references: bare,
+      },
+      median(bare),
+    ),
+    row('fresh broker start-up wall', median(wall), 'ms', {
+      ...settings,
+      values: wall.map(Math.round),
+      reference: 'none',
+    }),
+  ];
+}
+
 export async function freshProcessRows(ctx: FreshBenchContext): Promise<ResultRow[]> {
   return [
+    ...(await freshStartupRows(ctx)),
     await freshProducerRow(ctx),
     ...(await freshLatencyRows(ctx)),
     await freshConsumeRow(ctx),
