@@ -1,7 +1,6 @@
 // How the CLI talks to the user: human text by default, `--output json` as one JSON object per
 // line, errors as one line `streambus: <message>` on stderr with an exit code (ExitCode below),
 // and a progress line only when stdout is a terminal. No command prints any other way.
-import { ConfigError } from '@streambus/broker';
 import { ErrorCode, StreamBusError } from '@streambus/client';
 
 /**
@@ -88,7 +87,9 @@ export class Progress {
 export function describeError(err: unknown): { message: string; exitCode: number } {
   if (err instanceof UsageError) return { message: err.message, exitCode: ExitCode.USAGE };
   // A broker configuration (flags, file, environment) refused before anything started.
-  if (err instanceof ConfigError)
+  // (By name, the broker's config.ts ConfigError: importing the broker package here would load
+  // its ~200 modules for every command; `broker start` loads it when it runs.)
+  if (err instanceof StreamBusError && err.name === 'ConfigError')
     return { message: oneLine(err.message), exitCode: ExitCode.USAGE };
   if (err instanceof StreamBusError) {
     let message = err.message;

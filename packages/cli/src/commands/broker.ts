@@ -8,7 +8,6 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Broker, loadConfig, runBroker } from '@streambus/broker';
 import { Command } from 'commander';
 import { UsageError } from '../output.js';
 import { parseIntArg } from './common.js';
@@ -72,6 +71,7 @@ export function brokerCommand(): Command {
       "overrides of other brokers' Kafka addresses as ID@HOST:PORT,... (default: the addresses they registered)",
     )
     .action(async (opts: BrokerFlags) => {
+      const { loadConfig, runBroker } = await import('@streambus/broker');
       // Read again on SIGHUP (run.ts): the dynamic settings that changed apply at runtime.
       const load = () =>
         loadConfig({
@@ -174,6 +174,7 @@ export function devCommand(): Command {
       });
       return;
     }
+    const { Broker, loadConfig } = await import('@streambus/broker');
     const config = loadConfig({
       env: process.env,
       flags: {

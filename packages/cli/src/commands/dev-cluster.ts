@@ -18,7 +18,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { formatPeers, type Peer, withThreadPoolSize } from '@streambus/broker';
+import type { Peer } from '@streambus/broker';
 
 export const DEV_NODES_MAX = 9;
 /** A broker must print its started line within this long. */
@@ -154,6 +154,7 @@ function spawnNode(
   opts: DevClusterOptions,
   out: NodeJS.WritableStream,
   kafka: readonly Peer[],
+  withThreadPoolSize: (env: NodeJS.ProcessEnv) => NodeJS.ProcessEnv,
 ): Node {
   const dataDir = join(opts.dataDir, `node-${peer.id}`);
   const child = spawn(
@@ -317,6 +318,9 @@ export async function runDevCluster(
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<void> {
   const pick = opts.pickPorts ?? freePorts;
+  // Loaded here, not at the CLI's import: every other command would pay for the broker's
+  // ~200 modules (program.ts).
+  const { formatPeers, withThreadPoolSize } = await import('@streambus/broker');
   /** Ports a broker found taken: never chosen again by this run. */
   const taken = new Set<number>();
   let peers: Peer[] = [];
@@ -364,7 +368,7 @@ export async function runDevCluster(
       peers = ports.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
       const kafka: Peer[] = kafkaPorts.map((port, i) => ({ id: i + 1, host: '127.0.0.1', port }));
       peerList = formatPeers(peers);
-      nodes = peers.map((p) => spawnNode(p, peerList, opts, out, kafka));
+      nodes = peers.map((p) => spawnNode(p, peerList, opts, out, kafka, withThreadPoolSize));
       if (signalled !== null) {
         await stopAll(nodes);
         return;
