@@ -3,7 +3,6 @@
 // and an exit code (ExitCode in output.ts: 2 usage or configuration, 1 failure, 0 ok).
 import { CommanderError } from 'commander';
 import { describeError, ExitCode } from './output.js';
-import { buildProgram } from './program.js';
 
 // A closed pipe (`streambus consume t | head`) ends the command quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -11,7 +10,13 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-const program = buildProgram();
+// `broker` and `dev` run brokers: their tree alone, so a broker start does not load the client
+// commands (broker-program.ts). Anything else, a typo included, gets the whole tree.
+const first = process.argv[2];
+const program =
+  first === 'broker' || first === 'dev'
+    ? (await import('./broker-program.js')).buildBrokerProgram()
+    : (await import('./program.js')).buildProgram();
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -1,6 +1,7 @@
 // What a CLI command loads (issue 13: a first hour without waits): client commands do not load
 // the broker package (~200 modules, about 0.1 s of CPU on every `streambus topic list`);
-// `broker start` loads it when it runs. Checked with a module load hook that lists every URL.
+// `broker start` loads it when it runs, and not the client package (issue 12: a broker start's
+// CPU is taken from the serving brokers on shared cores). Checked with a module load hook that lists every URL.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,9 +54,18 @@ describe('CLI module loading', () => {
     }
   });
 
-  it('broker start loads it when it runs, and a bad flag still exits 2', () => {
+  it('broker start loads it when it runs, not the client package, and a bad flag still exits 2', () => {
     const r = loadedBy(['broker', 'start', '--listen', '127.0.0.1:7070x']);
     expect(r.status).toBe(2);
     expect(broker(r.urls).length).toBeGreaterThan(50);
+    // bin.ts builds only the broker commands for `broker` and `dev` (broker-program.ts).
+    expect(r.urls.filter((u) => u.includes('/packages/client/'))).toEqual([]);
+  });
+
+  it('a mistyped command still gets the whole tree and its suggestion', () => {
+    const r = spawnSync(process.execPath, [BIN, 'brokr'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command 'brokr'/);
+    expect(r.stderr).toMatch(/Did you mean broker\?/);
   });
 });

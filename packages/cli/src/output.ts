@@ -1,7 +1,7 @@
 // How the CLI talks to the user: human text by default, `--output json` as one JSON object per
 // line, errors as one line `streambus: <message>` on stderr with an exit code (ExitCode below),
 // and a progress line only when stdout is a terminal. No command prints any other way.
-import { ErrorCode, StreamBusError } from '@streambus/client';
+import { ErrorCode, StreamBusError } from '@streambus/protocol';
 
 /**
  * The exit codes of every command, one rule: 2 when the invocation itself is wrong (unknown

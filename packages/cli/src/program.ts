@@ -1,6 +1,6 @@
 // The `streambus` command tree (commander). Each command lives in commands/*.ts; this file wires
-// them together and makes usage errors follow the CLI's error convention (output.ts).
-import { Command } from 'commander';
+// them together (program-base.ts: the root and the CLI's error convention, output.ts).
+import type { Command } from 'commander';
 import { brokerCommand, devCommand } from './commands/broker.js';
 import { clusterCommand } from './commands/cluster.js';
 import { configCommand } from './commands/config.js';
@@ -9,24 +9,13 @@ import { groupCommand } from './commands/group.js';
 import { partitionCommand } from './commands/partition.js';
 import { produceCommand } from './commands/produce.js';
 import { topicCommand } from './commands/topic.js';
+import { conventions, rootProgram } from './program-base.js';
 
-export const CLI_VERSION = '0.1.0';
-
-/** Applies the CLI's output conventions to a command and all its subcommands. */
-function conventions(cmd: Command): void {
-  cmd.exitOverride();
-  cmd.configureOutput({
-    outputError: (str, write) => write(`streambus: ${str.replace(/^error: /, '').trim()}\n`),
-  });
-  for (const sub of cmd.commands) conventions(sub);
-}
+export { CLI_VERSION } from './program-base.js';
 
 /** Builds the `streambus` command tree. */
 export function buildProgram(): Command {
-  const program = new Command('streambus')
-    .description('StreamBus: a replicated, partitioned, append-only log broker')
-    .version(CLI_VERSION)
-    .showSuggestionAfterError(true);
+  const program = rootProgram();
   program.addCommand(brokerCommand());
   program.addCommand(devCommand());
   program.addCommand(topicCommand());

@@ -10,7 +10,7 @@ import { isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { UsageError } from '../output.js';
-import { parseIntArg } from './common.js';
+import { parseIntArg } from './args.js';
 import { DEV_NODES_MAX, runDevCluster } from './dev-cluster.js';
 
 const LOG_LEVEL_HELP = 'fatal, error, warn, info, debug, trace or silent';

@@ -2,7 +2,7 @@
 
 import { DEFAULT_BOOTSTRAP, StreamBusClient } from '@streambus/client';
 import { type Command, Option } from 'commander';
-import { Output, type OutputFormat, parseOutput, UsageError } from '../output.js';
+import { Output, type OutputFormat, parseOutput } from '../output.js';
 
 export interface ClientFlags {
   readonly bootstrap: string;
@@ -33,15 +33,7 @@ export function openClient(flags: ClientFlags): { client: StreamBusClient; out: 
   return { client, out: new Output(flags.output) };
 }
 
-export function parseIntArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new UsageError(`${name}: expected an integer in ${min}..${max}, got '${value}'`);
-    }
-    return n;
-  };
-}
+export { parseIntArg } from './args.js';
 
 /** Runs `fn` with a client that is always closed afterwards. */
 export async function withClient<T>(
